@@ -1,0 +1,276 @@
+/*
+ * graft.h: the public interface of libgraft.
+ *
+ * libgraft holds everything the graft tools do, so that a C program can do the same in a
+ * few calls.  A model is read from ONNX or from graft's own archive format (.graft: see
+ * docs/format.md), inspected and changed through this interface, and written back out
+ * as either.  The in-memory model keeps every part of the ONNX ModelProto, including the
+ * parts graft does not interpret, so that ONNX -> .graft -> ONNX loses nothing.
+ *
+ * Conventions (see also STYLE in the repository's docs):
+ * - Functions that can fail return 0 (GRAFT_OK) or a negative enum graft_status, and fill
+ *   the caller's struct graft_err with a one-line message.  The library never prints and
+ *   never exits.
+ * - Whoever calls _new or _read gets an object to _free; _free(NULL) does nothing.
+ * - Getters return borrowed pointers, valid until the model is next changed or freed.
+ */
+#ifndef GRAFT_H
+#define GRAFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GRAFT_VERSION "0.1.0"
+
+/* The .graft container version this library writes; it reads this one and older. */
+#define GRAFT_FORMAT_VERSION 1
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+enum graft_status {
+	GRAFT_OK = 0,
+	GRAFT_ENOMEM = -1,      /* out of memory */
+	GRAFT_EIO = -2,         /* read or write failed */
+	GRAFT_EFORMAT = -3,     /* input is malformed, truncated or corrupted */
+	GRAFT_EUNSUPPORTED = -4,/* valid input that graft cannot handle */
+	GRAFT_EINVAL = -5,      /* bad argument from the caller */
+	GRAFT_EDNNL = -6,       /* oneDNN failed */
+};
+
+struct graft_err {
+	enum graft_status code;
+	char msg[512];
+};
+
+/* Formats err->msg and returns code, so one line both records and propagates.  err may
+ * be NULL.  Messages are lowercase, with no final period: what failed, then on what. */
+int graft_err_set(struct graft_err *err, enum graft_status code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Prepends "prefix: " to an error message already set (for example the file name). */
+int graft_err_prefix(struct graft_err *err, const char *prefix);
+
+/* ---- data types -------------------------------------------------------------------- */
+
+/* Element types, numbered as ONNX's TensorProto.DataType. */
+enum graft_dtype {
+	GRAFT_UNDEFINED = 0, GRAFT_FLOAT = 1, GRAFT_UINT8 = 2, GRAFT_INT8 = 3,
+	GRAFT_UINT16 = 4, GRAFT_INT16 = 5, GRAFT_INT32 = 6, GRAFT_INT64 = 7,
+	GRAFT_STRING = 8, GRAFT_BOOL = 9, GRAFT_FLOAT16 = 10, GRAFT_DOUBLE = 11,
+	GRAFT_UINT32 = 12, GRAFT_UINT64 = 13, GRAFT_COMPLEX64 = 14, GRAFT_COMPLEX128 = 15,
+	GRAFT_BFLOAT16 = 16,
+};
+
+/* Bytes per element, or 0 for UNDEFINED, STRING and unknown types. */
+size_t graft_dtype_size(int dtype);
+/* Lowercase name such as "float" or "int64"; "dtype<N>" style names are not returned:
+ * an unknown type gives NULL. */
+const char *graft_dtype_name(int dtype);
+/* The dtype with that name, or -1. */
+int graft_dtype_from_name(const char *name);
+/* 1 for float, float16, bfloat16 and double. */
+int graft_dtype_is_float(int dtype);
+
+/* ---- models -------------------------------------------------------------------------- */
+
+struct graft_model;
+
+/* Roles of the tensors a model stores (see docs/format.md for how import assigns them). */
+enum graft_role {
+	GRAFT_ROLE_PARAMETER = 0, /* learnable weight: Conv W and B, Gemm B and C, ... */
+	GRAFT_ROLE_BUFFER = 1,    /* state that is not learned by gradient: BN running stats */
+	GRAFT_ROLE_CONSTANT = 2,  /* anything else: shapes, indices, unused initializers */
+	GRAFT_ROLE_DATA = 3,      /* dataset contents (graft-data archives) */
+};
+const char *graft_role_name(enum graft_role role);
+
+/* Where a stored tensor lives in the ONNX graph. */
+enum graft_source {
+	GRAFT_SOURCE_INITIALIZER = 0, /* graph.initializer */
+	GRAFT_SOURCE_CONSTANT = 1,    /* the value attribute of a Constant node */
+};
+
+#define GRAFT_MAX_RANK 64
+
+/* A tensor whose data the model stores outside the graph (an initializer or the value of
+ * a Constant node), as seen through graft_model_tensor().  Borrowed from the model. */
+struct graft_tensor {
+	const char *name;       /* initializer name, or the Constant node's output name */
+	int dtype;              /* enum graft_dtype */
+	int rank;
+	const int64_t *dims;    /* (rank) */
+	uint64_t numel;
+	size_t nbytes;          /* numel * graft_dtype_size(dtype) */
+	const void *data;       /* little-endian, row-major; NULL when nbytes == 0 */
+	enum graft_role role;
+	int trainable;          /* 1: training may change it; 0: frozen */
+	enum graft_source source;
+};
+
+/* Flags for graft_model_read. */
+enum graft_read_flags {
+	GRAFT_READ_NO_MAP = 1 << 0, /* copy tensor data even when the input could be mapped */
+};
+
+/*
+ * Reads a model from path, or from standard input when path is NULL or "-".  The format
+ * is detected from the content: a .graft archive (tar, optionally zstd-compressed) or an
+ * ONNX ModelProto.  From a regular .graft file, tensor data is mapped, not copied.
+ * ONNX external data is resolved against the model file's folder; a location that is
+ * absolute or leaves that folder is refused.  Messages name the path ("<stdin>" for
+ * standard input).  On success *out is a model to free with graft_model_free.
+ */
+int graft_model_read(struct graft_model **out, const char *path, unsigned flags,
+		     struct graft_err *err);
+
+/* Same as graft_model_read, from a buffer (not kept after the call).  basedir is where
+ * ONNX external data lives; NULL refuses external data.  name is used in messages. */
+int graft_model_read_memory(struct graft_model **out, const void *buf, size_t len,
+			    const char *basedir, const char *name, struct graft_err *err);
+
+void graft_model_free(struct graft_model *m);
+
+/* Options for writing a .graft archive. */
+struct graft_write_opts {
+	int zstd;       /* 1: compress the archive with zstd */
+};
+
+/*
+ * Writes the model as a .graft archive to fd (a file or a pipe).  On error, what was
+ * written is garbage: callers that write files use graft_output (below) so that a failed
+ * write never leaves a file behind.
+ */
+int graft_model_write_graft(const struct graft_model *m, int fd,
+			    const struct graft_write_opts *opts, struct graft_err *err);
+
+/* Options for writing ONNX. */
+struct graft_onnx_opts {
+	/* When set, tensors of at least external_min_bytes go to this file instead of the
+	 * ModelProto, with locations relative to the model file: external_name is the
+	 * location written into the model (normally the file's base name). */
+	int external_fd;
+	const char *external_name;
+	size_t external_min_bytes;
+};
+
+/* Writes the model as an ONNX ModelProto to fd.  A model whose ModelProto would exceed
+ * protobuf's 2 GiB limit is refused with GRAFT_EUNSUPPORTED unless external data is set. */
+int graft_model_write_onnx(const struct graft_model *m, int fd,
+			   const struct graft_onnx_opts *opts, struct graft_err *err);
+
+/* Serialized size the ONNX output would have with all tensors inline. */
+uint64_t graft_model_onnx_size(const struct graft_model *m);
+
+/* 1 when the model was read from a .graft archive, 0 when from ONNX. */
+int graft_model_from_archive(const struct graft_model *m);
+
+/* ---- inspecting ------------------------------------------------------------------------ */
+
+size_t graft_model_tensor_count(const struct graft_model *m);
+/* Fills *t with a view of tensor i (0 <= i < count); the view is borrowed. */
+void graft_model_tensor(const struct graft_model *m, size_t i, struct graft_tensor *t);
+/* Index of the tensor with that name, or -1. */
+long graft_model_find_tensor(const struct graft_model *m, const char *name);
+/* Marks tensor i trainable (1) or frozen (0).  Only parameters can be trainable:
+ * GRAFT_EINVAL for any other role. */
+int graft_model_set_trainable(struct graft_model *m, size_t i, int trainable,
+			      struct graft_err *err);
+
+/* Model-level facts, borrowed. */
+struct graft_model_meta {
+	int64_t ir_version;
+	const char *producer_name, *producer_version, *domain, *doc_string;
+	int64_t model_version;
+	size_t n_opsets;
+	size_t n_functions;
+	size_t n_metadata;
+	const char *graph_name;
+};
+void graft_model_meta(const struct graft_model *m, struct graft_model_meta *meta);
+/* Opset i: domain ("" for the default ONNX domain) and version. */
+void graft_model_opset(const struct graft_model *m, size_t i, const char **domain,
+		       int64_t *version);
+/* Metadata property i. */
+void graft_model_metadata(const struct graft_model *m, size_t i, const char **key,
+			  const char **value);
+
+/* A graph input or output, as declared in the main graph. */
+struct graft_value_info {
+	const char *name;
+	int kind;               /* 't' tensor, 's' sequence, 'm' map, 'o' optional, 'p' sparse,
+				 * 0 when the type is missing or other */
+	int dtype;              /* element type for tensors, else 0 */
+	int rank;               /* -1 when the shape is unknown */
+	/* dim j: dims[j] >= 0 is a fixed size; -1 is symbolic (dim_params[j] is its name,
+	 * or NULL when it is unnamed) */
+	int64_t dims[GRAFT_MAX_RANK];
+	const char *dim_params[GRAFT_MAX_RANK];
+};
+size_t graft_model_input_count(const struct graft_model *m);
+size_t graft_model_output_count(const struct graft_model *m);
+/* Graph inputs that are not also initializers, as ONNX runtimes see them. */
+void graft_model_input(const struct graft_model *m, size_t i, struct graft_value_info *vi);
+void graft_model_output(const struct graft_model *m, size_t i, struct graft_value_info *vi);
+
+/* A node of the main graph, borrowed. */
+struct graft_node {
+	const char *name;       /* "" when the node has no name */
+	const char *op_type;
+	const char *domain;     /* "" for the default ONNX domain */
+	size_t n_inputs, n_outputs;
+	char *const *inputs;    /* "" for an omitted optional input */
+	char *const *outputs;
+	size_t n_attributes;
+};
+size_t graft_model_node_count(const struct graft_model *m);
+void graft_model_node(const struct graft_model *m, size_t i, struct graft_node *node);
+
+/* ---- history ----------------------------------------------------------------------------- */
+
+/* Appends one entry to the model's history: the tool's name and its arguments.  History
+ * lives in .graft archives only; ONNX output does not carry it. */
+int graft_model_add_history(struct graft_model *m, const char *tool, int argc,
+			    char *const *argv, struct graft_err *err);
+size_t graft_model_history_count(const struct graft_model *m);
+/* Entry i as one line: the tool, then its arguments, each shell-quoted where needed. */
+const char *graft_model_history(const struct graft_model *m, size_t i);
+
+/* ---- input and output helpers -------------------------------------------------------------- */
+
+/*
+ * An output that appears only when complete: with a path, data goes to a temporary file
+ * beside it that graft_output_commit renames into place (after fsync) and
+ * graft_output_abort removes; with NULL or "-", data goes to standard output and commit
+ * checks that every byte was written.
+ */
+struct graft_output {
+	int fd;
+	char *path;     /* NULL for standard output */
+	char *tmp;      /* temporary name, NULL for standard output */
+};
+int graft_output_open(struct graft_output *out, const char *path, struct graft_err *err);
+int graft_output_commit(struct graft_output *out, struct graft_err *err);
+/* Removes the temporary file, if any.  Safe to call twice and after commit. */
+void graft_output_abort(struct graft_output *out);
+/* The temporary path of an output in progress, for signal handlers; NULL if none. */
+const char *graft_output_tmp_path(const struct graft_output *out);
+
+/* Reads all of fd into a new buffer (free it with free()).  Used for pipes. */
+int graft_read_fd(int fd, void **buf, size_t *len, struct graft_err *err);
+
+/* Writes all len bytes, retrying short writes and EINTR. */
+int graft_write_all(int fd, const void *buf, size_t len, struct graft_err *err);
+
+/* ---- checksums -------------------------------------------------------------------------- */
+
+/* XXH64 of buf with the given seed (the checksum the .graft format uses). */
+uint64_t graft_xxh64(const void *buf, size_t len, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

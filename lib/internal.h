@@ -1,0 +1,142 @@
+/*
+ * internal.h: what libgraft's modules share and the public header hides.
+ *
+ * The in-memory model is the ONNX ModelProto itself, unpacked by protobuf-c, with the
+ * payload of every stored tensor moved out of it into a table (struct tensor_rec).  The
+ * ModelProto without those payloads is the "skeleton": it keeps every field of the
+ * original, the ones graft does not interpret included, which is what makes
+ * ONNX -> .graft -> ONNX lossless.  Each table entry remembers its slot in the skeleton
+ * and the field its payload came from, so export puts the bytes back where they were.
+ * docs/format.md explains why the skeleton is protobuf rather than text.
+ */
+#ifndef GRAFT_INTERNAL_H
+#define GRAFT_INTERNAL_H
+
+#include "graft.h"
+#include "onnx.pb-c.h"
+
+/* The TensorProto field a payload was stored in, so that export restores it exactly. */
+enum payload_field {
+	FIELD_RAW = 0,          /* raw_data */
+	FIELD_FLOAT = 1,        /* float_data: FLOAT, COMPLEX64 */
+	FIELD_INT32 = 2,        /* int32_data: INT32, INT16, INT8, UINT16, UINT8, BOOL,
+				 * FLOAT16, BFLOAT16 (widened to int32 per element) */
+	FIELD_INT64 = 3,        /* int64_data: INT64 */
+	FIELD_DOUBLE = 4,       /* double_data: DOUBLE, COMPLEX128 */
+	FIELD_UINT64 = 5,       /* uint64_data: UINT32, UINT64 (widened to uint64) */
+};
+const char *payload_field_name(enum payload_field f);
+int payload_field_from_name(const char *name);
+
+/* Who owns a tensor's bytes. */
+enum data_owner {
+	OWNER_HEAP = 0,         /* malloc'd: free() it */
+	OWNER_MAP = 1,          /* inside the model's mapped archive: leave it */
+};
+
+struct tensor_rec {
+	char *name;
+	int dtype;
+	int rank;
+	int64_t *dims;          /* (rank) */
+	uint64_t numel;
+	size_t nbytes;
+	void *data;             /* natural little-endian layout of dtype */
+	enum data_owner owner;
+	enum graft_role role;
+	int trainable;
+	enum graft_source source;
+	enum payload_field field;
+	Onnx__TensorProto *slot;/* where the payload belongs in the skeleton */
+};
+
+struct graft_model {
+	Onnx__ModelProto *proto;    /* the skeleton; payloads of tensors[] moved out */
+	struct tensor_rec *tensors;
+	size_t n_tensors;
+	char **history;
+	size_t n_history;
+	void *buf;                  /* the .graft input that tensor data may point into */
+	size_t buf_len;
+	int buf_mapped;             /* 1: munmap buf; 0: free it */
+	int from_archive;
+};
+
+/* ---- model.c ---- */
+struct graft_model *model_new(void);
+int model_add_history_line(struct graft_model *m, const char *line, struct graft_err *err);
+
+/* ---- onnx.c: the only module that builds or packs protobuf messages ---- */
+
+/* Unpacks an ONNX ModelProto into m (which must be empty), resolving external data
+ * against basedir (NULL refuses it), moving tensor payloads into m->tensors and
+ * assigning roles. */
+int onnx_import(struct graft_model *m, const void *buf, size_t len, const char *basedir,
+		struct graft_err *err);
+/* Serializes the skeleton (no payloads) into a new buffer. */
+int onnx_skeleton_pack(const struct graft_model *m, void **buf, size_t *len,
+		       struct graft_err *err);
+/* Unpacks a skeleton into m->proto. */
+int onnx_skeleton_unpack(struct graft_model *m, const void *buf, size_t len,
+			 struct graft_err *err);
+/* Points every m->tensors[i].slot at its TensorProto in the skeleton, checking that each
+ * slot exists once, has no payload of its own, and agrees on dtype and dims. */
+int onnx_bind_slots(struct graft_model *m, struct graft_err *err);
+
+/* ---- archive.c ---- */
+/* 1 if buf starts like a .graft archive (tar, or a compressed stream) rather than ONNX. */
+int archive_detect(const void *buf, size_t len);
+/* Reads a .graft archive held in buf (which m keeps: tensor data may point into it). */
+int archive_read_graft(struct graft_model *m, const void *buf, size_t len,
+		       struct graft_err *err);
+
+/* ---- manifest.c ---- */
+struct manifest_entry {
+	char *member;
+	uint64_t checksum;
+	size_t nbytes;
+};
+struct manifest {
+	int version;
+	uint64_t skeleton_checksum;
+	size_t skeleton_nbytes;
+	struct manifest_entry *entries; /* one per m->tensors[i], same order */
+};
+/* Renders the manifest of m into a new NUL-terminated buffer. */
+int manifest_write(const struct graft_model *m, const uint64_t *checksums,
+		   uint64_t skeleton_checksum, size_t skeleton_nbytes, char **text,
+		   size_t *len, struct graft_err *err);
+/* Parses text into mf and fills m->tensors (without data) and m->history. */
+int manifest_parse(struct graft_model *m, struct manifest *mf, const char *text,
+		   size_t len, struct graft_err *err);
+void manifest_release(struct manifest *mf, size_t n_entries);
+/* Name of the archive member holding tensor i. */
+void manifest_member_name(size_t i, char *buf, size_t size);
+
+/* ---- io.c ---- */
+/* Maps a regular file read-only.  GRAFT_EINVAL (with no message) when fd is not a
+ * regular file, so callers fall back to reading. */
+int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err);
+
+/* ---- util ---- */
+/* Percent-encodes bytes outside '!'..'~' and '%' itself, so any name fits one token. */
+char *str_escape(const char *s);
+/* Decodes str_escape's output in place; -1 on a malformed escape. */
+int str_unescape(char *s);
+/* Multiplies dims into *numel, refusing negative dims and overflow past 2^62. */
+int dims_numel(const int64_t *dims, int rank, uint64_t *numel);
+
+/* A small open-addressing hash map from borrowed strings to indices. */
+struct strmap {
+	const char **keys;
+	long *vals;
+	size_t cap, count;
+};
+int strmap_init(struct strmap *sm, size_t expected);
+void strmap_release(struct strmap *sm);
+/* Inserts key -> val; returns the previous value if key was present, else -1.  Keys are
+ * borrowed: they must outlive the map. */
+long strmap_put(struct strmap *sm, const char *key, long val);
+long strmap_get(const struct strmap *sm, const char *key);
+
+#endif

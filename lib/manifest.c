@@ -1,0 +1,303 @@
+/*
+ * manifest.c: the text manifest that opens every .graft archive.
+ *
+ * One record per line, space-separated tokens, names percent-escaped so that any ONNX
+ * name fits one token (docs/format.md has the grammar):
+ *
+ *   graft-archive 1
+ *   skeleton model.pb 1234 9f0c2d17a4b6e3c1
+ *   tensor tensors/000000 conv1.weight float [64,3,7,7] parameter 1 initializer raw 37632 0123456789abcdef
+ *   history graft-import resnet18.onnx
+ *   end
+ *
+ * The closing "end" line makes a manifest cut short detectable on its own.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char *field_names[] = {"raw", "float_data", "int32_data", "int64_data",
+				    "double_data", "uint64_data"};
+
+const char *payload_field_name(enum payload_field f)
+{
+	return (unsigned)f < 6 ? field_names[f] : "?";
+}
+
+int payload_field_from_name(const char *name)
+{
+	for (int i = 0; i < 6; i++)
+		if (strcmp(field_names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+void manifest_member_name(size_t i, char *buf, size_t size)
+{
+	snprintf(buf, size, "tensors/%06zu", i);
+}
+
+/* A growing text buffer. */
+struct text {
+	char *s;
+	size_t len, cap;
+	int failed;
+};
+
+static void text_printf(struct text *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void text_printf(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->failed)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->failed = 1;
+			return;
+		}
+		if ((size_t)n < t->cap - t->len)
+			break;
+		size_t cap = (t->cap + (size_t)n + 1) * 2;
+		char *s = realloc(t->s, cap);
+		if (!s) {
+			t->failed = 1;
+			return;
+		}
+		t->s = s;
+		t->cap = cap;
+	}
+	t->len += (size_t)n;
+}
+
+int manifest_write(const struct graft_model *m, const uint64_t *checksums,
+		   uint64_t skeleton_checksum, size_t skeleton_nbytes, char **text,
+		   size_t *len, struct graft_err *err)
+{
+	struct text t = {.s = malloc(4096), .cap = 4096};
+	char member[32];
+
+	if (!t.s)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	t.s[0] = 0;
+	text_printf(&t, "graft-archive %d\n", GRAFT_FORMAT_VERSION);
+	text_printf(&t, "skeleton model.pb %zu %016" PRIx64 "\n", skeleton_nbytes,
+		    skeleton_checksum);
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		const struct tensor_rec *r = &m->tensors[i];
+		char *name = str_escape(r->name);
+		if (!name) {
+			t.failed = 1;
+			break;
+		}
+		manifest_member_name(i, member, sizeof(member));
+		text_printf(&t, "tensor %s %s %s [", member, name, graft_dtype_name(r->dtype));
+		for (int d = 0; d < r->rank; d++)
+			text_printf(&t, "%s%" PRId64, d ? "," : "", r->dims[d]);
+		text_printf(&t, "] %s %d %s %s %zu %016" PRIx64 "\n", graft_role_name(r->role),
+			    r->trainable,
+			    r->source == GRAFT_SOURCE_CONSTANT ? "constant" : "initializer",
+			    payload_field_name(r->field), r->nbytes, checksums[i]);
+		free(name);
+	}
+	for (size_t i = 0; i < m->n_history; i++) {
+		char *h = str_escape(m->history[i]);
+		if (!h) {
+			t.failed = 1;
+			break;
+		}
+		text_printf(&t, "history %s\n", h);
+		free(h);
+	}
+	text_printf(&t, "end\n");
+	if (t.failed) {
+		free(t.s);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	*text = t.s;
+	*len = t.len;
+	return 0;
+}
+
+/* Splits line into at most max space-separated tokens; returns the count. */
+static int split(char *line, char **tok, int max)
+{
+	int n = 0;
+	char *save = NULL;
+
+	for (char *p = strtok_r(line, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
+		if (n == max)
+			return max + 1;
+		tok[n++] = p;
+	}
+	return n;
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+	char *end;
+	if (!*s || *s == '-')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (*end || v > SIZE_MAX)
+		return -1;
+	*out = (size_t)v;
+	return 0;
+}
+
+static int parse_hex64(const char *s, uint64_t *out)
+{
+	char *end;
+	if (strlen(s) != 16)
+		return -1;
+	*out = strtoull(s, &end, 16);
+	return *end ? -1 : 0;
+}
+
+static int parse_dims(char *s, struct tensor_rec *r)
+{
+	size_t n = strlen(s);
+	int rank = 0;
+
+	if (n < 2 || s[0] != '[' || s[n - 1] != ']')
+		return -1;
+	s[n - 1] = 0;
+	s++;
+	r->dims = malloc(sizeof(int64_t) * GRAFT_MAX_RANK);
+	if (!r->dims)
+		return -1;
+	for (char *p = s; *p; ) {
+		char *end;
+		if (rank == GRAFT_MAX_RANK || *p == '-')
+			return -1;
+		long long v = strtoll(p, &end, 10);
+		if (end == p || (*end && *end != ','))
+			return -1;
+		r->dims[rank++] = v;
+		p = *end ? end + 1 : end;
+	}
+	r->rank = rank;
+	return dims_numel(r->dims, rank, &r->numel);
+}
+
+static int parse_tensor(struct graft_model *m, struct manifest *mf, char **tok)
+{
+	struct tensor_rec *r = &m->tensors[m->n_tensors];
+	struct manifest_entry *e = &mf->entries[m->n_tensors];
+	int role = -1, field;
+
+	m->n_tensors++;         /* so that free releases what is parsed so far */
+	if (!(e->member = strdup(tok[1])) || !(r->name = strdup(tok[2])) ||
+	    str_unescape(r->name) || !*r->name)
+		return -1;
+	if ((r->dtype = graft_dtype_from_name(tok[3])) < 0 || graft_dtype_size(r->dtype) == 0)
+		return -1;
+	if (parse_dims(tok[4], r))
+		return -1;
+	for (int i = 0; i < 4; i++)
+		if (strcmp(tok[5], graft_role_name(i)) == 0)
+			role = i;
+	if (role < 0 || (strcmp(tok[6], "0") && strcmp(tok[6], "1")))
+		return -1;
+	r->role = role;
+	r->trainable = tok[6][0] == '1';
+	if (r->trainable && role != GRAFT_ROLE_PARAMETER)
+		return -1;
+	if (strcmp(tok[7], "initializer") == 0)
+		r->source = GRAFT_SOURCE_INITIALIZER;
+	else if (strcmp(tok[7], "constant") == 0)
+		r->source = GRAFT_SOURCE_CONSTANT;
+	else
+		return -1;
+	if ((field = payload_field_from_name(tok[8])) < 0)
+		return -1;
+	r->field = field;
+	if (parse_size(tok[9], &r->nbytes) || parse_hex64(tok[10], &e->checksum))
+		return -1;
+	e->nbytes = r->nbytes;
+	if (r->numel > SIZE_MAX / graft_dtype_size(r->dtype) ||
+	    r->numel * graft_dtype_size(r->dtype) != r->nbytes)
+		return -1;
+	return 0;
+}
+
+int manifest_parse(struct graft_model *m, struct manifest *mf, const char *text, size_t len,
+		   struct graft_err *err)
+{
+	char *copy, *line, *save = NULL, *tok[12];
+	size_t n_lines = 1, lineno = 0;
+	int ended = 0, rc = 0;
+
+	memset(mf, 0, sizeof(*mf));
+	if (memchr(text, 0, len))
+		return graft_err_set(err, GRAFT_EFORMAT, "manifest holds a NUL byte");
+	for (size_t i = 0; i < len; i++)
+		n_lines += text[i] == '\n';
+	if (!(copy = malloc(len + 1)) ||
+	    !(m->tensors = calloc(n_lines, sizeof(*m->tensors))) ||
+	    !(mf->entries = calloc(n_lines, sizeof(*mf->entries)))) {
+		free(copy);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	memcpy(copy, text, len);
+	copy[len] = 0;
+	for (line = strtok_r(copy, "\n", &save); line && !rc; line = strtok_r(NULL, "\n", &save)) {
+		int n = split(line, tok, 11);
+		lineno++;
+		if (ended) {
+			rc = graft_err_set(err, GRAFT_EFORMAT, "manifest has lines after 'end'");
+		} else if (lineno == 1) {
+			if (n != 2 || strcmp(tok[0], "graft-archive") != 0) {
+				rc = graft_err_set(err, GRAFT_EFORMAT, "not a .graft archive (bad manifest)");
+			} else {
+				mf->version = atoi(tok[1]);
+				if (mf->version < 1)
+					rc = graft_err_set(err, GRAFT_EFORMAT, "bad format version '%s'",
+							   tok[1]);
+				else if (mf->version > GRAFT_FORMAT_VERSION)
+					rc = graft_err_set(err, GRAFT_EUNSUPPORTED,
+							   "format version %d is newer than this graft "
+							   "reads (%d): upgrade graft", mf->version,
+							   GRAFT_FORMAT_VERSION);
+			}
+		} else if (n == 4 && strcmp(tok[0], "skeleton") == 0) {
+			if (strcmp(tok[1], "model.pb") || parse_size(tok[2], &mf->skeleton_nbytes) ||
+			    parse_hex64(tok[3], &mf->skeleton_checksum))
+				rc = -1;
+		} else if (n == 11 && strcmp(tok[0], "tensor") == 0) {
+			rc = parse_tensor(m, mf, tok);
+		} else if (n == 2 && strcmp(tok[0], "history") == 0) {
+			if (str_unescape(tok[1]) || model_add_history_line(m, tok[1], err))
+				rc = -1;
+		} else if (n == 1 && strcmp(tok[0], "end") == 0) {
+			ended = 1;
+		} else {
+			rc = -1;
+		}
+		if (rc == -1)
+			rc = graft_err_set(err, GRAFT_EFORMAT, "manifest line %zu is malformed", lineno);
+	}
+	free(copy);
+	if (!rc && !ended)
+		rc = graft_err_set(err, GRAFT_EFORMAT, "manifest is truncated (no 'end' line)");
+	return rc;
+}
+
+void manifest_release(struct manifest *mf, size_t n_entries)
+{
+	if (mf->entries)
+		for (size_t i = 0; i < n_entries; i++)
+			free(mf->entries[i].member);
+	free(mf->entries);
+	mf->entries = NULL;
+}

@@ -1,0 +1,423 @@
+/*
+ * model.c: the model object: reading (format detection, mapping), the tensor table,
+ * read-only views for inspection, trainable flags and history.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct graft_model *model_new(void)
+{
+	return calloc(1, sizeof(struct graft_model));
+}
+
+void graft_model_free(struct graft_model *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		struct tensor_rec *t = &m->tensors[i];
+		if (t->owner == OWNER_HEAP)
+			free(t->data);
+		free(t->dims);
+		free(t->name);
+	}
+	free(m->tensors);
+	for (size_t i = 0; i < m->n_history; i++)
+		free(m->history[i]);
+	free(m->history);
+	if (m->proto)
+		onnx__model_proto__free_unpacked(m->proto, NULL);
+	if (m->buf) {
+		if (m->buf_mapped)
+			munmap(m->buf, m->buf_len);
+		else
+			free(m->buf);
+	}
+	free(m);
+}
+
+/* Takes ownership of buf (mapped or heap) and parses it as either format. */
+static int read_buffer(struct graft_model *m, void *buf, size_t len, int mapped,
+		       const char *basedir, struct graft_err *err)
+{
+	if (len == 0) {
+		if (mapped)
+			munmap(buf, len);
+		else
+			free(buf);
+		return graft_err_set(err, GRAFT_EFORMAT, "empty input");
+	}
+	if (archive_detect(buf, len)) {
+		m->buf = buf;
+		m->buf_len = len;
+		m->buf_mapped = mapped;
+		m->from_archive = 1;
+		return archive_read_graft(m, buf, len, err);
+	}
+	int rc = onnx_import(m, buf, len, basedir, err);
+	/* protobuf-c copied what it kept: the input is no longer needed. */
+	if (mapped)
+		munmap(buf, len);
+	else
+		free(buf);
+	return rc;
+}
+
+int graft_model_read(struct graft_model **out, const char *path, unsigned flags,
+		     struct graft_err *err)
+{
+	int use_stdin = !path || strcmp(path, "-") == 0;
+	const char *name = use_stdin ? "<stdin>" : path;
+	char *dir = NULL;
+	void *buf;
+	size_t len;
+	int fd, rc, mapped = 0;
+	struct graft_model *m;
+
+	*out = NULL;
+	fd = use_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return graft_err_set(err, GRAFT_EIO, "%s: %s", name, strerror(errno));
+	if (!(flags & GRAFT_READ_NO_MAP) && io_map_fd(fd, &buf, &len, err) == 0) {
+		mapped = 1;
+	} else if ((rc = graft_read_fd(fd, &buf, &len, err))) {
+		if (!use_stdin)
+			close(fd);
+		return graft_err_prefix(err, name);
+	}
+	if (!use_stdin)
+		close(fd);
+	if (!use_stdin) {
+		char *copy = strdup(path);
+		dir = copy ? strdup(dirname(copy)) : NULL;
+		free(copy);
+		if (!dir) {
+			if (mapped)
+				munmap(buf, len);
+			else
+				free(buf);
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		}
+	}
+	if (!(m = model_new())) {
+		free(dir);
+		if (mapped)
+			munmap(buf, len);
+		else
+			free(buf);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	rc = read_buffer(m, buf, len, mapped, dir, err);
+	free(dir);
+	if (rc) {
+		graft_model_free(m);
+		return graft_err_prefix(err, name);
+	}
+	*out = m;
+	return 0;
+}
+
+int graft_model_read_memory(struct graft_model **out, const void *buf, size_t len,
+			    const char *basedir, const char *name, struct graft_err *err)
+{
+	struct graft_model *m;
+	void *copy;
+	int rc;
+
+	*out = NULL;
+	if (!(m = model_new()) || !(copy = malloc(len ? len : 1))) {
+		free(m);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	memcpy(copy, buf, len);
+	if ((rc = read_buffer(m, copy, len, 0, basedir, err))) {
+		graft_model_free(m);
+		return name ? graft_err_prefix(err, name) : rc;
+	}
+	*out = m;
+	return 0;
+}
+
+int graft_model_from_archive(const struct graft_model *m)
+{
+	return m->from_archive;
+}
+
+/* ---- tensors ---- */
+
+const char *graft_role_name(enum graft_role role)
+{
+	static const char *names[] = {"parameter", "buffer", "constant", "data"};
+	return (unsigned)role < 4 ? names[role] : "unknown";
+}
+
+size_t graft_model_tensor_count(const struct graft_model *m)
+{
+	return m->n_tensors;
+}
+
+void graft_model_tensor(const struct graft_model *m, size_t i, struct graft_tensor *v)
+{
+	const struct tensor_rec *t = &m->tensors[i];
+
+	v->name = t->name;
+	v->dtype = t->dtype;
+	v->rank = t->rank;
+	v->dims = t->dims;
+	v->numel = t->numel;
+	v->nbytes = t->nbytes;
+	v->data = t->data;
+	v->role = t->role;
+	v->trainable = t->trainable;
+	v->source = t->source;
+}
+
+long graft_model_find_tensor(const struct graft_model *m, const char *name)
+{
+	for (size_t i = 0; i < m->n_tensors; i++)
+		if (strcmp(m->tensors[i].name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+int graft_model_set_trainable(struct graft_model *m, size_t i, int trainable,
+			      struct graft_err *err)
+{
+	if (i >= m->n_tensors)
+		return graft_err_set(err, GRAFT_EINVAL, "no tensor %zu", i);
+	if (trainable && m->tensors[i].role != GRAFT_ROLE_PARAMETER)
+		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s' is a %s, not a parameter",
+				     m->tensors[i].name, graft_role_name(m->tensors[i].role));
+	m->tensors[i].trainable = trainable != 0;
+	return 0;
+}
+
+/* ---- model-level views ---- */
+
+static const char *str_or_empty(const char *s) { return s ? s : ""; }
+
+void graft_model_meta(const struct graft_model *m, struct graft_model_meta *meta)
+{
+	const Onnx__ModelProto *p = m->proto;
+
+	meta->ir_version = p->ir_version;
+	meta->producer_name = str_or_empty(p->producer_name);
+	meta->producer_version = str_or_empty(p->producer_version);
+	meta->domain = str_or_empty(p->domain);
+	meta->doc_string = str_or_empty(p->doc_string);
+	meta->model_version = p->has_model_version ? p->model_version : 0;
+	meta->n_opsets = p->n_opset_import;
+	meta->n_functions = p->n_functions;
+	meta->n_metadata = p->n_metadata_props;
+	meta->graph_name = str_or_empty(p->graph->name);
+}
+
+void graft_model_opset(const struct graft_model *m, size_t i, const char **domain,
+		       int64_t *version)
+{
+	const Onnx__OperatorSetIdProto *o = m->proto->opset_import[i];
+
+	*domain = str_or_empty(o->domain);
+	*version = o->version;
+}
+
+void graft_model_metadata(const struct graft_model *m, size_t i, const char **key,
+			  const char **value)
+{
+	*key = str_or_empty(m->proto->metadata_props[i]->key);
+	*value = str_or_empty(m->proto->metadata_props[i]->value);
+}
+
+static int is_initializer(const struct graft_model *m, const char *name)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if (g->initializer[i]->name && strcmp(g->initializer[i]->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* The i-th graph input that is not an initializer (models of IR version < 4 list their
+ * initializers among the inputs). */
+static const Onnx__ValueInfoProto *real_input(const struct graft_model *m, size_t i)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+
+	for (size_t k = 0; k < g->n_input; k++) {
+		const char *name = g->input[k]->name;
+		if (name && is_initializer(m, name))
+			continue;
+		if (i-- == 0)
+			return g->input[k];
+	}
+	return NULL;
+}
+
+size_t graft_model_input_count(const struct graft_model *m)
+{
+	size_t n = 0;
+	while (real_input(m, n))
+		n++;
+	return n;
+}
+
+size_t graft_model_output_count(const struct graft_model *m)
+{
+	return m->proto->graph->n_output;
+}
+
+static void describe_value(const Onnx__ValueInfoProto *v, struct graft_value_info *vi)
+{
+	const Onnx__TypeProto *tp = v->type;
+
+	memset(vi, 0, sizeof(*vi));
+	vi->name = str_or_empty(v->name);
+	vi->rank = -1;
+	if (!tp)
+		return;
+	switch (tp->value_case) {
+	case ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE: {
+		const Onnx__TypeProto__Tensor *t = tp->tensor_type;
+		vi->kind = 't';
+		vi->dtype = t->has_elem_type ? t->elem_type : 0;
+		if (t->shape && t->shape->n_dim <= GRAFT_MAX_RANK) {
+			vi->rank = (int)t->shape->n_dim;
+			for (size_t j = 0; j < t->shape->n_dim; j++) {
+				const Onnx__TensorShapeProto__Dimension *d = t->shape->dim[j];
+				if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
+					vi->dims[j] = d->dim_value;
+				} else {
+					vi->dims[j] = -1;
+					vi->dim_params[j] =
+						d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM
+							? d->dim_param : NULL;
+				}
+			}
+		}
+		break;
+	}
+	case ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE: vi->kind = 's'; break;
+	case ONNX__TYPE_PROTO__VALUE_MAP_TYPE: vi->kind = 'm'; break;
+	case ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE: vi->kind = 'o'; break;
+	case ONNX__TYPE_PROTO__VALUE_SPARSE_TENSOR_TYPE: vi->kind = 'p'; break;
+	default: break;
+	}
+}
+
+void graft_model_input(const struct graft_model *m, size_t i, struct graft_value_info *vi)
+{
+	describe_value(real_input(m, i), vi);
+}
+
+void graft_model_output(const struct graft_model *m, size_t i, struct graft_value_info *vi)
+{
+	describe_value(m->proto->graph->output[i], vi);
+}
+
+size_t graft_model_node_count(const struct graft_model *m)
+{
+	return m->proto->graph->n_node;
+}
+
+void graft_model_node(const struct graft_model *m, size_t i, struct graft_node *node)
+{
+	const Onnx__NodeProto *n = m->proto->graph->node[i];
+
+	node->name = str_or_empty(n->name);
+	node->op_type = str_or_empty(n->op_type);
+	node->domain = str_or_empty(n->domain);
+	node->n_inputs = n->n_input;
+	node->inputs = n->input;
+	node->n_outputs = n->n_output;
+	node->outputs = n->output;
+	node->n_attributes = n->n_attribute;
+}
+
+/* ---- history ---- */
+
+int model_add_history_line(struct graft_model *m, const char *line, struct graft_err *err)
+{
+	char **h = realloc(m->history, (m->n_history + 1) * sizeof(*h));
+	char *copy = strdup(line);
+
+	if (h)
+		m->history = h;
+	if (!h || !copy) {
+		free(copy);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	m->history[m->n_history++] = copy;
+	return 0;
+}
+
+/* Appends s to *buf, single-quoted for the shell when it holds anything unusual. */
+static int append_quoted(char **buf, size_t *len, const char *s)
+{
+	int plain = *s != 0;
+	for (const char *p = s; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+			    "-_./=:,+@%", *p))
+			plain = 0;
+	size_t need = *len + 4 * strlen(s) + 4;
+	char *b = realloc(*buf, need);
+	if (!b)
+		return -1;
+	*buf = b;
+	char *o = b + *len;
+	if (*len)
+		*o++ = ' ';
+	if (plain) {
+		o = stpcpy(o, s);
+	} else {
+		*o++ = '\'';
+		for (const char *p = s; *p; p++) {
+			if (*p == '\'')
+				o = stpcpy(o, "'\\''");
+			else
+				*o++ = *p;
+		}
+		*o++ = '\'';
+	}
+	*o = 0;
+	*len = (size_t)(o - b);
+	return 0;
+}
+
+int graft_model_add_history(struct graft_model *m, const char *tool, int argc,
+			    char *const *argv, struct graft_err *err)
+{
+	char *line = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (append_quoted(&line, &len, tool)) {
+		free(line);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	for (int i = 0; i < argc; i++)
+		if (append_quoted(&line, &len, argv[i])) {
+			free(line);
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		}
+	rc = model_add_history_line(m, line, err);
+	free(line);
+	return rc;
+}
+
+size_t graft_model_history_count(const struct graft_model *m)
+{
+	return m->n_history;
+}
+
+const char *graft_model_history(const struct graft_model *m, size_t i)
+{
+	return m->history[i];
+}

@@ -1,0 +1,957 @@
+/*
+ * onnx.c: ONNX ModelProto in and out, through protobuf-c.
+ *
+ * Import unpacks the ModelProto, loads external data, then moves the payload of every
+ * stored tensor (main-graph initializers and the values of main-graph Constant nodes)
+ * out of the message into the model's tensor table, recording which field held it.
+ * What stays is the skeleton: every other field, unknown fields included, untouched.
+ * Export puts each payload back into its field for the duration of one pack, so the
+ * ModelProto written equals the one read.
+ *
+ * A tensor whose payload cannot be moved without loss (strings, several data fields at
+ * once, int32_data values outside their type's range, a length that disagrees with the
+ * shape) simply stays in the skeleton: it is carried, not interpreted.
+ *
+ * This is the only module that builds, packs or unpacks protobuf messages.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* protobuf refuses messages of 2 GiB or more. */
+#define PROTOBUF_LIMIT ((uint64_t)INT32_MAX)
+
+/* ---- reading ------------------------------------------------------------------------- */
+
+static int validate_model(const Onnx__ModelProto *mp, struct graft_err *err)
+{
+	/* protobuf-c accepts almost anything, an empty buffer included: insist on the
+	 * fields every ONNX model has. */
+	if (!mp->graph)
+		return graft_err_set(err, GRAFT_EFORMAT, "not an ONNX model (no graph)");
+	if (!mp->has_ir_version)
+		return graft_err_set(err, GRAFT_EFORMAT, "not an ONNX model (no ir_version)");
+	if (mp->ir_version >= 3 && mp->n_opset_import == 0)
+		return graft_err_set(err, GRAFT_EFORMAT,
+				     "ONNX model has no opset_import (truncated?)");
+	return 0;
+}
+
+static const char *tensor_label(const Onnx__TensorProto *tp)
+{
+	return tp->name ? tp->name : "(unnamed)";
+}
+
+/* Checks an external-data location and opens it: relative, no "..", and, once symlinks
+ * are resolved, still inside basedir. */
+static int open_external(const char *basedir, const char *loc, const char *tensor,
+			 struct graft_err *err)
+{
+	char *path, real_base[PATH_MAX], real_path[PATH_MAX];
+	int fd;
+
+	if (!basedir)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED,
+				     "tensor '%s': external data '%s' cannot be resolved without "
+				     "the model's folder (read the model from a file)", tensor, loc);
+	if (!*loc || loc[0] == '/')
+		return graft_err_set(err, GRAFT_EFORMAT,
+				     "tensor '%s': external data location '%s' is not a relative path",
+				     tensor, loc);
+	for (const char *p = loc; *p; ) {
+		size_t n = strcspn(p, "/\\");
+		if (n == 2 && p[0] == '.' && p[1] == '.')
+			return graft_err_set(err, GRAFT_EFORMAT,
+					     "tensor '%s': external data location '%s' escapes the "
+					     "model's folder", tensor, loc);
+		p += n;
+		p += *p != 0;
+	}
+	if (!realpath(basedir, real_base))
+		return graft_err_set(err, GRAFT_EIO, "%s: %s", basedir, strerror(errno));
+	path = malloc(strlen(basedir) + strlen(loc) + 2);
+	if (!path)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	sprintf(path, "%s/%s", basedir, loc);
+	if (!realpath(path, real_path)) {
+		int e = errno;
+		free(path);
+		return graft_err_set(err, GRAFT_EIO, "tensor '%s': external data '%s': %s",
+				     tensor, loc, strerror(e));
+	}
+	free(path);
+	size_t nb = strlen(real_base);
+	if (strncmp(real_path, real_base, nb) != 0 || (real_path[nb] != '/' && nb > 1))
+		return graft_err_set(err, GRAFT_EFORMAT,
+				     "tensor '%s': external data '%s' escapes the model's folder",
+				     tensor, loc);
+	fd = open(real_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return graft_err_set(err, GRAFT_EIO, "tensor '%s': external data '%s': %s",
+				     tensor, loc, strerror(errno));
+	return fd;
+}
+
+static int parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+
+	if (!s || !*s || *s == '-')
+		return -1;
+	errno = 0;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -1;
+	*v = x;
+	return 0;
+}
+
+static void free_external_entries(Onnx__TensorProto *tp)
+{
+	for (size_t i = 0; i < tp->n_external_data; i++)
+		protobuf_c_message_free_unpacked(&tp->external_data[i]->base, NULL);
+	free(tp->external_data);
+	tp->external_data = NULL;
+	tp->n_external_data = 0;
+}
+
+/* Loads an external tensor's bytes into raw_data, as onnx.load does: afterwards the
+ * tensor has data_location DEFAULT (explicitly) and no external_data entries. */
+static int load_external(Onnx__TensorProto *tp, const char *basedir, struct graft_err *err)
+{
+	const char *loc = NULL, *off_s = NULL, *len_s = NULL;
+	uint64_t off = 0, len = 0;
+	struct stat st;
+	int fd, rc = 0;
+	char *buf = NULL;
+
+	for (size_t i = 0; i < tp->n_external_data; i++) {
+		const Onnx__StringStringEntryProto *e = tp->external_data[i];
+		if (!e->key)
+			continue;
+		if (strcmp(e->key, "location") == 0)
+			loc = e->value;
+		else if (strcmp(e->key, "offset") == 0)
+			off_s = e->value;
+		else if (strcmp(e->key, "length") == 0)
+			len_s = e->value;
+	}
+	if (!loc)
+		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': external data has no location",
+				     tensor_label(tp));
+	if ((off_s && parse_u64(off_s, &off)) || (len_s && parse_u64(len_s, &len)))
+		return graft_err_set(err, GRAFT_EFORMAT,
+				     "tensor '%s': external data offset or length is not a number",
+				     tensor_label(tp));
+	fd = open_external(basedir, loc, tensor_label(tp), err);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		rc = graft_err_set(err, GRAFT_EIO, "tensor '%s': external data '%s' is not a file",
+				   tensor_label(tp), loc);
+		goto out;
+	}
+	if (!len_s)
+		len = off <= (uint64_t)st.st_size ? (uint64_t)st.st_size - off : 0;
+	if (off > (uint64_t)st.st_size || len > (uint64_t)st.st_size - off) {
+		rc = graft_err_set(err, GRAFT_EFORMAT,
+				   "tensor '%s': external data '%s' is shorter than offset %" PRIu64
+				   " + length %" PRIu64, tensor_label(tp), loc, off, len);
+		goto out;
+	}
+	buf = malloc(len ? len : 1);
+	if (!buf) {
+		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory loading external data");
+		goto out;
+	}
+	for (uint64_t done = 0; done < len; ) {
+		ssize_t n = pread(fd, buf + done, len - done > (1u << 30) ? (1u << 30) : len - done,
+				  (off_t)(off + done));
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			free(buf);
+			rc = graft_err_set(err, GRAFT_EIO, "tensor '%s': reading external data '%s' failed",
+					   tensor_label(tp), loc);
+			goto out;
+		}
+		done += (uint64_t)n;
+	}
+	free_external_entries(tp);
+	free(tp->raw_data.data);
+	tp->raw_data.data = (uint8_t *)buf;
+	tp->raw_data.len = len;
+	tp->has_raw_data = 1;
+	tp->has_data_location = 1;
+	tp->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT;
+out:
+	close(fd);
+	return rc;
+}
+
+/* Visits every TensorProto that onnx.load would resolve: initializers and attribute
+ * tensors of every graph, subgraphs included. */
+typedef int (*tensor_visit)(Onnx__TensorProto *tp, void *ctx, struct graft_err *err);
+
+static int visit_graph(Onnx__GraphProto *g, tensor_visit fn, void *ctx, int depth,
+		       struct graft_err *err);
+
+static int visit_attribute(Onnx__AttributeProto *a, tensor_visit fn, void *ctx, int depth,
+			   struct graft_err *err)
+{
+	int rc;
+
+	if (a->t && (rc = fn(a->t, ctx, err)))
+		return rc;
+	for (size_t i = 0; i < a->n_tensors; i++)
+		if ((rc = fn(a->tensors[i], ctx, err)))
+			return rc;
+	if (a->g && (rc = visit_graph(a->g, fn, ctx, depth + 1, err)))
+		return rc;
+	for (size_t i = 0; i < a->n_graphs; i++)
+		if ((rc = visit_graph(a->graphs[i], fn, ctx, depth + 1, err)))
+			return rc;
+	return 0;
+}
+
+static int visit_graph(Onnx__GraphProto *g, tensor_visit fn, void *ctx, int depth,
+		       struct graft_err *err)
+{
+	int rc;
+
+	if (depth > 64)
+		return graft_err_set(err, GRAFT_EFORMAT, "subgraphs nested more than 64 deep");
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if ((rc = fn(g->initializer[i], ctx, err)))
+			return rc;
+	for (size_t i = 0; i < g->n_node; i++)
+		for (size_t j = 0; j < g->node[i]->n_attribute; j++)
+			if ((rc = visit_attribute(g->node[i]->attribute[j], fn, ctx, depth, err)))
+				return rc;
+	return 0;
+}
+
+static int resolve_one(Onnx__TensorProto *tp, void *ctx, struct graft_err *err)
+{
+	if (tp->has_data_location &&
+	    tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+		return load_external(tp, ctx, err);
+	return 0;
+}
+
+/* ---- moving payloads out ------------------------------------------------------------- */
+
+static int data_fields_set(const Onnx__TensorProto *tp)
+{
+	return (tp->has_raw_data != 0) + (tp->n_float_data > 0) + (tp->n_int32_data > 0) +
+	       (tp->n_int64_data > 0) + (tp->n_double_data > 0) + (tp->n_uint64_data > 0) +
+	       (tp->n_string_data > 0);
+}
+
+/* Narrows int32_data to the natural width of dtype; -1 if a value does not fit (the
+ * tensor then stays in the skeleton, as it came). */
+static int narrow_int32(const int32_t *src, size_t n, int dtype, void *dst)
+{
+	int64_t lo, hi;
+
+	switch (dtype) {
+	case GRAFT_INT32: lo = INT32_MIN; hi = INT32_MAX; break;
+	case GRAFT_INT16: lo = INT16_MIN; hi = INT16_MAX; break;
+	case GRAFT_INT8: lo = INT8_MIN; hi = INT8_MAX; break;
+	case GRAFT_UINT16: case GRAFT_FLOAT16: case GRAFT_BFLOAT16: lo = 0; hi = UINT16_MAX; break;
+	case GRAFT_UINT8: lo = 0; hi = UINT8_MAX; break;
+	case GRAFT_BOOL: lo = 0; hi = 1; break;
+	default: return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (src[i] < lo || src[i] > hi)
+			return -1;
+	size_t w = graft_dtype_size(dtype);
+	for (size_t i = 0; i < n; i++) {
+		int32_t v = src[i];
+		if (w == 4) {
+			memcpy((char *)dst + 4 * i, &v, 4);
+		} else if (w == 2) {
+			uint16_t u = (uint16_t)v;
+			memcpy((char *)dst + 2 * i, &u, 2);
+		} else {
+			((uint8_t *)dst)[i] = (uint8_t)v;
+		}
+	}
+	return 0;
+}
+
+/* Moves tp's payload into rec if that can be undone exactly; returns 1 if moved, 0 if
+ * the tensor stays in the skeleton, or a negative status. */
+static int take_payload(Onnx__TensorProto *tp, struct tensor_rec *rec, struct graft_err *err)
+{
+	size_t esize = graft_dtype_size(tp->data_type);
+	uint64_t numel;
+
+	if (!tp->has_data_type || esize == 0 || tp->segment || data_fields_set(tp) != 1 ||
+	    tp->n_dims > GRAFT_MAX_RANK || dims_numel(tp->dims, (int)tp->n_dims, &numel) ||
+	    numel == 0 || numel > SIZE_MAX / esize)
+		return 0;
+	if (tp->has_data_location &&
+	    tp->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT)
+		return 0;
+	size_t nbytes = (size_t)numel * esize;
+	int complex = tp->data_type == GRAFT_COMPLEX64 || tp->data_type == GRAFT_COMPLEX128;
+	void *data = NULL;
+
+	if (tp->has_raw_data) {
+		if (tp->raw_data.len != nbytes)
+			return 0;
+		data = tp->raw_data.data;
+		tp->raw_data.data = NULL;
+		tp->raw_data.len = 0;
+		tp->has_raw_data = 0;
+		rec->field = FIELD_RAW;
+	} else if (tp->n_float_data) {
+		if ((tp->data_type != GRAFT_FLOAT && tp->data_type != GRAFT_COMPLEX64) ||
+		    tp->n_float_data * 4 != nbytes)
+			return 0;
+		data = tp->float_data;
+		tp->float_data = NULL;
+		tp->n_float_data = 0;
+		rec->field = FIELD_FLOAT;
+	} else if (tp->n_double_data) {
+		if ((tp->data_type != GRAFT_DOUBLE && tp->data_type != GRAFT_COMPLEX128) ||
+		    tp->n_double_data * 8 != nbytes)
+			return 0;
+		data = tp->double_data;
+		tp->double_data = NULL;
+		tp->n_double_data = 0;
+		rec->field = FIELD_DOUBLE;
+	} else if (tp->n_int64_data) {
+		if (tp->data_type != GRAFT_INT64 || tp->n_int64_data != numel)
+			return 0;
+		data = tp->int64_data;
+		tp->int64_data = NULL;
+		tp->n_int64_data = 0;
+		rec->field = FIELD_INT64;
+	} else if (tp->n_int32_data) {
+		if (tp->n_int32_data != numel || complex)
+			return 0;
+		if (!(data = malloc(nbytes)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		if (narrow_int32(tp->int32_data, numel, tp->data_type, data)) {
+			free(data);
+			return 0;
+		}
+		free(tp->int32_data);
+		tp->int32_data = NULL;
+		tp->n_int32_data = 0;
+		rec->field = FIELD_INT32;
+	} else if (tp->n_uint64_data) {
+		if (tp->n_uint64_data != numel)
+			return 0;
+		if (tp->data_type == GRAFT_UINT64) {
+			data = tp->uint64_data;
+		} else if (tp->data_type == GRAFT_UINT32) {
+			for (size_t i = 0; i < numel; i++)
+				if (tp->uint64_data[i] > UINT32_MAX)
+					return 0;
+			if (!(data = malloc(nbytes)))
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			for (size_t i = 0; i < numel; i++)
+				((uint32_t *)data)[i] = (uint32_t)tp->uint64_data[i];
+			free(tp->uint64_data);
+		} else {
+			return 0;
+		}
+		tp->uint64_data = NULL;
+		tp->n_uint64_data = 0;
+		rec->field = FIELD_UINT64;
+	} else {
+		return 0;
+	}
+	rec->dtype = tp->data_type;
+	rec->rank = (int)tp->n_dims;
+	rec->numel = numel;
+	rec->nbytes = nbytes;
+	rec->data = data;
+	rec->owner = OWNER_HEAP;
+	rec->slot = tp;
+	rec->dims = malloc(sizeof(int64_t) * (tp->n_dims ? tp->n_dims : 1));
+	if (!rec->dims)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	memcpy(rec->dims, tp->dims, sizeof(int64_t) * tp->n_dims);
+	return 1;
+}
+
+/* The stored-tensor candidates of the main graph: initializers, then Constant values.
+ * Each is keyed by a name that must be unique among them all, so that a reader can find
+ * its slot again in the skeleton. */
+struct candidate {
+	const char *key;
+	Onnx__TensorProto *tp;
+	enum graft_source source;
+};
+
+static Onnx__AttributeProto *constant_value(const Onnx__NodeProto *n)
+{
+	if (!n->op_type || strcmp(n->op_type, "Constant") != 0 ||
+	    (n->domain && *n->domain && strcmp(n->domain, "ai.onnx") != 0) ||
+	    n->n_output < 1 || !n->output[0] || !*n->output[0])
+		return NULL;
+	for (size_t j = 0; j < n->n_attribute; j++) {
+		Onnx__AttributeProto *a = n->attribute[j];
+		if (a->name && strcmp(a->name, "value") == 0 && a->t)
+			return a;
+	}
+	return NULL;
+}
+
+static int list_candidates(Onnx__GraphProto *g, struct candidate **out, size_t *n_out,
+			   struct graft_err *err)
+{
+	struct candidate *c = calloc(g->n_initializer + g->n_node + 1, sizeof(*c));
+	size_t n = 0;
+
+	if (!c)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if (g->initializer[i]->name && *g->initializer[i]->name)
+			c[n++] = (struct candidate){g->initializer[i]->name, g->initializer[i],
+						    GRAFT_SOURCE_INITIALIZER};
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__AttributeProto *a = constant_value(g->node[i]);
+		if (a)
+			c[n++] = (struct candidate){g->node[i]->output[0], a->t,
+						    GRAFT_SOURCE_CONSTANT};
+	}
+	*out = c;
+	*n_out = n;
+	return 0;
+}
+
+/* ---- roles ------------------------------------------------------------------------------ */
+
+/* What feeding input k of an op makes of a tensor.  Learnable unless the slot holds
+ * BatchNormalization's running statistics or configuration (shapes, pads, bounds...). */
+static enum graft_role slot_role(const char *op, size_t k)
+{
+	static const struct { const char *op; unsigned slots; } config[] = {
+		{"Reshape", 1 << 1}, {"Clip", 1 << 1 | 1 << 2}, {"Pad", 1 << 1 | 1 << 2 | 1 << 3},
+		{"Resize", 1 << 1 | 1 << 2 | 1 << 3}, {"Upsample", 1 << 1}, {"Tile", 1 << 1},
+		{"Slice", 0x1e}, {"Expand", 1 << 1}, {"Squeeze", 1 << 1}, {"Unsqueeze", 1 << 1},
+		{"Split", 1 << 1}, {"TopK", 1 << 1}, {"OneHot", 1 << 1 | 1 << 2}, {"Range", 7},
+		{"ConstantOfShape", 1}, {"Dropout", 1 << 1 | 1 << 2}, {"Pow", 1 << 1},
+		{"ReduceSum", 1 << 1}, {"ReduceMean", 1 << 1}, {"ReduceMax", 1 << 1},
+		{"ReduceMin", 1 << 1}, {"ReduceProd", 1 << 1}, {"ReduceL2", 1 << 1},
+		{"Gather", 1 << 1}, {"Where", 1}, {"CumSum", 1 << 1}, {"Trilu", 1 << 1},
+	};
+
+	if (strcmp(op, "BatchNormalization") == 0 && (k == 3 || k == 4))
+		return GRAFT_ROLE_BUFFER;
+	for (size_t i = 0; i < sizeof(config) / sizeof(config[0]); i++)
+		if (strcmp(op, config[i].op) == 0)
+			return k < 32 && (config[i].slots >> k) & 1 ? GRAFT_ROLE_CONSTANT
+								    : GRAFT_ROLE_PARAMETER;
+	return GRAFT_ROLE_PARAMETER;
+}
+
+static int is_identity(const Onnx__NodeProto *n)
+{
+	return n->op_type && strcmp(n->op_type, "Identity") == 0 && n->n_input == 1 &&
+	       n->n_output == 1 && n->input[0] && n->output[0];
+}
+
+struct role_ctx {
+	struct graft_model *m;
+	struct strmap names;    /* value name -> tensor index, Identity aliases included */
+	unsigned char *seen;    /* per tensor: bit 0 parameter use, bit 1 buffer use */
+};
+
+/* Records the use of outer values by every node of g (subgraphs included: a branch of
+ * an If that reads a weight is a consumer like any other). */
+static void record_uses(struct role_ctx *rc, const Onnx__GraphProto *g, int depth)
+{
+	if (depth > 64)
+		return;
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto *n = g->node[i];
+		if (!is_identity(n))
+			for (size_t k = 0; k < n->n_input; k++) {
+				long t = n->input[k] ? strmap_get(&rc->names, n->input[k]) : -1;
+				if (t < 0)
+					continue;
+				enum graft_role r = slot_role(n->op_type ? n->op_type : "", k);
+				rc->seen[t] |= r == GRAFT_ROLE_PARAMETER ? 1 : r == GRAFT_ROLE_BUFFER ? 2 : 0;
+			}
+		for (size_t j = 0; j < n->n_attribute; j++) {
+			const Onnx__AttributeProto *a = n->attribute[j];
+			if (a->g)
+				record_uses(rc, a->g, depth + 1);
+			for (size_t k = 0; k < a->n_graphs; k++)
+				record_uses(rc, a->graphs[k], depth + 1);
+		}
+	}
+}
+
+/*
+ * Parameters are floating-point tensors that some node uses in a learnable slot;
+ * BatchNormalization running statistics are buffers; everything else is a constant.
+ * Uses are followed through Identity nodes, which torch's exporter inserts to alias one
+ * initializer under several names.  A single-element Constant or initializer (an
+ * epsilon, a scale) is a constant: graft does not train scalars.
+ */
+static int assign_roles(struct graft_model *m, struct graft_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	struct role_ctx rc = {.m = m};
+	int changed = 1;
+
+	if (m->n_tensors == 0)
+		return 0;
+	if (strmap_init(&rc.names, m->n_tensors + 16) ||
+	    !(rc.seen = calloc(m->n_tensors, 1))) {
+		strmap_release(&rc.names);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < m->n_tensors; i++)
+		strmap_put(&rc.names, m->tensors[i].name, (long)i);
+	/* Identity chains may appear in any order; iterate to a fixed point. */
+	for (size_t pass = 0; changed && pass <= g->n_node; pass++) {
+		changed = 0;
+		for (size_t i = 0; i < g->n_node; i++) {
+			const Onnx__NodeProto *n = g->node[i];
+			long t;
+			if (!is_identity(n) || (t = strmap_get(&rc.names, n->input[0])) < 0 ||
+			    strmap_get(&rc.names, n->output[0]) >= 0)
+				continue;
+			if (strmap_put(&rc.names, n->output[0], t) == -2) {
+				strmap_release(&rc.names);
+				free(rc.seen);
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			}
+			changed = 1;
+		}
+	}
+	record_uses(&rc, g, 0);
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		struct tensor_rec *t = &m->tensors[i];
+		if (!graft_dtype_is_float(t->dtype) || t->numel <= 1)
+			t->role = GRAFT_ROLE_CONSTANT;
+		else if (rc.seen[i] & 1)
+			t->role = GRAFT_ROLE_PARAMETER;
+		else if (rc.seen[i] & 2)
+			t->role = GRAFT_ROLE_BUFFER;
+		else
+			t->role = GRAFT_ROLE_CONSTANT;
+		t->trainable = t->role == GRAFT_ROLE_PARAMETER;
+	}
+	strmap_release(&rc.names);
+	free(rc.seen);
+	return 0;
+}
+
+/* ---- import ---------------------------------------------------------------------------- */
+
+static int extract_tensors(struct graft_model *m, struct graft_err *err)
+{
+	struct candidate *c;
+	struct strmap seen;
+	size_t n;
+	int rc;
+
+	if ((rc = list_candidates(m->proto->graph, &c, &n, err)))
+		return rc;
+	if (strmap_init(&seen, n) || !(m->tensors = calloc(n + 1, sizeof(*m->tensors)))) {
+		free(c);
+		strmap_release(&seen);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	/* A key that appears twice (an invalid but loadable model) cannot name one slot:
+	 * such tensors stay in the skeleton. */
+	for (size_t i = 0; i < n; i++)
+		if (strmap_put(&seen, c[i].key, (long)i) >= 0)
+			strmap_put(&seen, c[i].key, LONG_MAX);
+	for (size_t i = 0; i < n && rc >= 0; i++) {
+		struct tensor_rec *rec = &m->tensors[m->n_tensors];
+		if (strmap_get(&seen, c[i].key) == LONG_MAX)
+			continue;
+		rc = take_payload(c[i].tp, rec, err);
+		if (rc == 1) {
+			rec->source = c[i].source;
+			if (!(rec->name = strdup(c[i].key)))
+				rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			m->n_tensors++;
+		}
+	}
+	free(c);
+	strmap_release(&seen);
+	return rc < 0 ? rc : assign_roles(m, err);
+}
+
+int onnx_import(struct graft_model *m, const void *buf, size_t len, const char *basedir,
+		struct graft_err *err)
+{
+	int rc;
+
+	m->proto = onnx__model_proto__unpack(NULL, len, buf);
+	if (!m->proto)
+		return graft_err_set(err, GRAFT_EFORMAT,
+				     "not an ONNX model (protobuf parse failed: truncated or not ONNX)");
+	if ((rc = validate_model(m->proto, err)))
+		return rc;
+	if ((rc = visit_graph(m->proto->graph, resolve_one, (void *)basedir, 0, err)))
+		return rc;
+	return extract_tensors(m, err);
+}
+
+/* ---- skeleton ---------------------------------------------------------------------------- */
+
+int onnx_skeleton_pack(const struct graft_model *m, void **buf, size_t *len,
+		       struct graft_err *err)
+{
+	size_t n = onnx__model_proto__get_packed_size(m->proto);
+	void *b = malloc(n ? n : 1);
+
+	if (!b)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	*len = onnx__model_proto__pack(m->proto, b);
+	*buf = b;
+	return 0;
+}
+
+int onnx_skeleton_unpack(struct graft_model *m, const void *buf, size_t len,
+			 struct graft_err *err)
+{
+	m->proto = onnx__model_proto__unpack(NULL, len, buf);
+	if (!m->proto)
+		return graft_err_set(err, GRAFT_EFORMAT, "graph member is not a valid ModelProto");
+	return validate_model(m->proto, err);
+}
+
+int onnx_bind_slots(struct graft_model *m, struct graft_err *err)
+{
+	struct candidate *c;
+	struct strmap keys;
+	size_t n;
+	int rc;
+
+	if ((rc = list_candidates(m->proto->graph, &c, &n, err)))
+		return rc;
+	if (strmap_init(&keys, n)) {
+		free(c);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++)
+		if (strmap_put(&keys, c[i].key, (long)i) >= 0)
+			strmap_put(&keys, c[i].key, LONG_MAX);
+	for (size_t i = 0; i < m->n_tensors && !rc; i++) {
+		struct tensor_rec *t = &m->tensors[i];
+		long k = strmap_get(&keys, t->name);
+		Onnx__TensorProto *tp;
+		if (k < 0 || k == LONG_MAX || c[k].source != t->source) {
+			rc = graft_err_set(err, GRAFT_EFORMAT, "tensor '%s' has no %s slot in the graph",
+					   t->name, k == LONG_MAX ? "unique" : "matching");
+			break;
+		}
+		tp = c[k].tp;
+		if (data_fields_set(tp) || tp->data_type != t->dtype || (int)tp->n_dims != t->rank ||
+		    memcmp(tp->dims, t->dims, sizeof(int64_t) * (size_t)t->rank) != 0)
+			rc = graft_err_set(err, GRAFT_EFORMAT,
+					   "tensor '%s' disagrees with its slot in the graph", t->name);
+		else
+			t->slot = tp;
+		strmap_put(&keys, t->name, LONG_MAX);   /* a second claim fails above */
+	}
+	free(c);
+	strmap_release(&keys);
+	return rc;
+}
+
+/* ---- export ------------------------------------------------------------------------------ */
+
+/* Widened copies that int32_data and uint64_data need; freed after the pack. */
+struct scratch {
+	void **bufs;
+	size_t n;
+};
+
+static int put_payload(struct tensor_rec *t, struct scratch *s, struct graft_err *err)
+{
+	Onnx__TensorProto *tp = t->slot;
+	size_t n = t->numel;
+
+	switch (t->field) {
+	case FIELD_RAW:
+		tp->raw_data.data = t->data;
+		tp->raw_data.len = t->nbytes;
+		tp->has_raw_data = 1;
+		return 0;
+	case FIELD_FLOAT:
+		tp->float_data = t->data;
+		tp->n_float_data = t->nbytes / 4;
+		return 0;
+	case FIELD_DOUBLE:
+		tp->double_data = t->data;
+		tp->n_double_data = t->nbytes / 8;
+		return 0;
+	case FIELD_INT64:
+		tp->int64_data = t->data;
+		tp->n_int64_data = n;
+		return 0;
+	case FIELD_UINT64:
+		if (t->dtype == GRAFT_UINT64) {
+			tp->uint64_data = t->data;
+			tp->n_uint64_data = n;
+			return 0;
+		}
+		break;
+	case FIELD_INT32:
+		break;
+	}
+	void *w = malloc(8 * (n ? n : 1));
+	if (!w)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	s->bufs[s->n++] = w;
+	if (t->field == FIELD_UINT64) {
+		for (size_t i = 0; i < n; i++)
+			((uint64_t *)w)[i] = ((const uint32_t *)t->data)[i];
+		tp->uint64_data = w;
+		tp->n_uint64_data = n;
+		return 0;
+	}
+	int32_t *d = w;
+	const unsigned char *src = t->data;
+	for (size_t i = 0; i < n; i++) {
+		switch (t->dtype) {
+		case GRAFT_INT32: { int32_t v; memcpy(&v, src + 4 * i, 4); d[i] = v; break; }
+		case GRAFT_INT16: { int16_t v; memcpy(&v, src + 2 * i, 2); d[i] = v; break; }
+		case GRAFT_UINT16: case GRAFT_FLOAT16: case GRAFT_BFLOAT16:
+			{ uint16_t v; memcpy(&v, src + 2 * i, 2); d[i] = v; break; }
+		case GRAFT_INT8: d[i] = (int8_t)src[i]; break;
+		default: d[i] = src[i]; break;
+		}
+	}
+	tp->int32_data = d;
+	tp->n_int32_data = n;
+	return 0;
+}
+
+static void clear_payload(struct tensor_rec *t)
+{
+	Onnx__TensorProto *tp = t->slot;
+
+	tp->raw_data.data = NULL;
+	tp->raw_data.len = 0;
+	tp->has_raw_data = 0;
+	tp->float_data = NULL;
+	tp->n_float_data = 0;
+	tp->double_data = NULL;
+	tp->n_double_data = 0;
+	tp->int64_data = NULL;
+	tp->n_int64_data = 0;
+	tp->int32_data = NULL;
+	tp->n_int32_data = 0;
+	tp->uint64_data = NULL;
+	tp->n_uint64_data = 0;
+}
+
+static void clear_all(struct graft_model *m, struct scratch *s)
+{
+	for (size_t i = 0; i < m->n_tensors; i++)
+		clear_payload(&m->tensors[i]);
+	for (size_t i = 0; i < s->n; i++)
+		free(s->bufs[i]);
+	free(s->bufs);
+	s->bufs = NULL;
+	s->n = 0;
+}
+
+static int fill_all(struct graft_model *m, struct scratch *s, struct graft_err *err)
+{
+	int rc = 0;
+
+	s->n = 0;
+	s->bufs = calloc(m->n_tensors + 1, sizeof(void *));
+	if (!s->bufs)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < m->n_tensors && !rc; i++)
+		rc = put_payload(&m->tensors[i], s, err);
+	if (rc)
+		clear_all(m, s);
+	return rc;
+}
+
+uint64_t graft_model_onnx_size(const struct graft_model *cm)
+{
+	struct graft_model *m = (struct graft_model *)cm;
+	struct scratch s;
+	uint64_t n;
+
+	if (fill_all(m, &s, NULL))
+		return UINT64_MAX;
+	n = onnx__model_proto__get_packed_size(m->proto);
+	clear_all(m, &s);
+	return n;
+}
+
+/* A protobuf-c output buffer that streams to a file descriptor, so a large model is
+ * never held twice in memory. */
+struct fd_buffer {
+	ProtobufCBuffer base;
+	int fd;
+	int failed;
+	struct graft_err *err;
+	size_t used;
+	uint8_t buf[1 << 16];
+};
+
+static void fd_flush(struct fd_buffer *b)
+{
+	if (!b->failed && b->used && graft_write_all(b->fd, b->buf, b->used, b->err))
+		b->failed = 1;
+	b->used = 0;
+}
+
+static void fd_append(ProtobufCBuffer *base, size_t len, const uint8_t *data)
+{
+	struct fd_buffer *b = (struct fd_buffer *)base;
+
+	if (b->failed)
+		return;
+	if (len > sizeof(b->buf) - b->used) {
+		fd_flush(b);
+		if (len >= sizeof(b->buf)) {
+			if (!b->failed && graft_write_all(b->fd, data, len, b->err))
+				b->failed = 1;
+			return;
+		}
+	}
+	memcpy(b->buf + b->used, data, len);
+	b->used += len;
+}
+
+/* Moves tensors of at least min_bytes to the external-data file, 4 KiB aligned so that
+ * readers can map them, and points their slots there.  entries must hold 3 per tensor;
+ * undo_external reverses it after the pack. */
+static int put_external(struct graft_model *m, const struct graft_onnx_opts *o,
+			Onnx__StringStringEntryProto *entries, Onnx__StringStringEntryProto **ptrs,
+			char (*nums)[2][24], struct graft_err *err)
+{
+	static const char zeros[4096];
+	uint64_t off = 0;
+	int rc;
+
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		struct tensor_rec *t = &m->tensors[i];
+		Onnx__TensorProto *tp = t->slot;
+		if (t->nbytes < o->external_min_bytes || t->nbytes == 0)
+			continue;
+		uint64_t pad = (4096 - off % 4096) % 4096;
+		if ((rc = graft_write_all(o->external_fd, zeros, pad, err)) ||
+		    (rc = graft_write_all(o->external_fd, t->data, t->nbytes, err)))
+			return rc;
+		off += pad;
+		snprintf(nums[i][0], sizeof(nums[i][0]), "%" PRIu64, off);
+		snprintf(nums[i][1], sizeof(nums[i][1]), "%zu", t->nbytes);
+		off += t->nbytes;
+		const char *keys[3] = {"location", "offset", "length"};
+		const char *vals[3] = {o->external_name, nums[i][0], nums[i][1]};
+		for (int k = 0; k < 3; k++) {
+			Onnx__StringStringEntryProto *e = &entries[3 * i + k];
+			onnx__string_string_entry_proto__init(e);
+			e->key = (char *)keys[k];
+			e->value = (char *)vals[k];
+			ptrs[3 * i + k] = e;
+		}
+		clear_payload(t);
+		tp->external_data = &ptrs[3 * i];
+		tp->n_external_data = 3;
+		tp->has_data_location = 1;
+		tp->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+	}
+	return 0;
+}
+
+static void undo_external(struct graft_model *m, Onnx__StringStringEntryProto **ptrs)
+{
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		Onnx__TensorProto *tp = m->tensors[i].slot;
+		if (tp->external_data == &ptrs[3 * i]) {
+			tp->external_data = NULL;
+			tp->n_external_data = 0;
+			/* Import left every stored tensor with data_location DEFAULT, set
+			 * explicitly only where the original had it; external tensors are
+			 * loaded, which sets it. */
+			tp->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT;
+		}
+	}
+}
+
+int graft_model_write_onnx(const struct graft_model *cm, int fd,
+			   const struct graft_onnx_opts *opts, struct graft_err *err)
+{
+	struct graft_model *m = (struct graft_model *)cm;
+	struct graft_onnx_opts none = {.external_fd = -1};
+	Onnx__StringStringEntryProto *entries = NULL, **ptrs = NULL;
+	char (*nums)[2][24] = NULL;
+	int *had_location = NULL;
+	struct scratch s = {0};
+	struct fd_buffer *b = NULL;
+	int rc;
+
+	if (!opts)
+		opts = &none;
+	if ((rc = fill_all(m, &s, err)))
+		return rc;
+	if (opts->external_fd >= 0) {
+		size_t n = m->n_tensors + 1;
+		entries = calloc(3 * n, sizeof(*entries));
+		ptrs = calloc(3 * n, sizeof(*ptrs));
+		nums = calloc(n, sizeof(*nums));
+		had_location = calloc(n, sizeof(int));
+		if (!entries || !ptrs || !nums || !had_location) {
+			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t i = 0; i < m->n_tensors; i++)
+			had_location[i] = m->tensors[i].slot->has_data_location;
+		if ((rc = put_external(m, opts, entries, ptrs, nums, err)))
+			goto out;
+	}
+	if (onnx__model_proto__get_packed_size(m->proto) > PROTOBUF_LIMIT) {
+		rc = graft_err_set(err, GRAFT_EUNSUPPORTED,
+				   "model is over protobuf's 2 GiB limit: write it with external data");
+		goto out;
+	}
+	if (!(b = malloc(sizeof(*b)))) {
+		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		goto out;
+	}
+	b->base.append = fd_append;
+	b->fd = fd;
+	b->failed = 0;
+	b->err = err;
+	b->used = 0;
+	onnx__model_proto__pack_to_buffer(m->proto, &b->base);
+	fd_flush(b);
+	if (b->failed)
+		rc = err ? err->code : GRAFT_EIO;
+out:
+	if (ptrs) {
+		undo_external(m, ptrs);
+		for (size_t i = 0; i < m->n_tensors; i++)
+			m->tensors[i].slot->has_data_location = had_location[i];
+	}
+	clear_all(m, &s);
+	free(b);
+	free(entries);
+	free(ptrs);
+	free(nums);
+	free(had_location);
+	return rc;
+}

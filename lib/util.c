@@ -1,0 +1,168 @@
+/*
+ * util.c: small helpers shared by the modules: a string-to-index hash map (node and
+ * tensor lookups by name), token escaping for the text manifest, and checked shape
+ * arithmetic.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int dims_numel(const int64_t *dims, int rank, uint64_t *numel)
+{
+	uint64_t n = 1;
+
+	for (int i = 0; i < rank; i++) {
+		if (dims[i] < 0)
+			return -1;
+		if (dims[i] != 0 && n > (UINT64_C(1) << 62) / (uint64_t)dims[i])
+			return -1;
+		n *= (uint64_t)dims[i];
+	}
+	*numel = n;
+	return 0;
+}
+
+static int plain(unsigned char c) { return c > ' ' && c <= '~' && c != '%'; }
+
+char *str_escape(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+	char *out, *o;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		n += plain(*p) ? 1 : 3;
+	out = o = malloc(n + 1);
+	if (!out)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (plain(*p)) {
+			*o++ = (char)*p;
+		} else {
+			*o++ = '%';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		}
+	}
+	*o = 0;
+	return out;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int str_unescape(char *s)
+{
+	char *o = s;
+
+	for (char *p = s; *p; p++) {
+		if (*p != '%') {
+			*o++ = *p;
+			continue;
+		}
+		int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+			return -1;
+		*o++ = (char)(hi * 16 + lo);
+		p += 2;
+	}
+	*o = 0;
+	return 0;
+}
+
+/* FNV-1a: short keys, so a simple hash is enough. */
+static uint64_t strhash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+int strmap_init(struct strmap *sm, size_t expected)
+{
+	size_t cap = 16;
+
+	while (cap < expected * 2)
+		cap *= 2;
+	sm->keys = calloc(cap, sizeof(*sm->keys));
+	sm->vals = calloc(cap, sizeof(*sm->vals));
+	sm->cap = cap;
+	sm->count = 0;
+	if (!sm->keys || !sm->vals) {
+		strmap_release(sm);
+		return GRAFT_ENOMEM;
+	}
+	return 0;
+}
+
+void strmap_release(struct strmap *sm)
+{
+	free(sm->keys);
+	free(sm->vals);
+	memset(sm, 0, sizeof(*sm));
+}
+
+static size_t slot_of(const struct strmap *sm, const char *key)
+{
+	size_t i = strhash(key) & (sm->cap - 1);
+	while (sm->keys[i] && strcmp(sm->keys[i], key) != 0)
+		i = (i + 1) & (sm->cap - 1);
+	return i;
+}
+
+static int grow(struct strmap *sm)
+{
+	struct strmap bigger;
+
+	if (strmap_init(&bigger, sm->cap))
+		return GRAFT_ENOMEM;
+	for (size_t i = 0; i < sm->cap; i++)
+		if (sm->keys[i]) {
+			size_t j = slot_of(&bigger, sm->keys[i]);
+			bigger.keys[j] = sm->keys[i];
+			bigger.vals[j] = sm->vals[i];
+			bigger.count++;
+		}
+	strmap_release(sm);
+	*sm = bigger;
+	return 0;
+}
+
+long strmap_put(struct strmap *sm, const char *key, long val)
+{
+	size_t i;
+	long old;
+
+	if ((sm->count + 1) * 2 > sm->cap && grow(sm))
+		return -2;
+	i = slot_of(sm, key);
+	if (sm->keys[i]) {
+		old = sm->vals[i];
+		sm->vals[i] = val;
+		return old;
+	}
+	sm->keys[i] = key;
+	sm->vals[i] = val;
+	sm->count++;
+	return -1;
+}
+
+long strmap_get(const struct strmap *sm, const char *key)
+{
+	size_t i;
+
+	if (!sm->cap)
+		return -1;
+	i = slot_of(sm, key);
+	return sm->keys[i] ? sm->vals[i] : -1;
+}

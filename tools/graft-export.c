@@ -1,0 +1,127 @@
+/*
+ * graft-export: .graft to ONNX.  Writes the model as an ONNX ModelProto equal to the one
+ * imported, with what graft changed (weights, new nodes) applied.  Tensors go to an
+ * external-data file when asked, and always when the model exceeds protobuf's 2 GiB.
+ */
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tool.h"
+
+static const char usage[] =
+	"usage: graft-export [IN|-] [-o OUT.onnx] [--external-data FILE] [-f]\n"
+	"Converts a .graft archive (or an ONNX model) to an ONNX model (stdout unless -o).\n"
+	"  -o, --output OUT.onnx      write to OUT.onnx (atomically) instead of stdout\n"
+	"      --external-data FILE   store tensors of 1 KiB or more in FILE, a name relative\n"
+	"                             to the model's folder (as ONNX locations are); models\n"
+	"                             over 2 GiB written with -o use OUT.onnx.data by default\n"
+	"  -f, --force                write binary data even to a terminal\n"
+	"  -h, --help                 show this help;  -V, --version  show the version\n";
+
+#define TWO_GIB (UINT64_C(1) << 31)
+
+struct cmdline {
+	const char *in, *out, *external;
+	int force;
+};
+
+static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
+{
+	static const struct option opts[] = {
+		{"output", required_argument, NULL, 'o'},
+		{"external-data", required_argument, NULL, 'e'},
+		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
+	};
+	int c;
+
+	memset(cl, 0, sizeof(*cl));
+	while ((c = getopt_long(argc, argv, ":o:fhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': cl->out = optarg; break;
+		case 'e': cl->external = optarg; break;
+		case 'f': cl->force = 1; break;
+		default: tool_common_option(c, usage);
+		}
+	}
+	if (argc - optind > 1)
+		tool_usage(usage, 2, "too many arguments");
+	if (cl->external && (!*cl->external || cl->external[0] == '/' ||
+			     strstr(cl->external, "..") || strchr(cl->external, '/')))
+		tool_usage(usage, 2, "--external-data takes a plain file name, which is written "
+			   "beside the model");
+	cl->in = optind < argc ? argv[optind] : NULL;
+}
+
+/* The external-data file's path: beside the output model, or in the current folder
+ * when the model goes to stdout. */
+static char *external_path(const char *out, const char *name)
+{
+	char *copy, *dir, *path;
+
+	if (!out || strcmp(out, "-") == 0)
+		return strdup(name);
+	copy = strdup(out);
+	if (!copy)
+		return NULL;
+	dir = dirname(copy);
+	path = malloc(strlen(dir) + strlen(name) + 2);
+	if (path)
+		sprintf(path, "%s/%s", dir, name);
+	free(copy);
+	return path;
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl;
+	struct graft_model *m;
+	struct graft_output out, ext = {.fd = -1};
+	struct graft_onnx_opts oo = {.external_fd = -1, .external_min_bytes = 1024};
+	struct graft_err err = {0};
+	char *ext_path = NULL, *default_name = NULL;
+	int to_stdout;
+
+	tool_init(argv);
+	parse_cmdline(argc, argv, &cl);
+	to_stdout = !cl.out || strcmp(cl.out, "-") == 0;
+	m = tool_read_model(cl.in);
+	if (!cl.external && graft_model_onnx_size(m) >= TWO_GIB) {
+		if (to_stdout)
+			tool_die("%s: model is over 2 GiB, which ONNX can only store with external "
+				 "data: use -o OUT.onnx or --external-data FILE",
+				 cl.in ? cl.in : "<stdin>");
+		char *copy = strdup(cl.out);
+		default_name = copy ? malloc(strlen(copy) + 6) : NULL;
+		if (!default_name)
+			tool_die("out of memory");
+		sprintf(default_name, "%s.data", basename(copy));
+		free(copy);
+		cl.external = default_name;
+	}
+	if (cl.external) {
+		if (!(ext_path = external_path(cl.out, cl.external)))
+			tool_die("out of memory");
+		/* The data file is committed first: a model never names a missing file. */
+		if (graft_output_open(&ext, ext_path, &err))
+			tool_die("%s", err.msg);
+		oo.external_fd = ext.fd;
+		oo.external_name = cl.external;
+	}
+	tool_output_open(&out, cl.out, 1, cl.force);
+	if (graft_model_write_onnx(m, out.fd, &oo, &err)) {
+		graft_output_abort(&ext);
+		tool_die("%s: %s", to_stdout ? "<stdout>" : cl.out, err.msg);
+	}
+	if (cl.external && graft_output_commit(&ext, &err)) {
+		graft_output_abort(&out);
+		tool_die("%s", err.msg);
+	}
+	tool_output_commit(&out);
+	graft_model_free(m);
+	free(ext_path);
+	free(default_name);
+	return 0;
+}

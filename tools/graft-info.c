@@ -1,0 +1,427 @@
+/*
+ * graft-info: what is inside a model (.graft or ONNX): producer, opsets, inputs and
+ * outputs with shapes, node counts by op type, stored tensors by role with trainable
+ * and frozen counts, and the history of graft tools applied.  Text for people, --json
+ * for scripts.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+static const char usage[] =
+	"usage: graft-info [IN|-] [--json] [--nodes] [--tensors]\n"
+	"Describes a model (.graft or ONNX).\n"
+	"      --json      one JSON object instead of text\n"
+	"      --nodes     list every node of the main graph\n"
+	"      --tensors   list every stored tensor (role, trainable, shape, bytes)\n"
+	"  -h, --help      show this help;  -V, --version  show the version\n";
+
+struct cmdline {
+	const char *in;
+	int json, nodes, tensors;
+};
+
+static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
+{
+	static const struct option opts[] = {
+		{"json", no_argument, NULL, 'j'}, {"nodes", no_argument, NULL, 'n'},
+		{"tensors", no_argument, NULL, 't'}, TOOL_COMMON_LONGOPTS, {0},
+	};
+	int c;
+
+	memset(cl, 0, sizeof(*cl));
+	while ((c = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': cl->json = 1; break;
+		case 'n': cl->nodes = 1; break;
+		case 't': cl->tensors = 1; break;
+		default: tool_common_option(c, usage);
+		}
+	}
+	if (argc - optind > 1)
+		tool_usage(usage, 2, "too many arguments");
+	cl->in = optind < argc ? argv[optind] : NULL;
+}
+
+/* ---- output helpers: one set of facts, printed as text or JSON ---- */
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
+static void print_shape_text(const struct graft_value_info *vi)
+{
+	if (vi->kind != 't') {
+		printf("%s", vi->kind ? "(non-tensor)" : "(no type)");
+		return;
+	}
+	printf("%s ", graft_dtype_name(vi->dtype) ? graft_dtype_name(vi->dtype) : "?");
+	if (vi->rank < 0) {
+		printf("[?]");
+		return;
+	}
+	putchar('[');
+	for (int j = 0; j < vi->rank; j++) {
+		if (j)
+			putchar(',');
+		if (vi->dims[j] >= 0)
+			printf("%" PRId64, vi->dims[j]);
+		else
+			printf("%s", vi->dim_params[j] && *vi->dim_params[j] ? vi->dim_params[j] : "?");
+	}
+	putchar(']');
+}
+
+static void print_shape_json(const struct graft_value_info *vi)
+{
+	printf("{\"name\":");
+	json_str(vi->name);
+	printf(",\"dtype\":");
+	if (vi->kind == 't' && graft_dtype_name(vi->dtype))
+		json_str(graft_dtype_name(vi->dtype));
+	else
+		printf("null");
+	printf(",\"shape\":");
+	if (vi->kind != 't' || vi->rank < 0) {
+		printf("null}");
+		return;
+	}
+	putchar('[');
+	for (int j = 0; j < vi->rank; j++) {
+		if (j)
+			putchar(',');
+		if (vi->dims[j] >= 0)
+			printf("%" PRId64, vi->dims[j]);
+		else if (vi->dim_params[j] && *vi->dim_params[j])
+			json_str(vi->dim_params[j]);
+		else
+			printf("null");
+	}
+	printf("]}");
+}
+
+struct op_count {
+	const char *op;
+	size_t n;
+};
+
+static int by_count(const void *a, const void *b)
+{
+	const struct op_count *x = a, *y = b;
+	if (x->n != y->n)
+		return x->n < y->n ? 1 : -1;
+	return strcmp(x->op, y->op);
+}
+
+/* Node counts by op type (domain-qualified outside the default domain), most first. */
+static struct op_count *count_ops(const struct graft_model *m, size_t *n_ops)
+{
+	size_t n = graft_model_node_count(m), k = 0;
+	struct op_count *c = calloc(n + 1, sizeof(*c));
+	char **labels = calloc(n + 1, sizeof(char *));
+
+	if (!c || !labels)
+		tool_die("out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct graft_node node;
+		graft_model_node(m, i, &node);
+		int qualified = *node.domain && strcmp(node.domain, "ai.onnx") != 0;
+		char *label = malloc(strlen(node.domain) + strlen(node.op_type) + 2);
+		if (!label)
+			tool_die("out of memory");
+		sprintf(label, "%s%s%s", qualified ? node.domain : "", qualified ? "." : "",
+			node.op_type);
+		size_t j;
+		for (j = 0; j < k && strcmp(c[j].op, label) != 0; j++)
+			;
+		if (j == k) {
+			c[k].op = labels[k] = label;
+			k++;
+		} else {
+			free(label);
+		}
+		c[j].n++;
+	}
+	free(labels);   /* the strings live on in c[] */
+	qsort(c, k, sizeof(*c), by_count);
+	*n_ops = k;
+	return c;
+}
+
+struct role_sum {
+	size_t tensors, trainable_tensors;
+	uint64_t values, trainable_values, bytes;
+};
+
+static void sum_roles(const struct graft_model *m, struct role_sum sums[4])
+{
+	memset(sums, 0, 4 * sizeof(*sums));
+	for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
+		struct graft_tensor t;
+		graft_model_tensor(m, i, &t);
+		struct role_sum *s = &sums[t.role & 3];
+		s->tensors++;
+		s->values += t.numel;
+		s->bytes += t.nbytes;
+		if (t.trainable) {
+			s->trainable_tensors++;
+			s->trainable_values += t.numel;
+		}
+	}
+}
+
+static void shape_string(const struct graft_tensor *t, char *buf, size_t size)
+{
+	size_t len = 0;
+	len += (size_t)snprintf(buf + len, size - len, "[");
+	for (int j = 0; j < t->rank && len < size; j++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%" PRId64, j ? "," : "", t->dims[j]);
+	if (len < size)
+		snprintf(buf + len, size - len, "]");
+}
+
+static void print_text(const struct graft_model *m, const struct cmdline *cl)
+{
+	struct graft_model_meta meta;
+	struct graft_value_info vi;
+	struct role_sum sums[4];
+	size_t n_ops;
+	struct op_count *ops = count_ops(m, &n_ops);
+
+	graft_model_meta(m, &meta);
+	printf("format:     %s\n", graft_model_from_archive(m) ? ".graft" : "ONNX");
+	printf("ir_version: %" PRId64 "\n", meta.ir_version);
+	printf("producer:   %s %s\n", *meta.producer_name ? meta.producer_name : "(none)",
+	       meta.producer_version);
+	printf("opsets:    ");
+	for (size_t i = 0; i < meta.n_opsets; i++) {
+		const char *domain;
+		int64_t version;
+		graft_model_opset(m, i, &domain, &version);
+		printf(" %s %" PRId64 "%s", *domain ? domain : "ai.onnx", version,
+		       i + 1 < meta.n_opsets ? "," : "");
+	}
+	printf("\ngraph:      %s\n", *meta.graph_name ? meta.graph_name : "(unnamed)");
+	if (meta.n_functions)
+		printf("functions:  %zu\n", meta.n_functions);
+	for (size_t i = 0; i < meta.n_metadata; i++) {
+		const char *k, *v;
+		graft_model_metadata(m, i, &k, &v);
+		printf("metadata:   %s = %s\n", k, v);
+	}
+	printf("inputs:\n");
+	for (size_t i = 0; i < graft_model_input_count(m); i++) {
+		graft_model_input(m, i, &vi);
+		printf("  %-24s ", vi.name);
+		print_shape_text(&vi);
+		putchar('\n');
+	}
+	printf("outputs:\n");
+	for (size_t i = 0; i < graft_model_output_count(m); i++) {
+		graft_model_output(m, i, &vi);
+		printf("  %-24s ", vi.name);
+		print_shape_text(&vi);
+		putchar('\n');
+	}
+	printf("nodes:      %zu", graft_model_node_count(m));
+	for (size_t i = 0; i < n_ops; i++)
+		printf("%s%s %zu", i ? ", " : " (", ops[i].op, ops[i].n);
+	printf("%s\n", n_ops ? ")" : "");
+	sum_roles(m, sums);
+	for (int r = 0; r < 4; r++) {
+		if (!sums[r].tensors)
+			continue;
+		printf("%-11s %zu tensors, %" PRIu64 " values, %" PRIu64 " bytes", 
+		       r == 0 ? "parameters:" : r == 1 ? "buffers:" : r == 2 ? "constants:" : "data:",
+		       sums[r].tensors, sums[r].values, sums[r].bytes);
+		if (r == GRAFT_ROLE_PARAMETER)
+			printf("; trainable %zu (%" PRIu64 " values), frozen %zu (%" PRIu64 " values)",
+			       sums[r].trainable_tensors, sums[r].trainable_values,
+			       sums[r].tensors - sums[r].trainable_tensors,
+			       sums[r].values - sums[r].trainable_values);
+		putchar('\n');
+	}
+	if (graft_model_history_count(m)) {
+		printf("history:\n");
+		for (size_t i = 0; i < graft_model_history_count(m); i++)
+			printf("  %s\n", graft_model_history(m, i));
+	}
+	if (cl->nodes) {
+		printf("node list:\n");
+		for (size_t i = 0; i < graft_model_node_count(m); i++) {
+			struct graft_node n;
+			graft_model_node(m, i, &n);
+			printf("  %5zu %-20s %-24s", i, n.op_type, *n.name ? n.name : "-");
+			for (size_t k = 0; k < n.n_inputs; k++)
+				printf("%s%s", k ? ", " : " ", *n.inputs[k] ? n.inputs[k] : "(none)");
+			printf(" ->");
+			for (size_t k = 0; k < n.n_outputs; k++)
+				printf("%s%s", k ? ", " : " ", n.outputs[k]);
+			putchar('\n');
+		}
+	}
+	if (cl->tensors) {
+		char shape[256];
+		printf("tensor list:\n");
+		for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
+			struct graft_tensor t;
+			graft_model_tensor(m, i, &t);
+			shape_string(&t, shape, sizeof(shape));
+			printf("  %-40s %-8s %-20s %-9s %-9s %zu\n", t.name, graft_dtype_name(t.dtype),
+			       shape, graft_role_name(t.role),
+			       t.role != GRAFT_ROLE_PARAMETER ? "-" : t.trainable ? "trainable" : "frozen",
+			       t.nbytes);
+		}
+	}
+	free(ops);
+}
+
+static void print_json(const struct graft_model *m, const struct cmdline *cl)
+{
+	struct graft_model_meta meta;
+	struct graft_value_info vi;
+	struct role_sum sums[4];
+	size_t n_ops;
+	struct op_count *ops = count_ops(m, &n_ops);
+
+	graft_model_meta(m, &meta);
+	printf("{\"format\":\"%s\",\"ir_version\":%" PRId64 ",\"producer_name\":",
+	       graft_model_from_archive(m) ? "graft" : "onnx", meta.ir_version);
+	json_str(meta.producer_name);
+	printf(",\"producer_version\":");
+	json_str(meta.producer_version);
+	printf(",\"graph_name\":");
+	json_str(meta.graph_name);
+	printf(",\"opsets\":{");
+	for (size_t i = 0; i < meta.n_opsets; i++) {
+		const char *domain;
+		int64_t version;
+		graft_model_opset(m, i, &domain, &version);
+		if (i)
+			putchar(',');
+		json_str(*domain ? domain : "ai.onnx");
+		printf(":%" PRId64, version);
+	}
+	printf("},\"functions\":%zu,\"metadata\":{", meta.n_functions);
+	for (size_t i = 0; i < meta.n_metadata; i++) {
+		const char *k, *v;
+		graft_model_metadata(m, i, &k, &v);
+		if (i)
+			putchar(',');
+		json_str(k);
+		putchar(':');
+		json_str(v);
+	}
+	printf("},\"inputs\":[");
+	for (size_t i = 0; i < graft_model_input_count(m); i++) {
+		graft_model_input(m, i, &vi);
+		if (i)
+			putchar(',');
+		print_shape_json(&vi);
+	}
+	printf("],\"outputs\":[");
+	for (size_t i = 0; i < graft_model_output_count(m); i++) {
+		graft_model_output(m, i, &vi);
+		if (i)
+			putchar(',');
+		print_shape_json(&vi);
+	}
+	printf("],\"node_count\":%zu,\"ops\":{", graft_model_node_count(m));
+	for (size_t i = 0; i < n_ops; i++) {
+		if (i)
+			putchar(',');
+		json_str(ops[i].op);
+		printf(":%zu", ops[i].n);
+	}
+	printf("}");
+	sum_roles(m, sums);
+	for (int r = 0; r < 4; r++)
+		printf(",\"%s\":{\"tensors\":%zu,\"values\":%" PRIu64 ",\"bytes\":%" PRIu64
+		       ",\"trainable_tensors\":%zu,\"trainable_values\":%" PRIu64 "}",
+		       r == 0 ? "parameters" : r == 1 ? "buffers" : r == 2 ? "constants" : "data",
+		       sums[r].tensors, sums[r].values, sums[r].bytes, sums[r].trainable_tensors,
+		       sums[r].trainable_values);
+	printf(",\"history\":[");
+	for (size_t i = 0; i < graft_model_history_count(m); i++) {
+		if (i)
+			putchar(',');
+		json_str(graft_model_history(m, i));
+	}
+	putchar(']');
+	if (cl->nodes) {
+		printf(",\"nodes\":[");
+		for (size_t i = 0; i < graft_model_node_count(m); i++) {
+			struct graft_node n;
+			graft_model_node(m, i, &n);
+			printf("%s{\"name\":", i ? "," : "");
+			json_str(n.name);
+			printf(",\"op_type\":");
+			json_str(n.op_type);
+			printf(",\"domain\":");
+			json_str(n.domain);
+			printf(",\"inputs\":[");
+			for (size_t k = 0; k < n.n_inputs; k++) {
+				if (k)
+					putchar(',');
+				json_str(n.inputs[k]);
+			}
+			printf("],\"outputs\":[");
+			for (size_t k = 0; k < n.n_outputs; k++) {
+				if (k)
+					putchar(',');
+				json_str(n.outputs[k]);
+			}
+			printf("]}");
+		}
+		putchar(']');
+	}
+	if (cl->tensors) {
+		printf(",\"tensors\":[");
+		for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
+			struct graft_tensor t;
+			graft_model_tensor(m, i, &t);
+			printf("%s{\"name\":", i ? "," : "");
+			json_str(t.name);
+			printf(",\"dtype\":\"%s\",\"shape\":[", graft_dtype_name(t.dtype));
+			for (int j = 0; j < t.rank; j++)
+				printf("%s%" PRId64, j ? "," : "", t.dims[j]);
+			printf("],\"role\":\"%s\",\"trainable\":%s,\"source\":\"%s\",\"bytes\":%zu}",
+			       graft_role_name(t.role), t.trainable ? "true" : "false",
+			       t.source == GRAFT_SOURCE_CONSTANT ? "constant" : "initializer", t.nbytes);
+		}
+		putchar(']');
+	}
+	printf("}\n");
+	free(ops);
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl;
+	struct graft_model *m;
+
+	tool_init(argv);
+	parse_cmdline(argc, argv, &cl);
+	m = tool_read_model(cl.in);
+	if (cl.json)
+		print_json(m, &cl);
+	else
+		print_text(m, &cl);
+	graft_model_free(m);
+	if (fflush(stdout) || ferror(stdout))
+		tool_die("<stdout>: write failed");
+	return 0;
+}
