@@ -169,6 +169,7 @@ static int read_member(struct archive *a, const char *name, size_t expect, const
 			continue;
 		if ((uint64_t)offset != got || got + size > expect) {
 			free(copy);
+			*data = NULL;
 			return graft_err_set(err, GRAFT_EFORMAT, "member '%s' is larger than the "
 					     "manifest says", name);
 		}
@@ -180,6 +181,7 @@ static int read_member(struct archive *a, const char *name, size_t expect, const
 		}
 		if (!copy) {
 			if (!(copy = malloc(expect))) {
+				*data = NULL;
 				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 			}
 			if (got)        /* first block was zero-copy but more came: copy it */
@@ -190,12 +192,14 @@ static int read_member(struct archive *a, const char *name, size_t expect, const
 	}
 	if (r != ARCHIVE_EOF) {
 		free(copy);
+		*data = NULL;
 		return graft_err_set(err, GRAFT_EFORMAT, "archive is truncated or damaged in "
 				     "member '%s' (%s)", name, archive_error_string(a)
 				     ? archive_error_string(a) : "read failed");
 	}
 	if (got != expect) {
 		free(copy);
+		*data = NULL;
 		return graft_err_set(err, GRAFT_EFORMAT, "member '%s' is %zu bytes, the manifest "
 				     "says %zu (truncated?)", name, got, expect);
 	}
@@ -307,9 +311,11 @@ int archive_read_graft(struct graft_model *m, const void *buf, size_t len,
 			goto out;
 		}
 		if ((rc = read_checked(a, member, t->nbytes, mf.entries[i].checksum, buf, len,
-				       &t->data, &owned, err)))
+				       &data, &owned, err)))
 			goto out;
+		t->data = data;
 		t->owner = owned ? OWNER_HEAP : OWNER_MAP;
+		data = NULL;
 	}
 	switch (archive_read_next_header(a, &e)) {
 	case ARCHIVE_EOF:

@@ -384,7 +384,8 @@ static int take_payload(Onnx__TensorProto *tp, struct tensor_rec *rec, struct gr
 	rec->dims = malloc(sizeof(int64_t) * (tp->n_dims ? tp->n_dims : 1));
 	if (!rec->dims)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	memcpy(rec->dims, tp->dims, sizeof(int64_t) * tp->n_dims);
+	if (tp->n_dims)
+		memcpy(rec->dims, tp->dims, sizeof(int64_t) * tp->n_dims);
 	return 1;
 }
 
@@ -660,7 +661,7 @@ int onnx_bind_slots(struct graft_model *m, struct graft_err *err)
 		}
 		tp = c[k].tp;
 		if (data_fields_set(tp) || tp->data_type != t->dtype || (int)tp->n_dims != t->rank ||
-		    memcmp(tp->dims, t->dims, sizeof(int64_t) * (size_t)t->rank) != 0)
+		    (t->rank && memcmp(tp->dims, t->dims, sizeof(int64_t) * (size_t)t->rank) != 0))
 			rc = graft_err_set(err, GRAFT_EFORMAT,
 					   "tensor '%s' disagrees with its slot in the graph", t->name);
 		else

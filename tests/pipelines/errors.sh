@@ -1,0 +1,74 @@
+#!/bin/bash
+# errors.sh: bad input gets one line on stderr naming the tool and the file, exit 1, and
+# no output file; usage errors exit 2.
+. "$(dirname "$0")/lib.sh"
+
+m=$DATA/pytorch-converted/test_ConvTranspose2d/model.onnx
+graft-import "$m" -o good.graft
+
+echo "hello, world" > text.onnx
+expect_error "not ONNX" "^graft-import: text.onnx: not an ONNX model" graft-import text.onnx -o out.graft
+check "no output after a failure" test ! -e out.graft
+head -c 100 "$m" > cut.onnx
+expect_error "truncated ONNX" "^graft-import: cut.onnx: .*(truncated|not an ONNX)" graft-import cut.onnx
+size=$(stat -c %s good.graft)
+head -c $((size / 2)) good.graft > cut.graft
+expect_error "truncated .graft" "^graft-export: cut.graft: .*truncated" graft-export cut.graft -o out.onnx
+check "no output after a truncated archive" test -z "$(ls | grep out.onnx)"
+expect_error "truncated .graft through a pipe" "^graft-export: <stdin>: .*truncated" \
+	sh -c "head -c $((size / 2)) good.graft | graft-export -o out.onnx"
+check "no output after a truncated pipe" test -z "$(ls | grep out.onnx)"
+cp good.graft corrupt.graft
+block=$(tar -R -tvf good.graft | awk '/tensors\/000000/ { sub(":", "", $2); print $2 }')
+printf '\377' | dd of=corrupt.graft bs=1 seek=$(((block + 1) * 512 + 3)) conv=notrunc status=none
+expect_error "corrupted tensor" "^graft-export: corrupt.graft: member .* corrupted \(checksum" \
+	graft-export corrupt.graft -o out.onnx
+sed 's/graft-archive 1/graft-archive 7/' good.graft > newer.graft
+expect_error "newer format" "^graft-info: newer.graft: format version 7 is newer" graft-info newer.graft
+expect_error "empty input" "^graft-export: <stdin>: empty input" sh -c "graft-export < /dev/null"
+expect_error "missing file" "^graft-info: nothing.onnx: No such file" graft-info nothing.onnx
+expect_error "unwritable output" "^graft-import: .*nodir/x.graft: cannot create" graft-import "$m" -o nodir/x.graft
+
+# External data that escapes the model's folder, or is missing.
+mkdir -p sub
+$PY - <<'PY'
+import onnx
+from onnx import helper, TensorProto
+def model(loc):
+    t = helper.make_tensor("W", TensorProto.FLOAT, [4], [0.0] * 4)
+    t.ClearField("float_data")
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", loc), ("offset", "0"), ("length", "16")):
+        e = t.external_data.add(); e.key = k; e.value = v
+    g = helper.make_graph([helper.make_node("Relu", ["W"], ["y"])], "g", [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [t])
+    return helper.make_model(g)
+onnx.save(model("../secret.bin"), "sub/dotdot.onnx")
+onnx.save(model("/etc/hostname"), "sub/absolute.onnx")
+onnx.save(model("missing.bin"), "sub/missing.onnx")
+onnx.save(model("link.bin"), "sub/link.onnx")
+PY
+head -c 16 /dev/zero > secret.bin
+ln -s ../secret.bin sub/link.bin
+expect_error "external data with .." "^graft-import: sub/dotdot.onnx: tensor 'W': .*escapes" graft-import sub/dotdot.onnx -o x.graft
+expect_error "external data absolute" "^graft-import: sub/absolute.onnx: .*not a relative path" graft-import sub/absolute.onnx -o x.graft
+expect_error "external data symlink out" "^graft-import: sub/link.onnx: .*escapes" graft-import sub/link.onnx -o x.graft
+expect_error "external data missing" "^graft-import: sub/missing.onnx: .*missing.bin.*No such file" graft-import sub/missing.onnx -o x.graft
+expect_error "external data from stdin" "^graft-import: <stdin>: .*cannot be resolved" sh -c "graft-import < sub/missing.onnx > /dev/null"
+check "no output after external-data failures" test ! -e x.graft
+
+# Usage errors: exit 2 with the synopsis.
+for t in graft-import graft-export graft-info; do
+	$t --no-such-option >/dev/null 2>err.txt
+	check "$t: unknown option exits 2" test $? -eq 2
+	check "$t: usage names the tool" grep -q "^$t: unknown option '--no-such-option'" err.txt
+	check "$t --help exits 0 with usage" sh -c "$t --help | grep -q '^usage: $t'"
+	check "$t --version" sh -c "$t --version | grep -q '(graft)'"
+	$t a b >/dev/null 2>&1
+	check "$t: two inputs is a usage error" test $? -eq 2
+done
+# script(1) gives the tool a terminal and copies what it prints to our stdout.
+script -qec "graft-import '$m'" /dev/null > tty.txt 2>&1
+check "binary to a terminal is refused" test $? -eq 1
+check "terminal refusal says why" grep -q "^graft-import: refusing to write a binary model to a terminal" tty.txt
+finish

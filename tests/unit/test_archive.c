@@ -1,0 +1,334 @@
+/*
+ * test_archive.c: the .graft container: exact round trips (mapped, piped, zstd),
+ * zero-copy reads, determinism, history, and every way a stream can be damaged:
+ * truncation anywhere, a flipped byte in any member, a newer version, a bad manifest.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "internal.h"
+#include "testmodel.h"
+
+struct fixture {
+	uint8_t *onnx;          /* the original ModelProto bytes */
+	size_t onnx_len;
+	struct graft_model *m;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	Onnx__ModelProto *mp = tm_tiny_cnn();
+	struct graft_err err = {0};
+
+	f->onnx = tm_pack(mp, &f->onnx_len);
+	onnx__model_proto__free_unpacked(mp, NULL);
+	if (graft_model_read_memory(&f->m, f->onnx, f->onnx_len, NULL, "tiny", &err))
+		return -1;
+	char *argv[] = {"model.onnx", "--odd arg", "it's"};
+	if (graft_model_add_history(f->m, "graft-import", 3, argv, &err))
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	graft_model_free(f->m);
+	free(f->onnx);
+	free(f);
+	return 0;
+}
+
+/* Writes m as .graft into a temporary file; returns its path (free it). */
+static char *write_graft(const struct graft_model *m, int zstd)
+{
+	char *path = strdup("/tmp/graft-arch-XXXXXX");
+	struct graft_write_opts o = {.zstd = zstd};
+	struct graft_err err = {0};
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	if (graft_model_write_graft(m, fd, &o, &err))
+		fail_msg("%s", err.msg);
+	close(fd);
+	return path;
+}
+
+static uint8_t *export_onnx(const struct graft_model *m, size_t *len)
+{
+	char path[] = "/tmp/graft-onnx-XXXXXX";
+	struct graft_err err = {0};
+	int fd = mkstemp(path);
+
+	assert_int_equal(graft_model_write_onnx(m, fd, NULL, &err), 0);
+	close(fd);
+	uint8_t *b = tm_slurp(path, len);
+	unlink(path);
+	return b;
+}
+
+static void assert_same_onnx(const struct fixture *f, const struct graft_model *m)
+{
+	size_t len;
+	uint8_t *b = export_onnx(m, &len);
+	assert_int_equal(len, f->onnx_len);
+	assert_memory_equal(b, f->onnx, len);
+	free(b);
+}
+
+static void test_roundtrip_mapped_and_zero_copy(void **state)
+{
+	struct fixture *f = *state;
+	char *path = write_graft(f->m, 0);
+	struct graft_model *m;
+	struct graft_err err = {0};
+	struct graft_tensor t;
+
+	assert_int_equal(graft_model_read(&m, path, 0, &err), 0);
+	assert_true(graft_model_from_archive(m));
+	assert_true(m->buf_mapped);
+	for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
+		graft_model_tensor(m, i, &t);
+		/* data points into the mapped file, at a 512-byte boundary */
+		assert_true((const char *)t.data >= (const char *)m->buf &&
+			    (const char *)t.data < (const char *)m->buf + m->buf_len);
+		assert_int_equal(((const char *)t.data - (const char *)m->buf) % 512, 0);
+		assert_int_equal(m->tensors[i].owner, OWNER_MAP);
+	}
+	assert_same_onnx(f, m);
+	assert_int_equal(graft_model_history_count(m), 1);
+	assert_string_equal(graft_model_history(m, 0),
+			    "graft-import model.onnx '--odd arg' 'it'\\''s'");
+	graft_model_free(m);
+	unlink(path);
+	free(path);
+}
+
+static void test_roundtrip_streamed(void **state)
+{
+	struct fixture *f = *state;
+	char *path = write_graft(f->m, 0);
+	struct graft_model *m;
+	struct graft_err err = {0};
+
+	assert_int_equal(graft_model_read(&m, path, GRAFT_READ_NO_MAP, &err), 0);
+	assert_false(m->buf_mapped);
+	assert_same_onnx(f, m);
+	graft_model_free(m);
+	unlink(path);
+	free(path);
+}
+
+static void test_roundtrip_zstd(void **state)
+{
+	struct fixture *f = *state;
+	char *path = write_graft(f->m, 1);
+	struct graft_model *m;
+	struct graft_err err = {0};
+	size_t len;
+	uint8_t *b = tm_slurp(path, &len);
+
+	assert_int_equal(b[0], 0x28);   /* zstd magic */
+	free(b);
+	assert_int_equal(graft_model_read(&m, path, 0, &err), 0);
+	assert_same_onnx(f, m);
+	assert_int_equal(m->tensors[0].owner, OWNER_HEAP);
+	graft_model_free(m);
+	unlink(path);
+	free(path);
+}
+
+static void test_deterministic(void **state)
+{
+	struct fixture *f = *state;
+	char *p1 = write_graft(f->m, 0), *p2 = write_graft(f->m, 0);
+	size_t l1, l2;
+	uint8_t *a = tm_slurp(p1, &l1), *b = tm_slurp(p2, &l2);
+
+	assert_int_equal(l1, l2);
+	assert_memory_equal(a, b, l1);
+	free(a);
+	free(b);
+	unlink(p1);
+	unlink(p2);
+	free(p1);
+	free(p2);
+}
+
+static void test_trainable_flags_survive(void **state)
+{
+	struct fixture *f = *state;
+	struct graft_err err = {0};
+	struct graft_model *m;
+	struct graft_tensor t;
+	long w = graft_model_find_tensor(f->m, "W");
+
+	assert_int_equal(graft_model_set_trainable(f->m, (size_t)w, 0, &err), 0);
+	char *path = write_graft(f->m, 0);
+	assert_int_equal(graft_model_set_trainable(f->m, (size_t)w, 1, &err), 0);
+	assert_int_equal(graft_model_read(&m, path, 0, &err), 0);
+	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, "W"), &t);
+	assert_false(t.trainable);
+	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, "B"), &t);
+	assert_true(t.trainable);
+	assert_int_equal(t.role, GRAFT_ROLE_PARAMETER);
+	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, "mean"), &t);
+	assert_int_equal(t.role, GRAFT_ROLE_BUFFER);
+	graft_model_free(m);
+	unlink(path);
+	free(path);
+}
+
+/* Every prefix of an archive is refused, except ones that lack only the closing tar
+ * blocks (all members complete and verified): those give the same model. */
+static void test_truncated_anywhere(void **state)
+{
+	struct fixture *f = *state;
+	char *path = write_graft(f->m, 0);
+	size_t len;
+	uint8_t *b = tm_slurp(path, &len);
+	struct graft_model *m;
+	struct graft_err err = {0};
+	size_t accepted = 0;
+
+	for (size_t cut = 1; cut < len; cut += (cut < 4096 ? 1 : 97)) {
+		int rc = graft_model_read_memory(&m, b, cut, NULL, "cut", &err);
+		if (rc == 0) {
+			assert_true(cut >= len - 1024);
+			assert_same_onnx(f, m);
+			accepted++;
+		} else {
+			assert_int_equal(rc, GRAFT_EFORMAT);
+		}
+		graft_model_free(m);
+	}
+	assert_true(accepted <= 1024);
+	free(b);
+	unlink(path);
+	free(path);
+}
+
+/* Offset of the data of the k-th member of an uncompressed tar (ustar headers only,
+ * which is what graft writes for short names). */
+static size_t member_data_offset(const uint8_t *tar, size_t len, int k, size_t *size)
+{
+	size_t off = 0;
+
+	for (int i = 0; off + 512 <= len; i++) {
+		*size = strtoul((const char *)tar + off + 124, NULL, 8);
+		if (i == k)
+			return off + 512;
+		off += 512 + (*size + 511) / 512 * 512;
+	}
+	fail_msg("member %d not found", k);
+	return 0;
+}
+
+static void test_corruption_detected(void **state)
+{
+	struct fixture *f = *state;
+	char *path = write_graft(f->m, 0);
+	size_t len, size;
+	uint8_t *b = tm_slurp(path, &len);
+	struct graft_model *m;
+	struct graft_err err = {0};
+
+	/* A flipped bit anywhere in the data of model.pb (member 1) or any tensor. */
+	for (int k = 1; k < 2 + (int)f->m->n_tensors; k++) {
+		size_t at = member_data_offset(b, len, k, &size);
+		uint8_t *copy = malloc(len);
+		memcpy(copy, b, len);
+		copy[at + size / 2] ^= 0x40;
+		assert_int_equal(graft_model_read_memory(&m, copy, len, NULL, "c", &err),
+				 GRAFT_EFORMAT);
+		if (!strstr(err.msg, "checksum"))
+			fail_msg("member %d: %s", k, err.msg);
+		free(copy);
+	}
+	free(b);
+	unlink(path);
+	free(path);
+}
+
+/* Replaces the first occurrence of from with to (same length) in a copy of the archive
+ * and reads it. */
+static int read_patched(const char *path, const char *from, const char *to,
+			struct graft_err *err)
+{
+	size_t len;
+	uint8_t *b = tm_slurp(path, &len);
+	uint8_t *at = memmem(b, len, from, strlen(from));
+	struct graft_model *m;
+	int rc;
+
+	assert_non_null(at);
+	assert_int_equal(strlen(from), strlen(to));
+	memcpy(at, to, strlen(to));
+	rc = graft_model_read_memory(&m, b, len, NULL, "p", err);
+	graft_model_free(m);
+	free(b);
+	return rc;
+}
+
+static void test_manifest_problems(void **state)
+{
+	struct fixture *f = *state;
+	char *path = write_graft(f->m, 0);
+	struct graft_err err = {0};
+
+	assert_int_equal(read_patched(path, "graft-archive 1", "graft-archive 2", &err),
+			 GRAFT_EUNSUPPORTED);
+	assert_non_null(strstr(err.msg, "newer"));
+	assert_int_equal(read_patched(path, "graft-archive 1", "graft-archivX 1", &err),
+			 GRAFT_EFORMAT);
+	assert_int_equal(read_patched(path, " parameter 1 ", " constant  1 ", &err),
+			 GRAFT_EFORMAT);
+	assert_int_equal(read_patched(path, " parameter 1 ", " buffer    1 ", &err),
+			 GRAFT_EFORMAT);
+	assert_int_equal(read_patched(path, " [3,2,3,3] ", " [3,2,3,4] ", &err),
+			 GRAFT_EFORMAT);
+	assert_int_equal(read_patched(path, "\nend\n", "\nEND\n", &err), GRAFT_EFORMAT);
+	assert_int_equal(read_patched(path, "tensors/000001", "tensors/000009", &err),
+			 GRAFT_EFORMAT);
+	unlink(path);
+	free(path);
+}
+
+static void test_not_an_archive(void **state)
+{
+	struct graft_model *m;
+	struct graft_err err = {0};
+	uint8_t tar[1024] = {0};
+	(void)state;
+
+	/* A tar whose first member is not the manifest. */
+	memcpy(tar, "hello.txt", 9);
+	memcpy(tar + 257, "ustar", 5);
+	assert_int_equal(graft_model_read_memory(&m, tar, sizeof(tar), NULL, "t", &err),
+			 GRAFT_EFORMAT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip_mapped_and_zero_copy),
+		cmocka_unit_test(test_roundtrip_streamed),
+		cmocka_unit_test(test_roundtrip_zstd),
+		cmocka_unit_test(test_deterministic),
+		cmocka_unit_test(test_trainable_flags_survive),
+		cmocka_unit_test(test_truncated_anywhere),
+		cmocka_unit_test(test_corruption_detected),
+		cmocka_unit_test(test_manifest_problems),
+		cmocka_unit_test(test_not_an_archive),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,43 @@
+/*
+ * testmodel.h: builds small ONNX models in memory for the unit tests, with protobuf-c
+ * directly, so that every encoding and corner case can be made on purpose.  Everything
+ * is malloc'd, so onnx__model_proto__free_unpacked(mp, NULL) frees a whole model.
+ */
+#ifndef TESTMODEL_H
+#define TESTMODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "onnx.pb-c.h"
+
+Onnx__ModelProto *tm_model(int64_t opset);
+Onnx__TensorProto *tm_tensor(const char *name, int dtype, int rank, const int64_t *dims);
+void tm_raw(Onnx__TensorProto *t, const void *data, size_t len);
+void tm_float_data(Onnx__TensorProto *t, const float *v, size_t n);
+void tm_int32_data(Onnx__TensorProto *t, const int32_t *v, size_t n);
+void tm_int64_data(Onnx__TensorProto *t, const int64_t *v, size_t n);
+void tm_uint64_data(Onnx__TensorProto *t, const uint64_t *v, size_t n);
+void tm_external(Onnx__TensorProto *t, const char *location, const char *offset,
+		 const char *length);
+void tm_initializer(Onnx__ModelProto *m, Onnx__TensorProto *t);
+/* Adds a node; inputs and outputs are NULL-terminated lists. */
+Onnx__NodeProto *tm_node(Onnx__ModelProto *m, const char *op, const char *name,
+			 const char *const *inputs, const char *const *outputs);
+void tm_attr_tensor(Onnx__NodeProto *n, const char *name, Onnx__TensorProto *t);
+void tm_attr_int(Onnx__NodeProto *n, const char *name, int64_t v);
+void tm_input(Onnx__ModelProto *m, const char *name, int dtype, int rank, const int64_t *dims);
+void tm_output(Onnx__ModelProto *m, const char *name, int dtype, int rank, const int64_t *dims);
+/* Serializes into a new buffer. */
+uint8_t *tm_pack(const Onnx__ModelProto *m, size_t *len);
+
+/* A small convolutional classifier exercising every payload encoding, roles, an
+ * Identity alias and Constant nodes (described in testmodel.c). */
+Onnx__ModelProto *tm_tiny_cnn(void);
+
+/* Reads a whole file into a new buffer. */
+uint8_t *tm_slurp(const char *path, size_t *len);
+/* A new temporary directory (free the returned string). */
+char *tm_tempdir(void);
+
+#endif
