@@ -330,7 +330,8 @@ int archive_read_graft(struct graft_model *m, const void *buf, size_t len,
 				   archive_error_string(a));
 		goto out;
 	}
-	rc = onnx_bind_slots(m, err);
+	if (!(rc = onnx_bind_slots(m, err)))
+		rc = onnx_find_aliases(m, err);
 out:
 	manifest_release(&mf, m->n_tensors);
 	archive_read_free(a);

@@ -180,6 +180,15 @@ long graft_model_find_tensor(const struct graft_model *m, const char *name);
 int graft_model_set_trainable(struct graft_model *m, size_t i, int trainable,
 			      struct graft_err *err);
 
+/* Identity aliases: names that Identity nodes of the main graph give stored tensors
+ * (torch's exporter stores equal initializers once: a fresh BatchNormalization's scale
+ * and running variance are both ones, so running_var = Identity(weight)).  Alias i has
+ * its name, the index of the tensor it stands for, and the role of its own uses (the
+ * tensor's role combines the uses of all its names: a parameter wins). */
+size_t graft_model_alias_count(const struct graft_model *m);
+void graft_model_alias(const struct graft_model *m, size_t i, const char **name,
+		       size_t *tensor, enum graft_role *role);
+
 /* Model-level facts, borrowed. */
 struct graft_model_meta {
 	int64_t ir_version;

@@ -50,10 +50,20 @@ struct tensor_rec {
 	Onnx__TensorProto *slot;/* where the payload belongs in the skeleton */
 };
 
+/* A name that an Identity node gives a stored tensor (torch aliases equal initializers
+ * this way), with the role its own uses give it.  Derived from the graph on every read. */
+struct alias_rec {
+	char *name;
+	size_t target;          /* index into tensors[] */
+	enum graft_role role;
+};
+
 struct graft_model {
 	Onnx__ModelProto *proto;    /* the skeleton; payloads of tensors[] moved out */
 	struct tensor_rec *tensors;
 	size_t n_tensors;
+	struct alias_rec *aliases;
+	size_t n_aliases;
 	char **history;
 	size_t n_history;
 	void *buf;                  /* the .graft input that tensor data may point into */
@@ -82,6 +92,8 @@ int onnx_skeleton_unpack(struct graft_model *m, const void *buf, size_t len,
 /* Points every m->tensors[i].slot at its TensorProto in the skeleton, checking that each
  * slot exists once, has no payload of its own, and agrees on dtype and dims. */
 int onnx_bind_slots(struct graft_model *m, struct graft_err *err);
+/* Fills m->aliases from the graph (import does this as it assigns roles). */
+int onnx_find_aliases(struct graft_model *m, struct graft_err *err);
 
 /* ---- archive.c ---- */
 /* 1 if buf starts like a .graft archive (tar, or a compressed stream) rather than ONNX. */

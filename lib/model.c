@@ -29,6 +29,9 @@ void graft_model_free(struct graft_model *m)
 		free(t->name);
 	}
 	free(m->tensors);
+	for (size_t i = 0; i < m->n_aliases; i++)
+		free(m->aliases[i].name);
+	free(m->aliases);
 	for (size_t i = 0; i < m->n_history; i++)
 		free(m->history[i]);
 	free(m->history);
@@ -197,6 +200,19 @@ int graft_model_set_trainable(struct graft_model *m, size_t i, int trainable,
 				     m->tensors[i].name, graft_role_name(m->tensors[i].role));
 	m->tensors[i].trainable = trainable != 0;
 	return 0;
+}
+
+size_t graft_model_alias_count(const struct graft_model *m)
+{
+	return m->n_aliases;
+}
+
+void graft_model_alias(const struct graft_model *m, size_t i, const char **name,
+		       size_t *tensor, enum graft_role *role)
+{
+	*name = m->aliases[i].name;
+	*tensor = m->aliases[i].target;
+	*role = m->aliases[i].role;
 }
 
 /* ---- model-level views ---- */

@@ -467,13 +467,51 @@ static int is_identity(const Onnx__NodeProto *n)
 	       n->n_output == 1 && n->input[0] && n->output[0];
 }
 
+/* Uses of stored tensors, by name: entry i < n_tensors is tensor i itself, later entries
+ * are Identity aliases of some tensor. */
 struct role_ctx {
-	struct graft_model *m;
-	struct strmap names;    /* value name -> tensor index, Identity aliases included */
-	unsigned char *seen;    /* per tensor: bit 0 parameter use, bit 1 buffer use */
+	struct strmap names;    /* value name -> entry */
+	size_t n, cap;
+	const char **name;      /* (n) borrowed from the graph */
+	size_t *target;         /* (n) tensor each entry stands for */
+	unsigned char *uses;    /* (n) bit 0: learnable use, bit 1: running statistics */
 };
 
-/* Records the use of outer values by every node of g (subgraphs included: a branch of
+static void role_ctx_release(struct role_ctx *rc)
+{
+	strmap_release(&rc->names);
+	free(rc->name);
+	free(rc->target);
+	free(rc->uses);
+}
+
+static int add_entry(struct role_ctx *rc, const char *name, size_t target)
+{
+	if (rc->n == rc->cap) {
+		size_t cap = rc->cap ? 2 * rc->cap : 64;
+		const char **nm = realloc(rc->name, cap * sizeof(*nm));
+		if (nm)
+			rc->name = nm;
+		size_t *t = realloc(rc->target, cap * sizeof(*t));
+		if (t)
+			rc->target = t;
+		unsigned char *u = realloc(rc->uses, cap);
+		if (u)
+			rc->uses = u;
+		if (!nm || !t || !u)
+			return GRAFT_ENOMEM;
+		rc->cap = cap;
+	}
+	rc->name[rc->n] = name;
+	rc->target[rc->n] = target;
+	rc->uses[rc->n] = 0;
+	if (strmap_put(&rc->names, name, (long)rc->n) == -2)
+		return GRAFT_ENOMEM;
+	rc->n++;
+	return 0;
+}
+
+/* Records the use of stored values by every node of g (subgraphs included: a branch of
  * an If that reads a weight is a consumer like any other). */
 static void record_uses(struct role_ctx *rc, const Onnx__GraphProto *g, int depth)
 {
@@ -483,11 +521,11 @@ static void record_uses(struct role_ctx *rc, const Onnx__GraphProto *g, int dept
 		const Onnx__NodeProto *n = g->node[i];
 		if (!is_identity(n))
 			for (size_t k = 0; k < n->n_input; k++) {
-				long t = n->input[k] ? strmap_get(&rc->names, n->input[k]) : -1;
-				if (t < 0)
+				long e = n->input[k] ? strmap_get(&rc->names, n->input[k]) : -1;
+				if (e < 0)
 					continue;
 				enum graft_role r = slot_role(n->op_type ? n->op_type : "", k);
-				rc->seen[t] |= r == GRAFT_ROLE_PARAMETER ? 1 : r == GRAFT_ROLE_BUFFER ? 2 : 0;
+				rc->uses[e] |= r == GRAFT_ROLE_PARAMETER ? 1 : r == GRAFT_ROLE_BUFFER ? 2 : 0;
 			}
 		for (size_t j = 0; j < n->n_attribute; j++) {
 			const Onnx__AttributeProto *a = n->attribute[j];
@@ -499,61 +537,106 @@ static void record_uses(struct role_ctx *rc, const Onnx__GraphProto *g, int dept
 	}
 }
 
-/*
- * Parameters are floating-point tensors that some node uses in a learnable slot;
- * BatchNormalization running statistics are buffers; everything else is a constant.
- * Uses are followed through Identity nodes, which torch's exporter inserts to alias one
- * initializer under several names.  A single-element Constant or initializer (an
- * epsilon, a scale) is a constant: graft does not train scalars.
- */
-static int assign_roles(struct graft_model *m, struct graft_err *err)
+static enum graft_role role_of(const struct tensor_rec *t, unsigned uses)
+{
+	if (!graft_dtype_is_float(t->dtype) || t->numel <= 1)
+		return GRAFT_ROLE_CONSTANT;
+	return uses & 1 ? GRAFT_ROLE_PARAMETER : uses & 2 ? GRAFT_ROLE_BUFFER
+							   : GRAFT_ROLE_CONSTANT;
+}
+
+/* Finds the Identity aliases of stored tensors and how every name is used. */
+static int collect_uses(struct graft_model *m, struct role_ctx *rc, struct graft_err *err)
 {
 	Onnx__GraphProto *g = m->proto->graph;
-	struct role_ctx rc = {.m = m};
 	int changed = 1;
 
-	if (m->n_tensors == 0)
-		return 0;
-	if (strmap_init(&rc.names, m->n_tensors + 16) ||
-	    !(rc.seen = calloc(m->n_tensors, 1))) {
-		strmap_release(&rc.names);
+	memset(rc, 0, sizeof(*rc));
+	if (strmap_init(&rc->names, m->n_tensors + 16))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	}
 	for (size_t i = 0; i < m->n_tensors; i++)
-		strmap_put(&rc.names, m->tensors[i].name, (long)i);
+		if (add_entry(rc, m->tensors[i].name, i))
+			goto nomem;
 	/* Identity chains may appear in any order; iterate to a fixed point. */
 	for (size_t pass = 0; changed && pass <= g->n_node; pass++) {
 		changed = 0;
 		for (size_t i = 0; i < g->n_node; i++) {
 			const Onnx__NodeProto *n = g->node[i];
-			long t;
-			if (!is_identity(n) || (t = strmap_get(&rc.names, n->input[0])) < 0 ||
-			    strmap_get(&rc.names, n->output[0]) >= 0)
+			long e;
+			if (!is_identity(n) || (e = strmap_get(&rc->names, n->input[0])) < 0 ||
+			    strmap_get(&rc->names, n->output[0]) >= 0)
 				continue;
-			if (strmap_put(&rc.names, n->output[0], t) == -2) {
-				strmap_release(&rc.names);
-				free(rc.seen);
-				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-			}
+			if (add_entry(rc, n->output[0], rc->target[e]))
+				goto nomem;
 			changed = 1;
 		}
 	}
-	record_uses(&rc, g, 0);
-	for (size_t i = 0; i < m->n_tensors; i++) {
-		struct tensor_rec *t = &m->tensors[i];
-		if (!graft_dtype_is_float(t->dtype) || t->numel <= 1)
-			t->role = GRAFT_ROLE_CONSTANT;
-		else if (rc.seen[i] & 1)
-			t->role = GRAFT_ROLE_PARAMETER;
-		else if (rc.seen[i] & 2)
-			t->role = GRAFT_ROLE_BUFFER;
-		else
-			t->role = GRAFT_ROLE_CONSTANT;
-		t->trainable = t->role == GRAFT_ROLE_PARAMETER;
-	}
-	strmap_release(&rc.names);
-	free(rc.seen);
+	record_uses(rc, g, 0);
 	return 0;
+nomem:
+	role_ctx_release(rc);
+	return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+}
+
+/* Keeps the alias list of m (derived from the graph, never stored). */
+static int keep_aliases(struct graft_model *m, const struct role_ctx *rc, struct graft_err *err)
+{
+	size_t n = rc->n - m->n_tensors;
+
+	m->aliases = calloc(n + 1, sizeof(*m->aliases));
+	if (!m->aliases)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t k = 0; k < n; k++) {
+		size_t e = m->n_tensors + k;
+		struct alias_rec *a = &m->aliases[k];
+		if (!(a->name = strdup(rc->name[e])))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		a->target = rc->target[e];
+		a->role = role_of(&m->tensors[a->target], rc->uses[e]);
+		m->n_aliases++;
+	}
+	return 0;
+}
+
+/*
+ * Parameters are floating-point tensors that some node uses in a learnable slot;
+ * BatchNormalization running statistics are buffers; everything else is a constant.
+ * Uses are followed through Identity nodes, which torch's exporter inserts to alias one
+ * initializer under several names: a tensor used as a parameter under any of its names
+ * is a parameter, and each alias gets the role of its own uses (so that training can
+ * give an alias used as a buffer its own copy).  A single-element tensor (an epsilon, a
+ * scale) is a constant: graft does not train scalars.
+ */
+static int assign_roles(struct graft_model *m, int set_tensor_roles, struct graft_err *err)
+{
+	struct role_ctx rc;
+	int rc_status;
+
+	if ((rc_status = collect_uses(m, &rc, err)))
+		return rc_status;
+	if (set_tensor_roles) {
+		unsigned char *all = calloc(m->n_tensors + 1, 1);
+		if (!all) {
+			role_ctx_release(&rc);
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		}
+		for (size_t e = 0; e < rc.n; e++)
+			all[rc.target[e]] |= rc.uses[e];
+		for (size_t i = 0; i < m->n_tensors; i++) {
+			struct tensor_rec *t = &m->tensors[i];
+			t->role = role_of(t, all[i]);
+			t->trainable = t->role == GRAFT_ROLE_PARAMETER;
+		}
+		free(all);
+	}
+	rc_status = keep_aliases(m, &rc, err);
+	role_ctx_release(&rc);
+	return rc_status;
+}
+
+int onnx_find_aliases(struct graft_model *m, struct graft_err *err)
+{
+	return assign_roles(m, 0, err);
 }
 
 /* ---- import ---------------------------------------------------------------------------- */
@@ -591,7 +674,7 @@ static int extract_tensors(struct graft_model *m, struct graft_err *err)
 	}
 	free(c);
 	strmap_release(&seen);
-	return rc < 0 ? rc : assign_roles(m, err);
+	return rc < 0 ? rc : assign_roles(m, 1, err);
 }
 
 int onnx_import(struct graft_model *m, const void *buf, size_t len, const char *basedir,

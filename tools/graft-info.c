@@ -254,6 +254,19 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 			       sums[r].values - sums[r].trainable_values);
 		putchar('\n');
 	}
+	if (graft_model_alias_count(m)) {
+		size_t by_role[4] = {0};
+		for (size_t i = 0; i < graft_model_alias_count(m); i++) {
+			const char *name;
+			size_t t;
+			enum graft_role role;
+			graft_model_alias(m, i, &name, &t, &role);
+			by_role[role & 3]++;
+		}
+		printf("aliases:    %zu Identity aliases of stored tensors (%zu used as parameters, "
+		       "%zu as buffers, %zu as constants)\n", graft_model_alias_count(m),
+		       by_role[0], by_role[1], by_role[2]);
+	}
 	if (graft_model_history_count(m)) {
 		printf("history:\n");
 		for (size_t i = 0; i < graft_model_history_count(m); i++)
@@ -284,6 +297,15 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 			       shape, graft_role_name(t.role),
 			       t.role != GRAFT_ROLE_PARAMETER ? "-" : t.trainable ? "trainable" : "frozen",
 			       t.nbytes);
+		}
+		for (size_t i = 0; i < graft_model_alias_count(m); i++) {
+			const char *name;
+			size_t k;
+			enum graft_role role;
+			struct graft_tensor t;
+			graft_model_alias(m, i, &name, &k, &role);
+			graft_model_tensor(m, k, &t);
+			printf("  %-40s alias of %s, used as a %s\n", name, t.name, graft_role_name(role));
 		}
 	}
 	free(ops);
@@ -401,6 +423,20 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 			printf("],\"role\":\"%s\",\"trainable\":%s,\"source\":\"%s\",\"bytes\":%zu}",
 			       graft_role_name(t.role), t.trainable ? "true" : "false",
 			       t.source == GRAFT_SOURCE_CONSTANT ? "constant" : "initializer", t.nbytes);
+		}
+		printf("],\"aliases\":[");
+		for (size_t i = 0; i < graft_model_alias_count(m); i++) {
+			const char *name;
+			size_t k;
+			enum graft_role role;
+			struct graft_tensor t;
+			graft_model_alias(m, i, &name, &k, &role);
+			graft_model_tensor(m, k, &t);
+			printf("%s{\"name\":", i ? "," : "");
+			json_str(name);
+			printf(",\"of\":");
+			json_str(t.name);
+			printf(",\"role\":\"%s\"}", graft_role_name(role));
 		}
 		putchar(']');
 	}

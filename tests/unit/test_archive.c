@@ -237,7 +237,7 @@ static void test_corruption_detected(void **state)
 {
 	struct fixture *f = *state;
 	char *path = write_graft(f->m, 0);
-	size_t len, size;
+	size_t len, size = 0;
 	uint8_t *b = tm_slurp(path, &len);
 	struct graft_model *m;
 	struct graft_err err = {0};
