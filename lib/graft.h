@@ -263,6 +263,16 @@ struct graft_output {
 };
 int graft_output_open(struct graft_output *out, const char *path, struct graft_err *err);
 int graft_output_commit(struct graft_output *out, struct graft_err *err);
+/* The fallible part of commit, without the rename: flushes the file to disk and closes
+ * it.  Tools writing two files (a model and its external data) sync both before renaming
+ * either, so that a failure leaves both targets as they were. */
+int graft_output_sync(struct graft_output *out, struct graft_err *err);
+/* Commits a model and the external-data file it names, as nearly atomically as two files
+ * allow: both are synced first, then the data file is renamed into place, then the
+ * model; if the model cannot be renamed, the data file's previous version is restored.
+ * On failure both outputs are aborted. */
+int graft_output_commit_pair(struct graft_output *data, struct graft_output *model,
+			     struct graft_err *err);
 /* Removes the temporary file, if any.  Safe to call twice and after commit. */
 void graft_output_abort(struct graft_output *out);
 /* The temporary path of an output in progress, for signal handlers; NULL if none. */

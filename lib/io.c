@@ -116,33 +116,89 @@ int graft_output_open(struct graft_output *out, const char *path, struct graft_e
 	return 0;
 }
 
+/* Records a failure of out with its path, then aborts it. */
+static int output_fail(struct graft_output *out, const char *what, int e, struct graft_err *err)
+{
+	graft_err_set(err, GRAFT_EIO, "%s: %s%s", out->path, what, strerror(e));
+	graft_output_abort(out);
+	return GRAFT_EIO;
+}
+
+int graft_output_sync(struct graft_output *out, struct graft_err *err)
+{
+	if (!out->tmp || out->fd < 0)
+		return 0;
+	if (fsync(out->fd) < 0 && errno != EINVAL)
+		return output_fail(out, "", errno, err);
+	int rc = close(out->fd);
+	out->fd = -1;
+	if (rc < 0)
+		return output_fail(out, "", errno, err);
+	return 0;
+}
+
 int graft_output_commit(struct graft_output *out, struct graft_err *err)
 {
+	int rc;
+
 	if (!out->tmp)
 		return 0;
-	if (fsync(out->fd) < 0 && errno != EINVAL) {
-		int e = errno;
-		graft_output_abort(out);
-		return graft_err_set(err, GRAFT_EIO, "%s: %s", out->path ? out->path : "?",
-				     strerror(e));
-	}
-	if (close(out->fd) < 0) {
-		int e = errno;
-		out->fd = -1;
-		graft_output_abort(out);
-		return graft_err_set(err, GRAFT_EIO, "%s: %s", out->path, strerror(e));
-	}
-	out->fd = -1;
-	if (rename(out->tmp, out->path) < 0) {
-		int e = errno;
-		graft_output_abort(out);
-		return graft_err_set(err, GRAFT_EIO, "%s: cannot rename into place: %s",
-				     out->path, strerror(e));
-	}
+	if ((rc = graft_output_sync(out, err)))
+		return rc;
+	if (rename(out->tmp, out->path) < 0)
+		return output_fail(out, "cannot rename into place: ", errno, err);
 	free(out->tmp);
 	free(out->path);
 	out->tmp = out->path = NULL;
 	return 0;
+}
+
+int graft_output_commit_pair(struct graft_output *data, struct graft_output *model,
+			     struct graft_err *err)
+{
+	char *backup = NULL;
+	int rc, had_old;
+
+	if ((rc = graft_output_sync(data, err)) || (rc = graft_output_sync(model, err))) {
+		graft_output_abort(data);
+		graft_output_abort(model);
+		return rc;
+	}
+	if (!data->tmp)
+		return graft_output_commit(model, err);
+	/* Keep the data file's previous version (a hard link costs nothing) until the
+	 * model is in place, so that a failed model rename can put it back. */
+	if (!(backup = malloc(strlen(data->tmp) + 5))) {
+		graft_output_abort(data);
+		graft_output_abort(model);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	sprintf(backup, "%s.old", data->tmp);
+	had_old = link(data->path, backup) == 0;
+	if (rename(data->tmp, data->path) < 0) {
+		rc = output_fail(data, "cannot rename into place: ", errno, err);
+		graft_output_abort(model);
+		goto out;
+	}
+	if (model->tmp && rename(model->tmp, model->path) < 0) {
+		rc = output_fail(model, "cannot rename into place: ", errno, err);
+		if (had_old)
+			rename(backup, data->path);
+		else
+			unlink(data->path);
+		had_old = 0;
+		graft_output_abort(data);
+		goto out;
+	}
+	free(data->tmp);
+	free(data->path);
+	data->tmp = data->path = NULL;
+	rc = graft_output_commit(model, err);
+out:
+	if (had_old)
+		unlink(backup);
+	free(backup);
+	return rc;
 }
 
 void graft_output_abort(struct graft_output *out)

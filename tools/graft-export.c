@@ -15,9 +15,9 @@ static const char usage[] =
 	"usage: graft-export [IN|-] [-o OUT.onnx] [--external-data FILE] [-f]\n"
 	"Converts a .graft archive (or an ONNX model) to an ONNX model (stdout unless -o).\n"
 	"  -o, --output OUT.onnx      write to OUT.onnx (atomically) instead of stdout\n"
-	"      --external-data FILE   store tensors of 1 KiB or more in FILE, a name relative\n"
-	"                             to the model's folder (as ONNX locations are); models\n"
-	"                             over 2 GiB written with -o use OUT.onnx.data by default\n"
+	"      --external-data FILE   store tensors of 1 KiB or more in FILE, a plain file\n"
+	"                             name (no '/') written beside the model; models over\n"
+	"                             2 GiB written with -o use OUT.onnx.data by default\n"
 	"  -f, --force                write binary data even to a terminal\n"
 	"  -h, --help                 show this help;  -V, --version  show the version\n";
 
@@ -48,10 +48,10 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	}
 	if (argc - optind > 1)
 		tool_usage(usage, 2, "too many arguments");
-	if (cl->external && (!*cl->external || cl->external[0] == '/' ||
-			     strstr(cl->external, "..") || strchr(cl->external, '/')))
-		tool_usage(usage, 2, "--external-data takes a plain file name, which is written "
-			   "beside the model");
+	if (cl->external && (!*cl->external || strcmp(cl->external, ".") == 0 ||
+			     strcmp(cl->external, "..") == 0 || strchr(cl->external, '/')))
+		tool_usage(usage, 2, "--external-data takes a plain file name (no '/'), which is "
+			   "written beside the model");
 	cl->in = optind < argc ? argv[optind] : NULL;
 }
 
@@ -78,13 +78,13 @@ int main(int argc, char **argv)
 {
 	struct cmdline cl;
 	struct graft_model *m;
-	struct graft_output out, ext = {.fd = -1};
+	struct graft_output out, ext;
 	struct graft_onnx_opts oo = {.external_fd = -1, .external_min_bytes = 1024};
 	struct graft_err err = {0};
 	char *ext_path = NULL, *default_name = NULL;
 	int to_stdout;
 
-	tool_init(argv);
+	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
 	to_stdout = !cl.out || strcmp(cl.out, "-") == 0;
 	m = tool_read_model(cl.in);
@@ -101,25 +101,21 @@ int main(int argc, char **argv)
 		free(copy);
 		cl.external = default_name;
 	}
+	/* The model's output first: a refusal (a terminal) must not leave a data file. */
+	tool_output_open(&out, cl.out, 1, cl.force);
 	if (cl.external) {
 		if (!(ext_path = external_path(cl.out, cl.external)))
 			tool_die("out of memory");
-		/* The data file is committed first: a model never names a missing file. */
-		if (graft_output_open(&ext, ext_path, &err))
-			tool_die("%s", err.msg);
+		tool_output_open(&ext, ext_path, 1, 1);
 		oo.external_fd = ext.fd;
 		oo.external_name = cl.external;
 	}
-	tool_output_open(&out, cl.out, 1, cl.force);
-	if (graft_model_write_onnx(m, out.fd, &oo, &err)) {
-		graft_output_abort(&ext);
+	if (graft_model_write_onnx(m, out.fd, &oo, &err))
 		tool_die("%s: %s", to_stdout ? "<stdout>" : cl.out, err.msg);
-	}
-	if (cl.external && graft_output_commit(&ext, &err)) {
-		graft_output_abort(&out);
-		tool_die("%s", err.msg);
-	}
-	tool_output_commit(&out);
+	if (cl.external)
+		tool_output_commit_pair(&ext, &out);
+	else
+		tool_output_commit(&out);
 	graft_model_free(m);
 	free(ext_path);
 	free(default_name);

@@ -51,10 +51,10 @@ int main(int argc, char **argv)
 	struct graft_write_opts wo = {0};
 	struct graft_err err = {0};
 
-	tool_init(argv);
+	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
 	m = tool_read_model(cl.in);
-	tool_add_history(m, argc, argv);
+	tool_add_history(m);
 	tool_output_open(&out, cl.out, 1, cl.force);
 	wo.zstd = cl.zstd;
 	if (graft_model_write_graft(m, out.fd, &wo, &err))

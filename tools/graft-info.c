@@ -48,16 +48,35 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 
 /* ---- output helpers: one set of facts, printed as text or JSON ---- */
 
+/* Length of the valid UTF-8 sequence at p, or 0. */
+static int utf8_len(const unsigned char *p)
+{
+	int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+		: (*p & 0xf8) == 0xf0 ? 4 : 0;
+	if (n == 2 && *p < 0xc2)
+		return 0;       /* overlong */
+	for (int i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/* A JSON string; bytes that are not UTF-8 (ONNX names are bytes) become U+FFFD, so the
+ * output is always valid JSON. */
 static void json_str(const char *s)
 {
 	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s; *p; ) {
+		int n = utf8_len(p);
 		if (*p == '"' || *p == '\\')
 			printf("\\%c", *p);
 		else if (*p < 0x20)
 			printf("\\u%04x", *p);
+		else if (n == 0)
+			fputs("\\ufffd", stdout);
 		else
-			putchar(*p);
+			fwrite(p, 1, (size_t)n, stdout);
+		p += n ? n : 1;
 	}
 	putchar('"');
 }
@@ -70,7 +89,7 @@ static void print_shape_text(const struct graft_value_info *vi)
 	}
 	printf("%s ", graft_dtype_name(vi->dtype) ? graft_dtype_name(vi->dtype) : "?");
 	if (vi->rank < 0) {
-		printf("[?]");
+		printf("(unknown shape)");
 		return;
 	}
 	putchar('[');
@@ -204,8 +223,8 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 	graft_model_meta(m, &meta);
 	printf("format:     %s\n", graft_model_from_archive(m) ? ".graft" : "ONNX");
 	printf("ir_version: %" PRId64 "\n", meta.ir_version);
-	printf("producer:   %s %s\n", *meta.producer_name ? meta.producer_name : "(none)",
-	       meta.producer_version);
+	printf("producer:   %s%s%s\n", *meta.producer_name ? meta.producer_name : "(none)",
+	       *meta.producer_version ? " " : "", meta.producer_version);
 	printf("opsets:    ");
 	for (size_t i = 0; i < meta.n_opsets; i++) {
 		const char *domain;
@@ -244,9 +263,10 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 	for (int r = 0; r < 4; r++) {
 		if (!sums[r].tensors)
 			continue;
-		printf("%-11s %zu tensors, %" PRIu64 " values, %" PRIu64 " bytes", 
+		printf("%-11s %zu tensor%s, %" PRIu64 " values, %" PRIu64 " bytes",
 		       r == 0 ? "parameters:" : r == 1 ? "buffers:" : r == 2 ? "constants:" : "data:",
-		       sums[r].tensors, sums[r].values, sums[r].bytes);
+		       sums[r].tensors, sums[r].tensors == 1 ? "" : "s", sums[r].values,
+		       sums[r].bytes);
 		if (r == GRAFT_ROLE_PARAMETER)
 			printf("; trainable %zu (%" PRIu64 " values), frozen %zu (%" PRIu64 " values)",
 			       sums[r].trainable_tensors, sums[r].trainable_values,
@@ -263,9 +283,9 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 			graft_model_alias(m, i, &name, &t, &role);
 			by_role[role & 3]++;
 		}
-		printf("aliases:    %zu Identity aliases of stored tensors (%zu used as parameters, "
+		printf("aliases:    %zu Identity alias%s of stored tensors (%zu used as parameters, "
 		       "%zu as buffers, %zu as constants)\n", graft_model_alias_count(m),
-		       by_role[0], by_role[1], by_role[2]);
+		       graft_model_alias_count(m) == 1 ? "" : "es", by_role[0], by_role[1], by_role[2]);
 	}
 	if (graft_model_history_count(m)) {
 		printf("history:\n");
@@ -449,7 +469,7 @@ int main(int argc, char **argv)
 	struct cmdline cl;
 	struct graft_model *m;
 
-	tool_init(argv);
+	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
 	m = tool_read_model(cl.in);
 	if (cl.json)

@@ -12,27 +12,45 @@
 #include "tool.h"
 
 const char *tool_name = "graft";
-static char **tool_argv;
+static char **tool_argv;        /* as typed: getopt permutes argv */
+static int tool_argc;
+static char **current_argv;     /* the array getopt permutes, which optind indexes */
 
-/* The output being written, so that a signal can remove its temporary file. */
-static struct graft_output *current_output;
+/* The outputs being written, so that dying or a signal removes their temporary files. */
+#define MAX_OUTPUTS 4
+static struct graft_output *outputs[MAX_OUTPUTS];
 
 static void on_signal(int sig)
 {
-	const char *tmp = current_output ? graft_output_tmp_path(current_output) : NULL;
-
-	if (tmp)
-		unlink(tmp);
+	for (int i = 0; i < MAX_OUTPUTS; i++) {
+		const char *tmp = outputs[i] ? graft_output_tmp_path(outputs[i]) : NULL;
+		if (tmp)
+			unlink(tmp);
+	}
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
-void tool_init(char **argv)
+static void track(struct graft_output *out, int on)
+{
+	for (int i = 0; i < MAX_OUTPUTS; i++)
+		if (on ? outputs[i] == NULL : outputs[i] == out) {
+			outputs[i] = on ? out : NULL;
+			return;
+		}
+}
+
+void tool_init(int argc, char **argv)
 {
 	const char *slash = strrchr(argv[0], '/');
 
 	tool_name = slash ? slash + 1 : argv[0];
-	tool_argv = argv;
+	tool_argc = argc;
+	current_argv = argv;
+	tool_argv = malloc(sizeof(char *) * (size_t)(argc + 1));
+	if (!tool_argv)
+		tool_die("out of memory");
+	memcpy(tool_argv, argv, sizeof(char *) * (size_t)(argc + 1));
 	opterr = 0;     /* getopt's messages name argv[0] as typed; ours name the tool */
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -40,18 +58,20 @@ void tool_init(char **argv)
 	/* SIGPIPE stays at its default: a reader that goes away ends the writer quietly. */
 }
 
-static void remove_partial_output(void)
+static void remove_partial_outputs(void)
 {
-	if (current_output)
-		graft_output_abort(current_output);
-	current_output = NULL;
+	for (int i = 0; i < MAX_OUTPUTS; i++)
+		if (outputs[i]) {
+			graft_output_abort(outputs[i]);
+			outputs[i] = NULL;
+		}
 }
 
 void tool_die(const char *fmt, ...)
 {
 	va_list ap;
 
-	remove_partial_output();
+	remove_partial_outputs();
 	fprintf(stderr, "%s: ", tool_name);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -87,9 +107,9 @@ int tool_common_option(int c, const char *usage)
 	case '?':
 		if (optopt)
 			tool_usage(usage, 2, "unknown option '-%c'", optopt);
-		tool_usage(usage, 2, "unknown option '%s'", tool_argv[optind - 1]);
+		tool_usage(usage, 2, "unknown option '%s'", current_argv[optind - 1]);
 	case ':':
-		tool_usage(usage, 2, "option '%s' needs an argument", tool_argv[optind - 1]);
+		tool_usage(usage, 2, "option '%s' needs an argument", current_argv[optind - 1]);
 	default:
 		return -1;
 	}
@@ -111,28 +131,36 @@ void tool_output_open(struct graft_output *out, const char *path, int binary, in
 	int to_stdout = !path || strcmp(path, "-") == 0;
 
 	if (binary && to_stdout && !force && isatty(STDOUT_FILENO))
-		tool_die("refusing to write a binary model to a terminal; redirect, use -o FILE, "
-			 "or force with -f");
+		tool_die("<stdout>: refusing to write a binary model to a terminal; redirect, "
+			 "use -o FILE, or force with -f");
 	if (graft_output_open(out, path, &err))
 		tool_die("%s", err.msg);
-	current_output = out;
+	track(out, 1);
+}
+
+void tool_output_commit_pair(struct graft_output *data, struct graft_output *model)
+{
+	struct graft_err err = {0};
+
+	if (graft_output_commit_pair(data, model, &err))
+		tool_die("%s", err.msg);
+	track(data, 0);
+	track(model, 0);
 }
 
 void tool_output_commit(struct graft_output *out)
 {
 	struct graft_err err = {0};
 
-	if (graft_output_commit(out, &err)) {
-		current_output = NULL;
+	if (graft_output_commit(out, &err))
 		tool_die("%s", err.msg);
-	}
-	current_output = NULL;
+	track(out, 0);
 }
 
-void tool_add_history(struct graft_model *m, int argc, char **argv)
+void tool_add_history(struct graft_model *m)
 {
 	struct graft_err err = {0};
 
-	if (graft_model_add_history(m, tool_name, argc - 1, argv + 1, &err))
+	if (graft_model_add_history(m, tool_name, tool_argc - 1, tool_argv + 1, &err))
 		tool_die("%s", err.msg);
 }

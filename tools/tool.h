@@ -14,7 +14,7 @@ extern const char *tool_name;
 
 /* Sets tool_name from argv[0] and installs signal handlers that remove the temporary
  * file of an output in progress. */
-void tool_init(char **argv);
+void tool_init(int argc, char **argv);
 
 /* "graft-TOOL: message", then exit 1. */
 void tool_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -35,10 +35,13 @@ struct graft_model *tool_read_model(const char *path);
 /* Opens an output (NULL/"-" is stdout) or dies.  A binary output to a terminal is
  * refused unless force is set. */
 void tool_output_open(struct graft_output *out, const char *path, int binary, int force);
-/* Commits the output or dies (removing the temporary file). */
+/* Commits a model and its external-data file together, or dies (see
+ * graft_output_commit_pair). */
+void tool_output_commit_pair(struct graft_output *data, struct graft_output *model);
+/* Commits the output or dies; dying removes the temporary files of all open outputs. */
 void tool_output_commit(struct graft_output *out);
 
-/* Records this tool's run in the model's history. */
-void tool_add_history(struct graft_model *m, int argc, char **argv);
+/* Records this tool's command line, as typed, in the model's history. */
+void tool_add_history(struct graft_model *m);
 
 #endif

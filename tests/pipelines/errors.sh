@@ -57,6 +57,17 @@ expect_error "external data missing" "^graft-import: sub/missing.onnx: .*missing
 expect_error "external data from stdin" "^graft-import: <stdin>: .*cannot be resolved" sh -c "graft-import < sub/missing.onnx > /dev/null"
 check "no output after external-data failures" test ! -e x.graft
 
+# graft-export with external data: a refusal or failure leaves neither file behind.
+good=$DATA/pytorch-converted/test_ConvTranspose2d/model.onnx
+script -qec "graft-export '$good' --external-data d.bin" /dev/null > tty.txt 2>&1
+check "external data: terminal refusal leaves no data file" test -z "$(ls | grep d.bin)"
+mkdir -p t2/x.onnx
+expect_error "external data: model cannot be renamed" "^graft-export: t2/x.onnx: cannot rename" \
+	graft-export "$good" -o t2/x.onnx --external-data d.bin
+check "external data: failed export leaves no data file" test -z "$(ls t2 | grep -v '^x.onnx$')"
+graft-export "$good" --external-data sub/d.bin > /dev/null 2>err.txt
+check "--external-data with a slash exits 2" test $? -eq 2
+
 # Usage errors: exit 2 with the synopsis.
 for t in graft-import graft-export graft-info; do
 	$t --no-such-option >/dev/null 2>err.txt
@@ -70,5 +81,5 @@ done
 # script(1) gives the tool a terminal and copies what it prints to our stdout.
 script -qec "graft-import '$m'" /dev/null > tty.txt 2>&1
 check "binary to a terminal is refused" test $? -eq 1
-check "terminal refusal says why" grep -q "^graft-import: refusing to write a binary model to a terminal" tty.txt
+check "terminal refusal says why" grep -q "^graft-import: <stdout>: refusing to write a binary model to a terminal" tty.txt
 finish

@@ -25,6 +25,7 @@ done
 m=$DATA/pytorch-converted/test_BatchNorm2d_momentum_eval/model.onnx
 graft-import "$m" | graft-import - -o twice.graft
 check "re-import records both runs" sh -c "graft-info twice.graft | grep -A2 '^history:' | grep -c graft-import | grep -qx 2"
+check "history is the command line as typed" sh -c "graft-info twice.graft | grep -qx '  graft-import - -o twice.graft'"
 check "graft-info reads ONNX" sh -c "graft-info '$m' | grep -q '^format: *ONNX'"
 check "graft-info shows roles" sh -c "graft-info twice.graft | grep -q '^buffers: *2 tensors'"
 check "graft-info --json is JSON with the documented keys" sh -c "graft-info --json --nodes --tensors twice.graft | $PY -c '

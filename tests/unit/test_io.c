@@ -75,6 +75,54 @@ static void test_commit_replaces_atomically(void **state)
 	free(dir);
 }
 
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+/* A model that cannot be renamed into place leaves the data file as it was. */
+static void test_commit_pair_restores_data(void **state)
+{
+	char *dir = tm_tempdir(), data_path[512], model_path[512];
+	struct graft_output data, model;
+	struct graft_err err = {0};
+	size_t len;
+	(void)state;
+
+	snprintf(data_path, sizeof(data_path), "%s/m.data", dir);
+	snprintf(model_path, sizeof(model_path), "%s/m.onnx", dir);
+	write_text(data_path, "old data");
+	assert_int_equal(mkdir(model_path, 0755), 0);   /* rename onto a folder fails */
+	assert_int_equal(graft_output_open(&data, data_path, &err), 0);
+	assert_int_equal(graft_output_open(&model, model_path, &err), 0);
+	assert_int_equal(graft_write_all(data.fd, "new", 3, &err), 0);
+	assert_int_equal(graft_output_commit_pair(&data, &model, &err), GRAFT_EIO);
+	assert_non_null(strstr(err.msg, "m.onnx: cannot rename"));
+	uint8_t *b = tm_slurp(data_path, &len);
+	assert_int_equal(len, 8);
+	assert_memory_equal(b, "old data", 8);
+	free(b);
+	assert_int_equal(count_entries(dir), 2);        /* m.data and the folder, no temps */
+
+	/* and with nothing in the way, both land */
+	rmdir(model_path);
+	assert_int_equal(graft_output_open(&data, data_path, &err), 0);
+	assert_int_equal(graft_output_open(&model, model_path, &err), 0);
+	assert_int_equal(graft_write_all(data.fd, "new", 3, &err), 0);
+	assert_int_equal(graft_write_all(model.fd, "model", 5, &err), 0);
+	assert_int_equal(graft_output_commit_pair(&data, &model, &err), 0);
+	b = tm_slurp(data_path, &len);
+	assert_int_equal(len, 3);
+	free(b);
+	assert_int_equal(count_entries(dir), 2);
+	unlink(data_path);
+	unlink(model_path);
+	rmdir(dir);
+	free(dir);
+}
+
 static void test_open_fails_cleanly(void **state)
 {
 	struct graft_output out;
@@ -117,6 +165,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_abort_leaves_nothing),
 		cmocka_unit_test(test_commit_replaces_atomically),
+		cmocka_unit_test(test_commit_pair_restores_data),
 		cmocka_unit_test(test_open_fails_cleanly),
 		cmocka_unit_test(test_read_fd_whole_pipe),
 	};
