@@ -260,6 +260,7 @@ struct graft_output {
 	int fd;
 	char *path;     /* NULL for standard output */
 	char *tmp;      /* temporary name, NULL for standard output */
+	int renamed;    /* internal: already in place (graft_output_commit_pair) */
 };
 int graft_output_open(struct graft_output *out, const char *path, struct graft_err *err);
 int graft_output_commit(struct graft_output *out, struct graft_err *err);

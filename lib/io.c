@@ -145,6 +145,12 @@ int graft_output_commit(struct graft_output *out, struct graft_err *err)
 		return 0;
 	if ((rc = graft_output_sync(out, err)))
 		return rc;
+	if (out->renamed) {
+		free(out->tmp);
+		free(out->path);
+		out->tmp = out->path = NULL;
+		return 0;
+	}
 	if (rename(out->tmp, out->path) < 0)
 		return output_fail(out, "cannot rename into place: ", errno, err);
 	free(out->tmp);
@@ -180,6 +186,7 @@ int graft_output_commit_pair(struct graft_output *data, struct graft_output *mod
 		graft_output_abort(model);
 		goto out;
 	}
+	data->renamed = 1;
 	if (model->tmp && rename(model->tmp, model->path) < 0) {
 		rc = output_fail(model, "cannot rename into place: ", errno, err);
 		if (had_old)
@@ -187,13 +194,16 @@ int graft_output_commit_pair(struct graft_output *data, struct graft_output *mod
 		else
 			unlink(data->path);
 		had_old = 0;
-		graft_output_abort(data);
+		data->renamed = 0;
+		free(data->tmp);        /* its file was renamed away: nothing to unlink */
+		free(data->path);
+		data->tmp = data->path = NULL;
 		goto out;
 	}
-	free(data->tmp);
-	free(data->path);
-	data->tmp = data->path = NULL;
-	rc = graft_output_commit(model, err);
+	model->renamed = 1;
+	graft_output_commit(data, err);        /* only releases: already renamed */
+	graft_output_commit(model, err);
+	rc = 0;
 out:
 	if (had_old)
 		unlink(backup);

@@ -112,7 +112,7 @@ static void test_commit_pair_restores_data(void **state)
 	assert_int_equal(graft_output_open(&model, model_path, &err), 0);
 	assert_int_equal(graft_write_all(data.fd, "new", 3, &err), 0);
 	assert_int_equal(graft_write_all(model.fd, "model", 5, &err), 0);
-	assert_int_equal(graft_output_commit_pair(&data, &model, &err), 0);
+	if (graft_output_commit_pair(&data, &model, &err)) fail_msg("%s", err.msg);
 	b = tm_slurp(data_path, &len);
 	assert_int_equal(len, 3);
 	free(b);
