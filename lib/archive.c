@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -256,10 +257,55 @@ static int read_checked(struct archive *a, const char *name, size_t nbytes, uint
 	return 0;
 }
 
-int archive_read_graft(struct graft_model *m, const void *buf, size_t len,
-		       struct graft_err *err)
+/* Where an archive's bytes come from: memory, or a pipe whose first bytes were already
+ * read to detect the format. */
+struct stream_src {
+	int fd;
+	const void *head;
+	size_t head_len;
+	int head_done;
+	uint8_t block[1 << 20];
+};
+
+static la_ssize_t stream_read(struct archive *a, void *ctx, const void **buf)
+{
+	struct stream_src *s = ctx;
+	ssize_t n;
+
+	if (!s->head_done) {
+		s->head_done = 1;
+		if (s->head_len) {
+			*buf = s->head;
+			return (la_ssize_t)s->head_len;
+		}
+	}
+	do
+		n = read(s->fd, s->block, sizeof(s->block));
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		archive_set_error(a, errno, "read failed: %s", strerror(errno));
+		return -1;
+	}
+	*buf = s->block;
+	return n;
+}
+
+static struct archive *new_reader(void)
 {
 	struct archive *a = archive_read_new();
+
+	if (a) {
+		archive_read_support_filter_all(a);
+		archive_read_support_format_tar(a);
+	}
+	return a;
+}
+
+/* Reads the members of an opened archive into m.  Tensor data inside [base, base +
+ * base_len) is used in place; anything else is copied. */
+static int read_members(struct graft_model *m, struct archive *a, const void *buf, size_t len,
+			struct graft_err *err)
+{
 	struct manifest mf = {0};
 	struct archive_entry *e;
 	char member[32];
@@ -267,15 +313,6 @@ int archive_read_graft(struct graft_model *m, const void *buf, size_t len,
 	int64_t size = 0;
 	int owned = 0, rc;
 
-	if (!a)
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	archive_read_support_filter_all(a);
-	archive_read_support_format_tar(a);
-	if (archive_read_open_memory(a, buf, len) != ARCHIVE_OK) {
-		rc = graft_err_set(err, GRAFT_EFORMAT, "not a .graft archive: %s",
-				   archive_error_string(a));
-		goto out;
-	}
 	if ((rc = next_member(a, "manifest", &size, err)))
 		goto out;
 	if (size <= 0 || size > (64 << 20)) {
@@ -334,6 +371,49 @@ int archive_read_graft(struct graft_model *m, const void *buf, size_t len,
 		rc = onnx_find_aliases(m, err);
 out:
 	manifest_release(&mf, m->n_tensors);
+	return rc;
+}
+
+int archive_read_graft(struct graft_model *m, const void *buf, size_t len,
+		       struct graft_err *err)
+{
+	struct archive *a = new_reader();
+	int rc;
+
+	if (!a)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	if (archive_read_open_memory(a, buf, len) != ARCHIVE_OK)
+		rc = graft_err_set(err, GRAFT_EFORMAT, "not a .graft archive: %s",
+				   archive_error_string(a));
+	else
+		rc = read_members(m, a, buf, len, err);
 	archive_read_free(a);
+	return rc;
+}
+
+int archive_read_graft_stream(struct graft_model *m, int fd, const void *head,
+			      size_t head_len, struct graft_err *err)
+{
+	struct archive *a = new_reader();
+	struct stream_src *src = malloc(sizeof(*src));
+	int rc;
+
+	if (!a || !src) {
+		if (a)
+			archive_read_free(a);
+		free(src);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	src->fd = fd;
+	src->head = head;
+	src->head_len = head_len;
+	src->head_done = 0;
+	if (archive_read_open(a, src, NULL, stream_read, NULL) != ARCHIVE_OK)
+		rc = graft_err_set(err, GRAFT_EFORMAT, "not a .graft archive: %s",
+				   archive_error_string(a));
+	else
+		rc = read_members(m, a, NULL, 0, err);
+	archive_read_free(a);
+	free(src);
 	return rc;
 }

@@ -101,6 +101,10 @@ int archive_detect(const void *buf, size_t len);
 /* Reads a .graft archive held in buf (which m keeps: tensor data may point into it). */
 int archive_read_graft(struct graft_model *m, const void *buf, size_t len,
 		       struct graft_err *err);
+/* Reads a .graft archive from a pipe as it arrives, member by member; head holds the
+ * stream's first head_len bytes, already read to detect the format. */
+int archive_read_graft_stream(struct graft_model *m, int fd, const void *head,
+			      size_t head_len, struct graft_err *err);
 
 /* ---- manifest.c ---- */
 struct manifest_entry {
@@ -126,6 +130,10 @@ void manifest_release(struct manifest *mf, size_t n_entries);
 void manifest_member_name(size_t i, char *buf, size_t size);
 
 /* ---- io.c ---- */
+/* Reads all of fd into a new buffer that starts with the head_len bytes at head (already
+ * read from fd, to detect the format). */
+int io_read_fd_after(int fd, const void *head, size_t head_len, void **buf, size_t *len,
+		     struct graft_err *err);
 /* Maps a regular file read-only.  GRAFT_EINVAL (with no message) when fd is not a
  * regular file, so callers fall back to reading. */
 int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err);

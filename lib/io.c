@@ -36,11 +36,21 @@ int graft_write_all(int fd, const void *buf, size_t len, struct graft_err *err)
 
 int graft_read_fd(int fd, void **buf, size_t *len, struct graft_err *err)
 {
-	size_t cap = 1 << 20, used = 0;
-	char *b = malloc(cap);
+	return io_read_fd_after(fd, NULL, 0, buf, len, err);
+}
 
-	if (!b)
+int io_read_fd_after(int fd, const void *head, size_t head_len, void **buf, size_t *len,
+		     struct graft_err *err)
+{
+	size_t cap = 1 << 20, used = head_len;
+	char *b;
+
+	while (cap < head_len)
+		cap *= 2;
+	if (!(b = malloc(cap)))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	if (head_len)
+		memcpy(b, head, head_len);
 	for (;;) {
 		if (used == cap) {
 			char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(b, cap * 2);

@@ -73,6 +73,48 @@ static int read_buffer(struct graft_model *m, void *buf, size_t len, int mapped,
 	return rc;
 }
 
+/* Reads up to len bytes, fewer only at the end of the input. */
+static ssize_t read_head(int fd, unsigned char *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, buf + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* A pipe: a .graft archive is read member by member as it arrives; ONNX must be read
+ * whole, since protobuf-c unpacks from memory. */
+static int read_stream(struct graft_model *m, int fd, const char *basedir,
+		       struct graft_err *err)
+{
+	unsigned char head[512];
+	ssize_t n = read_head(fd, head, sizeof(head));
+	void *all;
+	size_t len;
+	int rc;
+
+	if (n < 0)
+		return graft_err_set(err, GRAFT_EIO, "read failed: %s", strerror(errno));
+	if (n == 0)
+		return graft_err_set(err, GRAFT_EFORMAT, "empty input");
+	if (archive_detect(head, (size_t)n)) {
+		m->from_archive = 1;
+		return archive_read_graft_stream(m, fd, head, (size_t)n, err);
+	}
+	if ((rc = io_read_fd_after(fd, head, (size_t)n, &all, &len, err)))
+		return rc;
+	return read_buffer(m, all, len, 0, basedir, err);
+}
+
 int graft_model_read(struct graft_model **out, const char *path, unsigned flags,
 		     struct graft_err *err)
 {
@@ -81,43 +123,30 @@ int graft_model_read(struct graft_model **out, const char *path, unsigned flags,
 	char *dir = NULL;
 	void *buf;
 	size_t len;
-	int fd, rc, mapped = 0;
+	int fd, rc;
 	struct graft_model *m;
 
 	*out = NULL;
 	fd = use_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return graft_err_set(err, GRAFT_EIO, "%s: %s", name, strerror(errno));
-	if (!(flags & GRAFT_READ_NO_MAP) && io_map_fd(fd, &buf, &len, err) == 0) {
-		mapped = 1;
-	} else if ((rc = graft_read_fd(fd, &buf, &len, err))) {
-		if (!use_stdin)
-			close(fd);
-		return graft_err_prefix(err, name);
-	}
-	if (!use_stdin)
-		close(fd);
 	if (!use_stdin) {
 		char *copy = strdup(path);
 		dir = copy ? strdup(dirname(copy)) : NULL;
 		free(copy);
-		if (!dir) {
-			if (mapped)
-				munmap(buf, len);
-			else
-				free(buf);
-			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-		}
 	}
-	if (!(m = model_new())) {
+	if ((!use_stdin && !dir) || !(m = model_new())) {
 		free(dir);
-		if (mapped)
-			munmap(buf, len);
-		else
-			free(buf);
+		if (!use_stdin)
+			close(fd);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
-	rc = read_buffer(m, buf, len, mapped, dir, err);
+	if (!(flags & GRAFT_READ_NO_MAP) && io_map_fd(fd, &buf, &len, err) == 0)
+		rc = read_buffer(m, buf, len, 1, dir, err);
+	else
+		rc = read_stream(m, fd, dir, err);
+	if (!use_stdin)
+		close(fd);
 	free(dir);
 	if (rc) {
 		graft_model_free(m);
