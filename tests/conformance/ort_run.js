@@ -29,7 +29,8 @@
 // OUTDIR/inputs/<name>.bin, and OUTDIR/summary.json. One line per output on stdout:
 //   NAME DTYPE [DIMS] FILE
 // Session: intraOpNumThreads 2, interOpNumThreads 1, sequential execution, default
-// graph optimisations, ORT log level fatal (errors surface as exceptions). Errors: one line "ort_run.js: MODEL: what", exit 1.
+// graph optimisations, ORT log level fatal (errors surface as exceptions); ORT telemetry
+// off (ORT_DISABLE_TELEMETRY=1 unless already set). Errors: one line "ort_run.js: MODEL: what", exit 1.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -71,6 +72,10 @@ function parseArgs(argv) {
 }
 
 function loadOrt(dir) {
+  // onnxruntime 1.30's native library has Microsoft 1DS telemetry on by default: it
+  // litters /tmp/mat-debug-PID.log and ~/.cache/Microsoft/DeveloperTools/.onnxruntime/
+  // and queues events for upload. Turn it off (before the library loads) unless asked.
+  if (process.env.ORT_DISABLE_TELEMETRY === undefined) process.env.ORT_DISABLE_TELEMETRY = '1';
   try {
     if (dir) {
       // resolve as if from a file inside DIR, so DIR/node_modules is searched

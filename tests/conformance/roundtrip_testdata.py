@@ -27,6 +27,14 @@ TIMEOUT = 300  # seconds per tool invocation
 _cfg = {}
 
 
+def describe(x, y):
+    """Short account of how two scalar field values differ."""
+    if isinstance(x, (bytes, str)) and isinstance(y, (bytes, str)) and len(x) + len(y) > 80:
+        i = next((k for k, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+        return f"{len(x)} vs {len(y)} {'bytes' if isinstance(x, bytes) else 'chars'}, first difference at offset {i}"
+    return f"{x!r:.60} vs {y!r:.60}"
+
+
 def first_difference(a, b, path="model"):
     """Path of the first field where two protobuf messages differ (for the report)."""
     fa = {f.name: v for f, v in a.ListFields()}
@@ -46,12 +54,13 @@ def first_difference(a, b, path="model"):
                 if x != y:
                     if isinstance(x, Message):
                         return first_difference(x, y, f"{path}.{name}[{i}]")
-                    return f"{path}.{name}[{i}]: {x!r:.60} vs {y!r:.60}"
-        return f"{path}.{name}: {va!r:.60} vs {vb!r:.60}"
-    unknown = (a.UnknownFields() if hasattr(a, "UnknownFields") else None,
-               b.UnknownFields() if hasattr(b, "UnknownFields") else None)
-    if unknown[0] != unknown[1]:
-        return f"{path}: unknown fields differ"
+                    return f"{path}.{name}[{i}]: {describe(x, y)}"
+        return f"{path}.{name}: {describe(va, vb)}"
+    try:  # equal known fields: the difference can only be in unknown fields
+        if list(a.UnknownFields()) != list(b.UnknownFields()):
+            return f"{path}: unknown fields differ"
+    except Exception:
+        pass
     return f"{path}: differs (no field-level difference found)"
 
 

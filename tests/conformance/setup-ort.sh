@@ -12,9 +12,11 @@ dir=${1:?usage: setup-ort.sh DIR}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 stamp=$dir/.onnxruntime-node-$ORT_VERSION.ok
+# npm needs a writable cache: use one inside DIR when HOME is unset or read-only
+if [ -z "${HOME:-}" ] || [ ! -w "$HOME" ]; then export npm_config_cache=$dir/.npm-cache; fi
 
-check() {
-    (cd "$dir" && node -e "
+check() {  # (telemetry off: ORT 1.30 would leave /tmp/mat-debug-PID.log and ~/.cache files)
+    (cd "$dir" && ORT_DISABLE_TELEMETRY=1 node -e "
         const o = require('onnxruntime-node');
         if (o.env.versions.node !== '$ORT_VERSION') throw new Error('version ' + o.env.versions.node);
         if (!o.listSupportedBackends().some(b => b.name === 'cpu')) throw new Error('no cpu backend');
