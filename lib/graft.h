@@ -185,9 +185,14 @@ int graft_model_set_trainable(struct graft_model *m, size_t i, int trainable,
  * and running variance are both ones, so running_var = Identity(weight)).  Alias i has
  * its name, the index of the tensor it stands for, and the role of its own uses (the
  * tensor's role combines the uses of all its names: a parameter wins). */
+struct graft_alias {
+	const char *name;
+	size_t tensor;                  /* index of the stored tensor it stands for */
+	const char *tensor_name;
+	enum graft_role role;           /* what its own uses make it */
+};
 size_t graft_model_alias_count(const struct graft_model *m);
-void graft_model_alias(const struct graft_model *m, size_t i, const char **name,
-		       size_t *tensor, enum graft_role *role);
+void graft_model_alias(const struct graft_model *m, size_t i, struct graft_alias *a);
 
 /* Model-level facts, borrowed. */
 struct graft_model_meta {

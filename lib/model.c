@@ -236,12 +236,12 @@ size_t graft_model_alias_count(const struct graft_model *m)
 	return m->n_aliases;
 }
 
-void graft_model_alias(const struct graft_model *m, size_t i, const char **name,
-		       size_t *tensor, enum graft_role *role)
+void graft_model_alias(const struct graft_model *m, size_t i, struct graft_alias *a)
 {
-	*name = m->aliases[i].name;
-	*tensor = m->aliases[i].target;
-	*role = m->aliases[i].role;
+	a->name = m->aliases[i].name;
+	a->tensor = m->aliases[i].target;
+	a->tensor_name = m->tensors[a->tensor].name;
+	a->role = m->aliases[i].role;
 }
 
 /* ---- model-level views ---- */

@@ -277,11 +277,9 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 	if (graft_model_alias_count(m)) {
 		size_t by_role[4] = {0};
 		for (size_t i = 0; i < graft_model_alias_count(m); i++) {
-			const char *name;
-			size_t t;
-			enum graft_role role;
-			graft_model_alias(m, i, &name, &t, &role);
-			by_role[role & 3]++;
+			struct graft_alias a;
+			graft_model_alias(m, i, &a);
+			by_role[a.role & 3]++;
 		}
 		printf("aliases:    %zu Identity alias%s of stored tensors (%zu used as parameters, "
 		       "%zu as buffers, %zu as constants)\n", graft_model_alias_count(m),
@@ -319,13 +317,10 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 			       t.nbytes);
 		}
 		for (size_t i = 0; i < graft_model_alias_count(m); i++) {
-			const char *name;
-			size_t k;
-			enum graft_role role;
-			struct graft_tensor t;
-			graft_model_alias(m, i, &name, &k, &role);
-			graft_model_tensor(m, k, &t);
-			printf("  %-40s alias of %s, used as a %s\n", name, t.name, graft_role_name(role));
+			struct graft_alias a;
+			graft_model_alias(m, i, &a);
+			printf("  %-40s alias of %s, used as a %s\n", a.name, a.tensor_name,
+			       graft_role_name(a.role));
 		}
 	}
 	free(ops);
@@ -446,17 +441,13 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 		}
 		printf("],\"aliases\":[");
 		for (size_t i = 0; i < graft_model_alias_count(m); i++) {
-			const char *name;
-			size_t k;
-			enum graft_role role;
-			struct graft_tensor t;
-			graft_model_alias(m, i, &name, &k, &role);
-			graft_model_tensor(m, k, &t);
+			struct graft_alias a;
+			graft_model_alias(m, i, &a);
 			printf("%s{\"name\":", i ? "," : "");
-			json_str(name);
+			json_str(a.name);
 			printf(",\"of\":");
-			json_str(t.name);
-			printf(",\"role\":\"%s\"}", graft_role_name(role));
+			json_str(a.tensor_name);
+			printf(",\"role\":\"%s\"}", graft_role_name(a.role));
 		}
 		putchar(']');
 	}

@@ -110,14 +110,13 @@ static void test_roles(void **state)
 	assert_non_null(find(m, "i8", &t));
 	assert_int_equal(t.role, GRAFT_ROLE_CONSTANT);
 	assert_int_equal(graft_model_tensor_count(m), 13);
-	const char *alias;
-	size_t target;
-	enum graft_role alias_role;
+	struct graft_alias a;
 	assert_int_equal(graft_model_alias_count(m), 1);
-	graft_model_alias(m, 0, &alias, &target, &alias_role);
-	assert_string_equal(alias, "var");
-	assert_int_equal(target, graft_model_find_tensor(m, "scale"));
-	assert_int_equal(alias_role, GRAFT_ROLE_BUFFER);
+	graft_model_alias(m, 0, &a);
+	assert_string_equal(a.name, "var");
+	assert_string_equal(a.tensor_name, "scale");
+	assert_int_equal(a.tensor, graft_model_find_tensor(m, "scale"));
+	assert_int_equal(a.role, GRAFT_ROLE_BUFFER);
 
 	struct graft_err err = {0};
 	long i = graft_model_find_tensor(m, "mean");
