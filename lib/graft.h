@@ -243,6 +243,56 @@ struct graft_node {
 size_t graft_model_node_count(const struct graft_model *m);
 void graft_model_node(const struct graft_model *m, size_t i, struct graft_node *node);
 
+/* ---- arrays: inputs and outputs of a run ---------------------------------------------- */
+
+#define GRAFT_ARRAY_MAX_RANK 8
+
+/* A dense tensor: row-major, little-endian.  Arrays filled by graft_array_read own name
+ * and data (graft_array_release frees them); views from graft_net_output borrow both. */
+struct graft_array {
+	char *name;             /* may be NULL */
+	int dtype;
+	int rank;
+	int64_t dims[GRAFT_ARRAY_MAX_RANK];
+	void *data;
+	size_t nbytes;
+};
+
+/* Reads a NumPy .npy file or an ONNX TensorProto .pb file (as in the ONNX test suite),
+ * detected by content.  path "-" is stdin. */
+int graft_array_read(struct graft_array *a, const char *path, struct graft_err *err);
+/* Parses a serialized TensorProto. */
+int graft_array_read_pb(struct graft_array *a, const void *buf, size_t len,
+			struct graft_err *err);
+/* Writes a as .npy (version 1.0, little-endian, C order). */
+int graft_array_write_npy(const struct graft_array *a, int fd, struct graft_err *err);
+void graft_array_release(struct graft_array *a);
+
+/* ---- running a model forward ----------------------------------------------------------- */
+
+struct graft_net;
+
+/* Compiles the model's main graph for execution.  Every node must be an op graft runs
+ * (docs/ops.md); otherwise GRAFT_EUNSUPPORTED names the first node that is not.  The net
+ * borrows the model's tensors: free the net before the model. */
+int graft_net_new(struct graft_net **out, const struct graft_model *m, struct graft_err *err);
+void graft_net_free(struct graft_net *net);
+/* The graph inputs a run needs (initializers excluded), in graph order. */
+size_t graft_net_input_count(const struct graft_net *net);
+size_t graft_net_output_count(const struct graft_net *net);
+const char *graft_net_input_name(const struct graft_net *net, size_t i);
+/* Runs the graph forward.  inputs[i] feeds input i; its dtype must match the declared
+ * one, and its shape the declared fixed dims.  New shapes replan (shape inference,
+ * constant folding, buffers); same shapes reuse the plan. */
+int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_t n_inputs,
+		  struct graft_err *err);
+/* Output i of the last run, as a view valid until the next run or graft_net_free. */
+void graft_net_output(const struct graft_net *net, size_t i, struct graft_array *view);
+/* Name of the i-th op graft can run (default ONNX domain), or NULL past the last. */
+const char *graft_op_name(size_t i);
+/* Counts for tests and benchmarks: nodes run per run, and nodes folded at plan time. */
+void graft_net_stats(const struct graft_net *net, size_t *run_nodes, size_t *folded_nodes);
+
 /* ---- history ----------------------------------------------------------------------------- */
 
 /* Appends one entry to the model's history: the tool's name and its arguments.  History

@@ -95,6 +95,11 @@ int onnx_bind_slots(struct graft_model *m, struct graft_err *err);
 /* Fills m->aliases from the graph (import does this as it assigns roles). */
 int onnx_find_aliases(struct graft_model *m, struct graft_err *err);
 
+/* Decodes any TensorProto with a payload of its own into a new array (the name is left
+ * NULL); used for inline initializers, Constant attributes and .pb files. */
+int onnx_tensor_decode(const Onnx__TensorProto *tp, struct graft_array *a,
+		       struct graft_err *err);
+
 /* ---- archive.c ---- */
 /* 1 if buf starts like a .graft archive (tar, or a compressed stream) rather than ONNX. */
 int archive_detect(const void *buf, size_t len);

@@ -289,9 +289,26 @@ static int narrow_int32(const int32_t *src, size_t n, int dtype, void *dst)
 	return 0;
 }
 
-/* Moves tp's payload into rec if that can be undone exactly; returns 1 if moved, 0 if
- * the tensor stays in the skeleton, or a negative status. */
-static int take_payload(Onnx__TensorProto *tp, struct tensor_rec *rec, struct graft_err *err)
+/* Takes *field's array (steal) or a copy of it; NULL when out of memory. */
+static void *take_array(void **field, size_t nbytes, int steal)
+{
+	void *p = *field;
+
+	if (steal) {
+		*field = NULL;
+		return p;
+	}
+	void *copy = malloc(nbytes ? nbytes : 1);
+	if (copy)
+		memcpy(copy, p, nbytes);
+	return copy;
+}
+
+/* Moves (steal) or copies tp's payload into rec, in the natural layout of its dtype, if
+ * that can be undone exactly; returns 1 if taken, 0 if the tensor must stay as it is,
+ * or a negative status.  Stealing clears the field in tp. */
+static int take_payload(Onnx__TensorProto *tp, struct tensor_rec *rec, int steal,
+			struct graft_err *err)
 {
 	size_t esize = graft_dtype_size(tp->data_type);
 	uint64_t numel;
@@ -307,73 +324,83 @@ static int take_payload(Onnx__TensorProto *tp, struct tensor_rec *rec, struct gr
 	int complex = tp->data_type == GRAFT_COMPLEX64 || tp->data_type == GRAFT_COMPLEX128;
 	void *data = NULL;
 
+	if (!(rec->dims = malloc(sizeof(int64_t) * (tp->n_dims ? tp->n_dims : 1))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	if (tp->has_raw_data) {
 		if (tp->raw_data.len != nbytes)
-			return 0;
-		data = tp->raw_data.data;
-		tp->raw_data.data = NULL;
-		tp->raw_data.len = 0;
-		tp->has_raw_data = 0;
+			goto keep;
+		data = take_array((void **)&tp->raw_data.data, nbytes, steal);
+		if (steal) {
+			tp->raw_data.len = 0;
+			tp->has_raw_data = 0;
+		}
 		rec->field = FIELD_RAW;
 	} else if (tp->n_float_data) {
 		if ((tp->data_type != GRAFT_FLOAT && tp->data_type != GRAFT_COMPLEX64) ||
 		    tp->n_float_data * 4 != nbytes)
-			return 0;
-		data = tp->float_data;
-		tp->float_data = NULL;
-		tp->n_float_data = 0;
+			goto keep;
+		data = take_array((void **)&tp->float_data, nbytes, steal);
+		if (steal)
+			tp->n_float_data = 0;
 		rec->field = FIELD_FLOAT;
 	} else if (tp->n_double_data) {
 		if ((tp->data_type != GRAFT_DOUBLE && tp->data_type != GRAFT_COMPLEX128) ||
 		    tp->n_double_data * 8 != nbytes)
-			return 0;
-		data = tp->double_data;
-		tp->double_data = NULL;
-		tp->n_double_data = 0;
+			goto keep;
+		data = take_array((void **)&tp->double_data, nbytes, steal);
+		if (steal)
+			tp->n_double_data = 0;
 		rec->field = FIELD_DOUBLE;
 	} else if (tp->n_int64_data) {
 		if (tp->data_type != GRAFT_INT64 || tp->n_int64_data != numel)
-			return 0;
-		data = tp->int64_data;
-		tp->int64_data = NULL;
-		tp->n_int64_data = 0;
+			goto keep;
+		data = take_array((void **)&tp->int64_data, nbytes, steal);
+		if (steal)
+			tp->n_int64_data = 0;
 		rec->field = FIELD_INT64;
 	} else if (tp->n_int32_data) {
 		if (tp->n_int32_data != numel || complex)
-			return 0;
+			goto keep;
 		if (!(data = malloc(nbytes)))
-			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			goto nomem;
 		if (narrow_int32(tp->int32_data, numel, tp->data_type, data)) {
 			free(data);
-			return 0;
+			goto keep;
 		}
-		free(tp->int32_data);
-		tp->int32_data = NULL;
-		tp->n_int32_data = 0;
+		if (steal) {
+			free(tp->int32_data);
+			tp->int32_data = NULL;
+			tp->n_int32_data = 0;
+		}
 		rec->field = FIELD_INT32;
 	} else if (tp->n_uint64_data) {
 		if (tp->n_uint64_data != numel)
-			return 0;
+			goto keep;
 		if (tp->data_type == GRAFT_UINT64) {
-			data = tp->uint64_data;
+			data = take_array((void **)&tp->uint64_data, nbytes, steal);
 		} else if (tp->data_type == GRAFT_UINT32) {
 			for (size_t i = 0; i < numel; i++)
 				if (tp->uint64_data[i] > UINT32_MAX)
-					return 0;
+					goto keep;
 			if (!(data = malloc(nbytes)))
-				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+				goto nomem;
 			for (size_t i = 0; i < numel; i++)
 				((uint32_t *)data)[i] = (uint32_t)tp->uint64_data[i];
-			free(tp->uint64_data);
+			if (steal) {
+				free(tp->uint64_data);
+				tp->uint64_data = NULL;
+			}
 		} else {
-			return 0;
+			goto keep;
 		}
-		tp->uint64_data = NULL;
-		tp->n_uint64_data = 0;
+		if (steal)
+			tp->n_uint64_data = 0;
 		rec->field = FIELD_UINT64;
 	} else {
-		return 0;
+		goto keep;
 	}
+	if (!data)
+		goto nomem;
 	rec->dtype = tp->data_type;
 	rec->rank = (int)tp->n_dims;
 	rec->numel = numel;
@@ -381,12 +408,17 @@ static int take_payload(Onnx__TensorProto *tp, struct tensor_rec *rec, struct gr
 	rec->data = data;
 	rec->owner = OWNER_HEAP;
 	rec->slot = tp;
-	rec->dims = malloc(sizeof(int64_t) * (tp->n_dims ? tp->n_dims : 1));
-	if (!rec->dims)
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	if (tp->n_dims)
 		memcpy(rec->dims, tp->dims, sizeof(int64_t) * tp->n_dims);
 	return 1;
+keep:
+	free(rec->dims);
+	rec->dims = NULL;
+	return 0;
+nomem:
+	free(rec->dims);
+	rec->dims = NULL;
+	return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 }
 
 /* The stored-tensor candidates of the main graph: initializers, then Constant values.
@@ -664,7 +696,7 @@ static int extract_tensors(struct graft_model *m, struct graft_err *err)
 		struct tensor_rec *rec = &m->tensors[m->n_tensors];
 		if (strmap_get(&seen, c[i].key) == LONG_MAX)
 			continue;
-		rc = take_payload(c[i].tp, rec, err);
+		rc = take_payload(c[i].tp, rec, 1, err);
 		if (rc == 1) {
 			rec->source = c[i].source;
 			if (!(rec->name = strdup(c[i].key)))
@@ -1037,5 +1069,58 @@ out:
 	free(ptrs);
 	free(nums);
 	free(had_location);
+	return rc;
+}
+
+/* ---- decoding a TensorProto (inline payloads, .pb files) ---------------------------------- */
+
+int onnx_tensor_decode(const Onnx__TensorProto *tp, struct graft_array *a, struct graft_err *err)
+{
+	struct tensor_rec rec = {0};
+	size_t esize = graft_dtype_size(tp->data_type);
+	uint64_t numel;
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	if (!tp->has_data_type || esize == 0)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "tensor '%s': data type %d is not "
+				     "supported", tensor_label(tp), tp->data_type);
+	if (tp->n_dims > 8 || dims_numel(tp->dims, (int)tp->n_dims, &numel) ||
+	    numel > SIZE_MAX / esize)
+		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': bad dims", tensor_label(tp));
+	a->dtype = tp->data_type;
+	a->rank = (int)tp->n_dims;
+	for (size_t i = 0; i < tp->n_dims; i++)
+		a->dims[i] = tp->dims[i];
+	a->nbytes = (size_t)numel * esize;
+	if (numel == 0) {
+		a->data = malloc(1);
+		return a->data ? 0 : graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	/* take_payload only reads tp when it copies (steal = 0). */
+	rc = take_payload((Onnx__TensorProto *)tp, &rec, 0, err);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': no data that matches its "
+				     "type and shape", tensor_label(tp));
+	a->data = rec.data;
+	free(rec.dims);
+	return 0;
+}
+
+int graft_array_read_pb(struct graft_array *a, const void *buf, size_t len,
+			struct graft_err *err)
+{
+	Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, len, buf);
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	if (!tp)
+		return graft_err_set(err, GRAFT_EFORMAT, "not a TensorProto (.pb) file");
+	rc = onnx_tensor_decode(tp, a, err);
+	if (!rc && tp->name && *tp->name && !(a->name = strdup(tp->name)))
+		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	onnx__tensor_proto__free_unpacked(tp, NULL);
 	return rc;
 }

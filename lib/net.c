@@ -1,0 +1,486 @@
+/*
+ * net.c: the executor.  Compiles a model's main graph into nodes over values, plans it
+ * for a set of input shapes (shape inference, constant folding, buffers), and runs it.
+ * The contract with the kernels is lib/ops/ops.h.
+ *
+ * Planning happens again only when input shapes change.  Values computed at plan time
+ * (initializers, Constant nodes, anything computed only from those or from shapes) are
+ * never recomputed; a run executes just the nodes that depend on the inputs' data.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops.h"
+
+struct graft_net {
+	const struct graft_model *model;
+	struct value **values;          /* every value, owned */
+	size_t n_values, cap_values;
+	struct strmap by_name;
+	struct node *nodes;
+	size_t n_nodes;
+	struct value **inputs;          /* graph inputs that are not initializers */
+	const Onnx__ValueInfoProto **input_info;
+	size_t n_inputs;
+	struct value **outputs;
+	size_t n_outputs;
+	size_t *run_list;               /* nodes a run executes, in order */
+	size_t n_run, n_folded;
+	int planned;
+	struct graft_array *planned_shape; /* the inputs' shapes of the current plan */
+};
+
+/* ---- building -------------------------------------------------------------------------- */
+
+static struct value *value_get_or_add(struct graft_net *net, const char *name,
+				      struct graft_err *err)
+{
+	long i = strmap_get(&net->by_name, name);
+	struct value *v;
+
+	if (i >= 0)
+		return net->values[i];
+	if (net->n_values == net->cap_values) {
+		size_t cap = net->cap_values ? 2 * net->cap_values : 64;
+		struct value **vs = realloc(net->values, cap * sizeof(*vs));
+		if (!vs)
+			goto nomem;
+		net->values = vs;
+		net->cap_values = cap;
+	}
+	if (!(v = calloc(1, sizeof(*v))) || !(v->name = strdup(name))) {
+		free(v);
+		goto nomem;
+	}
+	net->values[net->n_values] = v;
+	if (strmap_put(&net->by_name, v->name, (long)net->n_values) == -2)
+		goto nomem;
+	net->n_values++;
+	return v;
+nomem:
+	graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	return NULL;
+}
+
+/* A constant whose bytes the model stores: the value borrows them. */
+static void borrow_tensor(struct value *v, const struct tensor_rec *t)
+{
+	v->dtype = t->dtype;
+	v->rank = t->rank;
+	memcpy(v->dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+	v->data = t->data;
+	v->nbytes = t->nbytes;
+	v->flags |= VALUE_CONST | VALUE_BORROWED;
+}
+
+static int decode_into(struct value *v, const Onnx__TensorProto *tp, struct graft_err *err)
+{
+	struct graft_array a;
+	int rc = onnx_tensor_decode(tp, &a, err);
+
+	if (rc)
+		return graft_err_prefix(err, v->name);
+	v->dtype = a.dtype;
+	v->rank = a.rank;
+	memcpy(v->dims, a.dims, sizeof(a.dims[0]) * (size_t)a.rank);
+	v->data = a.data;
+	v->nbytes = a.nbytes;
+	v->flags |= VALUE_CONST;
+	return 0;
+}
+
+static int64_t default_opset(const Onnx__ModelProto *p)
+{
+	for (size_t i = 0; i < p->n_opset_import; i++) {
+		const char *d = p->opset_import[i]->domain;
+		if (!d || !*d || strcmp(d, "ai.onnx") == 0)
+			return p->opset_import[i]->version;
+	}
+	return 1;
+}
+
+static int is_default_domain(const char *d)
+{
+	return !d || !*d || strcmp(d, "ai.onnx") == 0;
+}
+
+static int add_constants(struct graft_net *net, struct graft_err *err)
+{
+	const struct graft_model *m = net->model;
+	const Onnx__GraphProto *g = m->proto->graph;
+	struct value *v;
+	int rc;
+
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		if (!(v = value_get_or_add(net, m->tensors[i].name, err)))
+			return err->code;
+		borrow_tensor(v, &m->tensors[i]);
+	}
+	/* Initializers that stayed in the skeleton (unusual encodings) are decoded. */
+	for (size_t i = 0; i < g->n_initializer; i++) {
+		const Onnx__TensorProto *tp = g->initializer[i];
+		if (!tp->name || strmap_get(&net->by_name, tp->name) >= 0)
+			continue;
+		if (!(v = value_get_or_add(net, tp->name, err)))
+			return err->code;
+		if ((rc = decode_into(v, tp, err)))
+			return rc;
+	}
+	return 0;
+}
+
+static int add_nodes(struct graft_net *net, struct graft_err *err)
+{
+	const Onnx__GraphProto *g = net->model->proto->graph;
+	int64_t opset = default_opset(net->model->proto);
+
+	if (!(net->nodes = calloc(g->n_node + 1, sizeof(*net->nodes))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto *p = g->node[i];
+		struct node *n = &net->nodes[net->n_nodes++];
+		const char *op = p->op_type ? p->op_type : "";
+
+		n->proto = p;
+		n->opset = opset;
+		n->op = is_default_domain(p->domain) ? ops_find(op) : NULL;
+		if (!n->op)
+			return graft_err_set(err, GRAFT_EUNSUPPORTED,
+					     "node '%s' (op %s%s%s) is not supported",
+					     p->name && *p->name ? p->name
+						     : (p->n_output ? p->output[0] : "?"),
+					     op, is_default_domain(p->domain) ? "" : ", domain ",
+					     is_default_domain(p->domain) ? "" : p->domain);
+		n->n_in = p->n_input;
+		n->n_out = p->n_output;
+		n->in = calloc(n->n_in + 1, sizeof(*n->in));
+		n->out = calloc(n->n_out + 1, sizeof(*n->out));
+		if (!n->in || !n->out)
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		for (size_t k = 0; k < n->n_in; k++)
+			if (p->input[k] && *p->input[k]) {
+				long idx = strmap_get(&net->by_name, p->input[k]);
+				if (idx < 0)
+					return graft_err_set(err, GRAFT_EFORMAT,
+							     "node '%s' (%s): input '%s' is not produced "
+							     "before it", p->name ? p->name : "?", op,
+							     p->input[k]);
+				n->in[k] = net->values[idx];
+			}
+		for (size_t k = 0; k < n->n_out; k++)
+			if (p->output[k] && *p->output[k]) {
+				if (strmap_get(&net->by_name, p->output[k]) >= 0)
+					return graft_err_set(err, GRAFT_EFORMAT,
+							     "value '%s' is produced twice",
+							     p->output[k]);
+				if (!(n->out[k] = value_get_or_add(net, p->output[k], err)))
+					return err->code;
+			}
+	}
+	return 0;
+}
+
+static int add_inputs_outputs(struct graft_net *net, struct graft_err *err)
+{
+	const Onnx__GraphProto *g = net->model->proto->graph;
+
+	net->inputs = calloc(g->n_input + 1, sizeof(*net->inputs));
+	net->input_info = calloc(g->n_input + 1, sizeof(*net->input_info));
+	net->outputs = calloc(g->n_output + 1, sizeof(*net->outputs));
+	net->planned_shape = calloc(g->n_input + 1, sizeof(*net->planned_shape));
+	if (!net->inputs || !net->input_info || !net->outputs || !net->planned_shape)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < g->n_input; i++) {
+		const char *name = g->input[i]->name;
+		struct value *v;
+		if (!name || strmap_get(&net->by_name, name) >= 0)
+			continue;       /* an initializer listed as an input (IR < 4) */
+		if (!(v = value_get_or_add(net, name, err)))
+			return err->code;
+		v->flags |= VALUE_INPUT;
+		net->input_info[net->n_inputs] = g->input[i];
+		net->inputs[net->n_inputs++] = v;
+	}
+	return 0;
+}
+
+static int bind_outputs(struct graft_net *net, struct graft_err *err)
+{
+	const Onnx__GraphProto *g = net->model->proto->graph;
+
+	for (size_t i = 0; i < g->n_output; i++) {
+		long idx = g->output[i]->name ? strmap_get(&net->by_name, g->output[i]->name) : -1;
+		if (idx < 0)
+			return graft_err_set(err, GRAFT_EFORMAT, "graph output '%s' is never produced",
+					     g->output[i]->name ? g->output[i]->name : "?");
+		net->values[idx]->flags |= VALUE_OUTPUT;
+		net->outputs[net->n_outputs++] = net->values[idx];
+	}
+	return 0;
+}
+
+int graft_net_new(struct graft_net **out, const struct graft_model *m, struct graft_err *err)
+{
+	struct graft_net *net = calloc(1, sizeof(*net));
+	int rc;
+
+	*out = NULL;
+	if (!net || strmap_init(&net->by_name, 256)) {
+		free(net);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	net->model = m;
+	if ((rc = add_constants(net, err)) || (rc = add_inputs_outputs(net, err)) ||
+	    (rc = add_nodes(net, err)) || (rc = bind_outputs(net, err))) {
+		graft_net_free(net);
+		return rc;
+	}
+	*out = net;
+	return 0;
+}
+
+/* ---- planning ---------------------------------------------------------------------------- */
+
+/* Forgets a plan: kernel state, and data computed or allocated for it. */
+static void unplan(struct graft_net *net)
+{
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		struct node *n = &net->nodes[i];
+		if (n->op && n->op->release && n->priv)
+			n->op->release(n);
+		n->priv = NULL;
+		for (size_t k = 0; k < n->n_out; k++) {
+			struct value *v = n->out[k];
+			if (!v)
+				continue;
+			free(v->data);
+			v->data = NULL;
+			v->nbytes = 0;
+			v->dtype = 0;
+			v->flags &= ~(unsigned)VALUE_CONST;
+		}
+	}
+	for (size_t i = 0; i < net->n_inputs; i++)
+		net->inputs[i]->data = NULL;
+	net->n_run = net->n_folded = 0;
+	net->planned = 0;
+}
+
+static int alloc_value(struct value *v, const struct node *n, struct graft_err *err)
+{
+	size_t esize = graft_dtype_size(v->dtype);
+	uint64_t numel = value_numel(v);
+
+	if (esize == 0)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "output '%s' has no numeric type",
+				v->name);
+	if (numel > SIZE_MAX / esize)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "output '%s' is too large", v->name);
+	v->nbytes = (size_t)numel * esize;
+	/* Zeroed: padding-free kernels may still rely on nothing, but a stale buffer never
+	 * leaks one run's values into the next. */
+	v->data = calloc(1, v->nbytes ? v->nbytes : 1);
+	if (!v->data)
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory for '%s' (%zu bytes)", v->name,
+				v->nbytes);
+	return 0;
+}
+
+static int foldable(const struct node *n)
+{
+	if (strcmp(n->op->name, "Shape") == 0 || strcmp(n->op->name, "Size") == 0)
+		return 1;       /* reads only dims, known at plan time */
+	for (size_t k = 0; k < n->n_in; k++)
+		if (n->in[k] && !(n->in[k]->flags & VALUE_CONST))
+			return 0;
+	return 1;
+}
+
+static int check_input(struct graft_net *net, size_t i, const struct graft_array *a,
+		       struct graft_err *err)
+{
+	const Onnx__ValueInfoProto *vi = net->input_info[i];
+	const Onnx__TypeProto *tp = vi->type;
+
+	if (a->rank > NET_MAX_RANK)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "input '%s': rank %d is too high",
+				     vi->name, a->rank);
+	if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
+		return 0;
+	const Onnx__TypeProto__Tensor *t = tp->tensor_type;
+	if (t->has_elem_type && t->elem_type != a->dtype)
+		return graft_err_set(err, GRAFT_EINVAL, "input '%s' must be %s, not %s", vi->name,
+				     graft_dtype_name(t->elem_type) ? graft_dtype_name(t->elem_type) : "?",
+				     graft_dtype_name(a->dtype) ? graft_dtype_name(a->dtype) : "?");
+	if (!t->shape)
+		return 0;
+	if ((int)t->shape->n_dim != a->rank)
+		return graft_err_set(err, GRAFT_EINVAL, "input '%s' must have rank %zu, not %d",
+				     vi->name, t->shape->n_dim, a->rank);
+	for (size_t d = 0; d < t->shape->n_dim; d++) {
+		const Onnx__TensorShapeProto__Dimension *dim = t->shape->dim[d];
+		if (dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
+		    dim->dim_value != a->dims[d])
+			return graft_err_set(err, GRAFT_EINVAL, "input '%s': dim %zu must be %lld, "
+					     "not %lld", vi->name, d, (long long)dim->dim_value,
+					     (long long)a->dims[d]);
+	}
+	return 0;
+}
+
+static int plan(struct graft_net *net, const struct graft_array *inputs, struct graft_err *err)
+{
+	int rc;
+
+	unplan(net);
+	for (size_t i = 0; i < net->n_inputs; i++) {
+		struct value *v = net->inputs[i];
+		value_set(v, inputs[i].dtype, inputs[i].rank, inputs[i].dims);
+		net->planned_shape[i] = inputs[i];
+	}
+	free(net->run_list);
+	if (!(net->run_list = calloc(net->n_nodes + 1, sizeof(*net->run_list))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		struct node *n = &net->nodes[i];
+		for (size_t k = 0; k < n->n_in; k++)
+			if (n->in[k] && !n->in[k]->dtype)
+				return node_err(n, err, GRAFT_EFORMAT, "input '%s' has no type",
+						n->in[k]->name);
+		if ((rc = n->op->infer(n, err)))
+			return rc;
+		for (size_t k = 0; k < n->n_out; k++)
+			if (n->out[k] && (rc = alloc_value(n->out[k], n, err)))
+				return rc;
+		if (foldable(n)) {
+			if ((rc = n->op->run(n, err)))
+				return rc;
+			for (size_t k = 0; k < n->n_out; k++)
+				if (n->out[k])
+					n->out[k]->flags |= VALUE_CONST;
+			if (n->op->release && n->priv)
+				n->op->release(n);
+			n->priv = NULL;
+			net->n_folded++;
+		} else {
+			net->run_list[net->n_run++] = i;
+		}
+	}
+	net->planned = 1;
+	return 0;
+}
+
+static int same_shapes(const struct graft_net *net, const struct graft_array *inputs)
+{
+	for (size_t i = 0; i < net->n_inputs; i++) {
+		const struct graft_array *a = &net->planned_shape[i], *b = &inputs[i];
+		if (a->dtype != b->dtype || a->rank != b->rank ||
+		    memcmp(a->dims, b->dims, sizeof(a->dims[0]) * (size_t)a->rank) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_t n_inputs,
+		  struct graft_err *err)
+{
+	int rc;
+
+	if (n_inputs != net->n_inputs)
+		return graft_err_set(err, GRAFT_EINVAL, "the model takes %zu inputs, %zu given",
+				     net->n_inputs, n_inputs);
+	for (size_t i = 0; i < n_inputs; i++) {
+		if ((rc = check_input(net, i, &inputs[i], err)))
+			return rc;
+		if (graft_dtype_size(inputs[i].dtype) == 0)
+			return graft_err_set(err, GRAFT_EUNSUPPORTED, "input '%s': unsupported dtype",
+					     net->inputs[i]->name);
+	}
+	/* Inputs are read in place, never written. */
+	for (size_t i = 0; i < n_inputs; i++) {
+		net->inputs[i]->data = inputs[i].data;
+		net->inputs[i]->nbytes = inputs[i].nbytes;
+	}
+	if (!net->planned || !same_shapes(net, inputs)) {
+		if ((rc = plan(net, inputs, err))) {
+			unplan(net);
+			return rc;
+		}
+		for (size_t i = 0; i < n_inputs; i++) {
+			net->inputs[i]->data = inputs[i].data;
+			net->inputs[i]->nbytes = inputs[i].nbytes;
+		}
+		/* plan() ran the folded nodes already; the others run below. */
+	}
+	for (size_t r = 0; r < net->n_run; r++) {
+		struct node *n = &net->nodes[net->run_list[r]];
+		if ((rc = n->op->run(n, err)))
+			return rc;
+	}
+	return 0;
+}
+
+const char *graft_op_name(size_t i)
+{
+	const struct op_def *const *all = ops_all();
+	for (size_t k = 0; k < i; k++)
+		if (!all[k])
+			return NULL;
+	return all[i] ? all[i]->name : NULL;
+}
+
+/* ---- views and cleanup ------------------------------------------------------------------ */
+
+size_t graft_net_input_count(const struct graft_net *net) { return net->n_inputs; }
+size_t graft_net_output_count(const struct graft_net *net) { return net->n_outputs; }
+
+const char *graft_net_input_name(const struct graft_net *net, size_t i)
+{
+	return net->inputs[i]->name;
+}
+
+void graft_net_output(const struct graft_net *net, size_t i, struct graft_array *a)
+{
+	const struct value *v = net->outputs[i];
+
+	memset(a, 0, sizeof(*a));
+	a->name = v->name;
+	a->dtype = v->dtype;
+	a->rank = v->rank;
+	memcpy(a->dims, v->dims, sizeof(a->dims[0]) * (size_t)v->rank);
+	a->data = v->data;
+	a->nbytes = v->nbytes;
+}
+
+void graft_net_stats(const struct graft_net *net, size_t *run_nodes, size_t *folded_nodes)
+{
+	*run_nodes = net->n_run;
+	*folded_nodes = net->n_folded;
+}
+
+void graft_net_free(struct graft_net *net)
+{
+	if (!net)
+		return;
+	unplan(net);
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		free(net->nodes[i].in);
+		free(net->nodes[i].out);
+	}
+	free(net->nodes);
+	for (size_t i = 0; i < net->n_values; i++) {
+		struct value *v = net->values[i];
+		if (!(v->flags & (VALUE_BORROWED | VALUE_INPUT)))
+			free(v->data);
+		free(v->name);
+		free(v);
+	}
+	free(net->values);
+	strmap_release(&net->by_name);
+	free(net->inputs);
+	free(net->input_info);
+	free(net->outputs);
+	free(net->run_list);
+	free(net->planned_shape);
+	free(net);
+}

@@ -1,0 +1,113 @@
+/*
+ * ops.h: the contract between the executor (lib/net.c) and the op kernels (lib/ops/).
+ *
+ * The executor turns a model's main graph into nodes over values.  For each set of input
+ * shapes it *plans*: it walks the nodes in order, calls each op's infer to learn output
+ * types and shapes, and runs at once every node whose inputs are all known at plan time
+ * (initializers, folded constants, Shape of a value whose dims are known): that is
+ * constant folding, and it turns the Shape -> Gather -> Concat -> Reshape chains that
+ * exporters emit into constants.  Then it allocates every remaining value once and, per
+ * run, calls run for the nodes left.  A kernel therefore never allocates its outputs:
+ * out[i]->data is ready, sized from what infer said.
+ *
+ * One op family per file (eltwise.c, shape.c, reduce.c, norm.c, conv.c, gemm.c,
+ * pool.c...), each exporting a NULL-terminated array of op definitions that
+ * registry.c lists.
+ */
+#ifndef GRAFT_OPS_H
+#define GRAFT_OPS_H
+
+#include "internal.h"
+
+#define NET_MAX_RANK 8
+
+enum value_flags {
+	VALUE_CONST = 1 << 0,   /* data known at plan time (initializer or folded) */
+	VALUE_INPUT = 1 << 1,   /* a graph input: data supplied per run */
+	VALUE_OUTPUT = 1 << 2,  /* a graph output */
+	VALUE_BORROWED = 1 << 3,/* data points into the model's tensors: never written */
+};
+
+/* A tensor flowing through the graph: contiguous, row-major, little-endian. */
+struct value {
+	char *name;
+	int dtype;              /* enum graft_dtype; 0 until inferred */
+	int rank;
+	int64_t dims[NET_MAX_RANK];
+	void *data;             /* NULL until planned; kernels write out[i]->data */
+	size_t nbytes;
+	unsigned flags;         /* enum value_flags */
+};
+
+struct op_def;
+
+struct node {
+	const Onnx__NodeProto *proto;   /* attributes, name, op_type: read-only */
+	const struct op_def *op;
+	int64_t opset;                  /* version of the node's domain in the model */
+	size_t n_in, n_out;
+	struct value **in;      /* (n_in) NULL for an omitted optional input */
+	struct value **out;     /* (n_out) NULL for an omitted optional output */
+	void *priv;             /* kernel state (oneDNN primitives...), owned by the op */
+};
+
+struct op_def {
+	const char *name;       /* op_type in the default ONNX domain */
+	/* Sets dtype, rank and dims of every out[i] from the inputs' types and shapes.  It
+	 * may read in[k]->data where that input must be a plan-time constant (Reshape's
+	 * shape, Slice's starts...): check (in[k]->flags & VALUE_CONST) and fail with
+	 * GRAFT_EUNSUPPORTED otherwise.  Called once per plan. */
+	int (*infer)(struct node *n, struct graft_err *err);
+	/* Computes every out[i]->data from the inputs.  May keep state in n->priv, built on
+	 * the first call after a plan (shapes do not change between plans' runs). */
+	int (*run)(struct node *n, struct graft_err *err);
+	/* Frees n->priv; called when shapes change (before a new plan) and at the end.
+	 * NULL when the op keeps no state. */
+	void (*release)(struct node *n);
+};
+
+/* The definition for op_type in the default domain, or NULL. */
+const struct op_def *ops_find(const char *op_type);
+/* Every op the executor supports, NULL-terminated (for --list-ops and docs/ops.md). */
+const struct op_def *const *ops_all(void);
+
+/* ---- helpers for kernels (ops_util.c) ---- */
+
+/* Formats "node 'NAME' (OP): message" into err and returns code. */
+int node_err(const struct node *n, struct graft_err *err, enum graft_status code,
+	     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Attributes by name.  Getters return the default when the attribute is absent. */
+const Onnx__AttributeProto *attr_find(const struct node *n, const char *name);
+int64_t attr_int(const struct node *n, const char *name, int64_t dflt);
+float attr_float(const struct node *n, const char *name, float dflt);
+/* 1 when the string attribute name (or dflt, when absent) equals s. */
+int attr_string_eq(const struct node *n, const char *name, const char *dflt, const char *s);
+/* Copies a string attribute (or dflt) into buf, NUL-terminated and truncated to size. */
+void attr_string(const struct node *n, const char *name, const char *dflt, char *buf,
+		 size_t size);
+/* Copies an ints attribute into v (at most max); returns its length, or -1 if absent. */
+long attr_ints(const struct node *n, const char *name, int64_t *v, size_t max);
+long attr_floats(const struct node *n, const char *name, float *v, size_t max);
+
+uint64_t value_numel(const struct value *v);
+void value_set(struct value *v, int dtype, int rank, const int64_t *dims);
+/* Reads an int32 or int64 plan-time constant as int64 into out (at most max); returns
+ * the element count, or -1 with err set (naming the node) when v is not a constant
+ * integer tensor. */
+long value_ints(const struct node *n, const struct value *v, int64_t *out, size_t max,
+		struct graft_err *err);
+/* Reads element i of any numeric value as a double / writes one. */
+double value_get(const struct value *v, uint64_t i);
+void value_put(struct value *v, uint64_t i, double x);
+/* The numpy broadcast of two shapes into out (rank *out_rank); -1 if incompatible. */
+int broadcast_dims(int ra, const int64_t *a, int rb, const int64_t *b, int *out_rank,
+		   int64_t *out);
+/* Strides (in elements) with which a value of shape (r, d) is read when broadcast to
+ * shape (out_rank, out): 0 along broadcast axes.  Fills strides[out_rank]. */
+void broadcast_strides(int r, const int64_t *d, int out_rank, const int64_t *out,
+		       int64_t *strides);
+/* Normalises a possibly negative axis against rank; -1 if out of range. */
+int norm_axis(int64_t axis, int rank);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * registry.c: every op the executor knows, by family.  A new family is one file in
+ * lib/ops/ exporting a NULL-terminated ops_<family>[] array, listed here.
+ */
+#include <string.h>
+
+#include "ops.h"
+
+extern const struct op_def *const ops_eltwise[], *const ops_shape[], *const ops_reduce[],
+	*const ops_norm[], *const ops_conv[], *const ops_gemm[], *const ops_pool[];
+
+static const struct op_def *const *const families[] = {
+	ops_eltwise, ops_shape, ops_reduce, ops_norm, ops_conv, ops_gemm, ops_pool,
+};
+
+#define MAX_OPS 256
+static const struct op_def *all[MAX_OPS + 1];
+
+const struct op_def *const *ops_all(void)
+{
+	if (!all[0]) {
+		size_t n = 0;
+		for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++)
+			for (size_t i = 0; families[f][i] && n < MAX_OPS; i++)
+				all[n++] = families[f][i];
+		all[n] = NULL;
+	}
+	return all;
+}
+
+const struct op_def *ops_find(const char *op_type)
+{
+	for (const struct op_def *const *o = ops_all(); *o; o++)
+		if (strcmp((*o)->name, op_type) == 0)
+			return *o;
+	return NULL;
+}

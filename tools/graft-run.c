@@ -1,0 +1,327 @@
+/*
+ * graft-run: runs a model forward on the CPU.  Inputs come from .npy or ONNX .pb files
+ * (or are made up, seeded, for benchmarks); outputs go to DIR/NAME.npy, or a summary is
+ * printed.  --repeat N times N runs and prints the median.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tool.h"
+
+static const char usage[] =
+	"usage: graft-run MODEL [-i [NAME=]FILE]... [-o DIR] [--batch N] [--repeat N]\n"
+	"Runs a model (.graft or ONNX) forward on the CPU.\n"
+	"  -i, --input [NAME=]FILE  an input as .npy or ONNX TensorProto .pb; without NAME,\n"
+	"                           inputs fill the graph's inputs in order.  Inputs not\n"
+	"                           given are made up: uniform in [-1, 1) (floats) or in\n"
+	"                           [0, 10) (integers) from --seed, symbolic dims = 1\n"
+	"                           except the first, which is --batch\n"
+	"  -o, --output DIR         write each output to DIR/NAME.npy (NAME with characters\n"
+	"                           outside [A-Za-z0-9._-] replaced by _); without -o, print\n"
+	"                           each output's name, shape and a summary\n"
+	"      --batch N            batch size for made-up inputs; given inputs whose first\n"
+	"                           dim is 1 are repeated N times along it\n"
+	"      --repeat N           run N times on the same inputs and print the median\n"
+	"                           time per run (after one warm-up run)\n"
+	"      --seed S             seed for made-up inputs (default 1)\n"
+	"      --list-ops           print the ops graft can run, one per line, and exit\n"
+	"  -h, --help               show this help;  -V, --version  show the version\n";
+
+#define MAX_INPUTS 64
+
+struct cmdline {
+	const char *model, *out_dir;
+	const char *input_names[MAX_INPUTS], *input_files[MAX_INPUTS];
+	int n_inputs;
+	long batch, repeat;
+	unsigned long seed;
+};
+
+static long parse_count(const char *opt, const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (*s == 0 || *end || v < 1 || v > 1000000)
+		tool_usage(usage, 2, "%s takes a positive count, not '%s'", opt, s);
+	return v;
+}
+
+static void list_ops(void);
+
+static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
+{
+	static const struct option opts[] = {
+		{"input", required_argument, NULL, 'i'}, {"output", required_argument, NULL, 'o'},
+		{"batch", required_argument, NULL, 'b'}, {"repeat", required_argument, NULL, 'r'},
+		{"seed", required_argument, NULL, 's'}, {"list-ops", no_argument, NULL, 'L'},
+		TOOL_COMMON_LONGOPTS, {0},
+	};
+	int c;
+
+	memset(cl, 0, sizeof(*cl));
+	cl->batch = 1;
+	cl->seed = 1;
+	while ((c = getopt_long(argc, argv, ":i:o:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i': {
+			if (cl->n_inputs == MAX_INPUTS)
+				tool_usage(usage, 2, "too many inputs");
+			char *eq = strchr(optarg, '=');
+			if (eq && eq != optarg) {
+				*eq = 0;
+				cl->input_names[cl->n_inputs] = optarg;
+				cl->input_files[cl->n_inputs++] = eq + 1;
+			} else {
+				cl->input_files[cl->n_inputs++] = optarg;
+			}
+			break;
+		}
+		case 'o': cl->out_dir = optarg; break;
+		case 'b': cl->batch = parse_count("--batch", optarg); break;
+		case 'r': cl->repeat = parse_count("--repeat", optarg); break;
+		case 's': cl->seed = strtoul(optarg, NULL, 10); break;
+		case 'L': list_ops(); exit(0);
+		default: tool_common_option(c, usage);
+		}
+	}
+	if (argc - optind != 1)
+		tool_usage(usage, 2, argc - optind ? "one model, please" : "no model given");
+	cl->model = argv[optind];
+}
+
+static void list_ops(void)
+{
+	for (size_t i = 0; graft_op_name(i); i++)
+		printf("%s\n", graft_op_name(i));
+}
+
+/* xorshift64*: a seeded stream for made-up inputs. */
+static uint64_t next_random(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ULL;
+}
+
+static void make_input(struct graft_array *a, const struct graft_value_info *vi, long batch,
+		       uint64_t *rng)
+{
+	uint64_t numel = 1;
+
+	memset(a, 0, sizeof(*a));
+	if (vi->kind != 't' || vi->rank < 0 || vi->rank > GRAFT_ARRAY_MAX_RANK ||
+	    !graft_dtype_size(vi->dtype))
+		tool_die("input '%s' has no tensor type and shape to make data from: give it "
+			 "with -i", vi->name);
+	a->dtype = vi->dtype;
+	a->rank = vi->rank;
+	for (int d = 0; d < vi->rank; d++) {
+		a->dims[d] = vi->dims[d] >= 0 ? vi->dims[d] : d == 0 ? batch : 1;
+		numel *= (uint64_t)a->dims[d];
+	}
+	a->nbytes = (size_t)numel * graft_dtype_size(a->dtype);
+	if (!(a->data = malloc(a->nbytes ? a->nbytes : 1)))
+		tool_die("out of memory");
+	for (uint64_t i = 0; i < numel; i++) {
+		uint64_t r = next_random(rng);
+		double u = (double)(r >> 11) / 9007199254740992.0;
+		switch (a->dtype) {
+		case GRAFT_FLOAT: ((float *)a->data)[i] = (float)(2 * u - 1); break;
+		case GRAFT_DOUBLE: ((double *)a->data)[i] = 2 * u - 1; break;
+		case GRAFT_INT64: ((int64_t *)a->data)[i] = (int64_t)(r % 10); break;
+		case GRAFT_INT32: ((int32_t *)a->data)[i] = (int32_t)(r % 10); break;
+		case GRAFT_BOOL: ((uint8_t *)a->data)[i] = r & 1; break;
+		default: memset((char *)a->data + i * graft_dtype_size(a->dtype), (int)(r % 10),
+				graft_dtype_size(a->dtype));
+		}
+	}
+}
+
+/* Repeats a batch-1 array n times along its first dim. */
+static void repeat_batch(struct graft_array *a, long n)
+{
+	if (n == 1 || a->rank == 0 || a->dims[0] != 1)
+		return;
+	char *d = malloc(a->nbytes * (size_t)n + 1);
+	if (!d)
+		tool_die("out of memory");
+	for (long i = 0; i < n; i++)
+		memcpy(d + (size_t)i * a->nbytes, a->data, a->nbytes);
+	free(a->data);
+	a->data = d;
+	a->nbytes *= (size_t)n;
+	a->dims[0] = n;
+}
+
+static void gather_inputs(const struct cmdline *cl, const struct graft_model *m,
+			  const struct graft_net *net, struct graft_array *inputs)
+{
+	size_t n = graft_net_input_count(net);
+	int given[MAX_INPUTS] = {0};
+	uint64_t rng = cl->seed * 0x9E3779B97F4A7C15ULL + 1;
+	size_t next_positional = 0;
+	struct graft_err err = {0};
+
+	if (n > MAX_INPUTS)
+		tool_die("%s: the model has too many inputs (%zu)", cl->model, n);
+	for (int k = 0; k < cl->n_inputs; k++) {
+		size_t i;
+		if (cl->input_names[k]) {
+			for (i = 0; i < n && strcmp(graft_net_input_name(net, i), cl->input_names[k]); i++)
+				;
+			if (i == n)
+				tool_die("%s: the model has no input '%s'", cl->model, cl->input_names[k]);
+		} else {
+			while (next_positional < n && given[next_positional])
+				next_positional++;
+			if (next_positional == n)
+				tool_die("%s: more inputs given than the model takes (%zu)", cl->model, n);
+			i = next_positional;
+		}
+		if (given[i])
+			tool_die("input '%s' is given twice", graft_net_input_name(net, i));
+		if (graft_array_read(&inputs[i], cl->input_files[k], &err))
+			tool_die("%s", err.msg);
+		repeat_batch(&inputs[i], cl->batch);
+		given[i] = 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (given[i])
+			continue;
+		/* The net's inputs are the model's inputs minus initializers, in order. */
+		struct graft_value_info vi;
+		graft_model_input(m, i, &vi);
+		make_input(&inputs[i], &vi, cl->batch, &rng);
+	}
+}
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int by_value(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static void print_summary(const struct graft_array *a)
+{
+	uint64_t numel = 1;
+	double sum = 0, mn = INFINITY, mx = -INFINITY;
+	int numeric = a->dtype == GRAFT_FLOAT || a->dtype == GRAFT_INT64 ||
+		      a->dtype == GRAFT_INT32 || a->dtype == GRAFT_BOOL || a->dtype == GRAFT_DOUBLE;
+
+	printf("%s %s [", a->name, graft_dtype_name(a->dtype) ? graft_dtype_name(a->dtype) : "?");
+	for (int d = 0; d < a->rank; d++) {
+		printf("%s%" PRId64, d ? "," : "", a->dims[d]);
+		numel *= (uint64_t)a->dims[d];
+	}
+	printf("]");
+	if (numeric && numel) {
+		for (uint64_t i = 0; i < numel; i++) {
+			double x;
+			switch (a->dtype) {
+			case GRAFT_FLOAT: x = ((const float *)a->data)[i]; break;
+			case GRAFT_DOUBLE: x = ((const double *)a->data)[i]; break;
+			case GRAFT_INT64: x = (double)((const int64_t *)a->data)[i]; break;
+			case GRAFT_INT32: x = ((const int32_t *)a->data)[i]; break;
+			default: x = ((const uint8_t *)a->data)[i]; break;
+			}
+			sum += x;
+			mn = x < mn ? x : mn;
+			mx = x > mx ? x : mx;
+		}
+		printf(" min %.6g max %.6g mean %.6g", mn, mx, sum / (double)numel);
+	}
+	putchar('\n');
+}
+
+static void write_outputs(const struct cmdline *cl, const struct graft_net *net)
+{
+	struct graft_err err = {0};
+
+	if (mkdir(cl->out_dir, 0777) < 0 && errno != EEXIST)
+		tool_die("%s: %s", cl->out_dir, strerror(errno));
+	for (size_t i = 0; i < graft_net_output_count(net); i++) {
+		struct graft_array a;
+		struct graft_output out;
+		graft_net_output(net, i, &a);
+		char *path = malloc(strlen(cl->out_dir) + strlen(a.name) + 8);
+		if (!path)
+			tool_die("out of memory");
+		char *p = path + sprintf(path, "%s/", cl->out_dir);
+		for (const char *s = a.name; *s; s++)
+			*p++ = (strchr("._-", *s) || (*s >= 'a' && *s <= 'z') ||
+				(*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')) ? *s : '_';
+		strcpy(p, ".npy");
+		tool_output_open(&out, path, 0, 1);
+		if (graft_array_write_npy(&a, out.fd, &err))
+			tool_die("%s: %s", path, err.msg);
+		tool_output_commit(&out);
+		free(path);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl;
+	struct graft_model *m;
+	struct graft_net *net;
+	struct graft_array inputs[MAX_INPUTS] = {{0}};
+	struct graft_err err = {0};
+
+	tool_init(argc, argv);
+	parse_cmdline(argc, argv, &cl);
+	m = tool_read_model(cl.model);
+	if (graft_net_new(&net, m, &err))
+		tool_die("%s: %s", cl.model, err.msg);
+	gather_inputs(&cl, m, net, inputs);
+	size_t n_in = graft_net_input_count(net);
+	if (graft_net_run(net, inputs, n_in, &err))
+		tool_die("%s: %s", cl.model, err.msg);
+	if (cl.repeat) {
+		double *t = malloc(sizeof(double) * (size_t)cl.repeat);
+		if (!t)
+			tool_die("out of memory");
+		for (long r = 0; r < cl.repeat; r++) {
+			double t0 = now();
+			if (graft_net_run(net, inputs, n_in, &err))
+				tool_die("%s: %s", cl.model, err.msg);
+			t[r] = now() - t0;
+		}
+		qsort(t, (size_t)cl.repeat, sizeof(double), by_value);
+		double med = t[cl.repeat / 2];
+		printf("median %.3f ms per run over %ld runs (batch %ld: %.1f items/s)\n",
+		       med * 1e3, cl.repeat, cl.batch, (double)cl.batch / med);
+		free(t);
+	}
+	if (cl.out_dir) {
+		write_outputs(&cl, net);
+	} else if (!cl.repeat) {
+		for (size_t i = 0; i < graft_net_output_count(net); i++) {
+			struct graft_array a;
+			graft_net_output(net, i, &a);
+			print_summary(&a);
+		}
+	}
+	for (size_t i = 0; i < n_in; i++)
+		graft_array_release(&inputs[i]);
+	graft_net_free(net);
+	graft_model_free(m);
+	if (fflush(stdout) || ferror(stdout))
+		tool_die("<stdout>: write failed");
+	return 0;
+}
