@@ -292,6 +292,10 @@ void graft_net_output(const struct graft_net *net, size_t i, struct graft_array 
 const char *graft_op_name(size_t i);
 /* Counts for tests and benchmarks: nodes run per run, and nodes folded at plan time. */
 void graft_net_stats(const struct graft_net *net, size_t *run_nodes, size_t *folded_nodes);
+/* oneDNN primitives created and layout reorders done since the net was made, and nodes
+ * fused into others (BatchNormalization into Conv, activations into Conv and Gemm). */
+void graft_net_counters(const struct graft_net *net, uint64_t *primitives, uint64_t *reorders,
+			size_t *fused_nodes);
 
 /* ---- history ----------------------------------------------------------------------------- */
 

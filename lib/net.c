@@ -7,6 +7,8 @@
  * (initializers, Constant nodes, anything computed only from those or from shapes) are
  * never recomputed; a run executes just the nodes that depend on the inputs' data.
  */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +30,7 @@ struct graft_net {
 	size_t n_run, n_folded;
 	int planned;
 	struct graft_array *planned_shape; /* the inputs' shapes of the current plan */
+	struct net_counters counters;
 };
 
 /* ---- building -------------------------------------------------------------------------- */
@@ -138,10 +141,19 @@ static int add_nodes(struct graft_net *net, struct graft_err *err)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	for (size_t i = 0; i < g->n_node; i++) {
 		const Onnx__NodeProto *p = g->node[i];
-		struct node *n = &net->nodes[net->n_nodes++];
 		const char *op = p->op_type ? p->op_type : "";
 
+		/* A Constant whose value the model stores: add_constants made its output a
+		 * borrowed constant already. */
+		if (strcmp(op, "Constant") == 0 && is_default_domain(p->domain) &&
+		    p->n_output == 1 && p->output[0] &&
+		    graft_model_find_tensor(net->model, p->output[0]) >= 0)
+			continue;
+		struct node *n = &net->nodes[net->n_nodes++];
+
 		n->proto = p;
+		n->model = net->model;
+		n->counters = &net->counters;
 		n->opset = opset;
 		n->op = is_default_domain(p->domain) ? ops_find(op) : NULL;
 		if (!n->op)
@@ -219,6 +231,203 @@ static int bind_outputs(struct graft_net *net, struct graft_err *err)
 	return 0;
 }
 
+/* ---- inference-time fusion ----------------------------------------------------------- */
+
+/* How many node inputs (and graph outputs) read each value. */
+static size_t *count_uses(const struct graft_net *net)
+{
+	size_t *uses = calloc(net->n_values + 1, sizeof(*uses));
+
+	if (!uses)
+		return NULL;
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		const struct node *n = &net->nodes[i];
+		if (n->fused_away)
+			continue;
+		for (size_t k = 0; k < n->n_in; k++)
+			if (n->in[k])
+				uses[strmap_get(&net->by_name, n->in[k]->name)]++;
+	}
+	for (size_t i = 0; i < net->n_outputs; i++)
+		uses[strmap_get(&net->by_name, net->outputs[i]->name)]++;
+	return uses;
+}
+
+static struct node *producer(struct graft_net *net, const struct value *v)
+{
+	for (size_t i = 0; i < net->n_nodes; i++)
+		for (size_t k = 0; k < net->nodes[i].n_out; k++)
+			if (net->nodes[i].out[k] == v && !net->nodes[i].fused_away)
+				return &net->nodes[i];
+	return NULL;
+}
+
+static int is_op(const struct node *n, const char *op)
+{
+	return n && !n->fused_away && strcmp(n->op->name, op) == 0;
+}
+
+static int all_const(const struct node *n, size_t from, size_t to)
+{
+	for (size_t k = from; k < to && k < n->n_in; k++)
+		if (!n->in[k] || !(n->in[k]->flags & VALUE_CONST) || n->in[k]->dtype != GRAFT_FLOAT)
+			return 0;
+	return 1;
+}
+
+/* A new float constant owned by the net (not a model tensor). */
+static struct value *new_const(struct graft_net *net, const char *base, const char *suffix,
+			       int rank, const int64_t *dims, struct graft_err *err)
+{
+	char name[512];
+	struct value *v;
+	uint64_t numel = 1;
+
+	snprintf(name, sizeof(name), "%s%s", base, suffix);
+	if (strmap_get(&net->by_name, name) >= 0)
+		return graft_err_set(err, GRAFT_EINVAL, "fusion name clash '%s'", name), NULL;
+	if (!(v = value_get_or_add(net, name, err)))
+		return NULL;
+	value_set(v, GRAFT_FLOAT, rank, dims);
+	for (int i = 0; i < rank; i++)
+		numel *= (uint64_t)dims[i];
+	v->nbytes = (size_t)numel * sizeof(float);
+	v->flags |= VALUE_CONST;
+	if (!(v->data = calloc(1, v->nbytes ? v->nbytes : 1)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory"), NULL;
+	return v;
+}
+
+/*
+ * Conv -> BatchNormalization (inference) becomes one Conv with scaled weights:
+ * W' = W * s, B' = (B - mean) * s + beta with s = scale / sqrt(var + eps), per output
+ * channel.  The model is untouched: W' and B' belong to the net.
+ */
+static int fold_batchnorm(struct graft_net *net, struct node *bn, const size_t *uses,
+			  struct graft_err *err)
+{
+	struct node *conv = producer(net, bn->in[0]);
+	struct value *w, *b = NULL, *nw, *nb;
+
+	if (!is_op(conv, "Conv") || uses[strmap_get(&net->by_name, bn->in[0]->name)] != 1 ||
+	    bn->n_in != 5 || !all_const(bn, 1, 5) || !all_const(conv, 1, conv->n_in) ||
+	    conv->n_in < 2 || bn->n_out < 1 || !bn->out[0] || attr_int(bn, "training_mode", 0) ||
+	    (bn->opset < 9 && attr_int(bn, "spatial", 1) != 1))
+		return 0;
+	for (size_t k = 1; k < bn->n_out; k++)
+		if (bn->out[k])
+			return 0;
+	w = conv->in[1];
+	if (conv->n_in > 2)
+		b = conv->in[2];
+	int64_t oc = w->dims[0];
+	uint64_t per = value_numel(w) / (uint64_t)(oc ? oc : 1);
+	for (int k = 1; k < 5; k++)
+		if (value_numel(bn->in[k]) != (uint64_t)oc)
+			return 0;
+	if (b && value_numel(b) != (uint64_t)oc)
+		return 0;
+	if (!(nw = new_const(net, w->name, "#bnfold", w->rank, w->dims, err)) ||
+	    !(nb = new_const(net, bn->out[0]->name, "#bnbias", 1, &oc, err)))
+		return err->code;
+	const float *scale = bn->in[1]->data, *beta = bn->in[2]->data, *mean = bn->in[3]->data,
+		    *var = bn->in[4]->data, *wd = w->data, *bd = b ? b->data : NULL;
+	float *nwd = nw->data, *nbd = nb->data;
+	double eps = attr_float(bn, "epsilon", 1e-5f);
+	for (int64_t c = 0; c < oc; c++) {
+		double s = scale[c] / sqrt((double)var[c] + eps);
+		for (uint64_t i = 0; i < per; i++)
+			nwd[(uint64_t)c * per + i] = (float)(wd[(uint64_t)c * per + i] * s);
+		nbd[c] = (float)(((bd ? bd[c] : 0.0) - mean[c]) * s + beta[c]);
+	}
+	if (conv->n_in < 3) {
+		struct value **in = realloc(conv->in, 4 * sizeof(*in));
+		if (!in)
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		conv->in = in;
+		conv->n_in = 3;
+	}
+	conv->in[1] = nw;
+	conv->in[2] = nb;
+	conv->out[0] = bn->out[0];
+	bn->fused_away = 1;
+	return 0;
+}
+
+/* Conv or Gemm followed by its only consumer, an activation: one node. */
+static int fuse_activation(struct graft_net *net, struct node *act, const size_t *uses)
+{
+	struct node *p = act->n_in ? producer(net, act->in[0]) : NULL;
+	struct fused_act f = {FUSED_NONE, 0, 0};
+	const char *op = act->op->name;
+
+	if (!p || p->fused_away || !(p->op->flags & OP_FUSES_ACT) || p->act.kind != FUSED_NONE ||
+	    uses[strmap_get(&net->by_name, act->in[0]->name)] != 1 || !act->out[0] ||
+	    p->out[0] != act->in[0])
+		return 0;
+	if (strcmp(op, "Relu") == 0) {
+		f.kind = FUSED_RELU;
+	} else if (strcmp(op, "LeakyRelu") == 0) {
+		f.kind = FUSED_LEAKY_RELU;
+		f.alpha = attr_float(act, "alpha", 0.01f);
+	} else if (strcmp(op, "Sigmoid") == 0) {
+		f.kind = FUSED_SIGMOID;
+	} else if (strcmp(op, "Tanh") == 0) {
+		f.kind = FUSED_TANH;
+	} else if (strcmp(op, "HardSigmoid") == 0) {
+		f.kind = FUSED_HARDSIGMOID;
+		f.alpha = attr_float(act, "alpha", 0.2f);
+		f.beta = attr_float(act, "beta", 0.5f);
+	} else if (strcmp(op, "HardSwish") == 0) {
+		f.kind = FUSED_HARDSWISH;
+	} else if (strcmp(op, "Clip") == 0) {
+		f.kind = FUSED_CLIP;
+		f.alpha = -INFINITY;
+		f.beta = INFINITY;
+		if (act->opset < 11) {
+			f.alpha = attr_float(act, "min", -INFINITY);
+			f.beta = attr_float(act, "max", INFINITY);
+		} else {
+			for (size_t k = 1; k < act->n_in && k < 3; k++) {
+				const struct value *v = act->in[k];
+				if (!v)
+					continue;
+				if (!(v->flags & VALUE_CONST) || v->dtype != GRAFT_FLOAT || value_numel(v) != 1)
+					return 0;
+				*(k == 1 ? &f.alpha : &f.beta) = *(const float *)v->data;
+			}
+		}
+	} else {
+		return 0;
+	}
+	p->act = f;
+	p->out[0] = act->out[0];
+	act->fused_away = 1;
+	return 0;
+}
+
+static int fuse(struct graft_net *net, struct graft_err *err)
+{
+	size_t *uses;
+	int rc = 0;
+
+	for (int pass = 0; pass < 2 && !rc; pass++) {
+		if (!(uses = count_uses(net)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		for (size_t i = 0; i < net->n_nodes && !rc; i++) {
+			struct node *n = &net->nodes[i];
+			if (n->fused_away)
+				continue;
+			if (pass == 0 && is_op(n, "BatchNormalization"))
+				rc = fold_batchnorm(net, n, uses, err);
+			else if (pass == 1)
+				rc = fuse_activation(net, n, uses);
+		}
+		free(uses);
+	}
+	return rc;
+}
+
 int graft_net_new(struct graft_net **out, const struct graft_model *m, struct graft_err *err)
 {
 	struct graft_net *net = calloc(1, sizeof(*net));
@@ -231,7 +440,8 @@ int graft_net_new(struct graft_net **out, const struct graft_model *m, struct gr
 	}
 	net->model = m;
 	if ((rc = add_constants(net, err)) || (rc = add_inputs_outputs(net, err)) ||
-	    (rc = add_nodes(net, err)) || (rc = bind_outputs(net, err))) {
+	    (rc = add_nodes(net, err)) || (rc = bind_outputs(net, err)) ||
+	    (rc = fuse(net, err))) {
 		graft_net_free(net);
 		return rc;
 	}
@@ -249,6 +459,8 @@ static void unplan(struct graft_net *net)
 		if (n->op && n->op->release && n->priv)
 			n->op->release(n);
 		n->priv = NULL;
+		if (n->fused_away)
+			continue;
 		for (size_t k = 0; k < n->n_out; k++) {
 			struct value *v = n->out[k];
 			if (!v)
@@ -343,6 +555,8 @@ static int plan(struct graft_net *net, const struct graft_array *inputs, struct 
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *n = &net->nodes[i];
+		if (n->fused_away)
+			continue;
 		for (size_t k = 0; k < n->n_in; k++)
 			if (n->in[k] && !n->in[k]->dtype)
 				return node_err(n, err, GRAFT_EFORMAT, "input '%s' has no type",
@@ -456,6 +670,18 @@ void graft_net_stats(const struct graft_net *net, size_t *run_nodes, size_t *fol
 {
 	*run_nodes = net->n_run;
 	*folded_nodes = net->n_folded;
+}
+
+void graft_net_counters(const struct graft_net *net, uint64_t *primitives, uint64_t *reorders,
+			size_t *fused_nodes)
+{
+	size_t fused = 0;
+
+	for (size_t i = 0; i < net->n_nodes; i++)
+		fused += net->nodes[i].fused_away != 0;
+	*primitives = net->counters.primitives;
+	*reorders = net->counters.reorders;
+	*fused_nodes = fused;
 }
 
 void graft_net_free(struct graft_net *net)

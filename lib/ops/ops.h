@@ -41,14 +41,37 @@ struct value {
 
 struct op_def;
 
+/* What the kernels of one net did, for tests and benchmarks: a kernel that creates a
+ * oneDNN primitive counts it in primitives, one that reorders data between layouts
+ * counts it in reorders (per run). */
+struct net_counters {
+	uint64_t primitives;
+	uint64_t reorders;
+};
+
+/* An activation the executor fused into a node's output (Conv, Gemm): the kernel applies
+ * it to its result (a oneDNN eltwise post-op), and the activation node is skipped. */
+enum fused_kind {
+	FUSED_NONE = 0, FUSED_RELU, FUSED_LEAKY_RELU /* alpha */, FUSED_CLIP /* alpha..beta */,
+	FUSED_SIGMOID, FUSED_HARDSIGMOID /* alpha * x + beta */, FUSED_HARDSWISH, FUSED_TANH,
+};
+struct fused_act {
+	enum fused_kind kind;
+	float alpha, beta;
+};
+
 struct node {
 	const Onnx__NodeProto *proto;   /* attributes, name, op_type: read-only */
+	const struct graft_model *model;/* the model the net was built from: read-only */
 	const struct op_def *op;
 	int64_t opset;                  /* version of the node's domain in the model */
 	size_t n_in, n_out;
 	struct value **in;      /* (n_in) NULL for an omitted optional input */
 	struct value **out;     /* (n_out) NULL for an omitted optional output */
 	void *priv;             /* kernel state (oneDNN primitives...), owned by the op */
+	struct fused_act act;   /* applied to out[0] by ops that support fusion */
+	struct net_counters *counters;  /* the net's, shared by all its nodes */
+	int fused_away;         /* the executor folded this node into another: never run */
 };
 
 struct op_def {
@@ -64,6 +87,11 @@ struct op_def {
 	/* Frees n->priv; called when shapes change (before a new plan) and at the end.
 	 * NULL when the op keeps no state. */
 	void (*release)(struct node *n);
+	unsigned flags;         /* enum op_flags */
+};
+
+enum op_flags {
+	OP_FUSES_ACT = 1 << 0,  /* run applies n->act to its output */
 };
 
 /* The definition for op_type in the default domain, or NULL. */

@@ -1,0 +1,166 @@
+/*
+ * test_net.c: the executor's planning: constant folding of the shape chains exporters
+ * emit, plan reuse for same shapes and replanning for new ones, input checks, and the
+ * error for an op graft does not run.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "internal.h"
+#include "testmodel.h"
+
+/*
+ * x (N,2,3) -> Relu -> r;  Shape(r) -> Gather(0) -> Unsqueeze -> Concat(with [-1]) ->
+ * Reshape(r, that) -> y (N,6): the chain torch emits for x.view(x.size(0), -1).
+ */
+static Onnx__ModelProto *flatten_chain(void)
+{
+	Onnx__ModelProto *m = tm_model(13);
+	int64_t xd[] = {-1, 2, 3}, yd[] = {-1, 6}, one[] = {1}, zero = 0, minus1 = -1;
+	Onnx__TensorProto *t;
+
+	tm_input(m, "x", 1, 3, xd);
+	tm_output(m, "y", 1, 2, yd);
+	t = tm_tensor("idx0", 7, 0, NULL); tm_int64_data(t, &zero, 1); tm_initializer(m, t);
+	t = tm_tensor("axes0", 7, 1, one); tm_int64_data(t, &zero, 1); tm_initializer(m, t);
+	t = tm_tensor("rest", 7, 1, one); tm_int64_data(t, &minus1, 1); tm_initializer(m, t);
+	tm_node(m, "Relu", "relu", (const char *[]){"x", NULL}, (const char *[]){"r", NULL});
+	tm_node(m, "Shape", "shape", (const char *[]){"r", NULL}, (const char *[]){"s", NULL});
+	tm_node(m, "Gather", "gather", (const char *[]){"s", "idx0", NULL},
+		(const char *[]){"n", NULL});
+	tm_node(m, "Unsqueeze", "unsq", (const char *[]){"n", "axes0", NULL},
+		(const char *[]){"n1", NULL});
+	Onnx__NodeProto *c = tm_node(m, "Concat", "cat", (const char *[]){"n1", "rest", NULL},
+				     (const char *[]){"shape2", NULL});
+	tm_attr_int(c, "axis", 0);
+	tm_node(m, "Reshape", "reshape", (const char *[]){"r", "shape2", NULL},
+		(const char *[]){"y", NULL});
+	return m;
+}
+
+static struct graft_model *load(Onnx__ModelProto *mp)
+{
+	size_t len;
+	uint8_t *buf = tm_pack(mp, &len);
+	struct graft_model *m;
+	struct graft_err err = {0};
+
+	onnx__model_proto__free_unpacked(mp, NULL);
+	if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
+		fail_msg("%s", err.msg);
+	free(buf);
+	return m;
+}
+
+static void make_x(struct graft_array *a, int64_t n, float *buf)
+{
+	memset(a, 0, sizeof(*a));
+	a->dtype = GRAFT_FLOAT;
+	a->rank = 3;
+	a->dims[0] = n;
+	a->dims[1] = 2;
+	a->dims[2] = 3;
+	a->data = buf;
+	a->nbytes = (size_t)n * 6 * sizeof(float);
+	for (int64_t i = 0; i < n * 6; i++)
+		buf[i] = (float)(i % 2 ? i : -i);
+}
+
+static void test_shape_chain_is_folded(void **state)
+{
+	struct graft_model *m = load(flatten_chain());
+	struct graft_net *net;
+	struct graft_err err = {0};
+	struct graft_array x, y;
+	float buf[5 * 6];
+	size_t run, folded;
+	(void)state;
+
+	if (graft_net_new(&net, m, &err))
+		fail_msg("%s", err.msg);
+	make_x(&x, 4, buf);
+	if (graft_net_run(net, &x, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_stats(net, &run, &folded);
+	assert_int_equal(folded, 4);    /* Shape, Gather, Unsqueeze, Concat */
+	assert_int_equal(run, 2);       /* Relu and Reshape depend on x's data */
+	graft_net_output(net, 0, &y);
+	assert_int_equal(y.rank, 2);
+	assert_int_equal(y.dims[0], 4);
+	assert_int_equal(y.dims[1], 6);
+	for (int i = 0; i < 24; i++)
+		assert_true(((float *)y.data)[i] == (i % 2 ? (float)i : 0.0f));
+
+	/* Same shapes: the plan is kept (outputs stay where they were). */
+	void *before = y.data;
+	make_x(&x, 4, buf);
+	assert_int_equal(graft_net_run(net, &x, 1, &err), 0);
+	graft_net_output(net, 0, &y);
+	assert_ptr_equal(y.data, before);
+
+	/* A new batch size replans: the folded shape follows it. */
+	make_x(&x, 5, buf);
+	if (graft_net_run(net, &x, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_output(net, 0, &y);
+	assert_int_equal(y.dims[0], 5);
+	assert_int_equal(y.dims[1], 6);
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
+static void test_input_checks(void **state)
+{
+	struct graft_model *m = load(flatten_chain());
+	struct graft_net *net;
+	struct graft_err err = {0};
+	struct graft_array x;
+	float buf[12];
+	(void)state;
+
+	assert_int_equal(graft_net_new(&net, m, &err), 0);
+	make_x(&x, 2, buf);
+	x.dims[1] = 3;                  /* declared 2 */
+	assert_int_equal(graft_net_run(net, &x, 1, &err), GRAFT_EINVAL);
+	assert_non_null(strstr(err.msg, "input 'x': dim 1 must be 2"));
+	make_x(&x, 2, buf);
+	x.dtype = GRAFT_INT32;
+	assert_int_equal(graft_net_run(net, &x, 1, &err), GRAFT_EINVAL);
+	assert_non_null(strstr(err.msg, "must be float"));
+	assert_int_equal(graft_net_run(net, &x, 0, &err), GRAFT_EINVAL);
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
+static void test_unsupported_op_named(void **state)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t d[] = {2};
+	struct graft_net *net;
+	struct graft_err err = {0};
+	(void)state;
+
+	tm_input(mp, "x", 1, 1, d);
+	tm_output(mp, "y", 1, 1, d);
+	Onnx__NodeProto *n = tm_node(mp, "Foo", "x", (const char *[]){"x", NULL},
+				     (const char *[]){"y", NULL});
+	n->domain = strdup("bar");
+	struct graft_model *m = load(mp);
+	assert_int_equal(graft_net_new(&net, m, &err), GRAFT_EUNSUPPORTED);
+	assert_string_equal(err.msg, "node 'x' (op Foo, domain bar) is not supported");
+	graft_model_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shape_chain_is_folded),
+		cmocka_unit_test(test_input_checks),
+		cmocka_unit_test(test_unsupported_op_named),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
