@@ -1,6 +1,568 @@
 /*
- * norm.c: placeholder op family; its kernels are being written.
+ * norm.c: normalisations: BatchNormalization, LayerNormalization, InstanceNormalization,
+ * LRN and MeanVarianceNormalization, in plain C loops over float32.
+ *
+ * BatchNormalization in inference mode is one multiply-add per element: its per-channel
+ * scale and shift are computed once per run and applied over each (n, c) plane in one
+ * pass.  (The executor folds a BatchNormalization that follows a Conv into the Conv's
+ * weights, so this kernel mostly sees the others.)  Training mode (opset >= 14
+ * training_mode=1, or earlier opsets asked for the running-statistics outputs) normalises
+ * with the batch's own statistics and gives the updated running mean and variance.
+ * Statistics accumulate in double, so long rows keep their precision.
  */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "ops.h"
 
-const struct op_def *const ops_norm[] = {NULL};
+/* Elements of work below which a parallel region costs more than it saves. */
+#define PAR_MIN 32768
+/* Columns of the spatial axes one LRN task handles (a stack buffer). */
+#define CHUNK 256
+
+static const char *dtype_str(int dtype)
+{
+	return graft_dtype_name(dtype) ? graft_dtype_name(dtype) : "?";
+}
+
+static int64_t prod_dims(const int64_t *dims, int from, int to)
+{
+	int64_t p = 1;
+
+	for (int d = from; d < to; d++)
+		p *= dims[d];
+	return p;
+}
+
+/* Mean and variance (population) of x[n], in double. */
+static void row_stats(const float *x, int64_t n, double *mean, double *var)
+{
+	double s = 0, q = 0, m;
+
+#pragma omp simd reduction(+:s)
+	for (int64_t i = 0; i < n; i++)
+		s += x[i];
+	m = n ? s / (double)n : 0;
+#pragma omp simd reduction(+:q)
+	for (int64_t i = 0; i < n; i++)
+		q += ((double)x[i] - m) * ((double)x[i] - m);
+	*mean = m;
+	*var = n ? q / (double)n : 0;
+}
+
+/* y = x * a + b over n elements. */
+static void affine(const float *x, float *y, int64_t n, float a, float b)
+{
+#pragma omp simd
+	for (int64_t i = 0; i < n; i++)
+		y[i] = x[i] * a + b;
+}
+
+/* ---- BatchNormalization ----------------------------------------------------------------- */
+
+/* Whether the node normalises with the batch's statistics. */
+static int bn_training(const struct node *n)
+{
+	if (n->opset >= 14)
+		return attr_int(n, "training_mode", 0) != 0;
+	for (size_t k = 1; k < n->n_out; k++)
+		if (n->out[k])
+			return 1;
+	return 0;
+}
+
+static int bn_infer(struct node *n, struct graft_err *err)
+{
+	const struct value *x;
+	int64_t c, channels;
+	int training = bn_training(n);
+	int spatial = n->opset < 9 ? (int)attr_int(n, "spatial", 1) : 1;
+	size_t max_out = n->opset >= 14 ? 3 : 5;
+
+	if (n->n_in != 5 || n->n_out < 1 || n->n_out > max_out || !n->out[0])
+		return node_err(n, err, GRAFT_EFORMAT, "takes X, scale, B, mean, var and gives "
+				"Y (and at most %zu running statistics)", max_out - 1);
+	for (size_t k = 0; k < 5; k++) {
+		if (!n->in[k])
+			return node_err(n, err, GRAFT_EFORMAT, "input %zu is missing", k);
+		if (n->in[k]->dtype != GRAFT_FLOAT)
+			return node_err(n, err, GRAFT_EUNSUPPORTED, "input '%s': dtype %s is not "
+					"supported", n->in[k]->name, dtype_str(n->in[k]->dtype));
+	}
+	x = n->in[0];
+	if (x->rank < 2)
+		return node_err(n, err, GRAFT_EFORMAT, "X must have rank 2 or more, not %d",
+				x->rank);
+	if (n->opset < 7 && attr_int(n, "is_test", 0) && training)
+		return node_err(n, err, GRAFT_EFORMAT, "is_test=1 gives only Y");
+	if (spatial != 0 && spatial != 1)
+		return node_err(n, err, GRAFT_EFORMAT, "spatial must be 0 or 1");
+	if (!spatial && training)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "training with spatial=0 is not "
+				"supported");
+	for (size_t k = 1; k < n->n_out && !training; k++)
+		if (n->out[k])
+			return node_err(n, err, GRAFT_EFORMAT, "running statistics are outputs only "
+					"in training mode");
+	c = x->dims[1];
+	channels = spatial ? c : prod_dims(x->dims, 1, x->rank);
+	for (size_t k = 1; k < 5; k++)
+		if (value_numel(n->in[k]) != (uint64_t)channels)
+			return node_err(n, err, GRAFT_EFORMAT, "input '%s' has %llu elements, not %lld",
+					n->in[k]->name, (unsigned long long)value_numel(n->in[k]),
+					(long long)channels);
+	value_set(n->out[0], GRAFT_FLOAT, x->rank, x->dims);
+	for (size_t k = 1; k < n->n_out; k++)
+		if (n->out[k])
+			value_set(n->out[k], GRAFT_FLOAT, 1, &c);
+	return 0;
+}
+
+/* y (N, C, inner) = x * a[c] + b[c]. */
+static void bn_apply(const float *x, float *y, const float *a, const float *b, int64_t N,
+		     int64_t C, int64_t inner)
+{
+	if (inner == 1) {
+#pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
+		for (int64_t i = 0; i < N; i++)
+#pragma omp simd
+			for (int64_t c = 0; c < C; c++)
+				y[i * C + c] = x[i * C + c] * a[c] + b[c];
+		return;
+	}
+#pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
+	for (int64_t nc = 0; nc < N * C; nc++)
+		affine(x + nc * inner, y + nc * inner, inner, a[nc % C], b[nc % C]);
+}
+
+/* Per-channel mean and variance of x (N, C, inner) over N and inner. */
+static void bn_batch_stats(const float *x, int64_t N, int64_t C, int64_t inner, double *mean,
+			   double *var)
+{
+#pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
+	for (int64_t c = 0; c < C; c++) {
+		double s = 0, q = 0, m, cnt = (double)(N * inner);
+		for (int64_t i = 0; i < N; i++) {
+			const float *p = x + (i * C + c) * inner;
+#pragma omp simd reduction(+:s)
+			for (int64_t k = 0; k < inner; k++)
+				s += p[k];
+		}
+		m = cnt > 0 ? s / cnt : 0;
+		for (int64_t i = 0; i < N; i++) {
+			const float *p = x + (i * C + c) * inner;
+#pragma omp simd reduction(+:q)
+			for (int64_t k = 0; k < inner; k++)
+				q += ((double)p[k] - m) * ((double)p[k] - m);
+		}
+		mean[c] = m;
+		var[c] = cnt > 0 ? q / cnt : 0;
+	}
+}
+
+static int bn_run(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	const float *scale = n->in[1]->data, *bias = n->in[2]->data, *mean = n->in[3]->data,
+		    *var = n->in[4]->data;
+	int spatial = n->opset < 9 ? (int)attr_int(n, "spatial", 1) : 1;
+	int training = bn_training(n);
+	double eps = attr_float(n, "epsilon", 1e-5f), mom = attr_float(n, "momentum", 0.9f);
+	int64_t N = x->dims[0], C = spatial ? x->dims[1] : prod_dims(x->dims, 1, x->rank);
+	int64_t inner = spatial ? prod_dims(x->dims, 2, x->rank) : 1;
+	float *ab = malloc(sizeof(float) * (size_t)(2 * C + 1));
+	double *bstat = training ? malloc(sizeof(double) * (size_t)(2 * C + 1)) : NULL;
+
+	if (!ab || (training && !bstat)) {
+		free(ab);
+		free(bstat);
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
+	if (training)
+		bn_batch_stats(x->data, N, C, inner, bstat, bstat + C);
+	for (int64_t c = 0; c < C; c++) {
+		double m = training ? bstat[c] : mean[c], v = training ? bstat[C + c] : var[c];
+		double a = scale[c] / sqrt(v + eps);
+		ab[c] = (float)a;
+		ab[C + c] = (float)(bias[c] - m * a);
+	}
+	bn_apply(x->data, n->out[0]->data, ab, ab + C, N, C, inner);
+	if (training) {
+		/* Opset 14+: running mean, running var; before: also the saved (batch) ones. */
+		for (size_t k = 1; k < n->n_out; k++) {
+			float *o = n->out[k] ? n->out[k]->data : NULL;
+			const float *run = k == 1 ? mean : var;
+			const double *batch = (k == 1 || k == 3) ? bstat : bstat + C;
+			for (int64_t c = 0; o && c < C; c++)
+				o[c] = k <= 2 ? (float)(run[c] * mom + batch[c] * (1 - mom))
+					      : (float)batch[c];
+		}
+	}
+	free(ab);
+	free(bstat);
+	return 0;
+}
+
+/* ---- LayerNormalization ----------------------------------------------------------------- */
+
+static int ln_axis(const struct node *n, int rank)
+{
+	return norm_axis(attr_int(n, "axis", -1), rank);
+}
+
+/* Whether p (a Scale or B) broadcasts to x's dims from axis on. */
+static int ln_param_ok(const struct value *p, const struct value *x, int axis)
+{
+	int tail = x->rank - axis;
+
+	if (p->rank > tail)
+		return 0;
+	for (int i = 0; i < p->rank; i++) {
+		int64_t d = p->dims[p->rank - 1 - i], want = x->dims[x->rank - 1 - i];
+		if (d != want && d != 1)
+			return 0;
+	}
+	return 1;
+}
+
+static int ln_infer(struct node *n, struct graft_err *err)
+{
+	const struct value *x;
+	int64_t sdims[NET_MAX_RANK];
+	int axis;
+
+	if (n->n_in < 2 || n->n_in > 3 || !n->in[0] || !n->in[1] || n->n_out < 1 ||
+	    n->n_out > 3 || !n->out[0])
+		return node_err(n, err, GRAFT_EFORMAT, "takes X, Scale (and B) and gives Y (and "
+				"Mean, InvStdDev)");
+	x = n->in[0];
+	for (size_t k = 0; k < n->n_in; k++)
+		if (n->in[k] && n->in[k]->dtype != GRAFT_FLOAT)
+			return node_err(n, err, GRAFT_EUNSUPPORTED, "input '%s': dtype %s is not "
+					"supported", n->in[k]->name, dtype_str(n->in[k]->dtype));
+	if ((axis = ln_axis(n, x->rank)) < 0)
+		return node_err(n, err, GRAFT_EFORMAT, "axis %lld is out of range for rank %d",
+				(long long)attr_int(n, "axis", -1), x->rank);
+	if (attr_int(n, "stash_type", 1) != 1)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "stash_type %lld is not supported",
+				(long long)attr_int(n, "stash_type", 1));
+	for (size_t k = 1; k < n->n_in; k++)
+		if (n->in[k] && !ln_param_ok(n->in[k], x, axis))
+			return node_err(n, err, GRAFT_EFORMAT, "input '%s' does not broadcast to the "
+					"normalized dims", n->in[k]->name);
+	value_set(n->out[0], GRAFT_FLOAT, x->rank, x->dims);
+	for (int d = 0; d < x->rank; d++)
+		sdims[d] = d < axis ? x->dims[d] : 1;
+	for (size_t k = 1; k < n->n_out; k++)
+		if (n->out[k])
+			value_set(n->out[k], GRAFT_FLOAT, x->rank, sdims);
+	return 0;
+}
+
+/* p broadcast to the R = prod(x dims from axis) elements of a row, in buf (or p itself). */
+static const float *ln_expand(const struct value *p, const struct value *x, int axis,
+			      int64_t R, float *buf, float dflt)
+{
+	int64_t strides[NET_MAX_RANK], idx[NET_MAX_RANK] = {0}, off = 0;
+	int tail = x->rank - axis;
+	const float *pd;
+
+	if (!p) {
+		for (int64_t i = 0; i < R; i++)
+			buf[i] = dflt;
+		return buf;
+	}
+	if (value_numel(p) == (uint64_t)R)
+		return p->data;
+	pd = p->data;
+	broadcast_strides(p->rank, p->dims, tail, x->dims + axis, strides);
+	for (int64_t i = 0; i < R; i++) {
+		buf[i] = pd[off];
+		for (int j = tail - 1; j >= 0; j--) {
+			off += strides[j];
+			if (++idx[j] < x->dims[axis + j])
+				break;
+			off -= strides[j] * x->dims[axis + j];
+			idx[j] = 0;
+		}
+	}
+	return buf;
+}
+
+static int ln_run(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	int axis = ln_axis(n, x->rank);
+	int64_t O = prod_dims(x->dims, 0, axis), R = prod_dims(x->dims, axis, x->rank);
+	double eps = attr_float(n, "epsilon", 1e-5f);
+	const float *xd = x->data, *scale, *bias;
+	float *yd = n->out[0]->data;
+	float *mo = n->n_out > 1 && n->out[1] ? n->out[1]->data : NULL;
+	float *io = n->n_out > 2 && n->out[2] ? n->out[2]->data : NULL;
+	float *buf;
+
+	if (O * R == 0)
+		return 0;
+	if (!(buf = malloc(sizeof(float) * (size_t)(2 * R))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	scale = ln_expand(n->in[1], x, axis, R, buf, 1.0f);
+	bias = ln_expand(n->n_in > 2 ? n->in[2] : NULL, x, axis, R, buf + R, 0.0f);
+#pragma omp parallel for schedule(static) if (O * R > PAR_MIN && O > 1)
+	for (int64_t o = 0; o < O; o++) {
+		const float *xr = xd + o * R;
+		float *yr = yd + o * R;
+		double mean, var;
+		row_stats(xr, R, &mean, &var);
+		float inv = (float)(1.0 / sqrt(var + eps)), m = (float)mean;
+#pragma omp simd
+		for (int64_t i = 0; i < R; i++)
+			yr[i] = (xr[i] - m) * inv * scale[i] + bias[i];
+		if (mo)
+			mo[o] = m;
+		if (io)
+			io[o] = inv;
+	}
+	free(buf);
+	return 0;
+}
+
+/* ---- InstanceNormalization -------------------------------------------------------------- */
+
+static int in_infer(struct node *n, struct graft_err *err)
+{
+	const struct value *x;
+
+	if (n->n_in != 3 || n->n_out != 1 || !n->out[0])
+		return node_err(n, err, GRAFT_EFORMAT, "takes input, scale, B and gives one output");
+	for (size_t k = 0; k < 3; k++) {
+		if (!n->in[k])
+			return node_err(n, err, GRAFT_EFORMAT, "input %zu is missing", k);
+		if (n->in[k]->dtype != GRAFT_FLOAT)
+			return node_err(n, err, GRAFT_EUNSUPPORTED, "input '%s': dtype %s is not "
+					"supported", n->in[k]->name, dtype_str(n->in[k]->dtype));
+	}
+	x = n->in[0];
+	if (x->rank < 2)
+		return node_err(n, err, GRAFT_EFORMAT, "input must have rank 2 or more, not %d",
+				x->rank);
+	for (size_t k = 1; k < 3; k++)
+		if (value_numel(n->in[k]) != (uint64_t)x->dims[1])
+			return node_err(n, err, GRAFT_EFORMAT, "input '%s' must have %lld elements",
+					n->in[k]->name, (long long)x->dims[1]);
+	value_set(n->out[0], GRAFT_FLOAT, x->rank, x->dims);
+	return 0;
+}
+
+static int in_run(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	const float *xd = x->data, *scale = n->in[1]->data, *bias = n->in[2]->data;
+	float *yd = n->out[0]->data;
+	int64_t C = x->dims[1], NC = x->dims[0] * C, inner = prod_dims(x->dims, 2, x->rank);
+	double eps = attr_float(n, "epsilon", 1e-5f);
+
+	(void)err;
+#pragma omp parallel for schedule(static) if (NC * inner > PAR_MIN && NC > 1)
+	for (int64_t nc = 0; nc < NC; nc++) {
+		double mean, var, a;
+		row_stats(xd + nc * inner, inner, &mean, &var);
+		a = scale[nc % C] / sqrt(var + eps);
+		affine(xd + nc * inner, yd + nc * inner, inner, (float)a,
+		       (float)(bias[nc % C] - mean * a));
+	}
+	return 0;
+}
+
+/* ---- LRN -------------------------------------------------------------------------------- */
+
+static int lrn_infer(struct node *n, struct graft_err *err)
+{
+	const struct value *x;
+
+	if (n->n_in != 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
+		return node_err(n, err, GRAFT_EFORMAT, "takes one input, gives one output");
+	x = n->in[0];
+	if (x->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
+				dtype_str(x->dtype));
+	if (x->rank < 2)
+		return node_err(n, err, GRAFT_EFORMAT, "input must have rank 2 or more, not %d",
+				x->rank);
+	if (attr_int(n, "size", 0) < 1)
+		return node_err(n, err, GRAFT_EFORMAT, "size must be given and positive");
+	value_set(n->out[0], GRAFT_FLOAT, x->rank, x->dims);
+	return 0;
+}
+
+/*
+ * 1/sqrt(t) for t > 0, to float precision: the bit-level estimate (relative error 2e-3)
+ * refined by two Newton steps.  Unlike sqrtf (which may set errno, so GCC calls it per element), it vectorises.
+ */
+static inline float vrsqrtf(float t)
+{
+	int32_t i;
+	float y, h = 0.5f * t;
+
+	memcpy(&i, &t, sizeof(i));
+	i = 0x5f375a86 - (i >> 1);
+	memcpy(&y, &i, sizeof(y));
+	y = y * (1.5f - h * y * y);
+	y = y * (1.5f - h * y * y);
+	return y;
+}
+
+/* y = x / (bias + alpha / size * sum of x^2 over the size channels around c)^beta.  The
+ * usual betas (0.75: AlexNet, GoogLeNet; 0.5) avoid powf when the base stays positive. */
+static int lrn_run(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	const float *xd = x->data;
+	float *yd = n->out[0]->data;
+	int64_t size = attr_int(n, "size", 1), C = x->dims[1];
+	int64_t NC = x->dims[0] * C, inner = prod_dims(x->dims, 2, x->rank);
+	int64_t nch = (inner + CHUNK - 1) / CHUNK, units = NC * nch;
+	int64_t before = (size - 1) / 2, after = size - 1 - before;
+	float alpha = attr_float(n, "alpha", 1e-4f) / (float)size;
+	float beta = attr_float(n, "beta", 0.75f), bias = attr_float(n, "bias", 1.0f);
+	int fast = bias > 1e-30f && alpha >= 0;
+
+	(void)err;
+#pragma omp parallel for schedule(static) if (NC * inner * size > PAR_MIN && units > 1)
+	for (int64_t u = 0; u < units; u++) {
+		int64_t nc = u / nch, c = nc % C, i0 = (u % nch) * CHUNK;
+		int64_t len = inner - i0 < CHUNK ? inner - i0 : CHUNK;
+		int64_t lo = c - before < 0 ? 0 : c - before, hi = c + after >= C ? C - 1 : c + after;
+		const float *xb = xd + (nc - c) * inner + i0;
+		float acc[CHUNK];
+
+		for (int64_t i = 0; i < len; i++)
+			acc[i] = 0;
+		for (int64_t k = lo; k <= hi; k++)
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				acc[i] += xb[k * inner + i] * xb[k * inner + i];
+		const float *xc = xb + c * inner;
+		float *yc = yd + nc * inner + i0;
+		if (beta == 0.75f && fast) {
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++) {
+				float r = vrsqrtf(bias + alpha * acc[i]);
+				yc[i] = xc[i] * r * r * vrsqrtf(r);
+			}
+		} else if (beta == 0.5f && fast) {
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				yc[i] = xc[i] * vrsqrtf(bias + alpha * acc[i]);
+		} else {
+			for (int64_t i = 0; i < len; i++)
+				yc[i] = xc[i] * powf(bias + alpha * acc[i], -beta);
+		}
+	}
+	return 0;
+}
+
+/* ---- MeanVarianceNormalization ---------------------------------------------------------- */
+
+/* The axes the statistics are taken over (default 0, 2, 3) as a mask. */
+static int mvn_mask(const struct node *n, int rank, int *mask, struct graft_err *err)
+{
+	int64_t axes[NET_MAX_RANK] = {0, 2, 3};
+	long na = attr_ints(n, "axes", axes, NET_MAX_RANK);
+
+	if (na < 0)
+		na = 3;
+	if (na > NET_MAX_RANK)
+		return node_err(n, err, GRAFT_EFORMAT, "%ld axes for rank %d", na, rank);
+	for (int d = 0; d < rank; d++)
+		mask[d] = 0;
+	for (long i = 0; i < na; i++) {
+		int a = norm_axis(axes[i], rank);
+		if (a < 0 || mask[a])
+			return node_err(n, err, GRAFT_EFORMAT, "axis %lld is out of range or repeated",
+					(long long)axes[i]);
+		mask[a] = 1;
+	}
+	return 0;
+}
+
+static int mvn_infer(struct node *n, struct graft_err *err)
+{
+	int mask[NET_MAX_RANK];
+
+	if (n->n_in != 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
+		return node_err(n, err, GRAFT_EFORMAT, "takes one input, gives one output");
+	if (n->in[0]->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
+				dtype_str(n->in[0]->dtype));
+	if (mvn_mask(n, n->in[0]->rank, mask, err))
+		return err->code;
+	value_set(n->out[0], GRAFT_FLOAT, n->in[0]->rank, n->in[0]->dims);
+	return 0;
+}
+
+/* The index of the statistics group element i (of x's dims) belongs to. */
+static int64_t mvn_group(const struct value *x, const int *mask, int64_t i)
+{
+	int64_t g = 0, mul = 1;
+
+	for (int d = x->rank - 1; d >= 0; d--) {
+		int64_t k = i % x->dims[d];
+		i /= x->dims[d];
+		if (!mask[d]) {
+			g += k * mul;
+			mul *= x->dims[d];
+		}
+	}
+	return g;
+}
+
+/* y = (x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9), the op's function body. */
+static int mvn_run(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	const float *xd = x->data;
+	float *yd = n->out[0]->data;
+	int mask[NET_MAX_RANK];
+	int64_t numel = (int64_t)value_numel(x), groups = 1;
+	double *st;
+
+	if (mvn_mask(n, x->rank, mask, err))
+		return err->code;
+	for (int d = 0; d < x->rank; d++)
+		if (!mask[d])
+			groups *= x->dims[d];
+	if (numel == 0)
+		return 0;
+	if (!(st = calloc((size_t)(3 * groups), sizeof(double))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	for (int64_t i = 0; i < numel; i++) {
+		int64_t g = mvn_group(x, mask, i);
+		st[3 * g] += xd[i];
+		st[3 * g + 1] += (double)xd[i] * xd[i];
+		st[3 * g + 2] += 1;
+	}
+	for (int64_t g = 0; g < groups; g++) {
+		double m = st[3 * g] / st[3 * g + 2], v = st[3 * g + 1] / st[3 * g + 2] - m * m;
+		st[3 * g] = m;
+		st[3 * g + 1] = sqrt(v > 0 ? v : 0) + 1e-9;
+	}
+	for (int64_t i = 0; i < numel; i++) {
+		int64_t g = mvn_group(x, mask, i);
+		yd[i] = (float)((xd[i] - st[3 * g]) / st[3 * g + 1]);
+	}
+	free(st);
+	return 0;
+}
+
+static const struct op_def op_batchnorm = {"BatchNormalization", bn_infer, bn_run, NULL, 0};
+static const struct op_def op_layernorm = {"LayerNormalization", ln_infer, ln_run, NULL, 0};
+static const struct op_def op_instancenorm = {"InstanceNormalization", in_infer, in_run, NULL,
+					      0};
+static const struct op_def op_lrn = {"LRN", lrn_infer, lrn_run, NULL, 0};
+static const struct op_def op_mvn = {"MeanVarianceNormalization", mvn_infer, mvn_run, NULL, 0};
+
+const struct op_def *const ops_norm[] = {
+	&op_batchnorm, &op_layernorm, &op_instancenorm, &op_lrn, &op_mvn, NULL,
+};

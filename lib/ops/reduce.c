@@ -1,6 +1,982 @@
 /*
- * reduce.c: placeholder op family; its kernels are being written.
+ * reduce.c: reductions over axes (ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd,
+ * ReduceSumSquare, ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp), ArgMax/ArgMin, and
+ * Softmax/LogSoftmax/Hardmax, which reduce along one axis and rescale it.
+ *
+ * A reduction first merges the input's dims into blocks of adjacent kept or reduced axes
+ * (dims of size 1 vanish).  Nearly every reduction real models make is then at most one
+ * reduced block between two kept ones, (O, R, I): the float32 kernels handle that shape
+ * with contiguous loops, over the innermost block (I == 1: the H*W means of
+ * GlobalAveragePool-like nodes, the last-axis means of decomposed layer norms) or a middle
+ * one (I > 1, vectorised across I).  Other patterns and dtypes take a generic path that
+ * walks the reduced blocks for each output element.  Sums of float32 accumulate in float
+ * over short blocks and in double across them, so long rows keep their precision.
  */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "ops.h"
 
-const struct op_def *const ops_reduce[] = {NULL};
+/* Elements of work below which a parallel region costs more than it saves. */
+#define PAR_MIN 32768
+/* Columns of the I axis one task of a middle-axis kernel handles (stack buffers). */
+#define CHUNK 256
+/* Elements summed in float before the partial sum moves to double. */
+#define BLOCK 4096
+
+enum red_kind {
+	RED_SUM, RED_MEAN, RED_MAX, RED_MIN, RED_PROD, RED_SUMSQ, RED_L1, RED_L2, RED_LOGSUM,
+	RED_LOGSUMEXP,
+};
+
+/* What a pass over the elements of one reduction computes. */
+enum prim { P_SUM, P_SUMSQ, P_ABS, P_EXP /* sum of exp(x - m) */, P_MAX, P_MIN, P_PROD };
+
+/* The input's dims merged into blocks of kept and reduced axes. */
+struct red_layout {
+	int nk, nr;                     /* kept and reduced blocks */
+	int64_t kd[NET_MAX_RANK], ks[NET_MAX_RANK];     /* kept sizes and input strides */
+	int64_t rd[NET_MAX_RANK], rs[NET_MAX_RANK];     /* reduced sizes and input strides */
+	uint64_t out_numel, red_numel;
+	int simple;                     /* at most one reduced block: (O, R, I) holds */
+	int64_t O, R, I;
+};
+
+static void make_layout(int rank, const int64_t *dims, const int *mask, struct red_layout *L)
+{
+	int64_t size[NET_MAX_RANK], stride[NET_MAX_RANK], s = 1;
+	int red[NET_MAX_RANK], nb = 0, rb = -1;
+
+	for (int d = 0; d < rank; d++) {
+		if (dims[d] == 1)
+			continue;
+		if (nb && red[nb - 1] == mask[d]) {
+			size[nb - 1] *= dims[d];
+		} else {
+			size[nb] = dims[d];
+			red[nb++] = mask[d];
+		}
+	}
+	for (int b = nb - 1; b >= 0; b--) {
+		stride[b] = s;
+		s *= size[b];
+	}
+	memset(L, 0, sizeof(*L));
+	L->out_numel = L->red_numel = 1;
+	for (int b = 0; b < nb; b++) {
+		if (red[b]) {
+			L->rd[L->nr] = size[b];
+			L->rs[L->nr++] = stride[b];
+			L->red_numel *= (uint64_t)size[b];
+			rb = b;
+		} else {
+			L->kd[L->nk] = size[b];
+			L->ks[L->nk++] = stride[b];
+			L->out_numel *= (uint64_t)size[b];
+		}
+	}
+	L->simple = L->nr <= 1;
+	L->O = L->R = L->I = 1;
+	if (rb < 0) {
+		L->O = (int64_t)L->out_numel;
+	} else if (L->simple) {
+		for (int b = 0; b < rb; b++)
+			L->O *= size[b];
+		L->R = size[rb];
+		for (int b = rb + 1; b < nb; b++)
+			L->I *= size[b];
+	}
+}
+
+/* ---- reading and writing integers exactly --------------------------------------------- */
+
+static int is_int_dtype(int dtype)
+{
+	switch (dtype) {
+	case GRAFT_INT8: case GRAFT_UINT8: case GRAFT_INT16: case GRAFT_UINT16:
+	case GRAFT_INT32: case GRAFT_UINT32: case GRAFT_INT64: case GRAFT_UINT64:
+	case GRAFT_BOOL:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int64_t get_i64(const struct value *v, uint64_t i)
+{
+	const void *d = v->data;
+
+	switch (v->dtype) {
+	case GRAFT_INT64: return ((const int64_t *)d)[i];
+	case GRAFT_INT32: return ((const int32_t *)d)[i];
+	case GRAFT_INT16: return ((const int16_t *)d)[i];
+	case GRAFT_INT8: return ((const int8_t *)d)[i];
+	case GRAFT_UINT8: case GRAFT_BOOL: return ((const uint8_t *)d)[i];
+	case GRAFT_UINT16: return ((const uint16_t *)d)[i];
+	case GRAFT_UINT32: return ((const uint32_t *)d)[i];
+	case GRAFT_UINT64: return (int64_t)((const uint64_t *)d)[i];
+	default: return 0;
+	}
+}
+
+static void put_i64(struct value *v, uint64_t i, int64_t x)
+{
+	void *d = v->data;
+
+	switch (v->dtype) {
+	case GRAFT_INT64: ((int64_t *)d)[i] = x; break;
+	case GRAFT_INT32: ((int32_t *)d)[i] = (int32_t)x; break;
+	case GRAFT_INT16: ((int16_t *)d)[i] = (int16_t)x; break;
+	case GRAFT_INT8: ((int8_t *)d)[i] = (int8_t)x; break;
+	case GRAFT_UINT8: ((uint8_t *)d)[i] = (uint8_t)x; break;
+	case GRAFT_BOOL: ((uint8_t *)d)[i] = x != 0; break;
+	case GRAFT_UINT16: ((uint16_t *)d)[i] = (uint16_t)x; break;
+	case GRAFT_UINT32: ((uint32_t *)d)[i] = (uint32_t)x; break;
+	case GRAFT_UINT64: ((uint64_t *)d)[i] = (uint64_t)x; break;
+	default: break;
+	}
+}
+
+/* The smallest (or largest) value of an integer dtype: what Max (Min) of nothing is. */
+static int64_t int_limit(int dtype, int largest)
+{
+	switch (dtype) {
+	case GRAFT_INT8: return largest ? INT8_MAX : INT8_MIN;
+	case GRAFT_INT16: return largest ? INT16_MAX : INT16_MIN;
+	case GRAFT_INT32: return largest ? INT32_MAX : INT32_MIN;
+	case GRAFT_UINT8: case GRAFT_BOOL: return largest ? (dtype == GRAFT_BOOL ? 1 : UINT8_MAX) : 0;
+	case GRAFT_UINT16: return largest ? UINT16_MAX : 0;
+	case GRAFT_UINT32: return largest ? UINT32_MAX : 0;
+	case GRAFT_UINT64: return largest ? -1 : 0;
+	default: return largest ? INT64_MAX : INT64_MIN;
+	}
+}
+
+/* ---- what each reduction does ----------------------------------------------------------- */
+
+static enum prim kind_prim(enum red_kind k)
+{
+	switch (k) {
+	case RED_SUMSQ: case RED_L2: return P_SUMSQ;
+	case RED_L1: return P_ABS;
+	case RED_MAX: case RED_LOGSUMEXP: return P_MAX;   /* LogSumExp: the first pass */
+	case RED_MIN: return P_MIN;
+	case RED_PROD: return P_PROD;
+	default: return P_SUM;
+	}
+}
+
+static double prim_init(enum prim p)
+{
+	return p == P_MAX ? -INFINITY : p == P_MIN ? INFINITY : p == P_PROD ? 1.0 : 0.0;
+}
+
+static double prim_step(enum prim p, double acc, double x, double m)
+{
+	switch (p) {
+	case P_SUM: return acc + x;
+	case P_SUMSQ: return acc + x * x;
+	case P_ABS: return acc + fabs(x);
+	case P_EXP: return acc + exp(x - m);
+	case P_MAX: return x > acc ? x : acc;
+	case P_MIN: return x < acc ? x : acc;
+	case P_PROD: return acc * x;
+	}
+	return acc;
+}
+
+/* Combines two partial results of the same pass. */
+static double prim_join(enum prim p, double a, double b)
+{
+	switch (p) {
+	case P_MAX: return a > b ? a : b;
+	case P_MIN: return a < b ? a : b;
+	case P_PROD: return a * b;
+	default: return a + b;
+	}
+}
+
+/* The reduction of count elements from its pass result acc (m: LogSumExp's maximum). */
+static double finish(enum red_kind k, double acc, double count, double m)
+{
+	switch (k) {
+	case RED_MEAN: return acc / count;
+	case RED_L2: return sqrt(acc);
+	case RED_LOGSUM: return log(acc);
+	case RED_LOGSUMEXP: return isfinite(m) ? log(acc) + m : m;
+	default: return acc;
+	}
+}
+
+/* ---- float32 kernels -------------------------------------------------------------------- */
+
+static inline int32_t fbits(float f)
+{
+	int32_t i;
+	memcpy(&i, &f, sizeof(i));
+	return i;
+}
+
+static inline float bitsf(int32_t i)
+{
+	float f;
+	memcpy(&f, &i, sizeof(f));
+	return f;
+}
+
+/*
+ * exp(x) in float32, written so that loops over it vectorise (libm's expf does not, and
+ * softmax spends most of its time there): Cephes' polynomial on x - k ln 2, scaled by 2^k
+ * as two powers of two built in the exponent bits, so that no step overflows.  Relative
+ * error below 1e-7; 0 below -87.3 (where expf is denormal or 0), inf above 88.72, NaN for
+ * NaN.  Clamping and the special cases use integer masks on the bits, not conditionals:
+ * GCC turns a float conditional into a branch (with -ftrapping-math it will not compute
+ * a float speculatively), and a branch stops vectorisation.
+ */
+static inline float vexpf(float x)
+{
+	int32_t xi = fbits(x), mag = xi & 0x7fffffff;
+	int32_t nan = -(int32_t)(mag > 0x7f800000);
+	int32_t under = -(int32_t)((xi < 0) & (mag > fbits(87.3f)));
+	int32_t over = -(int32_t)((xi >= 0) & (mag > fbits(88.72f)));
+	float c = bitsf((xi & ~(under | over)) | (fbits(-87.3f) & under) | (fbits(88.72f) & over));
+	float t = c * 1.44269504088896341f;
+	int32_t k = (int32_t)(t + bitsf(fbits(0.5f) | (fbits(t) & (int32_t)0x80000000)));
+	float kf = (float)k;
+	float r = c - kf * 0.693359375f + kf * 2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	float y = p * bitsf(((k >> 1) + 127) * (1 << 23)) * bitsf((k - (k >> 1) + 127) * (1 << 23));
+	int32_t yi = fbits(y) & ~under;
+	yi = (yi & ~over) | (0x7f800000 & over);
+	return bitsf((yi & ~nan) | (xi & nan));
+}
+
+static double prim_serial(enum prim p, const float *x, int64_t n, float m)
+{
+	double tot = prim_init(p);
+
+	for (int64_t b = 0; b < n; b += BLOCK) {
+		const float *xb = x + b;
+		int64_t e = n - b < BLOCK ? n - b : BLOCK;
+		float s = 0;
+
+		switch (p) {
+		case P_SUM:
+#pragma omp simd reduction(+:s)
+			for (int64_t i = 0; i < e; i++)
+				s += xb[i];
+			break;
+		case P_SUMSQ:
+#pragma omp simd reduction(+:s)
+			for (int64_t i = 0; i < e; i++)
+				s += xb[i] * xb[i];
+			break;
+		case P_ABS:
+#pragma omp simd reduction(+:s)
+			for (int64_t i = 0; i < e; i++)
+				s += fabsf(xb[i]);
+			break;
+		case P_EXP:
+#pragma omp simd reduction(+:s)
+			for (int64_t i = 0; i < e; i++)
+				s += vexpf(xb[i] - m);
+			break;
+		case P_MAX:
+			s = -INFINITY;
+#pragma omp simd reduction(max:s)
+			for (int64_t i = 0; i < e; i++)
+				s = xb[i] > s ? xb[i] : s;
+			break;
+		case P_MIN:
+			s = INFINITY;
+#pragma omp simd reduction(min:s)
+			for (int64_t i = 0; i < e; i++)
+				s = xb[i] < s ? xb[i] : s;
+			break;
+		case P_PROD:
+			for (int64_t i = 0; i < e; i++)
+				tot *= xb[i];
+			continue;
+		}
+		tot = prim_join(p, tot, s);
+	}
+	return tot;
+}
+
+/* prim_serial split over the threads, for a few long rows. */
+static double prim_par(enum prim p, const float *x, int64_t n, float m)
+{
+	double part[64];
+	int t = omp_get_max_threads();
+
+	if (t > 64)
+		t = 64;
+	if (t < 2 || n < PAR_MIN)
+		return prim_serial(p, x, n, m);
+#pragma omp parallel for num_threads(t)
+	for (int k = 0; k < t; k++) {
+		int64_t lo = n * k / t, hi = n * (k + 1) / t;
+		part[k] = prim_serial(p, x + lo, hi - lo, m);
+	}
+	double tot = part[0];
+	for (int k = 1; k < t; k++)
+		tot = prim_join(p, tot, part[k]);
+	return tot;
+}
+
+static float row_reduce(enum red_kind k, const float *x, int64_t n, int par)
+{
+	double (*prim)(enum prim, const float *, int64_t, float) = par ? prim_par : prim_serial;
+	double m = 0, acc;
+
+	if (k == RED_LOGSUMEXP) {
+		m = prim(P_MAX, x, n, 0);
+		if (!isfinite(m))
+			return (float)m;
+		acc = prim(P_EXP, x, n, (float)m);
+	} else {
+		acc = prim(kind_prim(k), x, n, 0);
+	}
+	return (float)finish(k, acc, (double)n, m);
+}
+
+/* One pass over rows r of x (R, I) restricted to columns [0, len): acc[i] gathers x[r][i]. */
+static void cols_pass(enum prim p, const float *x, int64_t R, int64_t I, int64_t len,
+		      double *acc, const double *m)
+{
+	for (int64_t i = 0; i < len; i++)
+		acc[i] = prim_init(p);
+	for (int64_t r = 0; r < R; r++) {
+		const float *xr = x + r * I;
+		switch (p) {
+		case P_SUM:
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				acc[i] += xr[i];
+			break;
+		case P_SUMSQ:
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				acc[i] += (double)xr[i] * xr[i];
+			break;
+		case P_ABS:
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				acc[i] += fabsf(xr[i]);
+			break;
+		case P_EXP:
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				acc[i] += vexpf(xr[i] - (float)m[i]); /* m = -inf: finish ignores acc */
+			break;
+		case P_MAX:
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				acc[i] = xr[i] > acc[i] ? xr[i] : acc[i];
+			break;
+		case P_MIN:
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				acc[i] = xr[i] < acc[i] ? xr[i] : acc[i];
+			break;
+		case P_PROD:
+			for (int64_t i = 0; i < len; i++)
+				acc[i] *= xr[i];
+			break;
+		}
+	}
+}
+
+/* y (O, I) = reduction over the middle axis of x (O, R, I). */
+static void mid_reduce(enum red_kind k, const float *x, float *y, int64_t O, int64_t R,
+		       int64_t I)
+{
+	int64_t nch = (I + CHUNK - 1) / CHUNK, units = O * nch;
+
+#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN && units > 1)
+	for (int64_t u = 0; u < units; u++) {
+		int64_t o = u / nch, i0 = (u % nch) * CHUNK;
+		int64_t len = I - i0 < CHUNK ? I - i0 : CHUNK;
+		const float *xb = x + o * R * I + i0;
+		float *yb = y + o * I + i0;
+		double acc[CHUNK], m[CHUNK];
+
+		if (k == RED_LOGSUMEXP) {
+			cols_pass(P_MAX, xb, R, I, len, m, NULL);
+			cols_pass(P_EXP, xb, R, I, len, acc, m);
+		} else {
+			cols_pass(kind_prim(k), xb, R, I, len, acc, NULL);
+		}
+		for (int64_t i = 0; i < len; i++)
+			yb[i] = (float)finish(k, acc[i], (double)R, k == RED_LOGSUMEXP ? m[i] : 0);
+	}
+}
+
+static void reduce_f32(enum red_kind k, const struct red_layout *L, const float *x, float *y)
+{
+	int64_t O = L->O, R = L->R, I = L->I;
+
+	if (I > 1) {
+		mid_reduce(k, x, y, O, R, I);
+	} else if (O >= omp_get_max_threads() || O * R < PAR_MIN) {
+#pragma omp parallel for schedule(static) if (O * R > PAR_MIN && O > 1)
+		for (int64_t o = 0; o < O; o++)
+			y[o] = row_reduce(k, x + o * R, R, 0);
+	} else {
+		for (int64_t o = 0; o < O; o++)
+			y[o] = row_reduce(k, x + o * R, R, 1);
+	}
+}
+
+/* ---- any dtype, any axes ---------------------------------------------------------------- */
+
+/* Offset in the input of the first element output o reduces. */
+static int64_t kept_base(const struct red_layout *L, uint64_t o)
+{
+	int64_t base = 0;
+
+	for (int j = L->nk - 1; j >= 0; j--) {
+		base += (int64_t)(o % (uint64_t)L->kd[j]) * L->ks[j];
+		o /= (uint64_t)L->kd[j];
+	}
+	return base;
+}
+
+/* Steps the odometer over the reduced blocks; returns the new offset. */
+static int64_t next_reduced(const struct red_layout *L, int64_t *idx, int64_t off)
+{
+	for (int j = L->nr - 1; j >= 0; j--) {
+		off += L->rs[j];
+		if (++idx[j] < L->rd[j])
+			break;
+		off -= L->rs[j] * L->rd[j];
+		idx[j] = 0;
+	}
+	return off;
+}
+
+static double generic_pass(enum prim p, const struct value *x, const struct red_layout *L,
+			   int64_t base, double m)
+{
+	int64_t idx[NET_MAX_RANK] = {0}, off = base;
+	double acc = prim_init(p);
+
+	for (uint64_t t = 0; t < L->red_numel; t++) {
+		acc = prim_step(p, acc, value_get(x, (uint64_t)off), m);
+		off = next_reduced(L, idx, off);
+	}
+	return acc;
+}
+
+/* Integers reduce exactly in int64 where the reduction stays an integer. */
+static int64_t generic_int(enum red_kind k, const struct value *x, const struct red_layout *L,
+			   int64_t base)
+{
+	int64_t idx[NET_MAX_RANK] = {0}, off = base, acc;
+
+	if (L->red_numel == 0)
+		return k == RED_MAX ? int_limit(x->dtype, 0) : k == RED_MIN ? int_limit(x->dtype, 1)
+			: k == RED_PROD;
+	acc = k == RED_PROD ? 1 : k == RED_MAX || k == RED_MIN ? get_i64(x, (uint64_t)base) : 0;
+	for (uint64_t t = 0; t < L->red_numel; t++) {
+		int64_t v = get_i64(x, (uint64_t)off);
+		switch (k) {
+		case RED_MAX: acc = v > acc ? v : acc; break;
+		case RED_MIN: acc = v < acc ? v : acc; break;
+		case RED_PROD: acc = (int64_t)((uint64_t)acc * (uint64_t)v); break;
+		case RED_SUMSQ: acc = (int64_t)((uint64_t)acc + (uint64_t)v * (uint64_t)v); break;
+		case RED_L1: acc = (int64_t)((uint64_t)acc + (uint64_t)(v < 0 ? -v : v)); break;
+		default: acc = (int64_t)((uint64_t)acc + (uint64_t)v); break;
+		}
+		off = next_reduced(L, idx, off);
+	}
+	if (k == RED_MEAN)
+		acc /= (int64_t)L->red_numel;
+	return acc;
+}
+
+static void reduce_generic(enum red_kind k, const struct red_layout *L, const struct value *x,
+			   struct value *y)
+{
+	int exact = is_int_dtype(x->dtype) && k != RED_L2 && k != RED_LOGSUM &&
+		    k != RED_LOGSUMEXP;
+	int64_t n_out = (int64_t)L->out_numel;
+
+#pragma omp parallel for schedule(static) if (L->out_numel * L->red_numel > PAR_MIN)
+	for (int64_t o = 0; o < n_out; o++) {
+		int64_t base = kept_base(L, (uint64_t)o);
+		double m = 0, acc;
+
+		if (exact) {
+			put_i64(y, (uint64_t)o, generic_int(k, x, L, base));
+			continue;
+		}
+		if (k == RED_LOGSUMEXP) {
+			m = generic_pass(P_MAX, x, L, base, 0);
+			acc = isfinite(m) ? generic_pass(P_EXP, x, L, base, m) : 0;
+		} else {
+			acc = generic_pass(kind_prim(k), x, L, base, 0);
+		}
+		value_put(y, (uint64_t)o, finish(k, acc, (double)L->red_numel, m));
+	}
+}
+
+/* ---- Reduce* nodes ---------------------------------------------------------------------- */
+
+/* Fills mask[rank] with 1 on the axes the node reduces. */
+static int reduce_mask(const struct node *n, int rank, int *mask, struct graft_err *err)
+{
+	int64_t axes[NET_MAX_RANK];
+	long na = 0;
+	int noop = 0;
+	int from_input = n->opset >= 18 || (strcmp(n->op->name, "ReduceSum") == 0 && n->opset >= 13);
+
+	if (from_input) {
+		if (attr_find(n, "axes"))
+			return node_err(n, err, GRAFT_EFORMAT, "axes is an input at opset %lld, "
+					"not an attribute", (long long)n->opset);
+		if (n->n_in >= 2 && n->in[1] && (na = value_ints(n, n->in[1], axes, NET_MAX_RANK,
+								  err)) < 0)
+			return (int)na;
+		noop = attr_int(n, "noop_with_empty_axes", 0) != 0;
+	} else {
+		if (n->n_in >= 2 && n->in[1])
+			return node_err(n, err, GRAFT_EFORMAT, "axes is an attribute at opset %lld, "
+					"not an input", (long long)n->opset);
+		na = attr_ints(n, "axes", axes, NET_MAX_RANK);
+		if (na > NET_MAX_RANK)
+			return node_err(n, err, GRAFT_EFORMAT, "%ld axes for rank %d", na, rank);
+		if (na < 0)
+			na = 0;
+	}
+	for (int d = 0; d < rank; d++)
+		mask[d] = na == 0 && !noop;
+	for (long i = 0; i < na; i++) {
+		int a = norm_axis(axes[i], rank);
+		if (a < 0)
+			return node_err(n, err, GRAFT_EFORMAT, "axis %lld is out of range for rank %d",
+					(long long)axes[i], rank);
+		if (mask[a])
+			return node_err(n, err, GRAFT_EFORMAT, "axis %lld is repeated",
+					(long long)axes[i]);
+		mask[a] = 1;
+	}
+	return 0;
+}
+
+static int reduce_infer(struct node *n, enum red_kind k, struct graft_err *err)
+{
+	const struct value *x;
+	int mask[NET_MAX_RANK], rank = 0, rc;
+	int64_t dims[NET_MAX_RANK];
+	int keep = attr_int(n, "keepdims", 1) != 0;
+
+	if (n->n_in < 1 || !n->in[0] || n->n_in > 2 || n->n_out != 1 || !n->out[0])
+		return node_err(n, err, GRAFT_EFORMAT, "takes data (and axes), gives one output");
+	x = n->in[0];
+	switch (x->dtype) {
+	case GRAFT_FLOAT: case GRAFT_DOUBLE: case GRAFT_INT8: case GRAFT_UINT8:
+	case GRAFT_INT16: case GRAFT_UINT16: case GRAFT_INT32: case GRAFT_UINT32:
+	case GRAFT_INT64: case GRAFT_UINT64:
+		break;
+	case GRAFT_BOOL:
+		if (k == RED_MAX || k == RED_MIN)
+			break;
+		/* fall through */
+	default:
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
+				graft_dtype_name(x->dtype) ? graft_dtype_name(x->dtype) : "?");
+	}
+	if ((rc = reduce_mask(n, x->rank, mask, err)))
+		return rc;
+	for (int d = 0; d < x->rank; d++) {
+		if (!mask[d])
+			dims[rank++] = x->dims[d];
+		else if (keep)
+			dims[rank++] = 1;
+	}
+	value_set(n->out[0], x->dtype, rank, dims);
+	return 0;
+}
+
+static int reduce_run(struct node *n, enum red_kind k, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	struct value *y = n->out[0];
+	struct red_layout L;
+	int mask[NET_MAX_RANK], rc;
+
+	if ((rc = reduce_mask(n, x->rank, mask, err)))
+		return rc;
+	make_layout(x->rank, x->dims, mask, &L);
+	if (L.out_numel == 0)
+		return 0;
+	if (L.red_numel == 1 && (k == RED_SUM || k == RED_MEAN || k == RED_MAX || k == RED_MIN ||
+				 k == RED_PROD)) {
+		memcpy(y->data, x->data, y->nbytes);
+		return 0;
+	}
+	if (x->dtype == GRAFT_FLOAT && L.simple && L.red_numel > 0)
+		reduce_f32(k, &L, x->data, y->data);
+	else
+		reduce_generic(k, &L, x, y);
+	return 0;
+}
+
+#define REDUCE_OP(NAME, KIND, FN) \
+	static int infer_##FN(struct node *n, struct graft_err *err) \
+	{ \
+		return reduce_infer(n, KIND, err); \
+	} \
+	static int run_##FN(struct node *n, struct graft_err *err) \
+	{ \
+		return reduce_run(n, KIND, err); \
+	} \
+	static const struct op_def op_##FN = {NAME, infer_##FN, run_##FN, NULL, 0}
+
+REDUCE_OP("ReduceSum", RED_SUM, reduce_sum);
+REDUCE_OP("ReduceMean", RED_MEAN, reduce_mean);
+REDUCE_OP("ReduceMax", RED_MAX, reduce_max);
+REDUCE_OP("ReduceMin", RED_MIN, reduce_min);
+REDUCE_OP("ReduceProd", RED_PROD, reduce_prod);
+REDUCE_OP("ReduceSumSquare", RED_SUMSQ, reduce_sum_square);
+REDUCE_OP("ReduceL1", RED_L1, reduce_l1);
+REDUCE_OP("ReduceL2", RED_L2, reduce_l2);
+REDUCE_OP("ReduceLogSum", RED_LOGSUM, reduce_log_sum);
+REDUCE_OP("ReduceLogSumExp", RED_LOGSUMEXP, reduce_log_sum_exp);
+
+/* ---- ArgMax, ArgMin --------------------------------------------------------------------- */
+
+static int arg_infer(struct node *n, struct graft_err *err)
+{
+	const struct value *x;
+	int64_t dims[NET_MAX_RANK];
+	int axis, rank = 0, keep = attr_int(n, "keepdims", 1) != 0;
+
+	if (n->n_in != 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
+		return node_err(n, err, GRAFT_EFORMAT, "takes one input, gives one output");
+	x = n->in[0];
+	if (x->dtype == GRAFT_BOOL || !(x->dtype == GRAFT_FLOAT || x->dtype == GRAFT_DOUBLE ||
+					is_int_dtype(x->dtype)))
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
+				graft_dtype_name(x->dtype) ? graft_dtype_name(x->dtype) : "?");
+	if ((axis = norm_axis(attr_int(n, "axis", 0), x->rank)) < 0)
+		return node_err(n, err, GRAFT_EFORMAT, "axis %lld is out of range for rank %d",
+				(long long)attr_int(n, "axis", 0), x->rank);
+	if (x->dims[axis] == 0)
+		return node_err(n, err, GRAFT_EFORMAT, "axis %d is empty", axis);
+	for (int d = 0; d < x->rank; d++) {
+		if (d != axis)
+			dims[rank++] = x->dims[d];
+		else if (keep)
+			dims[rank++] = 1;
+	}
+	value_set(n->out[0], GRAFT_INT64, rank, dims);
+	return 0;
+}
+
+/* Splits dims around axis: (O, R, I). */
+static void split_axis(const struct value *x, int axis, int64_t *O, int64_t *R, int64_t *I)
+{
+	*O = *I = 1;
+	for (int d = 0; d < axis; d++)
+		*O *= x->dims[d];
+	*R = x->dims[axis];
+	for (int d = axis + 1; d < x->rank; d++)
+		*I *= x->dims[d];
+}
+
+/* ArgMin is ArgMax of -x in float32, where negation is exact.  Indices stay int32 (R fits)
+ * so that the select vectorises alongside the floats. */
+static void argmax_f32(const float *x, int64_t *y, int64_t O, int64_t R, int64_t I,
+		       float sign, int last)
+{
+	int64_t nch = (I + CHUNK - 1) / CHUNK, units = O * nch;
+
+#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN && units > 1)
+	for (int64_t u = 0; u < units; u++) {
+		int64_t o = u / nch, i0 = (u % nch) * CHUNK;
+		int64_t len = I - i0 < CHUNK ? I - i0 : CHUNK;
+		const float *xb = x + o * R * I + i0;
+		float best[CHUNK];
+		int32_t idx[CHUNK];
+		int64_t *yb = y + o * I + i0;
+
+		for (int64_t i = 0; i < len; i++) {
+			best[i] = sign * xb[i];
+			idx[i] = 0;
+		}
+		for (int64_t r = 1; r < R; r++) {
+			const float *xr = xb + r * I;
+			if (last) {
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++) {
+					float v = sign * xr[i];
+					int32_t up = -(int32_t)(v >= best[i]);
+					best[i] = v >= best[i] ? v : best[i];
+					idx[i] = (idx[i] & ~up) | ((int32_t)r & up);
+				}
+			} else {
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++) {
+					float v = sign * xr[i];
+					int32_t up = -(int32_t)(v > best[i]);
+					best[i] = v > best[i] ? v : best[i];
+					idx[i] = (idx[i] & ~up) | ((int32_t)r & up);
+				}
+			}
+		}
+		for (int64_t i = 0; i < len; i++)
+			yb[i] = idx[i];
+	}
+}
+
+static int arg_run_kind(struct node *n, int is_max, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	int64_t *y = n->out[0]->data, O, R, I;
+	int axis = norm_axis(attr_int(n, "axis", 0), x->rank);
+	int last = attr_int(n, "select_last_index", 0) != 0;
+	int exact = is_int_dtype(x->dtype);
+
+	(void)err;
+	split_axis(x, axis, &O, &R, &I);
+	if (O * I == 0)
+		return 0;
+	if (x->dtype == GRAFT_FLOAT && R <= INT32_MAX) {
+		argmax_f32(x->data, y, O, R, I, is_max ? 1.0f : -1.0f, last);
+		return 0;
+	}
+#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN)
+	for (int64_t o = 0; o < O; o++) {
+		for (int64_t i = 0; i < I; i++) {
+			uint64_t at = (uint64_t)(o * R * I + i);
+			int64_t bi = 0, bv = exact ? get_i64(x, at) : 0;
+			double bd = exact ? 0 : value_get(x, at);
+			for (int64_t r = 1; r < R; r++) {
+				uint64_t p = at + (uint64_t)(r * I);
+				int better;
+				if (exact) {
+					int64_t v = get_i64(x, p);
+					better = is_max ? (v > bv || (last && v == bv))
+							: (v < bv || (last && v == bv));
+					if (better)
+						bv = v;
+				} else {
+					double v = value_get(x, p);
+					better = is_max ? (v > bd || (last && v == bd))
+							: (v < bd || (last && v == bd));
+					if (better)
+						bd = v;
+				}
+				if (better)
+					bi = r;
+			}
+			y[o * I + i] = bi;
+		}
+	}
+	return 0;
+}
+
+static int argmax_run(struct node *n, struct graft_err *err)
+{
+	return arg_run_kind(n, 1, err);
+}
+
+static int argmin_run(struct node *n, struct graft_err *err)
+{
+	return arg_run_kind(n, 0, err);
+}
+
+static const struct op_def op_argmax = {"ArgMax", arg_infer, argmax_run, NULL, 0};
+static const struct op_def op_argmin = {"ArgMin", arg_infer, argmin_run, NULL, 0};
+
+/* ---- Softmax, LogSoftmax, Hardmax ------------------------------------------------------- */
+
+/* Before opset 13 the input is coerced to 2-D at axis (default 1); since, the op works
+ * along the one axis (default -1). */
+static int softmax_axis(const struct node *n, int rank)
+{
+	return norm_axis(attr_int(n, "axis", n->opset < 13 ? 1 : -1), rank);
+}
+
+static int softmax_infer(struct node *n, struct graft_err *err)
+{
+	const struct value *x;
+
+	if (n->n_in != 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
+		return node_err(n, err, GRAFT_EFORMAT, "takes one input, gives one output");
+	x = n->in[0];
+	if (x->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
+				graft_dtype_name(x->dtype) ? graft_dtype_name(x->dtype) : "?");
+	if (softmax_axis(n, x->rank) < 0)
+		return node_err(n, err, GRAFT_EFORMAT, "axis %lld is out of range for rank %d",
+				(long long)attr_int(n, "axis", n->opset < 13 ? 1 : -1), x->rank);
+	value_set(n->out[0], x->dtype, x->rank, x->dims);
+	return 0;
+}
+
+static void softmax_row(const float *x, float *y, int64_t n, int log_out)
+{
+	float m = -INFINITY, s = 0;
+
+#pragma omp simd reduction(max:m)
+	for (int64_t i = 0; i < n; i++)
+		m = x[i] > m ? x[i] : m;
+	if (log_out) {
+#pragma omp simd reduction(+:s)
+		for (int64_t i = 0; i < n; i++)
+			s += vexpf(x[i] - m);
+		float c = m + logf(s);
+#pragma omp simd
+		for (int64_t i = 0; i < n; i++)
+			y[i] = x[i] - c;
+	} else {
+#pragma omp simd reduction(+:s)
+		for (int64_t i = 0; i < n; i++) {
+			y[i] = vexpf(x[i] - m);
+			s += y[i];
+		}
+		float r = 1.0f / s;
+#pragma omp simd
+		for (int64_t i = 0; i < n; i++)
+			y[i] *= r;
+	}
+}
+
+/* Softmax along the middle axis of (O, R, I), CHUNK columns of I per task. */
+static void softmax_mid(const float *x, float *y, int64_t O, int64_t R, int64_t I, int log_out)
+{
+	int64_t nch = (I + CHUNK - 1) / CHUNK, units = O * nch;
+
+#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN && units > 1)
+	for (int64_t u = 0; u < units; u++) {
+		int64_t o = u / nch, i0 = (u % nch) * CHUNK;
+		int64_t len = I - i0 < CHUNK ? I - i0 : CHUNK;
+		const float *xb = x + o * R * I + i0;
+		float *yb = y + o * R * I + i0;
+		float m[CHUNK], s[CHUNK];
+
+		for (int64_t i = 0; i < len; i++) {
+			m[i] = xb[i];
+			s[i] = 0;
+		}
+		for (int64_t r = 1; r < R; r++)
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				m[i] = xb[r * I + i] > m[i] ? xb[r * I + i] : m[i];
+		for (int64_t r = 0; r < R; r++) {
+			if (log_out) {
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++)
+					s[i] += vexpf(xb[r * I + i] - m[i]);
+			} else {
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++) {
+					yb[r * I + i] = vexpf(xb[r * I + i] - m[i]);
+					s[i] += yb[r * I + i];
+				}
+			}
+		}
+		for (int64_t i = 0; i < len; i++)
+			s[i] = log_out ? m[i] + logf(s[i]) : 1.0f / s[i];
+		for (int64_t r = 0; r < R; r++) {
+			if (log_out) {
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++)
+					yb[r * I + i] = xb[r * I + i] - s[i];
+			} else {
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++)
+					yb[r * I + i] *= s[i];
+			}
+		}
+	}
+}
+
+static int softmax_run_kind(struct node *n, int log_out)
+{
+	const struct value *x = n->in[0];
+	const float *xd = x->data;
+	float *yd = n->out[0]->data;
+	int axis = softmax_axis(n, x->rank);
+	int64_t O, R, I;
+
+	split_axis(x, axis, &O, &R, &I);
+	if (n->opset < 13) {
+		R *= I;
+		I = 1;
+	}
+	if (O * R * I == 0)
+		return 0;
+	if (I > 1) {
+		softmax_mid(xd, yd, O, R, I, log_out);
+		return 0;
+	}
+#pragma omp parallel for schedule(static) if (O * R > PAR_MIN && O > 1)
+	for (int64_t o = 0; o < O; o++)
+		softmax_row(xd + o * R, yd + o * R, R, log_out);
+	return 0;
+}
+
+static int softmax_run(struct node *n, struct graft_err *err)
+{
+	(void)err;
+	return softmax_run_kind(n, 0);
+}
+
+static int log_softmax_run(struct node *n, struct graft_err *err)
+{
+	(void)err;
+	return softmax_run_kind(n, 1);
+}
+
+/* Hardmax: 1 where the first maximum along the axis is, 0 elsewhere. */
+static int hardmax_run(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	float *yd = n->out[0]->data;
+	int64_t O, R, I, *idx;
+
+	split_axis(x, softmax_axis(n, x->rank), &O, &R, &I);
+	if (n->opset < 13) {
+		R *= I;
+		I = 1;
+	}
+	/* The output is reused from run to run: clear last run's ones. */
+	memset(yd, 0, n->out[0]->nbytes);
+	if (O * R * I == 0)
+		return 0;
+	if (R > INT32_MAX)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "axis of %lld elements is too long",
+				(long long)R);
+	if (!(idx = malloc(sizeof(*idx) * (size_t)(O * I))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	argmax_f32(x->data, idx, O, R, I, 1.0f, 0);
+	for (int64_t o = 0; o < O; o++)
+		for (int64_t i = 0; i < I; i++)
+			yd[(o * R + idx[o * I + i]) * I + i] = 1.0f;
+	free(idx);
+	return 0;
+}
+
+static const struct op_def op_softmax = {"Softmax", softmax_infer, softmax_run, NULL, 0};
+static const struct op_def op_log_softmax = {"LogSoftmax", softmax_infer, log_softmax_run, NULL,
+					     0};
+static const struct op_def op_hardmax = {"Hardmax", softmax_infer, hardmax_run, NULL, 0};
+
+const struct op_def *const ops_reduce[] = {
+	&op_reduce_sum, &op_reduce_mean, &op_reduce_max, &op_reduce_min, &op_reduce_prod,
+	&op_reduce_sum_square, &op_reduce_l1, &op_reduce_l2, &op_reduce_log_sum,
+	&op_reduce_log_sum_exp, &op_argmax, &op_argmin, &op_softmax, &op_log_softmax, &op_hardmax, NULL,
+};
