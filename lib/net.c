@@ -30,6 +30,7 @@ struct graft_net {
 	size_t n_run, n_folded;
 	int planned;
 	struct graft_array *planned_shape; /* the inputs' shapes of the current plan */
+	void **planned_bytes;           /* the data of VALUE_PLAN inputs in that plan */
 	struct net_counters counters;
 };
 
@@ -200,7 +201,9 @@ static int add_inputs_outputs(struct graft_net *net, struct graft_err *err)
 	net->input_info = calloc(g->n_input + 1, sizeof(*net->input_info));
 	net->outputs = calloc(g->n_output + 1, sizeof(*net->outputs));
 	net->planned_shape = calloc(g->n_input + 1, sizeof(*net->planned_shape));
-	if (!net->inputs || !net->input_info || !net->outputs || !net->planned_shape)
+	net->planned_bytes = calloc(g->n_input + 1, sizeof(*net->planned_bytes));
+	if (!net->inputs || !net->input_info || !net->outputs || !net->planned_shape ||
+	    !net->planned_bytes)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	for (size_t i = 0; i < g->n_input; i++) {
 		const char *name = g->input[i]->name;
@@ -229,6 +232,27 @@ static int bind_outputs(struct graft_net *net, struct graft_err *err)
 		net->outputs[net->n_outputs++] = net->values[idx];
 	}
 	return 0;
+}
+
+/*
+ * Marks the graph inputs whose data some infer reads (a shape or axes given as an input,
+ * maybe through a Cast or a Concat): walking backwards, a node whose output is needed at
+ * plan time needs all its inputs then too, except Shape and Size, which read only dims.
+ */
+static void mark_plan_inputs(struct graft_net *net)
+{
+	for (size_t i = net->n_nodes; i-- > 0;) {
+		struct node *n = &net->nodes[i];
+		int needed = 0;
+
+		if (strcmp(n->op->name, "Shape") == 0 || strcmp(n->op->name, "Size") == 0)
+			continue;
+		for (size_t k = 0; k < n->n_out; k++)
+			needed |= n->out[k] && (n->out[k]->flags & VALUE_PLAN);
+		for (size_t k = 0; k < n->n_in; k++)
+			if (n->in[k] && (needed || (k < 32 && (n->op->plan_inputs >> k & 1))))
+				n->in[k]->flags |= VALUE_PLAN;
+	}
 }
 
 /* ---- inference-time fusion ----------------------------------------------------------- */
@@ -445,6 +469,7 @@ int graft_net_new(struct graft_net **out, const struct graft_model *m, struct gr
 		graft_net_free(net);
 		return rc;
 	}
+	mark_plan_inputs(net);
 	*out = net;
 	return 0;
 }
@@ -472,8 +497,12 @@ static void unplan(struct graft_net *net)
 			v->flags &= ~(unsigned)VALUE_CONST;
 		}
 	}
-	for (size_t i = 0; i < net->n_inputs; i++)
+	for (size_t i = 0; i < net->n_inputs; i++) {
 		net->inputs[i]->data = NULL;
+		net->inputs[i]->flags &= ~(unsigned)VALUE_CONST;
+		free(net->planned_bytes[i]);
+		net->planned_bytes[i] = NULL;
+	}
 	net->n_run = net->n_folded = 0;
 	net->planned = 0;
 }
@@ -548,7 +577,15 @@ static int plan(struct graft_net *net, const struct graft_array *inputs, struct 
 	for (size_t i = 0; i < net->n_inputs; i++) {
 		struct value *v = net->inputs[i];
 		value_set(v, inputs[i].dtype, inputs[i].rank, inputs[i].dims);
+		v->data = inputs[i].data;
+		v->nbytes = inputs[i].nbytes;
 		net->planned_shape[i] = inputs[i];
+		if (v->flags & VALUE_PLAN) {
+			if (!(net->planned_bytes[i] = malloc(inputs[i].nbytes + 1)))
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			memcpy(net->planned_bytes[i], inputs[i].data, inputs[i].nbytes);
+			v->flags |= VALUE_CONST;
+		}
 	}
 	free(net->run_list);
 	if (!(net->run_list = calloc(net->n_nodes + 1, sizeof(*net->run_list))))
@@ -591,6 +628,9 @@ static int same_shapes(const struct graft_net *net, const struct graft_array *in
 		if (a->dtype != b->dtype || a->rank != b->rank ||
 		    memcmp(a->dims, b->dims, sizeof(a->dims[0]) * (size_t)a->rank) != 0)
 			return 0;
+		if (net->planned_bytes[i] &&
+		    memcmp(net->planned_bytes[i], b->data, b->nbytes) != 0)
+			return 0;       /* a plan input's data changed */
 	}
 	return 1;
 }
@@ -708,5 +748,6 @@ void graft_net_free(struct graft_net *net)
 	free(net->outputs);
 	free(net->run_list);
 	free(net->planned_shape);
+	free(net->planned_bytes);
 	free(net);
 }

@@ -26,6 +26,9 @@ enum value_flags {
 	VALUE_INPUT = 1 << 1,   /* a graph input: data supplied per run */
 	VALUE_OUTPUT = 1 << 2,  /* a graph output */
 	VALUE_BORROWED = 1 << 3,/* data points into the model's tensors: never written */
+	VALUE_PLAN = 1 << 4,    /* a graph input whose data shapes the plan (a shape, axes,
+				 * pads...): the executor treats it as a constant and replans
+				 * when its bytes change */
 };
 
 /* A tensor flowing through the graph: contiguous, row-major, little-endian. */
@@ -88,6 +91,10 @@ struct op_def {
 	 * NULL when the op keeps no state. */
 	void (*release)(struct node *n);
 	unsigned flags;         /* enum op_flags */
+	/* Bit k: infer reads in[k]'s data (shape, axes, pads...), which must therefore be
+	 * known at plan time.  The executor traces such inputs back to the graph inputs
+	 * they come from and plans those as constants. */
+	unsigned plan_inputs;
 };
 
 enum op_flags {

@@ -641,7 +641,7 @@ static int reduce_run(struct node *n, enum red_kind k, struct graft_err *err)
 	{ \
 		return reduce_run(n, KIND, err); \
 	} \
-	static const struct op_def op_##FN = {NAME, infer_##FN, run_##FN, NULL, 0}
+	static const struct op_def op_##FN = {NAME, infer_##FN, run_##FN, NULL, 0, 1 << 1}
 
 REDUCE_OP("ReduceSum", RED_SUM, reduce_sum);
 REDUCE_OP("ReduceMean", RED_MEAN, reduce_mean);

@@ -1741,15 +1741,18 @@ static int space_to_depth_run(struct node *n, struct graft_err *err)
 
 static const struct op_def op_reshape = {
 	.name = "Reshape", .infer = reshape_infer, .run = run_copy,
+	.plan_inputs = 1 << 1,
 };
 static const struct op_def op_flatten = {
 	.name = "Flatten", .infer = flatten_infer, .run = run_copy,
 };
 static const struct op_def op_squeeze = {
 	.name = "Squeeze", .infer = squeeze_infer, .run = run_copy,
+	.plan_inputs = 1 << 1,
 };
 static const struct op_def op_unsqueeze = {
 	.name = "Unsqueeze", .infer = unsqueeze_infer, .run = run_copy,
+	.plan_inputs = 1 << 1,
 };
 static const struct op_def op_transpose = {
 	.name = "Transpose", .infer = transpose_infer, .run = transpose_run,
@@ -1759,9 +1762,11 @@ static const struct op_def op_concat = {
 };
 static const struct op_def op_split = {
 	.name = "Split", .infer = split_infer, .run = split_run,
+	.plan_inputs = 1 << 1,
 };
 static const struct op_def op_slice = {
 	.name = "Slice", .infer = slice_infer, .run = slice_run,
+	.plan_inputs = 0x1e,
 };
 static const struct op_def op_gather = {
 	.name = "Gather", .infer = gather_infer, .run = gather_run,
@@ -1780,18 +1785,23 @@ static const struct op_def op_constant = {
 };
 static const struct op_def op_constant_of_shape = {
 	.name = "ConstantOfShape", .infer = constant_of_shape_infer, .run = constant_of_shape_run,
+	.plan_inputs = 1 << 0,
 };
 static const struct op_def op_range = {
 	.name = "Range", .infer = range_infer, .run = range_run,
+	.plan_inputs = 0x7,
 };
 static const struct op_def op_expand = {
 	.name = "Expand", .infer = expand_infer, .run = expand_run,
+	.plan_inputs = 1 << 1,
 };
 static const struct op_def op_tile = {
 	.name = "Tile", .infer = tile_infer, .run = tile_run,
+	.plan_inputs = 0x6,
 };
 static const struct op_def op_pad = {
 	.name = "Pad", .infer = pad_infer, .run = pad_run,
+	.plan_inputs = 1 << 1 | 1 << 3,
 };
 static const struct op_def op_depth_to_space = {
 	.name = "DepthToSpace", .infer = depth_to_space_infer, .run = depth_to_space_run,
