@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -155,12 +156,72 @@ static void test_unsupported_op_named(void **state)
 	graft_model_free(m);
 }
 
+/* x -> Conv(W, B) -> BatchNormalization -> Relu -> y, all weights constant: one Conv
+ * node runs, with the BatchNormalization folded into its weights and the Relu fused;
+ * the result equals the unfused arithmetic. */
+static void test_conv_bn_relu_fused(void **state)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t xd[] = {1, 1, 2, 2}, wd[] = {2, 1, 1, 1}, c2[] = {2}, yd[] = {1, 2, 2, 2};
+	float w[] = {1, -2}, b[] = {0.5f, 0.25f}, scale[] = {2, 3}, beta[] = {1, -1},
+	      mean[] = {0.5f, 1}, var[] = {4, 9}, x[] = {1, -1, 2, 0};
+	Onnx__TensorProto *t;
+	(void)state;
+
+	tm_input(mp, "x", 1, 4, xd);
+	tm_output(mp, "y", 1, 4, yd);
+	t = tm_tensor("W", 1, 4, wd); tm_raw(t, w, sizeof(w)); tm_initializer(mp, t);
+	t = tm_tensor("B", 1, 1, c2); tm_raw(t, b, sizeof(b)); tm_initializer(mp, t);
+	t = tm_tensor("s", 1, 1, c2); tm_raw(t, scale, sizeof(scale)); tm_initializer(mp, t);
+	t = tm_tensor("beta", 1, 1, c2); tm_raw(t, beta, sizeof(beta)); tm_initializer(mp, t);
+	t = tm_tensor("m", 1, 1, c2); tm_raw(t, mean, sizeof(mean)); tm_initializer(mp, t);
+	t = tm_tensor("v", 1, 1, c2); tm_raw(t, var, sizeof(var)); tm_initializer(mp, t);
+	tm_node(mp, "Conv", "conv", (const char *[]){"x", "W", "B", NULL},
+		(const char *[]){"c", NULL});
+	Onnx__NodeProto *bn = tm_node(mp, "BatchNormalization", "bn",
+				      (const char *[]){"c", "s", "beta", "m", "v", NULL},
+				      (const char *[]){"n", NULL});
+	(void)bn;
+	tm_node(mp, "Relu", "relu", (const char *[]){"n", NULL}, (const char *[]){"y", NULL});
+	struct graft_model *m = load(mp);
+	struct graft_net *net;
+	struct graft_err err = {0};
+	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, 1, 2, 2},
+				 .data = x, .nbytes = sizeof(x)}, y;
+	size_t run, folded, fused;
+	uint64_t prims, reorders;
+
+	if (graft_net_new(&net, m, &err) || graft_net_run(net, &in, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_stats(net, &run, &folded);
+	graft_net_counters(net, &prims, &reorders, &fused);
+	assert_int_equal(fused, 2);
+	assert_int_equal(run, 1);
+	graft_net_output(net, 0, &y);
+	for (int c = 0; c < 2; c++)
+		for (int i = 0; i < 4; i++) {
+			double conv = x[i] * w[c] + b[c];
+			double want = (conv - mean[c]) / sqrt(var[c] + 1e-5) * scale[c] + beta[c];
+			want = want > 0 ? want : 0;
+			assert_true(fabs(((float *)y.data)[c * 4 + i] - want) < 1e-5);
+		}
+	/* The primitive is made once, then reused for runs of the same shapes. */
+	uint64_t before = prims;
+	assert_int_equal(graft_net_run(net, &in, 1, &err), 0);
+	graft_net_counters(net, &prims, &reorders, &fused);
+	assert_true(before >= 1);
+	assert_int_equal(prims, before);
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shape_chain_is_folded),
 		cmocka_unit_test(test_input_checks),
 		cmocka_unit_test(test_unsupported_op_named),
+		cmocka_unit_test(test_conv_bn_relu_fused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,32 @@
+#!/bin/bash
+# run.sh: graft-run through files and pipes: ONNX test-suite inputs by position and by
+# name, .npy outputs with sanitized names, .graft input, made-up inputs, clear errors.
+. "$(dirname "$0")/lib.sh"
+
+d=$DATA/node/test_conv_with_strides_padding
+s=$d/test_data_set_0
+check "runs on .pb inputs by position" graft-run $d/model.onnx -i $s/input_0.pb -i $s/input_1.pb -o out
+check "writes y.npy equal to the expected output" $PY -c "
+import numpy as np, onnx
+from onnx import numpy_helper
+t = onnx.TensorProto(); t.ParseFromString(open('$s/output_0.pb', 'rb').read())
+assert np.allclose(np.load('out/y.npy'), numpy_helper.to_array(t), rtol=1e-5, atol=1e-6)
+"
+check "inputs by name, in any order, from a .graft on stdin" sh -c \
+	"graft-import $d/model.onnx | graft-run - -i W=$s/input_1.pb -i x=$s/input_0.pb -o out2 && cmp out/y.npy out2/y.npy"
+check "prints a summary without -o" sh -c "graft-run $d/model.onnx -i $s/input_0.pb -i $s/input_1.pb | grep -q '^y float \[1,1,4,3\] min'"
+check "--repeat prints a median" sh -c "graft-run $d/model.onnx --repeat 3 | grep -q '^median .* ms per run'"
+check "--list-ops lists Conv" sh -c "graft-run --list-ops | grep -qx Conv"
+$PY -c "
+import numpy as np
+np.save('x.npy', np.ones((1, 1, 7, 5), np.float32))
+np.save('bad.npy', np.ones((1, 1, 7, 6), np.float32))"
+check ".npy inputs" graft-run $d/model.onnx -i x=x.npy -i W=$s/input_1.pb -o out3
+expect_error "wrong input shape" "^graft-run: .*input 'x': dim 3 must be 5, not 6" \
+	graft-run $d/model.onnx -i x=bad.npy -i W=$s/input_1.pb
+expect_error "unknown input name" "^graft-run: .*has no input 'nope'" graft-run $d/model.onnx -i nope=x.npy
+expect_error "unsupported op" "node '.*' \(op QLinearConv\) is not supported" \
+	graft-run $DATA/node/test_qlinearconv/model.onnx
+expect_error "not an input file" "^graft-run: .*not a TensorProto" \
+	sh -c "echo hello > junk.pb; graft-run $d/model.onnx -i junk.pb"
+finish
