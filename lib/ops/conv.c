@@ -76,8 +76,7 @@ static int check_float(const struct node *n, const struct value *v, const char *
 {
 	if (v->dtype != GRAFT_FLOAT)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "%s '%s' is %s; only float32 is supported",
-				what, v->name, graft_dtype_name(v->dtype) ? graft_dtype_name(v->dtype)
-									  : "?");
+				what, v->name, dtype_label(v->dtype));
 	return 0;
 }
 
@@ -477,8 +476,8 @@ static int convt_run(struct node *n, struct graft_err *err)
 }
 
 static const struct op_def op_conv = {"Conv", conv_infer, conv_run, conv_release,
-				      OP_FUSES_ACT};
+				      OP_FUSES_ACT, 0};
 static const struct op_def op_conv_transpose = {"ConvTranspose", convt_infer, convt_run,
-						conv_release, OP_FUSES_ACT};
+						conv_release, OP_FUSES_ACT, 0};
 
 const struct op_def *const ops_conv[] = {&op_conv, &op_conv_transpose, NULL};

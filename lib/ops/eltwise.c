@@ -59,12 +59,6 @@ static int is_numeric(int dt)
 	return is_floaty(dt) || is_inty(dt);
 }
 
-static const char *dt_name(int dt)
-{
-	const char *s = graft_dtype_name(dt);
-	return s ? s : "unknown";
-}
-
 static float half_to_float(uint16_t h)
 {
 	uint32_t s = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
@@ -864,7 +858,7 @@ static int unary_infer(struct node *n, struct graft_err *err)
 	x = n->in[0];
 	if (!is_floaty(x->dtype) && !(unary_info[code].ints && is_inty(x->dtype)))
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "input type %s is not supported",
-				dt_name(x->dtype));
+				dtype_label(x->dtype));
 	value_set(n->out[0], x->dtype, x->rank, x->dims);
 	return 0;
 }
@@ -962,17 +956,17 @@ static int binary_infer(struct node *n, struct graft_err *err)
 	case B_AND: case B_OR: case B_XOR:
 		if (a->dtype != GRAFT_BOOL || b->dtype != GRAFT_BOOL)
 			return node_err(n, err, GRAFT_EFORMAT, "inputs must be bool, not %s and %s",
-					dt_name(a->dtype), dt_name(b->dtype));
+					dtype_label(a->dtype), dtype_label(b->dtype));
 		break;
 	case B_POW:
 		if (!is_numeric(a->dtype) || !is_numeric(b->dtype))
 			return node_err(n, err, GRAFT_EUNSUPPORTED, "types %s and %s are not supported",
-					dt_name(a->dtype), dt_name(b->dtype));
+					dtype_label(a->dtype), dtype_label(b->dtype));
 		break;
 	case B_BITSHIFT:
 		if (a->dtype != b->dtype || !is_inty(a->dtype))
 			return node_err(n, err, GRAFT_EFORMAT, "inputs must be one integer type, not "
-					"%s and %s", dt_name(a->dtype), dt_name(b->dtype));
+					"%s and %s", dtype_label(a->dtype), dtype_label(b->dtype));
 		if (!attr_string_eq(n, "direction", "", "LEFT") &&
 		    !attr_string_eq(n, "direction", "", "RIGHT"))
 			return node_err(n, err, GRAFT_EFORMAT, "direction must be LEFT or RIGHT");
@@ -980,10 +974,10 @@ static int binary_infer(struct node *n, struct graft_err *err)
 	default:
 		if (a->dtype != b->dtype)
 			return node_err(n, err, GRAFT_EFORMAT, "input types differ: %s and %s",
-					dt_name(a->dtype), dt_name(b->dtype));
+					dtype_label(a->dtype), dtype_label(b->dtype));
 		if (!is_numeric(a->dtype) && !(code == B_EQUAL && a->dtype == GRAFT_BOOL))
 			return node_err(n, err, GRAFT_EUNSUPPORTED, "input type %s is not supported",
-					dt_name(a->dtype));
+					dtype_label(a->dtype));
 		if (code == B_MOD && is_floaty(a->dtype) && !attr_int(n, "fmod", 0))
 			return node_err(n, err, GRAFT_EFORMAT, "float inputs need fmod=1");
 	}
@@ -1050,14 +1044,14 @@ static int variadic_infer(struct node *n, struct graft_err *err)
 	a = n->in[0];
 	if (code == V_SUM || code == V_MEAN ? !is_floaty(a->dtype) : !is_numeric(a->dtype))
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "input type %s is not supported",
-				dt_name(a->dtype));
+				dtype_label(a->dtype));
 	r = a->rank;
 	memcpy(dims, a->dims, sizeof(dims[0]) * (size_t)r);
 	for (size_t k = 1; k < n->n_in; k++) {
 		const struct value *b = n->in[k];
 		if (b->dtype != a->dtype)
 			return node_err(n, err, GRAFT_EFORMAT, "input types differ: %s and %s",
-					dt_name(a->dtype), dt_name(b->dtype));
+					dtype_label(a->dtype), dtype_label(b->dtype));
 		int64_t prev[NET_MAX_RANK];
 		memcpy(prev, dims, sizeof(prev));      /* broadcast_dims must not write its input */
 		if (broadcast_dims(r, prev, b->rank, b->dims, &r, dims))
@@ -1148,14 +1142,14 @@ static int where_infer(struct node *n, struct graft_err *err)
 	y = n->in[2];
 	if (c->dtype != GRAFT_BOOL)
 		return node_err(n, err, GRAFT_EFORMAT, "condition must be bool, not %s",
-				dt_name(c->dtype));
+				dtype_label(c->dtype));
 	if (x->dtype != y->dtype)
 		return node_err(n, err, GRAFT_EFORMAT, "input types differ: %s and %s",
-				dt_name(x->dtype), dt_name(y->dtype));
+				dtype_label(x->dtype), dtype_label(y->dtype));
 	es = graft_dtype_size(x->dtype);
 	if (es != 1 && es != 2 && es != 4 && es != 8)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "input type %s is not supported",
-				dt_name(x->dtype));
+				dtype_label(x->dtype));
 	if (broadcast_dims(c->rank, c->dims, x->rank, x->dims, &r, cx) ||
 	    broadcast_dims(r, cx, y->rank, y->dims, &r, dims))
 		return node_err(n, err, GRAFT_EFORMAT, "input shapes do not broadcast");
@@ -1199,7 +1193,7 @@ static int where_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct op_def op_where = {"Where", where_infer, where_run, NULL, 0};
+static const struct op_def op_where = {"Where", where_infer, where_run, NULL, 0, 0};
 
 /* ---- Clip ------------------------------------------------------------------------------- */
 
@@ -1213,12 +1207,12 @@ static int clip_infer(struct node *n, struct graft_err *err)
 	x = n->in[0];
 	if (!is_numeric(x->dtype) || (n->opset < 12 && !is_floaty(x->dtype)))
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "input type %s is not supported",
-				dt_name(x->dtype));
+				dtype_label(x->dtype));
 	for (size_t k = 1; k < n->n_in; k++) {
 		const struct value *v = n->in[k];
 		if (v && v->dtype != x->dtype)
 			return node_err(n, err, GRAFT_EFORMAT, "%s must be %s, not %s",
-					k == 1 ? "min" : "max", dt_name(x->dtype), dt_name(v->dtype));
+					k == 1 ? "min" : "max", dtype_label(x->dtype), dtype_label(v->dtype));
 		if ((rc = check_scalar(n, err, v, k == 1 ? "min" : "max")))
 			return rc;
 	}
@@ -1283,7 +1277,7 @@ static int clip_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct op_def op_clip = {"Clip", clip_infer, clip_run, NULL, 0};
+static const struct op_def op_clip = {"Clip", clip_infer, clip_run, NULL, 0, 0};
 
 /* ---- Cast, CastLike ----------------------------------------------------------------------- */
 
@@ -1302,7 +1296,7 @@ static int cast_target(struct node *n, struct graft_err *err, int *to)
 	}
 	if (!is_numeric(*to) && *to != GRAFT_BOOL)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "casting to %s is not supported",
-				dt_name(*to));
+				dtype_label(*to));
 	return 0;
 }
 
@@ -1316,7 +1310,7 @@ static int cast_infer(struct node *n, struct graft_err *err)
 	x = n->in[0];
 	if (!is_numeric(x->dtype) && x->dtype != GRAFT_BOOL)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "casting from %s is not supported",
-				dt_name(x->dtype));
+				dtype_label(x->dtype));
 	value_set(n->out[0], to, x->rank, x->dims);
 	return 0;
 }
@@ -1374,8 +1368,8 @@ static int cast_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct op_def op_cast = {"Cast", cast_infer, cast_run, NULL, 0};
-static const struct op_def op_cast_like = {"CastLike", cast_infer, cast_run, NULL, 0};
+static const struct op_def op_cast = {"Cast", cast_infer, cast_run, NULL, 0, 0};
+static const struct op_def op_cast_like = {"CastLike", cast_infer, cast_run, NULL, 0, 0};
 
 /* ---- Dropout ---------------------------------------------------------------------------- */
 
@@ -1394,7 +1388,7 @@ static int dropout_infer(struct node *n, struct graft_err *err)
 	x = n->in[0];
 	if (!is_floaty(x->dtype))
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "input type %s is not supported",
-				dt_name(x->dtype));
+				dtype_label(x->dtype));
 	if (n->n_in > 1 && n->in[1] && !is_floaty(n->in[1]->dtype))
 		return node_err(n, err, GRAFT_EFORMAT, "ratio must be a float");
 	if (n->n_in > 2 && n->in[2] && n->in[2]->dtype != GRAFT_BOOL)
@@ -1465,7 +1459,7 @@ static void dropout_release(struct node *n)
 }
 
 static const struct op_def op_dropout = {"Dropout", dropout_infer, dropout_run,
-					 dropout_release, 0};
+					 dropout_release, 0, 0};
 
 /* ---- Identity, Not, IsNaN, IsInf ------------------------------------------------------ */
 
@@ -1479,7 +1473,7 @@ static int identity_infer(struct node *n, struct graft_err *err)
 	x = n->in[0];
 	if (graft_dtype_size(x->dtype) == 0)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "input type %s is not supported",
-				dt_name(x->dtype));
+				dtype_label(x->dtype));
 	value_set(n->out[0], x->dtype, x->rank, x->dims);
 	return 0;
 }
@@ -1491,7 +1485,7 @@ static int identity_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct op_def op_identity = {"Identity", identity_infer, identity_run, NULL, 0};
+static const struct op_def op_identity = {"Identity", identity_infer, identity_run, NULL, 0, 0};
 
 static int not_infer(struct node *n, struct graft_err *err)
 {
@@ -1501,7 +1495,7 @@ static int not_infer(struct node *n, struct graft_err *err)
 		return rc;
 	if (n->in[0]->dtype != GRAFT_BOOL)
 		return node_err(n, err, GRAFT_EFORMAT, "input must be bool, not %s",
-				dt_name(n->in[0]->dtype));
+				dtype_label(n->in[0]->dtype));
 	value_set(n->out[0], GRAFT_BOOL, n->in[0]->rank, n->in[0]->dims);
 	return 0;
 }
@@ -1517,7 +1511,7 @@ static int not_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct op_def op_not = {"Not", not_infer, not_run, NULL, 0};
+static const struct op_def op_not = {"Not", not_infer, not_run, NULL, 0, 0};
 
 static int isfloat_infer(struct node *n, struct graft_err *err)
 {
@@ -1527,7 +1521,7 @@ static int isfloat_infer(struct node *n, struct graft_err *err)
 		return rc;
 	if (!is_floaty(n->in[0]->dtype))
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "input type %s is not supported",
-				dt_name(n->in[0]->dtype));
+				dtype_label(n->in[0]->dtype));
 	value_set(n->out[0], GRAFT_BOOL, n->in[0]->rank, n->in[0]->dims);
 	return 0;
 }
@@ -1548,8 +1542,8 @@ static int isfloat_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct op_def op_isnan = {"IsNaN", isfloat_infer, isfloat_run, NULL, 0};
-static const struct op_def op_isinf = {"IsInf", isfloat_infer, isfloat_run, NULL, 0};
+static const struct op_def op_isnan = {"IsNaN", isfloat_infer, isfloat_run, NULL, 0, 0};
+static const struct op_def op_isinf = {"IsInf", isfloat_infer, isfloat_run, NULL, 0, 0};
 
 /* ---- the family ----------------------------------------------------------------------- */
 

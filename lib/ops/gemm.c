@@ -39,12 +39,6 @@ static void mm_release(struct node *n)
 	n->priv = NULL;
 }
 
-static const char *dtype_name(int dtype)
-{
-	const char *s = graft_dtype_name(dtype);
-	return s ? s : "?";
-}
-
 /* Makes the matmul and its memory objects over the values' buffers (bias_md NULL for no
  * bias).  A constant B (b_const) is packed once into the layout oneDNN prefers: at batch
  * 1 that runs a Linear layer 1.5 to 2 times faster than reading it strided in place, at
@@ -137,7 +131,7 @@ static int gemm_shape(const struct node *n, struct gemm_shape *g, struct graft_e
 	c = n->n_in == 3 ? n->in[2] : NULL;
 	if (a->dtype != GRAFT_FLOAT || b->dtype != GRAFT_FLOAT || (c && c->dtype != GRAFT_FLOAT))
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "%s operands are not supported; only "
-				"float32", dtype_name(a->dtype != GRAFT_FLOAT ? a->dtype
+				"float32", dtype_label(a->dtype != GRAFT_FLOAT ? a->dtype
 							: b->dtype != GRAFT_FLOAT ? b->dtype
 										: c->dtype));
 	if (a->rank != 2 || b->rank != 2)
@@ -326,12 +320,12 @@ static int matmul_shape(const struct node *n, struct matmul_shape *sh, struct gr
 	a = n->in[0];
 	b = n->in[1];
 	if (a->dtype != b->dtype)
-		return node_err(n, err, GRAFT_EFORMAT, "A is %s but B is %s", dtype_name(a->dtype),
-				dtype_name(b->dtype));
+		return node_err(n, err, GRAFT_EFORMAT, "A is %s but B is %s", dtype_label(a->dtype),
+				dtype_label(b->dtype));
 	if (a->dtype != GRAFT_FLOAT && a->dtype != GRAFT_DOUBLE && a->dtype != GRAFT_INT32 &&
 	    a->dtype != GRAFT_INT64)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "%s operands are not supported",
-				dtype_name(a->dtype));
+				dtype_label(a->dtype));
 	if (a->rank < 1 || b->rank < 1)
 		return node_err(n, err, GRAFT_EFORMAT, "A and B must have rank 1 or more");
 	/* numpy: a vector A is a row, a vector B a column */
@@ -483,7 +477,7 @@ static int matmul_run(struct node *n, struct graft_err *err)
 	return mm_exec(n, a->data, b->data, NULL, y->data, err);
 }
 
-static const struct op_def op_gemm = {"Gemm", gemm_infer, gemm_run, mm_release, OP_FUSES_ACT};
-static const struct op_def op_matmul = {"MatMul", matmul_infer, matmul_run, mm_release, 0};
+static const struct op_def op_gemm = {"Gemm", gemm_infer, gemm_run, mm_release, OP_FUSES_ACT, 0};
+static const struct op_def op_matmul = {"MatMul", matmul_infer, matmul_run, mm_release, 0, 0};
 
 const struct op_def *const ops_gemm[] = {&op_gemm, &op_matmul, NULL};

@@ -22,11 +22,6 @@
 /* Columns of the spatial axes one LRN task handles (a stack buffer). */
 #define CHUNK 256
 
-static const char *dtype_str(int dtype)
-{
-	return graft_dtype_name(dtype) ? graft_dtype_name(dtype) : "?";
-}
-
 static int64_t prod_dims(const int64_t *dims, int from, int to)
 {
 	int64_t p = 1;
@@ -89,7 +84,7 @@ static int bn_infer(struct node *n, struct graft_err *err)
 			return node_err(n, err, GRAFT_EFORMAT, "input %zu is missing", k);
 		if (n->in[k]->dtype != GRAFT_FLOAT)
 			return node_err(n, err, GRAFT_EUNSUPPORTED, "input '%s': dtype %s is not "
-					"supported", n->in[k]->name, dtype_str(n->in[k]->dtype));
+					"supported", n->in[k]->name, dtype_label(n->in[k]->dtype));
 	}
 	x = n->in[0];
 	if (x->rank < 2)
@@ -241,7 +236,7 @@ static int ln_infer(struct node *n, struct graft_err *err)
 	for (size_t k = 0; k < n->n_in; k++)
 		if (n->in[k] && n->in[k]->dtype != GRAFT_FLOAT)
 			return node_err(n, err, GRAFT_EUNSUPPORTED, "input '%s': dtype %s is not "
-					"supported", n->in[k]->name, dtype_str(n->in[k]->dtype));
+					"supported", n->in[k]->name, dtype_label(n->in[k]->dtype));
 	if ((axis = ln_axis(n, x->rank)) < 0)
 		return node_err(n, err, GRAFT_EFORMAT, "axis %lld is out of range for rank %d",
 				(long long)attr_int(n, "axis", -1), x->rank);
@@ -341,7 +336,7 @@ static int in_infer(struct node *n, struct graft_err *err)
 			return node_err(n, err, GRAFT_EFORMAT, "input %zu is missing", k);
 		if (n->in[k]->dtype != GRAFT_FLOAT)
 			return node_err(n, err, GRAFT_EUNSUPPORTED, "input '%s': dtype %s is not "
-					"supported", n->in[k]->name, dtype_str(n->in[k]->dtype));
+					"supported", n->in[k]->name, dtype_label(n->in[k]->dtype));
 	}
 	x = n->in[0];
 	if (x->rank < 2)
@@ -386,7 +381,7 @@ static int lrn_infer(struct node *n, struct graft_err *err)
 	x = n->in[0];
 	if (x->dtype != GRAFT_FLOAT)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
-				dtype_str(x->dtype));
+				dtype_label(x->dtype));
 	if (x->rank < 2)
 		return node_err(n, err, GRAFT_EFORMAT, "input must have rank 2 or more, not %d",
 				x->rank);
@@ -495,7 +490,7 @@ static int mvn_infer(struct node *n, struct graft_err *err)
 		return node_err(n, err, GRAFT_EFORMAT, "takes one input, gives one output");
 	if (n->in[0]->dtype != GRAFT_FLOAT)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
-				dtype_str(n->in[0]->dtype));
+				dtype_label(n->in[0]->dtype));
 	if (mvn_mask(n, n->in[0]->rank, mask, err))
 		return err->code;
 	value_set(n->out[0], GRAFT_FLOAT, n->in[0]->rank, n->in[0]->dims);
@@ -556,12 +551,12 @@ static int mvn_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct op_def op_batchnorm = {"BatchNormalization", bn_infer, bn_run, NULL, 0};
-static const struct op_def op_layernorm = {"LayerNormalization", ln_infer, ln_run, NULL, 0};
+static const struct op_def op_batchnorm = {"BatchNormalization", bn_infer, bn_run, NULL, 0, 0};
+static const struct op_def op_layernorm = {"LayerNormalization", ln_infer, ln_run, NULL, 0, 0};
 static const struct op_def op_instancenorm = {"InstanceNormalization", in_infer, in_run, NULL,
-					      0};
-static const struct op_def op_lrn = {"LRN", lrn_infer, lrn_run, NULL, 0};
-static const struct op_def op_mvn = {"MeanVarianceNormalization", mvn_infer, mvn_run, NULL, 0};
+					      0, 0};
+static const struct op_def op_lrn = {"LRN", lrn_infer, lrn_run, NULL, 0, 0};
+static const struct op_def op_mvn = {"MeanVarianceNormalization", mvn_infer, mvn_run, NULL, 0, 0};
 
 const struct op_def *const ops_norm[] = {
 	&op_batchnorm, &op_layernorm, &op_instancenorm, &op_lrn, &op_mvn, NULL,

@@ -125,6 +125,8 @@ void attr_string(const struct node *n, const char *name, const char *dflt, char 
 long attr_ints(const struct node *n, const char *name, int64_t *v, size_t max);
 long attr_floats(const struct node *n, const char *name, float *v, size_t max);
 
+/* The dtype's name for messages: "float", "int64"..., or "?" for an unknown type. */
+const char *dtype_label(int dtype);
 uint64_t value_numel(const struct value *v);
 void value_set(struct value *v, int dtype, int rank, const int64_t *dims);
 /* Reads an int32 or int64 plan-time constant as int64 into out (at most max); returns

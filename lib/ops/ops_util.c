@@ -90,6 +90,12 @@ long attr_floats(const struct node *n, const char *name, float *v, size_t max)
 	return (long)a->n_floats;
 }
 
+const char *dtype_label(int dtype)
+{
+	const char *s = graft_dtype_name(dtype);
+	return s ? s : "?";
+}
+
 uint64_t value_numel(const struct value *v)
 {
 	uint64_t n = 1;

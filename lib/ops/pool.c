@@ -36,12 +36,6 @@ static void pool_release(struct node *n)
 	n->priv = NULL;
 }
 
-static const char *dtype_name(int dtype)
-{
-	const char *s = graft_dtype_name(dtype);
-	return s ? s : "?";
-}
-
 static int pool_dtype_ok(const struct node *n, enum pool_kind kind, int dtype)
 {
 	if (dtype == GRAFT_FLOAT || dtype == GRAFT_DOUBLE)
@@ -63,7 +57,7 @@ static int pool_window(const struct node *n, enum pool_kind kind, struct window 
 	x = n->in[0];
 	if (!pool_dtype_ok(n, kind, x->dtype))
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "%s input is not supported",
-				dtype_name(x->dtype));
+				dtype_label(x->dtype));
 	if (x->rank < 3 || x->rank > 5)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "input has rank %d; 3 to 5 are supported",
 				x->rank);
@@ -306,7 +300,7 @@ static int global_infer(struct node *n, struct graft_err *err)
 	x = n->in[0];
 	if (x->dtype != GRAFT_FLOAT && x->dtype != GRAFT_DOUBLE)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "%s input is not supported",
-				dtype_name(x->dtype));
+				dtype_label(x->dtype));
 	if (x->rank < 2)
 		return node_err(n, err, GRAFT_EFORMAT, "input has rank %d; 2 or more expected",
 				x->rank);
@@ -368,10 +362,10 @@ static int gmax_run(struct node *n, struct graft_err *err)
 	return global_run(n, POOL_MAX);
 }
 
-static const struct op_def op_maxpool = {"MaxPool", maxpool_infer, maxpool_run, pool_release, 0};
+static const struct op_def op_maxpool = {"MaxPool", maxpool_infer, maxpool_run, pool_release, 0, 0};
 static const struct op_def op_avgpool = {"AveragePool", avgpool_infer, avgpool_run,
-					 pool_release, 0};
-static const struct op_def op_gavg = {"GlobalAveragePool", global_infer, gavg_run, NULL, 0};
-static const struct op_def op_gmax = {"GlobalMaxPool", global_infer, gmax_run, NULL, 0};
+					 pool_release, 0, 0};
+static const struct op_def op_gavg = {"GlobalAveragePool", global_infer, gavg_run, NULL, 0, 0};
+static const struct op_def op_gmax = {"GlobalMaxPool", global_infer, gmax_run, NULL, 0, 0};
 
 const struct op_def *const ops_pool[] = {&op_maxpool, &op_avgpool, &op_gavg, &op_gmax, NULL};

@@ -594,7 +594,7 @@ static int reduce_infer(struct node *n, enum red_kind k, struct graft_err *err)
 		/* fall through */
 	default:
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
-				graft_dtype_name(x->dtype) ? graft_dtype_name(x->dtype) : "?");
+				dtype_label(x->dtype));
 	}
 	if ((rc = reduce_mask(n, x->rank, mask, err)))
 		return rc;
@@ -668,7 +668,7 @@ static int arg_infer(struct node *n, struct graft_err *err)
 	if (x->dtype == GRAFT_BOOL || !(x->dtype == GRAFT_FLOAT || x->dtype == GRAFT_DOUBLE ||
 					is_int_dtype(x->dtype)))
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
-				graft_dtype_name(x->dtype) ? graft_dtype_name(x->dtype) : "?");
+				dtype_label(x->dtype));
 	if ((axis = norm_axis(attr_int(n, "axis", 0), x->rank)) < 0)
 		return node_err(n, err, GRAFT_EFORMAT, "axis %lld is out of range for rank %d",
 				(long long)attr_int(n, "axis", 0), x->rank);
@@ -797,8 +797,8 @@ static int argmin_run(struct node *n, struct graft_err *err)
 	return arg_run_kind(n, 0, err);
 }
 
-static const struct op_def op_argmax = {"ArgMax", arg_infer, argmax_run, NULL, 0};
-static const struct op_def op_argmin = {"ArgMin", arg_infer, argmin_run, NULL, 0};
+static const struct op_def op_argmax = {"ArgMax", arg_infer, argmax_run, NULL, 0, 0};
+static const struct op_def op_argmin = {"ArgMin", arg_infer, argmin_run, NULL, 0, 0};
 
 /* ---- Softmax, LogSoftmax, Hardmax ------------------------------------------------------- */
 
@@ -818,7 +818,7 @@ static int softmax_infer(struct node *n, struct graft_err *err)
 	x = n->in[0];
 	if (x->dtype != GRAFT_FLOAT)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
-				graft_dtype_name(x->dtype) ? graft_dtype_name(x->dtype) : "?");
+				dtype_label(x->dtype));
 	if (softmax_axis(n, x->rank) < 0)
 		return node_err(n, err, GRAFT_EFORMAT, "axis %lld is out of range for rank %d",
 				(long long)attr_int(n, "axis", n->opset < 13 ? 1 : -1), x->rank);
@@ -970,10 +970,10 @@ static int hardmax_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct op_def op_softmax = {"Softmax", softmax_infer, softmax_run, NULL, 0};
+static const struct op_def op_softmax = {"Softmax", softmax_infer, softmax_run, NULL, 0, 0};
 static const struct op_def op_log_softmax = {"LogSoftmax", softmax_infer, log_softmax_run, NULL,
-					     0};
-static const struct op_def op_hardmax = {"Hardmax", softmax_infer, hardmax_run, NULL, 0};
+					     0, 0};
+static const struct op_def op_hardmax = {"Hardmax", softmax_infer, hardmax_run, NULL, 0, 0};
 
 const struct op_def *const ops_reduce[] = {
 	&op_reduce_sum, &op_reduce_mean, &op_reduce_max, &op_reduce_min, &op_reduce_prod,

@@ -47,7 +47,7 @@ static int fixed_size(const struct node *n, const struct value *v, struct graft_
 	if (graft_dtype_size(v->dtype) == 0)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "input '%s' has type %s, which has no "
 				"fixed element size", v->name,
-				graft_dtype_name(v->dtype) ? graft_dtype_name(v->dtype) : "?");
+				dtype_label(v->dtype));
 	return 0;
 }
 
@@ -1253,7 +1253,7 @@ static int range_count(struct node *n, int64_t *count, struct graft_err *err)
 		return 0;
 	}
 	return node_err(n, err, GRAFT_EUNSUPPORTED, "type %s is not supported",
-			graft_dtype_name(t) ? graft_dtype_name(t) : "?");
+			dtype_label(t));
 }
 
 static int range_infer(struct node *n, struct graft_err *err)
