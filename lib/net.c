@@ -430,6 +430,35 @@ static int fuse_activation(struct graft_net *net, struct node *act, const size_t
 	return 0;
 }
 
+/*
+ * Marks the values that may stay in oneDNN's blocked layouts: the output of a Conv that
+ * only Convs read, as their X.  Between such layers no reorder to plain NCHW and back is
+ * needed (they cost a fifth of resnet18's time and most of mobilenet_v2's).
+ */
+static void mark_blockable(struct graft_net *net)
+{
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		struct node *p = &net->nodes[i];
+		struct value *v = p->n_out ? p->out[0] : NULL;
+		int ok = v && !p->fused_away && strcmp(p->op->name, "Conv") == 0 &&
+			 !(v->flags & VALUE_OUTPUT);
+		int readers = 0;
+
+		for (size_t j = 0; j < net->n_nodes && ok; j++) {
+			struct node *c = &net->nodes[j];
+			if (c->fused_away)
+				continue;
+			for (size_t k = 0; k < c->n_in; k++)
+				if (c->in[k] == v) {
+					ok = k == 0 && strcmp(c->op->name, "Conv") == 0;
+					readers++;
+				}
+		}
+		if (ok && readers)
+			v->flags |= VALUE_BLOCKABLE;
+	}
+}
+
 static int fuse(struct graft_net *net, struct graft_err *err)
 {
 	size_t *uses;
@@ -470,6 +499,7 @@ int graft_net_new(struct graft_net **out, const struct graft_model *m, struct gr
 		return rc;
 	}
 	mark_plan_inputs(net);
+	mark_blockable(net);
 	*out = net;
 	return 0;
 }
@@ -492,6 +522,8 @@ static void unplan(struct graft_net *net)
 				continue;
 			free(v->data);
 			v->data = NULL;
+			free(v->layout);
+			v->layout = NULL;
 			v->nbytes = 0;
 			v->dtype = 0;
 			v->flags &= ~(unsigned)VALUE_CONST;

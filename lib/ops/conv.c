@@ -8,9 +8,9 @@
  * reordered on every run.  The executor's values are plain row-major (NCHW), on which
  * oneDNN 2.6 convolves slowly (im2col + sgemm), so most nodes reorder X into the layout
  * the primitive picks and Y back, through per-thread scratch (conv_want_blocked() has the
- * measurements).  Making the primitive (conv_prim_new) takes memory descriptors only, not
- * the node, so that an executor that keeps activations in blocked layouts between layers
- * can ask for format_tag_any activations and drop the reorders without touching the rest.
+ * measurements).  Between two Convs there is no reorder: the executor marks a value that
+ * only Convs read VALUE_BLOCKABLE, the producer keeps its Y in the primitive's layout
+ * (value->layout), and the consumer asks for exactly that layout as its X.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -327,6 +327,29 @@ static int bind_activation(const struct node *n, const dnnl_memory_desc_t *user,
 		       : onednn_reorder_new(n, prim, user, reorder, err);
 }
 
+/* Gives value v the layout md: records it and makes v's buffer large enough (blocked
+ * layouts pad channels), 64-byte aligned for oneDNN. */
+static int keep_layout(const struct node *n, struct value *v, const dnnl_memory_desc_t *md,
+		       struct graft_err *err)
+{
+	size_t size = dnnl_memory_desc_get_size(md);
+	dnnl_memory_desc_t *copy = malloc(sizeof(*copy));
+	void *buf = NULL;
+
+	if (!copy || posix_memalign(&buf, 64, size ? size : 64)) {
+		free(copy);
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
+	memset(buf, 0, size);
+	*copy = *md;
+	free(v->data);
+	free(v->layout);
+	v->data = buf;
+	v->nbytes = size;
+	v->layout = copy;
+	return 0;
+}
+
 static int conv_build(struct node *n, int transpose, struct graft_err *err)
 {
 	struct conv_state *s;
@@ -389,11 +412,26 @@ static int conv_build(struct node *n, int transpose, struct graft_err *err)
 	}
 	if ((rc = onednn_act_attr(n, &attr, err)))
 		return rc;
-	rc = conv_prim_new(n, transpose, &g.w, blocked ? &src_any : &src_md, &wei_any,
-			   b ? &bias_md : NULL, blocked ? &dst_any : &dst_md, attr, &s->cp, err);
+	/* X already in a blocked layout (its producer kept it): ask for exactly that, so no
+	 * reorder is needed; should the primitive refuse it, let it pick and reorder. */
+	if (x->layout) {
+		src_md = *(const dnnl_memory_desc_t *)x->layout;
+		rc = conv_prim_new(n, transpose, &g.w, &src_md, &wei_any, b ? &bias_md : NULL,
+				   blocked ? &dst_any : &dst_md, attr, &s->cp, err);
+	}
+	if (!x->layout || rc)
+		rc = conv_prim_new(n, transpose, &g.w, blocked ? &src_any : &src_md, &wei_any,
+				   b ? &bias_md : NULL, blocked ? &dst_any : &dst_md, attr, &s->cp,
+				   err);
 	dnnl_primitive_attr_destroy(attr);
 	if (rc)
 		return rc;
+	/* Y read only by Convs: it stays in the primitive's layout. */
+	if (blocked && (y->flags & VALUE_BLOCKABLE) && !onednn_md_same(&dst_md, &s->cp.dst) &&
+	    (rc = keep_layout(n, y, &s->cp.dst, err)))
+		return rc;
+	if (y->layout)
+		dst_md = s->cp.dst;
 
 	/* Weights: a constant W is put into the primitive's layout once. */
 	if (onednn_md_same(&wei_md, &s->cp.wei)) {

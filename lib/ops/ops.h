@@ -29,6 +29,8 @@ enum value_flags {
 	VALUE_PLAN = 1 << 4,    /* a graph input whose data shapes the plan (a shape, axes,
 				 * pads...): the executor treats it as a constant and replans
 				 * when its bytes change */
+	VALUE_BLOCKABLE = 1 << 5,/* produced by a Conv and read only by Convs (as X): may be
+				 * kept in the layout oneDNN prefers (see layout) */
 };
 
 /* A tensor flowing through the graph: contiguous, row-major, little-endian. */
@@ -40,6 +42,11 @@ struct value {
 	void *data;             /* NULL until planned; kernels write out[i]->data */
 	size_t nbytes;
 	unsigned flags;         /* enum value_flags */
+	/* NULL: plain row-major.  Otherwise a malloc'd dnnl_memory_desc_t: data is in that
+	 * (blocked) layout, nbytes its size.  Only a producer of a VALUE_BLOCKABLE value sets
+	 * it, on its first run after a plan, replacing data with a buffer of that size if
+	 * larger (free the old one); the executor frees it when it replans. */
+	void *layout;
 };
 
 struct op_def;

@@ -215,6 +215,90 @@ static void test_conv_bn_relu_fused(void **state)
 	graft_model_free(m);
 }
 
+/* Naive 3x3, pad 1, stride 1 convolution of a (C,H,W) image with (C,C,3,3) weights. */
+static void conv3x3(const float *x, const float *w, float *y, int c, int h, int wd, int relu)
+{
+	for (int o = 0; o < c; o++)
+		for (int i = 0; i < h; i++)
+			for (int j = 0; j < wd; j++) {
+				double acc = 0;
+				for (int k = 0; k < c; k++)
+					for (int di = -1; di <= 1; di++)
+						for (int dj = -1; dj <= 1; dj++) {
+							int ii = i + di, jj = j + dj;
+							if (ii < 0 || jj < 0 || ii >= h || jj >= wd)
+								continue;
+							acc += x[(k * h + ii) * wd + jj] *
+							       w[((o * c + k) * 3 + di + 1) * 3 + dj + 1];
+						}
+				y[(o * h + i) * wd + j] = (float)(relu && acc < 0 ? 0 : acc);
+			}
+}
+
+/* x -> Conv -> Relu -> Conv -> y: the value between the two Convs stays in oneDNN's
+ * blocked layout, so a run reorders only at the ends (x in, y out), not four times. */
+static void test_blocked_layout_between_convs(void **state)
+{
+	enum { C = 16, H = 5, W = 5 };
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t xd[] = {1, C, H, W}, wd[] = {C, C, 3, 3};
+	static float w1[C * C * 9], w2[C * C * 9], x[C * H * W], mid[C * H * W], want[C * H * W];
+	Onnx__TensorProto *t;
+	(void)state;
+
+	for (int i = 0; i < C * C * 9; i++) {
+		w1[i] = (float)((i * 37 % 19) - 9) / 40;
+		w2[i] = (float)((i * 53 % 23) - 11) / 50;
+	}
+	for (int i = 0; i < C * H * W; i++)
+		x[i] = (float)((i * 29 % 13) - 6) / 6;
+	tm_input(mp, "x", 1, 4, xd);
+	tm_output(mp, "y", 1, 4, xd);
+	t = tm_tensor("w1", 1, 4, wd); tm_raw(t, w1, sizeof(w1)); tm_initializer(mp, t);
+	t = tm_tensor("w2", 1, 4, wd); tm_raw(t, w2, sizeof(w2)); tm_initializer(mp, t);
+	Onnx__NodeProto *c1 = tm_node(mp, "Conv", "c1", (const char *[]){"x", "w1", NULL},
+				      (const char *[]){"a", NULL});
+	tm_node(mp, "Relu", "r", (const char *[]){"a", NULL}, (const char *[]){"b", NULL});
+	Onnx__NodeProto *c2 = tm_node(mp, "Conv", "c2", (const char *[]){"b", "w2", NULL},
+				      (const char *[]){"y", NULL});
+	for (Onnx__NodeProto *c = c1; c; c = c == c1 ? c2 : NULL) {
+		Onnx__AttributeProto *a = malloc(sizeof(*a));
+		onnx__attribute_proto__init(a);
+		a->name = strdup("pads");
+		a->has_type = 1;
+		a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+		a->n_ints = 4;
+		a->ints = calloc(4, sizeof(int64_t));
+		for (int k = 0; k < 4; k++)
+			a->ints[k] = 1;
+		c->attribute = realloc(c->attribute, sizeof(*c->attribute) * (c->n_attribute + 1));
+		c->attribute[c->n_attribute++] = a;
+	}
+	struct graft_model *m = load(mp);
+	struct graft_net *net;
+	struct graft_err err = {0};
+	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, C, H, W},
+				 .data = x, .nbytes = sizeof(x)}, y;
+	uint64_t prims, r1, r2;
+	size_t fused;
+
+	if (graft_net_new(&net, m, &err) || graft_net_run(net, &in, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_counters(net, &prims, &r1, &fused);
+	assert_int_equal(graft_net_run(net, &in, 1, &err), 0);
+	graft_net_counters(net, &prims, &r2, &fused);
+	assert_int_equal(fused, 1);                     /* the Relu */
+	assert_int_equal(r2 - r1, 2);                   /* x in and y out, nothing between */
+	conv3x3(x, w1, mid, C, H, W, 1);
+	conv3x3(mid, w2, want, C, H, W, 0);
+	graft_net_output(net, 0, &y);
+	for (int i = 0; i < C * H * W; i++)
+		if (fabsf(((float *)y.data)[i] - want[i]) > 1e-4f)
+			fail_msg("y[%d] = %g, expected %g", i, ((float *)y.data)[i], want[i]);
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +306,7 @@ int main(void)
 		cmocka_unit_test(test_input_checks),
 		cmocka_unit_test(test_unsupported_op_named),
 		cmocka_unit_test(test_conv_bn_relu_fused),
+		cmocka_unit_test(test_blocked_layout_between_convs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
