@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops/ops.h"
+#include "ops/dnnl_util.h"
 
 struct graft_net {
 	const struct graft_model *model;
@@ -435,13 +435,20 @@ static int fuse_activation(struct graft_net *net, struct node *act, const size_t
  * only Convs read, as their X.  Between such layers no reorder to plain NCHW and back is
  * needed (they cost a fifth of resnet18's time and most of mobilenet_v2's).
  */
+static int layout_aware_reader(const struct node *c, size_t k)
+{
+	return (k == 0 && strcmp(c->op->name, "Conv") == 0) ||
+	       (c->op->flags & OP_LAYOUT_TRANSPARENT);
+}
+
 static void mark_blockable(struct graft_net *net)
 {
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *p = &net->nodes[i];
 		struct value *v = p->n_out ? p->out[0] : NULL;
-		int ok = v && !p->fused_away && strcmp(p->op->name, "Conv") == 0 &&
-			 !(v->flags & VALUE_OUTPUT);
+		int ok = v && !p->fused_away && !(v->flags & VALUE_OUTPUT) &&
+			 (strcmp(p->op->name, "Conv") == 0 ||
+			  (p->op->flags & OP_LAYOUT_TRANSPARENT));
 		int readers = 0;
 
 		for (size_t j = 0; j < net->n_nodes && ok; j++) {
@@ -450,13 +457,157 @@ static void mark_blockable(struct graft_net *net)
 				continue;
 			for (size_t k = 0; k < c->n_in; k++)
 				if (c->in[k] == v) {
-					ok = k == 0 && strcmp(c->op->name, "Conv") == 0;
+					ok = layout_aware_reader(c, k);
 					readers++;
 				}
 		}
 		if (ok && readers)
 			v->flags |= VALUE_BLOCKABLE;
 	}
+}
+
+/* A plain copy of a blocked value, for a reader that needs plain data. */
+struct shadow {
+	dnnl_primitive_t reorder;
+	dnnl_memory_t from, to;
+	void *plain;
+};
+
+static void shadow_free(struct value *v)
+{
+	struct shadow *sh = v->shadow;
+
+	if (!sh)
+		return;
+	dnnl_primitive_destroy(sh->reorder);
+	dnnl_memory_destroy(sh->from);
+	dnnl_memory_destroy(sh->to);
+	free(sh->plain);
+	free(sh);
+	v->shadow = NULL;
+}
+
+/* Brings v's plain copy up to date (made on first use, reordered every run). */
+static int shadow_update(const struct node *n, struct value *v, struct graft_err *err)
+{
+	struct shadow *sh = v->shadow;
+	dnnl_memory_desc_t plain;
+	int rc;
+
+	if (!sh) {
+		if (!(sh = v->shadow = calloc(1, sizeof(*sh))) ||
+		    !(sh->plain = malloc(value_numel(v) * sizeof(float) + 64)))
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+		if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&plain, v->rank, v->dims, dnnl_f32))) ||
+		    (rc = onednn_memory(n, &sh->from, v->layout, v->data, err)) ||
+		    (rc = onednn_memory(n, &sh->to, &plain, sh->plain, err)) ||
+		    (rc = onednn_reorder_new(n, v->layout, &plain, &sh->reorder, err)))
+			return rc;
+	}
+	if ((rc = onednn_rebind(n, sh->from, v->data, err)))
+		return rc;
+	return onednn_reorder_run(n, sh->reorder, sh->from, sh->to, err);
+}
+
+/* Runs an elementwise op over raw blocked buffers: every input and the output seen as
+ * flat vectors of the layout's size. */
+static int run_flat(struct node *n, const dnnl_memory_desc_t *md, struct graft_err *err)
+{
+	struct value *out = n->out[0];
+	size_t size = dnnl_memory_desc_get_size(md);
+	int64_t saved[16][NET_MAX_RANK + 1];
+	size_t k;
+	int rc;
+
+	if (!out->layout) {
+		dnnl_memory_desc_t *copy = malloc(sizeof(*copy));
+		void *buf = NULL;
+		if (!copy || posix_memalign(&buf, 64, size)) {
+			free(copy);
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+		}
+		memset(buf, 0, size);
+		*copy = *md;
+		free(out->data);
+		out->data = buf;
+		out->nbytes = size;
+		out->layout = copy;
+	}
+	for (k = 0; k <= n->n_in && k < 16; k++) {
+		struct value *v = k < n->n_in ? n->in[k] : out;
+		saved[k][0] = v->rank;
+		memcpy(&saved[k][1], v->dims, sizeof(int64_t) * (size_t)v->rank);
+		v->rank = 1;
+		v->dims[0] = (int64_t)(size / sizeof(float));
+	}
+	rc = n->op->run(n, err);
+	for (k = 0; k <= n->n_in && k < 16; k++) {
+		struct value *v = k < n->n_in ? n->in[k] : out;
+		v->rank = (int)saved[k][0];
+		memcpy(v->dims, &saved[k][1], sizeof(int64_t) * (size_t)v->rank);
+	}
+	return rc;
+}
+
+static int same_dims(const struct value *a, const struct value *b)
+{
+	return a->rank == b->rank &&
+	       memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank) == 0;
+}
+
+/*
+ * Runs a node whose inputs may hold blocked layouts.  Convs read them directly; a
+ * layout-transparent op whose inputs all share one layout and the output's shape runs
+ * on the raw buffers; any other reader gets plain copies, reordered here.
+ */
+static int run_node(struct node *n, struct graft_err *err)
+{
+	const dnnl_memory_desc_t *md = NULL;
+	int mixed = 0, rc;
+	void *saved[16];
+
+	for (size_t k = 0; k < n->n_in; k++) {
+		const struct value *v = n->in[k];
+		if (!v)
+			continue;
+		if (v->layout) {
+			if (md && !onednn_md_same(md, v->layout))
+				mixed = 1;
+			md = v->layout;
+		} else {
+			mixed = 1;
+		}
+		if (!same_dims(v, n->out[0]) || v->dtype != GRAFT_FLOAT)
+			mixed = 1;
+	}
+	if (!md || strcmp(n->op->name, "Conv") == 0)
+		return n->op->run(n, err);
+	if (!mixed && (n->op->flags & OP_LAYOUT_TRANSPARENT) && n->n_in <= 15 &&
+	    (n->out[0]->flags & VALUE_BLOCKABLE))
+		return run_flat(n, md, err);
+	/* Plain copies for this reader. */
+	for (size_t k = 0; k < n->n_in && k < 16; k++) {
+		struct value *v = n->in[k];
+		saved[k] = v ? v->data : NULL;
+		if (v && v->layout) {
+			if ((rc = shadow_update(n, v, err)))
+				return rc;
+			v->data = ((struct shadow *)v->shadow)->plain;
+		}
+	}
+	void *layouts[16];
+	for (size_t k = 0; k < n->n_in && k < 16; k++) {
+		layouts[k] = n->in[k] ? n->in[k]->layout : NULL;
+		if (n->in[k])
+			n->in[k]->layout = NULL;
+	}
+	rc = n->op->run(n, err);
+	for (size_t k = 0; k < n->n_in && k < 16; k++)
+		if (n->in[k]) {
+			n->in[k]->data = saved[k];
+			n->in[k]->layout = layouts[k];
+		}
+	return rc;
 }
 
 static int fuse(struct graft_net *net, struct graft_err *err)
@@ -524,6 +675,7 @@ static void unplan(struct graft_net *net)
 			v->data = NULL;
 			free(v->layout);
 			v->layout = NULL;
+			shadow_free(v);
 			v->nbytes = 0;
 			v->dtype = 0;
 			v->flags &= ~(unsigned)VALUE_CONST;
@@ -636,7 +788,7 @@ static int plan(struct graft_net *net, const struct graft_array *inputs, struct 
 			if (n->out[k] && (rc = alloc_value(n->out[k], n, err)))
 				return rc;
 		if (foldable(n)) {
-			if ((rc = n->op->run(n, err)))
+			if ((rc = run_node(n, err)))
 				return rc;
 			for (size_t k = 0; k < n->n_out; k++)
 				if (n->out[k])
@@ -700,7 +852,7 @@ int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_
 	}
 	for (size_t r = 0; r < net->n_run; r++) {
 		struct node *n = &net->nodes[net->run_list[r]];
-		if ((rc = n->op->run(n, err)))
+		if ((rc = run_node(n, err)))
 			return rc;
 	}
 	return 0;

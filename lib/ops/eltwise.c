@@ -888,9 +888,15 @@ static int unary_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
+/* f(0) == 0: the executor may run these over blocked layouts, padding included. */
+#define ZERO_PRESERVING(c) \
+	((c) == U_RELU || (c) == U_LEAKY_RELU || (c) == U_HARD_SWISH || (c) == U_TANH || \
+	 (c) == U_NEG || (c) == U_ABS)
+
 static const struct op_def unary_ops[U_COUNT] = {
 #define X(code, name, a1, d1, a2, d2, ints, expr) \
-	[U_##code] = {name, unary_infer, unary_run, NULL, 0},
+	[U_##code] = {name, unary_infer, unary_run, NULL, \
+		      ZERO_PRESERVING(U_##code) ? OP_LAYOUT_TRANSPARENT : 0, 0},
 	UNARY_OPS(X)
 #undef X
 };
@@ -1013,7 +1019,9 @@ static int binary_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-#define BINARY_DEF(code, name) [code] = {name, binary_infer, binary_run, NULL, 0}
+#define BINARY_DEF(code, name) \
+	[code] = {name, binary_infer, binary_run, NULL, \
+		  (code) == B_ADD || (code) == B_SUB || (code) == B_MUL ? OP_LAYOUT_TRANSPARENT : 0, 0}
 static const struct op_def binary_ops[B_COUNT] = {
 	BINARY_DEF(B_ADD, "Add"), BINARY_DEF(B_SUB, "Sub"), BINARY_DEF(B_MUL, "Mul"),
 	BINARY_DEF(B_DIV, "Div"), BINARY_DEF(B_POW, "Pow"), BINARY_DEF(B_MOD, "Mod"),
@@ -1101,7 +1109,7 @@ static int variadic_run(struct node *n, struct graft_err *err)
 }
 
 static const struct op_def variadic_ops[V_END - V_SUM] = {
-	[V_SUM - V_SUM] = {"Sum", variadic_infer, variadic_run, NULL, 0},
+	[V_SUM - V_SUM] = {"Sum", variadic_infer, variadic_run, NULL, OP_LAYOUT_TRANSPARENT},
 	[V_MEAN - V_SUM] = {"Mean", variadic_infer, variadic_run, NULL, 0},
 	[V_MAX - V_SUM] = {"Max", variadic_infer, variadic_run, NULL, 0},
 	[V_MIN - V_SUM] = {"Min", variadic_infer, variadic_run, NULL, 0},

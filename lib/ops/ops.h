@@ -29,7 +29,8 @@ enum value_flags {
 	VALUE_PLAN = 1 << 4,    /* a graph input whose data shapes the plan (a shape, axes,
 				 * pads...): the executor treats it as a constant and replans
 				 * when its bytes change */
-	VALUE_BLOCKABLE = 1 << 5,/* produced by a Conv and read only by Convs (as X): may be
+	VALUE_BLOCKABLE = 1 << 5,/* produced by a Conv (or a layout-transparent op) and read
+				 * only by Convs (as X) and layout-transparent ops: may be
 				 * kept in the layout oneDNN prefers (see layout) */
 };
 
@@ -47,6 +48,7 @@ struct value {
 	 * it, on its first run after a plan, replacing data with a buffer of that size if
 	 * larger (free the old one); the executor frees it when it replans. */
 	void *layout;
+	void *shadow;           /* executor-private: a plain copy of a blocked value */
 };
 
 struct op_def;
@@ -106,6 +108,10 @@ struct op_def {
 
 enum op_flags {
 	OP_FUSES_ACT = 1 << 0,  /* run applies n->act to its output */
+	/* Elementwise and zero-preserving (f(0, 0...) == 0): when all its inputs share one
+	 * blocked layout and its output's shape, the executor runs it over the raw
+	 * buffers, padding included, and the output keeps the layout. */
+	OP_LAYOUT_TRANSPARENT = 1 << 1,
 };
 
 /* The definition for op_type in the default domain, or NULL. */
