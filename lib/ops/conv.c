@@ -327,29 +327,6 @@ static int bind_activation(const struct node *n, const dnnl_memory_desc_t *user,
 		       : onednn_reorder_new(n, prim, user, reorder, err);
 }
 
-/* Gives value v the layout md: records it and makes v's buffer large enough (blocked
- * layouts pad channels), 64-byte aligned for oneDNN. */
-static int keep_layout(const struct node *n, struct value *v, const dnnl_memory_desc_t *md,
-		       struct graft_err *err)
-{
-	size_t size = dnnl_memory_desc_get_size(md);
-	dnnl_memory_desc_t *copy = malloc(sizeof(*copy));
-	void *buf = NULL;
-
-	if (!copy || posix_memalign(&buf, 64, size ? size : 64)) {
-		free(copy);
-		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
-	}
-	memset(buf, 0, size);
-	*copy = *md;
-	free(v->data);
-	free(v->layout);
-	v->data = buf;
-	v->nbytes = size;
-	v->layout = copy;
-	return 0;
-}
-
 static int conv_build(struct node *n, int transpose, struct graft_err *err)
 {
 	struct conv_state *s;
@@ -428,7 +405,7 @@ static int conv_build(struct node *n, int transpose, struct graft_err *err)
 		return rc;
 	/* Y read only by Convs: it stays in the primitive's layout. */
 	if (blocked && (y->flags & VALUE_BLOCKABLE) && !onednn_md_same(&dst_md, &s->cp.dst) &&
-	    (rc = keep_layout(n, y, &s->cp.dst, err)))
+	    (rc = onednn_keep_layout(n, y, &s->cp.dst, err)))
 		return rc;
 	if (y->layout)
 		dst_md = s->cp.dst;
@@ -514,8 +491,8 @@ static int convt_run(struct node *n, struct graft_err *err)
 }
 
 static const struct op_def op_conv = {"Conv", conv_infer, conv_run, conv_release,
-				      OP_FUSES_ACT, 0};
+				      OP_FUSES_ACT | OP_BLOCKED_IO, 0};
 static const struct op_def op_conv_transpose = {"ConvTranspose", convt_infer, convt_run,
-						conv_release, OP_FUSES_ACT, 0};
+						conv_release, OP_FUSES_ACT | OP_BLOCKED_IO, 0};
 
 const struct op_def *const ops_conv[] = {&op_conv, &op_conv_transpose, NULL};

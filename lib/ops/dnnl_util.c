@@ -415,3 +415,24 @@ void *onednn_scratch(int slot, size_t nbytes)
 	}
 	return s->p[slot];
 }
+
+int onednn_keep_layout(const struct node *n, struct value *v, const dnnl_memory_desc_t *md,
+		       struct graft_err *err)
+{
+	size_t size = dnnl_memory_desc_get_size(md);
+	dnnl_memory_desc_t *copy = malloc(sizeof(*copy));
+	void *buf = NULL;
+
+	if (!copy || posix_memalign(&buf, 64, size ? size : 64)) {
+		free(copy);
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
+	memset(buf, 0, size);
+	*copy = *md;
+	free(v->data);
+	free(v->layout);
+	v->data = buf;
+	v->nbytes = size;
+	v->layout = copy;
+	return 0;
+}

@@ -56,6 +56,12 @@ int onednn_reorder_run(const struct node *n, dnnl_primitive_t prim, dnnl_memory_
 int onednn_reorder_once(const struct node *n, const dnnl_memory_desc_t *smd, const void *src,
 			const dnnl_memory_desc_t *dmd, void *dst, struct graft_err *err);
 
+/* Gives value v (an output of n) the layout md: records it in v->layout and replaces
+ * v's buffer with a zeroed, 64-byte aligned one of the layout's size (blocked layouts pad
+ * channels).  Only for VALUE_BLOCKABLE values; the executor frees both on replan. */
+int onednn_keep_layout(const struct node *n, struct value *v, const dnnl_memory_desc_t *md,
+		       struct graft_err *err);
+
 /* Appends n->act, the activation the executor fused into n, to post-ops po. */
 int onednn_append_act(const struct node *n, dnnl_post_ops_t po, struct graft_err *err);
 /* A primitive attribute carrying n->act alone in *attr, or NULL when n has none; the

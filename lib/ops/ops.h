@@ -29,9 +29,9 @@ enum value_flags {
 	VALUE_PLAN = 1 << 4,    /* a graph input whose data shapes the plan (a shape, axes,
 				 * pads...): the executor treats it as a constant and replans
 				 * when its bytes change */
-	VALUE_BLOCKABLE = 1 << 5,/* produced by a Conv (or a layout-transparent op) and read
-				 * only by Convs (as X) and layout-transparent ops: may be
-				 * kept in the layout oneDNN prefers (see layout) */
+	VALUE_BLOCKABLE = 1 << 5,/* produced by an OP_BLOCKED_IO or layout-transparent op and
+				 * read only by such ops: may be kept in the layout oneDNN
+				 * prefers (see layout) */
 };
 
 /* A tensor flowing through the graph: contiguous, row-major, little-endian. */
@@ -112,6 +112,9 @@ enum op_flags {
 	 * blocked layout and its output's shape, the executor runs it over the raw
 	 * buffers, padding included, and the output keeps the layout. */
 	OP_LAYOUT_TRANSPARENT = 1 << 1,
+	/* Reads in[0] in whatever layout it has (value->layout), and writes out[0] in the
+	 * layout its primitive prefers when out[0] is VALUE_BLOCKABLE (Conv, pooling). */
+	OP_BLOCKED_IO = 1 << 2,
 };
 
 /* The definition for op_type in the default domain, or NULL. */

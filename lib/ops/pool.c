@@ -232,6 +232,17 @@ static int pool_build(struct node *n, enum pool_kind kind, const struct window *
 	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&src_md, x->rank, x->dims, dnnl_f32))) ||
 	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&dst_md, y->rank, y->dims, dnnl_f32))))
 		return rc;
+	/* X as its producer left it (maybe blocked); Y in the layout the primitive likes
+	 * when only layout-aware ops read it. */
+	if (x->layout)
+		src_md = *(const dnnl_memory_desc_t *)x->layout;
+	if ((y->flags & VALUE_BLOCKABLE) && x->layout) {
+		dnnl_dims_t yd = {0};
+		memcpy(yd, y->dims, sizeof(int64_t) * (size_t)y->rank);
+		if ((rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(&dst_md, y->rank, yd,
+						dnnl_f32, dnnl_format_tag_any))))
+			return rc;
+	}
 	/* oneDNN refuses some windows (all padding, say): the plain loop takes them */
 	if (dnnl_pooling_v2_forward_desc_init(&d, dnnl_forward_inference,
 					      kind == POOL_MAX ? dnnl_pooling_max
@@ -242,9 +253,18 @@ static int pool_build(struct node *n, enum pool_kind kind, const struct window *
 	    dnnl_primitive_desc_create(&pd, &d, NULL, e, NULL) != dnnl_success)
 		return 0;
 	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(&s->prim, pd));
+	dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
 	dnnl_primitive_desc_destroy(pd);
 	if (rc)
 		return rc;
+	if (dst_md.format_kind == dnnl_blocked && (y->flags & VALUE_BLOCKABLE) && x->layout) {
+		dnnl_memory_desc_t plain;
+		if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&plain, y->rank, y->dims, dnnl_f32))))
+			return rc;
+		if (!onednn_md_same(&plain, &dst_md) &&
+		    (rc = onednn_keep_layout(n, y, &dst_md, err)))
+			return rc;
+	}
 	if (n->counters)
 		n->counters->primitives++;
 	if ((rc = onednn_memory(n, &s->src, &src_md, x->data, err)))
@@ -268,7 +288,26 @@ static int pool_run(struct node *n, enum pool_kind kind, struct graft_err *err)
 	}
 	s = n->priv;
 	if (!s->prim) {
+		struct value *x = n->in[0];
+		void *data = x->data, *layout = x->layout, *plain = NULL;
+		dnnl_memory_desc_t pmd;
+		/* The plain loop needs plain X: a rare path (windows oneDNN refuses). */
+		if (layout) {
+			if (!(plain = malloc(value_numel(x) * sizeof(float) + 1)))
+				return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+			if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&pmd, x->rank, x->dims,
+								       dnnl_f32))) ||
+			    (rc = onednn_reorder_once(n, layout, data, &pmd, plain, err))) {
+				free(plain);
+				return rc;
+			}
+			x->data = plain;
+			x->layout = NULL;
+		}
 		pool_plain(n, kind, &w);
+		x->data = data;
+		x->layout = layout;
+		free(plain);
 		return 0;
 	}
 	if ((rc = onednn_rebind(n, s->src, n->in[0]->data, err)) ||
@@ -362,9 +401,11 @@ static int gmax_run(struct node *n, struct graft_err *err)
 	return global_run(n, POOL_MAX);
 }
 
-static const struct op_def op_maxpool = {"MaxPool", maxpool_infer, maxpool_run, pool_release, 0, 0};
+static const struct op_def op_maxpool = {"MaxPool", maxpool_infer, maxpool_run, pool_release,
+					 OP_BLOCKED_IO, 0};
 static const struct op_def op_avgpool = {"AveragePool", avgpool_infer, avgpool_run,
-					 pool_release, 0, 0};
+					 pool_release,
+					 OP_BLOCKED_IO, 0};
 static const struct op_def op_gavg = {"GlobalAveragePool", global_infer, gavg_run, NULL, 0, 0};
 static const struct op_def op_gmax = {"GlobalMaxPool", global_infer, gmax_run, NULL, 0, 0};
 
