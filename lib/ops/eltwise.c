@@ -59,144 +59,6 @@ static int is_numeric(int dt)
 	return is_floaty(dt) || is_inty(dt);
 }
 
-static float half_to_float(uint16_t h)
-{
-	uint32_t s = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
-	float f;
-
-	if (e == 0) {
-		f = (float)m * 0x1p-24f;        /* zero or subnormal */
-		return s ? -f : f;
-	}
-	bits = e == 31 ? s | 0x7f800000 | (m << 13) : s | ((e + 112) << 23) | (m << 13);
-	memcpy(&f, &bits, 4);
-	return f;
-}
-
-/* Rounds to nearest even, as numpy's astype(float16) does. */
-static uint16_t float_to_half(float f)
-{
-	uint32_t x, s;
-	float a;
-
-	memcpy(&x, &f, 4);
-	s = (x >> 16) & 0x8000;
-	x &= 0x7fffffff;
-	if (x >= 0x7f800000)
-		return (uint16_t)(s | 0x7c00 | (x > 0x7f800000 ? 0x200 : 0));
-	if (x >= 0x477ff000)            /* 65520 and up round to infinity */
-		return (uint16_t)(s | 0x7c00);
-	if (x < 0x38800000) {           /* below 2^-14: subnormal; the product is exact */
-		memcpy(&a, &x, 4);
-		return (uint16_t)(s | (uint32_t)nearbyint(a * 0x1p24f));
-	}
-	x += 0xc8000fffu + ((x >> 13) & 1);     /* rebias the exponent, round */
-	return (uint16_t)(s | (x >> 13));
-}
-
-static float bf16_to_float(uint16_t h)
-{
-	uint32_t bits = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &bits, 4);
-	return f;
-}
-
-static uint16_t float_to_bf16(float f)
-{
-	uint32_t x;
-
-	memcpy(&x, &f, 4);
-	if ((x & 0x7fffffff) > 0x7f800000)
-		return (uint16_t)((x >> 16) | 0x40);    /* keep NaN a NaN */
-	return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
-}
-
-static double ld_d(const void *p, int dt, uint64_t i)
-{
-	switch (dt) {
-	case GRAFT_FLOAT: return ((const float *)p)[i];
-	case GRAFT_DOUBLE: return ((const double *)p)[i];
-	case GRAFT_FLOAT16: return half_to_float(((const uint16_t *)p)[i]);
-	case GRAFT_BFLOAT16: return bf16_to_float(((const uint16_t *)p)[i]);
-	case GRAFT_INT8: return ((const int8_t *)p)[i];
-	case GRAFT_INT16: return ((const int16_t *)p)[i];
-	case GRAFT_INT32: return ((const int32_t *)p)[i];
-	case GRAFT_INT64: return (double)((const int64_t *)p)[i];
-	case GRAFT_UINT8: case GRAFT_BOOL: return ((const uint8_t *)p)[i];
-	case GRAFT_UINT16: return ((const uint16_t *)p)[i];
-	case GRAFT_UINT32: return ((const uint32_t *)p)[i];
-	case GRAFT_UINT64: return (double)((const uint64_t *)p)[i];
-	default: return 0;
-	}
-}
-
-/* Integers as int64; uint64 keeps its bits (callers that care pass uns). */
-static int64_t ld_i(const void *p, int dt, uint64_t i)
-{
-	switch (dt) {
-	case GRAFT_INT8: return ((const int8_t *)p)[i];
-	case GRAFT_INT16: return ((const int16_t *)p)[i];
-	case GRAFT_INT32: return ((const int32_t *)p)[i];
-	case GRAFT_INT64: return ((const int64_t *)p)[i];
-	case GRAFT_UINT8: return ((const uint8_t *)p)[i];
-	case GRAFT_BOOL: return ((const uint8_t *)p)[i] != 0;
-	case GRAFT_UINT16: return ((const uint16_t *)p)[i];
-	case GRAFT_UINT32: return ((const uint32_t *)p)[i];
-	case GRAFT_UINT64: return (int64_t)((const uint64_t *)p)[i];
-	default: return (int64_t)ld_d(p, dt, i);
-	}
-}
-
-/* Narrower integer types wrap, as C's conversions to unsigned and numpy's astype do. */
-static void st_i(void *p, int dt, uint64_t i, int64_t x)
-{
-	switch (dt) {
-	case GRAFT_INT8: ((int8_t *)p)[i] = (int8_t)(uint8_t)x; break;
-	case GRAFT_INT16: ((int16_t *)p)[i] = (int16_t)(uint16_t)x; break;
-	case GRAFT_INT32: ((int32_t *)p)[i] = (int32_t)(uint32_t)x; break;
-	case GRAFT_INT64: ((int64_t *)p)[i] = x; break;
-	case GRAFT_UINT8: ((uint8_t *)p)[i] = (uint8_t)x; break;
-	case GRAFT_BOOL: ((uint8_t *)p)[i] = x != 0; break;
-	case GRAFT_UINT16: ((uint16_t *)p)[i] = (uint16_t)x; break;
-	case GRAFT_UINT32: ((uint32_t *)p)[i] = (uint32_t)x; break;
-	case GRAFT_UINT64: ((uint64_t *)p)[i] = (uint64_t)x; break;
-	case GRAFT_FLOAT: ((float *)p)[i] = (float)x; break;
-	case GRAFT_DOUBLE: ((double *)p)[i] = (double)x; break;
-	case GRAFT_FLOAT16: ((uint16_t *)p)[i] = float_to_half((float)x); break;
-	case GRAFT_BFLOAT16: ((uint16_t *)p)[i] = float_to_bf16((float)x); break;
-	default: break;
-	}
-}
-
-/* A float to int64 without undefined behaviour: truncates, saturates, NaN is 0. */
-static int64_t sat_i64(double x)
-{
-	if (x != x)
-		return 0;
-	if (x >= 9223372036854775807.0)
-		return INT64_MAX;
-	if (x <= -9223372036854775808.0)
-		return INT64_MIN;
-	return (int64_t)x;
-}
-
-static void st_d(void *p, int dt, uint64_t i, double x)
-{
-	switch (dt) {
-	case GRAFT_FLOAT: ((float *)p)[i] = (float)x; break;
-	case GRAFT_DOUBLE: ((double *)p)[i] = x; break;
-	case GRAFT_FLOAT16: ((uint16_t *)p)[i] = float_to_half((float)x); break;
-	case GRAFT_BFLOAT16: ((uint16_t *)p)[i] = float_to_bf16((float)x); break;
-	case GRAFT_BOOL: ((uint8_t *)p)[i] = x != 0; break;
-	case GRAFT_UINT64:
-		((uint64_t *)p)[i] = x >= 9223372036854775808.0 && x < 18446744073709551616.0
-					     ? (uint64_t)x : (uint64_t)sat_i64(x);
-		break;
-	default: st_i(p, dt, i, sat_i64(x)); break;
-	}
-}
-
 /* ---- node checks ------------------------------------------------------------------------ */
 
 /* n_in within [min_in, max_in], the first req inputs present, and out[0] present. */
@@ -579,12 +441,12 @@ static void generic_binary(int code, const struct bcast *bc, void *o, int dto, c
 			uint64_t io = row * (uint64_t)bc->inner + (uint64_t)i;
 			uint64_t ia = (uint64_t)(off[0] + i * sa), ib = (uint64_t)(off[1] + i * sb);
 			if (ints)
-				st_i(o, dto, io, bin_i(code, ld_i(a, dta, ia), ld_i(b, dtb, ib), uns,
+				elem_put_i64(o, dto, io, bin_i(code, elem_get_i64(a, dta, ia), elem_get_i64(b, dtb, ib), uns,
 						       p->fmod_, p->left));
 			else if (is_compare(code))
-				st_i(o, dto, io, (int64_t)bin_d(code, ld_d(a, dta, ia), ld_d(b, dtb, ib)));
+				elem_put_i64(o, dto, io, (int64_t)bin_d(code, elem_get_f64(a, dta, ia), elem_get_f64(b, dtb, ib)));
 			else
-				st_d(o, dto, io, bin_d(code, ld_d(a, dta, ia), ld_d(b, dtb, ib)));
+				elem_put_f64(o, dto, io, bin_d(code, elem_get_f64(a, dta, ia), elem_get_f64(b, dtb, ib)));
 		}
 	}
 }
@@ -823,7 +685,7 @@ static int64_t unary_i(int code, int64_t v, int uns, double al, double be)
 	case U_SIGN: return uns ? v != 0 : (v > 0) - (v < 0);
 	case U_SHRINK: {
 		double x = uns ? (double)(uint64_t)v : (double)v;
-		return sat_i64(x < -be ? x + al : x > be ? x - al : 0);
+		return elem_sat_i64(x < -be ? x + al : x > be ? x - al : 0);
 	}
 	default: return 0;
 	}
@@ -878,12 +740,12 @@ static int unary_run(struct node *n, struct graft_err *err)
 		par_unary(u->f32, y->data, x->data, (int64_t)count, al, be);
 	} else if (is_floaty(x->dtype)) {
 		for (uint64_t i = 0; i < count; i++)
-			st_d(y->data, y->dtype, i, unary_d(code, ld_d(x->data, x->dtype, i), al, be));
+			elem_put_f64(y->data, y->dtype, i, unary_d(code, elem_get_f64(x->data, x->dtype, i), al, be));
 	} else {
 		int uns = x->dtype == GRAFT_UINT64;
 		for (uint64_t i = 0; i < count; i++)
-			st_i(y->data, y->dtype, i,
-			     unary_i(code, ld_i(x->data, x->dtype, i), uns, al, be));
+			elem_put_i64(y->data, y->dtype, i,
+			     unary_i(code, elem_get_i64(x->data, x->dtype, i), uns, al, be));
 	}
 	return 0;
 }
@@ -1102,7 +964,7 @@ static int variadic_run(struct node *n, struct graft_err *err)
 				y[i] /= k;
 		} else {
 			for (uint64_t i = 0; i < count; i++)
-				st_d(o->data, o->dtype, i, ld_d(o->data, o->dtype, i) / (double)n->n_in);
+				elem_put_f64(o->data, o->dtype, i, elem_get_f64(o->data, o->dtype, i) / (double)n->n_in);
 		}
 	}
 	return 0;
@@ -1252,21 +1114,21 @@ static int clip_run(struct node *n, struct graft_err *err)
 			hi = attr_float(n, "max", FLT_MAX);
 		}
 		if (vlo)
-			lo = ld_d(vlo->data, vlo->dtype, 0);
+			lo = elem_get_f64(vlo->data, vlo->dtype, 0);
 		if (vhi)
-			hi = ld_d(vhi->data, vhi->dtype, 0);
+			hi = elem_get_f64(vhi->data, vhi->dtype, 0);
 		if (x->dtype == GRAFT_FLOAT) {
 			par_unary(clip_f32, y->data, x->data, (int64_t)count, (float)lo, (float)hi);
 			return 0;
 		}
 		for (uint64_t i = 0; i < count; i++) {
-			double v = ld_d(x->data, x->dtype, i);
+			double v = elem_get_f64(x->data, x->dtype, i);
 			v = v < lo ? lo : v;
-			st_d(y->data, y->dtype, i, v > hi ? hi : v);
+			elem_put_f64(y->data, y->dtype, i, v > hi ? hi : v);
 		}
 	} else if (x->dtype == GRAFT_UINT64) {
-		uint64_t lo = vlo ? (uint64_t)ld_i(vlo->data, vlo->dtype, 0) : 0;
-		uint64_t hi = vhi ? (uint64_t)ld_i(vhi->data, vhi->dtype, 0) : UINT64_MAX;
+		uint64_t lo = vlo ? (uint64_t)elem_get_i64(vlo->data, vlo->dtype, 0) : 0;
+		uint64_t hi = vhi ? (uint64_t)elem_get_i64(vhi->data, vhi->dtype, 0) : UINT64_MAX;
 		const uint64_t *xs = x->data;
 		uint64_t *ys = y->data;
 		for (uint64_t i = 0; i < count; i++) {
@@ -1274,12 +1136,12 @@ static int clip_run(struct node *n, struct graft_err *err)
 			ys[i] = v > hi ? hi : v;
 		}
 	} else {
-		int64_t lo = vlo ? ld_i(vlo->data, vlo->dtype, 0) : INT64_MIN;
-		int64_t hi = vhi ? ld_i(vhi->data, vhi->dtype, 0) : INT64_MAX;
+		int64_t lo = vlo ? elem_get_i64(vlo->data, vlo->dtype, 0) : INT64_MIN;
+		int64_t hi = vhi ? elem_get_i64(vhi->data, vhi->dtype, 0) : INT64_MAX;
 		for (uint64_t i = 0; i < count; i++) {
-			int64_t v = ld_i(x->data, x->dtype, i);
+			int64_t v = elem_get_i64(x->data, x->dtype, i);
 			v = v < lo ? lo : v;
-			st_i(y->data, y->dtype, i, v > hi ? hi : v);
+			elem_put_i64(y->data, y->dtype, i, v > hi ? hi : v);
 		}
 	}
 	return 0;
@@ -1338,7 +1200,7 @@ static int cast_run(struct node *n, struct graft_err *err)
 		const float *xs = x->data;
 		int64_t *ys = y->data;
 		for (uint64_t i = 0; i < count; i++)
-			ys[i] = sat_i64(xs[i]);
+			ys[i] = elem_sat_i64(xs[i]);
 	} else if (from == GRAFT_INT64 && to == GRAFT_FLOAT) {
 		const int64_t *xs = x->data;
 		float *ys = y->data;
@@ -1351,27 +1213,27 @@ static int cast_run(struct node *n, struct graft_err *err)
 			ys[i] = (float)xs[i];
 	} else if (is_floaty(from)) {
 		for (uint64_t i = 0; i < count; i++)
-			st_d(y->data, to, i, ld_d(x->data, from, i));
+			elem_put_f64(y->data, to, i, elem_get_f64(x->data, from, i));
 	} else if (from == GRAFT_UINT64) {
 		for (uint64_t i = 0; i < count; i++) {
-			uint64_t v = (uint64_t)ld_i(x->data, from, i);
+			uint64_t v = (uint64_t)elem_get_i64(x->data, from, i);
 			if (is_floaty(to))
-				st_d(y->data, to, i, (double)v);
+				elem_put_f64(y->data, to, i, (double)v);
 			else
-				st_i(y->data, to, i, (int64_t)v);
+				elem_put_i64(y->data, to, i, (int64_t)v);
 		}
 	} else if (is_floaty(to)) {
 		/* int64 to float directly: through double it could round twice */
 		for (uint64_t i = 0; i < count; i++) {
-			int64_t v = ld_i(x->data, from, i);
+			int64_t v = elem_get_i64(x->data, from, i);
 			if (to == GRAFT_FLOAT)
 				((float *)y->data)[i] = (float)v;
 			else
-				st_d(y->data, to, i, (double)v);
+				elem_put_f64(y->data, to, i, (double)v);
 		}
 	} else {
 		for (uint64_t i = 0; i < count; i++)
-			st_i(y->data, to, i, ld_i(x->data, from, i));
+			elem_put_i64(y->data, to, i, elem_get_i64(x->data, from, i));
 	}
 	return 0;
 }
@@ -1427,7 +1289,7 @@ static int dropout_run(struct node *n, struct graft_err *err)
 	const struct value *vr = n->n_in > 1 ? n->in[1] : NULL, *vt = n->n_in > 2 ? n->in[2] : NULL;
 	struct value *y = n->out[0], *mask = n->n_out > 1 ? n->out[1] : NULL;
 	uint64_t count = value_numel(x);
-	double ratio = vr ? ld_d(vr->data, vr->dtype, 0) : 0.5;
+	double ratio = vr ? elem_get_f64(vr->data, vr->dtype, 0) : 0.5;
 	int training = vt && *(const uint8_t *)vt->data;
 
 	if (!training || ratio == 0) {
@@ -1436,7 +1298,7 @@ static int dropout_run(struct node *n, struct graft_err *err)
 			memset(mask->data, 1, mask->nbytes);
 		else if (mask)
 			for (uint64_t i = 0; i < count; i++)
-				st_d(mask->data, mask->dtype, i, 1);
+				elem_put_f64(mask->data, mask->dtype, i, 1);
 		return 0;
 	}
 	if (!(ratio > 0 && ratio < 1))
@@ -1453,7 +1315,7 @@ static int dropout_run(struct node *n, struct graft_err *err)
 	uint64_t cut = (uint64_t)(ratio * 9007199254740992.0);
 	for (uint64_t i = 0; i < count; i++) {
 		int keep = (splitmix64(n->priv) >> 11) >= cut;
-		st_d(y->data, y->dtype, i, keep ? ld_d(x->data, x->dtype, i) * scale : 0);
+		elem_put_f64(y->data, y->dtype, i, keep ? elem_get_f64(x->data, x->dtype, i) * scale : 0);
 		if (mask)
 			((uint8_t *)mask->data)[i] = (uint8_t)keep;
 	}
@@ -1544,7 +1406,7 @@ static int isfloat_run(struct node *n, struct graft_err *err)
 
 	(void)err;
 	for (uint64_t i = 0; i < count; i++) {
-		double v = ld_d(x->data, x->dtype, i);
+		double v = elem_get_f64(x->data, x->dtype, i);
 		y[i] = nan ? v != v : (isinf(v) && (v > 0 ? pos : neg));
 	}
 	return 0;

@@ -150,7 +150,20 @@ void value_set(struct value *v, int dtype, int rank, const int64_t *dims);
  * integer tensor. */
 long value_ints(const struct node *n, const struct value *v, int64_t *out, size_t max,
 		struct graft_err *err);
-/* Reads element i of any numeric value as a double / writes one. */
+/* Element i of a buffer of any numeric dtype (float16 and bfloat16 included), read or
+ * written as a double or as an int64.  Writing floats to integers truncates, saturates at
+ * int64's range and maps NaN to 0; narrower integer types then wrap, as numpy's astype
+ * does.  uint64 keeps its bits through int64. */
+double elem_get_f64(const void *p, int dtype, uint64_t i);
+int64_t elem_get_i64(const void *p, int dtype, uint64_t i);
+void elem_put_f64(void *p, int dtype, uint64_t i, double x);
+void elem_put_i64(void *p, int dtype, uint64_t i, int64_t x);
+float elem_half_to_float(uint16_t h);
+uint16_t elem_float_to_half(float f);   /* rounds to nearest even */
+float elem_bf16_to_float(uint16_t h);
+uint16_t elem_float_to_bf16(float f);   /* rounds to nearest even; NaN stays NaN */
+int64_t elem_sat_i64(double x);         /* truncates and saturates; NaN is 0 */
+/* The same for element i of a value. */
 double value_get(const struct value *v, uint64_t i);
 void value_put(struct value *v, uint64_t i, double x);
 /* The numpy broadcast of two shapes into out (rank *out_rank); -1 if incompatible. */

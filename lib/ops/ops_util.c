@@ -3,6 +3,7 @@
  * shape arithmetic and numpy broadcasting, and typed element access for the kernels
  * that work on any dtype.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -134,43 +135,152 @@ long value_ints(const struct node *n, const struct value *v, int64_t *out, size_
 	return (long)count;
 }
 
-double value_get(const struct value *v, uint64_t i)
+float elem_half_to_float(uint16_t h)
 {
-	const void *d = v->data;
+	uint32_t s = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
+	float f;
 
-	switch (v->dtype) {
-	case GRAFT_FLOAT: return ((const float *)d)[i];
-	case GRAFT_DOUBLE: return ((const double *)d)[i];
-	case GRAFT_INT64: return (double)((const int64_t *)d)[i];
-	case GRAFT_INT32: return ((const int32_t *)d)[i];
-	case GRAFT_INT16: return ((const int16_t *)d)[i];
-	case GRAFT_INT8: return ((const int8_t *)d)[i];
-	case GRAFT_UINT8: case GRAFT_BOOL: return ((const uint8_t *)d)[i];
-	case GRAFT_UINT16: return ((const uint16_t *)d)[i];
-	case GRAFT_UINT32: return ((const uint32_t *)d)[i];
-	case GRAFT_UINT64: return (double)((const uint64_t *)d)[i];
+	if (e == 0) {
+		f = (float)m * 0x1p-24f;        /* zero or subnormal */
+		return s ? -f : f;
+	}
+	bits = e == 31 ? s | 0x7f800000 | (m << 13) : s | ((e + 112) << 23) | (m << 13);
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+/* Rounds to nearest even, as numpy's astype(float16) does. */
+uint16_t elem_float_to_half(float f)
+{
+	uint32_t x, s;
+	float a;
+
+	memcpy(&x, &f, 4);
+	s = (x >> 16) & 0x8000;
+	x &= 0x7fffffff;
+	if (x >= 0x7f800000)
+		return (uint16_t)(s | 0x7c00 | (x > 0x7f800000 ? 0x200 : 0));
+	if (x >= 0x477ff000)            /* 65520 and up round to infinity */
+		return (uint16_t)(s | 0x7c00);
+	if (x < 0x38800000) {           /* below 2^-14: subnormal; the product is exact */
+		memcpy(&a, &x, 4);
+		return (uint16_t)(s | (uint32_t)nearbyint(a * 0x1p24f));
+	}
+	x += 0xc8000fffu + ((x >> 13) & 1);     /* rebias the exponent, round */
+	return (uint16_t)(s | (x >> 13));
+}
+
+float elem_bf16_to_float(uint16_t h)
+{
+	uint32_t bits = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+uint16_t elem_float_to_bf16(float f)
+{
+	uint32_t x;
+
+	memcpy(&x, &f, 4);
+	if ((x & 0x7fffffff) > 0x7f800000)
+		return (uint16_t)((x >> 16) | 0x40);    /* keep NaN a NaN */
+	return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+double elem_get_f64(const void *p, int dt, uint64_t i)
+{
+	switch (dt) {
+	case GRAFT_FLOAT: return ((const float *)p)[i];
+	case GRAFT_DOUBLE: return ((const double *)p)[i];
+	case GRAFT_FLOAT16: return elem_half_to_float(((const uint16_t *)p)[i]);
+	case GRAFT_BFLOAT16: return elem_bf16_to_float(((const uint16_t *)p)[i]);
+	case GRAFT_INT8: return ((const int8_t *)p)[i];
+	case GRAFT_INT16: return ((const int16_t *)p)[i];
+	case GRAFT_INT32: return ((const int32_t *)p)[i];
+	case GRAFT_INT64: return (double)((const int64_t *)p)[i];
+	case GRAFT_UINT8: case GRAFT_BOOL: return ((const uint8_t *)p)[i];
+	case GRAFT_UINT16: return ((const uint16_t *)p)[i];
+	case GRAFT_UINT32: return ((const uint32_t *)p)[i];
+	case GRAFT_UINT64: return (double)((const uint64_t *)p)[i];
 	default: return 0;
 	}
 }
 
-void value_put(struct value *v, uint64_t i, double x)
+/* Integers as int64; uint64 keeps its bits (callers that care pass uns). */
+int64_t elem_get_i64(const void *p, int dt, uint64_t i)
 {
-	void *d = v->data;
+	switch (dt) {
+	case GRAFT_INT8: return ((const int8_t *)p)[i];
+	case GRAFT_INT16: return ((const int16_t *)p)[i];
+	case GRAFT_INT32: return ((const int32_t *)p)[i];
+	case GRAFT_INT64: return ((const int64_t *)p)[i];
+	case GRAFT_UINT8: return ((const uint8_t *)p)[i];
+	case GRAFT_BOOL: return ((const uint8_t *)p)[i] != 0;
+	case GRAFT_UINT16: return ((const uint16_t *)p)[i];
+	case GRAFT_UINT32: return ((const uint32_t *)p)[i];
+	case GRAFT_UINT64: return (int64_t)((const uint64_t *)p)[i];
+	default: return (int64_t)elem_get_f64(p, dt, i);
+	}
+}
 
-	switch (v->dtype) {
-	case GRAFT_FLOAT: ((float *)d)[i] = (float)x; break;
-	case GRAFT_DOUBLE: ((double *)d)[i] = x; break;
-	case GRAFT_INT64: ((int64_t *)d)[i] = (int64_t)x; break;
-	case GRAFT_INT32: ((int32_t *)d)[i] = (int32_t)x; break;
-	case GRAFT_INT16: ((int16_t *)d)[i] = (int16_t)x; break;
-	case GRAFT_INT8: ((int8_t *)d)[i] = (int8_t)x; break;
-	case GRAFT_UINT8: ((uint8_t *)d)[i] = (uint8_t)x; break;
-	case GRAFT_BOOL: ((uint8_t *)d)[i] = x != 0; break;
-	case GRAFT_UINT16: ((uint16_t *)d)[i] = (uint16_t)x; break;
-	case GRAFT_UINT32: ((uint32_t *)d)[i] = (uint32_t)x; break;
-	case GRAFT_UINT64: ((uint64_t *)d)[i] = (uint64_t)x; break;
+/* Narrower integer types wrap, as C's conversions to unsigned and numpy's astype do. */
+void elem_put_i64(void *p, int dt, uint64_t i, int64_t x)
+{
+	switch (dt) {
+	case GRAFT_INT8: ((int8_t *)p)[i] = (int8_t)(uint8_t)x; break;
+	case GRAFT_INT16: ((int16_t *)p)[i] = (int16_t)(uint16_t)x; break;
+	case GRAFT_INT32: ((int32_t *)p)[i] = (int32_t)(uint32_t)x; break;
+	case GRAFT_INT64: ((int64_t *)p)[i] = x; break;
+	case GRAFT_UINT8: ((uint8_t *)p)[i] = (uint8_t)x; break;
+	case GRAFT_BOOL: ((uint8_t *)p)[i] = x != 0; break;
+	case GRAFT_UINT16: ((uint16_t *)p)[i] = (uint16_t)x; break;
+	case GRAFT_UINT32: ((uint32_t *)p)[i] = (uint32_t)x; break;
+	case GRAFT_UINT64: ((uint64_t *)p)[i] = (uint64_t)x; break;
+	case GRAFT_FLOAT: ((float *)p)[i] = (float)x; break;
+	case GRAFT_DOUBLE: ((double *)p)[i] = (double)x; break;
+	case GRAFT_FLOAT16: ((uint16_t *)p)[i] = elem_float_to_half((float)x); break;
+	case GRAFT_BFLOAT16: ((uint16_t *)p)[i] = elem_float_to_bf16((float)x); break;
 	default: break;
 	}
+}
+
+/* A float to int64 without undefined behaviour: truncates, saturates, NaN is 0. */
+int64_t elem_sat_i64(double x)
+{
+	if (x != x)
+		return 0;
+	if (x >= 9223372036854775807.0)
+		return INT64_MAX;
+	if (x <= -9223372036854775808.0)
+		return INT64_MIN;
+	return (int64_t)x;
+}
+
+void elem_put_f64(void *p, int dt, uint64_t i, double x)
+{
+	switch (dt) {
+	case GRAFT_FLOAT: ((float *)p)[i] = (float)x; break;
+	case GRAFT_DOUBLE: ((double *)p)[i] = x; break;
+	case GRAFT_FLOAT16: ((uint16_t *)p)[i] = elem_float_to_half((float)x); break;
+	case GRAFT_BFLOAT16: ((uint16_t *)p)[i] = elem_float_to_bf16((float)x); break;
+	case GRAFT_BOOL: ((uint8_t *)p)[i] = x != 0; break;
+	case GRAFT_UINT64:
+		((uint64_t *)p)[i] = x >= 9223372036854775808.0 && x < 18446744073709551616.0
+					     ? (uint64_t)x : (uint64_t)elem_sat_i64(x);
+		break;
+	default: elem_put_i64(p, dt, i, elem_sat_i64(x)); break;
+	}
+}
+
+double value_get(const struct value *v, uint64_t i)
+{
+	return elem_get_f64(v->data, v->dtype, i);
+}
+
+void value_put(struct value *v, uint64_t i, double x)
+{
+	elem_put_f64(v->data, v->dtype, i, x);
 }
 
 int broadcast_dims(int ra, const int64_t *a, int rb, const int64_t *b, int *out_rank,

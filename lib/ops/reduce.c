@@ -105,41 +105,6 @@ static int is_int_dtype(int dtype)
 	}
 }
 
-static int64_t get_i64(const struct value *v, uint64_t i)
-{
-	const void *d = v->data;
-
-	switch (v->dtype) {
-	case GRAFT_INT64: return ((const int64_t *)d)[i];
-	case GRAFT_INT32: return ((const int32_t *)d)[i];
-	case GRAFT_INT16: return ((const int16_t *)d)[i];
-	case GRAFT_INT8: return ((const int8_t *)d)[i];
-	case GRAFT_UINT8: case GRAFT_BOOL: return ((const uint8_t *)d)[i];
-	case GRAFT_UINT16: return ((const uint16_t *)d)[i];
-	case GRAFT_UINT32: return ((const uint32_t *)d)[i];
-	case GRAFT_UINT64: return (int64_t)((const uint64_t *)d)[i];
-	default: return 0;
-	}
-}
-
-static void put_i64(struct value *v, uint64_t i, int64_t x)
-{
-	void *d = v->data;
-
-	switch (v->dtype) {
-	case GRAFT_INT64: ((int64_t *)d)[i] = x; break;
-	case GRAFT_INT32: ((int32_t *)d)[i] = (int32_t)x; break;
-	case GRAFT_INT16: ((int16_t *)d)[i] = (int16_t)x; break;
-	case GRAFT_INT8: ((int8_t *)d)[i] = (int8_t)x; break;
-	case GRAFT_UINT8: ((uint8_t *)d)[i] = (uint8_t)x; break;
-	case GRAFT_BOOL: ((uint8_t *)d)[i] = x != 0; break;
-	case GRAFT_UINT16: ((uint16_t *)d)[i] = (uint16_t)x; break;
-	case GRAFT_UINT32: ((uint32_t *)d)[i] = (uint32_t)x; break;
-	case GRAFT_UINT64: ((uint64_t *)d)[i] = (uint64_t)x; break;
-	default: break;
-	}
-}
-
 /* The smallest (or largest) value of an integer dtype: what Max (Min) of nothing is. */
 static int64_t int_limit(int dtype, int largest)
 {
@@ -486,9 +451,11 @@ static int64_t generic_int(enum red_kind k, const struct value *x, const struct 
 	if (L->red_numel == 0)
 		return k == RED_MAX ? int_limit(x->dtype, 0) : k == RED_MIN ? int_limit(x->dtype, 1)
 			: k == RED_PROD;
-	acc = k == RED_PROD ? 1 : k == RED_MAX || k == RED_MIN ? get_i64(x, (uint64_t)base) : 0;
+	acc = k == RED_PROD ? 1
+	      : k == RED_MAX || k == RED_MIN ? elem_get_i64(x->data, x->dtype, (uint64_t)base)
+					     : 0;
 	for (uint64_t t = 0; t < L->red_numel; t++) {
-		int64_t v = get_i64(x, (uint64_t)off);
+		int64_t v = elem_get_i64(x->data, x->dtype, (uint64_t)off);
 		switch (k) {
 		case RED_MAX: acc = v > acc ? v : acc; break;
 		case RED_MIN: acc = v < acc ? v : acc; break;
@@ -517,7 +484,7 @@ static void reduce_generic(enum red_kind k, const struct red_layout *L, const st
 		double m = 0, acc;
 
 		if (exact) {
-			put_i64(y, (uint64_t)o, generic_int(k, x, L, base));
+			elem_put_i64(y->data, y->dtype, (uint64_t)o, generic_int(k, x, L, base));
 			continue;
 		}
 		if (k == RED_LOGSUMEXP) {
@@ -760,13 +727,13 @@ static int arg_run_kind(struct node *n, int is_max, struct graft_err *err)
 	for (int64_t o = 0; o < O; o++) {
 		for (int64_t i = 0; i < I; i++) {
 			uint64_t at = (uint64_t)(o * R * I + i);
-			int64_t bi = 0, bv = exact ? get_i64(x, at) : 0;
+			int64_t bi = 0, bv = exact ? elem_get_i64(x->data, x->dtype, at) : 0;
 			double bd = exact ? 0 : value_get(x, at);
 			for (int64_t r = 1; r < R; r++) {
 				uint64_t p = at + (uint64_t)(r * I);
 				int better;
 				if (exact) {
-					int64_t v = get_i64(x, p);
+					int64_t v = elem_get_i64(x->data, x->dtype, p);
 					better = is_max ? (v > bv || (last && v == bv))
 							: (v < bv || (last && v == bv));
 					if (better)
