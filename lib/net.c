@@ -435,10 +435,15 @@ static int fuse_activation(struct graft_net *net, struct node *act, const size_t
  * and layout-transparent ops that only such ops read (Conv and pooling as their X).  Between such layers no reorder to plain NCHW and back is
  * needed (they cost a fifth of resnet18's time and most of mobilenet_v2's).
  */
+/* MAX_LAYOUT_INPUTS bounds the per-node bookkeeping of run_node: a node with more inputs
+ * (a wide Sum) reads only plain values. */
+#define MAX_LAYOUT_INPUTS 15
+
 static int layout_aware_reader(const struct node *c, size_t k)
 {
-	return (k == 0 && (c->op->flags & OP_BLOCKED_IO)) ||
-	       (c->op->flags & OP_LAYOUT_TRANSPARENT);
+	return c->n_in <= MAX_LAYOUT_INPUTS &&
+	       ((k == 0 && (c->op->flags & OP_BLOCKED_IO)) ||
+		(c->op->flags & OP_LAYOUT_TRANSPARENT));
 }
 
 static void mark_blockable(struct graft_net *net)
@@ -514,13 +519,13 @@ static int run_flat(struct node *n, const dnnl_memory_desc_t *md, struct graft_e
 {
 	struct value *out = n->out[0];
 	size_t size = dnnl_memory_desc_get_size(md);
-	int64_t saved[16][NET_MAX_RANK + 1];
+	int64_t saved[MAX_LAYOUT_INPUTS + 1][NET_MAX_RANK + 1];
 	size_t k;
 	int rc;
 
 	if (!out->layout && (rc = onednn_keep_layout(n, out, md, err)))
 		return rc;
-	for (k = 0; k <= n->n_in && k < 16; k++) {
+	for (k = 0; k <= n->n_in; k++) {
 		struct value *v = k < n->n_in ? n->in[k] : out;
 		saved[k][0] = v->rank;
 		memcpy(&saved[k][1], v->dims, sizeof(int64_t) * (size_t)v->rank);
@@ -528,7 +533,7 @@ static int run_flat(struct node *n, const dnnl_memory_desc_t *md, struct graft_e
 		v->dims[0] = (int64_t)(size / sizeof(float));
 	}
 	rc = n->op->run(n, err);
-	for (k = 0; k <= n->n_in && k < 16; k++) {
+	for (k = 0; k <= n->n_in; k++) {
 		struct value *v = k < n->n_in ? n->in[k] : out;
 		v->rank = (int)saved[k][0];
 		memcpy(v->dims, &saved[k][1], sizeof(int64_t) * (size_t)v->rank);
@@ -551,7 +556,7 @@ static int run_node(struct node *n, struct graft_err *err)
 {
 	const dnnl_memory_desc_t *md = NULL;
 	int mixed = 0, rc;
-	void *saved[16];
+	void *saved[MAX_LAYOUT_INPUTS];
 
 	for (size_t k = 0; k < n->n_in; k++) {
 		const struct value *v = n->in[k];
@@ -569,11 +574,14 @@ static int run_node(struct node *n, struct graft_err *err)
 	}
 	if (!md || (n->op->flags & OP_BLOCKED_IO))
 		return n->op->run(n, err);
-	if (!mixed && (n->op->flags & OP_LAYOUT_TRANSPARENT) && n->n_in <= 15 &&
+	if (n->n_in > MAX_LAYOUT_INPUTS)        /* mark_blockable never lets this happen */
+		return node_err(n, err, GRAFT_EINVAL, "blocked input to a node of %zu inputs",
+				n->n_in);
+	if (!mixed && (n->op->flags & OP_LAYOUT_TRANSPARENT) &&
 	    (n->out[0]->flags & VALUE_BLOCKABLE))
 		return run_flat(n, md, err);
 	/* Plain copies for this reader. */
-	for (size_t k = 0; k < n->n_in && k < 16; k++) {
+	for (size_t k = 0; k < n->n_in; k++) {
 		struct value *v = n->in[k];
 		saved[k] = v ? v->data : NULL;
 		if (v && v->layout) {
@@ -582,14 +590,14 @@ static int run_node(struct node *n, struct graft_err *err)
 			v->data = ((struct shadow *)v->shadow)->plain;
 		}
 	}
-	void *layouts[16];
-	for (size_t k = 0; k < n->n_in && k < 16; k++) {
+	void *layouts[MAX_LAYOUT_INPUTS];
+	for (size_t k = 0; k < n->n_in; k++) {
 		layouts[k] = n->in[k] ? n->in[k]->layout : NULL;
 		if (n->in[k])
 			n->in[k]->layout = NULL;
 	}
 	rc = n->op->run(n, err);
-	for (size_t k = 0; k < n->n_in && k < 16; k++)
+	for (size_t k = 0; k < n->n_in; k++)
 		if (n->in[k]) {
 			n->in[k]->data = saved[k];
 			n->in[k]->layout = layouts[k];
