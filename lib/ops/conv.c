@@ -27,12 +27,13 @@ struct conv_prim {
 
 /* Makes a convolution (or, with transpose, a deconvolution) over the window w from src,
  * wei, bias (NULL for none) and dst, any of which may be format_tag_any; attr (NULL for
- * none) carries post-ops for fusions.  cp->src, wei and dst come back as chosen. */
+ * none) carries post-ops for fusions.  cp->src, wei and dst come back as chosen, and the
+ * primitive descriptor in *pd_out (the caller destroys it). */
 static int conv_prim_new(const struct node *n, int transpose, const struct window *w,
 			 const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
 			 const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
 			 const_dnnl_primitive_attr_t attr, struct conv_prim *cp,
-			 struct graft_err *err)
+			 dnnl_primitive_desc_t *pd_out, struct graft_err *err)
 {
 	dnnl_dims_t strides = {0}, dil = {0}, pl = {0}, pr = {0};
 	dnnl_convolution_desc_t d;
@@ -59,7 +60,7 @@ static int conv_prim_new(const struct node *n, int transpose, const struct windo
 	cp->src = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
 	cp->wei = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
 	cp->dst = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-	dnnl_primitive_desc_destroy(pd);
+	*pd_out = pd;
 	return 0;
 }
 
@@ -254,6 +255,10 @@ struct conv_state {
 	dnnl_memory_t src_user, dst_user;       /* X and Y, when the primitive's layouts differ */
 	dnnl_primitive_t src_reorder, dst_reorder;
 	size_t src_bytes, dst_bytes;            /* X and Y in those layouts, in scratch */
+	/* Depthwise fusion: the depthwise Conv's W and B in the post-op's layouts. */
+	dnnl_memory_t dw_wei, dw_bias;
+	void *dw_wei_buf, *dw_bias_buf;
+	int apart;              /* the fused primitive was refused: pre and this run apart */
 };
 
 static void conv_release(struct node *n)
@@ -273,6 +278,10 @@ static void conv_release(struct node *n)
 	dnnl_memory_destroy(s->bias);
 	dnnl_memory_destroy(s->wei);
 	dnnl_memory_destroy(s->src);
+	dnnl_memory_destroy(s->dw_wei);
+	dnnl_memory_destroy(s->dw_bias);
+	onednn_free(s->dw_wei_buf);
+	onednn_free(s->dw_bias_buf);
 	onednn_free(s->wei_buf);
 	free(s);
 	n->priv = NULL;
@@ -296,6 +305,20 @@ static int conv_want_blocked(const struct conv_geom *g, int transpose)
 	(void)g;
 	(void)transpose;
 	return 1;
+}
+
+/*
+ * The layout asked for a 2-D convolution's X and Y: nChw16c, where letting oneDNN pick
+ * ('any') gets nhwc for its brgconv kernels.  Only on nChw16c does oneDNN 2.6 really fuse
+ * a 1x1 convolution with a depthwise post-op (jit_1x1 with dw; on nhwc it runs the two
+ * apart, as "ref_fused_convolution", and the fusion gains nothing).  Measured with 2
+ * threads: mobilenet_v2 at batch 32, 150 ms -> 97 ms; efficientnet_b0 at batch 8,
+ * 167 -> 140 ms; resnet18 the same within noise (batch 1, 14.0-14.7 ms either way; batch
+ * 32, 411 against 403 ms).  An image (3 channels or fewer) stays plain: no reorder.
+ */
+static dnnl_format_tag_t conv_act_tag(const struct value *v, int transpose)
+{
+	return !transpose && v->rank == 4 && v->dims[1] > 3 ? dnnl_nChw16c : dnnl_format_tag_any;
 }
 
 /* A memory object over a new buffer of the node's, of layout md. */
@@ -327,21 +350,80 @@ static int bind_activation(const struct node *n, const dnnl_memory_desc_t *user,
 		       : onednn_reorder_new(n, prim, user, reorder, err);
 }
 
+/* The attribute of a depthwise-fused node: pre's activation, the depthwise convolution
+ * (3x3, pad 1, the stride of n), n's activation. */
+static int dw_fused_attr(const struct node *n, dnnl_primitive_attr_t *attr,
+			 struct graft_err *err)
+{
+	dnnl_post_ops_t po = NULL;
+	int64_t stride[2] = {1, 1};
+	int rc;
+
+	attr_ints(n, "strides", stride, 2);
+	if ((rc = ONEDNN_CHECK(n, err, dnnl_primitive_attr_create(attr))) ||
+	    (rc = ONEDNN_CHECK(n, err, dnnl_post_ops_create(&po))) ||
+	    (rc = onednn_append_act(n->pre, po, err)) ||
+	    (rc = ONEDNN_CHECK(n, err, stride[0] == 1 ?
+			dnnl_post_ops_append_dw_k3s1p1(po, dnnl_f32, dnnl_f32, dnnl_f32, 0, 0, NULL) :
+			dnnl_post_ops_append_dw_k3s2p1(po, dnnl_f32, dnnl_f32, dnnl_f32, 0, 0, NULL))) ||
+	    (rc = onednn_append_act(n, po, err)) ||
+	    (rc = ONEDNN_CHECK(n, err, dnnl_primitive_attr_set_post_ops(*attr, po)))) {
+		dnnl_primitive_attr_destroy(*attr);
+		*attr = NULL;
+	}
+	dnnl_post_ops_destroy(po);
+	return rc;
+}
+
+/* The depthwise Conv's W (C, 1, 3, 3) and B (or zeros), in the layouts the fused
+ * primitive pd asks for, once: the executor fuses only constant weights. */
+static int dw_fused_weights(const struct node *n, struct conv_state *s,
+			    const_dnnl_primitive_desc_t pd, struct graft_err *err)
+{
+	const struct value *w = n->in[1], *b = n->n_in == 3 ? n->in[2] : NULL;
+	const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md,
+						DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_WEIGHTS);
+	const dnnl_memory_desc_t *bmd = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md,
+						DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_BIAS);
+	int64_t wdims[5] = {w->dims[0], 1, 1, 3, 3};
+	dnnl_memory_desc_t plain;
+	int rc;
+
+	if (!wmd || !bmd)
+		return node_err(n, err, GRAFT_EDNNL, "the fused primitive has no depthwise weights");
+	if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&plain, 5, wdims, dnnl_f32))) ||
+	    (rc = own_memory(n, &s->dw_wei, wmd, &s->dw_wei_buf, err)) ||
+	    (rc = onednn_reorder_once(n, &plain, w->data, wmd, s->dw_wei_buf, err)) ||
+	    (rc = own_memory(n, &s->dw_bias, bmd, &s->dw_bias_buf, err)))
+		return rc;
+	if (b)
+		memcpy(s->dw_bias_buf, b->data, (size_t)w->dims[0] * sizeof(float));
+	else
+		memset(s->dw_bias_buf, 0, (size_t)w->dims[0] * sizeof(float));
+	return 0;
+}
+
+/* Builds n's primitive and memory objects.  With n->pre (depthwise fusion, unless
+ * s->apart), the primitive is pre's 1x1 convolution, reading pre's X, W and B, with n's
+ * depthwise convolution as a post-op, and writes n's Y. */
 static int conv_build(struct node *n, int transpose, struct graft_err *err)
 {
-	struct conv_state *s;
+	struct conv_state *s = n->priv;
 	struct conv_geom g;
-	struct value *x = n->in[0], *w = n->in[1], *b = n->n_in == 3 ? n->in[2] : NULL;
-	struct value *y = n->out[0];
-	dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md, src_any, dst_any, wei_any;
+	const struct node *head = n->pre && !(s && s->apart) ? n->pre : n;
+	struct value *x = head->in[0], *w = head->in[1];
+	struct value *b = head->n_in == 3 ? head->in[2] : NULL;
+	struct value *y = n->out[0], *hy = head->out[0];
+	dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md, src_any, dst_any, wei_any, hy_md;
 	dnnl_dims_t wdims = {0}, wstrides = {0};
 	dnnl_primitive_attr_t attr = NULL;
+	dnnl_primitive_desc_t pd = NULL;
 	int wrank = w->rank, blocked, rc;
 	int64_t ksize = 1;
 
-	if ((rc = transpose ? convt_geom(n, &g, err) : conv_geom(n, &g, err)))
+	if ((rc = transpose ? convt_geom(head, &g, err) : conv_geom(head, &g, err)))
 		return rc;
-	if (!(s = calloc(1, sizeof(*s))))
+	if (!s && !(s = calloc(1, sizeof(*s))))
 		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
 	n->priv = s;
 
@@ -369,6 +451,7 @@ static int conv_build(struct node *n, int transpose, struct graft_err *err)
 	}
 	if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&src_md, x->rank, x->dims, dnnl_f32))) ||
 	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&dst_md, y->rank, y->dims, dnnl_f32))) ||
+	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&hy_md, hy->rank, hy->dims, dnnl_f32))) ||
 	    (rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_strides(&wei_md, wrank, wdims,
 									 dnnl_f32, wstrides))) ||
 	    (rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(&wei_any, wrank, wdims,
@@ -380,27 +463,30 @@ static int conv_build(struct node *n, int transpose, struct graft_err *err)
 	if (blocked) {
 		dnnl_dims_t xd = {0}, yd = {0};
 		memcpy(xd, x->dims, sizeof(int64_t) * (size_t)x->rank);
-		memcpy(yd, y->dims, sizeof(int64_t) * (size_t)y->rank);
+		memcpy(yd, hy->dims, sizeof(int64_t) * (size_t)hy->rank);
 		if ((rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(&src_any, x->rank, xd,
-					dnnl_f32, dnnl_format_tag_any))) ||
-		    (rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(&dst_any, y->rank, yd,
-					dnnl_f32, dnnl_format_tag_any))))
+					dnnl_f32, conv_act_tag(x, transpose)))) ||
+		    (rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(&dst_any, hy->rank, yd,
+					dnnl_f32, conv_act_tag(hy, transpose)))))
 			return rc;
 	}
-	if ((rc = onednn_act_attr(n, &attr, err)))
+	if ((rc = head != n ? dw_fused_attr(n, &attr, err) : onednn_act_attr(n, &attr, err)))
 		return rc;
 	/* X already in a blocked layout (its producer kept it): ask for exactly that, so no
 	 * reorder is needed; should the primitive refuse it, let it pick and reorder. */
 	if (x->layout) {
 		src_md = *(const dnnl_memory_desc_t *)x->layout;
 		rc = conv_prim_new(n, transpose, &g.w, &src_md, &wei_any, b ? &bias_md : NULL,
-				   blocked ? &dst_any : &dst_md, attr, &s->cp, err);
+				   blocked ? &dst_any : &hy_md, attr, &s->cp, &pd, err);
 	}
 	if (!x->layout || rc)
 		rc = conv_prim_new(n, transpose, &g.w, blocked ? &src_any : &src_md, &wei_any,
-				   b ? &bias_md : NULL, blocked ? &dst_any : &dst_md, attr, &s->cp,
-				   err);
+				   b ? &bias_md : NULL, blocked ? &dst_any : &hy_md, attr, &s->cp,
+				   &pd, err);
 	dnnl_primitive_attr_destroy(attr);
+	if (!rc && head != n)
+		rc = dw_fused_weights(n, s, pd, err);
+	dnnl_primitive_desc_destroy(pd);
 	if (rc)
 		return rc;
 	/* Y read only by Convs: it stays in the primitive's layout. */
@@ -429,22 +515,51 @@ static int conv_build(struct node *n, int transpose, struct graft_err *err)
 			       &s->dst_reorder, &s->dst_bytes, err);
 }
 
+/* conv_build, falling back from a depthwise fusion oneDNN refuses (a CPU without its
+ * kernels) to running pre and n apart, pre into a buffer for its own output. */
+static int conv_prepare(struct node *n, int transpose, struct graft_err *err)
+{
+	struct value *mid = n->pre ? n->pre->out[0] : NULL;
+	struct conv_state *s;
+	int rc = conv_build(n, transpose, err);
+
+	if (rc != GRAFT_EDNNL || !n->pre)
+		return rc;
+	conv_release(n);
+	if (!(s = calloc(1, sizeof(*s))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	s->apart = 1;
+	n->priv = s;
+	if (!mid->data) {
+		mid->nbytes = (size_t)value_numel(mid) * sizeof(float);
+		if (!(mid->data = calloc(1, mid->nbytes ? mid->nbytes : 1)))
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
+	return conv_build(n, transpose, err);
+}
+
 static int conv_run_common(struct node *n, int transpose, struct graft_err *err)
 {
 	struct conv_state *s;
-	struct value *x = n->in[0], *w = n->in[1], *b = n->n_in == 3 ? n->in[2] : NULL;
-	struct value *y = n->out[0];
-	dnnl_exec_arg_t args[4];
+	const struct node *head;
+	struct value *x, *w, *b, *y = n->out[0];
+	dnnl_exec_arg_t args[6];
 	void *src_buf = NULL, *dst_buf = NULL;
 	int nargs = 0, rc;
 
 	if (value_numel(y) == 0)
 		return 0;
-	if (!n->priv && (rc = conv_build(n, transpose, err))) {
+	if (!n->priv && (rc = conv_prepare(n, transpose, err))) {
 		conv_release(n);
 		return rc;
 	}
 	s = n->priv;
+	if (s->apart && (rc = conv_run_common(n->pre, 0, err)))
+		return rc;
+	head = n->pre && !s->apart ? n->pre : n;
+	x = head->in[0];
+	w = head->in[1];
+	b = head->n_in == 3 ? head->in[2] : NULL;
 	/* Values keep their buffers within a plan, but graph inputs change per run, and
 	 * scratch may move whenever another node grows it. */
 	if ((s->src_user && !(src_buf = onednn_scratch(0, s->src_bytes))) ||
@@ -473,6 +588,12 @@ static int conv_run_common(struct node *n, int transpose, struct graft_err *err)
 	if (b)
 		args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
 	args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst};
+	if (s->dw_wei) {
+		args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_WEIGHTS,
+						  s->dw_wei};
+		args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_BIAS,
+						  s->dw_bias};
+	}
 	if ((rc = onednn_execute(n, s->cp.prim, nargs, args, err)))
 		return rc;
 	if (s->dst_reorder)

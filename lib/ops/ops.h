@@ -84,6 +84,11 @@ struct node {
 	struct fused_act act;   /* applied to out[0] by ops that support fusion */
 	struct net_counters *counters;  /* the net's, shared by all its nodes */
 	int fused_away;         /* the executor folded this node into another: never run */
+	/* Depthwise fusion (Conv only): pre is a 1x1 Conv whose only reader is this 3x3
+	 * depthwise Conv; this node runs both as one primitive, reading pre's inputs, and
+	 * pre's output (its in[0]) is never allocated unless the kernel must fall back to
+	 * running them apart.  host is the reverse link, set on pre. */
+	struct node *pre, *host;
 };
 
 struct op_def {

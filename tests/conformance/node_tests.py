@@ -163,7 +163,8 @@ def ops_markdown(supported, per_op, exceptions, skipped, passed, failed, excused
              "ConvTranspose, Gemm, MatMul, MaxPool and AveragePool run on oneDNN; "
              "BatchNormalization after a Conv is folded into it, and Relu, LeakyRelu, Clip, "
              "Sigmoid, HardSigmoid, HardSwish and Tanh after a Conv or Gemm are fused into "
-             "it.",
+             "it; a 1x1 Conv read only by a 3x3 depthwise Conv (MobileNet's inverted "
+             "residuals) runs with it as one oneDNN primitive.",
              "",
              "Counts: tests of `/usr/share/libonnx-testdata/data/{node,pytorch-converted}` "
              "whose ops are all listed here and whose tensors are float32, int32, int64 or "

@@ -235,6 +235,40 @@ static void conv3x3(const float *x, const float *w, float *y, int c, int h, int 
 			}
 }
 
+/* Gives node c the ints attribute name of count values, all v. */
+static void attr_ints_n(Onnx__NodeProto *c, const char *name, int count, int64_t v)
+{
+	Onnx__AttributeProto *a = malloc(sizeof(*a));
+	onnx__attribute_proto__init(a);
+	a->name = strdup(name);
+	a->has_type = 1;
+	a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+	a->n_ints = (size_t)count;
+	a->ints = calloc((size_t)count, sizeof(int64_t));
+	for (int k = 0; k < count; k++)
+		a->ints[k] = v;
+	c->attribute = realloc(c->attribute, sizeof(*c->attribute) * (c->n_attribute + 1));
+	c->attribute[c->n_attribute++] = a;
+}
+
+static void attr_ints4(Onnx__NodeProto *c, const char *name, int64_t v)
+{
+	attr_ints_n(c, name, 4, v);
+}
+
+static void fill(float *v, int n, int mul, int mod)
+{
+	for (int i = 0; i < n; i++)
+		v[i] = (float)((i * mul % mod) - mod / 2) / (float)(2 * mod);
+}
+
+static void assert_close(const float *got, const float *want, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fabsf(got[i] - want[i]) > 1e-4f)
+			fail_msg("y[%d] = %g, expected %g", i, got[i], want[i]);
+}
+
 /* x -> Conv -> Relu -> Conv -> y: the value between the two Convs stays in oneDNN's
  * blocked layout, so a run reorders only at the ends (x in, y out), not four times. */
 static void test_blocked_layout_between_convs(void **state)
@@ -261,19 +295,8 @@ static void test_blocked_layout_between_convs(void **state)
 	tm_node(mp, "Relu", "r", (const char *[]){"a", NULL}, (const char *[]){"b", NULL});
 	Onnx__NodeProto *c2 = tm_node(mp, "Conv", "c2", (const char *[]){"b", "w2", NULL},
 				      (const char *[]){"y", NULL});
-	for (Onnx__NodeProto *c = c1; c; c = c == c1 ? c2 : NULL) {
-		Onnx__AttributeProto *a = malloc(sizeof(*a));
-		onnx__attribute_proto__init(a);
-		a->name = strdup("pads");
-		a->has_type = 1;
-		a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
-		a->n_ints = 4;
-		a->ints = calloc(4, sizeof(int64_t));
-		for (int k = 0; k < 4; k++)
-			a->ints[k] = 1;
-		c->attribute = realloc(c->attribute, sizeof(*c->attribute) * (c->n_attribute + 1));
-		c->attribute[c->n_attribute++] = a;
-	}
+	attr_ints4(c1, "pads", 1);
+	attr_ints4(c2, "pads", 1);
 	struct graft_model *m = load(mp);
 	struct graft_net *net;
 	struct graft_err err = {0};
@@ -299,6 +322,161 @@ static void test_blocked_layout_between_convs(void **state)
 	graft_model_free(m);
 }
 
+/*
+ * A ResNet basic block behind a stem: x -> Conv -> Relu -> s; s -> Conv -> Relu -> Conv
+ * -> Add(s) -> Relu -> y.  Every value between the Convs stays blocked, the residual Add
+ * runs on the blocked buffers of both its inputs, and a run reorders twice: x into the
+ * stem's layout, and the Add's result to plain for the final Relu, whose output y is the
+ * graph's (plain) output.
+ */
+static void test_resnet_block_layouts(void **state)
+{
+	enum { C = 16, H = 6, W = 6, N = C * H * W };
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t xd[] = {1, C, H, W}, wd[] = {C, C, 3, 3};
+	static float w0[C * C * 9], w1[C * C * 9], w2[C * C * 9], x[N];
+	static float st[N], a[N], b[N], want[N];
+	Onnx__TensorProto *t;
+	(void)state;
+
+	fill(w0, C * C * 9, 37, 19);
+	fill(w1, C * C * 9, 53, 23);
+	fill(w2, C * C * 9, 41, 29);
+	fill(x, N, 29, 13);
+	tm_input(mp, "x", 1, 4, xd);
+	tm_output(mp, "y", 1, 4, xd);
+	t = tm_tensor("w0", 1, 4, wd); tm_raw(t, w0, sizeof(w0)); tm_initializer(mp, t);
+	t = tm_tensor("w1", 1, 4, wd); tm_raw(t, w1, sizeof(w1)); tm_initializer(mp, t);
+	t = tm_tensor("w2", 1, 4, wd); tm_raw(t, w2, sizeof(w2)); tm_initializer(mp, t);
+	attr_ints4(tm_node(mp, "Conv", "stem", (const char *[]){"x", "w0", NULL},
+			   (const char *[]){"s0", NULL}), "pads", 1);
+	tm_node(mp, "Relu", "r0", (const char *[]){"s0", NULL}, (const char *[]){"s", NULL});
+	attr_ints4(tm_node(mp, "Conv", "c1", (const char *[]){"s", "w1", NULL},
+			   (const char *[]){"a0", NULL}), "pads", 1);
+	tm_node(mp, "Relu", "r1", (const char *[]){"a0", NULL}, (const char *[]){"a", NULL});
+	attr_ints4(tm_node(mp, "Conv", "c2", (const char *[]){"a", "w2", NULL},
+			   (const char *[]){"b", NULL}), "pads", 1);
+	tm_node(mp, "Add", "add", (const char *[]){"b", "s", NULL}, (const char *[]){"sum", NULL});
+	tm_node(mp, "Relu", "r2", (const char *[]){"sum", NULL}, (const char *[]){"y", NULL});
+	struct graft_model *m = load(mp);
+	struct graft_net *net;
+	struct graft_err err = {0};
+	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, C, H, W},
+				 .data = x, .nbytes = sizeof(x)}, y;
+	uint64_t prims, r1, r2;
+	size_t fused, run, folded;
+
+	if (graft_net_new(&net, m, &err) || graft_net_run(net, &in, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_counters(net, &prims, &r1, &fused);
+	assert_int_equal(graft_net_run(net, &in, 1, &err), 0);
+	graft_net_counters(net, &prims, &r2, &fused);
+	graft_net_stats(net, &run, &folded);
+	assert_int_equal(fused, 2);                     /* r0 and r1 */
+	assert_int_equal(run, 5);                       /* stem, c1, c2, add, r2 */
+	assert_int_equal(r2 - r1, 2);
+	conv3x3(x, w0, st, C, H, W, 1);
+	conv3x3(st, w1, a, C, H, W, 1);
+	conv3x3(a, w2, b, C, H, W, 0);
+	for (int i = 0; i < N; i++)
+		want[i] = b[i] + st[i] > 0 ? b[i] + st[i] : 0;
+	graft_net_output(net, 0, &y);
+	assert_close(y.data, want, N);
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
+/* x -> Conv 1x1 (C -> E) -> Relu -> depthwise Conv 3x3 (stride S, pad 1) -> Relu -> y,
+ * computed naively. */
+static void pointwise_depthwise(const float *x, const float *w1, const float *b1,
+				const float *wd, const float *bd, float *y, int c, int e, int h,
+				int w, int stride)
+{
+	int ho = (h - 1) / stride + 1, wo = (w - 1) / stride + 1;
+	float *mid = calloc((size_t)(e * h * w), sizeof(float));
+
+	for (int o = 0; o < e; o++)
+		for (int p = 0; p < h * w; p++) {
+			double acc = b1[o];
+			for (int k = 0; k < c; k++)
+				acc += x[k * h * w + p] * w1[o * c + k];
+			mid[o * h * w + p] = (float)(acc > 0 ? acc : 0);
+		}
+	for (int o = 0; o < e; o++)
+		for (int i = 0; i < ho; i++)
+			for (int j = 0; j < wo; j++) {
+				double acc = bd[o];
+				for (int di = 0; di < 3; di++)
+					for (int dj = 0; dj < 3; dj++) {
+						int ii = i * stride + di - 1, jj = j * stride + dj - 1;
+						if (ii >= 0 && jj >= 0 && ii < h && jj < w)
+							acc += mid[(o * h + ii) * w + jj] *
+							       wd[o * 9 + di * 3 + dj];
+					}
+				y[(o * ho + i) * wo + j] = (float)(acc > 0 ? acc : 0);
+			}
+	free(mid);
+}
+
+/* The inverted-residual pair of MobileNet runs as one node (the 1x1 Conv with the
+ * depthwise Conv as a post-op) at strides 1 and 2, and computes what the two would. */
+static void test_depthwise_fused(void **state)
+{
+	enum { C = 16, E = 32, H = 7, W = 7 };
+	static float x[C * H * W], w1[E * C], b1[E], wd[E * 9], bd[E], y0[E * H * W];
+	(void)state;
+
+	fill(x, C * H * W, 29, 13);
+	fill(w1, E * C, 37, 19);
+	fill(b1, E, 7, 5);
+	fill(wd, E * 9, 53, 23);
+	fill(bd, E, 11, 7);
+	for (int stride = 1; stride <= 2; stride++) {
+		Onnx__ModelProto *mp = tm_model(13);
+		int ho = (H - 1) / stride + 1, wo = (W - 1) / stride + 1;
+		int64_t xd[] = {1, C, H, W}, yd[] = {1, E, ho, wo}, w1d[] = {E, C, 1, 1};
+		int64_t wdd[] = {E, 1, 3, 3}, bdim[] = {E};
+		Onnx__TensorProto *t;
+
+		tm_input(mp, "x", 1, 4, xd);
+		tm_output(mp, "y", 1, 4, yd);
+		t = tm_tensor("w1", 1, 4, w1d); tm_raw(t, w1, sizeof(w1)); tm_initializer(mp, t);
+		t = tm_tensor("b1", 1, 1, bdim); tm_raw(t, b1, sizeof(b1)); tm_initializer(mp, t);
+		t = tm_tensor("wd", 1, 4, wdd); tm_raw(t, wd, sizeof(wd)); tm_initializer(mp, t);
+		t = tm_tensor("bd", 1, 1, bdim); tm_raw(t, bd, sizeof(bd)); tm_initializer(mp, t);
+		tm_node(mp, "Conv", "pw", (const char *[]){"x", "w1", "b1", NULL},
+			(const char *[]){"p", NULL});
+		tm_node(mp, "Relu", "r1", (const char *[]){"p", NULL}, (const char *[]){"q", NULL});
+		Onnx__NodeProto *dw = tm_node(mp, "Conv", "dw",
+					      (const char *[]){"q", "wd", "bd", NULL},
+					      (const char *[]){"d", NULL});
+		tm_attr_int(dw, "group", E);
+		attr_ints4(dw, "pads", 1);
+		attr_ints_n(dw, "strides", 2, stride);
+		tm_node(mp, "Relu", "r2", (const char *[]){"d", NULL}, (const char *[]){"y", NULL});
+		struct graft_model *m = load(mp);
+		struct graft_net *net;
+		struct graft_err err = {0};
+		struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, C, H, W},
+					 .data = x, .nbytes = sizeof(x)}, y;
+		uint64_t prims, reorders;
+		size_t fused, run, folded;
+
+		if (graft_net_new(&net, m, &err) || graft_net_run(net, &in, 1, &err))
+			fail_msg("stride %d: %s", stride, err.msg);
+		graft_net_counters(net, &prims, &reorders, &fused);
+		graft_net_stats(net, &run, &folded);
+		assert_int_equal(fused, 3);             /* both Relus and the 1x1 Conv */
+		assert_int_equal(run, 1);
+		pointwise_depthwise(x, w1, b1, wd, bd, y0, C, E, H, W, stride);
+		graft_net_output(net, 0, &y);
+		assert_int_equal(y.dims[2], ho);
+		assert_close(y.data, y0, E * ho * wo);
+		graft_net_free(net);
+		graft_model_free(m);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -307,6 +485,8 @@ int main(void)
 		cmocka_unit_test(test_unsupported_op_named),
 		cmocka_unit_test(test_conv_bn_relu_fused),
 		cmocka_unit_test(test_blocked_layout_between_convs),
+		cmocka_unit_test(test_resnet_block_layouts),
+		cmocka_unit_test(test_depthwise_fused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
