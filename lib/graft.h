@@ -344,6 +344,24 @@ int graft_read_fd(int fd, void **buf, size_t *len, struct graft_err *err);
 /* Writes all len bytes, retrying short writes and EINTR. */
 int graft_write_all(int fd, const void *buf, size_t len, struct graft_err *err);
 
+/* ---- seeded random numbers ----------------------------------------------------------- */
+
+/* xoshiro256** (lib/rng.c): the same seed gives the same stream everywhere; every seeded
+ * choice graft makes (sampling, splits, shuffles, Dropout, initialisation) draws from it. */
+struct graft_rng {
+	uint64_t s[4];
+};
+void graft_rng_seed(struct graft_rng *r, uint64_t seed);
+uint64_t graft_rng_next(struct graft_rng *r);
+/* Uniform in [0, 1), 53 bits. */
+double graft_rng_uniform(struct graft_rng *r);
+/* Uniform integer in [0, n), without modulo bias; 0 when n <= 1. */
+uint64_t graft_rng_below(struct graft_rng *r, uint64_t n);
+/* Standard normal (Box-Muller, one value per call). */
+double graft_rng_normal(struct graft_rng *r);
+/* Fisher-Yates shuffle of v[0..n). */
+void graft_rng_shuffle(struct graft_rng *r, int64_t *v, size_t n);
+
 /* ---- checksums -------------------------------------------------------------------------- */
 
 /* XXH64 of buf with the given seed (the checksum the .graft format uses). */
