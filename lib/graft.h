@@ -26,8 +26,10 @@ extern "C" {
 
 #define GRAFT_VERSION "0.1.0"
 
-/* The .graft container version this library writes; it reads this one and older. */
-#define GRAFT_FORMAT_VERSION 1
+/* The newest .graft container version this library reads and writes; it reads every older
+ * one too.  A model whose archive needs nothing of version 2 (detached tensors, the state
+ * role) is written as version 1, so that older readers still read it. */
+#define GRAFT_FORMAT_VERSION 2
 
 /* ---- errors ---------------------------------------------------------------------- */
 
@@ -85,6 +87,7 @@ enum graft_role {
 	GRAFT_ROLE_BUFFER = 1,    /* state that is not learned by gradient: BN running stats */
 	GRAFT_ROLE_CONSTANT = 2,  /* anything else: shapes, indices, unused initializers */
 	GRAFT_ROLE_DATA = 3,      /* dataset contents (graft-data archives) */
+	GRAFT_ROLE_STATE = 4,     /* training state: optimizer moments, step counters */
 };
 const char *graft_role_name(enum graft_role role);
 
@@ -92,6 +95,8 @@ const char *graft_role_name(enum graft_role role);
 enum graft_source {
 	GRAFT_SOURCE_INITIALIZER = 0, /* graph.initializer */
 	GRAFT_SOURCE_CONSTANT = 1,    /* the value attribute of a Constant node */
+	GRAFT_SOURCE_DETACHED = 2,/* stored in the archive only, with no place in the ONNX
+				   * graph (datasets, training state); ONNX export leaves it out */
 };
 
 #define GRAFT_MAX_RANK 64
@@ -133,6 +138,10 @@ int graft_model_read_memory(struct graft_model **out, const void *buf, size_t le
 			    const char *basedir, const char *name, struct graft_err *err);
 
 void graft_model_free(struct graft_model *m);
+
+/* A new model with an empty main graph (ir_version 8, default-domain opset 17), for
+ * archives that carry only detached tensors (graft-data) and for building models. */
+int graft_model_new(struct graft_model **out, struct graft_err *err);
 
 /* Options for writing a .graft archive. */
 struct graft_write_opts {
@@ -179,6 +188,31 @@ long graft_model_find_tensor(const struct graft_model *m, const char *name);
  * GRAFT_EINVAL for any other role. */
 int graft_model_set_trainable(struct graft_model *m, size_t i, int trainable,
 			      struct graft_err *err);
+
+/* ---- editing ---------------------------------------------------------------------------- */
+
+/* Adds a stored tensor named name with a copy of data (numel * dtype size bytes; data may
+ * be NULL for zeros).  GRAFT_SOURCE_INITIALIZER appends a TensorProto to the main graph's
+ * initializer list (refused if name is already an initializer, graph input, node output
+ * or stored tensor); GRAFT_SOURCE_DETACHED keeps it in the archive only (refused if name
+ * is already a stored tensor).  Only a parameter may be trainable; new parameters start
+ * trainable.  Its index goes to *index when index is not NULL.  GRAFT_EINVAL for a bad
+ * name, dtype (no fixed size), shape, role or source (GRAFT_SOURCE_CONSTANT: add a
+ * Constant node instead). */
+int graft_model_add_tensor(struct graft_model *m, const char *name, int dtype, int rank,
+			   const int64_t *dims, const void *data, enum graft_role role,
+			   enum graft_source source, size_t *index, struct graft_err *err);
+/* Replaces tensor i's bytes with a copy of data; nbytes must equal its size.  Views
+ * of the tensor taken before (graft_model_tensor) no longer see its data. */
+int graft_model_set_tensor_data(struct graft_model *m, size_t i, const void *data,
+				size_t nbytes, struct graft_err *err);
+/* Removes stored tensor i (an initializer's TensorProto leaves the graph too; a Constant
+ * node's tensor is refused with GRAFT_EINVAL); later indices shift down by one. */
+int graft_model_remove_tensor(struct graft_model *m, size_t i, struct graft_err *err);
+/* Sets metadata property key to value (replacing it), or removes it when value is NULL
+ * (a key that is not there is then no error). */
+int graft_model_set_metadata(struct graft_model *m, const char *key, const char *value,
+			     struct graft_err *err);
 
 /* Identity aliases: names that Identity nodes of the main graph give stored tensors
  * (torch's exporter stores equal initializers once: a fresh BatchNormalization's scale
@@ -277,6 +311,49 @@ struct graft_net;
  * borrows the model's tensors: free the net before the model. */
 int graft_net_new(struct graft_net **out, const struct graft_model *m, struct graft_err *err);
 void graft_net_free(struct graft_net *net);
+
+/* Options for graft_net_new_opts; all zero is graft_net_new. */
+struct graft_net_opts {
+	int training;   /* 1: a net for training (below) */
+	int bn_frozen;  /* training: every BatchNormalization uses its running statistics,
+			 * even where its scale and bias train */
+	int input_grads;/* training: also the gradients of the graph inputs */
+	uint64_t seed;  /* training: Dropout masks */
+};
+/*
+ * A net for training copies the model's trainable parameters (graft_model_set_trainable)
+ * and BatchNormalization running statistics it updates; graft_net_tensor gives those
+ * copies, which the caller may change between runs (an optimizer).  After a run,
+ * graft_net_backward computes the parameters' gradients.  Only nodes computed from a
+ * trainable parameter are differentiated, and no fusion or blocked layout is used there;
+ * the frozen part before them runs as for inference.  In training mode, a
+ * BatchNormalization whose scale or bias trains normalises with the batch's statistics
+ * and updates its running ones (unless bn_frozen), and Dropout after a trainable
+ * parameter drops; graft_net_set_training(net, 0) switches to evaluation.
+ */
+int graft_net_new_opts(struct graft_net **out, const struct graft_model *m,
+		       const struct graft_net_opts *opts, struct graft_err *err);
+/* Training nets: 1 for training mode (the default), 0 for evaluation. */
+void graft_net_set_training(struct graft_net *net, int on);
+/* Back-propagates from the outputs of the last run: out_grads[i] is dL/d output i (float,
+ * of the output's shape; data NULL for zeros); n must be the output count. */
+int graft_net_backward(struct graft_net *net, const struct graft_array *out_grads, size_t n,
+		       struct graft_err *err);
+/* What training changes: the net's copies of parameters and running statistics. */
+struct graft_net_tensor {
+	const char *name;       /* the model's name for it */
+	int is_param;           /* 1: a trainable parameter; 0: state (running statistics) */
+	int rank;
+	const int64_t *dims;
+	uint64_t numel;
+	float *data;            /* the net's copy, read by the next run */
+	const float *grad;      /* parameters, after graft_net_backward; NULL before a plan */
+};
+size_t graft_net_tensor_count(const struct graft_net *net);
+void graft_net_tensor(const struct graft_net *net, size_t i, struct graft_net_tensor *t);
+/* dL/d input i after graft_net_backward (input_grads set); GRAFT_EINVAL otherwise. */
+int graft_net_input_grad(const struct graft_net *net, size_t i, struct graft_array *view,
+			 struct graft_err *err);
 /* The graph inputs a run needs (initializers excluded), in graph order. */
 size_t graft_net_input_count(const struct graft_net *net);
 size_t graft_net_output_count(const struct graft_net *net);

@@ -47,7 +47,8 @@ struct tensor_rec {
 	int trainable;
 	enum graft_source source;
 	enum payload_field field;
-	Onnx__TensorProto *slot;/* where the payload belongs in the skeleton */
+	Onnx__TensorProto *slot;/* where the payload belongs in the skeleton; NULL for a
+				 * detached tensor, which has no place there */
 };
 
 /* A name that an Identity node gives a stored tensor (torch aliases equal initializers
@@ -75,6 +76,8 @@ struct graft_model {
 /* ---- model.c ---- */
 struct graft_model *model_new(void);
 int model_add_history_line(struct graft_model *m, const char *line, struct graft_err *err);
+/* Derives m->aliases again from the graph, after tensors were added or removed. */
+int model_refresh_aliases(struct graft_model *m, struct graft_err *err);
 
 /* ---- onnx.c: the only module that builds or packs protobuf messages ---- */
 
@@ -92,8 +95,23 @@ int onnx_skeleton_unpack(struct graft_model *m, const void *buf, size_t len,
 /* Points every m->tensors[i].slot at its TensorProto in the skeleton, checking that each
  * slot exists once, has no payload of its own, and agrees on dtype and dims. */
 int onnx_bind_slots(struct graft_model *m, struct graft_err *err);
-/* Fills m->aliases from the graph (import does this as it assigns roles). */
+/* Fills m->aliases from the graph (import does this as it assigns roles); m->aliases must
+ * be empty. */
 int onnx_find_aliases(struct graft_model *m, struct graft_err *err);
+
+/* Editing the skeleton (model.c's graft_model_new and graft_model_add_tensor...). */
+/* An empty model: ir_version 8, default-domain opset 17, a graph with nothing in it. */
+int onnx_skeleton_new(struct graft_model *m, struct graft_err *err);
+/* 1 if name is an initializer, a graph input or a node output of the main graph. */
+int onnx_name_in_graph(const struct graft_model *m, const char *name);
+/* Appends an initializer TensorProto (no payload) for t, whose name, dtype and dims are
+ * set, and points t->slot at it. */
+int onnx_add_initializer(struct graft_model *m, struct tensor_rec *t, struct graft_err *err);
+/* Takes tp out of the main graph's initializers and frees it. */
+void onnx_remove_initializer(struct graft_model *m, Onnx__TensorProto *tp);
+/* Sets, replaces or (value NULL) removes a metadata property. */
+int onnx_set_metadata(struct graft_model *m, const char *key, const char *value,
+		      struct graft_err *err);
 
 /* Decodes any TensorProto with a payload of its own into a new array (the name is left
  * NULL); used for inline initializers, Constant attributes and .pb files. */

@@ -10,7 +10,9 @@
  *   history graft-import resnet18.onnx
  *   end
  *
- * The closing "end" line makes a manifest cut short detectable on its own.
+ * The closing "end" line makes a manifest cut short detectable on its own.  Version 2 adds
+ * the role "state" and the source "detached"; a manifest that uses neither is written as
+ * version 1, so that what older readers could read they still can.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -34,6 +36,18 @@ int payload_field_from_name(const char *name)
 		if (strcmp(field_names[i], name) == 0)
 			return i;
 	return -1;
+}
+
+static const char *source_names[] = {"initializer", "constant", "detached"};
+
+/* The oldest version that can say everything m's manifest must say. */
+static int needed_version(const struct graft_model *m)
+{
+	for (size_t i = 0; i < m->n_tensors; i++)
+		if (m->tensors[i].role == GRAFT_ROLE_STATE ||
+		    m->tensors[i].source == GRAFT_SOURCE_DETACHED)
+			return 2;
+	return 1;
 }
 
 void manifest_member_name(size_t i, char *buf, size_t size)
@@ -90,7 +104,7 @@ int manifest_write(const struct graft_model *m, const uint64_t *checksums,
 	if (!t.s)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	t.s[0] = 0;
-	text_printf(&t, "graft-archive %d\n", GRAFT_FORMAT_VERSION);
+	text_printf(&t, "graft-archive %d\n", needed_version(m));
 	text_printf(&t, "skeleton model.pb %zu %016" PRIx64 "\n", skeleton_nbytes,
 		    skeleton_checksum);
 	for (size_t i = 0; i < m->n_tensors; i++) {
@@ -105,9 +119,8 @@ int manifest_write(const struct graft_model *m, const uint64_t *checksums,
 		for (int d = 0; d < r->rank; d++)
 			text_printf(&t, "%s%" PRId64, d ? "," : "", r->dims[d]);
 		text_printf(&t, "] %s %d %s %s %zu %016" PRIx64 "\n", graft_role_name(r->role),
-			    r->trainable,
-			    r->source == GRAFT_SOURCE_CONSTANT ? "constant" : "initializer",
-			    payload_field_name(r->field), r->nbytes, checksums[i]);
+			    r->trainable, source_names[r->source], payload_field_name(r->field),
+			    r->nbytes, checksums[i]);
 		free(name);
 	}
 	for (size_t i = 0; i < m->n_history; i++) {
@@ -194,7 +207,9 @@ static int parse_tensor(struct graft_model *m, struct manifest *mf, char **tok)
 {
 	struct tensor_rec *r = &m->tensors[m->n_tensors];
 	struct manifest_entry *e = &mf->entries[m->n_tensors];
-	int role = -1, field;
+	int role = -1, source = -1, field;
+	/* Version 1 knew four roles and two sources. */
+	int n_roles = mf->version >= 2 ? 5 : 4, n_sources = mf->version >= 2 ? 3 : 2;
 
 	m->n_tensors++;         /* so that free releases what is parsed so far */
 	if (!(e->member = strdup(tok[1])) || !(r->name = strdup(tok[2])) ||
@@ -204,7 +219,7 @@ static int parse_tensor(struct graft_model *m, struct manifest *mf, char **tok)
 		return -1;
 	if (parse_dims(tok[4], r))
 		return -1;
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < n_roles; i++)
 		if (strcmp(tok[5], graft_role_name(i)) == 0)
 			role = i;
 	if (role < 0 || (strcmp(tok[6], "0") && strcmp(tok[6], "1")))
@@ -213,12 +228,12 @@ static int parse_tensor(struct graft_model *m, struct manifest *mf, char **tok)
 	r->trainable = tok[6][0] == '1';
 	if (r->trainable && role != GRAFT_ROLE_PARAMETER)
 		return -1;
-	if (strcmp(tok[7], "initializer") == 0)
-		r->source = GRAFT_SOURCE_INITIALIZER;
-	else if (strcmp(tok[7], "constant") == 0)
-		r->source = GRAFT_SOURCE_CONSTANT;
-	else
+	for (int i = 0; i < n_sources; i++)
+		if (strcmp(tok[7], source_names[i]) == 0)
+			source = i;
+	if (source < 0)
 		return -1;
+	r->source = source;
 	if ((field = payload_field_from_name(tok[8])) < 0)
 		return -1;
 	r->field = field;

@@ -1,6 +1,7 @@
 /*
  * model.c: the model object: reading (format detection, mapping), the tensor table,
- * read-only views for inspection, trainable flags and history.
+ * read-only views for inspection, trainable flags, editing (tensors added, replaced and
+ * removed; metadata) and history.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -177,6 +178,22 @@ int graft_model_read_memory(struct graft_model **out, const void *buf, size_t le
 	return 0;
 }
 
+int graft_model_new(struct graft_model **out, struct graft_err *err)
+{
+	struct graft_model *m = model_new();
+	int rc;
+
+	*out = NULL;
+	if (!m)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	if ((rc = onnx_skeleton_new(m, err))) {
+		graft_model_free(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
 int graft_model_from_archive(const struct graft_model *m)
 {
 	return m->from_archive;
@@ -186,8 +203,8 @@ int graft_model_from_archive(const struct graft_model *m)
 
 const char *graft_role_name(enum graft_role role)
 {
-	static const char *names[] = {"parameter", "buffer", "constant", "data"};
-	return (unsigned)role < 4 ? names[role] : "unknown";
+	static const char *names[] = {"parameter", "buffer", "constant", "data", "state"};
+	return (unsigned)role < 5 ? names[role] : "unknown";
 }
 
 size_t graft_model_tensor_count(const struct graft_model *m)
@@ -229,6 +246,152 @@ int graft_model_set_trainable(struct graft_model *m, size_t i, int trainable,
 				     m->tensors[i].name, graft_role_name(m->tensors[i].role));
 	m->tensors[i].trainable = trainable != 0;
 	return 0;
+}
+
+/* ---- editing ---- */
+
+int model_refresh_aliases(struct graft_model *m, struct graft_err *err)
+{
+	for (size_t i = 0; i < m->n_aliases; i++)
+		free(m->aliases[i].name);
+	free(m->aliases);
+	m->aliases = NULL;
+	m->n_aliases = 0;
+	return onnx_find_aliases(m, err);
+}
+
+static int check_new_tensor(const struct graft_model *m, const char *name, int dtype, int rank,
+			    const int64_t *dims, enum graft_role role, enum graft_source source,
+			    uint64_t *numel, struct graft_err *err)
+{
+	size_t esize = graft_dtype_size(dtype);
+
+	if (!name || !*name)
+		return graft_err_set(err, GRAFT_EINVAL, "a stored tensor needs a name");
+	if (esize == 0)
+		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s': data type %d has no fixed "
+				     "size", name, dtype);
+	if (rank < 0 || rank > GRAFT_MAX_RANK || (rank && !dims) || dims_numel(dims, rank, numel) ||
+	    *numel > SIZE_MAX / esize)
+		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s': bad shape", name);
+	if ((unsigned)role > GRAFT_ROLE_STATE)
+		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s': bad role %d", name, (int)role);
+	if (source != GRAFT_SOURCE_INITIALIZER && source != GRAFT_SOURCE_DETACHED)
+		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s': only initializers and "
+				     "detached tensors can be added", name);
+	if (graft_model_find_tensor(m, name) >= 0)
+		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s' is already stored", name);
+	if (source == GRAFT_SOURCE_INITIALIZER && onnx_name_in_graph(m, name))
+		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s': the graph already has a value "
+				     "of that name", name);
+	return 0;
+}
+
+static void release_rec(struct tensor_rec *t)
+{
+	if (t->owner == OWNER_HEAP)
+		free(t->data);
+	free(t->dims);
+	free(t->name);
+}
+
+int graft_model_add_tensor(struct graft_model *m, const char *name, int dtype, int rank,
+			   const int64_t *dims, const void *data, enum graft_role role,
+			   enum graft_source source, size_t *index, struct graft_err *err)
+{
+	struct tensor_rec rec = {0}, *list;
+	uint64_t numel;
+	int rc;
+
+	if ((rc = check_new_tensor(m, name, dtype, rank, dims, role, source, &numel, err)))
+		return rc;
+	if (!(list = realloc(m->tensors, (m->n_tensors + 1) * sizeof(*list))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	m->tensors = list;
+	rec.dtype = dtype;
+	rec.rank = rank;
+	rec.numel = numel;
+	rec.nbytes = (size_t)numel * graft_dtype_size(dtype);
+	rec.owner = OWNER_HEAP;
+	rec.role = role;
+	rec.trainable = role == GRAFT_ROLE_PARAMETER;
+	rec.source = source;
+	rec.field = FIELD_RAW;
+	rec.name = strdup(name);
+	rec.dims = malloc(sizeof(int64_t) * (rank ? (size_t)rank : 1));
+	if (rec.nbytes)
+		rec.data = data ? malloc(rec.nbytes) : calloc(1, rec.nbytes);
+	if (!rec.name || !rec.dims || (rec.nbytes && !rec.data)) {
+		release_rec(&rec);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	if (rank)
+		memcpy(rec.dims, dims, sizeof(int64_t) * (size_t)rank);
+	if (data && rec.nbytes)
+		memcpy(rec.data, data, rec.nbytes);
+	if (source == GRAFT_SOURCE_INITIALIZER && (rc = onnx_add_initializer(m, &rec, err))) {
+		release_rec(&rec);
+		return rc;
+	}
+	m->tensors[m->n_tensors++] = rec;
+	if (index)
+		*index = m->n_tensors - 1;
+	/* An Identity node may already read the new initializer's name. */
+	return source == GRAFT_SOURCE_INITIALIZER ? model_refresh_aliases(m, err) : 0;
+}
+
+int graft_model_set_tensor_data(struct graft_model *m, size_t i, const void *data,
+				size_t nbytes, struct graft_err *err)
+{
+	struct tensor_rec *t;
+	void *copy = NULL;
+
+	if (i >= m->n_tensors)
+		return graft_err_set(err, GRAFT_EINVAL, "no tensor %zu", i);
+	t = &m->tensors[i];
+	if (nbytes != t->nbytes)
+		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s' holds %zu bytes, not %zu",
+				     t->name, t->nbytes, nbytes);
+	if (nbytes && !data)
+		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s': no data", t->name);
+	if (nbytes) {
+		if (!(copy = malloc(nbytes)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		memcpy(copy, data, nbytes);
+	}
+	/* Mapped bytes belong to the archive's mapping, which outlives this tensor. */
+	if (t->owner == OWNER_HEAP)
+		free(t->data);
+	t->data = copy;
+	t->owner = OWNER_HEAP;
+	return 0;
+}
+
+int graft_model_remove_tensor(struct graft_model *m, size_t i, struct graft_err *err)
+{
+	struct tensor_rec *t;
+
+	if (i >= m->n_tensors)
+		return graft_err_set(err, GRAFT_EINVAL, "no tensor %zu", i);
+	t = &m->tensors[i];
+	if (t->source == GRAFT_SOURCE_CONSTANT)
+		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s' is the value of a Constant "
+				     "node, which cannot be removed alone", t->name);
+	if (t->source == GRAFT_SOURCE_INITIALIZER)
+		onnx_remove_initializer(m, t->slot);
+	release_rec(t);
+	memmove(t, t + 1, (m->n_tensors - i - 1) * sizeof(*t));
+	m->n_tensors--;
+	/* Alias targets are indices, which just shifted. */
+	return model_refresh_aliases(m, err);
+}
+
+int graft_model_set_metadata(struct graft_model *m, const char *key, const char *value,
+			     struct graft_err *err)
+{
+	if (!key || !*key)
+		return graft_err_set(err, GRAFT_EINVAL, "a metadata property needs a key");
+	return onnx_set_metadata(m, key, value, err);
 }
 
 size_t graft_model_alias_count(const struct graft_model *m)

@@ -13,28 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net.h"
 #include "ops/dnnl_util.h"
 
-struct graft_net {
-	const struct graft_model *model;
-	struct value **values;          /* every value, owned */
-	size_t n_values, cap_values;
-	struct strmap by_name;
-	struct node *nodes;
-	size_t n_nodes;
-	struct value **inputs;          /* graph inputs that are not initializers */
-	const Onnx__ValueInfoProto **input_info;
-	size_t n_inputs;
-	struct value **outputs;
-	size_t n_outputs;
-	size_t *run_list;               /* nodes a run executes, in order */
-	size_t n_run, n_folded;
-	int planned;
-	struct graft_array *planned_shape; /* the inputs' shapes of the current plan */
-	void **planned_bytes;           /* the data of VALUE_PLAN inputs in that plan */
-	struct net_counters counters;
-	double *profile_s;              /* GRAFT_PROFILE set: seconds spent per node */
-};
 
 static double now_s(void)
 {
@@ -45,8 +26,8 @@ static double now_s(void)
 
 /* ---- building -------------------------------------------------------------------------- */
 
-static struct value *value_get_or_add(struct graft_net *net, const char *name,
-				      struct graft_err *err)
+struct value *net_value_get_or_add(struct graft_net *net, const char *name,
+				   struct graft_err *err)
 {
 	long i = strmap_get(&net->by_name, name);
 	struct value *v;
@@ -125,7 +106,7 @@ static int add_constants(struct graft_net *net, struct graft_err *err)
 	int rc;
 
 	for (size_t i = 0; i < m->n_tensors; i++) {
-		if (!(v = value_get_or_add(net, m->tensors[i].name, err)))
+		if (!(v = net_value_get_or_add(net, m->tensors[i].name, err)))
 			return err->code;
 		borrow_tensor(v, &m->tensors[i]);
 	}
@@ -134,7 +115,7 @@ static int add_constants(struct graft_net *net, struct graft_err *err)
 		const Onnx__TensorProto *tp = g->initializer[i];
 		if (!tp->name || strmap_get(&net->by_name, tp->name) >= 0)
 			continue;
-		if (!(v = value_get_or_add(net, tp->name, err)))
+		if (!(v = net_value_get_or_add(net, tp->name, err)))
 			return err->code;
 		if ((rc = decode_into(v, tp, err)))
 			return rc;
@@ -195,7 +176,7 @@ static int add_nodes(struct graft_net *net, struct graft_err *err)
 					return graft_err_set(err, GRAFT_EFORMAT,
 							     "value '%s' is produced twice",
 							     p->output[k]);
-				if (!(n->out[k] = value_get_or_add(net, p->output[k], err)))
+				if (!(n->out[k] = net_value_get_or_add(net, p->output[k], err)))
 					return err->code;
 			}
 	}
@@ -219,7 +200,7 @@ static int add_inputs_outputs(struct graft_net *net, struct graft_err *err)
 		struct value *v;
 		if (!name || strmap_get(&net->by_name, name) >= 0)
 			continue;       /* an initializer listed as an input (IR < 4) */
-		if (!(v = value_get_or_add(net, name, err)))
+		if (!(v = net_value_get_or_add(net, name, err)))
 			return err->code;
 		v->flags |= VALUE_INPUT;
 		net->input_info[net->n_inputs] = g->input[i];
@@ -319,7 +300,7 @@ static struct value *new_const(struct graft_net *net, const char *base, const ch
 	snprintf(name, sizeof(name), "%s%s", base, suffix);
 	if (strmap_get(&net->by_name, name) >= 0)
 		return graft_err_set(err, GRAFT_EINVAL, "fusion name clash '%s'", name), NULL;
-	if (!(v = value_get_or_add(net, name, err)))
+	if (!(v = net_value_get_or_add(net, name, err)))
 		return NULL;
 	value_set(v, GRAFT_FLOAT, rank, dims);
 	for (int i = 0; i < rank; i++)
@@ -394,7 +375,8 @@ static int fuse_activation(struct graft_net *net, struct node *act, const size_t
 	struct fused_act f = {FUSED_NONE, 0, 0};
 	const char *op = act->op->name;
 
-	if (!p || p->fused_away || !(p->op->flags & OP_FUSES_ACT) || p->act.kind != FUSED_NONE ||
+	if (!p || p->fused_away || autograd_region(p) || !(p->op->flags & OP_FUSES_ACT) ||
+	    p->act.kind != FUSED_NONE ||
 	    uses[strmap_get(&net->by_name, act->in[0]->name)] != 1 || !act->out[0] ||
 	    p->out[0] != act->in[0])
 		return 0;
@@ -460,7 +442,7 @@ static void mark_blockable(struct graft_net *net)
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *p = &net->nodes[i];
 		struct value *v = p->n_out ? p->out[0] : NULL;
-		int ok = v && !p->fused_away && !(v->flags & VALUE_OUTPUT) &&
+		int ok = v && !p->fused_away && !(v->flags & (VALUE_OUTPUT | VALUE_DIFF)) &&
 			 (p->op->flags & (OP_BLOCKED_IO | OP_LAYOUT_TRANSPARENT));
 		int readers = 0;
 
@@ -470,7 +452,8 @@ static void mark_blockable(struct graft_net *net)
 				continue;       /* (a pre's inputs are read by its host) */
 			for (size_t k = 0; k < c->n_in; k++)
 				if (c->in[k] == v) {
-					ok = layout_aware_reader(c, k);
+					/* backward reads its inputs plain */
+					ok = layout_aware_reader(c, k) && !autograd_region(c);
 					readers++;
 				}
 		}
@@ -668,7 +651,8 @@ static int fuse_depthwise(struct graft_net *net, struct node *dw, const size_t *
 	struct node *pre = dw->n_in ? producer(net, dw->in[0]) : NULL;
 	const struct value *w;
 
-	if (!plain_2d_conv(dw) || !plain_2d_conv(pre) || pre->out[0] != dw->in[0] ||
+	if (!plain_2d_conv(dw) || !plain_2d_conv(pre) || autograd_region(pre) ||
+	    pre->out[0] != dw->in[0] ||
 	    uses[strmap_get(&net->by_name, dw->in[0]->name)] != 1 ||
 	    (dw->in[0]->flags & VALUE_OUTPUT))
 		return 0;
@@ -699,8 +683,8 @@ static int fuse(struct graft_net *net, struct graft_err *err)
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		for (size_t i = 0; i < net->n_nodes && !rc; i++) {
 			struct node *n = &net->nodes[i];
-			if (n->fused_away)
-				continue;
+			if (n->fused_away || autograd_region(n))
+				continue;       /* backward needs each node's own output */
 			if (pass == 0 && is_op(n, "Identity"))
 				forward_identity(net, n);
 			else if (pass == 0 && is_op(n, "BatchNormalization"))
@@ -717,6 +701,12 @@ static int fuse(struct graft_net *net, struct graft_err *err)
 
 int graft_net_new(struct graft_net **out, const struct graft_model *m, struct graft_err *err)
 {
+	return graft_net_new_opts(out, m, NULL, err);
+}
+
+int graft_net_new_opts(struct graft_net **out, const struct graft_model *m,
+		       const struct graft_net_opts *opts, struct graft_err *err)
+{
 	struct graft_net *net = calloc(1, sizeof(*net));
 	int rc;
 
@@ -726,9 +716,11 @@ int graft_net_new(struct graft_net **out, const struct graft_model *m, struct gr
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
 	net->model = m;
+	if (opts)
+		net->opts = *opts;
 	if ((rc = add_constants(net, err)) || (rc = add_inputs_outputs(net, err)) ||
 	    (rc = add_nodes(net, err)) || (rc = bind_outputs(net, err)) ||
-	    (rc = fuse(net, err))) {
+	    (rc = autograd_build(net, err)) || (rc = fuse(net, err))) {
 		graft_net_free(net);
 		return rc;
 	}
@@ -746,6 +738,7 @@ int graft_net_new(struct graft_net **out, const struct graft_model *m, struct gr
 /* Forgets a plan: kernel state, and data computed or allocated for it. */
 static void unplan(struct graft_net *net)
 {
+	autograd_unplan(net);
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *n = &net->nodes[i];
 		if (n->op && n->op->release && n->priv)
@@ -890,6 +883,8 @@ static int plan(struct graft_net *net, const struct graft_array *inputs, struct 
 			net->run_list[net->n_run++] = i;
 		}
 	}
+	if (net->opts.training && (rc = autograd_plan(net, err)))
+		return rc;
 	net->planned = 1;
 	return 0;
 }
@@ -1068,5 +1063,6 @@ void graft_net_free(struct graft_net *net)
 	free(net->run_list);
 	free(net->planned_shape);
 	free(net->planned_bytes);
+	autograd_free(net);
 	free(net);
 }

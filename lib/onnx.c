@@ -12,6 +12,9 @@
  * once, int32_data values outside their type's range, a length that disagrees with the
  * shape) simply stays in the skeleton: it is carried, not interpreted.
  *
+ * Detached tensors (datasets, training state) have no slot in the skeleton: export and
+ * role assignment pass over them, and only the archive carries them.
+ *
  * This is the only module that builds, packs or unpacks protobuf messages.
  */
 #include <errno.h>
@@ -517,7 +520,9 @@ static void role_ctx_release(struct role_ctx *rc)
 	free(rc->uses);
 }
 
-static int add_entry(struct role_ctx *rc, const char *name, size_t target)
+/* Adds an entry for name; a detached tensor's entry is not findable by name, since its
+ * name may also be a graph value it has nothing to do with. */
+static int add_entry(struct role_ctx *rc, const char *name, size_t target, int findable)
 {
 	if (rc->n == rc->cap) {
 		size_t cap = rc->cap ? 2 * rc->cap : 64;
@@ -537,7 +542,7 @@ static int add_entry(struct role_ctx *rc, const char *name, size_t target)
 	rc->name[rc->n] = name;
 	rc->target[rc->n] = target;
 	rc->uses[rc->n] = 0;
-	if (strmap_put(&rc->names, name, (long)rc->n) == -2)
+	if (findable && strmap_put(&rc->names, name, (long)rc->n) == -2)
 		return GRAFT_ENOMEM;
 	rc->n++;
 	return 0;
@@ -587,7 +592,8 @@ static int collect_uses(struct graft_model *m, struct role_ctx *rc, struct graft
 	if (strmap_init(&rc->names, m->n_tensors + 16))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	for (size_t i = 0; i < m->n_tensors; i++)
-		if (add_entry(rc, m->tensors[i].name, i))
+		if (add_entry(rc, m->tensors[i].name, i,
+			      m->tensors[i].source != GRAFT_SOURCE_DETACHED))
 			goto nomem;
 	/* Identity chains may appear in any order; iterate to a fixed point. */
 	for (size_t pass = 0; changed && pass <= g->n_node; pass++) {
@@ -598,7 +604,7 @@ static int collect_uses(struct graft_model *m, struct role_ctx *rc, struct graft
 			if (!is_identity(n) || (e = strmap_get(&rc->names, n->input[0])) < 0 ||
 			    strmap_get(&rc->names, n->output[0]) >= 0)
 				continue;
-			if (add_entry(rc, n->output[0], rc->target[e]))
+			if (add_entry(rc, n->output[0], rc->target[e], 1))
 				goto nomem;
 			changed = 1;
 		}
@@ -767,8 +773,13 @@ int onnx_bind_slots(struct graft_model *m, struct graft_err *err)
 			strmap_put(&keys, c[i].key, LONG_MAX);
 	for (size_t i = 0; i < m->n_tensors && !rc; i++) {
 		struct tensor_rec *t = &m->tensors[i];
-		long k = strmap_get(&keys, t->name);
+		long k;
 		Onnx__TensorProto *tp;
+		if (t->source == GRAFT_SOURCE_DETACHED) {
+			t->slot = NULL;
+			continue;
+		}
+		k = strmap_get(&keys, t->name);
 		if (k < 0 || k == LONG_MAX || c[k].source != t->source) {
 			rc = graft_err_set(err, GRAFT_EFORMAT, "tensor '%s' has no %s slot in the graph",
 					   t->name, k == LONG_MAX ? "unique" : "matching");
@@ -786,6 +797,146 @@ int onnx_bind_slots(struct graft_model *m, struct graft_err *err)
 	free(c);
 	strmap_release(&keys);
 	return rc;
+}
+
+/* ---- editing the skeleton ------------------------------------------------------------------ */
+
+int onnx_skeleton_new(struct graft_model *m, struct graft_err *err)
+{
+	Onnx__ModelProto *p = malloc(sizeof(*p));
+	Onnx__GraphProto *g = malloc(sizeof(*g));
+	Onnx__OperatorSetIdProto *o = malloc(sizeof(*o));
+	Onnx__OperatorSetIdProto **list = malloc(sizeof(*list));
+
+	if (!p || !g || !o || !list)
+		goto nomem;
+	onnx__model_proto__init(p);
+	onnx__graph_proto__init(g);
+	onnx__operator_set_id_proto__init(o);
+	p->graph = g;
+	p->opset_import = list;
+	list[0] = o;
+	p->n_opset_import = 1;
+	p->has_ir_version = 1;
+	p->ir_version = 8;
+	o->has_version = 1;
+	o->version = 17;
+	m->proto = p;
+	/* From here on, free_unpacked releases whatever the strings leave unset. */
+	if (!(o->domain = strdup("")) || !(p->producer_name = strdup("graft")) ||
+	    !(p->producer_version = strdup(GRAFT_VERSION)) || !(g->name = strdup("graft")))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	return 0;
+nomem:
+	free(p);
+	free(g);
+	free(o);
+	free(list);
+	return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+}
+
+int onnx_name_in_graph(const struct graft_model *m, const char *name)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if (g->initializer[i]->name && strcmp(g->initializer[i]->name, name) == 0)
+			return 1;
+	for (size_t i = 0; i < g->n_input; i++)
+		if (g->input[i]->name && strcmp(g->input[i]->name, name) == 0)
+			return 1;
+	for (size_t i = 0; i < g->n_node; i++)
+		for (size_t k = 0; k < g->node[i]->n_output; k++)
+			if (g->node[i]->output[k] && strcmp(g->node[i]->output[k], name) == 0)
+				return 1;
+	return 0;
+}
+
+int onnx_add_initializer(struct graft_model *m, struct tensor_rec *t, struct graft_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	Onnx__TensorProto **list = realloc(g->initializer, (g->n_initializer + 1) * sizeof(*list));
+	Onnx__TensorProto *tp;
+
+	if (!list)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	g->initializer = list;
+	if (!(tp = malloc(sizeof(*tp))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	onnx__tensor_proto__init(tp);
+	tp->name = strdup(t->name);
+	tp->dims = malloc(sizeof(int64_t) * (t->rank ? (size_t)t->rank : 1));
+	if (!tp->name || !tp->dims) {
+		onnx__tensor_proto__free_unpacked(tp, NULL);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	if (t->rank)
+		memcpy(tp->dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
+	tp->n_dims = (size_t)t->rank;
+	tp->has_data_type = 1;
+	tp->data_type = t->dtype;
+	/* The payload goes to raw_data on export, as onnx.numpy_helper writes it. */
+	t->field = FIELD_RAW;
+	t->slot = tp;
+	g->initializer[g->n_initializer++] = tp;
+	return 0;
+}
+
+void onnx_remove_initializer(struct graft_model *m, Onnx__TensorProto *tp)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if (g->initializer[i] == tp) {
+			memmove(&g->initializer[i], &g->initializer[i + 1],
+				(g->n_initializer - i - 1) * sizeof(*g->initializer));
+			g->n_initializer--;
+			/* Its payload lives in the tensor table, so only the skeleton is freed. */
+			onnx__tensor_proto__free_unpacked(tp, NULL);
+			return;
+		}
+}
+
+int onnx_set_metadata(struct graft_model *m, const char *key, const char *value,
+		      struct graft_err *err)
+{
+	Onnx__ModelProto *p = m->proto;
+	Onnx__StringStringEntryProto *e, **list;
+	char *v;
+
+	for (size_t i = 0; i < p->n_metadata_props; i++) {
+		e = p->metadata_props[i];
+		if (!e->key || strcmp(e->key, key) != 0)
+			continue;
+		if (!value) {
+			onnx__string_string_entry_proto__free_unpacked(e, NULL);
+			memmove(&p->metadata_props[i], &p->metadata_props[i + 1],
+				(p->n_metadata_props - i - 1) * sizeof(*p->metadata_props));
+			p->n_metadata_props--;
+			return 0;
+		}
+		if (!(v = strdup(value)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		free(e->value);
+		e->value = v;
+		return 0;
+	}
+	if (!value)
+		return 0;
+	if (!(list = realloc(p->metadata_props, (p->n_metadata_props + 1) * sizeof(*list))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	p->metadata_props = list;
+	if (!(e = malloc(sizeof(*e))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	onnx__string_string_entry_proto__init(e);
+	e->key = strdup(key);
+	e->value = strdup(value);
+	if (!e->key || !e->value) {
+		onnx__string_string_entry_proto__free_unpacked(e, NULL);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	list[p->n_metadata_props++] = e;
+	return 0;
 }
 
 /* ---- export ------------------------------------------------------------------------------ */
@@ -861,6 +1012,8 @@ static void clear_payload(struct tensor_rec *t)
 {
 	Onnx__TensorProto *tp = t->slot;
 
+	if (!tp)
+		return;         /* detached */
 	tp->raw_data.data = NULL;
 	tp->raw_data.len = 0;
 	tp->has_raw_data = 0;
@@ -896,7 +1049,8 @@ static int fill_all(struct graft_model *m, struct scratch *s, struct graft_err *
 	if (!s->bufs)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	for (size_t i = 0; i < m->n_tensors && !rc; i++)
-		rc = put_payload(&m->tensors[i], s, err);
+		if (m->tensors[i].slot)
+			rc = put_payload(&m->tensors[i], s, err);
 	if (rc)
 		clear_all(m, s);
 	return rc;
@@ -965,7 +1119,7 @@ static int put_external(struct graft_model *m, const struct graft_onnx_opts *o,
 	for (size_t i = 0; i < m->n_tensors; i++) {
 		struct tensor_rec *t = &m->tensors[i];
 		Onnx__TensorProto *tp = t->slot;
-		if (t->nbytes < o->external_min_bytes || t->nbytes == 0)
+		if (!tp || t->nbytes < o->external_min_bytes || t->nbytes == 0)
 			continue;
 		uint64_t pad = (4096 - off % 4096) % 4096;
 		if ((rc = graft_write_all(o->external_fd, zeros, pad, err)) ||
@@ -997,7 +1151,7 @@ static void undo_external(struct graft_model *m, Onnx__StringStringEntryProto **
 {
 	for (size_t i = 0; i < m->n_tensors; i++) {
 		Onnx__TensorProto *tp = m->tensors[i].slot;
-		if (tp->external_data == &ptrs[3 * i]) {
+		if (tp && tp->external_data == &ptrs[3 * i]) {
 			tp->external_data = NULL;
 			tp->n_external_data = 0;
 			/* Import left every stored tensor with data_location DEFAULT, set
@@ -1035,7 +1189,7 @@ int graft_model_write_onnx(const struct graft_model *cm, int fd,
 			goto out;
 		}
 		for (size_t i = 0; i < m->n_tensors; i++)
-			had_location[i] = m->tensors[i].slot->has_data_location;
+			had_location[i] = m->tensors[i].slot && m->tensors[i].slot->has_data_location;
 		if ((rc = put_external(m, opts, entries, ptrs, nums, err)))
 			goto out;
 	}
@@ -1061,7 +1215,8 @@ out:
 	if (ptrs) {
 		undo_external(m, ptrs);
 		for (size_t i = 0; i < m->n_tensors; i++)
-			m->tensors[i].slot->has_data_location = had_location[i];
+			if (m->tensors[i].slot)
+				m->tensors[i].slot->has_data_location = had_location[i];
 	}
 	clear_all(m, &s);
 	free(b);

@@ -617,3 +617,5 @@ static const struct op_def op_conv_transpose = {"ConvTranspose", convt_infer, co
 						conv_release, OP_FUSES_ACT | OP_BLOCKED_IO, 0};
 
 const struct op_def *const ops_conv[] = {&op_conv, &op_conv_transpose, NULL};
+
+const struct grad_def *const ops_conv_grad[] = {NULL};

@@ -481,3 +481,5 @@ static const struct op_def op_gemm = {"Gemm", gemm_infer, gemm_run, mm_release, 
 static const struct op_def op_matmul = {"MatMul", matmul_infer, matmul_run, mm_release, 0, 0};
 
 const struct op_def *const ops_gemm[] = {&op_gemm, &op_matmul, NULL};
+
+const struct grad_def *const ops_gemm_grad[] = {NULL};

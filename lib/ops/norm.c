@@ -561,3 +561,5 @@ static const struct op_def op_mvn = {"MeanVarianceNormalization", mvn_infer, mvn
 const struct op_def *const ops_norm[] = {
 	&op_batchnorm, &op_layernorm, &op_instancenorm, &op_lrn, &op_mvn, NULL,
 };
+
+const struct grad_def *const ops_norm_grad[] = {NULL};

@@ -32,6 +32,13 @@ enum value_flags {
 	VALUE_BLOCKABLE = 1 << 5,/* produced by an OP_BLOCKED_IO or layout-transparent op and
 				 * read only by such ops: may be kept in the layout oneDNN
 				 * prefers (see layout) */
+	/* Training nets (graft_net_new_opts with training set): */
+	VALUE_PARAM = 1 << 6,   /* a trainable parameter: a net-owned copy of a model tensor
+				 * that the optimizer updates between runs; never VALUE_CONST */
+	VALUE_STATE = 1 << 7,   /* a net-owned copy of a buffer that training-mode kernels
+				 * update (BatchNormalization's running statistics) */
+	VALUE_DIFF = 1 << 8,    /* computed from a parameter (or a graph input whose
+				 * gradient was asked for): the region backward covers */
 };
 
 /* A tensor flowing through the graph: contiguous, row-major, little-endian. */
@@ -49,6 +56,9 @@ struct value {
 	 * larger (free the old one); the executor frees it when it replans. */
 	void *layout;
 	void *shadow;           /* executor-private: a plain copy of a blocked value */
+	/* Training: dL/dvalue, a plain float32 value of the same dims, for float values in
+	 * the VALUE_DIFF region; NULL elsewhere. */
+	struct value *grad;
 };
 
 struct op_def;
@@ -89,6 +99,18 @@ struct node {
 	 * pre's output (its in[0]) is never allocated unless the kernel must fall back to
 	 * running them apart.  host is the reverse link, set on pre. */
 	struct node *pre, *host;
+
+	/* Training nets only. */
+	int training;           /* run as in training: BatchNormalization normalises with the
+				 * batch's statistics and updates its running ones (in[3],
+				 * in[4], VALUE_STATE), Dropout drops (drawing from rng) */
+	const struct grad_def *grad;    /* backward, NULL when the op has none */
+	int needs_grad;         /* some output has a gradient: backward runs for this node */
+	/* (n_in) where backward writes dL/d in[k], plain float32 of in[k]'s dims, overwriting
+	 * it; NULL when in[k] needs no gradient.  The executor sums contributions when a
+	 * value has several readers. */
+	struct value **gin;
+	struct graft_rng *rng;  /* the net's, for Dropout masks */
 };
 
 struct op_def {
@@ -110,6 +132,25 @@ struct op_def {
 	 * they come from and plans those as constants. */
 	unsigned plan_inputs;
 };
+
+/*
+ * The backward of an op, kept apart from op_def (families list them in ops_<family>_grad[]
+ * arrays, see registry.c).  backward runs after a forward run of the same plan, for nodes
+ * with needs_grad, in reverse order.  It reads the inputs and outputs as the forward run
+ * left them (plain layouts: the executor keeps values of the backward region plain), the
+ * output gradients out[k]->grad (zeros when nothing downstream contributed; NULL only for
+ * outputs that are not float), and whatever run kept in priv when n->needs_grad was set
+ * (a pooling workspace, batch statistics, a Dropout mask).  For every k with gin[k], it
+ * writes dL/d in[k] into gin[k]->data.  Broadcast inputs get their gradient summed over
+ * the broadcast axes.
+ */
+struct grad_def {
+	const char *name;       /* op_type in the default ONNX domain */
+	int (*backward)(struct node *n, struct graft_err *err);
+};
+
+/* The backward for op_type, or NULL. */
+const struct grad_def *ops_find_grad(const char *op_type);
 
 enum op_flags {
 	OP_FUSES_ACT = 1 << 0,  /* run applies n->act to its output */

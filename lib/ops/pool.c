@@ -410,3 +410,5 @@ static const struct op_def op_gavg = {"GlobalAveragePool", global_infer, gavg_ru
 static const struct op_def op_gmax = {"GlobalMaxPool", global_infer, gmax_run, NULL, 0, 0};
 
 const struct op_def *const ops_pool[] = {&op_maxpool, &op_avgpool, &op_gavg, &op_gmax, NULL};
+
+const struct grad_def *const ops_pool_grad[] = {NULL};

@@ -947,3 +947,5 @@ const struct op_def *const ops_reduce[] = {
 	&op_reduce_sum_square, &op_reduce_l1, &op_reduce_l2, &op_reduce_log_sum,
 	&op_reduce_log_sum_exp, &op_argmax, &op_argmin, &op_softmax, &op_log_softmax, &op_hardmax, NULL,
 };
+
+const struct grad_def *const ops_reduce_grad[] = {NULL};

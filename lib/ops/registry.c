@@ -1,6 +1,7 @@
 /*
  * registry.c: every op the executor knows, by family.  A new family is one file in
- * lib/ops/ exporting a NULL-terminated ops_<family>[] array, listed here.
+ * lib/ops/ exporting a NULL-terminated ops_<family>[] array, listed here, and, for the
+ * ops it can differentiate, a NULL-terminated ops_<family>_grad[] array.
  */
 #include <string.h>
 
@@ -33,5 +34,23 @@ const struct op_def *ops_find(const char *op_type)
 	for (const struct op_def *const *o = ops_all(); *o; o++)
 		if (strcmp((*o)->name, op_type) == 0)
 			return *o;
+	return NULL;
+}
+
+extern const struct grad_def *const ops_eltwise_grad[], *const ops_shape_grad[],
+	*const ops_reduce_grad[], *const ops_norm_grad[], *const ops_conv_grad[],
+	*const ops_gemm_grad[], *const ops_pool_grad[];
+
+static const struct grad_def *const *const grad_families[] = {
+	ops_eltwise_grad, ops_shape_grad, ops_reduce_grad, ops_norm_grad, ops_conv_grad,
+	ops_gemm_grad, ops_pool_grad,
+};
+
+const struct grad_def *ops_find_grad(const char *op_type)
+{
+	for (size_t f = 0; f < sizeof(grad_families) / sizeof(grad_families[0]); f++)
+		for (size_t i = 0; grad_families[f][i]; i++)
+			if (strcmp(grad_families[f][i]->name, op_type) == 0)
+				return grad_families[f][i];
 	return NULL;
 }

@@ -1816,3 +1816,5 @@ const struct op_def *const ops_shape[] = {
 	&op_constant, &op_constant_of_shape, &op_range, &op_expand, &op_tile, &op_pad,
 	&op_depth_to_space, &op_space_to_depth, NULL,
 };
+
+const struct grad_def *const ops_shape_grad[] = {NULL};

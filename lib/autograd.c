@@ -1,0 +1,472 @@
+/*
+ * autograd.c: training nets.  What changes from an inference net:
+ *
+ * - Trainable parameters become net-owned copies (VALUE_PARAM) that the caller's
+ *   optimizer updates between runs; they are never constants, so nothing computed from
+ *   them is folded, and kernels re-read them on every run.
+ * - The values computed from a parameter form the backward region (VALUE_DIFF).  Nodes
+ *   there are neither fused nor given blocked layouts: backward needs each node's own
+ *   inputs and outputs, plain.  The frozen part of the network before that region runs
+ *   exactly as for inference (Conv + BatchNormalization folded, activations fused), so a
+ *   frozen backbone costs one fast forward pass.
+ * - A BatchNormalization whose scale or bias trains runs in training mode on running
+ *   statistics of its own (VALUE_STATE: torch's exporter may alias running_var to the
+ *   scale through an Identity, and the two must part once training updates one).
+ * - After a plan, each float value of the region has a gradient buffer; backward visits
+ *   the region's nodes in reverse and each writes its inputs' gradients, which are summed
+ *   here when a value has several readers (a residual connection).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net.h"
+
+int autograd_region(const struct node *n)
+{
+	for (size_t k = 0; k < n->n_in; k++)
+		if (n->in[k] && (n->in[k]->flags & VALUE_DIFF))
+			return 1;
+	return 0;
+}
+
+static int track(struct graft_net *net, struct value *v, const char *name,
+		 struct graft_err *err)
+{
+	struct tracked *t = realloc(net->tracked, (net->n_tracked + 1) * sizeof(*t));
+
+	if (!t)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	net->tracked = t;
+	t[net->n_tracked].v = v;
+	t[net->n_tracked].name = name;
+	net->n_tracked++;
+	return 0;
+}
+
+/* Replaces a borrowed value's data with a copy the net owns. */
+static int own_copy(struct value *v, struct graft_err *err)
+{
+	void *copy = malloc(v->nbytes ? v->nbytes : 1);
+
+	if (!copy)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory for '%s'", v->name);
+	memcpy(copy, v->data, v->nbytes);
+	v->data = copy;
+	v->flags &= ~(unsigned)(VALUE_CONST | VALUE_BORROWED);
+	return 0;
+}
+
+static int copy_parameters(struct graft_net *net, struct graft_err *err)
+{
+	const struct graft_model *m = net->model;
+	int rc;
+
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		const struct tensor_rec *t = &m->tensors[i];
+		long idx;
+		struct value *v;
+
+		if (!t->trainable || t->role != GRAFT_ROLE_PARAMETER ||
+		    (idx = strmap_get(&net->by_name, t->name)) < 0)
+			continue;
+		v = net->values[idx];
+		if (t->dtype != GRAFT_FLOAT)
+			return graft_err_set(err, GRAFT_EUNSUPPORTED, "parameter '%s' is %s; only "
+					     "float32 parameters can train", t->name,
+					     dtype_label(t->dtype));
+		if ((rc = own_copy(v, err)) || (rc = track(net, v, t->name, err)))
+			return rc;
+		v->flags |= VALUE_PARAM | VALUE_DIFF;
+	}
+	return 0;
+}
+
+/* Nodes are in topological order (ONNX requires it): one forward sweep. */
+static void mark_region(struct graft_net *net)
+{
+	for (size_t i = 0; i < net->n_inputs; i++)
+		if (net->opts.input_grads)
+			net->inputs[i]->flags |= VALUE_DIFF;
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		struct node *n = &net->nodes[i];
+		if (!autograd_region(n))
+			continue;
+		for (size_t k = 0; k < n->n_out; k++)
+			if (n->out[k])
+				n->out[k]->flags |= VALUE_DIFF;
+	}
+}
+
+static const struct node *producer_of(const struct graft_net *net, const struct value *v)
+{
+	for (size_t i = 0; i < net->n_nodes; i++)
+		for (size_t k = 0; k < net->nodes[i].n_out; k++)
+			if (net->nodes[i].out[k] == v)
+				return &net->nodes[i];
+	return NULL;
+}
+
+/* The stored tensor v stands for, through Identity nodes; NULL if v is computed. */
+static const struct value *stored_source(const struct graft_net *net, const struct value *v)
+{
+	for (int hops = 0; v && hops < 64; hops++) {
+		const struct node *p;
+		if (v->flags & VALUE_BORROWED)
+			return v;
+		if (!(p = producer_of(net, v)) || strcmp(p->op->name, "Identity") != 0 ||
+		    p->n_in < 1)
+			return NULL;
+		v = p->in[0];
+	}
+	return NULL;
+}
+
+/* A training-mode BatchNormalization's input k (3: mean, 4: variance) becomes a
+ * net-owned copy, saved under the input's name. */
+static int bn_state(struct graft_net *net, struct node *n, size_t k, struct graft_err *err)
+{
+	const struct value *src = n->n_in > k ? stored_source(net, n->in[k]) : NULL;
+	char name[512];
+	struct value *v;
+	int rc;
+
+	if (!src || src->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "running %s is not a stored float "
+				"tensor: cannot train it", k == 3 ? "mean" : "variance");
+	snprintf(name, sizeof(name), "%s#train", n->in[k]->name);
+	if (!(v = net_value_get_or_add(net, name, err)))
+		return err->code;
+	if (v->data)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "running statistics '%s' are shared "
+				"by two BatchNormalization nodes", n->in[k]->name);
+	value_set(v, GRAFT_FLOAT, src->rank, src->dims);
+	v->data = (void *)src->data;
+	v->nbytes = src->nbytes;
+	if ((rc = own_copy(v, err)) || (rc = track(net, v, n->in[k]->name, err)))
+		return rc;
+	v->flags |= VALUE_STATE;
+	n->in[k] = v;
+	return 0;
+}
+
+static int add_training_node(struct graft_net *net, size_t i, struct graft_err *err)
+{
+	size_t *t = realloc(net->trains, (net->n_trains + 1) * sizeof(*t));
+
+	if (!t)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	net->trains = t;
+	t[net->n_trains++] = i;
+	net->nodes[i].training = 1;
+	return 0;
+}
+
+/* BatchNormalization whose scale or bias trains, and Dropout in the backward region. */
+static int mark_training_nodes(struct graft_net *net, struct graft_err *err)
+{
+	int rc;
+
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		struct node *n = &net->nodes[i];
+		n->rng = &net->rng;
+		if (strcmp(n->op->name, "BatchNormalization") == 0 && !net->opts.bn_frozen &&
+		    n->n_in == 5 && ((n->in[1] && (n->in[1]->flags & VALUE_PARAM)) ||
+				     (n->in[2] && (n->in[2]->flags & VALUE_PARAM)))) {
+			if ((rc = bn_state(net, n, 3, err)) || (rc = bn_state(net, n, 4, err)) ||
+			    (rc = add_training_node(net, i, err)))
+				return rc;
+		} else if (strcmp(n->op->name, "Dropout") == 0 && autograd_region(n) &&
+			   (rc = add_training_node(net, i, err))) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int autograd_build(struct graft_net *net, struct graft_err *err)
+{
+	int rc;
+
+	if (!net->opts.training)
+		return 0;
+	graft_rng_seed(&net->rng, net->opts.seed);
+	net->training = 1;
+	if ((rc = copy_parameters(net, err)))
+		return rc;
+	mark_region(net);
+	if ((rc = mark_training_nodes(net, err)))
+		return rc;
+	for (size_t i = 0; i < net->n_nodes; i++)
+		net->nodes[i].grad = ops_find_grad(net->nodes[i].op->name);
+	return 0;
+}
+
+/* ---- planning ---------------------------------------------------------------------------- */
+
+static struct value *grad_value(const struct value *v)
+{
+	struct value *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	value_set(g, GRAFT_FLOAT, v->rank, v->dims);
+	g->nbytes = (size_t)value_numel(v) * sizeof(float);
+	if (!(g->data = calloc(1, g->nbytes ? g->nbytes : 1))) {
+		free(g);
+		return NULL;
+	}
+	return g;
+}
+
+static void grad_value_free(struct value *g)
+{
+	if (g) {
+		free(g->data);
+		free(g);
+	}
+}
+
+static int wants_grad(const struct value *v)
+{
+	return v && (v->flags & VALUE_DIFF) && v->dtype == GRAFT_FLOAT;
+}
+
+/* How many (node, input) slots of the run list read v with a gradient to give. */
+static size_t grad_readers(const struct graft_net *net, const struct value *v)
+{
+	size_t count = 0;
+
+	for (size_t r = 0; r < net->n_run; r++) {
+		const struct node *n = &net->nodes[net->run_list[r]];
+		if (!n->needs_grad)
+			continue;
+		for (size_t k = 0; k < n->n_in; k++)
+			count += n->in[k] == v;
+	}
+	return count;
+}
+
+static int plan_node(struct graft_net *net, struct node *n, struct graft_err *err)
+{
+	for (size_t k = 0; k < n->n_out; k++)
+		if (wants_grad(n->out[k]))
+			n->needs_grad = 1;
+	if (!n->needs_grad)
+		return 0;
+	if (!n->grad)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "op %s has no backward in graft: "
+				"freeze the parameters computed before this node", n->op->name);
+	for (size_t k = 0; k < n->n_out; k++)
+		if (wants_grad(n->out[k]) && !n->out[k]->grad &&
+		    !(n->out[k]->grad = grad_value(n->out[k])))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	if (!(n->gin = calloc(n->n_in + 1, sizeof(*n->gin))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	(void)net;
+	return 0;
+}
+
+/* gin[k]: the value's own gradient when this is its only reader, else a buffer of the
+ * slot's that backward sums into the value's gradient. */
+static int plan_inputs(struct graft_net *net, struct node *n, struct graft_err *err)
+{
+	for (size_t k = 0; k < n->n_in; k++) {
+		struct value *v = n->in[k];
+		if (!wants_grad(v))
+			continue;
+		if (!v->grad && !(v->grad = grad_value(v)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		if (grad_readers(net, v) == 1)
+			n->gin[k] = v->grad;
+		else if (!(n->gin[k] = grad_value(v)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+int autograd_plan(struct graft_net *net, struct graft_err *err)
+{
+	int rc;
+
+	for (size_t r = 0; r < net->n_run; r++)
+		if ((rc = plan_node(net, &net->nodes[net->run_list[r]], err)))
+			return rc;
+	for (size_t r = 0; r < net->n_run; r++) {
+		struct node *n = &net->nodes[net->run_list[r]];
+		if (n->needs_grad && (rc = plan_inputs(net, n, err)))
+			return rc;
+	}
+	return 0;
+}
+
+void autograd_unplan(struct graft_net *net)
+{
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		struct node *n = &net->nodes[i];
+		if (n->gin) {
+			for (size_t k = 0; k < n->n_in; k++)
+				if (n->gin[k] && (!n->in[k] || n->gin[k] != n->in[k]->grad))
+					grad_value_free(n->gin[k]);
+			free(n->gin);
+			n->gin = NULL;
+		}
+		n->needs_grad = 0;
+	}
+	for (size_t i = 0; i < net->n_values; i++) {
+		grad_value_free(net->values[i]->grad);
+		net->values[i]->grad = NULL;
+	}
+}
+
+void autograd_free(struct graft_net *net)
+{
+	free(net->tracked);
+	free(net->trains);
+}
+
+/* ---- running --------------------------------------------------------------------------- */
+
+void graft_net_set_training(struct graft_net *net, int on)
+{
+	on = on != 0;
+	if (!net->opts.training || net->training == on)
+		return;
+	net->training = on;
+	for (size_t i = 0; i < net->n_trains; i++) {
+		struct node *n = &net->nodes[net->trains[i]];
+		n->training = on;
+		if (n->op->release && n->priv)
+			n->op->release(n);      /* kernels build per mode */
+		n->priv = NULL;
+	}
+}
+
+static void add_into(struct value *dst, const struct value *src, int first)
+{
+	float *d = dst->data;
+	const float *s = src->data;
+	uint64_t count = value_numel(dst);
+
+	if (first) {
+		memcpy(d, s, (size_t)count * sizeof(float));
+		return;
+	}
+	for (uint64_t i = 0; i < count; i++)
+		d[i] += s[i];
+}
+
+/* Marks which gradients hold a contribution yet (ready), so that the first one is copied
+ * and the rest added, and a gradient nothing reached reads as zero. */
+static void clear_ready(struct graft_net *net)
+{
+	for (size_t i = 0; i < net->n_values; i++)
+		if (net->values[i]->grad)
+			net->values[i]->grad->flags = 0;
+}
+#define GRAD_READY VALUE_CONST  /* reused on gradient values, which have no other flags */
+
+static void zero_if_unreached(struct value *g)
+{
+	if (!(g->flags & GRAD_READY)) {
+		memset(g->data, 0, g->nbytes);
+		g->flags |= GRAD_READY;
+	}
+}
+
+static int seed_outputs(struct graft_net *net, const struct graft_array *og, size_t n,
+			struct graft_err *err)
+{
+	if (n != net->n_outputs)
+		return graft_err_set(err, GRAFT_EINVAL, "%zu output gradients for %zu outputs", n,
+				     net->n_outputs);
+	for (size_t i = 0; i < n; i++) {
+		struct value *v = net->outputs[i];
+		if (!v->grad || !og[i].data)
+			continue;
+		if (og[i].dtype != GRAFT_FLOAT || og[i].nbytes != v->grad->nbytes)
+			return graft_err_set(err, GRAFT_EINVAL, "gradient of output '%s' must be "
+					     "float of its shape", v->name);
+		memcpy(v->grad->data, og[i].data, og[i].nbytes);
+		v->grad->flags |= GRAD_READY;
+	}
+	return 0;
+}
+
+static int backward_node(struct node *n, struct graft_err *err)
+{
+	int rc;
+
+	for (size_t k = 0; k < n->n_out; k++)
+		if (n->out[k] && n->out[k]->grad)
+			zero_if_unreached(n->out[k]->grad);
+	if ((rc = n->grad->backward(n, err)))
+		return rc;
+	for (size_t k = 0; k < n->n_in; k++) {
+		struct value *g = n->gin[k] ? n->in[k]->grad : NULL;
+		if (!g)
+			continue;
+		if (n->gin[k] != g)
+			add_into(g, n->gin[k], !(g->flags & GRAD_READY));
+		g->flags |= GRAD_READY;
+	}
+	return 0;
+}
+
+int graft_net_backward(struct graft_net *net, const struct graft_array *out_grads, size_t n,
+		       struct graft_err *err)
+{
+	int rc;
+
+	if (!net->opts.training || !net->planned)
+		return graft_err_set(err, GRAFT_EINVAL, "backward needs a training net after a run");
+	clear_ready(net);
+	if ((rc = seed_outputs(net, out_grads, n, err)))
+		return rc;
+	for (size_t r = net->n_run; r-- > 0;) {
+		struct node *node = &net->nodes[net->run_list[r]];
+		if (node->needs_grad && (rc = backward_node(node, err)))
+			return rc;
+	}
+	for (size_t i = 0; i < net->n_values; i++)
+		if (net->values[i]->grad && (net->values[i]->flags & (VALUE_PARAM | VALUE_INPUT)))
+			zero_if_unreached(net->values[i]->grad);
+	return 0;
+}
+
+/* ---- access ---------------------------------------------------------------------------- */
+
+size_t graft_net_tensor_count(const struct graft_net *net)
+{
+	return net->n_tracked;
+}
+
+void graft_net_tensor(const struct graft_net *net, size_t i, struct graft_net_tensor *t)
+{
+	const struct value *v = net->tracked[i].v;
+
+	t->name = net->tracked[i].name;
+	t->is_param = (v->flags & VALUE_PARAM) != 0;
+	t->rank = v->rank;
+	t->dims = v->dims;
+	t->numel = value_numel(v);
+	t->data = v->data;
+	t->grad = v->grad ? v->grad->data : NULL;
+}
+
+int graft_net_input_grad(const struct graft_net *net, size_t i, struct graft_array *view,
+			 struct graft_err *err)
+{
+	const struct value *v = i < net->n_inputs ? net->inputs[i] : NULL;
+
+	if (!v || !v->grad)
+		return graft_err_set(err, GRAFT_EINVAL, "no gradient for input %zu", i);
+	memset(view, 0, sizeof(*view));
+	view->name = v->name;
+	view->dtype = GRAFT_FLOAT;
+	view->rank = v->rank;
+	memcpy(view->dims, v->dims, sizeof(int64_t) * (size_t)v->rank);
+	view->data = v->grad->data;
+	view->nbytes = v->grad->nbytes;
+	return 0;
+}
