@@ -374,6 +374,52 @@ void graft_net_stats(const struct graft_net *net, size_t *run_nodes, size_t *fol
 void graft_net_counters(const struct graft_net *net, uint64_t *primitives, uint64_t *reorders,
 			size_t *fused_nodes);
 
+/* ---- training: losses and optimizers ---------------------------------------------------- */
+
+/* Softmax cross-entropy of logits [batch, classes] against labels (torch's
+ * CrossEntropyLoss: mean over the batch, label smoothing s mixes the one-hot target with
+ * the uniform one).  Writes dL/dlogits to grad unless NULL, the loss to *loss, and, unless
+ * correct is NULL, how many rows have their largest logit at the label.  A label outside
+ * [0, classes) is GRAFT_EINVAL. */
+int graft_loss_cross_entropy(const float *logits, const int64_t *labels, int64_t batch,
+			     int64_t classes, double smoothing, float *grad, double *loss,
+			     int64_t *correct, struct graft_err *err);
+/* Mean squared error over n elements (torch's MSELoss), with dL/dpred to grad unless NULL. */
+int graft_loss_mse(const float *pred, const float *target, uint64_t n, float *grad,
+		   double *loss, struct graft_err *err);
+
+enum graft_optim_kind { GRAFT_OPTIM_SGD = 0, GRAFT_OPTIM_ADAM = 1, GRAFT_OPTIM_ADAMW = 2 };
+struct graft_optim_opts {
+	enum graft_optim_kind kind;
+	double lr;              /* the base rate; schedules scale it per step */
+	double momentum, dampening;     /* SGD */
+	int nesterov;                   /* SGD */
+	double beta1, beta2, eps;       /* Adam, AdamW */
+	double weight_decay;    /* SGD and Adam: L2 added to the gradient; AdamW: decoupled */
+};
+/* PyTorch's defaults for kind: lr 0.01 (SGD, which has none in PyTorch) or 1e-3, betas
+ * 0.9/0.999, eps 1e-8, weight decay 0 (AdamW: 1e-2), no momentum. */
+void graft_optim_defaults(struct graft_optim_opts *o, enum graft_optim_kind kind);
+const char *graft_optim_name(enum graft_optim_kind kind);
+/* The optimizer of n parameters of numel[i] elements each (lib/optim.c has the update
+ * formulas, PyTorch 1.13's). */
+struct graft_optim;
+int graft_optim_new(struct graft_optim **o, const struct graft_optim_opts *opts, size_t n,
+		    const uint64_t *numel, struct graft_err *err);
+void graft_optim_free(struct graft_optim *o);
+/* Starts an update step (Adam counts them for its bias correction); then each parameter i
+ * is updated in place from its gradient g at rate lr. */
+void graft_optim_begin_step(struct graft_optim *o);
+void graft_optim_update(struct graft_optim *o, size_t i, float *p, const float *g, double lr);
+/* Steps begun so far. */
+int64_t graft_optim_steps(const struct graft_optim *o);
+/* Parameter i's state: which 0 is SGD's momentum buffer or Adam's first moment, 1 Adam's
+ * second moment; NULL when the optimizer keeps none.  numel floats, writable (restore). */
+float *graft_optim_state(struct graft_optim *o, size_t i, int which);
+/* After writing the state back: the step count, and whether SGD's momentum buffers hold
+ * values (so the next update does not start them afresh). */
+void graft_optim_restore(struct graft_optim *o, int64_t steps, int momentum_started);
+
 /* ---- history ----------------------------------------------------------------------------- */
 
 /* Appends one entry to the model's history: the tool's name and its arguments.  History
