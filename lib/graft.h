@@ -420,6 +420,97 @@ float *graft_optim_state(struct graft_optim *o, size_t i, int which);
  * values (so the next update does not start them afresh). */
 void graft_optim_restore(struct graft_optim *o, int64_t steps, int momentum_started);
 
+/* ---- training: the loop's exact parts (lib/train.c) -------------------------------------- */
+
+enum graft_schedule {
+	GRAFT_SCHEDULE_CONSTANT = 0,
+	GRAFT_SCHEDULE_STEP = 1,        /* lr * gamma^(step / step_every) */
+	GRAFT_SCHEDULE_COSINE = 2,      /* cosine from lr to 0 over the steps after warm-up */
+};
+enum graft_augment_flags {
+	GRAFT_AUGMENT_FLIP = 1 << 0,    /* mirror left-right, half the samples */
+	GRAFT_AUGMENT_CROP = 1 << 1,    /* shift by up to 1/8 of the size, zero-filled */
+};
+struct graft_lr_mult {
+	const char *pattern;    /* a shell glob on parameter names */
+	double factor;
+};
+struct graft_train_opts {
+	struct graft_optim_opts optim;
+	int64_t batch;
+	int64_t total_steps;    /* the run's length, for the cosine schedule */
+	enum graft_schedule schedule;
+	int64_t step_every;     /* step schedule */
+	double gamma;           /* step schedule */
+	int64_t warmup;         /* linear warm-up over this many steps */
+	double clip_norm;       /* clip the global gradient norm to this; 0: no clipping */
+	double label_smoothing;
+	int bn_frozen;          /* every BatchNormalization on its running statistics */
+	int shuffle;            /* 0: step k uses samples k*B .. k*B+B-1 (mod N) */
+	uint64_t seed;
+	unsigned augment;       /* enum graft_augment_flags */
+	const struct graft_lr_mult *lr_mults;   /* the last matching pattern wins */
+	size_t n_lr_mults;
+};
+struct graft_step_stats {
+	int64_t step;           /* 0-based */
+	double loss, lr, grad_norm;
+	int64_t correct, count;
+};
+/* Loss, accuracy and confusion (rows: true class, columns: predicted) over a dataset. */
+struct graft_eval {
+	double loss, accuracy;
+	int64_t correct, count;
+	int64_t classes;        /* 0 for regression targets (no confusion matrix) */
+	int64_t *confusion;     /* classes x classes */
+};
+int graft_eval_init(struct graft_eval *e, int64_t classes, struct graft_err *err);
+void graft_eval_release(struct graft_eval *e);
+/* Runs net over samples x (float [N, ...]) in batches and scores its first output against
+ * y (int64 labels: cross-entropy, accuracy and confusion; float targets: MSE). */
+int graft_evaluate(struct graft_net *net, const struct graft_array *x, const struct graft_array *y,
+		   int64_t batch, struct graft_eval *e, struct graft_err *err);
+
+/* Trains m's trainable parameters on samples x and labels or targets y (borrowed until
+ * graft_trainer_free); checks that the data fit the model first. */
+struct graft_trainer;
+int graft_trainer_new(struct graft_trainer **t, struct graft_model *m,
+		      const struct graft_array *x, const struct graft_array *y,
+		      const struct graft_train_opts *o, struct graft_err *err);
+void graft_trainer_free(struct graft_trainer *t);
+/* One step: the next batch forward, the loss, backward, clipping, the update.  A loss or
+ * gradient that is not finite is GRAFT_EINVAL naming the step (1-based). */
+int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
+		       struct graft_err *err);
+/* Evaluation mode (running statistics, no Dropout) over a dataset, then back to training. */
+int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x,
+			   const struct graft_array *y, struct graft_eval *e, struct graft_err *err);
+/* Writes the trained parameters, the running statistics, the optimizer's state and the
+ * position into m (state tensors are detached, role state: export leaves them out). */
+int graft_trainer_save(struct graft_trainer *t, struct graft_model *m, struct graft_err *err);
+/* Restores what graft_trainer_save wrote into checkpoint ck: the run then continues as if
+ * it had not stopped (given the same options). */
+int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
+			 struct graft_err *err);
+int64_t graft_trainer_steps_done(const struct graft_trainer *t);
+int64_t graft_trainer_batch(const struct graft_trainer *t);
+int64_t graft_trainer_samples(const struct graft_trainer *t);
+size_t graft_trainer_param_count(const struct graft_trainer *t);
+/* Outputs per sample scored by cross-entropy; 0 when training against float targets. */
+int64_t graft_trainer_classes(const struct graft_trainer *t);
+/* Epochs covered by that many steps (fractional). */
+double graft_trainer_epoch(const struct graft_trainer *t, int64_t steps);
+/* The sample at position j of step's batch, and the rate of step. */
+int64_t graft_trainer_sample(struct graft_trainer *t, int64_t step, int64_t j);
+double graft_trainer_lr(const struct graft_trainer *t, int64_t step);
+
+/* Turns the Identity alias name (graft_model_alias) into a stored tensor of its own with
+ * data (of the aliased tensor's type and shape), removing the Identity node: for a
+ * BatchNormalization statistic torch stored as an alias of an equal tensor, once training
+ * has made them differ. */
+int graft_model_unalias(struct graft_model *m, const char *name, const void *data,
+			size_t nbytes, struct graft_err *err);
+
 /* ---- history ----------------------------------------------------------------------------- */
 
 /* Appends one entry to the model's history: the tool's name and its arguments.  History

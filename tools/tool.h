@@ -41,6 +41,11 @@ void tool_output_commit_pair(struct graft_output *data, struct graft_output *mod
 /* Commits the output or dies; dying removes the temporary files of all open outputs. */
 void tool_output_commit(struct graft_output *out);
 
+/* Reads a dataset (graft-data's archives: tensors x, float [N, ...], and y, int64 labels
+ * [N] or float targets [N, ...]) into views of the returned model, or dies. */
+struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
+				      struct graft_array *y);
+
 /* Records this tool's command line, as typed, in the model's history. */
 void tool_add_history(struct graft_model *m);
 

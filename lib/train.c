@@ -1,0 +1,725 @@
+/*
+ * train.c: the training loop's parts that must be exact, kept in the library so that
+ * graft-train, tests and other programs share them: which samples each step sees, the
+ * learning-rate schedule, one step (forward, loss, backward, clipping, update), evaluation,
+ * and saving and restoring everything a bit-for-bit resume needs.
+ *
+ * The sample stream: epoch e visits the samples in the order of a permutation drawn from
+ * (seed, e) (the identity without shuffling); the epochs' orders are concatenated and
+ * step k takes stream positions k*B .. k*B+B-1.  Without shuffling, step k uses samples
+ * k*B .. k*B+B-1 modulo N, as the comparison with other frameworks needs; with it, every
+ * batch has B samples and every sample is seen once per epoch.  Everything random in a
+ * step (the order, augmentation, Dropout's generator, restored on resume) follows from
+ * the seed and the step number, so a resumed run continues exactly.
+ */
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net.h"
+
+#define STATE_STEP "graft.train/step"
+#define STATE_RNG "graft.train/rng"
+#define STATE_PREFIX "graft.optim/"
+
+struct graft_trainer {
+	struct graft_train_opts o;
+	struct graft_model *model;
+	struct graft_net *net;
+	struct graft_optim *optim;
+	const struct graft_array *x, *y;
+	int64_t n;                      /* samples */
+	int64_t classes;                /* cross-entropy: logits per sample; 0 for MSE */
+	uint64_t sample_floats;         /* floats per sample of x */
+	uint64_t target_floats;         /* MSE: floats per sample of y */
+	size_t *param;                  /* graft_net_tensor index of each optimized parameter */
+	double *lr_mult;
+	size_t n_params;
+	int64_t step;                   /* steps done */
+	int64_t *order;                 /* the permutation of epoch order_epoch */
+	int64_t order_epoch;
+	struct graft_array xb, yb;      /* the current batch */
+	float *dlogits;
+};
+
+/* ---- the sample stream ------------------------------------------------------------------ */
+
+static uint64_t mix(uint64_t a, uint64_t b)
+{
+	struct graft_rng r;
+	graft_rng_seed(&r, a ^ (b * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
+	return graft_rng_next(&r);
+}
+
+static void epoch_order(struct graft_trainer *t, int64_t epoch)
+{
+	struct graft_rng r;
+
+	if (t->order_epoch == epoch)
+		return;
+	for (int64_t i = 0; i < t->n; i++)
+		t->order[i] = i;
+	if (t->o.shuffle) {
+		graft_rng_seed(&r, mix(t->o.seed, (uint64_t)epoch));
+		graft_rng_shuffle(&r, t->order, (size_t)t->n);
+	}
+	t->order_epoch = epoch;
+}
+
+int64_t graft_trainer_sample(struct graft_trainer *t, int64_t step, int64_t j)
+{
+	int64_t pos = step * t->o.batch + j;
+
+	epoch_order(t, pos / t->n);
+	return t->order[pos % t->n];
+}
+
+double graft_trainer_epoch(const struct graft_trainer *t, int64_t steps)
+{
+	return (double)steps * (double)t->o.batch / (double)t->n;
+}
+
+/* ---- the learning rate ------------------------------------------------------------------ */
+
+double graft_trainer_lr(const struct graft_trainer *t, int64_t step)
+{
+	const struct graft_train_opts *o = &t->o;
+	double lr = o->optim.lr, f = 1;
+
+	switch (o->schedule) {
+	case GRAFT_SCHEDULE_CONSTANT:
+		break;
+	case GRAFT_SCHEDULE_STEP:
+		if (o->step_every > 0)
+			f = pow(o->gamma, (double)(step / o->step_every));
+		break;
+	case GRAFT_SCHEDULE_COSINE:
+		/* torch's CosineAnnealingLR to 0 over the steps after warm-up */
+		if (o->total_steps > o->warmup && step >= o->warmup)
+			f = 0.5 * (1 + cos(M_PI * (double)(step - o->warmup) /
+					   (double)(o->total_steps - o->warmup)));
+		break;
+	}
+	if (o->warmup > 0 && step < o->warmup)
+		f *= (double)(step + 1) / (double)o->warmup;
+	return lr * f;
+}
+
+/* ---- building ------------------------------------------------------------------------------ */
+
+static int check_data(struct graft_trainer *t, struct graft_err *err)
+{
+	const struct graft_array *x = t->x, *y = t->y;
+	struct graft_value_info vi;
+
+	if (graft_net_input_count(t->net) != 1)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model takes %zu inputs; training "
+				     "needs a model of one input", graft_net_input_count(t->net));
+	graft_model_input(t->model, 0, &vi);
+	if (x->dtype != GRAFT_FLOAT || x->rank < 2 || x->dims[0] < 1)
+		return graft_err_set(err, GRAFT_EINVAL, "the data's x must be float32 samples");
+	if (vi.dtype && vi.dtype != GRAFT_FLOAT)
+		return graft_err_set(err, GRAFT_EINVAL, "the model's input '%s' is %s, not float",
+				     vi.name, graft_dtype_name(vi.dtype));
+	if (vi.rank >= 0) {
+		if (vi.rank != x->rank)
+			return graft_err_set(err, GRAFT_EINVAL, "the model's input '%s' has rank %d; "
+					     "the data's samples have rank %d", vi.name, vi.rank,
+					     x->rank - 1);
+		for (int d = 1; d < x->rank; d++)
+			if (vi.dims[d] >= 0 && vi.dims[d] != x->dims[d])
+				return graft_err_set(err, GRAFT_EINVAL, "the model's input '%s' needs "
+						     "dim %d = %lld; the data has %lld", vi.name, d,
+						     (long long)vi.dims[d], (long long)x->dims[d]);
+	}
+	if (y->rank < 1 || y->dims[0] != x->dims[0])
+		return graft_err_set(err, GRAFT_EINVAL, "the data has %lld samples but %lld labels",
+				     (long long)x->dims[0], y->rank ? (long long)y->dims[0] : 0LL);
+	if (y->dtype != GRAFT_INT64 && y->dtype != GRAFT_FLOAT)
+		return graft_err_set(err, GRAFT_EINVAL, "the data's y must be int64 labels or float "
+				     "targets");
+	t->n = x->dims[0];
+	t->sample_floats = 1;
+	for (int d = 1; d < x->rank; d++)
+		t->sample_floats *= (uint64_t)x->dims[d];
+	t->target_floats = 1;
+	for (int d = 1; d < y->rank; d++)
+		t->target_floats *= (uint64_t)y->dims[d];
+	return 0;
+}
+
+/* Runs one batch to learn the output's shape, and checks it against the labels. */
+static int check_output(struct graft_trainer *t, struct graft_err *err)
+{
+	struct graft_array out;
+	int rc;
+
+	graft_net_output(t->net, 0, &out);
+	if (out.dtype != GRAFT_FLOAT || out.rank < 1 || out.dims[0] != t->o.batch)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's first output is not float "
+				     "[batch, ...]: it cannot be trained against the data");
+	uint64_t per = out.nbytes / sizeof(float) / (uint64_t)t->o.batch;
+	if (t->y->dtype == GRAFT_INT64) {
+		const int64_t *lab = t->y->data;
+		t->classes = (int64_t)per;
+		for (int64_t i = 0; i < t->n; i++)
+			if (lab[i] < 0 || lab[i] >= t->classes)
+				return graft_err_set(err, GRAFT_EINVAL, "label %lld of sample %lld does "
+						     "not fit the model's %lld outputs",
+						     (long long)lab[i], (long long)i,
+						     (long long)t->classes);
+	} else if (per != t->target_floats) {
+		return graft_err_set(err, GRAFT_EINVAL, "the model gives %llu values per sample; "
+				     "the data's targets have %llu", (unsigned long long)per,
+				     (unsigned long long)t->target_floats);
+	}
+	if (!(t->dlogits = malloc(out.nbytes + 1)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	(void)rc;
+	return 0;
+}
+
+static int alloc_batch(struct graft_trainer *t, struct graft_err *err)
+{
+	struct graft_array *xb = &t->xb, *yb = &t->yb;
+
+	*xb = *t->x;
+	xb->name = NULL;
+	xb->dims[0] = t->o.batch;
+	xb->nbytes = (size_t)t->o.batch * t->sample_floats * sizeof(float);
+	*yb = *t->y;
+	yb->name = NULL;
+	yb->dims[0] = t->o.batch;
+	yb->nbytes = (size_t)t->o.batch * (t->y->dtype == GRAFT_INT64 ? sizeof(int64_t)
+						: t->target_floats * sizeof(float));
+	xb->data = malloc(xb->nbytes + 1);
+	yb->data = malloc(yb->nbytes + 1);
+	t->order = malloc(((size_t)t->n + 1) * sizeof(*t->order));
+	t->order_epoch = -1;
+	if (!xb->data || !yb->data || !t->order)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory for a batch of %lld",
+				     (long long)t->o.batch);
+	return 0;
+}
+
+static int make_optimizer(struct graft_trainer *t, struct graft_err *err)
+{
+	size_t n = graft_net_tensor_count(t->net);
+	uint64_t *numel = calloc(n + 1, sizeof(*numel));
+	int rc;
+
+	t->param = calloc(n + 1, sizeof(*t->param));
+	t->lr_mult = calloc(n + 1, sizeof(*t->lr_mult));
+	if (!numel || !t->param || !t->lr_mult) {
+		free(numel);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct graft_net_tensor nt;
+		graft_net_tensor(t->net, i, &nt);
+		if (!nt.is_param)
+			continue;
+		t->lr_mult[t->n_params] = 1;
+		/* the last matching pattern wins, as later options override earlier ones */
+		for (size_t k = 0; k < t->o.n_lr_mults; k++)
+			if (fnmatch(t->o.lr_mults[k].pattern, nt.name, 0) == 0)
+				t->lr_mult[t->n_params] = t->o.lr_mults[k].factor;
+		numel[t->n_params] = nt.numel;
+		t->param[t->n_params++] = i;
+	}
+	rc = graft_optim_new(&t->optim, &t->o.optim, t->n_params, numel, err);
+	free(numel);
+	return rc;
+}
+
+void graft_trainer_free(struct graft_trainer *t)
+{
+	if (!t)
+		return;
+	graft_net_free(t->net);
+	graft_optim_free(t->optim);
+	free(t->param);
+	free(t->lr_mult);
+	free(t->order);
+	free(t->xb.data);
+	free(t->yb.data);
+	free(t->dlogits);
+	free(t);
+}
+
+static int gather(struct graft_trainer *t, int64_t step);
+
+/*
+ * torch's exporter stores equal initializers once and aliases the others through
+ * Identity nodes: a fresh BatchNormalization's running variance (all ones) is an alias of
+ * its scale.  Training updates the two apart, so each buffer alias becomes a tensor of
+ * its own, before the net borrows anything from the model.
+ */
+static int unalias_buffers(struct graft_model *m, struct graft_err *err)
+{
+	int rc;
+
+	for (size_t i = 0; i < graft_model_alias_count(m);) {
+		struct graft_alias a;
+		struct graft_tensor t;
+		graft_model_alias(m, i, &a);
+		if (a.role != GRAFT_ROLE_BUFFER) {
+			i++;
+			continue;
+		}
+		graft_model_tensor(m, a.tensor, &t);
+		/* the alias list is rebuilt: start again from the first */
+		if ((rc = graft_model_unalias(m, a.name, t.data, t.nbytes, err)))
+			return rc;
+		i = 0;
+	}
+	return 0;
+}
+
+int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
+		      const struct graft_array *x, const struct graft_array *y,
+		      const struct graft_train_opts *o, struct graft_err *err)
+{
+	struct graft_trainer *t = calloc(1, sizeof(*t));
+	struct graft_net_opts no = {.training = 1, .bn_frozen = o->bn_frozen, .seed = o->seed};
+	int rc;
+
+	*out = NULL;
+	if (!t)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	t->o = *o;
+	t->model = m;
+	t->x = x;
+	t->y = y;
+	if ((rc = unalias_buffers(m, err)) || (rc = graft_net_new_opts(&t->net, m, &no, err)) ||
+	    (rc = check_data(t, err)))
+		goto fail;
+	if (t->o.batch < 1 || t->o.batch > t->n)
+		t->o.batch = t->o.batch < 1 ? 1 : t->n;
+	if ((rc = alloc_batch(t, err)) || (rc = make_optimizer(t, err)))
+		goto fail;
+	if (t->n_params == 0) {
+		rc = graft_err_set(err, GRAFT_EINVAL, "nothing to train: every parameter is frozen "
+				   "(see graft-freeze)");
+		goto fail;
+	}
+	/* One forward to plan and to learn the output's shape. */
+	gather(t, 0);
+	if ((rc = graft_net_run(t->net, &t->xb, 1, err)) || (rc = check_output(t, err)))
+		goto fail;
+	*out = t;
+	return 0;
+fail:
+	graft_trainer_free(t);
+	return rc;
+}
+
+int64_t graft_trainer_batch(const struct graft_trainer *t)
+{
+	return t->o.batch;
+}
+
+int64_t graft_trainer_samples(const struct graft_trainer *t)
+{
+	return t->n;
+}
+
+int64_t graft_trainer_steps_done(const struct graft_trainer *t)
+{
+	return t->step;
+}
+
+int64_t graft_trainer_classes(const struct graft_trainer *t)
+{
+	return t->classes;
+}
+
+size_t graft_trainer_param_count(const struct graft_trainer *t)
+{
+	return t->n_params;
+}
+
+/* ---- one step ---------------------------------------------------------------------------- */
+
+/* Mirrors sample s (C, H, W) left-right. */
+static void flip(float *s, int64_t c, int64_t h, int64_t w)
+{
+	for (int64_t k = 0; k < c * h; k++)
+		for (int64_t i = 0, j = w - 1; i < j; i++, j--) {
+			float v = s[k * w + i];
+			s[k * w + i] = s[k * w + j];
+			s[k * w + j] = v;
+		}
+}
+
+/* Shifts sample s by (dy, dx), zero-filling what comes in: a crop of the sample padded by
+ * its shift, as torchvision's RandomCrop(size, padding) does. */
+static void shift(float *s, int64_t c, int64_t h, int64_t w, int64_t dy, int64_t dx,
+		  float *tmp)
+{
+	memcpy(tmp, s, (size_t)(c * h * w) * sizeof(float));
+	for (int64_t k = 0; k < c; k++)
+		for (int64_t i = 0; i < h; i++)
+			for (int64_t j = 0; j < w; j++) {
+				int64_t si = i + dy, sj = j + dx;
+				s[(k * h + i) * w + j] = si >= 0 && si < h && sj >= 0 && sj < w
+					? tmp[(k * h + si) * w + sj] : 0.0f;
+			}
+}
+
+static int augment(struct graft_trainer *t, int64_t step)
+{
+	const struct graft_array *x = &t->xb;
+	int64_t c, h, w;
+	float *tmp = NULL;
+	struct graft_rng r;
+
+	if (!t->o.augment || x->rank != 4)
+		return 0;
+	c = x->dims[1];
+	h = x->dims[2];
+	w = x->dims[3];
+	if ((t->o.augment & GRAFT_AUGMENT_CROP) &&
+	    !(tmp = malloc((size_t)(c * h * w) * sizeof(float) + 1)))
+		return -1;
+	graft_rng_seed(&r, mix(t->o.seed ^ 0x5bd1e995, (uint64_t)step));
+	for (int64_t b = 0; b < t->o.batch; b++) {
+		float *s = (float *)x->data + (uint64_t)b * t->sample_floats;
+		if ((t->o.augment & GRAFT_AUGMENT_FLIP) && graft_rng_below(&r, 2))
+			flip(s, c, h, w);
+		if (t->o.augment & GRAFT_AUGMENT_CROP) {
+			int64_t ph = h / 8 > 0 ? h / 8 : 1, pw = w / 8 > 0 ? w / 8 : 1;
+			int64_t dy = (int64_t)graft_rng_below(&r, (uint64_t)(2 * ph + 1)) - ph;
+			int64_t dx = (int64_t)graft_rng_below(&r, (uint64_t)(2 * pw + 1)) - pw;
+			shift(s, c, h, w, dy, dx, tmp);
+		}
+	}
+	free(tmp);
+	return 0;
+}
+
+static int gather(struct graft_trainer *t, int64_t step)
+{
+	size_t xs = t->sample_floats * sizeof(float);
+	size_t ys = t->y->dtype == GRAFT_INT64 ? sizeof(int64_t) : t->target_floats * sizeof(float);
+
+	for (int64_t j = 0; j < t->o.batch; j++) {
+		int64_t s = graft_trainer_sample(t, step, j);
+		memcpy((char *)t->xb.data + (size_t)j * xs, (const char *)t->x->data + (size_t)s * xs,
+		       xs);
+		memcpy((char *)t->yb.data + (size_t)j * ys, (const char *)t->y->data + (size_t)s * ys,
+		       ys);
+	}
+	return augment(t, step);
+}
+
+static int loss_and_grad(struct graft_trainer *t, const struct graft_array *out, double *loss,
+			 int64_t *correct, struct graft_err *err)
+{
+	if (t->classes)
+		return graft_loss_cross_entropy(out->data, t->yb.data, t->o.batch, t->classes,
+						t->o.label_smoothing, t->dlogits, loss, correct, err);
+	*correct = 0;
+	return graft_loss_mse(out->data, t->yb.data, out->nbytes / sizeof(float), t->dlogits,
+			      loss, err);
+}
+
+/* torch.nn.utils.clip_grad_norm_: scale every gradient by max / (norm + 1e-6) when the
+ * global L2 norm exceeds max.  Returns the norm before clipping. */
+static double clip_gradients(struct graft_trainer *t, float **grads)
+{
+	double sq = 0;
+
+	for (size_t i = 0; i < t->n_params; i++) {
+		struct graft_net_tensor nt;
+		graft_net_tensor(t->net, t->param[i], &nt);
+		grads[i] = (float *)nt.grad;
+		for (uint64_t k = 0; k < nt.numel; k++)
+			sq += (double)nt.grad[k] * nt.grad[k];
+	}
+	double norm = sqrt(sq);
+	if (t->o.clip_norm > 0 && norm > 0) {
+		float coef = (float)(t->o.clip_norm / (norm + 1e-6));
+		if (coef < 1)
+			for (size_t i = 0; i < t->n_params; i++) {
+				struct graft_net_tensor nt;
+				graft_net_tensor(t->net, t->param[i], &nt);
+				for (uint64_t k = 0; k < nt.numel; k++)
+					grads[i][k] *= coef;
+			}
+	}
+	return norm;
+}
+
+int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
+		       struct graft_err *err)
+{
+	struct graft_array out, og;
+	float **grads;
+	double lr = graft_trainer_lr(t, t->step);
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	s->step = t->step;
+	s->lr = lr;
+	if (gather(t, t->step))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	if ((rc = graft_net_run(t->net, &t->xb, 1, err)))
+		return rc;
+	graft_net_output(t->net, 0, &out);
+	if ((rc = loss_and_grad(t, &out, &s->loss, &s->correct, err)))
+		return rc;
+	s->count = t->o.batch;
+	if (!isfinite(s->loss))
+		return graft_err_set(err, GRAFT_EINVAL, "the loss is %s at step %lld",
+				     isnan(s->loss) ? "NaN" : "infinite", (long long)t->step + 1);
+	/* Outputs after the first get no gradient. */
+	size_t n_out = graft_net_output_count(t->net);
+	struct graft_array *ogs = calloc(n_out + 1, sizeof(*ogs));
+	if (!ogs || !(grads = calloc(t->n_params + 1, sizeof(*grads)))) {
+		free(ogs);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	og = out;
+	og.data = t->dlogits;
+	ogs[0] = og;
+	rc = graft_net_backward(t->net, ogs, n_out, err);
+	free(ogs);
+	if (rc) {
+		free(grads);
+		return rc;
+	}
+	s->grad_norm = clip_gradients(t, grads);
+	if (!isfinite(s->grad_norm)) {
+		free(grads);
+		return graft_err_set(err, GRAFT_EINVAL, "the gradients are not finite at step %lld",
+				     (long long)t->step + 1);
+	}
+	graft_optim_begin_step(t->optim);
+	for (size_t i = 0; i < t->n_params; i++) {
+		struct graft_net_tensor nt;
+		graft_net_tensor(t->net, t->param[i], &nt);
+		graft_optim_update(t->optim, i, nt.data, grads[i], lr * t->lr_mult[i]);
+	}
+	free(grads);
+	t->step++;
+	return 0;
+}
+
+/* ---- evaluation ----------------------------------------------------------------------------- */
+
+int graft_eval_init(struct graft_eval *e, int64_t classes, struct graft_err *err)
+{
+	memset(e, 0, sizeof(*e));
+	e->classes = classes;
+	if (classes > 0 && !(e->confusion = calloc((size_t)(classes * classes), sizeof(int64_t))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	return 0;
+}
+
+void graft_eval_release(struct graft_eval *e)
+{
+	free(e->confusion);
+	e->confusion = NULL;
+}
+
+int graft_evaluate(struct graft_net *net, const struct graft_array *x, const struct graft_array *y,
+		   int64_t batch, struct graft_eval *e, struct graft_err *err)
+{
+	int64_t n = x->dims[0];
+	uint64_t per = 1, yper = 1;
+	double total = 0;
+	int rc;
+
+	for (int d = 1; d < x->rank; d++)
+		per *= (uint64_t)x->dims[d];
+	for (int d = 1; d < y->rank; d++)
+		yper *= (uint64_t)y->dims[d];
+	if (batch < 1)
+		batch = 1;
+	for (int64_t at = 0; at < n; at += batch) {
+		int64_t b = n - at < batch ? n - at : batch;
+		struct graft_array xb = *x, out;
+		double loss;
+		int64_t correct = 0;
+
+		xb.name = NULL;
+		xb.dims[0] = b;
+		xb.data = (float *)x->data + (uint64_t)at * per;
+		xb.nbytes = (size_t)((uint64_t)b * per * sizeof(float));
+		if ((rc = graft_net_run(net, &xb, 1, err)))
+			return rc;
+		graft_net_output(net, 0, &out);
+		if (out.dtype != GRAFT_FLOAT || out.nbytes % (sizeof(float) * (size_t)b))
+			return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's first output is "
+					     "not float [batch, ...]");
+		int64_t k = (int64_t)(out.nbytes / sizeof(float) / (size_t)b);
+		const float *z = out.data;
+		if (y->dtype == GRAFT_INT64) {
+			const int64_t *lab = (const int64_t *)y->data + at;
+			if (e->classes && k != e->classes)
+				return graft_err_set(err, GRAFT_EINVAL, "the model has %lld outputs; the "
+						     "data %lld classes", (long long)k,
+						     (long long)e->classes);
+			if ((rc = graft_loss_cross_entropy(z, lab, b, k, 0, NULL, &loss, &correct,
+							   err)))
+				return rc;
+			for (int64_t i = 0; i < b && e->confusion; i++) {
+				int64_t best = 0;
+				for (int64_t c = 1; c < k; c++)
+					if (z[i * k + c] > z[i * k + best])
+						best = c;
+				e->confusion[lab[i] * e->classes + best]++;
+			}
+		} else {
+			if ((uint64_t)k != yper)
+				return graft_err_set(err, GRAFT_EINVAL, "the model gives %lld values per "
+						     "sample; the targets have %llu", (long long)k,
+						     (unsigned long long)yper);
+			if ((rc = graft_loss_mse(z, (const float *)y->data + (uint64_t)at * yper,
+						 (uint64_t)(b * k), NULL, &loss, err)))
+				return rc;
+		}
+		total += loss * (double)b;
+		e->correct += correct;
+		e->count += b;
+	}
+	e->loss = e->count ? total / (double)e->count : 0;
+	e->accuracy = e->count ? (double)e->correct / (double)e->count : 0;
+	return 0;
+}
+
+int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x,
+			   const struct graft_array *y, struct graft_eval *e, struct graft_err *err)
+{
+	int rc;
+
+	graft_net_set_training(t->net, 0);
+	rc = graft_evaluate(t->net, x, y, t->o.batch, e, err);
+	graft_net_set_training(t->net, 1);
+	return rc;
+}
+
+/* ---- saving and resuming --------------------------------------------------------------------- */
+
+/* Sets the stored tensor name (adding it, detached, when absent) to data. */
+static int put_state(struct graft_model *m, const char *name, int dtype, int rank,
+		     const int64_t *dims, const void *data, size_t nbytes, struct graft_err *err)
+{
+	long i = graft_model_find_tensor(m, name);
+
+	if (i >= 0)
+		return graft_model_set_tensor_data(m, (size_t)i, data, nbytes, err);
+	return graft_model_add_tensor(m, name, dtype, rank, dims, data, GRAFT_ROLE_STATE,
+				      GRAFT_SOURCE_DETACHED, NULL, err);
+}
+
+static int save_tensor(struct graft_model *m, const struct graft_net_tensor *nt,
+		       struct graft_err *err)
+{
+	long i = graft_model_find_tensor(m, nt->name);
+
+	if (i < 0)
+		return graft_err_set(err, GRAFT_EINVAL, "the model has no tensor '%s'", nt->name);
+	return graft_model_set_tensor_data(m, (size_t)i, nt->data,
+					   (size_t)nt->numel * sizeof(float), err);
+}
+
+int graft_trainer_save(struct graft_trainer *t, struct graft_model *m, struct graft_err *err)
+{
+	char name[600];
+	int64_t one = 1, four = 4, step = t->step;
+	int rc;
+
+	for (size_t i = 0; i < graft_net_tensor_count(t->net); i++) {
+		struct graft_net_tensor nt;
+		graft_net_tensor(t->net, i, &nt);
+		if ((rc = save_tensor(m, &nt, err)))
+			return rc;
+	}
+	for (size_t i = 0; i < t->n_params; i++) {
+		struct graft_net_tensor nt;
+		graft_net_tensor(t->net, t->param[i], &nt);
+		for (int which = 0; which < 2; which++) {
+			const float *s = graft_optim_state(t->optim, i, which);
+			if (!s)
+				continue;
+			snprintf(name, sizeof(name), STATE_PREFIX "%s/%s", nt.name,
+				 which ? "exp_avg_sq" : t->o.optim.kind == GRAFT_OPTIM_SGD
+				 ? "momentum" : "exp_avg");
+			if ((rc = put_state(m, name, GRAFT_FLOAT, nt.rank, nt.dims, s,
+					    (size_t)nt.numel * sizeof(float), err)))
+				return rc;
+		}
+	}
+	if ((rc = put_state(m, STATE_STEP, GRAFT_INT64, 1, &one, &step, sizeof(step), err)) ||
+	    (rc = put_state(m, STATE_RNG, GRAFT_INT64, 1, &four, t->net->rng.s,
+			    sizeof(t->net->rng.s), err)))
+		return rc;
+	return graft_model_set_metadata(m, "graft.optimizer", graft_optim_name(t->o.optim.kind),
+					err);
+}
+
+static const void *state_data(const struct graft_model *m, const char *name, size_t nbytes)
+{
+	long i = graft_model_find_tensor(m, name);
+	struct graft_tensor t;
+
+	if (i < 0)
+		return NULL;
+	graft_model_tensor(m, (size_t)i, &t);
+	return t.nbytes == nbytes ? t.data : NULL;
+}
+
+int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
+			 struct graft_err *err)
+{
+	char name[600];
+	const int64_t *step = state_data(ck, STATE_STEP, sizeof(int64_t));
+	const void *rng = state_data(ck, STATE_RNG, sizeof(t->net->rng.s));
+	const char *opt = NULL;
+
+	for (size_t i = 0; i < ck->proto->n_metadata_props; i++)
+		if (ck->proto->metadata_props[i]->key &&
+		    strcmp(ck->proto->metadata_props[i]->key, "graft.optimizer") == 0)
+			opt = ck->proto->metadata_props[i]->value;
+	if (!step || !rng)
+		return graft_err_set(err, GRAFT_EINVAL, "not a checkpoint: no training position");
+	if (opt && strcmp(opt, graft_optim_name(t->o.optim.kind)) != 0)
+		return graft_err_set(err, GRAFT_EINVAL, "the checkpoint was trained with %s, not %s",
+				     opt, graft_optim_name(t->o.optim.kind));
+	for (size_t i = 0; i < graft_net_tensor_count(t->net); i++) {
+		struct graft_net_tensor nt;
+		const void *d;
+		graft_net_tensor(t->net, i, &nt);
+		if (!(d = state_data(ck, nt.name, (size_t)nt.numel * sizeof(float))))
+			return graft_err_set(err, GRAFT_EINVAL, "the checkpoint has no tensor '%s' of "
+					     "%llu floats", nt.name, (unsigned long long)nt.numel);
+		memcpy(nt.data, d, (size_t)nt.numel * sizeof(float));
+	}
+	for (size_t i = 0; i < t->n_params; i++) {
+		struct graft_net_tensor nt;
+		graft_net_tensor(t->net, t->param[i], &nt);
+		for (int which = 0; which < 2; which++) {
+			float *s = graft_optim_state(t->optim, i, which);
+			const void *d;
+			if (!s)
+				continue;
+			snprintf(name, sizeof(name), STATE_PREFIX "%s/%s", nt.name,
+				 which ? "exp_avg_sq" : t->o.optim.kind == GRAFT_OPTIM_SGD
+				 ? "momentum" : "exp_avg");
+			if (*step > 0 &&
+			    !(d = state_data(ck, name, (size_t)nt.numel * sizeof(float))))
+				return graft_err_set(err, GRAFT_EINVAL, "the checkpoint has no "
+						     "optimizer state '%s'", name);
+			if (*step > 0)
+				memcpy(s, d, (size_t)nt.numel * sizeof(float));
+		}
+	}
+	graft_optim_restore(t->optim, *step, *step > 0);
+	memcpy(t->net->rng.s, rng, sizeof(t->net->rng.s));
+	t->step = *step;
+	return 0;
+}

@@ -1,0 +1,164 @@
+/*
+ * graft-eval: a model's loss and accuracy on a dataset: per-class accuracy and the
+ * confusion matrix for labels, mean squared error for float targets.  Runs the model as
+ * for inference (BatchNormalization on its running statistics, no Dropout).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+static const char usage[] =
+	"usage: graft-eval [MODEL|-] --data D [--batch B] [--json]\n"
+	"Evaluates MODEL (.graft or .onnx; stdin when absent or -) on the dataset D.\n"
+	"  -d, --data D      the data (graft-data): x float [N,...], y int64 labels or float\n"
+	"  -b, --batch B     samples per forward pass (default 64)\n"
+	"      --json        one JSON object: loss, accuracy, per_class, confusion\n"
+	"  -h, --help        show this help;  -V, --version  show the version\n";
+
+struct cmdline {
+	const char *model, *data;
+	int64_t batch;
+	int json;
+};
+
+static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
+{
+	static const struct option opts[] = {
+		{"data", required_argument, NULL, 'd'}, {"batch", required_argument, NULL, 'b'},
+		{"json", no_argument, NULL, 'j'}, TOOL_COMMON_LONGOPTS, {0},
+	};
+	char *end;
+	int c;
+
+	memset(cl, 0, sizeof(*cl));
+	cl->batch = 64;
+	while ((c = getopt_long(argc, argv, ":d:b:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': cl->data = optarg; break;
+		case 'b':
+			cl->batch = strtoll(optarg, &end, 10);
+			if (*end || end == optarg || cl->batch < 1)
+				tool_usage(usage, 2, "--batch: '%s' is not a count >= 1", optarg);
+			break;
+		case 'j': cl->json = 1; break;
+		default: tool_common_option(c, usage);
+		}
+	}
+	if (argc - optind > 1)
+		tool_usage(usage, 2, "too many arguments");
+	if (!cl->data)
+		tool_usage(usage, 2, "--data is required");
+	cl->model = optind < argc ? argv[optind] : NULL;
+}
+
+static int64_t row_sum(const struct graft_eval *e, int64_t c)
+{
+	int64_t s = 0;
+	for (int64_t k = 0; k < e->classes; k++)
+		s += e->confusion[c * e->classes + k];
+	return s;
+}
+
+static void print_json(const struct graft_eval *e)
+{
+	printf("{\"loss\": %.6g, \"accuracy\": %.6g, \"count\": %lld", e->loss, e->accuracy,
+	       (long long)e->count);
+	if (e->classes) {
+		printf(", \"per_class\": [");
+		for (int64_t c = 0; c < e->classes; c++) {
+			int64_t n = row_sum(e, c);
+			if (n)
+				printf("%s%.6g", c ? ", " : "",
+				       (double)e->confusion[c * e->classes + c] / (double)n);
+			else
+				printf("%snull", c ? ", " : "");
+		}
+		printf("], \"confusion\": [");
+		for (int64_t c = 0; c < e->classes; c++) {
+			printf("%s[", c ? ", " : "");
+			for (int64_t k = 0; k < e->classes; k++)
+				printf("%s%lld", k ? ", " : "",
+				       (long long)e->confusion[c * e->classes + k]);
+			printf("]");
+		}
+		printf("]");
+	}
+	printf("}\n");
+}
+
+static void print_text(const struct graft_eval *e)
+{
+	if (!e->classes) {
+		printf("samples %lld  mse %.6g\n", (long long)e->count, e->loss);
+		return;
+	}
+	printf("samples %lld  loss %.4f  accuracy %.2f%% (%lld correct)\n", (long long)e->count,
+	       e->loss, 100 * e->accuracy, (long long)e->correct);
+	printf("class   count  accuracy   predicted:");
+	for (int64_t k = 0; k < e->classes; k++)
+		printf(" %6lld", (long long)k);
+	printf("\n");
+	for (int64_t c = 0; c < e->classes; c++) {
+		int64_t n = row_sum(e, c);
+		printf("%5lld %7lld", (long long)c, (long long)n);
+		if (n)
+			printf("   %6.2f%%            ",
+			       100.0 * (double)e->confusion[c * e->classes + c] / (double)n);
+		else
+			printf("         -            ");
+		for (int64_t k = 0; k < e->classes; k++)
+			printf(" %6lld", (long long)e->confusion[c * e->classes + k]);
+		printf("\n");
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl;
+	struct graft_model *m, *dm;
+	struct graft_net *net;
+	struct graft_array x, y;
+	struct graft_eval e;
+	struct graft_err err = {0};
+	int64_t classes = 0;
+
+	tool_init(argc, argv);
+	parse_cmdline(argc, argv, &cl);
+	dm = tool_read_dataset(cl.data, &x, &y);
+	m = tool_read_model(cl.model);
+	if (graft_net_new(&net, m, &err))
+		tool_die("%s: %s", cl.model ? cl.model : "<stdin>", err.msg);
+	if (y.dtype == GRAFT_INT64) {
+		/* One batch tells the number of classes the model scores. */
+		struct graft_array xb = x, out;
+		xb.dims[0] = 1;
+		xb.nbytes = x.nbytes / (size_t)x.dims[0];
+		if (graft_net_run(net, &xb, 1, &err))
+			tool_die("%s: %s", cl.model ? cl.model : "<stdin>", err.msg);
+		graft_net_output(net, 0, &out);
+		classes = (int64_t)(out.nbytes / graft_dtype_size(out.dtype ? out.dtype : 1));
+		for (int64_t i = 0; i < y.dims[0]; i++) {
+			int64_t l = ((const int64_t *)y.data)[i];
+			if (l < 0 || l >= classes)
+				tool_die("%s: label %lld of sample %lld does not fit the model's %lld "
+					 "outputs", cl.data, (long long)l, (long long)i,
+					 (long long)classes);
+		}
+	}
+	if (graft_eval_init(&e, classes, &err) ||
+	    graft_evaluate(net, &x, &y, cl.batch, &e, &err))
+		tool_die("%s: %s", cl.data, err.msg);
+	if (cl.json)
+		print_json(&e);
+	else
+		print_text(&e);
+	if (fflush(stdout) || ferror(stdout))
+		tool_die("write failed");
+	graft_eval_release(&e);
+	graft_net_free(net);
+	graft_model_free(m);
+	graft_model_free(dm);
+	return 0;
+}

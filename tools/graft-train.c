@@ -1,0 +1,539 @@
+/*
+ * graft-train: fine-tunes the trainable parameters of a model on a dataset and writes
+ * the tuned model: weights, BatchNormalization statistics, the optimizer's state and the
+ * position (so that --resume continues it), and history.
+ *
+ * Runs for hours unattended, so: a NaN or infinite loss stops it with the step named and
+ * no output (the last checkpoint stays); SIGINT or SIGTERM finish the current step, write
+ * the checkpoint (or the output when none was asked) and exit 130 or 143; every file is
+ * written whole or not at all.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tool.h"
+
+static const char usage[] =
+	"usage: graft-train [MODEL|-] --data D (--epochs N | --steps N) [options] [-o OUT]\n"
+	"Trains MODEL's trainable parameters (.graft or .onnx; stdin when absent or -) on the\n"
+	"dataset D (graft-data) and writes the tuned .graft to OUT (stdout unless -o).\n"
+	"  -d, --data D              training data (x float [N,...], y int64 labels or float)\n"
+	"      --val V               validation data, evaluated after every epoch\n"
+	"      --epochs N            train N epochs (may be fractional), or\n"
+	"      --steps N             train N steps\n"
+	"  -b, --batch B             samples per step (default 32)\n"
+	"      --optimizer NAME      sgd (default), adam or adamw\n"
+	"      --lr X                learning rate (default: 0.01 for sgd, 0.001 for adam[w])\n"
+	"      --momentum X          SGD momentum (default 0.9)\n"
+	"      --nesterov            SGD with Nesterov momentum\n"
+	"      --weight-decay X      (default 0; adamw 0.01: decoupled)\n"
+	"      --betas B1,B2         Adam betas (default 0.9,0.999)\n"
+	"      --schedule S          constant (default), cosine, or step:N:G (times G every N\n"
+	"                            epochs)\n"
+	"      --warmup N            linear warm-up over the first N steps\n"
+	"      --lr-mult PAT=F       learning rate times F for parameters matching the glob\n"
+	"                            PAT (repeatable; the last match wins)\n"
+	"      --clip-norm X         clip the global gradient norm to X\n"
+	"      --label-smoothing X   cross-entropy label smoothing (default 0)\n"
+	"      --bn MODE             train (default): BatchNormalization with trainable scale\n"
+	"                            uses batch statistics; frozen: running statistics\n"
+	"      --seed S              seed of the data order, augmentation, Dropout (default 0)\n"
+	"      --no-shuffle          step k uses samples k*B .. k*B+B-1 (mod N)\n"
+	"      --augment LIST        flip,crop: mirror and shift training images at random\n"
+	"      --checkpoint F        write the state to F every --checkpoint-every steps (and\n"
+	"                            at the end of each epoch, and when interrupted)\n"
+	"      --checkpoint-every N  steps between checkpoints (default: once per epoch)\n"
+	"      --resume F            continue from checkpoint F (same data and options)\n"
+	"      --log F.jsonl         one JSON line per epoch (and per --log-every steps)\n"
+	"      --log-every N         also log every N steps\n"
+	"  -o, --output OUT          write the tuned model to OUT (atomically)\n"
+	"  -q, --quiet               no progress on stderr\n"
+	"  -f, --force               write binary data even to a terminal\n"
+	"  -h, --help                show this help;  -V, --version  show the version\n";
+
+struct cmdline {
+	const char *model, *data, *val, *out, *checkpoint, *resume, *log;
+	double epochs;
+	int64_t steps, checkpoint_every, log_every, step_epochs;
+	struct graft_train_opts o;
+	struct graft_lr_mult *mults;
+	int quiet, force, lr_set, momentum_set, wd_set;
+};
+
+static double parse_double(const char *s, const char *opt, double lo, double hi)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= lo && v <= hi))
+		tool_usage(usage, 2, "%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
+	return v;
+}
+
+static int64_t parse_count(const char *s, const char *opt, int64_t lo)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < lo)
+		tool_usage(usage, 2, "%s: '%s' is not a whole number >= %lld", opt, s,
+			   (long long)lo);
+	return v;
+}
+
+static void parse_schedule(struct cmdline *cl, const char *s)
+{
+	if (strcmp(s, "constant") == 0) {
+		cl->o.schedule = GRAFT_SCHEDULE_CONSTANT;
+	} else if (strcmp(s, "cosine") == 0) {
+		cl->o.schedule = GRAFT_SCHEDULE_COSINE;
+	} else if (strncmp(s, "step:", 5) == 0) {
+		char *copy = strdup(s + 5), *colon = copy ? strchr(copy, ':') : NULL;
+		if (!colon)
+			tool_usage(usage, 2, "--schedule step:N:G needs epochs N and factor G");
+		*colon = 0;
+		cl->o.schedule = GRAFT_SCHEDULE_STEP;
+		cl->step_epochs = parse_count(copy, "--schedule step", 1);
+		cl->o.gamma = parse_double(colon + 1, "--schedule step", 0, 1e6);
+		free(copy);
+	} else {
+		tool_usage(usage, 2, "--schedule: '%s' is not constant, cosine or step:N:G", s);
+	}
+}
+
+static void parse_lr_mult(struct cmdline *cl, const char *s)
+{
+	const char *eq = strrchr(s, '=');
+	struct graft_lr_mult *m;
+
+	if (!eq || eq == s)
+		tool_usage(usage, 2, "--lr-mult takes PATTERN=FACTOR");
+	m = realloc(cl->mults, (cl->o.n_lr_mults + 1) * sizeof(*m));
+	if (!m || !(m[cl->o.n_lr_mults].pattern = strndup(s, (size_t)(eq - s))))
+		tool_die("out of memory");
+	m[cl->o.n_lr_mults].factor = parse_double(eq + 1, "--lr-mult", 0, 1e6);
+	cl->mults = m;
+	cl->o.lr_mults = m;
+	cl->o.n_lr_mults++;
+}
+
+static void parse_augment(struct cmdline *cl, const char *s)
+{
+	char *copy = strdup(s), *save = NULL;
+
+	if (!copy)
+		tool_die("out of memory");
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (strcmp(tok, "flip") == 0)
+			cl->o.augment |= GRAFT_AUGMENT_FLIP;
+		else if (strcmp(tok, "crop") == 0)
+			cl->o.augment |= GRAFT_AUGMENT_CROP;
+		else
+			tool_usage(usage, 2, "--augment: '%s' is not flip or crop", tok);
+	}
+	free(copy);
+}
+
+static void parse_optimizer(struct cmdline *cl, const char *s)
+{
+	enum graft_optim_kind k;
+
+	if (strcmp(s, "sgd") == 0)
+		k = GRAFT_OPTIM_SGD;
+	else if (strcmp(s, "adam") == 0)
+		k = GRAFT_OPTIM_ADAM;
+	else if (strcmp(s, "adamw") == 0)
+		k = GRAFT_OPTIM_ADAMW;
+	else
+		tool_usage(usage, 2, "--optimizer: '%s' is not sgd, adam or adamw", s);
+	cl->o.optim.kind = k;
+}
+
+enum {
+	OPT_VAL = 256, OPT_EPOCHS, OPT_STEPS, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM, OPT_NESTEROV,
+	OPT_WD, OPT_BETAS, OPT_SCHEDULE, OPT_WARMUP, OPT_LR_MULT, OPT_CLIP, OPT_SMOOTH, OPT_BN,
+	OPT_SEED, OPT_NO_SHUFFLE, OPT_AUGMENT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME, OPT_LOG,
+	OPT_LOG_EVERY,
+};
+
+static void parse_option(struct cmdline *cl, int c)
+{
+	switch (c) {
+	case 'd': cl->data = optarg; break;
+	case OPT_VAL: cl->val = optarg; break;
+	case OPT_EPOCHS: cl->epochs = parse_double(optarg, "--epochs", 1e-9, 1e9); break;
+	case OPT_STEPS: cl->steps = parse_count(optarg, "--steps", 1); break;
+	case 'b': cl->o.batch = parse_count(optarg, "--batch", 1); break;
+	case OPT_OPTIMIZER: parse_optimizer(cl, optarg); break;
+	case OPT_LR: cl->o.optim.lr = parse_double(optarg, "--lr", 0, 1e6); cl->lr_set = 1; break;
+	case OPT_MOMENTUM:
+		cl->o.optim.momentum = parse_double(optarg, "--momentum", 0, 1);
+		cl->momentum_set = 1;
+		break;
+	case OPT_NESTEROV: cl->o.optim.nesterov = 1; break;
+	case OPT_WD:
+		cl->o.optim.weight_decay = parse_double(optarg, "--weight-decay", 0, 1e6);
+		cl->wd_set = 1;
+		break;
+	case OPT_BETAS: {
+		const char *comma = strchr(optarg, ',');
+		char b1[64];
+		if (!comma || (size_t)(comma - optarg) >= sizeof(b1))
+			tool_usage(usage, 2, "--betas takes B1,B2");
+		memcpy(b1, optarg, (size_t)(comma - optarg));
+		b1[comma - optarg] = 0;
+		cl->o.optim.beta1 = parse_double(b1, "--betas", 0, 0.999999999);
+		cl->o.optim.beta2 = parse_double(comma + 1, "--betas", 0, 0.999999999);
+		break;
+	}
+	case OPT_SCHEDULE: parse_schedule(cl, optarg); break;
+	case OPT_WARMUP: cl->o.warmup = parse_count(optarg, "--warmup", 0); break;
+	case OPT_LR_MULT: parse_lr_mult(cl, optarg); break;
+	case OPT_CLIP: cl->o.clip_norm = parse_double(optarg, "--clip-norm", 0, 1e12); break;
+	case OPT_SMOOTH:
+		cl->o.label_smoothing = parse_double(optarg, "--label-smoothing", 0, 1);
+		break;
+	case OPT_BN:
+		if (strcmp(optarg, "train") && strcmp(optarg, "frozen"))
+			tool_usage(usage, 2, "--bn: '%s' is not train or frozen", optarg);
+		cl->o.bn_frozen = strcmp(optarg, "frozen") == 0;
+		break;
+	case OPT_SEED: cl->o.seed = (uint64_t)parse_count(optarg, "--seed", 0); break;
+	case OPT_NO_SHUFFLE: cl->o.shuffle = 0; break;
+	case OPT_AUGMENT: parse_augment(cl, optarg); break;
+	case OPT_CKPT: cl->checkpoint = optarg; break;
+	case OPT_CKPT_EVERY:
+		cl->checkpoint_every = parse_count(optarg, "--checkpoint-every", 1);
+		break;
+	case OPT_RESUME: cl->resume = optarg; break;
+	case OPT_LOG: cl->log = optarg; break;
+	case OPT_LOG_EVERY: cl->log_every = parse_count(optarg, "--log-every", 1); break;
+	case 'o': cl->out = optarg; break;
+	case 'q': cl->quiet = 1; break;
+	case 'f': cl->force = 1; break;
+	default: tool_common_option(c, usage);
+	}
+}
+
+static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
+{
+	static const struct option opts[] = {
+		{"data", required_argument, NULL, 'd'}, {"val", required_argument, NULL, OPT_VAL},
+		{"epochs", required_argument, NULL, OPT_EPOCHS},
+		{"steps", required_argument, NULL, OPT_STEPS},
+		{"batch", required_argument, NULL, 'b'},
+		{"optimizer", required_argument, NULL, OPT_OPTIMIZER},
+		{"lr", required_argument, NULL, OPT_LR},
+		{"momentum", required_argument, NULL, OPT_MOMENTUM},
+		{"nesterov", no_argument, NULL, OPT_NESTEROV},
+		{"weight-decay", required_argument, NULL, OPT_WD},
+		{"betas", required_argument, NULL, OPT_BETAS},
+		{"schedule", required_argument, NULL, OPT_SCHEDULE},
+		{"warmup", required_argument, NULL, OPT_WARMUP},
+		{"lr-mult", required_argument, NULL, OPT_LR_MULT},
+		{"clip-norm", required_argument, NULL, OPT_CLIP},
+		{"label-smoothing", required_argument, NULL, OPT_SMOOTH},
+		{"bn", required_argument, NULL, OPT_BN}, {"seed", required_argument, NULL, OPT_SEED},
+		{"no-shuffle", no_argument, NULL, OPT_NO_SHUFFLE},
+		{"augment", required_argument, NULL, OPT_AUGMENT},
+		{"checkpoint", required_argument, NULL, OPT_CKPT},
+		{"checkpoint-every", required_argument, NULL, OPT_CKPT_EVERY},
+		{"resume", required_argument, NULL, OPT_RESUME},
+		{"log", required_argument, NULL, OPT_LOG},
+		{"log-every", required_argument, NULL, OPT_LOG_EVERY},
+		{"output", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
+		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
+	};
+	struct graft_optim_opts given;
+	int c;
+
+	memset(cl, 0, sizeof(*cl));
+	cl->o.batch = 32;
+	cl->o.shuffle = 1;
+	graft_optim_defaults(&cl->o.optim, GRAFT_OPTIM_SGD);
+	while ((c = getopt_long(argc, argv, ":d:b:o:qfhV", opts, NULL)) != -1)
+		parse_option(cl, c);
+	if (argc - optind > 1)
+		tool_usage(usage, 2, "too many arguments");
+	cl->model = optind < argc ? argv[optind] : NULL;
+	if (!cl->data)
+		tool_usage(usage, 2, "--data is required");
+	if ((cl->epochs > 0) == (cl->steps > 0))
+		tool_usage(usage, 2, "give one of --epochs and --steps");
+	/* The chosen optimizer's defaults for what was not given. */
+	given = cl->o.optim;
+	graft_optim_defaults(&cl->o.optim, given.kind);
+	if (cl->lr_set)
+		cl->o.optim.lr = given.lr;
+	cl->o.optim.momentum = cl->momentum_set ? given.momentum
+				: given.kind == GRAFT_OPTIM_SGD ? 0.9 : 0;
+	if (cl->wd_set)
+		cl->o.optim.weight_decay = given.weight_decay;
+	cl->o.optim.nesterov = given.nesterov;
+	if (given.beta1 != 0.9 || given.beta2 != 0.999) {
+		cl->o.optim.beta1 = given.beta1;
+		cl->o.optim.beta2 = given.beta2;
+	}
+	if (cl->o.optim.nesterov && (cl->o.optim.kind != GRAFT_OPTIM_SGD ||
+				     cl->o.optim.momentum == 0))
+		tool_usage(usage, 2, "--nesterov needs SGD with momentum");
+	if (cl->log_every && !cl->log)
+		tool_usage(usage, 2, "--log-every needs --log");
+	if (cl->checkpoint_every && !cl->checkpoint)
+		tool_usage(usage, 2, "--checkpoint-every needs --checkpoint");
+}
+
+/* ---- signals ------------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+	if (stop_signal) {      /* a second one: stop now, as any tool does */
+		signal(sig, SIG_DFL);
+		raise(sig);
+	}
+	stop_signal = sig;
+}
+
+static void catch_stops(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* ---- progress and logs ---------------------------------------------------------------------- */
+
+struct run {
+	struct cmdline *cl;
+	struct graft_trainer *t;
+	struct graft_model *m;
+	struct graft_array vx, vy;
+	int have_val;
+	int64_t total, classes;
+	FILE *log;
+	int tty;
+	double t0, t_epoch;
+	/* since the last report: */
+	double loss_sum;
+	int64_t correct, count, steps;
+	int64_t epoch_done;             /* epochs completed */
+	int64_t epoch_start_step;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void progress(const struct run *r, int64_t step, const struct graft_step_stats *s)
+{
+	double el = now() - r->t0, done = (double)(step - r->epoch_start_step) + 1;
+	double epoch = graft_trainer_epoch(r->t, step + 1), total_ep = graft_trainer_epoch(r->t,
+											   r->total);
+	int64_t b = graft_trainer_batch(r->t);
+	double rate = el > 0 ? done * (double)b / el : 0;
+	double eta = rate > 0 ? (double)(r->total - step - 1) * (double)b / rate : 0;
+	int width = 24, fill = (int)(width * (double)(step + 1) / (double)r->total);
+
+	fprintf(stderr, "\repoch %.2f/%.2f [%.*s%*s] step %lld/%lld loss %.4f", epoch, total_ep,
+		fill, "########################", width - fill, "", (long long)step + 1,
+		(long long)r->total, r->loss_sum / (double)(r->steps ? r->steps : 1));
+	if (r->classes)
+		fprintf(stderr, " acc %.1f%%", 100.0 * (double)r->correct /
+			(double)(r->count ? r->count : 1));
+	fprintf(stderr, " %.0f img/s ETA %d:%02d  ", rate, (int)eta / 60, (int)eta % 60);
+	(void)s;
+}
+
+/* One JSON line (--log) and, without a terminal, one line on stderr. */
+static void report(struct run *r, int64_t step, int epoch_end)
+{
+	struct graft_eval ev = {0};
+	struct graft_err err = {0};
+	double el = now() - r->t_epoch, loss = r->loss_sum / (double)(r->steps ? r->steps : 1);
+	double acc = r->count ? (double)r->correct / (double)r->count : 0;
+	double rate = el > 0 ? (double)(r->steps * graft_trainer_batch(r->t)) / el : 0;
+	double epoch = graft_trainer_epoch(r->t, step);
+	int val = epoch_end && r->have_val;
+
+	if (val) {
+		if (graft_eval_init(&ev, r->classes, &err) ||
+		    graft_trainer_evaluate(r->t, &r->vx, &r->vy, &ev, &err))
+			tool_die("%s: %s", r->cl->val, err.msg);
+	}
+	if (r->log) {
+		fprintf(r->log, "{\"epoch\": %.4g, \"step\": %lld, \"loss\": %.6g", epoch,
+			(long long)step, loss);
+		if (r->classes)
+			fprintf(r->log, ", \"accuracy\": %.6g", acc);
+		if (val) {
+			fprintf(r->log, ", \"val_loss\": %.6g", ev.loss);
+			if (r->classes)
+				fprintf(r->log, ", \"val_accuracy\": %.6g", ev.accuracy);
+		}
+		fprintf(r->log, ", \"lr\": %.6g, \"images_per_s\": %.1f, \"seconds\": %.2f}\n",
+			graft_trainer_lr(r->t, step > 0 ? step - 1 : 0), rate, now() - r->t0);
+		if (fflush(r->log) || ferror(r->log))
+			tool_die("%s: write failed", r->cl->log);
+	}
+	if (!r->cl->quiet && epoch_end) {
+		if (r->tty)
+			fputc('\n', stderr);
+		fprintf(stderr, "epoch %.2f: loss %.4f", epoch, loss);
+		if (r->classes)
+			fprintf(stderr, " acc %.2f%%", 100 * acc);
+		if (val) {
+			fprintf(stderr, "  val loss %.4f", ev.loss);
+			if (r->classes)
+				fprintf(stderr, " val acc %.2f%%", 100 * ev.accuracy);
+		}
+		fprintf(stderr, "  %.0f img/s  %.1f s\n", rate, now() - r->t0);
+	}
+	graft_eval_release(&ev);
+	r->loss_sum = 0;
+	r->correct = r->count = r->steps = 0;
+	r->t_epoch = now();
+}
+
+/* ---- saving ------------------------------------------------------------------------------- */
+
+static void write_model(struct run *r, const char *path, int binary_check)
+{
+	struct graft_output out;
+	struct graft_err err = {0};
+
+	if (graft_trainer_save(r->t, r->m, &err))
+		tool_die("%s", err.msg);
+	tool_output_open(&out, path, binary_check, r->cl->force);
+	if (graft_model_write_graft(r->m, out.fd, NULL, &err))
+		tool_die("%s: %s", path ? path : "<stdout>", err.msg);
+	tool_output_commit(&out);
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+static void load(struct run *r, struct cmdline *cl, struct graft_model **dm,
+		 struct graft_model **vm, struct graft_array *x, struct graft_array *y)
+{
+	*dm = tool_read_dataset(cl->data, x, y);
+	*vm = NULL;
+	if (cl->val) {
+		*vm = tool_read_dataset(cl->val, &r->vx, &r->vy);
+		r->have_val = 1;
+		if (r->vx.rank != x->rank || memcmp(r->vx.dims + 1, x->dims + 1,
+						    sizeof(int64_t) * (size_t)(x->rank - 1)) ||
+		    r->vy.dtype != y->dtype)
+			tool_die("%s: its samples differ in shape or type from %s's", cl->val,
+				 cl->data);
+	}
+	/* With --resume, the checkpoint holds the model as trained so far. */
+	r->m = tool_read_model(cl->resume ? cl->resume : cl->model);
+}
+
+static int64_t total_steps(const struct cmdline *cl, int64_t n, int64_t batch)
+{
+	if (cl->steps)
+		return cl->steps;
+	return (int64_t)ceil(cl->epochs * (double)n / (double)batch - 1e-9);
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl;
+	struct run r;
+	struct graft_model *dm, *vm;
+	struct graft_array x, y;
+	struct graft_err err = {0};
+	int64_t batch, n, steps_per_epoch;
+
+	tool_init(argc, argv);
+	parse_cmdline(argc, argv, &cl);
+	memset(&r, 0, sizeof(r));
+	r.cl = &cl;
+	if (!cl.out || strcmp(cl.out, "-") == 0) {
+		if (isatty(STDOUT_FILENO) && !cl.force)
+			tool_die("refusing to write a model to a terminal (use -o FILE or -f)");
+	}
+	load(&r, &cl, &dm, &vm, &x, &y);
+	n = x.dims[0];
+	batch = cl.o.batch < n ? cl.o.batch : n;
+	cl.o.total_steps = total_steps(&cl, n, batch);
+	steps_per_epoch = (int64_t)ceil((double)n / (double)batch);
+	if (cl.o.schedule == GRAFT_SCHEDULE_STEP)
+		cl.o.step_every = cl.step_epochs * steps_per_epoch;
+	if (graft_trainer_new(&r.t, r.m, &x, &y, &cl.o, &err))
+		tool_die("%s", err.msg);
+	if (cl.resume && graft_trainer_resume(r.t, r.m, &err))
+		tool_die("%s: %s", cl.resume, err.msg);
+	r.total = cl.o.total_steps;
+	r.classes = graft_trainer_classes(r.t);
+	if (cl.log && !(r.log = fopen(cl.log, cl.resume ? "a" : "w")))
+		tool_die("%s: %s", cl.log, strerror(errno));
+	r.tty = !cl.quiet && isatty(STDERR_FILENO);
+	if (!cl.quiet)
+		fprintf(stderr, "%s: %lld samples, batch %lld, %lld steps (%.2f epochs), %zu "
+			"parameter tensors training, %s lr %g\n", tool_name, (long long)n,
+			(long long)batch, (long long)r.total,
+			graft_trainer_epoch(r.t, r.total), graft_trainer_param_count(r.t),
+			graft_optim_name(cl.o.optim.kind), cl.o.optim.lr);
+	catch_stops();
+	r.t0 = r.t_epoch = now();
+	r.epoch_start_step = graft_trainer_steps_done(r.t);
+	tool_add_history(r.m);
+	for (int64_t step = graft_trainer_steps_done(r.t); step < r.total; step++) {
+		struct graft_step_stats s;
+		if (graft_trainer_step(r.t, &s, &err))
+			tool_die("%s", err.msg);
+		r.loss_sum += s.loss;
+		r.correct += s.correct;
+		r.count += s.count;
+		r.steps++;
+		if (r.tty)
+			progress(&r, step, &s);
+		int64_t done = step + 1;
+		int epoch_end = (int64_t)graft_trainer_epoch(r.t, done) >
+				(int64_t)graft_trainer_epoch(r.t, step) || done == r.total;
+		if (epoch_end || (cl.log_every && done % cl.log_every == 0))
+			report(&r, done, epoch_end);
+		if (cl.checkpoint && done < r.total &&
+		    (cl.checkpoint_every ? done % cl.checkpoint_every == 0 : epoch_end))
+			write_model(&r, cl.checkpoint, 0);
+		if (stop_signal) {
+			if (r.tty)
+				fputc('\n', stderr);
+			write_model(&r, cl.checkpoint ? cl.checkpoint : cl.out, !cl.checkpoint);
+			fprintf(stderr, "%s: interrupted after step %lld; %s holds the state: "
+				"continue with --resume\n", tool_name, (long long)done,
+				cl.checkpoint ? cl.checkpoint : cl.out ? cl.out : "the output");
+			exit(stop_signal == SIGINT ? 130 : 143);
+		}
+	}
+	if (cl.checkpoint)
+		write_model(&r, cl.checkpoint, 0);
+	write_model(&r, cl.out, 1);
+	if (r.log && fclose(r.log))
+		tool_die("%s: %s", cl.log, strerror(errno));
+	graft_trainer_free(r.t);
+	graft_model_free(r.m);
+	graft_model_free(dm);
+	graft_model_free(vm);
+	return 0;
+}
