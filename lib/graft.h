@@ -302,6 +302,35 @@ int graft_array_read_pb(struct graft_array *a, const void *buf, size_t len,
 int graft_array_write_npy(const struct graft_array *a, int fd, struct graft_err *err);
 void graft_array_release(struct graft_array *a);
 
+/* ---- datasets ---------------------------------------------------------------------------- */
+
+/*
+ * A dataset is a .graft archive (made with graft_model_new) whose detached tensors x and y
+ * have role data: x is float32 (N, C, H, W) for images or (N, F), or any rank >= 2; y is
+ * int64 (N) class labels or float32 (N, K) regression targets.  Metadata properties
+ * describe it (docs/format.md: graft.classes, graft.class_names, graft.mean, graft.std,
+ * graft.source...).  graft-data makes them.
+ */
+struct graft_dataset {
+	struct graft_model *model;      /* owns the archive */
+	struct graft_array x, y;        /* views of the tensors x and y (name and data borrowed:
+					 * never graft_array_release them) */
+	int64_t n;                      /* samples */
+	int64_t n_classes;              /* int64 labels: graft.classes, else max label + 1; 0 for
+					 * float targets */
+};
+/* Reads a dataset archive (path "-" is stdin): checks x and y exist, are detached data
+ * tensors of the types above, agree on N (at least 1), labels lie in [0, n_classes).
+ * GRAFT_EFORMAT otherwise, the message naming the path.  Release with
+ * graft_dataset_release, also after a failure. */
+int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_err *err);
+void graft_dataset_release(struct graft_dataset *ds);
+/* Builds the archive of x and y plus metadata (meta: NULL-terminated key, value, key,
+ * value... list, may be NULL) and writes it to fd.  x and y must pass the checks of
+ * graft_dataset_read (GRAFT_EINVAL otherwise), so what is written reads back. */
+int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_array *y,
+			const char *const *meta, struct graft_err *err);
+
 /* ---- running a model forward ----------------------------------------------------------- */
 
 struct graft_net;

@@ -106,6 +106,8 @@ static int add_constants(struct graft_net *net, struct graft_err *err)
 	int rc;
 
 	for (size_t i = 0; i < m->n_tensors; i++) {
+		if (m->tensors[i].source == GRAFT_SOURCE_DETACHED)
+			continue;       /* not part of the graph (datasets, training state) */
 		if (!(v = net_value_get_or_add(net, m->tensors[i].name, err)))
 			return err->code;
 		borrow_tensor(v, &m->tensors[i]);

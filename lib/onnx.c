@@ -852,11 +852,91 @@ int onnx_name_in_graph(const struct graft_model *m, const char *name)
 	return 0;
 }
 
+/* IR versions before 4 require every initializer to be a graph input too. */
+static int initializers_are_inputs(const struct graft_model *m)
+{
+	return m->proto->ir_version < 4;
+}
+
+/* Builds a graph input declaring t's type and shape.  Every message is initialised before
+ * it is attached, so free_unpacked releases a partial one. */
+static Onnx__ValueInfoProto *input_for(const struct tensor_rec *t)
+{
+	Onnx__ValueInfoProto *vi = malloc(sizeof(*vi));
+	Onnx__TypeProto__Tensor *tt;
+	Onnx__TensorShapeProto *shape;
+
+	if (!vi)
+		return NULL;
+	onnx__value_info_proto__init(vi);
+	if (!(vi->name = strdup(t->name)) || !(vi->type = malloc(sizeof(*vi->type))))
+		goto fail;
+	onnx__type_proto__init(vi->type);
+	if (!(tt = malloc(sizeof(*tt))))
+		goto fail;
+	onnx__type_proto__tensor__init(tt);
+	vi->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+	vi->type->tensor_type = tt;
+	tt->has_elem_type = 1;
+	tt->elem_type = t->dtype;
+	if (!(shape = malloc(sizeof(*shape))))
+		goto fail;
+	onnx__tensor_shape_proto__init(shape);
+	tt->shape = shape;
+	if (t->rank && !(shape->dim = calloc((size_t)t->rank, sizeof(*shape->dim))))
+		goto fail;
+	for (int i = 0; i < t->rank; i++) {
+		Onnx__TensorShapeProto__Dimension *d = malloc(sizeof(*d));
+		if (!d)
+			goto fail;
+		onnx__tensor_shape_proto__dimension__init(d);
+		d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+		d->dim_value = t->dims[i];
+		shape->dim[shape->n_dim++] = d;
+	}
+	return vi;
+fail:
+	onnx__value_info_proto__free_unpacked(vi, NULL);
+	return NULL;
+}
+
+/* Appends a graph input declaring t's type and shape. */
+static int add_input_for(struct graft_model *m, const struct tensor_rec *t,
+			 struct graft_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	Onnx__ValueInfoProto **list = realloc(g->input, (g->n_input + 1) * sizeof(*list));
+	Onnx__ValueInfoProto *vi;
+
+	if (!list)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	g->input = list;
+	if (!(vi = input_for(t)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	g->input[g->n_input++] = vi;
+	return 0;
+}
+
+static void remove_input_named(struct graft_model *m, const char *name)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+
+	for (size_t i = 0; i < g->n_input; i++)
+		if (g->input[i]->name && strcmp(g->input[i]->name, name) == 0) {
+			onnx__value_info_proto__free_unpacked(g->input[i], NULL);
+			memmove(&g->input[i], &g->input[i + 1],
+				(g->n_input - i - 1) * sizeof(*g->input));
+			g->n_input--;
+			return;
+		}
+}
+
 int onnx_add_initializer(struct graft_model *m, struct tensor_rec *t, struct graft_err *err)
 {
 	Onnx__GraphProto *g = m->proto->graph;
 	Onnx__TensorProto **list = realloc(g->initializer, (g->n_initializer + 1) * sizeof(*list));
 	Onnx__TensorProto *tp;
+	int rc;
 
 	if (!list)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -875,6 +955,10 @@ int onnx_add_initializer(struct graft_model *m, struct tensor_rec *t, struct gra
 	tp->n_dims = (size_t)t->rank;
 	tp->has_data_type = 1;
 	tp->data_type = t->dtype;
+	if (initializers_are_inputs(m) && (rc = add_input_for(m, t, err))) {
+		onnx__tensor_proto__free_unpacked(tp, NULL);
+		return rc;
+	}
 	/* The payload goes to raw_data on export, as onnx.numpy_helper writes it. */
 	t->field = FIELD_RAW;
 	t->slot = tp;
@@ -891,6 +975,9 @@ void onnx_remove_initializer(struct graft_model *m, Onnx__TensorProto *tp)
 			memmove(&g->initializer[i], &g->initializer[i + 1],
 				(g->n_initializer - i - 1) * sizeof(*g->initializer));
 			g->n_initializer--;
+			/* The input that old IR versions required goes with it. */
+			if (initializers_are_inputs(m) && tp->name)
+				remove_input_named(m, tp->name);
 			/* Its payload lives in the tensor table, so only the skeleton is freed. */
 			onnx__tensor_proto__free_unpacked(tp, NULL);
 			return;

@@ -185,13 +185,16 @@ struct role_sum {
 	uint64_t values, trainable_values, bytes;
 };
 
-static void sum_roles(const struct graft_model *m, struct role_sum sums[4])
+#define N_ROLES 5
+
+static void sum_roles(const struct graft_model *m, struct role_sum sums[N_ROLES])
 {
-	memset(sums, 0, 4 * sizeof(*sums));
+	memset(sums, 0, N_ROLES * sizeof(*sums));
 	for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
 		struct graft_tensor t;
 		graft_model_tensor(m, i, &t);
-		struct role_sum *s = &sums[t.role & 3];
+		unsigned r = (unsigned)t.role < N_ROLES ? t.role : GRAFT_ROLE_CONSTANT;
+		struct role_sum *s = &sums[r];
 		s->tensors++;
 		s->values += t.numel;
 		s->bytes += t.nbytes;
@@ -216,7 +219,7 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 {
 	struct graft_model_meta meta;
 	struct graft_value_info vi;
-	struct role_sum sums[4];
+	struct role_sum sums[N_ROLES];
 	size_t n_ops;
 	struct op_count *ops = count_ops(m, &n_ops);
 
@@ -260,11 +263,12 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 		printf("%s%s %zu", i ? ", " : " (", ops[i].op, ops[i].n);
 	printf("%s\n", n_ops ? ")" : "");
 	sum_roles(m, sums);
-	for (int r = 0; r < 4; r++) {
+	for (int r = 0; r < N_ROLES; r++) {
 		if (!sums[r].tensors)
 			continue;
 		printf("%-11s %zu tensor%s, %" PRIu64 " values, %" PRIu64 " bytes",
-		       r == 0 ? "parameters:" : r == 1 ? "buffers:" : r == 2 ? "constants:" : "data:",
+		       r == 0 ? "parameters:" : r == 1 ? "buffers:" : r == 2 ? "constants:" :
+		       r == 3 ? "data:" : "state:",
 		       sums[r].tensors, sums[r].tensors == 1 ? "" : "s", sums[r].values,
 		       sums[r].bytes);
 		if (r == GRAFT_ROLE_PARAMETER)
@@ -311,10 +315,10 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 			struct graft_tensor t;
 			graft_model_tensor(m, i, &t);
 			shape_string(&t, shape, sizeof(shape));
-			printf("  %-40s %-8s %-20s %-9s %-9s %zu\n", t.name, graft_dtype_name(t.dtype),
-			       shape, graft_role_name(t.role),
+			printf("  %-40s %-8s %-20s %-9s %-9s %zu%s\n", t.name,
+			       graft_dtype_name(t.dtype), shape, graft_role_name(t.role),
 			       t.role != GRAFT_ROLE_PARAMETER ? "-" : t.trainable ? "trainable" : "frozen",
-			       t.nbytes);
+			       t.nbytes, t.source == GRAFT_SOURCE_DETACHED ? " detached" : "");
 		}
 		for (size_t i = 0; i < graft_model_alias_count(m); i++) {
 			struct graft_alias a;
@@ -330,7 +334,7 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 {
 	struct graft_model_meta meta;
 	struct graft_value_info vi;
-	struct role_sum sums[4];
+	struct role_sum sums[N_ROLES];
 	size_t n_ops;
 	struct op_count *ops = count_ops(m, &n_ops);
 
@@ -385,10 +389,11 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 	}
 	printf("}");
 	sum_roles(m, sums);
-	for (int r = 0; r < 4; r++)
+	for (int r = 0; r < N_ROLES; r++)
 		printf(",\"%s\":{\"tensors\":%zu,\"values\":%" PRIu64 ",\"bytes\":%" PRIu64
 		       ",\"trainable_tensors\":%zu,\"trainable_values\":%" PRIu64 "}",
-		       r == 0 ? "parameters" : r == 1 ? "buffers" : r == 2 ? "constants" : "data",
+		       r == 0 ? "parameters" : r == 1 ? "buffers" : r == 2 ? "constants" :
+		       r == 3 ? "data" : "state",
 		       sums[r].tensors, sums[r].values, sums[r].bytes, sums[r].trainable_tensors,
 		       sums[r].trainable_values);
 	printf(",\"history\":[");
@@ -437,7 +442,9 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 				printf("%s%" PRId64, j ? "," : "", t.dims[j]);
 			printf("],\"role\":\"%s\",\"trainable\":%s,\"source\":\"%s\",\"bytes\":%zu}",
 			       graft_role_name(t.role), t.trainable ? "true" : "false",
-			       t.source == GRAFT_SOURCE_CONSTANT ? "constant" : "initializer", t.nbytes);
+			       t.source == GRAFT_SOURCE_CONSTANT ? "constant"
+			       : t.source == GRAFT_SOURCE_DETACHED ? "detached" : "initializer",
+			       t.nbytes);
 		}
 		printf("],\"aliases\":[");
 		for (size_t i = 0; i < graft_model_alias_count(m); i++) {

@@ -285,7 +285,7 @@ static void test_manifest_problems(void **state)
 	char *path = write_graft(f->m, 0);
 	struct graft_err err = {0};
 
-	assert_int_equal(read_patched(path, "graft-archive 1", "graft-archive 2", &err),
+	assert_int_equal(read_patched(path, "graft-archive 1", "graft-archive 3", &err),
 			 GRAFT_EUNSUPPORTED);
 	assert_non_null(strstr(err.msg, "newer"));
 	assert_int_equal(read_patched(path, "graft-archive 1", "graft-archivX 1", &err),

@@ -1,0 +1,186 @@
+/*
+ * dataset.c: datasets as .graft archives.
+ *
+ * A dataset is a model with an empty graph whose archive carries two detached tensors,
+ * x (samples) and y (labels or targets), plus metadata properties that say what they
+ * are.  Keeping datasets in the same container as models means one reader, mapping
+ * and checksums for both, and a pipe of graft tools can carry either.  Reading checks
+ * everything a training loop relies on (types, matching sample counts, labels in
+ * range) once, so that the loop does not have to.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* The value of metadata key, or NULL. */
+static const char *find_metadata(const struct graft_model *m, const char *key)
+{
+	struct graft_model_meta meta;
+	const char *k, *v;
+
+	graft_model_meta(m, &meta);
+	for (size_t i = 0; i < meta.n_metadata; i++) {
+		graft_model_metadata(m, i, &k, &v);
+		if (strcmp(k, key) == 0)
+			return v;
+	}
+	return NULL;
+}
+
+/* Parses graft.classes: a positive decimal count; 0 when absent. */
+static int parse_classes(const char *s, int64_t *out, int code, struct graft_err *err)
+{
+	char *end;
+	long long v;
+
+	*out = 0;
+	if (!s)
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end || errno || v < 1)
+		return graft_err_set(err, code, "metadata graft.classes '%s' is not a positive "
+				     "count", s);
+	*out = v;
+	return 0;
+}
+
+/* The byte count a's shape and type call for, or SIZE_MAX when the shape is bad. */
+static size_t array_bytes(const struct graft_array *a)
+{
+	uint64_t n;
+	size_t esize = graft_dtype_size(a->dtype);
+
+	if (dims_numel(a->dims, a->rank, &n) || n > SIZE_MAX / (esize ? esize : 1) - 1)
+		return SIZE_MAX;
+	return (size_t)n * esize;
+}
+
+/* The checks shared by read and write; code is the status a failure returns (EFORMAT
+ * for an archive read, EINVAL for a caller's arrays).  classes is graft.classes or 0. */
+static int check_xy(const struct graft_array *x, const struct graft_array *y, int64_t classes,
+		    int64_t *n_classes, int code, struct graft_err *err)
+{
+	int64_t n, max = -1;
+
+	if (x->dtype != GRAFT_FLOAT || x->rank < 2 || x->rank > GRAFT_ARRAY_MAX_RANK)
+		return graft_err_set(err, code, "x must be float of rank 2 to %d, not %s of rank %d",
+				     GRAFT_ARRAY_MAX_RANK, graft_dtype_name(x->dtype)
+				     ? graft_dtype_name(x->dtype) : "?", x->rank);
+	if (array_bytes(x) == SIZE_MAX)
+		return graft_err_set(err, code, "x has a bad shape");
+	n = x->dims[0];
+	if (n < 1)
+		return graft_err_set(err, code, "the dataset has no samples");
+	if (!(y->dtype == GRAFT_INT64 && y->rank == 1) && !(y->dtype == GRAFT_FLOAT && y->rank == 2))
+		return graft_err_set(err, code, "y must be int64 (N) labels or float (N, K) targets, "
+				     "not %s of rank %d", graft_dtype_name(y->dtype)
+				     ? graft_dtype_name(y->dtype) : "?", y->rank);
+	if (y->dims[0] != n || (y->rank == 2 && y->dims[1] < 1))
+		return graft_err_set(err, code, "x has %" PRId64 " samples but y has %" PRId64,
+				     n, y->dims[0]);
+	if (x->nbytes != array_bytes(x) || y->nbytes != array_bytes(y) || !x->data || !y->data)
+		return graft_err_set(err, code, "x or y holds the wrong number of bytes");
+	*n_classes = 0;
+	if (y->dtype != GRAFT_INT64)
+		return 0;
+	for (int64_t i = 0; i < n; i++) {
+		int64_t v;
+		memcpy(&v, (const char *)y->data + 8 * i, 8);
+		if (v < 0)
+			return graft_err_set(err, code, "label %" PRId64 " of sample %" PRId64
+					     " is negative", v, i);
+		if (v > max)
+			max = v;
+	}
+	if (classes && max >= classes)
+		return graft_err_set(err, code, "label %" PRId64 " is out of range for %" PRId64
+				     " classes (graft.classes)", max, classes);
+	*n_classes = classes ? classes : max + 1;
+	return 0;
+}
+
+/* A view of stored tensor name, which must be a detached data tensor. */
+static int view_tensor(const struct graft_model *m, const char *name, struct graft_array *a,
+		       struct graft_err *err)
+{
+	long i = graft_model_find_tensor(m, name);
+	struct graft_tensor t;
+
+	if (i < 0)
+		return graft_err_set(err, GRAFT_EFORMAT, "not a dataset (no tensor '%s')", name);
+	graft_model_tensor(m, (size_t)i, &t);
+	if (t.source != GRAFT_SOURCE_DETACHED || t.role != GRAFT_ROLE_DATA)
+		return graft_err_set(err, GRAFT_EFORMAT, "not a dataset ('%s' is not a detached "
+				     "data tensor)", name);
+	if (t.rank > GRAFT_ARRAY_MAX_RANK)
+		return graft_err_set(err, GRAFT_EFORMAT, "'%s' has rank %d, over %d", name, t.rank,
+				     GRAFT_ARRAY_MAX_RANK);
+	memset(a, 0, sizeof(*a));
+	a->name = (char *)t.name;
+	a->dtype = t.dtype;
+	a->rank = t.rank;
+	memcpy(a->dims, t.dims, sizeof(int64_t) * (size_t)t.rank);
+	a->data = (void *)t.data;
+	a->nbytes = t.nbytes;
+	return 0;
+}
+
+int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_err *err)
+{
+	const char *name = !path || strcmp(path, "-") == 0 ? "<stdin>" : path;
+	int64_t classes;
+	int rc;
+
+	memset(ds, 0, sizeof(*ds));
+	if ((rc = graft_model_read(&ds->model, path, 0, err)))
+		return rc;
+	if ((rc = view_tensor(ds->model, "x", &ds->x, err)) ||
+	    (rc = view_tensor(ds->model, "y", &ds->y, err)) ||
+	    (rc = parse_classes(find_metadata(ds->model, "graft.classes"), &classes,
+				GRAFT_EFORMAT, err)) ||
+	    (rc = check_xy(&ds->x, &ds->y, classes, &ds->n_classes, GRAFT_EFORMAT, err)))
+		return graft_err_prefix(err, name);
+	ds->n = ds->x.dims[0];
+	return 0;
+}
+
+void graft_dataset_release(struct graft_dataset *ds)
+{
+	graft_model_free(ds->model);
+	memset(ds, 0, sizeof(*ds));
+}
+
+int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_array *y,
+			const char *const *meta, struct graft_err *err)
+{
+	struct graft_model *m = NULL;
+	int64_t classes = 0, n_classes;
+	int rc;
+
+	for (size_t i = 0; meta && meta[i]; i += 2) {
+		if (!meta[i + 1])
+			return graft_err_set(err, GRAFT_EINVAL, "metadata key '%s' has no value",
+					     meta[i]);
+		if (strcmp(meta[i], "graft.classes") == 0 &&
+		    (rc = parse_classes(meta[i + 1], &classes, GRAFT_EINVAL, err)))
+			return rc;
+	}
+	if ((rc = check_xy(x, y, classes, &n_classes, GRAFT_EINVAL, err)) ||
+	    (rc = graft_model_new(&m, err)) ||
+	    (rc = graft_model_add_tensor(m, "x", x->dtype, x->rank, x->dims, x->data,
+					 GRAFT_ROLE_DATA, GRAFT_SOURCE_DETACHED, NULL, err)) ||
+	    (rc = graft_model_add_tensor(m, "y", y->dtype, y->rank, y->dims, y->data,
+					 GRAFT_ROLE_DATA, GRAFT_SOURCE_DETACHED, NULL, err)))
+		goto out;
+	for (size_t i = 0; meta && meta[i]; i += 2)
+		if ((rc = graft_model_set_metadata(m, meta[i], meta[i + 1], err)))
+			goto out;
+	rc = graft_model_write_graft(m, fd, NULL, err);
+out:
+	graft_model_free(m);
+	return rc;
+}

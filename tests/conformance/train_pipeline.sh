@@ -1,0 +1,94 @@
+#!/bin/bash
+# train_pipeline.sh TOOLDIR FIXTUREDIR: graft-train and graft-eval through the real tools
+# on Fashion-MNIST (Debian's dataset-fashion-mnist) and the keep-bn small_cnn fixture:
+# training lowers the loss; interrupted-and-resumed and stopped-and-resumed runs end
+# with the same weights as an uninterrupted one, bit for bit; a diverging run stops with
+# the step named and writes nothing; data that does not fit the model is refused before
+# training; graft-eval's JSON has its keys; the state survives export as ONNX without
+# leaking into it.
+set -u
+[ $# -eq 2 ] || { echo "usage: train_pipeline.sh TOOLDIR FIXTUREDIR" >&2; exit 2; }
+TOOLS=$1
+fixdir=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../pipelines/lib.sh"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+FM=/usr/share/datasets/fashion-mnist
+
+"$here/../fixtures/ensure_reference_models.sh" "$fixdir" >/dev/null || { echo "no fixtures"; exit 1; }
+model=$fixdir/keepbn/small_cnn.onnx
+
+graft-data idx $FM/t10k-images-idx3-ubyte.gz $FM/t10k-labels-idx1-ubyte.gz --take 40 \
+	--split 0.75 --seed 1 -o train.graft --val-out val.graft 2>/dev/null
+check "graft-data made train and val" test -s train.graft -a -s val.graft
+
+# Training lowers the loss (SGD, 30 steps of 32, with validation and a log).
+check "trains" graft-train "$model" --data train.graft --val val.graft --steps 30 --batch 32 \
+	--lr 0.05 --log log.jsonl -q -o a.graft
+check "the log has the epochs' lines" $PY -c "
+import json
+lines = [json.loads(l) for l in open('log.jsonl')]
+assert len(lines) >= 3, lines
+assert all(k in lines[-1] for k in ('epoch', 'step', 'loss', 'accuracy', 'val_loss', 'val_accuracy', 'lr', 'images_per_s'))
+assert lines[-1]['loss'] < lines[0]['loss'], (lines[0]['loss'], lines[-1]['loss'])
+"
+check "graft-info lists the training state" sh -c "graft-info --tensors a.graft | grep -q 'graft.optim/'"
+check "graft-eval --json" sh -c "graft-eval a.graft --data val.graft --json > ev.json && $PY -c \"
+import json
+e = json.load(open('ev.json'))
+assert set(('loss', 'accuracy', 'per_class', 'confusion')) <= set(e)
+assert len(e['confusion']) == 10 and sum(map(sum, e['confusion'])) == e['count'] == 100
+assert 0 <= e['accuracy'] <= 1
+\""
+check "export leaves the state out" sh -c "graft-export a.graft -o a.onnx && $PY -c \"
+import onnx
+m = onnx.load('a.onnx'); onnx.checker.check_model(m)
+names = [t.name for t in m.graph.initializer]
+assert not any(n.startswith('graft.') for n in names), names
+\""
+
+# Stopped at 12 steps and resumed to 30 = 30 straight (Adam: moments and step count
+# must carry over; shuffling and crop augmentation: the data order and the draws too).
+common="--data train.graft --batch 16 --optimizer adam --lr 0.002 --augment flip,crop --seed 7 -q"
+check "straight 30 steps" graft-train "$model" $common --steps 30 -o straight.graft
+check "12 steps" graft-train "$model" $common --steps 12 -o part.graft
+check "resumed to 30" graft-train "$model" $common --steps 30 --resume part.graft -o resumed.graft
+check "resumed weights equal straight ones" sh -c \
+	"graft-export straight.graft -o s.onnx && graft-export resumed.graft -o r.onnx && cmp -s s.onnx r.onnx"
+
+# SIGINT in the middle: the checkpoint is written, exit 130, and resuming reaches the
+# same weights as the straight run.
+graft-train "$model" $common --steps 30 --checkpoint ck.graft --checkpoint-every 1 -o never.graft &
+pid=$!
+for _ in $(seq 1 200); do [ -s ck.graft ] && break; sleep 0.05; done
+kill -INT $pid
+wait $pid
+rc=$?
+if [ $rc -eq 130 ]; then ok; else bad "SIGINT: exit $rc, wanted 130"; fi
+check "no output after the interrupt" test ! -e never.graft
+check "resumed after SIGINT" graft-train "$model" $common --steps 30 --resume ck.graft -o after.graft
+check "weights after SIGINT + resume equal straight ones" sh -c \
+	"graft-export after.graft -o after.onnx && cmp -s s.onnx after.onnx"
+check "no temporary files left" sh -c "! ls -a | grep -q '\.tmp'"
+
+# Divergence: the step is named, nothing is written, the checkpoint stays as it was.
+cp ck.graft ck0.graft
+expect_error "a diverging run stops" "graft-train: the (loss|gradients) (is|are) .* at step [0-9]+" \
+	graft-train "$model" --data train.graft --steps 50 --lr 1e30 -q --checkpoint ck.graft -o nan.graft
+check "nothing written by the diverging run" test ! -e nan.graft
+check "its checkpoint is untouched" cmp -s ck.graft ck0.graft
+
+# Data that does not fit the model: refused before training.
+$PY -c "
+import numpy as np
+np.save('x3.npy', np.zeros((8, 3, 28, 28), np.float32)); np.save('y3.npy', np.zeros(8, np.int64))
+np.save('x1.npy', np.zeros((8, 1, 28, 28), np.float32)); np.save('y99.npy', np.full(8, 99, np.int64))"
+graft-data npy x3.npy y3.npy -o rgb.graft 2>/dev/null
+graft-data npy x1.npy y99.npy -o big.graft 2>/dev/null
+expect_error "wrong channels" "graft-train: .*input .* needs dim 1 = 1; the data has 3" \
+	graft-train "$model" --data rgb.graft --steps 1 -q -o x.graft
+expect_error "labels beyond the outputs" "graft-train: label 99 of sample 0 does not fit the model's 10 outputs" \
+	graft-train "$model" --data big.graft --steps 1 -q -o x.graft
+expect_error "graft-eval: labels beyond the outputs" "graft-eval: .*label 99 of sample 0" \
+	graft-eval "$model" --data big.graft
+finish

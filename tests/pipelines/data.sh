@@ -1,0 +1,256 @@
+#!/bin/bash
+# data.sh: graft-data on real inputs: Debian's Fashion-MNIST IDX files (all of them,
+# then some classes, sampled and split), .npy arrays, and folders of PNG and JPEG
+# images.  The archives are read back with Python's tarfile and onnx, independently of
+# libgraft, and compared with the inputs value by value; same seed, same bytes; bad
+# inputs fail with one line and leave no file behind.
+. "$(dirname "$0")/lib.sh"
+
+F=/usr/share/datasets/fashion-mnist
+IMG=$F/t10k-images-idx3-ubyte.gz
+LAB=$F/t10k-labels-idx1-ubyte.gz
+
+# A reader of dataset archives that does not use libgraft.
+cat > rd.py <<'PY'
+import gzip, tarfile, numpy as np, onnx
+DT = {'float': np.float32, 'int64': np.int64}
+def load(path):
+    t = tarfile.open(path)
+    m = onnx.ModelProto()
+    m.ParseFromString(t.extractfile('model.pb').read())
+    meta = {p.key: p.value for p in m.metadata_props}
+    arrs = {}
+    for line in t.extractfile('manifest').read().decode().splitlines():
+        tok = line.split(' ')
+        if tok[0] != 'tensor':
+            continue
+        assert tok[5] == 'data' and tok[7] == 'detached', line
+        dims = [int(d) for d in tok[4][1:-1].split(',') if d]
+        arrs[tok[2]] = np.frombuffer(t.extractfile(tok[1]).read(), DT[tok[3]]).reshape(dims)
+    assert len(m.graph.node) == 0 and len(m.graph.initializer) == 0
+    return arrs['x'], arrs['y'], meta
+def idx(path):
+    b = gzip.open(path).read()
+    if b[3] == 3:
+        n, h, w = (int.from_bytes(b[4 + 4 * i:8 + 4 * i], 'big') for i in range(3))
+        return np.frombuffer(b, np.uint8, offset=16).reshape(n, h, w)
+    return np.frombuffer(b, np.uint8, offset=8)
+PY
+export PYTHONPATH=$work
+
+# ---- IDX: everything ----
+check "idx: all of t10k" graft-data idx $IMG $LAB -o all.graft
+check "idx: values, shapes, labels and metadata" $PY -c "
+from rd import *
+x, y, meta = load('all.graft')
+imgs, labs = idx('$IMG'), idx('$LAB')
+assert x.shape == (10000, 1, 28, 28) and x.dtype == np.float32, x.shape
+assert y.shape == (10000,) and y.dtype == np.int64
+assert (y == labs).all() and y.min() == 0 and y.max() == 9
+# pixel bytes / 255, exactly, for the first image and all the others
+assert (x[0, 0] == imgs[0].astype(np.float32) / np.float32(255)).all()
+assert (x[:, 0] == imgs.astype(np.float32) / np.float32(255)).all()
+assert meta['graft.classes'] == '10' and meta['graft.class_names'] == '0,1,2,3,4,5,6,7,8,9', meta
+assert meta['graft.source'] == 'idx t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz', meta
+assert 'graft.mean' not in meta and 'graft.split' not in meta
+"
+check "graft-info lists x and y as detached data" sh -c \
+	"graft-info --tensors all.graft | grep -Eq '^  x +float +\[10000,1,28,28\] +data +- +31360000 detached$'"
+check "graft-info --json: source detached, role data" sh -c "graft-info --json --tensors all.graft | $PY -c '
+import json, sys
+d = json.load(sys.stdin)
+assert [(t[\"name\"], t[\"source\"], t[\"role\"]) for t in d[\"tensors\"]] == [(\"x\", \"detached\", \"data\"), (\"y\", \"detached\", \"data\")], d
+assert d[\"data\"][\"tensors\"] == 2 and d[\"state\"][\"tensors\"] == 0
+'"
+check "graft-export leaves the data out of ONNX" sh -c "graft-export all.graft -o all.onnx && [ \$(stat -c %s all.onnx) -lt 1000 ] && $PY -c '
+import onnx; m = onnx.load(\"all.onnx\"); onnx.checker.check_model(m)
+assert len(m.graph.initializer) == 0 and {p.key for p in m.metadata_props} >= {\"graft.classes\"}'"
+
+# ---- IDX: some classes, sampled, split ----
+check "idx: --classes --take --split" sh -c \
+	"graft-data idx $IMG $LAB --classes 5,0,3 --take 50 --split 0.8 --seed 1 -o fm-train.graft 2>summary.txt"
+check "the summary is one line with counts and shape" sh -c \
+	"[ \$(wc -l <summary.txt) -eq 1 ] && grep -qx 'graft-data: fm-train.graft: 120 samples, fm-val.graft: 30 samples; 3 classes; x \[120,1,28,28\] float' summary.txt"
+check "split: counts per class, relabelling, disjoint samples taken from the input" $PY -c "
+from rd import *
+imgs, labs = idx('$IMG'), idx('$LAB')
+key = {imgs[i].tobytes(): i for i in range(len(imgs))}
+seen = set()
+for path, per in (('fm-train.graft', 40), ('fm-val.graft', 10)):
+    x, y, meta = load(path)
+    assert x.shape == (3 * per, 1, 28, 28) and y.shape == (3 * per,), x.shape
+    assert list(np.bincount(y)) == [per] * 3, np.bincount(y)
+    assert meta['graft.classes'] == '3' and meta['graft.class_names'] == '5,0,3', meta
+    assert meta['graft.take'] == '50' and meta['graft.seed'] == '1'
+    assert meta['graft.split'] == ('train 0.8' if per == 40 else 'val 0.2'), meta
+    for xi, yi in zip(x, y):
+        i = key[np.round(xi[0] * 255).astype(np.uint8).tobytes()]
+        assert labs[i] == [5, 0, 3][yi], (i, labs[i], yi)
+        assert i not in seen
+        seen.add(i)
+        assert (xi[0] == imgs[i].astype(np.float32) / np.float32(255)).all()
+assert len(seen) == 150
+"
+check "same seed, same bytes" sh -c \
+	"graft-data idx $IMG $LAB --classes 5,0,3 --take 50 --split 0.8 --seed 1 -o again.graft --val-out again-v.graft 2>/dev/null &&
+	 cmp -s again.graft fm-train.graft && cmp -s again-v.graft fm-val.graft"
+check "another seed, other samples" sh -c \
+	"graft-data idx $IMG $LAB --classes 5,0,3 --take 50 --split 0.8 --seed 2 -o other.graft --val-out other-v.graft 2>/dev/null &&
+	 ! cmp -s other.graft fm-train.graft && ! cmp -s other-v.graft fm-val.graft"
+check "-o - writes the same bytes to stdout" sh -c \
+	"graft-data idx $IMG $LAB --take 3 -o take3.graft 2>/dev/null && graft-data idx $IMG $LAB --take 3 -o - 2>/dev/null | cmp -s - take3.graft"
+mkdir d
+check "default validation name without 'train': '-val' before the extension" sh -c \
+	"graft-data idx $IMG $LAB --take 4 --split 0.5 -o d/fm.v1.graft 2>/dev/null && [ -f d/fm.v1.graft ] && [ -f d/fm.v1-val.graft ]"
+check "--mean/--std normalise after scaling" sh -c \
+	"graft-data idx $IMG $LAB --take 2 --mean 0.25 --std 0.5 -o norm.graft 2>/dev/null &&
+	 graft-data idx $IMG $LAB --take 2 -o plain2.graft 2>/dev/null"
+check "--mean/--std: values against the unnormalised data, metadata" $PY -c "
+from rd import *
+x, _, meta = load('norm.graft')
+p, _, _ = load('plain2.graft')
+assert meta['graft.mean'] == '0.25' and meta['graft.std'] == '0.5', meta
+assert np.abs(x - (p - 0.25) / 0.5).max() < 1e-6 and x.min() < -0.49
+"
+
+# ---- npy ----
+$PY -c "
+import numpy as np
+rng = np.random.default_rng(0)
+np.save('x.npy', rng.standard_normal((6, 2, 3)).astype(np.float32))
+np.save('y.npy', np.array([0, 1, 2, 0, 1, 2], np.int32))
+np.save('t.npy', rng.standard_normal((6, 2)))
+np.save('x64.npy', rng.standard_normal((6, 4)))
+np.save('y5.npy', np.array([0, 1, 2, 0, 1], np.int64))
+np.save('yneg.npy', np.array([0, 1, -2, 0, 1, 2], np.int64))
+"
+check "npy: labels" graft-data npy x.npy y.npy -o np.graft
+check "npy: values as they are, int32 labels as int64" $PY -c "
+from rd import *
+x, y, meta = load('np.graft')
+assert x.dtype == np.float32 and (x == np.load('x.npy')).all()
+assert y.dtype == np.int64 and (y == np.load('y.npy')).all()
+assert meta['graft.classes'] == '3' and meta['graft.source'] == 'npy x.npy y.npy'
+"
+check "npy: float targets (float64 to float32), split" \
+	graft-data npy x64.npy t.npy --split 0.5 -o reg-train.graft
+check "npy: targets kept with their samples" $PY -c "
+from rd import *
+X, T = np.load('x64.npy').astype(np.float32), np.load('t.npy').astype(np.float32)
+x, y, meta = load('reg-train.graft')
+v, w, _ = load('reg-val.graft')
+assert x.shape == (3, 4) and y.shape == (3, 2) and y.dtype == np.float32 and v.shape == (3, 4)
+assert 'graft.classes' not in meta
+for a, b in ((x, y), (v, w)):
+    for xi, yi in zip(a, b):
+        i = [k for k in range(6) if (X[k] == xi).all()][0]
+        assert (T[i] == yi).all()
+"
+
+# ---- images ----
+$PY - <<'PY'
+import os, numpy as np
+from PIL import Image
+rng = np.random.default_rng(1)
+for d in ('imgs/dog', 'imgs/cat', 'imgs/zebra'):
+    os.makedirs(d)
+open('imgs/README', 'w').write('not a class\n')
+rgb = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+Image.fromarray(rgb).save('imgs/cat/a.png')
+np.save('rgb.npy', rgb)
+grey = rng.integers(0, 256, (4, 4), dtype=np.uint8)
+Image.fromarray(grey, 'L').save('imgs/cat/b.png')
+np.save('grey.npy', grey)
+small = rng.integers(0, 256, (2, 3, 3), dtype=np.uint8)
+Image.fromarray(small).save('imgs/dog/c.png')
+np.save('small.npy', small)
+Image.new('RGB', (16, 16), (200, 100, 50)).save('imgs/dog/d.jpg', quality=95)
+Image.new('L', (8, 8), 77).save('imgs/zebra/e.jpeg', quality=95)
+rgba = np.zeros((4, 4, 4), np.uint8); rgba[..., 0] = 255; rgba[..., 3] = 255; rgba[0, 0, 3] = 0
+Image.fromarray(rgba, 'RGBA').save('imgs/zebra/f.png')
+os.makedirs('bad/a'); os.makedirs('bad2/a'); os.makedirs('bad3/a')
+Image.fromarray(rgb).save('bad/a/ok.png')
+b = open('imgs/cat/a.png', 'rb').read()
+open('bad/a/trunc.png', 'wb').write(b[:len(b) - 20])
+j = open('imgs/dog/d.jpg', 'rb').read()
+open('bad2/a/trunc.jpg', 'wb').write(j[:len(j) // 2])
+open('bad3/a/notes.txt', 'w').write('hello\n')
+PY
+check "images: RGB at 4x4" graft-data images imgs --size 4x4 -o im.graft
+check "images: classes by folder name, exact pixels, grey replicated, bilinear, JPEG, alpha" $PY -c "
+from rd import *
+import torch
+x, y, meta = load('im.graft')
+assert x.shape == (6, 3, 4, 4) and list(y) == [0, 0, 1, 1, 2, 2], (x.shape, y)
+assert meta['graft.classes'] == '3' and meta['graft.class_names'] == 'cat,dog,zebra', meta
+assert meta['graft.source'] == 'images imgs 4x4 rgb', meta
+f = lambda a: a.astype(np.float32) / np.float32(255)
+assert (x[0] == f(np.load('rgb.npy')).transpose(2, 0, 1)).all()
+assert all((x[1][c] == f(np.load('grey.npy'))).all() for c in range(3))
+# 2x3 -> 4x4 against torch's bilinear interpolation (align_corners=False)
+s = torch.from_numpy(f(np.load('small.npy')).transpose(2, 0, 1)[None].copy())
+ref = torch.nn.functional.interpolate(s, size=(4, 4), mode='bilinear', align_corners=False)[0].numpy()
+assert np.abs(x[2] - ref).max() < 1e-6, np.abs(x[2] - ref).max()
+# a flat JPEG decodes to its colour; a grey JPEG to three equal channels
+assert np.abs(x[3] - np.array([200, 100, 50], np.float32)[:, None, None] / 255).max() < 3 / 255
+assert (x[4][0] == x[4][1]).all() and np.abs(x[4] - 77 / 255).max() < 2 / 255
+# transparency is composited onto black
+assert x[5][0, 0, 0] == 0 and x[5][0, 0, 1] == 1 and x[5][1].max() == 0
+"
+check "images: --gray --classes dog,cat" graft-data images imgs --size 4x4 --gray --classes dog,cat -o gr.graft
+check "images: luminance, relabelled" $PY -c "
+from rd import *
+x, y, meta = load('gr.graft')
+r, _, _ = load('im.graft')
+assert x.shape == (4, 1, 4, 4) and list(y) == [1, 1, 0, 0], (x.shape, y)
+assert meta['graft.class_names'] == 'dog,cat' and meta['graft.source'] == 'images imgs 4x4 gray'
+lum = 0.299 * r[:4, 0] + 0.587 * r[:4, 1] + 0.114 * r[:4, 2]
+assert np.abs(x[:, 0] - lum).max() < 1e-6
+"
+
+# ---- errors: one line, exit 1, nothing left behind ----
+$PY -c "
+import gzip
+b = gzip.open('$IMG').read()
+open('trunc-images', 'wb').write(b[:1000])
+gzip.open('five-labels.gz', 'wb').write(gzip.open('$LAB').read()[:8 + 5].replace(b'\x00\x00\x27\x10', b'\x00\x00\x00\x05', 1))
+open('magic', 'wb').write(b'\x08\x00\x08\x03' + b[4:])
+"
+head -c 100000 $IMG > cut.gz
+expect_error "truncated IDX data" "^graft-data: trunc-images: truncated IDX file" \
+	graft-data idx trunc-images $LAB -o e1.graft
+expect_error "truncated gzip stream" "^graft-data: cut.gz: .*(truncated|unexpected end)" \
+	graft-data idx cut.gz $LAB -o e2.graft
+expect_error "wrong magic" "^graft-data: magic: not an IDX file" graft-data idx magic $LAB -o e3.graft
+expect_error "labels given as images" "^graft-data: .*labels.*: IDX file has 1 dimensions, expected 3" \
+	graft-data idx $LAB $LAB -o e4.graft
+expect_error "label count differs from image count" "^graft-data: five-labels.gz: 5 labels for 10000 images" \
+	graft-data idx $IMG five-labels.gz -o e5.graft
+expect_error "a class not in the data" "^graft-data: .*: class '12' is not in the data" \
+	graft-data idx $IMG $LAB --classes 3,12 -o e6.graft
+expect_error "--take larger than a class" "^graft-data: .*--take 2000 but class '3' has 1000 samples" \
+	graft-data idx $IMG $LAB --classes 3 --take 2000 -o e7.graft
+expect_error "a split leaving a class empty" "^graft-data: .*--split 0.5 of class '0' \(1 samples\) leaves e8-val.graft without it" \
+	graft-data idx $IMG $LAB --take 1 --split 0.5 -o e8.graft
+expect_error "mismatched N in npy" "^graft-data: y5.npy: y must be .* N = 6" graft-data npy x.npy y5.npy -o e9.graft
+expect_error "negative npy label" "^graft-data: yneg.npy: label -2 of sample 2 is negative" \
+	graft-data npy x.npy yneg.npy -o e10.graft
+expect_error "--take with float targets" "^graft-data: t.npy: --classes and --take need class labels" \
+	graft-data npy x64.npy t.npy --take 1 -o e11.graft
+expect_error "truncated PNG" "^graft-data: bad/a/trunc.png: corrupt or unsupported PNG" \
+	graft-data images bad --size 4x4 -o e12.graft
+expect_error "truncated JPEG" "^graft-data: bad2/a/trunc.jpg: corrupt or unsupported JPEG" \
+	graft-data images bad2 --size 4x4 -o e13.graft
+expect_error "not an image" "^graft-data: bad3/a/notes.txt: not a PNG or JPEG image" \
+	graft-data images bad3 --size 4x4 -o e14.graft
+expect_error "missing input" "^graft-data: nope.gz: No such file" graft-data idx nope.gz $LAB -o e15.graft
+expect_error "a split's second output fails: neither is left" "^graft-data: .*nodir/v.graft: cannot create" \
+	graft-data idx $IMG $LAB --take 2 --split 0.5 -o e16.graft --val-out nodir/v.graft
+check "no output or temporary file is left behind" sh -c "! ls e[0-9]* *.tmp* 2>/dev/null | grep -q ."
+usage_rc() { "$@" >/dev/null 2>&1; [ $? -eq 2 ]; }
+check "usage: images without --size" usage_rc graft-data images imgs -o u.graft
+check "usage: --split to stdout needs --val-out" usage_rc graft-data idx $IMG $LAB --split 0.5
+check "usage: bad --split" usage_rc graft-data idx $IMG $LAB --split 1 -o u.graft
+check "usage: --mean with the wrong channel count" usage_rc graft-data images imgs --size 4x4 --mean 1,2 -o u.graft
+check "--help to stdout, exit 0" sh -c "graft-data --help | grep -q '^usage: graft-data idx'"
+finish

@@ -1,0 +1,1102 @@
+/*
+ * graft-data: makes dataset archives (docs/format.md, "Datasets") from the formats
+ * datasets come in: IDX files (MNIST, Fashion-MNIST), NumPy arrays, and folders of
+ * PNG and JPEG images, one folder per class.  It can keep some classes, sample a number
+ * of each, split each class between a training and a validation file, and normalise
+ * per channel.  Every random choice comes from the seeded generator, so the same
+ * command gives the same bytes.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jpeglib.h>
+#include <png.h>
+#include <zlib.h>
+
+#include "tool.h"
+
+static const char usage[] =
+	"usage: graft-data idx IMAGES LABELS [OPTIONS]\n"
+	"       graft-data npy X.npy Y.npy [OPTIONS]\n"
+	"       graft-data images DIR --size HxW [--gray] [OPTIONS]\n"
+	"Makes a dataset archive (x: samples, y: labels or targets) from IDX files (gzip or\n"
+	"plain; images scaled to [0,1]), .npy arrays (as they are), or a folder holding one\n"
+	"sub-folder of PNG/JPEG images per class (resized, scaled to [0,1]).\n"
+	"  -o, --output OUT        write to OUT (atomically) instead of stdout\n"
+	"      --size HxW          images: resize every image to H x W (bilinear)\n"
+	"      --gray              images: one channel (luminance) instead of RGB\n"
+	"      --classes A,B,...   keep these classes (labels, or folder names), relabelled\n"
+	"                          0, 1, ... in the order given\n"
+	"      --take N            keep N samples of each class, chosen at random\n"
+	"      --split F           put a fraction F (0 < F < 1) of each class in OUT, the rest\n"
+	"                          in the validation file\n"
+	"      --val-out FILE      the validation file (default: OUT with its last 'train'\n"
+	"                          replaced by 'val', else with '-val' before the extension)\n"
+	"      --seed S            seed of the random choices (default 0)\n"
+	"      --mean M[,M...]     subtract M from each channel (one value, or one per\n"
+	"                          channel), after scaling\n"
+	"      --std S[,S...]      then divide each channel by S\n"
+	"  -f, --force             write binary data even to a terminal\n"
+	"  -h, --help              show this help;  -V, --version  show the version\n";
+
+struct cmdline {
+	const char *kind;       /* "idx", "npy" or "images" */
+	const char *in[2];
+	const char *out, *val_out;
+	char *val_default;      /* val_out when derived from out */
+	const char *classes, *mean, *std;
+	int64_t take;           /* 0: all */
+	double split;           /* 0: no split */
+	uint64_t seed;
+	int64_t height, width;
+	int gray, force;
+};
+
+/* ---- command line ---- */
+
+static int64_t parse_count(const char *s, const char *opt)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end || errno || v < 1)
+		tool_usage(usage, 2, "%s takes a positive integer, not '%s'", opt, s);
+	return v;
+}
+
+static void parse_size(const char *s, struct cmdline *cl)
+{
+	char *end;
+	long long h, w;
+
+	errno = 0;
+	h = strtoll(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end != 'x' || errno)
+		tool_usage(usage, 2, "--size takes HxW, not '%s'", s);
+	s = end + 1;
+	w = strtoll(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end || errno || h < 1 || w < 1 || h > 16384 || w > 16384)
+		tool_usage(usage, 2, "--size takes HxW (1 to 16384 each), not '%s'", s);
+	cl->height = h;
+	cl->width = w;
+}
+
+/* The validation file's default name: OUT with its last "train" replaced by "val", or
+ * with "-val" before the extension of its base name. */
+static char *val_path(const char *out)
+{
+	const char *train = NULL, *base = strrchr(out, '/'), *dot;
+	char *p = malloc(strlen(out) + 5);
+
+	if (!p)
+		tool_die("out of memory");
+	for (const char *q = strstr(out, "train"); q; q = strstr(q + 1, "train"))
+		train = q;
+	if (train) {
+		sprintf(p, "%.*s%s%s", (int)(train - out), out, "val", train + 5);
+		return p;
+	}
+	base = base ? base + 1 : out;
+	dot = strrchr(base, '.');
+	if (!dot || dot == base)
+		dot = out + strlen(out);
+	sprintf(p, "%.*s-val%s", (int)(dot - out), out, dot);
+	return p;
+}
+
+static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
+{
+	enum { O_SIZE = 256, O_GRAY, O_CLASSES, O_TAKE, O_SPLIT, O_VAL, O_SEED, O_MEAN, O_STD };
+	static const struct option opts[] = {
+		{"output", required_argument, NULL, 'o'}, {"size", required_argument, NULL, O_SIZE},
+		{"gray", no_argument, NULL, O_GRAY}, {"classes", required_argument, NULL, O_CLASSES},
+		{"take", required_argument, NULL, O_TAKE}, {"split", required_argument, NULL, O_SPLIT},
+		{"val-out", required_argument, NULL, O_VAL}, {"seed", required_argument, NULL, O_SEED},
+		{"mean", required_argument, NULL, O_MEAN}, {"std", required_argument, NULL, O_STD},
+		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
+	};
+	int c, n_in;
+	char *end;
+
+	memset(cl, 0, sizeof(*cl));
+	while ((c = getopt_long(argc, argv, ":o:fhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': cl->out = optarg; break;
+		case 'f': cl->force = 1; break;
+		case O_SIZE: parse_size(optarg, cl); break;
+		case O_GRAY: cl->gray = 1; break;
+		case O_CLASSES: cl->classes = optarg; break;
+		case O_TAKE: cl->take = parse_count(optarg, "--take"); break;
+		case O_SPLIT:
+			errno = 0;
+			cl->split = strtod(optarg, &end);
+			if (!*optarg || *end || errno || !(cl->split > 0 && cl->split < 1))
+				tool_usage(usage, 2, "--split takes a fraction between 0 and 1 "
+					   "(exclusive), not '%s'", optarg);
+			break;
+		case O_VAL: cl->val_out = optarg; break;
+		case O_SEED:
+			errno = 0;
+			cl->seed = strtoull(optarg, &end, 10);
+			if (*optarg < '0' || *optarg > '9' || *end || errno)
+				tool_usage(usage, 2, "--seed takes a non-negative integer, not '%s'",
+					   optarg);
+			break;
+		case O_MEAN: cl->mean = optarg; break;
+		case O_STD: cl->std = optarg; break;
+		default: tool_common_option(c, usage);
+		}
+	}
+	if (optind >= argc)
+		tool_usage(usage, 2, "say what to read: idx, npy or images");
+	cl->kind = argv[optind++];
+	if (strcmp(cl->kind, "idx") && strcmp(cl->kind, "npy") && strcmp(cl->kind, "images"))
+		tool_usage(usage, 2, "unknown input kind '%s' (idx, npy or images)", cl->kind);
+	n_in = strcmp(cl->kind, "images") == 0 ? 1 : 2;
+	if (argc - optind != n_in)
+		tool_usage(usage, 2, "%s takes %s", cl->kind, n_in == 1 ? "one folder" : "two files");
+	cl->in[0] = argv[optind];
+	cl->in[1] = n_in == 2 ? argv[optind + 1] : NULL;
+	if (n_in == 1 && !cl->height)
+		tool_usage(usage, 2, "images needs --size HxW");
+	if (n_in == 2 && (cl->height || cl->gray))
+		tool_usage(usage, 2, "--size and --gray are for images");
+	if (cl->val_out && !cl->split)
+		tool_usage(usage, 2, "--val-out needs --split");
+	if (cl->split && !cl->val_out) {
+		if (!cl->out || strcmp(cl->out, "-") == 0)
+			tool_usage(usage, 2, "--split to stdout needs --val-out FILE");
+		cl->val_out = cl->val_default = val_path(cl->out);
+	}
+	if (cl->split && strcmp(cl->val_out, cl->out ? cl->out : "-") == 0)
+		tool_usage(usage, 2, "the validation file would be the output itself: use --val-out");
+}
+
+static const char *out_name(const char *path)
+{
+	return path && strcmp(path, "-") ? path : "<stdout>";
+}
+
+/* ---- the samples, as read ---- */
+
+struct set {
+	const char *file;       /* named in messages about labels and classes */
+	float *x;               /* (dims) */
+	int rank;
+	int64_t dims[GRAFT_ARRAY_MAX_RANK];
+	int64_t *labels;        /* (n) original labels, or NULL for float targets */
+	float *targets;         /* (n, k) */
+	int64_t k;
+	char **names;           /* (n_names) class names, by original label */
+	size_t n_names;
+	char source[512];       /* graft.source */
+};
+
+static int64_t set_n(const struct set *s) { return s->dims[0]; }
+
+static void set_release(struct set *s)
+{
+	for (size_t i = 0; i < s->n_names; i++)
+		free(s->names[i]);
+	free(s->names);
+	free(s->x);
+	free(s->labels);
+	free(s->targets);
+}
+
+static size_t sample_size(const struct set *s)
+{
+	size_t n = 1;
+	for (int i = 1; i < s->rank; i++)
+		n *= (size_t)s->dims[i];
+	return n;
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		tool_die("out of memory");
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (!p)
+		tool_die("out of memory");
+	return p;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s && s[1] ? s + 1 : path;
+}
+
+/* Class names "0".."n-1" for numeric labels. */
+static void numeric_names(struct set *s, int64_t n)
+{
+	s->names = xmalloc(sizeof(char *) * (size_t)n);
+	s->n_names = (size_t)n;
+	for (int64_t i = 0; i < n; i++) {
+		char b[24];
+		snprintf(b, sizeof(b), "%" PRId64, i);
+		s->names[i] = xstrdup(b);
+	}
+}
+
+/* ---- IDX ---- */
+
+/* Reads a whole file, gzip-compressed or plain (zlib reads both). */
+static unsigned char *read_gz(const char *path, size_t *len)
+{
+	gzFile f;
+	size_t cap = 1 << 20, n = 0;
+	unsigned char *buf;
+	int e;
+
+	errno = 0;
+	if (!(f = gzopen(path, "rb")))
+		tool_die("%s: %s", path, errno ? strerror(errno) : "cannot open");
+	buf = xmalloc(cap);
+	for (;;) {
+		if (n == cap) {
+			unsigned char *b = realloc(buf, cap *= 2);
+			if (!b)
+				tool_die("out of memory");
+			buf = b;
+		}
+		int r = gzread(f, buf + n, (unsigned)(cap - n > (1u << 30) ? 1u << 30 : cap - n));
+		if (r < 0) {
+			const char *msg = gzerror(f, &e);
+			tool_die("%s: %s", path, e == Z_ERRNO ? strerror(errno) : msg);
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	gzerror(f, &e);
+	if (e != Z_OK || gzclose(f) != Z_OK)
+		tool_die("%s: gzip stream is truncated or damaged", path);
+	*len = n;
+	return buf;
+}
+
+/* Checks an IDX header (unsigned bytes, ndim dimensions) and that the data is exactly as
+ * long as it says; returns the data. */
+static const unsigned char *idx_data(const char *path, const unsigned char *b, size_t len,
+				     int ndim, int64_t *dims)
+{
+	uint64_t total = 1;
+	size_t head = 4 + 4 * (size_t)ndim;
+
+	if (len < 4)
+		tool_die("%s: truncated IDX file (no header)", path);
+	if (b[0] || b[1] || (b[2] != 0x08 && b[2] < 0x08) || b[2] > 0x0e)
+		tool_die("%s: not an IDX file (bad magic)", path);
+	if (b[2] != 0x08)
+		tool_die("%s: IDX element type 0x%02x is not supported (only unsigned bytes)", path,
+			 b[2]);
+	if (b[3] != ndim)
+		tool_die("%s: IDX file has %d dimensions, expected %d (%s)", path, b[3], ndim,
+			 ndim == 1 ? "labels" : "images");
+	if (len < head)
+		tool_die("%s: truncated IDX file (header cut short)", path);
+	for (int i = 0; i < ndim; i++) {
+		const unsigned char *d = b + 4 + 4 * i;
+		dims[i] = (int64_t)d[0] << 24 | d[1] << 16 | d[2] << 8 | d[3];
+		total *= (uint64_t)dims[i];
+	}
+	if (len - head < total)
+		tool_die("%s: truncated IDX file (%zu bytes of data, the header says %" PRIu64 ")",
+			 path, len - head, total);
+	if (len - head > total)
+		tool_die("%s: %zu bytes after the IDX data", path, (size_t)(len - head - total));
+	return b + head;
+}
+
+static void load_idx(const struct cmdline *cl, struct set *s)
+{
+	size_t ilen, llen;
+	unsigned char *ib = read_gz(cl->in[0], &ilen), *lb = read_gz(cl->in[1], &llen);
+	int64_t idims[3], ldims[1], max = -1;
+	const unsigned char *img = idx_data(cl->in[0], ib, ilen, 3, idims);
+	const unsigned char *lab = idx_data(cl->in[1], lb, llen, 1, ldims);
+	size_t total;
+
+	s->file = cl->in[1];
+	if (ldims[0] != idims[0])
+		tool_die("%s: %" PRId64 " labels for %" PRId64 " images in %s", cl->in[1], ldims[0],
+			 idims[0], cl->in[0]);
+	if (idims[0] == 0 || idims[1] == 0 || idims[2] == 0)
+		tool_die("%s: no images", cl->in[0]);
+	s->rank = 4;
+	s->dims[0] = idims[0];
+	s->dims[1] = 1;
+	s->dims[2] = idims[1];
+	s->dims[3] = idims[2];
+	total = (size_t)idims[0] * (size_t)idims[1] * (size_t)idims[2];
+	s->x = xmalloc(total * sizeof(float));
+	for (size_t i = 0; i < total; i++)
+		s->x[i] = (float)img[i] / 255.0f;
+	s->labels = xmalloc(sizeof(int64_t) * (size_t)ldims[0]);
+	for (int64_t i = 0; i < ldims[0]; i++) {
+		s->labels[i] = lab[i];
+		if (lab[i] > max)
+			max = lab[i];
+	}
+	numeric_names(s, max + 1);
+	snprintf(s->source, sizeof(s->source), "idx %s %s", base_name(cl->in[0]),
+		 base_name(cl->in[1]));
+	free(ib);
+	free(lb);
+}
+
+/* ---- npy ---- */
+
+/* Element i of an integer array, as int64; 0 and *ok = 0 for a non-integer type. */
+static int64_t int_at(const struct graft_array *a, size_t i, int *ok)
+{
+	const unsigned char *p = a->data;
+
+	*ok = 1;
+	switch (a->dtype) {
+	case GRAFT_INT64: { int64_t v; memcpy(&v, p + 8 * i, 8); return v; }
+	case GRAFT_INT32: { int32_t v; memcpy(&v, p + 4 * i, 4); return v; }
+	case GRAFT_INT16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
+	case GRAFT_INT8: return (int8_t)p[i];
+	case GRAFT_UINT8: return p[i];
+	case GRAFT_UINT16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return v; }
+	case GRAFT_UINT32: { uint32_t v; memcpy(&v, p + 4 * i, 4); return v; }
+	default: *ok = 0; return 0;
+	}
+}
+
+/* a's elements as a new float array (float32 as is, float64 rounded); NULL for other
+ * types. */
+static float *floats_of(const struct graft_array *a, size_t n)
+{
+	float *f;
+
+	if (a->dtype != GRAFT_FLOAT && a->dtype != GRAFT_DOUBLE)
+		return NULL;
+	f = xmalloc(n * sizeof(float));
+	if (a->dtype == GRAFT_FLOAT) {
+		memcpy(f, a->data, n * sizeof(float));
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			double d;
+			memcpy(&d, (const char *)a->data + 8 * i, 8);
+			f[i] = (float)d;
+		}
+	}
+	return f;
+}
+
+static void load_npy(const struct cmdline *cl, struct set *s)
+{
+	struct graft_array xa, ya;
+	struct graft_err err = {0};
+	size_t nx = 1, ny = 1;
+	int64_t max = -1;
+	int ok;
+
+	if (graft_array_read(&xa, cl->in[0], &err) || graft_array_read(&ya, cl->in[1], &err))
+		tool_die("%s", err.msg);
+	s->file = cl->in[1];
+	if (xa.rank < 2)
+		tool_die("%s: x must have rank 2 or more (samples first), not %d", cl->in[0],
+			 xa.rank);
+	for (int i = 0; i < xa.rank; i++)
+		nx *= (size_t)xa.dims[i];
+	for (int i = 0; i < ya.rank; i++)
+		ny *= (size_t)ya.dims[i];
+	if (!(s->x = floats_of(&xa, nx)))
+		tool_die("%s: x must be float32 or float64, not %s", cl->in[0],
+			 graft_dtype_name(xa.dtype));
+	for (int i = 0; i < xa.rank; i++)
+		if (xa.dims[i] == 0)
+			tool_die("%s: x has an empty dimension (shape dim %d is 0)", cl->in[0], i);
+	if (ya.rank < 1 || ya.rank > 2 || ya.dims[0] != xa.dims[0])
+		tool_die("%s: y must be (N) labels or (N, K) targets with N = %" PRId64 " as in %s",
+			 cl->in[1], xa.dims[0], cl->in[0]);
+	s->rank = xa.rank;
+	memcpy(s->dims, xa.dims, sizeof(xa.dims));
+	int_at(&ya, 0, &ok);
+	if (ok) {
+		if (ya.rank != 1)
+			tool_die("%s: integer labels must have rank 1", cl->in[1]);
+		s->labels = xmalloc(sizeof(int64_t) * ny);
+		for (size_t i = 0; i < ny; i++) {
+			s->labels[i] = int_at(&ya, i, &ok);
+			if (s->labels[i] < 0)
+				tool_die("%s: label %" PRId64 " of sample %zu is negative", cl->in[1],
+					 s->labels[i], i);
+			if (s->labels[i] > max)
+				max = s->labels[i];
+		}
+		if (max >= (1 << 20))
+			tool_die("%s: label %" PRId64 " is implausibly large for a class", cl->in[1],
+				 max);
+		numeric_names(s, max + 1);
+	} else if ((s->targets = floats_of(&ya, ny))) {
+		s->k = ya.rank == 2 ? ya.dims[1] : 1;
+		if (s->k < 1)
+			tool_die("%s: targets have no values", cl->in[1]);
+	} else {
+		tool_die("%s: y must be integer labels or float targets, not %s", cl->in[1],
+			 graft_dtype_name(ya.dtype));
+	}
+	snprintf(s->source, sizeof(s->source), "npy %s %s", base_name(cl->in[0]),
+		 base_name(cl->in[1]));
+	graft_array_release(&xa);
+	graft_array_release(&ya);
+}
+
+/* ---- images ---- */
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The entries of dir, sorted by name, without those starting with '.'. */
+static char **list_dir(const char *dir, size_t *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char **names = NULL;
+	size_t cap = 0;
+
+	if (!d)
+		tool_die("%s: %s", dir, strerror(errno));
+	*n = 0;
+	while ((errno = 0, e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (*n == cap) {
+			char **b = realloc(names, sizeof(char *) * (cap = cap ? 2 * cap : 64));
+			if (!b)
+				tool_die("out of memory");
+			names = b;
+		}
+		names[(*n)++] = xstrdup(e->d_name);
+	}
+	if (errno)
+		tool_die("%s: %s", dir, strerror(errno));
+	closedir(d);
+	if (*n)
+		qsort(names, *n, sizeof(char *), by_name);
+	return names;
+}
+
+static char *join_path(const char *a, const char *b)
+{
+	char *p = xmalloc(strlen(a) + strlen(b) + 2);
+	sprintf(p, "%s/%s", a, b);
+	return p;
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	size_t cap = 1 << 16, n = 0, r;
+	unsigned char *buf;
+
+	if (!f)
+		tool_die("%s: %s", path, strerror(errno));
+	buf = xmalloc(cap);
+	while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			unsigned char *b = realloc(buf, cap *= 2);
+			if (!b)
+				tool_die("out of memory");
+			buf = b;
+		}
+	}
+	if (ferror(f))
+		tool_die("%s: read failed", path);
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+struct jpeg_fail {
+	struct jpeg_error_mgr pub;
+	jmp_buf jump;
+	char msg[JMSG_LENGTH_MAX];
+};
+
+static void jpeg_fail_exit(j_common_ptr c)
+{
+	struct jpeg_fail *f = (struct jpeg_fail *)c->err;
+	(*c->err->format_message)(c, f->msg);
+	longjmp(f->jump, 1);
+}
+
+/* libjpeg carries on over corrupt data with a warning (level -1), filling the rest of
+ * the image with grey: here a warning is an error. */
+static void jpeg_fail_message(j_common_ptr c, int level)
+{
+	if (level < 0)
+		jpeg_fail_exit(c);
+}
+
+static unsigned char *decode_jpeg(const char *path, const unsigned char *buf, size_t len,
+				  int *w, int *h)
+{
+	struct jpeg_decompress_struct cinfo;
+	struct jpeg_fail fail;
+	unsigned char *volatile rgb = NULL;
+
+	cinfo.err = jpeg_std_error(&fail.pub);
+	fail.pub.error_exit = jpeg_fail_exit;
+	fail.pub.emit_message = jpeg_fail_message;
+	if (setjmp(fail.jump)) {
+		jpeg_destroy_decompress(&cinfo);
+		free(rgb);
+		tool_die("%s: corrupt or unsupported JPEG (%s)", path, fail.msg);
+	}
+	jpeg_create_decompress(&cinfo);
+	jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+	jpeg_read_header(&cinfo, TRUE);
+	cinfo.out_color_space = JCS_RGB;
+	jpeg_start_decompress(&cinfo);
+	if (cinfo.output_components != 3 || cinfo.output_width > 32768 ||
+	    cinfo.output_height > 32768) {
+		jpeg_destroy_decompress(&cinfo);
+		tool_die("%s: unsupported JPEG (%d components, %ux%u)", path,
+			 cinfo.output_components, cinfo.output_width, cinfo.output_height);
+	}
+	*w = (int)cinfo.output_width;
+	*h = (int)cinfo.output_height;
+	rgb = xmalloc((size_t)*w * (size_t)*h * 3);
+	while (cinfo.output_scanline < cinfo.output_height) {
+		JSAMPROW row = rgb + (size_t)cinfo.output_scanline * (size_t)*w * 3;
+		jpeg_read_scanlines(&cinfo, &row, 1);
+	}
+	jpeg_finish_decompress(&cinfo);
+	jpeg_destroy_decompress(&cinfo);
+	return rgb;
+}
+
+static unsigned char *decode_png(const char *path, const unsigned char *buf, size_t len,
+				 int *w, int *h)
+{
+	png_image img;
+	png_color black = {0, 0, 0};
+	unsigned char *rgb;
+
+	memset(&img, 0, sizeof(img));
+	img.version = PNG_IMAGE_VERSION;
+	if (!png_image_begin_read_from_memory(&img, buf, len))
+		tool_die("%s: corrupt or unsupported PNG (%s)", path, img.message);
+	if (img.width > 32768 || img.height > 32768) {
+		png_image_free(&img);
+		tool_die("%s: PNG of %ux%u is too large", path, img.width, img.height);
+	}
+	/* 8-bit sRGB, grey replicated, transparency composited onto black. */
+	img.format = PNG_FORMAT_RGB;
+	rgb = xmalloc(PNG_IMAGE_SIZE(img));
+	if (!png_image_finish_read(&img, &black, rgb, 0, NULL))
+		tool_die("%s: corrupt or unsupported PNG (%s)", path, img.message);
+	*w = (int)img.width;
+	*h = (int)img.height;
+	return rgb;
+}
+
+/*
+ * Bilinear resize of an 8-bit RGB image (h, w, 3) into dst (3, oh, ow), scaled to [0,1].
+ * Sample centres are aligned (PyTorch's align_corners=False, no antialiasing): output
+ * pixel o reads the input at (o + 0.5) * in / out - 0.5, clamped to the image, so that
+ * an image of the target size comes out exactly as its bytes / 255.
+ */
+static void resize(const unsigned char *src, int w, int h, int ow, int oh, float *dst)
+{
+	int *x0 = xmalloc(sizeof(int) * (size_t)ow), *x1 = xmalloc(sizeof(int) * (size_t)ow);
+	float *lx = xmalloc(sizeof(float) * (size_t)ow);
+	size_t plane = (size_t)ow * (size_t)oh;
+
+	for (int o = 0; o < ow; o++) {
+		float s = ((float)o + 0.5f) * (float)w / (float)ow - 0.5f;
+		if (s < 0)
+			s = 0;
+		x0[o] = (int)s;
+		if (x0[o] > w - 1)
+			x0[o] = w - 1;
+		x1[o] = x0[o] + (x0[o] < w - 1);
+		lx[o] = s - (float)x0[o];
+	}
+	for (int oy = 0; oy < oh; oy++) {
+		float s = ((float)oy + 0.5f) * (float)h / (float)oh - 0.5f;
+		if (s < 0)
+			s = 0;
+		int y0 = (int)s > h - 1 ? h - 1 : (int)s, y1 = y0 + (y0 < h - 1);
+		float ly = s - (float)y0;
+		const unsigned char *r0 = src + (size_t)y0 * (size_t)w * 3;
+		const unsigned char *r1 = src + (size_t)y1 * (size_t)w * 3;
+		for (int ox = 0; ox < ow; ox++)
+			for (int c = 0; c < 3; c++) {
+				float a = r0[3 * x0[ox] + c], b = r0[3 * x1[ox] + c];
+				float d = r1[3 * x0[ox] + c], e = r1[3 * x1[ox] + c];
+				float top = (1 - lx[ox]) * a + lx[ox] * b;
+				float bot = (1 - lx[ox]) * d + lx[ox] * e;
+				dst[c * plane + (size_t)oy * (size_t)ow + (size_t)ox] =
+					((1 - ly) * top + ly * bot) / 255.0f;
+			}
+	}
+	free(x0);
+	free(x1);
+	free(lx);
+}
+
+/* One image into sample (C, H, W): decoded, resized, grey if asked. */
+static void load_image(const struct cmdline *cl, const char *path, float *dst)
+{
+	size_t len, plane = (size_t)cl->height * (size_t)cl->width;
+	unsigned char *buf = slurp(path, &len), *rgb;
+	int w, h;
+
+	if (len >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0)
+		rgb = decode_png(path, buf, len, &w, &h);
+	else if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
+		rgb = decode_jpeg(path, buf, len, &w, &h);
+	else
+		tool_die("%s: not a PNG or JPEG image", path);
+	free(buf);
+	if (!cl->gray) {
+		resize(rgb, w, h, (int)cl->width, (int)cl->height, dst);
+	} else {
+		float *tmp = xmalloc(3 * plane * sizeof(float));
+		resize(rgb, w, h, (int)cl->width, (int)cl->height, tmp);
+		/* Luminance as ITU-R BT.601 weighs it (PIL's convert("L")). */
+		for (size_t i = 0; i < plane; i++)
+			dst[i] = 0.299f * tmp[i] + 0.587f * tmp[plane + i] + 0.114f * tmp[2 * plane + i];
+		free(tmp);
+	}
+	free(rgb);
+}
+
+static void load_images(const struct cmdline *cl, struct set *s)
+{
+	size_t n_entries, n_files = 0, cap = 0, k = 0;
+	char **entries = list_dir(cl->in[0], &n_entries);
+	char **files = NULL;
+	int64_t *labels = NULL;
+	struct stat st;
+	int channels = cl->gray ? 1 : 3;
+
+	s->file = cl->in[0];
+	s->names = xmalloc(sizeof(char *) * (n_entries ? n_entries : 1));
+	/* Sub-folders are the classes, in name order; other entries are not classes. */
+	for (size_t i = 0; i < n_entries; i++) {
+		char *dir = join_path(cl->in[0], entries[i]);
+		size_t n_imgs;
+		char **imgs;
+
+		if (stat(dir, &st) < 0)
+			tool_die("%s: %s", dir, strerror(errno));
+		if (!S_ISDIR(st.st_mode)) {
+			free(dir);
+			continue;
+		}
+		if (strchr(entries[i], ','))
+			tool_die("%s: a class name with a comma cannot be listed in graft.class_names",
+				 dir);
+		imgs = list_dir(dir, &n_imgs);
+		if (!n_imgs)
+			tool_die("%s: class folder holds no images", dir);
+		for (size_t j = 0; j < n_imgs; j++) {
+			if (n_files == cap) {
+				cap = cap ? 2 * cap : 256;
+				files = realloc(files, sizeof(char *) * cap);
+				labels = realloc(labels, sizeof(int64_t) * cap);
+				if (!files || !labels)
+					tool_die("out of memory");
+			}
+			files[n_files] = join_path(dir, imgs[j]);
+			if (stat(files[n_files], &st) < 0 || !S_ISREG(st.st_mode))
+				tool_die("%s: not an image file (class folders hold images only)",
+					 files[n_files]);
+			labels[n_files++] = (int64_t)k;
+			free(imgs[j]);
+		}
+		free(imgs);
+		free(dir);
+		s->names[k++] = xstrdup(entries[i]);
+	}
+	if (!k)
+		tool_die("%s: no class folders (one sub-folder of images per class)", cl->in[0]);
+	s->n_names = k;
+	s->rank = 4;
+	s->dims[0] = (int64_t)n_files;
+	s->dims[1] = channels;
+	s->dims[2] = cl->height;
+	s->dims[3] = cl->width;
+	s->x = xmalloc(n_files * sample_size(s) * sizeof(float));
+	for (size_t i = 0; i < n_files; i++) {
+		load_image(cl, files[i], s->x + i * sample_size(s));
+		free(files[i]);
+	}
+	s->labels = labels;
+	snprintf(s->source, sizeof(s->source), "images %s %" PRId64 "x%" PRId64 " %s",
+		 base_name(cl->in[0]), cl->height, cl->width, cl->gray ? "gray" : "rgb");
+	for (size_t i = 0; i < n_entries; i++)
+		free(entries[i]);
+	free(entries);
+	free(files);
+}
+
+/* ---- choosing samples ---- */
+
+/* Which output each sample goes to. */
+enum { DROP = 0, TO_OUT = 1, TO_VAL = 2 };
+
+struct choice {
+	unsigned char *dest;    /* (n) */
+	int64_t *label;         /* (n) new label, for int labels */
+	int64_t n_classes;      /* new classes; 0 for float targets */
+	size_t *order;          /* (n_classes) original label of new label i */
+	int64_t count[3];       /* samples per destination */
+};
+
+/* The original label of --classes item s. */
+static size_t find_class(const struct set *s, const char *item)
+{
+	for (size_t i = 0; i < s->n_names; i++)
+		if (strcmp(s->names[i], item) == 0)
+			return i;
+	if (s->n_names)
+		tool_die("%s: class '%s' is not in the data (classes %s to %s)", s->file, item,
+			 s->names[0], s->names[s->n_names - 1]);
+	tool_die("%s: class '%s' is not in the data", s->file, item);
+}
+
+/* Maps original labels to new ones: all of them, or those --classes names. */
+static void map_classes(const struct cmdline *cl, const struct set *s, struct choice *ch,
+			int64_t *map)
+{
+	for (size_t i = 0; i < s->n_names; i++)
+		map[i] = cl->classes ? -1 : (int64_t)i;
+	ch->order = xmalloc(sizeof(size_t) * (s->n_names ? s->n_names : 1));
+	if (!cl->classes) {
+		for (size_t i = 0; i < s->n_names; i++)
+			ch->order[i] = i;
+		ch->n_classes = (int64_t)s->n_names;
+		return;
+	}
+	char *list = xstrdup(cl->classes), *save = NULL;
+	for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		size_t c = find_class(s, item);
+		if (map[c] >= 0)
+			tool_die("--classes names class '%s' twice", item);
+		map[c] = ch->n_classes;
+		ch->order[ch->n_classes++] = c;
+	}
+	free(list);
+	if (!ch->n_classes)
+		tool_usage(usage, 2, "--classes lists no class");
+}
+
+static void choose(const struct cmdline *cl, const struct set *s, struct choice *ch)
+{
+	int64_t n = set_n(s), n_groups;
+	int64_t *map = xmalloc(sizeof(int64_t) * (s->n_names ? s->n_names : 1));
+	int64_t **group, *size;
+	struct graft_rng rng;
+
+	memset(ch, 0, sizeof(*ch));
+	ch->dest = xmalloc((size_t)n);
+	ch->label = xmalloc(sizeof(int64_t) * (size_t)n);
+	map_classes(cl, s, ch, map);
+	/* Float targets are one group. */
+	n_groups = s->labels ? ch->n_classes : 1;
+	group = xmalloc(sizeof(int64_t *) * (size_t)n_groups);
+	size = calloc((size_t)n_groups, sizeof(int64_t));
+	if (!size)
+		tool_die("out of memory");
+	for (int64_t g = 0; g < n_groups; g++)
+		group[g] = xmalloc(sizeof(int64_t) * (size_t)n);
+	for (int64_t i = 0; i < n; i++) {
+		int64_t g = s->labels ? map[s->labels[i]] : 0;
+		ch->dest[i] = DROP;
+		ch->label[i] = g;
+		if (g >= 0)
+			group[g][size[g]++] = i;
+	}
+	graft_rng_seed(&rng, cl->seed);
+	for (int64_t g = 0; g < n_groups; g++) {
+		const char *name = s->labels ? s->names[ch->order[g]] : "all";
+		int64_t keep = size[g], n_out;
+		/* One shuffle per class, in new-label order: the seed fixes every choice. */
+		if (cl->take || cl->split)
+			graft_rng_shuffle(&rng, group[g], (size_t)size[g]);
+		if (cl->take) {
+			if (cl->take > size[g])
+				tool_die("%s: --take %" PRId64 " but class '%s' has %" PRId64 " samples",
+					 s->file, cl->take, name, size[g]);
+			keep = cl->take;
+		}
+		n_out = keep;
+		if (cl->split) {
+			n_out = (int64_t)floor(cl->split * (double)keep + 0.5);
+			if (n_out == 0 || n_out == keep)
+				tool_die("%s: --split %g of class '%s' (%" PRId64 " samples) leaves %s "
+					 "without it", s->file, cl->split, name, keep,
+					 n_out == 0 ? out_name(cl->out) : cl->val_out);
+		}
+		for (int64_t j = 0; j < keep; j++)
+			ch->dest[group[g][j]] = j < n_out ? TO_OUT : TO_VAL;
+		free(group[g]);
+	}
+	for (int64_t i = 0; i < n; i++)
+		ch->count[ch->dest[i]]++;
+	if (!ch->count[TO_OUT])
+		tool_die("%s: no samples of the classes chosen", s->file);
+	if (!s->labels)
+		ch->n_classes = 0;
+	free(group);
+	free(size);
+	free(map);
+}
+
+/* ---- normalising and writing ---- */
+
+/* Parses a --mean/--std list: one value, or one per channel; *n_out is the count. */
+static double *parse_list(const char *s, const char *opt, int64_t channels, int positive)
+{
+	double *v = xmalloc(sizeof(double) * (size_t)channels);
+	char *copy = xstrdup(s), *save = NULL, *end;
+	int64_t n = 0;
+
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		errno = 0;
+		double d = strtod(t, &end);
+		if (*end || errno || !isfinite(d) || (positive && !(d > 0)))
+			tool_usage(usage, 2, "%s takes %snumbers, not '%s'", opt,
+				   positive ? "positive " : "", t);
+		if (n == channels)
+			tool_usage(usage, 2, "%s has more values than the %" PRId64 " channels", opt,
+				   channels);
+		v[n++] = d;
+	}
+	if (n != 1 && n != channels)
+		tool_usage(usage, 2, "%s takes one value or one per channel (%" PRId64 ")", opt,
+			   channels);
+	for (int64_t c = n; c < channels; c++)
+		v[c] = v[0];
+	free(copy);
+	return v;
+}
+
+/* "a,b,c" of doubles, for graft.mean and graft.std. */
+static char *list_string(const double *v, int64_t n)
+{
+	char *s = xmalloc((size_t)n * 32 + 1), *p = s;
+
+	*p = 0;
+	for (int64_t i = 0; i < n; i++)
+		p += sprintf(p, "%s%.9g", i ? "," : "", v[i]);
+	return s;
+}
+
+/* The samples going to dest, as x and y arrays (owning their data). */
+static void gather(const struct set *s, const struct choice *ch, int dest,
+		   const double *mean, const double *std, struct graft_array *x,
+		   struct graft_array *y)
+{
+	size_t per = sample_size(s), channels = (size_t)s->dims[1], inner = per / channels;
+	int64_t n = ch->count[dest], j = 0;
+	float *xd;
+
+	memset(x, 0, sizeof(*x));
+	memset(y, 0, sizeof(*y));
+	x->dtype = GRAFT_FLOAT;
+	x->rank = s->rank;
+	memcpy(x->dims, s->dims, sizeof(s->dims));
+	x->dims[0] = n;
+	x->nbytes = (size_t)n * per * sizeof(float);
+	x->data = xd = xmalloc(x->nbytes);
+	y->dims[0] = n;
+	if (s->labels) {
+		y->dtype = GRAFT_INT64;
+		y->rank = 1;
+		y->nbytes = (size_t)n * sizeof(int64_t);
+	} else {
+		y->dtype = GRAFT_FLOAT;
+		y->rank = 2;
+		y->dims[1] = s->k;
+		y->nbytes = (size_t)n * (size_t)s->k * sizeof(float);
+	}
+	y->data = xmalloc(y->nbytes);
+	for (int64_t i = 0; i < set_n(s); i++) {
+		if (ch->dest[i] != dest)
+			continue;
+		float *o = xd + (size_t)j * per;
+		memcpy(o, s->x + (size_t)i * per, per * sizeof(float));
+		for (size_t c = 0; mean && c < channels; c++) {
+			float *p = o + c * inner;
+			for (size_t e = 0; e < inner; e++)
+				p[e] = (float)((p[e] - mean[c]) / std[c]);
+		}
+		if (s->labels)
+			((int64_t *)y->data)[j] = ch->label[i];
+		else
+			memcpy((float *)y->data + (size_t)j * (size_t)s->k,
+			       s->targets + (size_t)i * (size_t)s->k, sizeof(float) * (size_t)s->k);
+		j++;
+	}
+}
+
+static void write_one(struct graft_output *out, const char *path, const struct set *s,
+		      const struct choice *ch, int dest, const double *mean, const double *std,
+		      const char **meta)
+{
+	struct graft_array x, y;
+	struct graft_err err = {0};
+
+	gather(s, ch, dest, mean, std, &x, &y);
+	if (graft_dataset_write(out->fd, &x, &y, meta, &err))
+		tool_die("%s: %s", out_name(path), err.msg);
+	graft_array_release(&x);
+	graft_array_release(&y);
+}
+
+static void shape_string(const struct set *s, int64_t n, char *buf, size_t size)
+{
+	size_t len = (size_t)snprintf(buf, size, "[%" PRId64, n);
+	for (int i = 1; i < s->rank && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, ",%" PRId64, s->dims[i]);
+	if (len < size)
+		snprintf(buf + len, size - len, "]");
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl;
+	struct set s = {0};
+	struct choice ch;
+	struct graft_output out, val;
+	double *mean = NULL, *std = NULL;
+	char *mean_s = NULL, *std_s = NULL, *names = NULL, classes[24], split[64], seed[24],
+	     take[24], shape[256];
+	const char *meta[20];
+	int nm = 0;
+	size_t names_len = 1;
+
+	tool_init(argc, argv);
+	parse_cmdline(argc, argv, &cl);
+	if (strcmp(cl.kind, "idx") == 0)
+		load_idx(&cl, &s);
+	else if (strcmp(cl.kind, "npy") == 0)
+		load_npy(&cl, &s);
+	else
+		load_images(&cl, &s);
+	if (!s.labels && (cl.classes || cl.take))
+		tool_die("%s: --classes and --take need class labels, not float targets", s.file);
+	if (cl.mean || cl.std) {
+		mean = cl.mean ? parse_list(cl.mean, "--mean", s.dims[1], 0) : NULL;
+		std = cl.std ? parse_list(cl.std, "--std", s.dims[1], 1) : NULL;
+		if (!mean) {
+			mean = xmalloc(sizeof(double) * (size_t)s.dims[1]);
+			for (int64_t c = 0; c < s.dims[1]; c++)
+				mean[c] = 0;
+		}
+		if (!std) {
+			std = xmalloc(sizeof(double) * (size_t)s.dims[1]);
+			for (int64_t c = 0; c < s.dims[1]; c++)
+				std[c] = 1;
+		}
+	}
+	choose(&cl, &s, &ch);
+
+	meta[nm++] = "graft.source";
+	meta[nm++] = s.source;
+	if (s.labels) {
+		snprintf(classes, sizeof(classes), "%" PRId64, ch.n_classes);
+		for (int64_t c = 0; c < ch.n_classes; c++)
+			names_len += strlen(s.names[ch.order[c]]) + 1;
+		names = xmalloc(names_len);
+		names[0] = 0;
+		for (int64_t c = 0; c < ch.n_classes; c++) {
+			if (c)
+				strcat(names, ",");
+			strcat(names, s.names[ch.order[c]]);
+		}
+		meta[nm++] = "graft.classes";
+		meta[nm++] = classes;
+		meta[nm++] = "graft.class_names";
+		meta[nm++] = names;
+	}
+	if (mean) {
+		meta[nm++] = "graft.mean";
+		meta[nm++] = mean_s = list_string(mean, s.dims[1]);
+		meta[nm++] = "graft.std";
+		meta[nm++] = std_s = list_string(std, s.dims[1]);
+	}
+	if (cl.take) {
+		snprintf(take, sizeof(take), "%" PRId64, cl.take);
+		meta[nm++] = "graft.take";
+		meta[nm++] = take;
+	}
+	if (cl.take || cl.split) {
+		snprintf(seed, sizeof(seed), "%" PRIu64, cl.seed);
+		meta[nm++] = "graft.seed";
+		meta[nm++] = seed;
+	}
+	meta[nm] = NULL;
+
+	tool_output_open(&out, cl.out, 1, cl.force);
+	if (cl.split) {
+		tool_output_open(&val, cl.val_out, 1, cl.force);
+		snprintf(split, sizeof(split), "train %g", cl.split);
+		meta[nm] = "graft.split";
+		meta[nm + 1] = split;
+		meta[nm + 2] = NULL;
+	}
+	write_one(&out, cl.out, &s, &ch, TO_OUT, mean, std, meta);
+	if (cl.split) {
+		snprintf(split, sizeof(split), "val %g", 1 - cl.split);
+		write_one(&val, cl.val_out, &s, &ch, TO_VAL, mean, std, meta);
+		tool_output_commit_pair(&val, &out);
+	} else {
+		tool_output_commit(&out);
+	}
+	shape_string(&s, ch.count[TO_OUT], shape, sizeof(shape));
+	if (cl.split)
+		fprintf(stderr, "%s: %s: %" PRId64 " samples, %s: %" PRId64 " samples; ", tool_name,
+			out_name(cl.out), ch.count[TO_OUT], cl.val_out, ch.count[TO_VAL]);
+	else
+		fprintf(stderr, "%s: %s: %" PRId64 " samples; ", tool_name,
+			out_name(cl.out), ch.count[TO_OUT]);
+	if (s.labels)
+		fprintf(stderr, "%" PRId64 " classes; ", ch.n_classes);
+	else
+		fprintf(stderr, "targets [%" PRId64 "]; ", s.k);
+	fprintf(stderr, "x %s float\n", shape);
+
+	set_release(&s);
+	free(cl.val_default);
+	free(ch.dest);
+	free(ch.label);
+	free(ch.order);
+	free(mean);
+	free(std);
+	free(mean_s);
+	free(std_s);
+	free(names);
+	return 0;
+}
