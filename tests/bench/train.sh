@@ -1,0 +1,97 @@
+#!/bin/bash
+# train.sh TOOLDIR FIXTUREDIR MATMUL_PEAK: graft-train against PyTorch 1.13 in the same
+# run, 2 threads each, on the keep-bn reference models with random data (the speed of a
+# step does not depend on the values):
+#   small_cnn 1x28x28 batch 64, resnet18 3x224x224 batch 16; full fine-tune (every
+#   parameter trains, BatchNormalization on batch statistics) and head-only (all frozen
+#   but the last Gemm; PyTorch's idiomatic loop runs the backbone under no_grad in eval
+#   mode, tests/bench/train_torch.py).
+# graft: graft-train --steps 2K --log-every K, the images/s of the second window (the
+# first holds planning and primitive creation); peak RSS from /usr/bin/time.
+# PyTorch: 2 warm-up steps, then K timed steps (train_torch.py --json).
+# Also the oneDNN fp32 matmul peak (MATMUL_PEAK 2048, 2 threads) and the share of it that
+# resnet18's full step reaches (3 x 3.64 GFLOP per image: forward, backward-data,
+# backward-weights).
+# Prints a table with the ratios and WARN lines for goals missed: full >= 2x PyTorch;
+# head-only >= 1.5x PyTorch; resnet18 full >= 40% of the matmul peak; peak memory <=
+# PyTorch's.  Reports only: exit 1 only when a tool fails.
+# Env: GRAFT_BENCH_K (steps per window; default 6 for resnet18, 30 for small_cnn).
+set -euo pipefail
+[ $# -eq 3 ] || { echo "usage: train.sh TOOLDIR FIXTUREDIR MATMUL_PEAK" >&2; exit 2; }
+tooldir=$(cd "$1" && pwd)
+fixdir=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+peak_bin=$3
+here=$(cd "$(dirname "$0")" && pwd)
+PY=${PYTHON:-/usr/bin/python3}
+export OMP_NUM_THREADS=2 PATH=$tooldir:$PATH
+"$here/../fixtures/ensure_reference_models.sh" "$fixdir" >/dev/null
+w=$(mktemp -d "${TMPDIR:-/tmp}/graft-train-bench.XXXXXX")
+trap 'rm -rf "$w"' EXIT
+cd "$w"
+load0=$(cut -d' ' -f1 /proc/loadavg)
+
+peak=$("$peak_bin" 2048 10 2>/dev/null | sed -n 's/^matmul 2048^3: \([0-9.]*\) GFLOP\/s$/\1/p')
+[ -n "$peak" ] || { echo "train bench: matmul_peak failed" >&2; exit 1; }
+
+# data ARCH N: random samples of the model's input shape, 10 or 1000 classes
+data() {
+	$PY - "$1" "$2" <<'PYEOF'
+import sys, numpy as np
+arch, n = sys.argv[1], int(sys.argv[2])
+shape, k = ((1, 28, 28), 10) if arch == "small_cnn" else ((3, 224, 224), 1000)
+rng = np.random.default_rng(0)
+np.save("x.npy", rng.standard_normal((n,) + shape, dtype=np.float32))
+np.save("y.npy", rng.integers(0, k, n).astype(np.int64))
+PYEOF
+	graft-data npy x.npy y.npy -o "$1.graft" 2>/dev/null
+}
+
+# head MODEL OUT: every parameter frozen but the last Gemm's
+head() {
+	local pats
+	pats=$($PY -c "
+import onnx, sys
+g = onnx.load(sys.argv[1]).graph
+last = [n for n in g.node if n.op_type == 'Gemm'][-1]
+print(' '.join('--train ' + i for i in last.input[1:]))" "$1")
+	graft-freeze "$1" --all $pats -o "$2" 2>/dev/null
+}
+
+printf 'train benchmark: 2 threads, load %s; oneDNN matmul 2048^3 peak %.0f GFLOP/s\n' "$load0" "$peak"
+printf '%-10s %-5s %5s %10s %10s %7s %9s %9s %7s\n' model mode batch "graft i/s" "torch i/s" ratio \
+	"graft MiB" "torch MiB" "%peak"
+warn=()
+for cfg in "small_cnn 64 30" "resnet18 16 6"; do
+	set -- $cfg
+	arch=$1 batch=$2 k=${GRAFT_BENCH_K:-$3}
+	data $arch $((batch * 4))
+	model=$fixdir/keepbn/$arch.onnx
+	head "$model" $arch-head.graft
+	for mode in full head; do
+		m=$model
+		[ $mode = head ] && m=$arch-head.graft
+		/usr/bin/time -f %M -o rss.txt graft-train "$m" --data $arch.graft --steps $((2 * k)) \
+			--batch $batch --log log.jsonl --log-every $k -q -o out.graft
+		g=$($PY -c "import json; print(json.loads(open('log.jsonl').read().splitlines()[1])['images_per_s'])")
+		grss=$(( $(cat rss.txt) / 1024 ))
+		t=$($PY "$here/train_torch.py" --arch $arch --batch $batch --mode $mode --steps $k --json)
+		ti=$(echo "$t" | $PY -c "import json,sys; print('%.1f' % json.load(sys.stdin)['img_per_s'])")
+		trss=$(echo "$t" | $PY -c "import json,sys; print('%.0f' % json.load(sys.stdin)['rss_peak_mib'])")
+		ratio=$($PY -c "print('%.2f' % ($g / $ti))")
+		pct=-
+		if [ $arch = resnet18 ] && [ $mode = full ]; then
+			pct=$($PY -c "print('%.0f%%' % (100 * $g * 3 * 3.64 / $peak))")
+			$PY -c "import sys; sys.exit(0 if $g * 3 * 3.64 / $peak >= 0.4 else 1)" ||
+				warn+=("resnet18 full: ${pct} of the matmul peak (goal 40%)")
+		fi
+		goal=2.0
+		[ $mode = head ] && goal=1.5
+		$PY -c "import sys; sys.exit(0 if $ratio >= $goal else 1)" ||
+			warn+=("$arch $mode: ${ratio}x PyTorch (goal ${goal}x)")
+		[ "$grss" -le "$trss" ] || warn+=("$arch $mode: peak ${grss} MiB, PyTorch ${trss} MiB")
+		printf '%-10s %-5s %5s %10.1f %10.1f %6sx %9s %9s %7s\n' $arch $mode $batch "$g" "$ti" \
+			"$ratio" "$grss" "$trss" "$pct"
+	done
+done
+for x in "${warn[@]+"${warn[@]}"}"; do echo "WARN: $x"; done
+exit 0
