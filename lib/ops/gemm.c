@@ -16,12 +16,30 @@
 
 #include "dnnl_util.h"
 
+/* One product of backward, dst = alpha * src . wei, over strided operands. */
+struct mm_prod {
+	dnnl_primitive_t prim;
+	dnnl_memory_t src, wei, dst;
+};
+
 struct mm_state {
 	dnnl_primitive_t prim;
 	dnnl_memory_t a, b, bias, y;
 	void *b_packed;         /* a constant B in the layout the primitive prefers */
 	int prefill;            /* Gemm: Y starts as C, which the primitive scales by beta */
+	/* Backward, built on its first call after a plan. */
+	int grad_built;
+	struct mm_prod ga, gb;  /* the products giving dA and dB (prim NULL when unused) */
+	float *full_a, *full_b; /* MatMul: dA, dB before the sum over broadcast batch axes */
 };
+
+static void prod_release(struct mm_prod *p)
+{
+	dnnl_primitive_destroy(p->prim);
+	dnnl_memory_destroy(p->dst);
+	dnnl_memory_destroy(p->wei);
+	dnnl_memory_destroy(p->src);
+}
 
 static void mm_release(struct node *n)
 {
@@ -29,6 +47,10 @@ static void mm_release(struct node *n)
 
 	if (!s)
 		return;
+	onednn_free(s->full_b);
+	onednn_free(s->full_a);
+	prod_release(&s->gb);
+	prod_release(&s->ga);
 	dnnl_primitive_destroy(s->prim);
 	dnnl_memory_destroy(s->y);
 	dnnl_memory_destroy(s->bias);
@@ -477,9 +499,349 @@ static int matmul_run(struct node *n, struct graft_err *err)
 	return mm_exec(n, a->data, b->data, NULL, y->data, err);
 }
 
+/* ---- backward --------------------------------------------------------------------------- */
+
+/* An operand as oneDNN reads it: dims and strides in elements, so that a transpose swaps
+ * the last two of each and costs no copy. */
+struct mm_view {
+	int rank;
+	dnnl_dims_t dims, strides;
+};
+
+static struct mm_view view_plain(int rank, const int64_t *dims)
+{
+	struct mm_view v = {.rank = rank};
+	int64_t stride = 1;
+
+	for (int i = rank - 1; i >= 0; i--) {
+		v.dims[i] = dims[i];
+		v.strides[i] = stride;
+		stride *= dims[i];
+	}
+	return v;
+}
+
+static struct mm_view view_t(struct mm_view v)
+{
+	int r = v.rank;
+	int64_t d = v.dims[r - 2], st = v.strides[r - 2];
+
+	v.dims[r - 2] = v.dims[r - 1];
+	v.strides[r - 2] = v.strides[r - 1];
+	v.dims[r - 1] = d;
+	v.strides[r - 1] = st;
+	return v;
+}
+
+/* Makes p compute dst = alpha * src . wei into a plain dst, broadcasting unit batch axes
+ * of either operand.  The memory objects get their buffers at each execution. */
+static int prod_build(struct node *n, struct mm_prod *p, const struct mm_view *src,
+		      const struct mm_view *wei, float alpha, struct graft_err *err)
+{
+	dnnl_memory_desc_t smd, wmd, dmd;
+	dnnl_matmul_desc_t d;
+	dnnl_primitive_attr_t attr = NULL;
+	int64_t dd[DNNL_MAX_NDIMS];
+	int r = src->rank, rc;
+
+	for (int i = 0; i < r - 2; i++)
+		dd[i] = src->dims[i] > wei->dims[i] ? src->dims[i] : wei->dims[i];
+	dd[r - 2] = src->dims[r - 2];
+	dd[r - 1] = wei->dims[r - 1];
+	if ((rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_strides(
+					   &smd, r, src->dims, dnnl_f32, src->strides))) ||
+	    (rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_strides(
+					   &wmd, r, wei->dims, dnnl_f32, wei->strides))) ||
+	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&dmd, r, dd, dnnl_f32))) ||
+	    (rc = ONEDNN_CHECK(n, err, dnnl_matmul_desc_init(&d, &smd, &wmd, NULL, &dmd))))
+		return rc;
+	if (alpha != 1.0f &&
+	    ((rc = ONEDNN_CHECK(n, err, dnnl_primitive_attr_create(&attr))) ||
+	     (rc = ONEDNN_CHECK(n, err, dnnl_primitive_attr_set_output_scales(attr, 1, 0,
+									      &alpha))))) {
+		dnnl_primitive_attr_destroy(attr);
+		return rc;
+	}
+	rc = onednn_primitive(n, &d, attr, &p->prim, NULL, err);
+	dnnl_primitive_attr_destroy(attr);
+	if (rc || (rc = onednn_memory(n, &p->src, &smd, NULL, err)) ||
+	    (rc = onednn_memory(n, &p->wei, &wmd, NULL, err)))
+		return rc;
+	return onednn_memory(n, &p->dst, &dmd, NULL, err);
+}
+
+static int prod_exec(struct node *n, struct mm_prod *p, const float *src, const float *wei,
+		     float *dst, struct graft_err *err)
+{
+	dnnl_exec_arg_t args[3];
+	int rc;
+
+	if ((rc = onednn_rebind(n, p->src, (void *)src, err)) ||
+	    (rc = onednn_rebind(n, p->wei, (void *)wei, err)) ||
+	    (rc = onednn_rebind(n, p->dst, dst, err)))
+		return rc;
+	args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->src};
+	args[1] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, p->wei};
+	args[2] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->dst};
+	return onednn_execute(n, p->prim, 3, args, err);
+}
+
+static void grad_zero(struct value *g)
+{
+	if (g)
+		memset(g->data, 0, g->nbytes);
+}
+
+/* Backward state is built on the first backward after a plan; a failed build leaves none,
+ * so that nothing half-made is used or leaked. */
+static int grad_build(struct node *n, const void *shape,
+		      int (*build)(struct node *, const void *, struct graft_err *),
+		      struct graft_err *err)
+{
+	struct mm_state *s = n->priv;
+	int rc;
+
+	if (!s)
+		return node_err(n, err, GRAFT_EINVAL, "backward before a forward run");
+	if (s->grad_built)
+		return 0;
+	if ((rc = build(n, shape, err))) {
+		onednn_free(s->full_b);
+		onednn_free(s->full_a);
+		prod_release(&s->gb);
+		prod_release(&s->ga);
+		memset(&s->ga, 0, sizeof(s->ga));
+		memset(&s->gb, 0, sizeof(s->gb));
+		s->full_a = s->full_b = NULL;
+		return rc;
+	}
+	s->grad_built = 1;
+	return 0;
+}
+
+/* dC = beta * dY summed over the axes along which C (as a c[0] x c[1] matrix) was
+ * broadcast: none, the rows (a bias row), the columns, or both (a scalar). */
+static int gemm_grad_c(struct node *n, const struct gemm_shape *g, float beta, const float *dy,
+		       float *dc, struct graft_err *err)
+{
+	int64_t m = g->m, nn = g->n, cr = g->c[0], cc = g->c[1];
+	double *acc;
+
+	if (cr == m && cc == nn) {
+#pragma omp parallel for simd schedule(static) if (m * nn > 65536)
+		for (int64_t i = 0; i < m * nn; i++)
+			dc[i] = beta * dy[i];
+		return 0;
+	}
+	if (!(acc = calloc((size_t)(cr * cc), sizeof(double))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	for (int64_t i = 0; i < m; i++) {
+		const float *row = dy + i * nn;
+		double *out = acc + (cr > 1 ? i * cc : 0), sum = 0;
+		if (cc > 1) {
+#pragma omp simd
+			for (int64_t j = 0; j < nn; j++)
+				out[j] += row[j];
+		} else {
+#pragma omp simd reduction(+:sum)
+			for (int64_t j = 0; j < nn; j++)
+				sum += row[j];
+			out[0] += sum;
+		}
+	}
+	for (int64_t i = 0; i < cr * cc; i++)
+		dc[i] = (float)(beta * acc[i]);
+	free(acc);
+	return 0;
+}
+
+/*
+ * With op(A) (M x K) and op(B) (K x N) as strided views of A and B:
+ * dA = alpha * dY op(B)^T, or its transpose alpha * op(B) dY^T when transA;
+ * dB = alpha * op(A)^T dY, or its transpose alpha * dY^T op(A) when transB.
+ */
+static int gemm_grad_build(struct node *n, const void *shape, struct graft_err *err)
+{
+	const struct gemm_shape *g = shape;
+	struct mm_state *s = n->priv;
+	int ta = attr_int(n, "transA", 0) != 0, tb = attr_int(n, "transB", 0) != 0, rc;
+	float alpha = attr_float(n, "alpha", 1.0f);
+	int64_t ad[2] = {g->m, g->k}, adt[2] = {g->k, g->m}, bd[2] = {g->k, g->n};
+	int64_t bdt[2] = {g->n, g->k}, yd[2] = {g->m, g->n};
+	struct mm_view a = ta ? view_t(view_plain(2, adt)) : view_plain(2, ad);
+	struct mm_view b = tb ? view_t(view_plain(2, bdt)) : view_plain(2, bd);
+	struct mm_view dy = view_plain(2, yd), at = view_t(a), bt = view_t(b), dyt = view_t(dy);
+
+	if (n->gin[0] && (rc = ta ? prod_build(n, &s->ga, &b, &dyt, alpha, err)
+				  : prod_build(n, &s->ga, &dy, &bt, alpha, err)))
+		return rc;
+	if (n->gin[1] && (rc = tb ? prod_build(n, &s->gb, &dyt, &a, alpha, err)
+				  : prod_build(n, &s->gb, &at, &dy, alpha, err)))
+		return rc;
+	return 0;
+}
+
+static int gemm_backward(struct node *n, struct graft_err *err)
+{
+	struct gemm_shape g = {0};
+	struct mm_state *s;
+	int ta = attr_int(n, "transA", 0) != 0, tb = attr_int(n, "transB", 0) != 0, rc;
+	float alpha = attr_float(n, "alpha", 1.0f), beta = attr_float(n, "beta", 1.0f);
+	const float *dy = n->out[0]->grad->data, *a = n->in[0]->data, *b = n->in[1]->data;
+
+	if ((rc = gemm_shape(n, &g, err)))
+		return rc;
+	if (n->act.kind != FUSED_NONE)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "no backward through a fused "
+				"activation");
+	if (g.has_c && n->gin[2] &&
+	    (rc = gemm_grad_c(n, &g, beta, dy, n->gin[2]->data, err)))
+		return rc;
+	if (!n->gin[0] && !n->gin[1])
+		return 0;
+	if (g.m == 0 || g.n == 0 || g.k == 0 || alpha == 0.0f) {
+		grad_zero(n->gin[0]);
+		grad_zero(n->gin[1]);
+		return 0;
+	}
+	if ((rc = grad_build(n, &g, gemm_grad_build, err)))
+		return rc;
+	s = n->priv;
+	if (n->gin[0] && (rc = prod_exec(n, &s->ga, ta ? b : dy, ta ? dy : b, n->gin[0]->data,
+					 err)))
+		return rc;
+	if (n->gin[1] && (rc = prod_exec(n, &s->gb, tb ? dy : a, tb ? a : dy, n->gin[1]->data,
+					 err)))
+		return rc;
+	return 0;
+}
+
+/* Sums full (Y's batch axes, then block elements each) over the batch axes along which an
+ * operand with batch dims od was broadcast, into out (od's batch axes, then block). */
+static void batch_sum(const struct matmul_shape *sh, const int64_t *od, const float *full,
+		      float *out, int64_t block)
+{
+	int nb = sh->rank - 2;
+	int64_t batch = 1, obatch = 1;
+
+	for (int i = 0; i < nb; i++) {
+		batch *= sh->y[i];
+		obatch *= od[i];
+	}
+#pragma omp parallel for schedule(static) if (batch * block > 65536)
+	for (int64_t j0 = 0; j0 < block; j0 += 1024) {
+		int64_t len = block - j0 < 1024 ? block - j0 : 1024;
+		for (int64_t o = 0; o < obatch; o++)
+			memset(out + o * block + j0, 0, sizeof(float) * (size_t)len);
+		for (int64_t t = 0; t < batch; t++) {
+			int64_t rem = t, off = 0, stride = 1;
+			for (int i = nb - 1; i >= 0; i--) {
+				int64_t idx = rem % sh->y[i];
+				rem /= sh->y[i];
+				off += (od[i] > 1 ? idx : 0) * stride;
+				stride *= od[i];
+			}
+			float *d = out + off * block + j0;
+			const float *src = full + t * block + j0;
+#pragma omp simd
+			for (int64_t k = 0; k < len; k++)
+				d[k] += src[k];
+		}
+	}
+}
+
+/* dA = dY B^T and dB = A^T dY, batched.  An operand broadcast along some batch axis gets
+ * the full product in a buffer of its own (full_a, full_b), which batch_sum reduces. */
+static int matmul_grad_build(struct node *n, const void *shape, struct graft_err *err)
+{
+	const struct matmul_shape *sh = shape;
+	struct mm_state *s = n->priv;
+	int r = sh->rank, nb = r - 2, rc;
+	int64_t batch = 1, m = sh->y[nb], k = sh->a[nb + 1], nn = sh->y[nb + 1];
+	struct mm_view a, b, dy, at, bt;
+
+	for (int i = 0; i < nb; i++)
+		batch *= sh->y[i];
+	if (sh->batch_b == 1 && nb > 0) {
+		/* As in the forward, A's batch axes are rows of one product; dB's product then
+		 * contracts over them, which is its sum over B's broadcast. */
+		int64_t ad[2] = {batch * m, k}, yd[2] = {batch * m, nn};
+		a = view_plain(2, ad);
+		b = view_plain(2, sh->b + nb);
+		dy = view_plain(2, yd);
+	} else {
+		a = view_plain(r, sh->a);
+		b = view_plain(r, sh->b);
+		dy = view_plain(r, sh->y);
+		if (n->gin[0] && sh->batch_a != batch &&
+		    !(s->full_a = onednn_alloc(sizeof(float) * (size_t)(batch * m * k))))
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+		if (n->gin[1] && sh->batch_b != batch &&
+		    !(s->full_b = onednn_alloc(sizeof(float) * (size_t)(batch * k * nn))))
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
+	at = view_t(a);
+	bt = view_t(b);
+	if (n->gin[0] && (rc = prod_build(n, &s->ga, &dy, &bt, 1.0f, err)))
+		return rc;
+	if (n->gin[1] && (rc = prod_build(n, &s->gb, &at, &dy, 1.0f, err)))
+		return rc;
+	return 0;
+}
+
+static int matmul_backward(struct node *n, struct graft_err *err)
+{
+	struct matmul_shape sh;
+	struct mm_state *s;
+	const float *a = n->in[0]->data, *b = n->in[1]->data, *dy;
+	int64_t batch = 1, m, k, nn;
+	int rc, nb;
+
+	if (!n->gin[0] && !n->gin[1])
+		return 0;
+	if ((rc = matmul_shape(n, &sh, err)))
+		return rc;
+	if (n->in[0]->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "no backward for %s operands",
+				dtype_label(n->in[0]->dtype));
+	nb = sh.rank - 2;
+	for (int i = 0; i < nb; i++)
+		batch *= sh.y[i];
+	m = sh.y[nb];
+	k = sh.a[nb + 1];
+	nn = sh.y[nb + 1];
+	if (batch == 0 || m == 0 || k == 0 || nn == 0) {
+		grad_zero(n->gin[0]);
+		grad_zero(n->gin[1]);
+		return 0;
+	}
+	if ((rc = grad_build(n, &sh, matmul_grad_build, err)))
+		return rc;
+	s = n->priv;
+	dy = n->out[0]->grad->data;
+	if (n->gin[0]) {
+		float *ga = n->gin[0]->data;
+		if ((rc = prod_exec(n, &s->ga, dy, b, s->full_a ? s->full_a : ga, err)))
+			return rc;
+		if (s->full_a)
+			batch_sum(&sh, sh.a, s->full_a, ga, m * k);
+	}
+	if (n->gin[1]) {
+		float *gb = n->gin[1]->data;
+		if ((rc = prod_exec(n, &s->gb, a, dy, s->full_b ? s->full_b : gb, err)))
+			return rc;
+		if (s->full_b)
+			batch_sum(&sh, sh.b, s->full_b, gb, k * nn);
+	}
+	return 0;
+}
+
 static const struct op_def op_gemm = {"Gemm", gemm_infer, gemm_run, mm_release, OP_FUSES_ACT, 0};
 static const struct op_def op_matmul = {"MatMul", matmul_infer, matmul_run, mm_release, 0, 0};
 
 const struct op_def *const ops_gemm[] = {&op_gemm, &op_matmul, NULL};
 
-const struct grad_def *const ops_gemm_grad[] = {NULL};
+static const struct grad_def grad_gemm = {"Gemm", gemm_backward};
+static const struct grad_def grad_matmul = {"MatMul", matmul_backward};
+
+const struct grad_def *const ops_gemm_grad[] = {&grad_gemm, &grad_matmul, NULL};

@@ -9,6 +9,14 @@
  * training_mode=1, or earlier opsets asked for the running-statistics outputs) normalises
  * with the batch's own statistics and gives the updated running mean and variance.
  * Statistics accumulate in double, so long rows keep their precision.
+ *
+ * In a training net the executor sets n->training on a BatchNormalization whose scale or
+ * bias trains: it then normalises with the batch's statistics too, and updates its
+ * running statistics (the net's own copies) in place as PyTorch does, the variance with
+ * Bessel's correction.  BatchNormalization's backward (in both modes) reduces per
+ * channel and then makes one pass over the elements: dX = k1 * dY + k2 * (X - mean) + k3,
+ * k2 and k3 carrying the terms through the batch statistics.  LayerNormalization's does
+ * the same per row.
  */
 #include <math.h>
 #include <stdint.h>
@@ -157,31 +165,99 @@ static void bn_batch_stats(const float *x, int64_t N, int64_t C, int64_t inner, 
 	}
 }
 
+/* What backward needs of a forward run: the statistics it normalised with. */
+struct bn_state {
+	int batch;              /* 1: the batch's own (they depend on X) */
+	float *mean, *invstd;   /* (C) mean and 1 / sqrt(var + eps) */
+};
+
+static void bn_release(struct node *n)
+{
+	struct bn_state *s = n->priv;
+
+	if (s) {
+		free(s->mean);
+		free(s);
+		n->priv = NULL;
+	}
+}
+
+/* Keeps the statistics of this run for backward. */
+static int bn_keep(struct node *n, int batch, const double *mean, const double *var, double eps,
+		   int64_t C, struct graft_err *err)
+{
+	struct bn_state *s = n->priv;
+
+	if (!s) {
+		if (!(s = calloc(1, sizeof(*s))) ||
+		    !(s->mean = malloc(sizeof(float) * (size_t)(2 * C + 1)))) {
+			free(s);
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+		}
+		s->invstd = s->mean + C;
+		n->priv = s;
+	}
+	s->batch = batch;
+	for (int64_t c = 0; c < C; c++) {
+		s->mean[c] = (float)mean[c];
+		s->invstd[c] = (float)(1.0 / sqrt(var[c] + eps));
+	}
+	return 0;
+}
+
+/* The executor's training mode: running = momentum * running + (1 - momentum) * batch, the
+ * variance unbiased (PyTorch's BatchNorm), into the net's copies of the statistics. */
+static int bn_update_running(struct node *n, const double *bmean, const double *bvar,
+			     int64_t C, int64_t count, double mom, struct graft_err *err)
+{
+	struct value *rm = n->in[3], *rv = n->in[4];
+	float *mean = rm->data, *var = rv->data;
+	double bessel = (double)count / (double)(count - 1);
+
+	if (!(rm->flags & VALUE_STATE) || !(rv->flags & VALUE_STATE))
+		return node_err(n, err, GRAFT_EINVAL, "running statistics are not the net's own");
+	for (int64_t c = 0; c < C; c++) {
+		mean[c] = (float)(mom * mean[c] + (1 - mom) * bmean[c]);
+		var[c] = (float)(mom * var[c] + (1 - mom) * bvar[c] * bessel);
+	}
+	return 0;
+}
+
 static int bn_run(struct node *n, struct graft_err *err)
 {
 	const struct value *x = n->in[0];
 	const float *scale = n->in[1]->data, *bias = n->in[2]->data, *mean = n->in[3]->data,
 		    *var = n->in[4]->data;
 	int spatial = n->opset < 9 ? (int)attr_int(n, "spatial", 1) : 1;
-	int training = bn_training(n);
+	int training = n->training || bn_training(n), rc = 0;
 	double eps = attr_float(n, "epsilon", 1e-5f), mom = attr_float(n, "momentum", 0.9f);
 	int64_t N = x->dims[0], C = spatial ? x->dims[1] : prod_dims(x->dims, 1, x->rank);
 	int64_t inner = spatial ? prod_dims(x->dims, 2, x->rank) : 1;
-	float *ab = malloc(sizeof(float) * (size_t)(2 * C + 1));
-	double *bstat = training ? malloc(sizeof(double) * (size_t)(2 * C + 1)) : NULL;
+	float *ab;
+	double *st;             /* (2C) the mean and variance used: the batch's or running */
 
-	if (!ab || (training && !bstat)) {
+	if (n->training && N * inner < 2)
+		return node_err(n, err, GRAFT_EINVAL, "training needs more than one value per "
+				"channel, not %lld", (long long)(N * inner));
+	ab = malloc(sizeof(float) * (size_t)(2 * C + 1));
+	st = malloc(sizeof(double) * (size_t)(2 * C + 1));
+	if (!ab || !st) {
 		free(ab);
-		free(bstat);
+		free(st);
 		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
 	}
-	if (training)
-		bn_batch_stats(x->data, N, C, inner, bstat, bstat + C);
+	if (training) {
+		bn_batch_stats(x->data, N, C, inner, st, st + C);
+	} else {
+		for (int64_t c = 0; c < C; c++) {
+			st[c] = mean[c];
+			st[C + c] = var[c];
+		}
+	}
 	for (int64_t c = 0; c < C; c++) {
-		double m = training ? bstat[c] : mean[c], v = training ? bstat[C + c] : var[c];
-		double a = scale[c] / sqrt(v + eps);
+		double a = scale[c] / sqrt(st[C + c] + eps);
 		ab[c] = (float)a;
-		ab[C + c] = (float)(bias[c] - m * a);
+		ab[C + c] = (float)(bias[c] - st[c] * a);
 	}
 	bn_apply(x->data, n->out[0]->data, ab, ab + C, N, C, inner);
 	if (training) {
@@ -189,14 +265,106 @@ static int bn_run(struct node *n, struct graft_err *err)
 		for (size_t k = 1; k < n->n_out; k++) {
 			float *o = n->out[k] ? n->out[k]->data : NULL;
 			const float *run = k == 1 ? mean : var;
-			const double *batch = (k == 1 || k == 3) ? bstat : bstat + C;
+			const double *batch = (k == 1 || k == 3) ? st : st + C;
 			for (int64_t c = 0; o && c < C; c++)
 				o[c] = k <= 2 ? (float)(run[c] * mom + batch[c] * (1 - mom))
 					      : (float)batch[c];
 		}
 	}
+	if (n->training)
+		rc = bn_update_running(n, st, st + C, C, N * inner, mom, err);
+	if (!rc && n->needs_grad)
+		rc = bn_keep(n, training, st, st + C, eps, C, err);
 	free(ab);
-	free(bstat);
+	free(st);
+	return rc;
+}
+
+/* Per channel of x and dy (N, C, inner): sum dy and sum dy * (x - mean[c]). */
+static void bn_grad_sums(const float *x, const float *dy, const float *mean, int64_t N,
+			 int64_t C, int64_t inner, double *sdy, double *sdyx)
+{
+#pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
+	for (int64_t c = 0; c < C; c++) {
+		double s = 0, q = 0;
+		float m = mean[c];
+		for (int64_t i = 0; i < N; i++) {
+			const float *px = x + (i * C + c) * inner, *pd = dy + (i * C + c) * inner;
+#pragma omp simd reduction(+:s, q)
+			for (int64_t k = 0; k < inner; k++) {
+				s += pd[k];
+				q += (double)pd[k] * (px[k] - m);
+			}
+		}
+		sdy[c] = s;
+		sdyx[c] = q;
+	}
+}
+
+/* dx (N, C, inner) = dy * k1[c] + (x - mean[c]) * k2[c] + k3[c]. */
+static void bn_grad_apply(const float *x, const float *dy, float *dx, const float *mean,
+			  const float *k1, const float *k2, const float *k3, int64_t N, int64_t C,
+			  int64_t inner)
+{
+#pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
+	for (int64_t nc = 0; nc < N * C; nc++) {
+		const float *px = x + nc * inner, *pd = dy + nc * inner;
+		float *po = dx + nc * inner, m = mean[nc % C];
+		float a = k1[nc % C], b = k2[nc % C], c = k3[nc % C];
+#pragma omp simd
+		for (int64_t k = 0; k < inner; k++)
+			po[k] = pd[k] * a + (px[k] - m) * b + c;
+	}
+}
+
+/*
+ * y = scale * (x - mean) * invstd + bias, with xc = x - mean, M values per channel:
+ * dscale = invstd * sum(dy * xc), dbias = sum(dy).  With the batch's statistics,
+ * dx = scale * invstd * (dy - sum(dy) / M - xc * invstd^2 * sum(dy * xc) / M); with
+ * running ones, dx = scale * invstd * dy, and the statistics (inputs like any other) get
+ * dmean = -scale * invstd * sum(dy), dvar = -scale * invstd^3 * sum(dy * xc) / 2.
+ */
+static int bn_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	const struct bn_state *s = n->priv;
+	const float *scale = n->in[1]->data, *dy = n->out[0]->grad->data;
+	int spatial = n->opset < 9 ? (int)attr_int(n, "spatial", 1) : 1;
+	int64_t N = x->dims[0], C = spatial ? x->dims[1] : prod_dims(x->dims, 1, x->rank);
+	int64_t inner = spatial ? prod_dims(x->dims, 2, x->rank) : 1;
+	double M = (double)(N * inner), *sums;
+	float *k = NULL;
+
+	if (!s)
+		return node_err(n, err, GRAFT_EINVAL, "backward before a forward run");
+	if (!(sums = malloc(sizeof(double) * (size_t)(2 * C + 1))) ||
+	    (n->gin[0] && !(k = malloc(sizeof(float) * (size_t)(3 * C + 1))))) {
+		free(sums);
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
+	bn_grad_sums(x->data, dy, s->mean, N, C, inner, sums, sums + C);
+	for (int64_t c = 0; c < C; c++) {
+		double sdy = sums[c], sdyx = sums[C + c], inv = s->invstd[c], a = scale[c] * inv;
+		if (n->gin[1])
+			((float *)n->gin[1]->data)[c] = (float)(inv * sdyx);
+		if (n->gin[2])
+			((float *)n->gin[2]->data)[c] = (float)sdy;
+		if (n->gin[3])
+			((float *)n->gin[3]->data)[c] = s->batch ? 0.0f : (float)(-a * sdy);
+		if (n->gin[4])
+			((float *)n->gin[4]->data)[c] =
+				s->batch ? 0.0f : (float)(-0.5 * a * inv * inv * sdyx);
+		if (k) {
+			k[c] = (float)a;
+			k[C + c] = s->batch ? (float)(-a * inv * inv * sdyx / M) : 0.0f;
+			k[2 * C + c] = s->batch ? (float)(-a * sdy / M) : 0.0f;
+		}
+	}
+	if (k)
+		bn_grad_apply(x->data, dy, n->gin[0]->data, s->mean, k, k + C, k + 2 * C, N, C,
+			      inner);
+	free(k);
+	free(sums);
 	return 0;
 }
 
@@ -321,6 +489,126 @@ static int ln_run(struct node *n, struct graft_err *err)
 	}
 	free(buf);
 	return 0;
+}
+
+/* Sums full (R elements of a row) into out, a Scale or B broadcast over the row. */
+static int ln_reduce(const struct node *n, const struct value *p, const struct value *x,
+		     int axis, int64_t R, const double *full, float *out, struct graft_err *err)
+{
+	int64_t strides[NET_MAX_RANK], idx[NET_MAX_RANK] = {0}, off = 0;
+	int64_t count = (int64_t)value_numel(p);
+	int tail = x->rank - axis;
+	double *acc;
+
+	if (count == R) {
+		for (int64_t i = 0; i < R; i++)
+			out[i] = (float)full[i];
+		return 0;
+	}
+	if (!(acc = calloc((size_t)count + 1, sizeof(double))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	broadcast_strides(p->rank, p->dims, tail, x->dims + axis, strides);
+	for (int64_t i = 0; i < R; i++) {
+		acc[off] += full[i];
+		for (int j = tail - 1; j >= 0; j--) {
+			off += strides[j];
+			if (++idx[j] < x->dims[axis + j])
+				break;
+			off -= strides[j] * x->dims[axis + j];
+			idx[j] = 0;
+		}
+	}
+	for (int64_t i = 0; i < count; i++)
+		out[i] = (float)acc[i];
+	free(acc);
+	return 0;
+}
+
+/*
+ * Per row, with xhat = (x - mean) * inv and g = dy * scale:
+ * dx = inv * (g - mean(g) - xhat * mean(g * xhat)), plus what reaches the Mean and
+ * InvStdDev outputs: dMean / R and -dInvStdDev * inv^2 * xhat / R.  dScale sums
+ * dy * xhat over the rows, dB sums dy, each then over the axes they were broadcast along.
+ */
+static int ln_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	const struct value *b = n->n_in > 2 ? n->in[2] : NULL;
+	int axis = ln_axis(n, x->rank), rc = 0;
+	int64_t O = prod_dims(x->dims, 0, axis), R = prod_dims(x->dims, axis, x->rank);
+	double eps = attr_float(n, "epsilon", 1e-5f);
+	const float *xd = x->data, *dy = n->out[0]->grad->data, *scale;
+	const struct value *om = n->n_out > 1 ? n->out[1] : NULL;
+	const struct value *oi = n->n_out > 2 ? n->out[2] : NULL;
+	const float *dmean = om && om->grad ? om->grad->data : NULL;
+	const float *dinv = oi && oi->grad ? oi->grad->data : NULL;
+	float *buf, *stats, *dx = n->gin[0] ? n->gin[0]->data : NULL;
+	double *acc = NULL;
+
+	if (O * R == 0) {
+		for (size_t k = 0; k < n->n_in; k++)
+			if (n->gin[k])
+				memset(n->gin[k]->data, 0, n->gin[k]->nbytes);
+		return 0;
+	}
+	if (!(buf = malloc(sizeof(float) * (size_t)(R + 2 * O))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	stats = buf + R;
+	scale = ln_expand(n->in[1], x, axis, R, buf, 1.0f);
+#pragma omp parallel for schedule(static) if (O * R > PAR_MIN && O > 1)
+	for (int64_t o = 0; o < O; o++) {
+		const float *xr = xd + o * R, *dr = dy + o * R;
+		double mean, var, sg = 0, sgx = 0;
+		row_stats(xr, R, &mean, &var);
+		float inv = (float)(1.0 / sqrt(var + eps)), m = (float)mean;
+		stats[o] = m;
+		stats[O + o] = inv;
+		if (!dx)
+			continue;
+#pragma omp simd reduction(+:sg, sgx)
+		for (int64_t i = 0; i < R; i++) {
+			float g = dr[i] * scale[i];
+			sg += g;
+			sgx += g * ((xr[i] - m) * inv);
+		}
+		float mg = (float)(sg / (double)R), mgx = (float)(sgx / (double)R);
+		float dm = dmean ? dmean[o] / (float)R : 0.0f;
+		float di = dinv ? -dinv[o] * inv * inv / (float)R : 0.0f;
+		float *xo = dx + o * R;
+#pragma omp simd
+		for (int64_t i = 0; i < R; i++) {
+			float xh = (xr[i] - m) * inv;
+			xo[i] = inv * (dr[i] * scale[i] - mg - xh * mgx) + dm + di * xh;
+		}
+	}
+	if (n->gin[1] || (b && n->gin[2])) {
+		if (!(acc = calloc((size_t)(2 * R), sizeof(double)))) {
+			free(buf);
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+		}
+		/* column blocks in parallel, rows in order within each */
+#pragma omp parallel for schedule(static) if (O * R > PAR_MIN && R > CHUNK)
+		for (int64_t i0 = 0; i0 < R; i0 += CHUNK) {
+			int64_t len = R - i0 < CHUNK ? R - i0 : CHUNK;
+			double *as = acc + i0, *ab = acc + R + i0;
+			for (int64_t o = 0; o < O; o++) {
+				const float *xr = xd + o * R + i0, *dr = dy + o * R + i0;
+				float m = stats[o], inv = stats[O + o];
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++) {
+					as[i] += dr[i] * ((xr[i] - m) * inv);
+					ab[i] += dr[i];
+				}
+			}
+		}
+		if (n->gin[1])
+			rc = ln_reduce(n, n->in[1], x, axis, R, acc, n->gin[1]->data, err);
+		if (!rc && b && n->gin[2])
+			rc = ln_reduce(n, b, x, axis, R, acc + R, n->gin[2]->data, err);
+	}
+	free(acc);
+	free(buf);
+	return rc;
 }
 
 /* ---- InstanceNormalization -------------------------------------------------------------- */
@@ -551,7 +839,8 @@ static int mvn_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct op_def op_batchnorm = {"BatchNormalization", bn_infer, bn_run, NULL, 0, 0};
+static const struct op_def op_batchnorm = {"BatchNormalization", bn_infer, bn_run, bn_release,
+					   0, 0};
 static const struct op_def op_layernorm = {"LayerNormalization", ln_infer, ln_run, NULL, 0, 0};
 static const struct op_def op_instancenorm = {"InstanceNormalization", in_infer, in_run, NULL,
 					      0, 0};
@@ -562,4 +851,7 @@ const struct op_def *const ops_norm[] = {
 	&op_batchnorm, &op_layernorm, &op_instancenorm, &op_lrn, &op_mvn, NULL,
 };
 
-const struct grad_def *const ops_norm_grad[] = {NULL};
+static const struct grad_def grad_batchnorm = {"BatchNormalization", bn_backward};
+static const struct grad_def grad_layernorm = {"LayerNormalization", ln_backward};
+
+const struct grad_def *const ops_norm_grad[] = {&grad_batchnorm, &grad_layernorm, NULL};
