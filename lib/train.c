@@ -525,9 +525,13 @@ void graft_eval_release(struct graft_eval *e)
 	e->confusion = NULL;
 }
 
-int graft_evaluate(struct graft_net *net, const struct graft_array *x, const struct graft_array *y,
-		   int64_t batch, struct graft_eval *e, struct graft_err *err)
+/* With pad, the last, partial batch is filled up to batch by repeating its last sample
+ * (whose extra results are ignored), so that a net planned for batch is never replanned:
+ * the trainer evaluates between epochs with the training net. */
+static int evaluate(struct graft_net *net, const struct graft_array *x, const struct graft_array *y,
+		    int64_t batch, int pad, struct graft_eval *e, struct graft_err *err)
 {
+	float *padded = NULL;
 	int64_t n = x->dims[0];
 	uint64_t per = 1, yper = 1;
 	double total = 0;
@@ -549,13 +553,29 @@ int graft_evaluate(struct graft_net *net, const struct graft_array *x, const str
 		xb.dims[0] = b;
 		xb.data = (float *)x->data + (uint64_t)at * per;
 		xb.nbytes = (size_t)((uint64_t)b * per * sizeof(float));
-		if ((rc = graft_net_run(net, &xb, 1, err)))
+		if (pad && b < batch) {
+			size_t row = (size_t)per * sizeof(float);
+			if (!(padded = malloc((size_t)batch * row)))
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			memcpy(padded, xb.data, (size_t)b * row);
+			for (int64_t i = b; i < batch; i++)
+				memcpy((char *)padded + (size_t)i * row, (char *)xb.data + (size_t)(b - 1) * row,
+				       row);
+			xb.data = padded;
+			xb.dims[0] = batch;
+			xb.nbytes = (size_t)batch * row;
+		}
+		rc = graft_net_run(net, &xb, 1, err);
+		free(padded);
+		padded = NULL;
+		if (rc)
 			return rc;
 		graft_net_output(net, 0, &out);
-		if (out.dtype != GRAFT_FLOAT || out.nbytes % (sizeof(float) * (size_t)b))
+		if (out.dtype != GRAFT_FLOAT || out.rank < 1 || out.dims[0] != xb.dims[0] ||
+		    out.nbytes % (sizeof(float) * (size_t)xb.dims[0]))
 			return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's first output is "
 					     "not float [batch, ...]");
-		int64_t k = (int64_t)(out.nbytes / sizeof(float) / (size_t)b);
+		int64_t k = (int64_t)(out.nbytes / sizeof(float) / (size_t)xb.dims[0]);
 		const float *z = out.data;
 		if (y->dtype == GRAFT_INT64) {
 			const int64_t *lab = (const int64_t *)y->data + at;
@@ -591,13 +611,19 @@ int graft_evaluate(struct graft_net *net, const struct graft_array *x, const str
 	return 0;
 }
 
+int graft_evaluate(struct graft_net *net, const struct graft_array *x, const struct graft_array *y,
+		   int64_t batch, struct graft_eval *e, struct graft_err *err)
+{
+	return evaluate(net, x, y, batch, 0, e, err);
+}
+
 int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x,
 			   const struct graft_array *y, struct graft_eval *e, struct graft_err *err)
 {
 	int rc;
 
 	graft_net_set_training(t->net, 0);
-	rc = graft_evaluate(t->net, x, y, t->o.batch, e, err);
+	rc = evaluate(t->net, x, y, t->o.batch, 1, e, err);
 	graft_net_set_training(t->net, 1);
 	return rc;
 }
