@@ -436,3 +436,39 @@ int onednn_keep_layout(const struct node *n, struct value *v, const dnnl_memory_
 	v->layout = copy;
 	return 0;
 }
+
+int onednn_hint_pd(const struct node *n, const void *op_desc, dnnl_primitive_desc_t *pd,
+		   struct graft_err *err)
+{
+	dnnl_engine_t e;
+	int rc;
+
+	*pd = NULL;
+	if ((rc = onednn_get(n, &e, NULL, err)))
+		return rc;
+	return ONEDNN_CHECK(n, err, dnnl_primitive_desc_create(pd, op_desc, NULL, e, NULL));
+}
+
+int onednn_primitive_bwd(const struct node *n, const void *op_desc,
+			 const_dnnl_primitive_desc_t hint, dnnl_primitive_t *prim,
+			 dnnl_primitive_desc_t *pd_out, struct graft_err *err)
+{
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_engine_t e;
+	int rc;
+
+	*prim = NULL;
+	if (pd_out)
+		*pd_out = NULL;
+	if ((rc = onednn_get(n, &e, NULL, err)) ||
+	    (rc = ONEDNN_CHECK(n, err, dnnl_primitive_desc_create(&pd, op_desc, NULL, e, hint))))
+		return rc;
+	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(prim, pd));
+	if (!rc && n->counters)
+		n->counters->primitives++;
+	if (rc || !pd_out)
+		dnnl_primitive_desc_destroy(pd);
+	else
+		*pd_out = pd;
+	return rc;
+}

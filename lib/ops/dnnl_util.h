@@ -101,4 +101,17 @@ void onednn_free(void *p);
 #define ONEDNN_SCRATCH_SLOTS 4
 void *onednn_scratch(int slot, size_t nbytes);
 
+/* ---- training ---- */
+
+/* A forward_training primitive descriptor for op_desc (whose prop_kind must be
+ * forward_training), without a primitive: the hint that backward primitive descriptors
+ * need.  The caller destroys *pd. */
+int onednn_hint_pd(const struct node *n, const void *op_desc, dnnl_primitive_desc_t *pd,
+		   struct graft_err *err);
+/* onednn_primitive for a backward operation, with hint the forward's primitive
+ * descriptor; *pd (when pd is not NULL) comes back for the caller to destroy. */
+int onednn_primitive_bwd(const struct node *n, const void *op_desc,
+			 const_dnnl_primitive_desc_t hint, dnnl_primitive_t *prim,
+			 dnnl_primitive_desc_t *pd, struct graft_err *err);
+
 #endif

@@ -7,7 +7,9 @@
  * loop covers what oneDNN does not: MaxPool's Indices output, other dtypes (double,
  * int8, uint8), average pooling that counts padding when ceil_mode grew it (ONNX counts
  * only the pads given), and any window oneDNN refuses.  The global pools are
- * memory-bound sums and maxima over each channel: plain loops over the channels.
+ * memory-bound sums and maxima over each channel: plain loops over the channels.  The
+ * backward (training nets) follows the forward's choice: oneDNN's pooling backward, with
+ * MaxPool's workspace from a forward_training run, or a plain loop.
  */
 #include <float.h>
 #include <math.h>
@@ -21,6 +23,20 @@ enum pool_kind { POOL_MAX, POOL_AVG };
 struct pool_state {
 	dnnl_primitive_t prim;  /* NULL: the plain loop */
 	dnnl_memory_t src, dst;
+	/* Blocked X, plain Y: the primitive writes X's layout into scratch (dst_bytes), and
+	 * dst_reorder takes it to Y (dst_user). */
+	dnnl_memory_t dst_user;
+	dnnl_primitive_t dst_reorder;
+	size_t dst_bytes;
+	/* Training (n->needs_grad): the forward runs as forward_training, keeping its
+	 * primitive descriptor (the backward's hint) and MaxPool's workspace (where each
+	 * maximum came from); the backward primitive is made on its first run. */
+	dnnl_primitive_desc_t fwd_pd;
+	dnnl_memory_t ws;
+	void *ws_buf;
+	dnnl_primitive_t bwd;
+	dnnl_memory_t diff_src, diff_dst;
+	int bwd_plain;          /* oneDNN refused the backward: the plain loop */
 };
 
 static void pool_release(struct node *n)
@@ -29,6 +45,14 @@ static void pool_release(struct node *n)
 
 	if (!s)
 		return;
+	dnnl_primitive_destroy(s->bwd);
+	dnnl_memory_destroy(s->diff_dst);
+	dnnl_memory_destroy(s->diff_src);
+	dnnl_memory_destroy(s->ws);
+	onednn_free(s->ws_buf);
+	dnnl_primitive_desc_destroy(s->fwd_pd);
+	dnnl_primitive_destroy(s->dst_reorder);
+	dnnl_memory_destroy(s->dst_user);
 	dnnl_primitive_destroy(s->prim);
 	dnnl_memory_destroy(s->dst);
 	dnnl_memory_destroy(s->src);
@@ -201,6 +225,42 @@ static void pool_plain(const struct node *n, enum pool_kind kind, const struct w
 
 /* ---- oneDNN ----------------------------------------------------------------------------- */
 
+static dnnl_alg_kind_t pool_alg(const struct node *n, enum pool_kind kind)
+{
+	if (kind == POOL_MAX)
+		return dnnl_pooling_max;
+	return attr_int(n, "count_include_pad", 0) ? dnnl_pooling_avg_include_padding
+						   : dnnl_pooling_avg_exclude_padding;
+}
+
+/* The window in oneDNN's terms. */
+static void pool_dims(const struct window *w, dnnl_dims_t strides, dnnl_dims_t kernel,
+		      dnnl_dims_t dil, dnnl_dims_t pl, dnnl_dims_t pr)
+{
+	for (int i = 0; i < w->nsp; i++) {
+		strides[i] = w->stride[i];
+		kernel[i] = w->k[i];
+		dil[i] = w->dil[i] - 1;
+		pl[i] = w->pad_l[i];
+		pr[i] = w->pad_r[i];
+	}
+}
+
+/* Keeps the forward_training primitive descriptor pd (taking it over) and, for max
+ * pooling, a workspace for the forward to record where each maximum came from. */
+static int pool_keep_workspace(const struct node *n, struct pool_state *s,
+			       dnnl_primitive_desc_t pd, struct graft_err *err)
+{
+	const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
+
+	s->fwd_pd = pd;
+	if (!ws || dnnl_memory_desc_get_size(ws) == 0)
+		return 0;
+	if (!(s->ws_buf = onednn_alloc(dnnl_memory_desc_get_size(ws))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	return onednn_memory(n, &s->ws, ws, s->ws_buf, err);
+}
+
 /* The pooling primitive, or s->prim NULL when oneDNN cannot do exactly this. */
 static int pool_build(struct node *n, enum pool_kind kind, const struct window *w,
 		      struct graft_err *err)
@@ -221,55 +281,56 @@ static int pool_build(struct node *n, enum pool_kind kind, const struct window *
 	if (x->dtype != GRAFT_FLOAT || (n->n_out > 1 && n->out[1]) ||
 	    (kind == POOL_AVG && include && w->grown))
 		return 0;
-	for (int i = 0; i < w->nsp; i++) {
-		strides[i] = w->stride[i];
-		kernel[i] = w->k[i];
-		dil[i] = w->dil[i] - 1;
-		pl[i] = w->pad_l[i];
-		pr[i] = w->pad_r[i];
-	}
+	pool_dims(w, strides, kernel, dil, pl, pr);
 	if ((rc = onednn_get(n, &e, NULL, err)) ||
 	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&src_md, x->rank, x->dims, dnnl_f32))) ||
 	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&dst_md, y->rank, y->dims, dnnl_f32))))
 		return rc;
 	/* X as its producer left it (maybe blocked); Y in the layout the primitive likes
-	 * when only layout-aware ops read it. */
-	if (x->layout)
-		src_md = *(const dnnl_memory_desc_t *)x->layout;
-	if ((y->flags & VALUE_BLOCKABLE) && x->layout) {
+	 * (oneDNN's fast kernels want X's), kept when only layout-aware ops read it, else
+	 * reordered into the plain value. */
+	if (x->layout) {
 		dnnl_dims_t yd = {0};
+		src_md = *(const dnnl_memory_desc_t *)x->layout;
 		memcpy(yd, y->dims, sizeof(int64_t) * (size_t)y->rank);
 		if ((rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(&dst_md, y->rank, yd,
 						dnnl_f32, dnnl_format_tag_any))))
 			return rc;
 	}
 	/* oneDNN refuses some windows (all padding, say): the plain loop takes them */
-	if (dnnl_pooling_v2_forward_desc_init(&d, dnnl_forward_inference,
-					      kind == POOL_MAX ? dnnl_pooling_max
-					      : include ? dnnl_pooling_avg_include_padding
-							: dnnl_pooling_avg_exclude_padding,
-					      &src_md, &dst_md, strides, kernel, dil, pl, pr) !=
-		    dnnl_success ||
+	if (dnnl_pooling_v2_forward_desc_init(&d, n->needs_grad ? dnnl_forward_training
+								: dnnl_forward_inference,
+					      pool_alg(n, kind), &src_md, &dst_md, strides, kernel,
+					      dil, pl, pr) != dnnl_success ||
 	    dnnl_primitive_desc_create(&pd, &d, NULL, e, NULL) != dnnl_success)
 		return 0;
 	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(&s->prim, pd));
 	dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-	dnnl_primitive_desc_destroy(pd);
+	if (!rc && n->needs_grad)
+		rc = pool_keep_workspace(n, s, pd, err);
+	if (s->fwd_pd != pd)
+		dnnl_primitive_desc_destroy(pd);
 	if (rc)
 		return rc;
-	if (dst_md.format_kind == dnnl_blocked && (y->flags & VALUE_BLOCKABLE) && x->layout) {
+	if (n->counters)
+		n->counters->primitives++;
+	if (x->layout) {
 		dnnl_memory_desc_t plain;
 		if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&plain, y->rank, y->dims, dnnl_f32))))
 			return rc;
-		if (!onednn_md_same(&plain, &dst_md) &&
-		    (rc = onednn_keep_layout(n, y, &dst_md, err)))
+		if (onednn_md_same(&plain, &dst_md))
+			rc = 0;
+		else if (y->flags & VALUE_BLOCKABLE)
+			rc = onednn_keep_layout(n, y, &dst_md, err);
+		else if (!(rc = onednn_memory(n, &s->dst_user, &plain, y->data, err)))
+			rc = onednn_reorder_new(n, &dst_md, &plain, &s->dst_reorder, err);
+		s->dst_bytes = dnnl_memory_desc_get_size(&dst_md);
+		if (rc)
 			return rc;
 	}
-	if (n->counters)
-		n->counters->primitives++;
 	if ((rc = onednn_memory(n, &s->src, &src_md, x->data, err)))
 		return rc;
-	return onednn_memory(n, &s->dst, &dst_md, y->data, err);
+	return onednn_memory(n, &s->dst, &dst_md, s->dst_user ? NULL : y->data, err);
 }
 
 static int pool_run(struct node *n, enum pool_kind kind, struct graft_err *err)
@@ -310,11 +371,24 @@ static int pool_run(struct node *n, enum pool_kind kind, struct graft_err *err)
 		free(plain);
 		return 0;
 	}
-	if ((rc = onednn_rebind(n, s->src, n->in[0]->data, err)) ||
-	    (rc = onednn_rebind(n, s->dst, n->out[0]->data, err)))
+	if (s->dst_user) {
+		void *buf = onednn_scratch(0, s->dst_bytes);
+		if (!buf)
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+		if ((rc = onednn_rebind(n, s->dst, buf, err)) ||
+		    (rc = onednn_rebind(n, s->dst_user, n->out[0]->data, err)))
+			return rc;
+	} else if ((rc = onednn_rebind(n, s->dst, n->out[0]->data, err))) {
 		return rc;
-	dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, s->src}, {DNNL_ARG_DST, s->dst}};
-	return onednn_execute(n, s->prim, 2, args, err);
+	}
+	if ((rc = onednn_rebind(n, s->src, n->in[0]->data, err)))
+		return rc;
+	dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, s->src}, {DNNL_ARG_DST, s->dst},
+				   {DNNL_ARG_WORKSPACE, s->ws}};
+	if ((rc = onednn_execute(n, s->prim, s->ws ? 3 : 2, args, err)))
+		return rc;
+	return s->dst_reorder ? onednn_reorder_run(n, s->dst_reorder, s->dst, s->dst_user, err)
+			      : 0;
 }
 
 static int maxpool_run(struct node *n, struct graft_err *err)
@@ -401,6 +475,217 @@ static int gmax_run(struct node *n, struct graft_err *err)
 	return global_run(n, POOL_MAX);
 }
 
+/* ---- backward -------------------------------------------------------------------------- */
+
+/*
+ * Windowed pooling's backward runs oneDNN's pooling_v2 backward on the plain layouts the
+ * forward used, with the forward_training primitive descriptor as its hint and, for max
+ * pooling, the forward's workspace.  Where the forward took the plain loop, so does the
+ * backward: it finds each window's maximum again (the first, as pool_plain does) or
+ * spreads the average's gradient over the elements it counted.
+ */
+
+static void pool_plain_backward(const struct node *n, enum pool_kind kind,
+				const struct window *w)
+{
+	const struct value *xv = n->in[0];
+	const float *x = xv->data, *dy = n->out[0]->grad->data;
+	float *dx = n->gin[0]->data;
+	int include = attr_int(n, "count_include_pad", 0) != 0;
+	int64_t planes = xv->dims[0] * xv->dims[1], isize = 1, osize = 1;
+	struct axis ax[3];
+
+	for (int i = 0; i < 3; i++) {
+		int j = i - (3 - w->nsp);
+		ax[i] = j < 0 ? (struct axis){1, 1, 1, 1, 1, 0, 0}
+			      : (struct axis){w->in[j], w->out[j], w->k[j], w->stride[j], w->dil[j],
+					      w->pad_l[j], w->pad_end[j]};
+		isize *= ax[i].in;
+		osize *= ax[i].out;
+	}
+#pragma omp parallel for if (planes * osize > 4096)
+	for (int64_t p = 0; p < planes; p++) {
+		const float *xp = x + p * isize, *dyp = dy + p * osize;
+		float *dxp = dx + p * isize;
+		memset(dxp, 0, (size_t)isize * sizeof(float));
+		for (int64_t o0 = 0; o0 < ax[0].out; o0++)
+		for (int64_t o1 = 0; o1 < ax[1].out; o1++)
+		for (int64_t o2 = 0; o2 < ax[2].out; o2++) {
+			int64_t b[3] = {o0 * ax[0].s - ax[0].pl, o1 * ax[1].s - ax[1].pl,
+					o2 * ax[2].s - ax[2].pl};
+			int64_t lo[3], hi[3], count = 1, best_at = -1;
+			float g = dyp[(o0 * ax[1].out + o1) * ax[2].out + o2], best = 0.0f;
+			/* Along each axis, the taps k in [lo, hi) fall inside the input; the
+			 * average counts those, or, with count_include_pad, those inside the pads
+			 * given. */
+			for (int a = 0; a < 3; a++) {
+				int64_t taps = 0;
+				lo[a] = ax[a].k;
+				hi[a] = 0;
+				for (int64_t k = 0; k < ax[a].k; k++) {
+					int64_t i = b[a] + k * ax[a].d;
+					if (i >= 0 && i < ax[a].in) {
+						lo[a] = k < lo[a] ? k : lo[a];
+						hi[a] = k + 1;
+					}
+					taps += include ? i >= -ax[a].pl && i < ax[a].in + ax[a].pend
+							: i >= 0 && i < ax[a].in;
+				}
+				count *= taps;
+			}
+			if (kind == POOL_AVG && count)
+				g /= (float)count;
+			for (int64_t k0 = lo[0]; k0 < hi[0]; k0++) {
+				int64_t i0 = b[0] + k0 * ax[0].d;
+				if (i0 < 0 || i0 >= ax[0].in)
+					continue;
+				for (int64_t k1 = lo[1]; k1 < hi[1]; k1++) {
+					int64_t i1 = b[1] + k1 * ax[1].d;
+					if (i1 < 0 || i1 >= ax[1].in)
+						continue;
+					for (int64_t k2 = lo[2]; k2 < hi[2]; k2++) {
+						int64_t i2 = b[2] + k2 * ax[2].d;
+						if (i2 < 0 || i2 >= ax[2].in)
+							continue;
+						int64_t at = (i0 * ax[1].in + i1) * ax[2].in + i2;
+						if (kind == POOL_AVG)
+							dxp[at] += g;
+						else if (best_at < 0 || xp[at] > best) {
+							best = xp[at];
+							best_at = at;
+						}
+					}
+				}
+			}
+			if (kind == POOL_MAX && best_at >= 0)
+				dxp[best_at] += g;
+		}
+	}
+}
+
+/* The backward primitive, or none (s->bwd_plain) when oneDNN refuses it. */
+static int pool_bwd_new(struct node *n, enum pool_kind kind, const struct window *w,
+			struct pool_state *s, struct graft_err *err)
+{
+	dnnl_dims_t strides = {0}, kernel = {0}, dil = {0}, pl = {0}, pr = {0};
+	dnnl_memory_desc_t src_md, dst_md;
+	dnnl_pooling_v2_desc_t d;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_engine_t e;
+	int rc;
+
+	pool_dims(w, strides, kernel, dil, pl, pr);
+	if ((rc = onednn_get(n, &e, NULL, err)) ||
+	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&src_md, n->in[0]->rank, n->in[0]->dims,
+						       dnnl_f32))) ||
+	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&dst_md, n->out[0]->rank,
+						       n->out[0]->dims, dnnl_f32))))
+		return rc;
+	if (dnnl_pooling_v2_backward_desc_init(&d, pool_alg(n, kind), &src_md, &dst_md, strides,
+					       kernel, dil, pl, pr) != dnnl_success ||
+	    dnnl_primitive_desc_create(&pd, &d, NULL, e, s->fwd_pd) != dnnl_success) {
+		s->bwd_plain = 1;
+		return 0;
+	}
+	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(&s->bwd, pd));
+	dnnl_primitive_desc_destroy(pd);
+	if (rc)
+		return rc;
+	if (n->counters)
+		n->counters->primitives++;
+	if ((rc = onednn_memory(n, &s->diff_src, &src_md, n->gin[0]->data, err)))
+		return rc;
+	return onednn_memory(n, &s->diff_dst, &dst_md, n->out[0]->grad->data, err);
+}
+
+static int pool_backward(struct node *n, enum pool_kind kind, struct graft_err *err)
+{
+	struct pool_state *s = n->priv;
+	struct window w;
+	int rc;
+
+	if (!n->gin[0] || !n->out[0]->grad)
+		return 0;
+	if (value_numel(n->out[0]) == 0) {
+		memset(n->gin[0]->data, 0, n->gin[0]->nbytes);
+		return 0;
+	}
+	if (!s)
+		return node_err(n, err, GRAFT_EINVAL, "backward before a forward run");
+	if (n->in[0]->layout || n->in[0]->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "backward needs a plain float input");
+	if ((rc = pool_window(n, kind, &w, err)))
+		return rc;
+	if (s->prim && s->fwd_pd && !s->bwd && !s->bwd_plain &&
+	    (rc = pool_bwd_new(n, kind, &w, s, err)))
+		return rc;
+	if (!s->bwd) {
+		pool_plain_backward(n, kind, &w);
+		return 0;
+	}
+	if ((rc = onednn_rebind(n, s->diff_src, n->gin[0]->data, err)) ||
+	    (rc = onednn_rebind(n, s->diff_dst, n->out[0]->grad->data, err)))
+		return rc;
+	dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, s->diff_dst},
+				   {DNNL_ARG_DIFF_SRC, s->diff_src}, {DNNL_ARG_WORKSPACE, s->ws}};
+	return onednn_execute(n, s->bwd, s->ws ? 3 : 2, args, err);
+}
+
+static int maxpool_backward(struct node *n, struct graft_err *err)
+{
+	return pool_backward(n, POOL_MAX, err);
+}
+
+static int avgpool_backward(struct node *n, struct graft_err *err)
+{
+	return pool_backward(n, POOL_AVG, err);
+}
+
+/* The global pools: the average's gradient spread over each channel, the maximum's to
+ * the channel's first maximum. */
+static int global_backward(struct node *n, enum pool_kind kind, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	int64_t planes = x->dims[0] * x->dims[1], size = 1;
+
+	if (!n->gin[0] || !n->out[0]->grad)
+		return 0;
+	if (x->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "backward needs a float input");
+	for (int i = 2; i < x->rank; i++)
+		size *= x->dims[i];
+	const float *xd = x->data, *dy = n->out[0]->grad->data;
+	float *dx = n->gin[0]->data;
+#pragma omp parallel for if (planes * size > 32768)
+	for (int64_t p = 0; p < planes; p++) {
+		const float *row = xd + p * size;
+		float *drow = dx + p * size;
+		if (kind == POOL_AVG) {
+			float g = size ? dy[p] / (float)size : 0.0f;
+			for (int64_t i = 0; i < size; i++)
+				drow[i] = g;
+			continue;
+		}
+		int64_t at = 0;
+		memset(drow, 0, (size_t)size * sizeof(float));
+		for (int64_t i = 1; i < size; i++)
+			at = row[i] > row[at] ? i : at;
+		if (size)
+			drow[at] = dy[p];
+	}
+	return 0;
+}
+
+static int gavg_backward(struct node *n, struct graft_err *err)
+{
+	return global_backward(n, POOL_AVG, err);
+}
+
+static int gmax_backward(struct node *n, struct graft_err *err)
+{
+	return global_backward(n, POOL_MAX, err);
+}
+
 static const struct op_def op_maxpool = {"MaxPool", maxpool_infer, maxpool_run, pool_release,
 					 OP_BLOCKED_IO, 0};
 static const struct op_def op_avgpool = {"AveragePool", avgpool_infer, avgpool_run,
@@ -411,4 +696,10 @@ static const struct op_def op_gmax = {"GlobalMaxPool", global_infer, gmax_run, N
 
 const struct op_def *const ops_pool[] = {&op_maxpool, &op_avgpool, &op_gavg, &op_gmax, NULL};
 
-const struct grad_def *const ops_pool_grad[] = {NULL};
+static const struct grad_def grad_maxpool = {"MaxPool", maxpool_backward};
+static const struct grad_def grad_avgpool = {"AveragePool", avgpool_backward};
+static const struct grad_def grad_gavg = {"GlobalAveragePool", gavg_backward};
+static const struct grad_def grad_gmax = {"GlobalMaxPool", gmax_backward};
+
+const struct grad_def *const ops_pool_grad[] = {&grad_maxpool, &grad_avgpool, &grad_gavg,
+						&grad_gmax, NULL};
