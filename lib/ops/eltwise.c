@@ -1246,8 +1246,18 @@ static const struct op_def op_cast_like = {"CastLike", cast_infer, cast_run, NUL
 /*
  * Inference is the identity with an all-true mask.  Training mode (opset 12's
  * training_mode input) drops with a per-node generator seeded from the seed attribute,
- * so that a run is reproducible; it cannot match another runtime's random stream.
+ * so that a run is reproducible; it cannot match another runtime's random stream.  In a
+ * training net (n->training, graft-train), Dropout drops whatever training_mode says,
+ * drawing from the net's generator, which graft-train saves for an exact resume, and
+ * keeps its mask for backward.
  */
+struct dropout_state {
+	uint64_t seed;          /* the ONNX training_mode path's generator */
+	uint8_t *mask;          /* the last run's, when backward needs it */
+	uint64_t count;
+	float scale;
+};
+
 static int dropout_infer(struct node *n, struct graft_err *err)
 {
 	const struct value *x;
@@ -1283,15 +1293,47 @@ static uint64_t splitmix64(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
+static void dropout_release(struct node *n)
+{
+	struct dropout_state *s = n->priv;
+
+	if (s)
+		free(s->mask);
+	free(s);
+	n->priv = NULL;
+}
+
+static struct dropout_state *dropout_state(struct node *n, uint64_t count)
+{
+	struct dropout_state *s = n->priv;
+
+	if (!s) {
+		if (!(s = calloc(1, sizeof(*s))))
+			return NULL;
+		s->seed = (uint64_t)attr_int(n, "seed", 0x5eed);
+		n->priv = s;
+	}
+	if (n->needs_grad && !s->mask) {
+		if (!(s->mask = malloc((size_t)count + 1)))
+			return NULL;
+		s->count = count;
+	}
+	return s;
+}
+
 static int dropout_run(struct node *n, struct graft_err *err)
 {
 	const struct value *x = n->in[0];
 	const struct value *vr = n->n_in > 1 ? n->in[1] : NULL, *vt = n->n_in > 2 ? n->in[2] : NULL;
 	struct value *y = n->out[0], *mask = n->n_out > 1 ? n->out[1] : NULL;
 	uint64_t count = value_numel(x);
-	double ratio = vr ? elem_get_f64(vr->data, vr->dtype, 0) : 0.5;
-	int training = vt && *(const uint8_t *)vt->data;
+	double ratio = vr ? elem_get_f64(vr->data, vr->dtype, 0)
+		       : n->opset < 12 ? attr_float(n, "ratio", 0.5f) : 0.5;
+	int training = n->training || (vt && *(const uint8_t *)vt->data);
+	struct dropout_state *s;
 
+	if (!(s = dropout_state(n, count)))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
 	if (!training || ratio == 0) {
 		memcpy(y->data, x->data, y->nbytes);
 		if (mask && mask->dtype == GRAFT_BOOL)
@@ -1299,33 +1341,26 @@ static int dropout_run(struct node *n, struct graft_err *err)
 		else if (mask)
 			for (uint64_t i = 0; i < count; i++)
 				elem_put_f64(mask->data, mask->dtype, i, 1);
+		free(s->mask);          /* backward passes the gradient through */
+		s->mask = NULL;
 		return 0;
 	}
 	if (!(ratio > 0 && ratio < 1))
 		return node_err(n, err, GRAFT_EINVAL, "ratio %g is outside [0, 1)", ratio);
-	if (!n->priv) {
-		uint64_t *state = malloc(sizeof(*state));
-		if (!state)
-			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
-		*state = (uint64_t)attr_int(n, "seed", 0x5eed);
-		n->priv = state;
-	}
 	double scale = 1 / (1 - ratio);
+	s->scale = (float)scale;
 	/* keep an element when a uniform 53-bit draw is at least ratio */
 	uint64_t cut = (uint64_t)(ratio * 9007199254740992.0);
 	for (uint64_t i = 0; i < count; i++) {
-		int keep = (splitmix64(n->priv) >> 11) >= cut;
+		uint64_t draw = n->training ? graft_rng_next(n->rng) : splitmix64(&s->seed);
+		int keep = (draw >> 11) >= cut;
 		elem_put_f64(y->data, y->dtype, i, keep ? elem_get_f64(x->data, x->dtype, i) * scale : 0);
 		if (mask)
 			((uint8_t *)mask->data)[i] = (uint8_t)keep;
+		if (s->mask)
+			s->mask[i] = (uint8_t)keep;
 	}
 	return 0;
-}
-
-static void dropout_release(struct node *n)
-{
-	free(n->priv);
-	n->priv = NULL;
 }
 
 static const struct op_def op_dropout = {"Dropout", dropout_infer, dropout_run,
@@ -1432,7 +1467,80 @@ const struct op_def *const ops_eltwise[] = {
 	NULL,
 };
 
-/* ---- backward ---------------------------------------------------------------------------- */
+/* ---- backward ----------------------------------------------------------------------------
+ *
+ * Gradients are float32 (the executor differentiates float values only).  Unary ops read
+ * x or y as their derivative needs; binary ops form the gradient at the output's shape
+ * and sum it over the axes an input was broadcast along.  Non-differentiable points take
+ * PyTorch's choices (Relu and Clip pass nothing at the kink or the bounds).
+ */
+
+/* dst (shape of v) = sum of g (shape of out) over the axes v is broadcast along. */
+static void sum_to(float *dst, const struct value *v, const float *g, const struct value *out)
+{
+	uint64_t nv = value_numel(v), no = value_numel(out);
+	int64_t st[NET_MAX_RANK], idx[NET_MAX_RANK] = {0};
+	int r = out->rank;
+	uint64_t off = 0;
+
+	if (nv == no) {
+		memcpy(dst, g, (size_t)no * sizeof(float));
+		return;
+	}
+	memset(dst, 0, (size_t)nv * sizeof(float));
+	if (nv == 1) {
+		double acc = 0;
+		for (uint64_t i = 0; i < no; i++)
+			acc += g[i];
+		dst[0] = (float)acc;
+		return;
+	}
+	broadcast_strides(v->rank, v->dims, r, out->dims, st);
+	for (uint64_t i = 0; i < no; i++) {
+		dst[off] += g[i];
+		for (int d = r - 1; d >= 0; d--) {      /* odometer over the output's index */
+			off += (uint64_t)st[d];
+			if (++idx[d] < out->dims[d])
+				break;
+			off -= (uint64_t)(st[d] * out->dims[d]);
+			idx[d] = 0;
+		}
+	}
+}
+
+/* Reads v broadcast to out's shape into full (numel(out) floats). */
+static void expand_to(float *full, const struct value *v, const struct value *out)
+{
+	uint64_t nv = value_numel(v), no = value_numel(out);
+	int64_t st[NET_MAX_RANK], idx[NET_MAX_RANK] = {0};
+	const float *src = v->data;
+	uint64_t off = 0;
+
+	if (nv == no) {
+		memcpy(full, src, (size_t)no * sizeof(float));
+		return;
+	}
+	broadcast_strides(v->rank, v->dims, out->rank, out->dims, st);
+	for (uint64_t i = 0; i < no; i++) {
+		full[i] = src[off];
+		for (int d = out->rank - 1; d >= 0; d--) {
+			off += (uint64_t)st[d];
+			if (++idx[d] < out->dims[d])
+				break;
+			off -= (uint64_t)(st[d] * out->dims[d]);
+			idx[d] = 0;
+		}
+	}
+}
+
+static int grad_float_inputs(const struct node *n, struct graft_err *err)
+{
+	for (size_t k = 0; k < n->n_in; k++)
+		if (n->gin[k] && n->in[k]->dtype != GRAFT_FLOAT)
+			return node_err(n, err, GRAFT_EUNSUPPORTED, "backward for %s inputs",
+					dtype_label(n->in[k]->dtype));
+	return 0;
+}
 
 static int identity_backward(struct node *n, struct graft_err *err)
 {
@@ -1442,6 +1550,220 @@ static int identity_backward(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct grad_def grad_identity = {"Identity", identity_backward};
+/* The derivative of each unary op, as dx from dy (g), x and y, element by element. */
+#define UNARY_GRADS(X)                                                                    \
+	X(RELU, x > 0 ? g : 0)                                                           \
+	X(LEAKY_RELU, x > 0 ? g : al * g)                                                \
+	X(ELU, x > 0 ? g : g * (y + al))                                                 \
+	X(SIGMOID, g * y * (1 - y))                                                      \
+	X(HARD_SIGMOID, al * x + be > 0 && al * x + be < 1 ? al * g : 0)                 \
+	X(HARD_SWISH, x < -3 ? 0 : x > 3 ? g : g * (x / 3 + 0.5f))                       \
+	X(TANH, g * (1 - y * y))                                                         \
+	X(EXP, g * y)                                                                    \
+	X(LOG, g / x)                                                                    \
+	X(SQRT, g / (2 * y))                                                             \
+	X(NEG, -g)                                                                       \
+	X(ABS, x > 0 ? g : x < 0 ? -g : 0)                                               \
+	X(RECIPROCAL, -g * y * y)                                                        \
+	X(ERF, g * 1.1283791670955126f * expf(-x * x))                                   \
+	X(SOFTPLUS, g / (1 + expf(-x)))
 
-const struct grad_def *const ops_eltwise_grad[] = {&grad_identity, NULL};
+static int unary_backward(struct node *n, struct graft_err *err)
+{
+	const struct unary_info *u = &unary_info[unary_code(n)];
+	const float *X = n->in[0]->data, *Y = n->out[0]->data, *G = n->out[0]->grad->data;
+	float *D;
+	float al = u->a1 ? attr_float(n, u->a1, u->d1) : 0, be = u->a2 ? attr_float(n, u->a2, u->d2) : 0;
+	int64_t count = (int64_t)value_numel(n->in[0]);
+	int rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_float_inputs(n, err)))
+		return rc;
+	D = n->gin[0]->data;
+	switch (unary_code(n)) {
+#define X(code, expr)                                                                     \
+	case U_##code:                                                                    \
+		_Pragma("omp parallel for simd if (count > PAR_MIN)")                      \
+		for (int64_t i = 0; i < count; i++) {                                     \
+			float x = X[i], y = Y[i], g = G[i];                               \
+			(void)x; (void)y; (void)al; (void)be;                              \
+			D[i] = (expr);                                                    \
+		}                                                                         \
+		return 0;
+	UNARY_GRADS(X)
+#undef X
+	default:
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "op %s has no backward in graft",
+				n->op->name);
+	}
+}
+
+static int clip_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *vlo = n->n_in > 1 ? n->in[1] : NULL, *vhi = n->n_in > 2 ? n->in[2] : NULL;
+	const float *X = n->in[0]->data, *G = n->out[0]->grad->data;
+	float lo = -INFINITY, hi = INFINITY, *D;
+	int64_t count = (int64_t)value_numel(n->in[0]);
+	int rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_float_inputs(n, err)))
+		return rc;
+	if (n->opset < 11) {
+		lo = attr_float(n, "min", -FLT_MAX);
+		hi = attr_float(n, "max", FLT_MAX);
+	}
+	if (vlo)
+		lo = (float)elem_get_f64(vlo->data, vlo->dtype, 0);
+	if (vhi)
+		hi = (float)elem_get_f64(vhi->data, vhi->dtype, 0);
+	D = n->gin[0]->data;
+	#pragma omp parallel for simd if (count > PAR_MIN)
+	for (int64_t i = 0; i < count; i++)
+		D[i] = X[i] > lo && X[i] < hi ? G[i] : 0;
+	/* bounds given as differentiated inputs take the rest */
+	for (size_t k = 1; k < 3 && k < n->n_in; k++)
+		if (n->gin[k]) {
+			double acc = 0;
+			for (int64_t i = 0; i < count; i++)
+				if (k == 1 ? X[i] <= lo : X[i] >= hi)
+					acc += G[i];
+			*(float *)n->gin[k]->data = (float)acc;
+		}
+	return 0;
+}
+
+/* Add, Sub, Mul, Div, Pow: the gradient at the output's shape, then summed per input. */
+static int binary_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *a = n->in[0], *b = n->in[1], *out = n->out[0];
+	const float *G = out->grad->data;
+	uint64_t no = value_numel(out);
+	int code = binary_code(n), rc;
+	float *fa = NULL, *fb = NULL, *t = NULL;
+
+	if ((rc = grad_float_inputs(n, err)))
+		return rc;
+	if (code == B_ADD || code == B_SUB) {
+		if (n->gin[0])
+			sum_to(n->gin[0]->data, a, G, out);
+		if (n->gin[1]) {
+			float *d = n->gin[1]->data;
+			sum_to(d, b, G, out);
+			if (code == B_SUB)
+				for (uint64_t i = 0; i < value_numel(b); i++)
+					d[i] = -d[i];
+		}
+		return 0;
+	}
+	if (code != B_MUL && code != B_DIV && code != B_POW)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "op %s has no backward in graft",
+				n->op->name);
+	fa = malloc((size_t)no * sizeof(float) + 1);
+	fb = malloc((size_t)no * sizeof(float) + 1);
+	t = malloc((size_t)no * sizeof(float) + 1);
+	if (!fa || !fb || !t) {
+		free(fa);
+		free(fb);
+		free(t);
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
+	expand_to(fa, a, out);
+	expand_to(fb, b, out);
+	const float *Y = out->data;
+	for (int k = 0; k < 2; k++) {
+		if (!n->gin[k])
+			continue;
+		#pragma omp parallel for simd if (no > PAR_MIN)
+		for (uint64_t i = 0; i < no; i++) {
+			float x = fa[i], y = fb[i], g = G[i];
+			if (code == B_MUL)
+				t[i] = g * (k ? x : y);
+			else if (code == B_DIV)
+				t[i] = k ? -g * x / (y * y) : g / y;
+			else    /* Pow: d/da = b a^(b-1), d/db = a^b ln a */
+				t[i] = k ? (x > 0 ? g * Y[i] * logf(x) : 0)
+					 : (y == 0 ? 0 : g * y * powf(x, y - 1));
+		}
+		sum_to(n->gin[k]->data, k ? b : a, t, out);
+	}
+	free(fa);
+	free(fb);
+	free(t);
+	return 0;
+}
+
+/* Sum: every input receives the output's gradient (summed where it was broadcast). */
+static int variadic_backward(struct node *n, struct graft_err *err)
+{
+	int rc;
+
+	if (variadic_code(n) != V_SUM)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "op %s has no backward in graft",
+				n->op->name);
+	if ((rc = grad_float_inputs(n, err)))
+		return rc;
+	for (size_t k = 0; k < n->n_in; k++)
+		if (n->gin[k])
+			sum_to(n->gin[k]->data, n->in[k], n->out[0]->grad->data, n->out[0]);
+	return 0;
+}
+
+static int dropout_backward(struct node *n, struct graft_err *err)
+{
+	const struct dropout_state *s = n->priv;
+	const float *G = n->out[0]->grad->data;
+	float *D;
+	uint64_t count = value_numel(n->in[0]);
+	int rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_float_inputs(n, err)))
+		return rc;
+	D = n->gin[0]->data;
+	if (!s || !s->mask) {           /* the identity ran */
+		memcpy(D, G, (size_t)count * sizeof(float));
+		return 0;
+	}
+	for (uint64_t i = 0; i < count; i++)
+		D[i] = s->mask[i] ? G[i] * s->scale : 0;
+	return 0;
+}
+
+static const struct grad_def grad_identity = {"Identity", identity_backward};
+static const struct grad_def grad_clip = {"Clip", clip_backward};
+static const struct grad_def grad_sum = {"Sum", variadic_backward};
+static const struct grad_def grad_dropout = {"Dropout", dropout_backward};
+#define UNARY_GRAD_DEF(code, name) \
+	static const struct grad_def grad_##code = {name, unary_backward};
+UNARY_GRAD_DEF(relu, "Relu")
+UNARY_GRAD_DEF(leaky_relu, "LeakyRelu")
+UNARY_GRAD_DEF(elu, "Elu")
+UNARY_GRAD_DEF(sigmoid, "Sigmoid")
+UNARY_GRAD_DEF(hard_sigmoid, "HardSigmoid")
+UNARY_GRAD_DEF(hard_swish, "HardSwish")
+UNARY_GRAD_DEF(tanh, "Tanh")
+UNARY_GRAD_DEF(exp, "Exp")
+UNARY_GRAD_DEF(log, "Log")
+UNARY_GRAD_DEF(sqrt, "Sqrt")
+UNARY_GRAD_DEF(neg, "Neg")
+UNARY_GRAD_DEF(abs, "Abs")
+UNARY_GRAD_DEF(reciprocal, "Reciprocal")
+UNARY_GRAD_DEF(erf, "Erf")
+UNARY_GRAD_DEF(softplus, "Softplus")
+static const struct grad_def grad_add = {"Add", binary_backward};
+static const struct grad_def grad_sub = {"Sub", binary_backward};
+static const struct grad_def grad_mul = {"Mul", binary_backward};
+static const struct grad_def grad_div = {"Div", binary_backward};
+static const struct grad_def grad_pow = {"Pow", binary_backward};
+
+const struct grad_def *const ops_eltwise_grad[] = {
+	&grad_identity, &grad_clip, &grad_sum, &grad_dropout, &grad_relu, &grad_leaky_relu,
+	&grad_elu, &grad_sigmoid, &grad_hard_sigmoid, &grad_hard_swish, &grad_tanh, &grad_exp,
+	&grad_log, &grad_sqrt, &grad_neg, &grad_abs, &grad_reciprocal, &grad_erf, &grad_softplus,
+	&grad_add, &grad_sub, &grad_mul, &grad_div, &grad_pow, NULL,
+};

@@ -948,4 +948,97 @@ const struct op_def *const ops_reduce[] = {
 	&op_reduce_log_sum_exp, &op_argmax, &op_argmin, &op_softmax, &op_log_softmax, &op_hardmax, NULL,
 };
 
-const struct grad_def *const ops_reduce_grad[] = {NULL};
+/* ---- backward ---------------------------------------------------------------------------- */
+
+/* Softmax: dx = y * (dy - sum(dy * y)); LogSoftmax: dx = dy - exp(y) * sum(dy), along the
+ * axis (middle of (O, R, I)). */
+static int softmax_backward_kind(struct node *n, int log_out, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	const float *Y = n->out[0]->data, *G = n->out[0]->grad->data;
+	float *D;
+	int64_t O, R, I;
+
+	(void)err;
+	if (!n->gin[0])
+		return 0;
+	D = n->gin[0]->data;
+	split_axis(x, softmax_axis(n, x->rank), &O, &R, &I);
+	if (n->opset < 13) {
+		R *= I;
+		I = 1;
+	}
+#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN && O * I > 1)
+	for (int64_t oi = 0; oi < O * I; oi++) {
+		int64_t o = oi / I, i = oi % I, base = o * R * I + i;
+		double acc = 0;
+		for (int64_t r = 0; r < R; r++)
+			acc += log_out ? G[base + r * I] : (double)G[base + r * I] * Y[base + r * I];
+		for (int64_t r = 0; r < R; r++) {
+			int64_t k = base + r * I;
+			D[k] = log_out ? G[k] - expf(Y[k]) * (float)acc
+				       : Y[k] * (G[k] - (float)acc);
+		}
+	}
+	return 0;
+}
+
+static int softmax_backward(struct node *n, struct graft_err *err)
+{
+	return softmax_backward_kind(n, 0, err);
+}
+
+static int log_softmax_backward(struct node *n, struct graft_err *err)
+{
+	return softmax_backward_kind(n, 1, err);
+}
+
+/* ReduceSum and ReduceMean: dy spread back over the reduced axes (divided by their size
+ * for the mean). */
+static int reduce_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	const float *G = n->out[0]->grad->data;
+	float *D;
+	int mask[NET_MAX_RANK], rc, mean = strcmp(n->op->name, "ReduceMean") == 0;
+	int64_t st[NET_MAX_RANK], idx[NET_MAX_RANK] = {0}, s = 1;
+	uint64_t count = value_numel(x), off = 0, reduced = 1;
+
+	if (!n->gin[0])
+		return 0;
+	if (x->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "backward for %s inputs",
+				dtype_label(x->dtype));
+	if ((rc = reduce_mask(n, x->rank, mask, err)))
+		return rc;
+	/* strides of dy (kept dims) over x's index: 0 along reduced axes */
+	for (int d = x->rank - 1; d >= 0; d--) {
+		st[d] = mask[d] ? 0 : s;
+		if (mask[d])
+			reduced *= (uint64_t)x->dims[d];
+		else
+			s *= x->dims[d];
+	}
+	float f = mean && reduced ? 1.0f / (float)reduced : 1.0f;
+	D = n->gin[0]->data;
+	for (uint64_t i = 0; i < count; i++) {
+		D[i] = G[off] * f;
+		for (int d = x->rank - 1; d >= 0; d--) {
+			off += (uint64_t)st[d];
+			if (++idx[d] < x->dims[d])
+				break;
+			off -= (uint64_t)(st[d] * x->dims[d]);
+			idx[d] = 0;
+		}
+	}
+	return 0;
+}
+
+static const struct grad_def grad_softmax = {"Softmax", softmax_backward};
+static const struct grad_def grad_log_softmax = {"LogSoftmax", log_softmax_backward};
+static const struct grad_def grad_reduce_mean = {"ReduceMean", reduce_backward};
+static const struct grad_def grad_reduce_sum = {"ReduceSum", reduce_backward};
+
+const struct grad_def *const ops_reduce_grad[] = {
+	&grad_softmax, &grad_log_softmax, &grad_reduce_mean, &grad_reduce_sum, NULL,
+};

@@ -156,6 +156,23 @@ void tm_attr_int(Onnx__NodeProto *n, const char *name, int64_t v)
 	a->i = v;
 }
 
+void tm_attr_float(Onnx__NodeProto *n, const char *name, float v)
+{
+	Onnx__AttributeProto *a = new_attr(n, name);
+	a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+	a->has_f = 1;
+	a->f = v;
+}
+
+void tm_attr_ints(Onnx__NodeProto *n, const char *name, const int64_t *v, size_t count)
+{
+	Onnx__AttributeProto *a = new_attr(n, name);
+	a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+	a->n_ints = count;
+	a->ints = malloc(sizeof(int64_t) * (count ? count : 1));
+	memcpy(a->ints, v, sizeof(int64_t) * count);
+}
+
 static Onnx__ValueInfoProto *value_info(const char *name, int dtype, int rank,
 					const int64_t *dims)
 {

@@ -26,6 +26,8 @@ Onnx__NodeProto *tm_node(Onnx__ModelProto *m, const char *op, const char *name,
 			 const char *const *inputs, const char *const *outputs);
 void tm_attr_tensor(Onnx__NodeProto *n, const char *name, Onnx__TensorProto *t);
 void tm_attr_int(Onnx__NodeProto *n, const char *name, int64_t v);
+void tm_attr_float(Onnx__NodeProto *n, const char *name, float v);
+void tm_attr_ints(Onnx__NodeProto *n, const char *name, const int64_t *v, size_t count);
 void tm_input(Onnx__ModelProto *m, const char *name, int dtype, int rank, const int64_t *dims);
 void tm_output(Onnx__ModelProto *m, const char *name, int dtype, int rank, const int64_t *dims);
 /* Serializes into a new buffer. */
