@@ -38,14 +38,21 @@ int graft_model_unalias(struct graft_model *m, const char *name, const void *dat
 	rank = target->rank;
 	memcpy(dims, target->dims, sizeof(int64_t) * (size_t)rank);
 	role = a->role;
+	int trainable = role == GRAFT_ROLE_PARAMETER && target->trainable;
 	for (size_t i = 0; i < g->n_node; i++) {
 		const Onnx__NodeProto *n = g->node[i];
 		if (n->op_type && strcmp(n->op_type, "Identity") == 0 && n->n_output == 1 &&
 		    n->output[0] && strcmp(n->output[0], name) == 0) {
+			size_t index;
+			int rc;
 			remove_node(g, i);
 			/* adding the initializer refreshes the alias list */
-			return graft_model_add_tensor(m, name, dtype, rank, dims, data, role,
-						      GRAFT_SOURCE_INITIALIZER, NULL, err);
+			if ((rc = graft_model_add_tensor(m, name, dtype, rank, dims, data, role,
+							 GRAFT_SOURCE_INITIALIZER, &index, err)))
+				return rc;
+			/* a parameter keeps its tensor's trainable flag */
+			return role == GRAFT_ROLE_PARAMETER
+				? graft_model_set_trainable(m, index, trainable, err) : 0;
 		}
 	}
 	return graft_err_set(err, GRAFT_EINVAL, "alias '%s' has no Identity node", name);

@@ -534,9 +534,10 @@ int64_t graft_trainer_sample(struct graft_trainer *t, int64_t step, int64_t j);
 double graft_trainer_lr(const struct graft_trainer *t, int64_t step);
 
 /* Turns the Identity alias name (graft_model_alias) into a stored tensor of its own with
- * data (of the aliased tensor's type and shape), removing the Identity node: for a
- * BatchNormalization statistic torch stored as an alias of an equal tensor, once training
- * has made them differ. */
+ * data (of the aliased tensor's type and shape), removing the Identity node; a parameter
+ * keeps the aliased tensor's trainable flag.  torch's exporter stores equal initializers
+ * once (every fresh BatchNormalization's bias is zeros, its scale and running variance
+ * ones) and aliases the rest, which training must part. */
 int graft_model_unalias(struct graft_model *m, const char *name, const void *data,
 			size_t nbytes, struct graft_err *err);
 

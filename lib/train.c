@@ -254,10 +254,12 @@ static int gather(struct graft_trainer *t, int64_t step);
 /*
  * torch's exporter stores equal initializers once and aliases the others through
  * Identity nodes: a fresh BatchNormalization's running variance (all ones) is an alias of
- * its scale.  Training updates the two apart, so each buffer alias becomes a tensor of
- * its own, before the net borrows anything from the model.
+ * its scale, and every fresh BatchNormalization's bias an alias of the first one's.  In
+ * the model that was exported they were separate tensors (weights truly shared are one
+ * initializer read directly), and training must update them apart, so each parameter or
+ * buffer alias becomes a tensor of its own, before the net borrows anything.
  */
-static int unalias_buffers(struct graft_model *m, struct graft_err *err)
+static int unalias(struct graft_model *m, struct graft_err *err)
 {
 	int rc;
 
@@ -265,7 +267,7 @@ static int unalias_buffers(struct graft_model *m, struct graft_err *err)
 		struct graft_alias a;
 		struct graft_tensor t;
 		graft_model_alias(m, i, &a);
-		if (a.role != GRAFT_ROLE_BUFFER) {
+		if (a.role != GRAFT_ROLE_BUFFER && a.role != GRAFT_ROLE_PARAMETER) {
 			i++;
 			continue;
 		}
@@ -293,7 +295,7 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 	t->model = m;
 	t->x = x;
 	t->y = y;
-	if ((rc = unalias_buffers(m, err)) || (rc = graft_net_new_opts(&t->net, m, &no, err)) ||
+	if ((rc = unalias(m, err)) || (rc = graft_net_new_opts(&t->net, m, &no, err)) ||
 	    (rc = check_data(t, err)))
 		goto fail;
 	if (t->o.batch < 1 || t->o.batch > t->n)
@@ -305,9 +307,13 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 				   "(see graft-freeze)");
 		goto fail;
 	}
-	/* One forward to plan and to learn the output's shape. */
+	/* One forward to plan and to learn the output's shape, in evaluation mode: in
+	 * training mode it would update running statistics and draw Dropout masks. */
 	gather(t, 0);
-	if ((rc = graft_net_run(t->net, &t->xb, 1, err)) || (rc = check_output(t, err)))
+	graft_net_set_training(t->net, 0);
+	rc = graft_net_run(t->net, &t->xb, 1, err);
+	graft_net_set_training(t->net, 1);
+	if (rc || (rc = check_output(t, err)))
 		goto fail;
 	*out = t;
 	return 0;

@@ -34,6 +34,7 @@ static const char usage[] =
 	"      --nesterov            SGD with Nesterov momentum\n"
 	"      --weight-decay X      (default 0; adamw 0.01: decoupled)\n"
 	"      --betas B1,B2         Adam betas (default 0.9,0.999)\n"
+	"      --eps X               Adam epsilon (default 1e-8)\n"
 	"      --schedule S          constant (default), cosine, or step:N:G (times G every N\n"
 	"                            epochs)\n"
 	"      --warmup N            linear warm-up over the first N steps\n"
@@ -161,7 +162,7 @@ static void parse_optimizer(struct cmdline *cl, const char *s)
 
 enum {
 	OPT_VAL = 256, OPT_EPOCHS, OPT_STEPS, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM, OPT_NESTEROV,
-	OPT_WD, OPT_BETAS, OPT_SCHEDULE, OPT_WARMUP, OPT_LR_MULT, OPT_CLIP, OPT_SMOOTH, OPT_BN,
+	OPT_WD, OPT_BETAS, OPT_EPS, OPT_SCHEDULE, OPT_WARMUP, OPT_LR_MULT, OPT_CLIP, OPT_SMOOTH, OPT_BN,
 	OPT_SEED, OPT_NO_SHUFFLE, OPT_AUGMENT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME, OPT_LOG,
 	OPT_LOG_EVERY,
 };
@@ -196,6 +197,7 @@ static void parse_option(struct cmdline *cl, int c)
 		cl->o.optim.beta2 = parse_double(comma + 1, "--betas", 0, 0.999999999);
 		break;
 	}
+	case OPT_EPS: cl->o.optim.eps = parse_double(optarg, "--eps", 1e-30, 1); break;
 	case OPT_SCHEDULE: parse_schedule(cl, optarg); break;
 	case OPT_WARMUP: cl->o.warmup = parse_count(optarg, "--warmup", 0); break;
 	case OPT_LR_MULT: parse_lr_mult(cl, optarg); break;
@@ -238,6 +240,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"nesterov", no_argument, NULL, OPT_NESTEROV},
 		{"weight-decay", required_argument, NULL, OPT_WD},
 		{"betas", required_argument, NULL, OPT_BETAS},
+		{"eps", required_argument, NULL, OPT_EPS},
 		{"schedule", required_argument, NULL, OPT_SCHEDULE},
 		{"warmup", required_argument, NULL, OPT_WARMUP},
 		{"lr-mult", required_argument, NULL, OPT_LR_MULT},
@@ -280,6 +283,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	if (cl->wd_set)
 		cl->o.optim.weight_decay = given.weight_decay;
 	cl->o.optim.nesterov = given.nesterov;
+	if (given.eps != 1e-8)
+		cl->o.optim.eps = given.eps;
 	if (given.beta1 != 0.9 || given.beta2 != 0.999) {
 		cl->o.optim.beta1 = given.beta1;
 		cl->o.optim.beta2 = given.beta2;

@@ -1817,4 +1817,283 @@ const struct op_def *const ops_shape[] = {
 	&op_depth_to_space, &op_space_to_depth, NULL,
 };
 
-const struct grad_def *const ops_shape_grad[] = {NULL};
+/* ---- backward ----------------------------------------------------------------------------
+ *
+ * Data movement: each gradient is the inverse movement of the output's gradient, float32.
+ * Indices, shapes, axes and pads never get one.
+ */
+
+static int grad_is_float(const struct node *n, struct graft_err *err)
+{
+	if (n->gin[0] && n->in[0]->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "backward for %s data",
+				dtype_label(n->in[0]->dtype));
+	return 0;
+}
+
+/* Reshape, Flatten, Squeeze, Unsqueeze, Identity-like Cast: the same elements. */
+static int copy_backward(struct node *n, struct graft_err *err)
+{
+	int rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_is_float(n, err)))
+		return rc;
+	copy_bytes(n->gin[0]->data, n->out[0]->grad->data, n->gin[0]->nbytes);
+	return 0;
+}
+
+/* dX = dY transposed back: dX axis perm[j] reads dY axis j. */
+static int transpose_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	int64_t perm[NET_MAX_RANK], st[NET_MAX_RANK];
+	struct view v;
+	int rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_is_float(n, err)) || (rc = transpose_perm(n, x->rank, perm, err)))
+		return rc;
+	strides_of(x->rank, n->out[0]->dims, st);
+	v.rank = x->rank;
+	for (int j = 0; j < x->rank; j++) {
+		v.dims[perm[j]] = x->dims[perm[j]];
+		v.st[perm[j]] = st[j] * (int64_t)sizeof(float);
+	}
+	copy_view(n->gin[0]->data, n->out[0]->grad->data, &v, sizeof(float));
+	return 0;
+}
+
+/* Each input's gradient is its slab of dY along the axis. */
+static int concat_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0], *y = n->out[0];
+	int ax = concat_axis(n, x->rank, err);
+	size_t at = 0;
+
+	if (ax < 0)
+		return ax;
+	int64_t outer = prod(x->dims, 0, ax);
+	size_t inner = (size_t)prod(x->dims, ax + 1, x->rank) * sizeof(float);
+	size_t outrow = (size_t)y->dims[ax] * inner;
+	const char *g = y->grad->data;
+
+	for (size_t k = 0; k < n->n_in; k++) {
+		size_t row = (size_t)n->in[k]->dims[ax] * inner;
+		if (n->gin[k]) {
+			if (n->in[k]->dtype != GRAFT_FLOAT)
+				return node_err(n, err, GRAFT_EUNSUPPORTED, "backward for %s data",
+						dtype_label(n->in[k]->dtype));
+			char *d = n->gin[k]->data;
+			for (int64_t o = 0; o < outer; o++)
+				memcpy(d + (size_t)o * row, g + (size_t)o * outrow + at, row);
+		}
+		at += row;
+	}
+	return 0;
+}
+
+/* dX is the outputs' gradients side by side (zeros for an output nobody reads). */
+static int split_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	int64_t *sizes;
+	int ax, rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_is_float(n, err)))
+		return rc;
+	if (!(sizes = malloc(n->n_out * sizeof(*sizes))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	if ((ax = split_sizes(n, sizes, err)) < 0) {
+		free(sizes);
+		return ax;
+	}
+	int64_t outer = prod(x->dims, 0, ax);
+	size_t inner = (size_t)prod(x->dims, ax + 1, x->rank) * sizeof(float);
+	size_t inrow = (size_t)x->dims[ax] * inner, off = 0;
+	char *d = n->gin[0]->data;
+
+	for (size_t k = 0; k < n->n_out; k++) {
+		size_t row = (size_t)sizes[k] * inner;
+		const struct value *y = n->out[k];
+		for (int64_t o = 0; o < outer; o++) {
+			if (y && y->grad)
+				memcpy(d + (size_t)o * inrow + off, (const char *)y->grad->data +
+				       (size_t)o * row, row);
+			else
+				memset(d + (size_t)o * inrow + off, 0, row);
+		}
+		off += row;
+	}
+	free(sizes);
+	return 0;
+}
+
+/* Walks the elements of a view (strides in elements) in row-major order of its dims,
+ * calling f(offset, i) for the i-th. */
+#define FOR_VIEW(v, base, OFF, I, BODY)                                                   \
+	do {                                                                              \
+		int64_t idx_[VIEW_MAX_RANK] = {0}, OFF = (base);                          \
+		uint64_t total_ = 1;                                                      \
+		for (int a_ = 0; a_ < (v)->rank; a_++)                                    \
+			total_ *= (uint64_t)(v)->dims[a_];                                \
+		for (uint64_t I = 0; I < total_; I++) {                                   \
+			BODY;                                                             \
+			for (int a_ = (v)->rank - 1; a_ >= 0; a_--) {                     \
+				OFF += (v)->st[a_];                                       \
+				if (++idx_[a_] < (v)->dims[a_])                           \
+					break;                                            \
+				OFF -= (v)->st[a_] * (v)->dims[a_];                       \
+				idx_[a_] = 0;                                             \
+			}                                                                 \
+		}                                                                         \
+	} while (0)
+
+/* dX: zeros, and dY's elements written back where the slice read them. */
+static int slice_backward(struct node *n, struct graft_err *err)
+{
+	int64_t dims[NET_MAX_RANK], base;
+	struct view v;
+	int rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_is_float(n, err)) || (rc = slice_plan(n, dims, &v, &base, err)))
+		return rc;
+	float *d = n->gin[0]->data;
+	const float *g = n->out[0]->grad->data;
+	memset(d, 0, n->gin[0]->nbytes);
+	if (!n->out[0]->nbytes)
+		return 0;
+	FOR_VIEW(&v, base, off, i, d[off] = g[i]);
+	return 0;
+}
+
+/* dData: dY's rows added at the indices they were read from (indices may repeat). */
+static int gather_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0], *idx = n->in[1];
+	int ax = gather_axis(n, x->rank, err), rc;
+	uint64_t ni = value_numel(idx);
+
+	if (ax < 0)
+		return ax;
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_is_float(n, err)))
+		return rc;
+	int64_t d = x->dims[ax], outer = prod(x->dims, 0, ax);
+	int64_t inner = prod(x->dims, ax + 1, x->rank);
+	float *dx = n->gin[0]->data;
+	const float *g = n->out[0]->grad->data;
+
+	memset(dx, 0, n->gin[0]->nbytes);
+#pragma omp parallel for if (n->gin[0]->nbytes >= PAR_BYTES && outer > 1) schedule(static)
+	for (int64_t o = 0; o < outer; o++)
+		for (uint64_t i = 0; i < ni; i++) {
+			int64_t k = index_at(idx, i);
+			if (k < 0)
+				k += d;
+			float *to = dx + (o * d + k) * inner;
+			const float *from = g + (o * (int64_t)ni + (int64_t)i) * inner;
+			for (int64_t j = 0; j < inner; j++)
+				to[j] += from[j];
+		}
+	return 0;
+}
+
+/* dX: dY summed over the axes the input was broadcast along. */
+static int expand_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0], *y = n->out[0];
+	struct view v;
+	int rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_is_float(n, err)))
+		return rc;
+	float *d = n->gin[0]->data;
+	const float *g = y->grad->data;
+	memset(d, 0, n->gin[0]->nbytes);
+	if (!y->nbytes)
+		return 0;
+	/* the view of x that Expand read, walked over y's index: offsets into x */
+	v.rank = y->rank;
+	memcpy(v.dims, y->dims, sizeof(y->dims[0]) * (size_t)y->rank);
+	broadcast_strides(x->rank, x->dims, y->rank, y->dims, v.st);
+	FOR_VIEW(&v, 0, off, i, d[off] += g[i]);
+	return 0;
+}
+
+/* dX: each output element's gradient goes to the input element it was read from (in
+ * edge, reflect and wrap modes, several outputs read one input: they add up). */
+static int pad_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0], *y = n->out[0];
+	int64_t pb[NET_MAX_RANK], pa[NET_MAX_RANK], xs[NET_MAX_RANK], idx[NET_MAX_RANK] = {0};
+	enum pad_mode mode;
+	int r = x->rank, rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_is_float(n, err)) || (rc = pad_plan(n, pb, pa, &mode, err)))
+		return rc;
+	float *d = n->gin[0]->data;
+	const float *g = y->grad->data;
+	uint64_t total = value_numel(y);
+	memset(d, 0, n->gin[0]->nbytes);
+	strides_of(r, x->dims, xs);
+	for (uint64_t i = 0; i < total; i++) {
+		int64_t off = 0;
+		int inside = 1;
+		for (int a = 0; a < r && inside; a++) {
+			int64_t s = pad_source(mode, idx[a], pb[a], x->dims[a]);
+			if (s < 0)
+				inside = 0;
+			else
+				off += s * xs[a];
+		}
+		if (inside)
+			d[off] += g[i];
+		for (int a = r - 1; a >= 0; a--) {
+			if (++idx[a] < y->dims[a])
+				break;
+			idx[a] = 0;
+		}
+	}
+	return 0;
+}
+
+static int cast_backward(struct node *n, struct graft_err *err)
+{
+	if (!n->gin[0])
+		return 0;
+	if (n->out[0]->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "backward through a cast to %s",
+				dtype_label(n->out[0]->dtype));
+	return copy_backward(n, err);
+}
+
+static const struct grad_def grad_reshape = {"Reshape", copy_backward};
+static const struct grad_def grad_flatten = {"Flatten", copy_backward};
+static const struct grad_def grad_squeeze = {"Squeeze", copy_backward};
+static const struct grad_def grad_unsqueeze = {"Unsqueeze", copy_backward};
+static const struct grad_def grad_transpose = {"Transpose", transpose_backward};
+static const struct grad_def grad_concat = {"Concat", concat_backward};
+static const struct grad_def grad_split = {"Split", split_backward};
+static const struct grad_def grad_slice = {"Slice", slice_backward};
+static const struct grad_def grad_gather = {"Gather", gather_backward};
+static const struct grad_def grad_expand = {"Expand", expand_backward};
+static const struct grad_def grad_pad = {"Pad", pad_backward};
+static const struct grad_def grad_cast = {"Cast", cast_backward};
+
+const struct grad_def *const ops_shape_grad[] = {
+	&grad_reshape, &grad_flatten, &grad_squeeze, &grad_unsqueeze, &grad_transpose,
+	&grad_concat, &grad_split, &grad_slice, &grad_gather, &grad_expand, &grad_pad,
+	&grad_cast, NULL,
+};

@@ -7,11 +7,17 @@
 # the same batches:
 #   SGD, momentum 0.9:   every parameter and running statistic within 1e-4 relative
 #                        (max|graft - torch| <= 1e-4 * max|torch|, per tensor)
-#   AdamW:               the same, except the "noise" tensors (a Conv bias read only by a
+#   AdamW (lr 1e-4, eps 1e-6): the same, except the "noise" tensors (a Conv bias read only by a
 #                        training BatchNormalization, and that BN's running mean): their
-#                        true gradient is zero, so Adam's normalised step amplifies
-#                        rounding noise into moves of about lr (PyTorch against itself, 1
-#                        thread against 2, differs by 14% there); they are compared at 5%
+#                        true gradient is zero, so Adam's normalised step turns rounding
+#                        noise into moves of up to lr; they are compared at 1e-2.  Adam's
+#                        default eps (1e-8) amplifies every gradient that rounding decides
+#                        (a ReLU input within an ulp of 0, a near-tie in MaxPool) into a
+#                        step of up to lr: PyTorch against itself, 1 thread against 2,
+#                        differs by 1.2e-4 there and by 14% on the noise tensors; graft
+#                        against PyTorch by 3e-3 on 81 of 401,408 weights of the first
+#                        Gemm.  eps 1e-6 and lr 1e-4 keep the same formulas well
+#                        conditioned: worst 1.2e-5 here (2.8e-4 on the noise tensors).
 #   resnet18 (keep-bn), 2 steps of batch 4, SGD: within 3e-2 relative; PyTorch against
 #   itself (1 thread against 2) differs by 1e-2 on the worst BatchNormalization bias,
 #   whose gradient is a large cancelling sum.
@@ -62,7 +68,16 @@ onnx.checker.check_model(m)
 onnx.save(m, sys.argv[2])
 PYEOF
 check "made the BN-randomised model" test -s sc.onnx
+# Fashion-MNIST's images are half exact zeros, so MaxPool windows hold exact ties in the
+# background, which two conv implementations (graft's on nChw16c, PyTorch's on its own
+# layouts) break differently by one rounding step: a tie flip routes a gradient
+# elsewhere and the runs part by 1e-5 within a few steps.  A jitter of up to 0.02 makes
+# every maximum unique; nothing else about the data changes.
 check "data" $PY $R/torch_train_ref.py --make-data fashion-mnist --n 512 --x x.npy --y y.npy
+check "jitter" $PY -c "
+import numpy as np
+x = np.load('x.npy'); rng = np.random.default_rng(5)
+np.save('x.npy', (x + rng.uniform(0, 0.02, x.shape)).astype(np.float32))"
 check "graft-data npy" sh -c "graft-data npy x.npy y.npy -o d.graft 2>/dev/null"
 
 # run NAME OPTIMIZER-OPTIONS...: graft and torch from sc.onnx, 16 steps of 32
@@ -76,9 +91,9 @@ run() {
 if run sgd --optimizer sgd --lr 0.01 --momentum 0.9; then
 	check "small_cnn SGD: every tensor within 1e-4" $PY $R/compare_params.py sgd.onnx ref_sgd --rtol 1e-4 --quiet
 fi
-if run adamw --optimizer adamw --lr 0.001; then
+if run adamw --optimizer adamw --lr 0.0001 --eps 1e-6; then
 	check "small_cnn AdamW: within 1e-4 (noise tensors apart)" $PY $R/compare_params.py adamw.onnx ref_adamw --rtol 1e-4 --skip-noise --quiet
-	check "small_cnn AdamW: noise tensors within 5e-2" $PY $R/compare_params.py adamw.onnx ref_adamw --rtol 5e-2 --quiet
+	check "small_cnn AdamW: noise tensors within 1e-2" $PY $R/compare_params.py adamw.onnx ref_adamw --rtol 1e-2 --quiet
 fi
 
 check "resnet18 data" $PY $R/torch_train_ref.py --make-data random --n 8 --shape 3,224,224 \
