@@ -396,6 +396,8 @@ int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_
 void graft_net_output(const struct graft_net *net, size_t i, struct graft_array *view);
 /* Name of the i-th op graft can run (default ONNX domain), or NULL past the last. */
 const char *graft_op_name(size_t i);
+/* 1 when graft can differentiate op_type (train through it), else 0. */
+int graft_op_has_backward(const char *op_type);
 /* Counts for tests and benchmarks: nodes run per run, and nodes folded at plan time. */
 void graft_net_stats(const struct graft_net *net, size_t *run_nodes, size_t *folded_nodes);
 /* oneDNN primitives created and layout reorders done since the net was made, and nodes

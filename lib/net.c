@@ -986,6 +986,11 @@ static void profile_print(const struct graft_net *net)
 		}
 }
 
+int graft_op_has_backward(const char *op_type)
+{
+	return ops_find_grad(op_type) != NULL;
+}
+
 const char *graft_op_name(size_t i)
 {
 	const struct op_def *const *all = ops_all();

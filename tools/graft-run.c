@@ -33,6 +33,7 @@ static const char usage[] =
 	"                           time per run (after one warm-up run)\n"
 	"      --seed S             seed for made-up inputs (default 1)\n"
 	"      --list-ops           print the ops graft can run, one per line, and exit\n"
+	"      --list-backward      print the ops graft can train through, and exit\n"
 	"  -h, --help               show this help;  -V, --version  show the version\n";
 
 #define MAX_INPUTS 64
@@ -54,7 +55,7 @@ static long parse_count(const char *opt, const char *s)
 	return v;
 }
 
-static void list_ops(void);
+static void list_ops(int backward);
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
@@ -62,6 +63,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"input", required_argument, NULL, 'i'}, {"output", required_argument, NULL, 'o'},
 		{"batch", required_argument, NULL, 'b'}, {"repeat", required_argument, NULL, 'r'},
 		{"seed", required_argument, NULL, 's'}, {"list-ops", no_argument, NULL, 'L'},
+		{"list-backward", no_argument, NULL, 'B'},
 		TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c;
@@ -88,7 +90,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case 'b': cl->batch = parse_count("--batch", optarg); break;
 		case 'r': cl->repeat = parse_count("--repeat", optarg); break;
 		case 's': cl->seed = strtoul(optarg, NULL, 10); break;
-		case 'L': list_ops(); exit(0);
+		case 'L': list_ops(0); exit(0);
+		case 'B': list_ops(1); exit(0);
 		default: tool_common_option(c, usage);
 		}
 	}
@@ -97,10 +100,11 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	cl->model = argv[optind];
 }
 
-static void list_ops(void)
+static void list_ops(int backward)
 {
 	for (size_t i = 0; graft_op_name(i); i++)
-		printf("%s\n", graft_op_name(i));
+		if (!backward || graft_op_has_backward(graft_op_name(i)))
+			printf("%s\n", graft_op_name(i));
 }
 
 /* xorshift64*: a seeded stream for made-up inputs. */
