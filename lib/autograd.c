@@ -204,7 +204,10 @@ int autograd_build(struct graft_net *net, struct graft_err *err)
 
 /* ---- planning ---------------------------------------------------------------------------- */
 
-static struct value *grad_value(const struct value *v)
+/* A gradient value of v's shape.  Its data comes later, from the pool (plan_buffers),
+ * except for parameters and graph inputs, whose gradients are read after backward and
+ * get buffers of their own here. */
+static struct value *grad_value(const struct value *v, int own)
 {
 	struct value *g = calloc(1, sizeof(*g));
 
@@ -212,19 +215,27 @@ static struct value *grad_value(const struct value *v)
 		return NULL;
 	value_set(g, GRAFT_FLOAT, v->rank, v->dims);
 	g->nbytes = (size_t)value_numel(v) * sizeof(float);
-	if (!(g->data = calloc(1, g->nbytes ? g->nbytes : 1))) {
+	if (own && !(g->data = calloc(1, g->nbytes ? g->nbytes : 1))) {
 		free(g);
 		return NULL;
 	}
+	if (!own)
+		g->flags |= VALUE_BORROWED;     /* pooled: the pool frees it */
 	return g;
 }
 
 static void grad_value_free(struct value *g)
 {
 	if (g) {
-		free(g->data);
+		if (!(g->flags & VALUE_BORROWED))
+			free(g->data);
 		free(g);
 	}
+}
+
+static int owns_grad(const struct value *v)
+{
+	return (v->flags & (VALUE_PARAM | VALUE_INPUT)) != 0;
 }
 
 static int wants_grad(const struct value *v)
@@ -259,7 +270,7 @@ static int plan_node(struct graft_net *net, struct node *n, struct graft_err *er
 				"freeze the parameters computed before this node", n->op->name);
 	for (size_t k = 0; k < n->n_out; k++)
 		if (wants_grad(n->out[k]) && !n->out[k]->grad &&
-		    !(n->out[k]->grad = grad_value(n->out[k])))
+		    !(n->out[k]->grad = grad_value(n->out[k], 0)))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	if (!(n->gin = calloc(n->n_in + 1, sizeof(*n->gin))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -275,13 +286,127 @@ static int plan_inputs(struct graft_net *net, struct node *n, struct graft_err *
 		struct value *v = n->in[k];
 		if (!wants_grad(v))
 			continue;
-		if (!v->grad && !(v->grad = grad_value(v)))
+		if (!v->grad && !(v->grad = grad_value(v, owns_grad(v))))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		if (grad_readers(net, v) == 1)
 			n->gin[k] = v->grad;
-		else if (!(n->gin[k] = grad_value(v)))
+		else if (!(n->gin[k] = grad_value(v, 0)))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
+	return 0;
+}
+
+/*
+ * Gradient buffers are pooled by lifetime.  Backward visits the run list in reverse; at
+ * its step t a node reads its outputs' gradients and writes its inputs'.  So a value's
+ * gradient lives from the first step that writes it (its last reader's, or before
+ * backward for a seeded graph output) to its producer's step, and a slot's summing buffer
+ * (gin of a value with several readers) for its reader's step alone.  Buffers are handed
+ * out in order of birth, best fit, and one comes free after its last reader's step (not
+ * at it: that step still reads it).  The gradients of a network's activations then take
+ * about the room of the few live at once, not one buffer per activation.
+ */
+struct interval {
+	struct value *g;
+	long birth, death;      /* backward steps; -1: before the first */
+};
+
+static int by_birth(const void *a, const void *b)
+{
+	const struct interval *x = a, *y = b;
+	return (x->birth > y->birth) - (x->birth < y->birth);
+}
+
+static int add_interval(struct interval **iv, size_t *n, size_t *cap, struct value *g,
+			long birth, long death)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? 2 * *cap : 64;
+		struct interval *p = realloc(*iv, c * sizeof(*p));
+		if (!p)
+			return -1;
+		*iv = p;
+		*cap = c;
+	}
+	(*iv)[(*n)++] = (struct interval){g, birth, death};
+	return 0;
+}
+
+/* The intervals of every pooled gradient (value gradients and summing buffers). */
+static int collect_intervals(struct graft_net *net, struct interval **iv, size_t *n)
+{
+	size_t cap = 0, R = net->n_run;
+
+	*iv = NULL;
+	*n = 0;
+	for (size_t r = 0; r < R; r++) {
+		struct node *nd = &net->nodes[net->run_list[r]];
+		long t = (long)(R - 1 - r);
+		if (!nd->needs_grad)
+			continue;
+		for (size_t k = 0; k < nd->n_out; k++) {
+			struct value *v = nd->out[k];
+			long birth = t;
+			if (!v || !v->grad || owns_grad(v))
+				continue;
+			if (v->flags & VALUE_OUTPUT)
+				birth = -1;
+			for (size_t r2 = r + 1; r2 < R; r2++) {
+				const struct node *c = &net->nodes[net->run_list[r2]];
+				for (size_t j = 0; c->gin && j < c->n_in; j++)
+					if (c->in[j] == v && c->gin[j] && (long)(R - 1 - r2) < birth)
+						birth = (long)(R - 1 - r2);
+			}
+			if (add_interval(iv, n, &cap, v->grad, birth, t))
+				return -1;
+		}
+		for (size_t k = 0; k < nd->n_in; k++)
+			if (nd->gin[k] && nd->gin[k] != nd->in[k]->grad &&
+			    add_interval(iv, n, &cap, nd->gin[k], t, t))
+				return -1;
+	}
+	return 0;
+}
+
+struct pooled {
+	void *data;
+	size_t size;
+	long free_after;        /* the step after which it is free again */
+};
+
+static int plan_buffers(struct graft_net *net, struct graft_err *err)
+{
+	struct interval *iv;
+	size_t n;
+
+	if (collect_intervals(net, &iv, &n))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	qsort(iv, n, sizeof(*iv), by_birth);
+	for (size_t i = 0; i < n; i++) {
+		size_t need = iv[i].g->nbytes ? iv[i].g->nbytes : 1;
+		long best = -1;
+		for (size_t b = 0; b < net->n_pool; b++) {
+			struct pooled *p = &net->pool[b];
+			if (p->free_after < iv[i].birth && p->size >= need &&
+			    (best < 0 || p->size < net->pool[best].size))
+				best = (long)b;
+		}
+		if (best < 0) {
+			struct pooled *p = realloc(net->pool, (net->n_pool + 1) * sizeof(*p));
+			if (!p || !(p[net->n_pool].data = malloc(need))) {
+				if (p)
+					net->pool = p;
+				free(iv);
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory for gradients");
+			}
+			net->pool = p;
+			p[net->n_pool].size = need;
+			best = (long)net->n_pool++;
+		}
+		net->pool[best].free_after = iv[i].death;
+		iv[i].g->data = net->pool[best].data;
+	}
+	free(iv);
 	return 0;
 }
 
@@ -297,7 +422,7 @@ int autograd_plan(struct graft_net *net, struct graft_err *err)
 		if (n->needs_grad && (rc = plan_inputs(net, n, err)))
 			return rc;
 	}
-	return 0;
+	return plan_buffers(net, err);
 }
 
 void autograd_unplan(struct graft_net *net)
@@ -317,6 +442,11 @@ void autograd_unplan(struct graft_net *net)
 		grad_value_free(net->values[i]->grad);
 		net->values[i]->grad = NULL;
 	}
+	for (size_t b = 0; b < net->n_pool; b++)
+		free(net->pool[b].data);
+	free(net->pool);
+	net->pool = NULL;
+	net->n_pool = 0;
 }
 
 void autograd_free(struct graft_net *net)
@@ -358,13 +488,14 @@ static void add_into(struct value *dst, const struct value *src, int first)
 
 /* Marks which gradients hold a contribution yet (ready), so that the first one is copied
  * and the rest added, and a gradient nothing reached reads as zero. */
+#define GRAD_READY VALUE_CONST  /* reused on gradient values, which are never constants */
+
 static void clear_ready(struct graft_net *net)
 {
 	for (size_t i = 0; i < net->n_values; i++)
 		if (net->values[i]->grad)
-			net->values[i]->grad->flags = 0;
+			net->values[i]->grad->flags &= ~(unsigned)GRAD_READY;
 }
-#define GRAD_READY VALUE_CONST  /* reused on gradient values, which have no other flags */
 
 static void zero_if_unreached(struct value *g)
 {

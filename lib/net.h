@@ -8,6 +8,8 @@
 #include "ops/ops.h"
 
 /* A model tensor that a training net keeps its own copy of. */
+struct pooled;
+
 struct tracked {
 	struct value *v;        /* VALUE_PARAM or VALUE_STATE */
 	const char *name;       /* the model's name for it (borrowed from the model) */
@@ -40,6 +42,8 @@ struct graft_net {
 	size_t *trains;                 /* nodes that run differently in training */
 	size_t n_trains;
 	int training;                   /* current mode (graft_net_set_training) */
+	struct pooled *pool;            /* gradient buffers, shared by lifetime */
+	size_t n_pool;
 	struct graft_rng rng;
 };
 
