@@ -184,6 +184,44 @@ static int mark_training_nodes(struct graft_net *net, struct graft_err *err)
 	return 0;
 }
 
+/* Ops whose backward reads their inputs (and saved state) but never their own output:
+ * a Relu after one may overwrite that output in place. */
+static int backward_ignores_output(const struct node *p)
+{
+	static const char *const ops[] = {"Conv", "BatchNormalization", "Add", "Sub", "Gemm",
+					  "MatMul", NULL};
+
+	for (size_t i = 0; ops[i]; i++)
+		if (strcmp(p->op->name, ops[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * A Relu in the backward region runs in place when nothing else reads its input: its own
+ * backward needs only the sign of its output (y > 0 exactly where x > 0), and the input's
+ * producer must not need its output back.  PyTorch's models do the same (ReLU(inplace)),
+ * and it saves one activation of every Conv/BatchNormalization/Relu triple.
+ */
+static void mark_inplace(struct graft_net *net)
+{
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		struct node *n = &net->nodes[i];
+		struct value *x = n->n_in ? n->in[0] : NULL;
+		const struct node *p = x ? producer_of(net, x) : NULL;
+		size_t readers = 0;
+
+		if (strcmp(n->op->name, "Relu") != 0 || !autograd_region(n) || !p ||
+		    p->fused_away || !backward_ignores_output(p) || n->n_out != 1 ||
+		    (x->flags & (VALUE_OUTPUT | VALUE_INPUT | VALUE_PARAM | VALUE_CONST)))
+			continue;
+		for (size_t j = 0; j < net->n_nodes; j++)
+			for (size_t k = 0; k < net->nodes[j].n_in; k++)
+				readers += net->nodes[j].in[k] == x;
+		n->inplace = readers == 1;
+	}
+}
+
 int autograd_build(struct graft_net *net, struct graft_err *err)
 {
 	int rc;
@@ -199,6 +237,7 @@ int autograd_build(struct graft_net *net, struct graft_err *err)
 		return rc;
 	for (size_t i = 0; i < net->n_nodes; i++)
 		net->nodes[i].grad = ops_find_grad(net->nodes[i].op->name);
+	mark_inplace(net);
 	return 0;
 }
 

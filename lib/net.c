@@ -741,6 +741,12 @@ int graft_net_new_opts(struct graft_net **out, const struct graft_model *m,
 static void unplan(struct graft_net *net)
 {
 	autograd_unplan(net);
+	/* An in-place output holds its input's buffer, freed with the input. */
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		struct node *n = &net->nodes[i];
+		if (n->inplace && n->out[0] && n->in[0] && n->out[0]->data == n->in[0]->data)
+			n->out[0]->data = NULL;
+	}
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *n = &net->nodes[i];
 		if (n->op && n->op->release && n->priv)
@@ -748,6 +754,7 @@ static void unplan(struct graft_net *net)
 		n->priv = NULL;
 		if (n->fused_away && !n->host)
 			continue;
+
 		for (size_t k = 0; k < n->n_out; k++) {
 			struct value *v = n->out[k];
 			if (!v)
@@ -868,9 +875,16 @@ static int plan(struct graft_net *net, const struct graft_array *inputs, struct 
 						n->in[k]->name);
 		if ((rc = n->op->infer(n, err)))
 			return rc;
-		for (size_t k = 0; k < n->n_out; k++)
+		for (size_t k = 0; k < n->n_out; k++) {
+			if (k == 0 && n->inplace && n->in[0]->data &&
+			    n->in[0]->nbytes == (size_t)value_numel(n->out[0]) * sizeof(float)) {
+				n->out[0]->data = n->in[0]->data;
+				n->out[0]->nbytes = n->in[0]->nbytes;
+				continue;
+			}
 			if (n->out[k] && (rc = alloc_value(n->out[k], n, err)))
 				return rc;
+		}
 		if (foldable(n)) {
 			if ((rc = run_node(n, err)))
 				return rc;

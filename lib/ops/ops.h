@@ -111,6 +111,9 @@ struct node {
 	 * value has several readers. */
 	struct value **gin;
 	struct graft_rng *rng;  /* the net's, for Dropout masks */
+	int inplace;            /* out[0] shares in[0]'s buffer (a training net's Relu whose
+				 * input nothing else reads and whose producer's backward does
+				 * not read its output): one activation less to keep */
 };
 
 struct op_def {

@@ -172,6 +172,52 @@ static void test_frozen_has_no_region(void **state)
 	graft_model_free(m);
 }
 
+/*
+ * x -> Conv -> c -> Relu -> y: in a training net the Relu overwrites c in place (the
+ * Conv's backward never reads c), so y and c share one buffer; the output still equals
+ * an inference net's, and a second Relu reading c would have stopped it.
+ */
+static void test_relu_in_place(void **state)
+{
+	Onnx__ModelProto *mp = param_model();
+	int64_t yd[] = {1, 2, 2, 2};
+	(void)state;
+
+	tm_output(mp, "r", 1, 4, yd);
+	tm_node(mp, "Relu", "relu", (const char *[]){"y", NULL}, (const char *[]){"r", NULL});
+	/* y is also a graph output in param_model: drop that output so Relu is its one
+	 * reader */
+	Onnx__GraphProto *g = mp->graph;
+	protobuf_c_message_free_unpacked(&g->output[0]->base, NULL);
+	memmove(g->output, g->output + 1, (g->n_output - 1) * sizeof(*g->output));
+	g->n_output--;
+	struct graft_model *m = load(mp);
+	struct graft_net_opts o = {.training = 1};
+	struct graft_net *tn, *in;
+	struct graft_err err = {0};
+	float x[4] = {1, -2, 3, -4};
+	struct graft_array a = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, 1, 2, 2}, .data = x,
+				.nbytes = sizeof(x)}, yt, yi;
+
+	if (graft_net_new_opts(&tn, m, &o, &err) || graft_net_new(&in, m, &err) ||
+	    graft_net_run(tn, &a, 1, &err) || graft_net_run(in, &a, 1, &err))
+		fail_msg("%s", err.msg);
+	int found = 0;
+	for (size_t i = 0; i < tn->n_nodes; i++)
+		if (strcmp(tn->nodes[i].op->name, "Relu") == 0) {
+			found = 1;
+			assert_int_equal(tn->nodes[i].inplace, 1);
+			assert_ptr_equal(tn->nodes[i].out[0]->data, tn->nodes[i].in[0]->data);
+		}
+	assert_true(found);
+	graft_net_output(tn, 1, &yt);
+	graft_net_output(in, 1, &yi);
+	assert_memory_equal(yt.data, yi.data, yi.nbytes);
+	graft_net_free(tn);
+	graft_net_free(in);
+	graft_model_free(m);
+}
+
 /* The harness itself: Identity's backward passes a finite-difference check. */
 static void test_gradcheck_identity(void **state)
 {
@@ -195,6 +241,7 @@ int main(void)
 		cmocka_unit_test(test_two_readers_add_up),
 		cmocka_unit_test(test_parameter_copy_and_gradient),
 		cmocka_unit_test(test_frozen_has_no_region),
+		cmocka_unit_test(test_relu_in_place),
 		cmocka_unit_test(test_gradcheck_identity),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
