@@ -75,7 +75,14 @@ static int copy_parameters(struct graft_net *net, struct graft_err *err)
 			return graft_err_set(err, GRAFT_EUNSUPPORTED, "parameter '%s' is %s; only "
 					     "float32 parameters can train", t->name,
 					     dtype_label(t->dtype));
-		if ((rc = own_copy(v, err)) || (rc = track(net, v, t->name, err)))
+		/* A tensor the model holds in memory of its own is trained where it lies (no
+		 * copy: a large model's weights once, not twice); one mapped from a file is
+		 * read-only and copied. */
+		if (t->owner == OWNER_HEAP)
+			v->flags &= ~(unsigned)VALUE_CONST;
+		else if ((rc = own_copy(v, err)))
+			return rc;
+		if ((rc = track(net, v, t->name, err)))
 			return rc;
 		v->flags |= VALUE_PARAM | VALUE_DIFF;
 	}

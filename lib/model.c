@@ -354,6 +354,8 @@ int graft_model_set_tensor_data(struct graft_model *m, size_t i, const void *dat
 				     t->name, t->nbytes, nbytes);
 	if (nbytes && !data)
 		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s': no data", t->name);
+	if (data == t->data)
+		return 0;       /* updated in place already (a training net's parameter) */
 	if (nbytes) {
 		if (!(copy = malloc(nbytes)))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");

@@ -729,7 +729,8 @@ int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
 		if (!(d = state_data(ck, nt.name, (size_t)nt.numel * sizeof(float))))
 			return graft_err_set(err, GRAFT_EINVAL, "the checkpoint has no tensor '%s' of "
 					     "%llu floats", nt.name, (unsigned long long)nt.numel);
-		memcpy(nt.data, d, (size_t)nt.numel * sizeof(float));
+		if (d != nt.data)
+			memcpy(nt.data, d, (size_t)nt.numel * sizeof(float));
 	}
 	for (size_t i = 0; i < t->n_params; i++) {
 		struct graft_net_tensor nt;

@@ -25,7 +25,9 @@ enum value_flags {
 	VALUE_CONST = 1 << 0,   /* data known at plan time (initializer or folded) */
 	VALUE_INPUT = 1 << 1,   /* a graph input: data supplied per run */
 	VALUE_OUTPUT = 1 << 2,  /* a graph output */
-	VALUE_BORROWED = 1 << 3,/* data points into the model's tensors: never written */
+	VALUE_BORROWED = 1 << 3,/* data points into the model's tensors: never freed by the
+				 * net, and written only when VALUE_PARAM (a training net
+				 * updates a parameter the model holds in memory in place) */
 	VALUE_PLAN = 1 << 4,    /* a graph input whose data shapes the plan (a shape, axes,
 				 * pads...): the executor treats it as a constant and replans
 				 * when its bytes change */
