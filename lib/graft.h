@@ -396,6 +396,10 @@ int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_
 void graft_net_output(const struct graft_net *net, size_t i, struct graft_array *view);
 /* Name of the i-th op graft can run (default ONNX domain), or NULL past the last. */
 const char *graft_op_name(size_t i);
+/* The dtype, rank and dims (at most GRAFT_ARRAY_MAX_RANK) of the value name as the last
+ * run planned it; -1 when the net has no such value or has not run. */
+int graft_net_value_shape(const struct graft_net *net, const char *name, int *rank,
+			  int64_t *dims);
 /* 1 when graft can differentiate op_type (train through it), else 0. */
 int graft_op_has_backward(const char *op_type);
 /* Counts for tests and benchmarks: nodes run per run, and nodes folded at plan time. */

@@ -1087,3 +1087,19 @@ void graft_net_free(struct graft_net *net)
 	autograd_free(net);
 	free(net);
 }
+
+int graft_net_value_shape(const struct graft_net *net, const char *name, int *rank,
+			  int64_t *dims)
+{
+	long i = strmap_get(&net->by_name, name);
+	const struct value *v;
+
+	if (i < 0 || !net->planned)
+		return -1;
+	v = net->values[i];
+	if (!v->dtype)
+		return -1;
+	*rank = v->rank;
+	memcpy(dims, v->dims, sizeof(int64_t) * (size_t)v->rank);
+	return v->dtype;
+}
