@@ -2,6 +2,7 @@
  * edit.c: graph surgery on a model's skeleton: the changes that touch nodes rather than
  * just the tensor table.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -56,4 +57,284 @@ int graft_model_unalias(struct graft_model *m, const char *name, const void *dat
 		}
 	}
 	return graft_err_set(err, GRAFT_EINVAL, "alias '%s' has no Identity node", name);
+}
+
+/* ---- extraction ---------------------------------------------------------------------------- */
+
+static int in_list(const char *const *list, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* A ValueInfo for name with the planned dtype and shape; dim 0 becomes symbolic when the
+ * model's first input has a symbolic first dim (the batch). */
+static Onnx__ValueInfoProto *planned_info(const struct graft_net *net, const char *name,
+					  const char *batch)
+{
+	Onnx__ValueInfoProto *vi = malloc(sizeof(*vi));
+	Onnx__TypeProto *tp = malloc(sizeof(*tp));
+	Onnx__TypeProto__Tensor *tt = malloc(sizeof(*tt));
+	Onnx__TensorShapeProto *sh = malloc(sizeof(*sh));
+	int64_t dims[GRAFT_ARRAY_MAX_RANK];
+	int rank = 0, dtype = net ? graft_net_value_shape(net, name, &rank, dims) : -1;
+
+	if (!vi || !tp || !tt || !sh) {
+		free(vi);
+		free(tp);
+		free(tt);
+		free(sh);
+		return NULL;
+	}
+	onnx__value_info_proto__init(vi);
+	onnx__type_proto__init(tp);
+	onnx__type_proto__tensor__init(tt);
+	onnx__tensor_shape_proto__init(sh);
+	vi->name = strdup(name);
+	vi->type = tp;
+	tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+	tp->tensor_type = tt;
+	if (dtype > 0) {
+		tt->has_elem_type = 1;
+		tt->elem_type = dtype;
+		tt->shape = sh;
+		sh->dim = calloc((size_t)rank + 1, sizeof(*sh->dim));
+		for (int d = 0; sh->dim && d < rank; d++) {
+			Onnx__TensorShapeProto__Dimension *dm = malloc(sizeof(*dm));
+			if (!dm)
+				break;
+			onnx__tensor_shape_proto__dimension__init(dm);
+			if (d == 0 && batch) {
+				dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+				dm->dim_param = strdup(batch);
+			} else {
+				dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+				dm->dim_value = dims[d];
+			}
+			sh->dim[sh->n_dim++] = dm;
+		}
+	} else {
+		free(sh);
+	}
+	return vi;
+}
+
+/* The symbolic name of the first input's first dim, or NULL. */
+static const char *batch_param(const struct graft_model *m)
+{
+	struct graft_value_info vi;
+
+	if (graft_model_input_count(m) < 1)
+		return NULL;
+	graft_model_input(m, 0, &vi);
+	if (vi.rank < 1 || vi.dims[0] >= 0)
+		return NULL;
+	return vi.dim_params[0] ? vi.dim_params[0] : "batch";
+}
+
+static int name_read(const Onnx__GraphProto *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_node; i++)
+		for (size_t k = 0; k < g->node[i]->n_input; k++)
+			if (g->node[i]->input[k] && strcmp(g->node[i]->input[k], name) == 0)
+				return 1;
+	for (size_t i = 0; i < g->n_output; i++)
+		if (strcmp(g->output[i]->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Marks the nodes that to[] needs, walking back and stopping at from[]. */
+static int mark_needed(const Onnx__GraphProto *g, const char *const *from, size_t n_from,
+		       const char *const *to, size_t n_to, unsigned char *keep)
+{
+	struct strmap need;
+
+	if (strmap_init(&need, 256))
+		return -1;
+	for (size_t i = 0; i < n_to; i++)
+		strmap_put(&need, to[i], 1);
+	for (size_t i = g->n_node; i-- > 0;) {
+		const Onnx__NodeProto *n = g->node[i];
+		for (size_t k = 0; k < n->n_output && !keep[i]; k++)
+			keep[i] = n->output[k] && *n->output[k] && strmap_get(&need, n->output[k]) >= 0 &&
+				  !in_list(from, n_from, n->output[k]);
+		for (size_t k = 0; keep[i] && k < n->n_input; k++)
+			if (n->input[k] && *n->input[k] && !in_list(from, n_from, n->input[k]))
+				strmap_put(&need, n->input[k], 1);
+	}
+	strmap_release(&need);
+	return 0;
+}
+
+static int produced_or_input(const Onnx__GraphProto *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_node; i++)
+		for (size_t k = 0; k < g->node[i]->n_output; k++)
+			if (g->node[i]->output[k] && strcmp(g->node[i]->output[k], name) == 0)
+				return 1;
+	for (size_t i = 0; i < g->n_input; i++)
+		if (strcmp(g->input[i]->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Drops the nodes not kept, with the stored tensors of dropped Constant nodes. */
+static void drop_nodes(struct graft_model *m, const unsigned char *keep)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	size_t w = 0;
+
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		if (keep[i]) {
+			g->node[w++] = n;
+			continue;
+		}
+		for (size_t k = 0; k < n->n_output; k++) {
+			long t = n->output[k] ? graft_model_find_tensor(m, n->output[k]) : -1;
+			if (t >= 0 && m->tensors[t].source == GRAFT_SOURCE_CONSTANT)
+				model_drop_tensor(m, (size_t)t);
+		}
+		protobuf_c_message_free_unpacked(&n->base, NULL);
+	}
+	g->n_node = w;
+}
+
+/* Initializers nothing reads any more go, stored or not. */
+static int drop_unread_initializers(struct graft_model *m, struct graft_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	int rc;
+
+	for (size_t i = g->n_initializer; i-- > 0;) {
+		Onnx__TensorProto *tp = g->initializer[i];
+		long t;
+		if (!tp->name || name_read(g, tp->name))
+			continue;
+		if ((t = graft_model_find_tensor(m, tp->name)) >= 0 &&
+		    m->tensors[t].source == GRAFT_SOURCE_INITIALIZER) {
+			if ((rc = graft_model_remove_tensor(m, (size_t)t, err)))
+				return rc;
+			continue;
+		}
+		protobuf_c_message_free_unpacked(&tp->base, NULL);
+		memmove(&g->initializer[i], &g->initializer[i + 1],
+			(g->n_initializer - i - 1) * sizeof(*g->initializer));
+		g->n_initializer--;
+	}
+	return 0;
+}
+
+/* Graph inputs: from[] (planned shapes), then the old inputs kept nodes still read. */
+static int set_inputs(struct graft_model *m, const struct graft_net *net, const char *batch,
+		      const char *const *from, size_t n_from, struct graft_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	Onnx__ValueInfoProto **in = calloc(g->n_input + n_from + 1, sizeof(*in));
+	size_t n = 0;
+
+	if (!in)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n_from; i++)
+		if (!(in[n++] = planned_info(net, from[i], batch)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < g->n_input; i++) {
+		Onnx__ValueInfoProto *vi = g->input[i];
+		if (!in_list(from, n_from, vi->name) && name_read(g, vi->name))
+			in[n++] = vi;
+		else
+			protobuf_c_message_free_unpacked(&vi->base, NULL);
+	}
+	free(g->input);
+	g->input = in;
+	g->n_input = n;
+	return 0;
+}
+
+static int set_outputs(struct graft_model *m, const struct graft_net *net, const char *batch,
+		       const char *const *to, size_t n_to, struct graft_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	Onnx__ValueInfoProto **out = calloc(n_to + 1, sizeof(*out));
+
+	if (!out)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n_to; i++) {
+		for (size_t k = 0; k < g->n_output && !out[i]; k++)
+			if (g->output[k] && strcmp(g->output[k]->name, to[i]) == 0) {
+				out[i] = g->output[k];
+				g->output[k] = NULL;
+			}
+		if (!out[i] && !(out[i] = planned_info(net, to[i], batch)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	for (size_t k = 0; k < g->n_output; k++)
+		if (g->output[k])
+			protobuf_c_message_free_unpacked(&g->output[k]->base, NULL);
+	free(g->output);
+	g->output = out;
+	g->n_output = n_to;
+	return 0;
+}
+
+/* value_info entries of values that are gone. */
+static void drop_stale_value_info(Onnx__GraphProto *g)
+{
+	size_t w = 0;
+
+	for (size_t i = 0; i < g->n_value_info; i++) {
+		Onnx__ValueInfoProto *vi = g->value_info[i];
+		if (vi->name && produced_or_input(g, vi->name))
+			g->value_info[w++] = vi;
+		else
+			protobuf_c_message_free_unpacked(&vi->base, NULL);
+	}
+	g->n_value_info = w;
+}
+
+int graft_model_extract(struct graft_model *m, const char *const *from, size_t n_from,
+			const char *const *to, size_t n_to, struct graft_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	unsigned char *keep;
+	struct graft_net *net;
+	const char *batch;
+	char *batch_copy = NULL;
+	int rc;
+
+	if (!n_to)
+		return graft_err_set(err, GRAFT_EINVAL, "no output tensor to keep");
+	for (size_t i = 0; i < n_from; i++)
+		if (!produced_or_input(g, from[i]))
+			return graft_err_set(err, GRAFT_EINVAL, "no tensor '%s' in the graph", from[i]);
+	for (size_t i = 0; i < n_to; i++)
+		if (!produced_or_input(g, to[i]))
+			return graft_err_set(err, GRAFT_EINVAL, "no tensor '%s' in the graph", to[i]);
+	if (!(keep = calloc(g->n_node + 1, 1)) || mark_needed(g, from, n_from, to, n_to, keep)) {
+		free(keep);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	net = model_probe(m);       /* shapes, before anything is cut */
+	batch = batch_param(m);
+	if (batch && !(batch_copy = strdup(batch))) {
+		free(keep);
+		graft_net_free(net);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	/* Nodes first: which old inputs stay depends on what the kept nodes read. */
+	drop_nodes(m, keep);
+	rc = set_outputs(m, net, batch_copy, to, n_to, err);
+	if (!rc)
+		rc = set_inputs(m, net, batch_copy, from, n_from, err);
+	graft_net_free(net);
+	free(batch_copy);
+	if (!rc) {
+		drop_stale_value_info(g);
+		rc = drop_unread_initializers(m, err);
+	}
+	free(keep);
+	return rc ? rc : model_refresh_aliases(m, err);
 }

@@ -348,6 +348,8 @@ struct graft_net_opts {
 			 * even where its scale and bias train */
 	int input_grads;/* training: also the gradients of the graph inputs */
 	uint64_t seed;  /* training: Dropout masks */
+	int no_fuse;    /* keep every node as it is (no folding or fusion): every value has
+			 * its shape after a run (graft_net_value_shape) */
 };
 /*
  * A net for training copies the model's trainable parameters (graft_model_set_trainable)
@@ -538,6 +540,35 @@ double graft_trainer_epoch(const struct graft_trainer *t, int64_t steps);
 /* The sample at position j of step's batch, and the rate of step. */
 int64_t graft_trainer_sample(struct graft_trainer *t, int64_t step, int64_t j);
 double graft_trainer_lr(const struct graft_trainer *t, int64_t step);
+
+/* ---- surgery (lib/cuts.c, lib/edit.c) ------------------------------------------------------ */
+
+/* A place where the network can be cut cleanly: a tensor through which the whole
+ * computation flows (block boundaries). */
+struct graft_cut {
+	size_t index;           /* 0-based, in graph order */
+	const char *tensor;     /* borrowed from the model */
+	size_t node;            /* the node producing it */
+	uint64_t params_before; /* parameter elements read by the nodes up to it */
+	uint64_t params_after;  /* and after it */
+	int rank;               /* at batch 1 (symbolic dims 1); -1 when unknown */
+	int64_t dims[GRAFT_ARRAY_MAX_RANK];
+	int block;              /* the last cut before more parameters: a block boundary
+				 * (conv, bn, relu, pool in a row give one) */
+};
+/* The model's cuts, in order, in a new array (free() it). */
+int graft_model_cuts(const struct graft_model *m, struct graft_cut **cuts, size_t *n,
+		     struct graft_err *err);
+/* The cut a user named, by tensor name, index, or negative index from the end (-1 is
+ * the last); -1 when none matches. */
+long graft_cut_find(const struct graft_cut *cuts, size_t n, const char *spec);
+/* Keeps the subgraph that computes tensors to[] from tensors from[] (the semantics of
+ * onnx.utils.extract_model): from[] become graph inputs and to[] the outputs, with the
+ * shapes a plan at batch 1 infers (a symbolic first dim of the model's first input stays
+ * symbolic); nodes, initializers and Constant tensors nothing needs are dropped.  Graph
+ * inputs the kept nodes still read stay inputs. */
+int graft_model_extract(struct graft_model *m, const char *const *from, size_t n_from,
+			const char *const *to, size_t n_to, struct graft_err *err);
 
 /* Turns the Identity alias name (graft_model_alias) into a stored tensor of its own with
  * data (of the aliased tensor's type and shape), removing the Identity node; a parameter

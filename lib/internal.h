@@ -78,6 +78,10 @@ struct graft_model *model_new(void);
 int model_add_history_line(struct graft_model *m, const char *line, struct graft_err *err);
 /* Derives m->aliases again from the graph, after tensors were added or removed. */
 int model_refresh_aliases(struct graft_model *m, struct graft_err *err);
+/* Forgets stored tensor i (its data freed) without touching the skeleton: for a caller
+ * that removed the tensor's place in the graph itself (a Constant node). Refresh the
+ * aliases afterwards. */
+void model_drop_tensor(struct graft_model *m, size_t i);
 
 /* ---- onnx.c: the only module that builds or packs protobuf messages ---- */
 
@@ -117,6 +121,11 @@ int onnx_set_metadata(struct graft_model *m, const char *key, const char *value,
  * NULL); used for inline initializers, Constant attributes and .pb files. */
 int onnx_tensor_decode(const Onnx__TensorProto *tp, struct graft_array *a,
 		       struct graft_err *err);
+
+/* ---- cuts.c ---- */
+/* A net of m planned at batch 1 on zero inputs (symbolic dims 1), for shapes
+ * (graft_net_value_shape); NULL when m cannot be planned. */
+struct graft_net *model_probe(const struct graft_model *m);
 
 /* ---- archive.c ---- */
 /* 1 if buf starts like a .graft archive (tar, or a compressed stream) rather than ONNX. */

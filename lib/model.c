@@ -388,6 +388,15 @@ int graft_model_remove_tensor(struct graft_model *m, size_t i, struct graft_err 
 	return model_refresh_aliases(m, err);
 }
 
+void model_drop_tensor(struct graft_model *m, size_t i)
+{
+	struct tensor_rec *t = &m->tensors[i];
+
+	release_rec(t);
+	memmove(t, t + 1, (m->n_tensors - i - 1) * sizeof(*t));
+	m->n_tensors--;
+}
+
 int graft_model_set_metadata(struct graft_model *m, const char *key, const char *value,
 			     struct graft_err *err)
 {

@@ -680,6 +680,8 @@ static int fuse(struct graft_net *net, struct graft_err *err)
 	size_t *uses;
 	int rc = 0;
 
+	if (net->opts.no_fuse)
+		return 0;
 	for (int pass = 0; pass < 3 && !rc; pass++) {
 		if (!(uses = count_uses(net)))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");

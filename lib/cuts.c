@@ -1,0 +1,267 @@
+/*
+ * cuts.c: where a network can be cut cleanly.  A cut is a tensor through which the whole
+ * computation flows: after its producer runs, it is the only activation still needed
+ * (the only one a later node or a graph output reads).  In a chain every tensor is one;
+ * in a ResNet, the outputs of the residual blocks are, and nothing inside a block is,
+ * since the skip connection keeps the block's input alive.  Shapes come from planning the
+ * model at batch 1 (symbolic dims 1).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Activations: graph inputs and what nodes compute from them, shapes excepted (Shape and
+ * Size read only dims, and what follows from them is constant for a given input shape). */
+struct flow {
+	struct strmap index;    /* value name -> slot */
+	const char **name;
+	int *activation;
+	long *last_use;         /* node index of the last reader; n_node for graph outputs */
+	size_t n, cap;
+};
+
+static long slot(struct flow *f, const char *name)
+{
+	long i = strmap_get(&f->index, name);
+
+	if (i >= 0)
+		return i;
+	if (f->n == f->cap) {
+		size_t c = f->cap ? 2 * f->cap : 256;
+		const char **nm = realloc(f->name, c * sizeof(*nm));
+		int *a = nm ? realloc(f->activation, c * sizeof(*a)) : NULL;
+		long *l = a ? realloc(f->last_use, c * sizeof(*l)) : NULL;
+		if (nm)
+			f->name = nm;
+		if (a)
+			f->activation = a;
+		if (!l)
+			return -1;
+		f->last_use = l;
+		f->cap = c;
+	}
+	f->name[f->n] = name;
+	f->activation[f->n] = 0;
+	f->last_use[f->n] = -1;
+	if (strmap_put(&f->index, name, (long)f->n) == -2)
+		return -1;
+	return (long)f->n++;
+}
+
+static void flow_release(struct flow *f)
+{
+	strmap_release(&f->index);
+	free(f->name);
+	free(f->activation);
+	free(f->last_use);
+}
+
+static int is_initializer(const Onnx__GraphProto *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if (g->initializer[i]->name && strcmp(g->initializer[i]->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+static int trace(const struct graft_model *m, struct flow *f)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+	long s;
+
+	if (strmap_init(&f->index, 256))
+		return -1;
+	for (size_t i = 0; i < g->n_input; i++)
+		if (g->input[i]->name && !is_initializer(g, g->input[i]->name)) {
+			if ((s = slot(f, g->input[i]->name)) < 0)
+				return -1;
+			f->activation[s] = 1;
+		}
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto *n = g->node[i];
+		int act = 0, shape_op = n->op_type && (strcmp(n->op_type, "Shape") == 0 ||
+						       strcmp(n->op_type, "Size") == 0);
+		for (size_t k = 0; k < n->n_input; k++) {
+			if (!n->input[k] || !*n->input[k] || (s = slot(f, n->input[k])) < 0)
+				continue;
+			act |= f->activation[s];
+			f->last_use[s] = (long)i;
+		}
+		for (size_t k = 0; k < n->n_output; k++) {
+			if (!n->output[k] || !*n->output[k])
+				continue;
+			if ((s = slot(f, n->output[k])) < 0)
+				return -1;
+			f->activation[s] = act && !shape_op;
+		}
+	}
+	for (size_t i = 0; i < g->n_output; i++)
+		if (g->output[i]->name && (s = slot(f, g->output[i]->name)) >= 0)
+			f->last_use[s] = (long)g->n_node;
+	return 0;
+}
+
+/* Parameter elements each node reads (through Identity aliases too). */
+static uint64_t node_params(const struct graft_model *m, const Onnx__NodeProto *n)
+{
+	uint64_t total = 0;
+
+	for (size_t k = 0; k < n->n_input; k++) {
+		const char *in = n->input[k];
+		long t;
+		if (!in || !*in)
+			continue;
+		if ((t = graft_model_find_tensor(m, in)) < 0)
+			for (size_t a = 0; a < m->n_aliases && t < 0; a++)
+				if (strcmp(m->aliases[a].name, in) == 0)
+					t = (long)m->aliases[a].target;
+		if (t >= 0 && m->tensors[t].role == GRAFT_ROLE_PARAMETER)
+			total += m->tensors[t].numel;
+	}
+	return total;
+}
+
+struct graft_net *model_probe(const struct graft_model *m)
+{
+	struct graft_net *net;
+	struct graft_err err;
+	size_t ni;
+	struct graft_array *in;
+	int ok = 1;
+
+	struct graft_net_opts o = {.no_fuse = 1};
+
+	if (graft_net_new_opts(&net, m, &o, &err))
+		return NULL;
+	ni = graft_net_input_count(net);
+	if (!(in = calloc(ni + 1, sizeof(*in)))) {
+		graft_net_free(net);
+		return NULL;
+	}
+	for (size_t i = 0; i < ni && ok; i++) {
+		struct graft_value_info vi;
+		size_t es;
+		uint64_t numel = 1;
+		graft_model_input(m, i, &vi);
+		if (vi.rank < 0 || vi.rank > GRAFT_ARRAY_MAX_RANK || !(es = graft_dtype_size(vi.dtype))) {
+			ok = 0;
+			break;
+		}
+		in[i].dtype = vi.dtype;
+		in[i].rank = vi.rank;
+		for (int d = 0; d < vi.rank; d++) {
+			in[i].dims[d] = vi.dims[d] >= 0 ? vi.dims[d] : 1;
+			numel *= (uint64_t)in[i].dims[d];
+		}
+		in[i].nbytes = (size_t)numel * es;
+		ok = (in[i].data = calloc(1, in[i].nbytes + 1)) != NULL;
+	}
+	if (ok && graft_net_run(net, in, ni, &err) != 0)
+		ok = 0;
+	for (size_t i = 0; i < ni; i++)
+		free(in[i].data);
+	free(in);
+	if (!ok) {
+		graft_net_free(net);
+		return NULL;
+	}
+	return net;
+}
+
+/* Shapes at batch 1; ranks stay -1 where the model cannot be planned. */
+static void cut_shapes(const struct graft_model *m, struct graft_cut *cuts, size_t n)
+{
+	struct graft_net *net = model_probe(m);
+
+	for (size_t c = 0; net && c < n; c++)
+		if (graft_net_value_shape(net, cuts[c].tensor, &cuts[c].rank, cuts[c].dims) < 0)
+			cuts[c].rank = -1;
+	graft_net_free(net);
+}
+
+int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t *n_out,
+		     struct graft_err *err)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+	struct flow f = {0};
+	struct graft_cut *cuts = NULL;
+	uint64_t *params = calloc(g->n_node + 1, sizeof(*params)), total = 0, before = 0;
+	size_t n = 0, live = 0;
+
+	*out = NULL;
+	*n_out = 0;
+	if (!params || trace(m, &f)) {
+		free(params);
+		flow_release(&f);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < g->n_node; i++)
+		total += params[i] = node_params(m, g->node[i]);
+	for (size_t i = 0; i < g->n_input; i++) {      /* graph inputs in use */
+		long s = g->input[i]->name ? strmap_get(&f.index, g->input[i]->name) : -1;
+		live += s >= 0 && f.activation[s] && f.last_use[s] >= 0;
+	}
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto *nd = g->node[i];
+		const char *only = NULL;
+		before += params[i];
+		for (size_t k = 0; k < nd->n_input; k++) {
+			long s = nd->input[k] && *nd->input[k] ? strmap_get(&f.index, nd->input[k]) : -1;
+			/* the last reader retires it (once, however many of its inputs it is) */
+			if (s >= 0 && f.activation[s] && f.last_use[s] == (long)i) {
+				live--;
+				f.last_use[s] = -2;
+			}
+		}
+		for (size_t k = 0; k < nd->n_output; k++) {
+			long s = nd->output[k] && *nd->output[k] ? strmap_get(&f.index, nd->output[k])
+								  : -1;
+			if (s >= 0 && f.activation[s] && f.last_use[s] > (long)i) {
+				live++;
+				only = f.name[s];
+			}
+		}
+		if (live == 1 && only && f.last_use[strmap_get(&f.index, only)] < (long)g->n_node) {
+			struct graft_cut *c = realloc(cuts, (n + 1) * sizeof(*c));
+			if (!c) {
+				free(cuts);
+				free(params);
+				flow_release(&f);
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			}
+			cuts = c;
+			memset(&c[n], 0, sizeof(c[n]));
+			c[n].index = n;
+			c[n].tensor = only;
+			c[n].node = i;
+			c[n].params_before = before;
+			c[n].params_after = total - before;
+			c[n].rank = -1;
+			n++;
+		}
+	}
+	free(params);
+	flow_release(&f);
+	for (size_t i = 0; i < n; i++)
+		cuts[i].block = i + 1 == n || cuts[i + 1].params_before > cuts[i].params_before;
+	cut_shapes(m, cuts, n);
+	*out = cuts;
+	*n_out = n;
+	return 0;
+}
+
+long graft_cut_find(const struct graft_cut *cuts, size_t n, const char *spec)
+{
+	char *end;
+	long i = strtol(spec, &end, 10);
+
+	for (size_t k = 0; k < n; k++)
+		if (strcmp(cuts[k].tensor, spec) == 0)
+			return (long)k;
+	if (*spec && !*end && i >= 0 && (size_t)i < n)
+		return i;
+	if (*spec == '-' && !*end && -i <= (long)n && i < 0)
+		return (long)n + i;             /* -1: the last cut */
+	return -1;
+}
