@@ -338,3 +338,29 @@ int graft_model_extract(struct graft_model *m, const char *const *from, size_t n
 	free(keep);
 	return rc ? rc : model_refresh_aliases(m, err);
 }
+
+/*
+ * torch's exporter stores equal initializers once and aliases the others through
+ * Identity nodes: a fresh BatchNormalization's running variance (all ones) is an alias of
+ * its scale, and every fresh BatchNormalization's bias an alias of the first one's.  In
+ * the model that was exported they were separate tensors (weights truly shared are one
+ * initializer read directly), and training and freezing must treat them apart.
+ */
+int graft_model_unalias_all(struct graft_model *m, struct graft_err *err)
+{
+	int rc;
+
+	for (size_t i = 0; i < m->n_aliases;) {
+		const struct alias_rec *a = &m->aliases[i];
+		const struct tensor_rec *t = &m->tensors[a->target];
+		if (a->role != GRAFT_ROLE_BUFFER && a->role != GRAFT_ROLE_PARAMETER) {
+			i++;
+			continue;
+		}
+		/* the alias list is rebuilt: start again from the first */
+		if ((rc = graft_model_unalias(m, a->name, t->data, t->nbytes, err)))
+			return rc;
+		i = 0;
+	}
+	return 0;
+}

@@ -577,6 +577,9 @@ int graft_model_extract(struct graft_model *m, const char *const *from, size_t n
  * ones) and aliases the rest, which training must part. */
 int graft_model_unalias(struct graft_model *m, const char *name, const void *data,
 			size_t nbytes, struct graft_err *err);
+/* graft_model_unalias for every alias used as a parameter or a buffer, with the aliased
+ * tensor's data: graft-train and graft-freeze do this first. */
+int graft_model_unalias_all(struct graft_model *m, struct graft_err *err);
 
 /* ---- history ----------------------------------------------------------------------------- */
 

@@ -251,35 +251,6 @@ void graft_trainer_free(struct graft_trainer *t)
 
 static int gather(struct graft_trainer *t, int64_t step);
 
-/*
- * torch's exporter stores equal initializers once and aliases the others through
- * Identity nodes: a fresh BatchNormalization's running variance (all ones) is an alias of
- * its scale, and every fresh BatchNormalization's bias an alias of the first one's.  In
- * the model that was exported they were separate tensors (weights truly shared are one
- * initializer read directly), and training must update them apart, so each parameter or
- * buffer alias becomes a tensor of its own, before the net borrows anything.
- */
-static int unalias(struct graft_model *m, struct graft_err *err)
-{
-	int rc;
-
-	for (size_t i = 0; i < graft_model_alias_count(m);) {
-		struct graft_alias a;
-		struct graft_tensor t;
-		graft_model_alias(m, i, &a);
-		if (a.role != GRAFT_ROLE_BUFFER && a.role != GRAFT_ROLE_PARAMETER) {
-			i++;
-			continue;
-		}
-		graft_model_tensor(m, a.tensor, &t);
-		/* the alias list is rebuilt: start again from the first */
-		if ((rc = graft_model_unalias(m, a.name, t.data, t.nbytes, err)))
-			return rc;
-		i = 0;
-	}
-	return 0;
-}
-
 int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 		      const struct graft_array *x, const struct graft_array *y,
 		      const struct graft_train_opts *o, struct graft_err *err)
@@ -295,7 +266,7 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 	t->model = m;
 	t->x = x;
 	t->y = y;
-	if ((rc = unalias(m, err)) || (rc = graft_net_new_opts(&t->net, m, &no, err)) ||
+	if ((rc = graft_model_unalias_all(m, err)) || (rc = graft_net_new_opts(&t->net, m, &no, err)) ||
 	    (rc = check_data(t, err)))
 		goto fail;
 	if (t->o.batch < 1 || t->o.batch > t->n)

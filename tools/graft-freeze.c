@@ -3,7 +3,10 @@
  * given, each to the parameters it matches, so that "--all --train 'fc.*'" freezes
  * everything but the classifier.  A pattern is a shell glob matched against a
  * parameter's name and against the names of the nodes that read it (so a node's name
- * selects its weights).  Only parameters can train: buffers and constants never do.
+ * selects its weights).  Cuts (graft-slice --list-cuts) split the network in graph order:
+ * a parameter lies before a cut when the first node reading it comes no later than the
+ * cut's producer.  Only parameters can train: buffers and constants never do, and a
+ * BatchNormalization whose scale and bias are frozen runs in inference mode when training.
  */
 #include <fnmatch.h>
 #include <stdio.h>
@@ -13,7 +16,8 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: graft-freeze [IN|-] [--all | --none] [--train PAT]... [--freeze PAT]... [-o OUT]\n"
+	"usage: graft-freeze [IN|-] [--all | --none] [--train PAT]... [--freeze PAT]...\n"
+	"                    [--until CUT] [--last-blocks N] [-o OUT]\n"
 	"Marks parameters of a model trainable or frozen, in the order the rules are given,\n"
 	"and writes the model as .graft (stdout unless -o).\n"
 	"      --all             freeze every parameter\n"
@@ -21,13 +25,22 @@ static const char usage[] =
 	"      --train PAT       make parameters matching the glob PAT trainable\n"
 	"      --freeze PAT      freeze parameters matching PAT\n"
 	"                        (PAT matches a parameter's name or the name of a node reading it)\n"
+	"      --until CUT       freeze every parameter computed before the cut (a tensor, or an\n"
+	"                        index from graft-slice --list-cuts; -1 is the last)\n"
+	"      --last-blocks N   train only what follows the N-th block boundary from the end\n"
+	"                        (--last-blocks 1: the head), freeze the rest\n"
 	"  -o, --output OUT      write to OUT (atomically) instead of stdout\n"
 	"  -f, --force           write binary data even to a terminal\n"
 	"  -h, --help            show this help;  -V, --version  show the version\n";
 
+enum rule_kind { RULE_ALL, RULE_PATTERN, RULE_UNTIL, RULE_LAST_BLOCKS };
+
 struct rule {
+	enum rule_kind kind;
 	int train;              /* 1: make trainable; 0: freeze */
-	const char *pattern;    /* NULL: every parameter */
+	const char *arg;        /* the pattern or the cut */
+	long blocks;            /* --last-blocks */
+	size_t cut_node;        /* resolved: the cut's producer (RULE_UNTIL, LAST_BLOCKS) */
 };
 
 struct cmdline {
@@ -37,25 +50,35 @@ struct cmdline {
 	int force;
 };
 
-static void add_rule(struct cmdline *cl, int train, const char *pattern)
+static void add_rule(struct cmdline *cl, enum rule_kind kind, int train, const char *arg)
 {
 	struct rule *r = realloc(cl->rules, (cl->n_rules + 1) * sizeof(*r));
 
 	if (!r)
 		tool_die("out of memory");
+	memset(&r[cl->n_rules], 0, sizeof(*r));
+	r[cl->n_rules].kind = kind;
 	r[cl->n_rules].train = train;
-	r[cl->n_rules].pattern = pattern;
+	r[cl->n_rules].arg = arg;
+	if (kind == RULE_LAST_BLOCKS) {
+		char *end;
+		r[cl->n_rules].blocks = strtol(arg, &end, 10);
+		if (*end || end == arg || r[cl->n_rules].blocks < 1)
+			tool_usage(usage, 2, "--last-blocks: '%s' is not a count >= 1", arg);
+	}
 	cl->rules = r;
 	cl->n_rules++;
 }
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
-	enum { OPT_ALL = 256, OPT_NONE, OPT_TRAIN, OPT_FREEZE };
+	enum { OPT_ALL = 256, OPT_NONE, OPT_TRAIN, OPT_FREEZE, OPT_UNTIL, OPT_LAST };
 	static const struct option opts[] = {
 		{"all", no_argument, NULL, OPT_ALL}, {"none", no_argument, NULL, OPT_NONE},
 		{"train", required_argument, NULL, OPT_TRAIN},
 		{"freeze", required_argument, NULL, OPT_FREEZE},
+		{"until", required_argument, NULL, OPT_UNTIL},
+		{"last-blocks", required_argument, NULL, OPT_LAST},
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
 		TOOL_COMMON_LONGOPTS, {0},
 	};
@@ -64,10 +87,12 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	memset(cl, 0, sizeof(*cl));
 	while ((c = getopt_long(argc, argv, ":o:fhV", opts, NULL)) != -1) {
 		switch (c) {
-		case OPT_ALL: add_rule(cl, 0, NULL); break;
-		case OPT_NONE: add_rule(cl, 1, NULL); break;
-		case OPT_TRAIN: add_rule(cl, 1, optarg); break;
-		case OPT_FREEZE: add_rule(cl, 0, optarg); break;
+		case OPT_ALL: add_rule(cl, RULE_ALL, 0, NULL); break;
+		case OPT_NONE: add_rule(cl, RULE_ALL, 1, NULL); break;
+		case OPT_TRAIN: add_rule(cl, RULE_PATTERN, 1, optarg); break;
+		case OPT_FREEZE: add_rule(cl, RULE_PATTERN, 0, optarg); break;
+		case OPT_UNTIL: add_rule(cl, RULE_UNTIL, 0, optarg); break;
+		case OPT_LAST: add_rule(cl, RULE_LAST_BLOCKS, 1, optarg); break;
 		case 'o': cl->out = optarg; break;
 		case 'f': cl->force = 1; break;
 		default: tool_common_option(c, usage);
@@ -76,7 +101,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	if (argc - optind > 1)
 		tool_usage(usage, 2, "too many arguments");
 	if (!cl->n_rules)
-		tool_usage(usage, 2, "give at least one of --all, --none, --train, --freeze");
+		tool_usage(usage, 2, "give at least one of --all, --none, --train, --freeze, --until, "
+			   "--last-blocks");
 	cl->in = optind < argc ? argv[optind] : NULL;
 }
 
@@ -97,6 +123,95 @@ static int matches(const struct graft_model *m, const char *pattern, const char 
 	return 0;
 }
 
+/* The first node reading tensor name, directly or through an Identity alias; the node
+ * count when none does. */
+static size_t first_reader(const struct graft_model *m, const char *name)
+{
+	size_t n = graft_model_node_count(m), best = n;
+
+	for (size_t a = 0; a < graft_model_alias_count(m) + 1; a++) {
+		const char *want = name;
+		if (a > 0) {
+			struct graft_alias al;
+			graft_model_alias(m, a - 1, &al);
+			if (strcmp(al.tensor_name, name) != 0)
+				continue;
+			want = al.name;
+		}
+		for (size_t i = 0; i < best; i++) {
+			struct graft_node nd;
+			graft_model_node(m, i, &nd);
+			if (a > 0 && strcmp(nd.op_type, "Identity") == 0)
+				continue;       /* the alias itself is made there */
+			for (size_t k = 0; k < nd.n_inputs; k++)
+				if (strcmp(nd.inputs[k], want) == 0) {
+					best = i;
+					break;
+				}
+		}
+	}
+	return best;
+}
+
+/* Resolves the cuts of --until and --last-blocks rules. */
+static void resolve_cuts(struct graft_model *m, struct cmdline *cl, const char *path)
+{
+	struct graft_cut *cuts = NULL;
+	size_t n = 0, nb = 0;
+	struct graft_err err = {0};
+	int need = 0;
+
+	for (size_t r = 0; r < cl->n_rules; r++)
+		need |= cl->rules[r].kind == RULE_UNTIL || cl->rules[r].kind == RULE_LAST_BLOCKS;
+	if (!need)
+		return;
+	if (graft_model_cuts(m, &cuts, &n, &err))
+		tool_die("%s: %s", path, err.msg);
+	for (size_t i = 0; i < n; i++)
+		nb += cuts[i].block;
+	for (size_t r = 0; r < cl->n_rules; r++) {
+		struct rule *ru = &cl->rules[r];
+		if (ru->kind == RULE_UNTIL) {
+			long c = graft_cut_find(cuts, n, ru->arg);
+			if (c < 0)
+				tool_die("%s: no cut '%s' (see graft-slice --list-cuts)", path, ru->arg);
+			ru->cut_node = cuts[c].node;
+		} else if (ru->kind == RULE_LAST_BLOCKS) {
+			if ((size_t)ru->blocks > nb)
+				tool_die("%s: --last-blocks %ld: the network has %zu block boundaries",
+					 path, ru->blocks, nb);
+			for (size_t i = n, seen = 0; i-- > 0;)
+				if (cuts[i].block && ++seen == (size_t)ru->blocks)
+					ru->cut_node = cuts[i].node;
+		}
+	}
+	free(cuts);
+}
+
+/* Whether rule ru applies to parameter t, and the flag it sets. */
+static int apply(const struct graft_model *m, const struct rule *ru, const char *name,
+		 int *train)
+{
+	size_t first;
+
+	switch (ru->kind) {
+	case RULE_ALL:
+		*train = ru->train;
+		return 1;
+	case RULE_PATTERN:
+		*train = ru->train;
+		return matches(m, ru->arg, name);
+	case RULE_UNTIL:
+		*train = 0;
+		return first_reader(m, name) <= ru->cut_node;
+	case RULE_LAST_BLOCKS:
+		first = first_reader(m, name);
+		*train = first > ru->cut_node;
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
@@ -104,21 +219,29 @@ int main(int argc, char **argv)
 	struct graft_output out;
 	struct graft_err err = {0};
 	size_t *hits, trainable = 0, params = 0;
+	const char *path;
 
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
+	path = cl.in && strcmp(cl.in, "-") ? cl.in : "<stdin>";
 	m = tool_read_model(cl.in);
+	/* An alias would share its tensor's flag: torch's equal BatchNormalization biases
+	 * in different blocks must freeze apart. */
+	if (graft_model_unalias_all(m, &err))
+		tool_die("%s: %s", path, err.msg);
+	resolve_cuts(m, &cl, path);
 	if (!(hits = calloc(cl.n_rules + 1, sizeof(*hits))))
 		tool_die("out of memory");
 	for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
 		struct graft_tensor t;
+		int train;
 		graft_model_tensor(m, i, &t);
 		if (t.role != GRAFT_ROLE_PARAMETER)
 			continue;
 		for (size_t r = 0; r < cl.n_rules; r++) {
-			if (cl.rules[r].pattern && !matches(m, cl.rules[r].pattern, t.name))
+			if (!apply(m, &cl.rules[r], t.name, &train))
 				continue;
-			if (graft_model_set_trainable(m, i, cl.rules[r].train, &err))
+			if (graft_model_set_trainable(m, i, train, &err))
 				tool_die("%s", err.msg);
 			hits[r]++;
 		}
@@ -127,9 +250,8 @@ int main(int argc, char **argv)
 		trainable += t.trainable;
 	}
 	for (size_t r = 0; r < cl.n_rules; r++)
-		if (cl.rules[r].pattern && !hits[r])
-			tool_die("%s: '%s' matches no parameter", cl.in ? cl.in : "<stdin>",
-				 cl.rules[r].pattern);
+		if (cl.rules[r].kind == RULE_PATTERN && !hits[r])
+			tool_die("%s: '%s' matches no parameter", path, cl.rules[r].arg);
 	fprintf(stderr, "%s: %zu of %zu parameter tensors trainable\n", tool_name, trainable,
 		params);
 	tool_add_history(m);
