@@ -456,10 +456,38 @@ static int plan_buffers(struct graft_net *net, struct graft_err *err)
 	return 0;
 }
 
+/* The values nodes of the backward region read that the frozen part computed from the
+ * inputs (not parameters, state or constants): a trainer may cache them per sample. */
+static int plan_boundary(struct graft_net *net, struct graft_err *err)
+{
+	free(net->boundary);
+	net->n_boundary = 0;
+	if (!(net->boundary = calloc(net->n_values + 1, sizeof(*net->boundary))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t r = 0; r < net->n_run; r++) {
+		const struct node *n = &net->nodes[net->run_list[r]];
+		if (!autograd_region(n))
+			continue;
+		for (size_t k = 0; k < n->n_in; k++) {
+			struct value *v = n->in[k];
+			int seen = 0;
+			if (!v || (v->flags & (VALUE_DIFF | VALUE_CONST | VALUE_PARAM | VALUE_STATE)))
+				continue;
+			for (size_t b = 0; b < net->n_boundary && !seen; b++)
+				seen = net->boundary[b] == v;
+			if (!seen)
+				net->boundary[net->n_boundary++] = v;
+		}
+	}
+	return 0;
+}
+
 int autograd_plan(struct graft_net *net, struct graft_err *err)
 {
 	int rc;
 
+	if ((rc = plan_boundary(net, err)))
+		return rc;
 	for (size_t r = 0; r < net->n_run; r++)
 		if ((rc = plan_node(net, &net->nodes[net->run_list[r]], err)))
 			return rc;
@@ -497,6 +525,7 @@ void autograd_unplan(struct graft_net *net)
 
 void autograd_free(struct graft_net *net)
 {
+	free(net->boundary);
 	free(net->tracked);
 	free(net->trains);
 }
@@ -646,4 +675,28 @@ int graft_net_input_grad(const struct graft_net *net, size_t i, struct graft_arr
 	view->data = v->grad->data;
 	view->nbytes = v->grad->nbytes;
 	return 0;
+}
+
+/* ---- the frozen part's boundary --------------------------------------------------------- */
+
+size_t graft_net_boundary_count(const struct graft_net *net)
+{
+	return net->planned ? net->n_boundary : 0;
+}
+
+int graft_net_boundary(const struct graft_net *net, size_t i, struct graft_array *view)
+{
+	const struct value *v;
+
+	if (!net->planned || i >= net->n_boundary)
+		return -1;
+	v = net->boundary[i];
+	memset(view, 0, sizeof(*view));
+	view->name = v->name;
+	view->dtype = v->dtype;
+	view->rank = v->rank;
+	memcpy(view->dims, v->dims, sizeof(int64_t) * (size_t)v->rank);
+	view->data = v->data;
+	view->nbytes = v->nbytes;
+	return (v->flags & VALUE_INPUT) ? 1 : 0;
 }

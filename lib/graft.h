@@ -370,6 +370,16 @@ void graft_net_set_training(struct graft_net *net, int on);
  * of the output's shape; data NULL for zeros); n must be the output count. */
 int graft_net_backward(struct graft_net *net, const struct graft_array *out_grads, size_t n,
 		       struct graft_err *err);
+/* The frozen part's boundary: the values the backward region reads that frozen nodes
+ * computed from the inputs, as views into the net (valid until the next plan; the caller
+ * may write them).  Returns 1 for a graph input, 0 for a computed value, -1 past the end.
+ * A trainer caches them per sample when nothing before them is random, then runs only the
+ * region with graft_net_run_region: a frozen backbone is computed once per sample. */
+size_t graft_net_boundary_count(const struct graft_net *net);
+int graft_net_boundary(const struct graft_net *net, size_t i, struct graft_array *view);
+/* Runs only the nodes of the backward region, on the boundary values as they are (after
+ * a run of the same plan). */
+int graft_net_run_region(struct graft_net *net, struct graft_err *err);
 /* What training changes: the net's copies of parameters and running statistics. */
 struct graft_net_tensor {
 	const char *name;       /* the model's name for it */

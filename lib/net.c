@@ -963,6 +963,20 @@ int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_
 	return 0;
 }
 
+int graft_net_run_region(struct graft_net *net, struct graft_err *err)
+{
+	int rc;
+
+	if (!net->planned || !net->opts.training)
+		return graft_err_set(err, GRAFT_EINVAL, "the region runs after a run of a training net");
+	for (size_t r = 0; r < net->n_run; r++) {
+		struct node *n = &net->nodes[net->run_list[r]];
+		if (autograd_region(n) && (rc = run_node(n, err)))
+			return rc;
+	}
+	return 0;
+}
+
 /* GRAFT_PROFILE=1: at graft_net_free, the time spent per op type, summed over runs, on
  * stderr.  For finding where a model's time goes; off by default. */
 static void profile_print(const struct graft_net *net)

@@ -44,6 +44,8 @@ struct graft_net {
 	int training;                   /* current mode (graft_net_set_training) */
 	struct pooled *pool;            /* gradient buffers, shared by lifetime */
 	size_t n_pool;
+	struct value **boundary;        /* what the backward region reads from the frozen part */
+	size_t n_boundary;
 	struct graft_rng rng;
 };
 

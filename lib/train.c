@@ -42,6 +42,13 @@ struct graft_trainer {
 	int64_t order_epoch;
 	struct graft_array xb, yb;      /* the current batch */
 	float *dlogits;
+	struct cache {                  /* the frozen part's output per sample (see below) */
+		int on;
+		size_t n;               /* boundary values */
+		uint64_t *per;          /* floats per sample of each */
+		float **rows;           /* N * per[i] floats each */
+		uint8_t *have;          /* per sample */
+	} cache;
 };
 
 /* ---- the sample stream ------------------------------------------------------------------ */
@@ -234,10 +241,106 @@ static int make_optimizer(struct graft_trainer *t, struct graft_err *err)
 	return rc;
 }
 
+static void cache_free(struct cache *c)
+{
+	for (size_t i = 0; i < c->n && c->rows; i++)
+		free(c->rows[i]);
+	free(c->rows);
+	free(c->per);
+	free(c->have);
+	memset(c, 0, sizeof(*c));
+}
+
+/*
+ * A frozen prefix whose input is fixed computes the same boundary values (what the
+ * trained part reads) for a sample in every epoch, so they are kept per sample the first
+ * time and the prefix is skipped afterwards: with only a head training, an epoch after the
+ * first costs the head alone.  Only when nothing random comes first (no augmentation; the
+ * frozen part runs in inference mode, so no Dropout or batch statistics there), when every
+ * boundary value is float and batch-major, and when the cache fits GRAFT_TRAIN_CACHE_MB
+ * (default 2048; 0 turns the cache off).
+ */
+static void cache_setup(struct graft_trainer *t)
+{
+	struct cache *c = &t->cache;
+	const char *env = getenv("GRAFT_TRAIN_CACHE_MB");
+	double limit = env ? atof(env) : 2048, bytes = 0;
+	size_t nb = graft_net_boundary_count(t->net);
+	int computed = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (t->o.augment || nb == 0 || limit <= 0)
+		return;
+	for (size_t i = 0; i < nb; i++) {
+		struct graft_array v;
+		int input = graft_net_boundary(t->net, i, &v);
+		if (v.dtype != GRAFT_FLOAT || v.rank < 1 || v.dims[0] != t->o.batch)
+			return;
+		computed |= input == 0;
+		bytes += (double)v.nbytes / (double)t->o.batch * (double)t->n;
+	}
+	if (!computed || bytes > limit * 1048576.0)
+		return;
+	c->per = calloc(nb, sizeof(*c->per));
+	c->rows = calloc(nb, sizeof(*c->rows));
+	c->have = calloc((size_t)t->n, 1);
+	if (!c->per || !c->rows || !c->have) {
+		cache_free(c);
+		return;
+	}
+	c->n = nb;
+	for (size_t i = 0; i < nb; i++) {
+		struct graft_array v;
+		graft_net_boundary(t->net, i, &v);
+		c->per[i] = v.nbytes / sizeof(float) / (uint64_t)t->o.batch;
+		if (!(c->rows[i] = malloc((size_t)(c->per[i] * (uint64_t)t->n) * sizeof(float)))) {
+			cache_free(c);
+			return;
+		}
+	}
+	c->on = 1;
+}
+
+/* Whether every sample of step's batch is cached. */
+static int cache_hit(struct graft_trainer *t, int64_t step)
+{
+	if (!t->cache.on)
+		return 0;
+	for (int64_t j = 0; j < t->o.batch; j++)
+		if (!t->cache.have[graft_trainer_sample(t, step, j)])
+			return 0;
+	return 1;
+}
+
+/* Copies the batch's rows between the cache and the net's boundary values. */
+static void cache_move(struct graft_trainer *t, int64_t step, int store)
+{
+	struct cache *c = &t->cache;
+
+	for (size_t i = 0; i < c->n; i++) {
+		struct graft_array v;
+		size_t row = (size_t)c->per[i] * sizeof(float);
+		graft_net_boundary(t->net, i, &v);
+		for (int64_t j = 0; j < t->o.batch; j++) {
+			int64_t s = graft_trainer_sample(t, step, j);
+			char *net_row = (char *)v.data + (size_t)j * row;
+			char *cached = (char *)c->rows[i] + (size_t)s * row;
+			if (store)
+				memcpy(cached, net_row, row);
+			else
+				memcpy(net_row, cached, row);
+		}
+	}
+	if (store)
+		for (int64_t j = 0; j < t->o.batch; j++)
+			c->have[graft_trainer_sample(t, step, j)] = 1;
+}
+
 void graft_trainer_free(struct graft_trainer *t)
 {
 	if (!t)
 		return;
+	cache_free(&t->cache);
 	graft_net_free(t->net);
 	graft_optim_free(t->optim);
 	free(t->param);
@@ -286,6 +389,7 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 	graft_net_set_training(t->net, 1);
 	if (rc || (rc = check_output(t, err)))
 		goto fail;
+	cache_setup(t);
 	*out = t;
 	return 0;
 fail:
@@ -441,10 +545,25 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 	memset(s, 0, sizeof(*s));
 	s->step = t->step;
 	s->lr = lr;
-	if (gather(t, t->step))
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	if ((rc = graft_net_run(t->net, &t->xb, 1, err)))
-		return rc;
+	if (cache_hit(t, t->step)) {
+		cache_move(t, t->step, 0);
+		/* labels still come from the data */
+		size_t ys = t->y->dtype == GRAFT_INT64 ? sizeof(int64_t)
+						       : t->target_floats * sizeof(float);
+		for (int64_t j = 0; j < t->o.batch; j++)
+			memcpy((char *)t->yb.data + (size_t)j * ys,
+			       (const char *)t->y->data +
+			       (size_t)graft_trainer_sample(t, t->step, j) * ys, ys);
+		if ((rc = graft_net_run_region(t->net, err)))
+			return rc;
+	} else {
+		if (gather(t, t->step))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		if ((rc = graft_net_run(t->net, &t->xb, 1, err)))
+			return rc;
+		if (t->cache.on)
+			cache_move(t, t->step, 1);
+	}
 	graft_net_output(t->net, 0, &out);
 	if ((rc = loss_and_grad(t, &out, &s->loss, &s->correct, err)))
 		return rc;
