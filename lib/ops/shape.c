@@ -1661,13 +1661,12 @@ static int depth_to_space_infer(struct node *n, struct graft_err *err)
 	return set_out(n, n->out[0], x->dtype, 4, dims, err);
 }
 
-static int depth_to_space_run(struct node *n, struct graft_err *err)
+/* The view of the input that DepthToSpace's output copies (strides in elements). */
+static int depth_to_space_view(const struct node *n, struct view *v, struct graft_err *err)
 {
 	const struct value *x = n->in[0];
-	size_t es = graft_dtype_size(x->dtype);
 	int64_t b = block_size(n, err), C, H, W, hw;
 	int crd = d2s_crd(n, err);
-	struct view v;
 
 	if (b < 0 || crd < 0)
 		return (int)(b < 0 ? b : crd);
@@ -1680,13 +1679,24 @@ static int depth_to_space_run(struct node *n, struct graft_err *err)
 	int64_t dims[6] = {x->dims[0], C, H, b, W, b};
 	int64_t st[6] = {x->dims[1] * hw, crd ? b * b * hw : hw, W, crd ? b * hw : b * C * hw, 1,
 			 crd ? hw : C * hw};
-	v.rank = 6;
-	for (int i = 0; i < 6; i++) {
-		v.dims[i] = dims[i];
-		v.st[i] = st[i] * (int64_t)es;
-	}
+	v->rank = 6;
+	memcpy(v->dims, dims, sizeof(dims));
+	memcpy(v->st, st, sizeof(st));
+	return 0;
+}
+
+static int depth_to_space_run(struct node *n, struct graft_err *err)
+{
+	size_t es = graft_dtype_size(n->in[0]->dtype);
+	struct view v;
+	int rc;
+
+	if ((rc = depth_to_space_view(n, &v, err)))
+		return rc;
+	for (int i = 0; i < v.rank; i++)
+		v.st[i] *= (int64_t)es;
 	if (n->out[0]->nbytes)
-		copy_view(n->out[0]->data, x->data, &v, es);
+		copy_view(n->out[0]->data, n->in[0]->data, &v, es);
 	return 0;
 }
 
@@ -1712,12 +1722,11 @@ static int space_to_depth_infer(struct node *n, struct graft_err *err)
 	return set_out(n, n->out[0], x->dtype, 4, dims, err);
 }
 
-static int space_to_depth_run(struct node *n, struct graft_err *err)
+/* The view of the input that SpaceToDepth's output copies (strides in elements). */
+static int space_to_depth_view(const struct node *n, struct view *v, struct graft_err *err)
 {
 	const struct value *x = n->in[0];
-	size_t es = graft_dtype_size(x->dtype);
 	int64_t b = block_size(n, err), C, H, W;
-	struct view v;
 
 	if (b < 0)
 		return (int)b;
@@ -1727,13 +1736,24 @@ static int space_to_depth_run(struct node *n, struct graft_err *err)
 	/* Output (n, i, j, c, h, w) reads input (n, c, h*b + i, w*b + j). */
 	int64_t dims[6] = {x->dims[0], b, b, C, H / b, W / b};
 	int64_t st[6] = {C * H * W, W, 1, H * W, b * W, b};
-	v.rank = 6;
-	for (int i = 0; i < 6; i++) {
-		v.dims[i] = dims[i];
-		v.st[i] = st[i] * (int64_t)es;
-	}
+	v->rank = 6;
+	memcpy(v->dims, dims, sizeof(dims));
+	memcpy(v->st, st, sizeof(st));
+	return 0;
+}
+
+static int space_to_depth_run(struct node *n, struct graft_err *err)
+{
+	size_t es = graft_dtype_size(n->in[0]->dtype);
+	struct view v;
+	int rc;
+
+	if ((rc = space_to_depth_view(n, &v, err)))
+		return rc;
+	for (int i = 0; i < v.rank; i++)
+		v.st[i] *= (int64_t)es;
 	if (n->out[0]->nbytes)
-		copy_view(n->out[0]->data, x->data, &v, es);
+		copy_view(n->out[0]->data, n->in[0]->data, &v, es);
 	return 0;
 }
 
@@ -1819,8 +1839,12 @@ const struct op_def *const ops_shape[] = {
 
 /* ---- backward ----------------------------------------------------------------------------
  *
- * Data movement: each gradient is the inverse movement of the output's gradient, float32.
- * Indices, shapes, axes and pads never get one.
+ * Data movement: each gradient is the inverse movement of the output's gradient, in
+ * float32 (only float values have gradients).  Shapes, axes, pads and indices never get
+ * one.  Where the forward reads every input element once (Reshape, Transpose, Concat,
+ * Split, DepthToSpace), the gradient is a copy back; where it reads some not at all
+ * (Slice, Pad's cropping) those get zeros; where it reads some more than once (Expand,
+ * Tile, Gather, Pad's edge, reflect and wrap modes) the copies add up.
  */
 
 static int grad_is_float(const struct node *n, struct graft_err *err)
@@ -1831,7 +1855,137 @@ static int grad_is_float(const struct node *n, struct graft_err *err)
 	return 0;
 }
 
-/* Reshape, Flatten, Squeeze, Unsqueeze, Identity-like Cast: the same elements. */
+/* The view that reads back the source of a view v that is a permutation of its source's
+ * axes (strides in elements, each input element read once): copying it into the source's
+ * layout undoes v.  Its axes are v's in the source's order, their strides v's output's. */
+static void view_inverse(const struct view *v, size_t es, struct view *inv)
+{
+	int64_t ost[VIEW_MAX_RANK];
+	int order[VIEW_MAX_RANK];
+
+	strides_of(v->rank, v->dims, ost);
+	for (int i = 0; i < v->rank; i++) {
+		int j = i;
+		/* insertion sort, largest source stride first */
+		for (; j > 0 && v->st[order[j - 1]] < v->st[i]; j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+	}
+	inv->rank = v->rank;
+	for (int i = 0; i < v->rank; i++) {
+		inv->dims[i] = v->dims[order[i]];
+		inv->st[i] = ost[order[i]] * (int64_t)es;
+	}
+}
+
+/* A walk over two float buffers in step: element (i_0, ..., i_r-1) lies at
+ * dst + sum(i_k * sd_k) and src + sum(i_k * ss_k), strides in elements.  sd may be 0
+ * (several source elements add into one) or negative (reversed slices). */
+struct walk {
+	int rank;
+	int64_t dims[VIEW_MAX_RANK];
+	int64_t sd[VIEW_MAX_RANK], ss[VIEW_MAX_RANK];
+};
+
+/* Drops unit axes and merges neighbours that both sides walk as one axis.  Returns 0
+ * when the walk is empty. */
+static int walk_simplify(struct walk *w)
+{
+	int r = 0;
+
+	for (int i = 0; i < w->rank; i++)
+		if (w->dims[i] == 0)
+			return 0;
+	for (int i = 0; i < w->rank; i++) {
+		if (w->dims[i] == 1)
+			continue;
+		if (r > 0 && w->sd[r - 1] == w->sd[i] * w->dims[i] &&
+		    w->ss[r - 1] == w->ss[i] * w->dims[i]) {
+			w->dims[r - 1] *= w->dims[i];
+			w->sd[r - 1] = w->sd[i];
+			w->ss[r - 1] = w->ss[i];
+		} else {
+			w->dims[r] = w->dims[i];
+			w->sd[r] = w->sd[i];
+			w->ss[r] = w->ss[i];
+			r++;
+		}
+	}
+	w->rank = r;
+	return 1;
+}
+
+/* Walks w row by row (rank >= 1): dst = src, or dst += src when add. */
+static void walk_rows(float *dst, const float *src, const struct walk *w, int add)
+{
+	int r = w->rank;
+	int64_t n = w->dims[r - 1], sd = w->sd[r - 1], ss = w->ss[r - 1];
+	int64_t idx[VIEW_MAX_RANK] = {0}, od = 0, os = 0, rows = prod(w->dims, 0, r - 1);
+
+	for (int64_t row = 0; row < rows; row++) {
+		float *d = dst + od;
+		const float *s = src + os;
+		if (!add && sd == 1 && ss == 1) {
+			memcpy(d, s, (size_t)n * sizeof(float));
+		} else if (!add) {
+			for (int64_t j = 0; j < n; j++)
+				d[j * sd] = s[j * ss];
+		} else if (sd == 0) {
+			float sum = 0;
+			for (int64_t j = 0; j < n; j++)
+				sum += s[j * ss];
+			*d += sum;
+		} else if (sd == 1 && ss == 1) {
+			for (int64_t j = 0; j < n; j++)
+				d[j] += s[j];
+		} else {
+			for (int64_t j = 0; j < n; j++)
+				d[j * sd] += s[j * ss];
+		}
+		for (int a = r - 2; a >= 0; a--) {
+			od += w->sd[a];
+			os += w->ss[a];
+			if (++idx[a] < w->dims[a])
+				break;
+			od -= w->sd[a] * w->dims[a];
+			os -= w->ss[a] * w->dims[a];
+			idx[a] = 0;
+		}
+	}
+}
+
+/* Runs a walk (modifying w), split across threads along its outermost axis that moves
+ * dst.  The walks here (slices, broadcasts, tiles) never send two indices of that axis
+ * to one dst element, so the threads write apart. */
+static void walk_run(float *dst, const float *src, struct walk *w, int add)
+{
+	int p = 0;
+
+	if (!walk_simplify(w))
+		return;
+	if (w->rank == 0) {
+		*dst = add ? *dst + *src : *src;
+		return;
+	}
+	while (p < w->rank && w->sd[p] == 0)
+		p++;
+	if (p == w->rank || w->dims[p] < 2 ||
+	    (uint64_t)prod(w->dims, 0, w->rank) * sizeof(float) < PAR_BYTES) {
+		walk_rows(dst, src, w, add);
+		return;
+	}
+#pragma omp parallel
+	{
+		int64_t nt = omp_get_num_threads(), t = omp_get_thread_num(), d = w->dims[p];
+		int64_t lo = d * t / nt, hi = d * (t + 1) / nt;
+		struct walk s = *w;
+		s.dims[p] = hi - lo;
+		if (lo < hi)
+			walk_rows(dst + lo * w->sd[p], src + lo * w->ss[p], &s, add);
+	}
+}
+
+/* Reshape, Flatten, Squeeze, Unsqueeze: the same elements. */
 static int copy_backward(struct node *n, struct graft_err *err)
 {
 	int rc;
@@ -1866,6 +2020,27 @@ static int transpose_backward(struct node *n, struct graft_err *err)
 	return 0;
 }
 
+/* DepthToSpace and SpaceToDepth permute elements: dX is dY read back through the
+ * inverse permutation. */
+static int block_backward(struct node *n, struct graft_err *err)
+{
+	struct view v, inv;
+	int rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_is_float(n, err)))
+		return rc;
+	rc = strcmp(n->op->name, "DepthToSpace") == 0 ? depth_to_space_view(n, &v, err)
+						       : space_to_depth_view(n, &v, err);
+	if (rc)
+		return rc;
+	view_inverse(&v, sizeof(float), &inv);
+	if (n->gin[0]->nbytes)
+		copy_view(n->gin[0]->data, n->out[0]->grad->data, &inv, sizeof(float));
+	return 0;
+}
+
 /* Each input's gradient is its slab of dY along the axis. */
 static int concat_backward(struct node *n, struct graft_err *err)
 {
@@ -1882,13 +2057,19 @@ static int concat_backward(struct node *n, struct graft_err *err)
 
 	for (size_t k = 0; k < n->n_in; k++) {
 		size_t row = (size_t)n->in[k]->dims[ax] * inner;
-		if (n->gin[k]) {
+		if (n->gin[k] && row) {
 			if (n->in[k]->dtype != GRAFT_FLOAT)
 				return node_err(n, err, GRAFT_EUNSUPPORTED, "backward for %s data",
 						dtype_label(n->in[k]->dtype));
 			char *d = n->gin[k]->data;
-			for (int64_t o = 0; o < outer; o++)
-				memcpy(d + (size_t)o * row, g + (size_t)o * outrow + at, row);
+			if (outer == 1) {
+				copy_bytes(d, g + at, row);
+			} else {
+#pragma omp parallel for if (n->gin[k]->nbytes >= PAR_BYTES) schedule(static)
+				for (int64_t o = 0; o < outer; o++)
+					memcpy(d + (size_t)o * row, g + (size_t)o * outrow + at,
+					       row);
+			}
 		}
 		at += row;
 	}
@@ -1920,12 +2101,22 @@ static int split_backward(struct node *n, struct graft_err *err)
 	for (size_t k = 0; k < n->n_out; k++) {
 		size_t row = (size_t)sizes[k] * inner;
 		const struct value *y = n->out[k];
-		for (int64_t o = 0; o < outer; o++) {
-			if (y && y->grad)
-				memcpy(d + (size_t)o * inrow + off, (const char *)y->grad->data +
-				       (size_t)o * row, row);
-			else
-				memset(d + (size_t)o * inrow + off, 0, row);
+		const char *g = y && y->grad ? y->grad->data : NULL;
+		if (!row)
+			continue;
+		if (outer == 1 && g) {
+			copy_bytes(d + off, g, row);
+		} else if (outer == 1) {
+			memset(d + off, 0, row);
+		} else {
+#pragma omp parallel for if ((uint64_t)outer * row >= PAR_BYTES) schedule(static)
+			for (int64_t o = 0; o < outer; o++) {
+				if (g)
+					memcpy(d + (size_t)o * inrow + off, g + (size_t)o * row,
+					       row);
+				else
+					memset(d + (size_t)o * inrow + off, 0, row);
+			}
 		}
 		off += row;
 	}
@@ -1933,31 +2124,13 @@ static int split_backward(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-/* Walks the elements of a view (strides in elements) in row-major order of its dims,
- * calling f(offset, i) for the i-th. */
-#define FOR_VIEW(v, base, OFF, I, BODY)                                                   \
-	do {                                                                              \
-		int64_t idx_[VIEW_MAX_RANK] = {0}, OFF = (base);                          \
-		uint64_t total_ = 1;                                                      \
-		for (int a_ = 0; a_ < (v)->rank; a_++)                                    \
-			total_ *= (uint64_t)(v)->dims[a_];                                \
-		for (uint64_t I = 0; I < total_; I++) {                                   \
-			BODY;                                                             \
-			for (int a_ = (v)->rank - 1; a_ >= 0; a_--) {                     \
-				OFF += (v)->st[a_];                                       \
-				if (++idx_[a_] < (v)->dims[a_])                           \
-					break;                                            \
-				OFF -= (v)->st[a_] * (v)->dims[a_];                       \
-				idx_[a_] = 0;                                             \
-			}                                                                 \
-		}                                                                         \
-	} while (0)
-
 /* dX: zeros, and dY's elements written back where the slice read them. */
 static int slice_backward(struct node *n, struct graft_err *err)
 {
+	const struct value *y = n->out[0];
 	int64_t dims[NET_MAX_RANK], base;
 	struct view v;
+	struct walk w;
 	int rc;
 
 	if (!n->gin[0])
@@ -1965,15 +2138,36 @@ static int slice_backward(struct node *n, struct graft_err *err)
 	if ((rc = grad_is_float(n, err)) || (rc = slice_plan(n, dims, &v, &base, err)))
 		return rc;
 	float *d = n->gin[0]->data;
-	const float *g = n->out[0]->grad->data;
-	memset(d, 0, n->gin[0]->nbytes);
-	if (!n->out[0]->nbytes)
+	if (value_numel(y) < value_numel(n->in[0]))
+		memset(d, 0, n->gin[0]->nbytes);
+	if (!y->nbytes)
 		return 0;
-	FOR_VIEW(&v, base, off, i, d[off] = g[i]);
+	w.rank = v.rank;
+	memcpy(w.dims, v.dims, sizeof(v.dims[0]) * (size_t)v.rank);
+	memcpy(w.sd, v.st, sizeof(v.st[0]) * (size_t)v.rank);
+	strides_of(v.rank, v.dims, w.ss);
+	walk_run(d + base, y->grad->data, &w, 0);
 	return 0;
 }
 
-/* dData: dY's rows added at the indices they were read from (indices may repeat). */
+/* Checks every index of a Gather-like node against the axis length d. */
+static int check_indices(const struct node *n, const struct value *idx, int64_t d,
+			 struct graft_err *err)
+{
+	uint64_t ni = value_numel(idx);
+
+	for (uint64_t i = 0; i < ni; i++) {
+		int64_t k = index_at(idx, i);
+		if (k < -d || k >= d)
+			return node_err(n, err, GRAFT_EINVAL, "index %lld is out of range for "
+					"dim %lld", (long long)k, (long long)d);
+	}
+	return 0;
+}
+
+/* dData: dY's rows added at the indices they were read from (indices may repeat).  The
+ * work is split over (outer index, column block) pairs, which own disjoint parts of dX,
+ * so a Gather along axis 0 (an embedding) runs in parallel too. */
 static int gather_backward(struct node *n, struct graft_err *err)
 {
 	const struct value *x = n->in[0], *idx = n->in[1];
@@ -1984,25 +2178,69 @@ static int gather_backward(struct node *n, struct graft_err *err)
 		return ax;
 	if (!n->gin[0])
 		return 0;
-	if ((rc = grad_is_float(n, err)))
+	if ((rc = grad_is_float(n, err)) || (rc = check_indices(n, idx, x->dims[ax], err)))
 		return rc;
 	int64_t d = x->dims[ax], outer = prod(x->dims, 0, ax);
 	int64_t inner = prod(x->dims, ax + 1, x->rank);
+	int64_t blocks = inner / 64 < 1 ? 1 : inner / 64 > 64 ? 64 : inner / 64;
 	float *dx = n->gin[0]->data;
 	const float *g = n->out[0]->grad->data;
 
 	memset(dx, 0, n->gin[0]->nbytes);
-#pragma omp parallel for if (n->gin[0]->nbytes >= PAR_BYTES && outer > 1) schedule(static)
-	for (int64_t o = 0; o < outer; o++)
+#pragma omp parallel for if (n->out[0]->nbytes >= PAR_BYTES && outer * blocks > 1) \
+	schedule(static)
+	for (int64_t it = 0; it < outer * blocks; it++) {
+		int64_t o = it / blocks, c = it % blocks;
+		int64_t j0 = inner * c / blocks, j1 = inner * (c + 1) / blocks;
 		for (uint64_t i = 0; i < ni; i++) {
 			int64_t k = index_at(idx, i);
 			if (k < 0)
 				k += d;
 			float *to = dx + (o * d + k) * inner;
 			const float *from = g + (o * (int64_t)ni + (int64_t)i) * inner;
-			for (int64_t j = 0; j < inner; j++)
+			for (int64_t j = j0; j < j1; j++)
 				to[j] += from[j];
 		}
+	}
+	return 0;
+}
+
+/* dData: each dY element added at the data element it was read from. */
+static int gather_elements_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0], *idx = n->in[1];
+	int ax = gather_axis(n, x->rank, err), r = x->rank, rc;
+	uint64_t ni = value_numel(idx);
+	int64_t st[NET_MAX_RANK], pos[NET_MAX_RANK] = {0}, off = 0;
+
+	if (ax < 0)
+		return ax;
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_is_float(n, err)) || (rc = check_indices(n, idx, x->dims[ax], err)))
+		return rc;
+	int64_t d = x->dims[ax];
+	float *dx = n->gin[0]->data;
+	const float *g = n->out[0]->grad->data;
+
+	memset(dx, 0, n->gin[0]->nbytes);
+	strides_of(r, x->dims, st);
+	/* off: the data offset of pos with the gather axis at 0 (as in the forward). */
+	for (uint64_t i = 0; i < ni; i++) {
+		int64_t k = index_at(idx, i);
+		if (k < 0)
+			k += d;
+		dx[off + k * st[ax]] += g[i];
+		for (int a = r - 1; a >= 0; a--) {
+			if (a != ax)
+				off += st[a];
+			if (++pos[a] < idx->dims[a])
+				break;
+			if (a != ax)
+				off -= st[a] * idx->dims[a];
+			pos[a] = 0;
+		}
+	}
 	return 0;
 }
 
@@ -2010,73 +2248,205 @@ static int gather_backward(struct node *n, struct graft_err *err)
 static int expand_backward(struct node *n, struct graft_err *err)
 {
 	const struct value *x = n->in[0], *y = n->out[0];
-	struct view v;
+	struct walk w;
 	int rc;
 
 	if (!n->gin[0])
 		return 0;
 	if ((rc = grad_is_float(n, err)))
 		return rc;
-	float *d = n->gin[0]->data;
-	const float *g = y->grad->data;
-	memset(d, 0, n->gin[0]->nbytes);
-	if (!y->nbytes)
+	if (value_numel(x) == value_numel(y)) {  /* nothing broadcast: the same elements */
+		copy_bytes(n->gin[0]->data, y->grad->data, n->gin[0]->nbytes);
 		return 0;
-	/* the view of x that Expand read, walked over y's index: offsets into x */
-	v.rank = y->rank;
-	memcpy(v.dims, y->dims, sizeof(y->dims[0]) * (size_t)y->rank);
-	broadcast_strides(x->rank, x->dims, y->rank, y->dims, v.st);
-	FOR_VIEW(&v, 0, off, i, d[off] += g[i]);
+	}
+	memset(n->gin[0]->data, 0, n->gin[0]->nbytes);
+	w.rank = y->rank;
+	memcpy(w.dims, y->dims, sizeof(y->dims[0]) * (size_t)y->rank);
+	broadcast_strides(x->rank, x->dims, y->rank, y->dims, w.sd);
+	strides_of(y->rank, y->dims, w.ss);
+	walk_run(n->gin[0]->data, y->grad->data, &w, 1);
 	return 0;
 }
 
-/* dX: each output element's gradient goes to the input element it was read from (in
- * edge, reflect and wrap modes, several outputs read one input: they add up). */
-static int pad_backward(struct node *n, struct graft_err *err)
+/* dX: the sum of dY's tiles.  Output axis i is the pair (repeat, index), as in the
+ * forward. */
+static int tile_backward(struct node *n, struct graft_err *err)
 {
 	const struct value *x = n->in[0], *y = n->out[0];
-	int64_t pb[NET_MAX_RANK], pa[NET_MAX_RANK], xs[NET_MAX_RANK], idx[NET_MAX_RANK] = {0};
-	enum pad_mode mode;
-	int r = x->rank, rc;
+	int64_t reps[NET_MAX_RANK], st[NET_MAX_RANK];
+	struct walk w;
+	int rc;
 
 	if (!n->gin[0])
 		return 0;
-	if ((rc = grad_is_float(n, err)) || (rc = pad_plan(n, pb, pa, &mode, err)))
+	if ((rc = grad_is_float(n, err)) || (rc = tile_repeats(n, reps, err)))
 		return rc;
-	float *d = n->gin[0]->data;
-	const float *g = y->grad->data;
-	uint64_t total = value_numel(y);
-	memset(d, 0, n->gin[0]->nbytes);
-	strides_of(r, x->dims, xs);
-	for (uint64_t i = 0; i < total; i++) {
-		int64_t off = 0;
-		int inside = 1;
-		for (int a = 0; a < r && inside; a++) {
-			int64_t s = pad_source(mode, idx[a], pb[a], x->dims[a]);
-			if (s < 0)
-				inside = 0;
-			else
-				off += s * xs[a];
+	if (value_numel(x) == value_numel(y)) {
+		copy_bytes(n->gin[0]->data, y->grad->data, n->gin[0]->nbytes);
+		return 0;
+	}
+	memset(n->gin[0]->data, 0, n->gin[0]->nbytes);
+	strides_of(x->rank, x->dims, st);
+	w.rank = 2 * x->rank;
+	for (int i = 0; i < x->rank; i++) {
+		w.dims[2 * i] = reps[i];
+		w.sd[2 * i] = 0;
+		w.dims[2 * i + 1] = x->dims[i];
+		w.sd[2 * i + 1] = st[i];
+	}
+	strides_of(w.rank, w.dims, w.ss);
+	walk_run(n->gin[0]->data, y->grad->data, &w, 1);
+	return 0;
+}
+
+/* One axis of Pad's backward.  src is (outer, dy, inner), dst (outer, dx, inner); output
+ * index o of the axis read input index map[o] (-1: the constant).  The interior, where
+ * o - b is in range and read nowhere else first, is copied; the rest (edge, reflect and
+ * wrap borders) is added in. */
+static void pad_axis_backward(float *dst, const float *src, int64_t outer, int64_t dy,
+			      int64_t dx, int64_t inner, int64_t b, const int64_t *map)
+{
+	int64_t olo = b > 0 ? b : 0, ohi = b + dx < dy ? b + dx : dy;
+	size_t in_b = (size_t)inner * sizeof(float);
+
+	if (olo > ohi)
+		olo = ohi = 0;
+	int64_t ilo = olo - b, ihi = ohi - b;
+	if (olo == ohi)
+		ilo = ihi = 0;
+
+#pragma omp parallel for if (outer > 1 && (uint64_t)outer * (uint64_t)dx * in_b >= PAR_BYTES) \
+	schedule(static)
+	for (int64_t q = 0; q < outer; q++) {
+		float *d = dst + q * dx * inner;
+		const float *s = src + q * dy * inner;
+		memset(d, 0, (size_t)ilo * in_b);
+		memset(d + ihi * inner, 0, (size_t)(dx - ihi) * in_b);
+		if (outer == 1)
+			copy_bytes(d + ilo * inner, s + olo * inner, (size_t)(ohi - olo) * in_b);
+		else
+			memcpy(d + ilo * inner, s + olo * inner, (size_t)(ohi - olo) * in_b);
+		for (int64_t o = 0; o < dy; o++) {
+			if (o == olo && olo < ohi)
+				o = ohi;
+			if (o >= dy)
+				break;
+			if (map[o] < 0)
+				continue;
+			float *to = d + map[o] * inner;
+			const float *from = s + o * inner;
+			for (int64_t j = 0; j < inner; j++)
+				to[j] += from[j];
 		}
-		if (inside)
-			d[off] += g[i];
+	}
+}
+
+/* d constant_value: dY summed over the elements that read the constant (any axis's
+ * source is -1).  Rare (the value is nearly always a constant), so plain. */
+static float pad_constant_grad(const struct value *y, const float *g, int64_t *const *map)
+{
+	int64_t idx[NET_MAX_RANK] = {0};
+	uint64_t total = value_numel(y);
+	double sum = 0;
+	int r = y->rank;
+
+	for (uint64_t i = 0; i < total; i++) {
+		int is_const = 0;
+		for (int a = 0; a < r; a++)
+			is_const |= map[a][idx[a]] < 0;
+		if (is_const)
+			sum += g[i];
 		for (int a = r - 1; a >= 0; a--) {
 			if (++idx[a] < y->dims[a])
 				break;
 			idx[a] = 0;
 		}
 	}
+	return (float)sum;
+}
+
+/* Pad is separable: padding every axis is padding one axis after the other, so dX is dY
+ * taken back through one axis at a time (pad_axis_backward), from dY's shape to X's. */
+static int pad_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0], *y = n->out[0];
+	int64_t pb[NET_MAX_RANK], pa[NET_MAX_RANK], cur[NET_MAX_RANK], *map[NET_MAX_RANK];
+	int64_t *maps, total = 0;
+	int axes[NET_MAX_RANK], na = 0, r = x->rank, rc;
+	enum pad_mode mode;
+	float *tmp[2] = {NULL, NULL};
+	uint64_t tmp_n = 0;
+
+	if ((rc = pad_plan(n, pb, pa, &mode, err)))
+		return rc;
+	if ((rc = grad_is_float(n, err)))
+		return rc;
+	for (int i = 0; i < r; i++)
+		total += y->dims[i];
+	if (!(maps = malloc(((size_t)total + 1) * sizeof(*maps))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	total = 0;
+	for (int i = 0; i < r; i++) {
+		map[i] = maps + total;
+		for (int64_t o = 0; o < y->dims[i]; o++)
+			map[i][o] = pad_source(mode, o, pb[i], x->dims[i]);
+		total += y->dims[i];
+	}
+	const float *g = y->grad->data;
+	if (n->n_in > 2 && n->gin[2]) {
+		float *dc = n->gin[2]->data;
+		*dc = mode == PAD_CONSTANT && y->nbytes ? pad_constant_grad(y, g, map) : 0;
+	}
+	if (!n->gin[0]) {
+		free(maps);
+		return 0;
+	}
+	for (int i = 0; i < r; i++) {
+		cur[i] = y->dims[i];
+		if (pb[i] || pa[i])
+			axes[na++] = i;
+	}
+	/* The shapes between axes, sized for the two buffers they alternate in. */
+	for (int k = 0; k + 1 < na; k++) {
+		uint64_t m;
+		cur[axes[k]] = x->dims[axes[k]];
+		dims_numel(cur, r, &m);
+		tmp_n = m > tmp_n ? m : tmp_n;
+	}
+	for (int i = 0; i < r; i++)
+		cur[i] = y->dims[i];
+	for (int k = 0; k < (na > 2 ? 2 : na - 1); k++)
+		if (!(tmp[k] = malloc((size_t)(tmp_n + 1) * sizeof(float)))) {
+			free(tmp[0]);
+			free(maps);
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+		}
+	if (na == 0)
+		copy_bytes(n->gin[0]->data, g, n->gin[0]->nbytes);
+	for (int k = 0; k < na; k++) {
+		int a = axes[k];
+		float *d = k == na - 1 ? n->gin[0]->data : tmp[k % 2];
+		pad_axis_backward(d, g, prod(cur, 0, a), cur[a], x->dims[a], prod(cur, a + 1, r),
+				  pb[a], map[a]);
+		cur[a] = x->dims[a];
+		g = d;
+	}
+	free(tmp[0]);
+	free(tmp[1]);
+	free(maps);
 	return 0;
 }
 
+/* Cast to float passes the gradient through; a cast to any other type cuts it (that
+ * output has no gradient), so dX is zero. */
 static int cast_backward(struct node *n, struct graft_err *err)
 {
 	if (!n->gin[0])
 		return 0;
-	if (n->out[0]->dtype != GRAFT_FLOAT)
-		return node_err(n, err, GRAFT_EUNSUPPORTED, "backward through a cast to %s",
-				dtype_label(n->out[0]->dtype));
-	return copy_backward(n, err);
+	if (n->out[0]->dtype == GRAFT_FLOAT && n->out[0]->grad)
+		return copy_backward(n, err);
+	memset(n->gin[0]->data, 0, n->gin[0]->nbytes);
+	return 0;
 }
 
 static const struct grad_def grad_reshape = {"Reshape", copy_backward};
@@ -2088,12 +2458,18 @@ static const struct grad_def grad_concat = {"Concat", concat_backward};
 static const struct grad_def grad_split = {"Split", split_backward};
 static const struct grad_def grad_slice = {"Slice", slice_backward};
 static const struct grad_def grad_gather = {"Gather", gather_backward};
+static const struct grad_def grad_gather_elements = {"GatherElements",
+						     gather_elements_backward};
 static const struct grad_def grad_expand = {"Expand", expand_backward};
+static const struct grad_def grad_tile = {"Tile", tile_backward};
 static const struct grad_def grad_pad = {"Pad", pad_backward};
+static const struct grad_def grad_depth_to_space = {"DepthToSpace", block_backward};
+static const struct grad_def grad_space_to_depth = {"SpaceToDepth", block_backward};
 static const struct grad_def grad_cast = {"Cast", cast_backward};
 
 const struct grad_def *const ops_shape_grad[] = {
 	&grad_reshape, &grad_flatten, &grad_squeeze, &grad_unsqueeze, &grad_transpose,
-	&grad_concat, &grad_split, &grad_slice, &grad_gather, &grad_expand, &grad_pad,
+	&grad_concat, &grad_split, &grad_slice, &grad_gather, &grad_gather_elements,
+	&grad_expand, &grad_tile, &grad_pad, &grad_depth_to_space, &grad_space_to_depth,
 	&grad_cast, NULL,
 };
