@@ -412,6 +412,9 @@ const char *graft_op_name(size_t i);
  * run planned it; -1 when the net has no such value or has not run. */
 int graft_net_value_shape(const struct graft_net *net, const char *name, int *rank,
 			  int64_t *dims);
+/* A view of the value name after a run (plain layout; a net made with no_fuse keeps
+ * every value); -1 when it has none. */
+int graft_net_value(const struct graft_net *net, const char *name, struct graft_array *view);
 /* 1 when graft can differentiate op_type (train through it), else 0. */
 int graft_op_has_backward(const char *op_type);
 /* Counts for tests and benchmarks: nodes run per run, and nodes folded at plan time. */
@@ -580,6 +583,35 @@ long graft_cut_find(const struct graft_cut *cuts, size_t n, const char *spec);
 int graft_model_extract(struct graft_model *m, const char *const *from, size_t n_from,
 			const char *const *to, size_t n_to, struct graft_err *err);
 
+/* ---- strategy (lib/plan.c, docs/plan.md) ------------------------------------------------ */
+
+#define GRAFT_PLAN_SMALL_PER_CLASS 200  /* fewer samples per class: little data */
+#define GRAFT_PLAN_SIMILAR_BN 0.5       /* exp(-distance) of BN statistics: similar */
+#define GRAFT_PLAN_SIMILAR_CONFIDENCE 0.5 /* mean top softmax probability: similar */
+#define GRAFT_PLAN_PROBE_SAMPLES 512    /* samples the statistics are measured on */
+
+struct graft_plan {
+	int case_no;            /* 1 small similar, 2 small different, 3 large similar,
+				 * 4 large different */
+	int small, similar;
+	int64_t samples, classes;
+	double samples_per_class;
+	double similarity;      /* in [0, 1] */
+	double distance;        /* batchnorm: the mean symmetric KL divergence */
+	const char *method;     /* "batchnorm" or "confidence" */
+	size_t bn_layers;       /* BatchNormalization layers compared */
+	uint64_t params, params_trained;
+	size_t blocks;          /* block boundaries (graft-slice --list-cuts) */
+	long train_blocks;      /* graft-freeze --last-blocks N; 0: train everything */
+};
+/* Measures the data (x, y: a dataset) against model m and decides. */
+int graft_plan_make(const struct graft_model *m, const struct graft_array *x,
+		    const struct graft_array *y, struct graft_plan *p, struct graft_err *err);
+/* The decision alone, from samples_per_class, similarity, method and blocks. */
+void graft_plan_decide(struct graft_plan *p);
+/* The symmetric Kullback-Leibler divergence of two 1-D Gaussians (mean, variance). */
+double graft_plan_gauss_distance(double m1, double v1, double m2, double v2);
+
 /* Turns the Identity alias name (graft_model_alias) into a stored tensor of its own with
  * data (of the aliased tensor's type and shape), removing the Identity node; a parameter
  * keeps the aliased tensor's trainable flag.  torch's exporter stores equal initializers
@@ -660,6 +692,51 @@ void graft_rng_shuffle(struct graft_rng *r, int64_t *v, size_t n);
 
 /* XXH64 of buf with the given seed (the checksum the .graft format uses). */
 uint64_t graft_xxh64(const void *buf, size_t len, uint64_t seed);
+
+/* ---- new classifier heads (lib/head.c) ------------------------------------------------------ */
+
+enum graft_head_init {
+	GRAFT_HEAD_HE = 0,      /* normal, standard deviation sqrt(2 / fan_in) */
+	GRAFT_HEAD_XAVIER = 1,  /* uniform in +-sqrt(6 / (fan_in + fan_out)) */
+};
+struct graft_head_opts {
+	int64_t classes;        /* outputs of the new head, >= 1 */
+	const char *at;         /* NULL: replace the final classifier; else cut at this value */
+	int64_t hidden;         /* > 0: Gemm(in -> hidden), Relu, [Dropout], Gemm(hidden -> N) */
+	double dropout;         /* in [0, 1); > 0: a Dropout of this ratio before the last layer */
+	enum graft_head_init init;
+	uint64_t seed;          /* the weights' generator: the same seed gives the same bytes */
+};
+/* What graft_head_attach did, for a summary. */
+struct graft_head_info {
+	int64_t in_features;    /* what the head reads */
+	int64_t classes;
+	int64_t old_classes;    /* outputs of the classifier replaced; 0 after a cut */
+	char prefix[32];        /* the new names start with it and a dot: "head.0" */
+	char replaced[160];     /* the classifier's (first) node; "" after a cut */
+	size_t nodes_removed, nodes_added, tensors_removed, tensors_added;
+};
+/*
+ * Gives the model a new head of o->classes outputs, with weights drawn from graft_rng
+ * seeded with o->seed (biases zero), new trainable parameters named "head.K..." (K the
+ * first number no name of the model uses).
+ * - o->at NULL: replaces the classifier computing the first graph output (through
+ *   Identity, Flatten, Softmax or LogSoftmax only): a Gemm, whose new weight is
+ *   [classes, in] (transB=1), or a MatMul and Add, replaced in that form (weight
+ *   [in, classes]).  The head computes the same value name; the output's declared last
+ *   dim becomes classes.
+ * - o->at a value: the model runs once at batch 1 on zeros to learn its shape (inputs
+ *   with symbolic dims other than the first are refused); a (N, C, H, W) value gets
+ *   GlobalAveragePool and Flatten, a (N, C) one the layers directly.  The head computes
+ *   the first output's name, declared [batch as before, classes]; the other outputs go.
+ * The nodes the head replaces go, with every node and initializer that only they needed
+ * (Constant nodes holding weights too); other tensors keep their flags.  GRAFT_EINVAL (bad
+ * options, an unknown value) and GRAFT_EUNSUPPORTED (no classifier found, a shape the
+ * head cannot attach to) leave m unchanged; after GRAFT_ENOMEM, m may be half changed and
+ * is fit only to be freed.  info (may be NULL) says what was done.
+ */
+int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
+		      struct graft_head_info *info, struct graft_err *err);
 
 #ifdef __cplusplus
 }

@@ -1119,3 +1119,23 @@ int graft_net_value_shape(const struct graft_net *net, const char *name, int *ra
 	memcpy(dims, v->dims, sizeof(int64_t) * (size_t)v->rank);
 	return v->dtype;
 }
+
+int graft_net_value(const struct graft_net *net, const char *name, struct graft_array *view)
+{
+	long i = strmap_get(&net->by_name, name);
+	const struct value *v;
+
+	if (i < 0 || !net->planned)
+		return -1;
+	v = net->values[i];
+	if (!v->dtype || !v->data || v->layout)
+		return -1;      /* not computed, or in a blocked layout */
+	memset(view, 0, sizeof(*view));
+	view->name = v->name;
+	view->dtype = v->dtype;
+	view->rank = v->rank;
+	memcpy(view->dims, v->dims, sizeof(int64_t) * (size_t)v->rank);
+	view->data = v->data;
+	view->nbytes = v->nbytes;
+	return 0;
+}

@@ -1,0 +1,1013 @@
+/*
+ * head.c: new classifier heads, the first step of most transfer learning: the network's
+ * last layer gives way to one with as many outputs as the new task has classes, or the
+ * network is cut at an earlier feature map and a head is attached there.
+ *
+ * Everything is checked and built first (nodes, weights, the shape at a cut, which runs
+ * the model once), so that a refusal leaves the model as it was.  Then the old nodes go,
+ * the new ones take their place, and removal cascades from the names the old nodes read:
+ * a node whose outputs nobody reads any more goes too (a Constant holding a weight, the
+ * tail of a network after a cut), and so does an initializer nobody reads, so that the
+ * archive carries no dead weights.  Nodes that were dead before are not ours to touch.
+ *
+ * New weights come from graft's seeded generator (He or Xavier/Glorot), so the same seed
+ * gives the same bytes.  Like edit.c, this module builds the few protobuf messages it
+ * needs (nodes and an output's type) itself.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MAX_HEAD_NODES 8        /* pool, flatten, 2 x (MatMul + Add), Relu, Dropout */
+#define MAX_HEAD_TENSORS 5      /* 2 x (weight, bias), Dropout's ratio */
+#define MAX_DEPTH 64            /* subgraph nesting we follow */
+
+/* ---- reading the graph ---------------------------------------------------------------------- */
+
+typedef int (*name_fn)(const char *name, void *ctx);
+
+static int graph_reads(const Onnx__GraphProto *g, name_fn fn, void *ctx, int depth);
+
+/* Calls fn for every name node n reads: its inputs, and what nodes of its subgraphs read
+ * (a branch of an If may read any value of the main graph).  Stops at fn's first nonzero. */
+static int node_reads(const Onnx__NodeProto *n, name_fn fn, void *ctx, int depth)
+{
+	int rc;
+
+	for (size_t k = 0; k < n->n_input; k++)
+		if (n->input[k] && *n->input[k] && (rc = fn(n->input[k], ctx)))
+			return rc;
+	for (size_t j = 0; j < n->n_attribute; j++) {
+		const Onnx__AttributeProto *a = n->attribute[j];
+		if (a->g && (rc = graph_reads(a->g, fn, ctx, depth + 1)))
+			return rc;
+		for (size_t k = 0; k < a->n_graphs; k++)
+			if ((rc = graph_reads(a->graphs[k], fn, ctx, depth + 1)))
+				return rc;
+	}
+	return 0;
+}
+
+/* What the nodes of g read, and its outputs. */
+static int graph_reads(const Onnx__GraphProto *g, name_fn fn, void *ctx, int depth)
+{
+	int rc;
+
+	if (depth > MAX_DEPTH)
+		return 0;
+	for (size_t i = 0; i < g->n_node; i++)
+		if ((rc = node_reads(g->node[i], fn, ctx, depth)))
+			return rc;
+	for (size_t i = 0; i < g->n_output; i++)
+		if (g->output[i]->name && (rc = fn(g->output[i]->name, ctx)))
+			return rc;
+	return 0;
+}
+
+struct count_ctx {
+	const char *name;
+	size_t count;
+};
+
+static int count_one(const char *name, void *ctx)
+{
+	struct count_ctx *c = ctx;
+
+	c->count += strcmp(name, c->name) == 0;
+	return 0;
+}
+
+/* How often name is read: by nodes (subgraphs included) and as a graph output. */
+static size_t reads(const Onnx__GraphProto *g, const char *name)
+{
+	struct count_ctx c = {name, 0};
+
+	graph_reads(g, count_one, &c, 0);
+	return c.count;
+}
+
+/* The main-graph node computing name, or -1. */
+static long producer(const Onnx__GraphProto *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_node; i++)
+		for (size_t k = 0; k < g->node[i]->n_output; k++)
+			if (g->node[i]->output[k] && strcmp(g->node[i]->output[k], name) == 0)
+				return (long)i;
+	return -1;
+}
+
+static int is_graph_input(const Onnx__GraphProto *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_input; i++)
+		if (g->input[i]->name && strcmp(g->input[i]->name, name) == 0)
+			return 1;
+	return 0;
+}
+
+static int is_op(const Onnx__NodeProto *n, const char *op)
+{
+	return n->op_type && strcmp(n->op_type, op) == 0 &&
+	       (!n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0);
+}
+
+static const char *node_label(const Onnx__NodeProto *n)
+{
+	return n->name && *n->name ? n->name : n->n_output ? n->output[0] : "?";
+}
+
+static int64_t attr_int(const Onnx__NodeProto *n, const char *name, int64_t dflt)
+{
+	for (size_t j = 0; j < n->n_attribute; j++)
+		if (n->attribute[j]->name && strcmp(n->attribute[j]->name, name) == 0)
+			return n->attribute[j]->i;
+	return dflt;
+}
+
+/* The stored tensor name stands for, itself or through an Identity alias; NULL when name
+ * is computed. */
+static const struct tensor_rec *stored(const struct graft_model *m, const char *name)
+{
+	long i = graft_model_find_tensor(m, name);
+
+	if (i >= 0 && m->tensors[i].source != GRAFT_SOURCE_DETACHED)
+		return &m->tensors[i];
+	for (size_t k = 0; k < m->n_aliases; k++)
+		if (strcmp(m->aliases[k].name, name) == 0)
+			return &m->tensors[m->aliases[k].target];
+	return NULL;
+}
+
+/* The default-domain opset, or 0 when the model imports none. */
+static int64_t default_opset(const struct graft_model *m)
+{
+	for (size_t i = 0; i < m->proto->n_opset_import; i++) {
+		const Onnx__OperatorSetIdProto *o = m->proto->opset_import[i];
+		if (!o->domain || !*o->domain || strcmp(o->domain, "ai.onnx") == 0)
+			return o->version;
+	}
+	return 0;
+}
+
+/* ---- a prefix for new names ---------------------------------------------------------------- */
+
+struct prefix_ctx {
+	const char *p;
+	size_t len;
+};
+
+static int has_prefix(const char *name, void *ctx)
+{
+	const struct prefix_ctx *c = ctx;
+
+	return name && strncmp(name, c->p, c->len) == 0 &&
+	       (name[c->len] == 0 || name[c->len] == '.');
+}
+
+/* Whether some name of g (subgraphs included) is the prefix or starts with it and a dot. */
+static int graph_uses_prefix(const Onnx__GraphProto *g, struct prefix_ctx *c, int depth)
+{
+	if (depth > MAX_DEPTH)
+		return 0;
+	for (size_t i = 0; i < g->n_input; i++)
+		if (has_prefix(g->input[i]->name, c))
+			return 1;
+	for (size_t i = 0; i < g->n_output; i++)
+		if (has_prefix(g->output[i]->name, c))
+			return 1;
+	for (size_t i = 0; i < g->n_value_info; i++)
+		if (has_prefix(g->value_info[i]->name, c))
+			return 1;
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if (has_prefix(g->initializer[i]->name, c))
+			return 1;
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto *n = g->node[i];
+		if (has_prefix(n->name, c))
+			return 1;
+		for (size_t k = 0; k < n->n_output; k++)
+			if (has_prefix(n->output[k], c))
+				return 1;
+		for (size_t j = 0; j < n->n_attribute; j++) {
+			const Onnx__AttributeProto *a = n->attribute[j];
+			if (a->g && graph_uses_prefix(a->g, c, depth + 1))
+				return 1;
+			for (size_t k = 0; k < a->n_graphs; k++)
+				if (graph_uses_prefix(a->graphs[k], c, depth + 1))
+					return 1;
+		}
+	}
+	return 0;
+}
+
+/* "head.K" with the smallest K that no name of the model uses, so that a second head
+ * (a model headed twice) gets head.1. */
+static void choose_prefix(const struct graft_model *m, char *buf, size_t size)
+{
+	for (unsigned k = 0;; k++) {
+		struct prefix_ctx c = {buf, 0};
+		int used;
+		snprintf(buf, size, "head.%u", k);
+		c.len = strlen(buf);
+		used = graph_uses_prefix(m->proto->graph, &c, 0);
+		for (size_t i = 0; i < m->n_tensors && !used; i++)
+			used = has_prefix(m->tensors[i].name, &c);
+		if (!used)
+			return;
+	}
+}
+
+/* ---- the plan: what is replaced, found before anything changes -------------------------- */
+
+struct plan {
+	char *input;            /* the value the head reads */
+	char *output;           /* the value it computes: the old classifier's name */
+	int pool;               /* 1: GlobalAveragePool and Flatten first (a 4-D feature map) */
+	int matmul;             /* 1: layers as MatMul + Add (W [in, out]), as replaced */
+	int64_t in;             /* features the head reads */
+	int64_t old_classes;    /* outputs of the classifier replaced; 0 after a cut */
+	size_t old[2];          /* the nodes to remove: the classifier, or the output's producer */
+	size_t n_old;
+	size_t at;              /* default mode: where the new nodes go (the index, before the
+				 * removal, of the node computing output) */
+	char **changed;         /* values whose shape changes: their value_info goes */
+	size_t n_changed;
+	int64_t opset;
+	char prefix[32];
+	char replaced[160];     /* the classifier's node, for the summary */
+};
+
+static void plan_release(struct plan *p)
+{
+	free(p->input);
+	free(p->output);
+	for (size_t i = 0; i < p->n_changed; i++)
+		free(p->changed[i]);
+	free(p->changed);
+}
+
+static int plan_changed(struct plan *p, const char *name)
+{
+	char **c = realloc(p->changed, (p->n_changed + 1) * sizeof(*c));
+
+	if (!c)
+		return -1;
+	p->changed = c;
+	if (!(c[p->n_changed] = strdup(name)))
+		return -1;
+	p->n_changed++;
+	return 0;
+}
+
+/* Ops between the classifier and the output that keep the classes on the last axis. */
+static int passes_classes(const Onnx__NodeProto *n)
+{
+	return n->n_input >= 1 && n->n_output == 1 &&
+	       (is_op(n, "Identity") || is_op(n, "Flatten") || is_op(n, "Softmax") ||
+		is_op(n, "LogSoftmax"));
+}
+
+/* The classifier's weight: stored, float, 2-D. */
+static int classifier_weight(const struct graft_model *m, const Onnx__NodeProto *n,
+			     const char *w, const struct tensor_rec **out, struct graft_err *err)
+{
+	const struct tensor_rec *t = stored(m, w);
+
+	if (!t)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "classifier '%s': its weight '%s' is "
+				     "computed, not stored", node_label(n), w);
+	if (t->rank != 2 || t->dtype != GRAFT_FLOAT)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "classifier '%s': its weight '%s' is "
+				     "not a 2-D float tensor", node_label(n), w);
+	*out = t;
+	return 0;
+}
+
+/* A Gemm, or a MatMul whose output only an Add reads, computing name. */
+static int find_classifier(const struct graft_model *m, long i, struct plan *p,
+			   struct graft_err *err)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+	const Onnx__NodeProto *n = g->node[i], *mm = NULL;
+	const struct tensor_rec *w;
+	long k = -1;
+	int rc;
+
+	if (is_op(n, "Gemm") && n->n_input >= 2) {
+		int tb = attr_int(n, "transB", 0) != 0;
+		if (attr_int(n, "transA", 0))
+			return graft_err_set(err, GRAFT_EUNSUPPORTED, "classifier '%s' transposes "
+					     "its input (transA)", node_label(n));
+		if ((rc = classifier_weight(m, n, n->input[1], &w, err)))
+			return rc;
+		p->in = w->dims[tb ? 1 : 0];
+		p->old_classes = w->dims[tb ? 0 : 1];
+		p->old[p->n_old++] = (size_t)i;
+		p->input = strdup(n->input[0]);
+	} else if (is_op(n, "Add") && n->n_input == 2) {
+		/* the other operand must be a bias, not a residual connection */
+		for (int s = 0; s < 2 && !mm; s++) {
+			k = producer(g, n->input[s]);
+			if (k >= 0 && is_op(g->node[k], "MatMul") && g->node[k]->n_input == 2 &&
+			    reads(g, n->input[s]) == 1 && stored(m, n->input[1 - s]))
+				mm = g->node[k];
+		}
+	}
+	if (!p->n_old && !mm)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "no final classifier: the output "
+				     "comes from %s node '%s', not a Gemm or a MatMul and Add",
+				     n->op_type ? n->op_type : "an untyped", node_label(n));
+	if (mm) {
+		if ((rc = classifier_weight(m, mm, mm->input[1], &w, err)))
+			return rc;
+		p->in = w->dims[0];
+		p->old_classes = w->dims[1];
+		p->matmul = 1;
+		p->old[p->n_old++] = (size_t)k;
+		p->old[p->n_old++] = (size_t)i;
+		p->input = strdup(mm->input[0]);
+	}
+	snprintf(p->replaced, sizeof(p->replaced), "%s", node_label(mm ? mm : n));
+	p->at = (size_t)i;
+	return p->input ? 0 : graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+}
+
+/* Default mode: the classifier that computes the first output, through ops that keep the
+ * classes on the last axis.  Each value on the way must be read by the next step only,
+ * since its shape changes. */
+static int plan_classifier(const struct graft_model *m, struct plan *p, struct graft_err *err)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+	const char *name = g->output[0]->name;
+	long i = producer(g, name);
+	size_t steps = 0;
+
+	for (;;) {
+		if (i < 0)
+			return graft_err_set(err, GRAFT_EUNSUPPORTED, "no final classifier: "
+					     "'%s' is not computed by a node", name);
+		if (reads(g, name) != 1)
+			return graft_err_set(err, GRAFT_EUNSUPPORTED, "'%s', whose shape the new "
+					     "head changes, is also read elsewhere", name);
+		if (plan_changed(p, name))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		if (!passes_classes(g->node[i]) || ++steps > g->n_node)
+			break;
+		name = g->node[i]->input[0];
+		i = producer(g, name);
+	}
+	if (!(p->output = strdup(name)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	return find_classifier(m, i, p, err);
+}
+
+struct depends_ctx {
+	const Onnx__GraphProto *g;
+	const char *target;
+	unsigned char *seen;    /* nodes visited */
+	size_t visited;         /* bounds the recursion on absurdly deep graphs */
+};
+
+static int depends_step(const char *name, void *ctx)
+{
+	struct depends_ctx *c = ctx;
+	long i;
+
+	if (strcmp(name, c->target) == 0)
+		return 1;
+	if ((i = producer(c->g, name)) < 0 || c->seen[i] || c->visited > 100000)
+		return 0;
+	c->seen[i] = 1;
+	c->visited++;
+	return node_reads(c->g->node[i], depends_step, c, 0);
+}
+
+/* 1 when computing name needs target (or is it). */
+static int depends_on(const Onnx__GraphProto *g, const char *name, const char *target,
+		      struct graft_err *err)
+{
+	struct depends_ctx c = {g, target, calloc(g->n_node + 1, 1), 0};
+	int rc;
+
+	if (!c.seen)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	rc = depends_step(name, &c);
+	free(c.seen);
+	return rc;
+}
+
+/* The dtype and shape of value name in a run at batch 1 on zeros. */
+static int infer_shape(const struct graft_model *m, const char *name, int *dtype, int *rank,
+		       int64_t *dims, struct graft_err *err)
+{
+	struct graft_net_opts opts = {.no_fuse = 1};
+	struct graft_net *net;
+	struct graft_array *in;
+	size_t n;
+	int rc;
+
+	if ((rc = graft_net_new_opts(&net, m, &opts, err)))
+		return rc;
+	n = graft_net_input_count(net);
+	if (!(in = calloc(n + 1, sizeof(*in)))) {
+		graft_net_free(net);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct graft_value_info vi = {0};
+		const char *iname = graft_net_input_name(net, i);
+		uint64_t numel = 1;
+		size_t es;
+		for (size_t k = 0; k < graft_model_input_count(m); k++) {
+			graft_model_input(m, k, &vi);
+			if (strcmp(vi.name, iname) == 0)
+				break;
+		}
+		es = graft_dtype_size(vi.dtype);
+		if (strcmp(vi.name, iname) != 0 || vi.rank < 0 || vi.rank > GRAFT_ARRAY_MAX_RANK ||
+		    !es) {
+			rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "input '%s' declares no tensor "
+					   "shape to infer the shape of '%s' from", iname, name);
+			break;
+		}
+		in[i].dtype = vi.dtype;
+		in[i].rank = vi.rank;
+		for (int d = 0; d < vi.rank && !rc; d++) {
+			if (vi.dims[d] < 0 && d > 0)
+				rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "input '%s': dim %d is "
+						   "symbolic, so the shape of '%s' cannot be "
+						   "inferred", iname, d, name);
+			in[i].dims[d] = vi.dims[d] < 0 ? 1 : vi.dims[d];
+			numel *= (uint64_t)in[i].dims[d];
+		}
+		in[i].nbytes = (size_t)numel * es;
+		if (!rc && !(in[i].data = calloc(1, in[i].nbytes + 1)))
+			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	if (!rc)
+		rc = graft_net_run(net, in, n, err);
+	if (!rc && (*dtype = graft_net_value_shape(net, name, rank, dims)) < 0)
+		rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "a run gave no shape for '%s'", name);
+	for (size_t i = 0; i < n; i++)
+		free(in[i].data);
+	free(in);
+	graft_net_free(net);
+	return rc;
+}
+
+/* --at: the head reads value at; the first output's producer (and what only it needed)
+ * goes, and the head takes over its name. */
+static int plan_cut(const struct graft_model *m, const char *at, struct plan *p,
+		    struct graft_err *err)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+	const char *out = g->output[0]->name;
+	int64_t dims[GRAFT_ARRAY_MAX_RANK];
+	long o = producer(g, out);
+	int dtype = 0, rank = 0, rc;
+
+	if (stored(m, at))
+		return graft_err_set(err, GRAFT_EINVAL, "'%s' is a stored tensor, not a value the "
+				     "network computes", at);
+	if (producer(g, at) < 0 && !is_graph_input(g, at))
+		return graft_err_set(err, GRAFT_EINVAL, "no value named '%s' in the graph", at);
+	if (o < 0)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the output '%s' is not computed by "
+				     "a node", out);
+	if ((rc = depends_on(g, at, out, err)))
+		return rc < 0 ? rc : graft_err_set(err, GRAFT_EINVAL, "cannot cut at '%s': it is "
+						   "the output '%s' or computed from it", at, out);
+	for (size_t k = 0; k < g->node[o]->n_output; k++) {
+		const char *x = g->node[o]->output[k];
+		if (x && *x && strcmp(x, out) != 0 && reads(g, x))
+			return graft_err_set(err, GRAFT_EUNSUPPORTED, "node '%s' computes the "
+					     "output '%s' and '%s', which is still read",
+					     node_label(g->node[o]), out, x);
+	}
+	if ((rc = infer_shape(m, at, &dtype, &rank, dims, err)))
+		return rc;
+	if (dtype != GRAFT_FLOAT)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "'%s' is %s, not float", at,
+				     graft_dtype_name(dtype) ? graft_dtype_name(dtype) : "unknown");
+	if (rank != 4 && rank != 2)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "'%s' has rank %d: a head attaches "
+				     "to (N, C, H, W) or (N, C) values", at, rank);
+	p->pool = rank == 4;
+	p->in = dims[1];
+	if (p->in < 1)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "'%s' has no features", at);
+	p->old[p->n_old++] = (size_t)o;
+	if (!(p->input = strdup(at)) || !(p->output = strdup(out)) || plan_changed(p, out))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* ---- building the head ---------------------------------------------------------------------- */
+
+struct new_tensor {
+	char name[96];
+	int rank;
+	int64_t dims[2];
+	float *data;
+	enum graft_role role;
+};
+
+struct head {
+	Onnx__NodeProto *node[MAX_HEAD_NODES];
+	size_t n_nodes;
+	struct new_tensor t[MAX_HEAD_TENSORS];
+	size_t n_tensors;
+	Onnx__ValueInfoProto *output;   /* --at: the new graph output */
+};
+
+static void head_release(struct head *h)
+{
+	for (size_t i = 0; i < h->n_nodes; i++)
+		if (h->node[i])
+			protobuf_c_message_free_unpacked(&h->node[i]->base, NULL);
+	for (size_t i = 0; i < h->n_tensors; i++)
+		free(h->t[i].data);
+	if (h->output)
+		protobuf_c_message_free_unpacked(&h->output->base, NULL);
+	memset(h, 0, sizeof(*h));
+}
+
+static char **strv(const char *const *v, size_t n)
+{
+	char **s = calloc(n + 1, sizeof(*s));
+
+	for (size_t i = 0; s && i < n; i++)
+		if (!(s[i] = strdup(v[i]))) {
+			for (size_t k = 0; k < i; k++)
+				free(s[k]);
+			free(s);
+			return NULL;
+		}
+	return s;
+}
+
+/* Appends a node of op named name (also the name of its one output unless out is set). */
+static Onnx__NodeProto *add_node(struct head *h, const char *op, const char *name,
+				 const char *const *in, size_t n_in, const char *out)
+{
+	Onnx__NodeProto *n = malloc(sizeof(*n));
+
+	if (!n)
+		return NULL;
+	onnx__node_proto__init(n);
+	h->node[h->n_nodes++] = n;      /* freed with the head from here on */
+	if (!(n->op_type = strdup(op)) || !(n->name = strdup(name)) || !(n->input = strv(in, n_in)))
+		return NULL;
+	n->n_input = n_in;
+	if (!(n->output = strv(out ? &out : &name, 1)))
+		return NULL;
+	n->n_output = 1;
+	return n;
+}
+
+static int add_attr(Onnx__NodeProto *n, const char *name, int64_t i, const float *f)
+{
+	Onnx__AttributeProto **list = realloc(n->attribute, (n->n_attribute + 1) * sizeof(*list));
+	Onnx__AttributeProto *a;
+
+	if (!list)
+		return -1;
+	n->attribute = list;
+	if (!(a = malloc(sizeof(*a))))
+		return -1;
+	onnx__attribute_proto__init(a);
+	list[n->n_attribute++] = a;
+	if (!(a->name = strdup(name)))
+		return -1;
+	a->has_type = 1;
+	if (f) {
+		a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+		a->has_f = 1;
+		a->f = *f;
+	} else {
+		a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+		a->has_i = 1;
+		a->i = i;
+	}
+	return 0;
+}
+
+static struct new_tensor *add_tensor(struct head *h, const char *prefix, const char *what,
+				     int rank, int64_t d0, int64_t d1, enum graft_role role)
+{
+	struct new_tensor *t = &h->t[h->n_tensors++];
+	uint64_t numel = (uint64_t)(rank > 0 ? d0 : 1) * (uint64_t)(rank > 1 ? d1 : 1);
+
+	snprintf(t->name, sizeof(t->name), "%s.%s", prefix, what);
+	t->rank = rank;
+	t->dims[0] = d0;
+	t->dims[1] = d1;
+	t->role = role;
+	t->data = calloc((size_t)numel, sizeof(float));
+	return t->data ? t : NULL;
+}
+
+/*
+ * A linear layer of in -> out features named prefix.layer: Gemm(x, W [out, in], B [out],
+ * transB=1), or MatMul(x, W [in, out]) + Add(B).  W from the generator: He, normal with
+ * standard deviation sqrt(2 / in) (torch's kaiming_normal_ for a ReLU network), or
+ * Xavier, uniform in +-sqrt(6 / (in + out)) (xavier_uniform_); B zeros.
+ */
+static int add_linear(struct head *h, const struct plan *p, struct graft_rng *rng,
+		      enum graft_head_init init, const char *layer, const char *x, int64_t in,
+		      int64_t out, const char *y)
+{
+	char name[96], wname[32], bname[32], mm[112], add[112];
+	struct new_tensor *w, *b;
+	Onnx__NodeProto *n;
+	double scale = init == GRAFT_HEAD_XAVIER ? sqrt(6.0 / (double)(in + out))
+						 : sqrt(2.0 / (double)in);
+
+	snprintf(name, sizeof(name), "%s.%s", p->prefix, layer);
+	snprintf(wname, sizeof(wname), "%s.weight", layer);
+	snprintf(bname, sizeof(bname), "%s.bias", layer);
+	if (!(w = p->matmul ? add_tensor(h, p->prefix, wname, 2, in, out, GRAFT_ROLE_PARAMETER)
+			    : add_tensor(h, p->prefix, wname, 2, out, in, GRAFT_ROLE_PARAMETER)) ||
+	    !(b = add_tensor(h, p->prefix, bname, 1, out, 0, GRAFT_ROLE_PARAMETER)))
+		return -1;
+	for (uint64_t i = 0; i < (uint64_t)in * (uint64_t)out; i++)
+		w->data[i] = (float)(init == GRAFT_HEAD_XAVIER
+				     ? (2 * graft_rng_uniform(rng) - 1) * scale
+				     : graft_rng_normal(rng) * scale);
+	if (!p->matmul) {
+		n = add_node(h, "Gemm", name, (const char *[]){x, w->name, b->name}, 3, y);
+		return n ? add_attr(n, "transB", 1, NULL) : -1;
+	}
+	snprintf(mm, sizeof(mm), "%s.matmul", name);
+	snprintf(add, sizeof(add), "%s.add", name);
+	if (!add_node(h, "MatMul", mm, (const char *[]){x, w->name}, 2, NULL) ||
+	    !add_node(h, "Add", add, (const char *[]){mm, b->name}, 2, y))
+		return -1;
+	return 0;
+}
+
+/* Dropout of ratio P on x: an attribute before opset 12, an input (a scalar) since. */
+static int add_dropout(struct head *h, const struct plan *p, double ratio, const char *x,
+		       char *y, size_t size)
+{
+	float r = (float)ratio;
+	Onnx__NodeProto *n;
+
+	snprintf(y, size, "%s.dropout", p->prefix);
+	if (p->opset < 12) {
+		n = add_node(h, "Dropout", y, &x, 1, NULL);
+		return n ? add_attr(n, "ratio", 0, &r) : -1;
+	}
+	struct new_tensor *t = add_tensor(h, p->prefix, "dropout.ratio", 0, 0, 0,
+					  GRAFT_ROLE_CONSTANT);
+	if (!t)
+		return -1;
+	t->data[0] = r;
+	return add_node(h, "Dropout", y, (const char *[]){x, t->name}, 2, NULL) ? 0 : -1;
+}
+
+/* The graph output a cut's head computes: float [batch as declared, classes]. */
+static Onnx__ValueInfoProto *new_output(const Onnx__ValueInfoProto *old, int64_t classes)
+{
+	const Onnx__TensorShapeProto *os = old->type && old->type->tensor_type
+					   ? old->type->tensor_type->shape : NULL;
+	Onnx__ValueInfoProto *vi = malloc(sizeof(*vi));
+	Onnx__TypeProto__Tensor *tt;
+	Onnx__TensorShapeProto *sh;
+
+	if (!vi)
+		return NULL;
+	onnx__value_info_proto__init(vi);
+	if (!(vi->name = strdup(old->name)) || !(vi->type = malloc(sizeof(*vi->type))))
+		goto fail;
+	onnx__type_proto__init(vi->type);
+	if (!(tt = malloc(sizeof(*tt))))
+		goto fail;
+	onnx__type_proto__tensor__init(tt);
+	vi->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+	vi->type->tensor_type = tt;
+	tt->has_elem_type = 1;
+	tt->elem_type = GRAFT_FLOAT;
+	if (!(sh = malloc(sizeof(*sh))))
+		goto fail;
+	onnx__tensor_shape_proto__init(sh);
+	tt->shape = sh;
+	if (!(sh->dim = calloc(2, sizeof(*sh->dim))))
+		goto fail;
+	for (int d = 0; d < 2; d++) {
+		Onnx__TensorShapeProto__Dimension *dm = malloc(sizeof(*dm));
+		if (!dm)
+			goto fail;
+		onnx__tensor_shape_proto__dimension__init(dm);
+		sh->dim[sh->n_dim++] = dm;
+		if (d == 1) {
+			dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+			dm->dim_value = classes;
+		} else if (os && os->n_dim >= 1 && os->dim[0]->value_case ==
+			   ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM) {
+			dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+			if (!(dm->dim_param = strdup(os->dim[0]->dim_param)))
+				goto fail;
+		} else if (os && os->n_dim >= 1 && os->dim[0]->value_case ==
+			   ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
+			dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+			dm->dim_value = os->dim[0]->dim_value;
+		}
+	}
+	return vi;
+fail:
+	onnx__value_info_proto__free_unpacked(vi, NULL);
+	return NULL;
+}
+
+/* The head's nodes and tensors, in graph order: [GlobalAveragePool, Flatten,]
+ * [Gemm(in -> H), Relu,] [Dropout,] Gemm(-> N), the last computing p->output. */
+static int build_head(const struct graft_model *m, const struct graft_head_opts *o,
+		      const struct plan *p, struct head *h, struct graft_err *err)
+{
+	char x[96], y[96];
+	struct graft_rng rng;
+	int64_t in = p->in;
+
+	memset(h, 0, sizeof(*h));
+	graft_rng_seed(&rng, o->seed);
+	const char *cur = p->input;
+	if (p->pool) {
+		snprintf(y, sizeof(y), "%s.pool", p->prefix);
+		if (!add_node(h, "GlobalAveragePool", y, &cur, 1, NULL))
+			goto nomem;
+		snprintf(x, sizeof(x), "%s.flatten", p->prefix);
+		Onnx__NodeProto *n = add_node(h, "Flatten", x, (const char *[]){y}, 1, NULL);
+		if (!n || add_attr(n, "axis", 1, NULL))
+			goto nomem;
+		cur = x;
+	}
+	if (o->hidden > 0) {
+		snprintf(y, sizeof(y), "%s.fc1", p->prefix);
+		if (add_linear(h, p, &rng, o->init, "fc1", cur, in, o->hidden, y))
+			goto nomem;
+		snprintf(x, sizeof(x), "%s.relu", p->prefix);
+		if (!add_node(h, "Relu", x, (const char *[]){y}, 1, NULL))
+			goto nomem;
+		cur = x;
+		in = o->hidden;
+	}
+	if (o->dropout > 0) {
+		if (add_dropout(h, p, o->dropout, cur, y, sizeof(y)))
+			goto nomem;
+		snprintf(x, sizeof(x), "%s", y);
+		cur = x;
+	}
+	if (add_linear(h, p, &rng, o->init, o->hidden > 0 ? "fc2" : "fc", cur, in, o->classes,
+		       p->output))
+		goto nomem;
+	if (o->at && !(h->output = new_output(m->proto->graph->output[0], o->classes)))
+		goto nomem;
+	return 0;
+nomem:
+	head_release(h);
+	return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+}
+
+/* ---- changing the model ---------------------------------------------------------------------- */
+
+struct names {
+	char **v;
+	size_t n, cap;
+};
+
+static int names_push(const char *name, void *ctx)
+{
+	struct names *l = ctx;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 32;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return GRAFT_ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	if (!(l->v[l->n] = strdup(name)))
+		return GRAFT_ENOMEM;
+	l->n++;
+	return 0;
+}
+
+static void names_release(struct names *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+/* Removes node i: what it read becomes a candidate for removal, and the stored tensor of
+ * a Constant goes with its node. */
+static int remove_node(struct graft_model *m, size_t i, struct names *cand,
+		       struct graft_head_info *info)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	Onnx__NodeProto *n = g->node[i];
+
+	if (node_reads(n, names_push, cand, 0))
+		return GRAFT_ENOMEM;
+	for (size_t k = 0; k < n->n_output; k++) {
+		const char *o = n->output[k];
+		long t = o && *o ? graft_model_find_tensor(m, o) : -1;
+		if (t >= 0 && m->tensors[t].source == GRAFT_SOURCE_CONSTANT) {
+			model_drop_tensor(m, (size_t)t);
+			info->tensors_removed++;
+		}
+	}
+	protobuf_c_message_free_unpacked(&n->base, NULL);
+	memmove(&g->node[i], &g->node[i + 1], (g->n_node - i - 1) * sizeof(g->node[0]));
+	g->n_node--;
+	return 0;
+}
+
+/* Removes what the candidates leave unread: a node none of whose outputs is read, and an
+ * initializer (not also a graph input, which a caller may feed).  Removal cascades. */
+static int cascade(struct graft_model *m, struct names *cand, struct graft_head_info *info,
+		   struct graft_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	int rc;
+
+	for (size_t c = 0; c < cand->n; c++) {
+		const char *name = cand->v[c];
+		long i, t;
+		if (reads(g, name))
+			continue;
+		if ((i = producer(g, name)) >= 0) {
+			const Onnx__NodeProto *n = g->node[i];
+			int unread = 1;
+			for (size_t k = 0; k < n->n_output && unread; k++)
+				unread = !n->output[k] || !*n->output[k] || !reads(g, n->output[k]);
+			if (!unread)
+				continue;
+			if (remove_node(m, (size_t)i, cand, info))
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			info->nodes_removed++;
+		} else if ((t = graft_model_find_tensor(m, name)) >= 0 &&
+			   m->tensors[t].source == GRAFT_SOURCE_INITIALIZER &&
+			   (m->proto->ir_version < 4 || !is_graph_input(g, name))) {
+			if ((rc = graft_model_remove_tensor(m, (size_t)t, err)))
+				return rc;
+			info->tensors_removed++;
+		}
+	}
+	return 0;
+}
+
+/* value_info of values that are gone, or whose shape the head changed. */
+static void drop_value_info(Onnx__GraphProto *g, const struct plan *p)
+{
+	size_t w = 0;
+
+	for (size_t i = 0; i < g->n_value_info; i++) {
+		Onnx__ValueInfoProto *vi = g->value_info[i];
+		int keep = vi->name && (producer(g, vi->name) >= 0 || is_graph_input(g, vi->name));
+		for (size_t k = 0; k < p->n_changed && keep; k++)
+			keep = strcmp(vi->name, p->changed[k]) != 0;
+		if (keep)
+			g->value_info[w++] = vi;
+		else
+			protobuf_c_message_free_unpacked(&vi->base, NULL);
+	}
+	g->n_value_info = w;
+}
+
+/* The first output's declared last dim becomes classes. */
+static void set_output_classes(Onnx__GraphProto *g, int64_t classes)
+{
+	Onnx__ValueInfoProto *vi = g->output[0];
+	Onnx__TensorShapeProto *sh;
+	Onnx__TensorShapeProto__Dimension *d;
+
+	if (!vi->type || vi->type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ||
+	    !(sh = vi->type->tensor_type->shape) || !sh->n_dim)
+		return;
+	d = sh->dim[sh->n_dim - 1];
+	if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM)
+		free(d->dim_param);
+	d->dim_param = NULL;
+	d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+	d->dim_value = classes;
+}
+
+/* Splices the head in and removes what it replaces. */
+static int apply(struct graft_model *m, const struct plan *p, struct head *h,
+		 struct graft_head_info *info, struct graft_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	Onnx__NodeProto **list;
+	struct names cand = {0};
+	size_t at = p->at;
+	int rc = 0;
+
+	if (!(list = realloc(g->node, (g->n_node + h->n_nodes) * sizeof(*list))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	g->node = list;
+	/* the old nodes, the later first so that the earlier index holds; the new ones go
+	 * where the classifier's last node was */
+	if (p->n_old == 2 && p->old[0] > p->old[1])
+		rc = remove_node(m, p->old[0], &cand, info) ||
+		     remove_node(m, p->old[1], &cand, info);
+	else
+		for (size_t k = p->n_old; k-- > 0 && !rc;)
+			rc = remove_node(m, p->old[k], &cand, info);
+	for (size_t k = 0; k < p->n_old; k++)
+		at -= p->old[k] < p->at;
+	info->nodes_removed = p->n_old;
+	if (h->output) {    /* a cut: the other outputs go, their producers may follow */
+		for (size_t k = 0; k < g->n_output && !rc; k++) {
+			if (g->output[k]->name)
+				rc = names_push(g->output[k]->name, &cand);
+			protobuf_c_message_free_unpacked(&g->output[k]->base, NULL);
+		}
+		g->output[0] = h->output;
+		g->n_output = 1;
+		h->output = NULL;
+		at = g->n_node;
+	}
+	if (rc) {
+		names_release(&cand);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	memmove(&g->node[at + h->n_nodes], &g->node[at], (g->n_node - at) * sizeof(g->node[0]));
+	memcpy(&g->node[at], h->node, h->n_nodes * sizeof(h->node[0]));
+	g->n_node += h->n_nodes;
+	info->nodes_added = h->n_nodes;
+	h->n_nodes = 0;
+	for (size_t k = 0; k < h->n_tensors && !rc; k++) {
+		const struct new_tensor *t = &h->t[k];
+		rc = graft_model_add_tensor(m, t->name, GRAFT_FLOAT, t->rank, t->dims, t->data,
+					    t->role, GRAFT_SOURCE_INITIALIZER, NULL, err);
+		info->tensors_added += !rc;
+	}
+	if (!rc)
+		rc = cascade(m, &cand, info, err);
+	names_release(&cand);
+	if (rc)
+		return rc;
+	drop_value_info(g, p);
+	set_output_classes(g, info->classes);
+	return model_refresh_aliases(m, err);
+}
+
+static int check_opts(const struct graft_head_opts *o, struct graft_err *err)
+{
+	if (o->classes < 1 || o->classes > (INT64_C(1) << 31))
+		return graft_err_set(err, GRAFT_EINVAL, "classes must be in [1, 2^31], not %lld",
+				     (long long)o->classes);
+	if (o->hidden < 0 || o->hidden > (INT64_C(1) << 31))
+		return graft_err_set(err, GRAFT_EINVAL, "hidden must be in [0, 2^31], not %lld",
+				     (long long)o->hidden);
+	if (!(o->dropout >= 0 && o->dropout < 1))
+		return graft_err_set(err, GRAFT_EINVAL, "dropout must be in [0, 1), not %g",
+				     o->dropout);
+	if (o->init != GRAFT_HEAD_HE && o->init != GRAFT_HEAD_XAVIER)
+		return graft_err_set(err, GRAFT_EINVAL, "unknown initialisation %d", (int)o->init);
+	return 0;
+}
+
+int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
+		      struct graft_head_info *info, struct graft_err *err)
+{
+	struct graft_head_info dummy;
+	struct plan p = {0};
+	struct head h = {0};
+	int rc;
+
+	if (!info)
+		info = &dummy;
+	memset(info, 0, sizeof(*info));
+	if ((rc = check_opts(o, err)))
+		return rc;
+	if (!m->proto->graph->n_output)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model has no outputs");
+	p.opset = default_opset(m);
+	if (p.opset < 7)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's default-domain opset "
+				     "is %lld: graft-head needs 7 or newer", (long long)p.opset);
+	choose_prefix(m, p.prefix, sizeof(p.prefix));
+	rc = o->at ? plan_cut(m, o->at, &p, err) : plan_classifier(m, &p, err);
+	if (!rc && p.in > (INT64_C(1) << 31))
+		rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "%lld input features are too many",
+				   (long long)p.in);
+	if (!rc)
+		rc = build_head(m, o, &p, &h, err);
+	if (!rc) {
+		info->in_features = p.in;
+		info->classes = o->classes;
+		info->old_classes = p.old_classes;
+		snprintf(info->prefix, sizeof(info->prefix), "%s", p.prefix);
+		snprintf(info->replaced, sizeof(info->replaced), "%s", p.replaced);
+		rc = apply(m, &p, &h, info, err);
+	}
+	head_release(&h);
+	plan_release(&p);
+	return rc;
+}

@@ -1,0 +1,195 @@
+/*
+ * graft-plan: which of the four transfer-learning cases a dataset falls in (little or
+ * much data, similar or not to what the model was pretrained on), the numbers behind
+ * it, and the graft-freeze and graft-train command lines to run; --apply writes the
+ * frozen model.  The method and its thresholds are in docs/plan.md.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+static const char usage[] =
+	"usage: graft-plan [MODEL|-] --data D [--apply [-o OUT]] [--json]\n"
+	"Says which of the four transfer-learning cases the data D falls in for MODEL, why,\n"
+	"and the graft-freeze and graft-train commands to run (docs/plan.md).\n"
+	"  -d, --data D      the training data (graft-data)\n"
+	"      --apply       write the model frozen as planned (.graft, stdout unless -o)\n"
+	"      --json        the plan as one JSON object (on stderr with --apply)\n"
+	"  -o, --output OUT  with --apply: write to OUT (atomically)\n"
+	"  -f, --force       write binary data even to a terminal\n"
+	"  -h, --help        show this help;  -V, --version  show the version\n";
+
+struct cmdline {
+	const char *model, *data, *out;
+	int apply, json, force;
+};
+
+static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
+{
+	enum { OPT_APPLY = 256, OPT_JSON };
+	static const struct option opts[] = {
+		{"data", required_argument, NULL, 'd'}, {"apply", no_argument, NULL, OPT_APPLY},
+		{"json", no_argument, NULL, OPT_JSON}, {"output", required_argument, NULL, 'o'},
+		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
+	};
+	int c;
+
+	memset(cl, 0, sizeof(*cl));
+	while ((c = getopt_long(argc, argv, ":d:o:fhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': cl->data = optarg; break;
+		case OPT_APPLY: cl->apply = 1; break;
+		case OPT_JSON: cl->json = 1; break;
+		case 'o': cl->out = optarg; break;
+		case 'f': cl->force = 1; break;
+		default: tool_common_option(c, usage);
+		}
+	}
+	if (argc - optind > 1)
+		tool_usage(usage, 2, "too many arguments");
+	if (!cl->data)
+		tool_usage(usage, 2, "--data is required");
+	if (cl->out && !cl->apply)
+		tool_usage(usage, 2, "-o goes with --apply");
+	cl->model = optind < argc ? argv[optind] : NULL;
+}
+
+static const char *const case_name[] = {
+	"", "little data, similar to the pretraining data",
+	"little data, different from the pretraining data",
+	"much data, similar to the pretraining data",
+	"much data, different from the pretraining data",
+};
+
+/* The freeze arguments and the training arguments of the plan's case. */
+static void commands(const struct graft_plan *p, char *freeze, size_t fs, char *train,
+		     size_t ts)
+{
+	if (p->train_blocks > 0)
+		snprintf(freeze, fs, "--last-blocks %ld", p->train_blocks);
+	else
+		snprintf(freeze, fs, "--none");
+	switch (p->case_no) {
+	case 1:
+		snprintf(train, ts, "--epochs 20 --optimizer adamw --lr 0.001");
+		break;
+	case 2:
+		snprintf(train, ts, "--epochs 20 --optimizer sgd --lr 0.005 --momentum 0.9 "
+			 "--schedule cosine --bn frozen");
+		break;
+	case 3:
+		snprintf(train, ts, "--epochs 5 --optimizer sgd --lr 0.01 --momentum 0.9 "
+			 "--schedule cosine");
+		break;
+	default:
+		snprintf(train, ts, "--epochs 10 --optimizer sgd --lr 0.02 --momentum 0.9 "
+			 "--schedule cosine --warmup 100");
+		break;
+	}
+}
+
+static void why(const struct graft_plan *p, FILE *f)
+{
+	fprintf(f, "  data:       %lld samples in %lld classes, %.1f per class (little below %d)\n",
+		(long long)p->samples, (long long)p->classes, p->samples_per_class,
+		GRAFT_PLAN_SMALL_PER_CLASS);
+	if (strcmp(p->method, "batchnorm") == 0)
+		fprintf(f, "  similarity: %.3f = exp(-%.3f), the mean divergence of the data's "
+			"statistics from %zu BatchNormalization layers' running ones (similar from "
+			"%.2f)\n", p->similarity, p->distance, p->bn_layers, GRAFT_PLAN_SIMILAR_BN);
+	else
+		fprintf(f, "  similarity: %.3f, the original head's mean top softmax probability on "
+			"the data (similar from %.2f)\n", p->similarity,
+			GRAFT_PLAN_SIMILAR_CONFIDENCE);
+	fprintf(f, "  model:      %llu parameters, %zu block boundaries; train %s: %llu "
+		"parameters\n", (unsigned long long)p->params, p->blocks,
+		p->train_blocks > 0 ? "the top blocks" : "everything",
+		(unsigned long long)p->params_trained);
+}
+
+static void print_json(const struct graft_plan *p, const char *freeze, const char *train,
+		       FILE *f)
+{
+	fprintf(f, "{\"case\": %d, \"small\": %s, \"similar\": %s, \"samples\": %lld, "
+		"\"classes\": %lld, \"samples_per_class\": %.6g, \"similarity\": %.6g, "
+		"\"method\": \"%s\", \"distance\": %.6g, \"bn_layers\": %zu, \"parameters\": %llu, "
+		"\"parameters_trained\": %llu, \"blocks\": %zu, \"train_blocks\": %ld, "
+		"\"freeze\": \"%s\", \"train\": \"%s\"}\n", p->case_no, p->small ? "true" : "false",
+		p->similar ? "true" : "false", (long long)p->samples, (long long)p->classes,
+		p->samples_per_class, p->similarity, p->method, p->distance, p->bn_layers,
+		(unsigned long long)p->params, (unsigned long long)p->params_trained, p->blocks,
+		p->train_blocks, freeze, train);
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl;
+	struct graft_model *m, *dm;
+	struct graft_array x, y;
+	struct graft_plan p;
+	struct graft_err err = {0};
+	char freeze[64], train[256];
+	const char *mpath;
+	FILE *info;
+
+	tool_init(argc, argv);
+	parse_cmdline(argc, argv, &cl);
+	mpath = cl.model && strcmp(cl.model, "-") ? cl.model : "<stdin>";
+	dm = tool_read_dataset(cl.data, &x, &y);
+	m = tool_read_model(cl.model);
+	if (graft_plan_make(m, &x, &y, &p, &err))
+		tool_die("%s: %s", mpath, err.msg);
+	commands(&p, freeze, sizeof(freeze), train, sizeof(train));
+	info = cl.apply ? stderr : stdout;
+	if (cl.json) {
+		print_json(&p, freeze, train, info);
+	} else {
+		fprintf(info, "case %d: %s\n", p.case_no, case_name[p.case_no]);
+		why(&p, info);
+		fprintf(info, "run:\n  graft-freeze %s %s -o frozen.graft\n"
+			"  graft-train frozen.graft --data %s %s -o tuned.graft\n",
+			cl.model ? cl.model : "MODEL", freeze, cl.data, train);
+	}
+	if (cl.apply) {
+		struct graft_output out;
+		struct graft_cut *cuts;
+		size_t n;
+		if (graft_model_unalias_all(m, &err) || graft_model_cuts(m, &cuts, &n, &err))
+			tool_die("%s: %s", mpath, err.msg);
+		/* --last-blocks N, as graft-freeze does it: train what follows the N-th block
+		 * boundary from the end */
+		size_t node = 0;
+		for (size_t i = n, seen = 0; p.train_blocks > 0 && i-- > 0;)
+			if (cuts[i].block && ++seen == (size_t)p.train_blocks)
+				node = cuts[i].node;
+		free(cuts);
+		for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
+			struct graft_tensor t;
+			size_t first = graft_model_node_count(m);
+			graft_model_tensor(m, i, &t);
+			if (t.role != GRAFT_ROLE_PARAMETER)
+				continue;
+			for (size_t k = 0; k < graft_model_node_count(m) && first == graft_model_node_count(m); k++) {
+				struct graft_node nd;
+				graft_model_node(m, k, &nd);
+				for (size_t j = 0; j < nd.n_inputs; j++)
+					if (strcmp(nd.inputs[j], t.name) == 0)
+						first = k;
+			}
+			if (graft_model_set_trainable(m, i, p.train_blocks == 0 || first > node, &err))
+				tool_die("%s", err.msg);
+		}
+		tool_add_history(m);
+		tool_output_open(&out, cl.out, 1, cl.force);
+		if (graft_model_write_graft(m, out.fd, NULL, &err))
+			tool_die("%s: %s", cl.out ? cl.out : "<stdout>", err.msg);
+		tool_output_commit(&out);
+	}
+	if (fflush(stdout) || ferror(stdout))
+		tool_die("write failed");
+	graft_model_free(m);
+	graft_model_free(dm);
+	return 0;
+}
