@@ -17,7 +17,7 @@
 
 static const char usage[] =
 	"usage: graft-freeze [IN|-] [--all | --none] [--train PAT]... [--freeze PAT]...\n"
-	"                    [--until CUT] [--last-blocks N] [-o OUT]\n"
+	"                    [--until CUT] [--last-blocks N] [--strategy 1|2|3|4] [-o OUT]\n"
 	"Marks parameters of a model trainable or frozen, in the order the rules are given,\n"
 	"and writes the model as .graft (stdout unless -o).\n"
 	"      --all             freeze every parameter\n"
@@ -29,11 +29,13 @@ static const char usage[] =
 	"                        index from graft-slice --list-cuts; -1 is the last)\n"
 	"      --last-blocks N   train only what follows the N-th block boundary from the end\n"
 	"                        (--last-blocks 1: the head), freeze the rest\n"
+	"      --strategy 1|2|3|4  the four cases' choice (docs/plan.md): 1 the head, 2 the top\n"
+	"                        third of the blocks, 3 the upper half, 4 everything\n"
 	"  -o, --output OUT      write to OUT (atomically) instead of stdout\n"
 	"  -f, --force           write binary data even to a terminal\n"
 	"  -h, --help            show this help;  -V, --version  show the version\n";
 
-enum rule_kind { RULE_ALL, RULE_PATTERN, RULE_UNTIL, RULE_LAST_BLOCKS };
+enum rule_kind { RULE_ALL, RULE_PATTERN, RULE_UNTIL, RULE_LAST_BLOCKS, RULE_STRATEGY };
 
 struct rule {
 	enum rule_kind kind;
@@ -60,11 +62,13 @@ static void add_rule(struct cmdline *cl, enum rule_kind kind, int train, const c
 	r[cl->n_rules].kind = kind;
 	r[cl->n_rules].train = train;
 	r[cl->n_rules].arg = arg;
-	if (kind == RULE_LAST_BLOCKS) {
+	if (kind == RULE_LAST_BLOCKS || kind == RULE_STRATEGY) {
 		char *end;
 		r[cl->n_rules].blocks = strtol(arg, &end, 10);
 		if (*end || end == arg || r[cl->n_rules].blocks < 1)
 			tool_usage(usage, 2, "--last-blocks: '%s' is not a count >= 1", arg);
+		if (kind == RULE_STRATEGY && r[cl->n_rules].blocks > 4)
+			tool_usage(usage, 2, "--strategy: '%s' is not 1, 2, 3 or 4", arg);
 	}
 	cl->rules = r;
 	cl->n_rules++;
@@ -72,13 +76,14 @@ static void add_rule(struct cmdline *cl, enum rule_kind kind, int train, const c
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
-	enum { OPT_ALL = 256, OPT_NONE, OPT_TRAIN, OPT_FREEZE, OPT_UNTIL, OPT_LAST };
+	enum { OPT_ALL = 256, OPT_NONE, OPT_TRAIN, OPT_FREEZE, OPT_UNTIL, OPT_LAST, OPT_STRATEGY };
 	static const struct option opts[] = {
 		{"all", no_argument, NULL, OPT_ALL}, {"none", no_argument, NULL, OPT_NONE},
 		{"train", required_argument, NULL, OPT_TRAIN},
 		{"freeze", required_argument, NULL, OPT_FREEZE},
 		{"until", required_argument, NULL, OPT_UNTIL},
 		{"last-blocks", required_argument, NULL, OPT_LAST},
+		{"strategy", required_argument, NULL, OPT_STRATEGY},
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
 		TOOL_COMMON_LONGOPTS, {0},
 	};
@@ -93,6 +98,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case OPT_FREEZE: add_rule(cl, RULE_PATTERN, 0, optarg); break;
 		case OPT_UNTIL: add_rule(cl, RULE_UNTIL, 0, optarg); break;
 		case OPT_LAST: add_rule(cl, RULE_LAST_BLOCKS, 1, optarg); break;
+		case OPT_STRATEGY: add_rule(cl, RULE_STRATEGY, 1, optarg); break;
 		case 'o': cl->out = optarg; break;
 		case 'f': cl->force = 1; break;
 		default: tool_common_option(c, usage);
@@ -162,7 +168,7 @@ static void resolve_cuts(struct graft_model *m, struct cmdline *cl, const char *
 	int need = 0;
 
 	for (size_t r = 0; r < cl->n_rules; r++)
-		need |= cl->rules[r].kind == RULE_UNTIL || cl->rules[r].kind == RULE_LAST_BLOCKS;
+		need |= cl->rules[r].kind != RULE_ALL && cl->rules[r].kind != RULE_PATTERN;
 	if (!need)
 		return;
 	if (graft_model_cuts(m, &cuts, &n, &err))
@@ -171,6 +177,18 @@ static void resolve_cuts(struct graft_model *m, struct cmdline *cl, const char *
 		nb += cuts[i].block;
 	for (size_t r = 0; r < cl->n_rules; r++) {
 		struct rule *ru = &cl->rules[r];
+		if (ru->kind == RULE_STRATEGY) {
+			/* graft-plan's choice for that case (docs/plan.md) */
+			struct graft_plan p = {0};
+			p.samples_per_class = ru->blocks <= 2 ? 0 : 1e18;
+			p.similarity = ru->blocks % 2 ? 1 : 0;
+			p.method = "batchnorm";
+			p.blocks = nb;
+			graft_plan_decide(&p);
+			ru->kind = p.train_blocks > 0 ? RULE_LAST_BLOCKS : RULE_ALL;
+			ru->train = 1;
+			ru->blocks = p.train_blocks;
+		}
 		if (ru->kind == RULE_UNTIL) {
 			long c = graft_cut_find(cuts, n, ru->arg);
 			if (c < 0)
@@ -205,6 +223,7 @@ static int apply(const struct graft_model *m, const struct rule *ru, const char 
 		*train = 0;
 		return first_reader(m, name) <= ru->cut_node;
 	case RULE_LAST_BLOCKS:
+	case RULE_STRATEGY:             /* (resolved into one of the others) */
 		first = first_reader(m, name);
 		*train = first > ru->cut_node;
 		return 1;

@@ -84,6 +84,17 @@ import json, sys
 d = json.load(open('r18_until.info.json'))
 left = [a for a in d.get('aliases', []) if a.get('role') in ('parameter', 'buffer')]
 sys.exit(1 if left else 0)"
+exact small_strategy2 "$fixdir/keepbn/small_cnn.onnx" d1.graft 16 --strategy 2
+check "--strategy 1 to 4 train ever more of resnet18, 4 all of it" sh -c '
+	prev=0
+	for s in 1 2 3 4; do
+		n=$(graft-freeze '"$fixdir"'/keepbn/resnet18.onnx --strategy $s -o s$s.graft 2>&1 |
+		    sed -n "s/.*: \([0-9]*\) of \([0-9]*\) parameter.*/\1 \2/p")
+		set -- $n
+		[ "$1" -gt "$prev" ] || exit 1
+		prev=$1
+	done
+	[ "$1" = "$2" ]'
 expect_error "unknown cut" "graft-freeze: .*no cut 'nope'" \
 	graft-freeze "$fixdir/keepbn/small_cnn.onnx" --until nope -o x.graft
 expect_error "too many blocks" "graft-freeze: .*--last-blocks 99" \
