@@ -8,7 +8,7 @@
 #include "internal.h"
 
 /* Removes node i of the main graph (freed). */
-static void remove_node(Onnx__GraphProto *g, size_t i)
+void edit_remove_node(Onnx__GraphProto *g, size_t i)
 {
 	protobuf_c_message_free_unpacked(&g->node[i]->base, NULL);
 	memmove(&g->node[i], &g->node[i + 1], (g->n_node - i - 1) * sizeof(g->node[0]));
@@ -46,7 +46,7 @@ int graft_model_unalias(struct graft_model *m, const char *name, const void *dat
 		    n->output[0] && strcmp(n->output[0], name) == 0) {
 			size_t index;
 			int rc;
-			remove_node(g, i);
+			edit_remove_node(g, i);
 			/* adding the initializer refreshes the alias list */
 			if ((rc = graft_model_add_tensor(m, name, dtype, rank, dims, data, role,
 							 GRAFT_SOURCE_INITIALIZER, &index, err)))
@@ -204,7 +204,7 @@ static void drop_nodes(struct graft_model *m, const unsigned char *keep)
 }
 
 /* Initializers nothing reads any more go, stored or not. */
-static int drop_unread_initializers(struct graft_model *m, struct graft_err *err)
+int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err)
 {
 	Onnx__GraphProto *g = m->proto->graph;
 	int rc;
@@ -333,7 +333,7 @@ int graft_model_extract(struct graft_model *m, const char *const *from, size_t n
 	free(batch_copy);
 	if (!rc) {
 		drop_stale_value_info(g);
-		rc = drop_unread_initializers(m, err);
+		rc = edit_drop_unread_initializers(m, err);
 	}
 	free(keep);
 	return rc ? rc : model_refresh_aliases(m, err);

@@ -583,6 +583,18 @@ long graft_cut_find(const struct graft_cut *cuts, size_t n, const char *spec);
 int graft_model_extract(struct graft_model *m, const char *const *from, size_t n_from,
 			const char *const *to, size_t n_to, struct graft_err *err);
 
+/* ---- deployment (lib/deploy.c) ---------------------------------------------------------- */
+
+/* Folds every inference-mode BatchNormalization that follows a Conv or a Gemm (its input
+ * read by it alone; alpha = beta = 1 for a Gemm) into that node's weights and bias, which
+ * become new initializers; tensors nothing reads any more are removed.  *folded counts
+ * the BatchNormalization nodes removed. */
+int graft_model_fold_bn(struct graft_model *m, size_t *folded, struct graft_err *err);
+/* Removes what only training needs: Dropout nodes (an Identity where a Dropout made a
+ * graph output), graft's metadata (keys "graft.*") and initializers left unread.
+ * Detached tensors (datasets, training state) never reach ONNX in any case. */
+int graft_model_strip(struct graft_model *m, struct graft_err *err);
+
 /* ---- strategy (lib/plan.c, docs/plan.md) ------------------------------------------------ */
 
 #define GRAFT_PLAN_SMALL_PER_CLASS 200  /* fewer samples per class: little data */

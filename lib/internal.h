@@ -122,6 +122,12 @@ int onnx_set_metadata(struct graft_model *m, const char *key, const char *value,
 int onnx_tensor_decode(const Onnx__TensorProto *tp, struct graft_array *a,
 		       struct graft_err *err);
 
+/* ---- edit.c ---- */
+/* Removes node i of the main graph (freed). */
+void edit_remove_node(Onnx__GraphProto *g, size_t i);
+/* Removes the initializers nothing reads any more (stored ones through the table). */
+int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err);
+
 /* ---- cuts.c ---- */
 /* A net of m planned at batch 1 on zero inputs (symbolic dims 1), for shapes
  * (graft_net_value_shape); NULL when m cannot be planned. */

@@ -12,12 +12,16 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: graft-export [IN|-] [-o OUT.onnx] [--external-data FILE] [-f]\n"
+	"usage: graft-export [IN|-] [-o OUT.onnx] [--external-data FILE] [--fold-bn] [--strip] [-f]\n"
 	"Converts a .graft archive (or an ONNX model) to an ONNX model (stdout unless -o).\n"
 	"  -o, --output OUT.onnx      write to OUT.onnx (atomically) instead of stdout\n"
 	"      --external-data FILE   store tensors of 1 KiB or more in FILE, a plain file\n"
 	"                             name (no '/') written beside the model; models over\n"
 	"                             2 GiB written with -o use OUT.onnx.data by default\n"
+	"      --fold-bn              fold inference BatchNormalization into the Conv or Gemm\n"
+	"                             before it (for deployment)\n"
+	"      --strip                drop what only training needs: Dropout nodes, graft's\n"
+	"                             metadata, unread initializers\n"
 	"  -f, --force                write binary data even to a terminal\n"
 	"  -h, --help                 show this help;  -V, --version  show the version\n";
 
@@ -25,7 +29,7 @@ static const char usage[] =
 
 struct cmdline {
 	const char *in, *out, *external;
-	int force;
+	int force, fold_bn, strip;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
@@ -33,6 +37,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'},
 		{"external-data", required_argument, NULL, 'e'},
+		{"fold-bn", no_argument, NULL, 'B'}, {"strip", no_argument, NULL, 'S'},
 		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c;
@@ -42,6 +47,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		switch (c) {
 		case 'o': cl->out = optarg; break;
 		case 'e': cl->external = optarg; break;
+		case 'B': cl->fold_bn = 1; break;
+		case 'S': cl->strip = 1; break;
 		case 'f': cl->force = 1; break;
 		default: tool_common_option(c, usage);
 		}
@@ -88,6 +95,15 @@ int main(int argc, char **argv)
 	parse_cmdline(argc, argv, &cl);
 	to_stdout = !cl.out || strcmp(cl.out, "-") == 0;
 	m = tool_read_model(cl.in);
+	if (cl.strip && graft_model_strip(m, &err))
+		tool_die("%s: %s", cl.in ? cl.in : "<stdin>", err.msg);
+	if (cl.fold_bn) {
+		size_t folded;
+		if (graft_model_fold_bn(m, &folded, &err))
+			tool_die("%s: %s", cl.in ? cl.in : "<stdin>", err.msg);
+		fprintf(stderr, "%s: folded %zu BatchNormalization node%s\n", tool_name, folded,
+			folded == 1 ? "" : "s");
+	}
 	if (!cl.external && graft_model_onnx_size(m) >= TWO_GIB) {
 		if (to_stdout)
 			tool_die("%s: model is over 2 GiB, which ONNX can only store with external "

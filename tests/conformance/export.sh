@@ -1,0 +1,84 @@
+#!/bin/bash
+# export.sh TOOLDIR FIXTUREDIR ORTDIR: deployment export.  --fold-bn on the keep-bn
+# reference models leaves no BatchNormalization, passes onnx.checker(full_check), and
+# ONNX Runtime's outputs equal the unfolded model's within 1e-4 relative (and graft-run's
+# on the folded model); also after fine-tuning (trained statistics, not fresh ones).
+# --strip removes graft's metadata and Dropout nodes; training state never reaches ONNX.
+set -u
+[ $# -eq 3 ] || { echo "usage: export.sh TOOLDIR FIXTUREDIR ORTDIR" >&2; exit 2; }
+TOOLS=$1
+fixdir=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+ortdir=$(cd "$(dirname "$3")" && pwd)/$(basename "$3")
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../pipelines/lib.sh"
+NODE=${NODE:-node}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+"$here/../fixtures/ensure_reference_models.sh" "$fixdir" >/dev/null || { echo "no fixtures"; exit 1; }
+"$here/setup-ort.sh" "$ortdir" >/dev/null || { echo "no onnxruntime-node"; exit 1; }
+export GRAFT_ORT_DIR=$ortdir
+
+# close A B: ORT outputs of models A and B on the same seeded input, within 1e-4 relative
+close() {
+	rm -rf oa ob
+	$NODE "$here/ort_run.js" "$1" oa --seed 5 --batch 2 >/dev/null 2>&1 &&
+	$NODE "$here/ort_run.js" "$2" ob --seed 5 --batch 2 >/dev/null 2>&1 &&
+	$PY -c "
+import numpy as np, glob, os, sys
+a = sorted(glob.glob('oa/*.bin')); ok = bool(a)
+for f in a:
+    x = np.fromfile(f, np.float32); y = np.fromfile('ob/' + os.path.basename(f), np.float32)
+    r = np.abs(x - y).max() / max(1e-30, np.abs(x).max())
+    print('   %s: max rel %.2e' % (os.path.basename(f), r)); ok &= r <= 1e-4
+sys.exit(0 if ok else 1)"
+}
+
+no_bn() {
+	$PY -c "
+import onnx, sys
+m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True)
+sys.exit(1 if any(n.op_type == 'BatchNormalization' for n in m.graph.node) else 0)" "$1"
+}
+
+for name in small_cnn resnet18 mobilenet_v2 efficientnet_b0; do
+	m=$fixdir/keepbn/$name.onnx
+	check "$name: --fold-bn" sh -c "graft-export '$m' --fold-bn -o $name.fold.onnx 2>/dev/null"
+	check "$name: no BatchNormalization left, full check passes" no_bn $name.fold.onnx
+	check "$name: ONNX Runtime equals the unfolded model" close "$m" $name.fold.onnx
+done
+
+# After training: statistics that are not fresh, and training state to leave out.
+$PY -c "
+import numpy as np
+r = np.random.default_rng(0)
+np.save('x.npy', r.standard_normal((64, 1, 28, 28), dtype=np.float32))
+np.save('y.npy', r.integers(0, 10, 64).astype(np.int64))"
+graft-data npy x.npy y.npy -o d.graft 2>/dev/null
+check "train small_cnn" graft-train "$fixdir/keepbn/small_cnn.onnx" --data d.graft --steps 8 \
+	--batch 16 -q -o t.graft
+check "export it plain and folded" sh -c \
+	"graft-export t.graft -o t.onnx && graft-export t.graft --fold-bn --strip -o tf.onnx 2>/dev/null"
+check "trained and folded: no BN, full check" no_bn tf.onnx
+check "trained and folded: ONNX Runtime equals the unfolded model" close t.onnx tf.onnx
+check "--strip leaves no graft metadata and no training state" $PY -c "
+import onnx
+m = onnx.load('tf.onnx')
+assert not [p.key for p in m.metadata_props if p.key.startswith('graft.')]
+assert not [t.name for t in m.graph.initializer if t.name.startswith('graft.')]
+m = onnx.load('t.onnx')
+assert [p.key for p in m.metadata_props if p.key.startswith('graft.')], 'plain export keeps it'
+"
+# --strip on a model with Dropout: a new head with a hidden layer and Dropout
+check "a head with Dropout" sh -c "graft-head $fixdir/keepbn/small_cnn.onnx --classes 4 --hidden 32 \
+	--dropout 0.3 2>/dev/null | graft-export -o hd.onnx"
+check "it has a Dropout" $PY -c "
+import onnx, sys
+sys.exit(0 if any(n.op_type == 'Dropout' for n in onnx.load('hd.onnx').graph.node) else 1)"
+check "--strip drops it" sh -c "graft-export hd.onnx --strip -o hs.onnx && $PY -c \"
+import onnx, sys
+m = onnx.load('hs.onnx'); onnx.checker.check_model(m, full_check=True)
+sys.exit(1 if any(n.op_type == 'Dropout' for n in m.graph.node) else 0)\""
+check "stripped equals the original in ONNX Runtime" close hd.onnx hs.onnx
+check "--fold-bn with nothing to fold says 0" sh -c \
+	"graft-export $fixdir/plain/small_cnn.onnx --fold-bn -o p.onnx 2>&1 >/dev/null | grep -q 'folded 0 BatchNormalization'"
+finish
