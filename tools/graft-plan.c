@@ -73,7 +73,7 @@ static void commands(const struct graft_plan *p, char *freeze, size_t fs, char *
 		snprintf(freeze, fs, "--none");
 	switch (p->case_no) {
 	case 1:
-		snprintf(train, ts, "--epochs 20 --optimizer adamw --lr 0.001");
+		snprintf(train, ts, "--epochs 20 --optimizer adamw --lr 0.01");
 		break;
 	case 2:
 		snprintf(train, ts, "--epochs 20 --optimizer sgd --lr 0.005 --momentum 0.9 "
