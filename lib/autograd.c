@@ -427,7 +427,8 @@ static int plan_buffers(struct graft_net *net, struct graft_err *err)
 
 	if (collect_intervals(net, &iv, &n))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	qsort(iv, n, sizeof(*iv), by_birth);
+	if (n)
+		qsort(iv, n, sizeof(*iv), by_birth);
 	for (size_t i = 0; i < n; i++) {
 		size_t need = iv[i].g->nbytes ? iv[i].g->nbytes : 1;
 		long best = -1;

@@ -881,8 +881,15 @@ static int binary_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
+/* Frees the scratch buffer backward keeps (an input's gradient at the output's shape). */
+static void scratch_release(struct node *n)
+{
+	free(n->priv);
+	n->priv = NULL;
+}
+
 #define BINARY_DEF(code, name) \
-	[code] = {name, binary_infer, binary_run, NULL, \
+	[code] = {name, binary_infer, binary_run, scratch_release, \
 		  (code) == B_ADD || (code) == B_SUB || (code) == B_MUL ? OP_LAYOUT_TRANSPARENT : 0, 0}
 static const struct op_def binary_ops[B_COUNT] = {
 	BINARY_DEF(B_ADD, "Add"), BINARY_DEF(B_SUB, "Sub"), BINARY_DEF(B_MUL, "Mul"),
@@ -1063,7 +1070,7 @@ static int where_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-static const struct op_def op_where = {"Where", where_infer, where_run, NULL, 0, 0};
+static const struct op_def op_where = {"Where", where_infer, where_run, scratch_release, 0, 0};
 
 /* ---- Clip ------------------------------------------------------------------------------- */
 
@@ -1246,16 +1253,20 @@ static const struct op_def op_cast_like = {"CastLike", cast_infer, cast_run, NUL
 /*
  * Inference is the identity with an all-true mask.  Training mode (opset 12's
  * training_mode input) drops with a per-node generator seeded from the seed attribute,
- * so that a run is reproducible; it cannot match another runtime's random stream.  In a
- * training net (n->training, graft-train), Dropout drops whatever training_mode says,
- * drawing from the net's generator, which graft-train saves for an exact resume, and
- * keeps its mask for backward.
+ * so that a run is reproducible; it cannot match another runtime's random stream.
+ *
+ * A training net (graft-train: n->rng is set) decides by n->training alone, whatever
+ * training_mode says: a Dropout of its backward region drops, drawing from the net's
+ * generator on every run (graft-train saves that generator, so a resumed run draws the
+ * same masks), and keeps its mask for backward; in evaluation mode, and in the frozen
+ * part before the region, it is the identity.
  */
 struct dropout_state {
 	uint64_t seed;          /* the ONNX training_mode path's generator */
-	uint8_t *mask;          /* the last run's, when backward needs it */
+	uint8_t *mask;          /* the last run's keep flags (count bytes) */
 	uint64_t count;
-	float scale;
+	int dropped;            /* the last run dropped (else it was the identity) */
+	float scale;            /* 1 / (1 - ratio) */
 };
 
 static int dropout_infer(struct node *n, struct graft_err *err)
@@ -1303,7 +1314,7 @@ static void dropout_release(struct node *n)
 	n->priv = NULL;
 }
 
-static struct dropout_state *dropout_state(struct node *n, uint64_t count)
+static struct dropout_state *dropout_state(struct node *n)
 {
 	struct dropout_state *s = n->priv;
 
@@ -1313,12 +1324,27 @@ static struct dropout_state *dropout_state(struct node *n, uint64_t count)
 		s->seed = (uint64_t)attr_int(n, "seed", 0x5eed);
 		n->priv = s;
 	}
-	if (n->needs_grad && !s->mask) {
+	return s;
+}
+
+/* Draws the keep flags: an element is kept when a uniform 53-bit draw is at least
+ * ratio. */
+static int dropout_draw(struct node *n, struct dropout_state *s, uint64_t count, double ratio)
+{
+	uint64_t cut = (uint64_t)(ratio * 9007199254740992.0);
+
+	if (!s->mask) {
 		if (!(s->mask = malloc((size_t)count + 1)))
-			return NULL;
+			return -1;
 		s->count = count;
 	}
-	return s;
+	if (n->rng)
+		for (uint64_t i = 0; i < count; i++)
+			s->mask[i] = (graft_rng_next(n->rng) >> 11) >= cut;
+	else
+		for (uint64_t i = 0; i < count; i++)
+			s->mask[i] = (splitmix64(&s->seed) >> 11) >= cut;
+	return 0;
 }
 
 static int dropout_run(struct node *n, struct graft_err *err)
@@ -1329,11 +1355,12 @@ static int dropout_run(struct node *n, struct graft_err *err)
 	uint64_t count = value_numel(x);
 	double ratio = vr ? elem_get_f64(vr->data, vr->dtype, 0)
 		       : n->opset < 12 ? attr_float(n, "ratio", 0.5f) : 0.5;
-	int training = n->training || (vt && *(const uint8_t *)vt->data);
+	int training = n->rng ? n->training : vt && *(const uint8_t *)vt->data;
 	struct dropout_state *s;
 
-	if (!(s = dropout_state(n, count)))
+	if (!(s = dropout_state(n)))
 		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	s->dropped = 0;
 	if (!training || ratio == 0) {
 		memcpy(y->data, x->data, y->nbytes);
 		if (mask && mask->dtype == GRAFT_BOOL)
@@ -1341,25 +1368,31 @@ static int dropout_run(struct node *n, struct graft_err *err)
 		else if (mask)
 			for (uint64_t i = 0; i < count; i++)
 				elem_put_f64(mask->data, mask->dtype, i, 1);
-		free(s->mask);          /* backward passes the gradient through */
-		s->mask = NULL;
 		return 0;
 	}
 	if (!(ratio > 0 && ratio < 1))
 		return node_err(n, err, GRAFT_EINVAL, "ratio %g is outside [0, 1)", ratio);
-	double scale = 1 / (1 - ratio);
-	s->scale = (float)scale;
-	/* keep an element when a uniform 53-bit draw is at least ratio */
-	uint64_t cut = (uint64_t)(ratio * 9007199254740992.0);
-	for (uint64_t i = 0; i < count; i++) {
-		uint64_t draw = n->training ? graft_rng_next(n->rng) : splitmix64(&s->seed);
-		int keep = (draw >> 11) >= cut;
-		elem_put_f64(y->data, y->dtype, i, keep ? elem_get_f64(x->data, x->dtype, i) * scale : 0);
-		if (mask)
-			((uint8_t *)mask->data)[i] = (uint8_t)keep;
-		if (s->mask)
-			s->mask[i] = (uint8_t)keep;
+	if (dropout_draw(n, s, count, ratio))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	s->dropped = 1;
+	s->scale = (float)(1 / (1 - ratio));
+	const uint8_t *M = s->mask;
+	if (x->dtype == GRAFT_FLOAT) {
+		const float *X = x->data;
+		float *Y = y->data, scale = s->scale;
+#pragma omp parallel for simd if (count > PAR_MIN)
+		for (uint64_t i = 0; i < count; i++)
+			Y[i] = M[i] ? X[i] * scale : 0;
+	} else {
+		for (uint64_t i = 0; i < count; i++)
+			elem_put_f64(y->data, y->dtype, i,
+				     M[i] ? elem_get_f64(x->data, x->dtype, i) / (1 - ratio) : 0);
 	}
+	if (mask && mask->dtype == GRAFT_BOOL)
+		memcpy(mask->data, M, (size_t)count);
+	else if (mask)
+		for (uint64_t i = 0; i < count; i++)
+			elem_put_f64(mask->data, mask->dtype, i, M[i]);
 	return 0;
 }
 
@@ -1470,67 +1503,144 @@ const struct op_def *const ops_eltwise[] = {
 /* ---- backward ----------------------------------------------------------------------------
  *
  * Gradients are float32 (the executor differentiates float values only).  Unary ops read
- * x or y as their derivative needs; binary ops form the gradient at the output's shape
- * and sum it over the axes an input was broadcast along.  Non-differentiable points take
- * PyTorch's choices (Relu and Clip pass nothing at the kink or the bounds).
+ * x or y as their derivative needs.  Binary ops form an input's gradient at the output's
+ * shape row by row over the forward's broadcast plan (struct bcast): straight into gin[k]
+ * when that input has the output's size, else into a scratch buffer (n->priv, kept for
+ * the plan) that sum_to folds over the axes the input was broadcast along.
+ * Non-differentiable points take PyTorch's choices: Relu passes nothing at 0, Clip passes
+ * the gradient on [min, max] bounds included, Abs passes nothing at 0.
  */
 
-/* dst (shape of v) = sum of g (shape of out) over the axes v is broadcast along. */
-static void sum_to(float *dst, const struct value *v, const float *g, const struct value *out)
+static uint64_t shape_numel(const struct shape *s)
 {
-	uint64_t nv = value_numel(v), no = value_numel(out);
-	int64_t st[NET_MAX_RANK], idx[NET_MAX_RANK] = {0};
-	int r = out->rank;
-	uint64_t off = 0;
+	uint64_t n = 1;
 
-	if (nv == no) {
-		memcpy(dst, g, (size_t)no * sizeof(float));
-		return;
-	}
-	memset(dst, 0, (size_t)nv * sizeof(float));
-	if (nv == 1) {
-		double acc = 0;
-		for (uint64_t i = 0; i < no; i++)
-			acc += g[i];
-		dst[0] = (float)acc;
-		return;
-	}
-	broadcast_strides(v->rank, v->dims, r, out->dims, st);
-	for (uint64_t i = 0; i < no; i++) {
-		dst[off] += g[i];
-		for (int d = r - 1; d >= 0; d--) {      /* odometer over the output's index */
-			off += (uint64_t)st[d];
-			if (++idx[d] < out->dims[d])
-				break;
-			off -= (uint64_t)(st[d] * out->dims[d]);
-			idx[d] = 0;
-		}
-	}
+	for (int d = 0; d < s->rank; d++)
+		n *= (uint64_t)s->dims[d];
+	return n;
 }
 
-/* Reads v broadcast to out's shape into full (numel(out) floats). */
-static void expand_to(float *full, const struct value *v, const struct value *out)
+/* sum_to when the input repeats along the innermost merged dim: each row of g (cut into
+ * chunks so that a single long row still splits across threads) sums to one element. */
+static int sum_rows(float *dst, uint64_t nv, const struct bcast *bc, const float *g, float sign)
 {
-	uint64_t nv = value_numel(v), no = value_numel(out);
-	int64_t st[NET_MAX_RANK], idx[NET_MAX_RANK] = {0};
-	const float *src = v->data;
-	uint64_t off = 0;
+	int64_t cpr = (bc->inner + CHUNK - 1) / CHUNK, work = (int64_t)bc->rows * cpr;
+	double *part = malloc(((size_t)work + (size_t)nv) * sizeof(double)), *acc;
 
-	if (nv == no) {
-		memcpy(full, src, (size_t)no * sizeof(float));
-		return;
+	if (!part)
+		return -1;
+	acc = part + work;
+#pragma omp parallel for schedule(static) if (bc->total >= PAR_MIN && work > 1)
+	for (int64_t w = 0; w < work; w++) {
+		int64_t s = (w % cpr) * CHUNK, len = bc->inner - s < CHUNK ? bc->inner - s : CHUNK;
+		const float *gr = g + (w / cpr) * bc->inner + s;
+		double sum = 0;
+#pragma omp simd reduction(+:sum)
+		for (int64_t i = 0; i < len; i++)
+			sum += gr[i];
+		part[w] = sum;
 	}
-	broadcast_strides(v->rank, v->dims, out->rank, out->dims, st);
-	for (uint64_t i = 0; i < no; i++) {
-		full[i] = src[off];
-		for (int d = out->rank - 1; d >= 0; d--) {
-			off += (uint64_t)st[d];
-			if (++idx[d] < out->dims[d])
-				break;
-			off -= (uint64_t)(st[d] * out->dims[d]);
-			idx[d] = 0;
+	memset(acc, 0, (size_t)nv * sizeof(double));
+	for (int64_t w = 0; w < work; w++) {
+		int64_t off[3];
+		row_offsets(bc, (uint64_t)(w / cpr), off);
+		acc[off[0]] += part[w];
+	}
+	for (uint64_t j = 0; j < nv; j++)
+		dst[j] = sign * (float)acc[j];
+	free(part);
+	return 0;
+}
+
+/* sum_to when the input is read contiguously along the innermost merged dim: rows of g
+ * add into runs of dst.  Threads split the runs into column chunks; when the runs are
+ * short and many (a per-feature bias over a long batch), they split the rows into groups
+ * instead, each summing into a partial buffer of its own. */
+static int add_rows(float *dst, uint64_t nv, const struct bcast *bc, const float *g, float sign)
+{
+	int64_t cpr = (bc->inner + CHUNK - 1) / CHUNK, groups = 1, rows = (int64_t)bc->rows;
+	float *part = NULL;
+
+	if (cpr < 8 && rows >= 64 && bc->total >= PAR_MIN && nv <= bc->total / 16) {
+		groups = 8;
+		if (!(part = calloc((size_t)(groups - 1) * (size_t)nv, sizeof(float))))
+			return -1;
+	}
+	memset(dst, 0, (size_t)nv * sizeof(float));
+#pragma omp parallel for schedule(static) if (bc->total >= PAR_MIN && groups * cpr > 1)
+	for (int64_t w = 0; w < groups * cpr; w++) {
+		int64_t gi = w / cpr, s = (w % cpr) * CHUNK;
+		int64_t len = bc->inner - s < CHUNK ? bc->inner - s : CHUNK;
+		float *d = gi ? part + (size_t)(gi - 1) * nv : dst;
+		for (int64_t row = rows * gi / groups; row < rows * (gi + 1) / groups; row++) {
+			int64_t off[3];
+			row_offsets(bc, (uint64_t)row, off);
+			float *dr = d + off[0] + s;
+			const float *gr = g + row * bc->inner + s;
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				dr[i] += gr[i];
 		}
 	}
+	for (int64_t gi = 1; gi < groups; gi++)
+		for (uint64_t j = 0; j < nv; j++)
+			dst[j] += part[(size_t)(gi - 1) * nv + j];
+	if (sign != 1)
+		for (uint64_t j = 0; j < nv; j++)
+			dst[j] *= sign;
+	free(part);
+	return 0;
+}
+
+/* dst (shape s) = sign * g (out's shape) summed over the axes s is broadcast along.
+ * Returns -1 when out of memory. */
+static int sum_to(float *dst, const struct shape *s, const float *g, const struct value *out,
+		  float sign)
+{
+	uint64_t nv = shape_numel(s);
+	struct bcast bc;
+
+	bcast_init(&bc, out, 1, s);
+	if (nv == bc.total) {
+		if (sign == 1) {
+			memcpy(dst, g, (size_t)nv * sizeof(float));
+		} else {
+#pragma omp parallel for simd if (nv >= PAR_MIN)
+			for (uint64_t i = 0; i < nv; i++)
+				dst[i] = sign * g[i];
+		}
+		return 0;
+	}
+	if (bc.total == 0) {
+		memset(dst, 0, (size_t)nv * sizeof(float));
+		return 0;
+	}
+	return inner_stride(&bc, 0) ? add_rows(dst, nv, &bc, g, sign)
+				    : sum_rows(dst, nv, &bc, g, sign);
+}
+
+/* The node's scratch of count floats (a gradient at the output's shape), kept until the
+ * plan changes. */
+static float *grad_scratch(struct node *n, uint64_t count)
+{
+	if (!n->priv)
+		n->priv = malloc((size_t)count * sizeof(float) + 1);
+	return n->priv;
+}
+
+/* v's data as float32: v's own, or a converted copy in *copy (free it). */
+static const float *as_f32(const struct value *v, float **copy)
+{
+	uint64_t count = value_numel(v);
+
+	*copy = NULL;
+	if (v->dtype == GRAFT_FLOAT)
+		return v->data;
+	if (!(*copy = malloc((size_t)count * sizeof(float) + 1)))
+		return NULL;
+	for (uint64_t i = 0; i < count; i++)
+		(*copy)[i] = (float)elem_get_f64(v->data, v->dtype, i);
+	return *copy;
 }
 
 static int grad_float_inputs(const struct node *n, struct graft_err *err)
@@ -1550,30 +1660,53 @@ static int identity_backward(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-/* The derivative of each unary op, as dx from dy (g), x and y, element by element. */
+/* The derivative of each unary op, as dx from dy (g), x and y, element by element.  For
+ * Relu, x may be y (a training net runs Relu in place): only its sign is read. */
 #define UNARY_GRADS(X)                                                                    \
-	X(RELU, x > 0 ? g : 0)                                                           \
-	X(LEAKY_RELU, x > 0 ? g : al * g)                                                \
-	X(ELU, x > 0 ? g : g * (y + al))                                                 \
-	X(SIGMOID, g * y * (1 - y))                                                      \
-	X(HARD_SIGMOID, al * x + be > 0 && al * x + be < 1 ? al * g : 0)                 \
-	X(HARD_SWISH, x < -3 ? 0 : x > 3 ? g : g * (x / 3 + 0.5f))                       \
-	X(TANH, g * (1 - y * y))                                                         \
-	X(EXP, g * y)                                                                    \
-	X(LOG, g / x)                                                                    \
-	X(SQRT, g / (2 * y))                                                             \
-	X(NEG, -g)                                                                       \
-	X(ABS, x > 0 ? g : x < 0 ? -g : 0)                                               \
-	X(RECIPROCAL, -g * y * y)                                                        \
-	X(ERF, g * 1.1283791670955126f * expf(-x * x))                                   \
-	X(SOFTPLUS, g / (1 + expf(-x)))
+	X(RELU, "Relu", x > 0 ? g : 0)                                                    \
+	X(LEAKY_RELU, "LeakyRelu", x > 0 ? g : al * g)                                    \
+	X(ELU, "Elu", x > 0 ? g : g * (y + al))                                           \
+	X(SELU, "Selu", x > 0 ? g * be : g * (y + al * be))                               \
+	X(CELU, "Celu", x > 0 ? g : g * (y / al + 1))                                     \
+	X(THRESHOLDED_RELU, "ThresholdedRelu", x > al ? g : 0)                            \
+	X(SIGMOID, "Sigmoid", g * y * (1 - y))                                            \
+	X(HARD_SIGMOID, "HardSigmoid", al * x + be > 0 && al * x + be < 1 ? al * g : 0)   \
+	X(HARD_SWISH, "HardSwish", x < -3 ? 0 : x > 3 ? g : g * (x / 3 + 0.5f))           \
+	X(TANH, "Tanh", g * (1 - y * y))                                                  \
+	X(SOFTPLUS, "Softplus", g / (1 + exp_f32(-x)))                                    \
+	X(SOFTSIGN, "Softsign", g / ((1 + fabsf(x)) * (1 + fabsf(x))))                    \
+	X(MISH, "Mish", mish_grad(x, g))                                                  \
+	X(ERF, "Erf", g * 1.1283791670955126f * exp_f32(-x * x))                          \
+	X(EXP, "Exp", g * y)                                                              \
+	X(LOG, "Log", g / x)                                                              \
+	X(SQRT, "Sqrt", g / (2 * y))                                                      \
+	X(NEG, "Neg", -g)                                                                 \
+	X(ABS, "Abs", x > 0 ? g : x < 0 ? -g : 0)                                         \
+	X(RECIPROCAL, "Reciprocal", -g * y * y)                                           \
+	X(FLOOR, "Floor", 0)                                                              \
+	X(CEIL, "Ceil", 0)                                                                \
+	X(ROUND, "Round", 0)                                                              \
+	X(SIGN, "Sign", 0)                                                                \
+	X(SIN, "Sin", g * cosf(x))                                                        \
+	X(COS, "Cos", -g * sinf(x))
+
+/* d/dx x tanh(softplus(x)) = tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2). */
+static inline float mish_grad(float x, float g)
+{
+	float e = exp_f32(-fabsf(x));
+	float sp = x > 0 ? x + log1pf(e) : log1pf(e);
+	float t = tanh_f32(sp), sig = x > 0 ? 1 / (1 + e) : e / (1 + e);
+
+	return g * (t + x * sig * (1 - t * t));
+}
 
 static int unary_backward(struct node *n, struct graft_err *err)
 {
 	const struct unary_info *u = &unary_info[unary_code(n)];
 	const float *X = n->in[0]->data, *Y = n->out[0]->data, *G = n->out[0]->grad->data;
 	float *D;
-	float al = u->a1 ? attr_float(n, u->a1, u->d1) : 0, be = u->a2 ? attr_float(n, u->a2, u->d2) : 0;
+	float al = u->a1 ? attr_float(n, u->a1, u->d1) : u->d1;
+	float be = u->a2 ? attr_float(n, u->a2, u->d2) : u->d2;
 	int64_t count = (int64_t)value_numel(n->in[0]);
 	int rc;
 
@@ -1583,12 +1716,12 @@ static int unary_backward(struct node *n, struct graft_err *err)
 		return rc;
 	D = n->gin[0]->data;
 	switch (unary_code(n)) {
-#define X(code, expr)                                                                     \
+#define X(code, name, expr)                                                               \
 	case U_##code:                                                                    \
 		_Pragma("omp parallel for simd if (count > PAR_MIN)")                      \
 		for (int64_t i = 0; i < count; i++) {                                     \
 			float x = X[i], y = Y[i], g = G[i];                               \
-			(void)x; (void)y; (void)al; (void)be;                              \
+			(void)x; (void)y; (void)g; (void)al; (void)be;                     \
 			D[i] = (expr);                                                    \
 		}                                                                         \
 		return 0;
@@ -1600,16 +1733,17 @@ static int unary_backward(struct node *n, struct graft_err *err)
 	}
 }
 
+/* Clip: the gradient passes where min <= x <= max (PyTorch's clamp); bounds given as
+ * differentiated inputs take the rest.  When min > max the output is max everywhere. */
 static int clip_backward(struct node *n, struct graft_err *err)
 {
-	const struct value *vlo = n->n_in > 1 ? n->in[1] : NULL, *vhi = n->n_in > 2 ? n->in[2] : NULL;
+	const struct value *vlo = n->n_in > 1 ? n->in[1] : NULL;
+	const struct value *vhi = n->n_in > 2 ? n->in[2] : NULL;
 	const float *X = n->in[0]->data, *G = n->out[0]->grad->data;
-	float lo = -INFINITY, hi = INFINITY, *D;
+	float lo = -INFINITY, hi = INFINITY;
 	int64_t count = (int64_t)value_numel(n->in[0]);
 	int rc;
 
-	if (!n->gin[0])
-		return 0;
 	if ((rc = grad_float_inputs(n, err)))
 		return rc;
 	if (n->opset < 11) {
@@ -1620,95 +1754,212 @@ static int clip_backward(struct node *n, struct graft_err *err)
 		lo = (float)elem_get_f64(vlo->data, vlo->dtype, 0);
 	if (vhi)
 		hi = (float)elem_get_f64(vhi->data, vhi->dtype, 0);
-	D = n->gin[0]->data;
-	#pragma omp parallel for simd if (count > PAR_MIN)
-	for (int64_t i = 0; i < count; i++)
-		D[i] = X[i] > lo && X[i] < hi ? G[i] : 0;
-	/* bounds given as differentiated inputs take the rest */
-	for (size_t k = 1; k < 3 && k < n->n_in; k++)
-		if (n->gin[k]) {
-			double acc = 0;
-			for (int64_t i = 0; i < count; i++)
-				if (k == 1 ? X[i] <= lo : X[i] >= hi)
-					acc += G[i];
-			*(float *)n->gin[k]->data = (float)acc;
-		}
-	return 0;
-}
-
-/* Add, Sub, Mul, Div, Pow: the gradient at the output's shape, then summed per input. */
-static int binary_backward(struct node *n, struct graft_err *err)
-{
-	const struct value *a = n->in[0], *b = n->in[1], *out = n->out[0];
-	const float *G = out->grad->data;
-	uint64_t no = value_numel(out);
-	int code = binary_code(n), rc;
-	float *fa = NULL, *fb = NULL, *t = NULL;
-
-	if ((rc = grad_float_inputs(n, err)))
-		return rc;
-	if (code == B_ADD || code == B_SUB) {
-		if (n->gin[0])
-			sum_to(n->gin[0]->data, a, G, out);
-		if (n->gin[1]) {
-			float *d = n->gin[1]->data;
-			sum_to(d, b, G, out);
-			if (code == B_SUB)
-				for (uint64_t i = 0; i < value_numel(b); i++)
-					d[i] = -d[i];
-		}
-		return 0;
+	if (n->gin[0]) {
+		float *D = n->gin[0]->data;
+#pragma omp parallel for simd if (count > PAR_MIN)
+		for (int64_t i = 0; i < count; i++)
+			D[i] = X[i] >= lo && X[i] <= hi ? G[i] : 0;
 	}
-	if (code != B_MUL && code != B_DIV && code != B_POW)
-		return node_err(n, err, GRAFT_EUNSUPPORTED, "op %s has no backward in graft",
-				n->op->name);
-	fa = malloc((size_t)no * sizeof(float) + 1);
-	fb = malloc((size_t)no * sizeof(float) + 1);
-	t = malloc((size_t)no * sizeof(float) + 1);
-	if (!fa || !fb || !t) {
-		free(fa);
-		free(fb);
-		free(t);
-		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
-	}
-	expand_to(fa, a, out);
-	expand_to(fb, b, out);
-	const float *Y = out->data;
-	for (int k = 0; k < 2; k++) {
+	for (size_t k = 1; k < 3 && k < n->n_in; k++) {
+		double acc = 0;
 		if (!n->gin[k])
 			continue;
-		#pragma omp parallel for simd if (no > PAR_MIN)
-		for (uint64_t i = 0; i < no; i++) {
-			float x = fa[i], y = fb[i], g = G[i];
-			if (code == B_MUL)
-				t[i] = g * (k ? x : y);
-			else if (code == B_DIV)
-				t[i] = k ? -g * x / (y * y) : g / y;
-			else    /* Pow: d/da = b a^(b-1), d/db = a^b ln a */
-				t[i] = k ? (x > 0 ? g * Y[i] * logf(x) : 0)
-					 : (y == 0 ? 0 : g * y * powf(x, y - 1));
-		}
-		sum_to(n->gin[k]->data, k ? b : a, t, out);
+		for (int64_t i = 0; i < count; i++)
+			if (lo > hi ? k == 2 : k == 1 ? X[i] < lo : X[i] > hi)
+				acc += G[i];
+		*(float *)n->gin[k]->data = (float)acc;
 	}
-	free(fa);
-	free(fb);
-	free(t);
 	return 0;
 }
 
-/* Sum: every input receives the output's gradient (summed where it was broadcast). */
+/* The gradient of a binary op's input at the output's shape, t from g = dy, x = a and
+ * y = b (as broadcast). */
+#define BINARY_GRADS(X)                                                                   \
+	X(MUL_A, g * y)                                                                  \
+	X(MUL_B, g * x)                                                                  \
+	X(DIV_A, g / y)                                                                  \
+	X(DIV_B, -g * x / (y * y))                                                       \
+	X(POW_A, y == 2 ? 2 * g * x : y == 0 ? 0 : g * y * pow(x, y - 1))                \
+	X(POW_B, x > 0 ? g * pow(x, y) * log(x) : 0)                                     \
+	X(PRELU_X, x > 0 ? g : g * y)                                                    \
+	X(PRELU_S, x > 0 ? 0 : g * x)
+
+typedef void (*grad_row_fn)(float *restrict t, const float *restrict G, const float *A,
+			    int64_t sa, const float *B, int64_t sb, int64_t n);
+
+#define X(kind, expr)                                                                     \
+	static void grad_row_##kind(float *restrict t, const float *restrict G,          \
+				    const float *A, int64_t sa, const float *B, int64_t sb, \
+				    int64_t n)                                            \
+	{                                                                                 \
+		if (sa && sb) {                                                           \
+			for (int64_t i = 0; i < n; i++) {                                 \
+				float g = G[i], x = A[i], y = B[i];                       \
+				(void)x;                                                  \
+				(void)y;                                                  \
+				t[i] = (expr);                                            \
+			}                                                                 \
+		} else if (sa) {                                                          \
+			const float y = B[0];                                             \
+			for (int64_t i = 0; i < n; i++) {                                 \
+				float g = G[i], x = A[i];                                 \
+				(void)x;                                                  \
+				(void)y;                                                  \
+				t[i] = (expr);                                            \
+			}                                                                 \
+		} else if (sb) {                                                          \
+			const float x = A[0];                                             \
+			for (int64_t i = 0; i < n; i++) {                                 \
+				float g = G[i], y = B[i];                                 \
+				(void)x;                                                  \
+				(void)y;                                                  \
+				t[i] = (expr);                                            \
+			}                                                                 \
+		} else {                                                                  \
+			const float x = A[0], y = B[0];                                   \
+			for (int64_t i = 0; i < n; i++) {                                 \
+				float g = G[i];                                           \
+				(void)x;                                                  \
+				(void)y;                                                  \
+				t[i] = (expr);                                            \
+			}                                                                 \
+		}                                                                         \
+	}
+BINARY_GRADS(X)
+#undef X
+
+/* Runs f over every row of bc (inputs a and b), into t of the output's shape. */
+static void grad_rows(grad_row_fn f, const struct bcast *bc, float *t, const float *G,
+		      const float *A, const float *B)
+{
+	int64_t cpr = (bc->inner + CHUNK - 1) / CHUNK, work = (int64_t)bc->rows * cpr;
+	int64_t sa = inner_stride(bc, 0), sb = inner_stride(bc, 1);
+
+	if (bc->total == 0)
+		return;
+#pragma omp parallel for schedule(static) if (bc->total >= PAR_MIN && work > 1)
+	for (int64_t w = 0; w < work; w++) {
+		uint64_t row = (uint64_t)(w / cpr);
+		int64_t s = (w % cpr) * CHUNK, off[3], o = (int64_t)row * bc->inner + s;
+		int64_t len = bc->inner - s < CHUNK ? bc->inner - s : CHUNK;
+		row_offsets(bc, row, off);
+		f(t + o, G + o, A + off[0] + s * sa, sa, B + off[1] + s * sb, sb, len);
+	}
+}
+
+/* Add, Sub, Mul, Div, Pow, PRelu (opset 7's numpy broadcasting or the older
+ * broadcast/axis attributes, as the forward read them). */
+static int binary_backward(struct node *n, struct graft_err *err)
+{
+	static const grad_row_fn rows[][2] = {
+		[B_MUL] = {grad_row_MUL_A, grad_row_MUL_B},
+		[B_DIV] = {grad_row_DIV_A, grad_row_DIV_B},
+		[B_POW] = {grad_row_POW_A, grad_row_POW_B},
+		[B_PRELU] = {grad_row_PRELU_X, grad_row_PRELU_S},
+	};
+	const struct value *out = n->out[0];
+	const float *G = out->grad->data, *A, *B;
+	float *ca, *cb;
+	int code = binary_code(n), rc = 0;
+	struct shape sh[2];
+	struct bcast bc;
+
+	if ((rc = grad_float_inputs(n, err)))
+		return rc;
+	shape_of(n->in[0], &sh[0]);
+	if ((rc = eff_shape(n, code, 1, &sh[1], err)))
+		return rc;
+	if (code == B_ADD || code == B_SUB) {
+		for (int k = 0; k < 2; k++)
+			if (n->gin[k] && sum_to(n->gin[k]->data, &sh[k], G, out,
+						k && code == B_SUB ? -1.0f : 1.0f))
+				return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+		return 0;
+	}
+	if (code >= (int)(sizeof(rows) / sizeof(rows[0])) || !rows[code][0])
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "op %s has no backward in graft",
+				n->op->name);
+	bcast_init(&bc, out, 2, sh);
+	/* (Pow's exponent may be of another type) */
+	A = as_f32(n->in[0], &ca);
+	B = as_f32(n->in[1], &cb);
+	for (int k = 0; k < 2 && A && B && !rc; k++) {
+		int full = shape_numel(&sh[k]) == bc.total;
+		float *t;
+		if (!n->gin[k])
+			continue;
+		if (!(t = full ? n->gin[k]->data : grad_scratch(n, bc.total))) {
+			rc = -1;
+			break;
+		}
+		grad_rows(rows[code][k], &bc, t, G, A, B);
+		if (!full)
+			rc = sum_to(n->gin[k]->data, &sh[k], t, out, 1);
+	}
+	if (!A || !B)
+		rc = -1;
+	free(ca);
+	free(cb);
+	return rc ? node_err(n, err, GRAFT_ENOMEM, "out of memory") : 0;
+}
+
+/* Sum and Mean: every input receives the output's gradient (over n for the mean), summed
+ * where it was broadcast. */
 static int variadic_backward(struct node *n, struct graft_err *err)
 {
-	int rc;
+	int code = variadic_code(n), rc;
+	float scale = code == V_MEAN ? 1.0f / (float)n->n_in : 1.0f;
 
-	if (variadic_code(n) != V_SUM)
+	if (code != V_SUM && code != V_MEAN)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "op %s has no backward in graft",
 				n->op->name);
 	if ((rc = grad_float_inputs(n, err)))
 		return rc;
-	for (size_t k = 0; k < n->n_in; k++)
-		if (n->gin[k])
-			sum_to(n->gin[k]->data, n->in[k], n->out[0]->grad->data, n->out[0]);
+	for (size_t k = 0; k < n->n_in; k++) {
+		struct shape s;
+		if (!n->gin[k])
+			continue;
+		shape_of(n->in[k], &s);
+		if (sum_to(n->gin[k]->data, &s, n->out[0]->grad->data, n->out[0], scale))
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* Where: x's gradient is dy where the condition holds, y's where it does not. */
+static int where_backward(struct node *n, struct graft_err *err)
+{
+	const struct value *out = n->out[0];
+	const float *G = out->grad->data;
+	const uint8_t *C = n->in[0]->data;
+	struct shape sh[3];
+	struct bcast bc;
+	int rc;
+
+	if ((rc = grad_float_inputs(n, err)))
+		return rc;
+	for (int k = 0; k < 3; k++)
+		shape_of(n->in[k], &sh[k]);
+	bcast_init(&bc, out, 3, sh);
+	int64_t sc = inner_stride(&bc, 0);
+	for (int k = 1; k < 3; k++) {
+		int full = shape_numel(&sh[k]) == bc.total;
+		uint8_t want = k == 1;
+		float *t;
+		if (!n->gin[k])
+			continue;
+		if (!(t = full ? n->gin[k]->data : grad_scratch(n, bc.total)))
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+#pragma omp parallel for schedule(static) if (bc.total >= PAR_MIN && bc.rows > 1)
+		for (uint64_t row = 0; row < bc.rows; row++) {
+			int64_t off[3], o = (int64_t)row * bc.inner;
+			row_offsets(&bc, row, off);
+			for (int64_t i = 0; i < bc.inner; i++)
+				t[o + i] = (C[off[0] + i * sc] != 0) == want ? G[o + i] : 0;
+		}
+		if (!full && sum_to(n->gin[k]->data, &sh[k], t, out, 1))
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
 	return 0;
 }
 
@@ -1717,7 +1968,7 @@ static int dropout_backward(struct node *n, struct graft_err *err)
 	const struct dropout_state *s = n->priv;
 	const float *G = n->out[0]->grad->data;
 	float *D;
-	uint64_t count = value_numel(n->in[0]);
+	int64_t count = (int64_t)value_numel(n->in[0]);
 	int rc;
 
 	if (!n->gin[0])
@@ -1725,45 +1976,38 @@ static int dropout_backward(struct node *n, struct graft_err *err)
 	if ((rc = grad_float_inputs(n, err)))
 		return rc;
 	D = n->gin[0]->data;
-	if (!s || !s->mask) {           /* the identity ran */
+	if (!s || !s->dropped) {        /* the identity ran */
 		memcpy(D, G, (size_t)count * sizeof(float));
 		return 0;
 	}
-	for (uint64_t i = 0; i < count; i++)
-		D[i] = s->mask[i] ? G[i] * s->scale : 0;
+	const uint8_t *M = s->mask;
+	float scale = s->scale;
+#pragma omp parallel for simd if (count > PAR_MIN)
+	for (int64_t i = 0; i < count; i++)
+		D[i] = M[i] ? G[i] * scale : 0;
 	return 0;
 }
 
 static const struct grad_def grad_identity = {"Identity", identity_backward};
 static const struct grad_def grad_clip = {"Clip", clip_backward};
 static const struct grad_def grad_sum = {"Sum", variadic_backward};
+static const struct grad_def grad_mean = {"Mean", variadic_backward};
+static const struct grad_def grad_where = {"Where", where_backward};
 static const struct grad_def grad_dropout = {"Dropout", dropout_backward};
-#define UNARY_GRAD_DEF(code, name) \
-	static const struct grad_def grad_##code = {name, unary_backward};
-UNARY_GRAD_DEF(relu, "Relu")
-UNARY_GRAD_DEF(leaky_relu, "LeakyRelu")
-UNARY_GRAD_DEF(elu, "Elu")
-UNARY_GRAD_DEF(sigmoid, "Sigmoid")
-UNARY_GRAD_DEF(hard_sigmoid, "HardSigmoid")
-UNARY_GRAD_DEF(hard_swish, "HardSwish")
-UNARY_GRAD_DEF(tanh, "Tanh")
-UNARY_GRAD_DEF(exp, "Exp")
-UNARY_GRAD_DEF(log, "Log")
-UNARY_GRAD_DEF(sqrt, "Sqrt")
-UNARY_GRAD_DEF(neg, "Neg")
-UNARY_GRAD_DEF(abs, "Abs")
-UNARY_GRAD_DEF(reciprocal, "Reciprocal")
-UNARY_GRAD_DEF(erf, "Erf")
-UNARY_GRAD_DEF(softplus, "Softplus")
+#define X(code, name, expr) static const struct grad_def grad_##code = {name, unary_backward};
+UNARY_GRADS(X)
+#undef X
 static const struct grad_def grad_add = {"Add", binary_backward};
 static const struct grad_def grad_sub = {"Sub", binary_backward};
 static const struct grad_def grad_mul = {"Mul", binary_backward};
 static const struct grad_def grad_div = {"Div", binary_backward};
 static const struct grad_def grad_pow = {"Pow", binary_backward};
+static const struct grad_def grad_prelu = {"PRelu", binary_backward};
 
 const struct grad_def *const ops_eltwise_grad[] = {
-	&grad_identity, &grad_clip, &grad_sum, &grad_dropout, &grad_relu, &grad_leaky_relu,
-	&grad_elu, &grad_sigmoid, &grad_hard_sigmoid, &grad_hard_swish, &grad_tanh, &grad_exp,
-	&grad_log, &grad_sqrt, &grad_neg, &grad_abs, &grad_reciprocal, &grad_erf, &grad_softplus,
-	&grad_add, &grad_sub, &grad_mul, &grad_div, &grad_pow, NULL,
+#define X(code, name, expr) &grad_##code,
+	UNARY_GRADS(X)
+#undef X
+	&grad_identity, &grad_clip, &grad_sum, &grad_mean, &grad_where, &grad_dropout,
+	&grad_add, &grad_sub, &grad_mul, &grad_div, &grad_pow, &grad_prelu, NULL,
 };

@@ -948,10 +948,13 @@ const struct op_def *const ops_reduce[] = {
 	&op_reduce_log_sum_exp, &op_argmax, &op_argmin, &op_softmax, &op_log_softmax, &op_hardmax, NULL,
 };
 
-/* ---- backward ---------------------------------------------------------------------------- */
+/* ---- backward ----------------------------------------------------------------------------
+ *
+ * Gradients are float32.  Softmax: dx = y * (dy - sum(dy * y)); LogSoftmax: dx = dy -
+ * exp(y) * sum(dy), the sums along the axis (the middle of (O, R, I); before opset 13 the
+ * whole 2-D row from axis on).  Reductions spread dy back over the reduced axes.
+ */
 
-/* Softmax: dx = y * (dy - sum(dy * y)); LogSoftmax: dx = dy - exp(y) * sum(dy), along the
- * axis (middle of (O, R, I)). */
 static int softmax_backward_kind(struct node *n, int log_out, struct graft_err *err)
 {
 	const struct value *x = n->in[0];
@@ -968,16 +971,59 @@ static int softmax_backward_kind(struct node *n, int log_out, struct graft_err *
 		R *= I;
 		I = 1;
 	}
-#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN && O * I > 1)
-	for (int64_t oi = 0; oi < O * I; oi++) {
-		int64_t o = oi / I, i = oi % I, base = o * R * I + i;
-		double acc = 0;
+	if (O * R * I == 0)
+		return 0;
+	if (I == 1) {
+#pragma omp parallel for schedule(static) if (O * R > PAR_MIN && O > 1)
+		for (int64_t o = 0; o < O; o++) {
+			const float *y = Y + o * R, *g = G + o * R;
+			float *d = D + o * R;
+			double acc = 0;
+			if (log_out) {
+#pragma omp simd reduction(+:acc)
+				for (int64_t r = 0; r < R; r++)
+					acc += g[r];
+				float s = (float)acc;
+#pragma omp simd
+				for (int64_t r = 0; r < R; r++)
+					d[r] = g[r] - vexpf(y[r]) * s;
+			} else {
+#pragma omp simd reduction(+:acc)
+				for (int64_t r = 0; r < R; r++)
+					acc += (double)g[r] * y[r];
+				float s = (float)acc;
+#pragma omp simd
+				for (int64_t r = 0; r < R; r++)
+					d[r] = y[r] * (g[r] - s);
+			}
+		}
+		return 0;
+	}
+	/* along a middle axis: CHUNK columns of I per task, as the forward */
+	int64_t nch = (I + CHUNK - 1) / CHUNK, units = O * nch;
+#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN && units > 1)
+	for (int64_t u = 0; u < units; u++) {
+		int64_t o = u / nch, i0 = (u % nch) * CHUNK;
+		int64_t len = I - i0 < CHUNK ? I - i0 : CHUNK;
+		const float *y = Y + o * R * I + i0, *g = G + o * R * I + i0;
+		float *d = D + o * R * I + i0, s[CHUNK];
+
+		for (int64_t i = 0; i < len; i++)
+			s[i] = 0;
 		for (int64_t r = 0; r < R; r++)
-			acc += log_out ? G[base + r * I] : (double)G[base + r * I] * Y[base + r * I];
+#pragma omp simd
+			for (int64_t i = 0; i < len; i++)
+				s[i] += log_out ? g[r * I + i] : g[r * I + i] * y[r * I + i];
 		for (int64_t r = 0; r < R; r++) {
-			int64_t k = base + r * I;
-			D[k] = log_out ? G[k] - expf(Y[k]) * (float)acc
-				       : Y[k] * (G[k] - (float)acc);
+			if (log_out) {
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++)
+					d[r * I + i] = g[r * I + i] - vexpf(y[r * I + i]) * s[i];
+			} else {
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++)
+					d[r * I + i] = y[r * I + i] * (g[r * I + i] - s[i]);
+			}
 		}
 	}
 	return 0;
@@ -993,16 +1039,75 @@ static int log_softmax_backward(struct node *n, struct graft_err *err)
 	return softmax_backward_kind(n, 1, err);
 }
 
-/* ReduceSum and ReduceMean: dy spread back over the reduced axes (divided by their size
- * for the mean). */
-static int reduce_backward(struct node *n, struct graft_err *err)
+/* dx of each reduction from x, the output y and dy (g), both of the latter read at x's
+ * reduced position; f is 1 / (elements reduced per output). */
+#define REDUCE_GRADS(X)                                                                   \
+	X(RED_SUM, g)                                                                    \
+	X(RED_MEAN, g * f)                                                               \
+	X(RED_SUMSQ, 2 * x * g)                                                          \
+	X(RED_L1, x > 0 ? g : x < 0 ? -g : 0)                                            \
+	X(RED_L2, y > 0 ? g * x / y : 0)                                                 \
+	X(RED_LOGSUM, g * vexpf(-y))                                                     \
+	X(RED_LOGSUMEXP, g * vexpf(x - y))
+
+/*
+ * The input's dims merged into blocks of adjacent kept or reduced axes, as make_layout
+ * does, but in order: size, and for kept blocks the stride of the output they step
+ * through (0 for reduced ones).  The innermost block then makes rows: along a reduced
+ * one, every element of a row reads the same output element; along a kept one, a row
+ * reads a contiguous run of the output.
+ */
+struct grad_layout {
+	int nb;
+	int64_t size[NET_MAX_RANK], ostride[NET_MAX_RANK];
+	int64_t rows, inner;
+	int inner_reduced;
+	uint64_t red_numel;
+};
+
+static void grad_layout(int rank, const int64_t *dims, const int *mask, struct grad_layout *L)
+{
+	int red[NET_MAX_RANK];
+	int64_t s = 1;
+
+	memset(L, 0, sizeof(*L));
+	L->red_numel = 1;
+	for (int d = 0; d < rank; d++) {
+		if (mask[d])
+			L->red_numel *= (uint64_t)dims[d];
+		if (dims[d] == 1)
+			continue;
+		if (L->nb && red[L->nb - 1] == mask[d]) {
+			L->size[L->nb - 1] *= dims[d];
+		} else {
+			L->size[L->nb] = dims[d];
+			red[L->nb++] = mask[d];
+		}
+	}
+	if (L->nb == 0) {
+		L->size[0] = 1;
+		red[0] = 0;
+		L->nb = 1;
+	}
+	for (int b = L->nb - 1; b >= 0; b--) {
+		L->ostride[b] = red[b] ? 0 : s;
+		if (!red[b])
+			s *= L->size[b];
+	}
+	L->inner = L->size[L->nb - 1];
+	L->inner_reduced = red[L->nb - 1];
+	L->rows = 1;
+	for (int b = 0; b < L->nb - 1; b++)
+		L->rows *= L->size[b];
+}
+
+static int reduce_backward_kind(struct node *n, enum red_kind k, struct graft_err *err)
 {
 	const struct value *x = n->in[0];
-	const float *G = n->out[0]->grad->data;
+	const float *X = x->data, *Y = n->out[0]->data, *G = n->out[0]->grad->data;
 	float *D;
-	int mask[NET_MAX_RANK], rc, mean = strcmp(n->op->name, "ReduceMean") == 0;
-	int64_t st[NET_MAX_RANK], idx[NET_MAX_RANK] = {0}, s = 1;
-	uint64_t count = value_numel(x), off = 0, reduced = 1;
+	int mask[NET_MAX_RANK], rc;
+	struct grad_layout L;
 
 	if (!n->gin[0])
 		return 0;
@@ -1011,34 +1116,73 @@ static int reduce_backward(struct node *n, struct graft_err *err)
 				dtype_label(x->dtype));
 	if ((rc = reduce_mask(n, x->rank, mask, err)))
 		return rc;
-	/* strides of dy (kept dims) over x's index: 0 along reduced axes */
-	for (int d = x->rank - 1; d >= 0; d--) {
-		st[d] = mask[d] ? 0 : s;
-		if (mask[d])
-			reduced *= (uint64_t)x->dims[d];
-		else
-			s *= x->dims[d];
-	}
-	float f = mean && reduced ? 1.0f / (float)reduced : 1.0f;
+	if (value_numel(x) == 0)
+		return 0;
+	grad_layout(x->rank, x->dims, mask, &L);
 	D = n->gin[0]->data;
-	for (uint64_t i = 0; i < count; i++) {
-		D[i] = G[off] * f;
-		for (int d = x->rank - 1; d >= 0; d--) {
-			off += (uint64_t)st[d];
-			if (++idx[d] < x->dims[d])
-				break;
-			off -= (uint64_t)(st[d] * x->dims[d]);
-			idx[d] = 0;
+	float f = L.red_numel ? 1.0f / (float)L.red_numel : 0;
+	int64_t inner = L.inner;
+#pragma omp parallel for schedule(static) if (L.rows * L.inner > PAR_MIN && L.rows > 1)
+	for (int64_t row = 0; row < L.rows; row++) {
+		int64_t o = 0, rest = row;
+		for (int b = L.nb - 2; b >= 0; b--) {
+			o += (rest % L.size[b]) * L.ostride[b];
+			rest /= L.size[b];
+		}
+		const float *xr = X + row * inner, *yr = Y + o, *gr = G + o;
+		float *dr = D + row * inner;
+		switch (k) {
+#define X(kind, expr)                                                                     \
+		case kind:                                                                \
+			if (L.inner_reduced) {                                            \
+				const float y = yr[0], g = gr[0];                         \
+				_Pragma("omp simd")                                       \
+				for (int64_t i = 0; i < inner; i++) {                     \
+					float x = xr[i];                                  \
+					(void)x;                                          \
+					(void)y;                                          \
+					(void)f;                                          \
+					dr[i] = (expr);                                   \
+				}                                                         \
+			} else {                                                          \
+				_Pragma("omp simd")                                       \
+				for (int64_t i = 0; i < inner; i++) {                     \
+					float x = xr[i], y = yr[i], g = gr[i];            \
+					(void)x;                                          \
+					(void)y;                                          \
+					(void)f;                                          \
+					dr[i] = (expr);                                   \
+				}                                                         \
+			}                                                                 \
+			break;
+			REDUCE_GRADS(X)
+#undef X
+		default:
+			break;
 		}
 	}
 	return 0;
 }
 
+#define REDUCE_GRAD(NAME, KIND, FN)                                                       \
+	static int backward_##FN(struct node *n, struct graft_err *err)                   \
+	{                                                                                 \
+		return reduce_backward_kind(n, KIND, err);                                \
+	}                                                                                 \
+	static const struct grad_def grad_##FN = {NAME, backward_##FN}
+
+REDUCE_GRAD("ReduceSum", RED_SUM, reduce_sum);
+REDUCE_GRAD("ReduceMean", RED_MEAN, reduce_mean);
+REDUCE_GRAD("ReduceSumSquare", RED_SUMSQ, reduce_sum_square);
+REDUCE_GRAD("ReduceL1", RED_L1, reduce_l1);
+REDUCE_GRAD("ReduceL2", RED_L2, reduce_l2);
+REDUCE_GRAD("ReduceLogSum", RED_LOGSUM, reduce_log_sum);
+REDUCE_GRAD("ReduceLogSumExp", RED_LOGSUMEXP, reduce_log_sum_exp);
 static const struct grad_def grad_softmax = {"Softmax", softmax_backward};
 static const struct grad_def grad_log_softmax = {"LogSoftmax", log_softmax_backward};
-static const struct grad_def grad_reduce_mean = {"ReduceMean", reduce_backward};
-static const struct grad_def grad_reduce_sum = {"ReduceSum", reduce_backward};
 
 const struct grad_def *const ops_reduce_grad[] = {
-	&grad_softmax, &grad_log_softmax, &grad_reduce_mean, &grad_reduce_sum, NULL,
+	&grad_softmax, &grad_log_softmax, &grad_reduce_sum, &grad_reduce_mean,
+	&grad_reduce_sum_square, &grad_reduce_l1, &grad_reduce_l2, &grad_reduce_log_sum,
+	&grad_reduce_log_sum_exp, NULL,
 };
