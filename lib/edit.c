@@ -74,51 +74,11 @@ static int in_list(const char *const *list, size_t n, const char *name)
 static Onnx__ValueInfoProto *planned_info(const struct graft_net *net, const char *name,
 					  const char *batch)
 {
-	Onnx__ValueInfoProto *vi = malloc(sizeof(*vi));
-	Onnx__TypeProto *tp = malloc(sizeof(*tp));
-	Onnx__TypeProto__Tensor *tt = malloc(sizeof(*tt));
-	Onnx__TensorShapeProto *sh = malloc(sizeof(*sh));
 	int64_t dims[GRAFT_ARRAY_MAX_RANK];
 	int rank = 0, dtype = net ? graft_net_value_shape(net, name, &rank, dims) : -1;
+	const char *params[GRAFT_ARRAY_MAX_RANK] = {batch};
 
-	if (!vi || !tp || !tt || !sh) {
-		free(vi);
-		free(tp);
-		free(tt);
-		free(sh);
-		return NULL;
-	}
-	onnx__value_info_proto__init(vi);
-	onnx__type_proto__init(tp);
-	onnx__type_proto__tensor__init(tt);
-	onnx__tensor_shape_proto__init(sh);
-	vi->name = strdup(name);
-	vi->type = tp;
-	tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-	tp->tensor_type = tt;
-	if (dtype > 0) {
-		tt->has_elem_type = 1;
-		tt->elem_type = dtype;
-		tt->shape = sh;
-		sh->dim = calloc((size_t)rank + 1, sizeof(*sh->dim));
-		for (int d = 0; sh->dim && d < rank; d++) {
-			Onnx__TensorShapeProto__Dimension *dm = malloc(sizeof(*dm));
-			if (!dm)
-				break;
-			onnx__tensor_shape_proto__dimension__init(dm);
-			if (d == 0 && batch) {
-				dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-				dm->dim_param = strdup(batch);
-			} else {
-				dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-				dm->dim_value = dims[d];
-			}
-			sh->dim[sh->n_dim++] = dm;
-		}
-	} else {
-		free(sh);
-	}
-	return vi;
+	return onnx_value_info(name, dtype, dtype > 0 ? rank : -1, dims, params);
 }
 
 /* The symbolic name of the first input's first dim, or NULL. */

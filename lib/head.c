@@ -673,53 +673,15 @@ static Onnx__ValueInfoProto *new_output(const Onnx__ValueInfoProto *old, int64_t
 {
 	const Onnx__TensorShapeProto *os = old->type && old->type->tensor_type
 					   ? old->type->tensor_type->shape : NULL;
-	Onnx__ValueInfoProto *vi = malloc(sizeof(*vi));
-	Onnx__TypeProto__Tensor *tt;
-	Onnx__TensorShapeProto *sh;
+	const Onnx__TensorShapeProto__Dimension *d0 = os && os->n_dim >= 1 ? os->dim[0] : NULL;
+	int64_t dims[2] = {-1, classes};
+	const char *params[2] = {NULL, NULL};
 
-	if (!vi)
-		return NULL;
-	onnx__value_info_proto__init(vi);
-	if (!(vi->name = strdup(old->name)) || !(vi->type = malloc(sizeof(*vi->type))))
-		goto fail;
-	onnx__type_proto__init(vi->type);
-	if (!(tt = malloc(sizeof(*tt))))
-		goto fail;
-	onnx__type_proto__tensor__init(tt);
-	vi->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-	vi->type->tensor_type = tt;
-	tt->has_elem_type = 1;
-	tt->elem_type = GRAFT_FLOAT;
-	if (!(sh = malloc(sizeof(*sh))))
-		goto fail;
-	onnx__tensor_shape_proto__init(sh);
-	tt->shape = sh;
-	if (!(sh->dim = calloc(2, sizeof(*sh->dim))))
-		goto fail;
-	for (int d = 0; d < 2; d++) {
-		Onnx__TensorShapeProto__Dimension *dm = malloc(sizeof(*dm));
-		if (!dm)
-			goto fail;
-		onnx__tensor_shape_proto__dimension__init(dm);
-		sh->dim[sh->n_dim++] = dm;
-		if (d == 1) {
-			dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-			dm->dim_value = classes;
-		} else if (os && os->n_dim >= 1 && os->dim[0]->value_case ==
-			   ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM) {
-			dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-			if (!(dm->dim_param = strdup(os->dim[0]->dim_param)))
-				goto fail;
-		} else if (os && os->n_dim >= 1 && os->dim[0]->value_case ==
-			   ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
-			dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-			dm->dim_value = os->dim[0]->dim_value;
-		}
-	}
-	return vi;
-fail:
-	onnx__value_info_proto__free_unpacked(vi, NULL);
-	return NULL;
+	if (d0 && d0->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM)
+		params[0] = d0->dim_param;
+	else if (d0 && d0->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
+		dims[0] = d0->dim_value;
+	return onnx_value_info(old->name, GRAFT_FLOAT, 2, dims, params);
 }
 
 /* The head's nodes and tensors, in graph order: [GlobalAveragePool, Flatten,]

@@ -117,6 +117,12 @@ void onnx_remove_initializer(struct graft_model *m, Onnx__TensorProto *tp);
 int onnx_set_metadata(struct graft_model *m, const char *key, const char *value,
 		      struct graft_err *err);
 
+/* A new ValueInfoProto for a tensor: name, element type and shape, dim i symbolic when
+ * dim_params (may be NULL) names it, unknown when dims[i] < 0; a name alone when dtype
+ * <= 0 or rank < 0.  NULL when out of memory. */
+Onnx__ValueInfoProto *onnx_value_info(const char *name, int dtype, int rank,
+				       const int64_t *dims, const char *const *dim_params);
+
 /* Decodes any TensorProto with a payload of its own into a new array (the name is left
  * NULL); used for inline initializers, Constant attributes and .pb files. */
 int onnx_tensor_decode(const Onnx__TensorProto *tp, struct graft_array *a,

@@ -858,18 +858,19 @@ static int initializers_are_inputs(const struct graft_model *m)
 	return m->proto->ir_version < 4;
 }
 
-/* Builds a graph input declaring t's type and shape.  Every message is initialised before
- * it is attached, so free_unpacked releases a partial one. */
-static Onnx__ValueInfoProto *input_for(const struct tensor_rec *t)
+Onnx__ValueInfoProto *onnx_value_info(const char *name, int dtype, int rank,
+				       const int64_t *dims, const char *const *dim_params)
 {
 	Onnx__ValueInfoProto *vi = malloc(sizeof(*vi));
 	Onnx__TypeProto__Tensor *tt;
 	Onnx__TensorShapeProto *shape;
 
+	/* Every message is initialised before it is attached, so that free_unpacked
+	 * releases a partial one. */
 	if (!vi)
 		return NULL;
 	onnx__value_info_proto__init(vi);
-	if (!(vi->name = strdup(t->name)) || !(vi->type = malloc(sizeof(*vi->type))))
+	if (!(vi->name = strdup(name)) || !(vi->type = malloc(sizeof(*vi->type))))
 		goto fail;
 	onnx__type_proto__init(vi->type);
 	if (!(tt = malloc(sizeof(*tt))))
@@ -877,22 +878,30 @@ static Onnx__ValueInfoProto *input_for(const struct tensor_rec *t)
 	onnx__type_proto__tensor__init(tt);
 	vi->type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
 	vi->type->tensor_type = tt;
+	if (dtype <= 0 || rank < 0)
+		return vi;      /* type unknown: a name alone */
 	tt->has_elem_type = 1;
-	tt->elem_type = t->dtype;
+	tt->elem_type = dtype;
 	if (!(shape = malloc(sizeof(*shape))))
 		goto fail;
 	onnx__tensor_shape_proto__init(shape);
 	tt->shape = shape;
-	if (t->rank && !(shape->dim = calloc((size_t)t->rank, sizeof(*shape->dim))))
+	if (rank && !(shape->dim = calloc((size_t)rank, sizeof(*shape->dim))))
 		goto fail;
-	for (int i = 0; i < t->rank; i++) {
+	for (int i = 0; i < rank; i++) {
 		Onnx__TensorShapeProto__Dimension *d = malloc(sizeof(*d));
 		if (!d)
 			goto fail;
 		onnx__tensor_shape_proto__dimension__init(d);
-		d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-		d->dim_value = t->dims[i];
 		shape->dim[shape->n_dim++] = d;
+		if (dim_params && dim_params[i]) {
+			d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+			if (!(d->dim_param = strdup(dim_params[i])))
+				goto fail;
+		} else if (dims[i] >= 0) {
+			d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+			d->dim_value = dims[i];
+		}
 	}
 	return vi;
 fail:
@@ -911,7 +920,7 @@ static int add_input_for(struct graft_model *m, const struct tensor_rec *t,
 	if (!list)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	g->input = list;
-	if (!(vi = input_for(t)))
+	if (!(vi = onnx_value_info(t->name, t->dtype, t->rank, t->dims, NULL)))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	g->input[g->n_input++] = vi;
 	return 0;
