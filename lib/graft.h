@@ -583,16 +583,29 @@ long graft_cut_find(const struct graft_cut *cuts, size_t n, const char *spec);
 int graft_model_extract(struct graft_model *m, const char *const *from, size_t n_from,
 			const char *const *to, size_t n_to, struct graft_err *err);
 
-/* ---- deployment (lib/deploy.c) ---------------------------------------------------------- */
+/* ---- deployment (lib/fold.c) ------------------------------------------------------------ */
 
-/* Folds every inference-mode BatchNormalization that follows a Conv or a Gemm (its input
- * read by it alone; alpha = beta = 1 for a Gemm) into that node's weights and bias, which
- * become new initializers; tensors nothing reads any more are removed.  *folded counts
- * the BatchNormalization nodes removed. */
+/*
+ * Folds every inference-mode BatchNormalization (training_mode 0, no statistics outputs;
+ * before opset 9, spatial 1) whose input is the output of a Conv or a Gemm that nothing
+ * else reads (and that is no graph output) into that node: W' = W * s per output channel
+ * (a Gemm's rows with transB, else its columns), B' = (beta * B - mean) * s + bias with
+ * s = scale / sqrt(var + eps) (a Gemm's beta becomes 1).  Weights, biases and statistics
+ * must be stored float tensors, reached directly or through Identity aliases; a Gemm's
+ * bias must be (N), (1, N) or one value.  The folded node writes the BN's output name.  A
+ * weight or bias that node alone reads under its own name is changed in place; otherwise
+ * it gets a new initializer, named after the old one (or the BN's bias) plus "_bnfold".
+ * Then Identity aliases and Constant nodes nobody reads go, and unread initializers (with
+ * graph inputs of the same name).  *folded counts the BatchNormalization nodes removed;
+ * a model with none to fold is no error.  After GRAFT_ENOMEM, m may be half changed and
+ * is fit only to be freed.
+ */
 int graft_model_fold_bn(struct graft_model *m, size_t *folded, struct graft_err *err);
-/* Removes what only training needs: Dropout nodes (an Identity where a Dropout made a
- * graph output), graft's metadata (keys "graft.*") and initializers left unread.
- * Detached tensors (datasets, training state) never reach ONNX in any case. */
+/* Removes what only training needs: Dropout nodes (their readers read the Dropout's
+ * input; an Identity stays where the Dropout's output is a graph output or read in a
+ * subgraph; a Dropout whose mask is read stays), metadata properties whose keys start
+ * with "graft.", detached tensors (datasets, training state; ONNX export leaves them out
+ * in any case), and then what graft_model_fold_bn removes as unread. */
 int graft_model_strip(struct graft_model *m, struct graft_err *err);
 
 /* ---- strategy (lib/plan.c, docs/plan.md) ------------------------------------------------ */

@@ -19,9 +19,9 @@ static const char usage[] =
 	"                             name (no '/') written beside the model; models over\n"
 	"                             2 GiB written with -o use OUT.onnx.data by default\n"
 	"      --fold-bn              fold inference BatchNormalization into the Conv or Gemm\n"
-	"                             before it (for deployment)\n"
-	"      --strip                drop what only training needs: Dropout nodes, graft's\n"
-	"                             metadata, unread initializers\n"
+	"                             before it; the count goes to stderr\n"
+	"      --strip                drop what only training needs: Dropout nodes, graft.*\n"
+	"                             metadata, training state, unread initializers\n"
 	"  -f, --force                write binary data even to a terminal\n"
 	"  -h, --help                 show this help;  -V, --version  show the version\n";
 
