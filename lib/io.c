@@ -3,7 +3,10 @@
  *
  * Every tool promises that a failure never leaves a half-written file: data goes to a
  * temporary file beside the target (same file system, so rename is atomic), which is
- * fsync'd and renamed over the target only once everything was written.
+ * fsync'd and renamed over the target only once everything was written.  A target that
+ * exists and is no regular file (a device such as /dev/null, a FIFO, a terminal) is
+ * written in place instead: renaming a file over it would replace the device (as root,
+ * /dev/null itself) with a file, and a FIFO's reader would never see the data.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -94,6 +97,21 @@ int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err)
 	return 0;
 }
 
+/* A device or FIFO: opened for writing as it is, committed by closing it. */
+static int open_in_place(struct graft_output *out, const char *path, struct graft_err *err)
+{
+	if (!(out->path = strdup(path)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	out->fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (out->fd < 0) {
+		int e = errno;
+		graft_output_abort(out);
+		return graft_err_set(err, GRAFT_EIO, "%s: cannot open: %s", path, strerror(e));
+	}
+	out->in_place = 1;
+	return 0;
+}
+
 int graft_output_open(struct graft_output *out, const char *path, struct graft_err *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -102,6 +120,9 @@ int graft_output_open(struct graft_output *out, const char *path, struct graft_e
 		out->fd = STDOUT_FILENO;
 		return 0;
 	}
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+		return open_in_place(out, path, err);
 	size_t n = strlen(path);
 	out->path = strdup(path);
 	out->tmp = malloc(n + sizeof(".tmpXXXXXX"));
@@ -151,6 +172,14 @@ int graft_output_commit(struct graft_output *out, struct graft_err *err)
 {
 	int rc;
 
+	if (out->in_place) {
+		rc = close(out->fd);
+		out->fd = -1;
+		if (rc < 0)
+			return output_fail(out, "", errno, err);
+		graft_output_abort(out);        /* only releases: nothing to unlink */
+		return 0;
+	}
 	if (!out->tmp)
 		return 0;
 	if ((rc = graft_output_sync(out, err)))
@@ -180,8 +209,13 @@ int graft_output_commit_pair(struct graft_output *data, struct graft_output *mod
 		graft_output_abort(model);
 		return rc;
 	}
-	if (!data->tmp)
+	if (!data->tmp) {       /* no data file, or one written in place */
+		if ((rc = graft_output_commit(data, err))) {
+			graft_output_abort(model);
+			return rc;
+		}
 		return graft_output_commit(model, err);
+	}
 	/* Keep the data file's previous version (a hard link costs nothing) until the
 	 * model is in place, so that a failed model rename can put it back. */
 	if (!(backup = malloc(strlen(data->tmp) + 5))) {
@@ -223,12 +257,14 @@ out:
 
 void graft_output_abort(struct graft_output *out)
 {
-	if (out->tmp) {
+	if (out->tmp || out->in_place) {
 		if (out->fd >= 0)
 			close(out->fd);
-		unlink(out->tmp);
+		if (out->tmp)
+			unlink(out->tmp);
 	}
 	out->fd = -1;
+	out->in_place = 0;
 	free(out->tmp);
 	free(out->path);
 	out->tmp = out->path = NULL;

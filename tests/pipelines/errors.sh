@@ -25,7 +25,24 @@ expect_error "corrupted tensor" "^graft-export: corrupt.graft: member .* corrupt
 	graft-export corrupt.graft -o out.onnx
 sed 's/graft-archive 1/graft-archive 7/' good.graft > newer.graft
 expect_error "newer format" "^graft-info: newer.graft: format version 7 is newer" graft-info newer.graft
-expect_error "empty input" "^graft-export: <stdin>: empty input" sh -c "graft-export < /dev/null"
+: > empty.onnx
+expect_error "empty file" "^graft-export: empty.onnx: empty input" graft-export empty.onnx
+expect_error "empty input" "^graft-export: <stdin>: empty input" sh -c "graft-export < empty.onnx"
+expect_error "empty pipe" "^graft-export: <stdin>: empty input" sh -c "printf '' | graft-export"
+
+# An output that is no regular file is written in place, never renamed over: a FIFO's
+# reader gets the bytes, and /dev/null stays the device (renaming a temporary file over
+# it, as root, would replace the device with a file for everyone).
+mkfifo out.fifo
+cat out.fifo > from-fifo.graft &
+check "-o FIFO" graft-import "$m" -o out.fifo
+wait
+check "-o FIFO: the reader got the model" sh -c "graft-export from-fifo.graft | cmp -s - '$m'"
+check "-o FIFO: still a FIFO, no temporary beside it" sh -c "test -p out.fifo && test -z \"\$(ls | grep 'out.fifo.tmp')\""
+if [ -c /dev/null ]; then
+	check "-o /dev/null" graft-import "$m" -o /dev/null
+	check "-o /dev/null: still a character device" test -c /dev/null
+fi
 expect_error "missing file" "^graft-info: nothing.onnx: No such file" graft-info nothing.onnx
 expect_error "unwritable output" "^graft-import: .*nodir/x.graft: cannot create" graft-import "$m" -o nodir/x.graft
 
