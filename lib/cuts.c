@@ -187,6 +187,9 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 	struct flow f = {0};
 	struct graft_cut *cuts = NULL;
 	uint64_t *params = calloc(g->n_node + 1, sizeof(*params)), total = 0, before = 0;
+	/* Weights before each cut, BatchNormalization's scale and bias left out: they belong
+	 * to the Conv or Gemm before them, so conv, bn, relu, pool in a row are one block. */
+	uint64_t *weights = NULL, weights_before = 0;
 	size_t n = 0, live = 0;
 
 	*out = NULL;
@@ -206,6 +209,8 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 		const Onnx__NodeProto *nd = g->node[i];
 		const char *only = NULL;
 		before += params[i];
+		if (!nd->op_type || strcmp(nd->op_type, "BatchNormalization") != 0)
+			weights_before += params[i];
 		for (size_t k = 0; k < nd->n_input; k++) {
 			long s = nd->input[k] && *nd->input[k] ? strmap_get(&f.index, nd->input[k]) : -1;
 			/* the last reader retires it (once, however many of its inputs it is) */
@@ -224,13 +229,18 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 		}
 		if (live == 1 && only && f.last_use[strmap_get(&f.index, only)] < (long)g->n_node) {
 			struct graft_cut *c = realloc(cuts, (n + 1) * sizeof(*c));
-			if (!c) {
+			uint64_t *w = c ? realloc(weights, (n + 1) * sizeof(*w)) : NULL;
+			if (c)
+				cuts = c;
+			if (!w) {
 				free(cuts);
+				free(weights);
 				free(params);
 				flow_release(&f);
 				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 			}
-			cuts = c;
+			weights = w;
+			weights[n] = weights_before;
 			memset(&c[n], 0, sizeof(c[n]));
 			c[n].index = n;
 			c[n].tensor = only;
@@ -244,7 +254,8 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 	free(params);
 	flow_release(&f);
 	for (size_t i = 0; i < n; i++)
-		cuts[i].block = i + 1 == n || cuts[i + 1].params_before > cuts[i].params_before;
+		cuts[i].block = i + 1 == n || weights[i + 1] > weights[i];
+	free(weights);
 	cut_shapes(m, cuts, n);
 	*out = cuts;
 	*n_out = n;

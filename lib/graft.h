@@ -567,7 +567,9 @@ struct graft_cut {
 	int rank;               /* at batch 1 (symbolic dims 1); -1 when unknown */
 	int64_t dims[GRAFT_ARRAY_MAX_RANK];
 	int block;              /* the last cut before more parameters: a block boundary
-				 * (conv, bn, relu, pool in a row give one) */
+				 * (conv, bn, relu, pool in a row give one: a
+				 * BatchNormalization's scale and bias count with the
+				 * Conv or Gemm before it) */
 };
 /* The model's cuts, in order, in a new array (free() it). */
 int graft_model_cuts(const struct graft_model *m, struct graft_cut **cuts, size_t *n,

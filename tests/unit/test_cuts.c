@@ -1,0 +1,82 @@
+/*
+ * test_cuts.c: graft_model_cuts on testmodel.h's tiny CNN (Conv, BatchNormalization,
+ * Relu, Reshape, Mul, Add, Gemm in a chain): every activation between two nodes is a
+ * cut, parameter counts before and after each, and block boundaries, which never
+ * separate a Conv from the BatchNormalization after it; graft_cut_find by name, index
+ * and negative index.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "internal.h"
+#include "testmodel.h"
+
+static int load(void **state)
+{
+	Onnx__ModelProto *mp = tm_tiny_cnn();
+	size_t len;
+	uint8_t *buf = tm_pack(mp, &len);
+	struct graft_model *m;
+	struct graft_err err = {0};
+
+	onnx__model_proto__free_unpacked(mp, NULL);
+	if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
+		fail_msg("%s", err.msg);
+	free(buf);
+	*state = m;
+	return 0;
+}
+
+static int unload(void **state)
+{
+	graft_model_free(*state);
+	return 0;
+}
+
+static void test_chain_cuts_and_blocks(void **state)
+{
+	const struct graft_model *m = *state;
+	struct graft_cut *cuts;
+	struct graft_err err = {0};
+	size_t n;
+
+	assert_int_equal(graft_model_cuts(m, &cuts, &n, &err), GRAFT_OK);
+	/* conv, bn, relu, reshape, mul, add: the Gemm's output is the graph output */
+	assert_int_equal(n, 6);
+	assert_string_equal(cuts[0].tensor, "c");
+	assert_string_equal(cuts[1].tensor, "bn_out");
+	assert_string_equal(cuts[5].tensor, "h");
+	/* W (3,2,3,3) and B (3) come before the first cut (and the scale, which the
+	 * Identity alias at the top reads); the BN's scale and bias after it; the Gemm's
+	 * fcW (3,48) and fcB (3) after the last */
+	assert_true(cuts[0].params_before >= 54 + 3);
+	assert_true(cuts[1].params_before >= cuts[0].params_before + 3 + 3);
+	assert_int_equal(cuts[5].params_after, 48 * 3 + 3);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(cuts[i].params_before + cuts[i].params_after,
+				 cuts[0].params_before + cuts[0].params_after);
+	/* Conv then BatchNormalization (and Relu, Reshape) is one block: the boundaries
+	 * are the cut before the Mul by its 48 Constant values (weights, as PaddleOCR
+	 * stores them) and the last cut, before the Gemm */
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(cuts[i].block, i == 3 || i == 5);
+	assert_int_equal(graft_cut_find(cuts, n, cuts[2].tensor), 2);
+	assert_int_equal(graft_cut_find(cuts, n, "1"), 1);
+	assert_int_equal(graft_cut_find(cuts, n, "-1"), (long)n - 1);
+	assert_int_equal(graft_cut_find(cuts, n, "-7"), -1);
+	assert_int_equal(graft_cut_find(cuts, n, "6"), -1);
+	assert_int_equal(graft_cut_find(cuts, n, "no such tensor"), -1);
+	free(cuts);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_chain_cuts_and_blocks, load, unload),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
