@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+// ort_accuracy.js: the accuracy of an ONNX classifier in ONNX Runtime on a graft dataset,
+// so that an example can check that the model it exported computes in the deployment
+// runtime what graft-eval measured.
+//
+// Usage: node ort_accuracy.js MODEL.onnx DATA.graft [--batch N] [--ort-dir DIR]
+//
+// DATA.graft is what graft-data writes: a tar whose manifest names the tensors x (float
+// [N, ...] samples) and y (int64 [N] labels), stored raw little-endian
+// (docs/format.md).  The model's first input gets batches of x; its first output is
+// taken as logits, and the prediction is the arg max (the first on ties, as graft-eval).
+// Prints one JSON object: {"accuracy": A, "count": N, "correct": C, "predictions": [...]}.
+// --ort-dir: the folder tests/conformance/setup-ort.sh installed onnxruntime-node into.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+
+function die(msg) {
+    process.stderr.write(`ort_accuracy.js: ${msg}\n`);
+    process.exit(1);
+}
+
+// The members of an uncompressed tar (ustar or pax) as name -> Buffer.
+function tarMembers(buf) {
+    const out = new Map();
+    let off = 0, paxName = null;
+    while (off + 512 <= buf.length) {
+        const h = buf.subarray(off, off + 512);
+        if (h.every(b => b === 0)) break;
+        const str = (a, b) => h.subarray(a, b).toString('latin1').replace(/\0.*$/s, '');
+        const size = parseInt(str(124, 136).trim() || '0', 8);
+        const type = String.fromCharCode(h[156] || 48);
+        const prefix = str(345, 500);
+        let name = prefix ? `${prefix}/${str(0, 100)}` : str(0, 100);
+        const data = buf.subarray(off + 512, off + 512 + size);
+        if (data.length !== size) die('truncated archive');
+        off += 512 + Math.ceil(size / 512) * 512;
+        if (type === 'x') {             // pax header: take its path
+            const m = /\d+ path=([^\n]*)\n/.exec(data.toString('utf8'));
+            paxName = m ? m[1] : null;
+            continue;
+        }
+        if (paxName) name = paxName;
+        paxName = null;
+        if (type === '0' || type === '\0') out.set(name, data);
+    }
+    return out;
+}
+
+function readDataset(file) {
+    const members = tarMembers(fs.readFileSync(file));
+    const manifest = members.get('manifest');
+    if (!manifest) die(`${file}: no manifest (not a graft archive)`);
+    const t = {};
+    for (const line of manifest.toString('utf8').split('\n')) {
+        // tensor MEMBER NAME DTYPE [DIMS] ...
+        const f = line.split(' ');
+        if (f[0] !== 'tensor') continue;
+        const dims = f[4].replace(/[[\]]/g, '').split(',').filter(s => s).map(Number);
+        const data = members.get(f[1]);
+        if (!data) die(`${file}: member ${f[1]} missing`);
+        t[decodeURIComponent(f[2])] = { dtype: f[3], dims, data };
+    }
+    if (!t.x || t.x.dtype !== 'float') die(`${file}: no float tensor x`);
+    if (!t.y || t.y.dtype !== 'int64') die(`${file}: no int64 labels y`);
+    const n = t.x.dims[0];
+    const x = new Float32Array(t.x.data.buffer.slice(t.x.data.byteOffset,
+                                                     t.x.data.byteOffset + t.x.data.length));
+    const y = new BigInt64Array(t.y.data.buffer.slice(t.y.data.byteOffset,
+                                                      t.y.data.byteOffset + t.y.data.length));
+    if (x.length !== n * t.x.dims.slice(1).reduce((a, b) => a * b, 1) || y.length !== n)
+        die(`${file}: x and y do not match their shapes`);
+    return { x, y, n, sample: t.x.dims.slice(1) };
+}
+
+async function main() {
+    const args = process.argv.slice(2);
+    let batch = 256, ortDir = process.env.GRAFT_ORT_DIR || null;
+    const pos = [];
+    for (let i = 0; i < args.length; i++) {
+        if (args[i] === '--batch') batch = Number(args[++i]);
+        else if (args[i] === '--ort-dir') ortDir = args[++i];
+        else pos.push(args[i]);
+    }
+    if (pos.length !== 2 || !(batch >= 1))
+        die('usage: node ort_accuracy.js MODEL.onnx DATA.graft [--batch N] [--ort-dir DIR]');
+    process.env.ORT_DISABLE_TELEMETRY = '1';
+    const ort = require(ortDir ? path.join(path.resolve(ortDir), 'node_modules', 'onnxruntime-node')
+                               : 'onnxruntime-node');
+    const d = readDataset(pos[1]);
+    const session = await ort.InferenceSession.create(pos[0], { intraOpNumThreads: 2 });
+    const per = d.sample.reduce((a, b) => a * b, 1);
+    const predictions = [];
+    let correct = 0;
+    for (let s = 0; s < d.n; s += batch) {
+        const b = Math.min(batch, d.n - s);
+        const input = new ort.Tensor('float32', d.x.subarray(s * per, (s + b) * per), [b, ...d.sample]);
+        const out = await session.run({ [session.inputNames[0]]: input });
+        const logits = out[session.outputNames[0]];
+        const k = logits.data.length / b;
+        for (let i = 0; i < b; i++) {
+            let best = 0;
+            for (let c = 1; c < k; c++)
+                if (logits.data[i * k + c] > logits.data[i * k + best]) best = c;
+            predictions.push(best);
+            correct += BigInt(best) === d.y[s + i];
+        }
+    }
+    process.stdout.write(JSON.stringify({ accuracy: correct / d.n, count: d.n, correct,
+                                          predictions }) + '\n');
+}
+
+main().catch(e => die(e.message));
