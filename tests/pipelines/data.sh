@@ -281,4 +281,32 @@ json.dump({'data': [0.5] * 783 + [7]}, open('mnistpkg/src/digits/3.json', 'w'))"
 expect_error "mnist-json: a value out of range" "graft-data: .*3.json: value 783 of \"data\" is not a number in \[0, 1\]" \
 	graft-data mnist-json mnistpkg -o bad.graft
 expect_error "mnist-json: no package" "graft-data: nowhere: no 0.json here" graft-data mnist-json nowhere -o bad.graft
+
+# A dataset archive read again: split first, then a few per class from the training
+# part only, by the original class names.
+check "graft: split" sh -c "graft-data idx $F/t10k-images-idx3-ubyte.gz $F/t10k-labels-idx1-ubyte.gz \
+	--classes 5,6,7 --split 0.8 -o pool-train.graft --val-out pool-test.graft 2>/dev/null"
+check "graft: take from the training part" sh -c \
+	"graft-data graft pool-train.graft --classes 7,5 --take 3 --seed 2 -o few.graft 2>/dev/null"
+check "graft: samples are the pool's, relabelled, never the test part's" $PY -c "
+import tarfile, numpy as np
+def load(f):
+    t = tarfile.open(f)
+    m = [l.split() for l in t.extractfile('manifest').read().decode().splitlines()]
+    d = {r[2]: (r[1], r[4]) for r in m if r[0] == 'tensor'}
+    x = np.frombuffer(t.extractfile(d['x'][0]).read(), np.float32).reshape(-1, 784)
+    y = np.frombuffer(t.extractfile(d['y'][0]).read(), np.int64)
+    return x, y
+px, py = load('pool-train.graft'); tx, ty = load('pool-test.graft'); fx, fy = load('few.graft')
+assert len(fy) == 6 and sorted(fy.tolist()) == [0, 0, 0, 1, 1, 1], fy
+pool = {r.tobytes(): l for r, l in zip(px, py)}; test = {r.tobytes() for r in tx}
+for r, l in zip(fx, fy):
+    assert pool[r.tobytes()] == (2 if l == 0 else 0), 'label'   # 7 -> 0, 5 -> 1
+    assert r.tobytes() not in test
+"
+check "graft: the same seed, the same bytes" sh -c \
+	"graft-data graft pool-train.graft --classes 7,5 --take 3 --seed 2 2>/dev/null | cmp -s - few.graft"
+graft-import "$DATA/pytorch-converted/test_ConvTranspose2d/model.onnx" -o model.graft
+expect_error "graft: a model, not a dataset" "^graft-data: model.graft: not a dataset" \
+	graft-data graft model.graft -o bad.graft
 finish
