@@ -767,6 +767,71 @@ struct graft_head_info {
 int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
 		      struct graft_head_info *info, struct graft_err *err);
 
+/* ---- learning curves (lib/plot.c) ------------------------------------------------------- */
+
+#define GRAFT_PLOT_MAX_LOGS 64          /* logs in one plot */
+#define GRAFT_PLOT_MAX_POINTS 2000000   /* usable lines over all the logs of a plot */
+#define GRAFT_PLOT_MAX_ABS 1e100        /* larger magnitudes are not plotted (as NaN) */
+
+/* One line of a graft-train --log file.  A key the line lacks, or gives as null or as a
+ * non-finite number, is NaN. */
+struct graft_plot_point {
+	double epoch, step, loss, accuracy, val_loss, val_accuracy;
+};
+/*
+ * Parses one log line of len bytes (line need not be NUL-terminated; whitespace, a final
+ * "\r\n" included, may surround the object): a flat JSON object, as strict as RFC 8259
+ * (UTF-8 checked, escapes and surrogate pairs checked, no trailing commas, no leading
+ * zeros) but for three things: values must be scalars (numbers, strings, true, false,
+ * null; an object or array is an error), numbers are at most 64 characters, and the
+ * non-finite tokens NaN, Infinity, -Infinity, nan, inf and -inf (Python's json and C's
+ * printf write them) are numbers that read as NaN.  The keys epoch, step, loss,
+ * accuracy, val_loss and val_accuracy fill *pt (each at most once, a number or null);
+ * other keys are ignored.  GRAFT_EFORMAT says what is wrong and at which column (from 1);
+ * *pt is then unspecified.
+ */
+int graft_plot_parse_line(const char *line, size_t len, struct graft_plot_point *pt,
+			  struct graft_err *err);
+
+/* A set of logs to draw: graft_plot_new makes an empty one (GRAFT_ENOMEM); free it with
+ * graft_plot_free. */
+struct graft_plot;
+int graft_plot_new(struct graft_plot **p, struct graft_err *err);
+void graft_plot_free(struct graft_plot *p);
+/*
+ * Adds the log in buf (len bytes, borrowed for the call; lines end with "\n", the last
+ * one may not) as one more set of curves, named label in the legend (copied).  Blank
+ * lines are skipped; every other line must parse (graft_plot_parse_line), or the error
+ * is GRAFT_EFORMAT "line N: ..." (N from 1).  A line is usable when its epoch and at
+ * least one of loss, accuracy, val_loss and val_accuracy are finite and within
+ * GRAFT_PLOT_MAX_ABS; the others are left out.  A log with no usable line is
+ * GRAFT_EFORMAT ("empty input" when it has no line but blank ones).  More than
+ * GRAFT_PLOT_MAX_LOGS logs is GRAFT_EINVAL, more than GRAFT_PLOT_MAX_POINTS usable lines
+ * in all is GRAFT_EUNSUPPORTED.  On any error p is as it was.
+ */
+int graft_plot_add_log(struct graft_plot *p, const char *label, const void *buf, size_t len,
+		       struct graft_err *err);
+/* The logs added, and log i's usable lines (borrowed, in the log's order; NULL and 0 for
+ * i out of range). */
+size_t graft_plot_log_count(const struct graft_plot *p);
+size_t graft_plot_point_count(const struct graft_plot *p, size_t i);
+const struct graft_plot_point *graft_plot_points(const struct graft_plot *p, size_t i);
+/*
+ * Draws the logs as one self-contained SVG document (UTF-8) in a new buffer *svg of *len
+ * bytes, NUL-terminated (free() it): a title when title is neither NULL nor empty, then
+ * two panels side by side, <g class="panel"> with id "loss" and id "accuracy", each with
+ * its axes (epoch across, shared by both), ticks at round numbers with labels, and per
+ * log, in the log's colour, one <polyline class="train"> (solid) and one <polyline
+ * class="val"> (dashed) through the points that have the value, in file order, where
+ * there is any; a curve of one point also gets a <circle>.  A panel without any value
+ * says "no data".  Then a legend: each log's label, and the solid and dashed styles.
+ * Text is escaped, and bytes XML cannot hold (malformed UTF-8, control characters) become
+ * U+FFFD.  Numbers are printed with fixed formats: the same logs give the same bytes.
+ * GRAFT_EINVAL for a plot without logs, GRAFT_ENOMEM.
+ */
+int graft_plot_render(const struct graft_plot *p, const char *title, char **svg, size_t *len,
+		      struct graft_err *err);
+
 #ifdef __cplusplus
 }
 #endif
