@@ -133,9 +133,16 @@ static void print_shape_json(const struct graft_value_info *vi)
 }
 
 struct op_count {
-	const char *op;
+	char *op;       /* owned */
 	size_t n;
 };
+
+static void ops_free(struct op_count *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(c[i].op);
+	free(c);
+}
 
 static int by_count(const void *a, const void *b)
 {
@@ -150,9 +157,8 @@ static struct op_count *count_ops(const struct graft_model *m, size_t *n_ops)
 {
 	size_t n = graft_model_node_count(m), k = 0;
 	struct op_count *c = calloc(n + 1, sizeof(*c));
-	char **labels = calloc(n + 1, sizeof(char *));
 
-	if (!c || !labels)
+	if (!c)
 		tool_die("out of memory");
 	for (size_t i = 0; i < n; i++) {
 		struct graft_node node;
@@ -167,14 +173,13 @@ static struct op_count *count_ops(const struct graft_model *m, size_t *n_ops)
 		for (j = 0; j < k && strcmp(c[j].op, label) != 0; j++)
 			;
 		if (j == k) {
-			c[k].op = labels[k] = label;
+			c[k].op = label;
 			k++;
 		} else {
 			free(label);
 		}
 		c[j].n++;
 	}
-	free(labels);   /* the strings live on in c[] */
 	qsort(c, k, sizeof(*c), by_count);
 	*n_ops = k;
 	return c;
@@ -327,7 +332,7 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 			       graft_role_name(a.role));
 		}
 	}
-	free(ops);
+	ops_free(ops, n_ops);
 }
 
 static void print_json(const struct graft_model *m, const struct cmdline *cl)
@@ -459,7 +464,7 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 		putchar(']');
 	}
 	printf("}\n");
-	free(ops);
+	ops_free(ops, n_ops);
 }
 
 int main(int argc, char **argv)
