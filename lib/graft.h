@@ -245,6 +245,8 @@ void graft_model_opset(const struct graft_model *m, size_t i, const char **domai
 /* Metadata property i. */
 void graft_model_metadata(const struct graft_model *m, size_t i, const char **key,
 			  const char **value);
+/* The value of metadata property key (borrowed), or NULL when the model has none. */
+const char *graft_model_metadata_value(const struct graft_model *m, const char *key);
 
 /* A graph input or output, as declared in the main graph. */
 struct graft_value_info {

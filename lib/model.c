@@ -454,6 +454,16 @@ void graft_model_metadata(const struct graft_model *m, size_t i, const char **ke
 	*value = str_or_empty(m->proto->metadata_props[i]->value);
 }
 
+const char *graft_model_metadata_value(const struct graft_model *m, const char *key)
+{
+	for (size_t i = 0; i < m->proto->n_metadata_props; i++) {
+		const Onnx__StringStringEntryProto *p = m->proto->metadata_props[i];
+		if (p->key && strcmp(p->key, key) == 0)
+			return str_or_empty(p->value);
+	}
+	return NULL;
+}
+
 static int is_initializer(const struct graft_model *m, const char *name)
 {
 	const Onnx__GraphProto *g = m->proto->graph;

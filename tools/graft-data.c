@@ -561,26 +561,11 @@ static void load_npy(const struct cmdline *cl, struct set *s)
 
 /* ---- a dataset archive ---- */
 
-/* The value of metadata property key, or NULL. */
-static const char *metadata_value(const struct graft_model *m, const char *key)
-{
-	struct graft_model_meta meta;
-	const char *k, *v;
-
-	graft_model_meta(m, &meta);
-	for (size_t i = 0; i < meta.n_metadata; i++) {
-		graft_model_metadata(m, i, &k, &v);
-		if (strcmp(k, key) == 0)
-			return v;
-	}
-	return NULL;
-}
-
 /* The class names a dataset records (graft.class_names, comma-separated) when there is
  * one per class; numeric names otherwise. */
 static void dataset_names(struct set *s, const struct graft_dataset *ds)
 {
-	const char *list = metadata_value(ds->model, "graft.class_names"), *p = list;
+	const char *list = graft_model_metadata_value(ds->model, "graft.class_names"), *p = list;
 
 	numeric_names(s, ds->n_classes);
 	for (int64_t c = 0; p && c < ds->n_classes; c++) {
