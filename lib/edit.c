@@ -94,18 +94,6 @@ static const char *batch_param(const struct graft_model *m)
 	return vi.dim_params[0] ? vi.dim_params[0] : "batch";
 }
 
-static int name_read(const Onnx__GraphProto *g, const char *name)
-{
-	for (size_t i = 0; i < g->n_node; i++)
-		for (size_t k = 0; k < g->node[i]->n_input; k++)
-			if (g->node[i]->input[k] && strcmp(g->node[i]->input[k], name) == 0)
-				return 1;
-	for (size_t i = 0; i < g->n_output; i++)
-		if (strcmp(g->output[i]->name, name) == 0)
-			return 1;
-	return 0;
-}
-
 /* Marks the nodes that to[] needs, walking back and stopping at from[]. */
 static int mark_needed(const Onnx__GraphProto *g, const char *const *from, size_t n_from,
 		       const char *const *to, size_t n_to, unsigned char *keep)
@@ -163,7 +151,29 @@ static void drop_nodes(struct graft_model *m, const unsigned char *keep)
 	g->n_node = w;
 }
 
-/* Initializers nothing reads any more go, stored or not. */
+static void drop_graph_input(Onnx__GraphProto *g, const char *name)
+{
+	size_t w = 0;
+
+	for (size_t i = 0; i < g->n_input; i++) {
+		Onnx__ValueInfoProto *vi = g->input[i];
+		if (vi->name && strcmp(vi->name, name) == 0)
+			protobuf_c_message_free_unpacked(&vi->base, NULL);
+		else
+			g->input[w++] = vi;
+	}
+	g->n_input = w;
+}
+
+/* The stored tensor whose payload belongs in tp, or -1 (a tensor kept inline). */
+static long slot_tensor(const struct graft_model *m, const Onnx__TensorProto *tp)
+{
+	for (size_t i = 0; i < m->n_tensors; i++)
+		if (m->tensors[i].slot == tp)
+			return (long)i;
+	return -1;
+}
+
 int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err)
 {
 	Onnx__GraphProto *g = m->proto->graph;
@@ -172,10 +182,10 @@ int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err)
 	for (size_t i = g->n_initializer; i-- > 0;) {
 		Onnx__TensorProto *tp = g->initializer[i];
 		long t;
-		if (!tp->name || name_read(g, tp->name))
+		if (!tp->name || graph_read_count(g, tp->name))
 			continue;
-		if ((t = graft_model_find_tensor(m, tp->name)) >= 0 &&
-		    m->tensors[t].source == GRAFT_SOURCE_INITIALIZER) {
+		drop_graph_input(g, tp->name);
+		if ((t = slot_tensor(m, tp)) >= 0) {
 			if ((rc = graft_model_remove_tensor(m, (size_t)t, err)))
 				return rc;
 			continue;
@@ -203,7 +213,7 @@ static int set_inputs(struct graft_model *m, const struct graft_net *net, const 
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	for (size_t i = 0; i < g->n_input; i++) {
 		Onnx__ValueInfoProto *vi = g->input[i];
-		if (!in_list(from, n_from, vi->name) && name_read(g, vi->name))
+		if (!in_list(from, n_from, vi->name) && graph_read_count(g, vi->name))
 			in[n++] = vi;
 		else
 			protobuf_c_message_free_unpacked(&vi->base, NULL);

@@ -20,111 +20,18 @@
 
 /* ---- reading the graph ------------------------------------------------------------------ */
 
-/* A node of the default ONNX domain with that op_type. */
-static int is_op(const Onnx__NodeProto *n, const char *op)
-{
-	return n->op_type && strcmp(n->op_type, op) == 0 &&
-	       (!n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0);
-}
-
-static Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name)
-{
-	for (size_t i = 0; i < n->n_attribute; i++)
-		if (n->attribute[i]->name && strcmp(n->attribute[i]->name, name) == 0)
-			return n->attribute[i];
-	return NULL;
-}
-
-static int64_t attr_i(const Onnx__NodeProto *n, const char *name, int64_t dflt)
-{
-	const Onnx__AttributeProto *a = attr(n, name);
-	return a ? a->i : dflt;
-}
-
-static float attr_f(const Onnx__NodeProto *n, const char *name, float dflt)
-{
-	const Onnx__AttributeProto *a = attr(n, name);
-	return a ? a->f : dflt;
-}
-
-/* The default domain's opset version (1 when the model imports none). */
-static int64_t default_opset(const struct graft_model *m)
-{
-	for (size_t i = 0; i < m->proto->n_opset_import; i++) {
-		const Onnx__OperatorSetIdProto *o = m->proto->opset_import[i];
-		if (!o->domain || !*o->domain || strcmp(o->domain, "ai.onnx") == 0)
-			return o->version;
-	}
-	return 1;
-}
-
-static size_t graph_reads(const Onnx__GraphProto *g, const char *name, int depth);
-
-/* Reads of name inside the subgraphs of g's nodes. */
-static size_t subgraph_reads(const Onnx__GraphProto *g, const char *name, int depth)
-{
-	size_t n = 0;
-
-	if (depth > 64)
-		return 1;       /* too deep to look: assume it is read */
-	for (size_t i = 0; i < g->n_node; i++)
-		for (size_t j = 0; j < g->node[i]->n_attribute; j++) {
-			const Onnx__AttributeProto *a = g->node[i]->attribute[j];
-			if (a->g)
-				n += graph_reads(a->g, name, depth + 1);
-			for (size_t k = 0; k < a->n_graphs; k++)
-				n += graph_reads(a->graphs[k], name, depth + 1);
-		}
-	return n;
-}
-
-/* Reads of name by g's nodes, its outputs and its subgraphs.  A subgraph's own value of
- * the same name counts too: a read too many only keeps something. */
-static size_t graph_reads(const Onnx__GraphProto *g, const char *name, int depth)
-{
-	size_t n = subgraph_reads(g, name, depth);
-
-	for (size_t i = 0; i < g->n_node; i++)
-		for (size_t k = 0; k < g->node[i]->n_input; k++)
-			n += g->node[i]->input[k] && strcmp(g->node[i]->input[k], name) == 0;
-	for (size_t i = 0; i < g->n_output; i++)
-		n += g->output[i]->name && strcmp(g->output[i]->name, name) == 0;
-	return n;
-}
-
 static size_t reads(const struct graft_model *m, const char *name)
 {
-	return graph_reads(m->proto->graph, name, 0);
-}
-
-static int is_graph_output(const Onnx__GraphProto *g, const char *name)
-{
-	for (size_t i = 0; i < g->n_output; i++)
-		if (g->output[i]->name && strcmp(g->output[i]->name, name) == 0)
-			return 1;
-	return 0;
-}
-
-static long producer(const Onnx__GraphProto *g, const char *name)
-{
-	for (size_t i = 0; i < g->n_node; i++)
-		for (size_t k = 0; k < g->node[i]->n_output; k++)
-			if (g->node[i]->output[k] && strcmp(g->node[i]->output[k], name) == 0)
-				return (long)i;
-	return -1;
+	return graph_read_count(m->proto->graph, name);
 }
 
 /* The stored float tensor that name is, directly or through an Identity alias, when it
  * has numel elements; -1 otherwise. */
 static long stored_float(const struct graft_model *m, const char *name, uint64_t numel)
 {
-	long t = name && *name ? graft_model_find_tensor(m, name) : -1;
+	long t = model_stored(m, name);
 
-	for (size_t a = 0; t < 0 && name && a < m->n_aliases; a++)
-		if (strcmp(m->aliases[a].name, name) == 0)
-			t = (long)m->aliases[a].target;
-	if (t < 0 || m->tensors[t].dtype != GRAFT_FLOAT || m->tensors[t].numel != numel ||
-	    m->tensors[t].source == GRAFT_SOURCE_DETACHED)
+	if (t < 0 || m->tensors[t].dtype != GRAFT_FLOAT || m->tensors[t].numel != numel)
 		return -1;
 	return t;
 }
@@ -144,20 +51,6 @@ static void drop_value_info(Onnx__GraphProto *g, const char *name)
 			g->value_info[w++] = vi;
 	}
 	g->n_value_info = w;
-}
-
-static void drop_graph_input(Onnx__GraphProto *g, const char *name)
-{
-	size_t w = 0;
-
-	for (size_t i = 0; i < g->n_input; i++) {
-		Onnx__ValueInfoProto *vi = g->input[i];
-		if (vi->name && strcmp(vi->name, name) == 0)
-			protobuf_c_message_free_unpacked(&vi->base, NULL);
-		else
-			g->input[w++] = vi;
-	}
-	g->n_input = w;
 }
 
 /* Sets input k of node n to name; k == n->n_input appends it. */
@@ -198,15 +91,6 @@ static char *fresh_name(const struct graft_model *m, const char *base)
 	return name;
 }
 
-/* The stored tensor whose payload belongs in tp, or -1 (a tensor kept inline). */
-static long slot_tensor(const struct graft_model *m, const Onnx__TensorProto *tp)
-{
-	for (size_t i = 0; i < m->n_tensors; i++)
-		if (m->tensors[i].slot == tp)
-			return (long)i;
-	return -1;
-}
-
 /*
  * Stored values nobody reads go: Identity aliases of stored tensors and Constant nodes
  * whose outputs are unread (repeatedly, for chains of aliases), then unread initializers
@@ -223,18 +107,13 @@ static int drop_unread(struct graft_model *m, struct graft_err *err)
 		for (size_t i = g->n_node; i-- > 0;) {
 			Onnx__NodeProto *n = g->node[i];
 			long t;
-			if ((!is_op(n, "Constant") && !is_op(n, "Identity")) || n->n_output != 1 ||
-			    !n->output[0] || reads(m, n->output[0]))
+			if ((!graph_is_op(n, "Constant") && !graph_is_op(n, "Identity")) ||
+			    n->n_output != 1 || !n->output[0] || reads(m, n->output[0]))
 				continue;
-			if (is_op(n, "Identity")) {
-				/* an alias: its input is stored, or is itself an alias */
-				int stored = n->n_input == 1 && n->input[0] &&
-					     graft_model_find_tensor(m, n->input[0]) >= 0;
-				for (size_t a = 0; !stored && a < m->n_aliases; a++)
-					stored = strcmp(m->aliases[a].name, n->input[0]) == 0;
-				if (!stored)
-					continue;
-			}
+			/* an Identity only when it is an alias: of a stored tensor, or of one */
+			if (graph_is_op(n, "Identity") &&
+			    (n->n_input != 1 || model_stored(m, n->input[0]) < 0))
+				continue;
 			t = graft_model_find_tensor(m, n->output[0]);
 			if (t >= 0 && m->tensors[t].source == GRAFT_SOURCE_CONSTANT)
 				model_drop_tensor(m, (size_t)t);
@@ -245,22 +124,8 @@ static int drop_unread(struct graft_model *m, struct graft_err *err)
 		if (changed && (rc = model_refresh_aliases(m, err)))
 			return rc;
 	}
-	for (size_t i = g->n_initializer; i-- > 0;) {
-		Onnx__TensorProto *tp = g->initializer[i];
-		long t;
-		if (!tp->name || reads(m, tp->name))
-			continue;
-		drop_graph_input(g, tp->name);
-		if ((t = slot_tensor(m, tp)) >= 0) {
-			if ((rc = graft_model_remove_tensor(m, (size_t)t, err)))
-				return rc;
-			continue;
-		}
-		protobuf_c_message_free_unpacked(&tp->base, NULL);
-		memmove(&g->initializer[i], &g->initializer[i + 1],
-			(g->n_initializer - i - 1) * sizeof(*g->initializer));
-		g->n_initializer--;
-	}
+	if ((rc = edit_drop_unread_initializers(m, err)))
+		return rc;
 	return model_refresh_aliases(m, err);
 }
 
@@ -299,7 +164,7 @@ static int gemm_bias(const struct graft_model *m, struct fold *f)
 		return 0;       /* (oc, 1): a column, which broadcasts along rows */
 	}
 	if ((f->b = stored_float(m, p->input[2], 1)) >= 0)
-		return m->tensors[f->b].rank <= 2 && default_opset(m) >= 7;
+		return m->tensors[f->b].rank <= 2 && model_default_opset(m) >= 7;
 	return 0;
 }
 
@@ -318,28 +183,24 @@ static int foldable(const struct graft_model *m, size_t i, struct fold *f)
 	/* inference mode: training_mode 0 (opset 14+), no statistics outputs, and per
 	 * channel (before opset 9, spatial=0 normalised every element on its own) */
 	if (bn->n_input != 5 || bn->n_output < 1 || !bn->output[0] || !*bn->output[0] ||
-	    attr_i(bn, "training_mode", 0) != 0 ||
-	    (default_opset(m) < 9 && attr_i(bn, "spatial", 1) != 1))
+	    graph_attr_int(bn, "training_mode", 0) != 0 ||
+	    (model_default_opset(m) < 9 && graph_attr_int(bn, "spatial", 1) != 1))
 		return 0;
 	for (size_t k = 1; k < bn->n_output; k++)
 		if (bn->output[k] && *bn->output[k])
 			return 0;
 	/* X is the Conv's or Gemm's only output, which nothing else reads */
 	if (!bn->input[0] || reads(m, bn->input[0]) != 1 ||
-	    (pi = producer(g, bn->input[0])) < 0)
+	    (pi = graph_producer(g, bn->input[0])) < 0)
 		return 0;
 	f->p = p = g->node[pi];
-	f->conv = is_op(p, "Conv");
-	if ((!f->conv && !is_op(p, "Gemm")) || p->n_output != 1 || p->n_input < 2)
+	f->conv = graph_is_op(p, "Conv");
+	if ((!f->conv && !graph_is_op(p, "Gemm")) || p->n_output != 1 || p->n_input < 2)
 		return 0;
-	if ((f->w = graft_model_find_tensor(m, p->input[1])) < 0)
-		for (size_t a = 0; a < m->n_aliases; a++)
-			if (strcmp(m->aliases[a].name, p->input[1]) == 0)
-				f->w = (long)m->aliases[a].target;
-	if (f->w < 0)
+	if ((f->w = model_stored(m, p->input[1])) < 0)
 		return 0;
 	w = &m->tensors[f->w];
-	if (w->dtype != GRAFT_FLOAT || w->source == GRAFT_SOURCE_DETACHED || w->numel == 0)
+	if (w->dtype != GRAFT_FLOAT || w->numel == 0)
 		return 0;
 	if (f->conv) {
 		if (w->rank < 3)
@@ -354,9 +215,9 @@ static int foldable(const struct graft_model *m, size_t i, struct fold *f)
 	} else {
 		if (w->rank != 2)
 			return 0;
-		f->trans_b = attr_i(p, "transB", 0) != 0;
+		f->trans_b = graph_attr_int(p, "transB", 0) != 0;
 		f->oc = f->trans_b ? w->dims[0] : w->dims[1];
-		f->gemm_beta = attr_f(p, "beta", 1);
+		f->gemm_beta = graph_attr_float(p, "beta", 1);
 		if (!gemm_bias(m, f))
 			return 0;
 	}
@@ -366,7 +227,7 @@ static int foldable(const struct graft_model *m, size_t i, struct fold *f)
 	    (f->var = stored_float(m, bn->input[4], (uint64_t)f->oc)) < 0)
 		return 0;
 	/* a variance that makes the BN compute NaN is left for the runtime to report */
-	double eps = attr_f(bn, "epsilon", 1e-5f);
+	double eps = graph_attr_float(bn, "epsilon", 1e-5f);
 	const float *var = m->tensors[f->var].data;
 	for (int64_t c = 0; c < f->oc; c++)
 		if (!(var[c] + eps > 0) || !isfinite(var[c]))
@@ -420,7 +281,7 @@ static int fold_one(struct graft_model *m, size_t i, const struct fold *f,
 	const float *scale = m->tensors[f->scale].data, *beta = m->tensors[f->beta].data;
 	const float *mean = m->tensors[f->mean].data, *var = m->tensors[f->var].data;
 	int bias_one = f->b >= 0 && m->tensors[f->b].numel == 1 && f->oc != 1;
-	double eps = attr_f(f->bn, "epsilon", 1e-5f);
+	double eps = graph_attr_float(f->bn, "epsilon", 1e-5f);
 	int64_t per = (int64_t)w->numel / f->oc, wdims[GRAFT_MAX_RANK];
 	int wrank = w->rank;
 	size_t wbytes = w->nbytes, bbytes = (size_t)f->oc * sizeof(float);
@@ -453,7 +314,7 @@ static int fold_one(struct graft_model *m, size_t i, const struct fold *f,
 	free(nb);
 	if (rc)
 		return rc;
-	if ((a = attr(f->p, "beta"))) {
+	if ((a = graph_attr(f->p, "beta"))) {
 		a->f = 1;
 		a->has_f = 1;
 	}
@@ -474,7 +335,7 @@ int graft_model_fold_bn(struct graft_model *m, size_t *folded, struct graft_err 
 
 	*folded = 0;
 	for (size_t i = 0; i < g->n_node;) {
-		if (!is_op(g->node[i], "BatchNormalization") || !foldable(m, i, &f)) {
+		if (!graph_is_op(g->node[i], "BatchNormalization") || !foldable(m, i, &f)) {
 			i++;
 			continue;
 		}
@@ -519,7 +380,7 @@ static int drop_dropouts(struct graft_model *m, struct graft_err *err)
 	for (size_t i = 0; i < g->n_node;) {
 		Onnx__NodeProto *n = g->node[i];
 		const char *in, *out;
-		if (!is_op(n, "Dropout") || n->n_input < 1 || n->n_output < 1 || !n->input[0] ||
+		if (!graph_is_op(n, "Dropout") || n->n_input < 1 || n->n_output < 1 || !n->input[0] ||
 		    !*n->input[0] || !n->output[0] || !*n->output[0] ||
 		    (n->n_output > 1 && n->output[1] && *n->output[1] && reads(m, n->output[1]))) {
 			i++;
@@ -529,7 +390,7 @@ static int drop_dropouts(struct graft_model *m, struct graft_err *err)
 		out = n->output[0];
 		if (n->n_output > 1 && n->output[1] && *n->output[1])
 			drop_value_info(g, n->output[1]);
-		if (is_graph_output(g, out) || subgraph_reads(g, out, 0)) {
+		if (graph_is_output(g, out) || graph_subgraph_read_count(g, out)) {
 			if (to_identity(n))
 				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 			i++;

@@ -23,94 +23,13 @@
 
 #define MAX_HEAD_NODES 8        /* pool, flatten, 2 x (MatMul + Add), Relu, Dropout */
 #define MAX_HEAD_TENSORS 5      /* 2 x (weight, bias), Dropout's ratio */
-#define MAX_DEPTH 64            /* subgraph nesting we follow */
+#define MAX_DEPTH 64            /* subgraph nesting searched for names in use */
 
 /* ---- reading the graph ---------------------------------------------------------------------- */
 
-typedef int (*name_fn)(const char *name, void *ctx);
-
-static int graph_reads(const Onnx__GraphProto *g, name_fn fn, void *ctx, int depth);
-
-/* Calls fn for every name node n reads: its inputs, and what nodes of its subgraphs read
- * (a branch of an If may read any value of the main graph).  Stops at fn's first nonzero. */
-static int node_reads(const Onnx__NodeProto *n, name_fn fn, void *ctx, int depth)
-{
-	int rc;
-
-	for (size_t k = 0; k < n->n_input; k++)
-		if (n->input[k] && *n->input[k] && (rc = fn(n->input[k], ctx)))
-			return rc;
-	for (size_t j = 0; j < n->n_attribute; j++) {
-		const Onnx__AttributeProto *a = n->attribute[j];
-		if (a->g && (rc = graph_reads(a->g, fn, ctx, depth + 1)))
-			return rc;
-		for (size_t k = 0; k < a->n_graphs; k++)
-			if ((rc = graph_reads(a->graphs[k], fn, ctx, depth + 1)))
-				return rc;
-	}
-	return 0;
-}
-
-/* What the nodes of g read, and its outputs. */
-static int graph_reads(const Onnx__GraphProto *g, name_fn fn, void *ctx, int depth)
-{
-	int rc;
-
-	if (depth > MAX_DEPTH)
-		return 0;
-	for (size_t i = 0; i < g->n_node; i++)
-		if ((rc = node_reads(g->node[i], fn, ctx, depth)))
-			return rc;
-	for (size_t i = 0; i < g->n_output; i++)
-		if (g->output[i]->name && (rc = fn(g->output[i]->name, ctx)))
-			return rc;
-	return 0;
-}
-
-struct count_ctx {
-	const char *name;
-	size_t count;
-};
-
-static int count_one(const char *name, void *ctx)
-{
-	struct count_ctx *c = ctx;
-
-	c->count += strcmp(name, c->name) == 0;
-	return 0;
-}
-
-/* How often name is read: by nodes (subgraphs included) and as a graph output. */
 static size_t reads(const Onnx__GraphProto *g, const char *name)
 {
-	struct count_ctx c = {name, 0};
-
-	graph_reads(g, count_one, &c, 0);
-	return c.count;
-}
-
-/* The main-graph node computing name, or -1. */
-static long producer(const Onnx__GraphProto *g, const char *name)
-{
-	for (size_t i = 0; i < g->n_node; i++)
-		for (size_t k = 0; k < g->node[i]->n_output; k++)
-			if (g->node[i]->output[k] && strcmp(g->node[i]->output[k], name) == 0)
-				return (long)i;
-	return -1;
-}
-
-static int is_graph_input(const Onnx__GraphProto *g, const char *name)
-{
-	for (size_t i = 0; i < g->n_input; i++)
-		if (g->input[i]->name && strcmp(g->input[i]->name, name) == 0)
-			return 1;
-	return 0;
-}
-
-static int is_op(const Onnx__NodeProto *n, const char *op)
-{
-	return n->op_type && strcmp(n->op_type, op) == 0 &&
-	       (!n->domain || !*n->domain || strcmp(n->domain, "ai.onnx") == 0);
+	return graph_read_count(g, name);
 }
 
 static const char *node_label(const Onnx__NodeProto *n)
@@ -118,37 +37,13 @@ static const char *node_label(const Onnx__NodeProto *n)
 	return n->name && *n->name ? n->name : n->n_output ? n->output[0] : "?";
 }
 
-static int64_t attr_int(const Onnx__NodeProto *n, const char *name, int64_t dflt)
-{
-	for (size_t j = 0; j < n->n_attribute; j++)
-		if (n->attribute[j]->name && strcmp(n->attribute[j]->name, name) == 0)
-			return n->attribute[j]->i;
-	return dflt;
-}
-
 /* The stored tensor name stands for, itself or through an Identity alias; NULL when name
  * is computed. */
 static const struct tensor_rec *stored(const struct graft_model *m, const char *name)
 {
-	long i = graft_model_find_tensor(m, name);
+	long i = model_stored(m, name);
 
-	if (i >= 0 && m->tensors[i].source != GRAFT_SOURCE_DETACHED)
-		return &m->tensors[i];
-	for (size_t k = 0; k < m->n_aliases; k++)
-		if (strcmp(m->aliases[k].name, name) == 0)
-			return &m->tensors[m->aliases[k].target];
-	return NULL;
-}
-
-/* The default-domain opset, or 0 when the model imports none. */
-static int64_t default_opset(const struct graft_model *m)
-{
-	for (size_t i = 0; i < m->proto->n_opset_import; i++) {
-		const Onnx__OperatorSetIdProto *o = m->proto->opset_import[i];
-		if (!o->domain || !*o->domain || strcmp(o->domain, "ai.onnx") == 0)
-			return o->version;
-	}
-	return 0;
+	return i >= 0 ? &m->tensors[i] : NULL;
 }
 
 /* ---- a prefix for new names ---------------------------------------------------------------- */
@@ -265,8 +160,8 @@ static int plan_changed(struct plan *p, const char *name)
 static int passes_classes(const Onnx__NodeProto *n)
 {
 	return n->n_input >= 1 && n->n_output == 1 &&
-	       (is_op(n, "Identity") || is_op(n, "Flatten") || is_op(n, "Softmax") ||
-		is_op(n, "LogSoftmax"));
+	       (graph_is_op(n, "Identity") || graph_is_op(n, "Flatten") || graph_is_op(n, "Softmax") ||
+		graph_is_op(n, "LogSoftmax"));
 }
 
 /* The classifier's weight: stored, float, 2-D. */
@@ -295,9 +190,9 @@ static int find_classifier(const struct graft_model *m, long i, struct plan *p,
 	long k = -1;
 	int rc;
 
-	if (is_op(n, "Gemm") && n->n_input >= 2) {
-		int tb = attr_int(n, "transB", 0) != 0;
-		if (attr_int(n, "transA", 0))
+	if (graph_is_op(n, "Gemm") && n->n_input >= 2) {
+		int tb = graph_attr_int(n, "transB", 0) != 0;
+		if (graph_attr_int(n, "transA", 0))
 			return graft_err_set(err, GRAFT_EUNSUPPORTED, "classifier '%s' transposes "
 					     "its input (transA)", node_label(n));
 		if ((rc = classifier_weight(m, n, n->input[1], &w, err)))
@@ -306,11 +201,11 @@ static int find_classifier(const struct graft_model *m, long i, struct plan *p,
 		p->old_classes = w->dims[tb ? 0 : 1];
 		p->old[p->n_old++] = (size_t)i;
 		p->input = strdup(n->input[0]);
-	} else if (is_op(n, "Add") && n->n_input == 2) {
+	} else if (graph_is_op(n, "Add") && n->n_input == 2) {
 		/* the other operand must be a bias, not a residual connection */
 		for (int s = 0; s < 2 && !mm; s++) {
-			k = producer(g, n->input[s]);
-			if (k >= 0 && is_op(g->node[k], "MatMul") && g->node[k]->n_input == 2 &&
+			k = graph_producer(g, n->input[s]);
+			if (k >= 0 && graph_is_op(g->node[k], "MatMul") && g->node[k]->n_input == 2 &&
 			    reads(g, n->input[s]) == 1 && stored(m, n->input[1 - s]))
 				mm = g->node[k];
 		}
@@ -341,7 +236,7 @@ static int plan_classifier(const struct graft_model *m, struct plan *p, struct g
 {
 	const Onnx__GraphProto *g = m->proto->graph;
 	const char *name = g->output[0]->name;
-	long i = producer(g, name);
+	long i = graph_producer(g, name);
 	size_t steps = 0;
 
 	for (;;) {
@@ -356,7 +251,7 @@ static int plan_classifier(const struct graft_model *m, struct plan *p, struct g
 		if (!passes_classes(g->node[i]) || ++steps > g->n_node)
 			break;
 		name = g->node[i]->input[0];
-		i = producer(g, name);
+		i = graph_producer(g, name);
 	}
 	if (!(p->output = strdup(name)))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -377,11 +272,11 @@ static int depends_step(const char *name, void *ctx)
 
 	if (strcmp(name, c->target) == 0)
 		return 1;
-	if ((i = producer(c->g, name)) < 0 || c->seen[i] || c->visited > 100000)
+	if ((i = graph_producer(c->g, name)) < 0 || c->seen[i] || c->visited > 100000)
 		return 0;
 	c->seen[i] = 1;
 	c->visited++;
-	return node_reads(c->g->node[i], depends_step, c, 0);
+	return graph_node_reads(c->g->node[i], depends_step, c);
 }
 
 /* 1 when computing name needs target (or is it). */
@@ -465,13 +360,13 @@ static int plan_cut(const struct graft_model *m, const char *at, struct plan *p,
 	const Onnx__GraphProto *g = m->proto->graph;
 	const char *out = g->output[0]->name;
 	int64_t dims[GRAFT_ARRAY_MAX_RANK];
-	long o = producer(g, out);
+	long o = graph_producer(g, out);
 	int dtype = 0, rank = 0, rc;
 
 	if (stored(m, at))
 		return graft_err_set(err, GRAFT_EINVAL, "'%s' is a stored tensor, not a value the "
 				     "network computes", at);
-	if (producer(g, at) < 0 && !is_graph_input(g, at))
+	if (graph_producer(g, at) < 0 && !graph_is_input(g, at))
 		return graft_err_set(err, GRAFT_EINVAL, "no value named '%s' in the graph", at);
 	if (o < 0)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the output '%s' is not computed by "
@@ -773,7 +668,7 @@ static int remove_node(struct graft_model *m, size_t i, struct names *cand,
 	Onnx__GraphProto *g = m->proto->graph;
 	Onnx__NodeProto *n = g->node[i];
 
-	if (node_reads(n, names_push, cand, 0))
+	if (graph_node_reads(n, names_push, cand))
 		return GRAFT_ENOMEM;
 	for (size_t k = 0; k < n->n_output; k++) {
 		const char *o = n->output[k];
@@ -802,7 +697,7 @@ static int cascade(struct graft_model *m, struct names *cand, struct graft_head_
 		long i, t;
 		if (reads(g, name))
 			continue;
-		if ((i = producer(g, name)) >= 0) {
+		if ((i = graph_producer(g, name)) >= 0) {
 			const Onnx__NodeProto *n = g->node[i];
 			int unread = 1;
 			for (size_t k = 0; k < n->n_output && unread; k++)
@@ -814,7 +709,7 @@ static int cascade(struct graft_model *m, struct names *cand, struct graft_head_
 			info->nodes_removed++;
 		} else if ((t = graft_model_find_tensor(m, name)) >= 0 &&
 			   m->tensors[t].source == GRAFT_SOURCE_INITIALIZER &&
-			   (m->proto->ir_version < 4 || !is_graph_input(g, name))) {
+			   (m->proto->ir_version < 4 || !graph_is_input(g, name))) {
 			if ((rc = graft_model_remove_tensor(m, (size_t)t, err)))
 				return rc;
 			info->tensors_removed++;
@@ -830,7 +725,7 @@ static void drop_value_info(Onnx__GraphProto *g, const struct plan *p)
 
 	for (size_t i = 0; i < g->n_value_info; i++) {
 		Onnx__ValueInfoProto *vi = g->value_info[i];
-		int keep = vi->name && (producer(g, vi->name) >= 0 || is_graph_input(g, vi->name));
+		int keep = vi->name && (graph_producer(g, vi->name) >= 0 || graph_is_input(g, vi->name));
 		for (size_t k = 0; k < p->n_changed && keep; k++)
 			keep = strcmp(vi->name, p->changed[k]) != 0;
 		if (keep)
@@ -950,7 +845,7 @@ int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
 		return rc;
 	if (!m->proto->graph->n_output)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model has no outputs");
-	p.opset = default_opset(m);
+	p.opset = model_default_opset(m);
 	if (p.opset < 7)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's default-domain opset "
 				     "is %lld: graft-head needs 7 or newer", (long long)p.opset);

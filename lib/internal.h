@@ -128,10 +128,40 @@ Onnx__ValueInfoProto *onnx_value_info(const char *name, int dtype, int rank,
 int onnx_tensor_decode(const Onnx__TensorProto *tp, struct graft_array *a,
 		       struct graft_err *err);
 
+/* ---- graph.c: what surgery asks of the skeleton ---- */
+/* A node of the default ONNX domain with that op_type. */
+int graph_is_op(const Onnx__NodeProto *n, const char *op);
+/* Attribute name of n, or NULL; its int or float value, or dflt when absent. */
+Onnx__AttributeProto *graph_attr(const Onnx__NodeProto *n, const char *name);
+int64_t graph_attr_int(const Onnx__NodeProto *n, const char *name, int64_t dflt);
+float graph_attr_float(const Onnx__NodeProto *n, const char *name, float dflt);
+/* Called with each name a node reads: its inputs, and what its subgraphs' nodes read and
+ * output; a subgraph nested too deep to follow reads GRAPH_TOO_DEEP (an empty name no
+ * value has).  A nonzero return stops the walk and is returned. */
+typedef int (*graph_name_fn)(const char *name, void *ctx);
+int graph_node_reads(const Onnx__NodeProto *n, graph_name_fn fn, void *ctx);
+extern const char graph_too_deep[];
+#define GRAPH_TOO_DEEP graph_too_deep
+/* How often name is read by g's nodes (subgraphs included) and outputs; a subgraph too
+ * deep to follow counts as a read.  The second counts subgraphs' reads alone. */
+size_t graph_read_count(const Onnx__GraphProto *g, const char *name);
+size_t graph_subgraph_read_count(const Onnx__GraphProto *g, const char *name);
+/* The node of g computing name, or -1. */
+long graph_producer(const Onnx__GraphProto *g, const char *name);
+int graph_is_input(const Onnx__GraphProto *g, const char *name);
+int graph_is_output(const Onnx__GraphProto *g, const char *name);
+/* The default domain's opset version, 0 when the model imports none. */
+int64_t model_default_opset(const struct graft_model *m);
+/* The stored tensor (not detached) that name is, directly or through an Identity alias;
+ * -1 when name is computed or unknown. */
+long model_stored(const struct graft_model *m, const char *name);
+
 /* ---- edit.c ---- */
 /* Removes node i of the main graph (freed). */
 void edit_remove_node(Onnx__GraphProto *g, size_t i);
-/* Removes the initializers nothing reads any more (stored ones through the table). */
+/* Removes the initializers nothing reads any more, subgraphs included (stored ones
+ * through the table), with the graph inputs of the same name (IR versions before 4 pair
+ * them; left alone, they would become inputs a runtime demands). */
 int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err);
 
 /* ---- cuts.c ---- */

@@ -164,6 +164,15 @@ void tm_attr_float(Onnx__NodeProto *n, const char *name, float v)
 	a->f = v;
 }
 
+void tm_attr_graph(Onnx__NodeProto *n, const char *name, Onnx__ModelProto *sub)
+{
+	Onnx__AttributeProto *a = new_attr(n, name);
+	a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH;
+	a->g = sub->graph;
+	sub->graph = NULL;
+	onnx__model_proto__free_unpacked(sub, NULL);
+}
+
 void tm_attr_ints(Onnx__NodeProto *n, const char *name, const int64_t *v, size_t count)
 {
 	Onnx__AttributeProto *a = new_attr(n, name);

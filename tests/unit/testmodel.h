@@ -28,6 +28,9 @@ void tm_attr_tensor(Onnx__NodeProto *n, const char *name, Onnx__TensorProto *t);
 void tm_attr_int(Onnx__NodeProto *n, const char *name, int64_t v);
 void tm_attr_float(Onnx__NodeProto *n, const char *name, float v);
 void tm_attr_ints(Onnx__NodeProto *n, const char *name, const int64_t *v, size_t count);
+/* Moves sub's graph (built with tm_model, tm_node...) into attribute name of n, and
+ * frees the rest of sub. */
+void tm_attr_graph(Onnx__NodeProto *n, const char *name, Onnx__ModelProto *sub);
 void tm_input(Onnx__ModelProto *m, const char *name, int dtype, int rank, const int64_t *dims);
 void tm_output(Onnx__ModelProto *m, const char *name, int dtype, int rank, const int64_t *dims);
 /* Serializes into a new buffer. */
