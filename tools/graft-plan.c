@@ -11,7 +11,7 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: graft-plan [MODEL|-] --data D [--apply [-o OUT]] [--json]\n"
+	"usage: graft-plan [MODEL|-] --data D [--apply [-o OUT]] [--json] [--max-memory SIZE]\n"
 	"Says which of the four transfer-learning cases the data D falls in for MODEL, why,\n"
 	"and the graft-freeze and graft-train commands to run (docs/plan.md).\n"
 	"  -d, --data D      the training data (graft-data)\n"
@@ -19,11 +19,14 @@ static const char usage[] =
 	"      --json        the plan as one JSON object (on stderr with --apply)\n"
 	"  -o, --output OUT  with --apply: write to OUT (atomically)\n"
 	"  -f, --force       write binary data even to a terminal\n"
+	"      --max-memory SIZE  refuse when measuring the data would need more memory\n"
+	"                    than SIZE (suffixes K, M, G; default: the memory available)\n"
 	"  -h, --help        show this help;  -V, --version  show the version\n";
 
 struct cmdline {
 	const char *model, *data, *out;
 	int apply, json, force;
+	uint64_t max_memory;    /* 0: the memory available */
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
@@ -32,7 +35,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, 'd'}, {"apply", no_argument, NULL, OPT_APPLY},
 		{"json", no_argument, NULL, OPT_JSON}, {"output", required_argument, NULL, 'o'},
-		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
+		{"force", no_argument, NULL, 'f'}, TOOL_MEMORY_LONGOPT, TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c;
 
@@ -44,6 +47,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case OPT_JSON: cl->json = 1; break;
 		case 'o': cl->out = optarg; break;
 		case 'f': cl->force = 1; break;
+		case TOOL_OPT_MAX_MEMORY:
+			cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
+			break;
 		default: tool_common_option(c, usage);
 		}
 	}
@@ -97,7 +103,7 @@ static void commands(const struct graft_plan *p, char *freeze, size_t fs, char *
 
 static void why(const struct graft_plan *p, FILE *f)
 {
-	fprintf(f, "  data:       %lld samples in %lld classes, %.1f per class (little below %d)\n",
+	fprintf(f, "  data:       %lld samples in %lld classes, %.1f per class (little data is below %d)\n",
 		(long long)p->samples, (long long)p->classes, p->samples_per_class,
 		GRAFT_PLAN_SMALL_PER_CLASS);
 	if (strcmp(p->method, "batchnorm") == 0)
@@ -144,6 +150,10 @@ int main(int argc, char **argv)
 	mpath = cl.model && strcmp(cl.model, "-") ? cl.model : "<stdin>";
 	dm = tool_read_dataset(cl.data, &x, &y);
 	m = tool_read_model(cl.model);
+	/* graft_plan_make measures the data in batches of 32 through a net that keeps every
+	 * value (no fusion). */
+	struct graft_net_opts probe = {.no_fuse = 1};
+	tool_check_model_memory(m, mpath, &probe, &x, 32, 0, cl.max_memory);
 	if (graft_plan_make(m, &x, &y, &p, &err))
 		tool_die("%s: %s", mpath, err.msg);
 	commands(&p, freeze, sizeof(freeze), train, sizeof(train));
