@@ -406,6 +406,35 @@ const char *graft_net_input_name(const struct graft_net *net, size_t i);
  * constant folding, buffers); same shapes reuse the plan. */
 int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_t n_inputs,
 		  struct graft_err *err);
+/* What a plan of a net needs, in bytes (graft_net_estimate). */
+struct graft_net_memory {
+	uint64_t weights;       /* the model's tensors the run reads, mapped from a file or in
+				 * memory (a run touches them all) */
+	uint64_t copies;        /* constants the net makes: weights folded with
+				 * BatchNormalization, copies kernels keep in the layout they
+				 * prefer (a Conv's W; a Gemm or MatMul's constant B up to 64 MiB;
+				 * larger ones are read in place), values folded at plan time,
+				 * and a training net's copies of mapped parameters */
+	uint64_t activations;   /* the inputs, and a buffer per value a run computes */
+	uint64_t gradients;     /* training nets: a gradient per float value of the backward
+				 * region and per parameter, at most (backward shares buffers by
+				 * lifetime, so it takes less) */
+	uint64_t total;         /* the sum: about what a run adds to the process's size, its
+				 * mapped weights included */
+};
+/*
+ * Plans net for inputs of these shapes as graft_net_run would (shape inference, constant
+ * folding), counts what that plan needs into *mem, and forgets the plan before allocating
+ * the buffers a run needs: no activation, gradient or kernel buffer is made (values
+ * folded at plan time are computed, then freed), so a caller can refuse a run that would
+ * not fit before it takes the memory.  inputs[i] needs dtype, rank, dims and nbytes; its
+ * data only for an input whose data shapes the plan (a shape given as an input:
+ * GRAFT_EINVAL when NULL), else data may be NULL.  Errors as graft_net_run's; the next
+ * graft_net_run plans afresh.  What graft itself allocates outside the net (a trainer's
+ * batch and optimizer state) is not counted.
+ */
+int graft_net_estimate(struct graft_net *net, const struct graft_array *inputs,
+		       size_t n_inputs, struct graft_net_memory *mem, struct graft_err *err);
 /* Output i of the last run, as a view valid until the next run or graft_net_free. */
 void graft_net_output(const struct graft_net *net, size_t i, struct graft_array *view);
 /* Name of the i-th op graft can run (default ONNX domain), or NULL past the last. */

@@ -843,7 +843,33 @@ static int check_input(struct graft_net *net, size_t i, const struct graft_array
 	return 0;
 }
 
-static int plan(struct graft_net *net, const struct graft_array *inputs, struct graft_err *err)
+/* Gives node n's outputs their buffers: out[0] shares in[0]'s where the node runs in
+ * place (a training net's Relu), the others are allocated. */
+static int alloc_outputs(struct node *n, struct graft_err *err)
+{
+	int rc;
+
+	for (size_t k = 0; k < n->n_out; k++) {
+		if (k == 0 && n->inplace && n->in[0]->data &&
+		    n->in[0]->nbytes == (size_t)value_numel(n->out[0]) * sizeof(float)) {
+			n->out[0]->data = n->in[0]->data;
+			n->out[0]->nbytes = n->in[0]->nbytes;
+			continue;
+		}
+		if (n->out[k] && (rc = alloc_value(n->out[k], n, err)))
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * The first half of a plan: shape inference over every node, and constant folding (a
+ * node whose inputs are all known now runs now, into buffers of its own).  The nodes
+ * left go to the run list, their outputs typed and shaped but not yet allocated, so
+ * that what the plan needs is known before it is allocated (graft_net_estimate).
+ */
+static int plan_shapes(struct graft_net *net, const struct graft_array *inputs,
+		       struct graft_err *err)
 {
 	int rc;
 
@@ -877,34 +903,140 @@ static int plan(struct graft_net *net, const struct graft_array *inputs, struct 
 						n->in[k]->name);
 		if ((rc = n->op->infer(n, err)))
 			return rc;
-		for (size_t k = 0; k < n->n_out; k++) {
-			if (k == 0 && n->inplace && n->in[0]->data &&
-			    n->in[0]->nbytes == (size_t)value_numel(n->out[0]) * sizeof(float)) {
-				n->out[0]->data = n->in[0]->data;
-				n->out[0]->nbytes = n->in[0]->nbytes;
-				continue;
-			}
-			if (n->out[k] && (rc = alloc_value(n->out[k], n, err)))
-				return rc;
-		}
-		if (foldable(n)) {
-			if ((rc = run_node(n, err)))
-				return rc;
-			for (size_t k = 0; k < n->n_out; k++)
-				if (n->out[k])
-					n->out[k]->flags |= VALUE_CONST;
-			if (n->op->release && n->priv)
-				n->op->release(n);
-			n->priv = NULL;
-			net->n_folded++;
-		} else {
+		if (!foldable(n)) {
 			net->run_list[net->n_run++] = i;
+			continue;
+		}
+		if ((rc = alloc_outputs(n, err)) || (rc = run_node(n, err)))
+			return rc;
+		for (size_t k = 0; k < n->n_out; k++)
+			if (n->out[k])
+				n->out[k]->flags |= VALUE_CONST;
+		if (n->op->release && n->priv)
+			n->op->release(n);
+		n->priv = NULL;
+		net->n_folded++;
+	}
+	return 0;
+}
+
+static uint64_t out_bytes(const struct value *v)
+{
+	return value_numel(v) * graft_dtype_size(v->dtype);
+}
+
+/* Index of v in net->values (every value has its name in by_name). */
+static size_t value_index(const struct graft_net *net, const struct value *v)
+{
+	return (size_t)strmap_get(&net->by_name, v->name);
+}
+
+/* Counts a value a node reads: the model's tensors as weights, the net's own constants
+ * as copies, each once (seen, by value index). */
+static void count_input(const struct graft_net *net, const struct value *v, char *seen,
+			struct graft_net_memory *mem)
+{
+	long i;
+
+	if (!v || (i = strmap_get(&net->by_name, v->name)) < 0 || seen[i] ||
+	    (v->flags & VALUE_INPUT) || !v->data)
+		return;
+	seen[i] = 1;
+	if (v->flags & VALUE_BORROWED)
+		mem->weights += v->nbytes;
+	else if (v->flags & (VALUE_CONST | VALUE_PARAM | VALUE_STATE))
+		mem->copies += v->nbytes;
+}
+
+/* What the plan that plan_shapes made needs (see graft_net_estimate). */
+static int plan_memory(const struct graft_net *net, struct graft_net_memory *mem,
+		       struct graft_err *err)
+{
+	char *seen = calloc(net->n_values + 1, 1);
+
+	memset(mem, 0, sizeof(*mem));
+	if (!seen)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < net->n_inputs; i++)
+		mem->activations += net->planned_shape[i].nbytes;
+	for (size_t r = 0; r < net->n_run; r++) {
+		const struct node *n = &net->nodes[net->run_list[r]];
+		for (size_t k = 0; k < n->n_in; k++)
+			count_input(net, n->in[k], seen, mem);
+		for (size_t k = 0; n->pre && k < n->pre->n_in; k++)
+			count_input(net, n->pre->in[k], seen, mem);
+		for (size_t k = 0; k < n->n_out; k++) {
+			const struct value *v = n->out[k];
+			if (!v || seen[value_index(net, v)])
+				continue;
+			seen[value_index(net, v)] = 1;
+			/* In place: out[0] shares in[0]'s buffer (alloc_outputs). */
+			if (!(k == 0 && n->inplace && n->in[0] && n->in[0]->dtype == GRAFT_FLOAT))
+				mem->activations += out_bytes(v);
+			/* Gradients: one per float value of the backward region, at most (they
+			 * are pooled by lifetime), and every parameter's. */
+			if (net->opts.training && (v->flags & VALUE_DIFF) && v->dtype == GRAFT_FLOAT)
+				mem->gradients += out_bytes(v);
+		}
+		mem->copies += ops_plan_bytes(n);
+	}
+	/* Plan-time constants that no run reads stay allocated too (a folded chain's
+	 * intermediate values): the net's copies. */
+	for (size_t i = 0; i < net->n_values; i++) {
+		const struct value *v = net->values[i];
+		if (!seen[i] && v->data && (v->flags & VALUE_CONST) &&
+		    !(v->flags & (VALUE_BORROWED | VALUE_INPUT))) {
+			seen[i] = 1;
+			mem->copies += v->nbytes;
 		}
 	}
+	for (size_t t = 0; net->opts.training && t < net->n_tracked; t++)
+		if (net->tracked[t].v->flags & VALUE_PARAM)
+			mem->gradients += net->tracked[t].v->nbytes;
+	free(seen);
+	mem->total = mem->weights + mem->copies + mem->activations + mem->gradients;
+	return 0;
+}
+
+static int plan(struct graft_net *net, const struct graft_array *inputs, struct graft_err *err)
+{
+	int rc;
+
+	if ((rc = plan_shapes(net, inputs, err)))
+		return rc;
+	for (size_t r = 0; r < net->n_run; r++)
+		if ((rc = alloc_outputs(&net->nodes[net->run_list[r]], err)))
+			return rc;
 	if (net->opts.training && (rc = autograd_plan(net, err)))
 		return rc;
 	net->planned = 1;
 	return 0;
+}
+
+int graft_net_estimate(struct graft_net *net, const struct graft_array *inputs,
+		       size_t n_inputs, struct graft_net_memory *mem, struct graft_err *err)
+{
+	int rc;
+
+	memset(mem, 0, sizeof(*mem));
+	if (n_inputs != net->n_inputs)
+		return graft_err_set(err, GRAFT_EINVAL, "the model takes %zu inputs, %zu given",
+				     net->n_inputs, n_inputs);
+	for (size_t i = 0; i < n_inputs; i++) {
+		if ((rc = check_input(net, i, &inputs[i], err)))
+			return rc;
+		if (graft_dtype_size(inputs[i].dtype) == 0)
+			return graft_err_set(err, GRAFT_EUNSUPPORTED, "input '%s': unsupported dtype",
+					     net->inputs[i]->name);
+		if ((net->inputs[i]->flags & VALUE_PLAN) && !inputs[i].data)
+			return graft_err_set(err, GRAFT_EINVAL, "input '%s' shapes the plan: its "
+					     "data is needed", net->inputs[i]->name);
+	}
+	rc = plan_shapes(net, inputs, err);
+	if (!rc)
+		rc = plan_memory(net, mem, err);
+	unplan(net);
+	return rc;
 }
 
 static int same_shapes(const struct graft_net *net, const struct graft_array *inputs)

@@ -10,24 +10,27 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: graft-eval [MODEL|-] --data D [--batch B] [--json]\n"
+	"usage: graft-eval [MODEL|-] --data D [--batch B] [--json] [--max-memory SIZE]\n"
 	"Evaluates MODEL (.graft or .onnx; stdin when absent or -) on the dataset D.\n"
 	"  -d, --data D      the data (graft-data): x float [N,...], y int64 labels or float\n"
 	"  -b, --batch B     samples per forward pass (default 64)\n"
 	"      --json        one JSON object: loss, accuracy, per_class, confusion\n"
+	"      --max-memory SIZE  refuse to run when a batch would need more memory than\n"
+	"                    SIZE (suffixes K, M, G; default: the memory available)\n"
 	"  -h, --help        show this help;  -V, --version  show the version\n";
 
 struct cmdline {
 	const char *model, *data;
 	int64_t batch;
 	int json;
+	uint64_t max_memory;    /* 0: the memory available */
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, 'd'}, {"batch", required_argument, NULL, 'b'},
-		{"json", no_argument, NULL, 'j'}, TOOL_COMMON_LONGOPTS, {0},
+		{"json", no_argument, NULL, 'j'}, TOOL_MEMORY_LONGOPT, TOOL_COMMON_LONGOPTS, {0},
 	};
 	char *end;
 	int c;
@@ -43,6 +46,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 				tool_usage(usage, 2, "--batch: '%s' is not a count >= 1", optarg);
 			break;
 		case 'j': cl->json = 1; break;
+		case TOOL_OPT_MAX_MEMORY:
+			cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
+			break;
 		default: tool_common_option(c, usage);
 		}
 	}
@@ -130,6 +136,13 @@ int main(int argc, char **argv)
 	m = tool_read_model(cl.model);
 	if (graft_net_new(&net, m, &err))
 		tool_die("%s: %s", cl.model ? cl.model : "<stdin>", err.msg);
+	{
+		struct graft_array xb = x;
+		int64_t b = cl.batch < x.dims[0] ? cl.batch : x.dims[0];
+		xb.dims[0] = b;
+		xb.nbytes = x.nbytes / (size_t)x.dims[0] * (size_t)b;
+		tool_check_memory(net, cl.model, &xb, 1, 0, cl.max_memory);
+	}
 	if (y.dtype == GRAFT_INT64) {
 		/* One batch tells the number of classes the model scores. */
 		struct graft_array xb = x, out;

@@ -18,6 +18,7 @@
 
 static const char usage[] =
 	"usage: graft-run MODEL [-i [NAME=]FILE]... [-o DIR] [--batch N] [--repeat N]\n"
+	"                 [--max-memory SIZE]\n"
 	"Runs a model (.graft or ONNX) forward on the CPU.\n"
 	"  -i, --input [NAME=]FILE  an input as .npy or ONNX TensorProto .pb; without NAME,\n"
 	"                           inputs fill the graph's inputs in order.  Inputs not\n"
@@ -32,6 +33,8 @@ static const char usage[] =
 	"      --repeat N           run N times on the same inputs and print the median\n"
 	"                           time per run (after one warm-up run)\n"
 	"      --seed S             seed for made-up inputs (default 1)\n"
+	"      --max-memory SIZE    refuse to run when the run would need more memory than\n"
+	"                           SIZE (suffixes K, M, G; default: the memory available)\n"
 	"      --list-ops           print the ops graft can run, one per line, and exit\n"
 	"      --list-backward      print the ops graft can train through, and exit\n"
 	"  -h, --help               show this help;  -V, --version  show the version\n";
@@ -44,6 +47,7 @@ struct cmdline {
 	int n_inputs;
 	long batch, repeat;
 	unsigned long seed;
+	uint64_t max_memory;    /* 0: the memory available */
 };
 
 static long parse_count(const char *opt, const char *s)
@@ -63,7 +67,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"input", required_argument, NULL, 'i'}, {"output", required_argument, NULL, 'o'},
 		{"batch", required_argument, NULL, 'b'}, {"repeat", required_argument, NULL, 'r'},
 		{"seed", required_argument, NULL, 's'}, {"list-ops", no_argument, NULL, 'L'},
-		{"list-backward", no_argument, NULL, 'B'},
+		{"list-backward", no_argument, NULL, 'B'}, TOOL_MEMORY_LONGOPT,
 		TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c;
@@ -92,6 +96,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case 's': cl->seed = strtoul(optarg, NULL, 10); break;
 		case 'L': list_ops(0); exit(0);
 		case 'B': list_ops(1); exit(0);
+		case TOOL_OPT_MAX_MEMORY:
+			cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
+			break;
 		default: tool_common_option(c, usage);
 		}
 	}
@@ -294,6 +301,7 @@ int main(int argc, char **argv)
 		tool_die("%s: %s", cl.model, err.msg);
 	gather_inputs(&cl, m, net, inputs);
 	size_t n_in = graft_net_input_count(net);
+	tool_check_memory(net, cl.model, inputs, n_in, 0, cl.max_memory);
 	if (graft_net_run(net, inputs, n_in, &err))
 		tool_die("%s: %s", cl.model, err.msg);
 	if (cl.repeat) {

@@ -56,6 +56,8 @@ static const char usage[] =
 	"  -o, --output OUT          write the tuned model to OUT (atomically)\n"
 	"  -q, --quiet               no progress on stderr\n"
 	"  -f, --force               write binary data even to a terminal\n"
+	"      --max-memory SIZE     refuse to train when a step would need more memory than\n"
+	"                            SIZE (suffixes K, M, G; default: the memory available)\n"
 	"  -h, --help                show this help;  -V, --version  show the version\n";
 
 struct cmdline {
@@ -65,6 +67,7 @@ struct cmdline {
 	struct graft_train_opts o;
 	struct graft_lr_mult *mults;
 	int quiet, force, lr_set, momentum_set, wd_set;
+	uint64_t max_memory;    /* 0: the memory available */
 };
 
 static double parse_double(const char *s, const char *opt, double lo, double hi)
@@ -223,6 +226,9 @@ static void parse_option(struct cmdline *cl, int c)
 	case 'o': cl->out = optarg; break;
 	case 'q': cl->quiet = 1; break;
 	case 'f': cl->force = 1; break;
+	case TOOL_OPT_MAX_MEMORY:
+		cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
+		break;
 	default: tool_common_option(c, usage);
 	}
 }
@@ -255,7 +261,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"log", required_argument, NULL, OPT_LOG},
 		{"log-every", required_argument, NULL, OPT_LOG_EVERY},
 		{"output", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
-		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
+		{"force", no_argument, NULL, 'f'}, TOOL_MEMORY_LONGOPT, TOOL_COMMON_LONGOPTS, {0},
 	};
 	struct graft_optim_opts given;
 	int c;
@@ -453,6 +459,32 @@ static void load(struct run *r, struct cmdline *cl, struct graft_model **dm,
 	r->m = tool_read_model(cl->resume ? cl->resume : cl->model);
 }
 
+/* --max-memory: what a training step takes (the executor's plan for a batch, with
+ * gradients) and the optimizer's state (a moment per trainable weight, two for Adam). */
+static void check_memory(const struct cmdline *cl, struct graft_model *m,
+			 const struct graft_array *x, int64_t batch)
+{
+	struct graft_net_opts no = {.training = 1, .bn_frozen = cl->o.bn_frozen,
+				    .seed = cl->o.seed};
+	const char *path = cl->resume ? cl->resume : cl->model;
+	struct graft_err err = {0};
+	uint64_t params = 0, moments;
+
+	if (!tool_memory_budget(cl->max_memory))
+		return;
+	/* as graft_trainer_new does first: a training net needs the aliases parted */
+	if (graft_model_unalias_all(m, &err))
+		tool_die("%s", err.msg);
+	for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
+		struct graft_tensor t;
+		graft_model_tensor(m, i, &t);
+		if (t.trainable && t.role == GRAFT_ROLE_PARAMETER)
+			params += t.nbytes;
+	}
+	moments = cl->o.optim.kind != GRAFT_OPTIM_SGD ? 2 : cl->o.optim.momentum != 0 ? 1 : 0;
+	tool_check_model_memory(m, path, &no, x, batch, moments * params, cl->max_memory);
+}
+
 static int64_t total_steps(const struct cmdline *cl, int64_t n, int64_t batch)
 {
 	if (cl->steps)
@@ -484,6 +516,7 @@ int main(int argc, char **argv)
 	steps_per_epoch = (int64_t)ceil((double)n / (double)batch);
 	if (cl.o.schedule == GRAFT_SCHEDULE_STEP)
 		cl.o.step_every = cl.step_epochs * steps_per_epoch;
+	check_memory(&cl, r.m, &x, batch);
 	if (graft_trainer_new(&r.t, r.m, &x, &y, &cl.o, &err))
 		tool_die("%s", err.msg);
 	if (cl.resume && graft_trainer_resume(r.t, r.m, &err))

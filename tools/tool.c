@@ -2,6 +2,8 @@
  * tool.c: the shared skeleton of the graft tools (see tool.h).
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,7 +57,14 @@ void tool_init(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGHUP, on_signal);
-	/* SIGPIPE stays at its default: a reader that goes away ends the writer quietly. */
+	/* A file-size limit (ulimit -f) would kill the tool by SIGXFSZ in the middle of a
+	 * write, leaving the temporary file behind; ignored, the write fails with EFBIG and
+	 * the error path removes it and names the file, as for a full disk. */
+	signal(SIGXFSZ, SIG_IGN);
+	/* A reader that goes away still ends the writer quietly by SIGPIPE (the handler
+	 * re-raises it at its default), but first removes the temporary file of an output
+	 * that another file goes with (graft-export --external-data, graft-data --split). */
+	signal(SIGPIPE, on_signal);
 }
 
 static void remove_partial_outputs(void)
@@ -199,3 +208,118 @@ struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 		tool_die("%s: y must hold an int64 label or float targets per sample of x", path);
 	return m;
 }
+
+/* ---- --max-memory ----------------------------------------------------------------------- */
+
+uint64_t tool_parse_size(const char *opt, const char *s, const char *usage)
+{
+	char *end;
+	double v, mult = 1;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end != s && *end) {
+		switch (*end | 0x20) {
+		case 'k': mult = 1024.0; break;
+		case 'm': mult = 1024.0 * 1024; break;
+		case 'g': mult = 1024.0 * 1024 * 1024; break;
+		case 't': mult = 1024.0 * 1024 * 1024 * 1024; break;
+		default: end = (char *)s; break;
+		}
+		if (end != s)
+			end++;
+	}
+	if (end == s || *end || errno || !(v > 0) || v * mult >= 18e18 || *s < '0' || *s > '9')
+		tool_usage(usage, 2, "%s takes a size such as 512M or 2G, not '%s'", opt, s);
+	v = ceil(v * mult);
+	return (uint64_t)v;
+}
+
+/* MemAvailable from /proc/meminfo in bytes, or 0 when it cannot be read. */
+static uint64_t mem_available(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	unsigned long long kb;
+	uint64_t bytes = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+			bytes = (uint64_t)kb * 1024;
+			break;
+		}
+	fclose(f);
+	return bytes;
+}
+
+uint64_t tool_memory_budget(uint64_t max_memory)
+{
+	return max_memory ? max_memory : mem_available();
+}
+
+const char *tool_format_size(uint64_t bytes, char *buf)
+{
+	static const char *const unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)bytes;
+	int u = 0;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0 || fabs(v - round(v)) < 0.05)
+		snprintf(buf, 32, "%.0f %s", round(v), unit[u]);
+	else
+		snprintf(buf, 32, "%.1f %s", v, unit[u]);
+	return buf;
+}
+
+void tool_check_memory(struct graft_net *net, const char *path,
+		       const struct graft_array *inputs, size_t n_inputs, uint64_t extra,
+		       uint64_t max_memory)
+{
+	uint64_t budget = tool_memory_budget(max_memory);
+	struct graft_net_memory mem;
+	struct graft_err err = {0};
+	char need[32], have[32];
+
+	if (!path || strcmp(path, "-") == 0)
+		path = "<stdin>";
+	if (!budget)
+		return;         /* no budget known: nothing to hold the run to */
+	/* Inputs that do not fit the model fail the estimate as they would fail the run:
+	 * the run (or the trainer's checks of the data) reports it, in its own words. */
+	if (graft_net_estimate(net, inputs, n_inputs, &mem, &err))
+		return;
+	if (mem.total + extra > budget)
+		tool_die("%s: needs about %s, over the --max-memory budget of %s%s", path,
+			 tool_format_size(mem.total + extra, need), tool_format_size(budget, have),
+			 max_memory ? "" : " (the memory available)");
+}
+
+void tool_check_model_memory(const struct graft_model *m, const char *path,
+			     const struct graft_net_opts *opts, const struct graft_array *x,
+			     int64_t batch, uint64_t extra, uint64_t max_memory)
+{
+	struct graft_net *net;
+	struct graft_array xb = *x;
+	struct graft_err err = {0};
+
+	if (!tool_memory_budget(max_memory))
+		return;
+	if (graft_net_new_opts(&net, m, opts, &err))
+		return;         /* the tool's own net fails the same way, with its message */
+	if (graft_net_input_count(net) == 1 && x->rank >= 1 && x->dims[0] > 0) {
+		if (batch > x->dims[0])
+			batch = x->dims[0];
+		xb.name = NULL;
+		xb.dims[0] = batch;
+		xb.nbytes = x->nbytes / (size_t)x->dims[0] * (size_t)batch;
+		tool_check_memory(net, path, &xb, 1, extra, max_memory);
+	}
+	/* (a model of several inputs fails later, when the tool feeds it, with its message) */
+	graft_net_free(net);
+}
+

@@ -49,4 +49,34 @@ struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 /* Records this tool's command line, as typed, in the model's history. */
 void tool_add_history(struct graft_model *m);
 
+/*
+ * --max-memory SIZE, for the tools that run models (graft-run, graft-eval, graft-plan,
+ * graft-train): before a tool allocates what a run needs, it asks the executor what the
+ * plan for its batch will take (graft_net_estimate) and refuses, exit 1, when that is
+ * over the budget: "graft-run: m.onnx: needs about 3.1 GiB, over the --max-memory budget
+ * of 2 GiB".  The budget defaults to the memory the machine has available (MemAvailable
+ * in /proc/meminfo); where that is unknown, the default is no limit.
+ */
+#define TOOL_OPT_MAX_MEMORY 0x4d4d     /* getopt code of --max-memory */
+#define TOOL_MEMORY_LONGOPT {"max-memory", required_argument, NULL, TOOL_OPT_MAX_MEMORY}
+/* SIZE: a number of bytes, with an optional suffix K, M, G or T (powers of 1024; a
+ * fraction such as 1.5G is allowed), above 0; a usage error otherwise. */
+uint64_t tool_parse_size(const char *opt, const char *s, const char *usage);
+/* The budget in force: max_memory when given (not 0), else MemAvailable, else 0 (none). */
+uint64_t tool_memory_budget(uint64_t max_memory);
+/* "3.1 GiB", "512 MiB", "2 GiB": bytes for messages, in the largest binary unit under
+ * it, with one decimal unless whole; buf of 32 bytes. */
+const char *tool_format_size(uint64_t bytes, char *buf);
+/* Dies unless running net on inputs of these shapes (their data read only where it
+ * shapes the plan) fits the budget (tool_memory_budget(max_memory)); extra is memory the
+ * tool needs besides the net's (a trainer's optimizer state).  path names the model.
+ * Inputs the model refuses are no refusal here: the run that follows reports them. */
+void tool_check_memory(struct graft_net *net, const char *path,
+		       const struct graft_array *inputs, size_t n_inputs, uint64_t extra,
+		       uint64_t max_memory);
+/* The same for a net of opts made from m (and freed) on batches of batch samples of x. */
+void tool_check_model_memory(const struct graft_model *m, const char *path,
+			     const struct graft_net_opts *opts, const struct graft_array *x,
+			     int64_t batch, uint64_t extra, uint64_t max_memory);
+
 #endif

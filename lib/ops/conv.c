@@ -926,10 +926,24 @@ static int conv_backward(struct node *n, struct graft_err *err)
 	return s->bwd->dprim ? conv_bwd_data_run(n, s, s->bwd, err) : 0;
 }
 
+/* W in the primitive's layout (conv_build: once for a constant W, per run for one that
+ * trains), about W's size, and a fused depthwise W likewise. */
+static uint64_t conv_plan_bytes(const struct node *n)
+{
+	uint64_t bytes = n->n_in > 1 && n->in[1] ? value_numel(n->in[1]) * sizeof(float) : 0;
+
+	if (n->pre && n->pre->n_in > 1 && n->pre->in[1])
+		bytes += value_numel(n->pre->in[1]) * sizeof(float);
+	return bytes;
+}
+
 static const struct op_def op_conv = {"Conv", conv_infer, conv_run, conv_release,
 				      OP_FUSES_ACT | OP_BLOCKED_IO, 0};
 static const struct op_def op_conv_transpose = {"ConvTranspose", convt_infer, convt_run,
 						conv_release, OP_FUSES_ACT | OP_BLOCKED_IO, 0};
+static const struct mem_def mem_conv = {"Conv", conv_plan_bytes};
+static const struct mem_def mem_conv_transpose = {"ConvTranspose", conv_plan_bytes};
+const struct mem_def *const ops_conv_mem[] = {&mem_conv, &mem_conv_transpose, NULL};
 
 const struct op_def *const ops_conv[] = {&op_conv, &op_conv_transpose, NULL};
 

@@ -33,6 +33,18 @@ struct mm_state {
 	float *full_a, *full_b; /* MatMul: dA, dB before the sum over broadcast batch axes */
 };
 
+/* A constant B of more bytes than this is read in place, not packed.  Packing copies the
+ * weights: for a Linear layer of 512 MiB (16384x8192) at batch 2 that would double the
+ * memory a large model runs in, and buy nothing: a product that streams a weight that
+ * large from memory runs at memory speed in either layout (measured below). */
+#define MM_PACK_MAX_BYTES ((size_t)64 << 20)
+
+/* 1 when the kernel packs B (a constant small enough) on its first run after a plan. */
+static int mm_packs(const struct value *b)
+{
+	return (b->flags & VALUE_CONST) && b->nbytes <= MM_PACK_MAX_BYTES;
+}
+
 static void prod_release(struct mm_prod *p)
 {
 	dnnl_primitive_destroy(p->prim);
@@ -234,7 +246,7 @@ static int gemm_build(struct node *n, const struct gemm_shape *g, struct graft_e
 	dnnl_primitive_attr_t attr = NULL;
 	struct mm_state *s;
 	int use_c = c && beta != 0.0f && value_numel(c) > 0, rc;
-	int b_const = (b->flags & VALUE_CONST) != 0;
+	int b_const = mm_packs(b);
 
 	if (!(s = calloc(1, sizeof(*s))))
 		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
@@ -443,7 +455,7 @@ static int matmul_build(struct node *n, const struct matmul_shape *sh, struct gr
 	struct value *a = n->in[0], *b = n->in[1], *y = n->out[0];
 	dnnl_memory_desc_t a_md, b_md, y_md;
 	struct mm_state *s;
-	int rc, r = sh->rank, nb = r - 2, b_const = (b->flags & VALUE_CONST) != 0;
+	int rc, r = sh->rank, nb = r - 2, b_const = mm_packs(b);
 
 	if (!(s = calloc(1, sizeof(*s))))
 		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
@@ -836,8 +848,19 @@ static int matmul_backward(struct node *n, struct graft_err *err)
 	return 0;
 }
 
+/* The packed copy of B (about B's size: oneDNN's blocked layouts pad little). */
+static uint64_t mm_plan_bytes(const struct node *n)
+{
+	const struct value *b = n->n_in > 1 ? n->in[1] : NULL;
+
+	return b && b->dtype == GRAFT_FLOAT && mm_packs(b) ? b->nbytes : 0;
+}
+
 static const struct op_def op_gemm = {"Gemm", gemm_infer, gemm_run, mm_release, OP_FUSES_ACT, 0};
 static const struct op_def op_matmul = {"MatMul", matmul_infer, matmul_run, mm_release, 0, 0};
+static const struct mem_def mem_gemm = {"Gemm", mm_plan_bytes};
+static const struct mem_def mem_matmul = {"MatMul", mm_plan_bytes};
+const struct mem_def *const ops_gemm_mem[] = {&mem_gemm, &mem_matmul, NULL};
 
 const struct op_def *const ops_gemm[] = {&op_gemm, &op_matmul, NULL};
 

@@ -157,6 +157,21 @@ struct grad_def {
 /* The backward for op_type, or NULL. */
 const struct grad_def *ops_find_grad(const char *op_type);
 
+/*
+ * The memory a kernel allocates for itself (families that keep any list them in
+ * ops_<family>_mem[] arrays): plan_bytes says, from the shapes infer set, how many bytes
+ * its first run after a plan will allocate (a copy of its weights in the layout it
+ * prefers), so that the executor counts them before allocating (graft_net_estimate).
+ */
+struct mem_def {
+	const char *name;       /* op_type in the default ONNX domain */
+	uint64_t (*plan_bytes)(const struct node *n);
+};
+
+/* What node n's kernel will allocate for itself (struct mem_def); 0 for ops that keep
+ * no buffers. */
+uint64_t ops_plan_bytes(const struct node *n);
+
 enum op_flags {
 	OP_FUSES_ACT = 1 << 0,  /* run applies n->act to its output */
 	/* Elementwise and zero-preserving (f(0, 0...) == 0): when all its inputs share one

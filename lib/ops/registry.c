@@ -1,7 +1,8 @@
 /*
  * registry.c: every op the executor knows, by family.  A new family is one file in
  * lib/ops/ exporting a NULL-terminated ops_<family>[] array, listed here, and, for the
- * ops it can differentiate, a NULL-terminated ops_<family>_grad[] array.
+ * ops it can differentiate, a NULL-terminated ops_<family>_grad[] array, and for the
+ * ops whose kernels allocate buffers of their own (packed weights), ops_<family>_mem[].
  */
 #include <string.h>
 
@@ -53,4 +54,17 @@ const struct grad_def *ops_find_grad(const char *op_type)
 			if (strcmp(grad_families[f][i]->name, op_type) == 0)
 				return grad_families[f][i];
 	return NULL;
+}
+
+extern const struct mem_def *const ops_conv_mem[], *const ops_gemm_mem[];
+
+static const struct mem_def *const *const mem_families[] = {ops_conv_mem, ops_gemm_mem};
+
+uint64_t ops_plan_bytes(const struct node *n)
+{
+	for (size_t f = 0; f < sizeof(mem_families) / sizeof(mem_families[0]); f++)
+		for (size_t i = 0; mem_families[f][i]; i++)
+			if (strcmp(mem_families[f][i]->name, n->op->name) == 0)
+				return mem_families[f][i]->plan_bytes(n);
+	return 0;
 }

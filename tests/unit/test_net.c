@@ -1,7 +1,7 @@
 /*
  * test_net.c: the executor's planning: constant folding of the shape chains exporters
- * emit, plan reuse for same shapes and replanning for new ones, input checks, and the
- * error for an op graft does not run.
+ * emit, plan reuse for same shapes and replanning for new ones, input checks, the
+ * error for an op graft does not run, and the memory a plan needs (graft_net_estimate).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -477,6 +477,119 @@ static void test_depthwise_fused(void **state)
 	}
 }
 
+/* x (N, 4) -> Gemm(W (8, 4), B (8), transB) -> y (N, 8): one Linear layer. */
+static struct graft_model *linear_model(void)
+{
+	Onnx__ModelProto *m = tm_model(13);
+	int64_t xd[] = {-1, 4}, yd[] = {-1, 8}, wd[] = {8, 4}, bd[] = {8};
+	float w[32], b[8];
+	Onnx__TensorProto *t;
+
+	for (int i = 0; i < 32; i++)
+		w[i] = (float)(i % 5) - 2.0f;
+	for (int i = 0; i < 8; i++)
+		b[i] = 0.5f * (float)i;
+	tm_input(m, "x", 1, 2, xd);
+	tm_output(m, "y", 1, 2, yd);
+	t = tm_tensor("W", 1, 2, wd); tm_raw(t, w, sizeof(w)); tm_initializer(m, t);
+	t = tm_tensor("B", 1, 1, bd); tm_raw(t, b, sizeof(b)); tm_initializer(m, t);
+	Onnx__NodeProto *g = tm_node(m, "Gemm", "fc", (const char *[]){"x", "W", "B", NULL},
+				     (const char *[]){"y", NULL});
+	tm_attr_int(g, "transB", 1);
+	return load(m);
+}
+
+/* graft_net_estimate counts the plan (weights read, the net's copies, activations) for
+ * the batch asked for, allocates none of it, and leaves the net to run as before. */
+static void test_estimate_counts_the_plan(void **state)
+{
+	struct graft_model *m = linear_model();
+	struct graft_net *net;
+	struct graft_net_memory mem;
+	struct graft_err err = {0};
+	struct graft_array x = {0}, y;
+	float xb[3 * 4];
+	int rank;
+	int64_t dims[8];
+	(void)state;
+
+	assert_int_equal(graft_net_new(&net, m, &err), 0);
+	x.dtype = GRAFT_FLOAT;
+	x.rank = 2;
+	x.dims[0] = 3;
+	x.dims[1] = 4;
+	x.nbytes = sizeof(xb);
+	x.data = NULL;          /* shapes only: no input shapes the plan */
+	if (graft_net_estimate(net, &x, 1, &mem, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(mem.weights, (8 * 4 + 8) * sizeof(float));     /* W and B */
+	assert_int_equal(mem.copies, 8 * 4 * sizeof(float));    /* W packed for the matmul */
+	assert_int_equal(mem.activations, (3 * 4 + 3 * 8) * sizeof(float));    /* x and y */
+	assert_int_equal(mem.gradients, 0);
+	assert_int_equal(mem.total, mem.weights + mem.copies + mem.activations);
+	/* Nothing is left planned. */
+	assert_int_equal(graft_net_value_shape(net, "y", &rank, dims), -1);
+
+	/* Activations follow the batch. */
+	x.dims[0] = 6;
+	x.nbytes = 6 * 4 * sizeof(float);
+	assert_int_equal(graft_net_estimate(net, &x, 1, &mem, &err), 0);
+	assert_int_equal(mem.activations, (6 * 4 + 6 * 8) * sizeof(float));
+
+	/* The net still runs, and right. */
+	for (int i = 0; i < 12; i++)
+		xb[i] = (float)i / 4.0f;
+	x.dims[0] = 3;
+	x.nbytes = sizeof(xb);
+	x.data = xb;
+	if (graft_net_run(net, &x, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_output(net, 0, &y);
+	assert_int_equal(y.dims[0], 3);
+	for (int r = 0; r < 3; r++)
+		for (int o = 0; o < 8; o++) {
+			float want = 0.5f * (float)o;
+			for (int k = 0; k < 4; k++)
+				want += xb[r * 4 + k] * ((float)((o * 4 + k) % 5) - 2.0f);
+			assert_true(fabsf(((float *)y.data)[r * 8 + o] - want) < 1e-5f);
+		}
+	/* Wrong inputs are refused as graft_net_run refuses them. */
+	x.dims[1] = 5;
+	assert_int_equal(graft_net_estimate(net, &x, 1, &mem, &err), GRAFT_EINVAL);
+	assert_int_equal(graft_net_estimate(net, &x, 0, &mem, &err), GRAFT_EINVAL);
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
+/* A shape chain: values folded at plan time are the net's copies, and the folding
+ * runs (Reshape's shape is known) without any activation buffer being made. */
+static void test_estimate_folds_shapes(void **state)
+{
+	struct graft_model *m = load(flatten_chain());
+	struct graft_net *net;
+	struct graft_net_memory mem;
+	struct graft_err err = {0};
+	struct graft_array x, y;
+	float buf[4 * 6];
+	(void)state;
+
+	assert_int_equal(graft_net_new(&net, m, &err), 0);
+	make_x(&x, 4, buf);
+	x.data = NULL;
+	if (graft_net_estimate(net, &x, 1, &mem, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(mem.weights, 0);       /* the initializers feed folded nodes only */
+	/* Shape (3 int64), Gather (1), Unsqueeze (1), Concat (2) */
+	assert_int_equal(mem.copies, 7 * sizeof(int64_t));
+	assert_int_equal(mem.activations, 3 * 24 * sizeof(float));     /* x, r, y */
+	make_x(&x, 4, buf);
+	assert_int_equal(graft_net_run(net, &x, 1, &err), 0);
+	graft_net_output(net, 0, &y);
+	assert_int_equal(y.dims[1], 6);
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -487,6 +600,8 @@ int main(void)
 		cmocka_unit_test(test_blocked_layout_between_convs),
 		cmocka_unit_test(test_resnet_block_layouts),
 		cmocka_unit_test(test_depthwise_fused),
+		cmocka_unit_test(test_estimate_counts_the_plan),
+		cmocka_unit_test(test_estimate_folds_shapes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
