@@ -9,7 +9,9 @@
 // [N, ...] samples) and y (int64 [N] labels), stored raw little-endian
 // (docs/format.md).  The model's first input gets batches of x; its first output is
 // taken as logits, and the prediction is the arg max (the first on ties, as graft-eval).
-// Prints one JSON object: {"accuracy": A, "count": N, "correct": C, "predictions": [...]}.
+// Prints one JSON object: {"ort": VERSION, "accuracy": A, "count": N, "correct": C,
+// "confusion": [[...]], "predictions": [...]} (confusion: rows the true class, columns
+// the predicted one, as graft-eval --json gives it).
 // --ort-dir: the folder tests/conformance/setup-ort.sh installed onnxruntime-node into.
 'use strict';
 const fs = require('fs');
@@ -91,23 +93,29 @@ async function main() {
     const session = await ort.InferenceSession.create(pos[0], { intraOpNumThreads: 2 });
     const per = d.sample.reduce((a, b) => a * b, 1);
     const predictions = [];
-    let correct = 0;
+    let correct = 0, confusion = null;
     for (let s = 0; s < d.n; s += batch) {
         const b = Math.min(batch, d.n - s);
         const input = new ort.Tensor('float32', d.x.subarray(s * per, (s + b) * per), [b, ...d.sample]);
         const out = await session.run({ [session.inputNames[0]]: input });
         const logits = out[session.outputNames[0]];
         const k = logits.data.length / b;
+        if (!confusion) {
+            let classes = k;
+            for (const v of d.y) classes = Math.max(classes, Number(v) + 1);
+            confusion = Array.from({ length: classes }, () => new Array(classes).fill(0));
+        }
         for (let i = 0; i < b; i++) {
             let best = 0;
             for (let c = 1; c < k; c++)
                 if (logits.data[i * k + c] > logits.data[i * k + best]) best = c;
             predictions.push(best);
+            confusion[Number(d.y[s + i])][best]++;
             correct += BigInt(best) === d.y[s + i];
         }
     }
-    process.stdout.write(JSON.stringify({ accuracy: correct / d.n, count: d.n, correct,
-                                          predictions }) + '\n');
+    process.stdout.write(JSON.stringify({ ort: ort.env.versions.node, accuracy: correct / d.n,
+                                          count: d.n, correct, confusion, predictions }) + '\n');
 }
 
 main().catch(e => die(e.message));

@@ -122,6 +122,26 @@ static uint64_t node_params(const struct graft_model *m, const Onnx__NodeProto *
 	return total;
 }
 
+/* Whether node i is a bias Add: an Add reading the output of a MatMul (the two make one
+ * layer, as in a Linear exported without Gemm). */
+static int is_bias_add(const Onnx__GraphProto *g, size_t i)
+{
+	const Onnx__NodeProto *nd = g->node[i];
+
+	if (!nd->op_type || strcmp(nd->op_type, "Add") != 0)
+		return 0;
+	for (size_t k = 0; k < i; k++) {
+		const Onnx__NodeProto *p = g->node[k];
+		if (!p->op_type || strcmp(p->op_type, "MatMul") != 0 || p->n_output < 1 ||
+		    !p->output[0] || !*p->output[0])
+			continue;
+		for (size_t j = 0; j < nd->n_input; j++)
+			if (nd->input[j] && strcmp(nd->input[j], p->output[0]) == 0)
+				return 1;
+	}
+	return 0;
+}
+
 struct graft_net *model_probe(const struct graft_model *m)
 {
 	struct graft_net *net;
@@ -188,7 +208,8 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 	struct graft_cut *cuts = NULL;
 	uint64_t *params = calloc(g->n_node + 1, sizeof(*params)), total = 0, before = 0;
 	/* Weights before each cut, BatchNormalization's scale and bias left out: they belong
-	 * to the Conv or Gemm before them, so conv, bn, relu, pool in a row are one block. */
+	 * to the Conv or Gemm before them, so conv, bn, relu, pool in a row are one block;
+	 * so does the bias of an Add after a MatMul. */
 	uint64_t *weights = NULL, weights_before = 0;
 	size_t n = 0, live = 0;
 
@@ -209,7 +230,8 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 		const Onnx__NodeProto *nd = g->node[i];
 		const char *only = NULL;
 		before += params[i];
-		if (!nd->op_type || strcmp(nd->op_type, "BatchNormalization") != 0)
+		if ((!nd->op_type || strcmp(nd->op_type, "BatchNormalization") != 0) &&
+		    !(params[i] && is_bias_add(g, i)))
 			weights_before += params[i];
 		for (size_t k = 0; k < nd->n_input; k++) {
 			long s = nd->input[k] && *nd->input[k] ? strmap_get(&f.index, nd->input[k]) : -1;
@@ -253,8 +275,9 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 	}
 	free(params);
 	flow_release(&f);
+	/* the last cut too needs weights after it (none when only a Softmax follows) */
 	for (size_t i = 0; i < n; i++)
-		cuts[i].block = i + 1 == n || weights[i + 1] > weights[i];
+		cuts[i].block = (i + 1 < n ? weights[i + 1] : weights_before) > weights[i];
 	free(weights);
 	cut_shapes(m, cuts, n);
 	*out = cuts;

@@ -12,6 +12,7 @@
  * step (the order, augmentation, Dropout's generator, restored on resume) follows from
  * the seed and the step number, so a resumed run continues exactly.
  */
+#include <float.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +33,8 @@ struct graft_trainer {
 	const struct graft_array *x, *y;
 	int64_t n;                      /* samples */
 	int64_t classes;                /* cross-entropy: logits per sample; 0 for MSE */
+	int probs;                      /* the output is a Softmax's: probabilities */
+	float *logp;                    /* then their logarithm, per batch */
 	uint64_t sample_floats;         /* floats per sample of x */
 	uint64_t target_floats;         /* MSE: floats per sample of y */
 	size_t *param;                  /* graft_net_tensor index of each optimized parameter */
@@ -157,6 +160,46 @@ static int check_data(struct graft_trainer *t, struct graft_err *err)
 	return 0;
 }
 
+/* Whether the net's first output is computed by a Softmax over axis 1 of [batch, classes]:
+ * probabilities, not logits, as in a model that ends in Softmax (graft-head keeps it).
+ * Cross-entropy then reads their logarithm (cross_entropy_probs). */
+static int output_is_softmax(const struct graft_net *net)
+{
+	const struct value *out = net->n_outputs ? net->outputs[0] : NULL;
+
+	for (size_t i = 0; out && out->rank == 2 && i < net->n_nodes; i++) {
+		const struct node *n = &net->nodes[i];
+		if (n->n_out < 1 || n->out[0] != out)
+			continue;
+		if (!n->proto->op_type || strcmp(n->proto->op_type, "Softmax") != 0)
+			return 0;
+		int64_t axis = attr_int(n, "axis", n->opset >= 13 ? -1 : 1);
+		return axis == 1 || axis == -1;
+	}
+	return 0;
+}
+
+/* Cross-entropy of probabilities p [batch, classes] (a Softmax's output): that of the
+ * logits log p (log_softmax(log p) = log p, since p sums to 1), and dL/dp = dL/dlog p / p,
+ * which the Softmax's backward turns into the logits' gradient p - target, as
+ * graft_loss_cross_entropy gives for logits.  p is taken as at least FLT_MIN, so that a
+ * probability that underflowed to 0 gives a finite loss.  logp: batch * classes floats. */
+static int cross_entropy_probs(const float *p, const int64_t *labels, int64_t batch,
+			       int64_t classes, double smoothing, float *logp, float *grad,
+			       double *loss, int64_t *correct, struct graft_err *err)
+{
+	uint64_t n = (uint64_t)batch * (uint64_t)classes;
+	int rc;
+
+	for (uint64_t i = 0; i < n; i++)
+		logp[i] = logf(p[i] > FLT_MIN ? p[i] : FLT_MIN);
+	rc = graft_loss_cross_entropy(logp, labels, batch, classes, smoothing, grad, loss,
+				      correct, err);
+	for (uint64_t i = 0; !rc && grad && i < n; i++)
+		grad[i] /= p[i] > FLT_MIN ? p[i] : FLT_MIN;
+	return rc;
+}
+
 /* Runs one batch to learn the output's shape, and checks it against the labels. */
 static int check_output(struct graft_trainer *t, struct graft_err *err)
 {
@@ -182,7 +225,8 @@ static int check_output(struct graft_trainer *t, struct graft_err *err)
 				     "the data's targets have %llu", (unsigned long long)per,
 				     (unsigned long long)t->target_floats);
 	}
-	if (!(t->dlogits = malloc(out.nbytes + 1)))
+	t->probs = t->classes && output_is_softmax(t->net);
+	if (!(t->dlogits = malloc(out.nbytes + 1)) || (t->probs && !(t->logp = malloc(out.nbytes))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	(void)rc;
 	return 0;
@@ -349,6 +393,7 @@ void graft_trainer_free(struct graft_trainer *t)
 	free(t->xb.data);
 	free(t->yb.data);
 	free(t->dlogits);
+	free(t->logp);
 	free(t);
 }
 
@@ -499,6 +544,10 @@ static int gather(struct graft_trainer *t, int64_t step)
 static int loss_and_grad(struct graft_trainer *t, const struct graft_array *out, double *loss,
 			 int64_t *correct, struct graft_err *err)
 {
+	if (t->probs)
+		return cross_entropy_probs(out->data, t->yb.data, t->o.batch, t->classes,
+					   t->o.label_smoothing, t->logp, t->dlogits, loss, correct,
+					   err);
 	if (t->classes)
 		return graft_loss_cross_entropy(out->data, t->yb.data, t->o.batch, t->classes,
 						t->o.label_smoothing, t->dlogits, loss, correct, err);
@@ -679,8 +728,18 @@ static int evaluate(struct graft_net *net, const struct graft_array *x, const st
 				return graft_err_set(err, GRAFT_EINVAL, "the model has %lld outputs; the "
 						     "data %lld classes", (long long)k,
 						     (long long)e->classes);
-			if ((rc = graft_loss_cross_entropy(z, lab, b, k, 0, NULL, &loss, &correct,
-							   err)))
+			if (output_is_softmax(net)) {
+				float *logp = malloc((size_t)(b * k) * sizeof(float) + 1);
+				if (!logp)
+					return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+				rc = cross_entropy_probs(z, lab, b, k, 0, logp, NULL, &loss, &correct,
+							 err);
+				free(logp);
+			} else {
+				rc = graft_loss_cross_entropy(z, lab, b, k, 0, NULL, &loss, &correct,
+							      err);
+			}
+			if (rc)
 				return rc;
 			for (int64_t i = 0; i < b && e->confusion; i++) {
 				int64_t best = 0;

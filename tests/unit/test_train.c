@@ -1,0 +1,117 @@
+/*
+ * test_train.c: training and evaluating a classifier whose output is a Softmax's (as
+ * PaddleOCR's ends, and as graft-head leaves such a model): cross-entropy reads the
+ * probabilities' logarithm, so every step's loss and accuracy, and so the updates, equal
+ * those of the same classifier without the Softmax, trained on its logits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include "graft.h"
+#include "testmodel.h"
+
+#define N 8
+#define IN 4
+#define CLASSES 3
+
+/* x [batch, 4] -> Gemm (W [3, 4], transB) -> z, then Softmax (opset 13) -> y if softmax */
+static struct graft_model *classifier(int softmax)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	Onnx__TensorProto *t;
+	Onnx__NodeProto *n;
+	float w[CLASSES * IN], b[CLASSES] = {0.1f, -0.2f, 0.05f};
+	struct graft_model *m;
+	struct graft_err err = {0};
+	uint8_t *buf;
+	size_t len;
+
+	for (int i = 0; i < CLASSES * IN; i++)
+		w[i] = (float)((i * 7) % 5) * 0.3f - 0.6f;
+	tm_input(mp, "x", 1, 2, (int64_t[]){-1, IN});
+	tm_output(mp, "y", 1, 2, (int64_t[]){-1, CLASSES});
+	t = tm_tensor("W", 1, 2, (int64_t[]){CLASSES, IN}); tm_raw(t, w, sizeof(w)); tm_initializer(mp, t);
+	t = tm_tensor("B", 1, 1, (int64_t[]){CLASSES}); tm_raw(t, b, sizeof(b)); tm_initializer(mp, t);
+	n = tm_node(mp, "Gemm", "fc", (const char *[]){"x", "W", "B", NULL},
+		    (const char *[]){softmax ? "z" : "y", NULL});
+	tm_attr_int(n, "transB", 1);
+	if (softmax)
+		tm_node(mp, "Softmax", "sm", (const char *[]){"z", NULL}, (const char *[]){"y", NULL});
+	buf = tm_pack(mp, &len);
+	onnx__model_proto__free_unpacked(mp, NULL);
+	if (graft_model_read_memory(&m, buf, len, NULL, softmax ? "softmax" : "logits", &err))
+		fail_msg("%s", err.msg);
+	free(buf);
+	return m;
+}
+
+static void test_softmax_output_trains_as_logits(void **state)
+{
+	float xs[N * IN];
+	int64_t ys[N];
+	struct graft_array x = {.dtype = GRAFT_FLOAT, .rank = 2, .dims = {N, IN}, .data = xs,
+				.nbytes = sizeof(xs)};
+	struct graft_array y = {.dtype = GRAFT_INT64, .rank = 1, .dims = {N}, .data = ys,
+				.nbytes = sizeof(ys)};
+	struct graft_model *m[2] = {classifier(0), classifier(1)};
+	struct graft_trainer *t[2];
+	struct graft_train_opts o = {0};
+	struct graft_err err = {0};
+
+	(void)state;
+	for (int i = 0; i < N * IN; i++)
+		xs[i] = (float)((i * 13) % 11) * 0.25f - 1.2f;
+	for (int i = 0; i < N; i++)
+		ys[i] = (i * 2) % CLASSES;
+	graft_optim_defaults(&o.optim, GRAFT_OPTIM_SGD);
+	o.optim.lr = 0.5;
+	o.batch = 4;
+	o.total_steps = 6;
+	o.label_smoothing = 0.1;
+	for (int k = 0; k < 2; k++)
+		if (graft_trainer_new(&t[k], m[k], &x, &y, &o, &err))
+			fail_msg("%s", err.msg);
+	for (int step = 0; step < 6; step++) {
+		struct graft_step_stats s[2];
+		for (int k = 0; k < 2; k++)
+			if (graft_trainer_step(t[k], &s[k], &err))
+				fail_msg("%s", err.msg);
+		/* the loss moves (the rate is large) and stays the logits' */
+		assert_true(fabs(s[1].loss - s[0].loss) < 1e-5 * (1 + fabs(s[0].loss)));
+		assert_int_equal(s[1].correct, s[0].correct);
+	}
+	for (int k = 0; k < 2; k++) {
+		if (graft_trainer_save(t[k], m[k], &err))
+			fail_msg("%s", err.msg);
+		graft_trainer_free(t[k]);
+	}
+	/* evaluation (graft-eval) after training: the same loss and accuracy */
+	struct graft_eval e[2];
+	for (int k = 0; k < 2; k++) {
+		struct graft_net *net;
+		if (graft_net_new(&net, m[k], &err) || graft_eval_init(&e[k], CLASSES, &err) ||
+		    graft_evaluate(net, &x, &y, 3, &e[k], &err))
+			fail_msg("%s", err.msg);
+		graft_net_free(net);
+	}
+	assert_true(e[0].loss > 0.01);
+	assert_true(fabs(e[1].loss - e[0].loss) < 1e-5 * (1 + e[0].loss));
+	assert_int_equal(e[1].correct, e[0].correct);
+	for (int k = 0; k < 2; k++) {
+		graft_eval_release(&e[k]);
+		graft_model_free(m[k]);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_softmax_output_trains_as_logits),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
