@@ -23,11 +23,36 @@
 
 #include "internal.h"
 
+/* Whether the 512-byte block b is a tar header: "ustar" at 257 and a checksum that adds
+ * up (unsigned, or signed as some old tars summed), as libarchive itself requires.  The
+ * magic alone is not enough: an ONNX model can hold "ustar" at offset 257. */
+static int tar_header(const unsigned char *b)
+{
+	unsigned long want = 0, sum = 0;
+	long ssum = 0;
+	int i = 148, digits = 0;
+
+	if (memcmp(b + 257, "ustar", 5) != 0)
+		return 0;
+	while (i < 156 && (b[i] == ' ' || b[i] == 0))
+		i++;
+	for (; i < 156 && b[i] >= '0' && b[i] <= '7'; i++, digits++)
+		want = want * 8 + (unsigned long)(b[i] - '0');
+	if (!digits)
+		return 0;
+	for (i = 0; i < 512; i++) {
+		unsigned char c = i >= 148 && i < 156 ? ' ' : b[i];
+		sum += c;
+		ssum += (signed char)c;
+	}
+	return sum == want || (unsigned long)ssum == want;
+}
+
 int archive_detect(const void *buf, size_t len)
 {
 	const unsigned char *b = buf;
 
-	if (len >= 262 && memcmp(b + 257, "ustar", 5) == 0)
+	if (len >= 512 && tar_header(b))
 		return 1;
 	if (len >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd)
 		return 1;       /* zstd */
@@ -153,12 +178,14 @@ out:
 
 /* Reads the current member's data.  When it lies whole and contiguous inside
  * [base, base + base_len) (an uncompressed archive in memory), *data points there and
- * *owned is 0; otherwise it is copied into a new buffer and *owned is 1. */
+ * *owned is 0; otherwise it is copied into a new buffer and *owned is 1.  The copy grows
+ * with the data that arrives, so that a size the manifest and tar header merely claim
+ * costs no memory before the bytes are there. */
 static int read_member(struct archive *a, const char *name, size_t expect, const void *base,
 		       size_t base_len, void **data, int *owned, struct graft_err *err)
 {
 	const void *block;
-	size_t size, got = 0;
+	size_t size, got = 0, cap = 0;
 	la_int64_t offset;
 	char *copy = NULL;
 	int r;
@@ -174,19 +201,28 @@ static int read_member(struct archive *a, const char *name, size_t expect, const
 			return graft_err_set(err, GRAFT_EFORMAT, "member '%s' is larger than the "
 					     "manifest says", name);
 		}
-		if (got == 0 && size == expect && (const char *)block >= (const char *)base &&
+		if (got == 0 && size == expect && base && (const char *)block >= (const char *)base &&
 		    (const char *)block + size <= (const char *)base + base_len) {
 			*data = (void *)block;
 			got = size;
 			continue;
 		}
-		if (!copy) {
-			if (!(copy = malloc(expect))) {
+		if (got + size > cap) {
+			size_t n = cap ? cap : 1 << 16;
+			while (n < got + size)
+				n *= 2;
+			if (n > expect)
+				n = expect;
+			char *grown = realloc(copy, n);
+			if (!grown) {
+				free(copy);
 				*data = NULL;
 				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 			}
-			if (got)        /* first block was zero-copy but more came: copy it */
-				memcpy(copy, *data, got);
+			if (!copy && got)       /* first block was zero-copy but more came */
+				memcpy(grown, *data, got);
+			copy = grown;
+			cap = n;
 		}
 		memcpy(copy + got, block, size);
 		got += size;
@@ -315,7 +351,7 @@ static int read_members(struct graft_model *m, struct archive *a, const void *bu
 
 	if ((rc = next_member(a, "manifest", &size, err)))
 		goto out;
-	if (size <= 0 || size > (64 << 20)) {
+	if (size <= 0 || size > GRAFT_MAX_MANIFEST_BYTES) {
 		rc = graft_err_set(err, GRAFT_EFORMAT, "manifest size %" PRId64 " is implausible",
 				   size);
 		goto out;
@@ -329,6 +365,11 @@ static int read_members(struct graft_model *m, struct archive *a, const void *bu
 		goto out;
 	if (!mf.skeleton_nbytes) {
 		rc = graft_err_set(err, GRAFT_EFORMAT, "manifest names no skeleton");
+		goto out;
+	}
+	if (mf.skeleton_nbytes > INT32_MAX) {       /* protobuf's own limit */
+		rc = graft_err_set(err, GRAFT_EFORMAT, "skeleton of %zu bytes is over protobuf's "
+				   "2 GiB limit", mf.skeleton_nbytes);
 		goto out;
 	}
 	if ((rc = read_checked(a, "model.pb", mf.skeleton_nbytes, mf.skeleton_checksum, NULL, 0,

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,10 +111,16 @@ static int parse_npy(struct graft_array *a, const unsigned char *buf, size_t len
 		a->dims[a->rank++] = d;
 		p = end;
 	}
-	if (dims_numel(a->dims, a->rank, &numel) ||
-	    numel > (len - off - hlen) / graft_dtype_size(a->dtype) ||
+	if ((rc = dims_check(a->dims, (size_t)a->rank, ".npy shape", &numel, err)))
+		goto out;
+	if (numel > (len - off - hlen) / graft_dtype_size(a->dtype) ||
 	    numel * graft_dtype_size(a->dtype) != len - off - hlen) {
-		rc = graft_err_set(err, GRAFT_EFORMAT, ".npy data size does not match its shape");
+		char dims[96];
+		dims_string(a->dims, (size_t)a->rank, dims, sizeof(dims));
+		rc = graft_err_set(err, GRAFT_EFORMAT, ".npy data is %zu bytes, shape [%s] of %s "
+				   "needs %" PRIu64, len - off - hlen, dims,
+				   graft_dtype_name(a->dtype), numel > UINT64_MAX / 16 ? numel
+				   : numel * graft_dtype_size(a->dtype));
 		goto out;
 	}
 	a->nbytes = (size_t)numel * graft_dtype_size(a->dtype);

@@ -15,21 +15,6 @@
 
 #include "internal.h"
 
-/* The value of metadata key, or NULL. */
-static const char *find_metadata(const struct graft_model *m, const char *key)
-{
-	struct graft_model_meta meta;
-	const char *k, *v;
-
-	graft_model_meta(m, &meta);
-	for (size_t i = 0; i < meta.n_metadata; i++) {
-		graft_model_metadata(m, i, &k, &v);
-		if (strcmp(k, key) == 0)
-			return v;
-	}
-	return NULL;
-}
-
 /* Parses graft.classes: a positive decimal count; 0 when absent. */
 static int parse_classes(const char *s, int64_t *out, int code, struct graft_err *err)
 {
@@ -44,6 +29,9 @@ static int parse_classes(const char *s, int64_t *out, int code, struct graft_err
 	if (*s < '0' || *s > '9' || *end || errno || v < 1)
 		return graft_err_set(err, code, "metadata graft.classes '%s' is not a positive "
 				     "count", s);
+	if (v > GRAFT_MAX_CLASSES)
+		return graft_err_set(err, code, "metadata graft.classes %lld is over %d", v,
+				     GRAFT_MAX_CLASSES);
 	*out = v;
 	return 0;
 }
@@ -93,6 +81,10 @@ static int check_xy(const struct graft_array *x, const struct graft_array *y, in
 		if (v < 0)
 			return graft_err_set(err, code, "label %" PRId64 " of sample %" PRId64
 					     " is negative", v, i);
+		/* Tools size per-class tables (names, confusion matrices) by the labels. */
+		if (v >= GRAFT_MAX_CLASSES)
+			return graft_err_set(err, code, "label %" PRId64 " of sample %" PRId64
+					     " is over %d classes", v, i, GRAFT_MAX_CLASSES);
 		if (v > max)
 			max = v;
 	}
@@ -140,7 +132,7 @@ int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_
 		return rc;
 	if ((rc = view_tensor(ds->model, "x", &ds->x, err)) ||
 	    (rc = view_tensor(ds->model, "y", &ds->y, err)) ||
-	    (rc = parse_classes(find_metadata(ds->model, "graft.classes"), &classes,
+	    (rc = parse_classes(graft_model_metadata_value(ds->model, "graft.classes"), &classes,
 				GRAFT_EFORMAT, err)) ||
 	    (rc = check_xy(&ds->x, &ds->y, classes, &ds->n_classes, GRAFT_EFORMAT, err)))
 		return graft_err_prefix(err, name);

@@ -15,6 +15,25 @@
 #include "graft.h"
 #include "onnx.pb-c.h"
 
+/*
+ * Limits on what a reader accepts from a file, so that hostile input fails with
+ * GRAFT_EFORMAT instead of exhausting the stack or memory.  Each lies far above what
+ * real models need (the ONNX backend suite nests subgraphs 2 deep, has at most 30
+ * nodes, 10 inputs and 7 attributes per node).  The protobuf counts are checked on the
+ * wire, before protobuf-c allocates anything, and count a whole ModelProto: protobuf-c
+ * merges repeated occurrences of a singular field (two `graph` fields make one graph).
+ */
+#define GRAFT_MAX_GRAPH_DEPTH 64        /* subgraphs (If/Loop/Scan bodies) inside subgraphs */
+#define GRAFT_MAX_PROTO_DEPTH 512       /* protobuf messages inside messages, of any kind */
+#define GRAFT_MAX_NODES (1 << 21)       /* nodes in a model: all graphs and functions */
+#define GRAFT_MAX_VALUES (1 << 22)      /* initializers, graph inputs, outputs, value_info */
+#define GRAFT_MAX_NODE_IO (1 << 16)     /* inputs, or outputs, of one node */
+#define GRAFT_MAX_ATTRIBUTES (1 << 12)  /* attributes of one node */
+#define GRAFT_MAX_ENTRIES (1 << 26)     /* any other repeated message or string entries */
+#define GRAFT_MAX_TENSORS (1 << 20)     /* tensor lines of a .graft manifest */
+#define GRAFT_MAX_MANIFEST_BYTES (64 << 20)
+#define GRAFT_MAX_CLASSES (1 << 20)     /* classes of a dataset: graft.classes, labels */
+
 /* The TensorProto field a payload was stored in, so that export restores it exactly. */
 enum payload_field {
 	FIELD_RAW = 0,          /* raw_data */
@@ -217,8 +236,16 @@ int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err);
 char *str_escape(const char *s);
 /* Decodes str_escape's output in place; -1 on a malformed escape. */
 int str_unescape(char *s);
-/* Multiplies dims into *numel, refusing negative dims and overflow past 2^62. */
+/* Multiplies dims into *numel, refusing negative dims and overflow past 2^62, also of
+ * the dims other than zeros (so that a 0 cannot hide dims whose strides overflow). */
 int dims_numel(const int64_t *dims, int rank, uint64_t *numel);
+/* Checks dims as dims_numel does; on failure fills err with GRAFT_EFORMAT naming what
+ * (such as "tensor 'W'") and the dims: "tensor 'W': dims [2,-3] are negative". */
+int dims_check(const int64_t *dims, size_t rank, const char *what, uint64_t *numel,
+	       struct graft_err *err);
+/* Writes dims as "2,3,4" into buf (size at least 32), ending in ",..." where they do not
+ * fit. */
+void dims_string(const int64_t *dims, size_t rank, char *buf, size_t size);
 
 /* A small open-addressing hash map from borrowed strings to indices. */
 struct strmap {

@@ -14,6 +14,7 @@
  * the role "state" and the source "detached"; a manifest that uses neither is written as
  * version 1, so that what older readers could read they still can.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +40,29 @@ int payload_field_from_name(const char *name)
 }
 
 static const char *source_names[] = {"initializer", "constant", "detached"};
+
+/* Whether field can carry dtype, as import puts payloads there: export writes the tensor's
+ * bytes into that field, at the field's own element width. */
+static int field_fits(enum payload_field f, int dtype)
+{
+	switch (f) {
+	case FIELD_RAW:
+		return 1;
+	case FIELD_FLOAT:
+		return dtype == GRAFT_FLOAT || dtype == GRAFT_COMPLEX64;
+	case FIELD_DOUBLE:
+		return dtype == GRAFT_DOUBLE || dtype == GRAFT_COMPLEX128;
+	case FIELD_INT64:
+		return dtype == GRAFT_INT64;
+	case FIELD_UINT64:
+		return dtype == GRAFT_UINT64 || dtype == GRAFT_UINT32;
+	case FIELD_INT32:
+		return dtype == GRAFT_INT32 || dtype == GRAFT_INT16 || dtype == GRAFT_INT8 ||
+		       dtype == GRAFT_UINT16 || dtype == GRAFT_UINT8 || dtype == GRAFT_BOOL ||
+		       dtype == GRAFT_FLOAT16 || dtype == GRAFT_BFLOAT16;
+	}
+	return 0;
+}
 
 /* The oldest version that can say everything m's manifest must say. */
 static int needed_version(const struct graft_model *m)
@@ -177,37 +201,70 @@ static int parse_hex64(const char *s, uint64_t *out)
 	return *end ? -1 : 0;
 }
 
-static int parse_dims(char *s, struct tensor_rec *r)
+/* Parses "[d0,d1,...]" into r->dims; -1 when malformed, GRAFT_EFORMAT (err set) when the
+ * dims describe no tensor. */
+static int parse_dims(char *s, struct tensor_rec *r, size_t lineno, struct graft_err *err)
 {
+	int64_t dims[GRAFT_MAX_RANK];
 	size_t n = strlen(s);
 	int rank = 0;
+	char what[320];
 
 	if (n < 2 || s[0] != '[' || s[n - 1] != ']')
 		return -1;
 	s[n - 1] = 0;
 	s++;
-	r->dims = malloc(sizeof(int64_t) * GRAFT_MAX_RANK);
-	if (!r->dims)
-		return -1;
 	for (char *p = s; *p; ) {
 		char *end;
-		if (rank == GRAFT_MAX_RANK || *p == '-')
+		if (rank == GRAFT_MAX_RANK || *p < '0' || *p > '9')
 			return -1;
+		errno = 0;
 		long long v = strtoll(p, &end, 10);
-		if (end == p || (*end && *end != ','))
+		if (end == p || (*end && *end != ',') || errno)
 			return -1;
-		r->dims[rank++] = v;
+		dims[rank++] = v;
 		p = *end ? end + 1 : end;
 	}
+	if (!(r->dims = malloc(sizeof(int64_t) * (rank ? (size_t)rank : 1))))
+		return -1;
+	memcpy(r->dims, dims, sizeof(int64_t) * (size_t)rank);
 	r->rank = rank;
-	return dims_numel(r->dims, rank, &r->numel);
+	snprintf(what, sizeof(what), "manifest line %zu: tensor '%.256s'", lineno, r->name);
+	return dims_check(r->dims, (size_t)rank, what, &r->numel, err);
 }
 
-static int parse_tensor(struct graft_model *m, struct manifest *mf, char **tok)
+/* Makes room for one more tensor in m->tensors and mf->entries, which grow with the
+ * tensor lines actually read (not with whatever the manifest's size suggests). */
+static int reserve_tensor(struct graft_model *m, struct manifest *mf, size_t *cap,
+			  size_t lineno, struct graft_err *err)
+{
+	struct tensor_rec *t;
+	struct manifest_entry *e;
+	size_t n = *cap ? 2 * *cap : 64;
+
+	if (m->n_tensors < *cap)
+		return 0;
+	if (m->n_tensors >= GRAFT_MAX_TENSORS)
+		return graft_err_set(err, GRAFT_EFORMAT, "manifest line %zu: more than %d tensors",
+				     lineno, GRAFT_MAX_TENSORS);
+	if (!(t = realloc(m->tensors, n * sizeof(*t))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	m->tensors = t;
+	if (!(e = realloc(mf->entries, n * sizeof(*e))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	mf->entries = e;
+	memset(t + *cap, 0, (n - *cap) * sizeof(*t));
+	memset(e + *cap, 0, (n - *cap) * sizeof(*e));
+	*cap = n;
+	return 0;
+}
+
+static int parse_tensor(struct graft_model *m, struct manifest *mf, char **tok, size_t lineno,
+			struct graft_err *err)
 {
 	struct tensor_rec *r = &m->tensors[m->n_tensors];
 	struct manifest_entry *e = &mf->entries[m->n_tensors];
-	int role = -1, source = -1, field;
+	int role = -1, source = -1, field, rc;
 	/* Version 1 knew four roles and two sources. */
 	int n_roles = mf->version >= 2 ? 5 : 4, n_sources = mf->version >= 2 ? 3 : 2;
 
@@ -217,8 +274,8 @@ static int parse_tensor(struct graft_model *m, struct manifest *mf, char **tok)
 		return -1;
 	if ((r->dtype = graft_dtype_from_name(tok[3])) < 0 || graft_dtype_size(r->dtype) == 0)
 		return -1;
-	if (parse_dims(tok[4], r))
-		return -1;
+	if ((rc = parse_dims(tok[4], r, lineno, err)))
+		return rc;
 	for (int i = 0; i < n_roles; i++)
 		if (strcmp(tok[5], graft_role_name(i)) == 0)
 			role = i;
@@ -237,12 +294,21 @@ static int parse_tensor(struct graft_model *m, struct manifest *mf, char **tok)
 	if ((field = payload_field_from_name(tok[8])) < 0)
 		return -1;
 	r->field = field;
+	if (!field_fits(r->field, r->dtype))
+		return graft_err_set(err, GRAFT_EFORMAT, "manifest line %zu: tensor '%s': %s "
+				     "cannot hold %s", lineno, r->name, tok[8], tok[3]);
 	if (parse_size(tok[9], &r->nbytes) || parse_hex64(tok[10], &e->checksum))
 		return -1;
 	e->nbytes = r->nbytes;
 	if (r->numel > SIZE_MAX / graft_dtype_size(r->dtype) ||
-	    r->numel * graft_dtype_size(r->dtype) != r->nbytes)
-		return -1;
+	    r->numel * graft_dtype_size(r->dtype) != r->nbytes) {
+		char dims[96];
+		dims_string(r->dims, (size_t)r->rank, dims, sizeof(dims));
+		return graft_err_set(err, GRAFT_EFORMAT, "manifest line %zu: tensor '%s' is %zu "
+				     "bytes, dims [%s] of %s need %" PRIu64, lineno, r->name,
+				     r->nbytes, dims, tok[3],
+				     r->numel * (uint64_t)graft_dtype_size(r->dtype));
+	}
 	return 0;
 }
 
@@ -250,20 +316,17 @@ int manifest_parse(struct graft_model *m, struct manifest *mf, const char *text,
 		   struct graft_err *err)
 {
 	char *copy, *line, *save = NULL, *tok[12];
-	size_t n_lines = 1, lineno = 0;
+	size_t lineno = 0, cap = 0;
 	int ended = 0, rc = 0;
 
 	memset(mf, 0, sizeof(*mf));
+	if (len > GRAFT_MAX_MANIFEST_BYTES)
+		return graft_err_set(err, GRAFT_EFORMAT, "manifest is %zu bytes, over %d", len,
+				     GRAFT_MAX_MANIFEST_BYTES);
 	if (memchr(text, 0, len))
 		return graft_err_set(err, GRAFT_EFORMAT, "manifest holds a NUL byte");
-	for (size_t i = 0; i < len; i++)
-		n_lines += text[i] == '\n';
-	if (!(copy = malloc(len + 1)) ||
-	    !(m->tensors = calloc(n_lines, sizeof(*m->tensors))) ||
-	    !(mf->entries = calloc(n_lines, sizeof(*mf->entries)))) {
-		free(copy);
+	if (!(copy = malloc(len + 1)))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	}
 	memcpy(copy, text, len);
 	copy[len] = 0;
 	for (line = strtok_r(copy, "\n", &save); line && !rc; line = strtok_r(NULL, "\n", &save)) {
@@ -290,7 +353,8 @@ int manifest_parse(struct graft_model *m, struct manifest *mf, const char *text,
 			    parse_hex64(tok[3], &mf->skeleton_checksum))
 				rc = -1;
 		} else if (n == 11 && strcmp(tok[0], "tensor") == 0) {
-			rc = parse_tensor(m, mf, tok);
+			if (!(rc = reserve_tensor(m, mf, &cap, lineno, err)))
+				rc = parse_tensor(m, mf, tok, lineno, err);
 		} else if (n == 2 && strcmp(tok[0], "history") == 0) {
 			if (str_unescape(tok[1]) || model_add_history_line(m, tok[1], err))
 				rc = -1;

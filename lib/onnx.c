@@ -32,7 +32,169 @@
 /* protobuf refuses messages of 2 GiB or more. */
 #define PROTOBUF_LIMIT ((uint64_t)INT32_MAX)
 
+/* ---- limits on the wire ----------------------------------------------------------------- */
+
+/*
+ * protobuf-c unpacks nested messages by recursion and allocates every repeated element,
+ * with no limit of its own: a few hundred kilobytes of nested TypeProtos overflow the
+ * stack, and a message of empty nodes (two bytes each) costs a hundred times its size.
+ * So the wire format is walked first, following the schema through protobuf-c's
+ * descriptors, to check nesting and counts (internal.h's GRAFT_MAX_*) before unpacking.
+ * The walk's own recursion is bounded by the limit it checks.
+ */
+
+struct wire_budget {
+	uint64_t nodes, values, entries;
+};
+
+static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	for (int i = 0; i < 10 && *p < end; i++) {
+		uint8_t b = *(*p)++;
+		x |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			*v = x;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Counts one element of repeated field f of a message of type d, against that field's
+ * count in this message (*count) or against the whole model's budget. */
+static int wire_count(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f,
+		      uint32_t *count, struct wire_budget *b, struct graft_err *err)
+{
+	const char *name = f->name;
+
+	if (d == &onnx__graph_proto__descriptor || d == &onnx__function_proto__descriptor) {
+		if (strcmp(name, "node") == 0) {
+			if (++b->nodes > GRAFT_MAX_NODES)
+				return graft_err_set(err, GRAFT_EFORMAT, "the model has more than %d "
+						     "nodes", GRAFT_MAX_NODES);
+			return 0;
+		}
+		if (d == &onnx__graph_proto__descriptor &&
+		    (strcmp(name, "initializer") == 0 || strcmp(name, "sparse_initializer") == 0 ||
+		     strcmp(name, "input") == 0 || strcmp(name, "output") == 0 ||
+		     strcmp(name, "value_info") == 0)) {
+			if (++b->values > GRAFT_MAX_VALUES)
+				return graft_err_set(err, GRAFT_EFORMAT, "the model has more than %d "
+						     "graph values (initializers, inputs, outputs, "
+						     "value_info)", GRAFT_MAX_VALUES);
+			return 0;
+		}
+	}
+	if (d == &onnx__node_proto__descriptor) {
+		if (strcmp(name, "input") == 0 || strcmp(name, "output") == 0) {
+			if (++*count > GRAFT_MAX_NODE_IO)
+				return graft_err_set(err, GRAFT_EFORMAT, "a node has more than %d %ss",
+						     GRAFT_MAX_NODE_IO, name);
+			return 0;
+		}
+		if (strcmp(name, "attribute") == 0) {
+			if (++*count > GRAFT_MAX_ATTRIBUTES)
+				return graft_err_set(err, GRAFT_EFORMAT, "a node has more than %d "
+						     "attributes", GRAFT_MAX_ATTRIBUTES);
+			return 0;
+		}
+	}
+	if (++b->entries > GRAFT_MAX_ENTRIES)
+		return graft_err_set(err, GRAFT_EFORMAT, "the model has more than %d repeated "
+				     "entries (%s.%s and the like)", GRAFT_MAX_ENTRIES, d->short_name,
+				     name);
+	return 0;
+}
+
+/* Walks one message of type d in [p, end): 0, a negative status when over a limit, or 1
+ * when the bytes are not protobuf.  graphs counts the GraphProtos around it. */
+static int wire_walk(const uint8_t *p, const uint8_t *end, const ProtobufCMessageDescriptor *d,
+		     int depth, int graphs, struct wire_budget *b, struct graft_err *err)
+{
+	uint32_t counts[32] = {0}, spare = 0;
+	int rc;
+
+	if (depth > GRAFT_MAX_PROTO_DEPTH)
+		return graft_err_set(err, GRAFT_EFORMAT, "protobuf messages nested more than %d "
+				     "deep", GRAFT_MAX_PROTO_DEPTH);
+	if (d == &onnx__graph_proto__descriptor && ++graphs > GRAFT_MAX_GRAPH_DEPTH + 1)
+		return graft_err_set(err, GRAFT_EFORMAT, "subgraphs nested more than %d deep",
+				     GRAFT_MAX_GRAPH_DEPTH);
+	while (p < end) {
+		uint64_t tag, v;
+		if (wire_varint(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+			return 1;
+		const ProtobufCFieldDescriptor *f =
+			protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3));
+		switch (tag & 7) {
+		case 0:
+			if (wire_varint(&p, end, &v))
+				return 1;
+			break;
+		case 1:
+			if (end - p < 8)
+				return 1;
+			p += 8;
+			break;
+		case 5:
+			if (end - p < 4)
+				return 1;
+			p += 4;
+			break;
+		case 2:
+			if (wire_varint(&p, end, &v) || v > (uint64_t)(end - p))
+				return 1;
+			if (f && f->label == PROTOBUF_C_LABEL_REPEATED &&
+			    (f->type == PROTOBUF_C_TYPE_MESSAGE || f->type == PROTOBUF_C_TYPE_STRING ||
+			     f->type == PROTOBUF_C_TYPE_BYTES)) {
+				size_t k = (size_t)(f - d->fields);
+				if ((rc = wire_count(d, f, k < 32 ? &counts[k] : &spare, b, err)))
+					return rc;
+			}
+			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+			    (rc = wire_walk(p, p + v, f->descriptor, depth + 1, graphs, b, err)))
+				return rc;
+			p += v;
+			break;
+		default:        /* groups, which protobuf-c refuses too */
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Checks buf, a serialized message of type d, against the limits before it is unpacked:
+ * 0 when within them, a negative status (err set) when over, 1 when buf is not protobuf
+ * (which the caller reports as protobuf-c's failure, without unpacking). */
+static int wire_check(const void *buf, size_t len, const ProtobufCMessageDescriptor *d,
+		      struct graft_err *err)
+{
+	struct wire_budget b = {0};
+
+	return wire_walk(buf, (const uint8_t *)buf + len, d, 0, 0, &b, err);
+}
+
 /* ---- reading ------------------------------------------------------------------------- */
+
+static const char *tensor_label(const Onnx__TensorProto *tp);
+
+static int check_tensor_dims(Onnx__TensorProto *tp, void *ctx, struct graft_err *err)
+{
+	char what[320];
+	uint64_t numel;
+
+	(void)ctx;
+	if (tp->n_dims <= GRAFT_MAX_RANK && !dims_numel(tp->dims, (int)tp->n_dims, &numel))
+		return 0;
+	snprintf(what, sizeof(what), "tensor '%.256s'", tensor_label(tp));
+	return dims_check(tp->dims, tp->n_dims, what, NULL, err);
+}
+
+typedef int (*tensor_visit)(Onnx__TensorProto *tp, void *ctx, struct graft_err *err);
+static int visit_graph(Onnx__GraphProto *g, tensor_visit fn, void *ctx, int depth,
+		       struct graft_err *err);
 
 static int validate_model(const Onnx__ModelProto *mp, struct graft_err *err)
 {
@@ -45,7 +207,8 @@ static int validate_model(const Onnx__ModelProto *mp, struct graft_err *err)
 	if (mp->ir_version >= 3 && mp->n_opset_import == 0)
 		return graft_err_set(err, GRAFT_EFORMAT,
 				     "ONNX model has no opset_import (truncated?)");
-	return 0;
+	/* Dims that are negative or whose product overflows describe no tensor. */
+	return visit_graph(mp->graph, check_tensor_dims, NULL, 0, err);
 }
 
 static const char *tensor_label(const Onnx__TensorProto *tp)
@@ -96,7 +259,9 @@ static int open_external(const char *basedir, const char *loc, const char *tenso
 		return graft_err_set(err, GRAFT_EFORMAT,
 				     "tensor '%s': external data '%s' escapes the model's folder",
 				     tensor, loc);
-	fd = open(real_path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO would otherwise wait for a writer that may never come
+	 * (the caller refuses anything but a regular file, which the flag does not affect). */
+	fd = open(real_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return graft_err_set(err, GRAFT_EIO, "tensor '%s': external data '%s': %s",
 				     tensor, loc, strerror(errno));
@@ -170,6 +335,18 @@ static int load_external(Onnx__TensorProto *tp, const char *basedir, struct graf
 				   " + length %" PRIu64, tensor_label(tp), loc, off, len);
 		goto out;
 	}
+	/* External data is raw: what a tensor of fixed-size elements needs follows from its
+	 * dims (checked by validate_model), and nothing else is read into memory. */
+	size_t esize = tp->has_data_type ? graft_dtype_size(tp->data_type) : 0;
+	uint64_t numel;
+	if (esize && !dims_numel(tp->dims, (int)tp->n_dims, &numel) &&
+	    (numel > UINT64_MAX / esize || len != numel * esize)) {
+		rc = graft_err_set(err, GRAFT_EFORMAT,
+				   "tensor '%s': external data '%s' holds %" PRIu64 " bytes, its "
+				   "dims and type (%s) need %" PRIu64, tensor_label(tp), loc, len,
+				   graft_dtype_name(tp->data_type), numel * esize);
+		goto out;
+	}
 	buf = malloc(len ? len : 1);
 	if (!buf) {
 		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory loading external data");
@@ -202,11 +379,6 @@ out:
 
 /* Visits every TensorProto that onnx.load would resolve: initializers and attribute
  * tensors of every graph, subgraphs included. */
-typedef int (*tensor_visit)(Onnx__TensorProto *tp, void *ctx, struct graft_err *err);
-
-static int visit_graph(Onnx__GraphProto *g, tensor_visit fn, void *ctx, int depth,
-		       struct graft_err *err);
-
 static int visit_attribute(Onnx__AttributeProto *a, tensor_visit fn, void *ctx, int depth,
 			   struct graft_err *err)
 {
@@ -230,8 +402,9 @@ static int visit_graph(Onnx__GraphProto *g, tensor_visit fn, void *ctx, int dept
 {
 	int rc;
 
-	if (depth > 64)
-		return graft_err_set(err, GRAFT_EFORMAT, "subgraphs nested more than 64 deep");
+	if (depth > GRAFT_MAX_GRAPH_DEPTH)
+		return graft_err_set(err, GRAFT_EFORMAT, "subgraphs nested more than %d deep",
+				     GRAFT_MAX_GRAPH_DEPTH);
 	for (size_t i = 0; i < g->n_initializer; i++)
 		if ((rc = fn(g->initializer[i], ctx, err)))
 			return rc;
@@ -552,7 +725,7 @@ static int add_entry(struct role_ctx *rc, const char *name, size_t target, int f
  * an If that reads a weight is a consumer like any other). */
 static void record_uses(struct role_ctx *rc, const Onnx__GraphProto *g, int depth)
 {
-	if (depth > 64)
+	if (depth > GRAFT_MAX_GRAPH_DEPTH)
 		return;
 	for (size_t i = 0; i < g->n_node; i++) {
 		const Onnx__NodeProto *n = g->node[i];
@@ -582,11 +755,92 @@ static enum graft_role role_of(const struct tensor_rec *t, unsigned uses)
 							   : GRAFT_ROLE_CONSTANT;
 }
 
+/* A min-heap of (pass << 32 | node index) keys. */
+static void heap_push(uint64_t *h, size_t *n, uint64_t key)
+{
+	size_t i = (*n)++;
+
+	for (; i > 0 && h[(i - 1) / 2] > key; i = (i - 1) / 2)
+		h[i] = h[(i - 1) / 2];
+	h[i] = key;
+}
+
+static uint64_t heap_pop(uint64_t *h, size_t *n)
+{
+	uint64_t top = h[0], last = h[--*n];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= *n)
+			break;
+		if (c + 1 < *n && h[c + 1] < h[c])
+			c++;
+		if (h[c] >= last)
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	h[i] = last;
+	return top;
+}
+
+/*
+ * Identity chains may appear in any order.  The entries are added in the order that
+ * scanning the node list again and again until nothing changes would add them (node
+ * order within a scan; a node whose input a later node names waits for the next scan),
+ * but each node is looked at once, when its input gets a name: a chain listed
+ * backwards costs n log n, not n^2.
+ */
+static int add_identity_entries(struct role_ctx *rc, const Onnx__GraphProto *g)
+{
+	size_t n = g->n_node, n_heap = 0;
+	struct strmap waiting;          /* input name -> first Identity node reading it */
+	long *next = malloc((n + 1) * sizeof(*next));   /* next Identity with that input */
+	uint64_t *heap = malloc((n + 1) * sizeof(*heap));
+	int rc_status = GRAFT_ENOMEM;
+
+	if (strmap_init(&waiting, 16)) {
+		free(next);
+		free(heap);
+		return GRAFT_ENOMEM;
+	}
+	if (!next || !heap || n > UINT32_MAX)
+		goto out;
+	for (size_t i = n; i-- > 0; ) {         /* backwards, so that lists run forwards */
+		next[i] = -1;
+		if (is_identity(g->node[i]) &&
+		    (next[i] = strmap_put(&waiting, g->node[i]->input[0], (long)i)) == -2)
+			goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (is_identity(g->node[i]) && strmap_get(&rc->names, g->node[i]->input[0]) >= 0)
+			heap_push(heap, &n_heap, i);
+	/* Every node enters the heap once at most: when the one name it reads appears. */
+	while (n_heap) {
+		uint64_t key = heap_pop(heap, &n_heap), pass = key >> 32;
+		size_t i = (size_t)(key & UINT32_MAX);
+		const Onnx__NodeProto *nd = g->node[i];
+		if (strmap_get(&rc->names, nd->output[0]) >= 0)
+			continue;
+		long e = strmap_get(&rc->names, nd->input[0]);
+		if (add_entry(rc, nd->output[0], rc->target[e], 1))
+			goto out;
+		for (long j = strmap_get(&waiting, nd->output[0]); j >= 0; j = next[j])
+			heap_push(heap, &n_heap, ((size_t)j > i ? pass : pass + 1) << 32 | (uint64_t)j);
+	}
+	rc_status = 0;
+out:
+	strmap_release(&waiting);
+	free(next);
+	free(heap);
+	return rc_status;
+}
+
 /* Finds the Identity aliases of stored tensors and how every name is used. */
 static int collect_uses(struct graft_model *m, struct role_ctx *rc, struct graft_err *err)
 {
 	Onnx__GraphProto *g = m->proto->graph;
-	int changed = 1;
 
 	memset(rc, 0, sizeof(*rc));
 	if (strmap_init(&rc->names, m->n_tensors + 16))
@@ -595,20 +849,8 @@ static int collect_uses(struct graft_model *m, struct role_ctx *rc, struct graft
 		if (add_entry(rc, m->tensors[i].name, i,
 			      m->tensors[i].source != GRAFT_SOURCE_DETACHED))
 			goto nomem;
-	/* Identity chains may appear in any order; iterate to a fixed point. */
-	for (size_t pass = 0; changed && pass <= g->n_node; pass++) {
-		changed = 0;
-		for (size_t i = 0; i < g->n_node; i++) {
-			const Onnx__NodeProto *n = g->node[i];
-			long e;
-			if (!is_identity(n) || (e = strmap_get(&rc->names, n->input[0])) < 0 ||
-			    strmap_get(&rc->names, n->output[0]) >= 0)
-				continue;
-			if (add_entry(rc, n->output[0], rc->target[e], 1))
-				goto nomem;
-			changed = 1;
-		}
-	}
+	if (add_identity_entries(rc, g))
+		goto nomem;
 	record_uses(rc, g, 0);
 	return 0;
 nomem:
@@ -720,7 +962,9 @@ int onnx_import(struct graft_model *m, const void *buf, size_t len, const char *
 {
 	int rc;
 
-	m->proto = onnx__model_proto__unpack(NULL, len, buf);
+	if ((rc = wire_check(buf, len, &onnx__model_proto__descriptor, err)) < 0)
+		return rc;
+	m->proto = rc ? NULL : onnx__model_proto__unpack(NULL, len, buf);
 	if (!m->proto)
 		return graft_err_set(err, GRAFT_EFORMAT,
 				     "not an ONNX model (protobuf parse failed: truncated or not ONNX)");
@@ -749,7 +993,11 @@ int onnx_skeleton_pack(const struct graft_model *m, void **buf, size_t *len,
 int onnx_skeleton_unpack(struct graft_model *m, const void *buf, size_t len,
 			 struct graft_err *err)
 {
-	m->proto = onnx__model_proto__unpack(NULL, len, buf);
+	int rc;
+
+	if ((rc = wire_check(buf, len, &onnx__model_proto__descriptor, err)) < 0)
+		return rc;
+	m->proto = rc ? NULL : onnx__model_proto__unpack(NULL, len, buf);
 	if (!m->proto)
 		return graft_err_set(err, GRAFT_EFORMAT, "graph member is not a valid ModelProto");
 	return validate_model(m->proto, err);
@@ -1187,7 +1435,7 @@ static void fd_append(ProtobufCBuffer *base, size_t len, const uint8_t *data)
 {
 	struct fd_buffer *b = (struct fd_buffer *)base;
 
-	if (b->failed)
+	if (b->failed || len == 0)      /* an empty bytes field may come with data NULL */
 		return;
 	if (len > sizeof(b->buf) - b->used) {
 		fd_flush(b);
@@ -1219,8 +1467,14 @@ static int put_external(struct graft_model *m, const struct graft_onnx_opts *o,
 			continue;
 		uint64_t pad = (4096 - off % 4096) % 4096;
 		if ((rc = graft_write_all(o->external_fd, zeros, pad, err)) ||
-		    (rc = graft_write_all(o->external_fd, t->data, t->nbytes, err)))
+		    (rc = graft_write_all(o->external_fd, t->data, t->nbytes, err))) {
+			/* The caller names the model's file: say that this one failed. */
+			char what[300];
+			snprintf(what, sizeof(what), "external data '%s'",
+				 o->external_name ? o->external_name : "");
+			graft_err_prefix(err, what);
 			return rc;
+		}
 		off += pad;
 		snprintf(nums[i][0], sizeof(nums[i][0]), "%" PRIu64, off);
 		snprintf(nums[i][1], sizeof(nums[i][1]), "%zu", t->nbytes);
@@ -1325,20 +1579,68 @@ out:
 
 /* ---- decoding a TensorProto (inline payloads, .pb files) ---------------------------------- */
 
+/* Says why take_payload left tp's payload where it was (a tensor of numel elements). */
+static int explain_payload(const Onnx__TensorProto *tp, uint64_t numel, struct graft_err *err)
+{
+	static const struct { const char *name; int unit; } fields[] = {
+		{"raw_data", 0}, {"float_data", 1}, {"double_data", 1}, {"int64_data", 1},
+		{"int32_data", 1}, {"uint64_data", 1},
+	};
+	size_t counts[6] = {tp->has_raw_data ? tp->raw_data.len : 0, tp->n_float_data,
+			    tp->n_double_data, tp->n_int64_data, tp->n_int32_data,
+			    tp->n_uint64_data};
+	const char *label = tensor_label(tp), *type = graft_dtype_name(tp->data_type);
+	int complex = tp->data_type == GRAFT_COMPLEX64 || tp->data_type == GRAFT_COMPLEX128;
+	int n = data_fields_set(tp);
+	char dims[96];
+
+	if (tp->segment)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "tensor '%s': segments are not "
+				     "supported", label);
+	if (tp->has_data_location &&
+	    tp->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "tensor '%s': external data cannot "
+				     "be read here", label);
+	if (n != 1)
+		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': %d data fields set, not one",
+				     label, n);
+	dims_string(tp->dims, tp->n_dims, dims, sizeof(dims));
+	for (int i = 0; i < 6; i++) {
+		if (!counts[i] && !(i == 0 && tp->has_raw_data))
+			continue;
+		uint64_t need = fields[i].unit ? numel * (complex && i < 3 ? 2 : 1)
+					       : numel * graft_dtype_size(tp->data_type);
+		if (counts[i] != need)
+			return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': %s holds %zu %s, "
+					     "dims [%s] of %s need %" PRIu64, label, fields[i].name,
+					     counts[i], fields[i].unit ? "values" : "bytes", dims,
+					     type, need);
+		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': %s cannot hold %s "
+				     "(or a value is out of its range)", label, fields[i].name, type);
+	}
+	return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': no data", label);
+}
+
 int onnx_tensor_decode(const Onnx__TensorProto *tp, struct graft_array *a, struct graft_err *err)
 {
 	struct tensor_rec rec = {0};
 	size_t esize = graft_dtype_size(tp->data_type);
 	uint64_t numel;
+	char what[320];
 	int rc;
 
 	memset(a, 0, sizeof(*a));
 	if (!tp->has_data_type || esize == 0)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "tensor '%s': data type %d is not "
 				     "supported", tensor_label(tp), tp->data_type);
-	if (tp->n_dims > 8 || dims_numel(tp->dims, (int)tp->n_dims, &numel) ||
-	    numel > SIZE_MAX / esize)
-		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': bad dims", tensor_label(tp));
+	snprintf(what, sizeof(what), "tensor '%.256s'", tensor_label(tp));
+	if ((rc = dims_check(tp->dims, tp->n_dims, what, &numel, err)))
+		return rc;
+	if (tp->n_dims > GRAFT_ARRAY_MAX_RANK)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "tensor '%s': rank %zu is over %d",
+				     tensor_label(tp), tp->n_dims, GRAFT_ARRAY_MAX_RANK);
+	if (numel > SIZE_MAX / esize)
+		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': too large", tensor_label(tp));
 	a->dtype = tp->data_type;
 	a->rank = (int)tp->n_dims;
 	for (size_t i = 0; i < tp->n_dims; i++)
@@ -1353,8 +1655,7 @@ int onnx_tensor_decode(const Onnx__TensorProto *tp, struct graft_array *a, struc
 	if (rc < 0)
 		return rc;
 	if (rc == 0)
-		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': no data that matches its "
-				     "type and shape", tensor_label(tp));
+		return explain_payload(tp, numel, err);
 	a->data = rec.data;
 	free(rec.dims);
 	return 0;
@@ -1363,10 +1664,13 @@ int onnx_tensor_decode(const Onnx__TensorProto *tp, struct graft_array *a, struc
 int graft_array_read_pb(struct graft_array *a, const void *buf, size_t len,
 			struct graft_err *err)
 {
-	Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, len, buf);
+	Onnx__TensorProto *tp;
 	int rc;
 
 	memset(a, 0, sizeof(*a));
+	if ((rc = wire_check(buf, len, &onnx__tensor_proto__descriptor, err)) < 0)
+		return rc;
+	tp = rc ? NULL : onnx__tensor_proto__unpack(NULL, len, buf);
 	if (!tp)
 		return graft_err_set(err, GRAFT_EFORMAT, "not a TensorProto (.pb) file");
 	rc = onnx_tensor_decode(tp, a, err);

@@ -3,6 +3,9 @@
  * tensor lookups by name), token escaping for the text manifest, and checked shape
  * arithmetic.
  */
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,17 +13,49 @@
 
 int dims_numel(const int64_t *dims, int rank, uint64_t *numel)
 {
-	uint64_t n = 1;
+	uint64_t n = 1, nonzero = 1;
 
 	for (int i = 0; i < rank; i++) {
 		if (dims[i] < 0)
 			return -1;
-		if (dims[i] != 0 && n > (UINT64_C(1) << 62) / (uint64_t)dims[i])
+		if (dims[i] == 0) {
+			n = 0;
+			continue;
+		}
+		if (nonzero > (UINT64_C(1) << 62) / (uint64_t)dims[i])
 			return -1;
+		nonzero *= (uint64_t)dims[i];
 		n *= (uint64_t)dims[i];
 	}
 	*numel = n;
 	return 0;
+}
+
+int dims_check(const int64_t *dims, size_t rank, const char *what, uint64_t *numel,
+	       struct graft_err *err)
+{
+	char list[96];
+	int negative = 0;
+	uint64_t n;
+
+	if (rank <= INT_MAX && !dims_numel(dims, (int)rank, numel ? numel : &n))
+		return 0;
+	for (size_t i = 0; i < rank; i++)
+		negative |= dims[i] < 0;
+	dims_string(dims, rank, list, sizeof(list));
+	return graft_err_set(err, GRAFT_EFORMAT, "%s: dims [%s] %s", what, list,
+			     negative ? "are negative" : "overflow");
+}
+
+void dims_string(const int64_t *dims, size_t rank, char *buf, size_t size)
+{
+	size_t len = 0, i;
+
+	buf[0] = 0;
+	for (i = 0; i < rank && len + 26 < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%" PRId64, i ? "," : "", dims[i]);
+	if (i < rank)
+		snprintf(buf + len, size - len, ",...");
 }
 
 static int plain(unsigned char c) { return c > ' ' && c <= '~' && c != '%'; }

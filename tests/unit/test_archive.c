@@ -3,7 +3,10 @@
  * zero-copy reads, determinism, history, and every way a stream can be damaged:
  * truncation anywhere, a flipped byte in any member, a newer version, a bad manifest.
  */
+#include <archive.h>
+#include <archive_entry.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -299,6 +302,11 @@ static void test_manifest_problems(void **state)
 	assert_int_equal(read_patched(path, "\nend\n", "\nEND\n", &err), GRAFT_EFORMAT);
 	assert_int_equal(read_patched(path, "tensors/000001", "tensors/000009", &err),
 			 GRAFT_EFORMAT);
+	/* A field that cannot hold the type: export would read 8 bytes per int8 element. */
+	assert_int_equal(read_patched(path, "int8 [4] constant 0 initializer int32_data",
+				      "int8 [4] constant 0 initializer int64_data", &err),
+			 GRAFT_EFORMAT);
+	assert_non_null(strstr(err.msg, "tensor 'i8': int64_data cannot hold int8"));
 	unlink(path);
 	free(path);
 }
@@ -317,6 +325,143 @@ static void test_not_an_archive(void **state)
 			 GRAFT_EFORMAT);
 }
 
+/* ---- limits: sizes an archive claims ---- */
+
+/* An archive forged from parts: a manifest (with %s for the skeleton's line), the
+ * skeleton of an empty model, then one member whose header claims claimed bytes but
+ * which holds only written (and the stream ends there). */
+static uint8_t *forge(const char *manifest_fmt, const char *member, int64_t claimed,
+		      size_t written, size_t *len)
+{
+	struct graft_model *e;
+	struct graft_err err = {0};
+	void *skel;
+	size_t skel_len, used = 0, cap = 1 << 20;
+	char line[128], manifest[1024];
+	uint8_t *buf = malloc(cap), *zeros = calloc(1, written + 1);
+	struct archive *a = archive_write_new();
+
+	assert_int_equal(graft_model_new(&e, &err), 0);
+	assert_int_equal(onnx_skeleton_pack(e, &skel, &skel_len, &err), 0);
+	graft_model_free(e);
+	snprintf(line, sizeof(line), "skeleton model.pb %zu %016" PRIx64, skel_len,
+		 graft_xxh64(skel, skel_len, 0));
+	snprintf(manifest, sizeof(manifest), manifest_fmt, line);
+	assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+	assert_int_equal(archive_write_set_bytes_per_block(a, 0), ARCHIVE_OK);
+	assert_int_equal(archive_write_open_memory(a, buf, cap, &used), ARCHIVE_OK);
+	const char *names[3] = {"manifest", "model.pb", member};
+	const void *data[3] = {manifest, skel, zeros};
+	int64_t sizes[3] = {(int64_t)strlen(manifest), (int64_t)skel_len, claimed};
+	size_t lens[3] = {strlen(manifest), skel_len, written};
+	for (int i = 0; i < 3; i++) {
+		struct archive_entry *en = archive_entry_new();
+		archive_entry_set_pathname(en, names[i]);
+		archive_entry_set_size(en, sizes[i]);
+		archive_entry_set_filetype(en, AE_IFREG);
+		archive_entry_set_perm(en, 0644);
+		assert_int_equal(archive_write_header(a, en), ARCHIVE_OK);
+		archive_entry_free(en);
+		assert_int_equal(archive_write_data(a, data[i], lens[i]), (la_ssize_t)lens[i]);
+	}
+	*len = used;    /* what closing would add (padding to the claimed size) is left out */
+	archive_write_free(a);
+	free(skel);
+	free(zeros);
+	return buf;
+}
+
+/* Reads buf from memory and as a stream through a pipe; both must fail with
+ * GRAFT_EFORMAT and a message holding expect. */
+static void assert_archive_refused(const uint8_t *buf, size_t len, const char *expect)
+{
+	struct graft_model *m;
+	struct graft_err err = {0};
+	char path[] = "/tmp/graft-forged-XXXXXX";
+	int fd = mkstemp(path), rc;
+
+	rc = graft_model_read_memory(&m, buf, len, NULL, "forged", &err);
+	if (rc != GRAFT_EFORMAT || !strstr(err.msg, expect))
+		fail_msg("memory: expected '%s', got %d '%s'", expect, rc, err.msg);
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+	rc = graft_model_read(&m, path, GRAFT_READ_NO_MAP, &err);
+	if (rc != GRAFT_EFORMAT || !strstr(err.msg, expect))
+		fail_msg("stream: expected '%s', got %d '%s'", expect, rc, err.msg);
+	unlink(path);
+}
+
+static void test_limit_claimed_sizes(void **state)
+{
+	size_t len;
+	uint8_t *buf;
+	(void)state;
+
+	/* A tensor of 1 TiB that the manifest and the tar header agree on, cut short after
+	 * 4 KiB: refused as truncated, not as out of memory (nothing of the claimed size
+	 * is allocated before the bytes come). */
+	buf = forge("graft-archive 2\n%s\ntensor tensors/000000 x float [274877906944] data 0 "
+		    "detached raw 1099511627776 0123456789abcdef\nend\n", "tensors/000000",
+		    INT64_C(1) << 40, 4096, &len);
+	assert_archive_refused(buf, len, "truncated");
+	free(buf);
+	/* A skeleton over protobuf's limit is refused before it is read. */
+	buf = forge("graft-archive 2\nskeleton model.pb 3000000000 0123456789abcdef\nend\n%.0s",
+		    "tensors/000000", 16, 16, &len);
+	assert_archive_refused(buf, len, "skeleton of 3000000000 bytes is over protobuf's 2 GiB "
+			       "limit");
+	free(buf);
+}
+
+static void test_limit_manifest(void **state)
+{
+	struct graft_err err = {0};
+	struct graft_model *m = model_new();
+	struct manifest mf;
+	(void)state;
+
+	/* Dims whose product overflows, also behind a zero; bytes that disagree. */
+	const char *text = "graft-archive 2\ntensor tensors/000000 W float [0,4611686018427387904,8] "
+			   "data 0 detached raw 0 0123456789abcdef\nend\n";
+	assert_int_equal(manifest_parse(m, &mf, text, strlen(text), &err), GRAFT_EFORMAT);
+	assert_string_equal(err.msg, "manifest line 2: tensor 'W': dims "
+			    "[0,4611686018427387904,8] overflow");
+	manifest_release(&mf, m->n_tensors);
+	graft_model_free(m);
+	m = model_new();
+	text = "graft-archive 1\ntensor tensors/000000 W float [99999999999999999999] "
+	       "parameter 1 initializer raw 4 0123456789abcdef\nend\n";
+	assert_int_equal(manifest_parse(m, &mf, text, strlen(text), &err), GRAFT_EFORMAT);
+	manifest_release(&mf, m->n_tensors);
+	graft_model_free(m);
+	m = model_new();
+	text = "graft-archive 2\ntensor tensors/000000 W float [2,3] data 0 detached raw 20 "
+	       "0123456789abcdef\nend\n";
+	assert_int_equal(manifest_parse(m, &mf, text, strlen(text), &err), GRAFT_EFORMAT);
+	assert_string_equal(err.msg, "manifest line 2: tensor 'W' is 20 bytes, dims [2,3] of "
+			    "float need 24");
+	manifest_release(&mf, m->n_tensors);
+	graft_model_free(m);
+
+	/* More tensor lines than GRAFT_MAX_TENSORS (each of them short). */
+	static const char one[] = "tensor m a float [] data 0 detached raw 4 0123456789abcdef\n";
+	size_t n = GRAFT_MAX_TENSORS + 1, len = 16 + n * (sizeof(one) - 1) + 4;
+	char *big = malloc(len + 1), *p = big;
+	p += sprintf(p, "graft-archive 2\n");
+	for (size_t i = 0; i < n; i++) {
+		memcpy(p, one, sizeof(one) - 1);
+		p += sizeof(one) - 1;
+	}
+	p += sprintf(p, "end\n");
+	assert_true((size_t)(p - big) <= GRAFT_MAX_MANIFEST_BYTES);
+	m = model_new();
+	assert_int_equal(manifest_parse(m, &mf, big, (size_t)(p - big), &err), GRAFT_EFORMAT);
+	assert_non_null(strstr(err.msg, "more than 1048576 tensors"));
+	manifest_release(&mf, m->n_tensors);
+	graft_model_free(m);
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -329,6 +474,8 @@ int main(void)
 		cmocka_unit_test(test_corruption_detected),
 		cmocka_unit_test(test_manifest_problems),
 		cmocka_unit_test(test_not_an_archive),
+		cmocka_unit_test(test_limit_claimed_sizes),
+		cmocka_unit_test(test_limit_manifest),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

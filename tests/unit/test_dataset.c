@@ -235,6 +235,14 @@ static void test_read_refusals(void **state)
 				    GRAFT_INT64, 2, neg, NULL), "negative");
 	expect_read_error(hand_made(GRAFT_FLOAT, GRAFT_SOURCE_DETACHED, GRAFT_ROLE_DATA, 2,
 				    GRAFT_INT64, 2, ok, "0"), "graft.classes");
+	/* Class counts that tools would size tables by: capped at GRAFT_MAX_CLASSES. */
+	int64_t huge[2] = {0, GRAFT_MAX_CLASSES};
+	expect_read_error(hand_made(GRAFT_FLOAT, GRAFT_SOURCE_DETACHED, GRAFT_ROLE_DATA, 2,
+				    GRAFT_INT64, 2, ok, "1000000000000"),
+			  "graft.classes 1000000000000 is over 1048576");
+	expect_read_error(hand_made(GRAFT_FLOAT, GRAFT_SOURCE_DETACHED, GRAFT_ROLE_DATA, 2,
+				    GRAFT_INT64, 2, huge, NULL), "label 1048576 of sample 1 is over "
+			  "1048576 classes");
 	/* And a hand-made one that is right reads. */
 	char *path = hand_made(GRAFT_FLOAT, GRAFT_SOURCE_DETACHED, GRAFT_ROLE_DATA, 2,
 			       GRAFT_INT64, 2, big, "8");

@@ -160,6 +160,69 @@ static void test_read_fd_whole_pipe(void **state)
 	free(buf);
 }
 
+/* Writes an .npy file (version 1.0) with header text h and nbytes zero bytes of data;
+ * returns its path (free it). */
+static char *npy_file(const char *h, size_t nbytes)
+{
+	char *path = strdup("/tmp/graft-npy-XXXXXX");
+	int fd = mkstemp(path);
+	size_t hl = strlen(h);
+	uint8_t head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)hl, (uint8_t)(hl >> 8)};
+	void *zeros = calloc(1, nbytes + 1);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, head, 10), 10);
+	assert_int_equal(write(fd, h, hl), (ssize_t)hl);
+	assert_int_equal(write(fd, zeros, nbytes), (ssize_t)nbytes);
+	close(fd);
+	free(zeros);
+	return path;
+}
+
+/* .npy headers whose shape is no tensor, or disagrees with the data: a clear
+ * GRAFT_EFORMAT, and no allocation of what the header claims. */
+static void test_npy_limits(void **state)
+{
+	const struct { const char *h; size_t nbytes; const char *expect; } bad[] = {
+		{"{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }\n",
+		 16, ".npy shape: dims [4611686018427387904,4] overflow"},
+		{"{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4611686018427387904, 8), }\n",
+		 0, ".npy shape: dims [0,4611686018427387904,8] overflow"},
+		{"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }\n",
+		 16, "overflow"},
+		{"{'descr': '<f4', 'fortran_order': False, 'shape': (3, -1), }\n", 12,
+		 ".npy shape is malformed"},
+		{"{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }\n", 8,
+		 ".npy data is 8 bytes, shape [3] of float needs 12"},
+		{"{'descr': '<f8', 'fortran_order': False, 'shape': (1048576, 1048576), }\n", 8,
+		 ".npy data is 8 bytes, shape [1048576,1048576] of double needs 8796093022208"},
+		{"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1), }\n", 4,
+		 ".npy shape is malformed"},
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct graft_array a;
+		struct graft_err err = {0};
+		char *path = npy_file(bad[i].h, bad[i].nbytes);
+		int rc = graft_array_read(&a, path, &err);
+		if (rc != GRAFT_EFORMAT || !strstr(err.msg, bad[i].expect))
+			fail_msg("case %zu: got %d '%s'", i, rc, err.msg);
+		assert_null(a.data);
+		unlink(path);
+		free(path);
+	}
+	/* The same shape with its data reads. */
+	struct graft_array a;
+	struct graft_err err = {0};
+	char *path = npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }\n", 12);
+	assert_int_equal(graft_array_read(&a, path, &err), 0);
+	assert_int_equal(a.nbytes, 12);
+	graft_array_release(&a);
+	unlink(path);
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -168,6 +231,7 @@ int main(void)
 		cmocka_unit_test(test_commit_pair_restores_data),
 		cmocka_unit_test(test_open_fails_cleanly),
 		cmocka_unit_test(test_read_fd_whole_pipe),
+		cmocka_unit_test(test_npy_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -320,6 +320,8 @@ static void test_external_data(void **state)
 		{"link.bin", "16", "escapes"},
 		{"missing.bin", "16", "No such file"},
 		{"w.bin", "64", "shorter than"},
+		{"w.bin", "12", "external data 'w.bin' holds 12 bytes, its dims and type (float) "
+		 "need 16"},
 	};
 	snprintf(cmd, sizeof(cmd), "ln -s /etc/hostname %s/link.bin", dir);
 	assert_int_equal(system(cmd), 0);
@@ -359,6 +361,334 @@ static void test_onnx_size_matches_output(void **state)
 	onnx__model_proto__free_unpacked(mp, NULL);
 }
 
+/* ---- limits: what a hostile model must not get through ---- */
+
+/* Reads mp's bytes, expecting GRAFT_EFORMAT with a message that holds expect. */
+static void assert_refused(const uint8_t *buf, size_t len, const char *expect)
+{
+	struct graft_model *m;
+	struct graft_err err = {0};
+	int rc = graft_model_read_memory(&m, buf, len, NULL, "bad.onnx", &err);
+
+	if (rc != GRAFT_EFORMAT || !strstr(err.msg, expect))
+		fail_msg("expected GRAFT_EFORMAT with '%s', got %d '%s'", expect, rc, err.msg);
+	assert_null(m);
+}
+
+static void assert_model_refused(const Onnx__ModelProto *mp, const char *expect)
+{
+	size_t len;
+	uint8_t *buf = tm_pack(mp, &len);
+
+	assert_refused(buf, len, expect);
+	free(buf);
+}
+
+static void test_limit_dims(void **state)
+{
+	const struct { int rank; int64_t dims[3]; const char *expect; } bad[] = {
+		{2, {2, -3}, "tensor 'W': dims [2,-3] are negative"},
+		{2, {INT64_C(1) << 40, INT64_C(1) << 40}, "tensor 'W': dims [1099511627776,"
+		 "1099511627776] overflow"},
+		{1, {INT64_MAX}, "overflow"},
+		/* A zero makes the product 0, but the strides of the others still overflow. */
+		{3, {0, INT64_C(1) << 62, 4}, "tensor 'W': dims [0,4611686018427387904,4] overflow"},
+	};
+	float f[4] = {0};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		Onnx__ModelProto *mp = tm_model(13);
+		Onnx__TensorProto *t = tm_tensor("W", 1, bad[i].rank, bad[i].dims);
+		tm_raw(t, f, sizeof(f));
+		tm_initializer(mp, t);
+		assert_model_refused(mp, bad[i].expect);
+		onnx__model_proto__free_unpacked(mp, NULL);
+	}
+	/* The same in a Constant node's value, and in a tensor that would stay in the
+	 * skeleton (int32_data). */
+	Onnx__ModelProto *mp = tm_model(13);
+	Onnx__NodeProto *n = tm_node(mp, "Constant", "c", (const char *[]){NULL},
+				     (const char *[]){"k", NULL});
+	int64_t d[] = {-1};
+	Onnx__TensorProto *t = tm_tensor("k", 6, 1, d);
+	tm_int32_data(t, (const int32_t[]){7}, 1);
+	tm_attr_tensor(n, "value", t);
+	assert_model_refused(mp, "tensor 'k': dims [-1] are negative");
+	onnx__model_proto__free_unpacked(mp, NULL);
+}
+
+/* A model whose main graph holds If nodes nested depth deep (then_branch in
+ * then_branch...), the innermost with a Constant. */
+static Onnx__ModelProto *nested_ifs(int depth)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	Onnx__GraphProto *g = mp->graph;
+
+	for (int i = 0; i < depth; i++) {
+		Onnx__NodeProto *n = malloc(sizeof(*n));
+		Onnx__AttributeProto *a = malloc(sizeof(*a));
+		Onnx__GraphProto *sub = malloc(sizeof(*sub));
+		onnx__node_proto__init(n);
+		onnx__attribute_proto__init(a);
+		onnx__graph_proto__init(sub);
+		n->op_type = strdup("If");
+		n->input = malloc(sizeof(char *));
+		n->input[0] = strdup("cond");
+		n->n_input = 1;
+		a->name = strdup("then_branch");
+		a->has_type = 1;
+		a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH;
+		a->g = sub;
+		sub->name = strdup("branch");
+		n->attribute = malloc(sizeof(*n->attribute));
+		n->attribute[0] = a;
+		n->n_attribute = 1;
+		g->node = malloc(sizeof(*g->node));
+		g->node[0] = n;
+		g->n_node = 1;
+		g = sub;
+	}
+	return mp;
+}
+
+static void test_limit_subgraph_depth(void **state)
+{
+	Onnx__ModelProto *mp = nested_ifs(GRAFT_MAX_GRAPH_DEPTH);
+	size_t len;
+	uint8_t *buf = tm_pack(mp, &len);
+	(void)state;
+
+	graft_model_free(import_bytes(buf, len));
+	free(buf);
+	onnx__model_proto__free_unpacked(mp, NULL);
+	mp = nested_ifs(GRAFT_MAX_GRAPH_DEPTH + 1);
+	assert_model_refused(mp, "subgraphs nested more than 64 deep");
+	onnx__model_proto__free_unpacked(mp, NULL);
+}
+
+/* Appends a varint. */
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	do {
+		p[n++] = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+		v >>= 7;
+	} while (v);
+	return n;
+}
+
+static size_t varint_len(uint64_t v)
+{
+	uint8_t b[10];
+	return put_varint(b, v);
+}
+
+/* A ModelProto (ir_version 8, opset 13) around a graph whose body is the given bytes:
+ * the headers of nested messages, written outside in, need no copying. */
+static uint8_t *model_around_graph(const uint8_t *body, size_t body_len, size_t *len)
+{
+	static const uint8_t head[] = {0x08, 0x08, 0x42, 0x02, 0x10, 0x0d};  /* ir, opset */
+	uint8_t *b = malloc(sizeof(head) + 11 + body_len);
+	size_t n = sizeof(head);
+
+	memcpy(b, head, n);
+	b[n++] = 0x3a;          /* graph = 7 */
+	n += put_varint(b + n, body_len);
+	memcpy(b + n, body, body_len);
+	*len = n + body_len;
+	return b;
+}
+
+static void test_limit_message_depth(void **state)
+{
+	/* A graph input of type sequence(sequence(...)), 200000 deep: about 800 KiB, which
+	 * protobuf-c's recursion would not survive. */
+	const size_t depth = 200000;
+	size_t *inner = malloc(sizeof(size_t) * (depth + 1)), len, n = 0;
+	(void)state;
+
+	/* inner[i]: the size of the i-th TypeProto from the inside (0: empty). */
+	inner[0] = 0;
+	for (size_t i = 1; i <= depth; i++) {
+		size_t seq = 1 + varint_len(inner[i - 1]) + inner[i - 1];
+		inner[i] = 1 + varint_len(seq) + seq;
+	}
+	size_t vi = 1 + varint_len(inner[depth]) + inner[depth];
+	size_t body_len = 1 + varint_len(vi) + vi;
+	uint8_t *body = malloc(body_len);
+	body[n++] = 0x5a;       /* GraphProto.input = 11 */
+	n += put_varint(body + n, vi);
+	body[n++] = 0x12;       /* ValueInfoProto.type = 2 */
+	n += put_varint(body + n, inner[depth]);
+	for (size_t i = depth; i >= 1; i--) {
+		body[n++] = 0x22;       /* TypeProto.sequence_type = 4 */
+		n += put_varint(body + n, 1 + varint_len(inner[i - 1]) + inner[i - 1]);
+		body[n++] = 0x0a;       /* Sequence.elem_type = 1 */
+		n += put_varint(body + n, inner[i - 1]);
+	}
+	assert_int_equal(n, body_len);
+	uint8_t *buf = model_around_graph(body, body_len, &len);
+	assert_refused(buf, len, "protobuf messages nested more than 512 deep");
+	free(buf);
+	free(body);
+	free(inner);
+}
+
+/* A graph of count copies of the 2-byte field (tag, empty). */
+static uint8_t *repeated_graph(uint8_t tag, size_t count, size_t *len)
+{
+	size_t body_len = 2 * count;
+	uint8_t *body = malloc(body_len), *buf;
+
+	for (size_t i = 0; i < count; i++) {
+		body[2 * i] = tag;
+		body[2 * i + 1] = 0;
+	}
+	buf = model_around_graph(body, body_len, len);
+	free(body);
+	return buf;
+}
+
+static void test_limit_counts(void **state)
+{
+	size_t len;
+	uint8_t *buf;
+	(void)state;
+
+	/* Empty nodes cost 2 bytes each here and over 100 once unpacked. */
+	buf = repeated_graph(0x0a, GRAFT_MAX_NODES + 1, &len);
+	assert_refused(buf, len, "the model has more than 2097152 nodes");
+	free(buf);
+	buf = repeated_graph(0x6a, GRAFT_MAX_VALUES + 1, &len);   /* value_info */
+	assert_refused(buf, len, "more than 4194304 graph values");
+	free(buf);
+	/* One node with too many inputs, then one with too many attributes. */
+	for (int k = 0; k < 2; k++) {
+		size_t count = k ? GRAFT_MAX_ATTRIBUTES + 1 : GRAFT_MAX_NODE_IO + 1;
+		size_t node_len = 2 * count, n = 0;
+		uint8_t *body = malloc(node_len + 12);
+		body[n++] = 0x0a;       /* GraphProto.node = 1 */
+		n += put_varint(body + n, node_len);
+		for (size_t i = 0; i < count; i++) {
+			body[n++] = k ? 0x2a : 0x0a;    /* attribute = 5, input = 1 */
+			body[n++] = 0;
+		}
+		buf = model_around_graph(body, n, &len);
+		assert_refused(buf, len, k ? "a node has more than 4096 attributes"
+					   : "a node has more than 65536 inputs");
+		free(buf);
+		free(body);
+	}
+	/* Within the limits, the same shapes load. */
+	buf = repeated_graph(0x0a, 1000, &len);
+	graft_model_free(import_bytes(buf, len));
+	free(buf);
+}
+
+/* Reading a TensorProto .pb: each way its payload can disagree with its header. */
+static void test_pb_reader_limits(void **state)
+{
+	const float f[4] = {1, 2, 3, 4};
+	const struct { int rank; int64_t dims[9]; int how; int code; const char *expect; } bad[] = {
+		{1, {4}, 0, GRAFT_EFORMAT, "tensor 't': raw_data holds 12 bytes, dims [4] of "
+		 "float need 16"},
+		{1, {4}, 1, GRAFT_EFORMAT, "tensor 't': float_data holds 3 values, dims [4] of "
+		 "float need 4"},
+		{2, {2, -2}, 0, GRAFT_EFORMAT, "tensor 't': dims [2,-2] are negative"},
+		{2, {INT64_C(1) << 62, 8}, 0, GRAFT_EFORMAT, "overflow"},
+		{9, {1, 1, 1, 1, 1, 1, 1, 1, 4}, 2, GRAFT_EUNSUPPORTED, "rank 9 is over 8"},
+		{1, {4}, 3, GRAFT_EFORMAT, "2 data fields set"},
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		Onnx__TensorProto *t = tm_tensor("t", 1, bad[i].rank, bad[i].dims);
+		struct graft_array a;
+		struct graft_err err = {0};
+		if (bad[i].how == 1)
+			tm_float_data(t, f, 3);
+		else
+			tm_raw(t, f, bad[i].how == 0 ? 12 : 16);
+		if (bad[i].how == 3)
+			tm_float_data(t, f, 4);
+		size_t len = onnx__tensor_proto__get_packed_size(t);
+		uint8_t *buf = malloc(len);
+		onnx__tensor_proto__pack(t, buf);
+		int rc = graft_array_read_pb(&a, buf, len, &err);
+		if (rc != bad[i].code || !strstr(err.msg, bad[i].expect))
+			fail_msg("case %zu: got %d '%s'", i, rc, err.msg);
+		graft_array_release(&a);
+		free(buf);
+		onnx__tensor_proto__free_unpacked(t, NULL);
+	}
+}
+
+/* An Identity chain listed backwards (each node reads what the next one writes): the
+ * scan to a fixed point took n passes of n nodes (minutes for 100000, 14 hours for a
+ * million); now each node is looked at once. */
+static void test_identity_chain_backwards(void **state)
+{
+	const int n = 100000;
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t d[] = {2};
+	float f[2] = {1, 2};
+	char in[32], out[32];
+	size_t len;
+	(void)state;
+
+	Onnx__TensorProto *t = tm_tensor("a0", 1, 1, d);
+	tm_raw(t, f, sizeof(f));
+	tm_initializer(mp, t);
+	for (int i = n; i >= 1; i--) {
+		snprintf(in, sizeof(in), "a%d", i - 1);
+		snprintf(out, sizeof(out), "a%d", i);
+		tm_node(mp, "Identity", NULL, (const char *[]){in, NULL}, (const char *[]){out, NULL});
+	}
+	tm_node(mp, "Conv", "c", (const char *[]){"x", "a100000", NULL}, (const char *[]){"y", NULL});
+	uint8_t *buf = tm_pack(mp, &len);
+	struct graft_model *m = import_bytes(buf, len);
+	struct graft_alias a;
+	struct graft_tensor tv;
+	assert_int_equal(graft_model_alias_count(m), n);
+	graft_model_alias(m, 0, &a);           /* the first scan finds only a1 */
+	assert_string_equal(a.name, "a1");
+	graft_model_alias(m, n - 1, &a);
+	assert_string_equal(a.name, "a100000");
+	assert_int_equal(a.role, GRAFT_ROLE_PARAMETER);
+	graft_model_tensor(m, 0, &tv);
+	assert_int_equal(tv.role, GRAFT_ROLE_PARAMETER);       /* through 100000 names */
+	graft_model_free(m);
+	free(buf);
+	onnx__model_proto__free_unpacked(mp, NULL);
+}
+
+/* "ustar" at offset 257, where tar keeps its magic, does not make an ONNX model an
+ * archive: a tar header's checksum must add up too. */
+static void test_ustar_inside_onnx(void **state)
+{
+	Onnx__ModelProto *mp = tm_tiny_cnn();
+	size_t len;
+	uint8_t *buf;
+	(void)state;
+
+	free(mp->doc_string);
+	mp->doc_string = malloc(1001);
+	memset(mp->doc_string, 'a', 1000);
+	mp->doc_string[1000] = 0;
+	buf = tm_pack(mp, &len);
+	uint8_t *doc = memmem(buf, len, mp->doc_string, 1000);
+	assert_non_null(doc);
+	assert_true(doc - buf < 257 && doc - buf + 1000 > 262);
+	memcpy(mp->doc_string + (257 - (doc - buf)), "ustar", 5);
+	free(buf);
+	buf = tm_pack(mp, &len);
+	assert_memory_equal(buf + 257, "ustar", 5);
+	free(buf);
+	assert_roundtrip_exact(mp);
+	onnx__model_proto__free_unpacked(mp, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -369,6 +699,13 @@ int main(void)
 		cmocka_unit_test(test_malformed_input),
 		cmocka_unit_test(test_external_data),
 		cmocka_unit_test(test_onnx_size_matches_output),
+		cmocka_unit_test(test_limit_dims),
+		cmocka_unit_test(test_limit_subgraph_depth),
+		cmocka_unit_test(test_limit_message_depth),
+		cmocka_unit_test(test_limit_counts),
+		cmocka_unit_test(test_pb_reader_limits),
+		cmocka_unit_test(test_identity_chain_backwards),
+		cmocka_unit_test(test_ustar_inside_onnx),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
