@@ -1013,12 +1013,13 @@ static int plan(struct graft_net *net, const struct graft_array *inputs, struct 
 	return 0;
 }
 
-int graft_net_estimate(struct graft_net *net, const struct graft_array *inputs,
-		       size_t n_inputs, struct graft_net_memory *mem, struct graft_err *err)
+/* The inputs a run or an estimate is given: as many as the model takes, each of the
+ * declared dtype and shape, of a dtype graft can hold. */
+static int check_inputs(struct graft_net *net, const struct graft_array *inputs,
+			size_t n_inputs, struct graft_err *err)
 {
 	int rc;
 
-	memset(mem, 0, sizeof(*mem));
 	if (n_inputs != net->n_inputs)
 		return graft_err_set(err, GRAFT_EINVAL, "the model takes %zu inputs, %zu given",
 				     net->n_inputs, n_inputs);
@@ -1028,6 +1029,19 @@ int graft_net_estimate(struct graft_net *net, const struct graft_array *inputs,
 		if (graft_dtype_size(inputs[i].dtype) == 0)
 			return graft_err_set(err, GRAFT_EUNSUPPORTED, "input '%s': unsupported dtype",
 					     net->inputs[i]->name);
+	}
+	return 0;
+}
+
+int graft_net_estimate(struct graft_net *net, const struct graft_array *inputs,
+		       size_t n_inputs, struct graft_net_memory *mem, struct graft_err *err)
+{
+	int rc;
+
+	memset(mem, 0, sizeof(*mem));
+	if ((rc = check_inputs(net, inputs, n_inputs, err)))
+		return rc;
+	for (size_t i = 0; i < n_inputs; i++) {
 		if ((net->inputs[i]->flags & VALUE_PLAN) && !inputs[i].data)
 			return graft_err_set(err, GRAFT_EINVAL, "input '%s' shapes the plan: its "
 					     "data is needed", net->inputs[i]->name);
@@ -1058,16 +1072,8 @@ int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_
 {
 	int rc;
 
-	if (n_inputs != net->n_inputs)
-		return graft_err_set(err, GRAFT_EINVAL, "the model takes %zu inputs, %zu given",
-				     net->n_inputs, n_inputs);
-	for (size_t i = 0; i < n_inputs; i++) {
-		if ((rc = check_input(net, i, &inputs[i], err)))
-			return rc;
-		if (graft_dtype_size(inputs[i].dtype) == 0)
-			return graft_err_set(err, GRAFT_EUNSUPPORTED, "input '%s': unsupported dtype",
-					     net->inputs[i]->name);
-	}
+	if ((rc = check_inputs(net, inputs, n_inputs, err)))
+		return rc;
 	/* Inputs are read in place, never written. */
 	for (size_t i = 0; i < n_inputs; i++) {
 		net->inputs[i]->data = inputs[i].data;
