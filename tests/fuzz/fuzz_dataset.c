@@ -3,9 +3,8 @@
  * graft-eval, graft-plan and graft-data graft read).  A dataset that reads must hold
  * what the header promises (x float of rank >= 2, y int64 labels in range or float
  * targets, N samples in both), and must write (graft_dataset_write) and read back the
- * same.  graft-data's own readers (IDX, images, mnist-json) are static in the tool and
- * exit on error, so they are not fuzzed here; its .npy input is graft_array_read, which
- * fuzz_tensor covers.
+ * same.  graft-data's raw inputs have targets of their own: fuzz_idx, fuzz_image and
+ * fuzz_json; its .npy input is graft_array_read, which fuzz_tensor covers.
  */
 #include <inttypes.h>
 #include <stdio.h>
