@@ -215,6 +215,9 @@ b = gzip.open('$IMG').read()
 open('trunc-images', 'wb').write(b[:1000])
 gzip.open('five-labels.gz', 'wb').write(gzip.open('$LAB').read()[:8 + 5].replace(b'\x00\x00\x27\x10', b'\x00\x00\x00\x05', 1))
 open('magic', 'wb').write(b'\x08\x00\x08\x03' + b[4:])
+# 65536 x 2^24 x 2^24 bytes: 2^64, a product that wraps to 0 in 64 bits, with no data
+open('wraps', 'wb').write(b'\x00\x00\x08\x03\x00\x01\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00')
+open('wrap-labels', 'wb').write(b'\x00\x00\x08\x01\x00\x01\x00\x00' + bytes(65536))
 "
 head -c 100000 $IMG > cut.gz
 expect_error "truncated IDX data" "^graft-data: trunc-images: truncated IDX file" \
@@ -222,6 +225,8 @@ expect_error "truncated IDX data" "^graft-data: trunc-images: truncated IDX file
 expect_error "truncated gzip stream" "^graft-data: cut.gz: .*(truncated|unexpected end)" \
 	graft-data idx cut.gz $LAB -o e2.graft
 expect_error "wrong magic" "^graft-data: magic: not an IDX file" graft-data idx magic $LAB -o e3.graft
+expect_error "dims whose product wraps" "^graft-data: wraps: IDX dimensions \[65536,16777216,16777216\] are too large" \
+	graft-data idx wraps wrap-labels -o e3b.graft
 expect_error "labels given as images" "^graft-data: .*labels.*: IDX file has 1 dimensions, expected 3" \
 	graft-data idx $LAB $LAB -o e4.graft
 expect_error "label count differs from image count" "^graft-data: five-labels.gz: 5 labels for 10000 images" \
