@@ -179,6 +179,7 @@ int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err)
 	Onnx__GraphProto *g = m->proto->graph;
 	int rc;
 
+	model_inputs_changed(m);
 	for (size_t i = g->n_initializer; i-- > 0;) {
 		Onnx__TensorProto *tp = g->initializer[i];
 		long t;
@@ -221,6 +222,7 @@ static int set_inputs(struct graft_model *m, const struct graft_net *net, const 
 	free(g->input);
 	g->input = in;
 	g->n_input = n;
+	model_inputs_changed(m);
 	return 0;
 }
 

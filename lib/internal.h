@@ -90,6 +90,11 @@ struct graft_model {
 	size_t buf_len;
 	int buf_mapped;             /* 1: munmap buf; 0: free it */
 	int from_archive;
+	/* The graph inputs that are not initializers, as indices into graph->input, worked
+	 * out on first use by the (const) getters; model_inputs_changed drops them. */
+	size_t *real_inputs;
+	size_t n_real_inputs;
+	int real_inputs_known;
 };
 
 /* ---- model.c ---- */
@@ -101,6 +106,9 @@ int model_refresh_aliases(struct graft_model *m, struct graft_err *err);
  * that removed the tensor's place in the graph itself (a Constant node). Refresh the
  * aliases afterwards. */
 void model_drop_tensor(struct graft_model *m, size_t i);
+/* To be called by whatever adds, removes or renames graph inputs or initializers: the
+ * getters' list of real inputs is worked out again on next use. */
+void model_inputs_changed(struct graft_model *m);
 
 /* ---- onnx.c: the only module that builds or packs protobuf messages ---- */
 

@@ -3,6 +3,7 @@
  * read-only views for inspection, trainable flags, editing (tensors added, replaced and
  * removed; metadata) and history.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -36,6 +37,7 @@ void graft_model_free(struct graft_model *m)
 	for (size_t i = 0; i < m->n_history; i++)
 		free(m->history[i]);
 	free(m->history);
+	free(m->real_inputs);
 	if (m->proto)
 		onnx__model_proto__free_unpacked(m->proto, NULL);
 	if (m->buf) {
@@ -464,35 +466,89 @@ const char *graft_model_metadata_value(const struct graft_model *m, const char *
 	return NULL;
 }
 
-static int is_initializer(const struct graft_model *m, const char *name)
+void model_inputs_changed(struct graft_model *m)
 {
-	const Onnx__GraphProto *g = m->proto->graph;
-
-	for (size_t i = 0; i < g->n_initializer; i++)
-		if (g->initializer[i]->name && strcmp(g->initializer[i]->name, name) == 0)
-			return 1;
-	return 0;
+	free(m->real_inputs);
+	m->real_inputs = NULL;
+	m->n_real_inputs = 0;
+	m->real_inputs_known = 0;
 }
 
-/* The i-th graph input that is not an initializer (models of IR version < 4 list their
- * initializers among the inputs). */
+/* Models of IR version < 4 list their initializers among the graph inputs: the real
+ * inputs are the others.  Worked out once with a map of the initializer names (one
+ * strcmp per pair made every input query quadratic, a hang on a hostile model), into
+ * out (n_input entries); their count. */
+static size_t find_real_inputs(const Onnx__GraphProto *g, size_t *out)
+{
+	struct strmap inits;
+	int mapped = strmap_init(&inits, g->n_initializer) == 0;
+	size_t n = 0;
+
+	for (size_t i = 0; mapped && i < g->n_initializer; i++)
+		if (g->initializer[i]->name)
+			strmap_put(&inits, g->initializer[i]->name, (long)i);
+	for (size_t k = 0; k < g->n_input; k++) {
+		const char *name = g->input[k]->name;
+		int init = 0;
+		if (name && mapped)
+			init = strmap_get(&inits, name) >= 0;
+		for (size_t i = 0; name && !mapped && !init && i < g->n_initializer; i++)
+			init = g->initializer[i]->name && strcmp(g->initializer[i]->name, name) == 0;
+		if (!init)
+			out[n++] = k;
+	}
+	if (mapped)
+		strmap_release(&inits);
+	return n;
+}
+
+/* The real inputs, cached in m (a cache, so the const getters may fill it); NULL when
+ * memory runs out, and the caller works them out each time instead. */
+static const size_t *real_inputs(const struct graft_model *cm)
+{
+	struct graft_model *m = (struct graft_model *)cm;
+	const Onnx__GraphProto *g = m->proto->graph;
+
+	if (!m->real_inputs_known) {
+		if (!(m->real_inputs = malloc(sizeof(size_t) * (g->n_input ? g->n_input : 1))))
+			return NULL;
+		m->n_real_inputs = find_real_inputs(g, m->real_inputs);
+		m->real_inputs_known = 1;
+	}
+#ifndef NDEBUG
+	/* A change that forgot model_inputs_changed shows here, in test builds. */
+	if (g->n_input + g->n_initializer <= 4096) {
+		size_t fresh[4096];
+		assert(find_real_inputs(g, fresh) == m->n_real_inputs &&
+		       memcmp(fresh, m->real_inputs, m->n_real_inputs * sizeof(size_t)) == 0);
+	}
+#endif
+	return m->real_inputs;
+}
+
 static const Onnx__ValueInfoProto *real_input(const struct graft_model *m, size_t i)
 {
 	const Onnx__GraphProto *g = m->proto->graph;
+	const size_t *ri = real_inputs(m);
+	size_t *tmp;
+	const Onnx__ValueInfoProto *v = NULL;
 
-	for (size_t k = 0; k < g->n_input; k++) {
-		const char *name = g->input[k]->name;
-		if (name && is_initializer(m, name))
-			continue;
-		if (i-- == 0)
-			return g->input[k];
+	if (ri)
+		return i < m->n_real_inputs ? g->input[ri[i]] : NULL;
+	if ((tmp = malloc(sizeof(size_t) * (g->n_input ? g->n_input : 1)))) {
+		if (i < find_real_inputs(g, tmp))
+			v = g->input[tmp[i]];
+		free(tmp);
 	}
-	return NULL;
+	return v;
 }
 
 size_t graft_model_input_count(const struct graft_model *m)
 {
 	size_t n = 0;
+
+	if (real_inputs(m))
+		return m->n_real_inputs;
 	while (real_input(m, n))
 		n++;
 	return n;

@@ -1171,6 +1171,7 @@ static int add_input_for(struct graft_model *m, const struct tensor_rec *t,
 	if (!(vi = onnx_value_info(t->name, t->dtype, t->rank, t->dims, NULL)))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	g->input[g->n_input++] = vi;
+	model_inputs_changed(m);
 	return 0;
 }
 
@@ -1184,6 +1185,7 @@ static void remove_input_named(struct graft_model *m, const char *name)
 			memmove(&g->input[i], &g->input[i + 1],
 				(g->n_input - i - 1) * sizeof(*g->input));
 			g->n_input--;
+			model_inputs_changed(m);
 			return;
 		}
 }
@@ -1220,6 +1222,7 @@ int onnx_add_initializer(struct graft_model *m, struct tensor_rec *t, struct gra
 	t->field = FIELD_RAW;
 	t->slot = tp;
 	g->initializer[g->n_initializer++] = tp;
+	model_inputs_changed(m);
 	return 0;
 }
 
@@ -1232,6 +1235,7 @@ void onnx_remove_initializer(struct graft_model *m, Onnx__TensorProto *tp)
 			memmove(&g->initializer[i], &g->initializer[i + 1],
 				(g->n_initializer - i - 1) * sizeof(*g->initializer));
 			g->n_initializer--;
+			model_inputs_changed(m);
 			/* The input that old IR versions required goes with it. */
 			if (initializers_are_inputs(m) && tp->name)
 				remove_input_named(m, tp->name);
