@@ -123,26 +123,40 @@ static uint64_t next_random(uint64_t *s)
 	return *s * 2685821657736338717ULL;
 }
 
-static void make_input(struct graft_array *a, const struct graft_value_info *vi, long batch,
-		       uint64_t *rng)
+/* The shape and type of a made-up input: the declared dims, the batch for a symbolic
+ * first dim and 1 for other symbolic dims.  Declared dims come from the model file, so
+ * their product is checked before anything is allocated for them. */
+static void input_shape(struct graft_array *a, const struct graft_value_info *vi, long batch,
+			const char *model)
 {
-	uint64_t numel = 1;
+	uint64_t numel = 1, esize = graft_dtype_size(vi->dtype);
 
 	memset(a, 0, sizeof(*a));
-	if (vi->kind != 't' || vi->rank < 0 || vi->rank > GRAFT_ARRAY_MAX_RANK ||
-	    !graft_dtype_size(vi->dtype))
+	if (vi->kind != 't' || vi->rank < 0 || vi->rank > GRAFT_ARRAY_MAX_RANK || !esize)
 		tool_die("input '%s' has no tensor type and shape to make data from: give it "
 			 "with -i", vi->name);
 	a->dtype = vi->dtype;
 	a->rank = vi->rank;
 	for (int d = 0; d < vi->rank; d++) {
 		a->dims[d] = vi->dims[d] >= 0 ? vi->dims[d] : d == 0 ? batch : 1;
+		if (a->dims[d] && numel > (UINT64_C(1) << 62) / esize / (uint64_t)a->dims[d])
+			tool_die("%s: input '%s' is declared with %" PRId64 " in dim %d, more "
+				 "elements than can be made up: give it with -i", model, vi->name,
+				 a->dims[d], d);
 		numel *= (uint64_t)a->dims[d];
 	}
-	a->nbytes = (size_t)numel * graft_dtype_size(a->dtype);
+	a->nbytes = (size_t)(numel * esize);
+}
+
+/* Fills a made-up input (its shape set) with seeded values: uniform in [-1, 1) for
+ * floating types, 0 to 9 for integers, 0 or 1 for booleans. */
+static void fill_input(struct graft_array *a, uint64_t *rng)
+{
+	size_t esize = graft_dtype_size(a->dtype), numel = a->nbytes / esize;
+
 	if (!(a->data = malloc(a->nbytes ? a->nbytes : 1)))
 		tool_die("out of memory");
-	for (uint64_t i = 0; i < numel; i++) {
+	for (size_t i = 0; i < numel; i++) {
 		uint64_t r = next_random(rng);
 		double u = (double)(r >> 11) / 9007199254740992.0;
 		switch (a->dtype) {
@@ -151,8 +165,7 @@ static void make_input(struct graft_array *a, const struct graft_value_info *vi,
 		case GRAFT_INT64: ((int64_t *)a->data)[i] = (int64_t)(r % 10); break;
 		case GRAFT_INT32: ((int32_t *)a->data)[i] = (int32_t)(r % 10); break;
 		case GRAFT_BOOL: ((uint8_t *)a->data)[i] = r & 1; break;
-		default: memset((char *)a->data + i * graft_dtype_size(a->dtype), (int)(r % 10),
-				graft_dtype_size(a->dtype));
+		default: memset((char *)a->data + i * esize, (int)(r % 10), esize);
 		}
 	}
 }
@@ -205,14 +218,28 @@ static void gather_inputs(const struct cmdline *cl, const struct graft_model *m,
 		repeat_batch(&inputs[i], cl->batch);
 		given[i] = 1;
 	}
+	/* Made-up inputs: their shapes first, so that a model declaring an input larger than
+	 * the memory budget is refused before the input is allocated. */
+	uint64_t made = 0, budget = tool_memory_budget(cl->max_memory);
 	for (size_t i = 0; i < n; i++) {
 		if (given[i])
 			continue;
 		/* The net's inputs are the model's inputs minus initializers, in order. */
 		struct graft_value_info vi;
 		graft_model_input(m, i, &vi);
-		make_input(&inputs[i], &vi, cl->batch, &rng);
+		input_shape(&inputs[i], &vi, cl->batch, cl->model);
+		made += inputs[i].nbytes;
 	}
+	if (budget && made > budget) {
+		char need[32], have[32];
+		tool_die("%s: the inputs made up from the declared shapes need %s, over the "
+			 "--max-memory budget of %s%s: give them with -i", cl->model,
+			 tool_format_size(made, need), tool_format_size(budget, have),
+			 cl->max_memory ? "" : " (the memory available)");
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!given[i])
+			fill_input(&inputs[i], &rng);
 }
 
 static double now(void)

@@ -29,4 +29,31 @@ expect_error "unsupported op" "node '.*' \(op QLinearConv\) is not supported" \
 	graft-run $DATA/node/test_qlinearconv/model.onnx
 expect_error "not an input file" "^graft-run: .*not a TensorProto" \
 	sh -c "echo hello > junk.pb; graft-run $d/model.onnx -i junk.pb"
+
+# Inputs not given are made up from their declared shapes, which come from the file:
+# shapes larger than the budget, or whose element count overflows, are refused before
+# anything is allocated for them.
+$PY -c "
+import onnx
+from onnx import helper, TensorProto
+def model(name, dims):
+    g = helper.make_graph([helper.make_node('Relu', ['x'], ['y'])], 'g',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info('y', TensorProto.FLOAT, dims)])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), name)
+model('huge-input.onnx', ['N', 1 << 20, 1 << 20])
+model('wrapping-input.onnx', [1 << 40, 1 << 40])
+model('small-input.onnx', ['N', 3])
+"
+expect_error "a declared input over the budget" \
+	"^graft-run: huge-input\.onnx: the inputs made up from the declared shapes need 4 TiB, over the --max-memory budget of 1 GiB: give them with -i$" \
+	graft-run huge-input.onnx --max-memory 1G
+expect_error "a declared input over the memory available" \
+	"^graft-run: huge-input\.onnx: the inputs made up .* \(the memory available\): give them with -i$" \
+	graft-run huge-input.onnx
+expect_error "a declared input whose size overflows" \
+	"^graft-run: wrapping-input\.onnx: input 'x' is declared with 1099511627776 in dim 1, more elements than can be made up: give it with -i$" \
+	graft-run wrapping-input.onnx
+check "a small declared input is made up (batch 2)" sh -c \
+	"graft-run small-input.onnx --batch 2 | grep -q '^y float \[2,3\] min'"
 finish
