@@ -112,6 +112,10 @@ void model_inputs_changed(struct graft_model *m);
 
 /* ---- onnx.c: the only module that builds or packs protobuf messages ---- */
 
+/* Tests set this to take the way of kernels without openat2 when opening external data
+ * (resolve, check, open, check the descriptor again). */
+extern int onnx_no_openat2;
+
 /* Unpacks an ONNX ModelProto into m (which must be empty), resolving external data
  * against basedir (NULL refuses it), moving tensor payloads into m->tensors and
  * assigning roles. */

@@ -25,7 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/openat2.h>
 
 #include "internal.h"
 
@@ -216,13 +219,82 @@ static const char *tensor_label(const Onnx__TensorProto *tp)
 	return tp->name ? tp->name : "(unnamed)";
 }
 
-/* Checks an external-data location and opens it: relative, no "..", and, once symlinks
- * are resolved, still inside basedir. */
+/* O_NONBLOCK: opening a FIFO would otherwise wait for a writer that may never come (the
+ * caller refuses anything but a regular file, which the flag does not affect). */
+#define EXTERNAL_OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+
+/* Opens loc inside dir with openat2's RESOLVE_BENEATH: the kernel refuses (EXDEV) any
+ * step of the walk, symlinks included, that would leave dir, as it takes the step, so
+ * no path swapped between a check and the open can lead outside.  -1 with errno
+ * ENOSYS where openat2 is missing (Linux before 5.6, or filtered by seccomp). */
+int onnx_no_openat2;
+
+static int open_beneath(const char *dir, const char *loc)
+{
+#ifdef SYS_openat2
+	if (onnx_no_openat2) {
+		errno = ENOSYS;
+		return -1;
+	}
+	struct open_how how = {.flags = EXTERNAL_OPEN_FLAGS,
+			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, e;
+
+	if (dfd < 0)
+		return -1;
+	fd = (int)syscall(SYS_openat2, dfd, loc, &how, sizeof(how));
+	e = errno;
+	close(dfd);
+	if (fd < 0 && (e == EPERM || e == EINVAL || e == E2BIG))
+		e = ENOSYS;     /* a seccomp filter, or a kernel that does not know the flags */
+	errno = e;
+	return fd;
+#else
+	(void)dir;
+	(void)loc;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+/* Where openat2 is missing: resolve loc and check it, open it, then check again where
+ * the descriptor really leads (/proc/self/fd), so that a symlink swapped between the
+ * first check and the open is still caught before a byte is read.  The open itself may
+ * then have touched a file outside (a FIFO or device); the caller refuses those. */
+static int open_checked(const char *real_base, const char *path)
+{
+	char real_path[PATH_MAX], link[64], *opened;
+	size_t nb = strlen(real_base);
+	int fd;
+
+	if (!realpath(path, real_path))
+		return -1;
+	if (strncmp(real_path, real_base, nb) != 0 || (real_path[nb] != '/' && nb > 1)) {
+		errno = EXDEV;
+		return -1;
+	}
+	if ((fd = open(real_path, EXTERNAL_OPEN_FLAGS)) < 0)
+		return -1;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	if ((opened = realpath(link, NULL))) {
+		int inside = strncmp(opened, real_base, nb) == 0 && (opened[nb] == '/' || nb == 1);
+		free(opened);
+		if (!inside) {
+			close(fd);
+			errno = EXDEV;
+			return -1;
+		}
+	}
+	return fd;
+}
+
+/* Checks an external-data location and opens it: relative, no "..", and, symlinks
+ * followed, still inside basedir, at the moment of the open. */
 static int open_external(const char *basedir, const char *loc, const char *tensor,
 			 struct graft_err *err)
 {
-	char *path, real_base[PATH_MAX], real_path[PATH_MAX];
-	int fd;
+	char *path, real_base[PATH_MAX];
+	int fd, e;
 
 	if (!basedir)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED,
@@ -243,25 +315,20 @@ static int open_external(const char *basedir, const char *loc, const char *tenso
 	}
 	if (!realpath(basedir, real_base))
 		return graft_err_set(err, GRAFT_EIO, "%s: %s", basedir, strerror(errno));
-	path = malloc(strlen(basedir) + strlen(loc) + 2);
-	if (!path)
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	sprintf(path, "%s/%s", basedir, loc);
-	if (!realpath(path, real_path)) {
-		int e = errno;
+	fd = open_beneath(real_base, loc);
+	if (fd < 0 && errno == ENOSYS) {
+		if (!(path = malloc(strlen(real_base) + strlen(loc) + 2)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		sprintf(path, "%s/%s", real_base, loc);
+		fd = open_checked(real_base, path);
+		e = errno;
 		free(path);
-		return graft_err_set(err, GRAFT_EIO, "tensor '%s': external data '%s': %s",
-				     tensor, loc, strerror(e));
+		errno = e;
 	}
-	free(path);
-	size_t nb = strlen(real_base);
-	if (strncmp(real_path, real_base, nb) != 0 || (real_path[nb] != '/' && nb > 1))
+	if (fd < 0 && errno == EXDEV)
 		return graft_err_set(err, GRAFT_EFORMAT,
 				     "tensor '%s': external data '%s' escapes the model's folder",
 				     tensor, loc);
-	/* O_NONBLOCK: opening a FIFO would otherwise wait for a writer that may never come
-	 * (the caller refuses anything but a regular file, which the flag does not affect). */
-	fd = open(real_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return graft_err_set(err, GRAFT_EIO, "tensor '%s': external data '%s': %s",
 				     tensor, loc, strerror(errno));

@@ -375,6 +375,56 @@ rm -f x.graft
 expect_error "symlinked model folder still confines" "escapes the model's folder" \
 	graft-import mlink/../m/linkdir-out.onnx -o x.graft
 
+# A symlink swapped while it is read: m/race.bin flips between a file inside the folder
+# and one outside, as fast as a process can rename, while graft-import reads a model
+# naming it, 200 times.  Each import either reads the inside bytes or refuses the
+# outside file; none ever holds the outside bytes (the check and the open are one step
+# for the kernel, openat2 RESOLVE_BENEATH, or the open is checked after the fact).
+printf 'inside..inside..' > m/in/race.bin
+printf 'OUTSIDE!OUTSIDE!' > outside/race.bin
+ln -s in/race.bin m/race.bin
+$PY - <<'PY'
+import onnx
+from onnx import helper, TensorProto
+t = helper.make_tensor("W", TensorProto.FLOAT, [4], [0.0] * 4)
+t.ClearField("float_data")
+t.data_location = TensorProto.EXTERNAL
+for k, v in (("location", "race.bin"), ("offset", "0"), ("length", "16")):
+    e = t.external_data.add(); e.key = k; e.value = v
+g = helper.make_graph([helper.make_node("Relu", ["W"], ["y"])], "g", [],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [t])
+onnx.save(helper.make_model(g), "m/race.onnx")
+PY
+$PY -c "
+import os, time
+end = time.time() + 60
+while time.time() < end and not os.path.exists('race.stop'):
+    for target in ('in/race.bin', '../outside/race.bin'):
+        os.symlink(target, 'm/race.tmp')
+        os.rename('m/race.tmp', 'm/race.bin')
+" &
+swapper=$!
+inside=0 refused=0 other=0 leaked=0
+for i in $(seq 200); do
+	if graft-import m/race.onnx -o race.graft 2>race.err; then
+		if grep -q OUTSIDE race.graft; then leaked=$((leaked + 1)); else inside=$((inside + 1)); fi
+	elif grep -q "escapes the model's folder" race.err; then
+		refused=$((refused + 1))
+	else
+		other=$((other + 1)); sed -n 1p race.err
+	fi
+	rm -f race.graft
+done
+touch race.stop
+wait $swapper
+p=""
+[ $leaked -eq 0 ] || p="$p $leaked imports read the file outside;"
+[ $other -eq 0 ] || p="$p $other failed otherwise;"
+[ $inside -gt 0 ] && [ $refused -gt 0 ] || p="$p the swap did not alternate ($inside inside, $refused refused);"
+verdict "external data: symlink swapped during reads" "graft-import x200" \
+	"$inside read inside, $refused refused, $leaked read outside" "$p"
+rm -f race.stop race.err m/race.bin m/race.tmp
+
 # Archive member names are never paths: archives whose members are named ../evil,
 # /abs/evil, hold a symlink or a folder; reading them (from a folder two deep in a fresh
 # tree) fails with one line and creates nothing anywhere.

@@ -323,16 +323,29 @@ static void test_external_data(void **state)
 		{"w.bin", "12", "external data 'w.bin' holds 12 bytes, its dims and type (float) "
 		 "need 16"},
 	};
-	snprintf(cmd, sizeof(cmd), "ln -s /etc/hostname %s/link.bin", dir);
+	snprintf(cmd, sizeof(cmd), "ln -s /etc/hostname %s/link.bin && ln -s w.bin %s/inlink.bin",
+		 dir, dir);
 	assert_int_equal(system(cmd), 0);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		path = external_model(dir, bad[i].loc, "8", bad[i].len);
-		assert_true(graft_model_read(&m, path, 0, &err) < 0);
-		if (!strstr(err.msg, bad[i].expect))
-			fail_msg("%s: got '%s'", bad[i].loc, err.msg);
-		assert_non_null(strstr(err.msg, "model.onnx"));
+	/* Both ways of opening: openat2 RESOLVE_BENEATH, and the checks of kernels without. */
+	for (int no_openat2 = 0; no_openat2 < 2; no_openat2++) {
+		onnx_no_openat2 = no_openat2;
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			path = external_model(dir, bad[i].loc, "8", bad[i].len);
+			assert_true(graft_model_read(&m, path, 0, &err) < 0);
+			if (!strstr(err.msg, bad[i].expect))
+				fail_msg("%s: got '%s'", bad[i].loc, err.msg);
+			assert_non_null(strstr(err.msg, "model.onnx"));
+			free(path);
+		}
+		/* A symlink that stays inside is followed. */
+		path = external_model(dir, "inlink.bin", "8", "16");
+		assert_int_equal(graft_model_read(&m, path, 0, &err), 0);
+		assert_non_null(find(m, "W", &t));
+		assert_memory_equal(t.data, w, 16);
+		graft_model_free(m);
 		free(path);
 	}
+	onnx_no_openat2 = 0;
 	path = external_model(dir, "w.bin", "8", "16");
 	size_t mlen;
 	uint8_t *mbuf = tm_slurp(path, &mlen);
