@@ -719,7 +719,8 @@ const char *graft_model_history(const struct graft_model *m, size_t i);
 /*
  * An output that appears only when complete: with a path, data goes to a temporary file
  * beside it that graft_output_commit renames into place (after fsync) and
- * graft_output_abort removes; with NULL or "-", data goes to standard output and commit
+ * graft_output_abort removes (where O_TMPFILE works, that file has no name until the
+ * commit, so that even SIGKILL leaves nothing behind); with NULL or "-", data goes to standard output and commit
  * checks that every byte was written.  An existing path that is no regular file or
  * folder (/dev/null, a FIFO) is opened and written in place, never renamed over.
  */
@@ -729,6 +730,7 @@ struct graft_output {
 	char *tmp;      /* temporary name, NULL for standard output */
 	int renamed;    /* internal: already in place (graft_output_commit_pair) */
 	int in_place;   /* internal: a device or FIFO, written directly (no rename) */
+	int unnamed;    /* internal: an O_TMPFILE file, named tmp only when committed */
 };
 int graft_output_open(struct graft_output *out, const char *path, struct graft_err *err);
 int graft_output_commit(struct graft_output *out, struct graft_err *err);

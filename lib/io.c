@@ -7,7 +7,13 @@
  * exists and is no regular file (a device such as /dev/null, a FIFO, a terminal) is
  * written in place instead: renaming a file over it would replace the device (as root,
  * /dev/null itself) with a file, and a FIFO's reader would never see the data.
+ *
+ * Where the file system allows it (Linux's O_TMPFILE), the temporary file has no name
+ * while it is written: it is linked under its temporary name only after the fsync,
+ * just before the rename, so that a tool killed with SIGKILL (which no handler sees)
+ * leaves nothing behind.
  */
+#define _GNU_SOURCE     /* O_TMPFILE, linkat's AT_SYMLINK_FOLLOW */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -112,6 +119,35 @@ static int open_in_place(struct graft_output *out, const char *path, struct graf
 	return 0;
 }
 
+/* An unnamed file (O_TMPFILE) in path's folder, or -1 where the file system, the kernel
+ * or a missing /proc (which linkat needs to name it later) does not allow one. */
+static int open_unnamed(const char *path)
+{
+#ifdef O_TMPFILE
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd;
+
+	if (access("/proc/self/fd", X_OK) < 0)
+		return -1;
+	if (!slash)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (!dir)
+		return -1;
+	/* The mode is applied with the umask, as creat() would. */
+	fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+	free(dir);
+	return fd;
+#else
+	(void)path;
+	return -1;
+#endif
+}
+
 int graft_output_open(struct graft_output *out, const char *path, struct graft_err *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -132,6 +168,10 @@ int graft_output_open(struct graft_output *out, const char *path, struct graft_e
 	}
 	memcpy(out->tmp, path, n);
 	memcpy(out->tmp + n, ".tmpXXXXXX", sizeof(".tmpXXXXXX"));
+	if ((out->fd = open_unnamed(path)) >= 0) {
+		out->unnamed = 1;
+		return 0;
+	}
 	out->fd = mkstemp(out->tmp);
 	if (out->fd < 0) {
 		int e = errno;
@@ -155,17 +195,61 @@ static int output_fail(struct graft_output *out, const char *what, int e, struct
 	return GRAFT_EIO;
 }
 
-int graft_output_sync(struct graft_output *out, struct graft_err *err)
+/* Flushes a temporary file to disk (the part of a commit that fails on a full disk). */
+static int output_flush(struct graft_output *out, struct graft_err *err)
 {
 	if (!out->tmp || out->fd < 0)
 		return 0;
 	if (fsync(out->fd) < 0 && errno != EINVAL)
 		return output_fail(out, "", errno, err);
+	return 0;
+}
+
+/* Links an unnamed temporary file under a fresh temporary name beside the target (the
+ * XXXXXX of out->tmp filled in, as mkstemp would), so that it can be renamed. */
+static int output_link(struct graft_output *out)
+{
+	static const char digits[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	char proc[64], *x = out->tmp + strlen(out->tmp) - 6;
+	struct timespec ts;
+	uint64_t r;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	r = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid() << 32 ^
+	    (uint64_t)ts.tv_sec;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", out->fd);
+	for (int tries = 0; tries < 100; tries++) {
+		for (int i = 0; i < 6; i++, r /= 62)
+			x[i] = digits[r % 62];
+		r = r * 6364136223846793005ULL + 1442695040888963407ULL + (uint64_t)tries;
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, out->tmp, AT_SYMLINK_FOLLOW) == 0) {
+			out->unnamed = 0;
+			return 0;
+		}
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
+/* Names (if unnamed) and closes a flushed temporary file. */
+static int output_close(struct graft_output *out, struct graft_err *err)
+{
+	if (!out->tmp || out->fd < 0)
+		return 0;
+	if (out->unnamed && output_link(out) < 0)
+		return output_fail(out, "cannot name the temporary file: ", errno, err);
 	int rc = close(out->fd);
 	out->fd = -1;
 	if (rc < 0)
 		return output_fail(out, "", errno, err);
 	return 0;
+}
+
+int graft_output_sync(struct graft_output *out, struct graft_err *err)
+{
+	int rc = output_flush(out, err);
+	return rc ? rc : output_close(out, err);
 }
 
 int graft_output_commit(struct graft_output *out, struct graft_err *err)
@@ -204,7 +288,10 @@ int graft_output_commit_pair(struct graft_output *data, struct graft_output *mod
 	char *backup = NULL;
 	int rc, had_old;
 
-	if ((rc = graft_output_sync(data, err)) || (rc = graft_output_sync(model, err))) {
+	/* Both flushed first (what a full disk fails), then both named and closed: the
+	 * named temporary files exist only for the moment of the renames. */
+	if ((rc = output_flush(data, err)) || (rc = output_flush(model, err)) ||
+	    (rc = output_close(data, err)) || (rc = output_close(model, err))) {
 		graft_output_abort(data);
 		graft_output_abort(model);
 		return rc;
@@ -260,11 +347,12 @@ void graft_output_abort(struct graft_output *out)
 	if (out->tmp || out->in_place) {
 		if (out->fd >= 0)
 			close(out->fd);
-		if (out->tmp)
+		if (out->tmp && !out->unnamed)         /* an unnamed file goes with its close */
 			unlink(out->tmp);
 	}
 	out->fd = -1;
 	out->in_place = 0;
+	out->unnamed = 0;
 	free(out->tmp);
 	free(out->path);
 	out->tmp = out->path = NULL;
@@ -272,5 +360,5 @@ void graft_output_abort(struct graft_output *out)
 
 const char *graft_output_tmp_path(const struct graft_output *out)
 {
-	return out->tmp;
+	return out->unnamed ? NULL : out->tmp;
 }
