@@ -988,6 +988,8 @@ int onnx_find_aliases(struct graft_model *m, struct graft_err *err)
 
 /* ---- import ---------------------------------------------------------------------------- */
 
+static int check_kept_payload(const Onnx__TensorProto *tp, struct graft_err *err);
+
 static int extract_tensors(struct graft_model *m, struct graft_err *err)
 {
 	struct candidate *c;
@@ -1012,6 +1014,8 @@ static int extract_tensors(struct graft_model *m, struct graft_err *err)
 		if (strmap_get(&seen, c[i].key) == LONG_MAX)
 			continue;
 		rc = take_payload(c[i].tp, rec, 1, err);
+		if (rc == 0)
+			rc = check_kept_payload(c[i].tp, err);
 		if (rc == 1) {
 			rec->source = c[i].source;
 			if (!(rec->name = strdup(c[i].key)))
@@ -1650,8 +1654,10 @@ out:
 
 /* ---- decoding a TensorProto (inline payloads, .pb files) ---------------------------------- */
 
-/* Says why take_payload left tp's payload where it was (a tensor of numel elements). */
-static int explain_payload(const Onnx__TensorProto *tp, uint64_t numel, struct graft_err *err)
+/* GRAFT_EFORMAT with a message when the one data field set in tp holds a count of values
+ * or bytes other than numel elements of its dtype need; 0 otherwise. */
+static int payload_count_mismatch(const Onnx__TensorProto *tp, uint64_t numel,
+				  struct graft_err *err)
 {
 	static const struct { const char *name; int unit; } fields[] = {
 		{"raw_data", 0}, {"float_data", 1}, {"double_data", 1}, {"int64_data", 1},
@@ -1660,10 +1666,34 @@ static int explain_payload(const Onnx__TensorProto *tp, uint64_t numel, struct g
 	size_t counts[6] = {tp->has_raw_data ? tp->raw_data.len : 0, tp->n_float_data,
 			    tp->n_double_data, tp->n_int64_data, tp->n_int32_data,
 			    tp->n_uint64_data};
-	const char *label = tensor_label(tp), *type = graft_dtype_name(tp->data_type);
 	int complex = tp->data_type == GRAFT_COMPLEX64 || tp->data_type == GRAFT_COMPLEX128;
-	int n = data_fields_set(tp);
 	char dims[96];
+
+	for (int i = 0; i < 6; i++) {
+		if (!counts[i] && !(i == 0 && tp->has_raw_data))
+			continue;
+		uint64_t need = fields[i].unit ? numel * (complex && i < 3 ? 2 : 1)
+					       : numel * graft_dtype_size(tp->data_type);
+		if (counts[i] == need)
+			return 0;
+		dims_string(tp->dims, tp->n_dims, dims, sizeof(dims));
+		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': %s holds %zu %s, dims [%s] "
+				     "of %s need %" PRIu64, tensor_label(tp), fields[i].name,
+				     counts[i], fields[i].unit ? "values" : "bytes", dims,
+				     graft_dtype_name(tp->data_type), need);
+	}
+	return 0;
+}
+
+/* Says why take_payload left tp's payload where it was (a tensor of numel elements). */
+static int explain_payload(const Onnx__TensorProto *tp, uint64_t numel, struct graft_err *err)
+{
+	static const char *const names[] = {"raw_data", "float_data", "double_data",
+					    "int64_data", "int32_data", "uint64_data"};
+	size_t counts[6] = {tp->has_raw_data ? 1 : 0, tp->n_float_data, tp->n_double_data,
+			    tp->n_int64_data, tp->n_int32_data, tp->n_uint64_data};
+	const char *label = tensor_label(tp);
+	int n = data_fields_set(tp), rc;
 
 	if (tp->segment)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "tensor '%s': segments are not "
@@ -1675,21 +1705,32 @@ static int explain_payload(const Onnx__TensorProto *tp, uint64_t numel, struct g
 	if (n != 1)
 		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': %d data fields set, not one",
 				     label, n);
-	dims_string(tp->dims, tp->n_dims, dims, sizeof(dims));
-	for (int i = 0; i < 6; i++) {
-		if (!counts[i] && !(i == 0 && tp->has_raw_data))
-			continue;
-		uint64_t need = fields[i].unit ? numel * (complex && i < 3 ? 2 : 1)
-					       : numel * graft_dtype_size(tp->data_type);
-		if (counts[i] != need)
-			return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': %s holds %zu %s, "
-					     "dims [%s] of %s need %" PRIu64, label, fields[i].name,
-					     counts[i], fields[i].unit ? "values" : "bytes", dims,
-					     type, need);
-		return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': %s cannot hold %s "
-				     "(or a value is out of its range)", label, fields[i].name, type);
-	}
+	if ((rc = payload_count_mismatch(tp, numel, err)))
+		return rc;
+	for (int i = 0; i < 6; i++)
+		if (counts[i])
+			return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': %s cannot hold %s "
+					     "(or a value is out of its range)", label, names[i],
+					     graft_dtype_name(tp->data_type));
 	return graft_err_set(err, GRAFT_EFORMAT, "tensor '%s': no data", label);
+}
+
+/* A main-graph tensor that take_payload left in place, checked: one whose payload
+ * holds more or fewer elements than its shape is an error now, not when something
+ * reads it (ONNX Runtime refuses such a model when it loads it).  The others that stay
+ * (strings, no elements, segments, values out of their type's range...) are carried
+ * as they are. */
+static int check_kept_payload(const Onnx__TensorProto *tp, struct graft_err *err)
+{
+	uint64_t numel;
+
+	if (!tp->has_data_type || !graft_dtype_size(tp->data_type) || tp->segment ||
+	    data_fields_set(tp) != 1 || tp->n_dims > GRAFT_MAX_RANK ||
+	    dims_numel(tp->dims, (int)tp->n_dims, &numel) || numel == 0 ||
+	    (tp->has_data_location &&
+	     tp->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT))
+		return 0;
+	return payload_count_mismatch(tp, numel, err);
 }
 
 int onnx_tensor_decode(const Onnx__TensorProto *tp, struct graft_array *a, struct graft_err *err)

@@ -164,7 +164,6 @@ static void test_lossy_payloads_stay_in_skeleton(void **state)
 	(void)state;
 
 	t = tm_tensor("wide", 3, 1, d); tm_int32_data(t, wide, 2); tm_initializer(mp, t);
-	t = tm_tensor("short", 1, 1, d); tm_float_data(t, f, 3); tm_initializer(mp, t);
 	t = tm_tensor("twice", 1, 1, d); tm_float_data(t, f, 2); tm_raw(t, f, 8);
 	tm_initializer(mp, t);
 	t = tm_tensor("dup", 1, 1, d); tm_float_data(t, f, 2); tm_initializer(mp, t);
@@ -183,6 +182,43 @@ static void test_lossy_payloads_stay_in_skeleton(void **state)
 	free(buf);
 	assert_roundtrip_exact(mp);
 	onnx__model_proto__free_unpacked(mp, NULL);
+}
+
+/* A payload with more or fewer values than its shape is refused on import, as ONNX
+ * Runtime refuses it on load, whichever field holds it. */
+static void test_payload_count_mismatch_refused(void **state)
+{
+	int64_t d[] = {2};
+	float f[] = {1, 2, 3};
+	int64_t i64[] = {1, 2, 3};
+	struct graft_model *m;
+	struct graft_err err = {0};
+	const char *expect[] = {
+		"tensor 'short': float_data holds 3 values, dims [2] of float need 2",
+		"tensor 'short': raw_data holds 4 bytes, dims [2] of float need 8",
+		"tensor 'short': int64_data holds 3 values, dims [2] of int64 need 2",
+	};
+	(void)state;
+
+	for (int k = 0; k < 3; k++) {
+		Onnx__ModelProto *mp = tm_model(13);
+		Onnx__TensorProto *t = tm_tensor("short", k == 2 ? 7 : 1, 1, d);
+		if (k == 0)
+			tm_float_data(t, f, 3);
+		else if (k == 1)
+			tm_raw(t, f, 4);
+		else
+			tm_int64_data(t, i64, 3);
+		tm_initializer(mp, t);
+		size_t len;
+		uint8_t *buf = tm_pack(mp, &len);
+		assert_int_equal(graft_model_read_memory(&m, buf, len, NULL, "m.onnx", &err),
+				 GRAFT_EFORMAT);
+		assert_string_equal(err.msg + strlen("m.onnx: "), expect[k]);
+		assert_null(m);
+		free(buf);
+		onnx__model_proto__free_unpacked(mp, NULL);
+	}
 }
 
 static void test_malformed_input(void **state)
@@ -709,6 +745,7 @@ int main(void)
 		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_payloads_in_natural_layout),
 		cmocka_unit_test(test_lossy_payloads_stay_in_skeleton),
+		cmocka_unit_test(test_payload_count_mismatch_refused),
 		cmocka_unit_test(test_malformed_input),
 		cmocka_unit_test(test_external_data),
 		cmocka_unit_test(test_onnx_size_matches_output),
