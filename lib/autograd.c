@@ -33,7 +33,8 @@ int autograd_region(const struct node *n)
 static int track(struct graft_net *net, struct value *v, const char *name,
 		 struct graft_err *err)
 {
-	struct tracked *t = realloc(net->tracked, (net->n_tracked + 1) * sizeof(*t));
+	struct tracked *t = array_grow(net->tracked, &net->cap_tracked, net->n_tracked,
+				       sizeof(*t));
 
 	if (!t)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -105,23 +106,67 @@ static void mark_region(struct graft_net *net)
 	}
 }
 
-static const struct node *producer_of(const struct graft_net *net, const struct value *v)
+/* Who computes each value and how many node inputs read it, by value index, as the
+ * graph is when autograd_build starts: made once, so that the questions below cost a
+ * lookup each instead of a sweep of the nodes (which made building quadratic). */
+struct graph_index {
+	const struct node **prod;
+	size_t *readers;
+	size_t n;               /* values indexed (values added later are not) */
+};
+
+static size_t index_of(const struct graft_net *net, const struct graph_index *gi,
+		       const struct value *v)
 {
-	for (size_t i = 0; i < net->n_nodes; i++)
-		for (size_t k = 0; k < net->nodes[i].n_out; k++)
-			if (net->nodes[i].out[k] == v)
-				return &net->nodes[i];
-	return NULL;
+	long i = v ? strmap_get(&net->by_name, v->name) : -1;
+	return i < 0 || (size_t)i >= gi->n ? gi->n : (size_t)i;
+}
+
+static int graph_index_init(struct graph_index *gi, const struct graft_net *net)
+{
+	gi->n = net->n_values;
+	gi->prod = calloc(gi->n + 1, sizeof(*gi->prod));
+	gi->readers = calloc(gi->n + 1, sizeof(*gi->readers));
+	if (!gi->prod || !gi->readers) {
+		free(gi->prod);
+		free(gi->readers);
+		return -1;
+	}
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		const struct node *n = &net->nodes[i];
+		for (size_t k = 0; k < n->n_out; k++)
+			if (n->out[k] && !gi->prod[index_of(net, gi, n->out[k])])
+				gi->prod[index_of(net, gi, n->out[k])] = n;
+		for (size_t k = 0; k < n->n_in; k++)
+			if (n->in[k])
+				gi->readers[index_of(net, gi, n->in[k])]++;
+	}
+	gi->prod[gi->n] = NULL;         /* the slot of values not indexed */
+	gi->readers[gi->n] = 0;
+	return 0;
+}
+
+static void graph_index_release(struct graph_index *gi)
+{
+	free(gi->prod);
+	free(gi->readers);
+}
+
+static const struct node *producer_of(const struct graft_net *net,
+				      const struct graph_index *gi, const struct value *v)
+{
+	return gi->prod[index_of(net, gi, v)];
 }
 
 /* The stored tensor v stands for, through Identity nodes; NULL if v is computed. */
-static const struct value *stored_source(const struct graft_net *net, const struct value *v)
+static const struct value *stored_source(const struct graft_net *net,
+					 const struct graph_index *gi, const struct value *v)
 {
 	for (int hops = 0; v && hops < 64; hops++) {
 		const struct node *p;
 		if (v->flags & VALUE_BORROWED)
 			return v;
-		if (!(p = producer_of(net, v)) || strcmp(p->op->name, "Identity") != 0 ||
+		if (!(p = producer_of(net, gi, v)) || strcmp(p->op->name, "Identity") != 0 ||
 		    p->n_in < 1)
 			return NULL;
 		v = p->in[0];
@@ -131,9 +176,10 @@ static const struct value *stored_source(const struct graft_net *net, const stru
 
 /* A training-mode BatchNormalization's input k (3: mean, 4: variance) becomes a
  * net-owned copy, saved under the input's name. */
-static int bn_state(struct graft_net *net, struct node *n, size_t k, struct graft_err *err)
+static int bn_state(struct graft_net *net, const struct graph_index *gi, struct node *n,
+		    size_t k, struct graft_err *err)
 {
-	const struct value *src = n->n_in > k ? stored_source(net, n->in[k]) : NULL;
+	const struct value *src = n->n_in > k ? stored_source(net, gi, n->in[k]) : NULL;
 	char name[512];
 	struct value *v;
 	int rc;
@@ -159,7 +205,7 @@ static int bn_state(struct graft_net *net, struct node *n, size_t k, struct graf
 
 static int add_training_node(struct graft_net *net, size_t i, struct graft_err *err)
 {
-	size_t *t = realloc(net->trains, (net->n_trains + 1) * sizeof(*t));
+	size_t *t = array_grow(net->trains, &net->cap_trains, net->n_trains, sizeof(*t));
 
 	if (!t)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -170,7 +216,8 @@ static int add_training_node(struct graft_net *net, size_t i, struct graft_err *
 }
 
 /* BatchNormalization whose scale or bias trains, and Dropout in the backward region. */
-static int mark_training_nodes(struct graft_net *net, struct graft_err *err)
+static int mark_training_nodes(struct graft_net *net, const struct graph_index *gi,
+			       struct graft_err *err)
 {
 	int rc;
 
@@ -180,7 +227,7 @@ static int mark_training_nodes(struct graft_net *net, struct graft_err *err)
 		if (strcmp(n->op->name, "BatchNormalization") == 0 && !net->opts.bn_frozen &&
 		    n->n_in == 5 && ((n->in[1] && (n->in[1]->flags & VALUE_PARAM)) ||
 				     (n->in[2] && (n->in[2]->flags & VALUE_PARAM)))) {
-			if ((rc = bn_state(net, n, 3, err)) || (rc = bn_state(net, n, 4, err)) ||
+			if ((rc = bn_state(net, gi, n, 3, err)) || (rc = bn_state(net, gi, n, 4, err)) ||
 			    (rc = add_training_node(net, i, err)))
 				return rc;
 		} else if (strcmp(n->op->name, "Dropout") == 0 && autograd_region(n) &&
@@ -210,22 +257,19 @@ static int backward_ignores_output(const struct node *p)
  * producer must not need its output back.  PyTorch's models do the same (ReLU(inplace)),
  * and it saves one activation of every Conv/BatchNormalization/Relu triple.
  */
-static void mark_inplace(struct graft_net *net)
+static void mark_inplace(struct graft_net *net, const struct graph_index *gi)
 {
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *n = &net->nodes[i];
 		struct value *x = n->n_in ? n->in[0] : NULL;
-		const struct node *p = x ? producer_of(net, x) : NULL;
-		size_t readers = 0;
+		const struct node *p;
 
-		if (strcmp(n->op->name, "Relu") != 0 || !autograd_region(n) || !p ||
-		    p->fused_away || !backward_ignores_output(p) || n->n_out != 1 ||
+		if (strcmp(n->op->name, "Relu") != 0 || !x || !autograd_region(n) ||
+		    !(p = producer_of(net, gi, x)) || p->fused_away || !backward_ignores_output(p) ||
+		    n->n_out != 1 ||
 		    (x->flags & (VALUE_OUTPUT | VALUE_INPUT | VALUE_PARAM | VALUE_CONST)))
 			continue;
-		for (size_t j = 0; j < net->n_nodes; j++)
-			for (size_t k = 0; k < net->nodes[j].n_in; k++)
-				readers += net->nodes[j].in[k] == x;
-		n->inplace = readers == 1;
+		n->inplace = index_of(net, gi, x) < gi->n && gi->readers[index_of(net, gi, x)] == 1;
 	}
 }
 
@@ -240,11 +284,17 @@ int autograd_build(struct graft_net *net, struct graft_err *err)
 	if ((rc = copy_parameters(net, err)))
 		return rc;
 	mark_region(net);
-	if ((rc = mark_training_nodes(net, err)))
+	struct graph_index gi;
+	if (graph_index_init(&gi, net))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	if ((rc = mark_training_nodes(net, &gi, err))) {
+		graph_index_release(&gi);
 		return rc;
+	}
 	for (size_t i = 0; i < net->n_nodes; i++)
 		net->nodes[i].grad = ops_find_grad(net->nodes[i].op->name);
-	mark_inplace(net);
+	mark_inplace(net, &gi);
+	graph_index_release(&gi);
 	return 0;
 }
 
@@ -289,17 +339,23 @@ static int wants_grad(const struct value *v)
 	return v && (v->flags & VALUE_DIFF) && v->dtype == GRAFT_FLOAT;
 }
 
-/* How many (node, input) slots of the run list read v with a gradient to give. */
-static size_t grad_readers(const struct graft_net *net, const struct value *v)
+/* How many (node, input) slots of the run list read each value with a gradient to
+ * give, by value index: one sweep of the run list for the whole plan. */
+static size_t *count_grad_readers(const struct graft_net *net)
 {
-	size_t count = 0;
+	size_t *count = calloc(net->n_values + 1, sizeof(*count));
 
+	if (!count)
+		return NULL;
 	for (size_t r = 0; r < net->n_run; r++) {
 		const struct node *n = &net->nodes[net->run_list[r]];
 		if (!n->needs_grad)
 			continue;
-		for (size_t k = 0; k < n->n_in; k++)
-			count += n->in[k] == v;
+		for (size_t k = 0; k < n->n_in; k++) {
+			long i = n->in[k] ? strmap_get(&net->by_name, n->in[k]->name) : -1;
+			if (i >= 0)
+				count[i]++;
+		}
 	}
 	return count;
 }
@@ -326,7 +382,8 @@ static int plan_node(struct graft_net *net, struct node *n, struct graft_err *er
 
 /* gin[k]: the value's own gradient when this is its only reader, else a buffer of the
  * slot's that backward sums into the value's gradient. */
-static int plan_inputs(struct graft_net *net, struct node *n, struct graft_err *err)
+static int plan_inputs(struct graft_net *net, struct node *n, const size_t *grad_readers,
+		       struct graft_err *err)
 {
 	for (size_t k = 0; k < n->n_in; k++) {
 		struct value *v = n->in[k];
@@ -334,7 +391,7 @@ static int plan_inputs(struct graft_net *net, struct node *n, struct graft_err *
 			continue;
 		if (!v->grad && !(v->grad = grad_value(v, owns_grad(v))))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-		if (grad_readers(net, v) == 1)
+		if (grad_readers[strmap_get(&net->by_name, v->name)] == 1)
 			n->gin[k] = v->grad;
 		else if (!(n->gin[k] = grad_value(v, 0)))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -378,13 +435,38 @@ static int add_interval(struct interval **iv, size_t *n, size_t *cap, struct val
 	return 0;
 }
 
+/* For each value (by index), the last run step whose node takes a gradient for it: the
+ * first backward step that writes the value's gradient; -1 for none. */
+static long *last_grad_readers(const struct graft_net *net)
+{
+	long *last = malloc((net->n_values + 1) * sizeof(*last));
+
+	if (!last)
+		return NULL;
+	for (size_t i = 0; i <= net->n_values; i++)
+		last[i] = -1;
+	for (size_t r = 0; r < net->n_run; r++) {
+		const struct node *c = &net->nodes[net->run_list[r]];
+		for (size_t j = 0; c->gin && j < c->n_in; j++) {
+			long i = c->in[j] && c->gin[j] ? strmap_get(&net->by_name, c->in[j]->name)
+						       : -1;
+			if (i >= 0)
+				last[i] = (long)r;
+		}
+	}
+	return last;
+}
+
 /* The intervals of every pooled gradient (value gradients and summing buffers). */
 static int collect_intervals(struct graft_net *net, struct interval **iv, size_t *n)
 {
 	size_t cap = 0, R = net->n_run;
+	long *last = last_grad_readers(net);
 
 	*iv = NULL;
 	*n = 0;
+	if (!last)
+		return -1;
 	for (size_t r = 0; r < R; r++) {
 		struct node *nd = &net->nodes[net->run_list[r]];
 		long t = (long)(R - 1 - r);
@@ -395,23 +477,24 @@ static int collect_intervals(struct graft_net *net, struct interval **iv, size_t
 			long birth = t;
 			if (!v || !v->grad || owns_grad(v))
 				continue;
+			long l = last[strmap_get(&net->by_name, v->name)];
 			if (v->flags & VALUE_OUTPUT)
 				birth = -1;
-			for (size_t r2 = r + 1; r2 < R; r2++) {
-				const struct node *c = &net->nodes[net->run_list[r2]];
-				for (size_t j = 0; c->gin && j < c->n_in; j++)
-					if (c->in[j] == v && c->gin[j] && (long)(R - 1 - r2) < birth)
-						birth = (long)(R - 1 - r2);
-			}
+			if (l > (long)r && (long)(R - 1) - l < birth)
+				birth = (long)(R - 1) - l;
 			if (add_interval(iv, n, &cap, v->grad, birth, t))
-				return -1;
+				goto oom;
 		}
 		for (size_t k = 0; k < nd->n_in; k++)
 			if (nd->gin[k] && nd->gin[k] != nd->in[k]->grad &&
 			    add_interval(iv, n, &cap, nd->gin[k], t, t))
-				return -1;
+				goto oom;
 	}
+	free(last);
 	return 0;
+oom:
+	free(last);
+	return -1;
 }
 
 struct pooled {
@@ -439,7 +522,8 @@ static int plan_buffers(struct graft_net *net, struct graft_err *err)
 				best = (long)b;
 		}
 		if (best < 0) {
-			struct pooled *p = realloc(net->pool, (net->n_pool + 1) * sizeof(*p));
+			struct pooled *p = array_grow(net->pool, &net->cap_pool, net->n_pool,
+						      sizeof(*p));
 			if (!p || !(p[net->n_pool].data = malloc(need))) {
 				if (p)
 					net->pool = p;
@@ -461,25 +545,30 @@ static int plan_buffers(struct graft_net *net, struct graft_err *err)
  * inputs (not parameters, state or constants): a trainer may cache them per sample. */
 static int plan_boundary(struct graft_net *net, struct graft_err *err)
 {
+	char *seen = calloc(net->n_values + 1, 1);       /* by value index */
+
 	free(net->boundary);
 	net->n_boundary = 0;
-	if (!(net->boundary = calloc(net->n_values + 1, sizeof(*net->boundary))))
+	if (!seen || !(net->boundary = calloc(net->n_values + 1, sizeof(*net->boundary)))) {
+		free(seen);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
 	for (size_t r = 0; r < net->n_run; r++) {
 		const struct node *n = &net->nodes[net->run_list[r]];
 		if (!autograd_region(n))
 			continue;
 		for (size_t k = 0; k < n->n_in; k++) {
 			struct value *v = n->in[k];
-			int seen = 0;
+			long i;
 			if (!v || (v->flags & (VALUE_DIFF | VALUE_CONST | VALUE_PARAM | VALUE_STATE)))
 				continue;
-			for (size_t b = 0; b < net->n_boundary && !seen; b++)
-				seen = net->boundary[b] == v;
-			if (!seen)
+			if ((i = strmap_get(&net->by_name, v->name)) >= 0 && !seen[i]) {
+				seen[i] = 1;
 				net->boundary[net->n_boundary++] = v;
+			}
 		}
 	}
+	free(seen);
 	return 0;
 }
 
@@ -492,11 +581,17 @@ int autograd_plan(struct graft_net *net, struct graft_err *err)
 	for (size_t r = 0; r < net->n_run; r++)
 		if ((rc = plan_node(net, &net->nodes[net->run_list[r]], err)))
 			return rc;
+	size_t *grad_readers = count_grad_readers(net);
+	if (!grad_readers)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	for (size_t r = 0; r < net->n_run; r++) {
 		struct node *n = &net->nodes[net->run_list[r]];
-		if (n->needs_grad && (rc = plan_inputs(net, n, err)))
+		if (n->needs_grad && (rc = plan_inputs(net, n, grad_readers, err))) {
+			free(grad_readers);
 			return rc;
+		}
 	}
+	free(grad_readers);
 	return plan_buffers(net, err);
 }
 
@@ -521,7 +616,7 @@ void autograd_unplan(struct graft_net *net)
 		free(net->pool[b].data);
 	free(net->pool);
 	net->pool = NULL;
-	net->n_pool = 0;
+	net->n_pool = net->cap_pool = 0;
 }
 
 void autograd_free(struct graft_net *net)

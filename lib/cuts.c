@@ -18,6 +18,7 @@ struct flow {
 	const char **name;
 	int *activation;
 	long *last_use;         /* node index of the last reader; n_node for graph outputs */
+	long *producer;         /* index of the node whose first output it is, or -1 */
 	size_t n, cap;
 };
 
@@ -32,18 +33,22 @@ static long slot(struct flow *f, const char *name)
 		const char **nm = realloc(f->name, c * sizeof(*nm));
 		int *a = nm ? realloc(f->activation, c * sizeof(*a)) : NULL;
 		long *l = a ? realloc(f->last_use, c * sizeof(*l)) : NULL;
+		long *p = l ? realloc(f->producer, c * sizeof(*p)) : NULL;
 		if (nm)
 			f->name = nm;
 		if (a)
 			f->activation = a;
-		if (!l)
+		if (l)
+			f->last_use = l;
+		if (!p)
 			return -1;
-		f->last_use = l;
+		f->producer = p;
 		f->cap = c;
 	}
 	f->name[f->n] = name;
 	f->activation[f->n] = 0;
 	f->last_use[f->n] = -1;
+	f->producer[f->n] = -1;
 	if (strmap_put(&f->index, name, (long)f->n) == -2)
 		return -1;
 	return (long)f->n++;
@@ -55,14 +60,7 @@ static void flow_release(struct flow *f)
 	free(f->name);
 	free(f->activation);
 	free(f->last_use);
-}
-
-static int is_initializer(const Onnx__GraphProto *g, const char *name)
-{
-	for (size_t i = 0; i < g->n_initializer; i++)
-		if (g->initializer[i]->name && strcmp(g->initializer[i]->name, name) == 0)
-			return 1;
-	return 0;
+	free(f->producer);
 }
 
 static int trace(const struct graft_model *m, struct flow *f)
@@ -72,12 +70,13 @@ static int trace(const struct graft_model *m, struct flow *f)
 
 	if (strmap_init(&f->index, 256))
 		return -1;
-	for (size_t i = 0; i < g->n_input; i++)
-		if (g->input[i]->name && !is_initializer(g, g->input[i]->name)) {
-			if ((s = slot(f, g->input[i]->name)) < 0)
-				return -1;
-			f->activation[s] = 1;
-		}
+	for (size_t i = 0; i < graft_model_input_count(m); i++) {   /* initializers left out */
+		struct graft_value_info vi;
+		graft_model_input(m, i, &vi);
+		if ((s = slot(f, vi.name)) < 0)
+			return -1;
+		f->activation[s] = 1;
+	}
 	for (size_t i = 0; i < g->n_node; i++) {
 		const Onnx__NodeProto *n = g->node[i];
 		int act = 0, shape_op = n->op_type && (strcmp(n->op_type, "Shape") == 0 ||
@@ -94,6 +93,8 @@ static int trace(const struct graft_model *m, struct flow *f)
 			if ((s = slot(f, n->output[k])) < 0)
 				return -1;
 			f->activation[s] = act && !shape_op;
+			if (k == 0 && f->producer[s] < 0)
+				f->producer[s] = (long)i;
 		}
 	}
 	for (size_t i = 0; i < g->n_output; i++)
@@ -124,20 +125,18 @@ static uint64_t node_params(const struct graft_model *m, const Onnx__NodeProto *
 
 /* Whether node i is a bias Add: an Add reading the output of a MatMul (the two make one
  * layer, as in a Linear exported without Gemm). */
-static int is_bias_add(const Onnx__GraphProto *g, size_t i)
+static int is_bias_add(const Onnx__GraphProto *g, const struct flow *f, size_t i)
 {
 	const Onnx__NodeProto *nd = g->node[i];
 
 	if (!nd->op_type || strcmp(nd->op_type, "Add") != 0)
 		return 0;
-	for (size_t k = 0; k < i; k++) {
-		const Onnx__NodeProto *p = g->node[k];
-		if (!p->op_type || strcmp(p->op_type, "MatMul") != 0 || p->n_output < 1 ||
-		    !p->output[0] || !*p->output[0])
-			continue;
-		for (size_t j = 0; j < nd->n_input; j++)
-			if (nd->input[j] && strcmp(nd->input[j], p->output[0]) == 0)
-				return 1;
+	for (size_t j = 0; j < nd->n_input; j++) {
+		long s = nd->input[j] && *nd->input[j] ? strmap_get(&f->index, nd->input[j]) : -1;
+		long k = s >= 0 ? f->producer[s] : -1;
+		const char *op = k >= 0 && (size_t)k < i ? g->node[k]->op_type : NULL;
+		if (op && strcmp(op, "MatMul") == 0)
+			return 1;
 	}
 	return 0;
 }
@@ -211,7 +210,7 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 	 * to the Conv or Gemm before them, so conv, bn, relu, pool in a row are one block;
 	 * so does the bias of an Add after a MatMul. */
 	uint64_t *weights = NULL, weights_before = 0;
-	size_t n = 0, live = 0;
+	size_t n = 0, cap = 0, live = 0;
 
 	*out = NULL;
 	*n_out = 0;
@@ -231,7 +230,7 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 		const char *only = NULL;
 		before += params[i];
 		if ((!nd->op_type || strcmp(nd->op_type, "BatchNormalization") != 0) &&
-		    !(params[i] && is_bias_add(g, i)))
+		    !(params[i] && is_bias_add(g, &f, i)))
 			weights_before += params[i];
 		for (size_t k = 0; k < nd->n_input; k++) {
 			long s = nd->input[k] && *nd->input[k] ? strmap_get(&f.index, nd->input[k]) : -1;
@@ -250,18 +249,22 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 			}
 		}
 		if (live == 1 && only && f.last_use[strmap_get(&f.index, only)] < (long)g->n_node) {
-			struct graft_cut *c = realloc(cuts, (n + 1) * sizeof(*c));
-			uint64_t *w = c ? realloc(weights, (n + 1) * sizeof(*w)) : NULL;
-			if (c)
-				cuts = c;
-			if (!w) {
-				free(cuts);
-				free(weights);
-				free(params);
-				flow_release(&f);
-				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			struct graft_cut *c = cuts;
+			if (n == cap) {
+				size_t grown = cap ? 2 * cap : 64;
+				uint64_t *w;
+				if ((c = realloc(cuts, grown * sizeof(*c))))
+					cuts = c;
+				if (!c || !(w = realloc(weights, grown * sizeof(*w)))) {
+					free(cuts);
+					free(weights);
+					free(params);
+					flow_release(&f);
+					return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+				}
+				weights = w;
+				cap = grown;
 			}
-			weights = w;
 			weights[n] = weights_before;
 			memset(&c[n], 0, sizeof(c[n]));
 			c[n].index = n;

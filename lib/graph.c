@@ -110,6 +110,61 @@ size_t graph_read_count(const Onnx__GraphProto *g, const char *name)
 	return c.n;
 }
 
+/* Counts every name read, for graph_reads_init. */
+static int count_all(const char *name, void *ctx)
+{
+	struct graph_reads *r = ctx;
+	long n;
+
+	if (name == GRAPH_TOO_DEEP) {
+		r->too_deep = 1;
+		return 0;
+	}
+	n = strmap_get(&r->counts, name);
+	return strmap_put(&r->counts, name, n < 0 ? 1 : n + 1) == -2 ? -1 : 0;
+}
+
+int graph_reads_init(struct graph_reads *r, const Onnx__GraphProto *g)
+{
+	r->too_deep = 0;
+	if (strmap_init(&r->counts, g->n_node + g->n_output + 16))
+		return -1;
+	if (walk_graph(g, count_all, r, 0)) {
+		strmap_release(&r->counts);
+		return -1;
+	}
+	return 0;
+}
+
+size_t graph_reads_count(const struct graph_reads *r, const char *name)
+{
+	long n = strmap_get(&r->counts, name);
+	return (size_t)(n < 0 ? 0 : n) + (size_t)r->too_deep;
+}
+
+void graph_reads_release(struct graph_reads *r)
+{
+	strmap_release(&r->counts);
+}
+
+int graph_defined_init(struct strmap *defined, const Onnx__GraphProto *g)
+{
+	if (strmap_init(defined, g->n_node + g->n_input + 16))
+		return -1;
+	for (size_t i = 0; i < g->n_node; i++)
+		for (size_t k = 0; k < g->node[i]->n_output; k++)
+			if (g->node[i]->output[k] &&
+			    strmap_put(defined, g->node[i]->output[k], 1) == -2)
+				goto nomem;
+	for (size_t i = 0; i < g->n_input; i++)
+		if (g->input[i]->name && strmap_put(defined, g->input[i]->name, 1) == -2)
+			goto nomem;
+	return 0;
+nomem:
+	strmap_release(defined);
+	return -1;
+}
+
 size_t graph_subgraph_read_count(const Onnx__GraphProto *g, const char *name)
 {
 	struct count c = {name, 0};

@@ -78,10 +78,24 @@ struct alias_rec {
 	enum graft_role role;
 };
 
+/* A small open-addressing hash map from borrowed strings to indices. */
+struct strmap {
+	const char **keys;
+	long *vals;
+	size_t cap, count;
+};
+int strmap_init(struct strmap *sm, size_t expected);
+void strmap_release(struct strmap *sm);
+/* Inserts key -> val; returns the previous value if key was present, else -1.  Keys are
+ * borrowed: they must outlive the map. */
+long strmap_put(struct strmap *sm, const char *key, long val);
+long strmap_get(const struct strmap *sm, const char *key);
+
 struct graft_model {
 	Onnx__ModelProto *proto;    /* the skeleton; payloads of tensors[] moved out */
 	struct tensor_rec *tensors;
 	size_t n_tensors;
+	size_t cap_tensors;         /* room at tensors (readers that fill it leave this 0) */
 	struct alias_rec *aliases;
 	size_t n_aliases;
 	char **history;
@@ -95,6 +109,11 @@ struct graft_model {
 	size_t *real_inputs;
 	size_t n_real_inputs;
 	int real_inputs_known;
+	/* graft_model_find_tensor's index of tensors by name, made on first use and grown
+	 * as tensors are added (it holds the first tensor_index_n of them). */
+	struct strmap tensor_index;
+	size_t tensor_index_n;
+	int tensor_index_known;
 };
 
 /* ---- model.c ---- */
@@ -106,6 +125,8 @@ int model_refresh_aliases(struct graft_model *m, struct graft_err *err);
  * that removed the tensor's place in the graph itself (a Constant node). Refresh the
  * aliases afterwards. */
 void model_drop_tensor(struct graft_model *m, size_t i);
+/* The same for every tensor i with drop[i] set, in one pass. */
+void model_drop_tensors(struct graft_model *m, const unsigned char *drop);
 /* To be called by whatever adds, removes or renames graph inputs or initializers: the
  * getters' list of real inputs is worked out again on next use. */
 void model_inputs_changed(struct graft_model *m);
@@ -176,6 +197,18 @@ extern const char graph_too_deep[];
 /* How often name is read by g's nodes (subgraphs included) and outputs; a subgraph too
  * deep to follow counts as a read.  The second counts subgraphs' reads alone. */
 size_t graph_read_count(const Onnx__GraphProto *g, const char *name);
+/* Every name g reads and how often, in one walk (subgraphs included), for loops over
+ * many values where a graph_read_count each would be quadratic.  Names are borrowed
+ * from g: release before changing its nodes or outputs.  -1: out of memory. */
+struct graph_reads {
+	struct strmap counts;
+	int too_deep;           /* a subgraph too deep to follow: it may read anything */
+};
+int graph_reads_init(struct graph_reads *r, const Onnx__GraphProto *g);
+size_t graph_reads_count(const struct graph_reads *r, const char *name);
+void graph_reads_release(struct graph_reads *r);
+/* The names g defines: its nodes' outputs and its inputs (a set, names borrowed). */
+int graph_defined_init(struct strmap *defined, const Onnx__GraphProto *g);
 size_t graph_subgraph_read_count(const Onnx__GraphProto *g, const char *name);
 /* The node of g computing name, or -1. */
 long graph_producer(const Onnx__GraphProto *g, const char *name);
@@ -258,18 +291,10 @@ int dims_check(const int64_t *dims, size_t rank, const char *what, uint64_t *num
 /* Writes dims as "2,3,4" into buf (size at least 32), ending in ",..." where they do not
  * fit. */
 void dims_string(const int64_t *dims, size_t rank, char *buf, size_t size);
-
-/* A small open-addressing hash map from borrowed strings to indices. */
-struct strmap {
-	const char **keys;
-	long *vals;
-	size_t cap, count;
-};
-int strmap_init(struct strmap *sm, size_t expected);
-void strmap_release(struct strmap *sm);
-/* Inserts key -> val; returns the previous value if key was present, else -1.  Keys are
- * borrowed: they must outlive the map. */
-long strmap_put(struct strmap *sm, const char *key, long val);
-long strmap_get(const struct strmap *sm, const char *key);
+/* Returns arr (of *cap elements of size bytes) with room for element n: arr itself, or
+ * arr moved and doubled when full, so that appending one at a time costs amortized O(1)
+ * (a realloc by one each time copies the whole array, always so under AddressSanitizer).
+ * NULL when memory runs out, arr and *cap untouched. */
+void *array_grow(void *arr, size_t *cap, size_t n, size_t size);
 
 #endif

@@ -38,6 +38,8 @@ void graft_model_free(struct graft_model *m)
 		free(m->history[i]);
 	free(m->history);
 	free(m->real_inputs);
+	if (m->tensor_index_known)
+		strmap_release(&m->tensor_index);
 	if (m->proto)
 		onnx__model_proto__free_unpacked(m->proto, NULL);
 	if (m->buf) {
@@ -230,12 +232,67 @@ void graft_model_tensor(const struct graft_model *m, size_t i, struct graft_tens
 	v->source = t->source;
 }
 
-long graft_model_find_tensor(const struct graft_model *m, const char *name)
+static long find_tensor_linear(const struct graft_model *m, const char *name)
 {
 	for (size_t i = 0; i < m->n_tensors; i++)
-		if (strcmp(m->tensors[i].name, name) == 0)
+		if (m->tensors[i].name && strcmp(m->tensors[i].name, name) == 0)
 			return (long)i;
 	return -1;
+}
+
+/* Forgets the index of tensors by name: a tensor was removed (its name freed). */
+static void tensors_changed(struct graft_model *m)
+{
+	if (m->tensor_index_known)
+		strmap_release(&m->tensor_index);
+	m->tensor_index_known = 0;
+}
+
+/* Brings the index up to the tensors as they are now, adding those appended since it
+ * was made (the array may have moved: the names it borrows are the records' own);
+ * -1 when memory runs out. */
+static int index_tensors(struct graft_model *m)
+{
+	if (m->tensor_index_known && m->tensor_index_n > m->n_tensors)
+		tensors_changed(m);     /* removals go through tensors_changed: a safety net */
+	if (!m->tensor_index_known) {
+		if (strmap_init(&m->tensor_index, m->n_tensors))
+			return -1;
+		m->tensor_index_n = 0;
+		m->tensor_index_known = 1;
+	}
+	/* The first of two tensors of one name is the one found, as a scan would. */
+	for (size_t i = m->tensor_index_n; i < m->n_tensors; i++) {
+		long old;
+		if (!m->tensors[i].name)
+			continue;
+		if ((old = strmap_put(&m->tensor_index, m->tensors[i].name, (long)i)) == -2) {
+			tensors_changed(m);
+			return -1;
+		}
+		if (old >= 0)
+			strmap_put(&m->tensor_index, m->tensors[i].name, old);
+	}
+	m->tensor_index_n = m->n_tensors;
+	return 0;
+}
+
+/* Found through an index (a cache, so the const getter may make it): a scan per lookup
+ * made every pass over a graph quadratic, hours on a model of 100,000 nodes.  The index
+ * grows as tensors are added; removing one drops it. */
+long graft_model_find_tensor(const struct graft_model *cm, const char *name)
+{
+	struct graft_model *m = (struct graft_model *)cm;
+	long i;
+
+	if ((!m->tensor_index_known || m->tensor_index_n != m->n_tensors) && index_tensors(m))
+		return find_tensor_linear(m, name);
+	i = strmap_get(&m->tensor_index, name);
+#ifndef NDEBUG
+	if (m->n_tensors <= 4096)
+		assert(i == find_tensor_linear(m, name));
+#endif
+	return i;
 }
 
 int graft_model_set_trainable(struct graft_model *m, size_t i, int trainable,
@@ -307,7 +364,7 @@ int graft_model_add_tensor(struct graft_model *m, const char *name, int dtype, i
 
 	if ((rc = check_new_tensor(m, name, dtype, rank, dims, role, source, &numel, err)))
 		return rc;
-	if (!(list = realloc(m->tensors, (m->n_tensors + 1) * sizeof(*list))))
+	if (!(list = array_grow(m->tensors, &m->cap_tensors, m->n_tensors, sizeof(*list))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	m->tensors = list;
 	rec.dtype = dtype;
@@ -386,6 +443,7 @@ int graft_model_remove_tensor(struct graft_model *m, size_t i, struct graft_err 
 	release_rec(t);
 	memmove(t, t + 1, (m->n_tensors - i - 1) * sizeof(*t));
 	m->n_tensors--;
+	tensors_changed(m);
 	/* Alias targets are indices, which just shifted. */
 	return model_refresh_aliases(m, err);
 }
@@ -397,6 +455,21 @@ void model_drop_tensor(struct graft_model *m, size_t i)
 	release_rec(t);
 	memmove(t, t + 1, (m->n_tensors - i - 1) * sizeof(*t));
 	m->n_tensors--;
+	tensors_changed(m);
+}
+
+void model_drop_tensors(struct graft_model *m, const unsigned char *drop)
+{
+	size_t w = 0;
+
+	for (size_t i = 0; i < m->n_tensors; i++) {
+		if (drop[i])
+			release_rec(&m->tensors[i]);
+		else
+			m->tensors[w++] = m->tensors[i];
+	}
+	m->n_tensors = w;
+	tensors_changed(m);
 }
 
 int graft_model_set_metadata(struct graft_model *m, const char *key, const char *value,

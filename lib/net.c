@@ -269,13 +269,68 @@ static size_t *count_uses(const struct graft_net *net)
 	return uses;
 }
 
-static struct node *producer(struct graft_net *net, const struct value *v)
+/* What a fusion pass knows of the graph, made once per pass (one sweep each, so that
+ * passes stay linear in the nodes): how often each value is read, and which node that
+ * is not fused away writes it.  Fusions keep prod up to date as outputs move. */
+struct fusing {
+	size_t *uses;           /* by value index */
+	struct node **prod;     /* by value index; NULL: an input, a constant */
+	size_t n;               /* values when the pass began (fusions add constants) */
+};
+
+static int fusing_init(struct fusing *f, const struct graft_net *net)
 {
-	for (size_t i = 0; i < net->n_nodes; i++)
-		for (size_t k = 0; k < net->nodes[i].n_out; k++)
-			if (net->nodes[i].out[k] == v && !net->nodes[i].fused_away)
-				return &net->nodes[i];
-	return NULL;
+	f->n = net->n_values;
+	f->uses = count_uses(net);
+	f->prod = calloc(f->n + 1, sizeof(*f->prod));
+	if (!f->uses || !f->prod) {
+		free(f->uses);
+		free(f->prod);
+		return -1;
+	}
+	for (size_t i = 0; i < net->n_nodes; i++) {
+		struct node *n = &net->nodes[i];
+		for (size_t k = 0; k < n->n_out && !n->fused_away; k++)
+			if (n->out[k])
+				f->prod[strmap_get(&net->by_name, n->out[k]->name)] = n;
+	}
+	return 0;
+}
+
+static void fusing_release(struct fusing *f)
+{
+	free(f->uses);
+	free(f->prod);
+}
+
+static size_t fusing_index(const struct graft_net *net, const struct fusing *f,
+			   const struct value *v)
+{
+	long i = strmap_get(&net->by_name, v->name);
+	return i < 0 || (size_t)i >= f->n ? f->n : (size_t)i;    /* f->n: unknown */
+}
+
+static struct node *producer(const struct graft_net *net, const struct fusing *f,
+			     const struct value *v)
+{
+	struct node *p = f->prod[fusing_index(net, f, v)];
+	return p && !p->fused_away ? p : NULL;
+}
+
+static size_t uses_of(const struct graft_net *net, const struct fusing *f,
+		      const struct value *v)
+{
+	size_t i = fusing_index(net, f, v);
+	return i < f->n ? f->uses[i] : 0;
+}
+
+/* Node p now writes v (a fusion moved it there). */
+static void set_producer(const struct graft_net *net, struct fusing *f, const struct value *v,
+			 struct node *p)
+{
+	size_t i = fusing_index(net, f, v);
+	if (i < f->n)
+		f->prod[i] = p;
 }
 
 static int is_op(const struct node *n, const char *op)
@@ -319,13 +374,13 @@ static struct value *new_const(struct graft_net *net, const char *base, const ch
  * W' = W * s, B' = (B - mean) * s + beta with s = scale / sqrt(var + eps), per output
  * channel.  The model is untouched: W' and B' belong to the net.
  */
-static int fold_batchnorm(struct graft_net *net, struct node *bn, const size_t *uses,
+static int fold_batchnorm(struct graft_net *net, struct node *bn, struct fusing *fu,
 			  struct graft_err *err)
 {
-	struct node *conv = producer(net, bn->in[0]);
+	struct node *conv = producer(net, fu, bn->in[0]);
 	struct value *w, *b = NULL, *nw, *nb;
 
-	if (!is_op(conv, "Conv") || uses[strmap_get(&net->by_name, bn->in[0]->name)] != 1 ||
+	if (!is_op(conv, "Conv") || uses_of(net, fu, bn->in[0]) != 1 ||
 	    bn->n_in != 5 || !all_const(bn, 1, 5) || !all_const(conv, 1, conv->n_in) ||
 	    conv->n_in < 2 || bn->n_out < 1 || !bn->out[0] || attr_int(bn, "training_mode", 0) ||
 	    (bn->opset < 9 && attr_int(bn, "spatial", 1) != 1))
@@ -367,19 +422,19 @@ static int fold_batchnorm(struct graft_net *net, struct node *bn, const size_t *
 	conv->in[2] = nb;
 	conv->out[0] = bn->out[0];
 	bn->fused_away = 1;
+	set_producer(net, fu, conv->out[0], conv);
 	return 0;
 }
 
 /* Conv or Gemm followed by its only consumer, an activation: one node. */
-static int fuse_activation(struct graft_net *net, struct node *act, const size_t *uses)
+static int fuse_activation(struct graft_net *net, struct node *act, struct fusing *fu)
 {
-	struct node *p = act->n_in ? producer(net, act->in[0]) : NULL;
+	struct node *p = act->n_in && act->in[0] ? producer(net, fu, act->in[0]) : NULL;
 	struct fused_act f = {FUSED_NONE, 0, 0};
 	const char *op = act->op->name;
 
 	if (!p || p->fused_away || autograd_region(p) || !(p->op->flags & OP_FUSES_ACT) ||
-	    p->act.kind != FUSED_NONE ||
-	    uses[strmap_get(&net->by_name, act->in[0]->name)] != 1 || !act->out[0] ||
+	    p->act.kind != FUSED_NONE || uses_of(net, fu, act->in[0]) != 1 || !act->out[0] ||
 	    p->out[0] != act->in[0])
 		return 0;
 	if (strcmp(op, "Relu") == 0) {
@@ -420,6 +475,7 @@ static int fuse_activation(struct graft_net *net, struct node *act, const size_t
 	p->act = f;
 	p->out[0] = act->out[0];
 	act->fused_away = 1;
+	set_producer(net, fu, p->out[0], p);
 	return 0;
 }
 
@@ -439,29 +495,44 @@ static int layout_aware_reader(const struct node *c, size_t k)
 		(c->op->flags & OP_LAYOUT_TRANSPARENT));
 }
 
-static void mark_blockable(struct graft_net *net)
+static int mark_blockable(struct graft_net *net)
 {
+	/* Per value: its readers, and whether one of them needs it plain; one sweep. */
+	size_t *readers = calloc(net->n_values + 1, sizeof(*readers));
+	char *plain = calloc(net->n_values + 1, 1);
+
+	if (!readers || !plain) {
+		free(readers);
+		free(plain);
+		return -1;
+	}
+	for (size_t j = 0; j < net->n_nodes; j++) {
+		struct node *c = &net->nodes[j];
+		if (c->fused_away && !c->host)
+			continue;       /* (a pre's inputs are read by its host) */
+		for (size_t k = 0; k < c->n_in; k++) {
+			long v = c->in[k] ? strmap_get(&net->by_name, c->in[k]->name) : -1;
+			if (v < 0)
+				continue;
+			readers[v]++;
+			/* backward reads its inputs plain */
+			if (!layout_aware_reader(c, k) || autograd_region(c))
+				plain[v] = 1;
+		}
+	}
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *p = &net->nodes[i];
 		struct value *v = p->n_out ? p->out[0] : NULL;
-		int ok = v && !p->fused_away && !(v->flags & (VALUE_OUTPUT | VALUE_DIFF)) &&
-			 (p->op->flags & (OP_BLOCKED_IO | OP_LAYOUT_TRANSPARENT));
-		int readers = 0;
-
-		for (size_t j = 0; j < net->n_nodes && ok; j++) {
-			struct node *c = &net->nodes[j];
-			if (c->fused_away && !c->host)
-				continue;       /* (a pre's inputs are read by its host) */
-			for (size_t k = 0; k < c->n_in; k++)
-				if (c->in[k] == v) {
-					/* backward reads its inputs plain */
-					ok = layout_aware_reader(c, k) && !autograd_region(c);
-					readers++;
-				}
-		}
-		if (ok && readers)
+		if (!v || p->fused_away || (v->flags & (VALUE_OUTPUT | VALUE_DIFF)) ||
+		    !(p->op->flags & (OP_BLOCKED_IO | OP_LAYOUT_TRANSPARENT)))
+			continue;
+		long k = strmap_get(&net->by_name, v->name);
+		if (k >= 0 && readers[k] && !plain[k])
 			v->flags |= VALUE_BLOCKABLE;
 	}
+	free(readers);
+	free(plain);
+	return 0;
 }
 
 /* A plain copy of a blocked value, for a reader that needs plain data. */
@@ -600,22 +671,42 @@ static int run_node(struct node *n, struct graft_err *err)
 }
 
 /*
- * An Identity of a constant (exporters route shared weights through them): its readers
- * read the constant itself, so that fusions see constant weights.
+ * Identity nodes of constants (exporters route shared weights through them) are dropped:
+ * their readers read the constant itself, so that fusions see constant weights.  All of
+ * them in one sweep, through a map from each dropped output to its constant, so that a
+ * model of many of them plans in linear time.
  */
-static void forward_identity(struct graft_net *net, struct node *id)
+static int forward_identities(struct graft_net *net)
 {
-	struct value *from = id->n_in ? id->in[0] : NULL, *to = id->n_out ? id->out[0] : NULL;
+	struct value **to_const = calloc(net->n_values + 1, sizeof(*to_const));
+	int any = 0;
 
-	if (!from || !to || !(from->flags & VALUE_CONST) || (to->flags & VALUE_OUTPUT))
-		return;
+	if (!to_const)
+		return -1;
 	for (size_t i = 0; i < net->n_nodes; i++) {
-		struct node *c = &net->nodes[i];
-		for (size_t k = 0; k < c->n_in; k++)
-			if (c->in[k] == to)
-				c->in[k] = from;
+		struct node *id = &net->nodes[i];
+		struct value *from = id->n_in ? id->in[0] : NULL, *to = id->n_out ? id->out[0] : NULL;
+		if (id->fused_away || autograd_region(id) || !is_op(id, "Identity") || !from || !to)
+			continue;
+		long f = strmap_get(&net->by_name, from->name);
+		if (f >= 0 && to_const[f])
+			from = to_const[f];     /* an Identity of a dropped Identity */
+		if (!(from->flags & VALUE_CONST) || (to->flags & VALUE_OUTPUT))
+			continue;
+		to_const[strmap_get(&net->by_name, to->name)] = from;
+		id->fused_away = 1;
+		any = 1;
 	}
-	id->fused_away = 1;
+	for (size_t i = 0; i < net->n_nodes && any; i++) {
+		struct node *c = &net->nodes[i];
+		for (size_t k = 0; k < c->n_in; k++) {
+			long v = c->in[k] ? strmap_get(&net->by_name, c->in[k]->name) : -1;
+			if (v >= 0 && to_const[v])
+				c->in[k] = to_const[v];
+		}
+	}
+	free(to_const);
+	return 0;
 }
 
 static int conv_attr_all(const struct node *n, const char *name, int64_t want, long count)
@@ -648,14 +739,13 @@ static int plain_2d_conv(const struct node *n)
  * widened tensor between them never goes through memory: at batch 32 that halves
  * mobilenet_v2's time in these layers.
  */
-static int fuse_depthwise(struct graft_net *net, struct node *dw, const size_t *uses)
+static int fuse_depthwise(struct graft_net *net, struct node *dw, struct fusing *fu)
 {
-	struct node *pre = dw->n_in ? producer(net, dw->in[0]) : NULL;
+	struct node *pre = dw->n_in && dw->in[0] ? producer(net, fu, dw->in[0]) : NULL;
 	const struct value *w;
 
 	if (!plain_2d_conv(dw) || !plain_2d_conv(pre) || autograd_region(pre) ||
-	    pre->out[0] != dw->in[0] ||
-	    uses[strmap_get(&net->by_name, dw->in[0]->name)] != 1 ||
+	    pre->out[0] != dw->in[0] || uses_of(net, fu, dw->in[0]) != 1 ||
 	    (dw->in[0]->flags & VALUE_OUTPUT))
 		return 0;
 	w = pre->in[1];
@@ -677,28 +767,28 @@ static int fuse_depthwise(struct graft_net *net, struct node *dw, const size_t *
 
 static int fuse(struct graft_net *net, struct graft_err *err)
 {
-	size_t *uses;
+	struct fusing fu;
 	int rc = 0;
 
 	if (net->opts.no_fuse)
 		return 0;
+	if (forward_identities(net))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	for (int pass = 0; pass < 3 && !rc; pass++) {
-		if (!(uses = count_uses(net)))
+		if (fusing_init(&fu, net))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		for (size_t i = 0; i < net->n_nodes && !rc; i++) {
 			struct node *n = &net->nodes[i];
 			if (n->fused_away || autograd_region(n))
 				continue;       /* backward needs each node's own output */
-			if (pass == 0 && is_op(n, "Identity"))
-				forward_identity(net, n);
-			else if (pass == 0 && is_op(n, "BatchNormalization"))
-				rc = fold_batchnorm(net, n, uses, err);
+			if (pass == 0 && is_op(n, "BatchNormalization"))
+				rc = fold_batchnorm(net, n, &fu, err);
 			else if (pass == 1)
-				rc = fuse_activation(net, n, uses);
+				rc = fuse_activation(net, n, &fu);
 			else if (pass == 2 && is_op(n, "Conv"))
-				rc = fuse_depthwise(net, n, uses);
+				rc = fuse_depthwise(net, n, &fu);
 		}
-		free(uses);
+		fusing_release(&fu);
 	}
 	return rc;
 }
@@ -729,7 +819,10 @@ int graft_net_new_opts(struct graft_net **out, const struct graft_model *m,
 		return rc;
 	}
 	mark_plan_inputs(net);
-	mark_blockable(net);
+	if (mark_blockable(net)) {
+		graft_net_free(net);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
 	const char *prof = getenv("GRAFT_PROFILE");
 	if (prof && *prof && strcmp(prof, "0") != 0)
 		net->profile_s = calloc(net->n_nodes, sizeof(double));

@@ -38,12 +38,12 @@ struct graft_net {
 	/* Training nets (lib/autograd.c). */
 	struct graft_net_opts opts;
 	struct tracked *tracked;        /* parameters and state, in model order */
-	size_t n_tracked;
+	size_t n_tracked, cap_tracked;
 	size_t *trains;                 /* nodes that run differently in training */
-	size_t n_trains;
+	size_t n_trains, cap_trains;
 	int training;                   /* current mode (graft_net_set_training) */
 	struct pooled *pool;            /* gradient buffers, shared by lifetime */
-	size_t n_pool;
+	size_t n_pool, cap_pool;
 	struct value **boundary;        /* what the backward region reads from the frozen part */
 	size_t n_boundary;
 	struct graft_rng rng;

@@ -201,3 +201,15 @@ long strmap_get(const struct strmap *sm, const char *key)
 	i = slot_of(sm, key);
 	return sm->keys[i] ? sm->vals[i] : -1;
 }
+
+void *array_grow(void *arr, size_t *cap, size_t n, size_t size)
+{
+	size_t c = n < 8 ? 16 : 2 * n;
+
+	if (n < *cap)
+		return arr;
+	if (c > SIZE_MAX / size || !(arr = realloc(arr, c * size)))
+		return NULL;
+	*cap = c;
+	return arr;
+}

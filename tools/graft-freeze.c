@@ -129,36 +129,6 @@ static int matches(const struct graft_model *m, const char *pattern, const char 
 	return 0;
 }
 
-/* The first node reading tensor name, directly or through an Identity alias; the node
- * count when none does. */
-static size_t first_reader(const struct graft_model *m, const char *name)
-{
-	size_t n = graft_model_node_count(m), best = n;
-
-	for (size_t a = 0; a < graft_model_alias_count(m) + 1; a++) {
-		const char *want = name;
-		if (a > 0) {
-			struct graft_alias al;
-			graft_model_alias(m, a - 1, &al);
-			if (strcmp(al.tensor_name, name) != 0)
-				continue;
-			want = al.name;
-		}
-		for (size_t i = 0; i < best; i++) {
-			struct graft_node nd;
-			graft_model_node(m, i, &nd);
-			if (a > 0 && strcmp(nd.op_type, "Identity") == 0)
-				continue;       /* the alias itself is made there */
-			for (size_t k = 0; k < nd.n_inputs; k++)
-				if (strcmp(nd.inputs[k], want) == 0) {
-					best = i;
-					break;
-				}
-		}
-	}
-	return best;
-}
-
 /* Resolves the cuts of --until and --last-blocks rules. */
 static void resolve_cuts(struct graft_model *m, struct cmdline *cl, const char *path)
 {
@@ -198,20 +168,17 @@ static void resolve_cuts(struct graft_model *m, struct cmdline *cl, const char *
 			if ((size_t)ru->blocks > nb)
 				tool_die("%s: --last-blocks %ld: the network has %zu block boundaries",
 					 path, ru->blocks, nb);
-			for (size_t i = n, seen = 0; i-- > 0;)
-				if (cuts[i].block && ++seen == (size_t)ru->blocks)
-					ru->cut_node = cuts[i].node;
+			ru->cut_node = tool_last_blocks_node(cuts, n, (size_t)ru->blocks);
 		}
 	}
 	free(cuts);
 }
 
-/* Whether rule ru applies to parameter t, and the flag it sets. */
+/* Whether rule ru applies to parameter name, first read by node first, and the flag it
+ * sets. */
 static int apply(const struct graft_model *m, const struct rule *ru, const char *name,
-		 int *train)
+		 size_t first, int *train)
 {
-	size_t first;
-
 	switch (ru->kind) {
 	case RULE_ALL:
 		*train = ru->train;
@@ -221,10 +188,9 @@ static int apply(const struct graft_model *m, const struct rule *ru, const char 
 		return matches(m, ru->arg, name);
 	case RULE_UNTIL:
 		*train = 0;
-		return first_reader(m, name) <= ru->cut_node;
+		return first <= ru->cut_node;
 	case RULE_LAST_BLOCKS:
 	case RULE_STRATEGY:             /* (resolved into one of the others) */
-		first = first_reader(m, name);
 		*train = first > ru->cut_node;
 		return 1;
 	}
@@ -237,7 +203,7 @@ int main(int argc, char **argv)
 	struct graft_model *m;
 	struct graft_output out;
 	struct graft_err err = {0};
-	size_t *hits, trainable = 0, params = 0;
+	size_t *hits, *first, trainable = 0, params = 0;
 	const char *path;
 
 	tool_init(argc, argv);
@@ -251,6 +217,7 @@ int main(int argc, char **argv)
 	resolve_cuts(m, &cl, path);
 	if (!(hits = calloc(cl.n_rules + 1, sizeof(*hits))))
 		tool_die("out of memory");
+	first = tool_first_readers(m);
 	for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
 		struct graft_tensor t;
 		int train;
@@ -258,7 +225,7 @@ int main(int argc, char **argv)
 		if (t.role != GRAFT_ROLE_PARAMETER)
 			continue;
 		for (size_t r = 0; r < cl.n_rules; r++) {
-			if (!apply(m, &cl.rules[r], t.name, &train))
+			if (!apply(m, &cl.rules[r], t.name, first[i], &train))
 				continue;
 			if (graft_model_set_trainable(m, i, train, &err))
 				tool_die("%s", err.msg);
@@ -279,6 +246,7 @@ int main(int argc, char **argv)
 		tool_die("%s: %s", cl.out ? cl.out : "<stdout>", err.msg);
 	tool_output_commit(&out);
 	free(hits);
+	free(first);
 	free(cl.rules);
 	graft_model_free(m);
 	return 0;

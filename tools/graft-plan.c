@@ -175,27 +175,18 @@ int main(int argc, char **argv)
 			tool_die("%s: %s", mpath, err.msg);
 		/* --last-blocks N, as graft-freeze does it: train what follows the N-th block
 		 * boundary from the end */
-		size_t node = 0;
-		for (size_t i = n, seen = 0; p.train_blocks > 0 && i-- > 0;)
-			if (cuts[i].block && ++seen == (size_t)p.train_blocks)
-				node = cuts[i].node;
+		size_t node = tool_last_blocks_node(cuts, n, (size_t)p.train_blocks);
+		size_t *first = tool_first_readers(m);
 		free(cuts);
 		for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
 			struct graft_tensor t;
-			size_t first = graft_model_node_count(m);
 			graft_model_tensor(m, i, &t);
-			if (t.role != GRAFT_ROLE_PARAMETER)
-				continue;
-			for (size_t k = 0; k < graft_model_node_count(m) && first == graft_model_node_count(m); k++) {
-				struct graft_node nd;
-				graft_model_node(m, k, &nd);
-				for (size_t j = 0; j < nd.n_inputs; j++)
-					if (strcmp(nd.inputs[j], t.name) == 0)
-						first = k;
-			}
-			if (graft_model_set_trainable(m, i, p.train_blocks == 0 || first > node, &err))
+			if (t.role == GRAFT_ROLE_PARAMETER &&
+			    graft_model_set_trainable(m, i, p.train_blocks == 0 || first[i] > node,
+						      &err))
 				tool_die("%s", err.msg);
 		}
+		free(first);
 		tool_add_history(m);
 		tool_output_open(&out, cl.out, 1, cl.force);
 		if (graft_model_write_graft(m, out.fd, NULL, &err))

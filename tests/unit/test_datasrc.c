@@ -136,7 +136,7 @@ static void test_idx_lying_headers(void **state)
 	uint32_t huge[3] = {0xffffffffu, 0xffffffffu, 0xffffffffu};
 	uint32_t big[3] = {1u << 20, 1u << 10, 1u << 10};
 	size_t n;
-	struct rlimit old, lim;
+	struct rlimit old;
 	(void)state;
 
 	n = idx_bytes(b, 3, huge, 10);
@@ -144,8 +144,8 @@ static void test_idx_lying_headers(void **state)
 			 "IDX dimensions [4294967295,4294967295,4294967295] are too large");
 	n = idx_bytes(b, 3, big, 10);
 	assert_int_equal(getrlimit(RLIMIT_AS, &old), 0);
-	lim = old;
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__clang__)
+	struct rlimit lim = old;
 	lim.rlim_cur = (rlim_t)8 << 30;
 	if (old.rlim_cur == RLIM_INFINITY || old.rlim_cur > lim.rlim_cur)
 		assert_int_equal(setrlimit(RLIMIT_AS, &lim), 0);
