@@ -114,25 +114,40 @@ size_t graph_read_count(const Onnx__GraphProto *g, const char *name)
 static int count_all(const char *name, void *ctx)
 {
 	struct graph_reads *r = ctx;
-	long n;
 
 	if (name == GRAPH_TOO_DEEP) {
 		r->too_deep = 1;
 		return 0;
 	}
-	n = strmap_get(&r->counts, name);
-	return strmap_put(&r->counts, name, n < 0 ? 1 : n + 1) == -2 ? -1 : 0;
+	return graph_reads_add(r, name, 1);
+}
+
+static int reads_begin(struct graph_reads *r, const Onnx__GraphProto *g)
+{
+	r->too_deep = 0;
+	return strmap_init(&r->counts, g->n_node + g->n_output + 16);
 }
 
 int graph_reads_init(struct graph_reads *r, const Onnx__GraphProto *g)
 {
-	r->too_deep = 0;
-	if (strmap_init(&r->counts, g->n_node + g->n_output + 16))
+	if (reads_begin(r, g))
 		return -1;
 	if (walk_graph(g, count_all, r, 0)) {
-		strmap_release(&r->counts);
+		graph_reads_release(r);
 		return -1;
 	}
+	return 0;
+}
+
+int graph_subgraph_reads_init(struct graph_reads *r, const Onnx__GraphProto *g)
+{
+	if (reads_begin(r, g))
+		return -1;
+	for (size_t i = 0; i < g->n_node; i++)
+		if (walk_subgraphs(g->node[i], count_all, r, 0)) {
+			graph_reads_release(r);
+			return -1;
+		}
 	return 0;
 }
 
@@ -142,9 +157,17 @@ size_t graph_reads_count(const struct graph_reads *r, const char *name)
 	return (size_t)(n < 0 ? 0 : n) + (size_t)r->too_deep;
 }
 
+int graph_reads_add(struct graph_reads *r, const char *name, long delta)
+{
+	long n = strmap_get(&r->counts, name);
+
+	n = (n < 0 ? 0 : n) + delta;
+	return strmap_put_copy(&r->counts, name, n < 0 ? 0 : n) == -2 ? -1 : 0;
+}
+
 void graph_reads_release(struct graph_reads *r)
 {
-	strmap_release(&r->counts);
+	strmap_release_copies(&r->counts);
 }
 
 int graph_defined_init(struct strmap *defined, const Onnx__GraphProto *g)

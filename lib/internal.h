@@ -90,6 +90,11 @@ void strmap_release(struct strmap *sm);
  * borrowed: they must outlive the map. */
 long strmap_put(struct strmap *sm, const char *key, long val);
 long strmap_get(const struct strmap *sm, const char *key);
+/* For a map that owns its keys, so that they may outlive the strings they came from:
+ * strmap_put with a copy of key when it is new (-2: out of memory), and the release
+ * that frees the keys. */
+long strmap_put_copy(struct strmap *sm, const char *key, long val);
+void strmap_release_copies(struct strmap *sm);
 
 struct graft_model {
 	Onnx__ModelProto *proto;    /* the skeleton; payloads of tensors[] moved out */
@@ -118,6 +123,14 @@ struct graft_model {
 
 /* ---- model.c ---- */
 struct graft_model *model_new(void);
+/* graft_model_add_tensor with flags: MODEL_ADD_NAME_IS_NEW when the caller knows that no
+ * value of the graph has the name (so nothing reads it and it makes no alias): the scans
+ * of the graph that check it are left out, for passes that add many tensors. */
+#define MODEL_ADD_NAME_IS_NEW 1u
+int model_add_tensor(struct graft_model *m, const char *name, int dtype, int rank,
+		     const int64_t *dims, const void *data, enum graft_role role,
+		     enum graft_source source, unsigned flags, size_t *index,
+		     struct graft_err *err);
 int model_add_history_line(struct graft_model *m, const char *line, struct graft_err *err);
 /* Derives m->aliases again from the graph, after tensors were added or removed. */
 int model_refresh_aliases(struct graft_model *m, struct graft_err *err);
@@ -198,14 +211,17 @@ extern const char graph_too_deep[];
  * deep to follow counts as a read.  The second counts subgraphs' reads alone. */
 size_t graph_read_count(const Onnx__GraphProto *g, const char *name);
 /* Every name g reads and how often, in one walk (subgraphs included), for loops over
- * many values where a graph_read_count each would be quadratic.  Names are borrowed
- * from g: release before changing its nodes or outputs.  -1: out of memory. */
+ * many values where a graph_read_count each would be quadratic; graph_subgraph_reads_init
+ * counts the reads of subgraphs alone.  The names are copies, so g may change while the
+ * counts are kept (graph_reads_add: one more read, or one fewer).  -1: out of memory. */
 struct graph_reads {
 	struct strmap counts;
 	int too_deep;           /* a subgraph too deep to follow: it may read anything */
 };
 int graph_reads_init(struct graph_reads *r, const Onnx__GraphProto *g);
+int graph_subgraph_reads_init(struct graph_reads *r, const Onnx__GraphProto *g);
 size_t graph_reads_count(const struct graph_reads *r, const char *name);
+int graph_reads_add(struct graph_reads *r, const char *name, long delta);
 void graph_reads_release(struct graph_reads *r);
 /* The names g defines: its nodes' outputs and its inputs (a set, names borrowed). */
 int graph_defined_init(struct strmap *defined, const Onnx__GraphProto *g);

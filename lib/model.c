@@ -321,7 +321,7 @@ int model_refresh_aliases(struct graft_model *m, struct graft_err *err)
 
 static int check_new_tensor(const struct graft_model *m, const char *name, int dtype, int rank,
 			    const int64_t *dims, enum graft_role role, enum graft_source source,
-			    uint64_t *numel, struct graft_err *err)
+			    unsigned flags, uint64_t *numel, struct graft_err *err)
 {
 	size_t esize = graft_dtype_size(dtype);
 
@@ -340,7 +340,8 @@ static int check_new_tensor(const struct graft_model *m, const char *name, int d
 				     "detached tensors can be added", name);
 	if (graft_model_find_tensor(m, name) >= 0)
 		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s' is already stored", name);
-	if (source == GRAFT_SOURCE_INITIALIZER && onnx_name_in_graph(m, name))
+	if (source == GRAFT_SOURCE_INITIALIZER && !(flags & MODEL_ADD_NAME_IS_NEW) &&
+	    onnx_name_in_graph(m, name))
 		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s': the graph already has a value "
 				     "of that name", name);
 	return 0;
@@ -358,11 +359,20 @@ int graft_model_add_tensor(struct graft_model *m, const char *name, int dtype, i
 			   const int64_t *dims, const void *data, enum graft_role role,
 			   enum graft_source source, size_t *index, struct graft_err *err)
 {
+	return model_add_tensor(m, name, dtype, rank, dims, data, role, source, 0, index, err);
+}
+
+int model_add_tensor(struct graft_model *m, const char *name, int dtype, int rank,
+		     const int64_t *dims, const void *data, enum graft_role role,
+		     enum graft_source source, unsigned flags, size_t *index,
+		     struct graft_err *err)
+{
 	struct tensor_rec rec = {0}, *list;
 	uint64_t numel;
 	int rc;
 
-	if ((rc = check_new_tensor(m, name, dtype, rank, dims, role, source, &numel, err)))
+	if ((rc = check_new_tensor(m, name, dtype, rank, dims, role, source, flags, &numel,
+				   err)))
 		return rc;
 	if (!(list = array_grow(m->tensors, &m->cap_tensors, m->n_tensors, sizeof(*list))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -396,7 +406,8 @@ int graft_model_add_tensor(struct graft_model *m, const char *name, int dtype, i
 	if (index)
 		*index = m->n_tensors - 1;
 	/* An Identity node may already read the new initializer's name. */
-	return source == GRAFT_SOURCE_INITIALIZER ? model_refresh_aliases(m, err) : 0;
+	return source == GRAFT_SOURCE_INITIALIZER && !(flags & MODEL_ADD_NAME_IS_NEW)
+		? model_refresh_aliases(m, err) : 0;
 }
 
 int graft_model_set_tensor_data(struct graft_model *m, size_t i, const void *data,

@@ -192,6 +192,27 @@ long strmap_put(struct strmap *sm, const char *key, long val)
 	return -1;
 }
 
+long strmap_put_copy(struct strmap *sm, const char *key, long val)
+{
+	long old;
+	char *copy;
+
+	if (sm->cap && sm->keys[slot_of(sm, key)])
+		return strmap_put(sm, key, val);        /* present: its own key stays */
+	if (!(copy = strdup(key)))
+		return -2;
+	if ((old = strmap_put(sm, copy, val)) == -2)
+		free(copy);
+	return old;
+}
+
+void strmap_release_copies(struct strmap *sm)
+{
+	for (size_t i = 0; i < sm->cap; i++)
+		free((char *)sm->keys[i]);
+	strmap_release(sm);
+}
+
 long strmap_get(const struct strmap *sm, const char *key)
 {
 	size_t i;
