@@ -99,4 +99,17 @@ done
 script -qec "graft-import '$m'" /dev/null > tty.txt 2>&1
 check "binary to a terminal is refused" test $? -eq 1
 check "terminal refusal says why" grep -q "^graft-import: <stdout>: refusing to write a binary model to a terminal" tty.txt
+
+# Every tool has a man page in docs/ that names each long option its --help lists (as
+# roff writes it, \-\-name; --help and --version are said once, in graft(7)).
+for t in "$TOOLS"/graft-*; do
+	[ -f "$t" ] && [ -x "$t" ] || continue
+	name=$(basename "$t")
+	page=$SRC/docs/$name.1
+	check "$name has a man page" test -f "$page"
+	for o in $("$t" --help 2>&1 | grep -oE -- '--[a-z][a-z0-9-]+' | sort -u); do
+		case $o in --help|--version) continue ;; esac
+		check "$name(1) names $o" grep -qF -- "$(printf '%s' "$o" | sed 's/-/\\-/g')" "$page"
+	done
+done
 finish

