@@ -134,9 +134,11 @@ static int graph_index_init(struct graph_index *gi, const struct graft_net *net)
 	}
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		const struct node *n = &net->nodes[i];
-		for (size_t k = 0; k < n->n_out; k++)
-			if (n->out[k] && !gi->prod[index_of(net, gi, n->out[k])])
-				gi->prod[index_of(net, gi, n->out[k])] = n;
+		for (size_t k = 0; k < n->n_out; k++) {
+			size_t v = index_of(net, gi, n->out[k]);
+			if (n->out[k] && !gi->prod[v])
+				gi->prod[v] = n;        /* the first writer, as a scan finds it */
+		}
 		for (size_t k = 0; k < n->n_in; k++)
 			if (n->in[k])
 				gi->readers[index_of(net, gi, n->in[k])]++;
@@ -269,7 +271,7 @@ static void mark_inplace(struct graft_net *net, const struct graph_index *gi)
 		    n->n_out != 1 ||
 		    (x->flags & (VALUE_OUTPUT | VALUE_INPUT | VALUE_PARAM | VALUE_CONST)))
 			continue;
-		n->inplace = index_of(net, gi, x) < gi->n && gi->readers[index_of(net, gi, x)] == 1;
+		n->inplace = gi->readers[index_of(net, gi, x)] == 1;     /* (0 when not indexed) */
 	}
 }
 

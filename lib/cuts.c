@@ -210,7 +210,7 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 	 * to the Conv or Gemm before them, so conv, bn, relu, pool in a row are one block;
 	 * so does the bias of an Add after a MatMul. */
 	uint64_t *weights = NULL, weights_before = 0;
-	size_t n = 0, cap = 0, live = 0;
+	size_t n = 0, cap_cuts = 0, cap_weights = 0, live = 0;
 
 	*out = NULL;
 	*n_out = 0;
@@ -249,22 +249,18 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 			}
 		}
 		if (live == 1 && only && f.last_use[strmap_get(&f.index, only)] < (long)g->n_node) {
-			struct graft_cut *c = cuts;
-			if (n == cap) {
-				size_t grown = cap ? 2 * cap : 64;
-				uint64_t *w;
-				if ((c = realloc(cuts, grown * sizeof(*c))))
-					cuts = c;
-				if (!c || !(w = realloc(weights, grown * sizeof(*w)))) {
-					free(cuts);
-					free(weights);
-					free(params);
-					flow_release(&f);
-					return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-				}
-				weights = w;
-				cap = grown;
+			struct graft_cut *c = array_grow(cuts, &cap_cuts, n, sizeof(*c));
+			uint64_t *w = c ? array_grow(weights, &cap_weights, n, sizeof(*w)) : NULL;
+			if (c)
+				cuts = c;
+			if (!w) {
+				free(cuts);
+				free(weights);
+				free(params);
+				flow_release(&f);
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 			}
+			weights = w;
 			weights[n] = weights_before;
 			memset(&c[n], 0, sizeof(c[n]));
 			c[n].index = n;

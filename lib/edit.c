@@ -308,7 +308,7 @@ static void drop_stale_value_info(Onnx__GraphProto *g)
 			protobuf_c_message_free_unpacked(&vi->base, NULL);
 	}
 	g->n_value_info = w;
-	strmap_release(&defined);
+	strmap_release_copies(&defined);
 }
 
 int graft_model_extract(struct graft_model *m, const char *const *from, size_t n_from,

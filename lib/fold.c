@@ -29,7 +29,8 @@
 struct pass {
 	struct graft_model *m;
 	struct graph_reads reads;       /* how often each name is read, subgraphs included */
-	struct strmap names;            /* every name the graph has -> 1 */
+	struct strmap names;            /* every name the graph has -> 1 (graph_defined_init,
+					 * and the initializers) */
 	struct strmap producer;         /* value -> index of the node computing it; -1 */
 	struct strmap dead;             /* values a removed node computed -> 1 */
 	unsigned char *gone;            /* by node index */
@@ -56,7 +57,7 @@ static int pass_init(struct pass *p, struct graft_model *m)
 
 	memset(p, 0, sizeof(*p));
 	p->m = m;
-	if (graph_reads_init(&p->reads, g) || strmap_init(&p->names, g->n_node + g->n_input) ||
+	if (graph_reads_init(&p->reads, g) || graph_defined_init(&p->names, g) ||
 	    strmap_init(&p->producer, g->n_node) || strmap_init(&p->dead, 16) ||
 	    !(p->gone = calloc(g->n_node + 1, 1))) {
 		pass_release(p);
@@ -64,16 +65,11 @@ static int pass_init(struct pass *p, struct graft_model *m)
 	}
 	for (size_t i = 0; i < g->n_initializer && !rc; i++)
 		rc = pass_name(p, g->initializer[i]->name);
-	for (size_t i = 0; i < g->n_input && !rc; i++)
-		rc = pass_name(p, g->input[i]->name);
 	for (size_t i = 0; i < g->n_node && !rc; i++)
 		for (size_t k = 0; k < g->node[i]->n_output && !rc; k++) {
 			const char *out = g->node[i]->output[k];
-			if (!out || !*out)
-				continue;
-			rc = pass_name(p, out);
 			/* the first node computing a name is its producer, as graph_producer says */
-			if (!rc && strmap_get(&p->producer, out) < 0 &&
+			if (out && *out && strmap_get(&p->producer, out) < 0 &&
 			    strmap_put_copy(&p->producer, out, (long)i) == -2)
 				rc = -1;
 		}

@@ -176,15 +176,15 @@ int graph_defined_init(struct strmap *defined, const Onnx__GraphProto *g)
 		return -1;
 	for (size_t i = 0; i < g->n_node; i++)
 		for (size_t k = 0; k < g->node[i]->n_output; k++)
-			if (g->node[i]->output[k] &&
-			    strmap_put(defined, g->node[i]->output[k], 1) == -2)
+			if (g->node[i]->output[k] && *g->node[i]->output[k] &&
+			    strmap_put_copy(defined, g->node[i]->output[k], 1) == -2)
 				goto nomem;
 	for (size_t i = 0; i < g->n_input; i++)
-		if (g->input[i]->name && strmap_put(defined, g->input[i]->name, 1) == -2)
+		if (g->input[i]->name && strmap_put_copy(defined, g->input[i]->name, 1) == -2)
 			goto nomem;
 	return 0;
 nomem:
-	strmap_release(defined);
+	strmap_release_copies(defined);
 	return -1;
 }
 

@@ -223,7 +223,8 @@ int graph_subgraph_reads_init(struct graph_reads *r, const Onnx__GraphProto *g);
 size_t graph_reads_count(const struct graph_reads *r, const char *name);
 int graph_reads_add(struct graph_reads *r, const char *name, long delta);
 void graph_reads_release(struct graph_reads *r);
-/* The names g defines: its nodes' outputs and its inputs (a set, names borrowed). */
+/* The names g defines: its nodes' outputs and its inputs (a set of copies: release it
+ * with strmap_release_copies). */
 int graph_defined_init(struct strmap *defined, const Onnx__GraphProto *g);
 size_t graph_subgraph_read_count(const Onnx__GraphProto *g, const char *name);
 /* The node of g computing name, or -1. */

@@ -263,15 +263,13 @@ static int index_tensors(struct graft_model *m)
 	}
 	/* The first of two tensors of one name is the one found, as a scan would. */
 	for (size_t i = m->tensor_index_n; i < m->n_tensors; i++) {
-		long old;
-		if (!m->tensors[i].name)
+		const char *name = m->tensors[i].name;
+		if (!name || strmap_get(&m->tensor_index, name) >= 0)
 			continue;
-		if ((old = strmap_put(&m->tensor_index, m->tensors[i].name, (long)i)) == -2) {
+		if (strmap_put(&m->tensor_index, name, (long)i) == -2) {
 			tensors_changed(m);
 			return -1;
 		}
-		if (old >= 0)
-			strmap_put(&m->tensor_index, m->tensors[i].name, old);
 	}
 	m->tensor_index_n = m->n_tensors;
 	return 0;
