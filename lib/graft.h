@@ -718,30 +718,31 @@ const char *graft_model_history(const struct graft_model *m, size_t i);
 
 /*
  * An output that appears only when complete: with a path, data goes to a temporary file
- * beside it that graft_output_commit renames into place (after fsync) and
- * graft_output_abort removes (where O_TMPFILE works, that file has no name until the
- * commit, so that even SIGKILL leaves nothing behind); with NULL or "-", data goes to standard output and commit
- * checks that every byte was written.  An existing path that is no regular file or
- * folder (/dev/null, a FIFO) is opened and written in place, never renamed over.
+ * beside it that graft_output_commit puts into place (after fsync) and graft_output_abort
+ * removes; with NULL or "-", data goes to standard output and commit checks that every
+ * byte was written.  An existing path that is no regular file or folder (/dev/null, a
+ * FIFO) is opened and written in place, never renamed over.
+ *
+ * Where O_TMPFILE works, the temporary file has no name until the commit: a new target
+ * never has another name, and a replaced one is named TARGET.tmpXXXXXX only for the
+ * moment of its rename.  Temporary files are locked while their writer lives; opening
+ * an output removes the unlocked TARGET.tmpXXXXXX files of the same target, which only a
+ * writer killed by SIGKILL (no handler sees it) or a crash leaves behind.
  */
 struct graft_output {
 	int fd;
 	char *path;     /* NULL for standard output */
 	char *tmp;      /* temporary name, NULL for standard output */
-	int renamed;    /* internal: already in place (graft_output_commit_pair) */
+	int renamed;    /* internal: already in place, only to be closed */
 	int in_place;   /* internal: a device or FIFO, written directly (no rename) */
-	int unnamed;    /* internal: an O_TMPFILE file, named tmp only when committed */
+	int unnamed;    /* internal: an O_TMPFILE file, without a name so far */
 };
 int graft_output_open(struct graft_output *out, const char *path, struct graft_err *err);
 int graft_output_commit(struct graft_output *out, struct graft_err *err);
-/* The fallible part of commit, without the rename: flushes the file to disk and closes
- * it.  Tools writing two files (a model and its external data) sync both before renaming
- * either, so that a failure leaves both targets as they were. */
-int graft_output_sync(struct graft_output *out, struct graft_err *err);
 /* Commits a model and the external-data file it names, as nearly atomically as two files
- * allow: both are synced first, then the data file is renamed into place, then the
- * model; if the model cannot be renamed, the data file's previous version is restored.
- * On failure both outputs are aborted. */
+ * allow: both are flushed to disk first (what a full disk fails), then the data file is
+ * put into place, then the model; if the model cannot be, the data file's previous
+ * version is restored.  On failure both outputs are aborted. */
 int graft_output_commit_pair(struct graft_output *data, struct graft_output *model,
 			     struct graft_err *err);
 /* Removes the temporary file, if any.  Safe to call twice and after commit. */

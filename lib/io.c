@@ -9,17 +9,26 @@
  * /dev/null itself) with a file, and a FIFO's reader would never see the data.
  *
  * Where the file system allows it (Linux's O_TMPFILE), the temporary file has no name
- * while it is written: it is linked under its temporary name only after the fsync,
- * just before the rename, so that a tool killed with SIGKILL (which no handler sees)
- * leaves nothing behind.
+ * while it is written, so that a tool killed with SIGKILL (which no handler sees) leaves
+ * nothing behind.  A new target is linked into place directly and never has another
+ * name.  Replacing a file takes a rename, and rename needs a name: the file is linked
+ * as TARGET.tmpXXXXXX just before the rename, so a kill can land in that moment and
+ * leave the name behind.  Where O_TMPFILE is missing, that name exists for the whole
+ * write.  Either way the file is locked (flock) from before it has a name until it is in
+ * place, and the lock ends with its writer however that ends: the next writer of the
+ * target removes the unlocked TARGET.tmpXXXXXX files it finds beside it, orphans of
+ * writers that were killed.
  */
 #define _GNU_SOURCE     /* O_TMPFILE, linkat's AT_SYMLINK_FOLLOW */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -119,25 +128,30 @@ static int open_in_place(struct graft_output *out, const char *path, struct graf
 	return 0;
 }
 
+/* The folder of path ("." for a bare name), as a new string; NULL when out of memory. */
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return strdup(".");
+	if (slash == path)
+		return strdup("/");
+	return strndup(path, (size_t)(slash - path));
+}
+
 /* An unnamed file (O_TMPFILE) in path's folder, or -1 where the file system, the kernel
  * or a missing /proc (which linkat needs to name it later) does not allow one. */
 static int open_unnamed(const char *path)
 {
 #ifdef O_TMPFILE
-	const char *slash = strrchr(path, '/');
-	char *dir;
+	char *dir = dir_of(path);
 	int fd;
 
-	if (access("/proc/self/fd", X_OK) < 0)
+	if (!dir || access("/proc/self/fd", X_OK) < 0) {
+		free(dir);
 		return -1;
-	if (!slash)
-		dir = strdup(".");
-	else if (slash == path)
-		dir = strdup("/");
-	else
-		dir = strndup(path, (size_t)(slash - path));
-	if (!dir)
-		return -1;
+	}
 	/* The mode is applied with the umask, as creat() would. */
 	fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
 	free(dir);
@@ -146,6 +160,106 @@ static int open_unnamed(const char *path)
 	(void)path;
 	return -1;
 #endif
+}
+
+/* Fills the six X of a temporary name "TARGET.tmpXXXXXX" with letters and digits, as
+ * mkstemp does; *r is the state, advanced. */
+static void fill_tmp_suffix(char *x, uint64_t *r)
+{
+	static const char digits[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+	for (int i = 0; i < 6; i++, *r /= 62)
+		x[i] = digits[*r % 62];
+	*r = *r * 6364136223846793005ULL + 1442695040888963407ULL;
+}
+
+static uint64_t tmp_seed(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid() << 32 ^
+	       (uint64_t)ts.tv_sec;
+}
+
+/* 1 if name is a temporary name of target base ("BASE.tmpXXXXXX", or a data file's
+ * backup "BASE.tmpXXXXXX.old"): the names this file makes, nothing else. */
+static int is_tmp_name_of(const char *name, const char *base)
+{
+	size_t n = strlen(base);
+
+	if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp", 4) != 0)
+		return 0;
+	name += n + 4;
+	for (int i = 0; i < 6; i++)
+		if (!isalnum((unsigned char)name[i]))
+			return 0;
+	return name[6] == '\0' || strcmp(name + 6, ".old") == 0;
+}
+
+/* Removes dir/name if no living writer holds it: every named temporary file is locked
+ * (flock) by its writer from before it has a name until it is renamed into place, and
+ * the lock goes with the writer's process, however it ends. */
+static void remove_if_orphaned(int dirfd, const char *name)
+{
+	struct stat held, now;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &held) == 0 && S_ISREG(held.st_mode) &&
+	    flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+	    /* still under that name: not renamed into place meanwhile */
+	    fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    now.st_ino == held.st_ino && now.st_dev == held.st_dev)
+		unlinkat(dirfd, name, 0);
+	close(fd);
+}
+
+/* Removes the temporary files of path that writers killed without a chance to clean up
+ * (SIGKILL, a crash, a power cut) left beside it: the next writer of a target tidies up
+ * after the ones before.  Best effort: a folder that cannot be read is left alone. */
+static void remove_orphaned_temporaries(const char *path)
+{
+	char *dir = dir_of(path);
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	DIR *d = dir ? opendir(dir) : NULL;
+	struct dirent *e;
+
+	free(dir);
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		if (is_tmp_name_of(e->d_name, base))
+			remove_if_orphaned(dirfd(d), e->d_name);
+	closedir(d);
+}
+
+/* A named temporary file out->tmp (its X filled in), created and locked.  A writer
+ * tidying up may remove a file between its creation and its lock (it looks orphaned
+ * then): the file is checked to be still in place once locked, and made anew if not. */
+static int open_named_locked(struct graft_output *out)
+{
+	char *x = out->tmp + strlen(out->tmp) - 6;
+	uint64_t r = tmp_seed();
+
+	for (int tries = 0; tries < 100; tries++) {
+		struct stat held, now;
+		fill_tmp_suffix(x, &r);
+		int fd = open(out->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (fd < 0) {
+			if (errno == EEXIST)
+				continue;
+			return -1;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 &&
+		    stat(out->tmp, &now) == 0 && now.st_ino == held.st_ino &&
+		    now.st_dev == held.st_dev)
+			return fd;
+		close(fd);
+	}
+	errno = EEXIST;
+	return -1;
 }
 
 int graft_output_open(struct graft_output *out, const char *path, struct graft_err *err)
@@ -168,11 +282,16 @@ int graft_output_open(struct graft_output *out, const char *path, struct graft_e
 	}
 	memcpy(out->tmp, path, n);
 	memcpy(out->tmp + n, ".tmpXXXXXX", sizeof(".tmpXXXXXX"));
+	remove_orphaned_temporaries(path);
 	if ((out->fd = open_unnamed(path)) >= 0) {
-		out->unnamed = 1;
-		return 0;
+		/* locked before it can have a name, so that it never looks orphaned */
+		if (flock(out->fd, LOCK_EX) == 0) {
+			out->unnamed = 1;
+			return 0;
+		}
+		close(out->fd);
 	}
-	out->fd = mkstemp(out->tmp);
+	out->fd = open_named_locked(out);
 	if (out->fd < 0) {
 		int e = errno;
 		free(out->tmp);
@@ -180,10 +299,6 @@ int graft_output_open(struct graft_output *out, const char *path, struct graft_e
 		graft_output_abort(out);
 		return graft_err_set(err, GRAFT_EIO, "%s: cannot create: %s", path, strerror(e));
 	}
-	/* mkstemp makes 0600; give the file the permissions a plain creat() would. */
-	mode_t mask = umask(0);
-	umask(mask);
-	fchmod(out->fd, 0666 & ~mask);
 	return 0;
 }
 
@@ -205,24 +320,27 @@ static int output_flush(struct graft_output *out, struct graft_err *err)
 	return 0;
 }
 
-/* Links an unnamed temporary file under a fresh temporary name beside the target (the
- * XXXXXX of out->tmp filled in, as mkstemp would), so that it can be renamed. */
-static int output_link(struct graft_output *out)
+/* Links an unnamed temporary file under name: 0, or -1 with errno. */
+static int link_unnamed(const struct graft_output *out, const char *name)
 {
-	static const char digits[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-	char proc[64], *x = out->tmp + strlen(out->tmp) - 6;
-	struct timespec ts;
-	uint64_t r;
+	char proc[64];
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	r = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid() << 32 ^
-	    (uint64_t)ts.tv_sec;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", out->fd);
+	return linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW);
+}
+
+/* Links an unnamed temporary file under a fresh temporary name beside the target, so
+ * that it can be renamed over it.  The file is locked, so that the name, which a kill
+ * can leave behind in the moment before the rename, is known as orphaned by the next
+ * writer of the target. */
+static int output_name(struct graft_output *out)
+{
+	char *x = out->tmp + strlen(out->tmp) - 6;
+	uint64_t r = tmp_seed();
+
 	for (int tries = 0; tries < 100; tries++) {
-		for (int i = 0; i < 6; i++, r /= 62)
-			x[i] = digits[r % 62];
-		r = r * 6364136223846793005ULL + 1442695040888963407ULL + (uint64_t)tries;
-		if (linkat(AT_FDCWD, proc, AT_FDCWD, out->tmp, AT_SYMLINK_FOLLOW) == 0) {
+		fill_tmp_suffix(x, &r);
+		if (link_unnamed(out, out->tmp) == 0) {
 			out->unnamed = 0;
 			return 0;
 		}
@@ -232,24 +350,39 @@ static int output_link(struct graft_output *out)
 	return -1;
 }
 
-/* Names (if unnamed) and closes a flushed temporary file. */
-static int output_close(struct graft_output *out, struct graft_err *err)
+/* Puts a flushed temporary file at its target.  An unnamed file with no target yet is
+ * linked there directly, so that it never has a temporary name; otherwise it is named,
+ * then renamed over the target.  The file stays open (and locked) until then. */
+static int output_place(struct graft_output *out, struct graft_err *err)
 {
-	if (!out->tmp || out->fd < 0)
-		return 0;
-	if (out->unnamed && output_link(out) < 0)
-		return output_fail(out, "cannot name the temporary file: ", errno, err);
-	int rc = close(out->fd);
-	out->fd = -1;
-	if (rc < 0)
-		return output_fail(out, "", errno, err);
+	if (out->unnamed) {
+		if (link_unnamed(out, out->path) == 0) {
+			out->unnamed = 0;
+			out->renamed = 1;
+			return 0;
+		}
+		if (errno != EEXIST || output_name(out) < 0)
+			return output_fail(out, "cannot name the temporary file: ", errno, err);
+	}
+	if (rename(out->tmp, out->path) < 0)
+		return output_fail(out, "cannot rename into place: ", errno, err);
+	out->renamed = 1;
 	return 0;
 }
 
-int graft_output_sync(struct graft_output *out, struct graft_err *err)
+/* Closes an output put in place and lets go of its names. */
+static int output_release(struct graft_output *out, struct graft_err *err)
 {
-	int rc = output_flush(out, err);
-	return rc ? rc : output_close(out, err);
+	int rc = out->fd >= 0 ? close(out->fd) : 0, e = errno;
+
+	out->fd = -1;
+	free(out->tmp);
+	free(out->path);
+	out->tmp = out->path = NULL;
+	out->renamed = 0;
+	if (rc < 0)
+		return graft_err_set(err, GRAFT_EIO, "close failed: %s", strerror(e));
+	return 0;
 }
 
 int graft_output_commit(struct graft_output *out, struct graft_err *err)
@@ -266,32 +399,40 @@ int graft_output_commit(struct graft_output *out, struct graft_err *err)
 	}
 	if (!out->tmp)
 		return 0;
-	if ((rc = graft_output_sync(out, err)))
+	if ((rc = output_flush(out, err)) || (rc = output_place(out, err)))
 		return rc;
-	if (out->renamed) {
-		free(out->tmp);
-		free(out->path);
-		out->tmp = out->path = NULL;
-		return 0;
+	return output_release(out, err);
+}
+
+/* A hard link to path's current file under a temporary name of data's (BASE.tmpXXXXXX.old),
+ * opened and locked as temporary files are; -1 when path has no file (or no link can be
+ * made: then there is nothing to put back either).  *fd holds the lock. */
+static char *backup_old(const struct graft_output *data, int *fd)
+{
+	char *backup = malloc(strlen(data->tmp) + 5);
+
+	*fd = -1;
+	if (!backup)
+		return NULL;
+	sprintf(backup, "%s.old", data->tmp);
+	if (link(data->path, backup) < 0) {
+		free(backup);
+		return NULL;
 	}
-	if (rename(out->tmp, out->path) < 0)
-		return output_fail(out, "cannot rename into place: ", errno, err);
-	free(out->tmp);
-	free(out->path);
-	out->tmp = out->path = NULL;
-	return 0;
+	*fd = open(backup, O_RDONLY | O_CLOEXEC);
+	if (*fd >= 0)
+		(void)flock(*fd, LOCK_EX | LOCK_NB);
+	return backup;
 }
 
 int graft_output_commit_pair(struct graft_output *data, struct graft_output *model,
 			     struct graft_err *err)
 {
 	char *backup = NULL;
-	int rc, had_old;
+	int rc, backup_fd = -1;
 
-	/* Both flushed first (what a full disk fails), then both named and closed: the
-	 * named temporary files exist only for the moment of the renames. */
-	if ((rc = output_flush(data, err)) || (rc = output_flush(model, err)) ||
-	    (rc = output_close(data, err)) || (rc = output_close(model, err))) {
+	/* Both flushed first (what a full disk fails), then placed: data, then the model. */
+	if ((rc = output_flush(data, err)) || (rc = output_flush(model, err))) {
 		graft_output_abort(data);
 		graft_output_abort(model);
 		return rc;
@@ -304,40 +445,34 @@ int graft_output_commit_pair(struct graft_output *data, struct graft_output *mod
 		return graft_output_commit(model, err);
 	}
 	/* Keep the data file's previous version (a hard link costs nothing) until the
-	 * model is in place, so that a failed model rename can put it back. */
-	if (!(backup = malloc(strlen(data->tmp) + 5))) {
-		graft_output_abort(data);
-		graft_output_abort(model);
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	}
-	sprintf(backup, "%s.old", data->tmp);
-	had_old = link(data->path, backup) == 0;
-	if (rename(data->tmp, data->path) < 0) {
-		rc = output_fail(data, "cannot rename into place: ", errno, err);
+	 * model is in place, so that a failed model placement can put it back. */
+	backup = backup_old(data, &backup_fd);
+	if ((rc = output_place(data, err))) {
 		graft_output_abort(model);
 		goto out;
 	}
-	data->renamed = 1;
-	if (model->tmp && rename(model->tmp, model->path) < 0) {
-		rc = output_fail(model, "cannot rename into place: ", errno, err);
-		if (had_old)
-			rename(backup, data->path);
-		else
+	if (model->tmp && (rc = output_place(model, err))) {
+		if (backup && rename(backup, data->path) == 0) {
+			free(backup);
+			backup = NULL;
+		} else if (!backup) {
 			unlink(data->path);
-		had_old = 0;
-		data->renamed = 0;
-		free(data->tmp);        /* its file was renamed away: nothing to unlink */
-		free(data->path);
-		data->tmp = data->path = NULL;
+		}
+		struct graft_err ignored = {0};
+		output_release(data, &ignored); /* its file was put back or removed */
 		goto out;
 	}
-	model->renamed = 1;
-	graft_output_commit(data, err);        /* only releases: already renamed */
-	graft_output_commit(model, err);
-	rc = 0;
+	{
+		struct graft_err later = {0};
+		rc = output_release(data, err);
+		if (output_release(model, rc ? &later : err) && !rc)
+			rc = GRAFT_EIO;
+	}
 out:
-	if (had_old)
+	if (backup)
 		unlink(backup);
+	if (backup_fd >= 0)
+		close(backup_fd);
 	free(backup);
 	return rc;
 }
@@ -345,14 +480,15 @@ out:
 void graft_output_abort(struct graft_output *out)
 {
 	if (out->tmp || out->in_place) {
+		if (out->tmp && !out->unnamed && !out->renamed)  /* unnamed: goes with close */
+			unlink(out->tmp);
 		if (out->fd >= 0)
 			close(out->fd);
-		if (out->tmp && !out->unnamed)         /* an unnamed file goes with its close */
-			unlink(out->tmp);
 	}
 	out->fd = -1;
 	out->in_place = 0;
 	out->unnamed = 0;
+	out->renamed = 0;
 	free(out->tmp);
 	free(out->path);
 	out->tmp = out->path = NULL;
@@ -360,5 +496,5 @@ void graft_output_abort(struct graft_output *out)
 
 const char *graft_output_tmp_path(const struct graft_output *out)
 {
-	return out->unnamed ? NULL : out->tmp;
+	return out->unnamed || out->renamed ? NULL : out->tmp;
 }

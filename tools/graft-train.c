@@ -5,7 +5,8 @@
  *
  * Runs for hours unattended, so: a NaN or infinite loss stops it with the step named and
  * no output (the last checkpoint stays); SIGINT or SIGTERM finish the current step, write
- * the checkpoint (or the output when none was asked) and exit 130 or 143; every file is
+ * the checkpoint (or the output when none was asked) and exit 130 or 143, but one that
+ * arrives during a save ends the tool at once, the previous file intact; every file is
  * written whole or not at all.
  */
 #include <errno.h>
@@ -304,30 +305,6 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		tool_usage(usage, 2, "--checkpoint-every needs --checkpoint");
 }
 
-/* ---- signals ------------------------------------------------------------------------------ */
-
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop(int sig)
-{
-	if (stop_signal) {      /* a second one: stop now, as any tool does */
-		signal(sig, SIG_DFL);
-		raise(sig);
-	}
-	stop_signal = sig;
-}
-
-static void catch_stops(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
 /* ---- progress and logs ---------------------------------------------------------------------- */
 
 struct run {
@@ -426,17 +403,21 @@ static void report(struct run *r, int64_t step, int epoch_end)
 
 /* ---- saving ------------------------------------------------------------------------------- */
 
+/* A stop signal during a save ends the tool at once, the file being replaced left as
+ * it was (a save may take long: a slow disk, a large model, a reader that stalls). */
 static void write_model(struct run *r, const char *path, int binary_check)
 {
 	struct graft_output out;
 	struct graft_err err = {0};
 
+	tool_defer_stops(0);
 	if (graft_trainer_save(r->t, r->m, &err))
 		tool_die("%s", err.msg);
 	tool_output_open(&out, path, binary_check, r->cl->force);
 	if (graft_model_write_graft(r->m, out.fd, NULL, &err))
 		tool_die("%s: %s", path ? path : "<stdout>", err.msg);
 	tool_output_commit(&out);
+	tool_defer_stops(1);
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -532,7 +513,7 @@ int main(int argc, char **argv)
 			(long long)batch, (long long)r.total,
 			graft_trainer_epoch(r.t, r.total), graft_trainer_param_count(r.t),
 			graft_optim_name(cl.o.optim.kind), cl.o.optim.lr);
-	catch_stops();
+	tool_defer_stops(1);     /* a stop signal: finish the step, save, exit */
 	r.t0 = r.t_epoch = now();
 	r.epoch_start_step = graft_trainer_steps_done(r.t);
 	tool_add_history(r.m);
@@ -554,14 +535,14 @@ int main(int argc, char **argv)
 		if (cl.checkpoint && done < r.total &&
 		    (cl.checkpoint_every ? done % cl.checkpoint_every == 0 : epoch_end))
 			write_model(&r, cl.checkpoint, 0);
-		if (stop_signal) {
+		if (tool_stop_signal) {
 			if (r.tty)
 				fputc('\n', stderr);
 			write_model(&r, cl.checkpoint ? cl.checkpoint : cl.out, !cl.checkpoint);
 			fprintf(stderr, "%s: interrupted after step %lld; %s holds the state: "
 				"continue with --resume\n", tool_name, (long long)done,
 				cl.checkpoint ? cl.checkpoint : cl.out ? cl.out : "the output");
-			exit(stop_signal == SIGINT ? 130 : 143);
+			exit(128 + tool_stop_signal);
 		}
 	}
 	if (cl.checkpoint)

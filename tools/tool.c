@@ -22,8 +22,15 @@ static char **current_argv;     /* the array getopt permutes, which optind index
 #define MAX_OUTPUTS 4
 static struct graft_output *outputs[MAX_OUTPUTS];
 
+volatile sig_atomic_t tool_stop_signal;
+static volatile sig_atomic_t defer_stops;
+
 static void on_signal(int sig)
 {
+	if (defer_stops && !tool_stop_signal && sig != SIGPIPE) {
+		tool_stop_signal = sig;
+		return;
+	}
 	for (int i = 0; i < MAX_OUTPUTS; i++) {
 		const char *tmp = outputs[i] ? graft_output_tmp_path(outputs[i]) : NULL;
 		if (tmp)
@@ -31,6 +38,11 @@ static void on_signal(int sig)
 	}
 	signal(sig, SIG_DFL);
 	raise(sig);
+}
+
+void tool_defer_stops(int on)
+{
+	defer_stops = on;
 }
 
 static void track(struct graft_output *out, int on)
@@ -54,9 +66,15 @@ void tool_init(int argc, char **argv)
 		tool_die("out of memory");
 	memcpy(tool_argv, argv, sizeof(char *) * (size_t)(argc + 1));
 	opterr = 0;     /* getopt's messages name argv[0] as typed; ours name the tool */
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGHUP, on_signal);
+	/* Without SA_RESTART, a stop signal that tool_defer_stops records also breaks off a
+	 * wait for a slow reader or device, and the tool looks at it sooner. */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	/* A file-size limit (ulimit -f) would kill the tool by SIGXFSZ in the middle of a
 	 * write, leaving the temporary file behind; ignored, the write fails with EFBIG and
 	 * the error path removes it and names the file, as for a full disk. */

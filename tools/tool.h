@@ -7,6 +7,7 @@
 #define GRAFT_TOOL_H
 
 #include <getopt.h>
+#include <signal.h>
 
 #include "graft.h"
 
@@ -15,6 +16,16 @@ extern const char *tool_name;
 /* Sets tool_name from argv[0] and installs signal handlers that remove the temporary
  * file of an output in progress. */
 void tool_init(int argc, char **argv);
+
+/* A stop signal (SIGINT, SIGTERM, SIGHUP) ends a tool at once: the handler removes the
+ * temporary files of its outputs (the files they replace stay as they were) and the
+ * tool ends by the signal.  A tool that would rather finish a unit of work first
+ * (graft-train: the step, then a checkpoint) defers stops while it works: the first
+ * signal is then only recorded in tool_stop_signal, for the tool to act on; a second
+ * one, or one while stops are not deferred (as during a save, which would otherwise
+ * keep the user waiting), ends the tool at once. */
+extern volatile sig_atomic_t tool_stop_signal;
+void tool_defer_stops(int on);
 
 /* "graft-TOOL: message", then exit 1. */
 void tool_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -34,6 +34,20 @@ verdict() {
 }
 # temps DIR...: the temporary files left in the folders
 temps() { find "$@" -maxdepth 1 -name '*.tmp*' 2>/dev/null | sort | tr '\n' ' '; }
+# orphan_names KILL TARGET: after a kill -9, what the writer of TARGET left beside it may
+# only be the temporary name of a replacement caught between its link and its rename
+# (TARGET.tmpXXXXXX, at most one); counted in $orphans, checked gone after a later writer.
+orphans=0
+orphan_names() {
+	local left n
+	left=$(temps .)
+	[ -z "$left" ] && return
+	n=$(echo "$left" | wc -w)
+	if [ "$n" -ne 1 ] || ! [[ "$left" =~ ^\./$2\.tmp[A-Za-z0-9]{6}\ $ ]]; then
+		p="$p kill $1 left $left;"
+	fi
+	orphans=$((orphans + n))
+}
 
 # ---- fixtures: a small CNN and its data, a 256 KiB model, a 4 MiB one ----------------------
 $PY - <<'PY'
@@ -260,8 +274,10 @@ for i in 1 2 3 4 5; do
 	else
 		trail="$trail ${delay}ms:none"
 	fi
-	# The temporary file has no name until its commit (O_TMPFILE): a kill leaves none.
-	[ -z "$(temps .)" ] || { p="$p kill $i left $(temps .);"; rm -f ck.graft.tmp*; }
+	# The temporary file has no name until its commit (O_TMPFILE), but for the moment
+	# of the rename that replaces the old checkpoint: a kill there leaves the name, which
+	# the next writer of ck.graft removes (orphans, checked after the final run).
+	orphan_names "$i" ck.graft
 done
 if [ $rc -ne 0 ] && [ -z "$p" ]; then
 	resume=(); [ -e ck.graft ] && resume=(--resume ck.graft)
@@ -272,8 +288,9 @@ fi
 graft-export chain.graft -o chain.onnx 2>err.txt || p="$p final model does not export: $(cat err.txt);"
 cmp -s chain.onnx straight.onnx || p="$p resumed model differs from the uninterrupted one;"
 [ "$(step ck.graft)" = $steps ] || p="$p final checkpoint at step $(step ck.graft);"
+[ -z "$(temps .)" ] || p="$p left after the final run: $(temps .);"
 verdict "kill -9 x$kills + --resume" "graft-train (${span} ms run, kills at$trail)" \
-	"checkpoint loads each time; final = uninterrupted (cmp of graft-export); no temporary left" "$p"
+	"checkpoint loads each time; final = uninterrupted (cmp of graft-export); $orphans orphaned names, all removed by the next writer" "$p"
 
 # ---- 4. an interrupted checkpoint write never replaces the previous one ------------------------
 # kill -9 while 4 MiB checkpoints are written every step: each time the checkpoint loads
@@ -281,7 +298,7 @@ verdict "kill -9 x$kills + --resume" "graft-train (${span} ms run, kills at$trai
 # hit a write are counted from the tool's open files just before).
 heavy=(--data d.graft --batch 16 --steps 2000 --checkpoint hk.graft --checkpoint-every 1 -q)
 graft-train heavy.graft "${heavy[@]}" --steps 1 -o /dev/null     # the first good checkpoint
-p="" mid=0 last=$(step hk.graft)
+p="" mid=0 orphans=0 last=$(step hk.graft)
 for i in 1 2 3 4 5; do
 	graft-train heavy.graft "${heavy[@]}" --resume hk.graft -o hk-out.graft &
 	pid=$!
@@ -290,15 +307,19 @@ for i in 1 2 3 4 5; do
 	ls -l /proc/$pid/fd 2>/dev/null | grep -q "/#[0-9]* (deleted)$" && mid=$((mid + 1))
 	kill -9 $pid 2>/dev/null
 	{ wait $pid; } 2>/dev/null     # no "Killed" note
-	[ -z "$(temps .)" ] || { p="$p kill $i left $(temps .);"; rm -f hk.graft.tmp*; }
+	orphan_names "$i" hk.graft
 	graft-export hk.graft -o /dev/null 2>err.txt || { p="$p kill $i: checkpoint broken: $(cat err.txt);"; break; }
 	k=$(step hk.graft)
 	[ "$k" -ge "$last" ] || p="$p kill $i: checkpoint went back from $last to $k;"
 	last=$k
 done
 [ ! -e hk-out.graft ] || p="$p a killed run wrote its output;"
+# the next writer of hk.graft (one more step) removes what the kills left
+graft-train heavy.graft "${heavy[@]}" --resume hk.graft --steps $((last + 1)) -o /dev/null ||
+	p="$p the run after the kills failed;"
+[ -z "$(temps .)" ] || p="$p left after the next writer: $(temps .);"
 verdict "kill -9 during checkpoint writes" "graft-train --checkpoint (4 MiB, $mid of 5 mid-write)" \
-	"previous checkpoint intact and loadable each time (at step $last); no temporary left" "$p"
+	"previous checkpoint intact and loadable each time (at step $last); $orphans orphaned names, all removed by the next writer" "$p"
 # A file-size limit below the checkpoint's size: its next write fails, the old one stays.
 cp hk.graft hk-good.graft
 p=""
@@ -310,7 +331,55 @@ cmp -s hk.graft hk-good.graft || p="$p the checkpoint changed;"
 [ -z "$(temps .)" ] || p="$p left $(temps .);"
 verdict "checkpoint write fails (ulimit -f)" "graft-train --resume F --checkpoint F" \
 	"exit 1: $(sed 's/^graft-train: //' err.txt); F unchanged" "$p"
-rm -f hk*.graft heavy.graft
+
+# SIGTERM during a save ends graft-train at once (else it would finish the save first).
+# ends_by_term PID: sends SIGTERM, waits (a bound of 30 s only against a hang); sets rc
+# and ms, the time from the signal to the end.
+ends_by_term() {
+	local t0 i
+	t0=$(date +%s%N)
+	kill -TERM "$1"
+	for i in $(seq 600); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+	kill -0 "$1" 2>/dev/null && { p="$p still running 30 s after SIGTERM;"; kill -9 "$1"; }
+	{ wait "$1"; } 2>/dev/null
+	rc=$?
+	ms=$((($(date +%s%N) - t0) / 1000000))
+}
+# A save that cannot finish: the checkpoint is a FIFO whose reader (this shell) never
+# reads, so the write blocks once the pipe is full; the tool holds the FIFO open only
+# while it saves.
+p=""
+mkfifo ck.fifo
+exec 3<>ck.fifo
+graft-train heavy.graft "${heavy[@]}" --steps 5 --checkpoint ck.fifo -o st.graft 2>err.txt &
+pid=$!
+for _ in $(seq 600); do ls -l /proc/$pid/fd 2>/dev/null | grep -q "ck.fifo$" && break; sleep 0.05; done
+ls -l /proc/$pid/fd 2>/dev/null | grep -q "ck.fifo$" || p="$p never began its save;"
+ends_by_term $pid
+exec 3<&-
+[ $rc -eq 143 ] || p="$p exit $rc;"
+[ ! -e st.graft ] || p="$p wrote its output;"
+verdict "SIGTERM during a stalled save" "graft-train --checkpoint FIFO (never read)" \
+	"exit 143 after ${ms} ms, nothing else written" "$p"
+# A save to a file: SIGTERM once a save is under way (the tool holds an unnamed
+# temporary file); if it lands between saves instead, the step is finished and saved.
+p="" mid=no
+cp hk-good.graft hk.graft
+graft-train heavy.graft "${heavy[@]}" --resume hk.graft -o hk-out.graft &
+pid=$!
+for _ in $(seq 600); do
+	ls -l /proc/$pid/fd 2>/dev/null | grep -q "/#[0-9]* (deleted)$" && { mid=yes; break; }
+	kill -0 $pid 2>/dev/null || break
+done
+ends_by_term $pid
+[ $rc -eq 143 ] || p="$p exit $rc;"
+graft-export hk.graft -o /dev/null 2>err.txt || p="$p checkpoint broken: $(cat err.txt);"
+[ "$(step hk.graft)" -ge "$(step hk-good.graft)" ] || p="$p checkpoint went back;"
+[ -z "$(temps .)" ] || p="$p left $(temps .);"
+[ ! -e hk-out.graft ] || p="$p wrote its output;"
+verdict "SIGTERM during checkpoint writes" "graft-train --checkpoint (4 MiB, mid-save: $mid)" \
+	"exit 143 after ${ms} ms; checkpoint intact, no temporary" "$p"
+rm -f hk*.graft heavy.graft ck.fifo st.graft
 
 # ---- 5. paths -------------------------------------------------------------------------------------
 mkdir -p m/in m/a outside

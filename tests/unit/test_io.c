@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,14 @@
 
 #include "internal.h"
 #include "testmodel.h"
+
+static void write_text_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
 
 static int count_entries(const char *dir)
 {
@@ -97,6 +106,94 @@ static void test_kill_leaves_nothing(void **state)
 	free(dir);
 }
 
+/* Removes dir and the files in it. */
+static void remove_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[600];
+
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			unlink(path);
+		}
+	closedir(d);
+	rmdir(dir);
+}
+
+static void touch(const char *dir, const char *name)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	write_text_file(path, "left");
+}
+
+static int exists(const char *dir, const char *name)
+{
+	char path[600];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return lstat(path, &st) == 0;
+}
+
+/* Temporary files that killed writers left (no lock held on them) are removed by the
+ * next writer of the same target, and nothing else is: not another target's, not a
+ * name that only looks alike, not one whose writer still lives (it holds its lock). */
+static void test_orphans_removed_by_next_writer(void **state)
+{
+	char *dir = tm_tempdir(), path[512], live[600];
+	struct graft_output out;
+	struct graft_err err = {0};
+	int fds[2], status;
+	pid_t pid;
+	char c;
+	(void)state;
+
+	snprintf(path, sizeof(path), "%s/m.graft", dir);
+	snprintf(live, sizeof(live), "%s/m.graft.tmpLive01", dir);
+	touch(dir, "m.graft.tmpAb3xZ9");                /* orphans of m.graft */
+	touch(dir, "m.graft.tmpQq7Rr2.old");
+	touch(dir, "o.graft.tmpAb3xZ9");                /* another target's */
+	touch(dir, "m.graft.tmpAb3");                   /* not a name graft makes */
+	touch(dir, "m.graft.tmpAb3xZ9x");
+	touch(dir, "m.graft.tmp-b3xZ9");
+	assert_int_equal(pipe(fds), 0);
+	if ((pid = fork()) == 0) {                      /* a writer that lives on */
+		int fd = open(live, O_WRONLY | O_CREAT | O_EXCL, 0666);
+		if (fd < 0 || flock(fd, LOCK_EX) < 0)
+			_exit(1);
+		(void)!write(fds[1], "w", 1);
+		pause();
+		_exit(2);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &c, 1), 1);
+	assert_int_equal(graft_output_open(&out, path, &err), 0);
+	assert_false(exists(dir, "m.graft.tmpAb3xZ9"));
+	assert_false(exists(dir, "m.graft.tmpQq7Rr2.old"));
+	assert_true(exists(dir, "o.graft.tmpAb3xZ9"));
+	assert_true(exists(dir, "m.graft.tmpAb3"));
+	assert_true(exists(dir, "m.graft.tmpAb3xZ9x"));
+	assert_true(exists(dir, "m.graft.tmp-b3xZ9"));
+	assert_true(exists(dir, "m.graft.tmpLive01"));  /* its writer holds it */
+	graft_output_abort(&out);
+
+	kill(pid, SIGKILL);                             /* now it is an orphan */
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	close(fds[0]);
+	assert_int_equal(graft_output_open(&out, path, &err), 0);
+	assert_int_equal(graft_write_all(out.fd, "whole", 5, &err), 0);
+	assert_int_equal(graft_output_commit(&out, &err), 0);
+	assert_false(exists(dir, "m.graft.tmpLive01"));
+	assert_true(exists(dir, "m.graft"));
+	assert_int_equal(count_entries(dir), 5);        /* m.graft and the four others */
+	remove_tree(dir);
+	free(dir);
+}
+
 static void test_commit_replaces_atomically(void **state)
 {
 	char *dir = tm_tempdir(), path[512];
@@ -128,13 +225,6 @@ static void test_commit_replaces_atomically(void **state)
 	free(dir);
 }
 
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	fputs(text, f);
-	fclose(f);
-}
-
 /* A model that cannot be renamed into place leaves the data file as it was. */
 static void test_commit_pair_restores_data(void **state)
 {
@@ -146,7 +236,7 @@ static void test_commit_pair_restores_data(void **state)
 
 	snprintf(data_path, sizeof(data_path), "%s/m.data", dir);
 	snprintf(model_path, sizeof(model_path), "%s/m.onnx", dir);
-	write_text(data_path, "old data");
+	write_text_file(data_path, "old data");
 	assert_int_equal(mkdir(model_path, 0755), 0);   /* rename onto a folder fails */
 	assert_int_equal(graft_output_open(&data, data_path, &err), 0);
 	assert_int_equal(graft_output_open(&model, model_path, &err), 0);
@@ -281,6 +371,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_abort_leaves_nothing),
 		cmocka_unit_test(test_kill_leaves_nothing),
+		cmocka_unit_test(test_orphans_removed_by_next_writer),
 		cmocka_unit_test(test_commit_replaces_atomically),
 		cmocka_unit_test(test_commit_pair_restores_data),
 		cmocka_unit_test(test_open_fails_cleanly),
