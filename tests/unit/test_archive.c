@@ -16,7 +16,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "model/model.h"
 #include "testmodel.h"
 
 struct fixture {

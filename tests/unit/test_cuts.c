@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "model/model.h"
 #include "testmodel.h"
 
 static int load(void **state)

@@ -22,7 +22,7 @@
 #include <png.h>
 #include <zlib.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 static char tmpdir[] = "/tmp/test_datasrc.XXXXXX";
 

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "net.h"
+#include "engine/net.h"
 #include "gradcheck.h"
 #include "testmodel.h"
 

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "model/model.h"
 #include "testmodel.h"
 
 /*

@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "model/model.h"
 #include "testmodel.h"
 
 static struct graft_model *tiny_cnn(void)

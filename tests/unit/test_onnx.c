@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "model/model.h"
 #include "testmodel.h"
 
 /* Exports m as ONNX into memory through a temporary file. */

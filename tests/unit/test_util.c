@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 static void test_escape_roundtrip(void **state)
 {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 /* Removes node i of the main graph (freed). */
 void edit_remove_node(Onnx__GraphProto *g, size_t i)

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 /* Whether the 512-byte block b is a tar header: "ustar" at 257 and a checksum that adds
  * up (unsigned, or signed as some old tars summed), as libarchive itself requires.  The

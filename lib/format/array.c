@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 static const struct {
 	const char *descr;

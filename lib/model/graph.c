@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 #define MAX_DEPTH 64            /* subgraph nesting followed */
 

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 /* ---- a pass over the graph -------------------------------------------------------------- */
 

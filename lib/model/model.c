@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 struct graft_model *model_new(void)
 {

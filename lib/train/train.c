@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net.h"
+#include "engine/net.h"
 
 #define STATE_STEP "graft.train/step"
 #define STATE_RNG "graft.train/rng"

@@ -30,7 +30,7 @@
 
 #include <linux/openat2.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 /* protobuf refuses messages of 2 GiB or more. */
 #define PROTOBUF_LIMIT ((uint64_t)INT32_MAX)

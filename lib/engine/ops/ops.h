@@ -17,7 +17,7 @@
 #ifndef GRAFT_OPS_H
 #define GRAFT_OPS_H
 
-#include "internal.h"
+#include "model/model.h"
 
 #define NET_MAX_RANK 8
 

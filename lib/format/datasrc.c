@@ -19,7 +19,7 @@
 #include <png.h>
 #include <zlib.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 /* ---- IDX ---- */
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net.h"
-#include "ops/dnnl_util.h"
+#include "engine/net.h"
+#include "engine/ops/dnnl_util.h"
 
 
 static double now_s(void)

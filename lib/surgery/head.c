@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model/model.h"
 
 #define MAX_HEAD_NODES 8        /* pool, flatten, 2 x (MatMul + Add), Relu, Dropout */
 #define MAX_HEAD_TENSORS 5      /* 2 x (weight, bias), Dropout's ratio */

@@ -5,7 +5,7 @@
 #ifndef GRAFT_NET_H
 #define GRAFT_NET_H
 
-#include "ops/ops.h"
+#include "engine/ops/ops.h"
 
 /* A model tensor that a training net keeps its own copy of. */
 struct pooled;

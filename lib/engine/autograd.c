@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "net.h"
+#include "engine/net.h"
 
 int autograd_region(const struct node *n)
 {
