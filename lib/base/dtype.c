@@ -4,7 +4,7 @@
  */
 #include <string.h>
 
-#include "graft.h"
+#include "base/base.h"
 
 static const struct {
 	const char *name;

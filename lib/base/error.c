@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "graft.h"
+#include "base/base.h"
 
 int graft_err_set(struct graft_err *err, enum graft_status code, const char *fmt, ...)
 {

@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "graft.h"
+#include "base/base.h"
 
 static const uint64_t P1 = 11400714785074694791ULL, P2 = 14029467366897019727ULL,
 		      P3 = 1609587929392839161ULL, P4 = 9650029242287828579ULL,

@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model/model.h"
+#include "base/base.h"
 
 int graft_write_all(int fd, const void *buf, size_t len, struct graft_err *err)
 {

@@ -6,7 +6,7 @@
  */
 #include <math.h>
 
-#include "graft.h"
+#include "base/base.h"
 
 static uint64_t splitmix64(uint64_t *x)
 {

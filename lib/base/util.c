@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "base/base.h"
 
 int dims_numel(const int64_t *dims, int rank, uint64_t *numel)
 {

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/net.h"
+#include "engine/engine.h"
 
 int autograd_region(const struct node *n)
 {

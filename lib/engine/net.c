@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/net.h"
+#include "engine/engine.h"
+#include "format/format.h"     /* onnx_tensor_decode */
 #include "engine/ops/dnnl_util.h"
 
 

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/model.h"
+#include "format/format.h"
 
 /* Whether the 512-byte block b is a tar header: "ustar" at 257 and a checksum that adds
  * up (unsigned, or signed as some old tars summed), as libarchive itself requires.  The
@@ -409,7 +409,7 @@ static int read_members(struct graft_model *m, struct archive *a, const void *bu
 		goto out;
 	}
 	if (!(rc = onnx_bind_slots(m, err)))
-		rc = onnx_find_aliases(m, err);
+		rc = roles_find_aliases(m, err);
 out:
 	manifest_release(&mf, m->n_tensors);
 	return rc;

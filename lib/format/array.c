@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/model.h"
+#include "format/format.h"
 
 static const struct {
 	const char *descr;

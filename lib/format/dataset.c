@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "format/format.h"
 
 /* Parses graft.classes: a positive decimal count; 0 when absent. */
 static int parse_classes(const char *s, int64_t *out, int code, struct graft_err *err)

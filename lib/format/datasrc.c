@@ -19,7 +19,7 @@
 #include <png.h>
 #include <zlib.h>
 
-#include "model/model.h"
+#include "format/format.h"
 
 /* ---- IDX ---- */
 

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "format/format.h"
 
 static const char *field_names[] = {"raw", "float_data", "int32_data", "int64_data",
 				    "double_data", "uint64_data"};

@@ -1,7 +1,7 @@
 /*
- * model.c: the model object: reading (format detection, mapping), the tensor table,
- * read-only views for inspection, trainable flags, editing (tensors added, replaced and
- * removed; metadata) and history.
+ * model.c: the model object: the tensor table, read-only views for inspection, trainable
+ * flags, editing (tensors added, replaced and removed; metadata) and history.  Reading a
+ * model from a file is the format layer's (lib/format/read.c).
  */
 #include <assert.h>
 #include <errno.h>
@@ -51,137 +51,6 @@ void graft_model_free(struct graft_model *m)
 	free(m);
 }
 
-/* Takes ownership of buf (mapped or heap) and parses it as either format. */
-static int read_buffer(struct graft_model *m, void *buf, size_t len, int mapped,
-		       const char *basedir, struct graft_err *err)
-{
-	if (len == 0) {
-		if (mapped)
-			munmap(buf, len);
-		else
-			free(buf);
-		return graft_err_set(err, GRAFT_EFORMAT, "empty input");
-	}
-	if (archive_detect(buf, len)) {
-		m->buf = buf;
-		m->buf_len = len;
-		m->buf_mapped = mapped;
-		m->from_archive = 1;
-		return archive_read_graft(m, buf, len, err);
-	}
-	int rc = onnx_import(m, buf, len, basedir, err);
-	/* protobuf-c copied what it kept: the input is no longer needed. */
-	if (mapped)
-		munmap(buf, len);
-	else
-		free(buf);
-	return rc;
-}
-
-/* Reads up to len bytes, fewer only at the end of the input. */
-static ssize_t read_head(int fd, unsigned char *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = read(fd, buf + got, len - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
-/* A pipe: a .graft archive is read member by member as it arrives; ONNX must be read
- * whole, since protobuf-c unpacks from memory. */
-static int read_stream(struct graft_model *m, int fd, const char *basedir,
-		       struct graft_err *err)
-{
-	unsigned char head[512];
-	ssize_t n = read_head(fd, head, sizeof(head));
-	void *all;
-	size_t len;
-	int rc;
-
-	if (n < 0)
-		return graft_err_set(err, GRAFT_EIO, "read failed: %s", strerror(errno));
-	if (n == 0)
-		return graft_err_set(err, GRAFT_EFORMAT, "empty input");
-	if (archive_detect(head, (size_t)n)) {
-		m->from_archive = 1;
-		return archive_read_graft_stream(m, fd, head, (size_t)n, err);
-	}
-	if ((rc = io_read_fd_after(fd, head, (size_t)n, &all, &len, err)))
-		return rc;
-	return read_buffer(m, all, len, 0, basedir, err);
-}
-
-int graft_model_read(struct graft_model **out, const char *path, unsigned flags,
-		     struct graft_err *err)
-{
-	int use_stdin = !path || strcmp(path, "-") == 0;
-	const char *name = use_stdin ? "<stdin>" : path;
-	char *dir = NULL;
-	void *buf;
-	size_t len;
-	int fd, rc;
-	struct graft_model *m;
-
-	*out = NULL;
-	fd = use_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return graft_err_set(err, GRAFT_EIO, "%s: %s", name, strerror(errno));
-	if (!use_stdin) {
-		char *copy = strdup(path);
-		dir = copy ? strdup(dirname(copy)) : NULL;
-		free(copy);
-	}
-	if ((!use_stdin && !dir) || !(m = model_new())) {
-		free(dir);
-		if (!use_stdin)
-			close(fd);
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	}
-	if (!(flags & GRAFT_READ_NO_MAP) && io_map_fd(fd, &buf, &len, err) == 0)
-		rc = read_buffer(m, buf, len, 1, dir, err);
-	else
-		rc = read_stream(m, fd, dir, err);
-	if (!use_stdin)
-		close(fd);
-	free(dir);
-	if (rc) {
-		graft_model_free(m);
-		return graft_err_prefix(err, name);
-	}
-	*out = m;
-	return 0;
-}
-
-int graft_model_read_memory(struct graft_model **out, const void *buf, size_t len,
-			    const char *basedir, const char *name, struct graft_err *err)
-{
-	struct graft_model *m;
-	void *copy;
-	int rc;
-
-	*out = NULL;
-	if (!(m = model_new()) || !(copy = malloc(len ? len : 1))) {
-		free(m);
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	}
-	memcpy(copy, buf, len);
-	if ((rc = read_buffer(m, copy, len, 0, basedir, err))) {
-		graft_model_free(m);
-		return name ? graft_err_prefix(err, name) : rc;
-	}
-	*out = m;
-	return 0;
-}
-
 int graft_model_new(struct graft_model **out, struct graft_err *err)
 {
 	struct graft_model *m = model_new();
@@ -190,7 +59,7 @@ int graft_model_new(struct graft_model **out, struct graft_err *err)
 	*out = NULL;
 	if (!m)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	if ((rc = onnx_skeleton_new(m, err))) {
+	if ((rc = skeleton_new(m, err))) {
 		graft_model_free(m);
 		return rc;
 	}
@@ -314,7 +183,7 @@ int model_refresh_aliases(struct graft_model *m, struct graft_err *err)
 	free(m->aliases);
 	m->aliases = NULL;
 	m->n_aliases = 0;
-	return onnx_find_aliases(m, err);
+	return roles_find_aliases(m, err);
 }
 
 static int check_new_tensor(const struct graft_model *m, const char *name, int dtype, int rank,
@@ -339,7 +208,7 @@ static int check_new_tensor(const struct graft_model *m, const char *name, int d
 	if (graft_model_find_tensor(m, name) >= 0)
 		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s' is already stored", name);
 	if (source == GRAFT_SOURCE_INITIALIZER && !(flags & MODEL_ADD_NAME_IS_NEW) &&
-	    onnx_name_in_graph(m, name))
+	    skeleton_has_name(m, name))
 		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s': the graph already has a value "
 				     "of that name", name);
 	return 0;
@@ -396,7 +265,7 @@ int model_add_tensor(struct graft_model *m, const char *name, int dtype, int ran
 		memcpy(rec.dims, dims, sizeof(int64_t) * (size_t)rank);
 	if (data && rec.nbytes)
 		memcpy(rec.data, data, rec.nbytes);
-	if (source == GRAFT_SOURCE_INITIALIZER && (rc = onnx_add_initializer(m, &rec, err))) {
+	if (source == GRAFT_SOURCE_INITIALIZER && (rc = skeleton_add_initializer(m, &rec, err))) {
 		release_rec(&rec);
 		return rc;
 	}
@@ -448,7 +317,7 @@ int graft_model_remove_tensor(struct graft_model *m, size_t i, struct graft_err 
 		return graft_err_set(err, GRAFT_EINVAL, "tensor '%s' is the value of a Constant "
 				     "node, which cannot be removed alone", t->name);
 	if (t->source == GRAFT_SOURCE_INITIALIZER)
-		onnx_remove_initializer(m, t->slot);
+		skeleton_remove_initializer(m, t->slot);
 	release_rec(t);
 	memmove(t, t + 1, (m->n_tensors - i - 1) * sizeof(*t));
 	m->n_tensors--;
@@ -486,7 +355,7 @@ int graft_model_set_metadata(struct graft_model *m, const char *key, const char 
 {
 	if (!key || !*key)
 		return graft_err_set(err, GRAFT_EINVAL, "a metadata property needs a key");
-	return onnx_set_metadata(m, key, value, err);
+	return skeleton_set_metadata(m, key, value, err);
 }
 
 size_t graft_model_alias_count(const struct graft_model *m)

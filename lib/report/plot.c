@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graft.h"
+#include "report/report.h"
 
 /* ---- the line parser ------------------------------------------------------------------ */
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "surgery/surgery.h"
 
 /* Activations: graph inputs and what nodes compute from them, shapes excepted (Shape and
  * Size read only dims, and what follows from them is constant for a given input shape). */

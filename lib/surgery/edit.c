@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "surgery/surgery.h"
 
 /* Removes node i of the main graph (freed). */
 void edit_remove_node(Onnx__GraphProto *g, size_t i)
@@ -78,7 +78,7 @@ static Onnx__ValueInfoProto *planned_info(const struct graft_net *net, const cha
 	int rank = 0, dtype = net ? graft_net_value_shape(net, name, &rank, dims) : -1;
 	const char *params[GRAFT_ARRAY_MAX_RANK] = {batch};
 
-	return onnx_value_info(name, dtype, dtype > 0 ? rank : -1, dims, params);
+	return skeleton_value_info(name, dtype, dtype > 0 ? rank : -1, dims, params);
 }
 
 /* The symbolic name of the first input's first dim, or NULL. */

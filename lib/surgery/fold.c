@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "surgery/surgery.h"
 
 /* ---- a pass over the graph -------------------------------------------------------------- */
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "surgery/surgery.h"
 
 #define MAX_HEAD_NODES 8        /* pool, flatten, 2 x (MatMul + Add), Relu, Dropout */
 #define MAX_HEAD_TENSORS 5      /* 2 x (weight, bias), Dropout's ratio */
@@ -576,7 +576,7 @@ static Onnx__ValueInfoProto *new_output(const Onnx__ValueInfoProto *old, int64_t
 		params[0] = d0->dim_param;
 	else if (d0 && d0->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
 		dims[0] = d0->dim_value;
-	return onnx_value_info(old->name, GRAFT_FLOAT, 2, dims, params);
+	return skeleton_value_info(old->name, GRAFT_FLOAT, 2, dims, params);
 }
 
 /* The head's nodes and tensors, in graph order: [GlobalAveragePool, Flatten,]

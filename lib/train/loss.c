@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graft.h"
+#include "train/train.h"
 
 int graft_loss_cross_entropy(const float *logits, const int64_t *labels, int64_t batch,
 			     int64_t classes, double smoothing, float *grad, double *loss,

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graft.h"
+#include "train/train.h"
 
 struct graft_optim {
 	struct graft_optim_opts o;

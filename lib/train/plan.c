@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model.h"
+#include "train/train.h"
 
 double graft_plan_gauss_distance(double m1, double v1, double m2, double v2)
 {

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/net.h"
+#include "train/train.h"
 
 #define STATE_STEP "graft.train/step"
 #define STATE_RNG "graft.train/rng"

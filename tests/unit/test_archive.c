@@ -16,7 +16,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "model/model.h"
+#include "format/format.h"
 #include "testmodel.h"
 
 struct fixture {

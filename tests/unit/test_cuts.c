@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "model/model.h"
+#include "surgery/surgery.h"
 #include "testmodel.h"
 
 static int load(void **state)

@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "model/model.h"
+#include "format/format.h"
 
 static float xs[16];
 static int64_t labels[4] = {0, 2, 1, 2};

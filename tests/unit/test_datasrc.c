@@ -22,7 +22,7 @@
 #include <png.h>
 #include <zlib.h>
 
-#include "model/model.h"
+#include "format/format.h"
 
 static char tmpdir[] = "/tmp/test_datasrc.XXXXXX";
 

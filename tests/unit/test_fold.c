@@ -14,7 +14,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "model/model.h"
+#include "surgery/surgery.h"
 #include "testmodel.h"
 
 static struct graft_model *load(Onnx__ModelProto *mp)
@@ -354,7 +354,7 @@ static void test_conv_output_is_graph_output(void **state)
 
 	assert_non_null(out);
 	g->output = out;
-	out[1] = onnx_value_info("c", GRAFT_FLOAT, -1, NULL, NULL);
+	out[1] = skeleton_value_info("c", GRAFT_FLOAT, -1, NULL, NULL);
 	g->n_output = 2;
 	assert_int_equal(graft_model_fold_bn(m, &folded, &err), GRAFT_OK);
 	assert_int_equal(folded, 0);

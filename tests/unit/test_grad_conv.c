@@ -14,7 +14,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "engine/net.h"
+#include "engine/engine.h"
 #include "gradcheck.h"
 #include "testmodel.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "engine/net.h"
+#include "engine/engine.h"
 #include "gradcheck.h"
 #include "testmodel.h"
 

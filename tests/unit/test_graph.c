@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "model/model.h"
+#include "surgery/surgery.h"
 #include "testmodel.h"
 
 /*

@@ -14,7 +14,7 @@
 #include <dirent.h>
 #include <cmocka.h>
 
-#include "model/model.h"
+#include "base/base.h"
 #include "testmodel.h"
 
 static void write_text_file(const char *path, const char *text)

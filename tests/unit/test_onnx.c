@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "model/model.h"
+#include "format/format.h"
 #include "testmodel.h"
 
 /* Exports m as ONNX into memory through a temporary file. */
@@ -364,7 +364,7 @@ static void test_external_data(void **state)
 	assert_int_equal(system(cmd), 0);
 	/* Both ways of opening: openat2 RESOLVE_BENEATH, and the checks of kernels without. */
 	for (int no_openat2 = 0; no_openat2 < 2; no_openat2++) {
-		onnx_no_openat2 = no_openat2;
+		external_no_openat2 = no_openat2;
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 			path = external_model(dir, bad[i].loc, "8", bad[i].len);
 			assert_true(graft_model_read(&m, path, 0, &err) < 0);
@@ -381,7 +381,7 @@ static void test_external_data(void **state)
 		graft_model_free(m);
 		free(path);
 	}
-	onnx_no_openat2 = 0;
+	external_no_openat2 = 0;
 	path = external_model(dir, "w.bin", "8", "16");
 	size_t mlen;
 	uint8_t *mbuf = tm_slurp(path, &mlen);

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "model/model.h"
+#include "base/base.h"
 
 static void test_escape_roundtrip(void **state)
 {

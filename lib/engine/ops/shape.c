@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "format/format.h"     /* onnx_tensor_decode: Constant */
 
 /* Tile views a rank-r tensor as 2r axes. */
 #define VIEW_MAX_RANK (2 * NET_MAX_RANK)

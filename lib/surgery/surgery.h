@@ -1,0 +1,22 @@
+/*
+ * surgery.h: the private header of lib/surgery/: graph surgery on a model's skeleton.
+ */
+#ifndef GRAFT_SURGERY_H
+#define GRAFT_SURGERY_H
+
+#include "engine/engine.h"
+
+/* ---- edit.c ---- */
+/* Removes node i of the main graph (freed). */
+void edit_remove_node(Onnx__GraphProto *g, size_t i);
+/* Removes the initializers nothing reads any more, subgraphs included (stored ones
+ * through the table), with the graph inputs of the same name (IR versions before 4 pair
+ * them; left alone, they would become inputs a runtime demands). */
+int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err);
+
+/* ---- cuts.c ---- */
+/* A net of m planned at batch 1 on zero inputs (symbolic dims 1), for shapes
+ * (graft_net_value_shape); NULL when m cannot be planned. */
+struct graft_net *model_probe(const struct graft_model *m);
+
+#endif

@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""layers.py: lib/'s layers, checked from the source.
+
+Each folder of lib/ is a layer, in this order from the bottom:
+    base < model < format < engine < surgery < train < report
+A file of lib/ includes headers from its own layer and the layers below, never from
+one above; graft.h (the public header, at lib/) and system headers are open to all;
+tools include graft.h and tools/ headers only.  Prints every include with its verdict
+grouped by layer (the allowed ones counted), then each upward one, and fails if there is
+one.  Usage: layers.py SRCDIR
+"""
+import os
+import re
+import sys
+
+LAYERS = ["base", "model", "format", "engine", "surgery", "train", "report"]
+RANK = {name: i for i, name in enumerate(LAYERS)}
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+
+
+def layer_of(path):
+    """The layer a path under lib/ belongs to, or None for lib/graft.h and lib/meson.build."""
+    parts = path.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "lib" else None
+
+
+def resolve(src, path, inc):
+    """The lib/-relative path an include names: beside the including file first (as the
+    compiler looks), then from lib/; None for generated or outside headers."""
+    beside = os.path.normpath(os.path.join(os.path.dirname(path), inc))
+    if os.path.exists(os.path.join(src, beside)):
+        return beside
+    from_lib = os.path.normpath(os.path.join("lib", inc))
+    if os.path.exists(os.path.join(src, from_lib)):
+        return from_lib
+    return None
+
+
+def main():
+    src = sys.argv[1] if len(sys.argv) > 1 else "."
+    files = []
+    for top in ("lib", "tools"):
+        for root, _, names in os.walk(os.path.join(src, top)):
+            for n in sorted(names):
+                if n.endswith((".c", ".h")):
+                    files.append(os.path.relpath(os.path.join(root, n), src))
+    unknown = [f for f in files if f.startswith("lib/") and f.count("/") > 1
+               and layer_of(f) not in RANK]
+    upward, counts = [], {}
+    for path in sorted(files):
+        text = open(os.path.join(src, path), encoding="utf-8").read()
+        mine = layer_of(path)
+        for inc in INCLUDE.findall(text):
+            target = resolve(src, path, inc)
+            theirs = layer_of(target) if target else None
+            if path.startswith("tools/"):
+                ok = target is None or target == "lib/graft.h" or target.startswith("tools/")
+                key = "tools"
+            elif theirs is None:        # graft.h, onnx.pb-c.h
+                ok, key = True, mine or "lib"
+            else:
+                ok = mine is not None and RANK[theirs] <= RANK[mine]
+                key = mine or "lib"
+            counts[key] = counts.get(key, 0) + 1
+            if not ok:
+                upward.append(f"{path}: includes \"{inc}\" ({theirs or target} is above "
+                              f"{mine or 'tools'})")
+    print("layers, bottom first: " + " < ".join(LAYERS))
+    for key in LAYERS + ["lib", "tools"]:
+        if key in counts:
+            print(f"  {key:8s} {counts[key]:4d} includes checked")
+    for f in unknown:
+        print(f"FAIL: {f} lies in no known layer folder")
+    for u in upward:
+        print(f"FAIL: {u}")
+    print(f"{len(upward)} upward includes, {len(unknown)} files outside the layers")
+    return 1 if upward or unknown else 0
+
+
+def self_test():
+    """The check fails on an upward include and passes once it is gone."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        for sub in ("lib/base", "lib/model", "tools"):
+            os.makedirs(os.path.join(d, sub))
+        open(os.path.join(d, "lib/graft.h"), "w").write("")
+        open(os.path.join(d, "lib/model/model.h"), "w").write('#include "base/base.h"\n')
+        open(os.path.join(d, "lib/base/base.h"), "w").write('#include "graft.h"\n')
+        bad = os.path.join(d, "lib/base/util.c")
+        open(bad, "w").write('#include "base/base.h"\n#include "model/model.h"\n')
+        run = lambda: subprocess.run([sys.executable, __file__, d], capture_output=True,
+                                     text=True)
+        r = run()
+        assert r.returncode == 1 and "lib/base/util.c: includes \"model/model.h\"" in r.stdout, r.stdout
+        open(bad, "w").write('#include "base/base.h"\n')
+        r = run()
+        assert r.returncode == 0, r.stdout
+    print("self-test: an upward include fails the check, its removal passes it")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--self-test":
+        self_test()
+        sys.argv[1:2] = []
+    sys.exit(main())
