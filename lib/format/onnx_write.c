@@ -231,9 +231,7 @@ static int put_external(struct graft_model *m, const struct graft_onnx_opts *o,
 		const char *vals[3] = {o->external_name, nums[i][0], nums[i][1]};
 		for (int k = 0; k < 3; k++) {
 			Onnx__StringStringEntryProto *e = &entries[3 * i + k];
-			onnx__string_string_entry_proto__init(e);
-			e->key = (char *)keys[k];
-			e->value = (char *)vals[k];
+			skeleton_string_entry(e, (char *)keys[k], (char *)vals[k]);
 			ptrs[3 * i + k] = e;
 		}
 		clear_payload(t);

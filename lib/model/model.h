@@ -134,6 +134,16 @@ void skeleton_remove_initializer(struct graft_model *m, Onnx__TensorProto *tp);
 /* Sets, replaces or (value NULL) removes a metadata property. */
 int skeleton_set_metadata(struct graft_model *m, const char *key, const char *value,
 			  struct graft_err *err);
+/* A new node of op, named name, reading the n_in names of in and writing out; NULL when
+ * out of memory.  Free it with protobuf_c_message_free_unpacked once no graph holds it. */
+Onnx__NodeProto *skeleton_node_new(const char *op, const char *name, const char *const *in,
+				   size_t n_in, const char *out);
+/* Appends an int or float attribute to n: 0, or -1 when out of memory. */
+int skeleton_node_attr_int(Onnx__NodeProto *n, const char *name, int64_t value);
+int skeleton_node_attr_float(Onnx__NodeProto *n, const char *name, float value);
+/* Fills caller-owned e with borrowed key and value (export's external-data entries,
+ * which live for one pack). */
+void skeleton_string_entry(Onnx__StringStringEntryProto *e, char *key, char *value);
 /* A new ValueInfoProto for a tensor: name, element type and shape, dim i symbolic when
  * dim_params (may be NULL) names it, unknown when dims[i] < 0; a name alone when dtype
  * <= 0 or rank < 0.  NULL when out of memory. */

@@ -256,3 +256,89 @@ int skeleton_set_metadata(struct graft_model *m, const char *key, const char *va
 	return 0;
 }
 
+
+/* A copy of the n strings of v in a NULL-terminated array; NULL when out of memory. */
+static char **strv(const char *const *v, size_t n)
+{
+	char **s = calloc(n + 1, sizeof(*s));
+
+	for (size_t i = 0; s && i < n; i++)
+		if (!(s[i] = strdup(v[i]))) {
+			for (size_t k = 0; k < i; k++)
+				free(s[k]);
+			free(s);
+			return NULL;
+		}
+	return s;
+}
+
+Onnx__NodeProto *skeleton_node_new(const char *op, const char *name, const char *const *in,
+				   size_t n_in, const char *out)
+{
+	Onnx__NodeProto *n = malloc(sizeof(*n));
+
+	if (!n)
+		return NULL;
+	onnx__node_proto__init(n);
+	if (!(n->op_type = strdup(op)) || !(n->name = strdup(name)) ||
+	    !(n->input = strv(in, n_in)) || !(n->output = strv(&out, 1))) {
+		protobuf_c_message_free_unpacked(&n->base, NULL);
+		return NULL;
+	}
+	n->n_input = n_in;
+	n->n_output = 1;
+	return n;
+}
+
+/* Appends an attribute of n, its value left for the caller to set. */
+static Onnx__AttributeProto *add_attribute(Onnx__NodeProto *n, const char *name,
+					   Onnx__AttributeProto__AttributeType type)
+{
+	Onnx__AttributeProto **list = realloc(n->attribute, (n->n_attribute + 1) * sizeof(*list));
+	Onnx__AttributeProto *a;
+
+	if (!list)
+		return NULL;
+	n->attribute = list;
+	if (!(a = malloc(sizeof(*a))))
+		return NULL;
+	onnx__attribute_proto__init(a);
+	if (!(a->name = strdup(name))) {
+		free(a);
+		return NULL;
+	}
+	list[n->n_attribute++] = a;
+	a->has_type = 1;
+	a->type = type;
+	return a;
+}
+
+int skeleton_node_attr_int(Onnx__NodeProto *n, const char *name, int64_t value)
+{
+	Onnx__AttributeProto *a = add_attribute(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+
+	if (!a)
+		return -1;
+	a->has_i = 1;
+	a->i = value;
+	return 0;
+}
+
+int skeleton_node_attr_float(Onnx__NodeProto *n, const char *name, float value)
+{
+	Onnx__AttributeProto *a = add_attribute(n, name,
+						ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+
+	if (!a)
+		return -1;
+	a->has_f = 1;
+	a->f = value;
+	return 0;
+}
+
+void skeleton_string_entry(Onnx__StringStringEntryProto *e, char *key, char *value)
+{
+	onnx__string_string_entry_proto__init(e);
+	e->key = key;
+	e->value = value;
+}

@@ -429,64 +429,15 @@ static void head_release(struct head *h)
 	memset(h, 0, sizeof(*h));
 }
 
-static char **strv(const char *const *v, size_t n)
-{
-	char **s = calloc(n + 1, sizeof(*s));
-
-	for (size_t i = 0; s && i < n; i++)
-		if (!(s[i] = strdup(v[i]))) {
-			for (size_t k = 0; k < i; k++)
-				free(s[k]);
-			free(s);
-			return NULL;
-		}
-	return s;
-}
-
 /* Appends a node of op named name (also the name of its one output unless out is set). */
 static Onnx__NodeProto *add_node(struct head *h, const char *op, const char *name,
 				 const char *const *in, size_t n_in, const char *out)
 {
-	Onnx__NodeProto *n = malloc(sizeof(*n));
+	Onnx__NodeProto *n = skeleton_node_new(op, name, in, n_in, out ? out : name);
 
-	if (!n)
-		return NULL;
-	onnx__node_proto__init(n);
-	h->node[h->n_nodes++] = n;      /* freed with the head from here on */
-	if (!(n->op_type = strdup(op)) || !(n->name = strdup(name)) || !(n->input = strv(in, n_in)))
-		return NULL;
-	n->n_input = n_in;
-	if (!(n->output = strv(out ? &out : &name, 1)))
-		return NULL;
-	n->n_output = 1;
+	if (n)
+		h->node[h->n_nodes++] = n;      /* freed with the head from here on */
 	return n;
-}
-
-static int add_attr(Onnx__NodeProto *n, const char *name, int64_t i, const float *f)
-{
-	Onnx__AttributeProto **list = realloc(n->attribute, (n->n_attribute + 1) * sizeof(*list));
-	Onnx__AttributeProto *a;
-
-	if (!list)
-		return -1;
-	n->attribute = list;
-	if (!(a = malloc(sizeof(*a))))
-		return -1;
-	onnx__attribute_proto__init(a);
-	list[n->n_attribute++] = a;
-	if (!(a->name = strdup(name)))
-		return -1;
-	a->has_type = 1;
-	if (f) {
-		a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-		a->has_f = 1;
-		a->f = *f;
-	} else {
-		a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-		a->has_i = 1;
-		a->i = i;
-	}
-	return 0;
 }
 
 static struct new_tensor *add_tensor(struct head *h, const char *prefix, const char *what,
@@ -533,7 +484,7 @@ static int add_linear(struct head *h, const struct plan *p, struct graft_rng *rn
 				     : graft_rng_normal(rng) * scale);
 	if (!p->matmul) {
 		n = add_node(h, "Gemm", name, (const char *[]){x, w->name, b->name}, 3, y);
-		return n ? add_attr(n, "transB", 1, NULL) : -1;
+		return n ? skeleton_node_attr_int(n, "transB", 1) : -1;
 	}
 	snprintf(mm, sizeof(mm), "%s.matmul", name);
 	snprintf(add, sizeof(add), "%s.add", name);
@@ -553,7 +504,7 @@ static int add_dropout(struct head *h, const struct plan *p, double ratio, const
 	snprintf(y, size, "%s.dropout", p->prefix);
 	if (p->opset < 12) {
 		n = add_node(h, "Dropout", y, &x, 1, NULL);
-		return n ? add_attr(n, "ratio", 0, &r) : -1;
+		return n ? skeleton_node_attr_float(n, "ratio", r) : -1;
 	}
 	struct new_tensor *t = add_tensor(h, p->prefix, "dropout.ratio", 0, 0, 0,
 					  GRAFT_ROLE_CONSTANT);
@@ -597,7 +548,7 @@ static int build_head(const struct graft_model *m, const struct graft_head_opts 
 			goto nomem;
 		snprintf(x, sizeof(x), "%s.flatten", p->prefix);
 		Onnx__NodeProto *n = add_node(h, "Flatten", x, (const char *[]){y}, 1, NULL);
-		if (!n || add_attr(n, "axis", 1, NULL))
+		if (!n || skeleton_node_attr_int(n, "axis", 1))
 			goto nomem;
 		cur = x;
 	}
