@@ -7,7 +7,8 @@
  * as either.  The in-memory model keeps every part of the ONNX ModelProto, including the
  * parts graft does not interpret, so that ONNX -> .graft -> ONNX loses nothing.
  *
- * Conventions (see also STYLE in the repository's docs):
+ * The library is built in layers, one folder of lib/ each (README.md, "Layout"); this
+ * header is all of it a program needs.  Conventions:
  * - Functions that can fail return 0 (GRAFT_OK) or a negative enum graft_status, and fill
  *   the caller's struct graft_err with a one-line message.  The library never prints and
  *   never exits.
@@ -505,7 +506,7 @@ struct graft_optim_opts {
  * 0.9/0.999, eps 1e-8, weight decay 0 (AdamW: 1e-2), no momentum. */
 void graft_optim_defaults(struct graft_optim_opts *o, enum graft_optim_kind kind);
 const char *graft_optim_name(enum graft_optim_kind kind);
-/* The optimizer of n parameters of numel[i] elements each (lib/optim.c has the update
+/* The optimizer of n parameters of numel[i] elements each (lib/train/optim.c has the update
  * formulas, PyTorch 1.13's). */
 struct graft_optim;
 int graft_optim_new(struct graft_optim **o, const struct graft_optim_opts *opts, size_t n,
@@ -524,7 +525,7 @@ float *graft_optim_state(struct graft_optim *o, size_t i, int which);
  * values (so the next update does not start them afresh). */
 void graft_optim_restore(struct graft_optim *o, int64_t steps, int momentum_started);
 
-/* ---- training: the loop's exact parts (lib/train.c) -------------------------------------- */
+/* ---- training: the loop's exact parts (lib/train/train.c) -------------------------------------- */
 
 enum graft_schedule {
 	GRAFT_SCHEDULE_CONSTANT = 0,
@@ -608,7 +609,7 @@ double graft_trainer_epoch(const struct graft_trainer *t, int64_t steps);
 int64_t graft_trainer_sample(struct graft_trainer *t, int64_t step, int64_t j);
 double graft_trainer_lr(const struct graft_trainer *t, int64_t step);
 
-/* ---- surgery (lib/cuts.c, lib/edit.c) ------------------------------------------------------ */
+/* ---- surgery (lib/surgery/cuts.c, lib/surgery/edit.c) ------------------------------------------------------ */
 
 /* A place where the network can be cut cleanly: a tensor through which the whole
  * computation flows (block boundaries). */
@@ -639,7 +640,7 @@ long graft_cut_find(const struct graft_cut *cuts, size_t n, const char *spec);
 int graft_model_extract(struct graft_model *m, const char *const *from, size_t n_from,
 			const char *const *to, size_t n_to, struct graft_err *err);
 
-/* ---- deployment (lib/fold.c) ------------------------------------------------------------ */
+/* ---- deployment (lib/surgery/fold.c) ------------------------------------------------------------ */
 
 /*
  * Folds every inference-mode BatchNormalization (training_mode 0, no statistics outputs;
@@ -664,7 +665,7 @@ int graft_model_fold_bn(struct graft_model *m, size_t *folded, struct graft_err 
  * in any case), and then what graft_model_fold_bn removes as unread. */
 int graft_model_strip(struct graft_model *m, struct graft_err *err);
 
-/* ---- strategy (lib/plan.c, docs/plan.md) ------------------------------------------------ */
+/* ---- strategy (lib/train/plan.c, docs/plan.md) ------------------------------------------------ */
 
 #define GRAFT_PLAN_SMALL_PER_CLASS 200  /* fewer samples per class: little data */
 #define GRAFT_PLAN_SIMILAR_BN 0.5       /* exp(-distance) of BN statistics: similar */
@@ -758,7 +759,7 @@ int graft_write_all(int fd, const void *buf, size_t len, struct graft_err *err);
 
 /* ---- seeded random numbers ----------------------------------------------------------- */
 
-/* xoshiro256** (lib/rng.c): the same seed gives the same stream everywhere; every seeded
+/* xoshiro256** (lib/base/rng.c): the same seed gives the same stream everywhere; every seeded
  * choice graft makes (sampling, splits, shuffles, Dropout, initialisation) draws from it. */
 struct graft_rng {
 	uint64_t s[4];
@@ -779,7 +780,7 @@ void graft_rng_shuffle(struct graft_rng *r, int64_t *v, size_t n);
 /* XXH64 of buf with the given seed (the checksum the .graft format uses). */
 uint64_t graft_xxh64(const void *buf, size_t len, uint64_t seed);
 
-/* ---- new classifier heads (lib/head.c) ------------------------------------------------------ */
+/* ---- new classifier heads (lib/surgery/head.c) ------------------------------------------------------ */
 
 enum graft_head_init {
 	GRAFT_HEAD_HE = 0,      /* normal, standard deviation sqrt(2 / fan_in) */
@@ -824,7 +825,7 @@ struct graft_head_info {
 int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
 		      struct graft_head_info *info, struct graft_err *err);
 
-/* ---- learning curves (lib/plot.c) ------------------------------------------------------- */
+/* ---- learning curves (lib/report/plot.c) ------------------------------------------------------- */
 
 #define GRAFT_PLOT_MAX_LOGS 64          /* logs in one plot */
 #define GRAFT_PLOT_MAX_POINTS 2000000   /* usable lines over all the logs of a plot */

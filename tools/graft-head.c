@@ -3,7 +3,7 @@
  * of fine-tuning: the final classifier gives way to a fresh layer of N outputs, or the
  * network is cut at an earlier value (--at) and a head attached there.  New weights are
  * seeded, so a command line always writes the same bytes.  The work is
- * graft_head_attach's (lib/head.c).
+ * graft_head_attach's (lib/surgery/head.c).
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -2,7 +2,7 @@
  * graft-plot: learning curves from graft-train's logs (--log F.jsonl) as one SVG, loss and
  * accuracy against the epoch, train solid and validation dashed, one colour per log, so
  * that runs can be compared at a glance without a plotting stack.  Parsing and drawing
- * are lib/plot.c's; this reads the files and writes the picture.
+ * are lib/report/plot.c's; this reads the files and writes the picture.
  */
 #include <errno.h>
 #include <fcntl.h>

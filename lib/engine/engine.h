@@ -1,9 +1,9 @@
 /*
- * net.h: the executor's state, shared by net.c (building, planning, running) and
+ * engine.h: the executor's state, shared by net.c (building, planning, running) and
  * autograd.c (training: parameters, gradients, backward).  Internal to libgraft.
  */
-#ifndef GRAFT_NET_H
-#define GRAFT_NET_H
+#ifndef GRAFT_ENGINE_H
+#define GRAFT_ENGINE_H
 
 #include "engine/ops/ops.h"
 
@@ -35,7 +35,7 @@ struct graft_net {
 	struct net_counters counters;
 	double *profile_s;              /* GRAFT_PROFILE set: seconds spent per node */
 
-	/* Training nets (lib/autograd.c). */
+	/* Training nets (lib/engine/autograd.c). */
 	struct graft_net_opts opts;
 	struct tracked *tracked;        /* parameters and state, in model order */
 	size_t n_tracked, cap_tracked;

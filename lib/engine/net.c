@@ -1,7 +1,7 @@
 /*
  * net.c: the executor.  Compiles a model's main graph into nodes over values, plans it
  * for a set of input shapes (shape inference, constant folding, buffers), and runs it.
- * The contract with the kernels is lib/ops/ops.h.
+ * The contract with the kernels is lib/engine/ops/ops.h.
  *
  * Planning happens again only when input shapes change.  Values computed at plan time
  * (initializers, Constant nodes, anything computed only from those or from shapes) are

@@ -25,7 +25,7 @@
  * with no limit of its own: a few hundred kilobytes of nested TypeProtos overflow the
  * stack, and a message of empty nodes (two bytes each) costs a hundred times its size.
  * So the wire format is walked first, following the schema through protobuf-c's
- * descriptors, to check nesting and counts (internal.h's GRAFT_MAX_*) before unpacking.
+ * descriptors, to check nesting and counts (format.h's GRAFT_MAX_*) before unpacking.
  * The walk's own recursion is bounded by the limit it checks.
  */
 

@@ -1,6 +1,6 @@
 /*
- * test_grad_conv.c: the backward of Conv (lib/ops/conv.c) and of the pooling ops
- * (lib/ops/pool.c) against finite differences.  Tensors have 16 channels or more, so
+ * test_grad_conv.c: the backward of Conv (lib/engine/ops/conv.c) and of the pooling ops
+ * (lib/engine/ops/pool.c) against finite differences.  Tensors have 16 channels or more, so
  * that oneDNN picks its blocked layouts and the reorders around the backward primitives
  * are exercised.  MaxPool inputs are distinct values spaced wider than the finite
  * difference's step, so that no nudge moves a maximum.

@@ -1,5 +1,5 @@
 /*
- * test_grad_gemm_norm.c: the backward of lib/ops/gemm.c (Gemm, MatMul) and lib/ops/norm.c
+ * test_grad_gemm_norm.c: the backward of lib/engine/ops/gemm.c (Gemm, MatMul) and lib/engine/ops/norm.c
  * (BatchNormalization in training and inference modes, LayerNormalization) against
  * finite differences (gradcheck.h), over every attribute and broadcast that changes the
  * math; and BatchNormalization's training-mode forward: the running statistics it

@@ -1,5 +1,5 @@
 /*
- * test_graph.c: what surgery asks of a skeleton (lib/graph.c): reads are counted in
+ * test_graph.c: what surgery asks of a skeleton (lib/model/graph.c): reads are counted in
  * subgraphs too, so that an initializer only an If branch reads by its outer name is
  * neither dropped as unread nor taken for a value nobody needs; producers, graph inputs
  * and outputs, attributes, and stored tensors behind Identity aliases.

@@ -1,5 +1,5 @@
 /*
- * ops.h: the contract between the executor (lib/net.c) and the op kernels (lib/ops/).
+ * ops.h: the contract between the executor (lib/engine/net.c) and the op kernels (lib/engine/ops/).
  *
  * The executor turns a model's main graph into nodes over values.  For each set of input
  * shapes it *plans*: it walks the nodes in order, calls each op's infer to learn output

@@ -1,6 +1,6 @@
 /*
  * registry.c: every op the executor knows, by family.  A new family is one file in
- * lib/ops/ exporting a NULL-terminated ops_<family>[] array, listed here, and, for the
+ * lib/engine/ops/ exporting a NULL-terminated ops_<family>[] array, listed here, and, for the
  * ops it can differentiate, a NULL-terminated ops_<family>_grad[] array, and for the
  * ops whose kernels allocate buffers of their own (packed weights), ops_<family>_mem[].
  */
