@@ -376,6 +376,7 @@ struct graft_net_opts {
 	uint64_t seed;  /* training: Dropout masks */
 	int no_fuse;    /* keep every node as it is (no folding or fusion): every value has
 			 * its shape after a run (graft_net_value_shape) */
+	int profile;    /* time every node's runs (graft_net_profile) */
 };
 /*
  * A net for training copies the model's trainable parameters (graft_model_set_trainable)
@@ -470,6 +471,17 @@ int graft_net_value_shape(const struct graft_net *net, const char *name, int *ra
 /* A view of the value name after a run (plain layout; a net made with no_fuse keeps
  * every value); -1 when it has none. */
 int graft_net_value(const struct graft_net *net, const char *name, struct graft_array *view);
+/* Where a net's time went, for a net made with opts.profile: node i's name, op, how often
+ * it ran and the seconds those runs took so far (a node fused into another, or folded
+ * when planned, runs 0 times), for i below graft_net_profile_count (0 without
+ * opts.profile).  -1 past the end.  The strings are borrowed from the net. */
+struct graft_node_time {
+	const char *name, *op_type;
+	int64_t runs;
+	double seconds;
+};
+size_t graft_net_profile_count(const struct graft_net *net);
+int graft_net_profile(const struct graft_net *net, size_t i, struct graft_node_time *t);
 /* 1 when graft can differentiate op_type (train through it), else 0. */
 int graft_op_has_backward(const char *op_type);
 /* Counts for tests and benchmarks: nodes run per run, and nodes folded at plan time. */
@@ -556,7 +568,13 @@ struct graft_train_opts {
 	unsigned augment;       /* enum graft_augment_flags */
 	const struct graft_lr_mult *lr_mults;   /* the last matching pattern wins */
 	size_t n_lr_mults;
+	/* The frozen prefix's cache (its boundary values kept per sample, so that a frozen
+	 * backbone runs once per sample): at most this many bytes; 0: the default,
+	 * GRAFT_TRAIN_CACHE_DEFAULT; negative: no cache. */
+	int64_t cache_bytes;
+	int profile;            /* time the net's nodes (graft_trainer_net, graft_net_profile) */
 };
+#define GRAFT_TRAIN_CACHE_DEFAULT ((int64_t)2 << 30)
 struct graft_step_stats {
 	int64_t step;           /* 0-based */
 	double loss, lr, grad_norm;
@@ -583,6 +601,8 @@ int graft_trainer_new(struct graft_trainer **t, struct graft_model *m,
 		      const struct graft_array *x, const struct graft_array *y,
 		      const struct graft_train_opts *o, struct graft_err *err);
 void graft_trainer_free(struct graft_trainer *t);
+/* The trainer's net (borrowed): for its profile, or to inspect values after a step. */
+const struct graft_net *graft_trainer_net(const struct graft_trainer *t);
 /* One step: the next batch forward, the loss, backward, clipping, the update.  A loss or
  * gradient that is not finite is GRAFT_EINVAL naming the step (1-based). */
 int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
@@ -750,6 +770,9 @@ int graft_output_commit_pair(struct graft_output *data, struct graft_output *mod
 void graft_output_abort(struct graft_output *out);
 /* The temporary path of an output in progress, for signal handlers; NULL if none. */
 const char *graft_output_tmp_path(const struct graft_output *out);
+
+/* Seconds on a monotonic clock (for durations: its zero is arbitrary). */
+double graft_now(void);
 
 /* Reads all of fd into a new buffer (free it with free()).  Used for pipes. */
 int graft_read_fd(int fd, void **buf, size_t *len, struct graft_err *err);

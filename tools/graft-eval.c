@@ -11,12 +11,14 @@
 
 static const char usage[] =
 	"usage: graft-eval [MODEL|-] --data D [--batch B] [--json] [--max-memory SIZE]\n"
+	"                  [--profile]\n"
 	"Evaluates MODEL (.graft or .onnx; stdin when absent or -) on the dataset D.\n"
 	"  -d, --data D      the data (graft-data): x float [N,...], y int64 labels or float\n"
 	"  -b, --batch B     samples per forward pass (default 64)\n"
 	"      --json        one JSON object: loss, accuracy, per_class, confusion\n"
 	"      --max-memory SIZE  refuse to run when a batch would need more memory than\n"
 	"                    SIZE (suffixes K, M, G; default: the memory available)\n"
+	"      --profile     print the time spent per op type to stderr at the end\n"
 	"  -h, --help        show this help;  -V, --version  show the version\n";
 
 struct cmdline {
@@ -24,13 +26,15 @@ struct cmdline {
 	int64_t batch;
 	int json;
 	uint64_t max_memory;    /* 0: the memory available */
+	int profile;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, 'd'}, {"batch", required_argument, NULL, 'b'},
-		{"json", no_argument, NULL, 'j'}, TOOL_MEMORY_LONGOPT, TOOL_COMMON_LONGOPTS, {0},
+		{"json", no_argument, NULL, 'j'}, TOOL_MEMORY_LONGOPT, TOOL_PROFILE_LONGOPT,
+		TOOL_COMMON_LONGOPTS, {0},
 	};
 	char *end;
 	int c;
@@ -49,6 +53,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case TOOL_OPT_MAX_MEMORY:
 			cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
 			break;
+		case TOOL_OPT_PROFILE: cl->profile = 1; break;
 		default: tool_common_option(c, usage);
 		}
 	}
@@ -134,7 +139,8 @@ int main(int argc, char **argv)
 	parse_cmdline(argc, argv, &cl);
 	dm = tool_read_dataset(cl.data, &x, &y);
 	m = tool_read_model(cl.model);
-	if (graft_net_new(&net, m, &err))
+	struct graft_net_opts no = {.profile = cl.profile};
+	if (graft_net_new_opts(&net, m, &no, &err))
 		tool_die("%s: %s", cl.model ? cl.model : "<stdin>", err.msg);
 	{
 		struct graft_array xb = x;
@@ -169,6 +175,8 @@ int main(int argc, char **argv)
 		print_text(&e);
 	if (fflush(stdout) || ferror(stdout))
 		tool_die("write failed");
+	if (cl.profile)
+		tool_print_profile(net);
 	graft_eval_release(&e);
 	graft_net_free(net);
 	graft_model_free(m);

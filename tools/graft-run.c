@@ -18,7 +18,7 @@
 
 static const char usage[] =
 	"usage: graft-run MODEL [-i [NAME=]FILE]... [-o DIR] [--batch N] [--repeat N]\n"
-	"                 [--max-memory SIZE]\n"
+	"                 [--max-memory SIZE] [--profile]\n"
 	"Runs a model (.graft or ONNX) forward on the CPU.\n"
 	"  -i, --input [NAME=]FILE  an input as .npy or ONNX TensorProto .pb; without NAME,\n"
 	"                           inputs fill the graph's inputs in order.  Inputs not\n"
@@ -35,6 +35,7 @@ static const char usage[] =
 	"      --seed S             seed for made-up inputs (default 1)\n"
 	"      --max-memory SIZE    refuse to run when the run would need more memory than\n"
 	"                           SIZE (suffixes K, M, G; default: the memory available)\n"
+	"      --profile            print the time spent per op type to stderr at the end\n"
 	"      --list-ops           print the ops graft can run, one per line, and exit\n"
 	"      --list-backward      print the ops graft can train through, and exit\n"
 	"  -h, --help               show this help;  -V, --version  show the version\n";
@@ -48,6 +49,7 @@ struct cmdline {
 	long batch, repeat;
 	unsigned long seed;
 	uint64_t max_memory;    /* 0: the memory available */
+	int profile;
 };
 
 static long parse_count(const char *opt, const char *s)
@@ -67,7 +69,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"input", required_argument, NULL, 'i'}, {"output", required_argument, NULL, 'o'},
 		{"batch", required_argument, NULL, 'b'}, {"repeat", required_argument, NULL, 'r'},
 		{"seed", required_argument, NULL, 's'}, {"list-ops", no_argument, NULL, 'L'},
-		{"list-backward", no_argument, NULL, 'B'}, TOOL_MEMORY_LONGOPT,
+		{"list-backward", no_argument, NULL, 'B'}, TOOL_MEMORY_LONGOPT, TOOL_PROFILE_LONGOPT,
 		TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c;
@@ -99,6 +101,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case TOOL_OPT_MAX_MEMORY:
 			cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
 			break;
+		case TOOL_OPT_PROFILE: cl->profile = 1; break;
 		default: tool_common_option(c, usage);
 		}
 	}
@@ -242,13 +245,6 @@ static void gather_inputs(const struct cmdline *cl, const struct graft_model *m,
 			fill_input(&inputs[i], &rng);
 }
 
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static int by_value(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -324,7 +320,8 @@ int main(int argc, char **argv)
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
 	m = tool_read_model(cl.model);
-	if (graft_net_new(&net, m, &err))
+	struct graft_net_opts no = {.profile = cl.profile};
+	if (graft_net_new_opts(&net, m, &no, &err))
 		tool_die("%s: %s", cl.model, err.msg);
 	gather_inputs(&cl, m, net, inputs);
 	size_t n_in = graft_net_input_count(net);
@@ -336,10 +333,10 @@ int main(int argc, char **argv)
 		if (!t)
 			tool_die("out of memory");
 		for (long r = 0; r < cl.repeat; r++) {
-			double t0 = now();
+			double t0 = graft_now();
 			if (graft_net_run(net, inputs, n_in, &err))
 				tool_die("%s: %s", cl.model, err.msg);
-			t[r] = now() - t0;
+			t[r] = graft_now() - t0;
 		}
 		qsort(t, (size_t)cl.repeat, sizeof(double), by_value);
 		double med = t[cl.repeat / 2];
@@ -356,6 +353,8 @@ int main(int argc, char **argv)
 			print_summary(&a);
 		}
 	}
+	if (cl.profile)
+		tool_print_profile(net);
 	for (size_t i = 0; i < n_in; i++)
 		graft_array_release(&inputs[i]);
 	graft_net_free(net);

@@ -59,6 +59,9 @@ static const char usage[] =
 	"  -f, --force               write binary data even to a terminal\n"
 	"      --max-memory SIZE     refuse to train when a step would need more memory than\n"
 	"                            SIZE (suffixes K, M, G; default: the memory available)\n"
+	"      --cache SIZE          keep a frozen prefix's outputs per sample up to SIZE\n"
+	"                            (default 2G; 0: no cache, the prefix runs every step)\n"
+	"      --profile             print the time spent per op type to stderr at the end\n"
 	"  -h, --help                show this help;  -V, --version  show the version\n";
 
 struct cmdline {
@@ -168,7 +171,7 @@ enum {
 	OPT_VAL = 256, OPT_EPOCHS, OPT_STEPS, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM, OPT_NESTEROV,
 	OPT_WD, OPT_BETAS, OPT_EPS, OPT_SCHEDULE, OPT_WARMUP, OPT_LR_MULT, OPT_CLIP, OPT_SMOOTH, OPT_BN,
 	OPT_SEED, OPT_NO_SHUFFLE, OPT_AUGMENT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME, OPT_LOG,
-	OPT_LOG_EVERY,
+	OPT_LOG_EVERY, OPT_CACHE,
 };
 
 static void parse_option(struct cmdline *cl, int c)
@@ -230,6 +233,11 @@ static void parse_option(struct cmdline *cl, int c)
 	case TOOL_OPT_MAX_MEMORY:
 		cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
 		break;
+	case OPT_CACHE:
+		cl->o.cache_bytes = strcmp(optarg, "0") == 0 ? -1 :
+				    (int64_t)tool_parse_size("--cache", optarg, usage);
+		break;
+	case TOOL_OPT_PROFILE: cl->o.profile = 1; break;
 	default: tool_common_option(c, usage);
 	}
 }
@@ -262,7 +270,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"log", required_argument, NULL, OPT_LOG},
 		{"log-every", required_argument, NULL, OPT_LOG_EVERY},
 		{"output", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
-		{"force", no_argument, NULL, 'f'}, TOOL_MEMORY_LONGOPT, TOOL_COMMON_LONGOPTS, {0},
+		{"force", no_argument, NULL, 'f'}, TOOL_MEMORY_LONGOPT,
+		{"cache", required_argument, NULL, OPT_CACHE}, TOOL_PROFILE_LONGOPT,
+		TOOL_COMMON_LONGOPTS, {0},
 	};
 	struct graft_optim_opts given;
 	int c;
@@ -324,16 +334,9 @@ struct run {
 	int64_t epoch_start_step;
 };
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void progress(const struct run *r, int64_t step, const struct graft_step_stats *s)
 {
-	double el = now() - r->t0, done = (double)(step - r->epoch_start_step) + 1;
+	double el = graft_now() - r->t0, done = (double)(step - r->epoch_start_step) + 1;
 	double epoch = graft_trainer_epoch(r->t, step + 1), total_ep = graft_trainer_epoch(r->t,
 											   r->total);
 	int64_t b = graft_trainer_batch(r->t);
@@ -356,7 +359,7 @@ static void report(struct run *r, int64_t step, int epoch_end)
 {
 	struct graft_eval ev = {0};
 	struct graft_err err = {0};
-	double el = now() - r->t_epoch, loss = r->loss_sum / (double)(r->steps ? r->steps : 1);
+	double el = graft_now() - r->t_epoch, loss = r->loss_sum / (double)(r->steps ? r->steps : 1);
 	double acc = r->count ? (double)r->correct / (double)r->count : 0;
 	double rate = el > 0 ? (double)(r->steps * graft_trainer_batch(r->t)) / el : 0;
 	double epoch = graft_trainer_epoch(r->t, step);
@@ -378,7 +381,7 @@ static void report(struct run *r, int64_t step, int epoch_end)
 				fprintf(r->log, ", \"val_accuracy\": %.6g", ev.accuracy);
 		}
 		fprintf(r->log, ", \"lr\": %.6g, \"images_per_s\": %.1f, \"seconds\": %.2f}\n",
-			graft_trainer_lr(r->t, step > 0 ? step - 1 : 0), rate, now() - r->t0);
+			graft_trainer_lr(r->t, step > 0 ? step - 1 : 0), rate, graft_now() - r->t0);
 		if (fflush(r->log) || ferror(r->log))
 			tool_die("%s: write failed", r->cl->log);
 	}
@@ -393,12 +396,12 @@ static void report(struct run *r, int64_t step, int epoch_end)
 			if (r->classes)
 				fprintf(stderr, " val acc %.2f%%", 100 * ev.accuracy);
 		}
-		fprintf(stderr, "  %.0f img/s  %.1f s\n", rate, now() - r->t0);
+		fprintf(stderr, "  %.0f img/s  %.1f s\n", rate, graft_now() - r->t0);
 	}
 	graft_eval_release(&ev);
 	r->loss_sum = 0;
 	r->correct = r->count = r->steps = 0;
-	r->t_epoch = now();
+	r->t_epoch = graft_now();
 }
 
 /* ---- saving ------------------------------------------------------------------------------- */
@@ -514,7 +517,7 @@ int main(int argc, char **argv)
 			graft_trainer_epoch(r.t, r.total), graft_trainer_param_count(r.t),
 			graft_optim_name(cl.o.optim.kind), cl.o.optim.lr);
 	tool_defer_stops(1);     /* a stop signal: finish the step, save, exit */
-	r.t0 = r.t_epoch = now();
+	r.t0 = r.t_epoch = graft_now();
 	r.epoch_start_step = graft_trainer_steps_done(r.t);
 	tool_add_history(r.m);
 	for (int64_t step = graft_trainer_steps_done(r.t); step < r.total; step++) {
@@ -550,6 +553,8 @@ int main(int argc, char **argv)
 	write_model(&r, cl.out, 1);
 	if (r.log && fclose(r.log))
 		tool_die("%s: %s", cl.log, strerror(errno));
+	if (cl.o.profile)
+		tool_print_profile(graft_trainer_net(r.t));
 	graft_trainer_free(r.t);
 	graft_model_free(r.m);
 	graft_model_free(dm);

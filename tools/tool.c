@@ -384,3 +384,37 @@ size_t tool_last_blocks_node(const struct graft_cut *cuts, size_t n, size_t bloc
 			node = cuts[i].node;
 	return node;
 }
+
+void tool_print_profile(const struct graft_net *net)
+{
+	size_t n = graft_net_profile_count(net);
+	double total = 0;
+	struct graft_node_time t, u;
+
+	for (size_t i = 0; i < n; i++) {
+		graft_net_profile(net, i, &t);
+		total += t.seconds;
+	}
+	fprintf(stderr, "%s: profile: %.3f s in %zu nodes\n", tool_name, total, n);
+	/* per op type, in the order each first appears; quadratic in the node count, which
+	 * only a profiled run pays */
+	for (size_t i = 0; i < n; i++) {
+		size_t count = 0, first = 1;
+		double sum = 0;
+		graft_net_profile(net, i, &t);
+		for (size_t j = 0; j < i && first; j++) {
+			graft_net_profile(net, j, &u);
+			first = strcmp(u.op_type, t.op_type) != 0;
+		}
+		for (size_t j = i; j < n && first; j++) {
+			graft_net_profile(net, j, &u);
+			if (strcmp(u.op_type, t.op_type) == 0 && u.seconds > 0) {
+				sum += u.seconds;
+				count++;
+			}
+		}
+		if (count)
+			fprintf(stderr, "  %-24s %4zu nodes %9.3f s %5.1f%%\n", t.op_type, count, sum,
+				total > 0 ? 100 * sum / total : 0);
+	}
+}

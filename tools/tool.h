@@ -57,6 +57,13 @@ void tool_output_commit(struct graft_output *out);
 struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 				      struct graft_array *y);
 
+/* --profile: where a net's time went (a net made with opts.profile), per op type, on
+ * stderr: "graft-run: profile: 1.234 s in 60 nodes", then a line per op type with its
+ * node count, seconds and share. */
+#define TOOL_OPT_PROFILE 0x5052     /* getopt code of --profile */
+#define TOOL_PROFILE_LONGOPT {"profile", no_argument, NULL, TOOL_OPT_PROFILE}
+void tool_print_profile(const struct graft_net *net);
+
 /* Records this tool's command line, as typed, in the model's history. */
 void tool_add_history(struct graft_model *m);
 

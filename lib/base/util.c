@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/base.h"
 
@@ -233,4 +234,12 @@ void *array_grow(void *arr, size_t *cap, size_t n, size_t size)
 		return NULL;
 	*cap = c;
 	return arr;
+}
+
+double graft_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -33,7 +33,8 @@ struct graft_net {
 	struct graft_array *planned_shape; /* the inputs' shapes of the current plan */
 	void **planned_bytes;           /* the data of VALUE_PLAN inputs in that plan */
 	struct net_counters counters;
-	double *profile_s;              /* GRAFT_PROFILE set: seconds spent per node */
+	double *profile_s;              /* opts.profile: seconds spent per node */
+	int64_t *profile_runs;          /* opts.profile: times each node ran */
 
 	/* Training nets (lib/engine/autograd.c). */
 	struct graft_net_opts opts;

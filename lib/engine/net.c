@@ -18,12 +18,6 @@
 #include "engine/ops/dnnl_util.h"
 
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- building -------------------------------------------------------------------------- */
 
@@ -824,9 +818,12 @@ int graft_net_new_opts(struct graft_net **out, const struct graft_model *m,
 		graft_net_free(net);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
-	const char *prof = getenv("GRAFT_PROFILE");
-	if (prof && *prof && strcmp(prof, "0") != 0)
-		net->profile_s = calloc(net->n_nodes, sizeof(double));
+	if (net->opts.profile &&
+	    (!(net->profile_s = calloc(net->n_nodes, sizeof(double))) ||
+	     !(net->profile_runs = calloc(net->n_nodes, sizeof(int64_t))))) {
+		graft_net_free(net);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
 	*out = net;
 	return 0;
 }
@@ -1161,6 +1158,21 @@ static int same_shapes(const struct graft_net *net, const struct graft_array *in
 	return 1;
 }
 
+/* Runs node i, timed and counted when the net profiles (opts.profile). */
+static int run_timed(struct graft_net *net, size_t i, struct graft_err *err)
+{
+	double t0;
+	int rc;
+
+	if (!net->profile_s)
+		return run_node(&net->nodes[i], err);
+	t0 = graft_now();
+	rc = run_node(&net->nodes[i], err);
+	net->profile_s[i] += graft_now() - t0;
+	net->profile_runs[i]++;
+	return rc;
+}
+
 int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_t n_inputs,
 		  struct graft_err *err)
 {
@@ -1184,14 +1196,9 @@ int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_
 		}
 		/* plan() ran the folded nodes already; the others run below. */
 	}
-	for (size_t r = 0; r < net->n_run; r++) {
-		struct node *n = &net->nodes[net->run_list[r]];
-		double t0 = net->profile_s ? now_s() : 0;
-		if ((rc = run_node(n, err)))
+	for (size_t r = 0; r < net->n_run; r++)
+		if ((rc = run_timed(net, net->run_list[r], err)))
 			return rc;
-		if (net->profile_s)
-			net->profile_s[net->run_list[r]] += now_s() - t0;
-	}
 	return 0;
 }
 
@@ -1201,51 +1208,27 @@ int graft_net_run_region(struct graft_net *net, struct graft_err *err)
 
 	if (!net->planned || !net->opts.training)
 		return graft_err_set(err, GRAFT_EINVAL, "the region runs after a run of a training net");
-	for (size_t r = 0; r < net->n_run; r++) {
-		struct node *n = &net->nodes[net->run_list[r]];
-		if (autograd_region(n) && (rc = run_node(n, err)))
+	for (size_t r = 0; r < net->n_run; r++)
+		if (autograd_region(&net->nodes[net->run_list[r]]) &&
+		    (rc = run_timed(net, net->run_list[r], err)))
 			return rc;
-	}
 	return 0;
 }
 
-/* GRAFT_PROFILE=1: at graft_net_free, the time spent per op type, summed over runs, on
- * stderr.  For finding where a model's time goes; off by default. */
-static void profile_print(const struct graft_net *net)
+size_t graft_net_profile_count(const struct graft_net *net)
 {
-	double total = 0;
-	for (size_t i = 0; i < net->n_nodes; i++)
-		total += net->profile_s[i];
-	fprintf(stderr, "graft profile: %.3f s in %zu nodes\n", total, net->n_run);
-	for (size_t i = 0; i < net->n_nodes; i++) {
-		const char *op = net->nodes[i].proto->op_type;
-		double t = 0;
-		size_t count = 0, first = 1;
-		for (size_t j = 0; j < i && first; j++)
-			first = strcmp(net->nodes[j].proto->op_type, op) != 0;
-		if (!first)
-			continue;
-		for (size_t j = i; j < net->n_nodes; j++)
-			if (strcmp(net->nodes[j].proto->op_type, op) == 0 && net->profile_s[j] > 0) {
-				t += net->profile_s[j];
-				count++;
-			}
-		if (count)
-			fprintf(stderr, "  %-24s %4zu nodes %9.3f s %5.1f%%\n", op, count, t,
-				total > 0 ? 100 * t / total : 0);
-	}
-	if (getenv("GRAFT_PROFILE_NODES"))
-		for (size_t i = 0; i < net->n_nodes; i++) {
-			const struct node *n = &net->nodes[i];
-			if (net->profile_s[i] > 0)
-				fprintf(stderr, "    %-40s %-8s g=%-4lld %s [%lld,%lld,%lld,%lld] %8.4f s\n",
-					n->proto->name, n->proto->op_type,
-					(long long)attr_int(n, "group", 1),
-					n->out[0]->layout ? "blk" : "pln",
-					(long long)n->out[0]->dims[0], (long long)n->out[0]->dims[1],
-					(long long)n->out[0]->dims[2], (long long)n->out[0]->dims[3],
-					net->profile_s[i]);
-		}
+	return net->profile_s ? net->n_nodes : 0;
+}
+
+int graft_net_profile(const struct graft_net *net, size_t i, struct graft_node_time *t)
+{
+	if (!net->profile_s || i >= net->n_nodes)
+		return -1;
+	t->name = net->nodes[i].proto->name ? net->nodes[i].proto->name : "";
+	t->op_type = net->nodes[i].proto->op_type ? net->nodes[i].proto->op_type : "";
+	t->seconds = net->profile_s[i];
+	t->runs = net->profile_runs[i];
+	return 0;
 }
 
 int graft_op_has_backward(const char *op_type)
@@ -1307,10 +1290,8 @@ void graft_net_free(struct graft_net *net)
 {
 	if (!net)
 		return;
-	if (net->profile_s) {
-		profile_print(net);
-		free(net->profile_s);
-	}
+	free(net->profile_s);
+	free(net->profile_runs);
 	unplan(net);
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		free(net->nodes[i].in);

@@ -301,14 +301,14 @@ static void cache_free(struct cache *c)
  * time and the prefix is skipped afterwards: with only a head training, an epoch after the
  * first costs the head alone.  Only when nothing random comes first (no augmentation; the
  * frozen part runs in inference mode, so no Dropout or batch statistics there), when every
- * boundary value is float and batch-major, and when the cache fits GRAFT_TRAIN_CACHE_MB
- * (default 2048; 0 turns the cache off).
+ * boundary value is float and batch-major, and when the cache fits o.cache_bytes
+ * (GRAFT_TRAIN_CACHE_DEFAULT when 0; negative turns the cache off).
  */
 static void cache_setup(struct graft_trainer *t)
 {
 	struct cache *c = &t->cache;
-	const char *env = getenv("GRAFT_TRAIN_CACHE_MB");
-	double limit = env ? atof(env) : 2048, bytes = 0;
+	double limit = (double)(t->o.cache_bytes ? t->o.cache_bytes : GRAFT_TRAIN_CACHE_DEFAULT);
+	double bytes = 0;
 	size_t nb = graft_net_boundary_count(t->net);
 	int computed = 0;
 
@@ -323,7 +323,7 @@ static void cache_setup(struct graft_trainer *t)
 		computed |= input == 0;
 		bytes += (double)v.nbytes / (double)t->o.batch * (double)t->n;
 	}
-	if (!computed || bytes > limit * 1048576.0)
+	if (!computed || bytes > limit)
 		return;
 	c->per = calloc(nb, sizeof(*c->per));
 	c->rows = calloc(nb, sizeof(*c->rows));
@@ -380,6 +380,11 @@ static void cache_move(struct graft_trainer *t, int64_t step, int store)
 			c->have[graft_trainer_sample(t, step, j)] = 1;
 }
 
+const struct graft_net *graft_trainer_net(const struct graft_trainer *t)
+{
+	return t->net;
+}
+
 void graft_trainer_free(struct graft_trainer *t)
 {
 	if (!t)
@@ -404,7 +409,8 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 		      const struct graft_train_opts *o, struct graft_err *err)
 {
 	struct graft_trainer *t = calloc(1, sizeof(*t));
-	struct graft_net_opts no = {.training = 1, .bn_frozen = o->bn_frozen, .seed = o->seed};
+	struct graft_net_opts no = {.training = 1, .bn_frozen = o->bn_frozen, .seed = o->seed,
+				    .profile = o->profile};
 	int rc;
 
 	*out = NULL;

@@ -74,7 +74,7 @@ for cfg in "small_cnn 64 30" "resnet18 16 6"; do
 		[ $mode = head ] && m=$arch-head.graft
 		# per step, as PyTorch's loop does it: no cache of the frozen prefix (the
 		# 10-epoch run below measures the cache)
-		GRAFT_TRAIN_CACHE_MB=0 /usr/bin/time -f %M -o rss.txt graft-train "$m" --data $arch.graft --steps $((2 * k)) \
+		/usr/bin/time -f %M -o rss.txt graft-train "$m" --cache 0 --data $arch.graft --steps $((2 * k)) \
 			--batch $batch --log log.jsonl --log-every $k -q -o out.graft
 		g=$($PY -c "import json; print(json.loads(open('log.jsonl').read().splitlines()[1])['images_per_s'])")
 		grss=$(( $(cat rss.txt) / 1024 ))

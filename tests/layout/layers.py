@@ -1,6 +1,10 @@
 #!/usr/bin/python3
 """layers.py: lib/'s layers, checked from the source.
 
+Also checks that the library has no hidden inputs or outputs: no file of lib/ reads the
+environment (getenv), prints (printf, fprintf, puts...) or ends the process (exit,
+abort); options come through the API, messages through struct graft_err.
+
 Each folder of lib/ is a layer, in this order from the bottom:
     base < model < format < engine < surgery < train < report
 A file of lib/ includes headers from its own layer and the layers below, never from
@@ -16,6 +20,10 @@ import sys
 LAYERS = ["base", "model", "format", "engine", "surgery", "train", "report"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+FORBIDDEN = re.compile(r'\b(getenv|secure_getenv|environ|printf|fprintf|vfprintf|puts|fputs|'
+                       r'putchar|perror|exit|_exit|_Exit|abort|atexit)\s*\(')
+COMMENT = re.compile(r'/\*.*?\*/|//[^\n]*', re.S)
+STRING = re.compile(r'"(\\.|[^"\\])*"')
 
 
 def layer_of(path):
@@ -46,10 +54,16 @@ def main():
                     files.append(os.path.relpath(os.path.join(root, n), src))
     unknown = [f for f in files if f.startswith("lib/") and f.count("/") > 1
                and layer_of(f) not in RANK]
-    upward, counts = [], {}
+    upward, counts, hidden = [], {}, []
     for path in sorted(files):
         text = open(os.path.join(src, path), encoding="utf-8").read()
         mine = layer_of(path)
+        if path.startswith("lib/"):
+            code = STRING.sub('""', COMMENT.sub(" ", text))
+            for k, line in enumerate(code.split("\n"), 1):
+                m = FORBIDDEN.search(line)
+                if m:
+                    hidden.append(f"{path}:{k}: calls {m.group(1)}")
         for inc in INCLUDE.findall(text):
             target = resolve(src, path, inc)
             theirs = layer_of(target) if target else None
@@ -73,8 +87,11 @@ def main():
         print(f"FAIL: {f} lies in no known layer folder")
     for u in upward:
         print(f"FAIL: {u}")
-    print(f"{len(upward)} upward includes, {len(unknown)} files outside the layers")
-    return 1 if upward or unknown else 0
+    for h in hidden:
+        print(f"FAIL: {h} (the library reads no environment, prints nothing, never exits)")
+    print(f"{len(upward)} upward includes, {len(unknown)} files outside the layers, "
+          f"{len(hidden)} calls to getenv, printing or exit in lib/")
+    return 1 if upward or unknown or hidden else 0
 
 
 def self_test():
@@ -96,7 +113,12 @@ def self_test():
         open(bad, "w").write('#include "base/base.h"\n')
         r = run()
         assert r.returncode == 0, r.stdout
-    print("self-test: an upward include fails the check, its removal passes it")
+        open(bad, "w").write('#include "base/base.h"\n/* getenv() in a comment */\n'
+                             'int f(void) { return getenv ("X") != 0; }\n')
+        r = run()
+        assert r.returncode == 1 and "util.c:3: calls getenv" in r.stdout, r.stdout
+    print("self-test: an upward include fails the check, its removal passes it, "
+          "a getenv call fails it")
 
 
 if __name__ == "__main__":

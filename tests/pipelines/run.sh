@@ -56,4 +56,11 @@ expect_error "a declared input whose size overflows" \
 	graft-run wrapping-input.onnx
 check "a small declared input is made up (batch 2)" sh -c \
 	"graft-run small-input.onnx --batch 2 | grep -q '^y float \[2,3\] min'"
+
+# --profile: where the time went, per op type, on stderr; nothing there without it.
+graft-run small-input.onnx --batch 2 --profile >/dev/null 2>prof.txt
+check "--profile: a total line" grep -qE "^graft-run: profile: [0-9.]+ s in 1 nodes$" prof.txt
+check "--profile: a line per op type" grep -qE "^  Relu +1 nodes +[0-9.]+ s +[0-9.]+%$" prof.txt
+graft-run small-input.onnx --batch 2 >/dev/null 2>prof.txt
+check "no --profile: stderr stays empty" test ! -s prof.txt
 finish

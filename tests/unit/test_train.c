@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "graft.h"
@@ -108,10 +109,112 @@ static void test_softmax_output_trains_as_logits(void **state)
 	}
 }
 
+/* x [batch, 4] -> Gemm (W1 [4, 4], frozen) -> h -> Relu -> r -> Gemm (W [3, 4]) -> y: a
+ * frozen backbone under a head. */
+static struct graft_model *backbone_and_head(void)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	Onnx__TensorProto *t;
+	float w1[IN * IN], w[CLASSES * IN];
+	struct graft_model *m;
+	struct graft_err err = {0};
+	uint8_t *buf;
+	size_t len;
+
+	for (int i = 0; i < IN * IN; i++)
+		w1[i] = (float)((i * 5) % 7) * 0.2f - 0.5f;
+	for (int i = 0; i < CLASSES * IN; i++)
+		w[i] = (float)((i * 7) % 5) * 0.3f - 0.6f;
+	tm_input(mp, "x", 1, 2, (int64_t[]){-1, IN});
+	tm_output(mp, "y", 1, 2, (int64_t[]){-1, CLASSES});
+	t = tm_tensor("W1", 1, 2, (int64_t[]){IN, IN}); tm_raw(t, w1, sizeof(w1)); tm_initializer(mp, t);
+	t = tm_tensor("W", 1, 2, (int64_t[]){CLASSES, IN}); tm_raw(t, w, sizeof(w)); tm_initializer(mp, t);
+	tm_attr_int(tm_node(mp, "Gemm", "backbone", (const char *[]){"x", "W1", NULL},
+			    (const char *[]){"h", NULL}), "transB", 1);
+	tm_node(mp, "Relu", "relu", (const char *[]){"h", NULL}, (const char *[]){"r", NULL});
+	tm_attr_int(tm_node(mp, "Gemm", "head", (const char *[]){"r", "W", NULL},
+			    (const char *[]){"y", NULL}), "transB", 1);
+	buf = tm_pack(mp, &len);
+	onnx__model_proto__free_unpacked(mp, NULL);
+	if (graft_model_read_memory(&m, buf, len, NULL, "backbone", &err) ||
+	    graft_model_set_trainable(m, (size_t)graft_model_find_tensor(m, "W1"), 0, &err))
+		fail_msg("%s", err.msg);
+	free(buf);
+	return m;
+}
+
+/* The runs of the node named name, from the trainer's profile. */
+static int64_t runs_of(const struct graft_trainer *t, const char *name)
+{
+	const struct graft_net *net = graft_trainer_net(t);
+	struct graft_node_time nt;
+
+	for (size_t i = 0; i < graft_net_profile_count(net); i++)
+		if (graft_net_profile(net, i, &nt) == 0 && strcmp(nt.name, name) == 0)
+			return nt.runs;
+	fail_msg("no node '%s' in the profile", name);
+	return -1;
+}
+
+/* The frozen backbone's outputs are kept per sample (cache_bytes 0: the default size):
+ * after every sample was seen once, only the head runs, and the steps are the same as
+ * without the cache (cache_bytes < 0) or with one too small to be made (1 byte). */
+static void test_frozen_prefix_cache(void **state)
+{
+	float xs[N * IN];
+	int64_t ys[N];
+	struct graft_array x = {.dtype = GRAFT_FLOAT, .rank = 2, .dims = {N, IN}, .data = xs,
+				.nbytes = sizeof(xs)};
+	struct graft_array y = {.dtype = GRAFT_INT64, .rank = 1, .dims = {N}, .data = ys,
+				.nbytes = sizeof(ys)};
+	const int64_t limits[3] = {0, -1, 1}, steps = 8;    /* 4 epochs of 2 batches */
+	struct graft_model *m[3];
+	struct graft_trainer *t[3];
+	struct graft_err err = {0};
+
+	(void)state;
+	for (int i = 0; i < N * IN; i++)
+		xs[i] = (float)((i * 13) % 11) * 0.25f - 1.2f;
+	for (int i = 0; i < N; i++)
+		ys[i] = (i * 2) % CLASSES;
+	for (int k = 0; k < 3; k++) {
+		struct graft_train_opts o = {.batch = 4, .total_steps = steps, .shuffle = 1,
+					     .seed = 3, .profile = 1, .cache_bytes = limits[k]};
+		graft_optim_defaults(&o.optim, GRAFT_OPTIM_SGD);
+		o.optim.lr = 0.5;
+		m[k] = backbone_and_head();
+		if (graft_trainer_new(&t[k], m[k], &x, &y, &o, &err))
+			fail_msg("%s", err.msg);
+	}
+	for (int64_t step = 0; step < steps; step++) {
+		struct graft_step_stats s[3];
+		for (int k = 0; k < 3; k++)
+			if (graft_trainer_step(t[k], &s[k], &err))
+				fail_msg("%s", err.msg);
+		assert_true(s[0].loss > 0);
+		for (int k = 1; k < 3; k++) {
+			assert_true(fabs(s[k].loss - s[0].loss) <= 1e-6 * (1 + fabs(s[0].loss)));
+			assert_int_equal(s[k].correct, s[0].correct);
+		}
+	}
+	/* Without a cache the backbone runs with every forward pass of the head (the
+	 * steps', and any the trainer makes to plan); with it, the steps after the first
+	 * epoch (2 batches of 4 see all 8 samples) run the head alone. */
+	for (int k = 1; k < 3; k++)
+		assert_int_equal(runs_of(t[k], "backbone"), runs_of(t[k], "head"));
+	assert_true(runs_of(t[0], "head") >= steps);
+	assert_int_equal(runs_of(t[0], "backbone"), runs_of(t[0], "head") - (steps - 2));
+	for (int k = 0; k < 3; k++) {
+		graft_trainer_free(t[k]);
+		graft_model_free(m[k]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_softmax_output_trains_as_logits),
+		cmocka_unit_test(test_frozen_prefix_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
