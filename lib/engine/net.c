@@ -78,16 +78,6 @@ static int decode_into(struct value *v, const Onnx__TensorProto *tp, struct graf
 	return 0;
 }
 
-static int64_t default_opset(const Onnx__ModelProto *p)
-{
-	for (size_t i = 0; i < p->n_opset_import; i++) {
-		const char *d = p->opset_import[i]->domain;
-		if (!d || !*d || strcmp(d, "ai.onnx") == 0)
-			return p->opset_import[i]->version;
-	}
-	return 1;
-}
-
 static int is_default_domain(const char *d)
 {
 	return !d || !*d || strcmp(d, "ai.onnx") == 0;
@@ -123,7 +113,7 @@ static int add_constants(struct graft_net *net, struct graft_err *err)
 static int add_nodes(struct graft_net *net, struct graft_err *err)
 {
 	const Onnx__GraphProto *g = net->model->proto->graph;
-	int64_t opset = default_opset(net->model->proto);
+	int64_t opset = proto_default_opset(net->model->proto);
 
 	if (!(net->nodes = calloc(g->n_node + 1, sizeof(*net->nodes))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -151,6 +141,11 @@ static int add_nodes(struct graft_net *net, struct graft_err *err)
 						     : (p->n_output ? p->output[0] : "?"),
 					     op, is_default_domain(p->domain) ? "" : ", domain ",
 					     is_default_domain(p->domain) ? "" : p->domain);
+		if (opset < 1)
+			return graft_err_set(err, GRAFT_EFORMAT, "node '%s' (op %s): the model "
+					     "imports no opset of the default domain",
+					     p->name && *p->name ? p->name
+						     : (p->n_output ? p->output[0] : "?"), op);
 		n->n_in = p->n_input;
 		n->n_out = p->n_output;
 		n->in = calloc(n->n_in + 1, sizeof(*n->in));

@@ -226,12 +226,20 @@ int graph_is_output(const Onnx__GraphProto *g, const char *name)
 
 int64_t model_default_opset(const struct graft_model *m)
 {
-	for (size_t i = 0; i < m->proto->n_opset_import; i++) {
-		const Onnx__OperatorSetIdProto *o = m->proto->opset_import[i];
+	return proto_default_opset(m->proto);
+}
+
+int64_t proto_default_opset(const Onnx__ModelProto *p)
+{
+	for (size_t i = 0; i < p->n_opset_import; i++) {
+		const Onnx__OperatorSetIdProto *o = p->opset_import[i];
 		if (!o->domain || !*o->domain || strcmp(o->domain, "ai.onnx") == 0)
 			return o->version;
 	}
-	return 0;
+	/* Before IR version 3 models had no opset_import, and ONNX reads them as opset 1
+	 * (onnx/checker.cc); a model that imports opsets but not the default domain's has
+	 * none, and no runtime can resolve its default-domain nodes. */
+	return p->n_opset_import == 0 ? 1 : 0;
 }
 
 long model_stored(const struct graft_model *m, const char *name)

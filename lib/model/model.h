@@ -188,8 +188,11 @@ size_t graph_subgraph_read_count(const Onnx__GraphProto *g, const char *name);
 long graph_producer(const Onnx__GraphProto *g, const char *name);
 int graph_is_input(const Onnx__GraphProto *g, const char *name);
 int graph_is_output(const Onnx__GraphProto *g, const char *name);
-/* The default domain's opset version, 0 when the model imports none. */
+/* The default domain's opset version: as imported; 1 for a model without opset_import
+ * (IR version 2 and before, where ONNX reads it so); 0 when the model imports opsets but
+ * not the default domain's (none: its default-domain nodes cannot run). */
 int64_t model_default_opset(const struct graft_model *m);
+int64_t proto_default_opset(const Onnx__ModelProto *p);
 /* The stored tensor (not detached) that name is, directly or through an Identity alias;
  * -1 when name is computed or unknown. */
 long model_stored(const struct graft_model *m, const char *name);

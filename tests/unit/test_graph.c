@@ -115,9 +115,50 @@ static void test_unread_initializers_dropped_subgraph_reads_kept(void **state)
 		assert_string_not_equal(m->proto->graph->initializer[i]->name, "Unused");
 }
 
+/* The default domain's opset: as imported (under "" or "ai.onnx"); 1 without any
+ * opset_import (IR 2, as ONNX reads it); 0 when only other domains are imported, and such
+ * a model's default-domain node does not run. */
+static void test_default_opset(void **state)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	struct graft_model *m;
+	struct graft_net *net;
+	struct graft_err err = {0};
+	(void)state;
+
+	tm_input(mp, "x", 1, 1, (int64_t[]){2});
+	tm_output(mp, "y", 1, 1, (int64_t[]){2});
+	tm_node(mp, "Relu", "r", (const char *[]){"x", NULL}, (const char *[]){"y", NULL});
+	assert_int_equal(proto_default_opset(mp), 13);
+	free(mp->opset_import[0]->domain);
+	mp->opset_import[0]->domain = strdup("ai.onnx");
+	assert_int_equal(proto_default_opset(mp), 13);
+	free(mp->opset_import[0]->domain);
+	mp->opset_import[0]->domain = strdup("com.example");
+	assert_int_equal(proto_default_opset(mp), 0);
+	{
+		size_t len;
+		uint8_t *buf = tm_pack(mp, &len);
+		if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
+			fail_msg("%s", err.msg);
+		free(buf);
+		assert_int_equal(model_default_opset(m), 0);
+		assert_int_equal(graft_net_new(&net, m, &err), GRAFT_EFORMAT);
+		assert_string_equal(err.msg, "node 'r' (op Relu): the model imports no opset of "
+				    "the default domain");
+		graft_model_free(m);
+	}
+	mp->n_opset_import = 0;         /* as in IR 2: the opset is 1 */
+	mp->ir_version = 2;
+	assert_int_equal(proto_default_opset(mp), 1);
+	mp->n_opset_import = 1;         /* so that free_unpacked frees the entry */
+	onnx__model_proto__free_unpacked(mp, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_default_opset),
 		cmocka_unit_test_setup_teardown(test_reads_count_subgraphs, load, unload),
 		cmocka_unit_test_setup_teardown(test_stored_through_aliases, load, unload),
 		cmocka_unit_test_setup_teardown(test_unread_initializers_dropped_subgraph_reads_kept,
