@@ -68,4 +68,11 @@ void autograd_free(struct graft_net *net);
 /* 1 when a node lies in the backward region (training nets): no fusion there. */
 int autograd_region(const struct node *n);
 
+/* ---- probe.c ---- */
+/* A net of m with no fusion (every value keeps its shape, graft_net_value_shape) after
+ * one run at batch 1 on zeros of the inputs' declared shapes, symbolic dims taken as 1;
+ * strict refuses a symbolic dim past the first (the shapes after it would be a guess). */
+int engine_probe(struct graft_net **out, const struct graft_model *m, int strict,
+		 struct graft_err *err);
+
 #endif

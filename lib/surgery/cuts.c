@@ -141,58 +141,14 @@ static int is_bias_add(const Onnx__GraphProto *g, const struct flow *f, size_t i
 	return 0;
 }
 
-struct graft_net *model_probe(const struct graft_model *m)
-{
-	struct graft_net *net;
-	struct graft_err err;
-	size_t ni;
-	struct graft_array *in;
-	int ok = 1;
-
-	struct graft_net_opts o = {.no_fuse = 1};
-
-	if (graft_net_new_opts(&net, m, &o, &err))
-		return NULL;
-	ni = graft_net_input_count(net);
-	if (!(in = calloc(ni + 1, sizeof(*in)))) {
-		graft_net_free(net);
-		return NULL;
-	}
-	for (size_t i = 0; i < ni && ok; i++) {
-		struct graft_value_info vi;
-		size_t es;
-		uint64_t numel = 1;
-		graft_model_input(m, i, &vi);
-		if (vi.rank < 0 || vi.rank > GRAFT_ARRAY_MAX_RANK || !(es = graft_dtype_size(vi.dtype))) {
-			ok = 0;
-			break;
-		}
-		in[i].dtype = vi.dtype;
-		in[i].rank = vi.rank;
-		for (int d = 0; d < vi.rank; d++) {
-			in[i].dims[d] = vi.dims[d] >= 0 ? vi.dims[d] : 1;
-			numel *= (uint64_t)in[i].dims[d];
-		}
-		in[i].nbytes = (size_t)numel * es;
-		ok = (in[i].data = calloc(1, in[i].nbytes + 1)) != NULL;
-	}
-	if (ok && graft_net_run(net, in, ni, &err) != 0)
-		ok = 0;
-	for (size_t i = 0; i < ni; i++)
-		free(in[i].data);
-	free(in);
-	if (!ok) {
-		graft_net_free(net);
-		return NULL;
-	}
-	return net;
-}
-
 /* Shapes at batch 1; ranks stay -1 where the model cannot be planned. */
 static void cut_shapes(const struct graft_model *m, struct graft_cut *cuts, size_t n)
 {
-	struct graft_net *net = model_probe(m);
+	struct graft_net *net;
+	struct graft_err ignored;
 
+	if (engine_probe(&net, m, 0, &ignored))
+		net = NULL;
 	for (size_t c = 0; net && c < n; c++)
 		if (graft_net_value_shape(net, cuts[c].tensor, &cuts[c].rank, cuts[c].dims) < 0)
 			cuts[c].rank = -1;

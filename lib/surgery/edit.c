@@ -317,6 +317,7 @@ int graft_model_extract(struct graft_model *m, const char *const *from, size_t n
 	Onnx__GraphProto *g = m->proto->graph;
 	unsigned char *keep;
 	struct graft_net *net;
+	struct graft_err probe_err;
 	const char *batch;
 	char *batch_copy = NULL;
 	int rc;
@@ -333,7 +334,8 @@ int graft_model_extract(struct graft_model *m, const char *const *from, size_t n
 		free(keep);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
-	net = model_probe(m);       /* shapes, before anything is cut */
+	if (engine_probe(&net, m, 0, &probe_err))     /* shapes, before anything is cut */
+		net = NULL;
 	batch = batch_param(m);
 	if (batch && !(batch_copy = strdup(batch))) {
 		free(keep);

@@ -297,57 +297,13 @@ static int depends_on(const Onnx__GraphProto *g, const char *name, const char *t
 static int infer_shape(const struct graft_model *m, const char *name, int *dtype, int *rank,
 		       int64_t *dims, struct graft_err *err)
 {
-	struct graft_net_opts opts = {.no_fuse = 1};
 	struct graft_net *net;
-	struct graft_array *in;
-	size_t n;
 	int rc;
 
-	if ((rc = graft_net_new_opts(&net, m, &opts, err)))
+	if ((rc = engine_probe(&net, m, 1, err)))
 		return rc;
-	n = graft_net_input_count(net);
-	if (!(in = calloc(n + 1, sizeof(*in)))) {
-		graft_net_free(net);
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	}
-	for (size_t i = 0; i < n && !rc; i++) {
-		struct graft_value_info vi = {0};
-		const char *iname = graft_net_input_name(net, i);
-		uint64_t numel = 1;
-		size_t es;
-		for (size_t k = 0; k < graft_model_input_count(m); k++) {
-			graft_model_input(m, k, &vi);
-			if (strcmp(vi.name, iname) == 0)
-				break;
-		}
-		es = graft_dtype_size(vi.dtype);
-		if (strcmp(vi.name, iname) != 0 || vi.rank < 0 || vi.rank > GRAFT_ARRAY_MAX_RANK ||
-		    !es) {
-			rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "input '%s' declares no tensor "
-					   "shape to infer the shape of '%s' from", iname, name);
-			break;
-		}
-		in[i].dtype = vi.dtype;
-		in[i].rank = vi.rank;
-		for (int d = 0; d < vi.rank && !rc; d++) {
-			if (vi.dims[d] < 0 && d > 0)
-				rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "input '%s': dim %d is "
-						   "symbolic, so the shape of '%s' cannot be "
-						   "inferred", iname, d, name);
-			in[i].dims[d] = vi.dims[d] < 0 ? 1 : vi.dims[d];
-			numel *= (uint64_t)in[i].dims[d];
-		}
-		in[i].nbytes = (size_t)numel * es;
-		if (!rc && !(in[i].data = calloc(1, in[i].nbytes + 1)))
-			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	}
-	if (!rc)
-		rc = graft_net_run(net, in, n, err);
-	if (!rc && (*dtype = graft_net_value_shape(net, name, rank, dims)) < 0)
+	if ((*dtype = graft_net_value_shape(net, name, rank, dims)) < 0)
 		rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "a run gave no shape for '%s'", name);
-	for (size_t i = 0; i < n; i++)
-		free(in[i].data);
-	free(in);
 	graft_net_free(net);
 	return rc;
 }

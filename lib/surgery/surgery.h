@@ -14,9 +14,4 @@ void edit_remove_node(Onnx__GraphProto *g, size_t i);
  * them; left alone, they would become inputs a runtime demands). */
 int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err);
 
-/* ---- cuts.c ---- */
-/* A net of m planned at batch 1 on zero inputs (symbolic dims 1), for shapes
- * (graft_net_value_shape); NULL when m cannot be planned. */
-struct graft_net *model_probe(const struct graft_model *m);
-
 #endif
