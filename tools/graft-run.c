@@ -117,15 +117,6 @@ static void list_ops(int backward)
 			printf("%s\n", graft_op_name(i));
 }
 
-/* xorshift64*: a seeded stream for made-up inputs. */
-static uint64_t next_random(uint64_t *s)
-{
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return *s * 2685821657736338717ULL;
-}
-
 /* The shape and type of a made-up input: the declared dims, the batch for a symbolic
  * first dim and 1 for other symbolic dims.  Declared dims come from the model file, so
  * their product is checked before anything is allocated for them. */
@@ -153,15 +144,15 @@ static void input_shape(struct graft_array *a, const struct graft_value_info *vi
 
 /* Fills a made-up input (its shape set) with seeded values: uniform in [-1, 1) for
  * floating types, 0 to 9 for integers, 0 or 1 for booleans. */
-static void fill_input(struct graft_array *a, uint64_t *rng)
+static void fill_input(struct graft_array *a, struct graft_rng *rng)
 {
 	size_t esize = graft_dtype_size(a->dtype), numel = a->nbytes / esize;
 
 	if (!(a->data = malloc(a->nbytes ? a->nbytes : 1)))
 		tool_die("out of memory");
 	for (size_t i = 0; i < numel; i++) {
-		uint64_t r = next_random(rng);
-		double u = (double)(r >> 11) / 9007199254740992.0;
+		uint64_t r = graft_rng_next(rng);
+		double u = (double)(r >> 11) / 9007199254740992.0;     /* [0, 1) */
 		switch (a->dtype) {
 		case GRAFT_FLOAT: ((float *)a->data)[i] = (float)(2 * u - 1); break;
 		case GRAFT_DOUBLE: ((double *)a->data)[i] = 2 * u - 1; break;
@@ -194,10 +185,11 @@ static void gather_inputs(const struct cmdline *cl, const struct graft_model *m,
 {
 	size_t n = graft_net_input_count(net);
 	int given[MAX_INPUTS] = {0};
-	uint64_t rng = cl->seed * 0x9E3779B97F4A7C15ULL + 1;
+	struct graft_rng rng;
 	size_t next_positional = 0;
 	struct graft_err err = {0};
 
+	graft_rng_seed(&rng, cl->seed);
 	if (n > MAX_INPUTS)
 		tool_die("%s: the model has too many inputs (%zu)", cl->model, n);
 	for (int k = 0; k < cl->n_inputs; k++) {
