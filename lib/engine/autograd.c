@@ -425,14 +425,11 @@ static int by_birth(const void *a, const void *b)
 static int add_interval(struct interval **iv, size_t *n, size_t *cap, struct value *g,
 			long birth, long death)
 {
-	if (*n == *cap) {
-		size_t c = *cap ? 2 * *cap : 64;
-		struct interval *p = realloc(*iv, c * sizeof(*p));
-		if (!p)
-			return -1;
-		*iv = p;
-		*cap = c;
-	}
+	struct interval *p = array_grow(*iv, cap, *n, sizeof(*p));
+
+	if (!p)
+		return -1;
+	*iv = p;
 	(*iv)[(*n)++] = (struct interval){g, birth, death};
 	return 0;
 }

@@ -29,14 +29,11 @@ struct value *net_value_get_or_add(struct graft_net *net, const char *name,
 
 	if (i >= 0)
 		return net->values[i];
-	if (net->n_values == net->cap_values) {
-		size_t cap = net->cap_values ? 2 * net->cap_values : 64;
-		struct value **vs = realloc(net->values, cap * sizeof(*vs));
-		if (!vs)
-			goto nomem;
-		net->values = vs;
-		net->cap_values = cap;
-	}
+	struct value **vs = array_grow(net->values, &net->cap_values, net->n_values,
+				       sizeof(*vs));
+	if (!vs)
+		goto nomem;
+	net->values = vs;
 	if (!(v = calloc(1, sizeof(*v))) || !(v->name = strdup(name))) {
 		free(v);
 		goto nomem;

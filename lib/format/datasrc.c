@@ -427,15 +427,12 @@ int graft_mnist_json_parse(const char *text, float **values, size_t *n, struct g
 			return graft_err_set(err, GRAFT_EFORMAT, "value %zu of \"data\" is not a "
 					     "number in [0, 1]", count);
 		}
-		if (count == cap) {
-			float *nv = realloc(v, 2 * cap * sizeof(float));
-			if (!nv) {
-				free(v);
-				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-			}
-			v = nv;
-			cap *= 2;
+		float *nv = array_grow(v, &cap, count, sizeof(float));
+		if (!nv) {
+			free(v);
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		}
+		v = nv;
 		v[count++] = (float)d;
 		p = end;
 	}

@@ -474,16 +474,12 @@ int graft_plot_add_log(struct graft_plot *p, const char *label, const void *buf,
 							     "than %d points in all logs", lineno,
 							     GRAFT_PLOT_MAX_POINTS);
 				}
-				if (se.n == cap) {
-					size_t nc = cap ? cap * 2 : 64;
-					void *np = realloc(se.pts, nc * sizeof(*se.pts));
-					if (!np) {
-						free(se.pts);
-						return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-					}
-					se.pts = np;
-					cap = nc;
+				void *np = array_grow(se.pts, &cap, se.n, sizeof(*se.pts));
+				if (!np) {
+					free(se.pts);
+					return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 				}
+				se.pts = np;
 				se.pts[se.n++] = pt;
 			}
 		}

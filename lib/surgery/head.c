@@ -546,14 +546,11 @@ static int names_push(const char *name, void *ctx)
 {
 	struct names *l = ctx;
 
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 32;
-		char **v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return GRAFT_ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	char **v = array_grow(l->v, &l->cap, l->n, sizeof(*v));
+
+	if (!v)
+		return GRAFT_ENOMEM;
+	l->v = v;
 	if (!(l->v[l->n] = strdup(name)))
 		return GRAFT_ENOMEM;
 	l->n++;
