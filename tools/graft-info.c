@@ -48,39 +48,6 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 
 /* ---- output helpers: one set of facts, printed as text or JSON ---- */
 
-/* Length of the valid UTF-8 sequence at p, or 0. */
-static int utf8_len(const unsigned char *p)
-{
-	int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
-		: (*p & 0xf8) == 0xf0 ? 4 : 0;
-	if (n == 2 && *p < 0xc2)
-		return 0;       /* overlong */
-	for (int i = 1; i < n; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	return n;
-}
-
-/* A JSON string; bytes that are not UTF-8 (ONNX names are bytes) become U+FFFD, so the
- * output is always valid JSON. */
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; ) {
-		int n = utf8_len(p);
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20)
-			printf("\\u%04x", *p);
-		else if (n == 0)
-			fputs("\\ufffd", stdout);
-		else
-			fwrite(p, 1, (size_t)n, stdout);
-		p += n ? n : 1;
-	}
-	putchar('"');
-}
-
 static void print_shape_text(const struct graft_value_info *vi)
 {
 	if (vi->kind != 't') {
@@ -107,10 +74,10 @@ static void print_shape_text(const struct graft_value_info *vi)
 static void print_shape_json(const struct graft_value_info *vi)
 {
 	printf("{\"name\":");
-	json_str(vi->name);
+	tool_json_string(stdout, vi->name);
 	printf(",\"dtype\":");
 	if (vi->kind == 't' && graft_dtype_name(vi->dtype))
-		json_str(graft_dtype_name(vi->dtype));
+		tool_json_string(stdout, graft_dtype_name(vi->dtype));
 	else
 		printf("null");
 	printf(",\"shape\":");
@@ -125,7 +92,7 @@ static void print_shape_json(const struct graft_value_info *vi)
 		if (vi->dims[j] >= 0)
 			printf("%" PRId64, vi->dims[j]);
 		else if (vi->dim_params[j] && *vi->dim_params[j])
-			json_str(vi->dim_params[j]);
+			tool_json_string(stdout, vi->dim_params[j]);
 		else
 			printf("null");
 	}
@@ -346,11 +313,11 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 	graft_model_meta(m, &meta);
 	printf("{\"format\":\"%s\",\"ir_version\":%" PRId64 ",\"producer_name\":",
 	       graft_model_from_archive(m) ? "graft" : "onnx", meta.ir_version);
-	json_str(meta.producer_name);
+	tool_json_string(stdout, meta.producer_name);
 	printf(",\"producer_version\":");
-	json_str(meta.producer_version);
+	tool_json_string(stdout, meta.producer_version);
 	printf(",\"graph_name\":");
-	json_str(meta.graph_name);
+	tool_json_string(stdout, meta.graph_name);
 	printf(",\"opsets\":{");
 	for (size_t i = 0; i < meta.n_opsets; i++) {
 		const char *domain;
@@ -358,7 +325,7 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 		graft_model_opset(m, i, &domain, &version);
 		if (i)
 			putchar(',');
-		json_str(*domain ? domain : "ai.onnx");
+		tool_json_string(stdout, *domain ? domain : "ai.onnx");
 		printf(":%" PRId64, version);
 	}
 	printf("},\"functions\":%zu,\"metadata\":{", meta.n_functions);
@@ -367,9 +334,9 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 		graft_model_metadata(m, i, &k, &v);
 		if (i)
 			putchar(',');
-		json_str(k);
+		tool_json_string(stdout, k);
 		putchar(':');
-		json_str(v);
+		tool_json_string(stdout, v);
 	}
 	printf("},\"inputs\":[");
 	for (size_t i = 0; i < graft_model_input_count(m); i++) {
@@ -389,7 +356,7 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 	for (size_t i = 0; i < n_ops; i++) {
 		if (i)
 			putchar(',');
-		json_str(ops[i].op);
+		tool_json_string(stdout, ops[i].op);
 		printf(":%zu", ops[i].n);
 	}
 	printf("}");
@@ -405,7 +372,7 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 	for (size_t i = 0; i < graft_model_history_count(m); i++) {
 		if (i)
 			putchar(',');
-		json_str(graft_model_history(m, i));
+		tool_json_string(stdout, graft_model_history(m, i));
 	}
 	putchar(']');
 	if (cl->nodes) {
@@ -414,22 +381,22 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 			struct graft_node n;
 			graft_model_node(m, i, &n);
 			printf("%s{\"name\":", i ? "," : "");
-			json_str(n.name);
+			tool_json_string(stdout, n.name);
 			printf(",\"op_type\":");
-			json_str(n.op_type);
+			tool_json_string(stdout, n.op_type);
 			printf(",\"domain\":");
-			json_str(n.domain);
+			tool_json_string(stdout, n.domain);
 			printf(",\"inputs\":[");
 			for (size_t k = 0; k < n.n_inputs; k++) {
 				if (k)
 					putchar(',');
-				json_str(n.inputs[k]);
+				tool_json_string(stdout, n.inputs[k]);
 			}
 			printf("],\"outputs\":[");
 			for (size_t k = 0; k < n.n_outputs; k++) {
 				if (k)
 					putchar(',');
-				json_str(n.outputs[k]);
+				tool_json_string(stdout, n.outputs[k]);
 			}
 			printf("]}");
 		}
@@ -441,7 +408,7 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 			struct graft_tensor t;
 			graft_model_tensor(m, i, &t);
 			printf("%s{\"name\":", i ? "," : "");
-			json_str(t.name);
+			tool_json_string(stdout, t.name);
 			printf(",\"dtype\":\"%s\",\"shape\":[", graft_dtype_name(t.dtype));
 			for (int j = 0; j < t.rank; j++)
 				printf("%s%" PRId64, j ? "," : "", t.dims[j]);
@@ -456,9 +423,9 @@ static void print_json(const struct graft_model *m, const struct cmdline *cl)
 			struct graft_alias a;
 			graft_model_alias(m, i, &a);
 			printf("%s{\"name\":", i ? "," : "");
-			json_str(a.name);
+			tool_json_string(stdout, a.name);
 			printf(",\"of\":");
-			json_str(a.tensor_name);
+			tool_json_string(stdout, a.tensor_name);
 			printf(",\"role\":\"%s\"}", graft_role_name(a.role));
 		}
 		putchar(']');

@@ -127,11 +127,15 @@ static void print_json(const struct graft_plan *p, const char *freeze, const cha
 		"\"classes\": %lld, \"samples_per_class\": %.6g, \"similarity\": %.6g, "
 		"\"method\": \"%s\", \"distance\": %.6g, \"bn_layers\": %zu, \"parameters\": %llu, "
 		"\"parameters_trained\": %llu, \"blocks\": %zu, \"train_blocks\": %ld, "
-		"\"freeze\": \"%s\", \"train\": \"%s\"}\n", p->case_no, p->small ? "true" : "false",
+		"\"freeze\": ", p->case_no, p->small ? "true" : "false",
 		p->similar ? "true" : "false", (long long)p->samples, (long long)p->classes,
 		p->samples_per_class, p->similarity, p->method, p->distance, p->bn_layers,
 		(unsigned long long)p->params, (unsigned long long)p->params_trained, p->blocks,
-		p->train_blocks, freeze, train);
+		p->train_blocks);
+	tool_json_string(f, freeze);
+	fputs(", \"train\": ", f);
+	tool_json_string(f, train);
+	fputs("}\n", f);
 }
 
 int main(int argc, char **argv)

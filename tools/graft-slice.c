@@ -86,11 +86,9 @@ static void list_cuts(const struct graft_cut *cuts, size_t n, int json)
 	for (size_t i = 0; i < n; i++) {
 		const struct graft_cut *c = &cuts[i];
 		if (json) {
-			printf("%s{\"index\": %zu, \"tensor\": \"", i ? ", " : "", c->index);
-			for (const char *p = c->tensor; *p; p++)
-				printf(*p == '"' || *p == '\\' ? "\\%c" : (unsigned char)*p < 32 ?
-				       "?" : "%c", *p);
-			printf("\", \"shape\": ");
+			printf("%s{\"index\": %zu, \"tensor\": ", i ? ", " : "", c->index);
+			tool_json_string(stdout, c->tensor);
+			printf(", \"shape\": ");
 			if (c->rank < 0)
 				printf("null");
 			else

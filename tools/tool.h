@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdio.h>
 
 #include "graft.h"
 
@@ -63,6 +64,11 @@ struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 #define TOOL_OPT_PROFILE 0x5052     /* getopt code of --profile */
 #define TOOL_PROFILE_LONGOPT {"profile", no_argument, NULL, TOOL_OPT_PROFILE}
 void tool_print_profile(const struct graft_net *net);
+
+/* s as a JSON string, quotes included: '"' and '\\' escaped, control characters as
+ * \\u00XX, and bytes that are not UTF-8 (ONNX names are bytes) as U+FFFD, so that the
+ * output is always valid JSON.  The one JSON string writer of the tools. */
+void tool_json_string(FILE *f, const char *s);
 
 /* Records this tool's command line, as typed, in the model's history. */
 void tool_add_history(struct graft_model *m);

@@ -70,4 +70,26 @@ assert a == b, 'differs'
 onnx.checker.check_model('out/m.onnx', full_check=True)
 "
 check "SIGPIPE ends a writer quietly" sh -c "graft-import '$m' 2>err.txt | head -c1 >/dev/null; test ! -s err.txt"
+# Names with quotes, backslashes and control characters come out as valid JSON, the same
+# way from every tool that writes JSON (graft-slice --list-cuts, graft-info).
+cat > odd.py <<'EOF'
+import json, sys, onnx
+from onnx import helper, TensorProto
+odd = 'a"b\\c\x01d'
+if sys.argv[1] == 'make':
+    g = helper.make_graph([helper.make_node('Relu', ['x'], [odd]),
+                           helper.make_node('Relu', [odd], ['y'])], 'g',
+                          [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 3])],
+                          [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 3])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), 'odd.onnx')
+elif sys.argv[1] == 'cuts':
+    assert any(c['tensor'] == odd for c in json.load(sys.stdin))
+else:
+    assert json.load(sys.stdin)['nodes'][0]['outputs'] == [odd]
+EOF
+$PY odd.py make
+check "odd names: graft-slice --list-cuts --json is JSON with the name" sh -c \
+	"graft-slice odd.onnx --list-cuts --json | $PY odd.py cuts"
+check "odd names: graft-info --json --nodes is JSON with the name" sh -c \
+	"graft-info odd.onnx --json --nodes | $PY odd.py info"
 finish
