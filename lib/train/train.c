@@ -453,11 +453,6 @@ int64_t graft_trainer_batch(const struct graft_trainer *t)
 	return t->o.batch;
 }
 
-int64_t graft_trainer_samples(const struct graft_trainer *t)
-{
-	return t->n;
-}
-
 int64_t graft_trainer_steps_done(const struct graft_trainer *t)
 {
 	return t->step;
