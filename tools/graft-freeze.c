@@ -201,7 +201,6 @@ int main(int argc, char **argv)
 {
 	struct cmdline cl;
 	struct graft_model *m;
-	struct graft_output out;
 	struct graft_err err = {0};
 	size_t *hits, *first, trainable = 0, params = 0;
 	const char *path;
@@ -241,10 +240,7 @@ int main(int argc, char **argv)
 	fprintf(stderr, "%s: %zu of %zu parameter tensors trainable\n", tool_name, trainable,
 		params);
 	tool_add_history(m);
-	tool_output_open(&out, cl.out, 1, cl.force);
-	if (graft_model_write_graft(m, out.fd, NULL, &err))
-		tool_die("%s: %s", cl.out ? cl.out : "<stdout>", err.msg);
-	tool_output_commit(&out);
+	tool_write_graft(m, cl.out, NULL, 1, cl.force);
 	free(hits);
 	free(first);
 	free(cl.rules);

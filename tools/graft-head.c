@@ -123,7 +123,6 @@ int main(int argc, char **argv)
 {
 	struct cmdline cl;
 	struct graft_model *m;
-	struct graft_output out;
 	struct graft_head_info info;
 	struct graft_err err = {0};
 	const char *name;
@@ -144,10 +143,7 @@ int main(int argc, char **argv)
 			info.replaced, info.in_features, info.old_classes, info.prefix,
 			info.in_features, info.classes, info.nodes_removed, info.tensors_removed);
 	tool_add_history(m);
-	tool_output_open(&out, cl.out, 1, cl.force);
-	if (graft_model_write_graft(m, out.fd, NULL, &err))
-		tool_die("%s: %s", cl.out ? cl.out : "<stdout>", err.msg);
-	tool_output_commit(&out);
+	tool_write_graft(m, cl.out, NULL, 1, cl.force);
 	graft_model_free(m);
 	return 0;
 }

@@ -47,19 +47,14 @@ int main(int argc, char **argv)
 {
 	struct cmdline cl;
 	struct graft_model *m;
-	struct graft_output out;
 	struct graft_write_opts wo = {0};
-	struct graft_err err = {0};
 
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
 	m = tool_read_model(cl.in);
 	tool_add_history(m);
-	tool_output_open(&out, cl.out, 1, cl.force);
 	wo.zstd = cl.zstd;
-	if (graft_model_write_graft(m, out.fd, &wo, &err))
-		tool_die("%s: %s", cl.out ? cl.out : "<stdout>", err.msg);
-	tool_output_commit(&out);
+	tool_write_graft(m, cl.out, &wo, 1, cl.force);
 	graft_model_free(m);
 	return 0;
 }

@@ -172,7 +172,6 @@ int main(int argc, char **argv)
 			cl.model ? cl.model : "MODEL", freeze, cl.data, train);
 	}
 	if (cl.apply) {
-		struct graft_output out;
 		struct graft_cut *cuts;
 		size_t n;
 		if (graft_model_unalias_all(m, &err) || graft_model_cuts(m, &cuts, &n, &err))
@@ -192,10 +191,7 @@ int main(int argc, char **argv)
 		}
 		free(first);
 		tool_add_history(m);
-		tool_output_open(&out, cl.out, 1, cl.force);
-		if (graft_model_write_graft(m, out.fd, NULL, &err))
-			tool_die("%s: %s", cl.out ? cl.out : "<stdout>", err.msg);
-		tool_output_commit(&out);
+		tool_write_graft(m, cl.out, NULL, 1, cl.force);
 	}
 	if (fflush(stdout) || ferror(stdout))
 		tool_die("write failed");

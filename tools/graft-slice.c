@@ -189,7 +189,6 @@ int main(int argc, char **argv)
 	struct cmdline cl;
 	struct graft_model *m;
 	struct graft_cut *cuts;
-	struct graft_output out;
 	struct graft_err err = {0};
 	char **from = NULL, **to = NULL;
 	size_t n_cuts, n_from = 0, n_to = 0;
@@ -222,10 +221,7 @@ int main(int argc, char **argv)
 				n_to, &err))
 		tool_die("%s: %s", path, err.msg);
 	tool_add_history(m);
-	tool_output_open(&out, cl.out, 1, cl.force);
-	if (graft_model_write_graft(m, out.fd, NULL, &err))
-		tool_die("%s: %s", cl.out ? cl.out : "<stdout>", err.msg);
-	tool_output_commit(&out);
+	tool_write_graft(m, cl.out, NULL, 1, cl.force);
 	for (size_t i = 0; i < n_from; i++)
 		free(from[i]);
 	for (size_t i = 0; i < n_to; i++)

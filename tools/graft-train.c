@@ -410,16 +410,12 @@ static void report(struct run *r, int64_t step, int epoch_end)
  * it was (a save may take long: a slow disk, a large model, a reader that stalls). */
 static void write_model(struct run *r, const char *path, int binary_check)
 {
-	struct graft_output out;
 	struct graft_err err = {0};
 
 	tool_defer_stops(0);
 	if (graft_trainer_save(r->t, r->m, &err))
 		tool_die("%s", err.msg);
-	tool_output_open(&out, path, binary_check, r->cl->force);
-	if (graft_model_write_graft(r->m, out.fd, NULL, &err))
-		tool_die("%s: %s", path ? path : "<stdout>", err.msg);
-	tool_output_commit(&out);
+	tool_write_graft(r->m, path, NULL, binary_check, r->cl->force);
 	tool_defer_stops(1);
 }
 

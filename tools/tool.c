@@ -184,6 +184,18 @@ void tool_output_commit(struct graft_output *out)
 	track(out, 0);
 }
 
+void tool_write_graft(const struct graft_model *m, const char *path,
+		      const struct graft_write_opts *wo, int binary, int force)
+{
+	struct graft_output out;
+	struct graft_err err = {0};
+
+	tool_output_open(&out, path, binary, force);
+	if (graft_model_write_graft(m, out.fd, wo, &err))
+		tool_die("%s: %s", path && strcmp(path, "-") ? path : "<stdout>", err.msg);
+	tool_output_commit(&out);
+}
+
 void tool_add_history(struct graft_model *m)
 {
 	struct graft_err err = {0};

@@ -53,6 +53,11 @@ void tool_output_commit_pair(struct graft_output *data, struct graft_output *mod
 /* Commits the output or dies; dying removes the temporary files of all open outputs. */
 void tool_output_commit(struct graft_output *out);
 
+/* Writes m as a .graft archive to path (NULL or "-": stdout; a binary output to a
+ * terminal refused unless force), whole or not at all, or dies naming the file. */
+void tool_write_graft(const struct graft_model *m, const char *path,
+		      const struct graft_write_opts *wo, int binary, int force);
+
 /* Reads a dataset (graft-data's archives: tensors x, float [N, ...], and y, int64 labels
  * [N] or float targets [N, ...]) into views of the returned model, or dies. */
 struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
