@@ -659,6 +659,33 @@ long graft_cut_find(const struct graft_cut *cuts, size_t n, const char *spec);
 int graft_model_extract(struct graft_model *m, const char *const *from, size_t n_from,
 			const char *const *to, size_t n_to, struct graft_err *err);
 
+/* ---- freezing (lib/surgery/freeze.c) ------------------------------------------------------ */
+
+/* What graft-freeze's options and graft-plan --apply say, as rules applied in order to
+ * every parameter: the last rule that applies to a parameter sets its flag. */
+enum graft_freeze_kind {
+	GRAFT_FREEZE_ALL,       /* every parameter: train 1 trainable, 0 frozen */
+	GRAFT_FREEZE_PATTERN,   /* the parameters whose name, or the name of a node reading
+				 * them, the shell glob arg matches (fnmatch) */
+	GRAFT_FREEZE_UNTIL,     /* freezes the parameters first read no later than the producer
+				 * of cut arg (a tensor, or a graft_cut_find index) */
+	GRAFT_FREEZE_LAST_BLOCKS, /* trains what follows the count-th block boundary from
+				 * the end and freezes the rest; count 0 trains everything */
+};
+struct graft_freeze_rule {
+	enum graft_freeze_kind kind;
+	int train;              /* ALL, PATTERN */
+	const char *arg;        /* PATTERN, UNTIL */
+	long count;             /* LAST_BLOCKS */
+	size_t hits;            /* out: the parameters the rule applied to */
+};
+/* Applies the n rules to m's parameters (aliases parted first: an alias would share its
+ * tensor's flag) and counts them: *trainable of *params (either may be NULL) train after.
+ * GRAFT_EINVAL for a pattern that matches no parameter, a cut m does not have, or more
+ * blocks than m has. */
+int graft_model_freeze(struct graft_model *m, struct graft_freeze_rule *rules, size_t n,
+		       size_t *trainable, size_t *params, struct graft_err *err);
+
 /* ---- deployment (lib/surgery/fold.c) ------------------------------------------------------------ */
 
 /*
@@ -710,6 +737,12 @@ int graft_plan_make(const struct graft_model *m, const struct graft_array *x,
 		    const struct graft_array *y, struct graft_plan *p, struct graft_err *err);
 /* The decision alone, from samples_per_class, similarity, method and blocks. */
 void graft_plan_decide(struct graft_plan *p);
+/* The freeze rule for the four cases' choice (graft-freeze --strategy): what
+ * graft_plan_decide trains in case case_no (1 to 4) of model m, whose blocks it counts. */
+int graft_plan_freeze_rule(const struct graft_model *m, int case_no,
+			   struct graft_freeze_rule *rule, struct graft_err *err);
+/* The rule that applies a decision (graft-plan --apply): its train_blocks. */
+void graft_plan_rule(const struct graft_plan *p, struct graft_freeze_rule *rule);
 /* The symmetric Kullback-Leibler divergence of two 1-D Gaussians (mean, variance). */
 double graft_plan_gauss_distance(double m1, double v1, double m2, double v2);
 

@@ -172,24 +172,10 @@ int main(int argc, char **argv)
 			cl.model ? cl.model : "MODEL", freeze, cl.data, train);
 	}
 	if (cl.apply) {
-		struct graft_cut *cuts;
-		size_t n;
-		if (graft_model_unalias_all(m, &err) || graft_model_cuts(m, &cuts, &n, &err))
+		struct graft_freeze_rule rule;
+		graft_plan_rule(&p, &rule);
+		if (graft_model_freeze(m, &rule, 1, NULL, NULL, &err))
 			tool_die("%s: %s", mpath, err.msg);
-		/* --last-blocks N, as graft-freeze does it: train what follows the N-th block
-		 * boundary from the end */
-		size_t node = tool_last_blocks_node(cuts, n, (size_t)p.train_blocks);
-		size_t *first = tool_first_readers(m);
-		free(cuts);
-		for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
-			struct graft_tensor t;
-			graft_model_tensor(m, i, &t);
-			if (t.role == GRAFT_ROLE_PARAMETER &&
-			    graft_model_set_trainable(m, i, p.train_blocks == 0 || first[i] > node,
-						      &err))
-				tool_die("%s", err.msg);
-		}
-		free(first);
 		tool_add_history(m);
 		tool_write_graft(m, cl.out, NULL, 1, cl.force);
 	}

@@ -356,47 +356,6 @@ void tool_check_model_memory(const struct graft_model *m, const char *path,
 /* For each tensor (by index), the first node reading it, directly or through an Identity
  * alias; the node count when none does.  One sweep of the graph: a scan per tensor took
  * minutes on a model of 100,000 nodes. */
-size_t *tool_first_readers(const struct graft_model *m)
-{
-	size_t n = graft_model_node_count(m), nt = graft_model_tensor_count(m);
-	size_t *first = malloc((nt + 1) * sizeof(*first));
-
-	if (!first)
-		tool_die("out of memory");
-	for (size_t t = 0; t < nt; t++)
-		first[t] = n;
-	for (size_t i = n; i-- > 0;) {  /* backwards, so the first reader is written last */
-		struct graft_node nd;
-		graft_model_node(m, i, &nd);
-		for (size_t k = 0; k < nd.n_inputs; k++) {
-			long t = graft_model_find_tensor(m, nd.inputs[k]);
-			/* an alias is made by its Identity node, read by the others */
-			for (size_t a = 0; t < 0 && strcmp(nd.op_type, "Identity") != 0 &&
-			     a < graft_model_alias_count(m); a++) {
-				struct graft_alias al;
-				graft_model_alias(m, a, &al);
-				if (strcmp(al.name, nd.inputs[k]) == 0)
-					t = (long)al.tensor;
-			}
-			if (t >= 0)
-				first[t] = i;
-		}
-	}
-	return first;
-}
-
-/* The node after which the last `blocks` blocks begin: the cut at the blocks-th block
- * boundary from the end (0 when there are fewer). */
-size_t tool_last_blocks_node(const struct graft_cut *cuts, size_t n, size_t blocks)
-{
-	size_t node = 0;
-
-	for (size_t i = n, seen = 0; blocks > 0 && i-- > 0;)
-		if (cuts[i].block && ++seen == blocks)
-			node = cuts[i].node;
-	return node;
-}
-
 void tool_print_profile(const struct graft_net *net)
 {
 	size_t n = graft_net_profile_count(net);

@@ -108,11 +108,4 @@ void tool_check_model_memory(const struct graft_model *m, const char *path,
 			     const struct graft_net_opts *opts, const struct graft_array *x,
 			     int64_t batch, uint64_t extra, uint64_t max_memory);
 
-/* For each tensor of m (by index), the first node reading it, directly or through an
- * Identity alias; the node count when none does.  Dies when memory runs out. */
-size_t *tool_first_readers(const struct graft_model *m);
-/* The node after which the last `blocks` blocks of a network begin (graft-freeze
- * --last-blocks): the cut at the blocks-th block boundary from the end; 0 for none. */
-size_t tool_last_blocks_node(const struct graft_cut *cuts, size_t n, size_t blocks);
-
 #endif

@@ -301,3 +301,35 @@ int graft_plan_make(const struct graft_model *m, const struct graft_array *x,
 	free(cuts);
 	return 0;
 }
+
+void graft_plan_rule(const struct graft_plan *p, struct graft_freeze_rule *rule)
+{
+	memset(rule, 0, sizeof(*rule));
+	rule->kind = GRAFT_FREEZE_LAST_BLOCKS;
+	rule->train = 1;
+	rule->count = p->train_blocks;
+}
+
+int graft_plan_freeze_rule(const struct graft_model *m, int case_no,
+			   struct graft_freeze_rule *rule, struct graft_err *err)
+{
+	struct graft_plan p = {0};
+	struct graft_cut *cuts;
+	size_t n;
+	int rc;
+
+	if (case_no < 1 || case_no > 4)
+		return graft_err_set(err, GRAFT_EINVAL, "no case %d: the cases are 1 to 4", case_no);
+	if ((rc = graft_model_cuts(m, &cuts, &n, err)))
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		p.blocks += cuts[i].block;
+	free(cuts);
+	/* the case's size and similarity, as graft_plan_make would measure them */
+	p.samples_per_class = case_no <= 2 ? 0 : 1e18;
+	p.similarity = case_no % 2 ? 1 : 0;
+	p.method = "batchnorm";
+	graft_plan_decide(&p);
+	graft_plan_rule(&p, rule);
+	return 0;
+}
