@@ -9,7 +9,8 @@ rtol 1e-3, atol 1e-5; integers and bools exactly; shapes exactly.  Tests listed 
 tests/conformance/node_exceptions.txt (with a reason) may fail without failing the run.
 
 Prints one line per failure, a per-op table with --ops-md (docs/ops.md is made from
-it), and a final line "N passed, M failed"."""
+it; its file column comes from the kernel sources, see op_files), and a final line
+"N passed, M failed"."""
 import argparse, glob, os, re, subprocess, sys, tempfile
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
@@ -17,6 +18,8 @@ import onnx
 from onnx import numpy_helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+LIB = os.path.normpath(os.path.join(HERE, "..", "..", "lib"))
+OPS_DIR = os.path.join(LIB, "engine", "ops")
 DATA = "/usr/share/libonnx-testdata/data"
 OK_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.INT32, onnx.TensorProto.INT64,
             onnx.TensorProto.BOOL}
@@ -52,6 +55,29 @@ def load_exceptions():
                 name, _, why = line.partition(" ")
                 ex[name] = why.strip()
     return ex
+
+# A C comment, a string literal (group 1: its text) or a character constant.
+C_TOKEN = re.compile(r'//[^\n]*|/\*.*?\*/|"((?:\\.|[^"\\\n])*)"|\'(?:\\.|[^\'\\\n])*\'', re.S)
+
+def op_files(ops):
+    """The kernel file of each op, as a path under lib/: the one file of lib/engine/ops/
+    whose code (comments left out) names the op in a string literal.  The executor finds
+    an op by the op_type in its definition (struct op_def, whether written `.name = "Op"`,
+    `{"Op", ...}` or through a table macro such as X(RELU, "Relu", ...)), and a kernel
+    file names its own ops, forward and backward, and no others.  Raises ValueError when
+    an op is named in no file or in several (move its code, or refine this rule)."""
+    named = {}
+    for path in sorted(glob.glob(os.path.join(OPS_DIR, "*.c"))):
+        with open(path) as f:
+            for m in C_TOKEN.finditer(f.read()):
+                if m.group(1) in ops:
+                    named.setdefault(m.group(1), set()).add(os.path.relpath(path, LIB))
+    bad = ["%s (%s)" % (op, ", ".join(sorted(named.get(op, ()))) or "no file")
+           for op in sorted(ops) if len(named.get(op, ())) != 1]
+    if bad:
+        raise ValueError("ops not named in exactly one file of %s: %s"
+                         % (OPS_DIR, "; ".join(bad)))
+    return {op: named[op].pop() for op in ops}
 
 def run_test(tooldir, d, model):
     """Returns None on success, else a one-line reason."""
@@ -180,12 +206,18 @@ def ops_markdown(supported, backward, per_op, exceptions, skipped, passed, faile
              "`tests/unit/test_grad_*.c`. A frozen part of a network may use any op; the "
              "part computed from trainable parameters needs ops with a backward.",
              "",
-             "| op | ONNX tests passed | failed | excused | backward |",
-             "|---|---|---|---|---|"]
+             "File: the kernel file that implements the op (forward and backward), under "
+             "`lib/`: one op family per file. The generator finds it in the sources: the one "
+             "file of `lib/engine/ops/` that names the op.",
+             "",
+             "| op | ONNX tests passed | failed | excused | backward | file |",
+             "|---|---|---|---|---|---|"]
+    files = op_files(supported)
     for op in sorted(supported):
         p, f, ex = per_op.get(op, [0, 0, []])
-        lines.append("| %s | %d | %d | %s | %s |" % (op, p, f - len(ex), ", ".join(ex) or "",
-                                                    "yes" if op in backward else ""))
+        lines.append("| %s | %d | %d | %s | %s | `%s` |"
+                     % (op, p, f - len(ex), ", ".join(ex) or "",
+                        "yes" if op in backward else "", files[op]))
     lines.append("")
     for name, why in sorted(exceptions.items()):
         lines.append("- `%s` is excused: %s" % (name, why))

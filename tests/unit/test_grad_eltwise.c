@@ -1,7 +1,7 @@
 /*
- * test_grad_eltwise.c: backward of the element-wise ops (eltwise.c) and of Softmax,
- * LogSoftmax and the reductions (reduce.c) against finite differences, with broadcasting
- * both ways, old and new opsets; Dropout's training mask, exactly.
+ * test_grad_eltwise.c: backward of the element-wise ops (eltwise.c), of Softmax and
+ * LogSoftmax (softmax.c) and of the reductions (reduce.c) against finite differences, with
+ * broadcasting both ways, old and new opsets; Dropout's training mask, exactly.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,11 +1,11 @@
 /*
- * test_grad_shape.c: backward of the data-movement ops (shape.c) against finite
- * differences, for every form of their attributes and inputs: Reshape (shape input,
- * shape attribute, allowzero), Flatten, Squeeze and Unsqueeze (axes as attribute and as
- * input), Transpose, Concat, Split (an output nobody reads), Slice (attributes, inputs,
- * negative steps), Gather (repeated and negative indices), GatherElements, Expand, Tile,
- * Pad (constant with cropping, edge, reflect, wrap; pads as attribute and input, axes),
- * DepthToSpace, SpaceToDepth and Cast.
+ * test_grad_shape.c: backward of the data-movement ops (reshape.c, join.c, index.c)
+ * against finite differences, for every form of their attributes and inputs: Reshape
+ * (shape input, shape attribute, allowzero), Flatten, Squeeze and Unsqueeze (axes as
+ * attribute and as input), Transpose, Concat, Split (an output nobody reads), Slice
+ * (attributes, inputs, negative steps), Gather (repeated and negative indices),
+ * GatherElements, Expand, Tile, Pad (constant with cropping, edge, reflect, wrap; pads as
+ * attribute and input, axes), DepthToSpace, SpaceToDepth, and Cast (eltwise.c).
  *
  * Integer inputs (shapes, axes, pads, indices) are initializers; float data are graph
  * inputs, whose gradients gradcheck compares.  Small tensors are compared element by

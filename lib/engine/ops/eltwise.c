@@ -1963,6 +1963,18 @@ static int where_backward(struct node *n, struct graft_err *err)
 	return 0;
 }
 
+/* Cast to float passes the gradient through; a cast to any other type cuts it (that
+ * output has no gradient), so dX is zero. */
+static int cast_backward(struct node *n, struct graft_err *err)
+{
+	if (!n->gin[0])
+		return 0;
+	if (n->out[0]->dtype == GRAFT_FLOAT && n->out[0]->grad)
+		return copy_backward(n, err);
+	memset(n->gin[0]->data, 0, n->gin[0]->nbytes);
+	return 0;
+}
+
 static int dropout_backward(struct node *n, struct graft_err *err)
 {
 	const struct dropout_state *s = n->priv;
@@ -1993,6 +2005,7 @@ static const struct grad_def grad_clip = {"Clip", clip_backward};
 static const struct grad_def grad_sum = {"Sum", variadic_backward};
 static const struct grad_def grad_mean = {"Mean", variadic_backward};
 static const struct grad_def grad_where = {"Where", where_backward};
+static const struct grad_def grad_cast = {"Cast", cast_backward};
 static const struct grad_def grad_dropout = {"Dropout", dropout_backward};
 #define X(code, name, expr) static const struct grad_def grad_##code = {name, unary_backward};
 UNARY_GRADS(X)
@@ -2008,6 +2021,6 @@ const struct grad_def *const ops_eltwise_grad[] = {
 #define X(code, name, expr) &grad_##code,
 	UNARY_GRADS(X)
 #undef X
-	&grad_identity, &grad_clip, &grad_sum, &grad_mean, &grad_where, &grad_dropout,
-	&grad_add, &grad_sub, &grad_mul, &grad_div, &grad_pow, &grad_prelu, NULL,
+	&grad_identity, &grad_clip, &grad_sum, &grad_mean, &grad_where, &grad_cast,
+	&grad_dropout, &grad_add, &grad_sub, &grad_mul, &grad_div, &grad_pow, &grad_prelu, NULL,
 };

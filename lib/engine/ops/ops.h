@@ -10,12 +10,15 @@
  * run, calls run for the nodes left.  A kernel therefore never allocates its outputs:
  * out[i]->data is ready, sized from what infer said.
  *
- * One op family per file (eltwise.c, shape.c, reduce.c, norm.c, conv.c, gemm.c,
- * pool.c...), each exporting a NULL-terminated array of op definitions that
- * registry.c lists.
+ * One op family per file (eltwise.c, reshape.c, join.c, index.c, constant.c, reduce.c,
+ * softmax.c, norm.c, conv.c, gemm.c, pool.c), each exporting a NULL-terminated array of
+ * op definitions that registry.c lists; helpers that several families use are in
+ * ops_util.c, declared below.
  */
 #ifndef GRAFT_OPS_H
 #define GRAFT_OPS_H
+
+#include <string.h>
 
 #include "model/model.h"
 
@@ -241,5 +244,131 @@ void broadcast_strides(int r, const int64_t *d, int out_rank, const int64_t *out
 		       int64_t *strides);
 /* Normalises a possibly negative axis against rank; -1 if out of range. */
 int norm_axis(int64_t axis, int rank);
+
+/* ---- data movement (ops_util.c): reshape.c, join.c, index.c and constant.c ----
+ *
+ * These ops do no arithmetic on elements, so their kernels work on any fixed-size dtype
+ * by moving graft_dtype_size() bytes at a time. */
+
+/* Below this many output bytes, one thread copies: starting threads costs more. */
+#define PAR_BYTES ((uint64_t)1 << 17)
+/* Tile views a rank-r tensor as 2r axes. */
+#define VIEW_MAX_RANK (2 * NET_MAX_RANK)
+
+/* Checks the input count, that the first n_req inputs are present, and that the node has
+ * exactly one output. */
+int want_io(const struct node *n, struct graft_err *err, size_t n_req, size_t max_in);
+/* Fails (GRAFT_EUNSUPPORTED, naming v) when v's dtype has no fixed element size. */
+int fixed_size(const struct node *n, const struct value *v, struct graft_err *err);
+/* Sets an output after checking its rank and that its element count is sane. */
+int set_out(const struct node *n, struct value *out, int dtype, int rank,
+	    const int64_t *dims, struct graft_err *err);
+/* Row-major strides, in elements. */
+void strides_of(int rank, const int64_t *dims, int64_t *st);
+/* The product of dims[from..to). */
+int64_t dims_prod(const int64_t *dims, int from, int to);
+/* Reads an int list from an attribute (at most max); -1 if absent, or an error code
+ * (below -1) when it is longer than max. */
+long ints_attr(const struct node *n, const char *name, int64_t *v, size_t max,
+	       struct graft_err *err);
+/* Fills n elements of es bytes at dst with the element at elem, doubling memcpy. */
+void fill_elems(void *dst, const void *elem, uint64_t n, size_t es);
+/* memcpy, split across threads when large (one core does not saturate memory). */
+void copy_bytes(void *dst, const void *src, size_t nbytes);
+
+/* A strided view of a source.  Copying it fills a contiguous destination of shape dims
+ * from src + sum(i_k * st_k).  Strides are in bytes and may be 0 (broadcast) or
+ * negative (reversed slices). */
+struct view {
+	int rank;
+	int64_t dims[VIEW_MAX_RANK];
+	int64_t st[VIEW_MAX_RANK];
+};
+
+/* Copies the view into dst (contiguous, numel(view) elements of es bytes).  Modifies v. */
+void copy_view(void *dst, const void *src, struct view *v, size_t es);
+
+/* Backward (float32 only: only float values have gradients). */
+
+/* A walk over two float buffers in step: element (i_0, ..., i_r-1) lies at
+ * dst + sum(i_k * sd_k) and src + sum(i_k * ss_k), strides in elements.  sd may be 0
+ * (several source elements add into one) or negative (reversed slices). */
+struct walk {
+	int rank;
+	int64_t dims[VIEW_MAX_RANK];
+	int64_t sd[VIEW_MAX_RANK], ss[VIEW_MAX_RANK];
+};
+
+/* Runs a walk, dst = src or dst += src when add, across threads when large.  Modifies w.
+ * Two indices of w's outermost axis that moves dst must never reach one dst element
+ * (true of slices, broadcasts and tiles). */
+void walk_run(float *dst, const float *src, struct walk *w, int add);
+/* Fails (GRAFT_EUNSUPPORTED) when in[0] needs a gradient but is not float32. */
+int grad_is_float(const struct node *n, struct graft_err *err);
+/* The backward of an op whose output is its input's elements as they are (Reshape,
+ * Flatten, Squeeze, Unsqueeze; Cast to float): dX = dY. */
+int copy_backward(struct node *n, struct graft_err *err);
+
+/* ---- along one axis (ops_util.c): reduce.c and softmax.c ----
+ *
+ * (O, R, I): the dims before the axis, the axis, the dims after it (lower case here:
+ * <tgmath.h>, which eltwise.c includes, defines I). */
+
+/* Splits x's dims around axis: (O, R, I). */
+void split_axis(const struct value *x, int axis, int64_t *o, int64_t *r, int64_t *i);
+/* y[O, I]: the index along R of the maximum of sign * x, a float32 (O, R, I), the first
+ * one or, with last, the last one: ArgMax (sign 1), ArgMin (sign -1: negation is exact)
+ * and Hardmax. */
+void argmax_f32(const float *x, int64_t *y, int64_t o, int64_t r, int64_t i, float sign,
+		int last);
+
+/* A float's bits, and back. */
+static inline int32_t fbits(float f)
+{
+	int32_t i;
+	memcpy(&i, &f, sizeof(i));
+	return i;
+}
+
+static inline float bitsf(int32_t i)
+{
+	float f;
+	memcpy(&f, &i, sizeof(f));
+	return f;
+}
+
+/*
+ * exp(x) in float32, written so that loops over it vectorise (libm's expf does not, and
+ * softmax spends most of its time there): Cephes' polynomial on x - k ln 2, scaled by 2^k
+ * as two powers of two built in the exponent bits, so that no step overflows.  Relative
+ * error below 1e-7; 0 below -87.3 (where expf is denormal or 0), inf above 88.72, NaN for
+ * NaN.  Clamping and the special cases use integer masks on the bits, not conditionals:
+ * GCC turns a float conditional into a branch (with -ftrapping-math it will not compute
+ * a float speculatively), and a branch stops vectorisation.  Inline, here: the simd loops
+ * of reduce.c and softmax.c must see its body to vectorise.
+ */
+static inline float vexpf(float x)
+{
+	int32_t xi = fbits(x), mag = xi & 0x7fffffff;
+	int32_t nan = -(int32_t)(mag > 0x7f800000);
+	int32_t under = -(int32_t)((xi < 0) & (mag > fbits(87.3f)));
+	int32_t over = -(int32_t)((xi >= 0) & (mag > fbits(88.72f)));
+	float c = bitsf((xi & ~(under | over)) | (fbits(-87.3f) & under) | (fbits(88.72f) & over));
+	float t = c * 1.44269504088896341f;
+	int32_t k = (int32_t)(t + bitsf(fbits(0.5f) | (fbits(t) & (int32_t)0x80000000)));
+	float kf = (float)k;
+	float r = c - kf * 0.693359375f + kf * 2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	float y = p * bitsf(((k >> 1) + 127) * (1 << 23)) * bitsf((k - (k >> 1) + 127) * (1 << 23));
+	int32_t yi = fbits(y) & ~under;
+	yi = (yi & ~over) | (0x7f800000 & over);
+	return bitsf((yi & ~nan) | (xi & nan));
+}
 
 #endif

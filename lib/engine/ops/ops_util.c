@@ -1,9 +1,16 @@
 /*
  * ops_util.c: what every kernel needs: attributes by name, errors that name the node,
  * shape arithmetic and numpy broadcasting, and typed element access for the kernels
- * that work on any dtype.
+ * that work on any dtype.  Then what several families share: the strided copies that
+ * the data-movement families (reshape.c, join.c, index.c, constant.c) all go through,
+ * and the split around one axis and the float32 argmax of reduce.c and softmax.c.
+ *
+ * Every strided copy goes through copy_view().  It drops unit axes and merges axes that
+ * read the source contiguously, which turns most slices, expands and tiles into memcpy
+ * of whole rows.  Transposes that move the source's innermost axis get a tiled 2-D loop.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -323,4 +330,457 @@ int norm_axis(int64_t axis, int rank)
 	if (axis < 0)
 		axis += rank;
 	return axis >= 0 && axis < rank ? (int)axis : -1;
+}
+
+/* ---- data movement: reshape.c, join.c, index.c and constant.c ------------------------- */
+
+/* Side of the square blocks that transposes copy, in elements. */
+#define TILE 16
+
+int want_io(const struct node *n, struct graft_err *err, size_t n_req, size_t max_in)
+{
+	if (n->n_in < n_req || n->n_in > max_in)
+		return node_err(n, err, GRAFT_EFORMAT, "takes %zu to %zu inputs, not %zu", n_req,
+				max_in, n->n_in);
+	for (size_t k = 0; k < n_req; k++)
+		if (!n->in[k])
+			return node_err(n, err, GRAFT_EFORMAT, "input %zu is missing", k);
+	if (n->n_out != 1 || !n->out[0])
+		return node_err(n, err, GRAFT_EFORMAT, "must have exactly one output");
+	return 0;
+}
+
+int fixed_size(const struct node *n, const struct value *v, struct graft_err *err)
+{
+	if (graft_dtype_size(v->dtype) == 0)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "input '%s' has type %s, which has no "
+				"fixed element size", v->name,
+				dtype_label(v->dtype));
+	return 0;
+}
+
+int set_out(const struct node *n, struct value *out, int dtype, int rank,
+	    const int64_t *dims, struct graft_err *err)
+{
+	uint64_t numel;
+
+	if (rank > NET_MAX_RANK)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "output rank %d is above %d", rank,
+				NET_MAX_RANK);
+	if (dims_numel(dims, rank, &numel))
+		return node_err(n, err, GRAFT_EFORMAT, "output '%s' has a negative or huge dim",
+				out->name);
+	value_set(out, dtype, rank, dims);
+	return 0;
+}
+
+void strides_of(int rank, const int64_t *dims, int64_t *st)
+{
+	int64_t s = 1;
+
+	for (int i = rank - 1; i >= 0; i--) {
+		st[i] = s;
+		s *= dims[i];
+	}
+}
+
+int64_t dims_prod(const int64_t *dims, int from, int to)
+{
+	int64_t p = 1;
+
+	for (int i = from; i < to; i++)
+		p *= dims[i];
+	return p;
+}
+
+long ints_attr(const struct node *n, const char *name, int64_t *v, size_t max,
+	       struct graft_err *err)
+{
+	long k = attr_ints(n, name, v, max);
+
+	if (k > (long)max)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "attribute '%s' has too many values",
+				name);
+	return k;
+}
+
+/* Moves n elements of es bytes: d[i * ds] = s[i * ss], strides in bytes.  Fixed-size
+ * memcpy compiles to plain moves.  It also tolerates sources that are not aligned for
+ * the type, such as borrowed tensors. */
+static inline void move_n(char *d, int64_t ds, const char *s, int64_t ss, int64_t n,
+			  size_t es)
+{
+	switch (es) {
+	case 1:
+		for (int64_t i = 0; i < n; i++)
+			d[i * ds] = s[i * ss];
+		break;
+	case 2:
+		for (int64_t i = 0; i < n; i++)
+			memcpy(d + i * ds, s + i * ss, 2);
+		break;
+	case 4:
+		for (int64_t i = 0; i < n; i++)
+			memcpy(d + i * ds, s + i * ss, 4);
+		break;
+	case 8:
+		for (int64_t i = 0; i < n; i++)
+			memcpy(d + i * ds, s + i * ss, 8);
+		break;
+	default:
+		for (int64_t i = 0; i < n; i++)
+			memcpy(d + i * ds, s + i * ss, es);
+		break;
+	}
+}
+
+void fill_elems(void *dst, const void *elem, uint64_t n, size_t es)
+{
+	char *d = dst;
+	size_t total = (size_t)n * es, done;
+
+	if (!total)
+		return;
+	memcpy(d, elem, es);
+	for (done = es; done < total; done *= 2)
+		memcpy(d + done, d, done < total - done ? done : total - done);
+}
+
+void copy_bytes(void *dst, const void *src, size_t nbytes)
+{
+	if (!nbytes || dst == src)
+		return;
+	if (nbytes < 4 * PAR_BYTES) {
+		memcpy(dst, src, nbytes);
+		return;
+	}
+#pragma omp parallel
+	{
+		size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+		size_t lo = nbytes / nt * t, hi = t + 1 == nt ? nbytes : nbytes / nt * (t + 1);
+		memcpy((char *)dst + lo, (const char *)src + lo, hi - lo);
+	}
+}
+
+/* Drops unit axes and merges neighbours that the source walks contiguously.  Returns 0
+ * when the view is empty. */
+static int view_simplify(struct view *v)
+{
+	int r = 0;
+
+	for (int i = 0; i < v->rank; i++)
+		if (v->dims[i] == 0)
+			return 0;
+	for (int i = 0; i < v->rank; i++) {
+		if (v->dims[i] == 1)
+			continue;
+		if (r > 0 && v->st[r - 1] == v->st[i] * v->dims[i]) {
+			v->dims[r - 1] *= v->dims[i];
+			v->st[r - 1] = v->st[i];
+		} else {
+			v->dims[r] = v->dims[i];
+			v->st[r] = v->st[i];
+			r++;
+		}
+	}
+	v->rank = r;
+	return 1;
+}
+
+/* Rows [row0, row1) of the view: every axis but the last indexes rows. */
+static void copy_rows(char *dst, const char *src, const struct view *v, size_t es,
+		      int64_t row0, int64_t row1)
+{
+	int r = v->rank;
+	int64_t idx[VIEW_MAX_RANK], off = 0, q = row0;
+	int64_t n = v->dims[r - 1], ss = v->st[r - 1];
+	size_t rowbytes = (size_t)n * es;
+	char *d = dst + (size_t)row0 * rowbytes;
+
+	for (int a = r - 2; a >= 0; a--) {
+		idx[a] = q % v->dims[a];
+		q /= v->dims[a];
+		off += idx[a] * v->st[a];
+	}
+	for (int64_t row = row0; row < row1; row++) {
+		if (ss == (int64_t)es)
+			memcpy(d, src + off, rowbytes);
+		else
+			move_n(d, (int64_t)es, src + off, ss, n, es);
+		d += rowbytes;
+		for (int a = r - 2; a >= 0; a--) {
+			off += v->st[a];
+			if (++idx[a] < v->dims[a])
+				break;
+			off -= v->st[a] * v->dims[a];
+			idx[a] = 0;
+		}
+	}
+}
+
+/* A view whose last axis is strided in the source while axis k is contiguous there: a
+ * batch of 2-D transposes, copied in TILE x TILE blocks so that both sides stay in cache.
+ * dst axis k has stride dk; the source's last axis has stride sj. */
+static void copy_transposed(char *dst, const char *src, const struct view *v, int k,
+			    size_t es)
+{
+	int r = v->rank, j = r - 1, m = 0;
+	int64_t odims[VIEW_MAX_RANK], ost[VIEW_MAX_RANK], odst[VIEW_MAX_RANK];
+	int64_t dstr[VIEW_MAX_RANK], outer = 1;
+	int64_t A = v->dims[k], B = v->dims[j], sj = v->st[j];
+	/* Short destination rows (B < 8) read the source contiguously, in longer runs. */
+	int64_t ta = B < 8 ? 16 * TILE : TILE, nba = (A + ta - 1) / ta;
+
+	strides_of(r, v->dims, dstr);
+	for (int a = 0; a < r; a++) {
+		if (a == j || a == k)
+			continue;
+		odims[m] = v->dims[a];
+		ost[m] = v->st[a];
+		odst[m] = dstr[a] * (int64_t)es;
+		outer *= v->dims[a];
+		m++;
+	}
+	int64_t dk = dstr[k] * (int64_t)es, items = outer * nba;
+	uint64_t total = (uint64_t)outer * (uint64_t)A * (uint64_t)B * es;
+
+#pragma omp parallel for if (total >= PAR_BYTES) schedule(static)
+	for (int64_t it = 0; it < items; it++) {
+		int64_t o = it / nba, a0 = it % nba * ta, soff = 0, doff = 0;
+		int64_t a1 = a0 + ta < A ? a0 + ta : A;
+		for (int a = m - 1; a >= 0; a--) {
+			int64_t i = o % odims[a];
+			o /= odims[a];
+			soff += i * ost[a];
+			doff += i * odst[a];
+		}
+		if (B < 8) {
+			for (int64_t b = 0; b < B; b++)
+				move_n(dst + doff + a0 * dk + b * (int64_t)es, dk,
+				       src + soff + a0 * (int64_t)es + b * sj, (int64_t)es, a1 - a0,
+				       es);
+			continue;
+		}
+		for (int64_t b0 = 0; b0 < B; b0 += TILE) {
+			int64_t nb = B - b0 < TILE ? B - b0 : TILE;
+			for (int64_t a = a0; a < a1; a++)
+				move_n(dst + doff + a * dk + b0 * (int64_t)es, (int64_t)es,
+				       src + soff + a * (int64_t)es + b0 * sj, sj, nb, es);
+		}
+	}
+}
+
+void copy_view(void *dst, const void *src, struct view *v, size_t es)
+{
+	if (!view_simplify(v))
+		return;
+	if (v->rank == 0) {
+		memcpy(dst, src, es);
+		return;
+	}
+	int r = v->rank;
+	int64_t n = v->dims[r - 1], ss = v->st[r - 1];
+
+	if (r == 1 && ss == (int64_t)es) {
+		copy_bytes(dst, src, (size_t)n * es);
+		return;
+	}
+	if (ss != (int64_t)es && ss != 0 && r >= 2) {
+		for (int k = r - 2; k >= 0; k--)
+			if (v->st[k] == (int64_t)es && v->dims[k] >= (n >= 4 ? 4 : 16)) {
+				copy_transposed(dst, src, v, k, es);
+				return;
+			}
+	}
+	int64_t rows = dims_prod(v->dims, 0, r - 1);
+	uint64_t total = (uint64_t)rows * (uint64_t)n * es;
+
+#pragma omp parallel if (total >= PAR_BYTES && rows > 1)
+	{
+		int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+		int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+		if (r0 < r1)
+			copy_rows(dst, src, v, es, r0, r1);
+	}
+}
+
+/* ---- data movement, backward ------------------------------------------------------------ */
+
+/* Drops unit axes and merges neighbours that both sides walk as one axis.  Returns 0
+ * when the walk is empty. */
+static int walk_simplify(struct walk *w)
+{
+	int r = 0;
+
+	for (int i = 0; i < w->rank; i++)
+		if (w->dims[i] == 0)
+			return 0;
+	for (int i = 0; i < w->rank; i++) {
+		if (w->dims[i] == 1)
+			continue;
+		if (r > 0 && w->sd[r - 1] == w->sd[i] * w->dims[i] &&
+		    w->ss[r - 1] == w->ss[i] * w->dims[i]) {
+			w->dims[r - 1] *= w->dims[i];
+			w->sd[r - 1] = w->sd[i];
+			w->ss[r - 1] = w->ss[i];
+		} else {
+			w->dims[r] = w->dims[i];
+			w->sd[r] = w->sd[i];
+			w->ss[r] = w->ss[i];
+			r++;
+		}
+	}
+	w->rank = r;
+	return 1;
+}
+
+/* Walks w row by row (rank >= 1): dst = src, or dst += src when add. */
+static void walk_rows(float *dst, const float *src, const struct walk *w, int add)
+{
+	int r = w->rank;
+	int64_t n = w->dims[r - 1], sd = w->sd[r - 1], ss = w->ss[r - 1];
+	int64_t idx[VIEW_MAX_RANK] = {0}, od = 0, os = 0, rows = dims_prod(w->dims, 0, r - 1);
+
+	for (int64_t row = 0; row < rows; row++) {
+		float *d = dst + od;
+		const float *s = src + os;
+		if (!add && sd == 1 && ss == 1) {
+			memcpy(d, s, (size_t)n * sizeof(float));
+		} else if (!add) {
+			for (int64_t j = 0; j < n; j++)
+				d[j * sd] = s[j * ss];
+		} else if (sd == 0) {
+			float sum = 0;
+			for (int64_t j = 0; j < n; j++)
+				sum += s[j * ss];
+			*d += sum;
+		} else if (sd == 1 && ss == 1) {
+			for (int64_t j = 0; j < n; j++)
+				d[j] += s[j];
+		} else {
+			for (int64_t j = 0; j < n; j++)
+				d[j * sd] += s[j * ss];
+		}
+		for (int a = r - 2; a >= 0; a--) {
+			od += w->sd[a];
+			os += w->ss[a];
+			if (++idx[a] < w->dims[a])
+				break;
+			od -= w->sd[a] * w->dims[a];
+			os -= w->ss[a] * w->dims[a];
+			idx[a] = 0;
+		}
+	}
+}
+
+/* Runs a walk (modifying w), split across threads along its outermost axis that moves
+ * dst.  The walks here (slices, broadcasts, tiles) never send two indices of that axis
+ * to one dst element, so the threads write apart. */
+void walk_run(float *dst, const float *src, struct walk *w, int add)
+{
+	int p = 0;
+
+	if (!walk_simplify(w))
+		return;
+	if (w->rank == 0) {
+		*dst = add ? *dst + *src : *src;
+		return;
+	}
+	while (p < w->rank && w->sd[p] == 0)
+		p++;
+	if (p == w->rank || w->dims[p] < 2 ||
+	    (uint64_t)dims_prod(w->dims, 0, w->rank) * sizeof(float) < PAR_BYTES) {
+		walk_rows(dst, src, w, add);
+		return;
+	}
+#pragma omp parallel
+	{
+		int64_t nt = omp_get_num_threads(), t = omp_get_thread_num(), d = w->dims[p];
+		int64_t lo = d * t / nt, hi = d * (t + 1) / nt;
+		struct walk s = *w;
+		s.dims[p] = hi - lo;
+		if (lo < hi)
+			walk_rows(dst + lo * w->sd[p], src + lo * w->ss[p], &s, add);
+	}
+}
+
+int grad_is_float(const struct node *n, struct graft_err *err)
+{
+	if (n->gin[0] && n->in[0]->dtype != GRAFT_FLOAT)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "backward for %s data",
+				dtype_label(n->in[0]->dtype));
+	return 0;
+}
+
+int copy_backward(struct node *n, struct graft_err *err)
+{
+	int rc;
+
+	if (!n->gin[0])
+		return 0;
+	if ((rc = grad_is_float(n, err)))
+		return rc;
+	copy_bytes(n->gin[0]->data, n->out[0]->grad->data, n->gin[0]->nbytes);
+	return 0;
+}
+
+/* ---- along one axis: reduce.c and softmax.c ------------------------------------------- */
+
+/* Elements of work below which a parallel region costs more than it saves. */
+#define PAR_MIN 32768
+/* Columns of the I axis one task handles (stack buffers). */
+#define CHUNK 256
+
+void split_axis(const struct value *x, int axis, int64_t *O, int64_t *R, int64_t *I)
+{
+	*O = *I = 1;
+	for (int d = 0; d < axis; d++)
+		*O *= x->dims[d];
+	*R = x->dims[axis];
+	for (int d = axis + 1; d < x->rank; d++)
+		*I *= x->dims[d];
+}
+
+/* Indices stay int32 (R fits) so that the select vectorises alongside the floats. */
+void argmax_f32(const float *x, int64_t *y, int64_t O, int64_t R, int64_t I, float sign,
+		int last)
+{
+	int64_t nch = (I + CHUNK - 1) / CHUNK, units = O * nch;
+
+#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN && units > 1)
+	for (int64_t u = 0; u < units; u++) {
+		int64_t o = u / nch, i0 = (u % nch) * CHUNK;
+		int64_t len = I - i0 < CHUNK ? I - i0 : CHUNK;
+		const float *xb = x + o * R * I + i0;
+		float best[CHUNK];
+		int32_t idx[CHUNK];
+		int64_t *yb = y + o * I + i0;
+
+		for (int64_t i = 0; i < len; i++) {
+			best[i] = sign * xb[i];
+			idx[i] = 0;
+		}
+		for (int64_t r = 1; r < R; r++) {
+			const float *xr = xb + r * I;
+			if (last) {
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++) {
+					float v = sign * xr[i];
+					int32_t up = -(int32_t)(v >= best[i]);
+					best[i] = v >= best[i] ? v : best[i];
+					idx[i] = (idx[i] & ~up) | ((int32_t)r & up);
+				}
+			} else {
+#pragma omp simd
+				for (int64_t i = 0; i < len; i++) {
+					float v = sign * xr[i];
+					int32_t up = -(int32_t)(v > best[i]);
+					best[i] = v > best[i] ? v : best[i];
+					idx[i] = (idx[i] & ~up) | ((int32_t)r & up);
+				}
+			}
+		}
+		for (int64_t i = 0; i < len; i++)
+			yb[i] = idx[i];
+	}
 }

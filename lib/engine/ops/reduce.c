@@ -1,7 +1,8 @@
 /*
  * reduce.c: reductions over axes (ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd,
- * ReduceSumSquare, ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp), ArgMax/ArgMin, and
- * Softmax/LogSoftmax/Hardmax, which reduce along one axis and rescale it.
+ * ReduceSumSquare, ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp) and ArgMax/ArgMin.
+ * (Softmax, LogSoftmax and Hardmax, which reduce along one axis and rescale it, are in
+ * softmax.c.)
  *
  * A reduction first merges the input's dims into blocks of adjacent kept or reduced axes
  * (dims of size 1 vanish).  Nearly every reduction real models make is then at most one
@@ -177,53 +178,6 @@ static double finish(enum red_kind k, double acc, double count, double m)
 }
 
 /* ---- float32 kernels -------------------------------------------------------------------- */
-
-static inline int32_t fbits(float f)
-{
-	int32_t i;
-	memcpy(&i, &f, sizeof(i));
-	return i;
-}
-
-static inline float bitsf(int32_t i)
-{
-	float f;
-	memcpy(&f, &i, sizeof(f));
-	return f;
-}
-
-/*
- * exp(x) in float32, written so that loops over it vectorise (libm's expf does not, and
- * softmax spends most of its time there): Cephes' polynomial on x - k ln 2, scaled by 2^k
- * as two powers of two built in the exponent bits, so that no step overflows.  Relative
- * error below 1e-7; 0 below -87.3 (where expf is denormal or 0), inf above 88.72, NaN for
- * NaN.  Clamping and the special cases use integer masks on the bits, not conditionals:
- * GCC turns a float conditional into a branch (with -ftrapping-math it will not compute
- * a float speculatively), and a branch stops vectorisation.
- */
-static inline float vexpf(float x)
-{
-	int32_t xi = fbits(x), mag = xi & 0x7fffffff;
-	int32_t nan = -(int32_t)(mag > 0x7f800000);
-	int32_t under = -(int32_t)((xi < 0) & (mag > fbits(87.3f)));
-	int32_t over = -(int32_t)((xi >= 0) & (mag > fbits(88.72f)));
-	float c = bitsf((xi & ~(under | over)) | (fbits(-87.3f) & under) | (fbits(88.72f) & over));
-	float t = c * 1.44269504088896341f;
-	int32_t k = (int32_t)(t + bitsf(fbits(0.5f) | (fbits(t) & (int32_t)0x80000000)));
-	float kf = (float)k;
-	float r = c - kf * 0.693359375f + kf * 2.12194440e-4f;
-	float p = 1.9875691500e-4f;
-	p = p * r + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	p = p * r * r + r + 1.0f;
-	float y = p * bitsf(((k >> 1) + 127) * (1 << 23)) * bitsf((k - (k >> 1) + 127) * (1 << 23));
-	int32_t yi = fbits(y) & ~under;
-	yi = (yi & ~over) | (0x7f800000 & over);
-	return bitsf((yi & ~nan) | (xi & nan));
-}
 
 static double prim_serial(enum prim p, const float *x, int64_t n, float m)
 {
@@ -651,62 +605,6 @@ static int arg_infer(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-/* Splits dims around axis: (O, R, I). */
-static void split_axis(const struct value *x, int axis, int64_t *O, int64_t *R, int64_t *I)
-{
-	*O = *I = 1;
-	for (int d = 0; d < axis; d++)
-		*O *= x->dims[d];
-	*R = x->dims[axis];
-	for (int d = axis + 1; d < x->rank; d++)
-		*I *= x->dims[d];
-}
-
-/* ArgMin is ArgMax of -x in float32, where negation is exact.  Indices stay int32 (R fits)
- * so that the select vectorises alongside the floats. */
-static void argmax_f32(const float *x, int64_t *y, int64_t O, int64_t R, int64_t I,
-		       float sign, int last)
-{
-	int64_t nch = (I + CHUNK - 1) / CHUNK, units = O * nch;
-
-#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN && units > 1)
-	for (int64_t u = 0; u < units; u++) {
-		int64_t o = u / nch, i0 = (u % nch) * CHUNK;
-		int64_t len = I - i0 < CHUNK ? I - i0 : CHUNK;
-		const float *xb = x + o * R * I + i0;
-		float best[CHUNK];
-		int32_t idx[CHUNK];
-		int64_t *yb = y + o * I + i0;
-
-		for (int64_t i = 0; i < len; i++) {
-			best[i] = sign * xb[i];
-			idx[i] = 0;
-		}
-		for (int64_t r = 1; r < R; r++) {
-			const float *xr = xb + r * I;
-			if (last) {
-#pragma omp simd
-				for (int64_t i = 0; i < len; i++) {
-					float v = sign * xr[i];
-					int32_t up = -(int32_t)(v >= best[i]);
-					best[i] = v >= best[i] ? v : best[i];
-					idx[i] = (idx[i] & ~up) | ((int32_t)r & up);
-				}
-			} else {
-#pragma omp simd
-				for (int64_t i = 0; i < len; i++) {
-					float v = sign * xr[i];
-					int32_t up = -(int32_t)(v > best[i]);
-					best[i] = v > best[i] ? v : best[i];
-					idx[i] = (idx[i] & ~up) | ((int32_t)r & up);
-				}
-			}
-		}
-		for (int64_t i = 0; i < len; i++)
-			yb[i] = idx[i];
-	}
-}
-
 static int arg_run_kind(struct node *n, int is_max, struct graft_err *err)
 {
 	const struct value *x = n->in[0];
@@ -767,277 +665,16 @@ static int argmin_run(struct node *n, struct graft_err *err)
 static const struct op_def op_argmax = {"ArgMax", arg_infer, argmax_run, NULL, 0, 0};
 static const struct op_def op_argmin = {"ArgMin", arg_infer, argmin_run, NULL, 0, 0};
 
-/* ---- Softmax, LogSoftmax, Hardmax ------------------------------------------------------- */
-
-/* Before opset 13 the input is coerced to 2-D at axis (default 1); since, the op works
- * along the one axis (default -1). */
-static int softmax_axis(const struct node *n, int rank)
-{
-	return norm_axis(attr_int(n, "axis", n->opset < 13 ? 1 : -1), rank);
-}
-
-static int softmax_infer(struct node *n, struct graft_err *err)
-{
-	const struct value *x;
-
-	if (n->n_in != 1 || !n->in[0] || n->n_out != 1 || !n->out[0])
-		return node_err(n, err, GRAFT_EFORMAT, "takes one input, gives one output");
-	x = n->in[0];
-	if (x->dtype != GRAFT_FLOAT)
-		return node_err(n, err, GRAFT_EUNSUPPORTED, "dtype %s is not supported",
-				dtype_label(x->dtype));
-	if (softmax_axis(n, x->rank) < 0)
-		return node_err(n, err, GRAFT_EFORMAT, "axis %lld is out of range for rank %d",
-				(long long)attr_int(n, "axis", n->opset < 13 ? 1 : -1), x->rank);
-	value_set(n->out[0], x->dtype, x->rank, x->dims);
-	return 0;
-}
-
-static void softmax_row(const float *x, float *y, int64_t n, int log_out)
-{
-	float m = -INFINITY, s = 0;
-
-#pragma omp simd reduction(max:m)
-	for (int64_t i = 0; i < n; i++)
-		m = x[i] > m ? x[i] : m;
-	if (log_out) {
-#pragma omp simd reduction(+:s)
-		for (int64_t i = 0; i < n; i++)
-			s += vexpf(x[i] - m);
-		float c = m + logf(s);
-#pragma omp simd
-		for (int64_t i = 0; i < n; i++)
-			y[i] = x[i] - c;
-	} else {
-#pragma omp simd reduction(+:s)
-		for (int64_t i = 0; i < n; i++) {
-			y[i] = vexpf(x[i] - m);
-			s += y[i];
-		}
-		float r = 1.0f / s;
-#pragma omp simd
-		for (int64_t i = 0; i < n; i++)
-			y[i] *= r;
-	}
-}
-
-/* Softmax along the middle axis of (O, R, I), CHUNK columns of I per task. */
-static void softmax_mid(const float *x, float *y, int64_t O, int64_t R, int64_t I, int log_out)
-{
-	int64_t nch = (I + CHUNK - 1) / CHUNK, units = O * nch;
-
-#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN && units > 1)
-	for (int64_t u = 0; u < units; u++) {
-		int64_t o = u / nch, i0 = (u % nch) * CHUNK;
-		int64_t len = I - i0 < CHUNK ? I - i0 : CHUNK;
-		const float *xb = x + o * R * I + i0;
-		float *yb = y + o * R * I + i0;
-		float m[CHUNK], s[CHUNK];
-
-		for (int64_t i = 0; i < len; i++) {
-			m[i] = xb[i];
-			s[i] = 0;
-		}
-		for (int64_t r = 1; r < R; r++)
-#pragma omp simd
-			for (int64_t i = 0; i < len; i++)
-				m[i] = xb[r * I + i] > m[i] ? xb[r * I + i] : m[i];
-		for (int64_t r = 0; r < R; r++) {
-			if (log_out) {
-#pragma omp simd
-				for (int64_t i = 0; i < len; i++)
-					s[i] += vexpf(xb[r * I + i] - m[i]);
-			} else {
-#pragma omp simd
-				for (int64_t i = 0; i < len; i++) {
-					yb[r * I + i] = vexpf(xb[r * I + i] - m[i]);
-					s[i] += yb[r * I + i];
-				}
-			}
-		}
-		for (int64_t i = 0; i < len; i++)
-			s[i] = log_out ? m[i] + logf(s[i]) : 1.0f / s[i];
-		for (int64_t r = 0; r < R; r++) {
-			if (log_out) {
-#pragma omp simd
-				for (int64_t i = 0; i < len; i++)
-					yb[r * I + i] = xb[r * I + i] - s[i];
-			} else {
-#pragma omp simd
-				for (int64_t i = 0; i < len; i++)
-					yb[r * I + i] *= s[i];
-			}
-		}
-	}
-}
-
-static int softmax_run_kind(struct node *n, int log_out)
-{
-	const struct value *x = n->in[0];
-	const float *xd = x->data;
-	float *yd = n->out[0]->data;
-	int axis = softmax_axis(n, x->rank);
-	int64_t O, R, I;
-
-	split_axis(x, axis, &O, &R, &I);
-	if (n->opset < 13) {
-		R *= I;
-		I = 1;
-	}
-	if (O * R * I == 0)
-		return 0;
-	if (I > 1) {
-		softmax_mid(xd, yd, O, R, I, log_out);
-		return 0;
-	}
-#pragma omp parallel for schedule(static) if (O * R > PAR_MIN && O > 1)
-	for (int64_t o = 0; o < O; o++)
-		softmax_row(xd + o * R, yd + o * R, R, log_out);
-	return 0;
-}
-
-static int softmax_run(struct node *n, struct graft_err *err)
-{
-	(void)err;
-	return softmax_run_kind(n, 0);
-}
-
-static int log_softmax_run(struct node *n, struct graft_err *err)
-{
-	(void)err;
-	return softmax_run_kind(n, 1);
-}
-
-/* Hardmax: 1 where the first maximum along the axis is, 0 elsewhere. */
-static int hardmax_run(struct node *n, struct graft_err *err)
-{
-	const struct value *x = n->in[0];
-	float *yd = n->out[0]->data;
-	int64_t O, R, I, *idx;
-
-	split_axis(x, softmax_axis(n, x->rank), &O, &R, &I);
-	if (n->opset < 13) {
-		R *= I;
-		I = 1;
-	}
-	/* The output is reused from run to run: clear last run's ones. */
-	memset(yd, 0, n->out[0]->nbytes);
-	if (O * R * I == 0)
-		return 0;
-	if (R > INT32_MAX)
-		return node_err(n, err, GRAFT_EUNSUPPORTED, "axis of %lld elements is too long",
-				(long long)R);
-	if (!(idx = malloc(sizeof(*idx) * (size_t)(O * I))))
-		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
-	argmax_f32(x->data, idx, O, R, I, 1.0f, 0);
-	for (int64_t o = 0; o < O; o++)
-		for (int64_t i = 0; i < I; i++)
-			yd[(o * R + idx[o * I + i]) * I + i] = 1.0f;
-	free(idx);
-	return 0;
-}
-
-static const struct op_def op_softmax = {"Softmax", softmax_infer, softmax_run, NULL, 0, 0};
-static const struct op_def op_log_softmax = {"LogSoftmax", softmax_infer, log_softmax_run, NULL,
-					     0, 0};
-static const struct op_def op_hardmax = {"Hardmax", softmax_infer, hardmax_run, NULL, 0, 0};
-
 const struct op_def *const ops_reduce[] = {
 	&op_reduce_sum, &op_reduce_mean, &op_reduce_max, &op_reduce_min, &op_reduce_prod,
 	&op_reduce_sum_square, &op_reduce_l1, &op_reduce_l2, &op_reduce_log_sum,
-	&op_reduce_log_sum_exp, &op_argmax, &op_argmin, &op_softmax, &op_log_softmax, &op_hardmax, NULL,
+	&op_reduce_log_sum_exp, &op_argmax, &op_argmin, NULL,
 };
 
 /* ---- backward ----------------------------------------------------------------------------
  *
- * Gradients are float32.  Softmax: dx = y * (dy - sum(dy * y)); LogSoftmax: dx = dy -
- * exp(y) * sum(dy), the sums along the axis (the middle of (O, R, I); before opset 13 the
- * whole 2-D row from axis on).  Reductions spread dy back over the reduced axes.
+ * Gradients are float32.  Reductions spread dy back over the reduced axes.
  */
-
-static int softmax_backward_kind(struct node *n, int log_out, struct graft_err *err)
-{
-	const struct value *x = n->in[0];
-	const float *Y = n->out[0]->data, *G = n->out[0]->grad->data;
-	float *D;
-	int64_t O, R, I;
-
-	(void)err;
-	if (!n->gin[0])
-		return 0;
-	D = n->gin[0]->data;
-	split_axis(x, softmax_axis(n, x->rank), &O, &R, &I);
-	if (n->opset < 13) {
-		R *= I;
-		I = 1;
-	}
-	if (O * R * I == 0)
-		return 0;
-	if (I == 1) {
-#pragma omp parallel for schedule(static) if (O * R > PAR_MIN && O > 1)
-		for (int64_t o = 0; o < O; o++) {
-			const float *y = Y + o * R, *g = G + o * R;
-			float *d = D + o * R;
-			double acc = 0;
-			if (log_out) {
-#pragma omp simd reduction(+:acc)
-				for (int64_t r = 0; r < R; r++)
-					acc += g[r];
-				float s = (float)acc;
-#pragma omp simd
-				for (int64_t r = 0; r < R; r++)
-					d[r] = g[r] - vexpf(y[r]) * s;
-			} else {
-#pragma omp simd reduction(+:acc)
-				for (int64_t r = 0; r < R; r++)
-					acc += (double)g[r] * y[r];
-				float s = (float)acc;
-#pragma omp simd
-				for (int64_t r = 0; r < R; r++)
-					d[r] = y[r] * (g[r] - s);
-			}
-		}
-		return 0;
-	}
-	/* along a middle axis: CHUNK columns of I per task, as the forward */
-	int64_t nch = (I + CHUNK - 1) / CHUNK, units = O * nch;
-#pragma omp parallel for schedule(static) if (O * R * I > PAR_MIN && units > 1)
-	for (int64_t u = 0; u < units; u++) {
-		int64_t o = u / nch, i0 = (u % nch) * CHUNK;
-		int64_t len = I - i0 < CHUNK ? I - i0 : CHUNK;
-		const float *y = Y + o * R * I + i0, *g = G + o * R * I + i0;
-		float *d = D + o * R * I + i0, s[CHUNK];
-
-		for (int64_t i = 0; i < len; i++)
-			s[i] = 0;
-		for (int64_t r = 0; r < R; r++)
-#pragma omp simd
-			for (int64_t i = 0; i < len; i++)
-				s[i] += log_out ? g[r * I + i] : g[r * I + i] * y[r * I + i];
-		for (int64_t r = 0; r < R; r++) {
-			if (log_out) {
-#pragma omp simd
-				for (int64_t i = 0; i < len; i++)
-					d[r * I + i] = g[r * I + i] - vexpf(y[r * I + i]) * s[i];
-			} else {
-#pragma omp simd
-				for (int64_t i = 0; i < len; i++)
-					d[r * I + i] = y[r * I + i] * (g[r * I + i] - s[i]);
-			}
-		}
-	}
-	return 0;
-}
-
-static int softmax_backward(struct node *n, struct graft_err *err)
-{
-	return softmax_backward_kind(n, 0, err);
-}
-
-static int log_softmax_backward(struct node *n, struct graft_err *err)
-{
-	return softmax_backward_kind(n, 1, err);
-}
 
 /* dx of each reduction from x, the output y and dy (g), both of the latter read at x's
  * reduced position; f is 1 / (elements reduced per output). */
@@ -1178,11 +815,8 @@ REDUCE_GRAD("ReduceL1", RED_L1, reduce_l1);
 REDUCE_GRAD("ReduceL2", RED_L2, reduce_l2);
 REDUCE_GRAD("ReduceLogSum", RED_LOGSUM, reduce_log_sum);
 REDUCE_GRAD("ReduceLogSumExp", RED_LOGSUMEXP, reduce_log_sum_exp);
-static const struct grad_def grad_softmax = {"Softmax", softmax_backward};
-static const struct grad_def grad_log_softmax = {"LogSoftmax", log_softmax_backward};
 
 const struct grad_def *const ops_reduce_grad[] = {
-	&grad_softmax, &grad_log_softmax, &grad_reduce_sum, &grad_reduce_mean,
-	&grad_reduce_sum_square, &grad_reduce_l1, &grad_reduce_l2, &grad_reduce_log_sum,
-	&grad_reduce_log_sum_exp, NULL,
+	&grad_reduce_sum, &grad_reduce_mean, &grad_reduce_sum_square, &grad_reduce_l1,
+	&grad_reduce_l2, &grad_reduce_log_sum, &grad_reduce_log_sum_exp, NULL,
 };

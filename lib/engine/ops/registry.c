@@ -8,11 +8,13 @@
 
 #include "ops.h"
 
-extern const struct op_def *const ops_eltwise[], *const ops_shape[], *const ops_reduce[],
+extern const struct op_def *const ops_eltwise[], *const ops_reshape[], *const ops_join[],
+	*const ops_index[], *const ops_constant[], *const ops_reduce[], *const ops_softmax[],
 	*const ops_norm[], *const ops_conv[], *const ops_gemm[], *const ops_pool[];
 
 static const struct op_def *const *const families[] = {
-	ops_eltwise, ops_shape, ops_reduce, ops_norm, ops_conv, ops_gemm, ops_pool,
+	ops_eltwise, ops_reshape, ops_join, ops_index, ops_constant, ops_reduce, ops_softmax,
+	ops_norm, ops_conv, ops_gemm, ops_pool,
 };
 
 #define MAX_OPS 256
@@ -38,13 +40,14 @@ const struct op_def *ops_find(const char *op_type)
 	return NULL;
 }
 
-extern const struct grad_def *const ops_eltwise_grad[], *const ops_shape_grad[],
-	*const ops_reduce_grad[], *const ops_norm_grad[], *const ops_conv_grad[],
+extern const struct grad_def *const ops_eltwise_grad[], *const ops_reshape_grad[],
+	*const ops_join_grad[], *const ops_index_grad[], *const ops_reduce_grad[],
+	*const ops_softmax_grad[], *const ops_norm_grad[], *const ops_conv_grad[],
 	*const ops_gemm_grad[], *const ops_pool_grad[];
 
 static const struct grad_def *const *const grad_families[] = {
-	ops_eltwise_grad, ops_shape_grad, ops_reduce_grad, ops_norm_grad, ops_conv_grad,
-	ops_gemm_grad, ops_pool_grad,
+	ops_eltwise_grad, ops_reshape_grad, ops_join_grad, ops_index_grad, ops_reduce_grad,
+	ops_softmax_grad, ops_norm_grad, ops_conv_grad, ops_gemm_grad, ops_pool_grad,
 };
 
 const struct grad_def *ops_find_grad(const char *op_type)
