@@ -3,6 +3,7 @@
  * emit, plan reuse for same shapes and replanning for new ones, input checks, the
  * error for an op graft does not run, and the memory a plan needs (graft_net_estimate).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "model/model.h"
+#include "engine/engine.h"
 #include "testmodel.h"
 
 /*
@@ -590,9 +591,39 @@ static void test_estimate_folds_shapes(void **state)
 	graft_model_free(m);
 }
 
+/* The registry's table holds every op of every family, and ops_all fills it once even
+ * when several threads ask at the same moment. */
+static void *list_ops(void *arg)
+{
+	(void)arg;
+	return (void *)ops_all();
+}
+
+static void test_registry_complete(void **state)
+{
+	pthread_t th[4];
+	void *seen[4];
+	size_t n = 0;
+	(void)state;
+
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, list_ops, NULL), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_join(th[i], &seen[i]), 0);
+	for (const struct op_def *const *o = ops_all(); *o; o++)
+		n++;
+	assert_int_equal(n, ops_family_total());
+	assert_true(n > 100);
+	for (int i = 0; i < 4; i++)
+		assert_ptr_equal(seen[i], ops_all());
+	assert_non_null(ops_find("Conv"));
+	assert_non_null(ops_find("Softmax"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_registry_complete),
 		cmocka_unit_test(test_shape_chain_is_folded),
 		cmocka_unit_test(test_input_checks),
 		cmocka_unit_test(test_unsupported_op_named),

@@ -190,6 +190,8 @@ enum op_flags {
 const struct op_def *ops_find(const char *op_type);
 /* Every op the executor supports, NULL-terminated (for --list-ops and docs/ops.md). */
 const struct op_def *const *ops_all(void);
+/* How many ops the families define (ops_all holds at most its room of them). */
+size_t ops_family_total(void);
 
 /* ---- helpers for kernels (ops_util.c) ---- */
 
@@ -208,7 +210,6 @@ void attr_string(const struct node *n, const char *name, const char *dflt, char 
 		 size_t size);
 /* Copies an ints attribute into v (at most max); returns its length, or -1 if absent. */
 long attr_ints(const struct node *n, const char *name, int64_t *v, size_t max);
-long attr_floats(const struct node *n, const char *name, float *v, size_t max);
 
 /* The dtype's name for messages: "float", "int64"..., or "?" for an unknown type. */
 const char *dtype_label(int dtype);

@@ -87,17 +87,6 @@ long attr_ints(const struct node *n, const char *name, int64_t *v, size_t max)
 	return (long)a->n_ints;
 }
 
-long attr_floats(const struct node *n, const char *name, float *v, size_t max)
-{
-	const Onnx__AttributeProto *a = attr_find(n, name);
-
-	if (!a)
-		return -1;
-	for (size_t i = 0; i < a->n_floats && i < max; i++)
-		v[i] = a->floats[i];
-	return (long)a->n_floats;
-}
-
 const char *dtype_label(int dtype)
 {
 	const char *s = graft_dtype_name(dtype);

@@ -4,6 +4,7 @@
  * ops it can differentiate, a NULL-terminated ops_<family>_grad[] array, and for the
  * ops whose kernels allocate buffers of their own (packed weights), ops_<family>_mem[].
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "ops.h"
@@ -17,19 +18,36 @@ static const struct op_def *const *const families[] = {
 	ops_norm, ops_conv, ops_gemm, ops_pool,
 };
 
+/* Room for every op of the families (test_net checks that they fit). */
 #define MAX_OPS 256
 static const struct op_def *all[MAX_OPS + 1];
+static pthread_once_t all_once = PTHREAD_ONCE_INIT;
 
+static void fill_all(void)
+{
+	size_t n = 0;
+
+	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++)
+		for (size_t i = 0; families[f][i] && n < MAX_OPS; i++)
+			all[n++] = families[f][i];
+	all[n] = NULL;
+}
+
+/* Filled once, under a once-guard: nets may be made from several threads at once. */
 const struct op_def *const *ops_all(void)
 {
-	if (!all[0]) {
-		size_t n = 0;
-		for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++)
-			for (size_t i = 0; families[f][i] && n < MAX_OPS; i++)
-				all[n++] = families[f][i];
-		all[n] = NULL;
-	}
+	pthread_once(&all_once, fill_all);
 	return all;
+}
+
+size_t ops_family_total(void)
+{
+	size_t n = 0;
+
+	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++)
+		for (size_t i = 0; families[f][i]; i++)
+			n++;
+	return n;
 }
 
 const struct op_def *ops_find(const char *op_type)
