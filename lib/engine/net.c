@@ -107,10 +107,28 @@ static int add_constants(struct graft_net *net, struct graft_err *err)
 	return 0;
 }
 
+/* Decodes node n's "value" tensor attribute into n->value, if it has one. */
+static int decode_value_attribute(struct node *n, struct graft_err *err)
+{
+	const Onnx__NodeProto *p = n->proto;
+
+	for (size_t i = 0; i < p->n_attribute; i++) {
+		const Onnx__AttributeProto *a = p->attribute[i];
+		if (!a->name || strcmp(a->name, "value") != 0 || !a->t)
+			continue;
+		if (onnx_tensor_decode(a->t, &n->value, err))
+			return graft_err_prefix(err, p->name && *p->name ? p->name
+						: p->n_output ? p->output[0] : "?");
+		return 0;
+	}
+	return 0;
+}
+
 static int add_nodes(struct graft_net *net, struct graft_err *err)
 {
 	const Onnx__GraphProto *g = net->model->proto->graph;
 	int64_t opset = proto_default_opset(net->model->proto);
+	int rc;
 
 	if (!(net->nodes = calloc(g->n_node + 1, sizeof(*net->nodes))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -127,7 +145,8 @@ static int add_nodes(struct graft_net *net, struct graft_err *err)
 		struct node *n = &net->nodes[net->n_nodes++];
 
 		n->proto = p;
-		n->model = net->model;
+		if ((rc = decode_value_attribute(n, err)))
+			return rc;
 		n->counters = &net->counters;
 		n->opset = opset;
 		n->op = is_default_domain(p->domain) ? ops_find(op) : NULL;
@@ -1288,6 +1307,7 @@ void graft_net_free(struct graft_net *net)
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		free(net->nodes[i].in);
 		free(net->nodes[i].out);
+		free(net->nodes[i].value.data);
 	}
 	free(net->nodes);
 	for (size_t i = 0; i < net->n_values; i++) {

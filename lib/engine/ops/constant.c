@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "ops.h"
-#include "format/format.h"     /* onnx_tensor_decode: Constant */
 
 /* ---- Shape, Size ------------------------------------------------------------------------ */
 
@@ -79,34 +78,16 @@ static int size_run(struct node *n, struct graft_err *err)
 
 /* ---- Constant, ConstantOfShape, Range ---------------------------------------------------- */
 
-/* The Constant's value as an array.  *owned: a.data was decoded and must be freed;
- * otherwise it borrows from the node's attributes or the model's tensors. */
-static int constant_value(const struct node *n, struct graft_array *a, int *owned,
-			  struct graft_err *err)
+/* The Constant's value as an array, borrowed from the node: the tensor the executor
+ * decoded (n->value), or an attribute's numbers.  (A Constant whose value the model
+ * stores in its tensor table is no node of the net: its output is that tensor.) */
+static int constant_value(const struct node *n, struct graft_array *a, struct graft_err *err)
 {
 	const Onnx__AttributeProto *at;
 
 	memset(a, 0, sizeof(*a));
-	*owned = 0;
-	if ((at = attr_find(n, "value")) && at->t) {
-		struct graft_err derr = {0};
-		if (!onnx_tensor_decode(at->t, a, &derr)) {
-			*owned = 1;
-			return 0;
-		}
-		/* A value whose payload the model moved into its tensor table. */
-		long i = n->model ? graft_model_find_tensor(n->model, n->out[0]->name) : -1;
-		if (i < 0)
-			return node_err(n, err, derr.code, "%s", derr.msg);
-		struct graft_tensor t;
-		graft_model_tensor(n->model, (size_t)i, &t);
-		if (t.rank > GRAFT_ARRAY_MAX_RANK)
-			return node_err(n, err, GRAFT_EUNSUPPORTED, "value has rank %d", t.rank);
-		a->dtype = t.dtype;
-		a->rank = t.rank;
-		memcpy(a->dims, t.dims, sizeof(a->dims[0]) * (size_t)t.rank);
-		a->data = (void *)t.data;
-		a->nbytes = t.nbytes;
+	if (n->value.dtype) {
+		*a = n->value;
 		return 0;
 	}
 	if ((at = attr_find(n, "value_float"))) {
@@ -142,54 +123,41 @@ static int constant_value(const struct node *n, struct graft_array *a, int *owne
 static int constant_infer(struct node *n, struct graft_err *err)
 {
 	struct graft_array a;
-	int owned, rc;
+	int rc;
 
-	if ((rc = want_io(n, err, 0, 0)) || (rc = constant_value(n, &a, &owned, err)))
+	if ((rc = want_io(n, err, 0, 0)) || (rc = constant_value(n, &a, err)))
 		return rc;
-	rc = set_out(n, n->out[0], a.dtype, a.rank, a.dims, err);
-	if (owned)
-		free(a.data);
-	return rc;
+	return set_out(n, n->out[0], a.dtype, a.rank, a.dims, err);
 }
 
 static int constant_run(struct node *n, struct graft_err *err)
 {
 	struct graft_array a;
-	int owned, rc;
+	int rc;
 
-	if ((rc = constant_value(n, &a, &owned, err)))
+	if ((rc = constant_value(n, &a, err)))
 		return rc;
 	if (a.nbytes != n->out[0]->nbytes)
-		rc = node_err(n, err, GRAFT_EFORMAT, "value changed size");
-	else
-		copy_bytes(n->out[0]->data, a.data, a.nbytes);
-	if (owned)
-		free(a.data);
-	return rc;
+		return node_err(n, err, GRAFT_EFORMAT, "value changed size");
+	copy_bytes(n->out[0]->data, a.data, a.nbytes);
+	return 0;
 }
 
 /* ConstantOfShape's fill element (16 bytes is enough for any fixed-size dtype). */
 static int fill_value(const struct node *n, int *dtype, unsigned char *elem,
 		      struct graft_err *err)
 {
-	const Onnx__AttributeProto *at = attr_find(n, "value");
-	struct graft_array a;
-	int rc;
+	const struct graft_array *a = &n->value;       /* decoded by the executor */
 
 	memset(elem, 0, 16);
 	*dtype = GRAFT_FLOAT;
-	if (!at || !at->t)
+	if (!a->dtype)
 		return 0;
-	struct graft_err derr = {0};
-	if ((rc = onnx_tensor_decode(at->t, &a, &derr)))
-		return node_err(n, err, rc, "value: %s", derr.msg);
-	if (a.nbytes != graft_dtype_size(a.dtype) || a.nbytes > 16)
-		rc = node_err(n, err, GRAFT_EFORMAT, "value must have exactly one element");
-	else
-		memcpy(elem, a.data, a.nbytes);
-	*dtype = a.dtype;
-	free(a.data);
-	return rc;
+	if (a->nbytes != graft_dtype_size(a->dtype) || a->nbytes > 16)
+		return node_err(n, err, GRAFT_EFORMAT, "value must have exactly one element");
+	memcpy(elem, a->data, a->nbytes);
+	*dtype = a->dtype;
+	return 0;
 }
 
 static int constant_of_shape_infer(struct node *n, struct graft_err *err)

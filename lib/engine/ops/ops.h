@@ -89,8 +89,10 @@ struct fused_act {
 
 struct node {
 	const Onnx__NodeProto *proto;   /* attributes, name, op_type: read-only */
-	const struct graft_model *model;/* the model the net was built from: read-only */
 	const struct op_def *op;
+	/* The node's "value" tensor attribute (Constant's, ConstantOfShape's), decoded by the
+	 * executor so that kernels need no ONNX decoder; data NULL when it has none. */
+	struct graft_array value;
 	int64_t opset;                  /* version of the node's domain in the model */
 	size_t n_in, n_out;
 	struct value **in;      /* (n_in) NULL for an omitted optional input */
