@@ -22,26 +22,45 @@
 
 #include "engine/engine.h"
 
-int autograd_region(const struct node *n)
+/* A model tensor that a training net keeps its own copy of. */
+struct tracked {
+	struct value *v;        /* VALUE_PARAM or VALUE_STATE */
+	const char *name;       /* the model's name for it (borrowed from the model) */
+};
+
+struct pooled;
+
+/* A training net's state, which the executor reaches only through autograd_hooks. */
+struct autograd {
+	struct tracked *tracked;        /* parameters and state, in model order */
+	size_t n_tracked, cap_tracked;
+	size_t *trains;                 /* nodes that run differently in training */
+	size_t n_trains, cap_trains;
+	int training;                   /* current mode (graft_net_set_training) */
+	struct pooled *pool;            /* gradient buffers, shared by lifetime */
+	size_t n_pool, cap_pool;
+	struct value **boundary;        /* what the backward region reads from the frozen part */
+	size_t n_boundary;
+	struct graft_rng rng;           /* Dropout masks */
+};
+
+struct graft_rng *autograd_rng(struct graft_net *net)
 {
-	for (size_t k = 0; k < n->n_in; k++)
-		if (n->in[k] && (n->in[k]->flags & VALUE_DIFF))
-			return 1;
-	return 0;
+	return &net->ag->rng;
 }
 
 static int track(struct graft_net *net, struct value *v, const char *name,
 		 struct graft_err *err)
 {
-	struct tracked *t = array_grow(net->tracked, &net->cap_tracked, net->n_tracked,
+	struct tracked *t = array_grow(net->ag->tracked, &net->ag->cap_tracked, net->ag->n_tracked,
 				       sizeof(*t));
 
 	if (!t)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	net->tracked = t;
-	t[net->n_tracked].v = v;
-	t[net->n_tracked].name = name;
-	net->n_tracked++;
+	net->ag->tracked = t;
+	t[net->ag->n_tracked].v = v;
+	t[net->ag->n_tracked].name = name;
+	net->ag->n_tracked++;
 	return 0;
 }
 
@@ -207,12 +226,12 @@ static int bn_state(struct graft_net *net, const struct graph_index *gi, struct 
 
 static int add_training_node(struct graft_net *net, size_t i, struct graft_err *err)
 {
-	size_t *t = array_grow(net->trains, &net->cap_trains, net->n_trains, sizeof(*t));
+	size_t *t = array_grow(net->ag->trains, &net->ag->cap_trains, net->ag->n_trains, sizeof(*t));
 
 	if (!t)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	net->trains = t;
-	t[net->n_trains++] = i;
+	net->ag->trains = t;
+	t[net->ag->n_trains++] = i;
 	net->nodes[i].training = 1;
 	return 0;
 }
@@ -225,7 +244,7 @@ static int mark_training_nodes(struct graft_net *net, const struct graph_index *
 
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *n = &net->nodes[i];
-		n->rng = &net->rng;
+		n->rng = &net->ag->rng;
 		if (strcmp(n->op->name, "BatchNormalization") == 0 && !net->opts.bn_frozen &&
 		    n->n_in == 5 && ((n->in[1] && (n->in[1]->flags & VALUE_PARAM)) ||
 				     (n->in[2] && (n->in[2]->flags & VALUE_PARAM)))) {
@@ -275,14 +294,14 @@ static void mark_inplace(struct graft_net *net, const struct graph_index *gi)
 	}
 }
 
-int autograd_build(struct graft_net *net, struct graft_err *err)
+static int build(struct graft_net *net, struct graft_err *err)
 {
 	int rc;
 
-	if (!net->opts.training)
-		return 0;
-	graft_rng_seed(&net->rng, net->opts.seed);
-	net->training = 1;
+	if (!(net->ag = calloc(1, sizeof(*net->ag))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	graft_rng_seed(&net->ag->rng, net->opts.seed);
+	net->ag->training = 1;
 	if ((rc = copy_parameters(net, err)))
 		return rc;
 	mark_region(net);
@@ -514,27 +533,27 @@ static int plan_buffers(struct graft_net *net, struct graft_err *err)
 	for (size_t i = 0; i < n; i++) {
 		size_t need = iv[i].g->nbytes ? iv[i].g->nbytes : 1;
 		long best = -1;
-		for (size_t b = 0; b < net->n_pool; b++) {
-			struct pooled *p = &net->pool[b];
+		for (size_t b = 0; b < net->ag->n_pool; b++) {
+			struct pooled *p = &net->ag->pool[b];
 			if (p->free_after < iv[i].birth && p->size >= need &&
-			    (best < 0 || p->size < net->pool[best].size))
+			    (best < 0 || p->size < net->ag->pool[best].size))
 				best = (long)b;
 		}
 		if (best < 0) {
-			struct pooled *p = array_grow(net->pool, &net->cap_pool, net->n_pool,
+			struct pooled *p = array_grow(net->ag->pool, &net->ag->cap_pool, net->ag->n_pool,
 						      sizeof(*p));
-			if (!p || !(p[net->n_pool].data = malloc(need))) {
+			if (!p || !(p[net->ag->n_pool].data = malloc(need))) {
 				if (p)
-					net->pool = p;
+					net->ag->pool = p;
 				free(iv);
 				return graft_err_set(err, GRAFT_ENOMEM, "out of memory for gradients");
 			}
-			net->pool = p;
-			p[net->n_pool].size = need;
-			best = (long)net->n_pool++;
+			net->ag->pool = p;
+			p[net->ag->n_pool].size = need;
+			best = (long)net->ag->n_pool++;
 		}
-		net->pool[best].free_after = iv[i].death;
-		iv[i].g->data = net->pool[best].data;
+		net->ag->pool[best].free_after = iv[i].death;
+		iv[i].g->data = net->ag->pool[best].data;
 	}
 	free(iv);
 	return 0;
@@ -546,9 +565,9 @@ static int plan_boundary(struct graft_net *net, struct graft_err *err)
 {
 	char *seen = calloc(net->n_values + 1, 1);       /* by value index */
 
-	free(net->boundary);
-	net->n_boundary = 0;
-	if (!seen || !(net->boundary = calloc(net->n_values + 1, sizeof(*net->boundary)))) {
+	free(net->ag->boundary);
+	net->ag->n_boundary = 0;
+	if (!seen || !(net->ag->boundary = calloc(net->n_values + 1, sizeof(*net->ag->boundary)))) {
 		free(seen);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
@@ -563,7 +582,7 @@ static int plan_boundary(struct graft_net *net, struct graft_err *err)
 				continue;
 			if ((i = strmap_get(&net->by_name, v->name)) >= 0 && !seen[i]) {
 				seen[i] = 1;
-				net->boundary[net->n_boundary++] = v;
+				net->ag->boundary[net->ag->n_boundary++] = v;
 			}
 		}
 	}
@@ -571,7 +590,7 @@ static int plan_boundary(struct graft_net *net, struct graft_err *err)
 	return 0;
 }
 
-int autograd_plan(struct graft_net *net, struct graft_err *err)
+static int plan(struct graft_net *net, struct graft_err *err)
 {
 	int rc;
 
@@ -594,8 +613,10 @@ int autograd_plan(struct graft_net *net, struct graft_err *err)
 	return plan_buffers(net, err);
 }
 
-void autograd_unplan(struct graft_net *net)
+static void unplan(struct graft_net *net)
 {
+	if (!net->ag)           /* build never ran: nothing planned */
+		return;
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *n = &net->nodes[i];
 		if (n->gin) {
@@ -611,30 +632,49 @@ void autograd_unplan(struct graft_net *net)
 		grad_value_free(net->values[i]->grad);
 		net->values[i]->grad = NULL;
 	}
-	for (size_t b = 0; b < net->n_pool; b++)
-		free(net->pool[b].data);
-	free(net->pool);
-	net->pool = NULL;
-	net->n_pool = net->cap_pool = 0;
+	for (size_t b = 0; b < net->ag->n_pool; b++)
+		free(net->ag->pool[b].data);
+	free(net->ag->pool);
+	net->ag->pool = NULL;
+	net->ag->n_pool = net->ag->cap_pool = 0;
 }
 
-void autograd_free(struct graft_net *net)
+static void release(struct graft_net *net)
 {
-	free(net->boundary);
-	free(net->tracked);
-	free(net->trains);
+	if (!net->ag)
+		return;
+	free(net->ag->boundary);
+	free(net->ag->tracked);
+	free(net->ag->trains);
+	free(net->ag);
+	net->ag = NULL;
 }
+
+static uint64_t gradient_bytes(const struct graft_net *net)
+{
+	uint64_t bytes = 0;
+
+	for (size_t t = 0; net->ag && t < net->ag->n_tracked; t++)
+		if (net->ag->tracked[t].v->flags & VALUE_PARAM)
+			bytes += net->ag->tracked[t].v->nbytes;
+	return bytes;
+}
+
+const struct net_hooks autograd_hooks = {
+	.build = build, .plan = plan, .unplan = unplan, .gradient_bytes = gradient_bytes,
+	.release = release,
+};
 
 /* ---- running --------------------------------------------------------------------------- */
 
 void graft_net_set_training(struct graft_net *net, int on)
 {
 	on = on != 0;
-	if (!net->opts.training || net->training == on)
+	if (!net->ag || net->ag->training == on)
 		return;
-	net->training = on;
-	for (size_t i = 0; i < net->n_trains; i++) {
-		struct node *n = &net->nodes[net->trains[i]];
+	net->ag->training = on;
+	for (size_t i = 0; i < net->ag->n_trains; i++) {
+		struct node *n = &net->nodes[net->ag->trains[i]];
 		n->training = on;
 		if (n->op->release && n->priv)
 			n->op->release(n);      /* kernels build per mode */
@@ -719,7 +759,7 @@ int graft_net_backward(struct graft_net *net, const struct graft_array *out_grad
 {
 	int rc;
 
-	if (!net->opts.training || !net->planned)
+	if (!net->ag || !net->planned)
 		return graft_err_set(err, GRAFT_EINVAL, "backward needs a training net after a run");
 	clear_ready(net);
 	if ((rc = seed_outputs(net, out_grads, n, err)))
@@ -739,14 +779,14 @@ int graft_net_backward(struct graft_net *net, const struct graft_array *out_grad
 
 size_t graft_net_tensor_count(const struct graft_net *net)
 {
-	return net->n_tracked;
+	return net->ag ? net->ag->n_tracked : 0;
 }
 
 void graft_net_tensor(const struct graft_net *net, size_t i, struct graft_net_tensor *t)
 {
-	const struct value *v = net->tracked[i].v;
+	const struct value *v = net->ag->tracked[i].v;
 
-	t->name = net->tracked[i].name;
+	t->name = net->ag->tracked[i].name;
 	t->is_param = (v->flags & VALUE_PARAM) != 0;
 	t->rank = v->rank;
 	t->dims = v->dims;
@@ -776,16 +816,16 @@ int graft_net_input_grad(const struct graft_net *net, size_t i, struct graft_arr
 
 size_t graft_net_boundary_count(const struct graft_net *net)
 {
-	return net->planned ? net->n_boundary : 0;
+	return net->planned && net->ag ? net->ag->n_boundary : 0;
 }
 
 int graft_net_boundary(const struct graft_net *net, size_t i, struct graft_array *view)
 {
 	const struct value *v;
 
-	if (!net->planned || i >= net->n_boundary)
+	if (!net->planned || !net->ag || i >= net->ag->n_boundary)
 		return -1;
-	v = net->boundary[i];
+	v = net->ag->boundary[i];
 	memset(view, 0, sizeof(*view));
 	view->name = v->name;
 	view->dtype = v->dtype;

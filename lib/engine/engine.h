@@ -7,13 +7,24 @@
 
 #include "engine/ops/ops.h"
 
-/* A model tensor that a training net keeps its own copy of. */
-struct pooled;
+/* A training net's state: autograd.c's, opaque to the executor (NULL for inference). */
+struct autograd;
 
-struct tracked {
-	struct value *v;        /* VALUE_PARAM or VALUE_STATE */
-	const char *name;       /* the model's name for it (borrowed from the model) */
+/* What a training net adds to the executor: autograd.c supplies these (autograd_hooks)
+ * and net.c calls them at fixed points of a net's life, knowing nothing else of
+ * training; an inference net has none. */
+struct net_hooks {
+	/* After the nodes are added, before fusion (which leaves the region alone). */
+	int (*build)(struct graft_net *net, struct graft_err *err);
+	/* At the end of each plan; unplan undoes it. */
+	int (*plan)(struct graft_net *net, struct graft_err *err);
+	void (*unplan)(struct graft_net *net);
+	/* Bytes of the gradients a plan keeps besides the activations (graft_net_estimate). */
+	uint64_t (*gradient_bytes)(const struct graft_net *net);
+	/* Frees what build made. */
+	void (*release)(struct graft_net *net);
 };
+extern const struct net_hooks autograd_hooks;
 
 struct graft_net {
 	const struct graft_model *model;
@@ -36,37 +47,30 @@ struct graft_net {
 	double *profile_s;              /* opts.profile: seconds spent per node */
 	int64_t *profile_runs;          /* opts.profile: times each node ran */
 
-	/* Training nets (lib/engine/autograd.c). */
 	struct graft_net_opts opts;
-	struct tracked *tracked;        /* parameters and state, in model order */
-	size_t n_tracked, cap_tracked;
-	size_t *trains;                 /* nodes that run differently in training */
-	size_t n_trains, cap_trains;
-	int training;                   /* current mode (graft_net_set_training) */
-	struct pooled *pool;            /* gradient buffers, shared by lifetime */
-	size_t n_pool, cap_pool;
-	struct value **boundary;        /* what the backward region reads from the frozen part */
-	size_t n_boundary;
-	struct graft_rng rng;
+	/* Training nets (lib/engine/autograd.c): */
+	const struct net_hooks *hooks;  /* NULL for inference */
+	struct autograd *ag;            /* owned by autograd.c */
 };
 
-/* ---- net.c ---- */
+/* ---- values.c ---- */
+/* The value named name, added (empty) when the net has none yet; NULL with err set when
+ * memory runs out. */
 struct value *net_value_get_or_add(struct graft_net *net, const char *name,
 				   struct graft_err *err);
 
 /* ---- autograd.c ---- */
-/* After the nodes are added: copies trainable parameters, marks the VALUE_DIFF region,
- * gives training-mode BatchNormalization its own running statistics.  Before fusion,
- * which leaves that region alone. */
-int autograd_build(struct graft_net *net, struct graft_err *err);
-/* At the end of a plan: gradient buffers and the nodes backward runs. */
-int autograd_plan(struct graft_net *net, struct graft_err *err);
-/* Frees what autograd_plan made (on unplan). */
-void autograd_unplan(struct graft_net *net);
-/* Frees what autograd_build made. */
-void autograd_free(struct graft_net *net);
-/* 1 when a node lies in the backward region (training nets): no fusion there. */
-int autograd_region(const struct node *n);
+/* 1 when a node lies in the backward region of a training net (it reads a value computed
+ * from a trainable parameter): no fusion or blocked layout there. */
+static inline int autograd_region(const struct node *n)
+{
+	for (size_t k = 0; k < n->n_in; k++)
+		if (n->in[k] && (n->in[k]->flags & VALUE_DIFF))
+			return 1;
+	return 0;
+}
+/* The generator of a training net's Dropout masks (tests set it to replay a run). */
+struct graft_rng *autograd_rng(struct graft_net *net);
 
 /* ---- probe.c ---- */
 /* A net of m with no fusion (every value keeps its shape, graft_net_value_shape) after

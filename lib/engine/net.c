@@ -17,36 +17,7 @@
 #include "format/format.h"     /* onnx_tensor_decode */
 #include "engine/ops/dnnl_util.h"
 
-
-
 /* ---- building -------------------------------------------------------------------------- */
-
-struct value *net_value_get_or_add(struct graft_net *net, const char *name,
-				   struct graft_err *err)
-{
-	long i = strmap_get(&net->by_name, name);
-	struct value *v;
-
-	if (i >= 0)
-		return net->values[i];
-	struct value **vs = array_grow(net->values, &net->cap_values, net->n_values,
-				       sizeof(*vs));
-	if (!vs)
-		goto nomem;
-	net->values = vs;
-	if (!(v = calloc(1, sizeof(*v))) || !(v->name = strdup(name))) {
-		free(v);
-		goto nomem;
-	}
-	net->values[net->n_values] = v;
-	if (strmap_put(&net->by_name, v->name, (long)net->n_values) == -2)
-		goto nomem;
-	net->n_values++;
-	return v;
-nomem:
-	graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	return NULL;
-}
 
 /* A constant whose bytes the model stores: the value borrows them. */
 static void borrow_tensor(struct value *v, const struct tensor_rec *t)
@@ -818,9 +789,10 @@ int graft_net_new_opts(struct graft_net **out, const struct graft_model *m,
 	net->model = m;
 	if (opts)
 		net->opts = *opts;
+	net->hooks = net->opts.training ? &autograd_hooks : NULL;
 	if ((rc = add_constants(net, err)) || (rc = add_inputs_outputs(net, err)) ||
 	    (rc = add_nodes(net, err)) || (rc = bind_outputs(net, err)) ||
-	    (rc = autograd_build(net, err)) || (rc = fuse(net, err))) {
+	    (net->hooks && (rc = net->hooks->build(net, err))) || (rc = fuse(net, err))) {
 		graft_net_free(net);
 		return rc;
 	}
@@ -844,7 +816,8 @@ int graft_net_new_opts(struct graft_net **out, const struct graft_model *m,
 /* Forgets a plan: kernel state, and data computed or allocated for it. */
 static void unplan(struct graft_net *net)
 {
-	autograd_unplan(net);
+	if (net->hooks)
+		net->hooks->unplan(net);
 	/* An in-place output holds its input's buffer, freed with the input. */
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *n = &net->nodes[i];
@@ -1092,9 +1065,8 @@ static int plan_memory(const struct graft_net *net, struct graft_net_memory *mem
 			mem->copies += v->nbytes;
 		}
 	}
-	for (size_t t = 0; net->opts.training && t < net->n_tracked; t++)
-		if (net->tracked[t].v->flags & VALUE_PARAM)
-			mem->gradients += net->tracked[t].v->nbytes;
+	if (net->hooks)
+		mem->gradients = net->hooks->gradient_bytes(net);
 	free(seen);
 	mem->total = mem->weights + mem->copies + mem->activations + mem->gradients;
 	return 0;
@@ -1109,7 +1081,7 @@ static int plan(struct graft_net *net, const struct graft_array *inputs, struct 
 	for (size_t r = 0; r < net->n_run; r++)
 		if ((rc = alloc_outputs(&net->nodes[net->run_list[r]], err)))
 			return rc;
-	if (net->opts.training && (rc = autograd_plan(net, err)))
+	if (net->hooks && (rc = net->hooks->plan(net, err)))
 		return rc;
 	net->planned = 1;
 	return 0;
@@ -1325,7 +1297,8 @@ void graft_net_free(struct graft_net *net)
 	free(net->run_list);
 	free(net->planned_shape);
 	free(net->planned_bytes);
-	autograd_free(net);
+	if (net->hooks)
+		net->hooks->release(net);
 	free(net);
 }
 

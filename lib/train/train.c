@@ -837,8 +837,8 @@ int graft_trainer_save(struct graft_trainer *t, struct graft_model *m, struct gr
 		}
 	}
 	if ((rc = put_state(m, STATE_STEP, GRAFT_INT64, 1, &one, &step, sizeof(step), err)) ||
-	    (rc = put_state(m, STATE_RNG, GRAFT_INT64, 1, &four, t->net->rng.s,
-			    sizeof(t->net->rng.s), err)))
+	    (rc = put_state(m, STATE_RNG, GRAFT_INT64, 1, &four, autograd_rng(t->net)->s,
+			    sizeof(autograd_rng(t->net)->s), err)))
 		return rc;
 	return graft_model_set_metadata(m, "graft.optimizer", graft_optim_name(t->o.optim.kind),
 					err);
@@ -860,7 +860,7 @@ int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
 {
 	char name[600];
 	const int64_t *step = state_data(ck, STATE_STEP, sizeof(int64_t));
-	const void *rng = state_data(ck, STATE_RNG, sizeof(t->net->rng.s));
+	const void *rng = state_data(ck, STATE_RNG, sizeof(autograd_rng(t->net)->s));
 	const char *opt = NULL;
 
 	for (size_t i = 0; i < ck->proto->n_metadata_props; i++)
@@ -902,7 +902,7 @@ int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
 		}
 	}
 	graft_optim_restore(t->optim, *step, *step > 0);
-	memcpy(t->net->rng.s, rng, sizeof(t->net->rng.s));
+	memcpy(autograd_rng(t->net)->s, rng, sizeof(autograd_rng(t->net)->s));
 	t->step = *step;
 	return 0;
 }

@@ -11,7 +11,8 @@ A file of lib/ includes headers from its own layer and the layers below, never f
 one above; graft.h (the public header, at lib/) and system headers are open to all;
 tools include graft.h and tools/ headers only.  Prints every include with its verdict
 grouped by layer (the allowed ones counted), then each upward one, and fails if there is
-one.  Usage: layers.py SRCDIR
+one.  With --objects LIBDIR (the build's lib/), also the calls: no layer's static library
+uses a symbol a layer above defines.  Usage: layers.py [--self-test] [--objects LIBDIR] SRCDIR
 """
 import os
 import re
@@ -44,7 +45,36 @@ def resolve(src, path, inc):
     return None
 
 
+def symbol_check(libdir):
+    """Calls across layers, as the linker sees them: no layer's static library
+    (libgraft-LAYER.a in libdir) uses a symbol that a layer above it defines.  Returns
+    the failures; prints what it checked."""
+    import subprocess
+
+    def nm(layer, *flags):
+        out = subprocess.run(["nm", *flags, os.path.join(libdir, f"libgraft-{layer}.a")],
+                             capture_output=True, text=True, check=True).stdout
+        return out.split("\n")
+
+    undefined = {l: {ln.split()[-1] for ln in nm(l, "-u") if ln.strip().startswith("U ")}
+                 for l in LAYERS}
+    defined = {l: {ln.split()[2] for ln in nm(l, "--defined-only")
+                   if len(ln.split()) == 3 and ln.split()[1] in "TDBR"} for l in LAYERS}
+    bad = []
+    for i, low in enumerate(LAYERS):
+        for high in LAYERS[i + 1:]:
+            for sym in sorted(undefined[low] & defined[high]):
+                bad.append(f"libgraft-{low}.a uses {sym}, which {high} defines")
+    print(f"  symbols: {sum(len(u) for u in undefined.values())} undefined references "
+          f"of the {len(LAYERS)} layer libraries checked")
+    return bad
+
+
 def main():
+    libdir = None
+    if len(sys.argv) > 2 and sys.argv[1] == "--objects":
+        libdir = sys.argv[2]
+        sys.argv[1:3] = []
     src = sys.argv[1] if len(sys.argv) > 1 else "."
     files = []
     for top in ("lib", "tools"):
@@ -89,9 +119,12 @@ def main():
         print(f"FAIL: {u}")
     for h in hidden:
         print(f"FAIL: {h} (the library reads no environment, prints nothing, never exits)")
+    calls = symbol_check(libdir) if libdir else []
+    for c in calls:
+        print(f"FAIL: {c} (a call from a layer to one above)")
     print(f"{len(upward)} upward includes, {len(unknown)} files outside the layers, "
           f"{len(hidden)} calls to getenv, printing or exit in lib/")
-    return 1 if upward or unknown or hidden else 0
+    return 1 if upward or unknown or hidden or calls else 0
 
 
 def self_test():

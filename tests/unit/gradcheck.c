@@ -52,7 +52,7 @@ static double loss(struct check *c)
 	struct graft_err err = {0};
 	double l = 0;
 
-	c->net->rng = c->rng0;
+	*autograd_rng(c->net) = c->rng0;
 	if (graft_net_run(c->net, c->in, c->n_in, &err))
 		fail_msg("run: %s", err.msg);
 	for (size_t o = 0; o < graft_net_output_count(c->net); o++) {
@@ -113,7 +113,7 @@ int gradcheck(Onnx__ModelProto *mp, const struct graft_array *inputs, size_t n_i
 		fail_msg("%s", err.msg);
 	if (o.eval)
 		graft_net_set_training(c.net, 0);
-	c.rng0 = c.net->rng;
+	c.rng0 = *autograd_rng(c.net);
 	c.n_in = n_inputs;
 	c.in = calloc(n_inputs + 1, sizeof(*c.in));
 	for (size_t i = 0; i < n_inputs; i++) {
