@@ -56,23 +56,29 @@ check "resumed to 30" graft-train "$model" $common --steps 30 --resume part.graf
 check "resumed weights equal straight ones" sh -c \
 	"graft-export straight.graft -o s.onnx && graft-export resumed.graft -o r.onnx && cmp -s s.onnx r.onnx"
 
-# SIGINT in the middle of a longer run (checkpoints every 5 steps): exit 130 once the
-# step in progress is done, the checkpoint then holds that step, and resuming reaches
-# the same weights as a straight run of the same length.
-long="--steps 400 --batch 16 --optimizer adam --lr 0.002 --augment flip,crop --seed 7 -q --data train.graft"
-check "straight 400 steps" graft-train "$model" $long -o straight400.graft
-graft-train "$model" $long --checkpoint ck.graft --checkpoint-every 5 -o never.graft &
+# SIGINT in the middle of a run (checkpoints every 5 steps): exit 130 once the step in
+# progress is done, the checkpoint then holds that step k, and resuming it to k + 25
+# reaches the same weights as a straight run of k + 25 steps.  The interrupted run is
+# far too long to end by itself, so the signal lands mid-run however fast the machine
+# (the schedule is constant, so the planned length changes no step).
+long="--batch 16 --optimizer adam --lr 0.002 --augment flip,crop --seed 7 -q --data train.graft"
+graft-train "$model" $long --steps 1000000 --checkpoint ck.graft --checkpoint-every 5 \
+	-o never.graft &
 pid=$!
-for _ in $(seq 1 400); do [ -s ck.graft ] && break; sleep 0.01; done
-sleep 0.2
+for _ in $(seq 1 6000); do [ -s ck.graft ] && break; sleep 0.01; done
 kill -INT $pid
 wait $pid
 rc=$?
 if [ $rc -eq 130 ]; then ok; else bad "SIGINT: exit $rc, wanted 130"; fi
 check "no output after the interrupt" test ! -e never.graft
-check "resumed after SIGINT" graft-train "$model" $long --resume ck.graft -o after.graft
+k=$(tar -xOf ck.graft manifest | awk '$3 == "graft.train/step" { print $2 }' |
+	xargs -I{} tar -xOf ck.graft {} | od -An -t d8 | tr -d ' ')
+echo "interrupted after step $k"
+check "straight $((k + 25)) steps" graft-train "$model" $long --steps $((k + 25)) -o straight-k.graft
+check "resumed after SIGINT" graft-train "$model" $long --steps $((k + 25)) --resume ck.graft \
+	-o after.graft
 check "weights after SIGINT + resume equal straight ones" sh -c \
-	"graft-export straight400.graft -o s400.onnx && graft-export after.graft -o after.onnx && cmp -s s400.onnx after.onnx"
+	"graft-export straight-k.graft -o sk.onnx && graft-export after.graft -o after.onnx && cmp -s sk.onnx after.onnx"
 check "no temporary files left" sh -c "! ls -a | grep -q '\.tmp'"
 
 # Divergence: the step is named, nothing is written, the checkpoint stays as it was.

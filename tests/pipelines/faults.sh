@@ -7,7 +7,7 @@
 #     old output stays as it was, and no temporary file is left.
 #  2. Pipes: a reader that goes away ends the writer (SIGPIPE, or exit 1) without hanging
 #     or leaving files; a writer killed mid-stream gives "truncated" and no output.
-#  3. kill -9 of graft-train at seeded random moments (checkpoints every 5 steps), each
+#  3. kill -9 of graft-train once seeded steps are reached (checkpoints every 5 steps), each
 #     time resumed from the checkpoint: it always loads, the chain reaches the planned
 #     end, and the result equals an uninterrupted run bit for bit.
 #  4. A checkpoint write interrupted (kill -9 while a 4 MiB checkpoint is written; a
@@ -246,18 +246,25 @@ step() {
 steps=2000
 train=(--data d.graft --batch 16 --optimizer adam --lr 0.002 --augment flip,crop --seed 7 -q
        --steps $steps --checkpoint-every 5)
-t0=$(date +%s%N)
 check "uninterrupted run" graft-train cnn.onnx "${train[@]}" --checkpoint straight.ck -o straight.graft
-span=$((($(date +%s%N) - t0) / 1000000))        # ms: the 5 kills land within its first 90%
 check "uninterrupted: exported" graft-export straight.graft -o straight.onnx
+# Each kill lands once the run's checkpoint has reached a seeded step (the 5 of them
+# within the run's first 80%), a few milliseconds later at random: by progress, not by
+# the clock, so that a faster or slower machine than the one that wrote this changes
+# only where in a step the kill lands, never whether it does.
 RANDOM=20240611
-kills=0 p="" last=-1 trail="" rc=0
+kills=0 p="" last=-1 trail="" rc=0 target=0
 for i in 1 2 3 4 5; do
-	delay=$((span * (40 + RANDOM % 140) / 1000))   # 4% to 18% of a whole run, in ms
+	target=$((target + 5 * (10 + RANDOM % 50)))       # 50 to 295 steps further on
 	resume=(); [ -e ck.graft ] && resume=(--resume ck.graft)
 	graft-train cnn.onnx "${train[@]}" "${resume[@]}" --checkpoint ck.graft -o chain.graft &
 	pid=$!
-	sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
+	while kill -0 $pid 2>/dev/null; do
+		k=$(step ck.graft 2>/dev/null)
+		[ -n "$k" ] && [ "$k" -ge $target ] && break
+		sleep 0.01
+	done
+	sleep "0.0$((RANDOM % 10))"
 	kill -9 $pid 2>/dev/null
 	{ wait $pid; } 2>/dev/null     # no "Killed" note
 	rc=$?
@@ -270,9 +277,9 @@ for i in 1 2 3 4 5; do
 		[ -n "$k" ] && [ "$k" -ge "$last" ] && [ $((k % 5)) -eq 0 ] ||
 			p="$p checkpoint step '$k' after $last;"
 		last=$k
-		trail="$trail ${delay}ms:step$k"
+		trail="$trail ${target}:$k"
 	else
-		trail="$trail ${delay}ms:none"
+		trail="$trail ${target}:none"
 	fi
 	# The temporary file has no name until its commit (O_TMPFILE), but for the moment
 	# of the rename that replaces the old checkpoint: a kill there leaves the name, which
@@ -289,7 +296,7 @@ graft-export chain.graft -o chain.onnx 2>err.txt || p="$p final model does not e
 cmp -s chain.onnx straight.onnx || p="$p resumed model differs from the uninterrupted one;"
 [ "$(step ck.graft)" = $steps ] || p="$p final checkpoint at step $(step ck.graft);"
 [ -z "$(temps .)" ] || p="$p left after the final run: $(temps .);"
-verdict "kill -9 x$kills + --resume" "graft-train (${span} ms run, kills at$trail)" \
+verdict "kill -9 x$kills + --resume" "graft-train ($steps steps, kills past step:checkpoint at$trail)" \
 	"checkpoint loads each time; final = uninterrupted (cmp of graft-export); $orphans orphaned names, all removed by the next writer" "$p"
 
 # ---- 4. an interrupted checkpoint write never replaces the previous one ------------------------
