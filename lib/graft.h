@@ -808,6 +808,9 @@ double graft_now(void);
 
 /* Reads all of fd into a new buffer (free it with free()).  Used for pipes. */
 int graft_read_fd(int fd, void **buf, size_t *len, struct graft_err *err);
+/* The same, refusing (GRAFT_EUNSUPPORTED, "larger than N MiB") an input of more than max
+ * bytes once byte max + 1 arrives: for inputs that are text, never large. */
+int graft_read_fd_max(int fd, size_t max, void **buf, size_t *len, struct graft_err *err);
 
 /* Writes all len bytes, retrying short writes and EINTR. */
 int graft_write_all(int fd, const void *buf, size_t len, struct graft_err *err);

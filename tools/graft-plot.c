@@ -70,37 +70,16 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 /* Reads the log at path ("-": stdin) into a new buffer, or dies naming name. */
 static char *read_log(const char *path, const char *name, size_t *len)
 {
-	int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY);
-	size_t cap = 1 << 16, used = 0;
-	char *b;
+	int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	struct graft_err err = {0};
+	void *b;
 
 	if (fd < 0)
 		tool_die("%s: %s", name, strerror(errno));
-	if (!(b = malloc(cap)))
-		tool_die("out of memory");
-	for (;;) {
-		if (used == cap) {
-			if (cap >= MAX_INPUT)
-				tool_die("%s: larger than %zu MiB", name, MAX_INPUT >> 20);
-			char *nb = realloc(b, cap * 2);
-			if (!nb)
-				tool_die("%s: out of memory", name);
-			b = nb;
-			cap *= 2;
-		}
-		ssize_t n = read(fd, b + used, cap - used);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			tool_die("%s: %s", name, strerror(errno));
-		}
-		if (n == 0)
-			break;
-		used += (size_t)n;
-	}
+	if (graft_read_fd_max(fd, MAX_INPUT, &b, len, &err))
+		tool_die("%s: %s", name, err.msg);
 	if (fd != STDIN_FILENO)
 		close(fd);
-	*len = used;
 	return b;
 }
 

@@ -53,13 +53,11 @@ int graft_write_all(int fd, const void *buf, size_t len, struct graft_err *err)
 	return 0;
 }
 
-int graft_read_fd(int fd, void **buf, size_t *len, struct graft_err *err)
-{
-	return io_read_fd_after(fd, NULL, 0, buf, len, err);
-}
-
-int io_read_fd_after(int fd, const void *head, size_t head_len, void **buf, size_t *len,
-		     struct graft_err *err)
+/* Reads all of fd, after the head_len bytes at head, into a new buffer; an input of
+ * more than max bytes is refused ("larger than N MiB") once its max + 1st byte arrives,
+ * so that no more than that is ever held. */
+static int read_fd(int fd, const void *head, size_t head_len, size_t max, void **buf,
+		   size_t *len, struct graft_err *err)
 {
 	size_t cap = 1 << 20, used = head_len;
 	char *b;
@@ -71,6 +69,11 @@ int io_read_fd_after(int fd, const void *head, size_t head_len, void **buf, size
 	if (head_len)
 		memcpy(b, head, head_len);
 	for (;;) {
+		if (used > max) {
+			free(b);
+			return graft_err_set(err, GRAFT_EUNSUPPORTED, "larger than %zu MiB",
+					     max >> 20);
+		}
 		if (used == cap) {
 			char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(b, cap * 2);
 			if (!nb) {
@@ -80,7 +83,10 @@ int io_read_fd_after(int fd, const void *head, size_t head_len, void **buf, size
 			b = nb;
 			cap *= 2;
 		}
-		ssize_t n = read(fd, b + used, cap - used);
+		size_t room = cap - used;
+		if (max < SIZE_MAX && room > max + 1 - used)
+			room = max + 1 - used;
+		ssize_t n = read(fd, b + used, room);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -94,6 +100,22 @@ int io_read_fd_after(int fd, const void *head, size_t head_len, void **buf, size
 	*buf = b;
 	*len = used;
 	return 0;
+}
+
+int graft_read_fd(int fd, void **buf, size_t *len, struct graft_err *err)
+{
+	return read_fd(fd, NULL, 0, SIZE_MAX, buf, len, err);
+}
+
+int graft_read_fd_max(int fd, size_t max, void **buf, size_t *len, struct graft_err *err)
+{
+	return read_fd(fd, NULL, 0, max, buf, len, err);
+}
+
+int io_read_fd_after(int fd, const void *head, size_t head_len, void **buf, size_t *len,
+		     struct graft_err *err)
+{
+	return read_fd(fd, head, head_len, SIZE_MAX, buf, len, err);
 }
 
 int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err)
