@@ -334,6 +334,73 @@ void graft_dataset_release(struct graft_dataset *ds);
 int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_array *y,
 			const char *const *meta, struct graft_err *err);
 
+/* The metadata keys of a dataset (docs/format.md, "Datasets"). */
+#define GRAFT_META_SOURCE "graft.source"
+#define GRAFT_META_CLASSES "graft.classes"
+#define GRAFT_META_CLASS_NAMES "graft.class_names"
+#define GRAFT_META_MEAN "graft.mean"
+#define GRAFT_META_STD "graft.std"
+#define GRAFT_META_TAKE "graft.take"
+#define GRAFT_META_SEED "graft.seed"
+#define GRAFT_META_SPLIT "graft.split"
+
+/* ---- making datasets (lib/format/dataset_make.c) ---------------------------------------- */
+
+/* Samples as read from a source, before any are chosen.  Everything is borrowed. */
+struct graft_samples {
+	const char *name;       /* what messages about labels and classes start with (a file) */
+	const char *source;     /* graft.source: what the samples were made from */
+	const float *x;         /* (dims), row-major */
+	int rank;               /* 2 to GRAFT_ARRAY_MAX_RANK */
+	int64_t dims[GRAFT_ARRAY_MAX_RANK]; /* dims[0]: samples (at least 1); dims[1]: channels,
+					     * which mean and std apply to */
+	const int64_t *labels;  /* (dims[0]) class labels in [0, n_classes), or NULL: targets */
+	int64_t n_classes;      /* labels: the class count (1 to 2^20) */
+	const char *const *class_names; /* labels: (n_classes) names by label, none holding a
+					 * comma; NULL for the numbers "0", "1", ... */
+	const float *targets;   /* no labels: (dims[0], k) regression targets */
+	int64_t k;
+};
+
+/* What to choose and how to normalise.  All zero: every sample, as it is. */
+struct graft_dataset_options {
+	const char *const *classes; /* (n_keep, at least 1) class names to keep, relabelled
+				     * 0, 1, ... in this order; NULL: every class, labels
+				     * as they are */
+	size_t n_keep;
+	int64_t take;           /* samples per class, chosen at random; 0: all */
+	double split;           /* 0 < split < 1: that fraction of each class (rounded half
+				 * up) in part 0, the rest in part 1; 0: one part */
+	uint64_t seed;          /* of graft_rng, which shuffles each class once, in new-label
+				 * order, when take or split is set: same seed, same choice */
+	const double *mean, *std; /* (dims[1]) each: sample values v become (v - mean[c]) /
+				   * std[c] in channel c (std > 0); one NULL: 0 or 1; both:
+				   * values as they are, and no graft.mean or graft.std */
+	const char *part_names[2]; /* what messages call parts 0 and 1 (their files) */
+};
+
+/* What graft_dataset_make chose: the parts as dataset models (x, y and the graft.*
+ * metadata, ready for graft_model_write_graft), owned. */
+struct graft_dataset_parts {
+	struct graft_model *part[2];    /* [1]: NULL without a split */
+	int64_t count[2];               /* samples in each part */
+	int64_t n_classes;              /* classes kept; 0 for targets */
+};
+
+/* The refusals of graft_dataset_make that need no choosing, for callers that check
+ * their arguments before other work: s malformed, or classes or take with targets. */
+int graft_dataset_check(const struct graft_samples *s, const struct graft_dataset_options *o,
+			struct graft_err *err);
+/* Chooses samples of s as o says and makes the part(s).  Refuses (GRAFT_EINVAL, the
+ * message naming s->name and the options as graft-data spells them: --classes, --take,
+ * --split): those of graft_dataset_check, an empty class list, a class name not in s or
+ * named twice, take over a class's size, a split that leaves a part without some class,
+ * no sample chosen.  Release parts with graft_dataset_parts_release, also after a
+ * failure. */
+int graft_dataset_make(const struct graft_samples *s, const struct graft_dataset_options *o,
+		       struct graft_dataset_parts *parts, struct graft_err *err);
+void graft_dataset_parts_release(struct graft_dataset_parts *parts);
+
 /* ---- dataset sources: the raw formats graft-data converts ------------------------------ */
 
 /* Reads an IDX file (MNIST's format, gzip-compressed or plain) of unsigned bytes with

@@ -1,10 +1,11 @@
 /*
  * graft-data: makes dataset archives (docs/format.md, "Datasets") from the formats
  * datasets come in: IDX files (MNIST, Fashion-MNIST), NumPy arrays, and folders of
- * PNG and JPEG images, one folder per class.  It can keep some classes, sample a number
- * of each, split each class between a training and a validation file, and normalise
- * per channel.  Every random choice comes from the seeded generator, so the same
- * command gives the same bytes.
+ * PNG and JPEG images, one folder per class.  This file parses the options and reads
+ * the inputs into samples (with lib/format/datasrc.c's and array.c's readers); the rules
+ * of what to keep (--classes, --take, --split per class, the seeded choices),
+ * normalisation and the graft.* metadata are the library's graft_dataset_make
+ * (lib/format/dataset_make.c), so that a C program makes the same bytes.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -202,16 +203,15 @@ struct set {
 	int64_t *labels;        /* (n) original labels, or NULL for float targets */
 	float *targets;         /* (n, k) */
 	int64_t k;
-	char **names;           /* (n_names) class names, by original label */
-	size_t n_names;
+	int64_t n_classes;      /* labels: 0 to n_classes - 1 */
+	char **names;           /* (n_classes) class names, by original label; NULL: the
+				 * label numbers */
 	char source[512];       /* graft.source */
 };
 
-static int64_t set_n(const struct set *s) { return s->dims[0]; }
-
 static void set_release(struct set *s)
 {
-	for (size_t i = 0; i < s->n_names; i++)
+	for (int64_t i = 0; s->names && i < s->n_classes; i++)
 		free(s->names[i]);
 	free(s->names);
 	free(s->x);
@@ -247,18 +247,6 @@ static const char *base_name(const char *path)
 {
 	const char *s = strrchr(path, '/');
 	return s && s[1] ? s + 1 : path;
-}
-
-/* Class names "0".."n-1" for numeric labels. */
-static void numeric_names(struct set *s, int64_t n)
-{
-	s->names = xmalloc(sizeof(char *) * (size_t)n);
-	s->n_names = (size_t)n;
-	for (int64_t i = 0; i < n; i++) {
-		char b[24];
-		snprintf(b, sizeof(b), "%" PRId64, i);
-		s->names[i] = xstrdup(b);
-	}
 }
 
 /* ---- IDX ---- */
@@ -304,7 +292,7 @@ static void load_idx(const struct cmdline *cl, struct set *s)
 		if (lab[i] > max)
 			max = lab[i];
 	}
-	numeric_names(s, max + 1);
+	s->n_classes = max + 1;
 	snprintf(s->source, sizeof(s->source), "idx %s %s", base_name(cl->in[0]),
 		 base_name(cl->in[1]));
 	graft_array_release(&ia);
@@ -364,7 +352,7 @@ static void load_mnist_json(const struct cmdline *cl, struct set *s)
 		at += count[d] / 784;
 		free(part[d]);
 	}
-	numeric_names(s, 10);
+	s->n_classes = 10;
 	snprintf(s->source, sizeof(s->source), "mnist-json %s", base_name(cl->in[0]));
 }
 
@@ -454,7 +442,7 @@ static void load_npy(const struct cmdline *cl, struct set *s)
 		if (max >= (1 << 20))
 			tool_die("%s: label %" PRId64 " is implausibly large for a class", cl->in[1],
 				 max);
-		numeric_names(s, max + 1);
+		s->n_classes = max + 1;
 	} else if ((s->targets = floats_of(&ya, ny))) {
 		s->k = ya.rank == 2 ? ya.dims[1] : 1;
 		if (s->k < 1)
@@ -475,18 +463,21 @@ static void load_npy(const struct cmdline *cl, struct set *s)
  * one per class; numeric names otherwise. */
 static void dataset_names(struct set *s, const struct graft_dataset *ds)
 {
-	const char *list = graft_model_metadata_value(ds->model, "graft.class_names"), *p = list;
+	const char *list = graft_model_metadata_value(ds->model, GRAFT_META_CLASS_NAMES);
+	const char *p = list;
 
-	numeric_names(s, ds->n_classes);
-	for (int64_t c = 0; p && c < ds->n_classes; c++) {
+	s->n_classes = ds->n_classes;
+	if (!list)
+		return;
+	for (int64_t c = 0; c < ds->n_classes; c++) {
 		size_t len = strcspn(p, ",");
 		if (!len || (c + 1 < ds->n_classes) != (p[len] == ','))
 			return;         /* not one name per class: keep the numbers */
 		p += len + 1;
 	}
-	for (int64_t c = 0; list && c < ds->n_classes; c++) {
+	s->names = xmalloc(sizeof(char *) * (size_t)ds->n_classes);
+	for (int64_t c = 0; c < ds->n_classes; c++) {
 		size_t len = strcspn(list, ",");
-		free(s->names[c]);
 		s->names[c] = xmalloc(len + 1);
 		memcpy(s->names[c], list, len);
 		s->names[c][len] = 0;
@@ -634,8 +625,8 @@ static void load_images(const struct cmdline *cl, struct set *s)
 			continue;
 		}
 		if (strchr(entries[i], ','))
-			tool_die("%s: a class name with a comma cannot be listed in graft.class_names",
-				 dir);
+			tool_die("%s: a class name with a comma cannot be listed in "
+				 GRAFT_META_CLASS_NAMES, dir);
 		imgs = list_dir(dir, &n_imgs);
 		if (!n_imgs)
 			tool_die("%s: class folder holds no images", dir);
@@ -660,7 +651,7 @@ static void load_images(const struct cmdline *cl, struct set *s)
 	}
 	if (!k)
 		tool_die("%s: no class folders (one sub-folder of images per class)", cl->in[0]);
-	s->n_names = k;
+	s->n_classes = (int64_t)k;
 	s->rank = 4;
 	s->dims[0] = (int64_t)n_files;
 	s->dims[1] = channels;
@@ -678,119 +669,6 @@ static void load_images(const struct cmdline *cl, struct set *s)
 		free(entries[i]);
 	free(entries);
 	free(files);
-}
-
-/* ---- choosing samples ---- */
-
-/* Which output each sample goes to. */
-enum { DROP = 0, TO_OUT = 1, TO_VAL = 2 };
-
-struct choice {
-	unsigned char *dest;    /* (n) */
-	int64_t *label;         /* (n) new label, for int labels */
-	int64_t n_classes;      /* new classes; 0 for float targets */
-	size_t *order;          /* (n_classes) original label of new label i */
-	int64_t count[3];       /* samples per destination */
-};
-
-/* The original label of --classes item s. */
-static size_t find_class(const struct set *s, const char *item)
-{
-	for (size_t i = 0; i < s->n_names; i++)
-		if (strcmp(s->names[i], item) == 0)
-			return i;
-	if (s->n_names)
-		tool_die("%s: class '%s' is not in the data (classes %s to %s)", s->file, item,
-			 s->names[0], s->names[s->n_names - 1]);
-	tool_die("%s: class '%s' is not in the data", s->file, item);
-}
-
-/* Maps original labels to new ones: all of them, or those --classes names. */
-static void map_classes(const struct cmdline *cl, const struct set *s, struct choice *ch,
-			int64_t *map)
-{
-	for (size_t i = 0; i < s->n_names; i++)
-		map[i] = cl->classes ? -1 : (int64_t)i;
-	ch->order = xmalloc(sizeof(size_t) * (s->n_names ? s->n_names : 1));
-	if (!cl->classes) {
-		for (size_t i = 0; i < s->n_names; i++)
-			ch->order[i] = i;
-		ch->n_classes = (int64_t)s->n_names;
-		return;
-	}
-	char *list = xstrdup(cl->classes), *save = NULL;
-	for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-		size_t c = find_class(s, item);
-		if (map[c] >= 0)
-			tool_die("--classes names class '%s' twice", item);
-		map[c] = ch->n_classes;
-		ch->order[ch->n_classes++] = c;
-	}
-	free(list);
-	if (!ch->n_classes)
-		tool_usage(usage, 2, "--classes lists no class");
-}
-
-static void choose(const struct cmdline *cl, const struct set *s, struct choice *ch)
-{
-	int64_t n = set_n(s), n_groups;
-	int64_t *map = xmalloc(sizeof(int64_t) * (s->n_names ? s->n_names : 1));
-	int64_t **group, *size;
-	struct graft_rng rng;
-
-	memset(ch, 0, sizeof(*ch));
-	ch->dest = xmalloc((size_t)n);
-	ch->label = xmalloc(sizeof(int64_t) * (size_t)n);
-	map_classes(cl, s, ch, map);
-	/* Float targets are one group. */
-	n_groups = s->labels ? ch->n_classes : 1;
-	group = xmalloc(sizeof(int64_t *) * (size_t)n_groups);
-	size = calloc((size_t)n_groups, sizeof(int64_t));
-	if (!size)
-		tool_die("out of memory");
-	for (int64_t g = 0; g < n_groups; g++)
-		group[g] = xmalloc(sizeof(int64_t) * (size_t)n);
-	for (int64_t i = 0; i < n; i++) {
-		int64_t g = s->labels ? map[s->labels[i]] : 0;
-		ch->dest[i] = DROP;
-		ch->label[i] = g;
-		if (g >= 0)
-			group[g][size[g]++] = i;
-	}
-	graft_rng_seed(&rng, cl->seed);
-	for (int64_t g = 0; g < n_groups; g++) {
-		const char *name = s->labels ? s->names[ch->order[g]] : "all";
-		int64_t keep = size[g], n_out;
-		/* One shuffle per class, in new-label order: the seed fixes every choice. */
-		if (cl->take || cl->split)
-			graft_rng_shuffle(&rng, group[g], (size_t)size[g]);
-		if (cl->take) {
-			if (cl->take > size[g])
-				tool_die("%s: --take %" PRId64 " but class '%s' has %" PRId64 " samples",
-					 s->file, cl->take, name, size[g]);
-			keep = cl->take;
-		}
-		n_out = keep;
-		if (cl->split) {
-			n_out = (int64_t)floor(cl->split * (double)keep + 0.5);
-			if (n_out == 0 || n_out == keep)
-				tool_die("%s: --split %g of class '%s' (%" PRId64 " samples) leaves %s "
-					 "without it", s->file, cl->split, name, keep,
-					 n_out == 0 ? out_name(cl->out) : cl->val_out);
-		}
-		for (int64_t j = 0; j < keep; j++)
-			ch->dest[group[g][j]] = j < n_out ? TO_OUT : TO_VAL;
-		free(group[g]);
-	}
-	for (int64_t i = 0; i < n; i++)
-		ch->count[ch->dest[i]]++;
-	if (!ch->count[TO_OUT])
-		tool_die("%s: no samples of the classes chosen", s->file);
-	if (!s->labels)
-		ch->n_classes = 0;
-	free(group);
-	free(size);
-	free(map);
 }
 
 /* ---- normalising and writing ---- */
@@ -822,79 +700,6 @@ static double *parse_list(const char *s, const char *opt, int64_t channels, int 
 	return v;
 }
 
-/* "a,b,c" of doubles, for graft.mean and graft.std. */
-static char *list_string(const double *v, int64_t n)
-{
-	char *s = xmalloc((size_t)n * 32 + 1), *p = s;
-
-	*p = 0;
-	for (int64_t i = 0; i < n; i++)
-		p += sprintf(p, "%s%.9g", i ? "," : "", v[i]);
-	return s;
-}
-
-/* The samples going to dest, as x and y arrays (owning their data). */
-static void gather(const struct set *s, const struct choice *ch, int dest,
-		   const double *mean, const double *std, struct graft_array *x,
-		   struct graft_array *y)
-{
-	size_t per = sample_size(s), channels = (size_t)s->dims[1], inner = per / channels;
-	int64_t n = ch->count[dest], j = 0;
-	float *xd;
-
-	memset(x, 0, sizeof(*x));
-	memset(y, 0, sizeof(*y));
-	x->dtype = GRAFT_FLOAT;
-	x->rank = s->rank;
-	memcpy(x->dims, s->dims, sizeof(s->dims));
-	x->dims[0] = n;
-	x->nbytes = (size_t)n * per * sizeof(float);
-	x->data = xd = xmalloc(x->nbytes);
-	y->dims[0] = n;
-	if (s->labels) {
-		y->dtype = GRAFT_INT64;
-		y->rank = 1;
-		y->nbytes = (size_t)n * sizeof(int64_t);
-	} else {
-		y->dtype = GRAFT_FLOAT;
-		y->rank = 2;
-		y->dims[1] = s->k;
-		y->nbytes = (size_t)n * (size_t)s->k * sizeof(float);
-	}
-	y->data = xmalloc(y->nbytes);
-	for (int64_t i = 0; i < set_n(s); i++) {
-		if (ch->dest[i] != dest)
-			continue;
-		float *o = xd + (size_t)j * per;
-		memcpy(o, s->x + (size_t)i * per, per * sizeof(float));
-		for (size_t c = 0; mean && c < channels; c++) {
-			float *p = o + c * inner;
-			for (size_t e = 0; e < inner; e++)
-				p[e] = (float)((p[e] - mean[c]) / std[c]);
-		}
-		if (s->labels)
-			((int64_t *)y->data)[j] = ch->label[i];
-		else
-			memcpy((float *)y->data + (size_t)j * (size_t)s->k,
-			       s->targets + (size_t)i * (size_t)s->k, sizeof(float) * (size_t)s->k);
-		j++;
-	}
-}
-
-static void write_one(struct graft_output *out, const char *path, const struct set *s,
-		      const struct choice *ch, int dest, const double *mean, const double *std,
-		      const char **meta)
-{
-	struct graft_array x, y;
-	struct graft_err err = {0};
-
-	gather(s, ch, dest, mean, std, &x, &y);
-	if (graft_dataset_write(out->fd, &x, &y, meta, &err))
-		tool_die("%s: %s", out_name(path), err.msg);
-	graft_array_release(&x);
-	graft_array_release(&y);
-}
-
 static void shape_string(const struct set *s, int64_t n, char *buf, size_t size)
 {
 	size_t len = (size_t)snprintf(buf, size, "[%" PRId64, n);
@@ -904,18 +709,55 @@ static void shape_string(const struct set *s, int64_t n, char *buf, size_t size)
 		snprintf(buf + len, size - len, "]");
 }
 
+/* The samples as graft_dataset_make reads them. */
+static struct graft_samples samples_of(const struct set *s)
+{
+	struct graft_samples v = {
+		.name = s->file, .source = s->source, .x = s->x, .rank = s->rank,
+		.labels = s->labels, .n_classes = s->n_classes,
+		.class_names = (const char *const *)s->names, .targets = s->targets, .k = s->k,
+	};
+	memcpy(v.dims, s->dims, sizeof(s->dims));
+	return v;
+}
+
+/* The --classes list as names (empty items skipped); NULL without --classes. */
+static char **class_list(const char *classes, char **copy, size_t *n)
+{
+	char **list, *save = NULL;
+
+	*n = 0;
+	*copy = NULL;
+	if (!classes)
+		return NULL;
+	*copy = xstrdup(classes);
+	list = xmalloc(sizeof(char *) * (strlen(classes) / 2 + 1));
+	for (char *item = strtok_r(*copy, ",", &save); item; item = strtok_r(NULL, ",", &save))
+		list[(*n)++] = item;
+	return list;
+}
+
+static void write_part(const char *path, struct graft_output *out,
+		       const struct graft_model *part)
+{
+	struct graft_err err = {0};
+
+	if (graft_model_write_graft(part, out->fd, NULL, &err))
+		tool_die("%s: %s", out_name(path), err.msg);
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
 	struct set s = {0};
-	struct choice ch;
+	struct graft_samples v;
+	struct graft_dataset_options o;
+	struct graft_dataset_parts parts;
 	struct graft_output out, val;
+	struct graft_err err = {0};
+	char **classes, *classes_copy, shape[256];
 	double *mean = NULL, *std = NULL;
-	char *mean_s = NULL, *std_s = NULL, *names = NULL, classes[24], split[64], seed[24],
-	     take[24], shape[256];
-	const char *meta[20];
-	int nm = 0;
-	size_t names_len = 1;
+	size_t n_keep;
 
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
@@ -929,98 +771,50 @@ int main(int argc, char **argv)
 		load_graft(&cl, &s);
 	else
 		load_images(&cl, &s);
-	if (!s.labels && (cl.classes || cl.take))
-		tool_die("%s: --classes and --take need class labels, not float targets", s.file);
-	if (cl.mean || cl.std) {
-		mean = cl.mean ? parse_list(cl.mean, "--mean", s.dims[1], 0) : NULL;
-		std = cl.std ? parse_list(cl.std, "--std", s.dims[1], 1) : NULL;
-		if (!mean) {
-			mean = xmalloc(sizeof(double) * (size_t)s.dims[1]);
-			for (int64_t c = 0; c < s.dims[1]; c++)
-				mean[c] = 0;
-		}
-		if (!std) {
-			std = xmalloc(sizeof(double) * (size_t)s.dims[1]);
-			for (int64_t c = 0; c < s.dims[1]; c++)
-				std[c] = 1;
-		}
-	}
-	choose(&cl, &s, &ch);
-
-	meta[nm++] = "graft.source";
-	meta[nm++] = s.source;
-	if (s.labels) {
-		snprintf(classes, sizeof(classes), "%" PRId64, ch.n_classes);
-		for (int64_t c = 0; c < ch.n_classes; c++)
-			names_len += strlen(s.names[ch.order[c]]) + 1;
-		names = xmalloc(names_len);
-		names[0] = 0;
-		for (int64_t c = 0; c < ch.n_classes; c++) {
-			if (c)
-				strcat(names, ",");
-			strcat(names, s.names[ch.order[c]]);
-		}
-		meta[nm++] = "graft.classes";
-		meta[nm++] = classes;
-		meta[nm++] = "graft.class_names";
-		meta[nm++] = names;
-	}
-	if (mean) {
-		meta[nm++] = "graft.mean";
-		meta[nm++] = mean_s = list_string(mean, s.dims[1]);
-		meta[nm++] = "graft.std";
-		meta[nm++] = std_s = list_string(std, s.dims[1]);
-	}
-	if (cl.take) {
-		snprintf(take, sizeof(take), "%" PRId64, cl.take);
-		meta[nm++] = "graft.take";
-		meta[nm++] = take;
-	}
-	if (cl.take || cl.split) {
-		snprintf(seed, sizeof(seed), "%" PRIu64, cl.seed);
-		meta[nm++] = "graft.seed";
-		meta[nm++] = seed;
-	}
-	meta[nm] = NULL;
+	v = samples_of(&s);
+	classes = class_list(cl.classes, &classes_copy, &n_keep);
+	o = (struct graft_dataset_options){
+		.classes = (const char *const *)classes, .n_keep = n_keep, .take = cl.take,
+		.split = cl.split, .seed = cl.seed, .part_names = {out_name(cl.out), cl.val_out},
+	};
+	if (graft_dataset_check(&v, &o, &err))
+		tool_die("%s", err.msg);
+	o.mean = mean = cl.mean ? parse_list(cl.mean, "--mean", s.dims[1], 0) : NULL;
+	o.std = std = cl.std ? parse_list(cl.std, "--std", s.dims[1], 1) : NULL;
+	if (classes && !o.n_keep)
+		tool_usage(usage, 2, "--classes lists no class");
+	if (graft_dataset_make(&v, &o, &parts, &err))
+		tool_die("%s", err.msg);
 
 	tool_output_open(&out, cl.out, 1, cl.force);
-	if (cl.split) {
+	if (cl.split)
 		tool_output_open(&val, cl.val_out, 1, cl.force);
-		snprintf(split, sizeof(split), "train %g", cl.split);
-		meta[nm] = "graft.split";
-		meta[nm + 1] = split;
-		meta[nm + 2] = NULL;
-	}
-	write_one(&out, cl.out, &s, &ch, TO_OUT, mean, std, meta);
+	write_part(cl.out, &out, parts.part[0]);
 	if (cl.split) {
-		snprintf(split, sizeof(split), "val %g", 1 - cl.split);
-		write_one(&val, cl.val_out, &s, &ch, TO_VAL, mean, std, meta);
+		write_part(cl.val_out, &val, parts.part[1]);
 		tool_output_commit_pair(&val, &out);
 	} else {
 		tool_output_commit(&out);
 	}
-	shape_string(&s, ch.count[TO_OUT], shape, sizeof(shape));
+	shape_string(&s, parts.count[0], shape, sizeof(shape));
 	if (cl.split)
 		fprintf(stderr, "%s: %s: %" PRId64 " samples, %s: %" PRId64 " samples; ", tool_name,
-			out_name(cl.out), ch.count[TO_OUT], cl.val_out, ch.count[TO_VAL]);
+			out_name(cl.out), parts.count[0], cl.val_out, parts.count[1]);
 	else
 		fprintf(stderr, "%s: %s: %" PRId64 " samples; ", tool_name,
-			out_name(cl.out), ch.count[TO_OUT]);
+			out_name(cl.out), parts.count[0]);
 	if (s.labels)
-		fprintf(stderr, "%" PRId64 " classes; ", ch.n_classes);
+		fprintf(stderr, "%" PRId64 " classes; ", parts.n_classes);
 	else
 		fprintf(stderr, "targets [%" PRId64 "]; ", s.k);
 	fprintf(stderr, "x %s float\n", shape);
 
+	graft_dataset_parts_release(&parts);
 	set_release(&s);
 	free(cl.val_default);
-	free(ch.dest);
-	free(ch.label);
-	free(ch.order);
+	free(classes);
+	free(classes_copy);
 	free(mean);
 	free(std);
-	free(mean_s);
-	free(std_s);
-	free(names);
 	return 0;
 }

@@ -132,7 +132,7 @@ int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_
 		return rc;
 	if ((rc = view_tensor(ds->model, "x", &ds->x, err)) ||
 	    (rc = view_tensor(ds->model, "y", &ds->y, err)) ||
-	    (rc = parse_classes(graft_model_metadata_value(ds->model, "graft.classes"), &classes,
+	    (rc = parse_classes(graft_model_metadata_value(ds->model, GRAFT_META_CLASSES), &classes,
 				GRAFT_EFORMAT, err)) ||
 	    (rc = check_xy(&ds->x, &ds->y, classes, &ds->n_classes, GRAFT_EFORMAT, err)))
 		return graft_err_prefix(err, name);
@@ -146,18 +146,19 @@ void graft_dataset_release(struct graft_dataset *ds)
 	memset(ds, 0, sizeof(*ds));
 }
 
-int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_array *y,
-			const char *const *meta, struct graft_err *err)
+int dataset_model(const struct graft_array *x, const struct graft_array *y,
+		  const char *const *meta, struct graft_model **out, struct graft_err *err)
 {
 	struct graft_model *m = NULL;
 	int64_t classes = 0, n_classes;
 	int rc;
 
+	*out = NULL;
 	for (size_t i = 0; meta && meta[i]; i += 2) {
 		if (!meta[i + 1])
 			return graft_err_set(err, GRAFT_EINVAL, "metadata key '%s' has no value",
 					     meta[i]);
-		if (strcmp(meta[i], "graft.classes") == 0 &&
+		if (strcmp(meta[i], GRAFT_META_CLASSES) == 0 &&
 		    (rc = parse_classes(meta[i + 1], &classes, GRAFT_EINVAL, err)))
 			return rc;
 	}
@@ -167,12 +168,26 @@ int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_
 					 GRAFT_ROLE_DATA, GRAFT_SOURCE_DETACHED, NULL, err)) ||
 	    (rc = graft_model_add_tensor(m, "y", y->dtype, y->rank, y->dims, y->data,
 					 GRAFT_ROLE_DATA, GRAFT_SOURCE_DETACHED, NULL, err)))
-		goto out;
+		goto fail;
 	for (size_t i = 0; meta && meta[i]; i += 2)
 		if ((rc = graft_model_set_metadata(m, meta[i], meta[i + 1], err)))
-			goto out;
+			goto fail;
+	*out = m;
+	return 0;
+fail:
+	graft_model_free(m);
+	return rc;
+}
+
+int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_array *y,
+			const char *const *meta, struct graft_err *err)
+{
+	struct graft_model *m;
+	int rc;
+
+	if ((rc = dataset_model(x, y, meta, &m, err)))
+		return rc;
 	rc = graft_model_write_graft(m, fd, NULL, err);
-out:
 	graft_model_free(m);
 	return rc;
 }

@@ -114,4 +114,10 @@ void manifest_release(struct manifest *mf, size_t n_entries);
 /* Name of the archive member holding tensor i. */
 void manifest_member_name(size_t i, char *buf, size_t size);
 
+/* ---- dataset.c ---- */
+/* The dataset model graft_dataset_write writes (same checks, same metadata order), for
+ * dataset_make.c, which hands the models out unwritten; *out is the caller's to free. */
+int dataset_model(const struct graft_array *x, const struct graft_array *y,
+		  const char *const *meta, struct graft_model **out, struct graft_err *err);
+
 #endif
