@@ -204,39 +204,19 @@ void tool_add_history(struct graft_model *m)
 		tool_die("%s", err.msg);
 }
 
-/* A view of stored tensor name of m as an array; 0 when m has none. */
-static int tensor_view(const struct graft_model *m, const char *name, struct graft_array *a)
-{
-	long i = graft_model_find_tensor(m, name);
-	struct graft_tensor t;
-
-	if (i < 0)
-		return 0;
-	graft_model_tensor(m, (size_t)i, &t);
-	if (t.rank > GRAFT_ARRAY_MAX_RANK)
-		return 0;
-	memset(a, 0, sizeof(*a));
-	a->dtype = t.dtype;
-	a->rank = t.rank;
-	memcpy(a->dims, t.dims, sizeof(int64_t) * (size_t)t.rank);
-	a->data = (void *)t.data;
-	a->nbytes = t.nbytes;
-	return 1;
-}
-
 struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 				      struct graft_array *y)
 {
-	struct graft_model *m = tool_read_model(path);
+	struct graft_dataset ds;
+	struct graft_err err = {0};
 
-	if (!tensor_view(m, "x", x) || !tensor_view(m, "y", y))
-		tool_die("%s: not a dataset (graft-data makes them): no tensors x and y", path);
-	if (x->dtype != GRAFT_FLOAT || x->rank < 2)
-		tool_die("%s: x must be float32 samples [N, ...]", path);
-	if ((y->dtype != GRAFT_INT64 && y->dtype != GRAFT_FLOAT) || y->rank < 1 ||
-	    y->dims[0] != x->dims[0])
-		tool_die("%s: y must hold an int64 label or float targets per sample of x", path);
-	return m;
+	if (graft_dataset_read(&ds, path, &err)) {
+		graft_dataset_release(&ds);
+		tool_die("%s", err.msg);
+	}
+	*x = ds.x;
+	*y = ds.y;
+	return ds.model;        /* x and y are views into it */
 }
 
 /* ---- --max-memory ----------------------------------------------------------------------- */

@@ -58,8 +58,8 @@ void tool_output_commit(struct graft_output *out);
 void tool_write_graft(const struct graft_model *m, const char *path,
 		      const struct graft_write_opts *wo, int binary, int force);
 
-/* Reads a dataset (graft-data's archives: tensors x, float [N, ...], and y, int64 labels
- * [N] or float targets [N, ...]) into views of the returned model, or dies. */
+/* Reads a dataset (graft_dataset_read's checks: tensors x, float [N, ...], and y, int64
+ * labels [N] or float targets [N, ...]) into views of the returned model, or dies. */
 struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 				      struct graft_array *y);
 
