@@ -17,20 +17,6 @@
 #include "gradcheck.h"
 #include "testmodel.h"
 
-static struct graft_model *load(Onnx__ModelProto *mp)
-{
-	size_t len;
-	uint8_t *buf = tm_pack(mp, &len);
-	struct graft_model *m;
-	struct graft_err err = {0};
-
-	onnx__model_proto__free_unpacked(mp, NULL);
-	if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
-		fail_msg("%s", err.msg);
-	free(buf);
-	return m;
-}
-
 /*
  * x (2,3) -> Identity -> a, x -> Identity -> b: outputs a and b.  dL/dx = ga + gb.
  */
@@ -46,7 +32,7 @@ static void test_two_readers_add_up(void **state)
 	tm_output(mp, "b", 1, 2, d);
 	tm_node(mp, "Identity", "ia", (const char *[]){"x", NULL}, (const char *[]){"a", NULL});
 	tm_node(mp, "Identity", "ib", (const char *[]){"x", NULL}, (const char *[]){"b", NULL});
-	struct graft_model *m = load(mp);
+	struct graft_model *m = tm_load(mp);
 	struct graft_net_opts o = {.training = 1, .input_grads = 1};
 	struct graft_net *net;
 	struct graft_err err = {0};
@@ -102,7 +88,7 @@ static Onnx__ModelProto *param_model(void)
 
 static void test_parameter_copy_and_gradient(void **state)
 {
-	struct graft_model *m = load(param_model());
+	struct graft_model *m = tm_load(param_model());
 	struct graft_net_opts o = {.training = 1};
 	struct graft_net *net;
 	struct graft_err err = {0};
@@ -155,7 +141,7 @@ static void test_parameter_copy_and_gradient(void **state)
 
 static void test_frozen_has_no_region(void **state)
 {
-	struct graft_model *m = load(param_model());
+	struct graft_model *m = tm_load(param_model());
 	struct graft_net_opts o = {.training = 1};
 	struct graft_net *net;
 	struct graft_err err = {0};
@@ -195,7 +181,7 @@ static void test_relu_in_place(void **state)
 	protobuf_c_message_free_unpacked(&g->output[0]->base, NULL);
 	memmove(g->output, g->output + 1, (g->n_output - 1) * sizeof(*g->output));
 	g->n_output--;
-	struct graft_model *m = load(mp);
+	struct graft_model *m = tm_load(mp);
 	struct graft_net_opts o = {.training = 1};
 	struct graft_net *tn, *in;
 	struct graft_err err = {0};

@@ -17,23 +17,7 @@
 
 static int load(void **state)
 {
-	Onnx__ModelProto *mp = tm_tiny_cnn();
-	size_t len;
-	uint8_t *buf = tm_pack(mp, &len);
-	struct graft_model *m;
-	struct graft_err err = {0};
-
-	onnx__model_proto__free_unpacked(mp, NULL);
-	if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
-		fail_msg("%s", err.msg);
-	free(buf);
-	*state = m;
-	return 0;
-}
-
-static int unload(void **state)
-{
-	graft_model_free(*state);
+	*state = tm_load(tm_tiny_cnn());
 	return 0;
 }
 
@@ -121,7 +105,7 @@ static void test_matmul_bias_softmax_blocks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_chain_cuts_and_blocks, load, unload),
+		cmocka_unit_test_setup_teardown(test_chain_cuts_and_blocks, load, tm_unload),
 		cmocka_unit_test(test_matmul_bias_softmax_blocks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

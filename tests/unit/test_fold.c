@@ -17,20 +17,6 @@
 #include "surgery/surgery.h"
 #include "testmodel.h"
 
-static struct graft_model *load(Onnx__ModelProto *mp)
-{
-	size_t len;
-	uint8_t *buf = tm_pack(mp, &len);
-	struct graft_model *m;
-	struct graft_err err = {0};
-
-	onnx__model_proto__free_unpacked(mp, NULL);
-	if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
-		fail_msg("%s", err.msg);
-	free(buf);
-	return m;
-}
-
 /* An initializer of n floats in [lo, hi), a fixed sequence per seed. */
 static void init_f(Onnx__ModelProto *mp, const char *name, int rank, const int64_t *dims,
 		   unsigned seed, float lo, float hi)
@@ -100,7 +86,7 @@ static struct graft_model *conv_bn(int bias, int two_readers)
 	} else {
 		tm_node(mp, "Relu", "relu", (const char *[]){"y", NULL}, (const char *[]){"z", NULL});
 	}
-	return load(mp);
+	return tm_load(mp);
 }
 
 /* x (3,6) -> Gemm(W, C [4], transB) -> h -> BN -> y: W is [4,6] with transB=1 (output
@@ -127,7 +113,7 @@ static struct graft_model *gemm_bn(int trans_b, int scaled)
 		tm_attr_float(n, "beta", 2.0f);
 	}
 	bn_node(mp, "h", "y");
-	return load(mp);
+	return tm_load(mp);
 }
 
 /* Runs m's first input on a fixed pattern; output 0 goes to a new buffer (*n floats). */
@@ -291,7 +277,7 @@ static void test_shared_weight(void **state)
 	tm_node(mp, "BatchNormalization", "bn2",
 		(const char *[]){"c2", "bn.scale", "bn.bias", "bn2.mean", "bn.var", NULL},
 		(const char *[]){"z", NULL});
-	m = load(mp);
+	m = tm_load(mp);
 	fold_and_compare(m, 2, "Conv", "y1", "conv.w_bnfold", "bn.bias_bnfold");
 	graft_model_node(m, 1, &node);
 	assert_string_equal(node.inputs[0], "y1");
@@ -335,7 +321,7 @@ static void test_training_mode_left_alone(void **state)
 	tm_node(mp, "Conv", "conv", (const char *[]){"x", "conv.w", NULL},
 		(const char *[]){"c", NULL});
 	tm_attr_int(bn_node(mp, "c", "y"), "training_mode", 1);
-	m = load(mp);
+	m = tm_load(mp);
 	assert_int_equal(graft_model_fold_bn(m, &folded, &err), GRAFT_OK);
 	assert_int_equal(folded, 0);
 	assert_int_equal(count_op(m, "BatchNormalization"), 1);
@@ -391,7 +377,7 @@ static void test_strip(void **state)
 	tm_node(mp, "Relu", "relu", (const char *[]){"d", NULL}, (const char *[]){"r", NULL});
 	tm_node(mp, "Dropout", "drop2", (const char *[]){"r", "ratio", NULL},
 		(const char *[]){"y", NULL});
-	m = load(mp);
+	m = tm_load(mp);
 	assert_int_equal(graft_model_set_metadata(m, "graft.classes", "4", &err), GRAFT_OK);
 	assert_int_equal(graft_model_set_metadata(m, "author", "me", &err), GRAFT_OK);
 	before = run(m, 1, &n0);

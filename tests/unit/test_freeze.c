@@ -19,12 +19,8 @@
 static int load(void **state)
 {
 	Onnx__ModelProto *mp = tm_model(13);
-	struct graft_model *m;
-	struct graft_err err = {0};
 	float w[16] = {0}, b[4] = {0};
 	const char *prev = "x";
-	uint8_t *buf;
-	size_t len;
 
 	tm_input(mp, "x", 1, 2, (int64_t[]){1, 4});
 	tm_output(mp, "y", 1, 2, (int64_t[]){1, 2});
@@ -47,18 +43,7 @@ static int load(void **state)
 			prev = l == 1 ? "r1" : "r2";
 		}
 	}
-	buf = tm_pack(mp, &len);
-	onnx__model_proto__free_unpacked(mp, NULL);
-	if (graft_model_read_memory(&m, buf, len, NULL, "chain", &err))
-		fail_msg("%s", err.msg);
-	free(buf);
-	*state = m;
-	return 0;
-}
-
-static int unload(void **state)
-{
-	graft_model_free(*state);
+	*state = tm_load(mp);
 	return 0;
 }
 
@@ -147,9 +132,9 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_rules_in_order, load, unload),
-		cmocka_unit_test_setup_teardown(test_cuts_in_graph_order, load, unload),
-		cmocka_unit_test_setup_teardown(test_errors, load, unload),
+		cmocka_unit_test_setup_teardown(test_rules_in_order, load, tm_unload),
+		cmocka_unit_test_setup_teardown(test_cuts_in_graph_order, load, tm_unload),
+		cmocka_unit_test_setup_teardown(test_errors, load, tm_unload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,20 +60,6 @@ static void init_random(Onnx__ModelProto *mp, const char *name, int rank, const 
 	free(a.data);
 }
 
-static struct graft_model *load(Onnx__ModelProto *mp)
-{
-	size_t len;
-	uint8_t *buf = tm_pack(mp, &len);
-	struct graft_model *m;
-	struct graft_err err = {0};
-
-	onnx__model_proto__free_unpacked(mp, NULL);
-	if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
-		fail_msg("%s", err.msg);
-	free(buf);
-	return m;
-}
-
 static void assert_close(double got, double want, double tol)
 {
 	if (fabs(got - want) > tol * (1 + fabs(want)))
@@ -211,7 +197,7 @@ static void test_gemm_frozen_weight(void **state)
 	tm_output(mp, "Y", 1, 2, yd);
 	tm_attr_int(tm_node(mp, "Gemm", "fc", (const char *[]){"A", "W", "C", NULL},
 			    (const char *[]){"Y", NULL}), "transB", 1);
-	m = load(mp);
+	m = tm_load(mp);
 	if (graft_model_set_trainable(m, (size_t)graft_model_find_tensor(m, "W"), 0, &err) ||
 	    graft_net_new_opts(&net, m, &no, &err) || graft_net_run(net, &a, 1, &err) ||
 	    graft_net_backward(net, &g, 1, &err) || graft_net_input_grad(net, 0, &ga, &err))
@@ -403,7 +389,7 @@ static void test_bn_running_update(void **state)
 {
 	int64_t xd[4] = {4, 3, 2, 5}, C = 3, inner = 10, N = 4;
 	const double mom = 0.8, eps = 1e-3, cnt = (double)(N * inner);
-	struct graft_model *m = load(bn_model(4, xd, (float)mom, (float)eps, 0));
+	struct graft_model *m = tm_load(bn_model(4, xd, (float)mom, (float)eps, 0));
 	struct graft_net_opts no = {.training = 1};
 	struct graft_array x = gradcheck_input(4, xd, -1, 3, 9), y;
 	struct graft_net *net;
@@ -479,7 +465,7 @@ static void test_bn_running_update(void **state)
 static void test_bn_one_value_per_channel(void **state)
 {
 	int64_t xd[2] = {1, 4};
-	struct graft_model *m = load(bn_model(2, xd, -1, 0, 0));
+	struct graft_model *m = tm_load(bn_model(2, xd, -1, 0, 0));
 	struct graft_net_opts no = {.training = 1};
 	struct graft_array x = gradcheck_input(2, xd, -1, 1, 9);
 	struct graft_net *net;

@@ -26,10 +26,6 @@ static int load(void **state)
 	uint8_t yes = 1;
 	Onnx__TensorProto *t;
 	Onnx__NodeProto *n;
-	size_t len;
-	uint8_t *buf;
-	struct graft_model *m;
-	struct graft_err err = {0};
 
 	tm_input(mp, "x", 1, 2, xd);
 	tm_output(mp, "y", 1, 2, xd);
@@ -47,18 +43,7 @@ static int load(void **state)
 	tm_attr_graph(n, "then_branch", then);
 	tm_attr_graph(n, "else_branch", other);
 	tm_attr_int(n, "unknown_but_harmless", 7);
-	buf = tm_pack(mp, &len);
-	onnx__model_proto__free_unpacked(mp, NULL);
-	if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
-		fail_msg("%s", err.msg);
-	free(buf);
-	*state = m;
-	return 0;
-}
-
-static int unload(void **state)
-{
-	graft_model_free(*state);
+	*state = tm_load(mp);
 	return 0;
 }
 
@@ -159,10 +144,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_default_opset),
-		cmocka_unit_test_setup_teardown(test_reads_count_subgraphs, load, unload),
-		cmocka_unit_test_setup_teardown(test_stored_through_aliases, load, unload),
+		cmocka_unit_test_setup_teardown(test_reads_count_subgraphs, load, tm_unload),
+		cmocka_unit_test_setup_teardown(test_stored_through_aliases, load, tm_unload),
 		cmocka_unit_test_setup_teardown(test_unread_initializers_dropped_subgraph_reads_kept,
-						load, unload),
+						load, tm_unload),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,25 +15,11 @@
 #include "surgery/surgery.h"
 #include "testmodel.h"
 
-static struct graft_model *load(Onnx__ModelProto *mp)
-{
-	size_t len;
-	uint8_t *buf = tm_pack(mp, &len);
-	struct graft_model *m;
-	struct graft_err err = {0};
-
-	onnx__model_proto__free_unpacked(mp, NULL);
-	if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
-		fail_msg("%s", err.msg);
-	free(buf);
-	return m;
-}
-
 /* tm_tiny_cnn declares x (N,2,4,4), but its Reshape to (N,48) needs (N,2,6,6): the
  * declared shape is what a cut's shape inference runs on. */
 static struct graft_model *tiny_cnn(void)
 {
-	struct graft_model *m = load(tm_tiny_cnn());
+	struct graft_model *m = tm_load(tm_tiny_cnn());
 	Onnx__TensorShapeProto *sh = m->proto->graph->input[0]->type->tensor_type->shape;
 
 	sh->dim[2]->dim_value = 6;
@@ -69,7 +55,7 @@ static struct graft_model *matmul_model(void)
 	tm_node(mp, "Add", "add", (const char *[]){"p", "b", NULL}, (const char *[]){"q", NULL});
 	n = tm_node(mp, "Softmax", "sm", (const char *[]){"q", NULL}, (const char *[]){"y", NULL});
 	tm_attr_int(n, "axis", 1);
-	return load(mp);
+	return tm_load(mp);
 }
 
 static const struct graft_tensor *tensor(const struct graft_model *m, const char *name,
@@ -400,7 +386,7 @@ static void test_refusals(void **state)
 		tm_output(mp, "y", 1, 3, xd);
 		tm_node(mp, "Relu", "relu", (const char *[]){"x", NULL},
 			(const char *[]){"y", NULL});
-		m = load(mp);
+		m = tm_load(mp);
 		refuse(m, &(struct graft_head_opts){.classes = 2}, GRAFT_EUNSUPPORTED,
 		       "no final classifier: the output comes from Relu node 'relu'");
 		refuse(m, &(struct graft_head_opts){.classes = 2, .at = "x"}, GRAFT_EUNSUPPORTED,

@@ -44,20 +44,6 @@ static Onnx__ModelProto *flatten_chain(void)
 	return m;
 }
 
-static struct graft_model *load(Onnx__ModelProto *mp)
-{
-	size_t len;
-	uint8_t *buf = tm_pack(mp, &len);
-	struct graft_model *m;
-	struct graft_err err = {0};
-
-	onnx__model_proto__free_unpacked(mp, NULL);
-	if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
-		fail_msg("%s", err.msg);
-	free(buf);
-	return m;
-}
-
 static void make_x(struct graft_array *a, int64_t n, float *buf)
 {
 	memset(a, 0, sizeof(*a));
@@ -74,7 +60,7 @@ static void make_x(struct graft_array *a, int64_t n, float *buf)
 
 static void test_shape_chain_is_folded(void **state)
 {
-	struct graft_model *m = load(flatten_chain());
+	struct graft_model *m = tm_load(flatten_chain());
 	struct graft_net *net;
 	struct graft_err err = {0};
 	struct graft_array x, y;
@@ -117,7 +103,7 @@ static void test_shape_chain_is_folded(void **state)
 
 static void test_input_checks(void **state)
 {
-	struct graft_model *m = load(flatten_chain());
+	struct graft_model *m = tm_load(flatten_chain());
 	struct graft_net *net;
 	struct graft_err err = {0};
 	struct graft_array x;
@@ -151,7 +137,7 @@ static void test_unsupported_op_named(void **state)
 	Onnx__NodeProto *n = tm_node(mp, "Foo", "x", (const char *[]){"x", NULL},
 				     (const char *[]){"y", NULL});
 	n->domain = strdup("bar");
-	struct graft_model *m = load(mp);
+	struct graft_model *m = tm_load(mp);
 	assert_int_equal(graft_net_new(&net, m, &err), GRAFT_EUNSUPPORTED);
 	assert_string_equal(err.msg, "node 'x' (op Foo, domain bar) is not supported");
 	graft_model_free(m);
@@ -184,7 +170,7 @@ static void test_conv_bn_relu_fused(void **state)
 				      (const char *[]){"n", NULL});
 	(void)bn;
 	tm_node(mp, "Relu", "relu", (const char *[]){"n", NULL}, (const char *[]){"y", NULL});
-	struct graft_model *m = load(mp);
+	struct graft_model *m = tm_load(mp);
 	struct graft_net *net;
 	struct graft_err err = {0};
 	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, 1, 2, 2},
@@ -298,7 +284,7 @@ static void test_blocked_layout_between_convs(void **state)
 				      (const char *[]){"y", NULL});
 	attr_ints4(c1, "pads", 1);
 	attr_ints4(c2, "pads", 1);
-	struct graft_model *m = load(mp);
+	struct graft_model *m = tm_load(mp);
 	struct graft_net *net;
 	struct graft_err err = {0};
 	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, C, H, W},
@@ -359,7 +345,7 @@ static void test_resnet_block_layouts(void **state)
 			   (const char *[]){"b", NULL}), "pads", 1);
 	tm_node(mp, "Add", "add", (const char *[]){"b", "s", NULL}, (const char *[]){"sum", NULL});
 	tm_node(mp, "Relu", "r2", (const char *[]){"sum", NULL}, (const char *[]){"y", NULL});
-	struct graft_model *m = load(mp);
+	struct graft_model *m = tm_load(mp);
 	struct graft_net *net;
 	struct graft_err err = {0};
 	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, C, H, W},
@@ -455,7 +441,7 @@ static void test_depthwise_fused(void **state)
 		attr_ints4(dw, "pads", 1);
 		attr_ints_n(dw, "strides", 2, stride);
 		tm_node(mp, "Relu", "r2", (const char *[]){"d", NULL}, (const char *[]){"y", NULL});
-		struct graft_model *m = load(mp);
+		struct graft_model *m = tm_load(mp);
 		struct graft_net *net;
 		struct graft_err err = {0};
 		struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, C, H, W},
@@ -497,7 +483,7 @@ static struct graft_model *linear_model(void)
 	Onnx__NodeProto *g = tm_node(m, "Gemm", "fc", (const char *[]){"x", "W", "B", NULL},
 				     (const char *[]){"y", NULL});
 	tm_attr_int(g, "transB", 1);
-	return load(m);
+	return tm_load(m);
 }
 
 /* graft_net_estimate counts the plan (weights read, the net's copies, activations) for
@@ -566,7 +552,7 @@ static void test_estimate_counts_the_plan(void **state)
  * runs (Reshape's shape is known) without any activation buffer being made. */
 static void test_estimate_folds_shapes(void **state)
 {
-	struct graft_model *m = load(flatten_chain());
+	struct graft_model *m = tm_load(flatten_chain());
 	struct graft_net *net;
 	struct graft_net_memory mem;
 	struct graft_err err = {0};

@@ -20,6 +20,25 @@
 #define IN 4
 #define CLASSES 3
 
+/* The N samples both tests train on: x [N, 4] and labels y [N]. */
+struct data {
+	float xs[N * IN];
+	int64_t ys[N];
+	struct graft_array x, y;
+};
+
+static void make_data(struct data *d)
+{
+	for (int i = 0; i < N * IN; i++)
+		d->xs[i] = (float)((i * 13) % 11) * 0.25f - 1.2f;
+	for (int i = 0; i < N; i++)
+		d->ys[i] = (i * 2) % CLASSES;
+	d->x = (struct graft_array){.dtype = GRAFT_FLOAT, .rank = 2, .dims = {N, IN},
+				    .data = d->xs, .nbytes = sizeof(d->xs)};
+	d->y = (struct graft_array){.dtype = GRAFT_INT64, .rank = 1, .dims = {N}, .data = d->ys,
+				    .nbytes = sizeof(d->ys)};
+}
+
 /* x [batch, 4] -> Gemm (W [3, 4], transB) -> z, then Softmax (opset 13) -> y if softmax */
 static struct graft_model *classifier(int softmax)
 {
@@ -27,10 +46,6 @@ static struct graft_model *classifier(int softmax)
 	Onnx__TensorProto *t;
 	Onnx__NodeProto *n;
 	float w[CLASSES * IN], b[CLASSES] = {0.1f, -0.2f, 0.05f};
-	struct graft_model *m;
-	struct graft_err err = {0};
-	uint8_t *buf;
-	size_t len;
 
 	for (int i = 0; i < CLASSES * IN; i++)
 		w[i] = (float)((i * 7) % 5) * 0.3f - 0.6f;
@@ -43,39 +58,26 @@ static struct graft_model *classifier(int softmax)
 	tm_attr_int(n, "transB", 1);
 	if (softmax)
 		tm_node(mp, "Softmax", "sm", (const char *[]){"z", NULL}, (const char *[]){"y", NULL});
-	buf = tm_pack(mp, &len);
-	onnx__model_proto__free_unpacked(mp, NULL);
-	if (graft_model_read_memory(&m, buf, len, NULL, softmax ? "softmax" : "logits", &err))
-		fail_msg("%s", err.msg);
-	free(buf);
-	return m;
+	return tm_load(mp);
 }
 
 static void test_softmax_output_trains_as_logits(void **state)
 {
-	float xs[N * IN];
-	int64_t ys[N];
-	struct graft_array x = {.dtype = GRAFT_FLOAT, .rank = 2, .dims = {N, IN}, .data = xs,
-				.nbytes = sizeof(xs)};
-	struct graft_array y = {.dtype = GRAFT_INT64, .rank = 1, .dims = {N}, .data = ys,
-				.nbytes = sizeof(ys)};
+	struct data d;
 	struct graft_model *m[2] = {classifier(0), classifier(1)};
 	struct graft_trainer *t[2];
 	struct graft_train_opts o = {0};
 	struct graft_err err = {0};
 
 	(void)state;
-	for (int i = 0; i < N * IN; i++)
-		xs[i] = (float)((i * 13) % 11) * 0.25f - 1.2f;
-	for (int i = 0; i < N; i++)
-		ys[i] = (i * 2) % CLASSES;
+	make_data(&d);
 	graft_optim_defaults(&o.optim, GRAFT_OPTIM_SGD);
 	o.optim.lr = 0.5;
 	o.batch = 4;
 	o.total_steps = 6;
 	o.label_smoothing = 0.1;
 	for (int k = 0; k < 2; k++)
-		if (graft_trainer_new(&t[k], m[k], &x, &y, &o, &err))
+		if (graft_trainer_new(&t[k], m[k], &d.x, &d.y, &o, &err))
 			fail_msg("%s", err.msg);
 	for (int step = 0; step < 6; step++) {
 		struct graft_step_stats s[2];
@@ -96,7 +98,7 @@ static void test_softmax_output_trains_as_logits(void **state)
 	for (int k = 0; k < 2; k++) {
 		struct graft_net *net;
 		if (graft_net_new(&net, m[k], &err) || graft_eval_init(&e[k], CLASSES, &err) ||
-		    graft_evaluate(net, &x, &y, 3, &e[k], &err))
+		    graft_evaluate(net, &d.x, &d.y, 3, &e[k], &err))
 			fail_msg("%s", err.msg);
 		graft_net_free(net);
 	}
@@ -118,8 +120,6 @@ static struct graft_model *backbone_and_head(void)
 	float w1[IN * IN], w[CLASSES * IN];
 	struct graft_model *m;
 	struct graft_err err = {0};
-	uint8_t *buf;
-	size_t len;
 
 	for (int i = 0; i < IN * IN; i++)
 		w1[i] = (float)((i * 5) % 7) * 0.2f - 0.5f;
@@ -134,12 +134,9 @@ static struct graft_model *backbone_and_head(void)
 	tm_node(mp, "Relu", "relu", (const char *[]){"h", NULL}, (const char *[]){"r", NULL});
 	tm_attr_int(tm_node(mp, "Gemm", "head", (const char *[]){"r", "W", NULL},
 			    (const char *[]){"y", NULL}), "transB", 1);
-	buf = tm_pack(mp, &len);
-	onnx__model_proto__free_unpacked(mp, NULL);
-	if (graft_model_read_memory(&m, buf, len, NULL, "backbone", &err) ||
-	    graft_model_set_trainable(m, (size_t)graft_model_find_tensor(m, "W1"), 0, &err))
+	m = tm_load(mp);
+	if (graft_model_set_trainable(m, (size_t)graft_model_find_tensor(m, "W1"), 0, &err))
 		fail_msg("%s", err.msg);
-	free(buf);
 	return m;
 }
 
@@ -161,29 +158,21 @@ static int64_t runs_of(const struct graft_trainer *t, const char *name)
  * without the cache (cache_bytes < 0) or with one too small to be made (1 byte). */
 static void test_frozen_prefix_cache(void **state)
 {
-	float xs[N * IN];
-	int64_t ys[N];
-	struct graft_array x = {.dtype = GRAFT_FLOAT, .rank = 2, .dims = {N, IN}, .data = xs,
-				.nbytes = sizeof(xs)};
-	struct graft_array y = {.dtype = GRAFT_INT64, .rank = 1, .dims = {N}, .data = ys,
-				.nbytes = sizeof(ys)};
+	struct data d;
 	const int64_t limits[3] = {0, -1, 1}, steps = 8;    /* 4 epochs of 2 batches */
 	struct graft_model *m[3];
 	struct graft_trainer *t[3];
 	struct graft_err err = {0};
 
 	(void)state;
-	for (int i = 0; i < N * IN; i++)
-		xs[i] = (float)((i * 13) % 11) * 0.25f - 1.2f;
-	for (int i = 0; i < N; i++)
-		ys[i] = (i * 2) % CLASSES;
+	make_data(&d);
 	for (int k = 0; k < 3; k++) {
 		struct graft_train_opts o = {.batch = 4, .total_steps = steps, .shuffle = 1,
 					     .seed = 3, .profile = 1, .cache_bytes = limits[k]};
 		graft_optim_defaults(&o.optim, GRAFT_OPTIM_SGD);
 		o.optim.lr = 0.5;
 		m[k] = backbone_and_head();
-		if (graft_trainer_new(&t[k], m[k], &x, &y, &o, &err))
+		if (graft_trainer_new(&t[k], m[k], &d.x, &d.y, &o, &err))
 			fail_msg("%s", err.msg);
 	}
 	for (int64_t step = 0; step < steps; step++) {

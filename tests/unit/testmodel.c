@@ -1,8 +1,12 @@
 /* testmodel.c: see testmodel.h. */
 #include <malloc.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cmocka.h>
 
 #include "testmodel.h"
 
@@ -333,4 +337,24 @@ char *tm_tempdir(void)
 {
 	char tmpl[] = "/tmp/graft-test-XXXXXX";
 	return mkdtemp(tmpl) ? strdup(tmpl) : NULL;
+}
+
+struct graft_model *tm_load(Onnx__ModelProto *mp)
+{
+	size_t len;
+	uint8_t *buf = tm_pack(mp, &len);
+	struct graft_model *m;
+	struct graft_err err = {0};
+
+	onnx__model_proto__free_unpacked(mp, NULL);
+	if (graft_model_read_memory(&m, buf, len, NULL, "t", &err))
+		fail_msg("%s", err.msg);
+	free(buf);
+	return m;
+}
+
+int tm_unload(void **state)
+{
+	graft_model_free(*state);
+	return 0;
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "graft.h"
 #include "onnx.pb-c.h"
 
 Onnx__ModelProto *tm_model(int64_t opset);
@@ -35,6 +36,10 @@ void tm_input(Onnx__ModelProto *m, const char *name, int dtype, int rank, const 
 void tm_output(Onnx__ModelProto *m, const char *name, int dtype, int rank, const int64_t *dims);
 /* Serializes into a new buffer. */
 uint8_t *tm_pack(const Onnx__ModelProto *m, size_t *len);
+/* The model mp describes, read as graft reads a file (mp is freed); fails the test when
+ * graft refuses it.  tm_unload is the matching CMocka teardown for *state. */
+struct graft_model *tm_load(Onnx__ModelProto *mp);
+int tm_unload(void **state);
 
 /* A small convolutional classifier exercising every payload encoding, roles, an
  * Identity alias and Constant nodes (described in testmodel.c). */
