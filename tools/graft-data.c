@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -563,26 +564,15 @@ static char *join_path(const char *a, const char *b)
 
 static unsigned char *slurp(const char *path, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
-	size_t cap = 1 << 16, n = 0, r;
-	unsigned char *buf;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct graft_err err = {0};
+	void *buf;
 
-	if (!f)
+	if (fd < 0)
 		tool_die("%s: %s", path, strerror(errno));
-	buf = xmalloc(cap);
-	while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-		n += r;
-		if (n == cap) {
-			unsigned char *b = realloc(buf, cap *= 2);
-			if (!b)
-				tool_die("out of memory");
-			buf = b;
-		}
-	}
-	if (ferror(f))
-		tool_die("%s: read failed", path);
-	fclose(f);
-	*len = n;
+	if (graft_read_fd(fd, &buf, len, &err))
+		tool_die("%s: %s", path, err.msg);
+	close(fd);
 	return buf;
 }
 
