@@ -49,44 +49,34 @@ static int is_identity(const Onnx__NodeProto *n)
 
 /* Uses of stored tensors, by name: entry i < n_tensors is tensor i itself, later entries
  * are Identity aliases of some tensor. */
+struct role_entry {
+	const char *name;       /* borrowed from the graph */
+	size_t target;          /* the tensor the entry stands for */
+	unsigned char uses;     /* bit 0: learnable use, bit 1: running statistics */
+};
+
 struct role_ctx {
 	struct strmap names;    /* value name -> entry */
 	size_t n, cap;
-	const char **name;      /* (n) borrowed from the graph */
-	size_t *target;         /* (n) tensor each entry stands for */
-	unsigned char *uses;    /* (n) bit 0: learnable use, bit 1: running statistics */
+	struct role_entry *e;   /* (n) */
 };
 
 static void role_ctx_release(struct role_ctx *rc)
 {
 	strmap_release(&rc->names);
-	free(rc->name);
-	free(rc->target);
-	free(rc->uses);
+	free(rc->e);
 }
 
 /* Adds an entry for name; a detached tensor's entry is not findable by name, since its
  * name may also be a graph value it has nothing to do with. */
 static int add_entry(struct role_ctx *rc, const char *name, size_t target, int findable)
 {
-	if (rc->n == rc->cap) {
-		size_t cap = rc->cap ? 2 * rc->cap : 64;
-		const char **nm = realloc(rc->name, cap * sizeof(*nm));
-		if (nm)
-			rc->name = nm;
-		size_t *t = realloc(rc->target, cap * sizeof(*t));
-		if (t)
-			rc->target = t;
-		unsigned char *u = realloc(rc->uses, cap);
-		if (u)
-			rc->uses = u;
-		if (!nm || !t || !u)
-			return GRAFT_ENOMEM;
-		rc->cap = cap;
-	}
-	rc->name[rc->n] = name;
-	rc->target[rc->n] = target;
-	rc->uses[rc->n] = 0;
+	struct role_entry *e = array_grow(rc->e, &rc->cap, rc->n, sizeof(*e));
+
+	if (!e)
+		return GRAFT_ENOMEM;
+	rc->e = e;
+	rc->e[rc->n] = (struct role_entry){name, target, 0};
 	if (findable && strmap_put(&rc->names, name, (long)rc->n) == -2)
 		return GRAFT_ENOMEM;
 	rc->n++;
@@ -107,7 +97,7 @@ static void record_uses(struct role_ctx *rc, const Onnx__GraphProto *g, int dept
 				if (e < 0)
 					continue;
 				enum graft_role r = slot_role(n->op_type ? n->op_type : "", k);
-				rc->uses[e] |= r == GRAFT_ROLE_PARAMETER ? 1 : r == GRAFT_ROLE_BUFFER ? 2 : 0;
+				rc->e[e].uses |= r == GRAFT_ROLE_PARAMETER ? 1 : r == GRAFT_ROLE_BUFFER ? 2 : 0;
 			}
 		for (size_t j = 0; j < n->n_attribute; j++) {
 			const Onnx__AttributeProto *a = n->attribute[j];
@@ -196,7 +186,7 @@ static int add_identity_entries(struct role_ctx *rc, const Onnx__GraphProto *g)
 		if (strmap_get(&rc->names, nd->output[0]) >= 0)
 			continue;
 		long e = strmap_get(&rc->names, nd->input[0]);
-		if (add_entry(rc, nd->output[0], rc->target[e], 1))
+		if (add_entry(rc, nd->output[0], rc->e[e].target, 1))
 			goto out;
 		for (long j = strmap_get(&waiting, nd->output[0]); j >= 0; j = next[j])
 			heap_push(heap, &n_heap, ((size_t)j > i ? pass : pass + 1) << 32 | (uint64_t)j);
@@ -241,10 +231,10 @@ static int keep_aliases(struct graft_model *m, const struct role_ctx *rc, struct
 	for (size_t k = 0; k < n; k++) {
 		size_t e = m->n_tensors + k;
 		struct alias_rec *a = &m->aliases[k];
-		if (!(a->name = strdup(rc->name[e])))
+		if (!(a->name = strdup(rc->e[e].name)))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-		a->target = rc->target[e];
-		a->role = role_of(&m->tensors[a->target], rc->uses[e]);
+		a->target = rc->e[e].target;
+		a->role = role_of(&m->tensors[a->target], rc->e[e].uses);
 		m->n_aliases++;
 	}
 	return 0;
@@ -273,7 +263,7 @@ int roles_assign(struct graft_model *m, int set_tensor_roles, struct graft_err *
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		}
 		for (size_t e = 0; e < rc.n; e++)
-			all[rc.target[e]] |= rc.uses[e];
+			all[rc.e[e].target] |= rc.e[e].uses;
 		for (size_t i = 0; i < m->n_tensors; i++) {
 			struct tensor_rec *t = &m->tensors[i];
 			t->role = role_of(t, all[i]);

@@ -13,12 +13,16 @@
 
 /* Activations: graph inputs and what nodes compute from them, shapes excepted (Shape and
  * Size read only dims, and what follows from them is constant for a given input shape). */
+struct flowing {
+	const char *name;
+	int activation;
+	long last_use;          /* node index of the last reader; n_node for graph outputs */
+	long producer;          /* index of the node whose first output it is, or -1 */
+};
+
 struct flow {
 	struct strmap index;    /* value name -> slot */
-	const char **name;
-	int *activation;
-	long *last_use;         /* node index of the last reader; n_node for graph outputs */
-	long *producer;         /* index of the node whose first output it is, or -1 */
+	struct flowing *v;      /* (n) */
 	size_t n, cap;
 };
 
@@ -28,27 +32,11 @@ static long slot(struct flow *f, const char *name)
 
 	if (i >= 0)
 		return i;
-	if (f->n == f->cap) {
-		size_t c = f->cap ? 2 * f->cap : 256;
-		const char **nm = realloc(f->name, c * sizeof(*nm));
-		int *a = nm ? realloc(f->activation, c * sizeof(*a)) : NULL;
-		long *l = a ? realloc(f->last_use, c * sizeof(*l)) : NULL;
-		long *p = l ? realloc(f->producer, c * sizeof(*p)) : NULL;
-		if (nm)
-			f->name = nm;
-		if (a)
-			f->activation = a;
-		if (l)
-			f->last_use = l;
-		if (!p)
-			return -1;
-		f->producer = p;
-		f->cap = c;
-	}
-	f->name[f->n] = name;
-	f->activation[f->n] = 0;
-	f->last_use[f->n] = -1;
-	f->producer[f->n] = -1;
+	struct flowing *v = array_grow(f->v, &f->cap, f->n, sizeof(*v));
+	if (!v)
+		return -1;
+	f->v = v;
+	f->v[f->n] = (struct flowing){name, 0, -1, -1};
 	if (strmap_put(&f->index, name, (long)f->n) == -2)
 		return -1;
 	return (long)f->n++;
@@ -57,10 +45,7 @@ static long slot(struct flow *f, const char *name)
 static void flow_release(struct flow *f)
 {
 	strmap_release(&f->index);
-	free(f->name);
-	free(f->activation);
-	free(f->last_use);
-	free(f->producer);
+	free(f->v);
 }
 
 static int trace(const struct graft_model *m, struct flow *f)
@@ -75,7 +60,7 @@ static int trace(const struct graft_model *m, struct flow *f)
 		graft_model_input(m, i, &vi);
 		if ((s = slot(f, vi.name)) < 0)
 			return -1;
-		f->activation[s] = 1;
+		f->v[s].activation = 1;
 	}
 	for (size_t i = 0; i < g->n_node; i++) {
 		const Onnx__NodeProto *n = g->node[i];
@@ -84,22 +69,22 @@ static int trace(const struct graft_model *m, struct flow *f)
 		for (size_t k = 0; k < n->n_input; k++) {
 			if (!n->input[k] || !*n->input[k] || (s = slot(f, n->input[k])) < 0)
 				continue;
-			act |= f->activation[s];
-			f->last_use[s] = (long)i;
+			act |= f->v[s].activation;
+			f->v[s].last_use = (long)i;
 		}
 		for (size_t k = 0; k < n->n_output; k++) {
 			if (!n->output[k] || !*n->output[k])
 				continue;
 			if ((s = slot(f, n->output[k])) < 0)
 				return -1;
-			f->activation[s] = act && !shape_op;
-			if (k == 0 && f->producer[s] < 0)
-				f->producer[s] = (long)i;
+			f->v[s].activation = act && !shape_op;
+			if (k == 0 && f->v[s].producer < 0)
+				f->v[s].producer = (long)i;
 		}
 	}
 	for (size_t i = 0; i < g->n_output; i++)
 		if (g->output[i]->name && (s = slot(f, g->output[i]->name)) >= 0)
-			f->last_use[s] = (long)g->n_node;
+			f->v[s].last_use = (long)g->n_node;
 	return 0;
 }
 
@@ -133,7 +118,7 @@ static int is_bias_add(const Onnx__GraphProto *g, const struct flow *f, size_t i
 		return 0;
 	for (size_t j = 0; j < nd->n_input; j++) {
 		long s = nd->input[j] && *nd->input[j] ? strmap_get(&f->index, nd->input[j]) : -1;
-		long k = s >= 0 ? f->producer[s] : -1;
+		long k = s >= 0 ? f->v[s].producer : -1;
 		const char *op = k >= 0 && (size_t)k < i ? g->node[k]->op_type : NULL;
 		if (op && strcmp(op, "MatMul") == 0)
 			return 1;
@@ -179,7 +164,7 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 		total += params[i] = node_params(m, g->node[i]);
 	for (size_t i = 0; i < g->n_input; i++) {      /* graph inputs in use */
 		long s = g->input[i]->name ? strmap_get(&f.index, g->input[i]->name) : -1;
-		live += s >= 0 && f.activation[s] && f.last_use[s] >= 0;
+		live += s >= 0 && f.v[s].activation && f.v[s].last_use >= 0;
 	}
 	for (size_t i = 0; i < g->n_node; i++) {
 		const Onnx__NodeProto *nd = g->node[i];
@@ -191,20 +176,20 @@ int graft_model_cuts(const struct graft_model *m, struct graft_cut **out, size_t
 		for (size_t k = 0; k < nd->n_input; k++) {
 			long s = nd->input[k] && *nd->input[k] ? strmap_get(&f.index, nd->input[k]) : -1;
 			/* the last reader retires it (once, however many of its inputs it is) */
-			if (s >= 0 && f.activation[s] && f.last_use[s] == (long)i) {
+			if (s >= 0 && f.v[s].activation && f.v[s].last_use == (long)i) {
 				live--;
-				f.last_use[s] = -2;
+				f.v[s].last_use = -2;
 			}
 		}
 		for (size_t k = 0; k < nd->n_output; k++) {
 			long s = nd->output[k] && *nd->output[k] ? strmap_get(&f.index, nd->output[k])
 								  : -1;
-			if (s >= 0 && f.activation[s] && f.last_use[s] > (long)i) {
+			if (s >= 0 && f.v[s].activation && f.v[s].last_use > (long)i) {
 				live++;
-				only = f.name[s];
+				only = f.v[s].name;
 			}
 		}
-		if (live == 1 && only && f.last_use[strmap_get(&f.index, only)] < (long)g->n_node) {
+		if (live == 1 && only && f.v[strmap_get(&f.index, only)].last_use < (long)g->n_node) {
 			struct graft_cut *c = array_grow(cuts, &cap_cuts, n, sizeof(*c));
 			uint64_t *w = c ? array_grow(weights, &cap_weights, n, sizeof(*w)) : NULL;
 			if (c)
