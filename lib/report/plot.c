@@ -3,12 +3,12 @@
  *
  * graft-train --log writes one flat JSON object per line (epoch, step, loss, accuracy,
  * val_loss, val_accuracy, lr, ...; the val_ keys only with --val and only at the end of
- * an epoch).  Plotting needs nothing more of JSON than such lines, so a small strict
- * parser reads them here instead of a dependency: an object of string keys and scalar
- * values (numbers, strings, true, false, null), UTF-8 checked, nothing nested.  The one
- * liberty it takes is the non-finite tokens that C's printf (graft-train's "%g" of an
- * infinite validation loss) and Python's json write; they read as NaN, which the plot
- * skips as it skips a missing key.
+ * an epoch).  Plotting needs nothing more of JSON than such lines, so base/json.c's small
+ * strict reader reads them here instead of a dependency, and this file allows only an
+ * object of string keys and scalar values (numbers, strings, true, false, null), nothing
+ * nested.  The one liberty the reader takes is the non-finite tokens that C's printf
+ * (graft-train's "%g" of an infinite validation loss) and Python's json write; here they
+ * read as NaN, which the plot skips as it skips a missing key.
  *
  * Everything is bounded (logs, points, the length of a number) so that garbage input
  * gives an error, never a crash or an unbounded output, and the SVG is printed with
@@ -24,17 +24,10 @@
 
 /* ---- the line parser ------------------------------------------------------------------ */
 
-struct parser {
-	const unsigned char *s;
-	size_t n, i;
-	struct graft_err *err;
-};
-
 /* The keys plotted, in the order of struct graft_plot_point's fields. */
 static const char *const known_keys[] = {"epoch", "step", "loss", "accuracy", "val_loss",
 					 "val_accuracy"};
 #define N_KNOWN (sizeof(known_keys) / sizeof(known_keys[0]))
-#define MAX_NUMBER 64           /* characters of one number; graft-train writes ~12 */
 #define MAX_KEY 32              /* decoded bytes kept of a key: longer ones are unknown */
 
 static double *point_field(struct graft_plot_point *pt, size_t k)
@@ -44,354 +37,61 @@ static double *point_field(struct graft_plot_point *pt, size_t k)
 	return f[k];
 }
 
-/* "'x'" for a printable byte, "byte 0xNN" for another, "the end of the line" past it. */
-static const char *what_is(const struct parser *p, char *buf, size_t size)
+/* One member, key (its first MAX_KEY bytes in name) and value v: into *pt if the key is
+ * known, once, and the value a number or null.  Any other key takes any scalar. */
+static int take_member(struct json *j, struct graft_plot_point *pt, int *seen, const char *name,
+		       const struct json_token *key, const struct json_token *v)
 {
-	if (p->i >= p->n)
-		return "the end of the line";
-	unsigned c = p->s[p->i];
-	if (c >= 0x20 && c < 0x7f)
-		snprintf(buf, size, "'%c'", (char)c);
-	else
-		snprintf(buf, size, "byte 0x%02x", c);
-	return buf;
-}
-
-static int fail(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(struct parser *p, const char *fmt, ...)
-{
-	char msg[200];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return graft_err_set(p->err, GRAFT_EFORMAT, "%s at column %zu", msg, p->i + 1);
-}
-
-static int unexpected(struct parser *p, const char *wanted)
-{
-	char b[16];
-	return fail(p, "expected %s, found %s", wanted, what_is(p, b, sizeof(b)));
-}
-
-static void skip_space(struct parser *p)
-{
-	while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\r' ||
-			       p->s[p->i] == '\n'))
-		p->i++;
-}
-
-/* The length (1 to 4) of the well-formed UTF-8 character at s (n bytes left), with its
- * code point in *cp; 0 when malformed (overlong, a surrogate, past U+10FFFF, cut). */
-static size_t utf8_char(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	uint32_t c = s[0], min;
-	size_t len;
-
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
+	if (v->kind == JSON_OBJECT || v->kind == JSON_ARRAY) {
+		j->i = v->at;
+		return json_fail(j, "nested objects and arrays are not supported (flat objects "
+				 "only)");
 	}
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, c &= 0x1f, min = 0x80;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, c &= 0x0f, min = 0x800;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, c &= 0x07, min = 0x10000;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t k = 1; k < len; k++) {
-		if ((s[k] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (s[k] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
-static int hex4(const unsigned char *s, uint32_t *v)
-{
-	*v = 0;
-	for (int k = 0; k < 4; k++) {
-		unsigned c = s[k], d;
-		if (c >= '0' && c <= '9')
-			d = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			d = c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			d = c - 'A' + 10;
-		else
-			return -1;
-		*v = *v << 4 | d;
-	}
-	return 0;
-}
-
-/* Appends code point cp as UTF-8 to key (at most MAX_KEY bytes; *len counts all). */
-static void key_put(char *key, size_t *len, uint32_t cp)
-{
-	unsigned char b[4];
-	size_t n;
-
-	if (cp < 0x80)
-		b[0] = (unsigned char)cp, n = 1;
-	else if (cp < 0x800)
-		b[0] = (unsigned char)(0xc0 | cp >> 6), b[1] = (unsigned char)(0x80 | (cp & 0x3f)),
-		n = 2;
-	else if (cp < 0x10000)
-		b[0] = (unsigned char)(0xe0 | cp >> 12),
-		b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f)),
-		b[2] = (unsigned char)(0x80 | (cp & 0x3f)), n = 3;
-	else
-		b[0] = (unsigned char)(0xf0 | cp >> 18),
-		b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f)),
-		b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f)),
-		b[3] = (unsigned char)(0x80 | (cp & 0x3f)), n = 4;
-	for (size_t k = 0; k < n; k++, (*len)++)
-		if (*len < MAX_KEY)
-			key[*len] = (char)b[k];
-}
-
-/* A string at p->i (the opening quote); its first MAX_KEY decoded bytes go to key (NULL:
- * not kept) and their full count to *len. */
-static int parse_string(struct parser *p, char *key, size_t *len)
-{
-	size_t dummy;
-
-	if (!len)
-		len = &dummy;
-	*len = 0;
-	p->i++;
-	for (;;) {
-		uint32_t cp;
-		if (p->i >= p->n)
-			return fail(p, "unterminated string");
-		unsigned c = p->s[p->i];
-		if (c == '"') {
-			p->i++;
-			return 0;
+	for (size_t k = 0; k < N_KNOWN; k++) {
+		if (key->len != strlen(known_keys[k]) || memcmp(name, known_keys[k], key->len))
+			continue;
+		if (seen[k]) {
+			j->i = key->at;
+			return json_fail(j, "key '%s' given twice", known_keys[k]);
 		}
-		if (c < 0x20)
-			return fail(p, "control character 0x%02x in a string", c);
-		if (c == '\\') {
-			if (p->i + 1 >= p->n)
-				return fail(p, "unterminated string");
-			switch (p->s[p->i + 1]) {
-			case '"': cp = '"'; break;
-			case '\\': cp = '\\'; break;
-			case '/': cp = '/'; break;
-			case 'b': cp = '\b'; break;
-			case 'f': cp = '\f'; break;
-			case 'n': cp = '\n'; break;
-			case 'r': cp = '\r'; break;
-			case 't': cp = '\t'; break;
-			case 'u':
-				if (p->i + 6 > p->n || hex4(p->s + p->i + 2, &cp))
-					return fail(p, "bad \\u escape: four hex digits wanted");
-				if (cp >= 0xdc00 && cp <= 0xdfff)
-					return fail(p, "bad \\u escape: a lone low surrogate");
-				if (cp >= 0xd800 && cp <= 0xdbff) {
-					uint32_t lo;
-					if (p->i + 12 > p->n || p->s[p->i + 6] != '\\' ||
-					    p->s[p->i + 7] != 'u' || hex4(p->s + p->i + 8, &lo) ||
-					    lo < 0xdc00 || lo > 0xdfff)
-						return fail(p, "bad \\u escape: a high surrogate "
-							    "without its low one");
-					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-					p->i += 6;
-				}
-				p->i += 4;
-				break;
-			default: {
-				char b[16];
-				p->i++;
-				return fail(p, "bad escape: backslash and %s",
-					    what_is(p, b, sizeof(b)));
-			}
-			}
-			p->i += 2;
-		} else {
-			size_t k = utf8_char(p->s + p->i, p->n - p->i, &cp);
-			if (!k)
-				return fail(p, "malformed UTF-8 in a string");
-			p->i += k;
+		seen[k] = 1;
+		if (v->kind == JSON_STRING || v->kind == JSON_TRUE || v->kind == JSON_FALSE) {
+			j->i = v->at;
+			return json_fail(j, "'%s' is not a number", known_keys[k]);
 		}
-		if (key)
-			key_put(key, len, cp);
-		else
-			(*len)++;
+		*point_field(pt, k) = v->kind == JSON_NUMBER ? v->num : NAN;
 	}
-}
-
-/* A literal word at p->i: 1 and past it if the line has it there (and no letter after). */
-static int word(struct parser *p, const char *w)
-{
-	size_t n = strlen(w);
-
-	if (p->n - p->i < n || memcmp(p->s + p->i, w, n))
-		return 0;
-	if (p->i + n < p->n) {
-		unsigned c = p->s[p->i + n];
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    c == '_')
-			return 0;
-	}
-	p->i += n;
-	return 1;
-}
-
-enum value_kind { V_NUMBER, V_NULL, V_STRING, V_BOOL };
-
-/* A scalar value at p->i; a number (non-finite tokens read as NaN) goes to *v. */
-static int parse_value(struct parser *p, enum value_kind *kind, double *v)
-{
-	static const char *const nonfinite[] = {"NaN", "-NaN", "nan", "-nan", "Infinity",
-						"-Infinity", "inf", "-inf"};
-	char num[MAX_NUMBER + 1];
-	size_t start = p->i, k;
-
-	if (p->i >= p->n)
-		return unexpected(p, "a value");
-	switch (p->s[p->i]) {
-	case '"':
-		*kind = V_STRING;
-		return parse_string(p, NULL, NULL);
-	case '{':
-	case '[':
-		return fail(p, "nested objects and arrays are not supported (flat objects only)");
-	}
-	if (word(p, "null")) {
-		*kind = V_NULL;
-		return 0;
-	}
-	if (word(p, "true") || word(p, "false")) {
-		*kind = V_BOOL;
-		return 0;
-	}
-	for (k = 0; k < sizeof(nonfinite) / sizeof(nonfinite[0]); k++)
-		if (word(p, nonfinite[k])) {
-			*kind = V_NUMBER;
-			*v = NAN;
-			return 0;
-		}
-	/* JSON's number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-#define DIGIT(j) ((j) < p->n && p->s[j] >= '0' && p->s[j] <= '9')
-	if (p->i < p->n && p->s[p->i] == '-')
-		p->i++;
-	if (!DIGIT(p->i))
-		return unexpected(p, p->i > start ? "a digit" : "a value");
-	if (p->s[p->i] == '0') {
-		p->i++;
-		if (DIGIT(p->i))
-			return fail(p, "a number with a leading zero");
-	} else {
-		while (DIGIT(p->i))
-			p->i++;
-	}
-	if (p->i < p->n && p->s[p->i] == '.') {
-		p->i++;
-		if (!DIGIT(p->i))
-			return unexpected(p, "a digit after the decimal point");
-		while (DIGIT(p->i))
-			p->i++;
-	}
-	if (p->i < p->n && (p->s[p->i] == 'e' || p->s[p->i] == 'E')) {
-		p->i++;
-		if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-'))
-			p->i++;
-		if (!DIGIT(p->i))
-			return unexpected(p, "a digit in the exponent");
-		while (DIGIT(p->i))
-			p->i++;
-	}
-#undef DIGIT
-	if (p->i - start > MAX_NUMBER) {
-		p->i = start;
-		return fail(p, "a number longer than %d characters", MAX_NUMBER);
-	}
-	memcpy(num, p->s + start, p->i - start);
-	num[p->i - start] = 0;
-	*kind = V_NUMBER;
-	*v = strtod(num, NULL);         /* out of range: +-HUGE_VAL or 0, both harmless here */
 	return 0;
 }
 
 int graft_plot_parse_line(const char *line, size_t len, struct graft_plot_point *pt,
 			  struct graft_err *err)
 {
-	struct parser p = {(const unsigned char *)line, len, 0, err};
-	int seen[N_KNOWN] = {0};
+	struct json j;
+	struct json_token key, v;
+	int seen[N_KNOWN] = {0}, rc;
 
 	for (size_t k = 0; k < N_KNOWN; k++)
 		*point_field(pt, k) = NAN;
 	if (!line && len)
 		return graft_err_set(err, GRAFT_EINVAL, "no line");
-	skip_space(&p);
-	if (p.i >= p.n)
+	json_init(&j, line, len, 1, err);
+	json_skip_space(&j);
+	if (j.i >= j.n)
 		return graft_err_set(err, GRAFT_EFORMAT, "empty line");
-	if (p.s[p.i] != '{')
-		return unexpected(&p, "'{' (a JSON object)");
-	p.i++;
-	skip_space(&p);
-	if (p.i < p.n && p.s[p.i] == '}') {
-		p.i++;
-	} else {
-		for (;;) {
-			char key[MAX_KEY];
-			size_t klen, key_col;
-			enum value_kind kind;
-			double v = NAN;
-			int rc;
-
-			skip_space(&p);
-			if (p.i >= p.n || p.s[p.i] != '"')
-				return unexpected(&p, "a key (a string in double quotes)");
-			key_col = p.i;
-			if ((rc = parse_string(&p, key, &klen)))
-				return rc;
-			skip_space(&p);
-			if (p.i >= p.n || p.s[p.i] != ':')
-				return unexpected(&p, "':' after the key");
-			p.i++;
-			skip_space(&p);
-			size_t val_col = p.i;
-			if ((rc = parse_value(&p, &kind, &v)))
-				return rc;
-			for (size_t k = 0; k < N_KNOWN; k++) {
-				if (klen != strlen(known_keys[k]) || memcmp(key, known_keys[k], klen))
-					continue;
-				if (seen[k]) {
-					p.i = key_col;
-					return fail(&p, "key '%s' given twice", known_keys[k]);
-				}
-				seen[k] = 1;
-				if (kind == V_STRING || kind == V_BOOL) {
-					p.i = val_col;
-					return fail(&p, "'%s' is not a number", known_keys[k]);
-				}
-				*point_field(pt, k) = kind == V_NUMBER ? v : NAN;
-			}
-			skip_space(&p);
-			if (p.i < p.n && p.s[p.i] == ',') {
-				p.i++;
-				continue;
-			}
-			if (p.i < p.n && p.s[p.i] == '}') {
-				p.i++;
-				break;
-			}
-			return unexpected(&p, "',' or '}'");
-		}
+	if (j.s[j.i] != '{')
+		return json_unexpected(&j, "'{' (a JSON object)");
+	if ((rc = json_value(&j, &v, NULL, 0)))
+		return rc;
+	for (;;) {
+		char name[MAX_KEY];
+		if ((rc = json_next(&j, &key, name, sizeof(name))) <= 0)
+			break;
+		if ((rc = json_value(&j, &v, NULL, 0)) ||
+		    (rc = take_member(&j, pt, seen, name, &key, &v)))
+			return rc;
 	}
-	skip_space(&p);
-	if (p.i < p.n)
-		return unexpected(&p, "the end of the line after the object");
-	return 0;
+	return rc ? rc : json_end(&j, "the end of the line after the object");
 }
 
 /* ---- logs ----------------------------------------------------------------------------- */
