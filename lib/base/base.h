@@ -79,7 +79,6 @@ struct json {
 	const unsigned char *s;
 	size_t n, i;            /* the input, and the position in it */
 	int one_line;           /* positions as "column C"; the end is "the end of the line" */
-	int trailing_comma;     /* a comma may come before a closing bracket (set by hand) */
 	int depth;              /* objects and arrays open */
 	char close[JSON_MAX_DEPTH];             /* each one's closing bracket */
 	unsigned char started[JSON_MAX_DEPTH];  /* whether it has had a member yet */

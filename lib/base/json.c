@@ -10,8 +10,7 @@
  * nobody wants.  It is as strict as RFC 8259 (UTF-8 checked, escapes and surrogate pairs
  * checked, no trailing commas, no leading zeros) but for the non-finite tokens that C's
  * printf and Python's json write (NaN, Infinity, nan, inf and their negatives), which read
- * as JSON_NONFINITE, and, where the caller sets trailing_comma, a comma before a closing
- * bracket.  Everything is bounded: the nesting (JSON_MAX_DEPTH), the length of a
+ * as JSON_NONFINITE.  Everything is bounded: the nesting (JSON_MAX_DEPTH), the length of a
  * number (JSON_MAX_NUMBER), the bytes of a string kept (the caller's buffer); nothing is
  * allocated, so garbage gives an error, never a crash.  Errors are GRAFT_EFORMAT with the
  * place: "... at column C" for one line, "... at line L, column C" otherwise (bytes, from 1).
@@ -363,8 +362,7 @@ int json_next(struct json *j, struct json_token *key, char *buf, size_t cap)
 	char close = j->close[top];
 	if (!key)
 		key = &dummy;
-	/* The closing bracket may come first or after a member; after a comma only when
-	 * trailing_comma allows it. */
+	/* The closing bracket may come first or after a member, never after a comma. */
 	json_skip_space(j);
 	if (j->i < j->n && j->s[j->i] == close)
 		return close_level(j);
@@ -373,8 +371,6 @@ int json_next(struct json *j, struct json_token *key, char *buf, size_t cap)
 			return json_unexpected(j, close == '}' ? "',' or '}'" : "',' or ']'");
 		j->i++;
 		json_skip_space(j);
-		if (j->trailing_comma && j->i < j->n && j->s[j->i] == close)
-			return close_level(j);
 	}
 	j->started[top] = 1;
 	if (close == ']')

@@ -485,7 +485,6 @@ int graft_mnist_json_parse(const char *text, float **values, size_t *n, struct g
 	*values = NULL;
 	*n = 0;
 	json_init(&j, text, strlen(text), 0, err);
-	j.trailing_comma = 1;
 	rc = json_value(&j, &t, NULL, 0);
 	if (!rc && t.kind == JSON_OBJECT)
 		rc = mnist_object(&j, &v, &count, err);

@@ -324,7 +324,7 @@ static void test_mnist_json(void **state)
 	char *big = malloc(count * 2 + 16), *p = big;
 	p += sprintf(p, "{\"data\": [");
 	for (size_t i = 0; i < count; i++)
-		p += sprintf(p, "%d,", (int)(i & 1));
+		p += sprintf(p, i ? ",%d" : "%d", (int)(i & 1));
 	sprintf(p, "]}");
 	assert_int_equal(graft_mnist_json_parse(big, &v, &n, &err), 0);
 	assert_int_equal(n, count);
