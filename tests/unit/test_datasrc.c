@@ -23,6 +23,7 @@
 #include <zlib.h>
 
 #include "format/format.h"
+#include "testmodel.h"
 
 static char tmpdir[] = "/tmp/test_datasrc.XXXXXX";
 
@@ -51,10 +52,7 @@ static const char *put(const char *name, const void *buf, size_t len, int gz)
 		assert_int_equal(gzwrite(f, buf, (unsigned)len), (int)len);
 		assert_int_equal(gzclose(f), Z_OK);
 	} else {
-		FILE *f = fopen(path, "wb");
-		assert_non_null(f);
-		assert_int_equal(fwrite(buf, 1, len, f), len);
-		assert_int_equal(fclose(f), 0);
+		tm_put(path, buf, len);
 	}
 	return path;
 }
@@ -176,37 +174,10 @@ static void test_idx_damaged_gzip(void **state)
 	expect_idx_error(put("labels.gz", gz, len - 12, 0), 1, GRAFT_EFORMAT, "");
 }
 
-/* A w x h PNG (8-bit RGB, or grey) of pixel values (x * 40 + y * 7 + c * 90) & 0xff. */
-static void *make_png(int w, int h, int grey, size_t *len)
-{
-	png_image img;
-	int ch = grey ? 1 : 3;
-	unsigned char *px = malloc((size_t)w * (size_t)h * (size_t)ch);
-	png_alloc_size_t size = 0;
-	void *buf;
-
-	for (int y = 0; y < h; y++)
-		for (int x = 0; x < w; x++)
-			for (int c = 0; c < ch; c++)
-				px[((size_t)y * (size_t)w + (size_t)x) * (size_t)ch + (size_t)c] =
-					(unsigned char)((x * 40 + y * 7 + c * 90) & 0xff);
-	memset(&img, 0, sizeof(img));
-	img.version = PNG_IMAGE_VERSION;
-	img.width = (png_uint_32)w;
-	img.height = (png_uint_32)h;
-	img.format = grey ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-	assert_true(png_image_write_get_memory_size(img, size, 0, px, 0, NULL));
-	buf = malloc(size);
-	assert_true(png_image_write_to_memory(&img, buf, &size, 0, px, 0, NULL));
-	free(px);
-	*len = size;
-	return buf;
-}
-
 static void test_png_decode_and_resize(void **state)
 {
 	size_t len;
-	void *png = make_png(5, 3, 0, &len);
+	void *png = tm_png(5, 3, 0, &len);
 	struct graft_array rgb;
 	struct graft_err err = {0};
 	float out[3 * 3 * 5], half[3 * 2 * 3], grey[3 * 5];
@@ -248,7 +219,7 @@ static void test_png_decode_and_resize(void **state)
 	graft_array_release(&rgb);
 	/* A grey PNG comes out with the grey replicated. */
 	free(png);
-	png = make_png(4, 2, 1, &len);
+	png = tm_png(4, 2, 1, &len);
 	assert_int_equal(graft_image_decode(&rgb, png, len, &err), 0);
 	p = rgb.data;
 	for (int i = 0; i < 8; i++)
@@ -273,7 +244,7 @@ static void png_set_size(unsigned char *png, uint32_t w, uint32_t h)
 static void test_image_refusals(void **state)
 {
 	size_t len;
-	unsigned char *png = make_png(4, 4, 0, &len);
+	unsigned char *png = tm_png(4, 4, 0, &len);
 	struct graft_array rgb;
 	struct graft_err err = {0};
 	(void)state;

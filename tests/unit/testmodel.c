@@ -8,6 +8,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <png.h>
+
 #include "testmodel.h"
 
 /* Room for element n of arr, doubling when it is full: a test that adds 200,000 items
@@ -357,4 +359,38 @@ int tm_unload(void **state)
 {
 	graft_model_free(*state);
 	return 0;
+}
+
+void tm_put(const char *path, const void *buf, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(buf, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+void *tm_png(int w, int h, int grey, size_t *len)
+{
+	png_image img;
+	int ch = grey ? 1 : 3;
+	unsigned char *px = malloc((size_t)w * (size_t)h * (size_t)ch);
+	png_alloc_size_t size = 0;
+	void *buf;
+
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++)
+			for (int c = 0; c < ch; c++)
+				px[((size_t)y * (size_t)w + (size_t)x) * (size_t)ch + (size_t)c] =
+					(unsigned char)((x * 40 + y * 7 + c * 90) & 0xff);
+	memset(&img, 0, sizeof(img));
+	img.version = PNG_IMAGE_VERSION;
+	img.width = (png_uint_32)w;
+	img.height = (png_uint_32)h;
+	img.format = grey ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+	assert_true(png_image_write_get_memory_size(img, size, 0, px, 0, NULL));
+	buf = malloc(size);
+	assert_true(png_image_write_to_memory(&img, buf, &size, 0, px, 0, NULL));
+	free(px);
+	*len = size;
+	return buf;
 }

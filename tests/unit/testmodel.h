@@ -47,6 +47,11 @@ Onnx__ModelProto *tm_tiny_cnn(void);
 
 /* Reads a whole file into a new buffer. */
 uint8_t *tm_slurp(const char *path, size_t *len);
+/* Writes the len bytes of buf to path (replacing it), or fails the test. */
+void tm_put(const char *path, const void *buf, size_t len);
+/* A w x h PNG (8-bit RGB, or grey) of pixel values (x * 40 + y * 7 + c * 90) & 0xff, in
+ * a new buffer of *len bytes. */
+void *tm_png(int w, int h, int grey, size_t *len);
 /* A new temporary directory (free the returned string). */
 char *tm_tempdir(void);
 

