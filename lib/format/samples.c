@@ -512,7 +512,7 @@ int graft_raw_read_graft(struct graft_raw *src, const char *path, struct graft_e
 struct list {
 	char **item;
 	int64_t *label;
-	size_t n, cap;
+	size_t n, cap_item, cap_label;
 };
 
 static void list_free(struct list *l)
@@ -527,18 +527,14 @@ static void list_free(struct list *l)
 /* Appends s (taken over: freed if it cannot be) with label. */
 static int list_add(struct list *l, char *s, int64_t label, struct graft_err *err)
 {
-	if (s && l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		char **item = realloc(l->item, sizeof(char *) * cap);
-		if (item)
-			l->item = item;
-		int64_t *lab = realloc(l->label, sizeof(int64_t) * cap);
-		if (lab)
-			l->label = lab;
-		if (item && lab)
-			l->cap = cap;
-	}
-	if (!s || l->n == l->cap) {
+	char **item = s ? array_grow(l->item, &l->cap_item, l->n, sizeof(*item)) : NULL;
+	int64_t *lab = item ? array_grow(l->label, &l->cap_label, l->n, sizeof(*lab)) : NULL;
+
+	if (item)
+		l->item = item;
+	if (lab)
+		l->label = lab;
+	if (!item || !lab) {
 		free(s);
 		return no_memory(err);
 	}
