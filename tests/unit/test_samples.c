@@ -70,7 +70,8 @@ static void put_idx(const char *name, int ndim, const uint32_t *dims, const void
 	for (int i = 0; i < ndim; i++, n += 4)
 		for (int k = 0; k < 4; k++)
 			b[n + (size_t)k] = (unsigned char)(dims[i] >> (24 - 8 * k));
-	memcpy(b + n, data, len);
+	if (len)                /* memcpy from NULL is undefined even for 0 bytes */
+		memcpy(b + n, data, len);
 	tm_put(at(name), b, n + len);
 }
 
