@@ -240,8 +240,10 @@ writer_killed "(head -c half; kill -9) | graft-run -o outdir" \
 # step FILE: the step a checkpoint holds
 step() {
 	local member
-	member=$(tar -xOf "$1" manifest | awk '$3 == "graft.train/step" { print $2 }') &&
-		tar -xOf "$1" "$member" | od -An -t d8 | tr -d ' '
+	# a copy: the checkpoint may be replaced between the two reads
+	cp "$1" step.snap 2>/dev/null || return 1
+	member=$(tar -xOf step.snap manifest | awk '$3 == "graft.train/step" { print $2 }') &&
+		tar -xOf step.snap "$member" | od -An -t d8 | tr -d ' '
 }
 steps=2000
 train=(--data d.graft --batch 16 --optimizer adam --lr 0.002 --augment flip,crop --seed 7 -q
@@ -354,11 +356,13 @@ ends_by_term() {
 }
 # A save that cannot finish: the checkpoint is a FIFO whose reader (this shell) never
 # reads, so the write blocks once the pipe is full; the tool holds the FIFO open only
-# while it saves.
+# while it saves (it must not inherit the shell's descriptor 3, or it would seem to
+# hold it from the start, and a SIGTERM sent during a step would be taken for one sent
+# during the save).
 p=""
 mkfifo ck.fifo
 exec 3<>ck.fifo
-graft-train heavy.graft "${heavy[@]}" --steps 5 --checkpoint ck.fifo -o st.graft 2>err.txt &
+graft-train heavy.graft "${heavy[@]}" --steps 5 --checkpoint ck.fifo -o st.graft 2>err.txt 3<&- &
 pid=$!
 for _ in $(seq 600); do ls -l /proc/$pid/fd 2>/dev/null | grep -q "ck.fifo$" && break; sleep 0.05; done
 ls -l /proc/$pid/fd 2>/dev/null | grep -q "ck.fifo$" || p="$p never began its save;"
