@@ -913,6 +913,7 @@ struct graft_output {
 	int renamed;    /* internal: already in place, only to be closed */
 	int in_place;   /* internal: a device or FIFO, written directly (no rename) */
 	int unnamed;    /* internal: an O_TMPFILE file, without a name so far */
+	volatile int naming; /* internal: being linked as tmp (a signal handler removes tmp) */
 };
 int graft_output_open(struct graft_output *out, const char *path, struct graft_err *err);
 int graft_output_commit(struct graft_output *out, struct graft_err *err);

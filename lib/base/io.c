@@ -362,10 +362,15 @@ static int output_name(struct graft_output *out)
 
 	for (int tries = 0; tries < 100; tries++) {
 		fill_tmp_suffix(x, &r);
+		/* Set first: a signal that lands after the link but before unnamed is cleared
+		 * still finds the name to remove (graft_output_tmp_path). */
+		out->naming = 1;
 		if (link_unnamed(out, out->tmp) == 0) {
 			out->unnamed = 0;
+			out->naming = 0;
 			return 0;
 		}
+		out->naming = 0;
 		if (errno != EEXIST)
 			return -1;
 	}
@@ -518,5 +523,7 @@ void graft_output_abort(struct graft_output *out)
 
 const char *graft_output_tmp_path(const struct graft_output *out)
 {
-	return out->unnamed || out->renamed ? NULL : out->tmp;
+	/* While it is being named, the name may exist already: removing one that does not
+	 * is harmless.  Once renamed, tmp names nothing. */
+	return (out->unnamed && !out->naming) || out->renamed ? NULL : out->tmp;
 }
