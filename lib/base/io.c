@@ -219,21 +219,28 @@ static int is_tmp_name_of(const char *name, const char *base)
 	return name[6] == '\0' || strcmp(name + 6, ".old") == 0;
 }
 
+/* 1 if dirfd/name (AT_FDCWD: a path) is still the file open at fd: not removed or renamed
+ * away meanwhile. */
+static int still_named(int fd, int dirfd, const char *name)
+{
+	struct stat held, now;
+
+	return fstat(fd, &held) == 0 && fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       now.st_ino == held.st_ino && now.st_dev == held.st_dev;
+}
+
 /* Removes dir/name if no living writer holds it: every named temporary file is locked
  * (flock) by its writer from before it has a name until it is renamed into place, and
  * the lock goes with the writer's process, however it ends. */
 static void remove_if_orphaned(int dirfd, const char *name)
 {
-	struct stat held, now;
+	struct stat st;
 	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 
 	if (fd < 0)
 		return;
-	if (fstat(fd, &held) == 0 && S_ISREG(held.st_mode) &&
-	    flock(fd, LOCK_EX | LOCK_NB) == 0 &&
-	    /* still under that name: not renamed into place meanwhile */
-	    fstatat(dirfd, name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    now.st_ino == held.st_ino && now.st_dev == held.st_dev)
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+	    still_named(fd, dirfd, name))       /* not renamed into place meanwhile */
 		unlinkat(dirfd, name, 0);
 	close(fd);
 }
@@ -266,7 +273,6 @@ static int open_named_locked(struct graft_output *out)
 	uint64_t r = tmp_seed();
 
 	for (int tries = 0; tries < 100; tries++) {
-		struct stat held, now;
 		fill_tmp_suffix(x, &r);
 		int fd = open(out->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
 		if (fd < 0) {
@@ -274,9 +280,7 @@ static int open_named_locked(struct graft_output *out)
 				continue;
 			return -1;
 		}
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 &&
-		    stat(out->tmp, &now) == 0 && now.st_ino == held.st_ino &&
-		    now.st_dev == held.st_dev)
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 && still_named(fd, AT_FDCWD, out->tmp))
 			return fd;
 		close(fd);
 	}
@@ -432,8 +436,8 @@ int graft_output_commit(struct graft_output *out, struct graft_err *err)
 }
 
 /* A hard link to path's current file under a temporary name of data's (BASE.tmpXXXXXX.old),
- * opened and locked as temporary files are; -1 when path has no file (or no link can be
- * made: then there is nothing to put back either).  *fd holds the lock. */
+ * opened and locked as temporary files are; NULL when path has no file (or no link can
+ * be made: then there is nothing to put back either).  *fd holds the lock. */
 static char *backup_old(const struct graft_output *data, int *fd)
 {
 	char *backup = malloc(strlen(data->tmp) + 5);
