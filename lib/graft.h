@@ -657,9 +657,14 @@ int64_t graft_optim_steps(const struct graft_optim *o);
 /* Parameter i's state: which 0 is SGD's momentum buffer or Adam's first moment, 1 Adam's
  * second moment; NULL when the optimizer keeps none.  numel floats, writable (restore). */
 float *graft_optim_state(struct graft_optim *o, size_t i, int which);
-/* After writing the state back: the step count, and whether SGD's momentum buffers hold
- * values (so the next update does not start them afresh). */
+/* After writing the state back: the step count, and whether the state holds values:
+ * then every parameter counts as updated in each of those steps (Adam's t; SGD's next
+ * update does not start its momentum buffer afresh), else in none. */
 void graft_optim_restore(struct graft_optim *o, int64_t steps, int momentum_started);
+/* Parameter i's own update count (Adam's t; a count of 0 starts its state afresh, as
+ * PyTorch's lazily made state does for a parameter that starts training late). */
+int64_t graft_optim_param_steps(const struct graft_optim *o, size_t i);
+void graft_optim_restore_param(struct graft_optim *o, size_t i, int64_t steps);
 
 /* ---- training: the loop's exact parts (lib/train/train.c) -------------------------------------- */
 
@@ -697,6 +702,22 @@ struct graft_train_opts {
 	 * GRAFT_TRAIN_CACHE_DEFAULT; negative: no cache. */
 	int64_t cache_bytes;
 	int profile;            /* time the net's nodes (graft_trainer_net, graft_net_profile) */
+	/* Transfer recipes (docs/recipes.md), on the parameters the model marks trainable.
+	 * A parameter's depth is the number of block boundaries (graft_model_cuts) from the
+	 * first node that reads it to the output: 0 for the head, which follows the last
+	 * boundary (graft_model_param_depths).  A parameter that does not train yet is not
+	 * in the net (it gets no gradient and stays exactly as it is); the net is rebuilt
+	 * when the set changes, and each parameter's optimizer state starts at its first
+	 * update (Adam's bias correction counts its own steps, as in PyTorch). */
+	int64_t lp_steps;       /* LP-FT: the first lp_steps steps train depth 0 alone at
+				 * lp_lr, with the schedule (and warm-up) over those steps; then
+				 * everything trainable at optim.lr, the schedule starting afresh
+				 * over the remaining steps.  0: no LP phase */
+	double lp_lr;           /* 0: 10 times optim.lr */
+	int64_t unfreeze_every; /* gradual unfreezing (ULMFiT): depth d trains from step
+				 * d * unfreeze_every, or with LP-FT from lp_steps + (d - 1) *
+				 * unfreeze_every; 0: all at once */
+	double layer_decay;     /* depth d's rate times layer_decay^d (after lr_mults); 0: 1 */
 };
 #define GRAFT_TRAIN_CACHE_DEFAULT ((int64_t)2 << 30)
 struct graft_step_stats {
@@ -748,9 +769,43 @@ size_t graft_trainer_param_count(const struct graft_trainer *t);
 int64_t graft_trainer_classes(const struct graft_trainer *t);
 /* Epochs covered by that many steps (fractional). */
 double graft_trainer_epoch(const struct graft_trainer *t, int64_t steps);
-/* The sample at position j of step's batch, and the rate of step. */
+/* The sample at position j of step's batch, and the rate of step (before a
+ * parameter's lr_mults and layer_decay factor). */
 int64_t graft_trainer_sample(struct graft_trainer *t, int64_t step, int64_t j);
 double graft_trainer_lr(const struct graft_trainer *t, int64_t step);
+/* The step from which the trainable parameter named name trains under the recipe
+ * (0 without one); -1 when it is not one of the trainer's parameters. */
+int64_t graft_trainer_param_start(const struct graft_trainer *t, const char *name);
+
+/* ---- recipes (lib/train/recipe.c) ------------------------------------------------------------- */
+
+/* A training recipe as graft-plan picks it: graft-train's options, written into a model's
+ * metadata under GRAFT_RECIPE_KEY by graft-plan --apply, so that graft-train given no
+ * such options trains the model that way.  Epochs count passes over the training data. */
+#define GRAFT_RECIPE_KEY "graft.recipe"
+struct graft_recipe {
+	double epochs;
+	int64_t batch;
+	enum graft_optim_kind optimizer;
+	double lr;
+	double weight_decay;    /* negative: the optimizer's default */
+	enum graft_schedule schedule;   /* constant or cosine */
+	int64_t warmup;         /* steps */
+	int bn_frozen;
+	double lp_ft;           /* LP-FT: epochs of the head alone first; 0: none */
+	double lp_lr;           /* its rate; 0: 10 times lr */
+	double unfreeze_every;  /* epochs between unfreezing one more block; 0: none */
+	double layer_decay;     /* a block's rate is this times the one above it; 0: none */
+};
+/* batch 32, SGD, the optimizer's weight decay, nothing else. */
+void graft_recipe_defaults(struct graft_recipe *r);
+/* The recipe as graft-train options ("--epochs 30 --batch 32 --optimizer adamw --lr
+ * 0.003 ..."): what it sets beyond the defaults, in a fixed order, numbers exact.
+ * Returns the length (as snprintf: buf holds at most size - 1 characters of it). */
+size_t graft_recipe_format(const struct graft_recipe *r, char *buf, size_t size);
+/* Reads what graft_recipe_format writes (the options in any order; --epochs required),
+ * into *r from the defaults.  GRAFT_EINVAL, naming it, for anything else. */
+int graft_recipe_parse(const char *text, struct graft_recipe *r, struct graft_err *err);
 
 /* ---- surgery (lib/surgery/cuts.c, lib/surgery/edit.c) ------------------------------------------------------ */
 
@@ -803,6 +858,14 @@ struct graft_freeze_rule {
 	long count;             /* LAST_BLOCKS */
 	size_t hits;            /* out: the parameters the rule applied to */
 };
+/* For every tensor of m (by index), the number of block boundaries from the first node
+ * that reads it to the output: 0 for the head, after the last block boundary; what
+ * GRAFT_FREEZE_LAST_BLOCKS counts (a parameter trains with count k when its depth is
+ * below k).  depth: graft_model_tensor_count(m) entries (unread tensors get 0);
+ * *blocks (may be NULL): the boundaries.  m's aliases must be parted first
+ * (graft_model_unalias_all). */
+int graft_model_param_depths(const struct graft_model *m, size_t *depth, size_t *blocks,
+			     struct graft_err *err);
 /* Applies the n rules to m's parameters (aliases parted first: an alias would share its
  * tensor's flag) and counts them: *trainable of *params (either may be NULL) train after.
  * GRAFT_EINVAL for a pattern that matches no parameter, a cut m does not have, or more

@@ -62,11 +62,24 @@ static const char usage[] =
 	"      --cache SIZE          keep a frozen prefix's outputs per sample up to SIZE\n"
 	"                            (default 2G; 0: no cache, the prefix runs every step)\n"
 	"      --profile             print the time spent per op type to stderr at the end\n"
+	"transfer recipes (a block: what lies between two block boundaries, graft-slice\n"
+	"--list-cuts; the head: after the last one):\n"
+	"      --lp-ft E             LP-FT: the first E epochs train the head alone (at\n"
+	"                            --lp-lr, default 10 times --lr), then everything\n"
+	"                            trainable at --lr, the schedule starting again\n"
+	"      --lp-lr X             the head's rate during --lp-ft\n"
+	"      --unfreeze-every E    gradual unfreezing: the head first, one more block from\n"
+	"                            the top every E epochs\n"
+	"      --layer-decay F       each block's rate is F times the rate of the one above\n"
+	"A model that graft-plan --apply wrote carries its recipe (metadata graft.recipe):\n"
+	"with it, --epochs and the options above default to the recipe's.\n"
 	"  -h, --help                show this help;  -V, --version  show the version\n";
 
 struct cmdline {
 	const char *model, *data, *val, *out, *checkpoint, *resume, *log;
 	double epochs;
+	double lp_ft, unfreeze_every;   /* epochs */
+	unsigned length_given;          /* 1: --epochs, 2: --steps */
 	int64_t steps, checkpoint_every, log_every, step_epochs;
 	struct graft_train_opts o;
 	struct graft_lr_mult *mults;
@@ -171,7 +184,7 @@ enum {
 	OPT_VAL = 256, OPT_EPOCHS, OPT_STEPS, OPT_OPTIMIZER, OPT_LR, OPT_MOMENTUM, OPT_NESTEROV,
 	OPT_WD, OPT_BETAS, OPT_EPS, OPT_SCHEDULE, OPT_WARMUP, OPT_LR_MULT, OPT_CLIP, OPT_SMOOTH, OPT_BN,
 	OPT_SEED, OPT_NO_SHUFFLE, OPT_AUGMENT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME, OPT_LOG,
-	OPT_LOG_EVERY, OPT_CACHE,
+	OPT_LOG_EVERY, OPT_CACHE, OPT_LP_FT, OPT_LP_LR, OPT_UNFREEZE, OPT_LAYER_DECAY,
 };
 
 static void parse_option(struct cmdline *cl, int c)
@@ -179,8 +192,22 @@ static void parse_option(struct cmdline *cl, int c)
 	switch (c) {
 	case 'd': cl->data = optarg; break;
 	case OPT_VAL: cl->val = optarg; break;
-	case OPT_EPOCHS: cl->epochs = parse_double(optarg, "--epochs", 1e-9, 1e9); break;
-	case OPT_STEPS: cl->steps = parse_count(optarg, "--steps", 1); break;
+	case OPT_EPOCHS:
+		cl->epochs = parse_double(optarg, "--epochs", 1e-9, 1e9);
+		cl->length_given |= 1;
+		break;
+	case OPT_STEPS:
+		cl->steps = parse_count(optarg, "--steps", 1);
+		cl->length_given |= 2;
+		break;
+	case OPT_LP_FT: cl->lp_ft = parse_double(optarg, "--lp-ft", 0, 1e9); break;
+	case OPT_LP_LR: cl->o.lp_lr = parse_double(optarg, "--lp-lr", 0, 1e6); break;
+	case OPT_UNFREEZE:
+		cl->unfreeze_every = parse_double(optarg, "--unfreeze-every", 0, 1e9);
+		break;
+	case OPT_LAYER_DECAY:
+		cl->o.layer_decay = parse_double(optarg, "--layer-decay", 0, 1);
+		break;
 	case 'b': cl->o.batch = parse_count(optarg, "--batch", 1); break;
 	case OPT_OPTIMIZER: parse_optimizer(cl, optarg); break;
 	case OPT_LR: cl->o.optim.lr = parse_double(optarg, "--lr", 0, 1e6); cl->lr_set = 1; break;
@@ -242,7 +269,32 @@ static void parse_option(struct cmdline *cl, int c)
 	}
 }
 
-static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
+/* A recipe's options as defaults, for the command line's to override. */
+static void apply_recipe(struct cmdline *cl, const struct graft_recipe *r)
+{
+	cl->epochs = r->epochs;
+	cl->o.batch = r->batch;
+	cl->o.optim.kind = r->optimizer;
+	cl->o.optim.lr = r->lr;
+	cl->lr_set = 1;
+	if (r->weight_decay >= 0) {
+		cl->o.optim.weight_decay = r->weight_decay;
+		cl->wd_set = 1;
+	}
+	cl->o.schedule = r->schedule;
+	cl->o.warmup = r->warmup;
+	cl->o.bn_frozen = r->bn_frozen;
+	cl->lp_ft = r->lp_ft;
+	cl->o.lp_lr = r->lp_lr;
+	cl->unfreeze_every = r->unfreeze_every;
+	cl->o.layer_decay = r->layer_decay;
+}
+
+/* Parses the command line over the defaults, or over recipe's options when recipe is
+ * not NULL.  The first parse (final 0) comes before the model is read, and so before
+ * its recipe is known; the run's length is checked by the final one. */
+static void parse_cmdline(int argc, char **argv, struct cmdline *cl,
+			  const struct graft_recipe *recipe, int final)
 {
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, 'd'}, {"val", required_argument, NULL, OPT_VAL},
@@ -272,6 +324,10 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"output", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
 		{"force", no_argument, NULL, 'f'}, TOOL_MEMORY_LONGOPT,
 		{"cache", required_argument, NULL, OPT_CACHE}, TOOL_PROFILE_LONGOPT,
+		{"lp-ft", required_argument, NULL, OPT_LP_FT},
+		{"lp-lr", required_argument, NULL, OPT_LP_LR},
+		{"unfreeze-every", required_argument, NULL, OPT_UNFREEZE},
+		{"layer-decay", required_argument, NULL, OPT_LAYER_DECAY},
 		TOOL_COMMON_LONGOPTS, {0},
 	};
 	struct graft_optim_opts given;
@@ -281,6 +337,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	cl->o.batch = 32;
 	cl->o.shuffle = 1;
 	graft_optim_defaults(&cl->o.optim, GRAFT_OPTIM_SGD);
+	if (recipe)
+		apply_recipe(cl, recipe);
+	optind = 0;     /* GNU getopt: start afresh (the second parse, over a recipe) */
 	while ((c = getopt_long(argc, argv, ":d:b:o:qfhV", opts, NULL)) != -1)
 		parse_option(cl, c);
 	if (argc - optind > 1)
@@ -288,7 +347,11 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	cl->model = optind < argc ? argv[optind] : NULL;
 	if (!cl->data)
 		tool_usage(usage, 2, "--data is required");
-	if ((cl->epochs > 0) == (cl->steps > 0))
+	if (cl->length_given == 3)
+		tool_usage(usage, 2, "give one of --epochs and --steps");
+	if (cl->length_given == 2)
+		cl->epochs = 0;         /* --steps replaces a recipe's epochs */
+	if (final && cl->epochs <= 0 && cl->steps <= 0)
 		tool_usage(usage, 2, "give one of --epochs and --steps");
 	/* The chosen optimizer's defaults for what was not given. */
 	given = cl->o.optim;
@@ -313,6 +376,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		tool_usage(usage, 2, "--log-every needs --log");
 	if (cl->checkpoint_every && !cl->checkpoint)
 		tool_usage(usage, 2, "--checkpoint-every needs --checkpoint");
+	if (cl->o.lp_lr > 0 && cl->lp_ft <= 0)
+		tool_usage(usage, 2, "--lp-lr needs --lp-ft");
 }
 
 /* ---- progress and logs ---------------------------------------------------------------------- */
@@ -332,7 +397,21 @@ struct run {
 	int64_t correct, count, steps;
 	int64_t epoch_done;             /* epochs completed */
 	int64_t epoch_start_step;
+	size_t live;                    /* parameter tensors training */
 };
+
+/* A recipe started more parameters at step. */
+static void unfrozen(struct run *r, int64_t step)
+{
+	size_t live = graft_trainer_param_count(r->t);
+
+	if (!r->cl->quiet)
+		fprintf(stderr, "%s%s: step %lld (epoch %.2f): %zu parameter tensors training "
+			"(%zu more), lr %g\n", r->tty ? "\n" : "", tool_name, (long long)step + 1,
+			graft_trainer_epoch(r->t, step), live, live - r->live,
+			graft_trainer_lr(r->t, step));
+	r->live = live;
+}
 
 static void progress(const struct run *r, int64_t step, const struct graft_step_stats *s)
 {
@@ -465,11 +544,36 @@ static void check_memory(const struct cmdline *cl, struct graft_model *m,
 	tool_check_model_memory(m, path, &no, x, batch, moments * params, cl->max_memory);
 }
 
+/* Steps that cover that many epochs of n samples at batch (a partial step counts). */
+static int64_t epoch_steps(double epochs, int64_t n, int64_t batch)
+{
+	return (int64_t)ceil(epochs * (double)n / (double)batch - 1e-9);
+}
+
 static int64_t total_steps(const struct cmdline *cl, int64_t n, int64_t batch)
 {
-	if (cl->steps)
-		return cl->steps;
-	return (int64_t)ceil(cl->epochs * (double)n / (double)batch - 1e-9);
+	return cl->steps ? cl->steps : epoch_steps(cl->epochs, n, batch);
+}
+
+/* The model's recipe (graft-plan --apply), when it has one: the command line is parsed
+ * again over it. */
+static void take_recipe(struct cmdline *cl, int argc, char **argv, const struct graft_model *m)
+{
+	const char *text = graft_model_metadata_value(m, GRAFT_RECIPE_KEY);
+	const char *path = cl->resume ? cl->resume : cl->model ? cl->model : "<stdin>";
+	struct graft_recipe recipe;
+	struct graft_err err = {0};
+
+	if (!text) {
+		parse_cmdline(argc, argv, cl, NULL, 1);
+		return;
+	}
+	if (graft_recipe_parse(text, &recipe, &err))
+		tool_die("%s: %s", path, err.msg);
+	parse_cmdline(argc, argv, cl, &recipe, 1);
+	if (!cl->quiet)
+		fprintf(stderr, "%s: the model's recipe (graft-plan): %s%s\n", tool_name, text,
+			argc > 1 ? "; options given override it" : "");
 }
 
 int main(int argc, char **argv)
@@ -482,7 +586,7 @@ int main(int argc, char **argv)
 	int64_t batch, n, steps_per_epoch;
 
 	tool_init(argc, argv);
-	parse_cmdline(argc, argv, &cl);
+	parse_cmdline(argc, argv, &cl, NULL, 0);
 	memset(&r, 0, sizeof(r));
 	r.cl = &cl;
 	if (!cl.out || strcmp(cl.out, "-") == 0) {
@@ -490,9 +594,15 @@ int main(int argc, char **argv)
 			tool_die("refusing to write a model to a terminal (use -o FILE or -f)");
 	}
 	load(&r, &cl, &dm, &vm, &x, &y);
+	take_recipe(&cl, argc, argv, r.m);
 	n = x.dims[0];
 	batch = cl.o.batch < n ? cl.o.batch : n;
 	cl.o.total_steps = total_steps(&cl, n, batch);
+	cl.o.lp_steps = cl.lp_ft > 0 ? epoch_steps(cl.lp_ft, n, batch) : 0;
+	cl.o.unfreeze_every = cl.unfreeze_every > 0 ? epoch_steps(cl.unfreeze_every, n, batch) : 0;
+	if (cl.o.lp_steps >= cl.o.total_steps)
+		tool_die("--lp-ft %g covers the whole run (%lld steps): nothing would fine-tune",
+			 cl.lp_ft, (long long)cl.o.total_steps);
 	steps_per_epoch = (int64_t)ceil((double)n / (double)batch);
 	if (cl.o.schedule == GRAFT_SCHEDULE_STEP)
 		cl.o.step_every = cl.step_epochs * steps_per_epoch;
@@ -506,12 +616,17 @@ int main(int argc, char **argv)
 	if (cl.log && !(r.log = fopen(cl.log, cl.resume ? "a" : "w")))
 		tool_die("%s: %s", cl.log, strerror(errno));
 	r.tty = !cl.quiet && isatty(STDERR_FILENO);
+	r.live = graft_trainer_param_count(r.t);
 	if (!cl.quiet)
 		fprintf(stderr, "%s: %lld samples, batch %lld, %lld steps (%.2f epochs), %zu "
 			"parameter tensors training, %s lr %g\n", tool_name, (long long)n,
 			(long long)batch, (long long)r.total,
 			graft_trainer_epoch(r.t, r.total), graft_trainer_param_count(r.t),
 			graft_optim_name(cl.o.optim.kind), cl.o.optim.lr);
+	if (!cl.quiet && cl.o.lp_steps)
+		fprintf(stderr, "%s: LP-FT: the head alone for %lld steps at lr %g first\n",
+			tool_name, (long long)cl.o.lp_steps,
+			cl.o.lp_lr > 0 ? cl.o.lp_lr : 10 * cl.o.optim.lr);
 	tool_defer_stops(1);     /* a stop signal: finish the step, save, exit */
 	r.t0 = r.t_epoch = graft_now();
 	r.epoch_start_step = graft_trainer_steps_done(r.t);
@@ -526,6 +641,8 @@ int main(int argc, char **argv)
 		r.steps++;
 		if (r.tty)
 			progress(&r, step, &s);
+		if (graft_trainer_param_count(r.t) != r.live)
+			unfrozen(&r, step);
 		int64_t done = step + 1;
 		int epoch_end = (int64_t)graft_trainer_epoch(r.t, done) >
 				(int64_t)graft_trainer_epoch(r.t, step) || done == r.total;

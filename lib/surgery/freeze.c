@@ -72,6 +72,35 @@ static size_t last_blocks_node(const struct graft_cut *cuts, size_t n, size_t bl
 	return node;
 }
 
+int graft_model_param_depths(const struct graft_model *m, size_t *depth, size_t *blocks,
+			     struct graft_err *err)
+{
+	struct graft_cut *cuts;
+	size_t n_cuts, *first;
+	int rc;
+
+	if ((rc = graft_model_cuts(m, &cuts, &n_cuts, err)))
+		return rc;
+	if (!(first = first_readers(m))) {
+		free(cuts);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	if (blocks)
+		*blocks = 0;
+	for (size_t i = 0; i < n_cuts && blocks; i++)
+		*blocks += cuts[i].block != 0;
+	/* a tensor lies below a boundary when its first reader comes no later than the
+	 * boundary's producer (as last_blocks_node and applies count) */
+	for (size_t t = 0; t < m->n_tensors; t++) {
+		depth[t] = 0;
+		for (size_t i = 0; first[t] < m->proto->graph->n_node && i < n_cuts; i++)
+			depth[t] += cuts[i].block && first[t] <= cuts[i].node;
+	}
+	free(first);
+	free(cuts);
+	return 0;
+}
+
 /* What each rule needs before it applies: the node of a cut rule, the nodes a pattern
  * rule's glob selects. */
 struct resolved {

@@ -21,8 +21,9 @@ struct graft_optim {
 	size_t n;
 	uint64_t *numel;
 	float **m1, **m2;       /* momentum buffer (SGD) or first moment; second moment */
-	int *started;           /* SGD: the momentum buffer holds a value */
-	int64_t step;           /* updates done (Adam's t) */
+	int64_t *updates;       /* per parameter: updates done (Adam's t; SGD's momentum
+				 * buffer holds a value once it is not 0) */
+	int64_t step;           /* steps begun */
 };
 
 void graft_optim_defaults(struct graft_optim_opts *o, enum graft_optim_kind kind)
@@ -56,7 +57,7 @@ void graft_optim_free(struct graft_optim *o)
 	}
 	free(o->m1);
 	free(o->m2);
-	free(o->started);
+	free(o->updates);
 	free(o->numel);
 	free(o);
 }
@@ -74,9 +75,9 @@ int graft_optim_new(struct graft_optim **out, const struct graft_optim_opts *opt
 	o->n = n;
 	o->m1 = calloc(n + 1, sizeof(*o->m1));
 	o->m2 = calloc(n + 1, sizeof(*o->m2));
-	o->started = calloc(n + 1, sizeof(*o->started));
+	o->updates = calloc(n + 1, sizeof(*o->updates));
 	o->numel = calloc(n + 1, sizeof(*o->numel));
-	if (!o->m1 || !o->m2 || !o->started || !o->numel)
+	if (!o->m1 || !o->m2 || !o->updates || !o->numel)
 		goto nomem;
 	for (size_t i = 0; i < n; i++) {
 		o->numel[i] = numel[i];
@@ -93,11 +94,10 @@ nomem:
 }
 
 static void sgd(const struct graft_optim_opts *o, float *p, const float *g, float *v,
-		int *started, uint64_t n, float lr)
+		int first, uint64_t n, float lr)
 {
 	float wd = (float)o->weight_decay, m = (float)o->momentum;
 	float damp = (float)(1 - o->dampening);
-	int first = !*started;
 
 	#pragma omp parallel for if (n > 65536)
 	for (uint64_t i = 0; i < n; i++) {
@@ -110,7 +110,6 @@ static void sgd(const struct graft_optim_opts *o, float *p, const float *g, floa
 		}
 		p[i] = p[i] + -lr * d;
 	}
-	*started = 1;
 }
 
 static void adam(const struct graft_optim_opts *o, float *p, const float *g, float *m1,
@@ -144,10 +143,12 @@ void graft_optim_begin_step(struct graft_optim *o)
 
 void graft_optim_update(struct graft_optim *o, size_t i, float *p, const float *g, double lr)
 {
+	int64_t t = ++o->updates[i];
+
 	if (o->o.kind == GRAFT_OPTIM_SGD)
-		sgd(&o->o, p, g, o->m1[i], &o->started[i], o->numel[i], (float)lr);
+		sgd(&o->o, p, g, o->m1[i], t == 1, o->numel[i], (float)lr);
 	else
-		adam(&o->o, p, g, o->m1[i], o->m2[i], o->numel[i], lr, o->step);
+		adam(&o->o, p, g, o->m1[i], o->m2[i], o->numel[i], lr, t);
 }
 
 int64_t graft_optim_steps(const struct graft_optim *o)
@@ -166,5 +167,16 @@ void graft_optim_restore(struct graft_optim *o, int64_t steps, int momentum_star
 {
 	o->step = steps;
 	for (size_t i = 0; i < o->n; i++)
-		o->started[i] = momentum_started;
+		o->updates[i] = momentum_started ? steps : 0;
+}
+
+int64_t graft_optim_param_steps(const struct graft_optim *o, size_t i)
+{
+	return i < o->n ? o->updates[i] : 0;
+}
+
+void graft_optim_restore_param(struct graft_optim *o, size_t i, int64_t steps)
+{
+	if (i < o->n)
+		o->updates[i] = steps;
 }

@@ -11,6 +11,12 @@
  * batch has B samples and every sample is seen once per epoch.  Everything random in a
  * step (the order, augmentation, Dropout's generator, restored on resume) follows from
  * the seed and the step number, so a resumed run continues exactly.
+ *
+ * Transfer recipes (LP-FT, gradual unfreezing, layer-wise rate decay) give each trainable
+ * parameter a start step and a rate factor from its depth, counted in block boundaries
+ * from the output.  The net trains only the parameters started by its step: the others
+ * are frozen in it (no gradient, no update, the frozen prefix's cache applies), and it is
+ * rebuilt, carrying everything over, at the steps where more start.
  */
 #include <float.h>
 #include <fnmatch.h>
@@ -37,9 +43,15 @@ struct graft_trainer {
 	float *logp;                    /* then their logarithm, per batch */
 	uint64_t sample_floats;         /* floats per sample of x */
 	uint64_t target_floats;         /* MSE: floats per sample of y */
-	size_t *param;                  /* graft_net_tensor index of each optimized parameter */
-	double *lr_mult;
+	/* The parameters that train at some step (the model's trainable ones), by optimizer
+	 * index k; live[] lists those the current net trains. */
 	size_t n_params;
+	size_t *tensor;                 /* the model's tensor index */
+	size_t *net_index;              /* graft_net_tensor index in the current net */
+	int64_t *start;                 /* the step from which it trains */
+	double *lr_mult;
+	size_t *live, n_live;
+	int64_t next_start;             /* the first start after the net's step; INT64_MAX */
 	int64_t step;                   /* steps done */
 	int64_t *order;                 /* the permutation of epoch order_epoch */
 	int64_t order_epoch;
@@ -93,11 +105,21 @@ double graft_trainer_epoch(const struct graft_trainer *t, int64_t steps)
 
 /* ---- the learning rate ------------------------------------------------------------------ */
 
+/* With LP-FT, the LP phase (steps before lp_steps) has its own rate and the schedule
+ * over its steps; the FT phase the schedule over the rest, counted from its start. */
 double graft_trainer_lr(const struct graft_trainer *t, int64_t step)
 {
 	const struct graft_train_opts *o = &t->o;
 	double lr = o->optim.lr, f = 1;
+	int64_t total = o->total_steps;
 
+	if (o->lp_steps > 0 && step < o->lp_steps) {
+		lr = o->lp_lr > 0 ? o->lp_lr : 10 * o->optim.lr;
+		total = o->lp_steps;
+	} else if (o->lp_steps > 0) {
+		step -= o->lp_steps;
+		total -= o->lp_steps;
+	}
 	switch (o->schedule) {
 	case GRAFT_SCHEDULE_CONSTANT:
 		break;
@@ -107,9 +129,9 @@ double graft_trainer_lr(const struct graft_trainer *t, int64_t step)
 		break;
 	case GRAFT_SCHEDULE_COSINE:
 		/* torch's CosineAnnealingLR to 0 over the steps after warm-up */
-		if (o->total_steps > o->warmup && step >= o->warmup)
+		if (total > o->warmup && step >= o->warmup)
 			f = 0.5 * (1 + cos(M_PI * (double)(step - o->warmup) /
-					   (double)(o->total_steps - o->warmup)));
+					   (double)(total - o->warmup)));
 		break;
 	}
 	if (o->warmup > 0 && step < o->warmup)
@@ -255,34 +277,91 @@ static int alloc_batch(struct graft_trainer *t, struct graft_err *err)
 	return 0;
 }
 
-static int make_optimizer(struct graft_trainer *t, struct graft_err *err)
+static int recipe_on(const struct graft_train_opts *o)
 {
-	size_t n = graft_net_tensor_count(t->net);
-	uint64_t *numel = calloc(n + 1, sizeof(*numel));
-	int rc;
+	return o->lp_steps > 0 || o->unfreeze_every > 0 || (o->layer_decay > 0 &&
+							     o->layer_decay != 1);
+}
 
-	t->param = calloc(n + 1, sizeof(*t->param));
+/* The step from which a parameter at depth trains (graft_train_opts). */
+static int64_t start_step(const struct graft_train_opts *o, size_t depth)
+{
+	int64_t d = (int64_t)depth;
+
+	if (d == 0 || (o->lp_steps <= 0 && o->unfreeze_every <= 0))
+		return 0;
+	if (o->lp_steps > 0)
+		return o->lp_steps + (d - 1) * o->unfreeze_every;
+	return d * o->unfreeze_every;
+}
+
+static int check_recipe(const struct graft_train_opts *o, struct graft_err *err)
+{
+	if (o->lp_steps < 0 || o->unfreeze_every < 0 || o->lp_lr < 0 || o->layer_decay < 0 ||
+	    !isfinite(o->lp_lr) || !isfinite(o->layer_decay))
+		return graft_err_set(err, GRAFT_EINVAL, "a transfer recipe's steps, rate and decay "
+				     "must not be negative");
+	return 0;
+}
+
+/* The model's trainable parameters, with each one's start step and rate factor, and
+ * the optimizer over all of them. */
+static int collect_params(struct graft_trainer *t, struct graft_err *err)
+{
+	size_t n = t->model->n_tensors, *depth = calloc(n + 1, sizeof(*depth)), blocks = 0;
+	uint64_t *numel = calloc(n + 1, sizeof(*numel));
+	int rc = 0;
+
+	t->tensor = calloc(n + 1, sizeof(*t->tensor));
+	t->net_index = calloc(n + 1, sizeof(*t->net_index));
+	t->start = calloc(n + 1, sizeof(*t->start));
 	t->lr_mult = calloc(n + 1, sizeof(*t->lr_mult));
-	if (!numel || !t->param || !t->lr_mult) {
-		free(numel);
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	t->live = calloc(n + 1, sizeof(*t->live));
+	if (!depth || !numel || !t->tensor || !t->net_index || !t->start || !t->lr_mult ||
+	    !t->live) {
+		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		goto out;
+	}
+	if (recipe_on(&t->o)) {
+		if ((rc = graft_model_param_depths(t->model, depth, &blocks, err)))
+			goto out;
+		if (blocks == 0) {
+			rc = graft_err_set(err, GRAFT_EINVAL, "the model has no block boundary: a "
+					   "transfer recipe has no blocks to tell apart");
+			goto out;
+		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct graft_net_tensor nt;
-		graft_net_tensor(t->net, i, &nt);
-		if (!nt.is_param)
+		struct graft_tensor mt;
+		size_t k = t->n_params;
+		graft_model_tensor(t->model, i, &mt);
+		if (!mt.trainable || mt.role != GRAFT_ROLE_PARAMETER)
 			continue;
-		t->lr_mult[t->n_params] = 1;
+		t->tensor[k] = i;
+		t->start[k] = start_step(&t->o, depth[i]);
+		t->lr_mult[k] = 1;
 		/* the last matching pattern wins, as later options override earlier ones */
-		for (size_t k = 0; k < t->o.n_lr_mults; k++)
-			if (fnmatch(t->o.lr_mults[k].pattern, nt.name, 0) == 0)
-				t->lr_mult[t->n_params] = t->o.lr_mults[k].factor;
-		numel[t->n_params] = nt.numel;
-		t->param[t->n_params++] = i;
+		for (size_t p = 0; p < t->o.n_lr_mults; p++)
+			if (fnmatch(t->o.lr_mults[p].pattern, mt.name, 0) == 0)
+				t->lr_mult[k] = t->o.lr_mults[p].factor;
+		if (t->o.layer_decay > 0)
+			t->lr_mult[k] *= pow(t->o.layer_decay, (double)depth[i]);
+		numel[k] = mt.numel;
+		t->n_params++;
 	}
 	rc = graft_optim_new(&t->optim, &t->o.optim, t->n_params, numel, err);
+out:
+	free(depth);
 	free(numel);
 	return rc;
+}
+
+int64_t graft_trainer_param_start(const struct graft_trainer *t, const char *name)
+{
+	for (size_t k = 0; k < t->n_params; k++)
+		if (strcmp(t->model->tensors[t->tensor[k]].name, name) == 0)
+			return t->start[k];
+	return -1;
 }
 
 static void cache_free(struct cache *c)
@@ -392,7 +471,10 @@ void graft_trainer_free(struct graft_trainer *t)
 	cache_free(&t->cache);
 	graft_net_free(t->net);
 	graft_optim_free(t->optim);
-	free(t->param);
+	free(t->tensor);
+	free(t->net_index);
+	free(t->start);
+	free(t->live);
 	free(t->lr_mult);
 	free(t->order);
 	free(t->xb.data);
@@ -403,14 +485,100 @@ void graft_trainer_free(struct graft_trainer *t)
 }
 
 static int gather(struct graft_trainer *t, int64_t step);
+static int save_tensor(struct graft_model *m, const struct graft_net_tensor *nt,
+		       struct graft_err *err);
+
+/* Writes the net's copies of parameters and running statistics into m. */
+static int store_tensors(struct graft_trainer *t, struct graft_model *m, struct graft_err *err)
+{
+	for (size_t i = 0; i < graft_net_tensor_count(t->net); i++) {
+		struct graft_net_tensor nt;
+		int rc;
+		graft_net_tensor(t->net, i, &nt);
+		if ((rc = save_tensor(m, &nt, err)))
+			return rc;
+	}
+	return 0;
+}
+
+/* Builds the net that trains the parameters started by step, the others frozen in it,
+ * in place of the current one (whose values go back into the model first, and whose
+ * Dropout generator the new one continues). */
+static int build_net(struct graft_trainer *t, int64_t step, struct graft_err *err)
+{
+	struct graft_net_opts no = {.training = 1, .bn_frozen = t->o.bn_frozen, .seed = t->o.seed,
+				    .profile = t->o.profile};
+	struct graft_net *net = NULL;
+	int rc;
+
+	if (t->net && (rc = store_tensors(t, t->model, err)))
+		return rc;
+	for (size_t k = 0; k < t->n_params; k++)
+		if (t->start[k] > step)
+			t->model->tensors[t->tensor[k]].trainable = 0;
+	rc = graft_net_new_opts(&net, t->model, &no, err);
+	for (size_t k = 0; k < t->n_params; k++)
+		t->model->tensors[t->tensor[k]].trainable = 1;
+	if (rc)
+		return rc;
+	if (t->net) {
+		memcpy(autograd_rng(net)->s, autograd_rng(t->net)->s, sizeof(autograd_rng(net)->s));
+		graft_net_free(t->net);
+	}
+	t->net = net;
+	t->n_live = 0;
+	t->next_start = INT64_MAX;
+	for (size_t k = 0; k < t->n_params; k++) {
+		const char *name = t->model->tensors[t->tensor[k]].name;
+		if (t->start[k] > step) {
+			t->next_start = t->start[k] < t->next_start ? t->start[k] : t->next_start;
+			continue;
+		}
+		for (size_t i = 0; i < graft_net_tensor_count(net); i++) {
+			struct graft_net_tensor nt;
+			graft_net_tensor(net, i, &nt);
+			if (nt.is_param && strcmp(nt.name, name) == 0) {
+				t->net_index[k] = i;
+				t->live[t->n_live++] = k;
+				break;
+			}
+		}
+	}
+	return 0;
+}
+
+/* One forward on step's batch to plan the net, in evaluation mode (training mode would
+ * update running statistics and draw Dropout masks), then the frozen prefix's cache. */
+static int plan_net(struct graft_trainer *t, int64_t step, struct graft_err *err)
+{
+	int rc;
+
+	if (gather(t, step))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	graft_net_set_training(t->net, 0);
+	rc = graft_net_run(t->net, &t->xb, 1, err);
+	graft_net_set_training(t->net, 1);
+	return rc;
+}
+
+/* At a step where more parameters start training: the net for them, planned, with a
+ * cache of its own frozen prefix (shorter than the last one's). */
+static int rebuild(struct graft_trainer *t, int64_t step, struct graft_err *err)
+{
+	int rc;
+
+	cache_free(&t->cache);
+	if ((rc = build_net(t, step, err)) || (rc = plan_net(t, step, err)))
+		return rc;
+	cache_setup(t);
+	return 0;
+}
 
 int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 		      const struct graft_array *x, const struct graft_array *y,
 		      const struct graft_train_opts *o, struct graft_err *err)
 {
 	struct graft_trainer *t = calloc(1, sizeof(*t));
-	struct graft_net_opts no = {.training = 1, .bn_frozen = o->bn_frozen, .seed = o->seed,
-				    .profile = o->profile};
 	int rc;
 
 	*out = NULL;
@@ -420,25 +588,24 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 	t->model = m;
 	t->x = x;
 	t->y = y;
-	if ((rc = graft_model_unalias_all(m, err)) || (rc = graft_net_new_opts(&t->net, m, &no, err)) ||
+	if ((rc = check_recipe(o, err)) || (rc = graft_model_unalias_all(m, err)) ||
+	    (rc = collect_params(t, err)) || (rc = build_net(t, 0, err)) ||
 	    (rc = check_data(t, err)))
 		goto fail;
 	if (t->o.batch < 1 || t->o.batch > t->n)
 		t->o.batch = t->o.batch < 1 ? 1 : t->n;
-	if ((rc = alloc_batch(t, err)) || (rc = make_optimizer(t, err)))
+	if ((rc = alloc_batch(t, err)))
 		goto fail;
-	if (t->n_params == 0) {
-		rc = graft_err_set(err, GRAFT_EINVAL, "nothing to train: every parameter is frozen "
-				   "(see graft-freeze)");
+	if (t->n_params == 0 || t->n_live == 0) {
+		rc = t->n_params == 0
+		     ? graft_err_set(err, GRAFT_EINVAL, "nothing to train: every parameter is "
+				     "frozen (see graft-freeze)")
+		     : graft_err_set(err, GRAFT_EINVAL, "nothing trains first: the recipe starts "
+				     "with the head (after the last block boundary), and no "
+				     "parameter there is trainable");
 		goto fail;
 	}
-	/* One forward to plan and to learn the output's shape, in evaluation mode: in
-	 * training mode it would update running statistics and draw Dropout masks. */
-	gather(t, 0);
-	graft_net_set_training(t->net, 0);
-	rc = graft_net_run(t->net, &t->xb, 1, err);
-	graft_net_set_training(t->net, 1);
-	if (rc || (rc = check_output(t, err)))
+	if ((rc = plan_net(t, 0, err)) || (rc = check_output(t, err)))
 		goto fail;
 	cache_setup(t);
 	*out = t;
@@ -465,7 +632,7 @@ int64_t graft_trainer_classes(const struct graft_trainer *t)
 
 size_t graft_trainer_param_count(const struct graft_trainer *t)
 {
-	return t->n_params;
+	return t->n_live;
 }
 
 /* ---- one step ---------------------------------------------------------------------------- */
@@ -563,9 +730,9 @@ static double clip_gradients(struct graft_trainer *t, float **grads)
 {
 	double sq = 0;
 
-	for (size_t i = 0; i < t->n_params; i++) {
+	for (size_t i = 0; i < t->n_live; i++) {
 		struct graft_net_tensor nt;
-		graft_net_tensor(t->net, t->param[i], &nt);
+		graft_net_tensor(t->net, t->net_index[t->live[i]], &nt);
 		grads[i] = (float *)nt.grad;
 		for (uint64_t k = 0; k < nt.numel; k++)
 			sq += (double)nt.grad[k] * nt.grad[k];
@@ -574,9 +741,9 @@ static double clip_gradients(struct graft_trainer *t, float **grads)
 	if (t->o.clip_norm > 0 && norm > 0) {
 		float coef = (float)(t->o.clip_norm / (norm + 1e-6));
 		if (coef < 1)
-			for (size_t i = 0; i < t->n_params; i++) {
+			for (size_t i = 0; i < t->n_live; i++) {
 				struct graft_net_tensor nt;
-				graft_net_tensor(t->net, t->param[i], &nt);
+				graft_net_tensor(t->net, t->net_index[t->live[i]], &nt);
 				for (uint64_t k = 0; k < nt.numel; k++)
 					grads[i][k] *= coef;
 			}
@@ -592,6 +759,8 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 	double lr = graft_trainer_lr(t, t->step);
 	int rc;
 
+	if (t->step >= t->next_start && (rc = rebuild(t, t->step, err)))
+		return rc;
 	memset(s, 0, sizeof(*s));
 	s->step = t->step;
 	s->lr = lr;
@@ -624,7 +793,7 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 	/* Outputs after the first get no gradient. */
 	size_t n_out = graft_net_output_count(t->net);
 	struct graft_array *ogs = calloc(n_out + 1, sizeof(*ogs));
-	if (!ogs || !(grads = calloc(t->n_params + 1, sizeof(*grads)))) {
+	if (!ogs || !(grads = calloc(t->n_live + 1, sizeof(*grads)))) {
 		free(ogs);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
@@ -644,10 +813,11 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 				     (long long)t->step + 1);
 	}
 	graft_optim_begin_step(t->optim);
-	for (size_t i = 0; i < t->n_params; i++) {
+	for (size_t i = 0; i < t->n_live; i++) {
+		size_t k = t->live[i];
 		struct graft_net_tensor nt;
-		graft_net_tensor(t->net, t->param[i], &nt);
-		graft_optim_update(t->optim, i, nt.data, grads[i], lr * t->lr_mult[i]);
+		graft_net_tensor(t->net, t->net_index[k], &nt);
+		graft_optim_update(t->optim, k, nt.data, grads[i], lr * t->lr_mult[k]);
 	}
 	free(grads);
 	t->step++;
@@ -798,6 +968,15 @@ static int put_state(struct graft_model *m, const char *name, int dtype, int ran
 				      GRAFT_SOURCE_DETACHED, NULL, err);
 }
 
+/* The name of a parameter's optimizer state which (0 momentum or first moment, 1 second
+ * moment) in a checkpoint. */
+static void state_name(const struct graft_trainer *t, char *buf, size_t size,
+		       const char *param, int which)
+{
+	snprintf(buf, size, STATE_PREFIX "%s/%s", param, which ? "exp_avg_sq" :
+		 t->o.optim.kind == GRAFT_OPTIM_SGD ? "momentum" : "exp_avg");
+}
+
 static int save_tensor(struct graft_model *m, const struct graft_net_tensor *nt,
 		       struct graft_err *err)
 {
@@ -815,24 +994,19 @@ int graft_trainer_save(struct graft_trainer *t, struct graft_model *m, struct gr
 	int64_t one = 1, four = 4, step = t->step;
 	int rc;
 
-	for (size_t i = 0; i < graft_net_tensor_count(t->net); i++) {
-		struct graft_net_tensor nt;
-		graft_net_tensor(t->net, i, &nt);
-		if ((rc = save_tensor(m, &nt, err)))
-			return rc;
-	}
-	for (size_t i = 0; i < t->n_params; i++) {
-		struct graft_net_tensor nt;
-		graft_net_tensor(t->net, t->param[i], &nt);
+	if ((rc = store_tensors(t, m, err)))
+		return rc;
+	/* the state of the parameters updated so far (a recipe starts some later) */
+	for (size_t k = 0; k < t->n_params; k++) {
+		struct graft_tensor mt;
+		graft_model_tensor(t->model, t->tensor[k], &mt);
 		for (int which = 0; which < 2; which++) {
-			const float *s = graft_optim_state(t->optim, i, which);
-			if (!s)
+			const float *s = graft_optim_state(t->optim, k, which);
+			if (!s || graft_optim_param_steps(t->optim, k) == 0)
 				continue;
-			snprintf(name, sizeof(name), STATE_PREFIX "%s/%s", nt.name,
-				 which ? "exp_avg_sq" : t->o.optim.kind == GRAFT_OPTIM_SGD
-				 ? "momentum" : "exp_avg");
-			if ((rc = put_state(m, name, GRAFT_FLOAT, nt.rank, nt.dims, s,
-					    (size_t)nt.numel * sizeof(float), err)))
+			state_name(t, name, sizeof(name), mt.name, which);
+			if ((rc = put_state(m, name, GRAFT_FLOAT, mt.rank, mt.dims, s,
+					    (size_t)mt.numel * sizeof(float), err)))
 				return rc;
 		}
 	}
@@ -872,6 +1046,12 @@ int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
 	if (opt && strcmp(opt, graft_optim_name(t->o.optim.kind)) != 0)
 		return graft_err_set(err, GRAFT_EINVAL, "the checkpoint was trained with %s, not %s",
 				     opt, graft_optim_name(t->o.optim.kind));
+	/* the net of the checkpoint's step first: it may train more than step 0's */
+	if (*step >= t->next_start) {
+		int rc = rebuild(t, *step, err);
+		if (rc)
+			return rc;
+	}
 	for (size_t i = 0; i < graft_net_tensor_count(t->net); i++) {
 		struct graft_net_tensor nt;
 		const void *d;
@@ -882,26 +1062,24 @@ int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
 		if (d != nt.data)
 			memcpy(nt.data, d, (size_t)nt.numel * sizeof(float));
 	}
-	for (size_t i = 0; i < t->n_params; i++) {
-		struct graft_net_tensor nt;
-		graft_net_tensor(t->net, t->param[i], &nt);
-		for (int which = 0; which < 2; which++) {
-			float *s = graft_optim_state(t->optim, i, which);
+	graft_optim_restore(t->optim, *step, 0);
+	for (size_t k = 0; k < t->n_params; k++) {
+		const char *pname = t->model->tensors[t->tensor[k]].name;
+		uint64_t numel = t->model->tensors[t->tensor[k]].numel;
+		int64_t updates = *step > t->start[k] ? *step - t->start[k] : 0;
+		for (int which = 0; which < 2 && updates > 0; which++) {
+			float *s = graft_optim_state(t->optim, k, which);
 			const void *d;
 			if (!s)
 				continue;
-			snprintf(name, sizeof(name), STATE_PREFIX "%s/%s", nt.name,
-				 which ? "exp_avg_sq" : t->o.optim.kind == GRAFT_OPTIM_SGD
-				 ? "momentum" : "exp_avg");
-			if (*step > 0 &&
-			    !(d = state_data(ck, name, (size_t)nt.numel * sizeof(float))))
+			state_name(t, name, sizeof(name), pname, which);
+			if (!(d = state_data(ck, name, (size_t)numel * sizeof(float))))
 				return graft_err_set(err, GRAFT_EINVAL, "the checkpoint has no "
 						     "optimizer state '%s'", name);
-			if (*step > 0)
-				memcpy(s, d, (size_t)nt.numel * sizeof(float));
+			memcpy(s, d, (size_t)numel * sizeof(float));
 		}
+		graft_optim_restore_param(t->optim, k, updates);
 	}
-	graft_optim_restore(t->optim, *step, *step > 0);
 	memcpy(autograd_rng(t->net)->s, rng, sizeof(autograd_rng(t->net)->s));
 	t->step = *step;
 	return 0;

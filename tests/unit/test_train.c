@@ -16,28 +16,8 @@
 #include "graft.h"
 #include "testmodel.h"
 
-#define N 8
-#define IN 4
-#define CLASSES 3
-
-/* The N samples both tests train on: x [N, 4] and labels y [N]. */
-struct data {
-	float xs[N * IN];
-	int64_t ys[N];
-	struct graft_array x, y;
-};
-
-static void make_data(struct data *d)
-{
-	for (int i = 0; i < N * IN; i++)
-		d->xs[i] = (float)((i * 13) % 11) * 0.25f - 1.2f;
-	for (int i = 0; i < N; i++)
-		d->ys[i] = (i * 2) % CLASSES;
-	d->x = (struct graft_array){.dtype = GRAFT_FLOAT, .rank = 2, .dims = {N, IN},
-				    .data = d->xs, .nbytes = sizeof(d->xs)};
-	d->y = (struct graft_array){.dtype = GRAFT_INT64, .rank = 1, .dims = {N}, .data = d->ys,
-				    .nbytes = sizeof(d->ys)};
-}
+#define IN TM_FEATURES
+#define CLASSES TM_CLASSES
 
 /* x [batch, 4] -> Gemm (W [3, 4], transB) -> z, then Softmax (opset 13) -> y if softmax */
 static struct graft_model *classifier(int softmax)
@@ -63,14 +43,14 @@ static struct graft_model *classifier(int softmax)
 
 static void test_softmax_output_trains_as_logits(void **state)
 {
-	struct data d;
+	struct tm_data d;
 	struct graft_model *m[2] = {classifier(0), classifier(1)};
 	struct graft_trainer *t[2];
 	struct graft_train_opts o = {0};
 	struct graft_err err = {0};
 
 	(void)state;
-	make_data(&d);
+	tm_make_data(&d);
 	graft_optim_defaults(&o.optim, GRAFT_OPTIM_SGD);
 	o.optim.lr = 0.5;
 	o.batch = 4;
@@ -158,14 +138,14 @@ static int64_t runs_of(const struct graft_trainer *t, const char *name)
  * without the cache (cache_bytes < 0) or with one too small to be made (1 byte). */
 static void test_frozen_prefix_cache(void **state)
 {
-	struct data d;
+	struct tm_data d;
 	const int64_t limits[3] = {0, -1, 1}, steps = 8;    /* 4 epochs of 2 batches */
 	struct graft_model *m[3];
 	struct graft_trainer *t[3];
 	struct graft_err err = {0};
 
 	(void)state;
-	make_data(&d);
+	tm_make_data(&d);
 	for (int k = 0; k < 3; k++) {
 		struct graft_train_opts o = {.batch = 4, .total_steps = steps, .shuffle = 1,
 					     .seed = 3, .profile = 1, .cache_bytes = limits[k]};

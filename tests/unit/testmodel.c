@@ -394,3 +394,16 @@ void *tm_png(int w, int h, int grey, size_t *len)
 	*len = size;
 	return buf;
 }
+
+void tm_make_data(struct tm_data *d)
+{
+	for (int i = 0; i < TM_SAMPLES * TM_FEATURES; i++)
+		d->xs[i] = (float)((i * 13) % 11) * 0.25f - 1.2f;
+	for (int i = 0; i < TM_SAMPLES; i++)
+		d->ys[i] = (i * 2) % TM_CLASSES;
+	d->x = (struct graft_array){.dtype = GRAFT_FLOAT, .rank = 2,
+				    .dims = {TM_SAMPLES, TM_FEATURES}, .data = d->xs,
+				    .nbytes = sizeof(d->xs)};
+	d->y = (struct graft_array){.dtype = GRAFT_INT64, .rank = 1, .dims = {TM_SAMPLES},
+				    .data = d->ys, .nbytes = sizeof(d->ys)};
+}

@@ -55,4 +55,15 @@ void *tm_png(int w, int h, int grey, size_t *len);
 /* A new temporary directory (free the returned string). */
 char *tm_tempdir(void);
 
+/* The 8 samples the trainer's tests train on: x [8, 4] floats, y [8] labels in 0..2. */
+#define TM_SAMPLES 8
+#define TM_FEATURES 4
+#define TM_CLASSES 3
+struct tm_data {
+	float xs[TM_SAMPLES * TM_FEATURES];
+	int64_t ys[TM_SAMPLES];
+	struct graft_array x, y;
+};
+void tm_make_data(struct tm_data *d);
+
 #endif
