@@ -42,6 +42,7 @@ enum graft_status {
 	GRAFT_EUNSUPPORTED = -4,/* valid input that graft cannot handle */
 	GRAFT_EINVAL = -5,      /* bad argument from the caller */
 	GRAFT_EDNNL = -6,       /* oneDNN failed */
+	GRAFT_EDIVERGED = -7,   /* training diverged: a loss or gradient that is not finite */
 };
 
 struct graft_err {
@@ -749,7 +750,7 @@ void graft_trainer_free(struct graft_trainer *t);
 /* The trainer's net (borrowed): for its profile, or to inspect values after a step. */
 const struct graft_net *graft_trainer_net(const struct graft_trainer *t);
 /* One step: the next batch forward, the loss, backward, clipping, the update.  A loss or
- * gradient that is not finite is GRAFT_EINVAL naming the step (1-based). */
+ * gradient that is not finite is GRAFT_EDIVERGED naming the step (1-based). */
 int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 		       struct graft_err *err);
 /* Evaluation mode (running statistics, no Dropout) over a dataset, then back to training. */
@@ -932,6 +933,89 @@ int graft_plan_freeze_rule(const struct graft_model *m, int case_no,
 void graft_plan_rule(const struct graft_plan *p, struct graft_freeze_rule *rule);
 /* The symmetric Kullback-Leibler divergence of two 1-D Gaussians (mean, variance). */
 double graft_plan_gauss_distance(double m1, double v1, double m2, double v2);
+
+/* ---- measured strategy: trials on the data (lib/train/search.c, docs/plan.md) ----------- */
+
+/* What a candidate trains: the head alone (graft-freeze --last-blocks 1), LP-FT (the head
+ * first, then everything), the top blocks (--last-blocks k), or everything (--none).
+ * Never anything from random weights. */
+enum graft_strategy {
+	GRAFT_STRATEGY_HEAD, GRAFT_STRATEGY_LP_FT, GRAFT_STRATEGY_TOP, GRAFT_STRATEGY_FULL,
+};
+struct graft_candidate {
+	enum graft_strategy strategy;
+	long blocks;            /* the freeze: --last-blocks blocks; 0 everything */
+	double lr;              /* AdamW's rate (LP-FT: the fine-tuning phase's) */
+};
+struct graft_trial {
+	size_t candidate;
+	int rung;               /* 0, 1, ...: successive halving's rounds */
+	double epochs;          /* its length, in epochs of its training part */
+	int64_t steps;          /* per fold */
+	double accuracy, loss;  /* on held-apart samples, the mean over the folds */
+	double accuracy_sd;     /* over the folds (0 for one) */
+	double seconds;
+};
+#define GRAFT_SEARCH_ETA 3              /* a rung keeps the best third */
+#define GRAFT_SEARCH_KFOLD_BELOW 2000   /* fewer samples: k-fold (5 folds) */
+#define GRAFT_SEARCH_MIN_STEPS 4        /* the shortest trial the default budget allows */
+struct graft_search;
+struct graft_search_opts {
+	uint64_t seed;          /* the splits and every trial's data order and head */
+	int folds;              /* 1: one held-apart split; k >= 2: k-fold; 0: 5-fold below
+				 * GRAFT_SEARCH_KFOLD_BELOW samples, else one split */
+	double holdout;         /* one split's held-apart fraction; 0: 0.2 */
+	const struct graft_array *val_x, *val_y;   /* given: trials train on all the data
+						    * and score on these */
+	double final_epochs;    /* the pick's training on all the data; 0: the default */
+	double budget_epochs;   /* the trials' limit in full-network epochs over the data
+				 * (each trial step counted as a step of the whole network, an
+				 * upper bound); 0: the default (graft_search_run) */
+	double budget_seconds;  /* 0: none; once spent, no trial starts and the pick comes
+				 * from the last complete rung */
+	int64_t batch;          /* 0: 32 */
+	/* After every trial (may be NULL): for progress; a non-zero return stops the search
+	 * as the seconds budget does. */
+	int (*progress)(void *ctx, const struct graft_search *s, const struct graft_trial *t);
+	void *ctx;
+};
+struct graft_search {
+	struct graft_candidate *candidates;
+	size_t n_candidates;
+	struct graft_trial *trials;
+	size_t n_trials;
+	int folds;              /* 1: one held-apart split (or the given validation set) */
+	int64_t train_samples, val_samples;     /* per fold */
+	double final_epochs, budget_epochs, spent_epochs, seconds;
+	int budget_raised;      /* the default budget was raised to fit the shortest trials */
+	int stopped;            /* the seconds budget (or progress) cut the search short */
+	size_t pick;            /* the candidate */
+	size_t pick_trial;      /* its trial at the last complete rung */
+	long train_blocks;      /* its freeze (graft-freeze --last-blocks; 0 everything) */
+	struct graft_recipe recipe;     /* its graft-train recipe on all the data */
+};
+/*
+ * Picks what to train by trying it: the candidates (the head, LP-FT, the top k blocks for
+ * k in 2, about a third and about half of the boundaries, everything; each at three
+ * rates) train on part of x, y and are scored on samples held apart from that part, by
+ * successive halving: every candidate briefly, then the best third three times as long,
+ * and so on while more than one is left; the pick is the best of the last rung
+ * (accuracy, then loss).  Each trial starts from m's weights, which m has again after
+ * (its aliases parted); m's trainable flags are restored too.  The seeds make it
+ * reproducible: the same data and seed give the same trials and pick.  GRAFT_EINVAL for
+ * data with fewer samples than folds in a class, a model without block boundaries, or a
+ * budget too small for one step per trial.  Free s with graft_search_free.
+ */
+int graft_search_run(struct graft_model *m, const struct graft_array *x,
+		     const struct graft_array *y, const struct graft_search_opts *o,
+		     struct graft_search *s, struct graft_err *err);
+void graft_search_free(struct graft_search *s);
+/* The fold (0 .. k-1) of each of y's n labels: each class's samples in a seeded order,
+ * dealt round the folds, so each fold has its share of every class.  GRAFT_EINVAL when a
+ * class has fewer than k samples. */
+int graft_search_folds(const struct graft_array *y, int k, uint64_t seed, int *fold,
+		       struct graft_err *err);
+const char *graft_strategy_name(enum graft_strategy s);
 
 /* Turns the Identity alias name (graft_model_alias) into a stored tensor of its own with
  * data (of the aliased tensor's type and shape), removing the Identity node; a parameter

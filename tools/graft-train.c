@@ -89,14 +89,7 @@ struct cmdline {
 
 static double parse_double(const char *s, const char *opt, double lo, double hi)
 {
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= lo && v <= hi))
-		tool_usage(usage, 2, "%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
-	return v;
+	return tool_parse_number(opt, s, lo, hi, usage);
 }
 
 static int64_t parse_count(const char *s, const char *opt, int64_t lo)

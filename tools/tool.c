@@ -221,6 +221,19 @@ struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 
 /* ---- --max-memory ----------------------------------------------------------------------- */
 
+double tool_parse_number(const char *opt, const char *s, double lo, double hi,
+			 const char *usage)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= lo && v <= hi))
+		tool_usage(usage, 2, "%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
+	return v;
+}
+
 uint64_t tool_parse_size(const char *opt, const char *s, const char *usage)
 {
 	char *end;

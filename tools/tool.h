@@ -91,6 +91,9 @@ void tool_add_history(struct graft_model *m);
 /* SIZE: a number of bytes, with an optional suffix K, M, G or T (powers of 1024; a
  * fraction such as 1.5G is allowed), above 0; a usage error otherwise. */
 uint64_t tool_parse_size(const char *opt, const char *s, const char *usage);
+/* A number in [lo, hi] for option opt, or a usage error (exit 2). */
+double tool_parse_number(const char *opt, const char *s, double lo, double hi,
+			 const char *usage);
 /* The budget in force: max_memory when given (not 0), else MemAvailable, else 0 (none). */
 uint64_t tool_memory_budget(uint64_t max_memory);
 /* "3.1 GiB", "512 MiB", "2 GiB": bytes for messages, in the largest binary unit under

@@ -5,10 +5,12 @@
 # graft trained on Fashion-MNIST classes 0-4) is adapted to a new task with little data:
 # Fashion-MNIST classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle boot), 50 images per
 # class (40 to train, 10 to validate), tested on the 5,000 test images of those classes.
-#   import -> new head -> plan (which of the four cases, what to freeze) -> freeze ->
-#   train (progress bar) -> evaluate -> export for deployment (BatchNormalization folded)
-#   -> check in ONNX Runtime 1.30 that the exported model scores what graft measured
-# and a before/after summary.  ONNX Runtime is installed from npm on first use into
+#   import -> new head -> plan (short trials of what to train, on the training data;
+#   the model comes back frozen as picked, its recipe inside) -> train (progress bar, the
+#   recipe from the model) -> evaluate -> export for deployment (BatchNormalization
+#   folded) -> check in ONNX Runtime 1.30 that the exported model scores what graft
+#   measured
+# and a summary: the trials, the pick, before and after.  ONNX Runtime is installed from npm on first use into
 # $GRAFT_CACHE (default ~/.cache/graft); outputs go to $GRAFT_OUT (default
 # ./quickstart-out).
 set -euo pipefail
@@ -44,16 +46,11 @@ graft-head model.graft --classes 5 --seed 1 -o headed.graft
 graft-eval headed.graft --data test.graft --json > before.json
 echo "before training: $(acc before.json)% on the test set (a new head knows nothing yet)"
 
-step "graft-plan: which of the four cases, and what to train"
-graft-plan headed.graft --data train.graft
-graft-plan headed.graft --data train.graft --json > plan.json
-graft-plan headed.graft --data train.graft --apply -o frozen.graft 2>/dev/null
-train_opts=$($PY -c "import json; print(json.load(open('plan.json'))['train'])")
+step "graft-plan: what to train, decided by short trials on the training data"
+graft-plan headed.graft --data train.graft --seed 1 --apply --json-out plan.json -o frozen.graft
 
-step "graft-train frozen.graft --data train.graft --val val.graft $train_opts"
-# shellcheck disable=SC2086
-graft-train frozen.graft --data train.graft --val val.graft $train_opts --seed 1 \
-	--log log.jsonl -o tuned.graft
+step "graft-train frozen.graft --data train.graft --val val.graft (the recipe the plan put in the model)"
+graft-train frozen.graft --data train.graft --val val.graft --seed 1 --log log.jsonl -o tuned.graft
 graft-plot log.jsonl -o curves.svg --title "compact_cnn on Fashion-MNIST 5-9, 40 per class"
 echo "learning curves: $out/curves.svg"
 
@@ -84,11 +81,20 @@ step "summary"
 $PY - "$t0" "$t1" <<'PY'
 import json, sys
 p = json.load(open("plan.json"))
+c = p["classic"]
 b, a, o = (json.load(open(f)) for f in ("before.json", "after.json", "ort.json"))
 print(f"model        examples/pretrain/compact_cnn.onnx (Fashion-MNIST 0-4)")
-print(f"task         Fashion-MNIST 5-9, {p['samples_per_class']:g} training images per class")
-print(f"graft-plan   case {p['case']} (similarity {p['similarity']:.2f}): {p['freeze']}, "
-      f"{p['parameters_trained']} of {p['parameters']} parameters trained")
+print(f"task         Fashion-MNIST 5-9, {c['samples_per_class']:g} training images per class")
+print(f"classic case {c['case']} (similarity {c['similarity']:.2f}): it would train "
+      + ("the head alone" if c['train_blocks'] == 1 else "the top blocks" if c['train_blocks'] else "everything"))
+print(f"graft-plan   {len(p['trials'])} trials, {p['folds']}-fold, in {p['seconds']:.0f} s:")
+for t in p["trials"]:
+    mark = "  <- pick" if t["round"] == p["pick"]["round"] and t["strategy"] == p["pick"]["strategy"] \
+        and t["lr"] == p["pick"]["lr"] else ""
+    print(f"  round {t['round']}  {t['strategy']:7} lr {t['lr']:<6g} {t['epochs']:5.1f} epochs  "
+          f"{100 * t['accuracy']:5.1f}% held apart{mark}")
+print(f"pick         {p['pick']['strategy']} at lr {p['pick']['lr']:g}: graft-freeze {p['freeze']}, "
+      f"graft-train {p['train']}")
 print(f"test set     {a['count']} images")
 print(f"before       {100 * b['accuracy']:.1f}%  (new head, untrained)")
 print(f"after        {100 * a['accuracy']:.1f}%  (graft-eval)   {100 * o['accuracy']:.1f}%  (ONNX Runtime, exported)")

@@ -788,7 +788,7 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 		return rc;
 	s->count = t->o.batch;
 	if (!isfinite(s->loss))
-		return graft_err_set(err, GRAFT_EINVAL, "the loss is %s at step %lld",
+		return graft_err_set(err, GRAFT_EDIVERGED, "the loss is %s at step %lld",
 				     isnan(s->loss) ? "NaN" : "infinite", (long long)t->step + 1);
 	/* Outputs after the first get no gradient. */
 	size_t n_out = graft_net_output_count(t->net);
@@ -809,7 +809,7 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 	s->grad_norm = clip_gradients(t, grads);
 	if (!isfinite(s->grad_norm)) {
 		free(grads);
-		return graft_err_set(err, GRAFT_EINVAL, "the gradients are not finite at step %lld",
+		return graft_err_set(err, GRAFT_EDIVERGED, "the gradients are not finite at step %lld",
 				     (long long)t->step + 1);
 	}
 	graft_optim_begin_step(t->optim);

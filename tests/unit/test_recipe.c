@@ -23,37 +23,6 @@
 #define IN TM_FEATURES
 #define CLASSES TM_CLASSES
 
-/* x -> Gemm (W1 [4, 4]) -> Relu -> r1 -> Gemm (W2 [4, 4]) -> Relu -> r2 -> Gemm (W [3, 4])
- * -> y: two block boundaries (r1, r2), so W is the head (depth 0), W2 depth 1, W1 depth
- * 2.  With heads 0, a single Gemm: no boundary at all. */
-static struct graft_model *three_layers(int layers)
-{
-	Onnx__ModelProto *mp = tm_model(13);
-	Onnx__TensorProto *t;
-	float w[3][IN * IN];
-	const char *names[3] = {"W1", "W2", "W"}, *ins[3] = {"x", "r1", "r2"};
-	const char *outs[3] = {"h1", "h2", "y"}, *relu[2] = {"r1", "r2"};
-
-	for (int k = 0; k < 3; k++)
-		for (int i = 0; i < IN * IN; i++)
-			w[k][i] = (float)(((i + 3 * k) * 5) % 7) * 0.2f - 0.5f;
-	tm_input(mp, "x", 1, 2, (int64_t[]){-1, IN});
-	tm_output(mp, "y", 1, 2, (int64_t[]){-1, CLASSES});
-	for (int k = 3 - layers; k < 3; k++) {
-		int64_t rows = k == 2 ? CLASSES : IN;
-		t = tm_tensor(names[k], 1, 2, (int64_t[]){rows, IN});
-		tm_raw(t, w[k], (size_t)(rows * IN) * sizeof(float));
-		tm_initializer(mp, t);
-		tm_attr_int(tm_node(mp, "Gemm", names[k], (const char *[]){
-					    layers == 1 ? "x" : ins[k], names[k], NULL},
-				    (const char *[]){outs[k], NULL}), "transB", 1);
-		if (k < 2)
-			tm_node(mp, "Relu", relu[k], (const char *[]){outs[k], NULL},
-				(const char *[]){relu[k], NULL});
-	}
-	return tm_load(mp);
-}
-
 static const float *tensor_data(const struct graft_model *m, const char *name)
 {
 	struct graft_tensor t;
@@ -77,7 +46,7 @@ static void opts_sgd(struct graft_train_opts *o, double lr, int64_t steps)
 
 static void test_depths(void **state)
 {
-	struct graft_model *m = three_layers(3);
+	struct graft_model *m = tm_mlp(3);
 	size_t depth[16], blocks;
 	struct graft_err err = {0};
 
@@ -97,7 +66,7 @@ static void test_depths(void **state)
 static void trace(const struct graft_train_opts *o, int steps, int changed[][3], size_t *live)
 {
 	struct tm_data d;
-	struct graft_model *m = three_layers(3);
+	struct graft_model *m = tm_mlp(3);
 	struct graft_trainer *t;
 	struct graft_err err = {0};
 	const char *names[3] = {"W1", "W2", "W"};
@@ -147,7 +116,7 @@ static void test_lp_ft(void **state)
 {
 	struct graft_train_opts o;
 	struct graft_trainer *t;
-	struct graft_model *m = three_layers(3);
+	struct graft_model *m = tm_mlp(3);
 	struct tm_data d;
 	struct graft_err err = {0};
 	int changed[6][3];
@@ -183,7 +152,7 @@ static void test_lp_ft(void **state)
 	opts_sgd(&o, 0.1, 6);
 	o.lp_steps = 2;
 	o.unfreeze_every = 3;
-	m = three_layers(3);
+	m = tm_mlp(3);
 	if (graft_trainer_new(&t, m, &d.x, &d.y, &o, &err))
 		fail_msg("%s", err.msg);
 	assert_int_equal(graft_trainer_param_start(t, "W2"), 2);
@@ -196,7 +165,7 @@ static void test_lp_ft(void **state)
 static void test_layer_decay(void **state)
 {
 	struct graft_lr_mult mults[2] = {{"W2", 0.5}, {"W1", 0.25}};
-	struct graft_model *m[2] = {three_layers(3), three_layers(3)};
+	struct graft_model *m[2] = {tm_mlp(3), tm_mlp(3)};
 	struct graft_trainer *t[2];
 	struct tm_data d;
 	struct graft_err err = {0};
@@ -226,7 +195,7 @@ static void test_layer_decay(void **state)
 	assert_memory_equal(tensor_data(m[0], "W1"), tensor_data(m[1], "W1"), IN * IN * 4);
 	assert_memory_equal(tensor_data(m[0], "W2"), tensor_data(m[1], "W2"), IN * IN * 4);
 	assert_memory_equal(tensor_data(m[0], "W"), tensor_data(m[1], "W"), CLASSES * IN * 4);
-	struct graft_model *fresh = three_layers(3);
+	struct graft_model *fresh = tm_mlp(3);
 	assert_memory_not_equal(tensor_data(m[0], "W1"), tensor_data(fresh, "W1"), IN * IN * 4);
 	graft_model_free(fresh);
 	for (int k = 0; k < 2; k++) {
@@ -240,7 +209,7 @@ static void test_layer_decay(void **state)
  * first update, and the resumed trainer knows which have started). */
 static void test_resume_mid_recipe(void **state)
 {
-	struct graft_model *m[2] = {three_layers(3), three_layers(3)};
+	struct graft_model *m[2] = {tm_mlp(3), tm_mlp(3)};
 	struct graft_trainer *t;
 	struct graft_train_opts o;
 	struct tm_data d;
@@ -300,7 +269,7 @@ static void test_resume_mid_recipe(void **state)
  * negative settings: each refused with a message. */
 static void test_recipe_refusals(void **state)
 {
-	struct graft_model *m = three_layers(1);
+	struct graft_model *m = tm_mlp(1);
 	struct graft_trainer *t;
 	struct graft_train_opts o;
 	struct tm_data d;
@@ -314,7 +283,7 @@ static void test_recipe_refusals(void **state)
 	assert_non_null(strstr(err.msg, "no block boundary"));
 	graft_model_free(m);
 
-	m = three_layers(3);
+	m = tm_mlp(3);
 	if (graft_model_set_trainable(m, (size_t)graft_model_find_tensor(m, "W"), 0, &err))
 		fail_msg("%s", err.msg);
 	o.unfreeze_every = 0;
@@ -376,7 +345,7 @@ static void test_recipe_text(void **state)
 /* The recipe in a model's metadata survives writing and reading the model. */
 static void test_recipe_metadata(void **state)
 {
-	struct graft_model *m = three_layers(3), *back;
+	struct graft_model *m = tm_mlp(3), *back;
 	struct graft_recipe r, got;
 	struct graft_err err = {0};
 	char text[256], *dir = tm_tempdir(), path[512];

@@ -407,3 +407,33 @@ void tm_make_data(struct tm_data *d)
 	d->y = (struct graft_array){.dtype = GRAFT_INT64, .rank = 1, .dims = {TM_SAMPLES},
 				    .data = d->ys, .nbytes = sizeof(d->ys)};
 }
+
+/* The last `layers` of the three Gemms (testmodel.h). */
+struct graft_model *tm_mlp(int layers)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	Onnx__TensorProto *t;
+	float w[3][TM_FEATURES * TM_FEATURES];
+	const char *names[3] = {"W1", "W2", "W"}, *ins[3] = {"x", "r1", "r2"};
+	const char *outs[3] = {"h1", "h2", "y"}, *relu[2] = {"r1", "r2"};
+
+	for (int k = 0; k < 3; k++)
+		for (int i = 0; i < TM_FEATURES * TM_FEATURES; i++)
+			w[k][i] = (float)(((i + 3 * k) * 5) % 7) * 0.2f - 0.5f;
+	tm_input(mp, "x", 1, 2, (int64_t[]){-1, TM_FEATURES});
+	tm_output(mp, "y", 1, 2, (int64_t[]){-1, TM_CLASSES});
+	for (int k = 3 - layers; k < 3; k++) {
+		int64_t rows = k == 2 ? TM_CLASSES : TM_FEATURES;
+		t = tm_tensor(names[k], 1, 2, (int64_t[]){rows, TM_FEATURES});
+		tm_raw(t, w[k], (size_t)(rows * TM_FEATURES) * sizeof(float));
+		tm_initializer(mp, t);
+		tm_attr_int(tm_node(mp, "Gemm", names[k], (const char *[]){
+					    layers == 1 ? "x" : ins[k], names[k], NULL},
+				    (const char *[]){outs[k], NULL}), "transB", 1);
+		if (k < 2)
+			tm_node(mp, "Relu", relu[k], (const char *[]){outs[k], NULL},
+				(const char *[]){relu[k], NULL});
+	}
+	return tm_load(mp);
+}
+

@@ -65,5 +65,9 @@ struct tm_data {
 	struct graft_array x, y;
 };
 void tm_make_data(struct tm_data *d);
+/* x [batch, 4] -> Gemm (W1 [4, 4]) -> Relu -> r1 -> Gemm (W2 [4, 4]) -> Relu -> r2 -> Gemm
+ * (W [3, 4]) -> y: two block boundaries (r1, r2), so W is the head (depth 0), W2 at depth
+ * 1, W1 at depth 2.  layers 1: the last Gemm alone (no boundary). */
+struct graft_model *tm_mlp(int layers);
 
 #endif
