@@ -85,17 +85,30 @@ int graft_model_param_depths(const struct graft_model *m, size_t *depth, size_t 
 		free(cuts);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
-	if (blocks)
-		*blocks = 0;
-	for (size_t i = 0; i < n_cuts && blocks; i++)
-		*blocks += cuts[i].block != 0;
-	/* a tensor lies below a boundary when its first reader comes no later than the
-	 * boundary's producer (as last_blocks_node and applies count) */
-	for (size_t t = 0; t < m->n_tensors; t++) {
-		depth[t] = 0;
-		for (size_t i = 0; first[t] < m->proto->graph->n_node && i < n_cuts; i++)
-			depth[t] += cuts[i].block && first[t] <= cuts[i].node;
+	/* A tensor lies below a boundary when its first reader comes no later than the
+	 * boundary's producer (as last_blocks_node and applies count): its depth is the
+	 * number of boundaries whose producer is at or after that node, from a count of
+	 * the boundaries produced at each node index (one pass each, for graphs of
+	 * 100,000 nodes). */
+	size_t n_nodes = m->proto->graph->n_node, total = 0;
+	size_t *at_or_after = calloc(n_nodes + 2, sizeof(*at_or_after));
+	if (!at_or_after) {
+		free(first);
+		free(cuts);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
+	for (size_t i = 0; i < n_cuts; i++)
+		if (cuts[i].block && cuts[i].node < n_nodes) {
+			at_or_after[cuts[i].node]++;
+			total++;
+		}
+	for (size_t k = n_nodes; k-- > 0;)
+		at_or_after[k] += at_or_after[k + 1];
+	for (size_t t = 0; t < m->n_tensors; t++)
+		depth[t] = first[t] < n_nodes ? at_or_after[first[t]] : 0;
+	if (blocks)
+		*blocks = total;
+	free(at_or_after);
 	free(first);
 	free(cuts);
 	return 0;

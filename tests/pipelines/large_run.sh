@@ -146,7 +146,7 @@ np.save("dy.npy", rng.integers(0, 3, 256).astype(np.int64))
 PY
 check "a small dataset" graft-data npy dx.npy dy.npy -o d.graft
 for tool in "graft-eval lin.onnx --data d.graft" "graft-train lin.onnx --data d.graft --steps 1 -o t.graft" \
-	    "graft-plan lin.onnx --data d.graft"; do
+	    "graft-plan lin.onnx --data d.graft --rule"; do
 	name=${tool%% *}
 	expect_error "$name refuses a budget of 1K" \
 		"^$name: lin\.onnx: needs about [0-9.]+ (KiB|MiB), over the --max-memory budget of 1 KiB$" \

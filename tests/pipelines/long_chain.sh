@@ -4,7 +4,7 @@
 # graft-export's --fold-bn and --strip.  Each must finish within 120 s of CPU time (a
 # second or so here, a few under AddressSanitizer): a pass over the graph that scans the
 # graph or the tensors per node or per tensor is quadratic, and such passes made
-# graft-run, graft-slice, graft-freeze, graft-plan --apply, graft-train and graft-export
+# graft-run, graft-slice, graft-freeze, graft-plan --rule --apply, graft-train and graft-export
 # --strip take from minutes to hours on this model.  The limit is on the tool's own CPU
 # time (ulimit -t, one thread), not on the clock, so that a loaded machine cannot fail it.
 . "$(dirname "$0")/lib.sh"
@@ -69,7 +69,7 @@ quick "freeze" graft-freeze chain.graft --last-blocks 100 -o f.graft
 check "freeze keeps the last 100 blocks trainable (and the head)" \
 	grep -q "101 of 100002 parameter tensors trainable" quick.err
 check "a dataset of 16 samples" graft-data npy x.npy y.npy -o d.graft 2>/dev/null
-quick "plan --apply" graft-plan chain.graft --data d.graft --apply -o p.graft
+quick "plan --rule --apply" graft-plan chain.graft --data d.graft --rule --apply -o p.graft
 
 quick "head" graft-head chain.graft --classes 5 -o h.graft
 check "head replaces the Gemm" grep -q "'fc' (4 -> 4) replaced by head.0 (4 -> 5)" quick.err
