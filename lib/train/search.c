@@ -467,12 +467,15 @@ static int search(struct ctx *cx, struct graft_err *err)
 		}
 	}
 	e0 = first_length(s, sizes, rungs, cx->batch, cx->n);
-	if (trial_steps(e0, s->train_samples, cx->batch) < 1)
+	if (trial_steps(e0, s->train_samples, cx->batch) < 1) {
+		/* the least: one step per first-round trial, the rounds after it longer */
+		double one = (double)cx->batch / (double)s->train_samples;
 		return graft_err_set(err, GRAFT_EINVAL, "a budget of %g full-network epochs is too "
-				     "small for one trial: %zu candidates, %d fold%s, and at least "
-				     "one step each take %.3g", s->budget_epochs, s->n_candidates,
-				     s->folds, s->folds > 1 ? "s" : "",
-				     schedule_cost(s, sizes, rungs, 0, cx->batch, cx->n));
+				     "small for one trial: %zu candidates, %d fold%s and one step "
+				     "each in the first round need %.3g", s->budget_epochs,
+				     s->n_candidates, s->folds, s->folds > 1 ? "s" : "",
+				     schedule_cost(s, sizes, rungs, one, cx->batch, cx->n));
+	}
 	if (!(alive = malloc(s->n_candidates * sizeof(*alive))) ||
 	    !(s->trials = calloc(s->n_candidates * (size_t)rungs + 1, sizeof(*s->trials)))) {
 		free(alive);

@@ -54,8 +54,9 @@ check "--rule --apply freezes as planned (head only)" sh -c \
 	 graft-info applied.graft | grep -q 'trainable 2 '"
 expect_error "a missing dataset" "graft-plan: .*nope.graft" graft-plan pre.model --data nope.graft
 
-# The measured plan, kept short: 3 folds, the pick's training 6 epochs long.
-trials=(--folds 3 --epochs 6 --seed 4 -q)
+# The measured plan, kept short: 3 folds, the pick's training 6 epochs long, trials
+# within 60 full-network epochs.
+trials=(--folds 3 --epochs 6 --budget 60 --seed 4 -q)
 check "trials: --json has the classic case, every trial and the pick" sh -c "
 	graft-plan pre.model --data similar_small.graft ${trials[*]} --json > trials.json &&
 	$PY - trials.json <<'PY'
