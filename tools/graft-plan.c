@@ -325,7 +325,7 @@ static void print_report(const struct cmdline *cl, const struct graft_plan *p,
 		"%.1f s%s\n", s->budget_epochs, s->budget_raised ? " (raised from the pick's "
 		"training to give the shortest trials enough steps)" : "", s->spent_epochs,
 		s->seconds, s->stopped ? ", stopped by the seconds budget" : "");
-	fprintf(f, "training the pick: %.3g epochs, about %.0f s (from its trial's speed)\n",
+	fprintf(f, "training the pick: %.3g epochs, about %.1f s (from its trial's speed)\n",
 		s->final_epochs, train_estimate(s, n));
 	pick_commands(s, freeze, sizeof(freeze), train, sizeof(train));
 	fprintf(f, "run:\n  graft-freeze %s %s -o frozen.graft\n"

@@ -5,7 +5,7 @@
 # with the same weights as an uninterrupted one, bit for bit; a diverging run stops with
 # the step named and writes nothing; data that does not fit the model is refused before
 # training; graft-eval's JSON has its keys; the state survives export as ONNX without
-# leaking into it.
+# leaking into it; the transfer recipes change what trains exactly when they should.
 set -u
 [ $# -eq 2 ] || { echo "usage: train_pipeline.sh TOOLDIR FIXTUREDIR" >&2; exit 2; }
 TOOLS=$1
@@ -101,4 +101,30 @@ expect_error "labels beyond the outputs" "graft-train: label 99 of sample 0 does
 	graft-train "$model" --data big.graft --steps 1 -q -o x.graft
 expect_error "graft-eval: labels beyond the outputs" "graft-eval: .*label 99 of sample 0" \
 	graft-eval "$model" --data big.graft
+# Gradual unfreezing, one block every epoch, for 2 epochs of 300 samples: the head from the
+# start, the block below it from the second epoch, the rest never: exactly the tensors
+# that graft-freeze --last-blocks 2 leaves trainable have changed, the others are the
+# same bits (and LP-FT for one epoch of three trains everything by its end).
+check "--unfreeze-every: only the top two blocks changed after 2 epochs" sh -c "
+	graft-train '$model' --data train.graft --epochs 2 --batch 8 --lr 0.05 --unfreeze-every 1 \
+		-o unf.graft 2> unf.err &&
+	grep -q 'step 39 (epoch 1.01): 4 parameter tensors training (2 more)' unf.err &&
+	graft-freeze '$model' --last-blocks 2 -o top2.graft 2>/dev/null &&
+	graft-info --tensors top2.graft | awk '\$4 == \"parameter\" && \$5 == \"trainable\" {print \$1}' > top2.txt &&
+	graft-export unf.graft --strip -o unf.onnx 2>/dev/null &&
+	$PY - '$model' unf.onnx top2.txt <<'PY'
+import sys, onnx
+from onnx import numpy_helper as nh
+start, after = ({t.name: nh.to_array(t) for t in onnx.load(f).graph.initializer} for f in sys.argv[1:3])
+top2 = set(open(sys.argv[3]).read().split())
+params = [n for n in start if n.endswith(('weight', 'bias')) and not n.startswith(('1.', '5.'))]
+changed = {n for n in params if (start[n] != after[n]).any()}
+assert top2 and changed == top2 & set(params), (sorted(changed), sorted(top2))
+print('changed after 2 epochs of --unfreeze-every 1:', sorted(changed))
+PY"
+check "--lp-ft: a line when everything starts, then everything trains" sh -c "
+	graft-train '$model' --data train.graft --epochs 3 --batch 8 --lr 0.01 --lp-ft 1 \
+		-o lp.graft 2> lp.err &&
+	grep -q 'LP-FT: the head alone for 38 steps at lr 0.1 first' lp.err &&
+	grep -q 'step 39 (epoch 1.01): 12 parameter tensors training (10 more), lr 0.01' lp.err"
 finish
