@@ -765,6 +765,8 @@ int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
 			 struct graft_err *err);
 int64_t graft_trainer_steps_done(const struct graft_trainer *t);
 int64_t graft_trainer_batch(const struct graft_trainer *t);
+/* The parameter tensors the net trains at the current step (a recipe starts more later;
+ * graft_trainer_net is then another net, and its profile starts afresh). */
 size_t graft_trainer_param_count(const struct graft_trainer *t);
 /* Outputs per sample scored by cross-entropy; 0 when training against float targets. */
 int64_t graft_trainer_classes(const struct graft_trainer *t);

@@ -93,7 +93,11 @@ check "--apply writes the recipe; graft-train with no options follows it" sh -c 
 	graft-export by_recipe.graft --strip -o by_recipe.onnx 2>/dev/null &&
 	graft-export by_hand.graft --strip -o by_hand.onnx 2>/dev/null &&
 	cmp by_recipe.onnx by_hand.onnx"
-check "--train: the pick trained, a model that graft-eval reads" sh -c "
+check "--train in a pipe: the pick trained and exported, a model that graft-eval reads" sh -c "
+	graft-plan --data similar_small.graft ${trials[*]} --train < pre.model 2>/dev/null |
+	graft-export -o tuned.onnx && graft-eval tuned.onnx --data similar_small.graft --json > tuned.json &&
+	$PY -c \"import json; assert json.load(open('tuned.json'))['accuracy'] > 0.5\""
+check "--train -o: the recipe in the tuned model" sh -c "
 	graft-plan pre.model --data similar_small.graft ${trials[*]} --train -o tuned.graft 2>/dev/null &&
 	graft-info tuned.graft | grep -q 'graft.recipe = ' && ! cmp -s tuned.graft planned.graft"
 # bad input: one line each, exit 1, no output
