@@ -275,7 +275,7 @@ static double train_estimate(const struct graft_search *s, int64_t n)
 	const struct graft_trial *t = &s->trials[s->pick_trial];
 	double per_sample = t->seconds / ((double)t->steps * s->folds * (double)s->recipe.batch);
 
-	return per_sample * ceil(s->final_epochs * (double)n / (double)s->recipe.batch) *
+	return per_sample * (double)tool_epoch_steps(s->final_epochs, n, s->recipe.batch) *
 	       (double)s->recipe.batch;
 }
 
@@ -387,12 +387,19 @@ static void train_pick(const struct cmdline *cl, struct graft_model *m,
 	graft_optim_defaults(&o.optim, s->recipe.optimizer);
 	o.optim.lr = s->recipe.lr;
 	o.batch = batch;
-	o.total_steps = (int64_t)ceil(s->recipe.epochs * (double)n / (double)batch - 1e-9);
+	o.total_steps = tool_epoch_steps(s->recipe.epochs, n, batch);
 	o.schedule = s->recipe.schedule;
 	o.shuffle = 1;
 	o.seed = cl->so.seed;
-	o.lp_steps = s->recipe.lp_ft > 0 ? (int64_t)ceil(s->recipe.lp_ft * (double)n /
-							  (double)batch - 1e-9) : 0;
+	o.lp_steps = s->recipe.lp_ft > 0 ? tool_epoch_steps(s->recipe.lp_ft, n, batch) : 0;
+	o.lp_lr = s->recipe.lp_lr;
+	o.unfreeze_every = s->recipe.unfreeze_every > 0
+			   ? tool_epoch_steps(s->recipe.unfreeze_every, n, batch) : 0;
+	o.layer_decay = s->recipe.layer_decay;
+	o.warmup = s->recipe.warmup;
+	o.bn_frozen = s->recipe.bn_frozen;
+	if (s->recipe.weight_decay >= 0)
+		o.optim.weight_decay = s->recipe.weight_decay;
 	if (graft_trainer_new(&t, m, x, y, &o, &err))
 		tool_die("%s", err.msg);
 	for (int64_t k = 0; k < o.total_steps; k++) {

@@ -537,15 +537,9 @@ static void check_memory(const struct cmdline *cl, struct graft_model *m,
 	tool_check_model_memory(m, path, &no, x, batch, moments * params, cl->max_memory);
 }
 
-/* Steps that cover that many epochs of n samples at batch (a partial step counts). */
-static int64_t epoch_steps(double epochs, int64_t n, int64_t batch)
-{
-	return (int64_t)ceil(epochs * (double)n / (double)batch - 1e-9);
-}
-
 static int64_t total_steps(const struct cmdline *cl, int64_t n, int64_t batch)
 {
-	return cl->steps ? cl->steps : epoch_steps(cl->epochs, n, batch);
+	return cl->steps ? cl->steps : tool_epoch_steps(cl->epochs, n, batch);
 }
 
 /* The model's recipe (graft-plan --apply), when it has one: the command line is parsed
@@ -591,8 +585,8 @@ int main(int argc, char **argv)
 	n = x.dims[0];
 	batch = cl.o.batch < n ? cl.o.batch : n;
 	cl.o.total_steps = total_steps(&cl, n, batch);
-	cl.o.lp_steps = cl.lp_ft > 0 ? epoch_steps(cl.lp_ft, n, batch) : 0;
-	cl.o.unfreeze_every = cl.unfreeze_every > 0 ? epoch_steps(cl.unfreeze_every, n, batch) : 0;
+	cl.o.lp_steps = cl.lp_ft > 0 ? tool_epoch_steps(cl.lp_ft, n, batch) : 0;
+	cl.o.unfreeze_every = cl.unfreeze_every > 0 ? tool_epoch_steps(cl.unfreeze_every, n, batch) : 0;
 	if (cl.o.lp_steps >= cl.o.total_steps)
 		tool_die("--lp-ft %g covers the whole run (%lld steps): nothing would fine-tune",
 			 cl.lp_ft, (long long)cl.o.total_steps);
