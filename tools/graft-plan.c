@@ -322,8 +322,10 @@ static void print_report(const struct cmdline *cl, const struct graft_plan *p,
 	fprintf(f, "\n  the classic rule would train %s\n", p->train_blocks > 0 ?
 		(p->train_blocks == 1 ? "the head alone" : "the top blocks") : "everything");
 	fprintf(f, "budget: %.3g full-network epochs over the data%s; the trials used %.3g in "
-		"%.1f s%s\n", s->budget_epochs, s->budget_raised ? " (raised from the pick's "
-		"training to give the shortest trials enough steps)" : "", s->spent_epochs,
+		"%.1f s%s\n", s->budget_epochs, s->budget_raised ? s->folds > 1 ? " (raised "
+		"from the pick's training: with little data the last round trains as long as the "
+		"pick will)" : " (raised from the pick's training to give the shortest trials "
+		"enough steps)" : "", s->spent_epochs,
 		s->seconds, s->stopped ? ", stopped by the seconds budget" : "");
 	fprintf(f, "training the pick: %.3g epochs, about %.1f s (from its trial's speed)\n",
 		s->final_epochs, train_estimate(s, n));

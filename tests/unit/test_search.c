@@ -102,6 +102,13 @@ static void test_reproducible_within_budget(void **state)
 	assert_int_equal(s[0].n_trials, 18);
 	assert_int_equal(s[0].trials[17].rung, 2);
 	assert_true(s[0].trials[12].steps > s[0].trials[0].steps);
+	/* the first round sends each strategy on at its best rate */
+	for (size_t i = 12; i < 16; i++)
+		for (size_t j = i + 1; j < 16; j++) {
+			const struct graft_candidate *a = &s[0].candidates[s[0].trials[i].candidate];
+			const struct graft_candidate *b = &s[0].candidates[s[0].trials[j].candidate];
+			assert_false(a->strategy == b->strategy && a->blocks == b->blocks);
+		}
 	/* the same trials, scores and pick */
 	assert_int_equal(s[1].n_trials, s[0].n_trials);
 	for (size_t i = 0; i < s[0].n_trials; i++) {
