@@ -29,7 +29,7 @@ static const char usage[] =
 	"      --folds K     k-fold trials (default: 5 below 2000 samples, else one split)\n"
 	"      --holdout F   one split holding the fraction F apart (default 0.2)\n"
 	"      --budget B    the trials' limit: B full-network epochs over D (default: the\n"
-	"                    pick's training, raised to what the shortest trials need), or\n"
+	"                    pick's training; with little data, rounds in full), or\n"
 	"                    Bs seconds (trials stop then; the pick is from the last round)\n"
 	"      --epochs E    the pick's training length (default: about 1,000 steps, 3 to 30\n"
 	"                    epochs)\n"
