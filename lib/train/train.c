@@ -597,7 +597,8 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 	if ((rc = alloc_batch(t, err)))
 		goto fail;
 	if (t->n_params == 0 || t->n_live == 0) {
-		rc = t->n_params == 0
+		/* (a trainable parameter that no node reads is never in the net) */
+		rc = t->n_params == 0 || !recipe_on(&t->o)
 		     ? graft_err_set(err, GRAFT_EINVAL, "nothing to train: every parameter is "
 				     "frozen (see graft-freeze)")
 		     : graft_err_set(err, GRAFT_EINVAL, "nothing trains first: the recipe starts "
