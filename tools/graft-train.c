@@ -22,6 +22,7 @@
 
 static const char usage[] =
 	"usage: graft-train [MODEL|-] --data D (--epochs N | --steps N) [options] [-o OUT]\n"
+	"(--epochs or --steps may be left to a recipe the model carries: see below)\n"
 	"Trains MODEL's trainable parameters (.graft or .onnx; stdin when absent or -) on the\n"
 	"dataset D (graft-data) and writes the tuned .graft to OUT (stdout unless -o).\n"
 	"  -d, --data D              training data (x float [N,...], y int64 labels or float)\n"
