@@ -494,8 +494,9 @@ int main(int argc, char **argv)
 	tool_check_model_memory(m, mpath, &trial, &x, 32, 2 * 4 * p.params, cl.max_memory);
 	cl.so.progress = trial_done;
 	cl.so.ctx = &cl.quiet;
+	/* the trials' errors concern the model, the data or both: name both */
 	if (graft_search_run(m, &x, &y, &cl.so, &s, &err))
-		tool_die("%s: %s", mpath, err.msg);
+		tool_die("%s on %s: %s", mpath, cl.data, err.msg);
 	info = cl.apply || cl.train ? stderr : stdout;
 	if (cl.json)
 		print_json(&cl, &p, &s, x.dims[0], info);

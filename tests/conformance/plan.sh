@@ -106,7 +106,7 @@ import numpy as np
 np.save('fx.npy', np.zeros((6, 1, 28, 28), np.float32))
 np.save('fy.npy', np.array([0, 0, 1, 1, 2, 2], np.int64))"
 graft-data npy fx.npy fy.npy -o few.graft 2>/dev/null
-expect_error "fewer samples in a class than folds" "graft-plan: .*class 0 has 2 samples: fewer than the 5 folds" \
+expect_error "fewer samples in a class than folds" "graft-plan: pre.model on few.graft: class 0 has 2 samples: fewer than the 5 folds" \
 	graft-plan pre.model --data few.graft --apply -o none.graft
 expect_error "a budget too small for one trial" "graft-plan: .*too small for one trial" \
 	graft-plan pre.model --data similar_small.graft --budget 0.1 --apply -o none.graft
@@ -119,7 +119,7 @@ g = h.make_graph([h.make_node('Conv', ['x', 'w'], ['c']), h.make_node('Flatten',
                  [h.make_tensor_value_info('y', 1, [None, 5])], [w])
 onnx.save(h.make_model(g, opset_imports=[h.make_opsetid('', 13)]), 'linear.onnx')
 PY
-expect_error "a model with no block boundary" "graft-plan: linear.onnx: the model has no block boundary" \
+expect_error "a model with no block boundary" "graft-plan: linear.onnx on similar_small.graft: the model has no block boundary" \
 	graft-plan linear.onnx --data similar_small.graft --apply -o none.graft
 check "no output after the errors" test ! -e none.graft
 finish
