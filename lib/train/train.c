@@ -47,7 +47,8 @@ struct graft_trainer {
 	 * index k; live[] lists those the current net trains. */
 	size_t n_params;
 	size_t *tensor;                 /* the model's tensor index */
-	size_t *net_index;              /* graft_net_tensor index in the current net */
+	size_t *net_index;              /* graft_net_tensor index in the current net;
+					 * SIZE_MAX while not in it */
 	int64_t *start;                 /* the step from which it trains */
 	double *lr_mult;
 	size_t *live, n_live;
@@ -501,6 +502,23 @@ static int store_tensors(struct graft_trainer *t, struct graft_model *m, struct 
 	return 0;
 }
 
+/* Whether model tensor i is one of the trainer's parameters, and which (*k): t->tensor
+ * is in increasing order, as collect_params fills it. */
+static int param_of(const struct graft_trainer *t, long i, size_t *k)
+{
+	size_t lo = 0, hi = t->n_params;
+
+	while (i >= 0 && lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (t->tensor[mid] < (size_t)i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*k = lo;
+	return i >= 0 && lo < t->n_params && t->tensor[lo] == (size_t)i;
+}
+
 /* Builds the net that trains the parameters started by step, the others frozen in it,
  * in place of the current one (whose values go back into the model first, and whose
  * Dropout generator the new one continues). */
@@ -529,19 +547,18 @@ static int build_net(struct graft_trainer *t, int64_t step, struct graft_err *er
 	t->n_live = 0;
 	t->next_start = INT64_MAX;
 	for (size_t k = 0; k < t->n_params; k++) {
-		const char *name = t->model->tensors[t->tensor[k]].name;
-		if (t->start[k] > step) {
-			t->next_start = t->start[k] < t->next_start ? t->start[k] : t->next_start;
-			continue;
-		}
-		for (size_t i = 0; i < graft_net_tensor_count(net); i++) {
-			struct graft_net_tensor nt;
-			graft_net_tensor(net, i, &nt);
-			if (nt.is_param && strcmp(nt.name, name) == 0) {
-				t->net_index[k] = i;
-				t->live[t->n_live++] = k;
-				break;
-			}
+		t->net_index[k] = SIZE_MAX;
+		if (t->start[k] > step && t->start[k] < t->next_start)
+			t->next_start = t->start[k];
+	}
+	/* in the net's order, one lookup per tensor (graphs of 100,000 parameters) */
+	for (size_t i = 0; i < graft_net_tensor_count(net); i++) {
+		struct graft_net_tensor nt;
+		size_t k;
+		graft_net_tensor(net, i, &nt);
+		if (nt.is_param && param_of(t, graft_model_find_tensor(t->model, nt.name), &k)) {
+			t->net_index[k] = i;
+			t->live[t->n_live++] = k;
 		}
 	}
 	return 0;
@@ -1067,7 +1084,8 @@ int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
 	for (size_t k = 0; k < t->n_params; k++) {
 		const char *pname = t->model->tensors[t->tensor[k]].name;
 		uint64_t numel = t->model->tensors[t->tensor[k]].numel;
-		int64_t updates = *step > t->start[k] ? *step - t->start[k] : 0;
+		/* updated once a step since its start, if the net trains it at all */
+		int64_t updates = t->net_index[k] != SIZE_MAX ? *step - t->start[k] : 0;
 		for (int which = 0; which < 2 && updates > 0; which++) {
 			float *s = graft_optim_state(t->optim, k, which);
 			const void *d;
