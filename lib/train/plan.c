@@ -274,12 +274,8 @@ int graft_plan_make(const struct graft_model *m, const struct graft_array *x,
 
 	memset(p, 0, sizeof(*p));
 	p->samples = x->dims[0];
-	if (y->dtype == GRAFT_INT64) {
-		const int64_t *lab = y->data;
-		for (int64_t i = 0; i < p->samples; i++)
-			if (lab[i] + 1 > p->classes)
-				p->classes = lab[i] + 1;
-	}
+	if (y->dtype == GRAFT_INT64)
+		p->classes = train_label_classes(y);
 	p->samples_per_class = (double)p->samples / (double)(p->classes > 0 ? p->classes : 1);
 	if ((rc = graft_model_cuts(m, &cuts, &n_cuts, err)))
 		return rc;

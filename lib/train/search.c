@@ -30,7 +30,7 @@ const char *graft_strategy_name(enum graft_strategy s)
 
 /* ---- folds ------------------------------------------------------------------------------ */
 
-static int64_t label_count(const struct graft_array *y)
+int64_t train_label_classes(const struct graft_array *y)
 {
 	int64_t n = y->dims[0], classes = 0;
 	const int64_t *lab = y->data;
@@ -57,7 +57,7 @@ int graft_search_folds(const struct graft_array *y, int k, uint64_t seed, int *f
 		if (lab[i] < 0)
 			return graft_err_set(err, GRAFT_EINVAL, "label %lld of sample %lld is "
 					     "negative", (long long)lab[i], (long long)i);
-	classes = label_count(y);
+	classes = train_label_classes(y);
 	if (!(idx = malloc(((size_t)n + 1) * sizeof(*idx))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	graft_rng_seed(&r, seed ^ 0x6a09e667f3bcc909ULL);

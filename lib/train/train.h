@@ -8,4 +8,7 @@
 
 #include "surgery/surgery.h"
 
+/* The classes int64 labels y (rank 1) name: the largest label plus one (search.c). */
+int64_t train_label_classes(const struct graft_array *y);
+
 #endif
