@@ -217,13 +217,6 @@ struct ctx {
 	double t0;
 };
 
-static uint64_t mix(uint64_t a, uint64_t b)
-{
-	struct graft_rng r;
-	graft_rng_seed(&r, a ^ (b * 0x9e3779b97f4a7c15ULL + 0x2545f4914f6cdd1dULL));
-	return graft_rng_next(&r);
-}
-
 /* Trains candidate c for steps on fold f's training part and scores it on the held-apart
  * part; m is as it was after. */
 static int run_fold(struct ctx *cx, const struct graft_candidate *c, int64_t steps, int f,
@@ -242,7 +235,7 @@ static int run_fold(struct ctx *cx, const struct graft_candidate *c, int64_t ste
 	to.total_steps = steps;
 	to.schedule = GRAFT_SCHEDULE_COSINE;
 	to.shuffle = 1;
-	to.seed = mix(cx->o->seed, (uint64_t)f);
+	to.seed = train_seed_mix(cx->o->seed, (uint64_t)f, 0x2545f4914f6cdd1dULL);  /* per fold */
 	if (c->strategy == GRAFT_STRATEGY_LP_FT)
 		to.lp_steps = steps / 3 > 0 ? steps / 3 : 1;
 	if (to.lp_steps >= steps)

@@ -69,10 +69,12 @@ struct graft_trainer {
 
 /* ---- the sample stream ------------------------------------------------------------------ */
 
-static uint64_t mix(uint64_t a, uint64_t b)
+#define SALT_STREAM 0x632be59bd9b4e019ULL     /* epoch orders and augmentation */
+
+uint64_t train_seed_mix(uint64_t a, uint64_t b, uint64_t salt)
 {
 	struct graft_rng r;
-	graft_rng_seed(&r, a ^ (b * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
+	graft_rng_seed(&r, a ^ (b * 0x9e3779b97f4a7c15ULL + salt));
 	return graft_rng_next(&r);
 }
 
@@ -85,7 +87,7 @@ static void epoch_order(struct graft_trainer *t, int64_t epoch)
 	for (int64_t i = 0; i < t->n; i++)
 		t->order[i] = i;
 	if (t->o.shuffle) {
-		graft_rng_seed(&r, mix(t->o.seed, (uint64_t)epoch));
+		graft_rng_seed(&r, train_seed_mix(t->o.seed, (uint64_t)epoch, SALT_STREAM));
 		graft_rng_shuffle(&r, t->order, (size_t)t->n);
 	}
 	t->order_epoch = epoch;
@@ -696,7 +698,7 @@ static int augment(struct graft_trainer *t, int64_t step)
 	if ((t->o.augment & GRAFT_AUGMENT_CROP) &&
 	    !(tmp = malloc((size_t)(c * h * w) * sizeof(float) + 1)))
 		return -1;
-	graft_rng_seed(&r, mix(t->o.seed ^ 0x5bd1e995, (uint64_t)step));
+	graft_rng_seed(&r, train_seed_mix(t->o.seed ^ 0x5bd1e995, (uint64_t)step, SALT_STREAM));
 	for (int64_t b = 0; b < t->o.batch; b++) {
 		float *s = (float *)x->data + (uint64_t)b * t->sample_floats;
 		if ((t->o.augment & GRAFT_AUGMENT_FLIP) && graft_rng_below(&r, 2))

@@ -10,5 +10,8 @@
 
 /* The classes int64 labels y (rank 1) name: the largest label plus one (search.c). */
 int64_t train_label_classes(const struct graft_array *y);
+/* A seed drawn from seed a and index b (an epoch, a step, a fold), salted so that
+ * different uses of the same pair draw apart (train.c). */
+uint64_t train_seed_mix(uint64_t a, uint64_t b, uint64_t salt);
 
 #endif
