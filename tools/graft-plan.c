@@ -471,11 +471,7 @@ int main(int argc, char **argv)
 		tool_die("refusing to write a model to a terminal (use -o FILE or -f)");
 	dm = tool_read_dataset(cl.data, &x, &y);
 	if (cl.val) {
-		vm = tool_read_dataset(cl.val, &vx, &vy);
-		if (vx.rank != x.rank || memcmp(vx.dims + 1, x.dims + 1,
-						sizeof(int64_t) * (size_t)(x.rank - 1)) ||
-		    vy.dtype != y.dtype)
-			tool_die("%s: its samples differ in shape or type from %s's", cl.val, cl.data);
+		vm = tool_read_validation(cl.val, &vx, &vy, cl.data, &x, &y);
 		cl.so.val_x = &vx;
 		cl.so.val_y = &vy;
 	}

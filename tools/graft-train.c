@@ -500,13 +500,8 @@ static void load(struct run *r, struct cmdline *cl, struct graft_model **dm,
 	*dm = tool_read_dataset(cl->data, x, y);
 	*vm = NULL;
 	if (cl->val) {
-		*vm = tool_read_dataset(cl->val, &r->vx, &r->vy);
+		*vm = tool_read_validation(cl->val, &r->vx, &r->vy, cl->data, x, y);
 		r->have_val = 1;
-		if (r->vx.rank != x->rank || memcmp(r->vx.dims + 1, x->dims + 1,
-						    sizeof(int64_t) * (size_t)(x->rank - 1)) ||
-		    r->vy.dtype != y->dtype)
-			tool_die("%s: its samples differ in shape or type from %s's", cl->val,
-				 cl->data);
 	}
 	/* With --resume, the checkpoint holds the model as trained so far. */
 	r->m = tool_read_model(cl->resume ? cl->resume : cl->model);

@@ -219,6 +219,19 @@ struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 	return ds.model;        /* x and y are views into it */
 }
 
+struct graft_model *tool_read_validation(const char *path, struct graft_array *vx,
+					 struct graft_array *vy, const char *train_path,
+					 const struct graft_array *x, const struct graft_array *y)
+{
+	struct graft_model *vm = tool_read_dataset(path, vx, vy);
+
+	if (vx->rank != x->rank || memcmp(vx->dims + 1, x->dims + 1,
+					  sizeof(int64_t) * (size_t)(x->rank - 1)) ||
+	    vy->dtype != y->dtype)
+		tool_die("%s: its samples differ in shape or type from %s's", path, train_path);
+	return vm;
+}
+
 /* ---- --max-memory ----------------------------------------------------------------------- */
 
 double tool_parse_number(const char *opt, const char *s, double lo, double hi,

@@ -62,6 +62,11 @@ void tool_write_graft(const struct graft_model *m, const char *path,
  * labels [N] or float targets [N, ...]) into views of the returned model, or dies. */
 struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 				      struct graft_array *y);
+/* tool_read_dataset for a validation set, whose samples must have the shape and type of
+ * the training set's (x, y read from train_path), or dies. */
+struct graft_model *tool_read_validation(const char *path, struct graft_array *vx,
+					 struct graft_array *vy, const char *train_path,
+					 const struct graft_array *x, const struct graft_array *y);
 
 /* --profile: where a net's time went (a net made with opts.profile), per op type, on
  * stderr: "graft-run: profile: 1.234 s in 60 nodes", then a line per op type with its
