@@ -43,27 +43,17 @@ import sys
 
 import numpy as np
 
+# cv2.resize's INTER_LINEAR as a matrix: the public-model example's, so that both put a
+# crop on PaddleOCR's canvas the same way
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "public-model"))
+from prepare import resize_matrix  # noqa: E402
+
 H, W = 48, 192
 FONT_DIR = "/usr/share/fonts/truetype/dejavu"
 FONTS = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
          "DejaVuSerif.ttf", "DejaVuSansMono.ttf"]
 FORTUNES = ["fortunes", "computers", "science", "wisdom", "literature", "people",
             "education", "work", "politics", "humorists"]
-
-
-def resize_matrix(n_in, n_out):
-    """Interpolation matrix of cv2.resize INTER_LINEAR (half-pixel centres, edges clamped),
-    as examples/public-model/prepare.py."""
-    m = np.zeros((n_out, n_in), dtype=np.float64)
-    scale = n_in / n_out
-    for i in range(n_out):
-        x = (i + 0.5) * scale - 0.5
-        x0 = int(np.floor(x))
-        t = x - x0
-        a, b = min(max(x0, 0), n_in - 1), min(max(x0 + 1, 0), n_in - 1)
-        m[i, a] += 1 - t
-        m[i, b] += t
-    return m
 
 
 def place(grey):
