@@ -547,16 +547,12 @@ static void take_recipe(struct cmdline *cl, int argc, char **argv, const struct 
 	struct graft_recipe recipe;
 	struct graft_err err = {0};
 
-	if (!text) {
-		parse_cmdline(argc, argv, cl, NULL, 1);
-		return;
-	}
-	if (graft_recipe_parse(text, &recipe, &err))
+	if (text && graft_recipe_parse(text, &recipe, &err))
 		tool_die("%s: %s", path, err.msg);
-	parse_cmdline(argc, argv, cl, &recipe, 1);
-	if (!cl->quiet)
-		fprintf(stderr, "%s: the model's recipe (graft-plan): %s%s\n", tool_name, text,
-			argc > 1 ? "; options given override it" : "");
+	parse_cmdline(argc, argv, cl, text ? &recipe : NULL, 1);
+	if (text && !cl->quiet)
+		fprintf(stderr, "%s: the model's recipe (graft-plan): %s; options given override "
+			"it\n", tool_name, text);
 }
 
 int main(int argc, char **argv)
