@@ -29,9 +29,10 @@ static void number(char *buf, size_t size, double v)
 		snprintf(buf, size, "%.17g", v);
 }
 
-/* Appends " --opt value" (value NULL: the number v) to buf at *at. */
-static int append(char *buf, size_t size, size_t *at, const char *opt, const char *value,
-		  double v)
+/* Appends " --opt value" (value NULL: the number v) to buf at *at, counting what does
+ * not fit as snprintf does. */
+static void append(char *buf, size_t size, size_t *at, const char *opt, const char *value,
+		   double v)
 {
 	char num[32];
 	int n;
@@ -40,10 +41,9 @@ static int append(char *buf, size_t size, size_t *at, const char *opt, const cha
 		number(num, sizeof(num), v);
 		value = num;
 	}
-	n = snprintf(buf + *at, *at < size ? size - *at : 0, "%s--%s %s", *at ? " " : "", opt,
-		     value);
+	n = snprintf(*at < size ? buf + *at : NULL, *at < size ? size - *at : 0, "%s--%s %s",
+		     *at ? " " : "", opt, value);
 	*at += (size_t)(n > 0 ? n : 0);
-	return 0;
 }
 
 size_t graft_recipe_format(const struct graft_recipe *r, char *buf, size_t size)
