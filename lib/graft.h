@@ -721,6 +721,11 @@ struct graft_train_opts {
 	double layer_decay;     /* depth d's rate times layer_decay^d (after lr_mults); 0: 1 */
 };
 #define GRAFT_TRAIN_CACHE_DEFAULT ((int64_t)2 << 30)
+/* The LP phase's rate under o: lp_lr, or 10 times optim.lr where lp_lr is 0. */
+double graft_train_lp_lr(const struct graft_train_opts *o);
+/* The steps that cover that many epochs of n samples at batch (a partial step counts):
+ * how an epoch count becomes a run's length, in graft-train and graft-plan alike. */
+int64_t graft_epoch_steps(double epochs, int64_t n, int64_t batch);
 struct graft_step_stats {
 	int64_t step;           /* 0-based */
 	double loss, lr, grad_norm;
@@ -809,6 +814,10 @@ size_t graft_recipe_format(const struct graft_recipe *r, char *buf, size_t size)
 /* Reads what graft_recipe_format writes (the options in any order; --epochs required),
  * into *r from the defaults.  GRAFT_EINVAL, naming it, for anything else. */
 int graft_recipe_parse(const char *text, struct graft_recipe *r, struct graft_err *err);
+/* The trainer's options for r on n samples: its epochs as steps (graft_epoch_steps, at a
+ * batch of at most n), shuffled with seed; the rest as graft_train_opts' defaults. */
+void graft_recipe_train_opts(const struct graft_recipe *r, int64_t n, uint64_t seed,
+			     struct graft_train_opts *o);
 
 /* ---- surgery (lib/surgery/cuts.c, lib/surgery/edit.c) ------------------------------------------------------ */
 

@@ -275,7 +275,7 @@ static double train_estimate(const struct graft_search *s, int64_t n)
 	const struct graft_trial *t = &s->trials[s->pick_trial];
 	double per_sample = t->seconds / ((double)t->steps * s->folds * (double)s->recipe.batch);
 
-	return per_sample * (double)tool_epoch_steps(s->final_epochs, n, s->recipe.batch) *
+	return per_sample * (double)graft_epoch_steps(s->final_epochs, n, s->recipe.batch) *
 	       (double)s->recipe.batch;
 }
 
@@ -380,28 +380,13 @@ static void train_pick(const struct cmdline *cl, struct graft_model *m,
 		       const struct graft_search *s, const struct graft_array *x,
 		       const struct graft_array *y)
 {
-	struct graft_train_opts o = {0};
+	struct graft_train_opts o;
 	struct graft_trainer *t;
 	struct graft_err err = {0};
-	int64_t n = x->dims[0], batch = s->recipe.batch < n ? s->recipe.batch : n;
+	int64_t n = x->dims[0];
 	double t0 = graft_now();
 
-	graft_optim_defaults(&o.optim, s->recipe.optimizer);
-	o.optim.lr = s->recipe.lr;
-	o.batch = batch;
-	o.total_steps = tool_epoch_steps(s->recipe.epochs, n, batch);
-	o.schedule = s->recipe.schedule;
-	o.shuffle = 1;
-	o.seed = cl->so.seed;
-	o.lp_steps = s->recipe.lp_ft > 0 ? tool_epoch_steps(s->recipe.lp_ft, n, batch) : 0;
-	o.lp_lr = s->recipe.lp_lr;
-	o.unfreeze_every = s->recipe.unfreeze_every > 0
-			   ? tool_epoch_steps(s->recipe.unfreeze_every, n, batch) : 0;
-	o.layer_decay = s->recipe.layer_decay;
-	o.warmup = s->recipe.warmup;
-	o.bn_frozen = s->recipe.bn_frozen;
-	if (s->recipe.weight_decay >= 0)
-		o.optim.weight_decay = s->recipe.weight_decay;
+	graft_recipe_train_opts(&s->recipe, n, cl->so.seed, &o);
 	if (graft_trainer_new(&t, m, x, y, &o, &err))
 		tool_die("%s", err.msg);
 	for (int64_t k = 0; k < o.total_steps; k++) {

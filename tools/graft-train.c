@@ -535,7 +535,7 @@ static void check_memory(const struct cmdline *cl, struct graft_model *m,
 
 static int64_t total_steps(const struct cmdline *cl, int64_t n, int64_t batch)
 {
-	return cl->steps ? cl->steps : tool_epoch_steps(cl->epochs, n, batch);
+	return cl->steps ? cl->steps : graft_epoch_steps(cl->epochs, n, batch);
 }
 
 /* The model's recipe (graft-plan --apply), when it has one: the command line is parsed
@@ -577,8 +577,8 @@ int main(int argc, char **argv)
 	n = x.dims[0];
 	batch = cl.o.batch < n ? cl.o.batch : n;
 	cl.o.total_steps = total_steps(&cl, n, batch);
-	cl.o.lp_steps = cl.lp_ft > 0 ? tool_epoch_steps(cl.lp_ft, n, batch) : 0;
-	cl.o.unfreeze_every = cl.unfreeze_every > 0 ? tool_epoch_steps(cl.unfreeze_every, n, batch) : 0;
+	cl.o.lp_steps = cl.lp_ft > 0 ? graft_epoch_steps(cl.lp_ft, n, batch) : 0;
+	cl.o.unfreeze_every = cl.unfreeze_every > 0 ? graft_epoch_steps(cl.unfreeze_every, n, batch) : 0;
 	if (cl.o.lp_steps >= cl.o.total_steps)
 		tool_die("--lp-ft %g covers the whole run (%lld steps): nothing would fine-tune",
 			 cl.lp_ft, (long long)cl.o.total_steps);
@@ -605,7 +605,7 @@ int main(int argc, char **argv)
 	if (!cl.quiet && cl.o.lp_steps)
 		fprintf(stderr, "%s: LP-FT: the head alone for %lld steps at lr %g first\n",
 			tool_name, (long long)cl.o.lp_steps,
-			cl.o.lp_lr > 0 ? cl.o.lp_lr : 10 * cl.o.optim.lr);
+			graft_train_lp_lr(&cl.o));
 	tool_defer_stops(1);     /* a stop signal: finish the step, save, exit */
 	r.t0 = r.t_epoch = graft_now();
 	r.epoch_start_step = graft_trainer_steps_done(r.t);

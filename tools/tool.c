@@ -247,11 +247,6 @@ double tool_parse_number(const char *opt, const char *s, double lo, double hi,
 	return v;
 }
 
-int64_t tool_epoch_steps(double epochs, int64_t n, int64_t batch)
-{
-	return (int64_t)ceil(epochs * (double)n / (double)batch - 1e-9);
-}
-
 uint64_t tool_parse_size(const char *opt, const char *s, const char *usage)
 {
 	char *end;

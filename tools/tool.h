@@ -96,9 +96,6 @@ void tool_add_history(struct graft_model *m);
 /* SIZE: a number of bytes, with an optional suffix K, M, G or T (powers of 1024; a
  * fraction such as 1.5G is allowed), above 0; a usage error otherwise. */
 uint64_t tool_parse_size(const char *opt, const char *s, const char *usage);
-/* The steps that cover that many epochs of n samples at batch (a partial step counts):
- * how graft-train and graft-plan turn epochs into steps. */
-int64_t tool_epoch_steps(double epochs, int64_t n, int64_t batch);
 /* A number in [lo, hi] for option opt, or a usage error (exit 2). */
 double tool_parse_number(const char *opt, const char *s, double lo, double hi,
 			 const char *usage);

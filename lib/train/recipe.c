@@ -170,3 +170,26 @@ int graft_recipe_parse(const char *text, struct graft_recipe *r, struct graft_er
 	free(copy);
 	return rc;
 }
+
+void graft_recipe_train_opts(const struct graft_recipe *r, int64_t n, uint64_t seed,
+			     struct graft_train_opts *o)
+{
+	int64_t batch = r->batch < n ? r->batch : n;
+
+	memset(o, 0, sizeof(*o));
+	graft_optim_defaults(&o->optim, r->optimizer);
+	o->optim.lr = r->lr;
+	if (r->weight_decay >= 0)
+		o->optim.weight_decay = r->weight_decay;
+	o->batch = batch;
+	o->total_steps = graft_epoch_steps(r->epochs, n, batch);
+	o->schedule = r->schedule;
+	o->warmup = r->warmup;
+	o->bn_frozen = r->bn_frozen;
+	o->shuffle = 1;
+	o->seed = seed;
+	o->lp_steps = r->lp_ft > 0 ? graft_epoch_steps(r->lp_ft, n, batch) : 0;
+	o->lp_lr = r->lp_lr;
+	o->unfreeze_every = r->unfreeze_every > 0 ? graft_epoch_steps(r->unfreeze_every, n, batch) : 0;
+	o->layer_decay = r->layer_decay;
+}

@@ -108,6 +108,16 @@ double graft_trainer_epoch(const struct graft_trainer *t, int64_t steps)
 
 /* ---- the learning rate ------------------------------------------------------------------ */
 
+double graft_train_lp_lr(const struct graft_train_opts *o)
+{
+	return o->lp_lr > 0 ? o->lp_lr : 10 * o->optim.lr;
+}
+
+int64_t graft_epoch_steps(double epochs, int64_t n, int64_t batch)
+{
+	return (int64_t)ceil(epochs * (double)n / (double)batch - 1e-9);
+}
+
 /* With LP-FT, the LP phase (steps before lp_steps) has its own rate and the schedule
  * over its steps; the FT phase the schedule over the rest, counted from its start. */
 double graft_trainer_lr(const struct graft_trainer *t, int64_t step)
@@ -117,7 +127,7 @@ double graft_trainer_lr(const struct graft_trainer *t, int64_t step)
 	int64_t total = o->total_steps;
 
 	if (o->lp_steps > 0 && step < o->lp_steps) {
-		lr = o->lp_lr > 0 ? o->lp_lr : 10 * o->optim.lr;
+		lr = graft_train_lp_lr(o);
 		total = o->lp_steps;
 	} else if (o->lp_steps > 0) {
 		step -= o->lp_steps;

@@ -295,6 +295,16 @@ static void test_recipe_refusals(void **state)
 	graft_model_free(m);
 }
 
+/* The four-case recipe: AdamW at 0.003, cosine, 30 epochs. */
+static void recipe_four_case(struct graft_recipe *r)
+{
+	graft_recipe_defaults(r);
+	r->epochs = 30;
+	r->optimizer = GRAFT_OPTIM_ADAMW;
+	r->lr = 0.003;
+	r->schedule = GRAFT_SCHEDULE_COSINE;
+}
+
 static void test_recipe_text(void **state)
 {
 	struct graft_recipe r, back;
@@ -302,11 +312,7 @@ static void test_recipe_text(void **state)
 	char text[512];
 
 	(void)state;
-	graft_recipe_defaults(&r);
-	r.epochs = 30;
-	r.optimizer = GRAFT_OPTIM_ADAMW;
-	r.lr = 0.003;
-	r.schedule = GRAFT_SCHEDULE_COSINE;
+	recipe_four_case(&r);
 	r.lp_ft = 7.5;
 	graft_recipe_format(&r, text, sizeof(text));
 	assert_string_equal(text, "--epochs 30 --batch 32 --optimizer adamw --lr 0.003 "
@@ -378,6 +384,35 @@ static void test_recipe_metadata(void **state)
 	graft_model_free(m);
 }
 
+/* A recipe's epochs become the trainer's steps as graft-train counts them (a partial
+ * step counts), at a batch no larger than the data. */
+static void test_recipe_train_opts(void **state)
+{
+	struct graft_recipe r;
+	struct graft_train_opts o;
+
+	(void)state;
+	recipe_four_case(&r);
+	r.lp_ft = 10;
+	r.unfreeze_every = 2;
+	r.layer_decay = 0.8;
+	graft_recipe_train_opts(&r, 100, 7, &o);
+	assert_int_equal(o.batch, 32);
+	assert_int_equal(o.total_steps, 94);         /* ceil(30 * 100 / 32) */
+	assert_int_equal(o.lp_steps, 32);            /* ceil(10 * 100 / 32) */
+	assert_int_equal(o.unfreeze_every, 7);       /* ceil(2 * 100 / 32) */
+	assert_true(o.layer_decay == 0.8 && o.optim.lr == 0.003 && o.seed == 7 && o.shuffle);
+	assert_int_equal(o.optim.kind, GRAFT_OPTIM_ADAMW);
+	assert_true(o.optim.weight_decay == 0.01);   /* AdamW's default: none was given */
+	assert_true(graft_train_lp_lr(&o) == 10 * 0.003);
+	r.weight_decay = 0;
+	r.lp_lr = 0.05;
+	graft_recipe_train_opts(&r, 20, 7, &o);     /* fewer samples than the batch */
+	assert_int_equal(o.batch, 20);
+	assert_int_equal(o.total_steps, 30);
+	assert_true(o.optim.weight_decay == 0 && graft_train_lp_lr(&o) == 0.05);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,6 +424,7 @@ int main(void)
 		cmocka_unit_test(test_recipe_refusals),
 		cmocka_unit_test(test_recipe_text),
 		cmocka_unit_test(test_recipe_metadata),
+		cmocka_unit_test(test_recipe_train_opts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
