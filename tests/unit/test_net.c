@@ -464,6 +464,93 @@ static void test_depthwise_fused(void **state)
 	}
 }
 
+/* The gated activations exporters write, x = Conv(in); y = Mul(x, gate(x)):
+ * SiLU (gate Sigmoid), HardSwish before opset 14 (gate HardSigmoid, alpha 1/6), and a
+ * squeeze-and-excitation-like gate of another value that must stay two nodes. */
+enum gate { GATE_SIGMOID, GATE_HARDSIGMOID, GATE_HARDSIGMOID_02, GATE_OTHER };
+
+static double gated(enum gate g, double x)
+{
+	switch (g) {
+	case GATE_SIGMOID:
+		return x / (1 + exp(-x));
+	case GATE_HARDSIGMOID:
+		return x * fmax(0, fmin(1, x / 6 + 0.5));
+	case GATE_HARDSIGMOID_02:
+		return x * fmax(0, fmin(1, 0.2 * x + 0.5));
+	default:
+		return x * (1 / (1 + exp(-2 * x)));     /* gate = Sigmoid(2 x), another value */
+	}
+}
+
+/* Runs in (1, 2, 2, 2) -> 1x1 Conv (W, B) -> x -> Mul(x, gate) (gate_first: Mul(gate,
+ * x)) -> y; checks y against the arithmetic and the number of nodes fused. */
+static void check_gated(enum gate g, int gate_first, size_t want_fused)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t xd[] = {1, 2, 2, 2}, wd[] = {2, 2, 1, 1}, c2[] = {2};
+	float w[] = {1.5f, -2, 0.5f, 3}, b[] = {0.5f, -0.25f},
+	      in[] = {1, -1, 2, 0, -3, 0.5f, 4, -6}, two = 2;
+	Onnx__TensorProto *t;
+
+	tm_input(mp, "in", 1, 4, xd);
+	tm_output(mp, "y", 1, 4, xd);
+	t = tm_tensor("W", 1, 4, wd); tm_raw(t, w, sizeof(w)); tm_initializer(mp, t);
+	t = tm_tensor("B", 1, 1, c2); tm_raw(t, b, sizeof(b)); tm_initializer(mp, t);
+	t = tm_tensor("two", 1, 0, NULL); tm_raw(t, &two, sizeof(two)); tm_initializer(mp, t);
+	tm_node(mp, "Conv", "conv", (const char *[]){"in", "W", "B", NULL},
+		(const char *[]){"x", NULL});
+	const char *gate_in = "x";
+	if (g == GATE_OTHER) {
+		tm_node(mp, "Mul", "double", (const char *[]){"x", "two", NULL},
+			(const char *[]){"x2", NULL});
+		gate_in = "x2";
+	}
+	Onnx__NodeProto *gn = tm_node(mp, g == GATE_SIGMOID || g == GATE_OTHER ? "Sigmoid" :
+				      "HardSigmoid", "gate", (const char *[]){gate_in, NULL},
+				      (const char *[]){"s", NULL});
+	if (g == GATE_HARDSIGMOID)
+		tm_attr_float(gn, "alpha", 1.0f / 6);
+	tm_node(mp, "Mul", "mul", gate_first ? (const char *[]){"s", "x", NULL} :
+		(const char *[]){"x", "s", NULL}, (const char *[]){"y", NULL});
+	struct graft_model *m = tm_load(mp);
+	struct graft_net *net;
+	struct graft_err err = {0};
+	struct graft_array x = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, 2, 2, 2},
+				.data = in, .nbytes = sizeof(in)}, y;
+	uint64_t prims, reorders;
+	size_t fused;
+
+	if (graft_net_new(&net, m, &err) || graft_net_run(net, &x, 1, &err))
+		fail_msg("gate %d: %s", (int)g, err.msg);
+	graft_net_counters(net, &prims, &reorders, &fused);
+	assert_int_equal(fused, want_fused);
+	graft_net_output(net, 0, &y);
+	for (int c = 0; c < 2; c++)
+		for (int i = 0; i < 4; i++) {
+			double conv = w[c * 2] * in[i] + w[c * 2 + 1] * in[4 + i] + b[c];
+			double got = ((float *)y.data)[c * 4 + i], want = gated(g, conv);
+			if (fabs(got - want) > 1e-5 * fmax(1, fabs(want)))
+				fail_msg("gate %d: y[%d] = %g, expected %g", (int)g, c * 4 + i, got, want);
+		}
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
+static void test_gated_activations_fused(void **state)
+{
+	(void)state;
+	check_gated(GATE_SIGMOID, 0, 2);        /* SiLU: the Sigmoid and the Mul */
+	check_gated(GATE_SIGMOID, 1, 2);
+	check_gated(GATE_HARDSIGMOID, 1, 2);    /* HardSwish */
+	/* HardSigmoid's default alpha (0.2) is not HardSwish: the gate fuses into nothing
+	 * (its input has two readers) and the Mul runs */
+	check_gated(GATE_HARDSIGMOID_02, 0, 0);
+	/* a gate of another value (squeeze-and-excitation): the Sigmoid is the only reader of
+	 * the doubling Mul and fuses into nothing (Mul is no Conv), the result is as written */
+	check_gated(GATE_OTHER, 0, 0);
+}
+
 /* x (N, 4) -> Gemm(W (8, 4), B (8), transB) -> y (N, 8): one Linear layer. */
 static struct graft_model *linear_model(void)
 {
@@ -617,6 +704,7 @@ int main(void)
 		cmocka_unit_test(test_blocked_layout_between_convs),
 		cmocka_unit_test(test_resnet_block_layouts),
 		cmocka_unit_test(test_depthwise_fused),
+		cmocka_unit_test(test_gated_activations_fused),
 		cmocka_unit_test(test_estimate_counts_the_plan),
 		cmocka_unit_test(test_estimate_folds_shapes),
 	};

@@ -241,6 +241,10 @@ int onednn_append_act(const struct node *n, dnnl_post_ops_t po, struct graft_err
 	case FUSED_TANH:
 		st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_tanh, 0.0f, 0.0f);
 		break;
+	case FUSED_SWISH:
+		/* oneDNN's swish is x / (1 + exp(-alpha x)): SiLU at alpha 1 */
+		st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_swish, 1.0f, 0.0f);
+		break;
 	default:
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "fused activation %d is not supported",
 				(int)a->kind);

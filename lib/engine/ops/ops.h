@@ -81,6 +81,7 @@ struct net_counters {
 enum fused_kind {
 	FUSED_NONE = 0, FUSED_RELU, FUSED_LEAKY_RELU /* alpha */, FUSED_CLIP /* alpha..beta */,
 	FUSED_SIGMOID, FUSED_HARDSIGMOID /* alpha * x + beta */, FUSED_HARDSWISH, FUSED_TANH,
+	FUSED_SWISH /* x * sigmoid(x): SiLU */,
 };
 struct fused_act {
 	enum fused_kind kind;
