@@ -502,7 +502,38 @@ struct graft_net_opts {
 	int no_fuse;    /* keep every node as it is (no folding or fusion): every value has
 			 * its shape after a run (graft_net_value_shape) */
 	int profile;    /* time every node's runs (graft_net_profile) */
+	/* Kernel choice per layer shape, timed on this machine (docs/engine.md): NULL runs
+	 * oneDNN's first choice for each, as it always did; otherwise each convolution
+	 * shape runs the kernel the wisdom names, and one it does not know yet is timed on
+	 * its first run and added (graft_wisdom_save keeps it).  Borrowed: it must outlive
+	 * the net, and nets that share it must not run at the same time. */
+	struct graft_wisdom *wisdom;
 };
+
+/*
+ * Wisdom, as FFTW keeps it: which kernel won, per layer shape, on this machine.  A file
+ * holds entries for any number of machines: each is keyed by the machine (the CPU as the
+ * caller names it, oneDNN's ISA as it runs now, oneDNN's version) and the shape.  Lines
+ * of text: "graft-wisdom 1" first, then KEY<TAB>CHOICE<TAB>MICROSECONDS<TAB>DIFFERENCE,
+ * the last the winner's largest difference from the default kernel's result, relative to
+ * the largest value.
+ */
+struct graft_wisdom;
+/* Reads path (a missing file is no wisdom yet) for the machine named cpu (its model, as
+ * /proc/cpuinfo says; any text).  A malformed file is GRAFT_EFORMAT naming its line. */
+int graft_wisdom_load(struct graft_wisdom **w, const char *path, const char *cpu,
+		      struct graft_err *err);
+/* Writes the entries added since the load into path, merged with what the file holds
+ * now (other processes may have added theirs meanwhile; an entry added here replaces
+ * the file's for its key): under a lock, and atomically, so the file is never half
+ * written.  Nothing added: nothing written. */
+int graft_wisdom_save(struct graft_wisdom *w, const char *path, struct graft_err *err);
+void graft_wisdom_free(struct graft_wisdom *w);
+/* Entries in all, entries for this machine, entries added (timed) since the load. */
+void graft_wisdom_counts(const struct graft_wisdom *w, size_t *all, size_t *machine,
+			 size_t *added);
+/* The machine part of this wisdom's keys ("CPU|ISA|oneDNN VERSION"). */
+const char *graft_wisdom_machine(const struct graft_wisdom *w);
 /*
  * A net for training copies the model's trainable parameters (graft_model_set_trainable)
  * and BatchNormalization running statistics it updates; graft_net_tensor gives those
@@ -703,6 +734,7 @@ struct graft_train_opts {
 	 * GRAFT_TRAIN_CACHE_DEFAULT; negative: no cache. */
 	int64_t cache_bytes;
 	int profile;            /* time the net's nodes (graft_trainer_net, graft_net_profile) */
+	struct graft_wisdom *wisdom;    /* the nets' kernel choices (graft_net_opts.wisdom) */
 	/* Transfer recipes (docs/recipes.md), on the parameters the model marks trainable.
 	 * A parameter's depth is the number of block boundaries (graft_model_cuts) from the
 	 * first node that reads it to the output: 0 for the head, which follows the last
@@ -985,6 +1017,7 @@ struct graft_search_opts {
 	double budget_seconds;  /* 0: none; once spent, no trial starts and the pick comes
 				 * from the last complete rung */
 	int64_t batch;          /* 0: 32 */
+	struct graft_wisdom *wisdom;    /* the trials' kernel choices (graft_net_opts.wisdom) */
 	/* After every trial (may be NULL): for progress; a non-zero return stops the search
 	 * as the seconds budget does. */
 	int (*progress)(void *ctx, const struct graft_search *s, const struct graft_trial *t);

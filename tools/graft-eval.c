@@ -11,7 +11,7 @@
 
 static const char usage[] =
 	"usage: graft-eval [MODEL|-] --data D [--batch B] [--json] [--max-memory SIZE]\n"
-	"                  [--profile]\n"
+	"                  [--profile] [--no-tune]\n"
 	"Evaluates MODEL (.graft or .onnx; stdin when absent or -) on the dataset D.\n"
 	"  -d, --data D      the data (graft-data): x float [N,...], y int64 labels or float\n"
 	"  -b, --batch B     samples per forward pass (default 64)\n"
@@ -19,6 +19,8 @@ static const char usage[] =
 	"      --max-memory SIZE  refuse to run when a batch would need more memory than\n"
 	"                    SIZE (suffixes K, M, G; default: the memory available)\n"
 	"      --profile     print the time spent per op type to stderr at the end\n"
+	"      --no-tune     oneDNN's first kernel for every layer, not the one timed\n"
+	"                    fastest on this machine (the wisdom file: graft-run(1))\n"
 	"  -h, --help        show this help;  -V, --version  show the version\n";
 
 struct cmdline {
@@ -26,7 +28,7 @@ struct cmdline {
 	int64_t batch;
 	int json;
 	uint64_t max_memory;    /* 0: the memory available */
-	int profile;
+	int profile, no_tune;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
@@ -34,6 +36,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, 'd'}, {"batch", required_argument, NULL, 'b'},
 		{"json", no_argument, NULL, 'j'}, TOOL_MEMORY_LONGOPT, TOOL_PROFILE_LONGOPT,
+		TOOL_TUNE_LONGOPT,
 		TOOL_COMMON_LONGOPTS, {0},
 	};
 	char *end;
@@ -54,6 +57,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
 			break;
 		case TOOL_OPT_PROFILE: cl->profile = 1; break;
+		case TOOL_OPT_NO_TUNE: cl->no_tune = 1; break;
 		default: tool_common_option(c, usage);
 		}
 	}
@@ -139,7 +143,8 @@ int main(int argc, char **argv)
 	parse_cmdline(argc, argv, &cl);
 	dm = tool_read_dataset(cl.data, &x, &y);
 	m = tool_read_model(cl.model);
-	struct graft_net_opts no = {.profile = cl.profile};
+	struct graft_net_opts no = {.profile = cl.profile,
+				    .wisdom = tool_wisdom(cl.no_tune, 0)};
 	if (graft_net_new_opts(&net, m, &no, &err))
 		tool_die("%s: %s", cl.model ? cl.model : "<stdin>", err.msg);
 	{

@@ -45,12 +45,14 @@ static const char usage[] =
 	"  -f, --force       write binary data even to a terminal\n"
 	"      --max-memory SIZE  refuse when a trial would need more memory than SIZE\n"
 	"                    (suffixes K, M, G; default: the memory available)\n"
+	"      --no-tune     oneDNN's first kernel for every layer, not the one timed\n"
+	"                    fastest on this machine (the wisdom file: graft-run(1))\n"
 	"  -h, --help        show this help;  -V, --version  show the version\n"
 	"With --apply or --train the report goes to stderr.\n";
 
 struct cmdline {
 	const char *model, *data, *val, *out, *json_out;
-	int apply, train, json, force, rule, quiet;
+	int apply, train, json, force, rule, quiet, no_tune;
 	struct graft_search_opts so;
 	uint64_t max_memory;    /* 0: the memory available */
 };
@@ -85,7 +87,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"train", no_argument, NULL, OPT_TRAIN}, {"rule", no_argument, NULL, OPT_RULE},
 		{"json-out", required_argument, NULL, OPT_JSON_OUT},
 		{"quiet", no_argument, NULL, 'q'},
-		{"force", no_argument, NULL, 'f'}, TOOL_MEMORY_LONGOPT, TOOL_COMMON_LONGOPTS, {0},
+		{"force", no_argument, NULL, 'f'}, TOOL_MEMORY_LONGOPT, TOOL_TUNE_LONGOPT,
+		TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c, seconds;
 	double v;
@@ -124,6 +127,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case TOOL_OPT_MAX_MEMORY:
 			cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
 			break;
+		case TOOL_OPT_NO_TUNE: cl->no_tune = 1; break;
 		default: tool_common_option(c, usage);
 		}
 	}
@@ -387,6 +391,7 @@ static void train_pick(const struct cmdline *cl, struct graft_model *m,
 	double t0 = graft_now();
 
 	graft_recipe_train_opts(&s->recipe, n, cl->so.seed, &o);
+	o.wisdom = cl->so.wisdom;
 	if (graft_trainer_new(&t, m, x, y, &o, &err))
 		tool_die("%s", err.msg);
 	for (int64_t k = 0; k < o.total_steps; k++) {
@@ -473,6 +478,7 @@ int main(int argc, char **argv)
 	}
 	struct graft_net_opts trial = {.training = 1};
 	tool_check_model_memory(m, mpath, &trial, &x, 32, 2 * 4 * p.params, cl.max_memory);
+	cl.so.wisdom = tool_wisdom(cl.no_tune, cl.quiet);
 	cl.so.progress = trial_done;
 	cl.so.ctx = &cl.quiet;
 	/* the trials' errors concern the model, the data or both: name both */

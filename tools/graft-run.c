@@ -18,7 +18,7 @@
 
 static const char usage[] =
 	"usage: graft-run MODEL [-i [NAME=]FILE]... [-o DIR] [--batch N] [--repeat N]\n"
-	"                 [--max-memory SIZE] [--profile]\n"
+	"                 [--max-memory SIZE] [--profile] [--no-tune]\n"
 	"Runs a model (.graft or ONNX) forward on the CPU.\n"
 	"  -i, --input [NAME=]FILE  an input as .npy or ONNX TensorProto .pb; without NAME,\n"
 	"                           inputs fill the graph's inputs in order.  Inputs not\n"
@@ -36,6 +36,8 @@ static const char usage[] =
 	"      --max-memory SIZE    refuse to run when the run would need more memory than\n"
 	"                           SIZE (suffixes K, M, G; default: the memory available)\n"
 	"      --profile            print the time spent per op type to stderr at the end\n"
+	"      --no-tune            oneDNN's first kernel for every layer, not the one timed\n"
+	"                           fastest on this machine (the wisdom file: graft-run(1))\n"
 	"      --list-ops           print the ops graft can run, one per line, and exit\n"
 	"      --list-backward      print the ops graft can train through, and exit\n"
 	"  -h, --help               show this help;  -V, --version  show the version\n";
@@ -49,7 +51,7 @@ struct cmdline {
 	long batch, repeat;
 	unsigned long seed;
 	uint64_t max_memory;    /* 0: the memory available */
-	int profile;
+	int profile, no_tune;
 };
 
 static long parse_count(const char *opt, const char *s)
@@ -70,6 +72,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"batch", required_argument, NULL, 'b'}, {"repeat", required_argument, NULL, 'r'},
 		{"seed", required_argument, NULL, 's'}, {"list-ops", no_argument, NULL, 'L'},
 		{"list-backward", no_argument, NULL, 'B'}, TOOL_MEMORY_LONGOPT, TOOL_PROFILE_LONGOPT,
+		TOOL_TUNE_LONGOPT,
 		TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c;
@@ -102,6 +105,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
 			break;
 		case TOOL_OPT_PROFILE: cl->profile = 1; break;
+		case TOOL_OPT_NO_TUNE: cl->no_tune = 1; break;
 		default: tool_common_option(c, usage);
 		}
 	}
@@ -312,7 +316,8 @@ int main(int argc, char **argv)
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
 	m = tool_read_model(cl.model);
-	struct graft_net_opts no = {.profile = cl.profile};
+	struct graft_net_opts no = {.profile = cl.profile,
+				    .wisdom = tool_wisdom(cl.no_tune, 0)};
 	if (graft_net_new_opts(&net, m, &no, &err))
 		tool_die("%s: %s", cl.model, err.msg);
 	gather_inputs(&cl, m, net, inputs);

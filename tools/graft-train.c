@@ -63,6 +63,8 @@ static const char usage[] =
 	"      --cache SIZE          keep a frozen prefix's outputs per sample up to SIZE\n"
 	"                            (default 2G; 0: no cache, the prefix runs every step)\n"
 	"      --profile             print the time spent per op type to stderr at the end\n"
+	"      --no-tune             oneDNN's first kernel for every layer, not the one timed\n"
+	"                            fastest on this machine (the wisdom file: graft-run(1))\n"
 	"transfer recipes (a block: what lies between two block boundaries, graft-slice\n"
 	"--list-cuts; the head: after the last one):\n"
 	"      --lp-ft E             LP-FT: the first E epochs train the head alone (at\n"
@@ -84,7 +86,7 @@ struct cmdline {
 	int64_t steps, checkpoint_every, log_every, step_epochs;
 	struct graft_train_opts o;
 	struct graft_lr_mult *mults;
-	int quiet, force, lr_set, momentum_set, wd_set;
+	int quiet, force, lr_set, momentum_set, wd_set, no_tune;
 	uint64_t max_memory;    /* 0: the memory available */
 };
 
@@ -259,6 +261,7 @@ static void parse_option(struct cmdline *cl, int c)
 				    (int64_t)tool_parse_size("--cache", optarg, usage);
 		break;
 	case TOOL_OPT_PROFILE: cl->o.profile = 1; break;
+	case TOOL_OPT_NO_TUNE: cl->no_tune = 1; break;
 	default: tool_common_option(c, usage);
 	}
 }
@@ -317,7 +320,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl,
 		{"log-every", required_argument, NULL, OPT_LOG_EVERY},
 		{"output", required_argument, NULL, 'o'}, {"quiet", no_argument, NULL, 'q'},
 		{"force", no_argument, NULL, 'f'}, TOOL_MEMORY_LONGOPT,
-		{"cache", required_argument, NULL, OPT_CACHE}, TOOL_PROFILE_LONGOPT,
+		{"cache", required_argument, NULL, OPT_CACHE}, TOOL_PROFILE_LONGOPT, TOOL_TUNE_LONGOPT,
 		{"lp-ft", required_argument, NULL, OPT_LP_FT},
 		{"lp-lr", required_argument, NULL, OPT_LP_LR},
 		{"unfreeze-every", required_argument, NULL, OPT_UNFREEZE},
@@ -586,6 +589,7 @@ int main(int argc, char **argv)
 	if (cl.o.schedule == GRAFT_SCHEDULE_STEP)
 		cl.o.step_every = cl.step_epochs * steps_per_epoch;
 	check_memory(&cl, r.m, &x, batch);
+	cl.o.wisdom = tool_wisdom(cl.no_tune, cl.quiet);
 	if (graft_trainer_new(&r.t, r.m, &x, &y, &cl.o, &err))
 		tool_die("%s", err.msg);
 	if (cl.resume && graft_trainer_resume(r.t, r.m, &err))

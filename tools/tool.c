@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tool.h"
@@ -362,6 +363,92 @@ void tool_check_model_memory(const struct graft_model *m, const char *path,
 /* For each tensor (by index), the first node reading it, directly or through an Identity
  * alias; the node count when none does.  One sweep of the graph: a scan per tensor took
  * minutes on a model of 100,000 nodes. */
+static struct graft_wisdom *wisdom;
+static char wisdom_path[4096];
+static int wisdom_quiet;
+
+/* mkdir -p of path's folder. */
+static void make_parents(const char *path)
+{
+	char dir[4096];
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (char *p = dir + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			mkdir(dir, 0755);
+			*p = '/';
+		}
+}
+
+static void wisdom_at_exit(void)
+{
+	struct graft_err err = {0};
+	size_t all, machine, added;
+
+	graft_wisdom_counts(wisdom, &all, &machine, &added);
+	if (added) {
+		make_parents(wisdom_path);
+		if (graft_wisdom_save(wisdom, wisdom_path, &err))
+			fprintf(stderr, "%s: warning: kernel timings not kept: %s\n", tool_name, err.msg);
+		else if (!wisdom_quiet)
+			fprintf(stderr, "%s: timed the kernels of %zu new layer shape%s on this machine "
+				"(kept in %s)\n", tool_name, added, added == 1 ? "" : "s", wisdom_path);
+	}
+	graft_wisdom_free(wisdom);
+	wisdom = NULL;
+}
+
+/* The CPU's model name from /proc/cpuinfo ("cpu?" where there is none). */
+static void cpu_model(char *buf, size_t size)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[512];
+
+	snprintf(buf, size, "cpu?");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+		if (strncmp(line, "model name", 10) == 0 && colon) {
+			colon += 1 + (colon[1] == ' ');
+			colon[strcspn(colon, "\n")] = 0;
+			snprintf(buf, size, "%s", colon);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+struct graft_wisdom *tool_wisdom(int no_tune, int quiet)
+{
+	static int opened;
+	const char *env = getenv("GRAFT_WISDOM"), *base = getenv("XDG_CACHE_HOME");
+	struct graft_err err = {0};
+	char cpu[256];
+
+	if (opened || no_tune)
+		return wisdom;
+	opened = 1;
+	if (env && (!*env || strcmp(env, "off") == 0))
+		return NULL;
+	if (env)
+		snprintf(wisdom_path, sizeof(wisdom_path), "%s", env);
+	else if (base && *base == '/')
+		snprintf(wisdom_path, sizeof(wisdom_path), "%s/graft/wisdom", base);
+	else if ((base = getenv("HOME")) && *base)
+		snprintf(wisdom_path, sizeof(wisdom_path), "%s/.cache/graft/wisdom", base);
+	else
+		return NULL;
+	cpu_model(cpu, sizeof(cpu));
+	if (graft_wisdom_load(&wisdom, wisdom_path, cpu, &err)) {
+		fprintf(stderr, "%s: warning: %s; running the default kernels\n", tool_name, err.msg);
+		return NULL;
+	}
+	wisdom_quiet = quiet;
+	atexit(wisdom_at_exit);
+	return wisdom;
+}
+
 void tool_print_profile(const struct graft_net *net)
 {
 	size_t n = graft_net_profile_count(net);

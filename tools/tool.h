@@ -75,6 +75,22 @@ struct graft_model *tool_read_validation(const char *path, struct graft_array *v
 #define TOOL_PROFILE_LONGOPT {"profile", no_argument, NULL, TOOL_OPT_PROFILE}
 void tool_print_profile(const struct graft_net *net);
 
+/*
+ * Kernel choice per layer shape (docs/engine.md): the tools that run models take the
+ * kernels timed fastest on this machine from a wisdom file, time the shapes it does not
+ * hold yet on their first run, and add them to it when they end.  The file is
+ * $GRAFT_WISDOM, else $XDG_CACHE_HOME/graft/wisdom, else ~/.cache/graft/wisdom;
+ * GRAFT_WISDOM=off, or --no-tune, runs oneDNN's first choice for every shape instead, as
+ * graft always did (no timing, no file).  A file that cannot be read or written is a
+ * warning, never a failure: the run goes on with the default kernels.
+ */
+#define TOOL_OPT_NO_TUNE 0x4e54     /* getopt code of --no-tune */
+#define TOOL_TUNE_LONGOPT {"no-tune", no_argument, NULL, TOOL_OPT_NO_TUNE}
+/* The wisdom for nets to use (graft_net_opts.wisdom), opened on the first call and saved
+ * when the tool exits (a line on stderr says how many shapes were timed, unless quiet);
+ * NULL with no_tune or GRAFT_WISDOM=off. */
+struct graft_wisdom *tool_wisdom(int no_tune, int quiet);
+
 /* s as a JSON string, quotes included: '"' and '\\' escaped, control characters as
  * \\u00XX, and bytes that are not UTF-8 (ONNX names are bytes) as U+FFFD, so that the
  * output is always valid JSON.  The one JSON string writer of the tools. */

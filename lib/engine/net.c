@@ -119,6 +119,7 @@ static int add_nodes(struct graft_net *net, struct graft_err *err)
 		if ((rc = decode_value_attribute(n, err)))
 			return rc;
 		n->counters = &net->counters;
+		n->wisdom = net->opts.wisdom;
 		n->opset = opset;
 		n->op = is_default_domain(p->domain) ? ops_find(op) : NULL;
 		if (!n->op)

@@ -235,6 +235,7 @@ static int run_fold(struct ctx *cx, const struct graft_candidate *c, int64_t ste
 	to.total_steps = steps;
 	to.schedule = GRAFT_SCHEDULE_COSINE;
 	to.shuffle = 1;
+	to.wisdom = cx->o->wisdom;
 	to.seed = train_seed_mix(cx->o->seed, (uint64_t)f, 0x2545f4914f6cdd1dULL);  /* per fold */
 	if (c->strategy == GRAFT_STRATEGY_LP_FT)
 		to.lp_steps = steps / 3 > 0 ? steps / 3 : 1;

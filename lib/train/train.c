@@ -537,7 +537,7 @@ static int param_of(const struct graft_trainer *t, long i, size_t *k)
 static int build_net(struct graft_trainer *t, int64_t step, struct graft_err *err)
 {
 	struct graft_net_opts no = {.training = 1, .bn_frozen = t->o.bn_frozen, .seed = t->o.seed,
-				    .profile = t->o.profile};
+				    .profile = t->o.profile, .wisdom = t->o.wisdom};
 	struct graft_net *net = NULL;
 	int rc;
 

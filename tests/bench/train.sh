@@ -30,6 +30,11 @@ export OMP_NUM_THREADS=2 PATH=$tooldir:$PATH
 w=$(mktemp -d "${TMPDIR:-/tmp}/graft-train-bench.XXXXXX")
 trap 'rm -rf "$w"' EXIT
 cd "$w"
+# kernel choice (docs/engine.md) from a wisdom file of this run's own, unless set
+export GRAFT_WISDOM=${GRAFT_WISDOM:-$w/wisdom}
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+isa=$(DNNL_VERBOSE=1 GRAFT_WISDOM=off graft-run "$fixdir/plain/small_cnn.onnx" 2>/dev/null |
+      sed -n 's/^onednn_verbose,info,cpu,isa://p' | head -n1)
 load0=$(cut -d' ' -f1 /proc/loadavg)
 
 peak=$("$peak_bin" 2048 10 2>/dev/null | sed -n 's/^matmul 2048^3: \([0-9.]*\) GFLOP\/s$/\1/p')
@@ -60,6 +65,8 @@ print(' '.join('--train ' + i for i in last.input[1:]))" "$1")
 }
 
 printf 'train benchmark: 2 threads, load %s; oneDNN matmul 2048^3 peak %.0f GFLOP/s\n' "$load0" "$peak"
+printf 'CPU: %s; oneDNN ISA: %s%s\n' "${cpu:-?}" "${isa:-?}" \
+    "${DNNL_MAX_CPU_ISA:+ (DNNL_MAX_CPU_ISA=$DNNL_MAX_CPU_ISA)}"
 printf '%-10s %-5s %5s %10s %10s %7s %9s %9s %11s\n' model mode batch "graft i/s" "torch i/s" ratio \
 	"graft MiB" "torch MiB" "%peak g/t"
 warn=()

@@ -192,8 +192,12 @@ def ops_markdown(supported, backward, per_op, exceptions, skipped, passed, faile
              "ConvTranspose, Gemm, MatMul, MaxPool and AveragePool run on oneDNN; "
              "BatchNormalization after a Conv is folded into it, and Relu, LeakyRelu, Clip, "
              "Sigmoid, HardSigmoid, HardSwish and Tanh after a Conv or Gemm are fused into "
-             "it; a 1x1 Conv read only by a 3x3 depthwise Conv (MobileNet's inverted "
-             "residuals) runs with it as one oneDNN primitive.",
+             "it, and so are the gated forms exporters write for SiLU (`Mul(x, Sigmoid(x))`, "
+             "EfficientNet) and, before opset 14, HardSwish (`Mul(x, HardSigmoid(x))` with "
+             "alpha 1/6, MobileNetV3); a 1x1 Conv read only by a 3x3 depthwise Conv "
+             "(MobileNet's inverted residuals) runs with it as one oneDNN primitive. Each "
+             "Conv shape runs the kernel timed fastest for it on the machine at hand "
+             "(docs/engine.md); these tests run with that choice.",
              "",
              "Counts: tests of `/usr/share/libonnx-testdata/data/{node,pytorch-converted}` "
              "whose ops are all listed here and whose tensors are float32, int32, int64 or "

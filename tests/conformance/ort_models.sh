@@ -7,6 +7,8 @@
 #   3. compares each output (python3 + numpy): same dtype and shape, and
 #        max|graft - ort| <= 1e-4 * max|ort|  (floats; integers and bools must be equal;
 #        a NaN where ORT has none counts as an infinite difference).
+# graft-run times the convolution kernels (a fresh wisdom file per run: docs/engine.md),
+# so the check covers whichever kernel wins on the machine.
 # Fixtures and onnxruntime-node are created on first use (ensure_reference_models.sh,
 # setup-ort.sh; both flock-protected and fast no-ops afterwards).
 # Prints a header, one line per model
@@ -43,6 +45,10 @@ if [ "${KEEP_TMP:-0}" = 1 ]; then
 else
     trap 'rm -rf "$work"' EXIT
 fi
+# graft-run with kernel choice (docs/engine.md), in a wisdom file of this run's own:
+# every convolution shape runs the kernel timed fastest here, which must agree with ORT
+# as the default kernels do, whichever wins
+export GRAFT_WISDOM=$work/wisdom
 
 # graft_args DIR: graft-run's -i arguments for the inputs ort_run.js saved in DIR, one per
 # line: NAME=DIR/inputs/X.npy, or a bare path (positional, graph order) when NAME has '='

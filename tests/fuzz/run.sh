@@ -1,6 +1,6 @@
 #!/bin/bash
 # run.sh BUILD_FUZZ_DIR SECONDS_PER_TARGET [TARGET...]: runs each libFuzzer target (all
-# seven by default) for the given time on its corpus, one after the other, and prints
+# eight by default) for the given time on its corpus, one after the other, and prints
 # executions per second and total executions per target.  Exits 1 if any target
 # crashes, leaks, hangs (10 s on one input) or runs out of memory (2 GiB); the input
 # that did it is left in BUILD_FUZZ_DIR/fuzz-artifacts/TARGET/.
@@ -15,7 +15,7 @@ build=${1:?usage: run.sh BUILD_FUZZ_DIR SECONDS_PER_TARGET [TARGET...]}
 secs=${2:?usage: run.sh BUILD_FUZZ_DIR SECONDS_PER_TARGET [TARGET...]}
 shift 2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(onnx tensor graft dataset idx image json)
+[ ${#targets[@]} -gt 0 ] || targets=(onnx tensor graft dataset idx image json wisdom)
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$build" && pwd) || exit 1
 

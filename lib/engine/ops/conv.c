@@ -14,6 +14,8 @@
  * backward (training nets) is at the end: oneDNN's backward-data and backward-weights
  * convolutions, on the layouts they choose.
  */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,32 +41,43 @@ static void window_dims(const struct window *w, dnnl_dims_t strides, dnnl_dims_t
 	}
 }
 
-/* Makes a convolution (or, with transpose, a deconvolution) over the window w from src,
- * wei, bias (NULL for none) and dst, any of which may be format_tag_any; attr (NULL for
- * none) carries post-ops for fusions.  cp->src, wei and dst come back as chosen, and the
- * primitive descriptor in *pd_out (the caller destroys it). */
-static int conv_prim_new(const struct node *n, int transpose, const struct window *w,
-			 const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
-			 const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
-			 const_dnnl_primitive_attr_t attr, struct conv_prim *cp,
-			 dnnl_primitive_desc_t *pd_out, struct graft_err *err)
+/* The forward-inference descriptor of a convolution (or, with transpose, a
+ * deconvolution) by algorithm alg over the window w. */
+static int conv_desc(const struct node *n, int transpose, dnnl_alg_kind_t alg,
+		     const struct window *w, const dnnl_memory_desc_t *src,
+		     const dnnl_memory_desc_t *wei, const dnnl_memory_desc_t *bias,
+		     const dnnl_memory_desc_t *dst, dnnl_convolution_desc_t *d,
+		     struct graft_err *err)
 {
 	dnnl_dims_t strides = {0}, dil = {0}, pl = {0}, pr = {0};
+
+	window_dims(w, strides, dil, pl, pr);
+	if (transpose)
+		return ONEDNN_CHECK(n, err, dnnl_dilated_deconvolution_forward_desc_init(d,
+				    dnnl_forward_inference, dnnl_deconvolution_direct, src, wei, bias,
+				    dst, strides, dil, pl, pr));
+	return ONEDNN_CHECK(n, err, dnnl_dilated_convolution_forward_desc_init(d,
+			    dnnl_forward_inference, alg, src, wei, bias, dst, strides, dil, pl, pr));
+}
+
+/* Makes a convolution (or, with transpose, a deconvolution) over the window w from src,
+ * wei, bias (NULL for none) and dst, any of which may be format_tag_any, by algorithm
+ * alg and oneDNN's implementation named impl (NULL: its first choice); attr (NULL for
+ * none) carries post-ops for fusions.  cp->src, wei and dst come back as chosen, and the
+ * primitive descriptor in *pd_out (the caller destroys it). */
+static int conv_prim_new(const struct node *n, int transpose, dnnl_alg_kind_t alg,
+			 const char *impl, const struct window *w, const dnnl_memory_desc_t *src,
+			 const dnnl_memory_desc_t *wei, const dnnl_memory_desc_t *bias,
+			 const dnnl_memory_desc_t *dst, const_dnnl_primitive_attr_t attr,
+			 struct conv_prim *cp, dnnl_primitive_desc_t *pd_out, struct graft_err *err)
+{
 	dnnl_convolution_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
 	int rc;
 
 	memset(cp, 0, sizeof(*cp));
-	window_dims(w, strides, dil, pl, pr);
-	if (transpose)
-		rc = ONEDNN_CHECK(n, err, dnnl_dilated_deconvolution_forward_desc_init(&d,
-				  dnnl_forward_inference, dnnl_deconvolution_direct, src, wei, bias,
-				  dst, strides, dil, pl, pr));
-	else
-		rc = ONEDNN_CHECK(n, err, dnnl_dilated_convolution_forward_desc_init(&d,
-				  dnnl_forward_inference, dnnl_convolution_direct, src, wei, bias, dst,
-				  strides, dil, pl, pr));
-	if (rc || (rc = onednn_primitive(n, &d, attr, &cp->prim, &pd, err)))
+	if ((rc = conv_desc(n, transpose, alg, w, src, wei, bias, dst, &d, err)) ||
+	    (rc = onednn_primitive_impl(n, &d, attr, impl, &cp->prim, &pd, err)))
 		return rc;
 	cp->src = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
 	cp->wei = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -448,6 +461,364 @@ static int wei_descs(const struct node *n, const struct conv_geom *g, int transp
 								 dnnl_f32, dnnl_format_tag_any));
 }
 
+/* ---- kernel choice: the fastest of oneDNN's kernels for the shape, timed here ---------- */
+
+/*
+ * With a wisdom (graft_net_opts.wisdom), a forward convolution runs the kernel that was
+ * fastest for its shape on this machine; without one, oneDNN's first choice, as ever.
+ * The candidates are every implementation oneDNN offers (its primitive descriptor
+ * iterator; the reference kernels left out) for the direct algorithm and for Winograd
+ * (3x3, stride 1, AVX-512 only in oneDNN 2.6), each asked with the activation layouts
+ * graft uses by default (X as its producer left it, Y in nChw16c) and with the layouts
+ * the implementation prefers ('any'): so brgconv on nhwc, jit on nChw16c, im2col +
+ * sgemm (gemm:jit), and the 1x1 kernels that are matmuls (jit_1x1, brgconv_1x1) all
+ * compete.  Each is timed on the node's real input, its X reorder into the kernel's
+ * layout included, and its Y reorder out unless Y may stay in the kernel's layout (only
+ * Convs read it); the best of CONV_TUNE_RUNS runs after a warm-up counts, and the
+ * fastest replaces the default only if it beats it by CONV_TUNE_MARGIN.  A candidate
+ * whose Y differs from the default's by more than CONV_TUNE_TOL of the largest |Y| is
+ * none: Winograd's f32 arithmetic is less exact than direct summation
+ * (docs/engine.md has the errors measured).  The choice is one greedy step: what the
+ * layout of Y costs the next node is that node's to count when it is timed.
+ */
+#define CONV_TUNE_TOL 1e-5
+#define CONV_TUNE_RUNS 3
+/* Another kernel replaces the default only when it takes at most this share of the
+ * default's time: a choice kept for good should not rest on timing noise (a loaded
+ * machine, a neighbour on a shared VM). */
+#define CONV_TUNE_MARGIN 0.9
+#define CONV_TUNE_MAX 16
+
+/* How a candidate asks for its activation layouts. */
+enum conv_mode { MODE_DEFAULT, MODE_ANY, MODE_COUNT };
+static const char *const conv_mode_names[MODE_COUNT] = {"default", "any"};
+
+/* A kernel choice as the wisdom keeps it: "ALG/MODE/IMPL" ("winograd/any/jit_wino_4x3:
+ * avx512_core"); impl empty: oneDNN's first. */
+struct conv_choice {
+	dnnl_alg_kind_t alg;
+	enum conv_mode mode;
+	char impl[64];
+};
+
+static void choice_format(const struct conv_choice *c, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/%s/%s", c->alg == dnnl_convolution_winograd ? "winograd" : "direct",
+		 conv_mode_names[c->mode], c->impl);
+}
+
+/* 0 and *c, or -1 when text is no choice this build knows (another version's wisdom). */
+static int choice_parse(const char *text, struct conv_choice *c)
+{
+	const char *s1 = strchr(text, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+	size_t alg = s1 ? (size_t)(s1 - text) : 0, mode = s2 ? (size_t)(s2 - s1 - 1) : 0;
+
+	if (!s2 || strlen(s2 + 1) >= sizeof(c->impl))
+		return -1;
+	if (alg == 6 && strncmp(text, "direct", 6) == 0)
+		c->alg = dnnl_convolution_direct;
+	else if (alg == 8 && strncmp(text, "winograd", 8) == 0)
+		c->alg = dnnl_convolution_winograd;
+	else
+		return -1;
+	c->mode = MODE_COUNT;
+	for (int m = 0; m < MODE_COUNT; m++)
+		if (strlen(conv_mode_names[m]) == mode && strncmp(s1 + 1, conv_mode_names[m], mode) == 0)
+			c->mode = (enum conv_mode)m;
+	if (c->mode == MODE_COUNT)
+		return -1;
+	strcpy(c->impl, s2 + 1);
+	return 0;
+}
+
+/* What a convolution's kernel choice depends on: the shapes, the window, the fused
+ * activation, X's layout and whether Y may stay in the kernel's. */
+static void conv_shape_key(const struct node *n, const struct conv_geom *g, char *buf,
+			   size_t size)
+{
+	const struct value *x = n->in[0], *w = n->in[1], *y = n->out[0];
+	char lay[64] = "plain";
+	size_t at = 0;
+
+	if (x->layout)
+		onednn_md_describe(x->layout, lay, sizeof(lay));
+#define PUT(...) (at += (size_t)snprintf(buf + at, at < size ? size - at : 0, __VA_ARGS__))
+	PUT("conv fwd x=");
+	for (int i = 0; i < x->rank; i++)
+		PUT("%s%lld", i ? "x" : "", (long long)x->dims[i]);
+	PUT(" w=");
+	for (int i = 0; i < w->rank; i++)
+		PUT("%s%lld", i ? "x" : "", (long long)w->dims[i]);
+	PUT(" g=%lld s=", (long long)g->group);
+	for (int i = 0; i < g->w.nsp; i++)
+		PUT("%s%lld", i ? "x" : "", (long long)g->w.stride[i]);
+	PUT(" d=");
+	for (int i = 0; i < g->w.nsp; i++)
+		PUT("%s%lld", i ? "x" : "", (long long)g->w.dil[i]);
+	PUT(" p=");
+	for (int i = 0; i < g->w.nsp; i++)
+		PUT("%lld,%lld%s", (long long)g->w.pad_l[i], (long long)g->w.pad_r[i],
+		    i + 1 < g->w.nsp ? "," : "");
+	PUT(" b=%d act=%d:%g:%g in=%s keep=%d", n->n_in == 3, (int)n->act.kind,
+	    (double)n->act.alpha, (double)n->act.beta, lay, (y->flags & VALUE_BLOCKABLE) != 0);
+#undef PUT
+	if (at >= size && size)
+		buf[0] = 0;     /* too long for a key: no wisdom for it */
+}
+
+/* The activation layouts mode asks for: X as its producer left it (or nChw16c), Y in
+ * nChw16c, for the default; 'any' for both otherwise. */
+static int mode_descs(const struct node *n, enum conv_mode mode, dnnl_memory_desc_t *src,
+		      dnnl_memory_desc_t *dst, struct graft_err *err)
+{
+	const struct value *x = n->in[0], *y = n->out[0];
+	dnnl_dims_t xd = {0}, yd = {0};
+	int rc;
+
+	memcpy(xd, x->dims, sizeof(int64_t) * (size_t)x->rank);
+	memcpy(yd, y->dims, sizeof(int64_t) * (size_t)y->rank);
+	if (mode == MODE_DEFAULT && x->layout)
+		*src = *(const dnnl_memory_desc_t *)x->layout;
+	else if ((rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(src, x->rank, xd, dnnl_f32,
+				mode == MODE_ANY ? dnnl_format_tag_any : conv_act_tag(x, 0)))))
+		return rc;
+	return ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(dst, y->rank, yd, dnnl_f32,
+			    mode == MODE_ANY ? dnnl_format_tag_any : conv_act_tag(y, 0)));
+}
+
+/* One candidate being timed. */
+struct conv_cand {
+	struct conv_choice c;
+	dnnl_primitive_desc_t pd;
+	double us;
+};
+
+/* Adds the implementations oneDNN offers for (alg, mode) to cands, but for the reference
+ * kernels and those already there (the same name on the same layouts). */
+static void add_cands(const struct node *n, const struct conv_geom *g, dnnl_alg_kind_t alg,
+		      enum conv_mode mode, const dnnl_memory_desc_t *wei_any,
+		      const dnnl_memory_desc_t *bias, const_dnnl_primitive_attr_t attr,
+		      struct conv_cand *cands, int *count)
+{
+	struct graft_err quiet = {0};
+	dnnl_memory_desc_t src, dst;
+	dnnl_convolution_desc_t d;
+	dnnl_primitive_desc_iterator_t it;
+	dnnl_engine_t e;
+
+	if (mode_descs(n, mode, &src, &dst, &quiet) || onednn_get(n, &e, NULL, &quiet) ||
+	    conv_desc(n, 0, alg, &g->w, &src, wei_any, bias, &dst, &d, &quiet) ||
+	    dnnl_primitive_desc_iterator_create(&it, &d, attr, e, NULL) != dnnl_success)
+		return;         /* (Winograd where oneDNN has none for this shape or CPU) */
+	do {
+		dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
+		const char *name = pd ? onednn_impl_name(pd) : "ref";
+		int dup = strncmp(name, "ref", 3) == 0 || strlen(name) >= sizeof(cands->c.impl);
+		for (int i = 0; i < *count && !dup; i++)
+			dup = strcmp(cands[i].c.impl, name) == 0 &&
+			      onednn_md_same(dnnl_primitive_desc_query_md(cands[i].pd, dnnl_query_src_md, 0),
+					     dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0)) &&
+			      onednn_md_same(dnnl_primitive_desc_query_md(cands[i].pd, dnnl_query_dst_md, 0),
+					     dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0));
+		if (dup || *count == CONV_TUNE_MAX) {
+			dnnl_primitive_desc_destroy(pd);
+			continue;
+		}
+		struct conv_cand *c = &cands[(*count)++];
+		c->c.alg = alg;
+		c->c.mode = mode;
+		strcpy(c->c.impl, name);
+		c->pd = pd;
+	} while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+	dnnl_primitive_desc_iterator_destroy(it);
+}
+
+/* What a timing run holds, freed together: memory objects over X as it is (xs), X in
+ * the kernel's layout (xk, NULL when that is xs), W in the kernel's layout, B, Y in the
+ * kernel's layout and Y plain (in the caller's buffer); their buffers; the kernel and
+ * the two reorders (NULL when not needed). */
+struct tune_run {
+	dnnl_memory_t xs, xk, wk, bk, yk, yp;
+	void *xk_buf, *wk_buf, *yk_buf;
+	dnnl_primitive_t prim, rx, ry;
+};
+
+static void tune_run_free(struct tune_run *t)
+{
+	dnnl_primitive_destroy(t->ry);
+	dnnl_primitive_destroy(t->rx);
+	dnnl_primitive_destroy(t->prim);
+	dnnl_memory_destroy(t->yp);
+	dnnl_memory_destroy(t->yk);
+	dnnl_memory_destroy(t->bk);
+	dnnl_memory_destroy(t->wk);
+	dnnl_memory_destroy(t->xk);
+	dnnl_memory_destroy(t->xs);
+	onednn_free(t->yk_buf);
+	onednn_free(t->wk_buf);
+	onednn_free(t->xk_buf);
+}
+
+/* A memory object of layout md over a new buffer *buf. */
+static int tune_mem(const struct node *n, const dnnl_memory_desc_t *md, void **buf,
+		    dnnl_memory_t *mem, struct graft_err *err)
+{
+	if (!(*buf = onednn_alloc(dnnl_memory_desc_get_size(md))))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	return onednn_memory(n, mem, md, *buf, err);
+}
+
+/* Sets up candidate c's run on n's input as it is, Y plain into out. */
+static int tune_setup(const struct node *n, const struct conv_cand *c, float *out,
+		      struct tune_run *t, struct graft_err *err)
+{
+	const struct value *x = n->in[0], *w = n->in[1], *b = n->n_in == 3 ? n->in[2] : NULL;
+	const struct value *y = n->out[0];
+	const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(c->pd, dnnl_query_src_md, 0);
+	const dnnl_memory_desc_t *wei = dnnl_primitive_desc_query_md(c->pd, dnnl_query_weights_md, 0);
+	const dnnl_memory_desc_t *dst = dnnl_primitive_desc_query_md(c->pd, dnnl_query_dst_md, 0);
+	dnnl_memory_desc_t xmd, ymd, wmd, bmd, wany;
+	struct conv_geom g;
+	int rc;
+
+	if (x->layout)
+		xmd = *(const dnnl_memory_desc_t *)x->layout;
+	else if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&xmd, x->rank, x->dims, dnnl_f32))))
+		return rc;
+	if ((rc = conv_geom(n, &g, err)) ||
+	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&ymd, y->rank, y->dims, dnnl_f32))) ||
+	    (rc = wei_descs(n, &g, 0, &wmd, &wany, err)) ||
+	    (b && (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&bmd, 1, b->dims, dnnl_f32)))) ||
+	    (rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(&t->prim, c->pd))) ||
+	    (rc = onednn_memory(n, &t->xs, &xmd, x->data, err)))
+		return rc;
+	if (!onednn_md_same(&xmd, src) &&
+	    ((rc = tune_mem(n, src, &t->xk_buf, &t->xk, err)) ||
+	     (rc = onednn_reorder_new(n, &xmd, src, &t->rx, err))))
+		return rc;
+	if ((rc = tune_mem(n, wei, &t->wk_buf, &t->wk, err)) ||
+	    (rc = onednn_reorder_once(n, &wmd, w->data, wei, t->wk_buf, err)) ||
+	    (b && (rc = onednn_memory(n, &t->bk, &bmd, b->data, err))) ||
+	    (rc = tune_mem(n, dst, &t->yk_buf, &t->yk, err)) ||
+	    (rc = onednn_memory(n, &t->yp, &ymd, out, err)))
+		return rc;
+	return onednn_reorder_new(n, dst, &ymd, &t->ry, err);
+}
+
+/* Times candidate c on n's input as it is, and leaves its Y, plain, in out (y's size).
+ * c->us: the best of CONV_TUNE_RUNS runs after a warm-up, in microseconds, with X's
+ * reorder into the kernel's layout and, unless Y may stay in it, Y's out of it. */
+static int time_cand(const struct node *n, struct conv_cand *c, float *out, struct graft_err *err)
+{
+	int keep = (n->out[0]->flags & VALUE_BLOCKABLE) != 0, has_b = n->n_in == 3;
+	struct tune_run t = {0};
+	int rc = tune_setup(n, c, out, &t, err);
+	dnnl_memory_t xk = t.xk ? t.xk : t.xs;
+	dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, xk}, {DNNL_ARG_WEIGHTS, t.wk},
+				   {DNNL_ARG_DST, t.yk}, {DNNL_ARG_BIAS, t.bk}};
+
+	c->us = INFINITY;
+	for (int r = 0; r <= CONV_TUNE_RUNS && !rc; r++) {
+		double t0 = graft_now();
+		if (!(rc = t.rx ? onednn_reorder_run(n, t.rx, t.xs, xk, err) : 0) &&
+		    !(rc = onednn_execute(n, t.prim, has_b ? 4 : 3, args, err)) &&
+		    !(rc = t.ry && !keep ? onednn_reorder_run(n, t.ry, t.yk, t.yp, err) : 0) && r > 0)
+			c->us = fmin(c->us, (graft_now() - t0) * 1e6);
+	}
+	if (!rc && t.ry && keep)
+		rc = onednn_reorder_run(n, t.ry, t.yk, t.yp, err);
+	else if (!rc && !t.ry)
+		memcpy(out, t.yk_buf, value_numel(n->out[0]) * sizeof(float));
+	tune_run_free(&t);
+	return rc;
+}
+
+/* Largest |a - b| over the largest |b|, over count values. */
+static double rel_diff(const float *a, const float *b, uint64_t count)
+{
+	double d = 0, m = 0;
+
+	for (uint64_t i = 0; i < count; i++) {
+		d = fmax(d, fabs((double)a[i] - b[i]));
+		m = fmax(m, fabs((double)b[i]));
+	}
+	return m > 0 ? d / m : d;
+}
+
+/* Times every candidate for n's shape and returns the fastest whose result agrees with
+ * the default's (the first candidate), or the default where none is clearly faster. */
+static int conv_tune(const struct node *n, const struct conv_geom *g,
+		     const dnnl_memory_desc_t *wei_any, const dnnl_memory_desc_t *bias,
+		     const_dnnl_primitive_attr_t attr, struct conv_choice *best, double *best_us,
+		     double *best_diff, struct graft_err *err)
+{
+	static const dnnl_alg_kind_t algs[] = {dnnl_convolution_direct, dnnl_convolution_winograd};
+	struct conv_cand cands[CONV_TUNE_MAX];
+	double diff[CONV_TUNE_MAX] = {0};
+	uint64_t ny = value_numel(n->out[0]);
+	float *ref = malloc(ny * sizeof(float) + 1), *out = malloc(ny * sizeof(float) + 1);
+	int count = 0, rc = 0, pick = -1;
+
+	if (!ref || !out) {
+		free(ref);
+		free(out);
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
+	for (size_t a = 0; a < sizeof(algs) / sizeof(algs[0]); a++)
+		for (int m = 0; m < MODE_COUNT; m++)
+			add_cands(n, g, algs[a], (enum conv_mode)m, wei_any, bias, attr, cands, &count);
+	for (int i = 0; i < count && !rc; i++) {
+		struct graft_err quiet = {0};
+		if (time_cand(n, &cands[i], i ? out : ref, &quiet))
+			continue;       /* (a kernel that cannot run here: no candidate) */
+		if (i && (diff[i] = rel_diff(out, ref, ny)) > CONV_TUNE_TOL)
+			continue;
+		if (pick < 0 || cands[i].us < cands[pick].us)
+			pick = i;
+	}
+	if (pick > 0 && isfinite(cands[0].us) && cands[pick].us > CONV_TUNE_MARGIN * cands[0].us)
+		pick = 0;       /* not clearly faster than the default */
+	if (pick >= 0) {
+		*best = cands[pick].c;
+		*best_us = cands[pick].us;
+		*best_diff = diff[pick];
+	} else {
+		rc = node_err(n, err, GRAFT_EDNNL, "no convolution kernel could be timed");
+	}
+	for (int i = 0; i < count; i++)
+		dnnl_primitive_desc_destroy(cands[i].pd);
+	free(ref);
+	free(out);
+	return rc;
+}
+
+/* The kernel n runs: the wisdom's for its shape, or the fastest, timed now and added to
+ * the wisdom.  0 with *c; *c's impl empty: the default. */
+static int conv_choose(const struct node *n, const struct conv_geom *g,
+		       const dnnl_memory_desc_t *wei_any, const dnnl_memory_desc_t *bias,
+		       const_dnnl_primitive_attr_t attr, struct conv_choice *c,
+		       struct graft_err *err)
+{
+	char key[512], text[128];
+	const char *known;
+	double us = 0, diff = 0;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	c->alg = dnnl_convolution_direct;
+	conv_shape_key(n, g, key, sizeof(key));
+	if (!*key)
+		return 0;
+	if ((known = wisdom_find(n->wisdom, key)) && choice_parse(known, c) == 0)
+		return 0;
+	memset(c, 0, sizeof(*c));
+	c->alg = dnnl_convolution_direct;
+	if ((rc = conv_tune(n, g, wei_any, bias, attr, c, &us, &diff, err)))
+		return rc;
+	choice_format(c, text, sizeof(text));
+	return wisdom_add(n->wisdom, key, text, us, diff, err);
+}
+
 /* Builds n's primitive and memory objects.  With n->pre (depthwise fusion, unless
  * s->apart), the primitive is pre's 1x1 convolution, reading pre's X, W and B, with n's
  * depthwise convolution as a post-op, and writes n's Y. */
@@ -490,17 +861,36 @@ static int conv_build(struct node *n, int transpose, struct graft_err *err)
 	}
 	if ((rc = head != n ? dw_fused_attr(n, &attr, err) : onednn_act_attr(n, &attr, err)))
 		return rc;
+	/* The kernel the wisdom names or timing picks (a plain Conv; not a depthwise-fused
+	 * pair, not ConvTranspose), else oneDNN's first choice. */
+	struct conv_choice ch = {dnnl_convolution_direct, MODE_DEFAULT, ""};
+	if (n->wisdom && !transpose && head == n && blocked &&
+	    (rc = conv_choose(n, &g, &wei_any, b ? &bias_md : NULL, attr, &ch, err))) {
+		dnnl_primitive_attr_destroy(attr);
+		return rc;
+	}
+	rc = -1;
+	if (*ch.impl) {
+		dnnl_memory_desc_t src_c, dst_c;
+		struct graft_err quiet = {0};
+		if (!(rc = mode_descs(n, ch.mode, &src_c, &dst_c, &quiet)))
+			rc = conv_prim_new(n, 0, ch.alg, ch.impl, &g.w, &src_c, &wei_any,
+					   b ? &bias_md : NULL, &dst_c, attr, &s->cp, &pd, &quiet);
+		if (!rc && x->layout)
+			src_md = *(const dnnl_memory_desc_t *)x->layout;
+	}
 	/* X already in a blocked layout (its producer kept it): ask for exactly that, so no
 	 * reorder is needed; should the primitive refuse it, let it pick and reorder. */
-	if (x->layout) {
+	if (rc && x->layout) {
 		src_md = *(const dnnl_memory_desc_t *)x->layout;
-		rc = conv_prim_new(n, transpose, &g.w, &src_md, &wei_any, b ? &bias_md : NULL,
-				   blocked ? &dst_any : &hy_md, attr, &s->cp, &pd, err);
+		rc = conv_prim_new(n, transpose, dnnl_convolution_direct, NULL, &g.w, &src_md,
+				   &wei_any, b ? &bias_md : NULL, blocked ? &dst_any : &hy_md, attr,
+				   &s->cp, &pd, err);
 	}
-	if (!x->layout || rc)
-		rc = conv_prim_new(n, transpose, &g.w, blocked ? &src_any : &src_md, &wei_any,
-				   b ? &bias_md : NULL, blocked ? &dst_any : &hy_md, attr, &s->cp,
-				   &pd, err);
+	if (rc)
+		rc = conv_prim_new(n, transpose, dnnl_convolution_direct, NULL, &g.w,
+				   blocked ? &src_any : &src_md, &wei_any, b ? &bias_md : NULL,
+				   blocked ? &dst_any : &hy_md, attr, &s->cp, &pd, err);
 	dnnl_primitive_attr_destroy(attr);
 	if (!rc && head != n)
 		rc = dw_fused_weights(n, s, pd, err);

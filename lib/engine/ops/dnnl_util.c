@@ -18,6 +18,7 @@
  * them (about 550 MB less for resnet18 at batch 32), and pays the first touch of fresh
  * pages once.  A pthread key frees them when a thread ends.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
@@ -116,8 +117,75 @@ int onednn_rebind(const struct node *n, dnnl_memory_t mem, void *data, struct gr
 	return ONEDNN_CHECK(n, err, dnnl_memory_set_data_handle(mem, data));
 }
 
+void onednn_md_describe(const dnnl_memory_desc_t *md, char *buf, size_t size)
+{
+	const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+	int order[DNNL_MAX_NDIMS], n = md->ndims, at = 0;
+
+	if (md->format_kind != dnnl_blocked) {
+		snprintf(buf, size, "kind%d", (int)md->format_kind);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		order[i] = i;
+	for (int i = 1; i < n; i++)             /* by stride, largest first; stable */
+		for (int j = i; j > 0 && b->strides[order[j]] > b->strides[order[j - 1]]; j--) {
+			int t = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	for (int i = 0; i < n && at + 2 < (int)size; i++)
+		buf[at++] = (char)('a' + order[i]);
+	for (int k = 0; k < b->inner_nblks && at + 24 < (int)size; k++)
+		at += snprintf(buf + at, size - (size_t)at, "%lld%c", (long long)b->inner_blks[k],
+			       (char)('a' + b->inner_idxs[k]));
+	buf[at < (int)size ? at : (int)size - 1] = 0;
+}
+
+const char *onednn_impl_name(const_dnnl_primitive_desc_t pd)
+{
+	const char *s = NULL;
+
+	return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s) == dnnl_success &&
+	       s ? s : "?";
+}
+
+/* The primitive descriptor of op_desc's implementation named impl (oneDNN's
+ * impl_info_str), the first that oneDNN offers under that name. */
+static int pd_of_impl(const struct node *n, const void *op_desc, const_dnnl_primitive_attr_t attr,
+		      dnnl_engine_t e, const char *impl, dnnl_primitive_desc_t *pd,
+		      struct graft_err *err)
+{
+	dnnl_primitive_desc_iterator_t it;
+	int rc;
+
+	*pd = NULL;
+	if ((rc = ONEDNN_CHECK(n, err, dnnl_primitive_desc_iterator_create(&it, op_desc, attr, e,
+									    NULL))))
+		return rc;
+	do {
+		dnnl_primitive_desc_t p = dnnl_primitive_desc_iterator_fetch(it);
+		if (p && strcmp(onednn_impl_name(p), impl) == 0) {
+			*pd = p;
+			break;
+		}
+		dnnl_primitive_desc_destroy(p);
+	} while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+	dnnl_primitive_desc_iterator_destroy(it);
+	return *pd ? 0 : node_err(n, err, GRAFT_EDNNL, "oneDNN offers no implementation '%s' "
+				  "here", impl);
+}
+
 int onednn_primitive(const struct node *n, const void *op_desc, const_dnnl_primitive_attr_t attr,
 		     dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd_out, struct graft_err *err)
+{
+	return onednn_primitive_impl(n, op_desc, attr, NULL, prim, pd_out, err);
+}
+
+int onednn_primitive_impl(const struct node *n, const void *op_desc,
+			  const_dnnl_primitive_attr_t attr, const char *impl,
+			  dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd_out,
+			  struct graft_err *err)
 {
 	dnnl_primitive_desc_t pd = NULL;
 	dnnl_engine_t e;
@@ -128,7 +196,8 @@ int onednn_primitive(const struct node *n, const void *op_desc, const_dnnl_primi
 		*pd_out = NULL;
 	if ((rc = onednn_get(n, &e, NULL, err)))
 		return rc;
-	if ((rc = ONEDNN_CHECK(n, err, dnnl_primitive_desc_create(&pd, op_desc, attr, e, NULL))))
+	if ((rc = impl ? pd_of_impl(n, op_desc, attr, e, impl, &pd, err)
+		       : ONEDNN_CHECK(n, err, dnnl_primitive_desc_create(&pd, op_desc, attr, e, NULL))))
 		return rc;
 	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(prim, pd));
 	if (!rc && n->counters)

@@ -25,6 +25,10 @@ int onednn_check(const struct node *n, struct graft_err *err, dnnl_status_t st,
 /* A memory descriptor for a row-major f32 (or dt) tensor of rank dims (1 to 12). */
 dnnl_status_t onednn_md_plain(dnnl_memory_desc_t *md, int rank, const int64_t *dims,
 			      dnnl_data_type_t dt);
+/* A short text naming md's layout: the dims from outermost to innermost as letters (a =
+ * dim 0) with the inner blocks after them ("abcd" is nchw, "acdb" nhwc, "abcd16b"
+ * nChw16c); for keys (the wisdom's). */
+void onednn_md_describe(const dnnl_memory_desc_t *md, char *buf, size_t size);
 /* 1 when two descriptors describe the same layout. */
 int onednn_md_same(const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b);
 
@@ -40,6 +44,13 @@ int onednn_rebind(const struct node *n, dnnl_memory_t mem, void *data, struct gr
  * Counts it in n->counters. */
 int onednn_primitive(const struct node *n, const void *op_desc, const_dnnl_primitive_attr_t attr,
 		     dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd, struct graft_err *err);
+/* The same with oneDNN's implementation named impl (its impl_info_str, as
+ * onednn_impl_name gives it) rather than its first choice; impl NULL: the first. */
+int onednn_primitive_impl(const struct node *n, const void *op_desc,
+			  const_dnnl_primitive_attr_t attr, const char *impl,
+			  dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd, struct graft_err *err);
+/* The name oneDNN gives pd's implementation ("jit:avx512_core", "brgconv:avx2"...). */
+const char *onednn_impl_name(const_dnnl_primitive_desc_t pd);
 /* Executes prim on the stream and waits for it. */
 int onednn_execute(const struct node *n, dnnl_primitive_t prim, int nargs,
 		   const dnnl_exec_arg_t *args, struct graft_err *err);

@@ -101,6 +101,7 @@ struct node {
 	void *priv;             /* kernel state (oneDNN primitives...), owned by the op */
 	struct fused_act act;   /* applied to out[0] by ops that support fusion */
 	struct net_counters *counters;  /* the net's, shared by all its nodes */
+	struct graft_wisdom *wisdom;    /* the net's kernel choices (opts.wisdom), or NULL */
 	int fused_away;         /* the executor folded this node into another: never run */
 	/* Depthwise fusion (Conv only): pre is a 1x1 Conv whose only reader is this 3x3
 	 * depthwise Conv; this node runs both as one primitive, reading pre's inputs, and
@@ -195,6 +196,15 @@ const struct op_def *ops_find(const char *op_type);
 const struct op_def *const *ops_all(void);
 /* How many ops the families define (ops_all holds at most its room of them). */
 size_t ops_family_total(void);
+
+/* ---- wisdom (lib/engine/wisdom.c): kernel choices by shape, for kernels ---- */
+
+/* The choice recorded for shape (the kernel's own key text) on this machine, or NULL. */
+const char *wisdom_find(const struct graft_wisdom *w, const char *shape);
+/* Records choice for shape, which took us microseconds a run and whose result differs
+ * from the default kernel's by diff (the largest difference over the largest value). */
+int wisdom_add(struct graft_wisdom *w, const char *shape, const char *choice, double us,
+	       double diff, struct graft_err *err);
 
 /* ---- helpers for kernels (ops_util.c) ---- */
 
