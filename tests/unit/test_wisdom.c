@@ -233,6 +233,57 @@ static void test_conv_uses_wisdom(void **state)
 	graft_model_free(m);
 }
 
+/* One training step's gradients of conv_model (W, B and the input train) for dL/dy =
+ * y, with wisdom w (NULL: the default kernels): dW into gw, dx into gx. */
+static void train_grads(struct graft_model *m, struct graft_wisdom *w, float *gw, float *gx)
+{
+	static float x[2 * 8 * 81];
+	struct graft_net_opts o = {.training = 1, .input_grads = 1, .wisdom = w};
+	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {2, 8, 9, 9},
+				 .data = x, .nbytes = sizeof(x)}, y, g, vx;
+	struct graft_net_tensor t;
+	struct graft_net *net;
+	struct graft_err err = {0};
+
+	for (int i = 0; i < 2 * 8 * 81; i++)
+		x[i] = (float)((i * 29 % 31) - 15) / 16.0f;
+	if (graft_net_new_opts(&net, m, &o, &err) || graft_net_run(net, &in, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_output(net, 0, &y);
+	g = y;
+	if (graft_net_backward(net, &g, 1, &err) || graft_net_input_grad(net, 0, &vx, &err))
+		fail_msg("%s", err.msg);
+	memcpy(gx, vx.data, sizeof(x));
+	for (size_t i = 0; i < graft_net_tensor_count(net); i++) {
+		graft_net_tensor(net, i, &t);
+		if (strcmp(t.name, "W") == 0)
+			memcpy(gw, t.grad, t.numel * sizeof(float));
+	}
+	graft_net_free(net);
+}
+
+/* Training: the trainable Conv's forward, backward data and backward weights are each
+ * chosen, and the gradients agree with the default kernels'. */
+static void test_training_uses_wisdom(void **state)
+{
+	static float gw0[16 * 8 * 9], gx0[2 * 8 * 81], gw1[16 * 8 * 9], gx1[2 * 8 * 81];
+	struct graft_model *m = conv_model();
+	char path[512];
+	size_t all, machine, added;
+	(void)state;
+
+	path_of(path, sizeof(path), "train");
+	struct graft_wisdom *w = load(path, "cpu");
+	train_grads(m, NULL, gw0, gx0);
+	train_grads(m, w, gw1, gx1);
+	graft_wisdom_counts(w, &all, &machine, &added);
+	assert_int_equal(added, 3);     /* fwd, bwd-data, bwd-weights */
+	assert_near(gw1, gw0, 16 * 8 * 9, 1e-5);
+	assert_near(gx1, gx0, 2 * 8 * 81, 1e-5);
+	graft_wisdom_free(w);
+	graft_model_free(m);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -260,6 +311,7 @@ int main(void)
 		cmocka_unit_test(test_nothing_added_writes_nothing),
 		cmocka_unit_test(test_malformed_refused),
 		cmocka_unit_test(test_conv_uses_wisdom),
+		cmocka_unit_test(test_training_uses_wisdom),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

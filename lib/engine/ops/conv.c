@@ -531,10 +531,11 @@ static int choice_parse(const char *text, struct conv_choice *c)
 	return 0;
 }
 
-/* What a convolution's kernel choice depends on: the shapes, the window, the fused
- * activation, X's layout and whether Y may stay in the kernel's. */
-static void conv_shape_key(const struct node *n, const struct conv_geom *g, char *buf,
-			   size_t size)
+/* What a convolution's kernel choice depends on: the direction (what: "fwd",
+ * "bwd-data", "bwd-weights"), the shapes, the window, the fused activation, X's layout
+ * and whether Y may stay in the kernel's. */
+static void conv_shape_key(const struct node *n, const char *what, const struct conv_geom *g,
+			   char *buf, size_t size)
 {
 	const struct value *x = n->in[0], *w = n->in[1], *y = n->out[0];
 	char lay[64] = "plain";
@@ -543,7 +544,7 @@ static void conv_shape_key(const struct node *n, const struct conv_geom *g, char
 	if (x->layout)
 		onednn_md_describe(x->layout, lay, sizeof(lay));
 #define PUT(...) (at += (size_t)snprintf(buf + at, at < size ? size - at : 0, __VA_ARGS__))
-	PUT("conv fwd x=");
+	PUT("conv %s x=", what);
 	for (int i = 0; i < x->rank; i++)
 		PUT("%s%lld", i ? "x" : "", (long long)x->dims[i]);
 	PUT(" w=");
@@ -634,24 +635,28 @@ static void add_cands(const struct node *n, const struct conv_geom *g, dnnl_alg_
 }
 
 /* What a timing run holds, freed together: memory objects over X as it is (xs), X in
- * the kernel's layout (xk, NULL when that is xs), W in the kernel's layout, B, Y in the
- * kernel's layout and Y plain (in the caller's buffer); their buffers; the kernel and
- * the two reorders (NULL when not needed). */
+ * the kernel's layout (xk, NULL when that is xs), W as stored (ws) and in the kernel's
+ * layout, B, Y in the kernel's layout and Y plain (in the caller's buffer); their
+ * buffers; the kernel and the reorders (NULL when not needed; rw only for a W that
+ * changes between runs, as in training, where every run reorders it: a Winograd
+ * kernel's weight transform then counts). */
 struct tune_run {
-	dnnl_memory_t xs, xk, wk, bk, yk, yp;
+	dnnl_memory_t xs, xk, ws, wk, bk, yk, yp;
 	void *xk_buf, *wk_buf, *yk_buf;
-	dnnl_primitive_t prim, rx, ry;
+	dnnl_primitive_t prim, rx, rw, ry;
 };
 
 static void tune_run_free(struct tune_run *t)
 {
 	dnnl_primitive_destroy(t->ry);
+	dnnl_primitive_destroy(t->rw);
 	dnnl_primitive_destroy(t->rx);
 	dnnl_primitive_destroy(t->prim);
 	dnnl_memory_destroy(t->yp);
 	dnnl_memory_destroy(t->yk);
 	dnnl_memory_destroy(t->bk);
 	dnnl_memory_destroy(t->wk);
+	dnnl_memory_destroy(t->ws);
 	dnnl_memory_destroy(t->xk);
 	dnnl_memory_destroy(t->xs);
 	onednn_free(t->yk_buf);
@@ -698,6 +703,9 @@ static int tune_setup(const struct node *n, const struct conv_cand *c, float *ou
 		return rc;
 	if ((rc = tune_mem(n, wei, &t->wk_buf, &t->wk, err)) ||
 	    (rc = onednn_reorder_once(n, &wmd, w->data, wei, t->wk_buf, err)) ||
+	    (!(w->flags & VALUE_CONST) && !onednn_md_same(&wmd, wei) &&
+	     ((rc = onednn_memory(n, &t->ws, &wmd, w->data, err)) ||
+	      (rc = onednn_reorder_new(n, &wmd, wei, &t->rw, err)))) ||
 	    (b && (rc = onednn_memory(n, &t->bk, &bmd, b->data, err))) ||
 	    (rc = tune_mem(n, dst, &t->yk_buf, &t->yk, err)) ||
 	    (rc = onednn_memory(n, &t->yp, &ymd, out, err)))
@@ -721,6 +729,7 @@ static int time_cand(const struct node *n, struct conv_cand *c, float *out, stru
 	for (int r = 0; r <= CONV_TUNE_RUNS && !rc; r++) {
 		double t0 = graft_now();
 		if (!(rc = t.rx ? onednn_reorder_run(n, t.rx, t.xs, xk, err) : 0) &&
+		    !(rc = t.rw ? onednn_reorder_run(n, t.rw, t.ws, t.wk, err) : 0) &&
 		    !(rc = onednn_execute(n, t.prim, has_b ? 4 : 3, args, err)) &&
 		    !(rc = t.ry && !keep ? onednn_reorder_run(n, t.ry, t.yk, t.yp, err) : 0) && r > 0)
 			c->us = fmin(c->us, (graft_now() - t0) * 1e6);
@@ -806,7 +815,7 @@ static int conv_choose(const struct node *n, const struct conv_geom *g,
 
 	memset(c, 0, sizeof(*c));
 	c->alg = dnnl_convolution_direct;
-	conv_shape_key(n, g, key, sizeof(key));
+	conv_shape_key(n, "fwd", g, key, sizeof(key));
 	if (!*key)
 		return 0;
 	if ((known = wisdom_find(n->wisdom, key)) && choice_parse(known, c) == 0)
@@ -1126,19 +1135,267 @@ static dnnl_format_tag_t conv_bwd_tag(const struct value *v)
 	return dnnl_format_tag_any;
 }
 
+/* ---- kernel choice for the backward convolutions --------------------------------------- */
+
+/*
+ * As for the forward (conv_tune), with a wisdom each backward convolution shape runs the
+ * kernel timed fastest for it here: oneDNN 2.6 offers, for f32, its jit kernels, im2col
+ * + GEMM (gemm:jit) and, for 3x3 stride 1 on AVX-512, Winograd, in both directions.  A
+ * candidate is timed on the first backward's real X, W and dY, with the reorders it
+ * needs from and to the plain values of the backward region; its dX (backward data) or
+ * dW (backward weights) must agree with the default kernel's to CONV_TUNE_TOL, and it
+ * must beat the default by CONV_TUNE_MARGIN.
+ */
+enum bwd_kind { BWD_DATA, BWD_WEIGHTS };
+
+/* The descriptor of a backward convolution of kind by algorithm alg (bias: its gradient
+ * too, backward weights only). */
+static int bwd_desc(const struct node *n, enum bwd_kind kind, dnnl_alg_kind_t alg,
+		    const struct conv_descs *c, int bias, dnnl_convolution_desc_t *d,
+		    struct graft_err *err)
+{
+	if (kind == BWD_DATA)
+		return ONEDNN_CHECK(n, err, dnnl_dilated_convolution_backward_data_desc_init(d, alg,
+				    &c->x_any, &c->wei_any, &c->y_any, c->strides, c->dil, c->pl,
+				    c->pr));
+	return ONEDNN_CHECK(n, err, dnnl_dilated_convolution_backward_weights_desc_init(d, alg,
+			    &c->x_any, &c->wei_any, bias ? &c->bias : NULL, &c->y_any, c->strides,
+			    c->dil, c->pl, c->pr));
+}
+
+/* The forward_training primitive descriptor by alg that backward ones need as a hint. */
+static int bwd_hint(const struct node *n, dnnl_alg_kind_t alg, const struct conv_descs *c,
+		    int bias, dnnl_primitive_desc_t *hint, struct graft_err *err)
+{
+	dnnl_convolution_desc_t d;
+	int rc;
+
+	*hint = NULL;
+	if ((rc = ONEDNN_CHECK(n, err, dnnl_dilated_convolution_forward_desc_init(&d,
+				dnnl_forward_training, alg, &c->x_any, &c->wei_any,
+				bias ? &c->bias : NULL, &c->y_any, c->strides, c->dil, c->pl, c->pr))))
+		return rc;
+	return onednn_hint_pd(n, &d, hint, err);
+}
+
+/* What a backward timing run holds: the operands in the kernel's layouts (a, b: its two
+ * inputs; out: its result), the plain values they come from and go to, the reorders
+ * between (NULL when the layouts agree), and the bias gradient. */
+struct bwd_run {
+	dnnl_memory_t mem[3], user[3], db;
+	void *buf[3], *db_buf;
+	dnnl_primitive_t prim, reorder[3];
+};
+
+static void bwd_run_free(struct bwd_run *t)
+{
+	dnnl_primitive_destroy(t->prim);
+	for (int i = 0; i < 3; i++) {
+		dnnl_primitive_destroy(t->reorder[i]);
+		dnnl_memory_destroy(t->mem[i]);
+		dnnl_memory_destroy(t->user[i]);
+		onednn_free(t->buf[i]);
+	}
+	dnnl_memory_destroy(t->db);
+	onednn_free(t->db_buf);
+}
+
+/* Operand i of a timing run: layout md in the kernel, plain (layout plain) at data; the
+ * reorder runs into the kernel for an input, out of it for the result. */
+static int bwd_operand(const struct node *n, struct bwd_run *t, int i,
+		       const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plain, void *data,
+		       int in, struct graft_err *err)
+{
+	int rc;
+
+	if ((rc = onednn_memory(n, &t->user[i], plain, data, err)))
+		return rc;
+	if (onednn_md_same(md, plain))
+		return onednn_memory(n, &t->mem[i], md, data, err);
+	if ((rc = tune_mem(n, md, &t->buf[i], &t->mem[i], err)))
+		return rc;
+	return in ? onednn_reorder_new(n, plain, md, &t->reorder[i], err)
+		  : onednn_reorder_new(n, md, plain, &t->reorder[i], err);
+}
+
+/* Times backward candidate pd of kind on n's X, W and dY, its dX or dW left plain in
+ * out; *us: the best of CONV_TUNE_RUNS runs after a warm-up, with the reorders of its
+ * inputs and output, W's included where W trains (it changes every step; a constant W
+ * is reordered once). */
+static int bwd_time(const struct node *n, enum bwd_kind kind, const_dnnl_primitive_desc_t pd,
+		    const struct conv_descs *c, float *out, double *us, struct graft_err *err)
+{
+	struct bwd_run t = {0};
+	const dnnl_memory_desc_t *md[3];
+	const dnnl_memory_desc_t *plain[3];
+	void *data[3];
+	int args_in[2], arg_out, nargs, rc;
+	int has_b = kind == BWD_WEIGHTS && n->n_in == 3 && n->gin[2];
+
+	*us = INFINITY;
+	if (kind == BWD_DATA) {
+		md[0] = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
+		md[1] = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+		md[2] = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_src_md, 0);
+		plain[0] = &c->y;
+		plain[1] = &c->wei;
+		plain[2] = &c->x;
+		data[0] = n->out[0]->grad->data;
+		data[1] = n->in[1]->data;
+		args_in[0] = DNNL_ARG_DIFF_DST;
+		args_in[1] = DNNL_ARG_WEIGHTS;
+		arg_out = DNNL_ARG_DIFF_SRC;
+	} else {
+		md[0] = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+		md[1] = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
+		md[2] = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
+		plain[0] = &c->x;
+		plain[1] = &c->y;
+		plain[2] = &c->wei;
+		data[0] = n->in[0]->data;
+		data[1] = n->out[0]->grad->data;
+		args_in[0] = DNNL_ARG_SRC;
+		args_in[1] = DNNL_ARG_DIFF_DST;
+		arg_out = DNNL_ARG_DIFF_WEIGHTS;
+	}
+	data[2] = out;
+	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(&t.prim, pd));
+	for (int i = 0; i < 3 && !rc; i++)
+		rc = bwd_operand(n, &t, i, md[i], plain[i], data[i], i < 2, err);
+	int w_fixed = kind == BWD_DATA && (n->in[1]->flags & VALUE_CONST);
+	if (!rc && w_fixed && t.reorder[1])
+		rc = onednn_reorder_run(n, t.reorder[1], t.user[1], t.mem[1], err);
+	if (!rc && has_b)
+		rc = tune_mem(n, &c->bias, &t.db_buf, &t.db, err);
+	dnnl_exec_arg_t args[4] = {{args_in[0], t.mem[0]}, {args_in[1], t.mem[1]},
+				   {arg_out, t.mem[2]}, {DNNL_ARG_DIFF_BIAS, t.db}};
+	nargs = has_b ? 4 : 3;
+	for (int r = 0; r <= CONV_TUNE_RUNS && !rc; r++) {
+		double t0 = graft_now();
+		if (!(rc = t.reorder[0] ? onednn_reorder_run(n, t.reorder[0], t.user[0], t.mem[0], err) : 0) &&
+		    !(rc = !w_fixed && t.reorder[1]
+			   ? onednn_reorder_run(n, t.reorder[1], t.user[1], t.mem[1], err) : 0) &&
+		    !(rc = onednn_execute(n, t.prim, nargs, args, err)) &&
+		    !(rc = t.reorder[2] ? onednn_reorder_run(n, t.reorder[2], t.mem[2], t.user[2], err) : 0) &&
+		    r > 0)
+			*us = fmin(*us, (graft_now() - t0) * 1e6);
+	}
+	bwd_run_free(&t);
+	return rc;
+}
+
+/* Times every backward candidate of kind for n's shape (hints: the forward_training
+ * descriptors by direct and Winograd, NULL where there is none) and returns the fastest
+ * that agrees with the default (the first) and beats it by CONV_TUNE_MARGIN. */
+static int bwd_tune(const struct node *n, enum bwd_kind kind, const struct conv_descs *c,
+		    int bias, dnnl_primitive_desc_t hints[2], struct conv_choice *best,
+		    double *best_us, double *best_diff, struct graft_err *err)
+{
+	static const dnnl_alg_kind_t algs[2] = {dnnl_convolution_direct, dnnl_convolution_winograd};
+	uint64_t count = value_numel(kind == BWD_DATA ? n->in[0] : n->in[1]);
+	float *ref = malloc(count * sizeof(float) + 1), *out = malloc(count * sizeof(float) + 1);
+	double ref_us = INFINITY;
+	int found = 0, rc = 0;
+	dnnl_engine_t e;
+
+	if (!ref || !out || (rc = onednn_get(n, &e, NULL, err))) {
+		free(ref);
+		free(out);
+		return rc ? rc : node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	}
+	*best_us = INFINITY;
+	for (int a = 0; a < 2; a++) {
+		struct graft_err quiet = {0};
+		dnnl_convolution_desc_t d;
+		dnnl_primitive_desc_iterator_t it;
+		if (!hints[a] || bwd_desc(n, kind, algs[a], c, bias, &d, &quiet) ||
+		    dnnl_primitive_desc_iterator_create(&it, &d, NULL, e, hints[a]) != dnnl_success)
+			continue;
+		do {
+			dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
+			const char *name = pd ? onednn_impl_name(pd) : "ref";
+			double us, diff = 0;
+			if (strncmp(name, "ref", 3) && strlen(name) < sizeof(best->impl) &&
+			    !bwd_time(n, kind, pd, c, found ? out : ref, &us, &quiet) &&
+			    (!found || (diff = rel_diff(out, ref, count)) <= CONV_TUNE_TOL)) {
+				if (!found)
+					ref_us = us;
+				if (!found || (us < *best_us && us <= CONV_TUNE_MARGIN * ref_us)) {
+					best->alg = algs[a];
+					best->mode = MODE_ANY;
+					strcpy(best->impl, name);
+					*best_us = us;
+					*best_diff = diff;
+				}
+				found = 1;
+			}
+			dnnl_primitive_desc_destroy(pd);
+		} while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+		dnnl_primitive_desc_iterator_destroy(it);
+	}
+	free(ref);
+	free(out);
+	return found ? 0 : node_err(n, err, GRAFT_EDNNL, "no backward convolution kernel could "
+				    "be timed");
+}
+
+/* The backward kernel of kind that n runs: the wisdom's for its shape, or timed now and
+ * added.  *c's impl empty: the default. */
+static int bwd_choose(const struct node *n, enum bwd_kind kind, const struct conv_geom *g,
+		      const struct conv_descs *c, int bias, dnnl_primitive_desc_t hints[2],
+		      struct conv_choice *ch, struct graft_err *err)
+{
+	char key[512], text[128];
+	const char *known;
+	double us = 0, diff = 0;
+	int rc;
+
+	memset(ch, 0, sizeof(*ch));
+	ch->alg = dnnl_convolution_direct;
+	ch->mode = MODE_ANY;
+	conv_shape_key(n, kind == BWD_DATA ? "bwd-data" : "bwd-weights", g, key, sizeof(key));
+	if (!*key)
+		return 0;
+	if ((known = wisdom_find(n->wisdom, key)) && choice_parse(known, ch) == 0)
+		return 0;
+	if ((rc = bwd_tune(n, kind, c, bias, hints, ch, &us, &diff, err)))
+		return rc;
+	choice_format(ch, text, sizeof(text));
+	return wisdom_add(n->wisdom, key, text, us, diff, err);
+}
+
+/* n's backward primitive of kind as ch says (hints: the forward_training descriptors by
+ * direct and Winograd), or oneDNN's first choice where that fails: a wisdom naming a
+ * kernel this oneDNN does not offer.  *pd comes back for the caller to destroy. */
+static int bwd_prim_new(const struct node *n, enum bwd_kind kind, const struct conv_descs *c,
+			int bias, dnnl_primitive_desc_t hints[2], const struct conv_choice *ch,
+			dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd, struct graft_err *err)
+{
+	const_dnnl_primitive_desc_t hint = ch->alg == dnnl_convolution_winograd ? hints[1] : hints[0];
+	dnnl_convolution_desc_t d;
+	int rc;
+
+	if (*ch->impl && hint) {
+		struct graft_err quiet = {0};
+		if (!bwd_desc(n, kind, ch->alg, c, bias, &d, &quiet) &&
+		    !onednn_primitive_bwd(n, &d, hint, ch->impl, prim, pd, &quiet))
+			return 0;
+	}
+	if ((rc = bwd_desc(n, kind, dnnl_convolution_direct, c, bias, &d, err)))
+		return rc;
+	return onednn_primitive_bwd(n, &d, hints[0], NULL, prim, pd, err);
+}
+
 static int conv_bwd_weights_new(struct node *n, struct conv_bwd *b, const struct conv_descs *c,
-				const_dnnl_primitive_desc_t hint, struct graft_err *err)
+				dnnl_primitive_desc_t hints[2], const struct conv_choice *ch,
+				struct graft_err *err)
 {
 	struct value *gw = n->gin[1], *gb = n->n_in == 3 ? n->gin[2] : NULL;
 	dnnl_memory_desc_t src, dwei, ddst;
-	dnnl_convolution_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
 	int rc;
 
-	if ((rc = ONEDNN_CHECK(n, err, dnnl_dilated_convolution_backward_weights_desc_init(&d,
-				dnnl_convolution_direct, &c->x_any, &c->wei_any, gb ? &c->bias : NULL,
-				&c->y_any, c->strides, c->dil, c->pl, c->pr))) ||
-	    (rc = onednn_primitive_bwd(n, &d, hint, &b->wprim, &pd, err)))
+	if ((rc = bwd_prim_new(n, BWD_WEIGHTS, c, gb != NULL, hints, ch, &b->wprim, &pd, err)))
 		return rc;
 	src = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
 	dwei = *dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
@@ -1160,19 +1417,15 @@ static int conv_bwd_weights_new(struct node *n, struct conv_bwd *b, const struct
 }
 
 static int conv_bwd_data_new(struct node *n, const struct conv_state *s, struct conv_bwd *b,
-			     const struct conv_descs *c, const_dnnl_primitive_desc_t hint,
-			     struct graft_err *err)
+			     const struct conv_descs *c, dnnl_primitive_desc_t hints[2],
+			     const struct conv_choice *ch, struct graft_err *err)
 {
 	struct value *w = n->in[1];
 	dnnl_memory_desc_t dsrc, wei, ddst;
-	dnnl_convolution_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
 	int rc;
 
-	if ((rc = ONEDNN_CHECK(n, err, dnnl_dilated_convolution_backward_data_desc_init(&d,
-				dnnl_convolution_direct, &c->x_any, &c->wei_any, &c->y_any,
-				c->strides, c->dil, c->pl, c->pr))) ||
-	    (rc = onednn_primitive_bwd(n, &d, hint, &b->dprim, &pd, err)))
+	if ((rc = bwd_prim_new(n, BWD_DATA, c, 0, hints, ch, &b->dprim, &pd, err)))
 		return rc;
 	dsrc = *dnnl_primitive_desc_query_md(pd, dnnl_query_diff_src_md, 0);
 	wei = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -1206,12 +1459,12 @@ static int conv_bwd_data_new(struct node *n, const struct conv_state *s, struct 
 static int conv_bwd_new(struct node *n, struct conv_state *s, struct graft_err *err)
 {
 	struct value *x = n->in[0], *y = n->out[0];
-	int has_b = n->n_in == 3 && n->in[2];
+	int has_b = n->n_in == 3 && n->in[2], want_w = n->gin[1] || (has_b && n->gin[2]);
 	dnnl_dims_t xd = {0}, yd = {0};
 	struct conv_descs c;
 	struct conv_geom g;
-	dnnl_convolution_desc_t d;
-	dnnl_primitive_desc_t hint = NULL;
+	struct conv_choice wch = {dnnl_convolution_direct, MODE_ANY, ""}, dch = wch;
+	dnnl_primitive_desc_t hints[2] = {NULL, NULL};   /* direct, Winograd */
 	int rc;
 
 	if ((rc = conv_geom(n, &g, err)))
@@ -1230,16 +1483,24 @@ static int conv_bwd_new(struct node *n, struct conv_state *s, struct graft_err *
 					dnnl_f32, conv_bwd_tag(x)))) ||
 	    (rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(&c.y_any, y->rank, yd,
 					dnnl_f32, conv_bwd_tag(y)))) ||
-	    (rc = ONEDNN_CHECK(n, err, dnnl_dilated_convolution_forward_desc_init(&d,
-				dnnl_forward_training, dnnl_convolution_direct, &c.x_any, &c.wei_any,
-				has_b ? &c.bias : NULL, &c.y_any, c.strides, c.dil, c.pl, c.pr))) ||
-	    (rc = onednn_hint_pd(n, &d, &hint, err)))
+	    (rc = bwd_hint(n, dnnl_convolution_direct, &c, has_b, &hints[0], err)))
 		return rc;
-	if (n->gin[1] || (has_b && n->gin[2]))
-		rc = conv_bwd_weights_new(n, s->bwd, &c, hint, err);
+	/* The kernels the wisdom names or timing picks, else oneDNN's first choices; a
+	 * Winograd hint only where oneDNN has Winograd for the shape. */
+	if (n->wisdom) {
+		struct graft_err quiet = {0};
+		bwd_hint(n, dnnl_convolution_winograd, &c, has_b, &hints[1], &quiet);
+		if ((want_w && (rc = bwd_choose(n, BWD_WEIGHTS, &g, &c, has_b, hints, &wch, err))) ||
+		    (n->gin[0] && (rc = bwd_choose(n, BWD_DATA, &g, &c, 0, hints, &dch, err))))
+			goto out;
+	}
+	if (want_w)
+		rc = conv_bwd_weights_new(n, s->bwd, &c, hints, &wch, err);
 	if (!rc && n->gin[0])
-		rc = conv_bwd_data_new(n, s, s->bwd, &c, hint, err);
-	dnnl_primitive_desc_destroy(hint);
+		rc = conv_bwd_data_new(n, s, s->bwd, &c, hints, &dch, err);
+out:
+	dnnl_primitive_desc_destroy(hints[0]);
+	dnnl_primitive_desc_destroy(hints[1]);
 	return rc;
 }
 

@@ -153,15 +153,15 @@ const char *onednn_impl_name(const_dnnl_primitive_desc_t pd)
 /* The primitive descriptor of op_desc's implementation named impl (oneDNN's
  * impl_info_str), the first that oneDNN offers under that name. */
 static int pd_of_impl(const struct node *n, const void *op_desc, const_dnnl_primitive_attr_t attr,
-		      dnnl_engine_t e, const char *impl, dnnl_primitive_desc_t *pd,
-		      struct graft_err *err)
+		      dnnl_engine_t e, const char *impl, const_dnnl_primitive_desc_t hint,
+		      dnnl_primitive_desc_t *pd, struct graft_err *err)
 {
 	dnnl_primitive_desc_iterator_t it;
 	int rc;
 
 	*pd = NULL;
 	if ((rc = ONEDNN_CHECK(n, err, dnnl_primitive_desc_iterator_create(&it, op_desc, attr, e,
-									    NULL))))
+									    hint))))
 		return rc;
 	do {
 		dnnl_primitive_desc_t p = dnnl_primitive_desc_iterator_fetch(it);
@@ -196,7 +196,7 @@ int onednn_primitive_impl(const struct node *n, const void *op_desc,
 		*pd_out = NULL;
 	if ((rc = onednn_get(n, &e, NULL, err)))
 		return rc;
-	if ((rc = impl ? pd_of_impl(n, op_desc, attr, e, impl, &pd, err)
+	if ((rc = impl ? pd_of_impl(n, op_desc, attr, e, impl, NULL, &pd, err)
 		       : ONEDNN_CHECK(n, err, dnnl_primitive_desc_create(&pd, op_desc, attr, e, NULL))))
 		return rc;
 	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(prim, pd));
@@ -523,7 +523,7 @@ int onednn_hint_pd(const struct node *n, const void *op_desc, dnnl_primitive_des
 }
 
 int onednn_primitive_bwd(const struct node *n, const void *op_desc,
-			 const_dnnl_primitive_desc_t hint, dnnl_primitive_t *prim,
+			 const_dnnl_primitive_desc_t hint, const char *impl, dnnl_primitive_t *prim,
 			 dnnl_primitive_desc_t *pd_out, struct graft_err *err)
 {
 	dnnl_primitive_desc_t pd = NULL;
@@ -534,7 +534,8 @@ int onednn_primitive_bwd(const struct node *n, const void *op_desc,
 	if (pd_out)
 		*pd_out = NULL;
 	if ((rc = onednn_get(n, &e, NULL, err)) ||
-	    (rc = ONEDNN_CHECK(n, err, dnnl_primitive_desc_create(&pd, op_desc, NULL, e, hint))))
+	    (rc = impl ? pd_of_impl(n, op_desc, NULL, e, impl, hint, &pd, err)
+		       : ONEDNN_CHECK(n, err, dnnl_primitive_desc_create(&pd, op_desc, NULL, e, hint))))
 		return rc;
 	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(prim, pd));
 	if (!rc && n->counters)

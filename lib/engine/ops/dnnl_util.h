@@ -119,10 +119,10 @@ void *onednn_scratch(int slot, size_t nbytes);
  * need.  The caller destroys *pd. */
 int onednn_hint_pd(const struct node *n, const void *op_desc, dnnl_primitive_desc_t *pd,
 		   struct graft_err *err);
-/* onednn_primitive for a backward operation, with hint the forward's primitive
+/* onednn_primitive_impl for a backward operation, with hint the forward's primitive
  * descriptor; *pd (when pd is not NULL) comes back for the caller to destroy. */
 int onednn_primitive_bwd(const struct node *n, const void *op_desc,
-			 const_dnnl_primitive_desc_t hint, dnnl_primitive_t *prim,
+			 const_dnnl_primitive_desc_t hint, const char *impl, dnnl_primitive_t *prim,
 			 dnnl_primitive_desc_t *pd, struct graft_err *err);
 
 #endif
