@@ -169,18 +169,25 @@ static struct graft_model *conv_model(void)
 	return tm_load(mp);
 }
 
-/* Runs m once with wisdom w (NULL: the default kernels) into y (2 * 16 * 81 floats). */
-static void run_conv(struct graft_model *m, struct graft_wisdom *w, float *y)
+/* conv_model's input x (2, 8, 9, 9), made up. */
+static struct graft_array conv_input(void)
 {
 	static float x[2 * 8 * 81];
-	struct graft_net_opts o = {.wisdom = w};
-	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {2, 8, 9, 9},
-				 .data = x, .nbytes = sizeof(x)}, out;
-	struct graft_net *net;
-	struct graft_err err = {0};
 
 	for (int i = 0; i < 2 * 8 * 81; i++)
 		x[i] = (float)((i * 29 % 31) - 15) / 16.0f;
+	return (struct graft_array){.dtype = GRAFT_FLOAT, .rank = 4, .dims = {2, 8, 9, 9},
+				    .data = x, .nbytes = sizeof(x)};
+}
+
+/* Runs m once with wisdom w (NULL: the default kernels) into y (2 * 16 * 81 floats). */
+static void run_conv(struct graft_model *m, struct graft_wisdom *w, float *y)
+{
+	struct graft_net_opts o = {.wisdom = w};
+	struct graft_array in = conv_input(), out;
+	struct graft_net *net;
+	struct graft_err err = {0};
+
 	if (graft_net_new_opts(&net, m, &o, &err) || graft_net_run(net, &in, 1, &err))
 		fail_msg("%s", err.msg);
 	graft_net_output(net, 0, &out);
@@ -237,23 +244,19 @@ static void test_conv_uses_wisdom(void **state)
  * y, with wisdom w (NULL: the default kernels): dW into gw, dx into gx. */
 static void train_grads(struct graft_model *m, struct graft_wisdom *w, float *gw, float *gx)
 {
-	static float x[2 * 8 * 81];
 	struct graft_net_opts o = {.training = 1, .input_grads = 1, .wisdom = w};
-	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {2, 8, 9, 9},
-				 .data = x, .nbytes = sizeof(x)}, y, g, vx;
+	struct graft_array in = conv_input(), y, g, vx;
 	struct graft_net_tensor t;
 	struct graft_net *net;
 	struct graft_err err = {0};
 
-	for (int i = 0; i < 2 * 8 * 81; i++)
-		x[i] = (float)((i * 29 % 31) - 15) / 16.0f;
 	if (graft_net_new_opts(&net, m, &o, &err) || graft_net_run(net, &in, 1, &err))
 		fail_msg("%s", err.msg);
 	graft_net_output(net, 0, &y);
 	g = y;
 	if (graft_net_backward(net, &g, 1, &err) || graft_net_input_grad(net, 0, &vx, &err))
 		fail_msg("%s", err.msg);
-	memcpy(gx, vx.data, sizeof(x));
+	memcpy(gx, vx.data, in.nbytes);
 	for (size_t i = 0; i < graft_net_tensor_count(net); i++) {
 		graft_net_tensor(net, i, &t);
 		if (strcmp(t.name, "W") == 0)

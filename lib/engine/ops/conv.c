@@ -801,6 +801,32 @@ static int conv_tune(const struct node *n, const struct conv_geom *g,
 	return rc;
 }
 
+/* The wisdom's choice for n's kernel in direction what (conv_shape_key), into *c, with
+ * the key in key (empty: a shape too long to key, which runs the default).  1 when the
+ * wisdom has a choice this build reads; 0 otherwise (*c then as the caller set it). */
+static int wisdom_choice(const struct node *n, const char *what, const struct conv_geom *g,
+			 struct conv_choice *c, char *key, size_t size)
+{
+	struct conv_choice known;
+	const char *text;
+
+	conv_shape_key(n, what, g, key, size);
+	if (!*key || !(text = wisdom_find(n->wisdom, key)) || choice_parse(text, &known))
+		return !*key;
+	*c = known;
+	return 1;
+}
+
+/* Adds what timing chose for key to n's wisdom. */
+static int wisdom_keep(const struct node *n, const char *key, const struct conv_choice *c,
+		       double us, double diff, struct graft_err *err)
+{
+	char text[128];
+
+	choice_format(c, text, sizeof(text));
+	return wisdom_add(n->wisdom, key, text, us, diff, err);
+}
+
 /* The kernel n runs: the wisdom's for its shape, or the fastest, timed now and added to
  * the wisdom.  0 with *c; *c's impl empty: the default. */
 static int conv_choose(const struct node *n, const struct conv_geom *g,
@@ -808,24 +834,17 @@ static int conv_choose(const struct node *n, const struct conv_geom *g,
 		       const_dnnl_primitive_attr_t attr, struct conv_choice *c,
 		       struct graft_err *err)
 {
-	char key[512], text[128];
-	const char *known;
+	char key[512];
 	double us = 0, diff = 0;
 	int rc;
 
 	memset(c, 0, sizeof(*c));
 	c->alg = dnnl_convolution_direct;
-	conv_shape_key(n, "fwd", g, key, sizeof(key));
-	if (!*key)
+	if (wisdom_choice(n, "fwd", g, c, key, sizeof(key)))
 		return 0;
-	if ((known = wisdom_find(n->wisdom, key)) && choice_parse(known, c) == 0)
-		return 0;
-	memset(c, 0, sizeof(*c));
-	c->alg = dnnl_convolution_direct;
 	if ((rc = conv_tune(n, g, wei_any, bias, attr, c, &us, &diff, err)))
 		return rc;
-	choice_format(c, text, sizeof(text));
-	return wisdom_add(n->wisdom, key, text, us, diff, err);
+	return wisdom_keep(n, key, c, us, diff, err);
 }
 
 /* Builds n's primitive and memory objects.  With n->pre (depthwise fusion, unless
@@ -1345,23 +1364,18 @@ static int bwd_choose(const struct node *n, enum bwd_kind kind, const struct con
 		      const struct conv_descs *c, int bias, dnnl_primitive_desc_t hints[2],
 		      struct conv_choice *ch, struct graft_err *err)
 {
-	char key[512], text[128];
-	const char *known;
+	char key[512];
 	double us = 0, diff = 0;
 	int rc;
 
 	memset(ch, 0, sizeof(*ch));
 	ch->alg = dnnl_convolution_direct;
 	ch->mode = MODE_ANY;
-	conv_shape_key(n, kind == BWD_DATA ? "bwd-data" : "bwd-weights", g, key, sizeof(key));
-	if (!*key)
-		return 0;
-	if ((known = wisdom_find(n->wisdom, key)) && choice_parse(known, ch) == 0)
+	if (wisdom_choice(n, kind == BWD_DATA ? "bwd-data" : "bwd-weights", g, ch, key, sizeof(key)))
 		return 0;
 	if ((rc = bwd_tune(n, kind, c, bias, hints, ch, &us, &diff, err)))
 		return rc;
-	choice_format(ch, text, sizeof(text));
-	return wisdom_add(n->wisdom, key, text, us, diff, err);
+	return wisdom_keep(n, key, ch, us, diff, err);
 }
 
 /* n's backward primitive of kind as ch says (hints: the forward_training descriptors by
