@@ -97,7 +97,10 @@ def judge(v, b, name=None):
     gap = statistics.mean(b) - statistics.mean(v)
     of = f"{name}, " if name else ""
     if gap <= 0:
-        return f"the best ({of}{-gap:.1f} points above)" if name else "the best"
+        if not name:
+            return "the best"
+        # (below 0.05 points the pick ties the best at the table's precision)
+        return f"the best ({name}, as good)" if -gap < 0.05 else f"the best ({of}{-gap:.1f} points above)"
     if gap <= sd_of(b):
         return f"within one standard deviation of the best ({of}{gap:.1f} points below)"
     return f"{gap:.1f} points below the best" + (f" ({name})" if name else "")
