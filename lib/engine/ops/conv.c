@@ -344,7 +344,18 @@ static int conv_want_blocked(const struct conv_geom *g, int transpose)
  */
 static dnnl_format_tag_t conv_act_tag(const struct value *v, int transpose)
 {
-	return !transpose && v->rank == 4 && v->dims[1] > 3 ? dnnl_nChw16c : dnnl_format_tag_any;
+	/* 16 channels a block where oneDNN runs AVX-512 kernels, 8 below (AVX2, AVX,
+	 * SSE4.1): its jit kernels there take only nChw8c, and on nChw16c oneDNN 2.6 falls
+	 * back to its reference kernels, measured under DNNL_MAX_CPU_ISA=AVX2 at 1.07 s
+	 * for one mobilenet_v3_small image, 550 times ONNX Runtime's time. */
+	static int wide = -1;
+
+	if (wide < 0)
+		wide = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) ==
+		       dnnl_cpu_isa_avx512_core;
+	if (transpose || v->rank != 4 || v->dims[1] <= 3)
+		return dnnl_format_tag_any;
+	return wide ? dnnl_nChw16c : dnnl_nChw8c;
 }
 
 /* A memory object over a new buffer of the node's, of layout md. */
@@ -898,19 +909,22 @@ static int conv_build(struct node *n, int transpose, struct graft_err *err)
 		return rc;
 	}
 	rc = -1;
+	if (x->layout)
+		src_md = *(const dnnl_memory_desc_t *)x->layout;        /* X as it is */
 	if (*ch.impl) {
 		dnnl_memory_desc_t src_c, dst_c;
 		struct graft_err quiet = {0};
 		if (!(rc = mode_descs(n, ch.mode, &src_c, &dst_c, &quiet)))
 			rc = conv_prim_new(n, 0, ch.alg, ch.impl, &g.w, &src_c, &wei_any,
 					   b ? &bias_md : NULL, &dst_c, attr, &s->cp, &pd, &quiet);
-		if (!rc && x->layout)
-			src_md = *(const dnnl_memory_desc_t *)x->layout;
 	}
 	/* X already in a blocked layout (its producer kept it): ask for exactly that, so no
-	 * reorder is needed; should the primitive refuse it, let it pick and reorder. */
-	if (rc && x->layout) {
-		src_md = *(const dnnl_memory_desc_t *)x->layout;
+	 * reorder is needed; should the primitive refuse it, let it pick and reorder.  A
+	 * depthwise-fused pair takes only nChw16c as it is: given another layout (nhwc,
+	 * which a tuned producer may leave), oneDNN 2.6 runs the pair apart through its
+	 * reference fusion, six times slower on efficientnet_b0 at batch 1 than one
+	 * reorder into nChw16c. */
+	if (rc && x->layout && (head == n || !blocked || onednn_md_same(&src_md, &src_any))) {
 		rc = conv_prim_new(n, transpose, dnnl_convolution_direct, NULL, &g.w, &src_md,
 				   &wei_any, b ? &bias_md : NULL, blocked ? &dst_any : &hy_md, attr,
 				   &s->cp, &pd, err);
