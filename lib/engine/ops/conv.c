@@ -1259,37 +1259,38 @@ static int bwd_time(const struct node *n, enum bwd_kind kind, const_dnnl_primiti
 		    const struct conv_descs *c, float *out, double *us, struct graft_err *err)
 {
 	struct bwd_run t = {0};
-	const dnnl_memory_desc_t *md[3];
-	const dnnl_memory_desc_t *plain[3];
+	/* Per kind, the kernel's two inputs and its result: what oneDNN calls them */
+	static const struct {
+		dnnl_query_t md;
+		int arg;
+	} ops[2][3] = {
+		[BWD_DATA] = {{dnnl_query_diff_dst_md, DNNL_ARG_DIFF_DST},
+			      {dnnl_query_weights_md, DNNL_ARG_WEIGHTS},
+			      {dnnl_query_diff_src_md, DNNL_ARG_DIFF_SRC}},
+		[BWD_WEIGHTS] = {{dnnl_query_src_md, DNNL_ARG_SRC},
+				 {dnnl_query_diff_dst_md, DNNL_ARG_DIFF_DST},
+				 {dnnl_query_diff_weights_md, DNNL_ARG_DIFF_WEIGHTS}},
+	};
+	const dnnl_memory_desc_t *md[3], *plain[3];
 	void *data[3];
-	int args_in[2], arg_out, nargs, rc;
+	int nargs, rc;
 	int has_b = kind == BWD_WEIGHTS && n->n_in == 3 && n->gin[2];
 
 	*us = INFINITY;
+	for (int i = 0; i < 3; i++)
+		md[i] = dnnl_primitive_desc_query_md(pd, ops[kind][i].md, 0);
 	if (kind == BWD_DATA) {
-		md[0] = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
-		md[1] = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-		md[2] = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_src_md, 0);
 		plain[0] = &c->y;
 		plain[1] = &c->wei;
 		plain[2] = &c->x;
 		data[0] = n->out[0]->grad->data;
 		data[1] = n->in[1]->data;
-		args_in[0] = DNNL_ARG_DIFF_DST;
-		args_in[1] = DNNL_ARG_WEIGHTS;
-		arg_out = DNNL_ARG_DIFF_SRC;
 	} else {
-		md[0] = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-		md[1] = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
-		md[2] = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
 		plain[0] = &c->x;
 		plain[1] = &c->y;
 		plain[2] = &c->wei;
 		data[0] = n->in[0]->data;
 		data[1] = n->out[0]->grad->data;
-		args_in[0] = DNNL_ARG_SRC;
-		args_in[1] = DNNL_ARG_DIFF_DST;
-		arg_out = DNNL_ARG_DIFF_WEIGHTS;
 	}
 	data[2] = out;
 	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(&t.prim, pd));
@@ -1300,8 +1301,8 @@ static int bwd_time(const struct node *n, enum bwd_kind kind, const_dnnl_primiti
 		rc = onednn_reorder_run(n, t.reorder[1], t.user[1], t.mem[1], err);
 	if (!rc && has_b)
 		rc = tune_mem(n, &c->bias, &t.db_buf, &t.db, err);
-	dnnl_exec_arg_t args[4] = {{args_in[0], t.mem[0]}, {args_in[1], t.mem[1]},
-				   {arg_out, t.mem[2]}, {DNNL_ARG_DIFF_BIAS, t.db}};
+	dnnl_exec_arg_t args[4] = {{ops[kind][0].arg, t.mem[0]}, {ops[kind][1].arg, t.mem[1]},
+				   {ops[kind][2].arg, t.mem[2]}, {DNNL_ARG_DIFF_BIAS, t.db}};
 	nargs = has_b ? 4 : 3;
 	for (int r = 0; r <= CONV_TUNE_RUNS && !rc; r++) {
 		double t0 = graft_now();

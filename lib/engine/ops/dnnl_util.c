@@ -182,10 +182,12 @@ int onednn_primitive(const struct node *n, const void *op_desc, const_dnnl_primi
 	return onednn_primitive_impl(n, op_desc, attr, NULL, prim, pd_out, err);
 }
 
-int onednn_primitive_impl(const struct node *n, const void *op_desc,
-			  const_dnnl_primitive_attr_t attr, const char *impl,
-			  dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd_out,
-			  struct graft_err *err)
+/* The primitive of op_desc (attr, hint, impl: each may be NULL), counted in
+ * n->counters; its descriptor in *pd_out when that is not NULL. */
+static int primitive_new(const struct node *n, const void *op_desc,
+			 const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t hint,
+			 const char *impl, dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd_out,
+			 struct graft_err *err)
 {
 	dnnl_primitive_desc_t pd = NULL;
 	dnnl_engine_t e;
@@ -194,10 +196,9 @@ int onednn_primitive_impl(const struct node *n, const void *op_desc,
 	*prim = NULL;
 	if (pd_out)
 		*pd_out = NULL;
-	if ((rc = onednn_get(n, &e, NULL, err)))
-		return rc;
-	if ((rc = impl ? pd_of_impl(n, op_desc, attr, e, impl, NULL, &pd, err)
-		       : ONEDNN_CHECK(n, err, dnnl_primitive_desc_create(&pd, op_desc, attr, e, NULL))))
+	if ((rc = onednn_get(n, &e, NULL, err)) ||
+	    (rc = impl ? pd_of_impl(n, op_desc, attr, e, impl, hint, &pd, err)
+		       : ONEDNN_CHECK(n, err, dnnl_primitive_desc_create(&pd, op_desc, attr, e, hint))))
 		return rc;
 	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(prim, pd));
 	if (!rc && n->counters)
@@ -207,6 +208,14 @@ int onednn_primitive_impl(const struct node *n, const void *op_desc,
 	else
 		*pd_out = pd;
 	return rc;
+}
+
+int onednn_primitive_impl(const struct node *n, const void *op_desc,
+			  const_dnnl_primitive_attr_t attr, const char *impl,
+			  dnnl_primitive_t *prim, dnnl_primitive_desc_t *pd_out,
+			  struct graft_err *err)
+{
+	return primitive_new(n, op_desc, attr, NULL, impl, prim, pd_out, err);
 }
 
 int onednn_execute(const struct node *n, dnnl_primitive_t prim, int nargs,
@@ -526,23 +535,5 @@ int onednn_primitive_bwd(const struct node *n, const void *op_desc,
 			 const_dnnl_primitive_desc_t hint, const char *impl, dnnl_primitive_t *prim,
 			 dnnl_primitive_desc_t *pd_out, struct graft_err *err)
 {
-	dnnl_primitive_desc_t pd = NULL;
-	dnnl_engine_t e;
-	int rc;
-
-	*prim = NULL;
-	if (pd_out)
-		*pd_out = NULL;
-	if ((rc = onednn_get(n, &e, NULL, err)) ||
-	    (rc = impl ? pd_of_impl(n, op_desc, NULL, e, impl, hint, &pd, err)
-		       : ONEDNN_CHECK(n, err, dnnl_primitive_desc_create(&pd, op_desc, NULL, e, hint))))
-		return rc;
-	rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(prim, pd));
-	if (!rc && n->counters)
-		n->counters->primitives++;
-	if (rc || !pd_out)
-		dnnl_primitive_desc_destroy(pd);
-	else
-		*pd_out = pd;
-	return rc;
+	return primitive_new(n, op_desc, NULL, hint, impl, prim, pd_out, err);
 }
