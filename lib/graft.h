@@ -629,14 +629,17 @@ int graft_net_value_shape(const struct graft_net *net, const char *name, int *ra
 int graft_net_value(const struct graft_net *net, const char *name, struct graft_array *view);
 /* Where a net's time went, for a net made with opts.profile: node i's name, op, how often
  * it ran and the seconds those runs took so far (a node fused into another, or folded
- * when planned, runs 0 times), for i below graft_net_profile_count (0 without
- * opts.profile).  -1 past the end.  The strings are borrowed from the net. */
+ * when planned, runs 0 times), and the same for its backward in a training net (the
+ * gradient summed into its inputs' included), for i below graft_net_profile_count (0
+ * without opts.profile).  -1 past the end.  The strings are borrowed from the net. */
 struct graft_node_time {
 	const char *name, *op_type;
-	int64_t runs;
-	double seconds;
+	int64_t runs, backward_runs;
+	double seconds, backward_seconds;
 };
 size_t graft_net_profile_count(const struct graft_net *net);
+/* Starts the profile again from zero (a trainer's planning run is no training step). */
+void graft_net_profile_reset(struct graft_net *net);
 int graft_net_profile(const struct graft_net *net, size_t i, struct graft_node_time *t);
 /* 1 when graft can differentiate op_type (train through it), else 0. */
 int graft_op_has_backward(const char *op_type);
@@ -762,6 +765,11 @@ struct graft_step_stats {
 	int64_t step;           /* 0-based */
 	double loss, lr, grad_norm;
 	int64_t correct, count;
+	/* where the step's time went, in seconds: the batch gathered (or taken from the
+	 * frozen prefix's cache), the forward run with the loss, backward, and the gradient
+	 * clipping with the optimizer's update; a rebuild of the net at a recipe's stage
+	 * boundary counts in none */
+	double data_s, forward_s, backward_s, update_s;
 };
 /* Loss, accuracy and confusion (rows: true class, columns: predicted) over a dataset. */
 struct graft_eval {

@@ -395,6 +395,8 @@ struct run {
 	int64_t epoch_done;             /* epochs completed */
 	int64_t epoch_start_step;
 	size_t live;                    /* parameter tensors training */
+	double phase_s[4];              /* --profile: data, forward, backward, update */
+	int64_t phase_steps;            /* the steps they sum over */
 };
 
 /* A recipe started more parameters at step. */
@@ -622,6 +624,11 @@ int main(int argc, char **argv)
 		r.correct += s.correct;
 		r.count += s.count;
 		r.steps++;
+		r.phase_s[0] += s.data_s;
+		r.phase_s[1] += s.forward_s;
+		r.phase_s[2] += s.backward_s;
+		r.phase_s[3] += s.update_s;
+		r.phase_steps++;
 		if (r.tty)
 			progress(&r, step, &s);
 		if (graft_trainer_param_count(r.t) != r.live)
@@ -649,8 +656,13 @@ int main(int argc, char **argv)
 	write_model(&r, cl.out, 1);
 	if (r.log && fclose(r.log))
 		tool_die("%s: %s", cl.log, strerror(errno));
-	if (cl.o.profile)
+	if (cl.o.profile) {
+		double *p = r.phase_s;
+		fprintf(stderr, "%s: profile: %lld steps: data %.3f s, forward and loss %.3f s, "
+			"backward %.3f s, update %.3f s\n", tool_name, (long long)r.phase_steps, p[0],
+			p[1], p[2], p[3]);
 		tool_print_profile(graft_trainer_net(r.t));
+	}
 	graft_trainer_free(r.t);
 	graft_model_free(r.m);
 	graft_model_free(dm);

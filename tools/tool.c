@@ -452,19 +452,26 @@ struct graft_wisdom *tool_wisdom(int no_tune, int quiet)
 void tool_print_profile(const struct graft_net *net)
 {
 	size_t n = graft_net_profile_count(net);
-	double total = 0;
+	double fwd = 0, bwd = 0;
 	struct graft_node_time t, u;
 
 	for (size_t i = 0; i < n; i++) {
 		graft_net_profile(net, i, &t);
-		total += t.seconds;
+		fwd += t.seconds;
+		bwd += t.backward_seconds;
 	}
-	fprintf(stderr, "%s: profile: %.3f s in %zu nodes\n", tool_name, total, n);
+	fprintf(stderr, "%s: profile: %.3f s in %zu nodes", tool_name, fwd + bwd, n);
+	if (bwd > 0)
+		fprintf(stderr, " (forward %.3f s, backward %.3f s)\n"
+			"  %-24s %10s %11s %11s %6s\n", fwd, bwd, "op", "nodes", "forward s",
+			"backward s", "share");
+	else
+		fputc('\n', stderr);
 	/* per op type, in the order each first appears; quadratic in the node count, which
 	 * only a profiled run pays */
 	for (size_t i = 0; i < n; i++) {
 		size_t count = 0, first = 1;
-		double sum = 0;
+		double f = 0, b = 0;
 		graft_net_profile(net, i, &t);
 		for (size_t j = 0; j < i && first; j++) {
 			graft_net_profile(net, j, &u);
@@ -472,14 +479,21 @@ void tool_print_profile(const struct graft_net *net)
 		}
 		for (size_t j = i; j < n && first; j++) {
 			graft_net_profile(net, j, &u);
-			if (strcmp(u.op_type, t.op_type) == 0 && u.seconds > 0) {
-				sum += u.seconds;
+			if (strcmp(u.op_type, t.op_type) == 0 &&
+			    (u.seconds > 0 || u.backward_seconds > 0)) {
+				f += u.seconds;
+				b += u.backward_seconds;
 				count++;
 			}
 		}
-		if (count)
-			fprintf(stderr, "  %-24s %4zu nodes %9.3f s %5.1f%%\n", t.op_type, count, sum,
-				total > 0 ? 100 * sum / total : 0);
+		if (!count)
+			continue;
+		if (bwd > 0)
+			fprintf(stderr, "  %-24s %4zu nodes %11.3f %11.3f %5.1f%%\n", t.op_type,
+				count, f, b, 100 * (f + b) / (fwd + bwd));
+		else
+			fprintf(stderr, "  %-24s %4zu nodes %9.3f s %5.1f%%\n", t.op_type, count,
+				f, fwd > 0 ? 100 * f / fwd : 0);
 	}
 }
 

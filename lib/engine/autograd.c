@@ -5,7 +5,8 @@
  *   optimizer updates between runs; they are never constants, so nothing computed from
  *   them is folded, and kernels re-read them on every run.
  * - The values computed from a parameter form the backward region (VALUE_DIFF).  Nodes
- *   there are neither fused nor given blocked layouts: backward needs each node's own
+ *   there are not given blocked layouts, and not fused but for an activation after a
+ *   BatchNormalization (net.c, fuse_region_activation): backward needs each node's own
  *   inputs and outputs, plain.  The frozen part of the network before that region runs
  *   exactly as for inference (Conv + BatchNormalization folded, activations fused), so a
  *   frozen backbone costs one fast forward pass.
@@ -754,6 +755,21 @@ static int backward_node(struct node *n, struct graft_err *err)
 	return 0;
 }
 
+/* Node i's backward, timed and counted when the net profiles (opts.profile). */
+static int backward_timed(struct graft_net *net, size_t i, struct graft_err *err)
+{
+	double t0;
+	int rc;
+
+	if (!net->profile_bwd_s)
+		return backward_node(&net->nodes[i], err);
+	t0 = graft_now();
+	rc = backward_node(&net->nodes[i], err);
+	net->profile_bwd_s[i] += graft_now() - t0;
+	net->profile_bwd_runs[i]++;
+	return rc;
+}
+
 int graft_net_backward(struct graft_net *net, const struct graft_array *out_grads, size_t n,
 		       struct graft_err *err)
 {
@@ -766,7 +782,7 @@ int graft_net_backward(struct graft_net *net, const struct graft_array *out_grad
 		return rc;
 	for (size_t r = net->n_run; r-- > 0;) {
 		struct node *node = &net->nodes[net->run_list[r]];
-		if (node->needs_grad && (rc = backward_node(node, err)))
+		if (node->needs_grad && (rc = backward_timed(net, net->run_list[r], err)))
 			return rc;
 	}
 	for (size_t i = 0; i < net->n_values; i++)

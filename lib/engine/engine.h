@@ -46,6 +46,8 @@ struct graft_net {
 	struct net_counters counters;
 	double *profile_s;              /* opts.profile: seconds spent per node */
 	int64_t *profile_runs;          /* opts.profile: times each node ran */
+	double *profile_bwd_s;          /* opts.profile: seconds in each node's backward */
+	int64_t *profile_bwd_runs;      /* opts.profile: times each node's backward ran */
 
 	struct graft_net_opts opts;
 	/* Training nets (lib/engine/autograd.c): */

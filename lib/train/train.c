@@ -587,6 +587,7 @@ static int plan_net(struct graft_trainer *t, int64_t step, struct graft_err *err
 	graft_net_set_training(t->net, 0);
 	rc = graft_net_run(t->net, &t->xb, 1, err);
 	graft_net_set_training(t->net, 1);
+	graft_net_profile_reset(t->net);        /* a profile counts training steps only */
 	return rc;
 }
 
@@ -794,6 +795,7 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 	memset(s, 0, sizeof(*s));
 	s->step = t->step;
 	s->lr = lr;
+	double t0 = graft_now(), t1;
 	if (cache_hit(t, t->step)) {
 		cache_move(t, t->step, 0);
 		/* labels still come from the data */
@@ -803,11 +805,13 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 			memcpy((char *)t->yb.data + (size_t)j * ys,
 			       (const char *)t->y->data +
 			       (size_t)graft_trainer_sample(t, t->step, j) * ys, ys);
+		s->data_s = (t1 = graft_now()) - t0;
 		if ((rc = graft_net_run_region(t->net, err)))
 			return rc;
 	} else {
 		if (gather(t, t->step))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		s->data_s = (t1 = graft_now()) - t0;
 		if ((rc = graft_net_run(t->net, &t->xb, 1, err)))
 			return rc;
 		if (t->cache.on)
@@ -830,12 +834,14 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 	og = out;
 	og.data = t->dlogits;
 	ogs[0] = og;
+	s->forward_s = (t0 = graft_now()) - t1;
 	rc = graft_net_backward(t->net, ogs, n_out, err);
 	free(ogs);
 	if (rc) {
 		free(grads);
 		return rc;
 	}
+	s->backward_s = (t1 = graft_now()) - t0;
 	s->grad_norm = clip_gradients(t, grads);
 	if (!isfinite(s->grad_norm)) {
 		free(grads);
@@ -850,6 +856,7 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 		graft_optim_update(t->optim, k, nt.data, grads[i], lr * t->lr_mult[k]);
 	}
 	free(grads);
+	s->update_s = graft_now() - t1;
 	t->step++;
 	return 0;
 }

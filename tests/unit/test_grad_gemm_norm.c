@@ -347,6 +347,108 @@ static void test_bn_eval(void **state)
 	bn_case(2, (int64_t[]){6, 5}, 2);
 }
 
+/* X -> BatchNormalization -> act -> Y, act "Relu" or "Clip" (bounds lo, hi as
+ * initializers, opset 15), for the training-region fusion of the two. */
+static Onnx__ModelProto *bn_act_model(const int64_t *xd, const char *act, float lo, float hi)
+{
+	Onnx__ModelProto *mp = bn_model(4, xd, -1, 0, 0);
+	Onnx__GraphProto *g = mp->graph;
+
+	free(g->output[0]->name);
+	g->output[0]->name = strdup("Z");
+	if (strcmp(act, "Clip") == 0) {
+		int64_t one[1] = {1};
+		Onnx__TensorProto *t = tm_tensor("lo", 1, 0, one);
+		tm_float_data(t, &lo, 1);
+		tm_initializer(mp, t);
+		t = tm_tensor("hi", 1, 0, one);
+		tm_float_data(t, &hi, 1);
+		tm_initializer(mp, t);
+		tm_node(mp, "Clip", "act", (const char *[]){"Y", "lo", "hi", NULL},
+			(const char *[]){"Z", NULL});
+	} else {
+		tm_node(mp, "Relu", "act", (const char *[]){"Y", NULL}, (const char *[]){"Z", NULL});
+	}
+	return mp;
+}
+
+/* One forward and backward of the model as a training net, fused or not (no_fuse):
+ * its output and its gradients (X's, then each parameter's) into out, in that order;
+ * *fused the nodes the executor fused. */
+static size_t bn_act_run(Onnx__ModelProto *mp, const struct graft_array *x, int no_fuse,
+			 int bn_frozen, float *out, size_t *fused)
+{
+	struct graft_net_opts no = {.training = 1, .input_grads = 1, .no_fuse = no_fuse,
+				    .bn_frozen = bn_frozen};
+	struct graft_model *m = tm_load(mp);
+	struct graft_err err = {0};
+	struct graft_net *net;
+	struct graft_array y, g;
+	uint64_t prims, reorders;
+	size_t n = 0;
+
+	if (graft_net_new_opts(&net, m, &no, &err) || graft_net_run(net, x, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_counters(net, &prims, &reorders, fused);
+	graft_net_output(net, 0, &y);
+	memcpy(out, y.data, y.nbytes);
+	n = y.nbytes / sizeof(float);
+	/* the output's gradient: a fixed pattern of both signs */
+	float *og = malloc(y.nbytes);
+	for (size_t i = 0; i < y.nbytes / sizeof(float); i++)
+		og[i] = (float)((int)(i * 7 % 11) - 5) / 4;
+	g = y;
+	g.data = og;
+	if (graft_net_backward(net, &g, 1, &err) || graft_net_input_grad(net, 0, &g, &err))
+		fail_msg("%s", err.msg);
+	memcpy(out + n, g.data, g.nbytes);
+	n += g.nbytes / sizeof(float);
+	for (size_t i = 0; i < graft_net_tensor_count(net); i++) {
+		struct graft_net_tensor t;
+		graft_net_tensor(net, i, &t);
+		if (t.is_param) {
+			memcpy(out + n, t.grad, t.numel * sizeof(float));
+			n += t.numel;
+		}
+	}
+	free(og);
+	graft_net_free(net);
+	graft_model_free(m);
+	return n;
+}
+
+/* A training net fuses a BatchNormalization and the Relu or Clip after it (one node,
+ * forward and backward): the output and every gradient as the two nodes apart give,
+ * in training mode and on running statistics, with values at and past both bounds. */
+static void test_bn_fused_activation(void **state)
+{
+	int64_t xd[4] = {4, 3, 5, 6};
+	struct graft_array x = gradcheck_input(4, xd, -1, 2, 5);
+	size_t cap = 3 * numel(4, xd) + 16;
+	float *a = malloc(cap * sizeof(float)), *b = malloc(cap * sizeof(float));
+	const char *acts[2] = {"Relu", "Clip"};
+	(void)state;
+
+	for (int k = 0; k < 2; k++)
+		for (int frozen = 0; frozen < 2; frozen++) {
+			size_t fa, fb, na, nb, clipped = 0;
+			na = bn_act_run(bn_act_model(xd, acts[k], 0, 0.6f), &x, 0, frozen, a, &fa);
+			nb = bn_act_run(bn_act_model(xd, acts[k], 0, 0.6f), &x, 1, frozen, b, &fb);
+			assert_int_equal(fa, 1);
+			assert_int_equal(fb, 0);
+			assert_int_equal(na, nb);
+			assert_int_equal(na, 2 * numel(4, xd) + 2 * (size_t)xd[1]);
+			for (size_t i = 0; i < na; i++)
+				assert_close(a[i], b[i], 1e-6);
+			for (size_t i = 0; i < numel(4, xd); i++)
+				clipped += b[i] == 0 || b[i] == 0.6f;
+			assert_true(clipped > 0 && clipped < numel(4, xd));
+		}
+	free(a);
+	free(b);
+	free(x.data);
+}
+
 /* Running statistics as graph inputs (frozen): their gradients too. */
 static void test_bn_stats_inputs(void **state)
 {
@@ -560,6 +662,7 @@ int main(void)
 		cmocka_unit_test(test_bn_eval),
 		cmocka_unit_test(test_bn_stats_inputs),
 		cmocka_unit_test(test_bn_running_update),
+		cmocka_unit_test(test_bn_fused_activation),
 		cmocka_unit_test(test_bn_one_value_per_channel),
 		cmocka_unit_test(test_layernorm),
 		cmocka_unit_test(test_layernorm_broadcast),

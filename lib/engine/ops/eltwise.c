@@ -1756,9 +1756,14 @@ static int clip_backward(struct node *n, struct graft_err *err)
 		hi = (float)elem_get_f64(vhi->data, vhi->dtype, 0);
 	if (n->gin[0]) {
 		float *D = n->gin[0]->data;
+		/* G read unconditionally and the mask made without branches: a select the
+		 * compiler vectorises (a conditional load it cannot: 4x slower, ReLU6's
+		 * backward was a third of a mobilenet_v2 step) */
 #pragma omp parallel for simd if (count > PAR_MIN)
-		for (int64_t i = 0; i < count; i++)
-			D[i] = X[i] >= lo && X[i] <= hi ? G[i] : 0;
+		for (int64_t i = 0; i < count; i++) {
+			float g = G[i];
+			D[i] = (X[i] >= lo) & (X[i] <= hi) ? g : 0.0f;
+		}
 	}
 	for (size_t k = 1; k < 3 && k < n->n_in; k++) {
 		double acc = 0;
@@ -1995,8 +2000,10 @@ static int dropout_backward(struct node *n, struct graft_err *err)
 	const uint8_t *M = s->mask;
 	float scale = s->scale;
 #pragma omp parallel for simd if (count > PAR_MIN)
-	for (int64_t i = 0; i < count; i++)
-		D[i] = M[i] ? G[i] * scale : 0;
+	for (int64_t i = 0; i < count; i++) {
+		float g = G[i] * scale;         /* unconditional: vectorised (clip_backward) */
+		D[i] = M[i] ? g : 0.0f;
+	}
 	return 0;
 }
 

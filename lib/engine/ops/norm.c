@@ -18,6 +18,7 @@
  * k2 and k3 carrying the terms through the batch statistics.  LayerNormalization's does
  * the same per row.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -123,21 +124,68 @@ static int bn_infer(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-/* y (N, C, inner) = x * a[c] + b[c]. */
-static void bn_apply(const float *x, float *y, const float *a, const float *b, int64_t N,
-		     int64_t C, int64_t inner)
+/*
+ * The activation that a training net fused into a BatchNormalization of its backward
+ * region (net.c, fuse_region_activation): Relu or Clip, as bounds.  Forward clamps
+ * y = x * a + b to [lo, hi] in the same pass; backward recomputes y from X (the same
+ * expression, so the same bits) and passes the gradient where the activation did: on
+ * [lo, hi] for Clip (clip_backward's rule), where y > 0 for Relu.  The activation's
+ * input is then neither written nor kept, and its backward is no pass of its own.
+ */
+struct bn_act {
+	int on;
+	float lo, hi;           /* forward's bounds */
+	float pass_lo;          /* the gradient passes on [pass_lo, hi]: Relu's y > 0 as
+				 * y >= the least positive float, one comparison for both */
+};
+
+static struct bn_act bn_act_of(const struct node *n)
 {
+	struct bn_act a = {0, -INFINITY, INFINITY, -INFINITY};
+
+	if (n->act.kind == FUSED_RELU)
+		a = (struct bn_act){1, 0.0f, INFINITY, FLT_TRUE_MIN};
+	else if (n->act.kind == FUSED_CLIP)
+		a = (struct bn_act){1, n->act.alpha, n->act.beta, n->act.alpha};
+	return a;
+}
+
+/* As clip_f32: hi wins when lo > hi, NaN stays NaN. */
+static inline float bn_clamp(float y, float lo, float hi)
+{
+	y = y < lo ? lo : y;
+	return y > hi ? hi : y;
+}
+
+
+/* y (N, C, inner) = act(x * a[c] + b[c]). */
+static void bn_apply(const float *x, float *y, const float *a, const float *b, int64_t N,
+		     int64_t C, int64_t inner, const struct bn_act *act)
+{
+	float lo = act->lo, hi = act->hi;
+
 	if (inner == 1) {
 #pragma omp parallel for schedule(static) if (N * C > PAR_MIN)
 		for (int64_t i = 0; i < N; i++)
 #pragma omp simd
 			for (int64_t c = 0; c < C; c++)
-				y[i * C + c] = x[i * C + c] * a[c] + b[c];
+				y[i * C + c] = bn_clamp(x[i * C + c] * a[c] + b[c], lo, hi);
+		return;
+	}
+	if (!act->on) {
+#pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
+		for (int64_t nc = 0; nc < N * C; nc++)
+			affine(x + nc * inner, y + nc * inner, inner, a[nc % C], b[nc % C]);
 		return;
 	}
 #pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
-	for (int64_t nc = 0; nc < N * C; nc++)
-		affine(x + nc * inner, y + nc * inner, inner, a[nc % C], b[nc % C]);
+	for (int64_t nc = 0; nc < N * C; nc++) {
+		const float *px = x + nc * inner;
+		float *py = y + nc * inner, ac = a[nc % C], bc = b[nc % C];
+#pragma omp simd
+		for (int64_t k = 0; k < inner; k++)
+			py[k] = bn_clamp(px[k] * ac + bc, lo, hi);
+	}
 }
 
 /* Per-channel mean and variance of x (N, C, inner) over N and inner. */
@@ -169,6 +217,7 @@ static void bn_batch_stats(const float *x, int64_t N, int64_t C, int64_t inner, 
 struct bn_state {
 	int batch;              /* 1: the batch's own (they depend on X) */
 	float *mean, *invstd;   /* (C) mean and 1 / sqrt(var + eps) */
+	float *a, *b;           /* (C) y = x * a + b, as forward computed it */
 };
 
 static void bn_release(struct node *n)
@@ -182,19 +231,21 @@ static void bn_release(struct node *n)
 	}
 }
 
-/* Keeps the statistics of this run for backward. */
+/* Keeps the statistics of this run, and its y = x * a + b ((2C) ab), for backward. */
 static int bn_keep(struct node *n, int batch, const double *mean, const double *var, double eps,
-		   int64_t C, struct graft_err *err)
+		   const float *ab, int64_t C, struct graft_err *err)
 {
 	struct bn_state *s = n->priv;
 
 	if (!s) {
 		if (!(s = calloc(1, sizeof(*s))) ||
-		    !(s->mean = malloc(sizeof(float) * (size_t)(2 * C + 1)))) {
+		    !(s->mean = malloc(sizeof(float) * (size_t)(4 * C + 1)))) {
 			free(s);
 			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
 		}
 		s->invstd = s->mean + C;
+		s->a = s->mean + 2 * C;
+		s->b = s->mean + 3 * C;
 		n->priv = s;
 	}
 	s->batch = batch;
@@ -202,6 +253,7 @@ static int bn_keep(struct node *n, int batch, const double *mean, const double *
 		s->mean[c] = (float)mean[c];
 		s->invstd[c] = (float)(1.0 / sqrt(var[c] + eps));
 	}
+	memcpy(s->a, ab, sizeof(float) * (size_t)(2 * C));
 	return 0;
 }
 
@@ -259,7 +311,8 @@ static int bn_run(struct node *n, struct graft_err *err)
 		ab[c] = (float)a;
 		ab[C + c] = (float)(bias[c] - st[c] * a);
 	}
-	bn_apply(x->data, n->out[0]->data, ab, ab + C, N, C, inner);
+	struct bn_act act = bn_act_of(n);
+	bn_apply(x->data, n->out[0]->data, ab, ab + C, N, C, inner, &act);
 	if (training) {
 		/* Opset 14+: running mean, running var; before: also the saved (batch) ones. */
 		for (size_t k = 1; k < n->n_out; k++) {
@@ -274,26 +327,52 @@ static int bn_run(struct node *n, struct graft_err *err)
 	if (n->training)
 		rc = bn_update_running(n, st, st + C, C, N * inner, mom, err);
 	if (!rc && n->needs_grad)
-		rc = bn_keep(n, training, st, st + C, eps, C, err);
+		rc = bn_keep(n, training, st, st + C, eps, ab, C, err);
 	free(ab);
 	free(st);
 	return rc;
 }
 
-/* Per channel of x and dy (N, C, inner): sum dy and sum dy * (x - mean[c]). */
-static void bn_grad_sums(const float *x, const float *dy, const float *mean, int64_t N,
-			 int64_t C, int64_t inner, double *sdy, double *sdyx)
+/* The gradient g at y that the fused activation passes (bounds lo, hi: act's pass_lo
+ * and hi): g's bits, or +0.  A bit mask rather than a select: GCC vectorises it into a
+ * reduction in double, which it does not with '? g : 0'. */
+static inline float bn_act_grad(float g, float y, float lo, float hi)
 {
+	uint32_t bits, mask = -(uint32_t)((y >= lo) & (y <= hi));
+
+	memcpy(&bits, &g, sizeof(bits));
+	bits &= mask;
+	memcpy(&g, &bits, sizeof(g));
+	return g;
+}
+
+/* Per channel of x and dy (N, C, inner): sum dy and sum dy * (x - mean[c]), dy being
+ * what the fused activation passes of the gradient given (s->a, s->b: forward's y). */
+static void bn_grad_sums(const float *x, const float *dy, const struct bn_state *st,
+			 const struct bn_act *act, int64_t N, int64_t C, int64_t inner,
+			 double *sdy, double *sdyx)
+{
+	float lo = act->pass_lo, hi = act->hi;
+
 #pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
 	for (int64_t c = 0; c < C; c++) {
 		double s = 0, q = 0;
-		float m = mean[c];
+		float m = st->mean[c], a = st->a[c], b = st->b[c];
 		for (int64_t i = 0; i < N; i++) {
 			const float *px = x + (i * C + c) * inner, *pd = dy + (i * C + c) * inner;
+			if (!act->on) {
+#pragma omp simd reduction(+:s, q)
+				for (int64_t k = 0; k < inner; k++) {
+					s += pd[k];
+					q += (double)pd[k] * (px[k] - m);
+				}
+				continue;
+			}
 #pragma omp simd reduction(+:s, q)
 			for (int64_t k = 0; k < inner; k++) {
-				s += pd[k];
-				q += (double)pd[k] * (px[k] - m);
+				float g = bn_act_grad(pd[k], px[k] * a + b, lo, hi);
+				s += g;
+				q += (double)g * (px[k] - m);
 			}
 		}
 		sdy[c] = s;
@@ -301,19 +380,26 @@ static void bn_grad_sums(const float *x, const float *dy, const float *mean, int
 	}
 }
 
-/* dx (N, C, inner) = dy * k1[c] + (x - mean[c]) * k2[c] + k3[c]. */
-static void bn_grad_apply(const float *x, const float *dy, float *dx, const float *mean,
-			  const float *k1, const float *k2, const float *k3, int64_t N, int64_t C,
-			  int64_t inner)
+/* dx (N, C, inner) = dy * k1[c] + (x - mean[c]) * k2[c] + k3[c], dy as in bn_grad_sums. */
+static void bn_grad_apply(const float *x, const float *dy, float *dx, const struct bn_state *st,
+			  const struct bn_act *act, const float *k1, const float *k2,
+			  const float *k3, int64_t N, int64_t C, int64_t inner)
 {
 #pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
 	for (int64_t nc = 0; nc < N * C; nc++) {
 		const float *px = x + nc * inner, *pd = dy + nc * inner;
-		float *po = dx + nc * inner, m = mean[nc % C];
+		float *po = dx + nc * inner, m = st->mean[nc % C];
 		float a = k1[nc % C], b = k2[nc % C], c = k3[nc % C];
+		float ya = st->a[nc % C], yb = st->b[nc % C], lo = act->pass_lo, hi = act->hi;
+		if (!act->on) {
+#pragma omp simd
+			for (int64_t k = 0; k < inner; k++)
+				po[k] = pd[k] * a + (px[k] - m) * b + c;
+			continue;
+		}
 #pragma omp simd
 		for (int64_t k = 0; k < inner; k++)
-			po[k] = pd[k] * a + (px[k] - m) * b + c;
+			po[k] = bn_act_grad(pd[k], px[k] * ya + yb, lo, hi) * a + (px[k] - m) * b + c;
 	}
 }
 
@@ -342,7 +428,8 @@ static int bn_backward(struct node *n, struct graft_err *err)
 		free(sums);
 		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
 	}
-	bn_grad_sums(x->data, dy, s->mean, N, C, inner, sums, sums + C);
+	struct bn_act act = bn_act_of(n);
+	bn_grad_sums(x->data, dy, s, &act, N, C, inner, sums, sums + C);
 	for (int64_t c = 0; c < C; c++) {
 		double sdy = sums[c], sdyx = sums[C + c], inv = s->invstd[c], a = scale[c] * inv;
 		if (n->gin[1])
@@ -361,7 +448,7 @@ static int bn_backward(struct node *n, struct graft_err *err)
 		}
 	}
 	if (k)
-		bn_grad_apply(x->data, dy, n->gin[0]->data, s->mean, k, k + C, k + 2 * C, N, C,
+		bn_grad_apply(x->data, dy, n->gin[0]->data, s, &act, k, k + C, k + 2 * C, N, C,
 			      inner);
 	free(k);
 	free(sums);
