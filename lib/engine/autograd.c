@@ -361,27 +361,6 @@ static int wants_grad(const struct value *v)
 	return v && (v->flags & VALUE_DIFF) && v->dtype == GRAFT_FLOAT;
 }
 
-/* How many (node, input) slots of the run list read each value with a gradient to
- * give, by value index: one sweep of the run list for the whole plan. */
-static size_t *count_grad_readers(const struct graft_net *net)
-{
-	size_t *count = calloc(net->n_values + 1, sizeof(*count));
-
-	if (!count)
-		return NULL;
-	for (size_t r = 0; r < net->n_run; r++) {
-		const struct node *n = &net->nodes[net->run_list[r]];
-		if (!n->needs_grad)
-			continue;
-		for (size_t k = 0; k < n->n_in; k++) {
-			long i = n->in[k] ? strmap_get(&net->by_name, n->in[k]->name) : -1;
-			if (i >= 0)
-				count[i]++;
-		}
-	}
-	return count;
-}
-
 static int plan_node(struct graft_net *net, struct node *n, struct graft_err *err)
 {
 	for (size_t k = 0; k < n->n_out; k++)
@@ -402,21 +381,26 @@ static int plan_node(struct graft_net *net, struct node *n, struct graft_err *er
 	return 0;
 }
 
-/* gin[k]: the value's own gradient when this is its only reader, else a buffer of the
- * slot's that backward sums into the value's gradient. */
-static int plan_inputs(struct graft_net *net, struct node *n, const size_t *grad_readers,
+/* gin[k]: the value's own gradient for the slot whose backward writes it first (its
+ * only reader's, or of several the one that runs last; planned in reverse run order,
+ * direct[v] says a slot has it), else a buffer of the slot's that backward sums into
+ * the value's gradient.  So a residual connection's gradient costs one sum, not a copy
+ * and a sum. */
+static int plan_inputs(struct graft_net *net, struct node *n, char *direct,
 		       struct graft_err *err)
 {
-	for (size_t k = 0; k < n->n_in; k++) {
+	for (size_t k = n->n_in; k-- > 0;) {
 		struct value *v = n->in[k];
 		if (!wants_grad(v))
 			continue;
 		if (!v->grad && !(v->grad = grad_value(v, owns_grad(v))))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-		if (grad_readers[strmap_get(&net->by_name, v->name)] == 1)
+		long i = strmap_get(&net->by_name, v->name);
+		if (!direct[i])
 			n->gin[k] = v->grad;
 		else if (!(n->gin[k] = grad_value(v, 0)))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		direct[i] = 1;
 	}
 	return 0;
 }
@@ -600,17 +584,17 @@ static int plan(struct graft_net *net, struct graft_err *err)
 	for (size_t r = 0; r < net->n_run; r++)
 		if ((rc = plan_node(net, &net->nodes[net->run_list[r]], err)))
 			return rc;
-	size_t *grad_readers = count_grad_readers(net);
-	if (!grad_readers)
+	char *direct = calloc(net->n_values + 1, 1);
+	if (!direct)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	for (size_t r = 0; r < net->n_run; r++) {
+	for (size_t r = net->n_run; r-- > 0;) {
 		struct node *n = &net->nodes[net->run_list[r]];
-		if (n->needs_grad && (rc = plan_inputs(net, n, grad_readers, err))) {
-			free(grad_readers);
+		if (n->needs_grad && (rc = plan_inputs(net, n, direct, err))) {
+			free(direct);
 			return rc;
 		}
 	}
-	free(grad_readers);
+	free(direct);
 	return plan_buffers(net, err);
 }
 
@@ -683,18 +667,18 @@ void graft_net_set_training(struct graft_net *net, int on)
 	}
 }
 
+/* Elements below which a parallel region costs more than it saves. */
+#define PAR_MIN 32768
+
 static void add_into(struct value *dst, const struct value *src, int first)
 {
 	float *d = dst->data;
 	const float *s = src->data;
-	uint64_t count = value_numel(dst);
+	int64_t count = (int64_t)value_numel(dst);
 
-	if (first) {
-		memcpy(d, s, (size_t)count * sizeof(float));
-		return;
-	}
-	for (uint64_t i = 0; i < count; i++)
-		d[i] += s[i];
+#pragma omp parallel for simd if (count >= PAR_MIN)
+	for (int64_t i = 0; i < count; i++)
+		d[i] = first ? s[i] : d[i] + s[i];
 }
 
 /* Marks which gradients hold a contribution yet (ready), so that the first one is copied
@@ -744,12 +728,15 @@ static int backward_node(struct node *n, struct graft_err *err)
 			zero_if_unreached(n->out[k]->grad);
 	if ((rc = n->grad->backward(n, err)))
 		return rc;
+	/* the slot that wrote a gradient itself first (plan_inputs), then the sums */
+	for (size_t k = 0; k < n->n_in; k++)
+		if (n->gin[k] && n->gin[k] == n->in[k]->grad)
+			n->gin[k]->flags |= GRAD_READY;
 	for (size_t k = 0; k < n->n_in; k++) {
 		struct value *g = n->gin[k] ? n->in[k]->grad : NULL;
-		if (!g)
+		if (!g || n->gin[k] == g)
 			continue;
-		if (n->gin[k] != g)
-			add_into(g, n->gin[k], !(g->flags & GRAD_READY));
+		add_into(g, n->gin[k], !(g->flags & GRAD_READY));
 		g->flags |= GRAD_READY;
 	}
 	return 0;

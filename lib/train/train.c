@@ -755,6 +755,34 @@ static int loss_and_grad(struct graft_trainer *t, const struct graft_array *out,
 			      loss, err);
 }
 
+/* The sum of g's squares in double, in chunks summed in parallel and then in order: the
+ * same bits whatever the thread count. */
+#define SQ_CHUNK 65536
+static double sum_squares(const float *g, uint64_t n)
+{
+	int64_t chunks = (int64_t)((n + SQ_CHUNK - 1) / SQ_CHUNK);
+	double part[64], *parts = chunks <= 64 ? part : malloc((size_t)chunks * sizeof(double));
+	double sq = 0;
+
+	if (!parts)
+		return NAN;     /* (reported as gradients not finite) */
+#pragma omp parallel for schedule(static) if (chunks > 1)
+	for (int64_t c = 0; c < chunks; c++) {
+		const float *p = g + (uint64_t)c * SQ_CHUNK;
+		int64_t len = c == chunks - 1 ? (int64_t)(n - (uint64_t)c * SQ_CHUNK) : SQ_CHUNK;
+		double s = 0;
+#pragma omp simd reduction(+:s)
+		for (int64_t k = 0; k < len; k++)
+			s += (double)p[k] * p[k];
+		parts[c] = s;
+	}
+	for (int64_t c = 0; c < chunks; c++)
+		sq += parts[c];
+	if (parts != part)
+		free(parts);
+	return sq;
+}
+
 /* torch.nn.utils.clip_grad_norm_: scale every gradient by max / (norm + 1e-6) when the
  * global L2 norm exceeds max.  Returns the norm before clipping. */
 static double clip_gradients(struct graft_trainer *t, float **grads)
@@ -765,8 +793,7 @@ static double clip_gradients(struct graft_trainer *t, float **grads)
 		struct graft_net_tensor nt;
 		graft_net_tensor(t->net, t->net_index[t->live[i]], &nt);
 		grads[i] = (float *)nt.grad;
-		for (uint64_t k = 0; k < nt.numel; k++)
-			sq += (double)nt.grad[k] * nt.grad[k];
+		sq += sum_squares(nt.grad, nt.numel);
 	}
 	double norm = sqrt(sq);
 	if (t->o.clip_norm > 0 && norm > 0) {
@@ -775,7 +802,9 @@ static double clip_gradients(struct graft_trainer *t, float **grads)
 			for (size_t i = 0; i < t->n_live; i++) {
 				struct graft_net_tensor nt;
 				graft_net_tensor(t->net, t->net_index[t->live[i]], &nt);
-				for (uint64_t k = 0; k < nt.numel; k++)
+				int64_t n = (int64_t)nt.numel;
+#pragma omp parallel for simd if (n > SQ_CHUNK)
+				for (int64_t k = 0; k < n; k++)
 					grads[i][k] *= coef;
 			}
 	}

@@ -1602,13 +1602,10 @@ static int sum_to(float *dst, const struct shape *s, const float *g, const struc
 
 	bcast_init(&bc, out, 1, s);
 	if (nv == bc.total) {
-		if (sign == 1) {
-			memcpy(dst, g, (size_t)nv * sizeof(float));
-		} else {
+		/* (a copy in both threads: a residual Add's gradient is large) */
 #pragma omp parallel for simd if (nv >= PAR_MIN)
-			for (uint64_t i = 0; i < nv; i++)
-				dst[i] = sign * g[i];
-		}
+		for (uint64_t i = 0; i < nv; i++)
+			dst[i] = sign == 1 ? g[i] : sign * g[i];
 		return 0;
 	}
 	if (bc.total == 0) {
