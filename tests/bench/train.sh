@@ -14,7 +14,7 @@
 # resnet18's full step reaches (3 x 3.64 GFLOP per image: forward, backward-data,
 # backward-weights).
 # Prints a table with the ratios and WARN lines for goals missed: full >= 2x PyTorch
-# (mobilenet_v2: 3x); head-only >= 1.5x PyTorch; resnet18 full >= 40% of the matmul peak; peak memory <=
+# (mobilenet_v2: 3x); head-only >= 1.5x PyTorch; resnet18 full >= 90% of the matmul peak; peak memory <=
 # PyTorch's; 10 epochs of cached head-only training >= 20x PyTorch's loop (below).
 # Reports only: exit 1 only when a tool fails.  GRAFT_BENCH_CACHE=0 skips the 10-epoch
 # run (it makes a 1.2 GB dataset).
@@ -100,8 +100,8 @@ for arch in ${GRAFT_BENCH_TRAIN:-small_cnn resnet18 mobilenet_v2}; do
 			# graft's share of the peak, then PyTorch's: 2x PyTorch needs twice the
 			# latter, which may exceed the peak itself
 			pct=$($PY -c "print('%.0f%%/%.0f%%' % (100 * $g * 3 * 3.64 / $peak, 100 * $ti * 3 * 3.64 / $peak))")
-			$PY -c "import sys; sys.exit(0 if $g * 3 * 3.64 / $peak >= 0.4 else 1)" ||
-				warn+=("resnet18 full: ${pct} of the matmul peak (goal 40%)")
+			$PY -c "import sys; sys.exit(0 if $g * 3 * 3.64 / $peak >= 0.9 else 1)" ||
+				warn+=("resnet18 full: ${pct} of the matmul peak (goal 90%)")
 		fi
 		goal=2.0
 		[ $mode = head ] && goal=1.5
