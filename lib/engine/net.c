@@ -122,6 +122,7 @@ static int add_nodes(struct graft_net *net, struct graft_err *err)
 		n->wisdom = net->opts.wisdom;
 		n->opset = opset;
 		n->op = is_default_domain(p->domain) ? ops_find(op) : NULL;
+		n->blocked = n->op ? ops_find_blocked(op) : NULL;
 		if (!n->op)
 			return graft_err_set(err, GRAFT_EUNSUPPORTED,
 					     "node '%s' (op %s%s%s) is not supported",
@@ -539,8 +540,10 @@ static int fuse_gated_activation(struct graft_net *net, struct node *mul, struct
 
 /*
  * Marks the values that may stay in oneDNN's blocked layouts: outputs of Conv, pooling
- * and layout-transparent ops that only such ops read (Conv and pooling as their X).  Between such layers no reorder to plain NCHW and back is
- * needed (they cost a fifth of resnet18's time and most of mobilenet_v2's).
+ * and layout-transparent ops that only such ops read (Conv and pooling as their X, ops
+ * with a run_blocked kernel: squeeze-and-excitation's GlobalAveragePool and Mul).
+ * Between such layers no reorder to plain NCHW and back is needed (they cost a fifth of
+ * resnet18's time and most of mobilenet_v2's).
  */
 /* MAX_LAYOUT_INPUTS bounds the per-node bookkeeping of run_node: a node with more inputs
  * (a wide Sum) reads only plain values. */
@@ -550,7 +553,7 @@ static int layout_aware_reader(const struct node *c, size_t k)
 {
 	return c->n_in <= MAX_LAYOUT_INPUTS &&
 	       ((k == 0 && (c->op->flags & OP_BLOCKED_IO)) ||
-		(c->op->flags & OP_LAYOUT_TRANSPARENT));
+		(c->op->flags & OP_LAYOUT_TRANSPARENT) || c->blocked);
 }
 
 static int mark_blockable(struct graft_net *net)
@@ -703,6 +706,8 @@ static int run_node(struct node *n, struct graft_err *err)
 	if (!mixed && (n->op->flags & OP_LAYOUT_TRANSPARENT) &&
 	    (n->out[0]->flags & VALUE_BLOCKABLE))
 		return run_flat(n, md, err);
+	if (n->blocked && (rc = n->blocked->run(n, err)) != OPS_DECLINED)
+		return rc;
 	/* Plain copies for this reader. */
 	for (size_t k = 0; k < n->n_in; k++) {
 		struct value *v = n->in[k];

@@ -373,6 +373,113 @@ static void test_resnet_block_layouts(void **state)
 	graft_model_free(m);
 }
 
+/* A float initializer name of dims from fill(mul, mod), its values also into v. */
+static void init_filled(Onnx__ModelProto *mp, const char *name, const int64_t *dims, float *v,
+			int mul, int mod)
+{
+	int n = (int)(dims[0] * dims[1] * dims[2] * dims[3]);
+	Onnx__TensorProto *t = tm_tensor(name, 1, 4, dims);
+
+	fill(v, n, mul, mod);
+	tm_raw(t, v, (size_t)n * sizeof(float));
+	tm_initializer(mp, t);
+}
+
+/*
+ * Squeeze-and-excitation as torchvision exports it (EfficientNet, MobileNetV3), 24
+ * channels (padded to the block in nChw16c) and 2 images: x -> Conv 3x3 -> a;
+ * GlobalAveragePool(a) -> Conv 1x1 -> Relu -> Conv 1x1 -> Sigmoid -> s; Mul(s, a) (or
+ * Mul(a, s)) -> Conv 1x1 -> y.  a stays blocked: the pool and the Mul read it there
+ * (their blocked kernels), and the Mul's result stays blocked for the last Conv, so a
+ * run reorders no more than a plain SE-free chain would: x in and y out, and the
+ * SE convolutions' 1x1 values.  The result is the naive computation's.
+ */
+static void check_squeeze_excitation(int scale_first)
+{
+	enum { B = 2, C = 24, R = 8, H = 5, W = 5, P = C * H * W };
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t xd[] = {B, C, H, W}, w0d[] = {C, C, 3, 3}, wrd[] = {R, C, 1, 1},
+		wed[] = {C, R, 1, 1}, wod[] = {C, C, 1, 1};
+	static float w0[C * C * 9], wr[R * C], we[C * R], wo[C * C], x[B * P], a[B * P],
+		want[B * P];
+	fill(x, B * P, 29, 13);
+	tm_input(mp, "x", 1, 4, xd);
+	tm_output(mp, "y", 1, 4, xd);
+	init_filled(mp, "w0", w0d, w0, 37, 19);
+	init_filled(mp, "wr", wrd, wr, 53, 23);
+	init_filled(mp, "we", wed, we, 41, 29);
+	init_filled(mp, "wo", wod, wo, 31, 17);
+	attr_ints4(tm_node(mp, "Conv", "stem", (const char *[]){"x", "w0", NULL},
+			   (const char *[]){"a", NULL}), "pads", 1);
+	tm_node(mp, "GlobalAveragePool", "pool", (const char *[]){"a", NULL},
+		(const char *[]){"g", NULL});
+	tm_node(mp, "Conv", "reduce", (const char *[]){"g", "wr", NULL},
+		(const char *[]){"r0", NULL});
+	tm_node(mp, "Relu", "relu", (const char *[]){"r0", NULL}, (const char *[]){"r", NULL});
+	tm_node(mp, "Conv", "expand", (const char *[]){"r", "we", NULL},
+		(const char *[]){"e", NULL});
+	tm_node(mp, "Sigmoid", "gate", (const char *[]){"e", NULL}, (const char *[]){"s", NULL});
+	tm_node(mp, "Mul", "scale", scale_first ? (const char *[]){"s", "a", NULL}
+						: (const char *[]){"a", "s", NULL},
+		(const char *[]){"m", NULL});
+	tm_node(mp, "Conv", "out", (const char *[]){"m", "wo", NULL}, (const char *[]){"y", NULL});
+	struct graft_model *m = tm_load(mp);
+	struct graft_net *net;
+	struct graft_err err = {0};
+	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {B, C, H, W},
+				 .data = x, .nbytes = sizeof(x)}, y;
+	uint64_t prims, r1, r2;
+	size_t fused;
+
+	if (graft_net_new(&net, m, &err) || graft_net_run(net, &in, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_counters(net, &prims, &r1, &fused);
+	assert_int_equal(graft_net_run(net, &in, 1, &err), 0);
+	graft_net_counters(net, &prims, &r2, &fused);
+	assert_int_equal(fused, 2);                     /* the Relu and the Sigmoid */
+	/* x in, y out, and the 1x1 values of the excitation (g in, s out) at most */
+	assert_true(r2 - r1 <= 4);
+	for (int b = 0; b < B; b++) {
+		double g[C], r[R], s[C];
+		conv3x3(x + b * P, w0, a + b * P, C, H, W, 0);
+		for (int c = 0; c < C; c++) {
+			g[c] = 0;
+			for (int i = 0; i < H * W; i++)
+				g[c] += a[b * P + c * H * W + i] / (H * W);
+		}
+		for (int o = 0; o < R; o++) {
+			r[o] = 0;
+			for (int c = 0; c < C; c++)
+				r[o] += wr[o * C + c] * g[c];
+			r[o] = r[o] > 0 ? r[o] : 0;
+		}
+		for (int c = 0; c < C; c++) {
+			double e = 0;
+			for (int o = 0; o < R; o++)
+				e += we[c * R + o] * r[o];
+			s[c] = 1 / (1 + exp(-e));
+		}
+		for (int o = 0; o < C; o++)
+			for (int i = 0; i < H * W; i++) {
+				double acc = 0;
+				for (int c = 0; c < C; c++)
+					acc += wo[o * C + c] * s[c] * a[b * P + c * H * W + i];
+				want[b * P + o * H * W + i] = (float)acc;
+			}
+	}
+	graft_net_output(net, 0, &y);
+	assert_close(y.data, want, B * P);
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
+static void test_squeeze_excitation_blocked(void **state)
+{
+	(void)state;
+	check_squeeze_excitation(1);
+	check_squeeze_excitation(0);
+}
+
 /* x -> Conv 1x1 (C -> E) -> Relu -> depthwise Conv 3x3 (stride S, pad 1) -> Relu -> y,
  * computed naively. */
 static void pointwise_depthwise(const float *x, const float *w1, const float *b1,
@@ -704,6 +811,7 @@ int main(void)
 		cmocka_unit_test(test_blocked_layout_between_convs),
 		cmocka_unit_test(test_resnet_block_layouts),
 		cmocka_unit_test(test_depthwise_fused),
+		cmocka_unit_test(test_squeeze_excitation_blocked),
 		cmocka_unit_test(test_gated_activations_fused),
 		cmocka_unit_test(test_estimate_counts_the_plan),
 		cmocka_unit_test(test_estimate_folds_shapes),

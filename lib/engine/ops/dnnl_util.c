@@ -93,6 +93,35 @@ int onednn_md_same(const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b)
 	return dnnl_memory_desc_equal(a, b) != 0;
 }
 
+int onednn_channel_blocks(const struct value *v, struct channel_blocks *b)
+{
+	const dnnl_memory_desc_t *md = v->layout;
+	const dnnl_blocking_desc_t *bd = md ? &md->format_desc.blocking : NULL;
+
+	if (!md || md->ndims != 4 || md->data_type != dnnl_f32 ||
+	    md->format_kind != dnnl_blocked || md->offset0 != 0 || md->extra.flags != 0 ||
+	    md->padded_dims[0] != md->dims[0] || md->padded_dims[2] != md->dims[2] ||
+	    md->padded_dims[3] != md->dims[3])
+		return 0;
+	*b = (struct channel_blocks){md->dims[0], md->dims[1], md->padded_dims[1], 0,
+				     md->dims[2] * md->dims[3]};
+	int nhwc = bd->inner_nblks == 0 && b->C_pad == b->C;
+
+	if (nhwc) {
+		b->B = b->C;
+	} else if (bd->inner_nblks == 1 && bd->inner_idxs[0] == 1 &&
+		   (bd->inner_blks[0] == 8 || bd->inner_blks[0] == 16) &&
+		   b->C_pad % bd->inner_blks[0] == 0) {
+		b->B = bd->inner_blks[0];
+	} else {
+		return 0;
+	}
+	/* dense, channel blocks outside the spatial dims */
+	return bd->strides[3] == b->B && bd->strides[2] == md->dims[3] * b->B &&
+	       bd->strides[1] == (nhwc ? 1 : b->HW * b->B) &&
+	       bd->strides[0] == b->C_pad * b->HW;
+}
+
 int onednn_memory(const struct node *n, dnnl_memory_t *mem, const dnnl_memory_desc_t *md,
 		  void *data, struct graft_err *err)
 {

@@ -32,6 +32,18 @@ void onednn_md_describe(const dnnl_memory_desc_t *md, char *buf, size_t size);
 /* 1 when two descriptors describe the same layout. */
 int onednn_md_same(const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b);
 
+/*
+ * A 4-D f32 value in a channel-blocked layout, as kernels that read such values
+ * directly see it: element (n, c, h, w) at n * C_pad * HW + (c / B) * HW * B +
+ * (h * W + w) * B + c % B, the channels padded up to C_pad (a multiple of B) with zeros.
+ * nChw16c and nChw8c are B 16 and 8; nhwc is B = C (one block, no padding).
+ */
+struct channel_blocks {
+	int64_t N, C, C_pad, B, HW;
+};
+/* 1 and *b when v holds such a layout (v->layout), else 0. */
+int onednn_channel_blocks(const struct value *v, struct channel_blocks *b);
+
 /* Makes a memory object over data (which the caller owns; NULL for none yet). */
 int onednn_memory(const struct node *n, dnnl_memory_t *mem, const dnnl_memory_desc_t *md,
 		  void *data, struct graft_err *err);

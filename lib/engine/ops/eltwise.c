@@ -19,6 +19,7 @@
 #include <tgmath.h>
 
 #include "ops.h"
+#include "dnnl_util.h"     /* onednn_channel_blocks, onednn_keep_layout */
 
 /*
  * The flag changes no result (graft never reads floating-point exception flags); it lets
@@ -878,6 +879,92 @@ static int binary_run(struct node *n, struct graft_err *err)
 		return rc;
 	bcast_init(&bc, n->out[0], 2, sh);
 	apply_binary(code, &bc, n->out[0], a->data, a->dtype, b->data, b->dtype, &p);
+	return 0;
+}
+
+/* Whether s (float) broadcasts to x's (N, C, H, W) per channel: [C, 1, 1], [1, C, 1, 1]
+ * or [N, C, 1, 1] (*per_sample: the distance between its samples' channels, else 0), or
+ * a single value (*scalar).  s may be blocked where it is [N, C, 1, 1] (a convolution's
+ * output): with one pixel, that is plain but for the padded channels. */
+static int per_channel(const struct value *s, const struct channel_blocks *b,
+		       int64_t *per_sample, int *scalar)
+{
+	struct channel_blocks sb;
+
+	*per_sample = *scalar = 0;
+	if (s->dtype != GRAFT_FLOAT)
+		return 0;
+	if (s->layout) {
+		if (!onednn_channel_blocks(s, &sb) || sb.HW != 1 || sb.C != b->C ||
+		    (sb.N != 1 && sb.N != b->N))
+			return 0;
+		*per_sample = sb.N == 1 ? 0 : sb.C_pad;
+		return 1;
+	}
+	if (value_numel(s) == 1 && s->rank <= 4)
+		return *scalar = 1;
+	if (s->rank < 3 || s->dims[s->rank - 1] != 1 || s->dims[s->rank - 2] != 1 ||
+	    s->dims[s->rank - 3] != b->C)
+		return 0;
+	if (s->rank == 4 && s->dims[0] != 1) {
+		if (s->dims[0] != b->N)
+			return 0;
+		*per_sample = b->C;
+	}
+	return 1;
+}
+
+/*
+ * Mul of a blocked X (nChw16c, nChw8c, nhwc) by a per-channel scale, either way round:
+ * squeeze-and-excitation's gate (EfficientNet, MobileNetV3).  The product stays in X's
+ * layout for the convolution that reads it; the plain route reordered X out and the
+ * product back in (a quarter of efficientnet_b0's time at batch 1).
+ */
+static int mul_run_blocked(struct node *n, struct graft_err *err)
+{
+	struct value *y = n->out[0];
+	struct channel_blocks b;
+	int64_t per_sample;
+	int k, scalar, rc;
+
+	if (binary_code(n) != B_MUL || n->n_in != 2 || !n->in[0] || !n->in[1] ||
+	    !(y->flags & VALUE_BLOCKABLE) || y->rank != 4)
+		return OPS_DECLINED;
+	/* X: the input of y's shape */
+	k = n->in[0]->rank == 4 && memcmp(n->in[0]->dims, y->dims, 4 * sizeof(int64_t)) == 0 ? 0 : 1;
+	const struct value *x = n->in[k], *s = n->in[1 - k];
+	if (x->dtype != GRAFT_FLOAT || !onednn_channel_blocks(x, &b) ||
+	    memcmp(y->dims, x->dims, 4 * sizeof(int64_t)) != 0 ||
+	    !per_channel(s, &b, &per_sample, &scalar))
+		return OPS_DECLINED;
+	if ((!y->layout || !onednn_md_same(y->layout, x->layout)) &&
+	    (rc = onednn_keep_layout(n, y, x->layout, err)))
+		return rc;
+	const float *X = x->data, *S = s->data;
+	float *Y = y->data;
+	int64_t blocks = b.C_pad / b.B, block = b.HW * b.B;
+#pragma omp parallel for schedule(static) if (b.N * b.C_pad * b.HW > PAR_MIN)
+	for (int64_t nb = 0; nb < b.N * blocks; nb++) {
+		int64_t c0 = nb % blocks * b.B, lanes = b.C - c0 < b.B ? b.C - c0 : b.B;
+		const float *sv = scalar ? S : S + nb / blocks * per_sample + c0;
+		const float *xb = X + nb * block;
+		float *yb = Y + nb * block;
+		for (int64_t hw = 0; hw < b.HW; hw++) {
+			const float *xp = xb + hw * b.B;
+			float *yp = yb + hw * b.B;
+			if (scalar) {
+#pragma omp simd
+				for (int64_t l = 0; l < lanes; l++)
+					yp[l] = xp[l] * sv[0];
+			} else {
+#pragma omp simd
+				for (int64_t l = 0; l < lanes; l++)
+					yp[l] = xp[l] * sv[l];
+			}
+			for (int64_t l = lanes; l < b.B; l++)
+				yp[l] = 0;      /* the padding stays zero */
+		}
+	}
 	return 0;
 }
 
@@ -2006,6 +2093,10 @@ static int dropout_backward(struct node *n, struct graft_err *err)
 
 static const struct grad_def grad_identity = {"Identity", identity_backward};
 static const struct grad_def grad_clip = {"Clip", clip_backward};
+
+static const struct blocked_def blocked_mul = {"Mul", mul_run_blocked};
+
+const struct blocked_def *const ops_eltwise_blocked[] = {&blocked_mul, NULL};
 static const struct grad_def grad_sum = {"Sum", variadic_backward};
 static const struct grad_def grad_mean = {"Mean", variadic_backward};
 static const struct grad_def grad_where = {"Where", where_backward};

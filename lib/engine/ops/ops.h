@@ -108,6 +108,7 @@ struct node {
 	 * pre's output (its in[0]) is never allocated unless the kernel must fall back to
 	 * running them apart.  host is the reverse link, set on pre. */
 	struct node *pre, *host;
+	const struct blocked_def *blocked;      /* ops_find_blocked's, or NULL */
 
 	/* Training nets only. */
 	int training;           /* run as in training: BatchNormalization normalises with the
@@ -163,6 +164,25 @@ struct grad_def {
 
 /* The backward for op_type, or NULL. */
 const struct grad_def *ops_find_grad(const char *op_type);
+
+/*
+ * A kernel of an op for inputs in blocked layouts (families list them in
+ * ops_<family>_blocked[] arrays): where run would need plain copies of them, the
+ * executor calls this first, with some inputs blocked (value->layout) and the others
+ * plain.  out[0] may stay in an input's layout when it is VALUE_BLOCKABLE
+ * (onednn_keep_layout), else it is written plain.  It returns OPS_DECLINED when it
+ * cannot (a layout or broadcast it does not handle): the executor then makes the plain
+ * copies and calls run.  The executor lets every input of such an op stay blocked.
+ */
+struct blocked_def {
+	const char *name;       /* op_type in the default ONNX domain */
+	int (*run)(struct node *n, struct graft_err *err);
+};
+/* A blocked_def's "not this one" (graft's errors are negative). */
+#define OPS_DECLINED 1
+
+/* The kernel for blocked inputs of op_type, or NULL. */
+const struct blocked_def *ops_find_blocked(const char *op_type);
 
 /*
  * The memory a kernel allocates for itself (families that keep any list them in

@@ -469,6 +469,39 @@ static int gavg_run(struct node *n, struct graft_err *err)
 	return global_run(n, POOL_AVG);
 }
 
+/* GlobalAveragePool of a blocked X (nChw16c, nChw8c, nhwc) into a plain [N, C, 1, 1],
+ * summed in double per channel as global_run does: squeeze-and-excitation's X then
+ * stays blocked for the Mul that reads it too. */
+static int gavg_run_blocked(struct node *n, struct graft_err *err)
+{
+	const struct value *x = n->in[0];
+	struct channel_blocks b;
+	float *Y = n->out[0]->data;
+
+	(void)err;
+	if (x->dtype != GRAFT_FLOAT || !onednn_channel_blocks(x, &b))
+		return OPS_DECLINED;
+	int64_t blocks = b.C_pad / b.B, block = b.HW * b.B;
+	const float *X = x->data;
+#pragma omp parallel for schedule(static) if (b.N * b.C_pad * b.HW > 32768)
+	for (int64_t nb = 0; nb < b.N * blocks; nb++) {
+		int64_t c0 = nb % blocks * b.B, lanes = b.C - c0 < b.B ? b.C - c0 : b.B;
+		const float *xb = X + nb * block;
+		float *yb = Y + nb / blocks * b.C + c0;
+		/* 16 lanes at a time, along the rows: one cache line a row */
+		for (int64_t l0 = 0; l0 < lanes; l0 += 16) {
+			int64_t m = lanes - l0 < 16 ? lanes - l0 : 16;
+			double acc[16] = {0};
+			for (int64_t hw = 0; hw < b.HW; hw++)
+				for (int64_t l = 0; l < m; l++)
+					acc[l] += xb[hw * b.B + l0 + l];
+			for (int64_t l = 0; l < m; l++)
+				yb[l0 + l] = b.HW ? (float)(acc[l] / (double)b.HW) : 0.0f;
+		}
+	}
+	return 0;
+}
+
 static int gmax_run(struct node *n, struct graft_err *err)
 {
 	(void)err;
@@ -703,3 +736,7 @@ static const struct grad_def grad_gmax = {"GlobalMaxPool", gmax_backward};
 
 const struct grad_def *const ops_pool_grad[] = {&grad_maxpool, &grad_avgpool, &grad_gavg,
 						&grad_gmax, NULL};
+
+static const struct blocked_def blocked_gavg = {"GlobalAveragePool", gavg_run_blocked};
+
+const struct blocked_def *const ops_pool_blocked[] = {&blocked_gavg, NULL};

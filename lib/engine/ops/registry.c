@@ -1,8 +1,9 @@
 /*
  * registry.c: every op the executor knows, by family.  A new family is one file in
  * lib/engine/ops/ exporting a NULL-terminated ops_<family>[] array, listed here, and, for the
- * ops it can differentiate, a NULL-terminated ops_<family>_grad[] array, and for the
- * ops whose kernels allocate buffers of their own (packed weights), ops_<family>_mem[].
+ * ops it can differentiate, a NULL-terminated ops_<family>_grad[] array, for the
+ * ops whose kernels allocate buffers of their own (packed weights), ops_<family>_mem[],
+ * and for those with a kernel for blocked layouts, ops_<family>_blocked[].
  */
 #include <pthread.h>
 #include <string.h>
@@ -74,6 +75,21 @@ const struct grad_def *ops_find_grad(const char *op_type)
 		for (size_t i = 0; grad_families[f][i]; i++)
 			if (strcmp(grad_families[f][i]->name, op_type) == 0)
 				return grad_families[f][i];
+	return NULL;
+}
+
+extern const struct blocked_def *const ops_eltwise_blocked[], *const ops_pool_blocked[];
+
+static const struct blocked_def *const *const blocked_families[] = {
+	ops_eltwise_blocked, ops_pool_blocked,
+};
+
+const struct blocked_def *ops_find_blocked(const char *op_type)
+{
+	for (size_t f = 0; f < sizeof(blocked_families) / sizeof(blocked_families[0]); f++)
+		for (size_t i = 0; blocked_families[f][i]; i++)
+			if (strcmp(blocked_families[f][i]->name, op_type) == 0)
+				return blocked_families[f][i];
 	return NULL;
 }
 
