@@ -256,6 +256,24 @@ static void assert_close(const float *got, const float *want, int n)
 			fail_msg("y[%d] = %g, expected %g", i, got[i], want[i]);
 }
 
+/* m's net, planned by a run on in, and the reorders a second run does; *fused: the nodes
+ * fused into others. */
+static struct graft_net *planned_net(const struct graft_model *m, const struct graft_array *in,
+				     uint64_t *reorders, size_t *fused)
+{
+	struct graft_net *net;
+	struct graft_err err = {0};
+	uint64_t prims, r1;
+
+	if (graft_net_new(&net, m, &err) || graft_net_run(net, in, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_counters(net, &prims, &r1, fused);
+	assert_int_equal(graft_net_run(net, in, 1, &err), 0);
+	graft_net_counters(net, &prims, reorders, fused);
+	*reorders -= r1;
+	return net;
+}
+
 /* x -> Conv -> Relu -> Conv -> y: the value between the two Convs stays in oneDNN's
  * blocked layout, so a run reorders only at the ends (x in, y out), not four times. */
 static void test_blocked_layout_between_convs(void **state)
@@ -286,19 +304,14 @@ static void test_blocked_layout_between_convs(void **state)
 	attr_ints4(c2, "pads", 1);
 	struct graft_model *m = tm_load(mp);
 	struct graft_net *net;
-	struct graft_err err = {0};
 	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, C, H, W},
 				 .data = x, .nbytes = sizeof(x)}, y;
-	uint64_t prims, r1, r2;
+	uint64_t reorders;
 	size_t fused;
 
-	if (graft_net_new(&net, m, &err) || graft_net_run(net, &in, 1, &err))
-		fail_msg("%s", err.msg);
-	graft_net_counters(net, &prims, &r1, &fused);
-	assert_int_equal(graft_net_run(net, &in, 1, &err), 0);
-	graft_net_counters(net, &prims, &r2, &fused);
+	net = planned_net(m, &in, &reorders, &fused);
 	assert_int_equal(fused, 1);                     /* the Relu */
-	assert_int_equal(r2 - r1, 2);                   /* x in and y out, nothing between */
+	assert_int_equal(reorders, 2);                   /* x in and y out, nothing between */
 	conv3x3(x, w1, mid, C, H, W, 1);
 	conv3x3(mid, w2, want, C, H, W, 0);
 	graft_net_output(net, 0, &y);
@@ -347,21 +360,16 @@ static void test_resnet_block_layouts(void **state)
 	tm_node(mp, "Relu", "r2", (const char *[]){"sum", NULL}, (const char *[]){"y", NULL});
 	struct graft_model *m = tm_load(mp);
 	struct graft_net *net;
-	struct graft_err err = {0};
 	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {1, C, H, W},
 				 .data = x, .nbytes = sizeof(x)}, y;
-	uint64_t prims, r1, r2;
+	uint64_t reorders;
 	size_t fused, run, folded;
 
-	if (graft_net_new(&net, m, &err) || graft_net_run(net, &in, 1, &err))
-		fail_msg("%s", err.msg);
-	graft_net_counters(net, &prims, &r1, &fused);
-	assert_int_equal(graft_net_run(net, &in, 1, &err), 0);
-	graft_net_counters(net, &prims, &r2, &fused);
+	net = planned_net(m, &in, &reorders, &fused);
 	graft_net_stats(net, &run, &folded);
 	assert_int_equal(fused, 2);                     /* r0 and r1 */
 	assert_int_equal(run, 5);                       /* stem, c1, c2, add, r2 */
-	assert_int_equal(r2 - r1, 2);
+	assert_int_equal(reorders, 2);
 	conv3x3(x, w0, st, C, H, W, 1);
 	conv3x3(st, w1, a, C, H, W, 1);
 	conv3x3(a, w2, b, C, H, W, 0);
@@ -425,20 +433,15 @@ static void check_squeeze_excitation(int scale_first)
 	tm_node(mp, "Conv", "out", (const char *[]){"m", "wo", NULL}, (const char *[]){"y", NULL});
 	struct graft_model *m = tm_load(mp);
 	struct graft_net *net;
-	struct graft_err err = {0};
 	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {B, C, H, W},
 				 .data = x, .nbytes = sizeof(x)}, y;
-	uint64_t prims, r1, r2;
+	uint64_t reorders;
 	size_t fused;
 
-	if (graft_net_new(&net, m, &err) || graft_net_run(net, &in, 1, &err))
-		fail_msg("%s", err.msg);
-	graft_net_counters(net, &prims, &r1, &fused);
-	assert_int_equal(graft_net_run(net, &in, 1, &err), 0);
-	graft_net_counters(net, &prims, &r2, &fused);
+	net = planned_net(m, &in, &reorders, &fused);
 	assert_int_equal(fused, 2);                     /* the Relu and the Sigmoid */
 	/* x in, y out, and the 1x1 values of the excitation (g in, s out) at most */
-	assert_true(r2 - r1 <= 4);
+	assert_true(reorders <= 4);
 	for (int b = 0; b < B; b++) {
 		double g[C], r[R], s[C];
 		conv3x3(x + b * P, w0, a + b * P, C, H, W, 0);
