@@ -3,7 +3,7 @@
 
 Conformance of graft-run against the ONNX backend test suite (node and
 pytorch-converted by default).  For every test whose ops are all ones graft runs
-(`graft-run --list-ops`) and whose tensors are float32, int32, int64 or bool, runs
+(`graft-run --list-ops`) and whose tensors are float32, int32, int64, uint8, int8 or bool, runs
 graft-run on each input set and compares with the expected outputs: floats within
 rtol 1e-3, atol 1e-5; integers and bools exactly; shapes exactly.  Tests listed in
 tests/conformance/node_exceptions.txt (with a reason) may fail without failing the run.
@@ -22,6 +22,7 @@ LIB = os.path.normpath(os.path.join(HERE, "..", "..", "lib"))
 OPS_DIR = os.path.join(LIB, "engine", "ops")
 DATA = "/usr/share/libonnx-testdata/data"
 OK_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.INT32, onnx.TensorProto.INT64,
+            onnx.TensorProto.UINT8, onnx.TensorProto.INT8,
             onnx.TensorProto.BOOL}
 
 def graph_ops(g, ops):
@@ -227,7 +228,7 @@ def ops_markdown(supported, backward, per_op, exceptions, skipped, passed, faile
         lines.append("- `%s` is excused: %s" % (name, why))
     lines.append("")
     lines.append("Totals: %d tests passed, %d failed, %d excused; %d skipped (ops outside "
-                 "this list), %d skipped (tensor types other than float32, int32, int64, "
+                 "this list), %d skipped (tensor types other than float32, int32, int64, uint8, int8, "
                  "bool)." % (passed, failed, excused, skipped["ops"], skipped["types"]))
     return "\n".join(lines) + "\n"
 

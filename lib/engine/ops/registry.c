@@ -12,11 +12,12 @@
 
 extern const struct op_def *const ops_eltwise[], *const ops_reshape[], *const ops_join[],
 	*const ops_index[], *const ops_constant[], *const ops_reduce[], *const ops_softmax[],
-	*const ops_norm[], *const ops_conv[], *const ops_gemm[], *const ops_pool[];
+	*const ops_norm[], *const ops_conv[], *const ops_gemm[], *const ops_pool[],
+	*const ops_quant[];
 
 static const struct op_def *const *const families[] = {
 	ops_eltwise, ops_reshape, ops_join, ops_index, ops_constant, ops_reduce, ops_softmax,
-	ops_norm, ops_conv, ops_gemm, ops_pool,
+	ops_norm, ops_conv, ops_gemm, ops_pool, ops_quant,
 };
 
 /* Room for every op of the families (test_net checks that they fit). */
