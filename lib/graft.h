@@ -499,8 +499,9 @@ struct graft_net_opts {
 			 * even where its scale and bias train */
 	int input_grads;/* training: also the gradients of the graph inputs */
 	uint64_t seed;  /* training: Dropout masks */
-	int no_fuse;    /* keep every node as it is (no folding or fusion): every value has
-			 * its shape after a run (graft_net_value_shape) */
+	int no_fuse;    /* keep every node as it is (no folding or fusion) and every value
+			 * plain: each has its shape and data after a run
+			 * (graft_net_value_shape, graft_net_value) */
 	int profile;    /* time every node's runs (graft_net_profile) */
 	/* Kernel choice per layer shape, timed on this machine (docs/engine.md): NULL runs
 	 * oneDNN's first choice for each, as it always did; otherwise each convolution
@@ -949,6 +950,45 @@ int graft_model_fold_bn(struct graft_model *m, size_t *folded, struct graft_err 
  * with "graft.", detached tensors (datasets, training state; ONNX export leaves them out
  * in any case), and then what graft_model_fold_bn removes as unread. */
 int graft_model_strip(struct graft_model *m, struct graft_err *err);
+
+/* ---- quantization (lib/surgery/quantize.c, docs/quantize.md) ------------------------------ */
+
+/*
+ * Static post-training quantization to ONNX's QDQ format, int8 activations (asymmetric,
+ * ranges calibrated on x: the model's one input, samples along dim 0) and int8 weights
+ * (symmetric, per output channel unless per_tensor), int32 biases, as ONNX Runtime's
+ * quantize_static does by default.  Conv, Gemm and MatMul with stored weights and Add of
+ * two computed values are quantized, but for nodes whose name or op type an exclude glob
+ * matches; a Relu or a Clip from 0 that alone reads one is folded into its range, and a
+ * BatchNormalization after a Conv or Gemm into its weights (graft_model_fold_bn).  A
+ * model with quantized nodes already is refused (GRAFT_EINVAL); one below opset 13 (10
+ * per tensor) is GRAFT_EUNSUPPORTED.  After an error, m may be half changed and is fit
+ * only to be freed.
+ */
+struct graft_quant_opts {
+	int per_tensor;                 /* weights: one scale a tensor, not a channel */
+	const char *const *exclude;     /* fnmatch patterns of node names or op types */
+	size_t n_exclude;
+	int64_t samples;                /* calibration samples, the first of x (0: all) */
+	int64_t batch;                  /* calibration batch (0: 32) */
+};
+struct graft_quant_info {
+	size_t quantized;               /* nodes that run in 8 bits */
+	size_t folded;                  /* Relu and Clip folded into a range */
+	size_t excluded;                /* quantizable nodes an exclude pattern kept float */
+	size_t tensors;                 /* activations given a QuantizeLinear pair */
+	size_t weights;                 /* weights stored as int8 */
+};
+int graft_quantize(struct graft_model *m, const struct graft_array *x,
+		   const struct graft_quant_opts *o, struct graft_quant_info *info,
+		   struct graft_err *err);
+/* An int8 activation's scale and zero point for the range [rmin, rmax], widened to hold
+ * 0 and mapped onto [-128, 127]: scale (rmax - rmin) / 255 (1 for an empty range), zero
+ * point round_half_even(-128 - rmin / scale). */
+void graft_quant_asymmetric(float rmin, float rmax, float *scale, uint8_t *zero_point);
+/* An int8 weight's scale for values within +-absmax: absmax / 127 (1 for 0), zero point
+ * 0, quantized values in [-127, 127]. */
+float graft_quant_symmetric(float absmax);
 
 /* ---- strategy (lib/train/plan.c, docs/plan.md) ------------------------------------------------ */
 

@@ -891,7 +891,8 @@ int graft_net_new_opts(struct graft_net **out, const struct graft_model *m,
 		return rc;
 	}
 	mark_plan_inputs(net);
-	if (mark_blockable(net)) {
+	/* no_fuse keeps every value readable (graft_net_value): plain, too */
+	if (!net->opts.no_fuse && mark_blockable(net)) {
 		graft_net_free(net);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}

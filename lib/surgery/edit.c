@@ -292,8 +292,7 @@ static int set_outputs(struct graft_model *m, const struct graft_net *net, const
 	return 0;
 }
 
-/* value_info entries of values that are gone (kept all when memory runs out). */
-static void drop_stale_value_info(Onnx__GraphProto *g)
+void edit_drop_stale_value_info(Onnx__GraphProto *g)
 {
 	struct strmap defined;
 	size_t w = 0;
@@ -351,7 +350,7 @@ int graft_model_extract(struct graft_model *m, const char *const *from, size_t n
 	graft_net_free(net);
 	free(batch_copy);
 	if (!rc) {
-		drop_stale_value_info(g);
+		edit_drop_stale_value_info(g);
 		rc = edit_drop_unread_initializers(m, err);
 	}
 	free(keep);

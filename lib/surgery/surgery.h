@@ -13,5 +13,8 @@ void edit_remove_node(Onnx__GraphProto *g, size_t i);
  * through the table), with the graph inputs of the same name (IR versions before 4 pair
  * them; left alone, they would become inputs a runtime demands). */
 int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err);
+/* Removes the value_info entries of values the graph no longer has (keeps them all when
+ * memory runs out). */
+void edit_drop_stale_value_info(Onnx__GraphProto *g);
 
 #endif

@@ -1,0 +1,667 @@
+/*
+ * quantize.c: static post-training quantization to ONNX's QDQ format, as ONNX Runtime's
+ * quantize_static writes it by default (S8S8), so that its CPU provider fuses each
+ * DequantizeLinear -> op -> QuantizeLinear into an int8 kernel (docs/quantize.md):
+ *
+ * - Conv, Gemm and MatMul with stored float weights, and Add of two computed values (a
+ *   residual connection), are quantized unless an --exclude pattern names them.
+ * - Their activations (inputs and outputs) are int8, asymmetric: the range calibrated on
+ *   the user's data, widened to hold 0, maps onto [-128, 127] with a zero point.  Each
+ *   such tensor T gets QuantizeLinear -> DequantizeLinear right after its producer, and
+ *   its readers read the dequantized copy (a graph output keeps the float T).
+ * - Weights are int8, symmetric ([-127, 127], zero point 0), one scale per output channel
+ *   (Conv axis 0, Gemm with transB axis 0, without it axis 1, MatMul axis 1) or per
+ *   tensor; a bias is int32 at scale input_scale * weight_scale.  Each is stored
+ *   quantized and read through a DequantizeLinear that writes the old name.
+ * - A Relu, or a Clip from 0 (ReLU6), that alone reads a quantized node's output is
+ *   removed: the node writes the activation's output, whose calibrated range starts at
+ *   0, so QuantizeLinear's saturation does the clipping (ORT does the same; with
+ *   symmetric activations it must not: onnxruntime#11660).
+ *
+ * Calibration runs the float model, as it is before any change, on the samples given
+ * (graft's engine, every value kept), and takes each tensor's minimum and maximum.
+ */
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "surgery/surgery.h"
+
+/* ---- scales and zero points ------------------------------------------------------------ */
+
+void graft_quant_asymmetric(float rmin, float rmax, float *scale, uint8_t *zero_point)
+{
+	double lo = rmin < 0 ? rmin : 0, hi = rmax > 0 ? rmax : 0, s = (hi - lo) / 255.0;
+	double zp;
+
+	if (!(s > 0) || !isfinite(s))
+		s = 1.0;        /* a constant 0 tensor: any scale holds it */
+	zp = nearbyint(-lo / s);
+	*scale = (float)s;
+	*zero_point = (uint8_t)(zp < 0 ? 0 : zp > 255 ? 255 : zp);
+}
+
+float graft_quant_symmetric(float absmax)
+{
+	double s = (double)absmax / 127.0;
+
+	return s > 0 && isfinite(s) ? (float)s : 1.0f;
+}
+
+/* ---- the plan ---------------------------------------------------------------------------- */
+
+enum { Q_NONE, Q_CONV, Q_GEMM, Q_MATMUL, Q_ADD };
+
+/* A node to quantize: which inputs are activations and which the weight and bias. */
+struct qnode {
+	size_t node;
+	int kind;
+	int weight, bias;       /* input indices; -1 for none */
+	int axis;               /* the weight's output-channel axis */
+	long act;               /* the Relu or Clip folded into it; -1 for none */
+};
+
+struct qtensor {
+	char *name;             /* the activation, as the original graph names it */
+	float lo, hi;           /* calibrated range */
+	float scale;
+	uint8_t zp;
+};
+
+struct qplan {
+	struct qnode *nodes;
+	size_t n_nodes;
+	struct qtensor *t;
+	size_t n_t, cap_t;
+	struct strmap t_index;  /* activation name -> index in t */
+	size_t excluded, folded;
+};
+
+static void qplan_release(struct qplan *p)
+{
+	for (size_t i = 0; i < p->n_t; i++)
+		free(p->t[i].name);
+	free(p->t);
+	free(p->nodes);
+	strmap_release(&p->t_index);
+}
+
+static int excluded(const Onnx__NodeProto *n, const struct graft_quant_opts *o)
+{
+	for (size_t i = 0; i < o->n_exclude; i++)
+		if ((n->name && fnmatch(o->exclude[i], n->name, 0) == 0) ||
+		    fnmatch(o->exclude[i], n->op_type, 0) == 0)
+			return 1;
+	return 0;
+}
+
+/* The stored float tensor of that name and rank (0: any), or NULL. */
+static const struct tensor_rec *stored_float(const struct graft_model *m, const char *name,
+					     int rank)
+{
+	long i = name && *name ? graft_model_find_tensor(m, name) : -1;
+	const struct tensor_rec *t = i >= 0 ? &m->tensors[i] : NULL;
+
+	return t && t->dtype == GRAFT_FLOAT && t->source == GRAFT_SOURCE_INITIALIZER &&
+	       (!rank || t->rank == rank) ? t : NULL;
+}
+
+static const Onnx__AttributeProto *node_attr(const Onnx__NodeProto *n, const char *name)
+{
+	for (size_t i = 0; i < n->n_attribute; i++)
+		if (n->attribute[i]->name && strcmp(n->attribute[i]->name, name) == 0)
+			return n->attribute[i];
+	return NULL;
+}
+
+static int64_t node_int(const Onnx__NodeProto *n, const char *name, int64_t dflt)
+{
+	const Onnx__AttributeProto *a = node_attr(n, name);
+	return a && a->has_i ? a->i : dflt;
+}
+
+static float node_float(const Onnx__NodeProto *n, const char *name, float dflt)
+{
+	const Onnx__AttributeProto *a = node_attr(n, name);
+	return a && a->has_f ? a->f : dflt;
+}
+
+/* What kind of quantized node n can be (Q_NONE: it stays float), and its weight. */
+static int classify(const struct graft_model *m, const Onnx__NodeProto *n, struct qnode *q)
+{
+	*q = (struct qnode){0, Q_NONE, -1, -1, 0, -1};
+	if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx") != 0)
+		return Q_NONE;
+	if (graph_is_op(n, "Conv") && n->n_input >= 2 && stored_float(m, n->input[1], 0) &&
+	    stored_float(m, n->input[1], 0)->rank >= 3 &&
+	    (n->n_input < 3 || !*n->input[2] || stored_float(m, n->input[2], 1))) {
+		*q = (struct qnode){0, Q_CONV, 1, n->n_input >= 3 && *n->input[2] ? 2 : -1, 0, -1};
+	} else if (graph_is_op(n, "Gemm") && n->n_input >= 2 && stored_float(m, n->input[1], 2) &&
+		   node_float(n, "alpha", 1) == 1 && node_float(n, "beta", 1) == 1 &&
+		   !node_int(n, "transA", 0) &&
+		   (n->n_input < 3 || !*n->input[2] || stored_float(m, n->input[2], 1))) {
+		*q = (struct qnode){0, Q_GEMM, 1, n->n_input >= 3 && *n->input[2] ? 2 : -1,
+				    node_int(n, "transB", 0) ? 0 : 1, -1};
+	} else if (graph_is_op(n, "MatMul") && n->n_input == 2 && !stored_float(m, n->input[0], 0) &&
+		   stored_float(m, n->input[1], 2)) {
+		*q = (struct qnode){0, Q_MATMUL, 1, -1, 1, -1};
+	} else if (graph_is_op(n, "Add") && n->n_input == 2 && graft_model_find_tensor(m, n->input[0]) < 0 &&
+		   graft_model_find_tensor(m, n->input[1]) < 0) {
+		*q = (struct qnode){0, Q_ADD, -1, -1, 0, -1};
+	}
+	/* a bias must have the output channels' count */
+	if (q->bias >= 0) {
+		const struct tensor_rec *w = stored_float(m, n->input[q->weight], 0);
+		if (stored_float(m, n->input[q->bias], 1)->dims[0] != w->dims[q->axis])
+			q->kind = Q_NONE;
+	}
+	return q->kind;
+}
+
+/* The activation that alone reads n's output, if it may be folded: a Relu, or a Clip
+ * whose lower bound is 0 (stored or an attribute); -1 otherwise. */
+static long foldable_act(const struct graft_model *m, const struct graph_reads *reads,
+			 const Onnx__NodeProto *n)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+	const char *y = n->n_output ? n->output[0] : NULL;
+
+	if (!y || !*y || graph_reads_count(reads, y) != 1 || graph_is_output(g, y))
+		return -1;
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto *a = g->node[i];
+		if (a->n_input < 1 || !a->input[0] || strcmp(a->input[0], y) != 0)
+			continue;
+		if (graph_is_op(a, "Relu"))
+			return (long)i;
+		if (!graph_is_op(a, "Clip"))
+			return -1;
+		if (a->n_input < 2 || !*a->input[1]) {
+			/* before opset 11 the bounds are attributes */
+			return node_attr(a, "min") && node_float(a, "min", 0) == 0 ? (long)i : -1;
+		}
+		const struct tensor_rec *lo = stored_float(m, a->input[1], 0);
+		return lo && lo->numel == 1 && ((const float *)lo->data)[0] == 0 ? (long)i : -1;
+	}
+	return -1;
+}
+
+static int add_tensor_name(struct qplan *p, const char *name)
+{
+	struct qtensor *t;
+
+	if (strmap_get(&p->t_index, name) >= 0)
+		return 0;
+	if (!(t = array_grow(p->t, &p->cap_t, p->n_t, sizeof(*t))))
+		return -1;
+	p->t = t;
+	if (!(t[p->n_t].name = strdup(name)))
+		return -1;
+	t[p->n_t].lo = INFINITY;
+	t[p->n_t].hi = -INFINITY;
+	if (strmap_put(&p->t_index, t[p->n_t].name, (long)p->n_t) == -2)
+		return -1;
+	p->n_t++;
+	return 0;
+}
+
+/* The output name a quantized node ends up writing: its folded activation's, if any. */
+static const char *final_output(const Onnx__GraphProto *g, const struct qnode *q)
+{
+	const Onnx__NodeProto *n = g->node[q->act >= 0 ? (size_t)q->act : q->node];
+	return n->output[0];
+}
+
+static int make_plan(const struct graft_model *m, const struct graft_quant_opts *o,
+		     struct qplan *p, struct graft_err *err)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+	struct graph_reads reads;
+
+	memset(p, 0, sizeof(*p));
+	if (strmap_init(&p->t_index, 64) || graph_reads_init(&reads, g) ||
+	    !(p->nodes = calloc(g->n_node + 1, sizeof(*p->nodes))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto *n = g->node[i];
+		struct qnode q;
+		if (graph_is_op(n, "QuantizeLinear") || graph_is_op(n, "DequantizeLinear") ||
+		    graph_is_op(n, "DynamicQuantizeLinear") || strncmp(n->op_type, "QLinear", 7) == 0 ||
+		    graph_is_op(n, "ConvInteger") || graph_is_op(n, "MatMulInteger")) {
+			graph_reads_release(&reads);
+			return graft_err_set(err, GRAFT_EINVAL, "the model is quantized already "
+					     "(node '%s', %s)", n->name ? n->name : "", n->op_type);
+		}
+		if (!classify(m, n, &q))
+			continue;
+		if (excluded(n, o)) {
+			p->excluded++;
+			continue;
+		}
+		q.node = i;
+		q.act = foldable_act(m, &reads, n);
+		p->folded += q.act >= 0;
+		p->nodes[p->n_nodes++] = q;
+	}
+	for (size_t k = 0; k < p->n_nodes; k++) {
+		const struct qnode *q = &p->nodes[k];
+		const Onnx__NodeProto *n = g->node[q->node];
+		const char *y = final_output(g, q);
+		for (size_t j = 0; j < n->n_input; j++)
+			if ((int)j != q->weight && (int)j != q->bias && *n->input[j] &&
+			    add_tensor_name(p, n->input[j]))
+				goto oom;
+		/* an output that only the graph's outputs read stays float */
+		if (graph_reads_count(&reads, y) > (size_t)graph_is_output(g, y) &&
+		    add_tensor_name(p, y))
+			goto oom;
+	}
+	graph_reads_release(&reads);
+	return 0;
+oom:
+	graph_reads_release(&reads);
+	return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+}
+
+/* ---- calibration ------------------------------------------------------------------------ */
+
+static int calibrate(const struct graft_model *m, const struct graft_array *x,
+		     const struct graft_quant_opts *o, struct qplan *p, struct graft_err *err)
+{
+	struct graft_net_opts no = {.no_fuse = 1};
+	struct graft_net *net;
+	int64_t n = x->dims[0], batch = o->batch > 0 ? o->batch : 32;
+	size_t per = n ? x->nbytes / (size_t)n : 0;
+	int rc;
+
+	if (o->samples > 0 && o->samples < n)
+		n = o->samples;
+	if (n < 1)
+		return graft_err_set(err, GRAFT_EINVAL, "no calibration samples");
+	if ((rc = graft_net_new_opts(&net, m, &no, err)))
+		return rc;
+	for (int64_t at = 0; at < n && !rc; at += batch) {
+		struct graft_array xb = *x;
+		xb.dims[0] = n - at < batch ? n - at : batch;
+		xb.data = (char *)x->data + (size_t)at * per;
+		xb.nbytes = (size_t)xb.dims[0] * per;
+		if ((rc = graft_net_run(net, &xb, 1, err)))
+			break;
+		for (size_t i = 0; i < p->n_t; i++) {
+			struct graft_array v;
+			if (graft_net_value(net, p->t[i].name, &v) || v.dtype != GRAFT_FLOAT) {
+				rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "'%s' is no float value "
+						   "the engine computes", p->t[i].name);
+				break;
+			}
+			const float *d = v.data;
+			float lo = p->t[i].lo, hi = p->t[i].hi;
+			for (size_t k = 0; k < v.nbytes / sizeof(float); k++) {
+				lo = d[k] < lo ? d[k] : lo;
+				hi = d[k] > hi ? d[k] : hi;
+			}
+			p->t[i].lo = lo;
+			p->t[i].hi = hi;
+		}
+	}
+	graft_net_free(net);
+	for (size_t i = 0; i < p->n_t && !rc; i++) {
+		if (!isfinite(p->t[i].lo) || !isfinite(p->t[i].hi))
+			return graft_err_set(err, GRAFT_EINVAL, "'%s' is not finite on the "
+					     "calibration data", p->t[i].name);
+		graft_quant_asymmetric(p->t[i].lo, p->t[i].hi, &p->t[i].scale, &p->t[i].zp);
+	}
+	return rc;
+}
+
+/* ---- rewriting ------------------------------------------------------------------------- */
+
+static int rename_str(char **s, const char *to);
+
+/* New nodes, in the order they are spliced in. */
+struct added {
+	Onnx__NodeProto **nodes;
+	size_t n, cap;
+};
+
+static int add_node(struct added *a, Onnx__NodeProto *n)
+{
+	Onnx__NodeProto **list;
+
+	if (!n || !(list = array_grow(a->nodes, &a->cap, a->n, sizeof(*list)))) {
+		if (n)
+			protobuf_c_message_free_unpacked(&n->base, NULL);
+		return -1;
+	}
+	a->nodes = list;
+	list[a->n++] = n;
+	return 0;
+}
+
+static void added_release(struct added *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		protobuf_c_message_free_unpacked(&a->nodes[i]->base, NULL);
+	free(a->nodes);
+	memset(a, 0, sizeof(*a));
+}
+
+/* A name that the model does not have yet: base + suffix, or with a counter. */
+static void fresh_name(const struct graft_model *m, const char *base, const char *suffix,
+		       char *buf, size_t size)
+{
+	snprintf(buf, size, "%s%s", base, suffix);
+	for (int k = 2; skeleton_has_name(m, buf) || graft_model_find_tensor(m, buf) >= 0; k++)
+		snprintf(buf, size, "%s%s_%d", base, suffix, k);
+}
+
+/* Stores an initializer of dtype named after base (fresh), into name. */
+static int put_tensor(struct graft_model *m, const char *base, const char *suffix, int dtype,
+		      int rank, const int64_t *dims, const void *data, char *name, size_t size,
+		      struct graft_err *err)
+{
+	fresh_name(m, base, suffix, name, size);
+	return graft_model_add_tensor(m, name, dtype, rank, dims, data, GRAFT_ROLE_CONSTANT,
+				      GRAFT_SOURCE_INITIALIZER, NULL, err);
+}
+
+#define NAME_MAX_LEN 512
+
+/* An activation's QuantizeLinear: its output, scale and zero point, where its nodes go,
+ * and how many DequantizeLinear it has so far. */
+struct qpoint {
+	char q[NAME_MAX_LEN], scale[NAME_MAX_LEN], zp[NAME_MAX_LEN], dq[NAME_MAX_LEN];
+	struct added *at;
+	int n_dq;
+};
+
+/* QuantizeLinear(T) after T's producer. */
+static int quantize_point(struct graft_model *m, const struct qtensor *t, struct qpoint *p,
+			  struct graft_err *err)
+{
+	char name[NAME_MAX_LEN];
+	int rc;
+
+	if ((rc = put_tensor(m, t->name, "_scale", GRAFT_FLOAT, 0, NULL, &t->scale, p->scale,
+			     sizeof(p->scale), err)) ||
+	    (rc = put_tensor(m, t->name, "_zero_point", GRAFT_UINT8, 0, NULL, &t->zp, p->zp,
+			     sizeof(p->zp), err)))
+		return rc;
+	fresh_name(m, t->name, "_quantized", p->q, sizeof(p->q));
+	fresh_name(m, t->name, "_dequantized", p->dq, sizeof(p->dq));
+	snprintf(name, sizeof(name), "%s_QuantizeLinear", t->name);
+	if (add_node(p->at, skeleton_node_new("QuantizeLinear", name,
+					      (const char *[]){t->name, p->scale, p->zp}, 3, p->q)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* A DequantizeLinear of its own for one reader of T (ONNX Runtime fuses a node with the
+ * DequantizeLinear before it only when no other node reads that one), written to *input. */
+static int dequantize_for(const struct qtensor *t, struct qpoint *p, char **input,
+			  struct graft_err *err)
+{
+	char out[NAME_MAX_LEN + 16], name[NAME_MAX_LEN + 32];
+
+	if (p->n_dq++)
+		snprintf(out, sizeof(out), "%s_%d", p->dq, p->n_dq);
+	else
+		snprintf(out, sizeof(out), "%s", p->dq);
+	snprintf(name, sizeof(name), "%s_DequantizeLinear%s%s", t->name, p->n_dq > 1 ? "_" : "",
+		 p->n_dq > 1 ? out + strlen(p->dq) + 1 : "");
+	if (add_node(p->at, skeleton_node_new("DequantizeLinear", name,
+					      (const char *[]){p->q, p->scale, p->zp}, 3, out)) ||
+	    rename_str(input, out))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	return 0;
+}
+
+/*
+ * The weight named w: stored as int8 (symmetric, per channel along axis or per tensor),
+ * read through a DequantizeLinear that writes w; *scales (channels floats, the caller
+ * frees) for the bias.  The float tensor goes.
+ */
+static int quantize_weight(struct graft_model *m, const char *w, int axis, int per_tensor,
+			   struct added *a, float **scales, int64_t *channels,
+			   struct graft_err *err)
+{
+	long i = graft_model_find_tensor(m, w);
+	const struct tensor_rec *t = &m->tensors[i];
+	int64_t C = per_tensor ? 1 : t->dims[axis], inner = 1, outer = 1;
+	char qn[NAME_MAX_LEN], sn[NAME_MAX_LEN], zn[NAME_MAX_LEN], node[NAME_MAX_LEN];
+	int8_t *q = malloc(t->numel + 1), *zeros = calloc((size_t)C + 1, 1);
+	float *s = calloc((size_t)C + 1, sizeof(float));
+	int rc = 0;
+
+	if (!q || !zeros || !s) {
+		free(q);
+		free(zeros);
+		free(s);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	for (int d = 0; d < t->rank; d++)
+		if (per_tensor || d > axis)
+			inner *= t->dims[d];
+		else if (d < axis)
+			outer *= t->dims[d];
+	const float *W = t->data;
+	for (int64_t o = 0; o < outer; o++)
+		for (int64_t c = 0; c < C; c++)
+			for (int64_t k = 0; k < inner; k++) {
+				float v = fabsf(W[(o * C + c) * inner + k]);
+				s[c] = v > s[c] ? v : s[c];
+			}
+	for (int64_t c = 0; c < C; c++)
+		s[c] = graft_quant_symmetric(s[c]);
+	for (int64_t o = 0; o < outer; o++)
+		for (int64_t c = 0; c < C; c++)
+			for (int64_t k = 0; k < inner; k++) {
+				int64_t at = (o * C + c) * inner + k;
+				float r = nearbyintf(W[at] / s[c]);
+				q[at] = (int8_t)(r < -127 ? -127 : r > 127 ? 127 : r);
+			}
+	int64_t cd[1] = {C};
+	if ((rc = put_tensor(m, w, "_quantized", GRAFT_INT8, t->rank, t->dims, q, qn, sizeof(qn),
+			     err)) ||
+	    (rc = put_tensor(m, w, "_scale", GRAFT_FLOAT, per_tensor ? 0 : 1, cd, s, sn,
+			     sizeof(sn), err)) ||
+	    (rc = put_tensor(m, w, "_zero_point", GRAFT_INT8, per_tensor ? 0 : 1, cd, zeros, zn,
+			     sizeof(zn), err)))
+		goto out;
+	/* (after the puts: t may have moved) */
+	if ((rc = graft_model_remove_tensor(m, (size_t)graft_model_find_tensor(m, w), err)))
+		goto out;
+	snprintf(node, sizeof(node), "%s_DequantizeLinear", w);
+	Onnx__NodeProto *n = skeleton_node_new("DequantizeLinear", node,
+					       (const char *[]){qn, sn, zn}, 3, w);
+	if (!n || (!per_tensor && skeleton_node_attr_int(n, "axis", axis)) || add_node(a, n)) {
+		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		goto out;
+	}
+	*scales = s;
+	*channels = C;
+	s = NULL;
+out:
+	free(q);
+	free(zeros);
+	free(s);
+	return rc;
+}
+
+/* The bias named b: int32 at scale x_scale * the weight's scales, read through a
+ * DequantizeLinear that writes b. */
+static int quantize_bias(struct graft_model *m, const char *b, float x_scale, const float *ws,
+			 int64_t channels, struct added *a, struct graft_err *err)
+{
+	const struct tensor_rec *t = &m->tensors[graft_model_find_tensor(m, b)];
+	int64_t C = t->dims[0];
+	int32_t *q = malloc((size_t)C * sizeof(int32_t) + 1);
+	float *s = malloc((size_t)C * sizeof(float) + 1);
+	char qn[NAME_MAX_LEN], sn[NAME_MAX_LEN], node[NAME_MAX_LEN];
+	int rc;
+
+	if (!q || !s) {
+		free(q);
+		free(s);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	for (int64_t c = 0; c < C; c++) {
+		s[c] = x_scale * ws[channels == 1 ? 0 : c];
+		double r = nearbyint((double)((const float *)t->data)[c] / s[c]);
+		q[c] = (int32_t)(r < -2147483647.0 ? -2147483647.0 : r > 2147483647.0 ? 2147483647.0 : r);
+	}
+	if (!(rc = put_tensor(m, b, "_quantized", GRAFT_INT32, 1, t->dims, q, qn, sizeof(qn), err)) &&
+	    !(rc = put_tensor(m, b, "_scale", GRAFT_FLOAT, 1, (int64_t[]){C}, s, sn, sizeof(sn),
+			      err)) &&
+	    !(rc = graft_model_remove_tensor(m, (size_t)graft_model_find_tensor(m, b), err))) {
+		snprintf(node, sizeof(node), "%s_DequantizeLinear", b);
+		Onnx__NodeProto *n = skeleton_node_new("DequantizeLinear", node,
+						       (const char *[]){qn, sn}, 2, b);
+		if (!n || skeleton_node_attr_int(n, "axis", 0) || add_node(a, n))
+			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	free(q);
+	free(s);
+	return rc;
+}
+
+static int rename_str(char **s, const char *to)
+{
+	char *c = strdup(to);
+
+	if (!c)
+		return -1;
+	free(*s);
+	*s = c;
+	return 0;
+}
+
+/* Splices the plan into m: folds, weights, Q/DQ pairs and the readers' new inputs. */
+static int rewrite(struct graft_model *m, struct qplan *p, const struct graft_quant_opts *o,
+		   struct graft_quant_info *info, struct graft_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	size_t n0 = g->n_node;
+	unsigned char *gone = calloc(n0 + 1, 1);
+	struct added front = {0}, *after = calloc(n0 + 1, sizeof(*after));
+	struct qpoint *qp = calloc(p->n_t + 1, sizeof(*qp));
+	int rc = 0;
+
+	if (!gone || !after || !qp) {
+		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		goto out;
+	}
+	/* folds: the node writes its activation's output */
+	for (size_t k = 0; k < p->n_nodes && !rc; k++) {
+		const struct qnode *q = &p->nodes[k];
+		if (q->act < 0)
+			continue;
+		if (rename_str(&g->node[q->node]->output[0], g->node[q->act]->output[0]))
+			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		gone[q->act] = 1;
+	}
+	/* weights and biases, dequantized before every other node */
+	for (size_t k = 0; k < p->n_nodes && !rc; k++) {
+		const struct qnode *q = &p->nodes[k];
+		const Onnx__NodeProto *n = g->node[q->node];
+		float *ws = NULL;
+		int64_t channels = 0;
+		if (q->weight < 0)
+			continue;
+		rc = quantize_weight(m, n->input[q->weight], q->axis, o->per_tensor, &front, &ws,
+				     &channels, err);
+		info->weights += !rc;
+		if (!rc && q->bias >= 0)
+			rc = quantize_bias(m, n->input[q->bias],
+					   p->t[strmap_get(&p->t_index, n->input[0])].scale, ws,
+					   channels, &front, err);
+		free(ws);
+	}
+	/* a QuantizeLinear after each activation's producer (first, for a graph input) */
+	for (size_t i = 0; i < p->n_t && !rc; i++) {
+		long at = graph_producer(g, p->t[i].name);
+		qp[i].at = at >= 0 ? &after[at] : &front;
+		rc = quantize_point(m, &p->t[i], &qp[i], err);
+	}
+	/* each reader reads a dequantized copy of its own */
+	for (size_t i = 0; i < n0 && !rc; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		for (size_t j = 0; j < n->n_input && !rc && !gone[i]; j++) {
+			long t = *n->input[j] ? strmap_get(&p->t_index, n->input[j]) : -1;
+			if (t >= 0)
+				rc = dequantize_for(&p->t[t], &qp[t], &n->input[j], err);
+		}
+	}
+	if (rc)
+		goto out;
+	/* the new node list */
+	size_t total = front.n;
+	for (size_t i = 0; i < n0; i++)
+		total += after[i].n + !gone[i];
+	Onnx__NodeProto **list = malloc((total + 1) * sizeof(*list));
+	if (!list) {
+		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t w = 0;
+	for (size_t k = 0; k < front.n; k++)
+		list[w++] = front.nodes[k];
+	front.n = 0;
+	for (size_t i = 0; i < n0; i++) {
+		if (gone[i])
+			protobuf_c_message_free_unpacked(&g->node[i]->base, NULL);
+		else
+			list[w++] = g->node[i];
+		for (size_t k = 0; k < after[i].n; k++)
+			list[w++] = after[i].nodes[k];
+		after[i].n = 0;
+	}
+	free(g->node);
+	g->node = list;
+	g->n_node = w;
+	info->quantized = p->n_nodes;
+	info->folded = p->folded;
+	info->excluded = p->excluded;
+	info->tensors = p->n_t;
+out:
+	added_release(&front);
+	for (size_t i = 0; after && i < n0; i++)
+		added_release(&after[i]);
+	free(after);
+	free(qp);
+	free(gone);
+	return rc;
+}
+
+int graft_quantize(struct graft_model *m, const struct graft_array *x,
+		   const struct graft_quant_opts *opts, struct graft_quant_info *info,
+		   struct graft_err *err)
+{
+	struct graft_quant_opts o = opts ? *opts : (struct graft_quant_opts){0};
+	int64_t opset = model_default_opset(m);
+	struct qplan p;
+	int rc;
+
+	memset(info, 0, sizeof(*info));
+	if (opset < (o.per_tensor ? 10 : 13))
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's opset is %lld: "
+				     "quantization per channel needs 13 or later (per tensor: 10)",
+				     (long long)opset);
+	/* BatchNormalization folded first, as ORT's tool has its optimizer do: a Conv then
+	 * quantizes with the normalisation in its weights */
+	size_t folded;
+	if ((rc = graft_model_unalias_all(m, err)) || (rc = graft_model_fold_bn(m, &folded, err)))
+		return rc;
+	if ((rc = make_plan(m, &o, &p, err)) || (rc = calibrate(m, x, &o, &p, err)) ||
+	    (rc = rewrite(m, &p, &o, info, err))) {
+		qplan_release(&p);
+		return rc;
+	}
+	qplan_release(&p);
+	if ((rc = edit_drop_unread_initializers(m, err)))
+		return rc;
+	edit_drop_stale_value_info(m->proto->graph);
+	return model_refresh_aliases(m, err);
+}
