@@ -978,6 +978,9 @@ struct graft_quant_info {
 	size_t excluded;                /* quantizable nodes an exclude pattern kept float */
 	size_t tensors;                 /* activations given a QuantizeLinear pair */
 	size_t weights;                 /* weights stored as int8 */
+	/* the other nodes, computed in float, by op type (the first 8 types) */
+	struct { char op[32]; size_t count; } left[8];
+	size_t n_left;
 };
 int graft_quantize(struct graft_model *m, const struct graft_array *x,
 		   const struct graft_quant_opts *o, struct graft_quant_info *info,

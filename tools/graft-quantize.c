@@ -150,12 +150,20 @@ int main(int argc, char **argv)
 				     .batch = cl.batch};
 	if (graft_quantize(m, &x, &o, &info, &err))
 		tool_die("%s: %s", path, err.msg);
-	if (!cl.quiet)
+	if (!cl.quiet) {
 		fprintf(stderr, "%s: %zu nodes quantized (%zu Relu/Clip folded, %zu excluded), "
 			"%zu activations and %zu weights in int8, calibrated on %lld samples\n",
 			tool_name, info.quantized, info.folded, info.excluded, info.tensors,
 			info.weights, (long long)(cl.samples && cl.samples < x.dims[0] ? cl.samples
 						  : x.dims[0]));
+		if (info.n_left) {
+			fprintf(stderr, "%s: left in float:", tool_name);
+			for (size_t i = 0; i < info.n_left; i++)
+				fprintf(stderr, "%s %s x%zu", i ? "," : "", info.left[i].op,
+					info.left[i].count);
+			fputc('\n', stderr);
+		}
+	}
 	tool_add_history(m);
 	tool_write_graft(m, cl.out, NULL, 1, cl.force);
 	free(cl.exclude);

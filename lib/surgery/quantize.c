@@ -538,6 +538,37 @@ static int rename_str(char **s, const char *to)
 	return 0;
 }
 
+/* Counts the nodes left in float by op type (the first types info has room for). */
+static void count_left(const Onnx__GraphProto *g, const struct qplan *p,
+		       struct graft_quant_info *info)
+{
+	unsigned char *in_plan = calloc(g->n_node + 1, 1);
+
+	if (!in_plan)
+		return;
+	for (size_t k = 0; k < p->n_nodes; k++) {
+		in_plan[p->nodes[k].node] = 1;
+		if (p->nodes[k].act >= 0)
+			in_plan[p->nodes[k].act] = 1;
+	}
+	for (size_t i = 0; i < g->n_node; i++) {
+		const char *op = g->node[i]->op_type;
+		size_t j = 0;
+		if (in_plan[i])
+			continue;
+		while (j < info->n_left && strcmp(info->left[j].op, op) != 0)
+			j++;
+		if (j == info->n_left) {
+			if (j == sizeof(info->left) / sizeof(info->left[0]))
+				continue;
+			snprintf(info->left[j].op, sizeof(info->left[j].op), "%s", op);
+			info->n_left++;
+		}
+		info->left[j].count++;
+	}
+	free(in_plan);
+}
+
 /* Splices the plan into m: folds, weights, Q/DQ pairs and the readers' new inputs. */
 static int rewrite(struct graft_model *m, struct qplan *p, const struct graft_quant_opts *o,
 		   struct graft_quant_info *info, struct graft_err *err)
@@ -553,6 +584,7 @@ static int rewrite(struct graft_model *m, struct qplan *p, const struct graft_qu
 		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		goto out;
 	}
+	count_left(g, p, info);
 	/* folds: the node writes its activation's output */
 	for (size_t k = 0; k < p->n_nodes && !rc; k++) {
 		const struct qnode *q = &p->nodes[k];

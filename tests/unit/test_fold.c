@@ -17,33 +17,13 @@
 #include "surgery/surgery.h"
 #include "testmodel.h"
 
-/* An initializer of n floats in [lo, hi), a fixed sequence per seed. */
-static void init_f(Onnx__ModelProto *mp, const char *name, int rank, const int64_t *dims,
-		   unsigned seed, float lo, float hi)
-{
-	Onnx__TensorProto *t = tm_tensor(name, GRAFT_FLOAT, rank, dims);
-	size_t n = 1;
-	float *v;
-
-	for (int d = 0; d < rank; d++)
-		n *= (size_t)dims[d];
-	v = malloc(n * sizeof(float));
-	for (size_t i = 0; i < n; i++) {
-		seed = seed * 1103515245u + 12345u;
-		v[i] = lo + (hi - lo) * (float)((seed >> 8) & 0xffff) / 65536.0f;
-	}
-	tm_raw(t, v, n * sizeof(float));
-	free(v);
-	tm_initializer(mp, t);
-}
-
 /* BN's four inputs: scale, B, mean (initializers), var = Identity(scale) as torch's
  * exporter writes a fresh BatchNormalization's running variance. */
 static void bn_params(Onnx__ModelProto *mp, int64_t c)
 {
-	init_f(mp, "bn.scale", 1, &c, 11, 0.5f, 1.5f);
-	init_f(mp, "bn.bias", 1, &c, 12, -0.5f, 0.5f);
-	init_f(mp, "bn.mean", 1, &c, 13, -0.3f, 0.3f);
+	tm_init_floats(mp, "bn.scale", 1, &c, 11, 0.5f, 1.5f);
+	tm_init_floats(mp, "bn.bias", 1, &c, 12, -0.5f, 0.5f);
+	tm_init_floats(mp, "bn.mean", 1, &c, 13, -0.3f, 0.3f);
 	tm_node(mp, "Identity", "alias", (const char *[]){"bn.scale", NULL},
 		(const char *[]){"bn.var", NULL});
 }
@@ -69,9 +49,9 @@ static struct graft_model *conv_bn(int bias, int two_readers)
 
 	tm_input(mp, "x", GRAFT_FLOAT, 4, xd);
 	tm_output(mp, "z", GRAFT_FLOAT, 4, (int64_t[]){2, 4, 5, 5});
-	init_f(mp, "conv.w", 4, wd, 1, -0.5f, 0.5f);
+	tm_init_floats(mp, "conv.w", 4, wd, 1, -0.5f, 0.5f);
 	if (bias)
-		init_f(mp, "conv.b", 1, bd, 2, -0.5f, 0.5f);
+		tm_init_floats(mp, "conv.b", 1, bd, 2, -0.5f, 0.5f);
 	bn_params(mp, 4);
 	n = tm_node(mp, "Conv", "conv",
 		    bias ? (const char *[]){"x", "conv.w", "conv.b", NULL}
@@ -101,8 +81,8 @@ static struct graft_model *gemm_bn(int trans_b, int scaled)
 
 	tm_input(mp, "x", GRAFT_FLOAT, 2, xd);
 	tm_output(mp, "y", GRAFT_FLOAT, 2, (int64_t[]){3, 4});
-	init_f(mp, "fc.w", 2, wd, 3, -0.5f, 0.5f);
-	init_f(mp, "fc.b", 1, cd, 4, -0.5f, 0.5f);
+	tm_init_floats(mp, "fc.w", 2, wd, 3, -0.5f, 0.5f);
+	tm_init_floats(mp, "fc.b", 1, cd, 4, -0.5f, 0.5f);
 	bn_params(mp, 4);
 	n = tm_node(mp, "Gemm", "fc", (const char *[]){"x", "fc.w", "fc.b", NULL},
 		    (const char *[]){"h", NULL});
@@ -263,12 +243,12 @@ static void test_shared_weight(void **state)
 
 	tm_input(mp, "x", GRAFT_FLOAT, 4, xd);
 	tm_output(mp, "z", GRAFT_FLOAT, 4, xd);
-	init_f(mp, "conv.w", 4, wd, 1, -0.5f, 0.5f);
-	init_f(mp, "bn.scale", 1, &c, 11, 0.5f, 1.5f);
-	init_f(mp, "bn.bias", 1, &c, 12, -0.5f, 0.5f);
-	init_f(mp, "bn.mean", 1, &c, 13, -0.3f, 0.3f);
-	init_f(mp, "bn.var", 1, &c, 14, 0.5f, 1.5f);
-	init_f(mp, "bn2.mean", 1, &c, 15, -0.3f, 0.3f);
+	tm_init_floats(mp, "conv.w", 4, wd, 1, -0.5f, 0.5f);
+	tm_init_floats(mp, "bn.scale", 1, &c, 11, 0.5f, 1.5f);
+	tm_init_floats(mp, "bn.bias", 1, &c, 12, -0.5f, 0.5f);
+	tm_init_floats(mp, "bn.mean", 1, &c, 13, -0.3f, 0.3f);
+	tm_init_floats(mp, "bn.var", 1, &c, 14, 0.5f, 1.5f);
+	tm_init_floats(mp, "bn2.mean", 1, &c, 15, -0.3f, 0.3f);
 	tm_node(mp, "Conv", "conv1", (const char *[]){"x", "conv.w", NULL},
 		(const char *[]){"c1", NULL});
 	bn_node(mp, "c1", "y1");
@@ -316,7 +296,7 @@ static void test_training_mode_left_alone(void **state)
 
 	tm_input(mp, "x", GRAFT_FLOAT, 4, xd);
 	tm_output(mp, "y", GRAFT_FLOAT, 4, (int64_t[]){2, 4, 3, 3});
-	init_f(mp, "conv.w", 4, wd, 1, -0.5f, 0.5f);
+	tm_init_floats(mp, "conv.w", 4, wd, 1, -0.5f, 0.5f);
 	bn_params(mp, 4);
 	tm_node(mp, "Conv", "conv", (const char *[]){"x", "conv.w", NULL},
 		(const char *[]){"c", NULL});
@@ -368,9 +348,9 @@ static void test_strip(void **state)
 
 	tm_input(mp, "x", GRAFT_FLOAT, 2, xd);
 	tm_output(mp, "y", GRAFT_FLOAT, 2, (int64_t[]){2, 4});
-	init_f(mp, "fc.w", 2, wd, 3, -0.5f, 0.5f);
-	init_f(mp, "fc.b", 1, cd, 4, -0.5f, 0.5f);
-	init_f(mp, "ratio", 0, rd, 5, 0.5f, 0.5f);
+	tm_init_floats(mp, "fc.w", 2, wd, 3, -0.5f, 0.5f);
+	tm_init_floats(mp, "fc.b", 1, cd, 4, -0.5f, 0.5f);
+	tm_init_floats(mp, "ratio", 0, rd, 5, 0.5f, 0.5f);
 	tm_attr_int(tm_node(mp, "Gemm", "fc", (const char *[]){"x", "fc.w", "fc.b", NULL},
 			    (const char *[]){"h", NULL}), "transB", 1);
 	tm_node(mp, "Dropout", "drop1", (const char *[]){"h", NULL}, (const char *[]){"d", NULL});

@@ -437,3 +437,21 @@ struct graft_model *tm_mlp(int layers)
 	return tm_load(mp);
 }
 
+void tm_init_floats(Onnx__ModelProto *mp, const char *name, int rank, const int64_t *dims,
+		    unsigned seed, float lo, float hi)
+{
+	Onnx__TensorProto *t = tm_tensor(name, GRAFT_FLOAT, rank, dims);
+	size_t n = 1;
+	float *v;
+
+	for (int d = 0; d < rank; d++)
+		n *= (size_t)dims[d];
+	v = malloc(n * sizeof(float));
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		v[i] = lo + (hi - lo) * (float)((seed >> 8) & 0xffff) / 65536.0f;
+	}
+	tm_raw(t, v, n * sizeof(float));
+	free(v);
+	tm_initializer(mp, t);
+}

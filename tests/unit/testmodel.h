@@ -22,6 +22,9 @@ void tm_uint64_data(Onnx__TensorProto *t, const uint64_t *v, size_t n);
 void tm_external(Onnx__TensorProto *t, const char *location, const char *offset,
 		 const char *length);
 void tm_initializer(Onnx__ModelProto *m, Onnx__TensorProto *t);
+/* A float initializer of dims, its values in [lo, hi): a fixed sequence per seed. */
+void tm_init_floats(Onnx__ModelProto *mp, const char *name, int rank, const int64_t *dims,
+		    unsigned seed, float lo, float hi);
 /* Adds a node; inputs and outputs are NULL-terminated lists. */
 Onnx__NodeProto *tm_node(Onnx__ModelProto *m, const char *op, const char *name,
 			 const char *const *inputs, const char *const *outputs);

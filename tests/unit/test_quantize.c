@@ -1,0 +1,230 @@
+/*
+ * test_quantize.c: graft_quantize (lib/surgery/quantize.c) and its scales and zero
+ * points.  The parameters are checked against the formulas by hand (rounding half to
+ * even included); a small Conv -> Relu -> Conv model is quantized and checked node by
+ * node (what is quantized, per channel or per tensor, the Relu folded), run against the
+ * float model, and refused a second time.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "surgery/surgery.h"
+#include "testmodel.h"
+
+static void test_asymmetric(void **state)
+{
+	float s;
+	uint8_t zp;
+	(void)state;
+
+	graft_quant_asymmetric(-1, 3, &s, &zp);         /* 255 / 4 * 1 = 63.75 */
+	assert_true(fabsf(s - 4.0f / 255) < 1e-9f);
+	assert_int_equal(zp, 64);
+	graft_quant_asymmetric(0.5f, 2, &s, &zp);       /* widened to hold 0 */
+	assert_true(fabsf(s - 2.0f / 255) < 1e-9f);
+	assert_int_equal(zp, 0);
+	graft_quant_asymmetric(-2, -1, &s, &zp);
+	assert_true(fabsf(s - 2.0f / 255) < 1e-9f);
+	assert_int_equal(zp, 255);
+	graft_quant_asymmetric(-1.5f, 253.5f, &s, &zp); /* scale 1: 1.5 rounds to 2 */
+	assert_true(s == 1.0f);
+	assert_int_equal(zp, 2);
+	graft_quant_asymmetric(-2.5f, 252.5f, &s, &zp); /* 2.5 rounds to 2, half to even */
+	assert_int_equal(zp, 2);
+	graft_quant_asymmetric(0, 0, &s, &zp);          /* nothing to hold: any scale */
+	assert_true(s == 1.0f);
+	assert_int_equal(zp, 0);
+}
+
+static void test_symmetric(void **state)
+{
+	(void)state;
+	assert_true(fabsf(graft_quant_symmetric(12.7f) - 0.1f) < 1e-7f);
+	assert_true(graft_quant_symmetric(0) == 1.0f);
+}
+
+enum { N = 8, C = 2, K = 3, H = 4, W = 4 };
+
+/* x [N, C, H, W] -> Conv 1x1 (w1 [K, C], b1) -> Relu -> r -> Conv 1x1 (w2 [K, K]) -> y. */
+static struct graft_model *conv_relu_conv(int64_t opset)
+{
+	Onnx__ModelProto *mp = tm_model(opset);
+	int64_t xd[] = {-1, C, H, W}, yd[] = {-1, K, H, W}, w1[] = {K, C, 1, 1},
+		w2[] = {K, K, 1, 1}, b1[] = {K};
+
+	tm_input(mp, "x", GRAFT_FLOAT, 4, xd);
+	tm_output(mp, "y", GRAFT_FLOAT, 4, yd);
+	tm_init_floats(mp, "w1", 4, w1, 1, -1, 1);
+	tm_init_floats(mp, "b1", 1, b1, 2, -0.2f, 0.2f);
+	tm_init_floats(mp, "w2", 4, w2, 3, -0.5f, 0.5f);
+	tm_node(mp, "Conv", "c1", (const char *[]){"x", "w1", "b1", NULL},
+		(const char *[]){"a", NULL});
+	tm_node(mp, "Relu", "relu", (const char *[]){"a", NULL}, (const char *[]){"r", NULL});
+	tm_node(mp, "Conv", "c2", (const char *[]){"r", "w2", NULL}, (const char *[]){"y", NULL});
+	return tm_load(mp);
+}
+
+static struct graft_array samples(float *buf)
+{
+	struct graft_array x = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {N, C, H, W},
+				.data = buf, .nbytes = N * C * H * W * sizeof(float)};
+	unsigned seed = 7;
+
+	for (int i = 0; i < N * C * H * W; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (float)((seed >> 8) & 0xffff) / 32768.0f - 1;
+	}
+	return x;
+}
+
+static size_t count_op(const struct graft_model *m, const char *op)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+	size_t n = 0;
+
+	for (size_t i = 0; i < g->n_node; i++)
+		n += strcmp(g->node[i]->op_type, op) == 0;
+	return n;
+}
+
+static const Onnx__NodeProto *producer_of(const struct graft_model *m, const char *name)
+{
+	long i = graph_producer(m->proto->graph, name);
+	assert_true(i >= 0);
+	return m->proto->graph->node[i];
+}
+
+/* y of model m on x, into out (N * K * H * W floats). */
+static void run(const struct graft_model *m, const struct graft_array *x, float *out)
+{
+	struct graft_net *net;
+	struct graft_err err = {0};
+	struct graft_array y;
+
+	if (graft_net_new(&net, m, &err) || graft_net_run(net, x, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_output(net, 0, &y);
+	assert_int_equal(y.nbytes, N * K * H * W * sizeof(float));
+	memcpy(out, y.data, y.nbytes);
+	graft_net_free(net);
+}
+
+static void test_quantize_model(void **state)
+{
+	static float xs[N * C * H * W], want[N * K * H * W], got[N * K * H * W];
+	struct graft_array x = samples(xs);
+	struct graft_model *f = conv_relu_conv(13), *m = conv_relu_conv(13);
+	struct graft_quant_info info;
+	struct graft_err err = {0};
+	(void)state;
+
+	if (graft_quantize(m, &x, NULL, &info, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(info.quantized, 2);
+	assert_int_equal(info.folded, 1);
+	assert_int_equal(info.weights, 2);
+	assert_int_equal(info.tensors, 2);              /* x and r; y is only the output */
+	assert_int_equal(count_op(m, "Relu"), 0);
+	assert_int_equal(count_op(m, "QuantizeLinear"), 2);
+	assert_int_equal(count_op(m, "DequantizeLinear"), 5);   /* x, r, w1, b1, w2 */
+	/* the first Conv writes the Relu's output now, through a Q/DQ pair to the second */
+	assert_string_equal(producer_of(m, "r")->name, "c1");
+	/* w1: int8 per output channel, the scale absmax / 127, zero points 0 */
+	const Onnx__NodeProto *dq = producer_of(m, "w1");
+	assert_string_equal(dq->op_type, "DequantizeLinear");
+	assert_int_equal(dq->n_attribute, 1);
+	assert_int_equal(dq->attribute[0]->i, 0);
+	struct graft_tensor wq, ws, wf;
+	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, dq->input[0]), &wq);
+	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, dq->input[1]), &ws);
+	graft_model_tensor(f, (size_t)graft_model_find_tensor(f, "w1"), &wf);
+	assert_int_equal(wq.dtype, GRAFT_INT8);
+	assert_int_equal(ws.rank, 1);
+	assert_int_equal(ws.dims[0], K);
+	for (int k = 0; k < K; k++) {
+		float amax = 0, s = ((const float *)ws.data)[k];
+		for (int c = 0; c < C; c++)
+			amax = fmaxf(amax, fabsf(((const float *)wf.data)[k * C + c]));
+		assert_true(fabsf(s - amax / 127) <= 1e-7f * amax);
+		for (int c = 0; c < C; c++)
+			assert_int_equal(((const int8_t *)wq.data)[k * C + c],
+					 (int)nearbyintf(((const float *)wf.data)[k * C + c] / s));
+	}
+	assert_true(graft_model_find_tensor(m, "w1") < 0);      /* the float weight is gone */
+	/* the quantized model computes what the float one does, to the quantization steps */
+	run(f, &x, want);
+	run(m, &x, got);
+	float top = 0, worst = 0;
+	for (int i = 0; i < N * K * H * W; i++) {
+		top = fmaxf(top, fabsf(want[i]));
+		worst = fmaxf(worst, fabsf(got[i] - want[i]));
+	}
+	assert_true(worst > 0 && worst < 0.03f * top);
+	/* twice: refused */
+	assert_int_equal(graft_quantize(m, &x, NULL, &info, &err), GRAFT_EINVAL);
+	assert_non_null(strstr(err.msg, "quantized already"));
+	graft_model_free(m);
+	graft_model_free(f);
+}
+
+/* Per tensor: scalar weight scales, no axis; --exclude keeps a node float, and its
+ * Relu with it. */
+static void test_per_tensor_and_exclude(void **state)
+{
+	static float xs[N * C * H * W];
+	struct graft_array x = samples(xs);
+	struct graft_model *m = conv_relu_conv(13);
+	const char *ex[] = {"c2"};
+	struct graft_quant_opts o = {.per_tensor = 1, .exclude = ex, .n_exclude = 1};
+	struct graft_quant_info info;
+	struct graft_err err = {0};
+	(void)state;
+
+	if (graft_quantize(m, &x, &o, &info, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(info.quantized, 1);
+	assert_int_equal(info.excluded, 1);
+	assert_int_equal(info.weights, 1);
+	const Onnx__NodeProto *dq = producer_of(m, "w1");
+	struct graft_tensor ws;
+	assert_int_equal(dq->n_attribute, 0);
+	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, dq->input[1]), &ws);
+	assert_int_equal(ws.rank, 0);
+	assert_true(graft_model_find_tensor(m, "w2") >= 0);     /* c2's weight stays float */
+	graft_model_free(m);
+}
+
+/* Below opset 13 there is no per-channel axis: refused, unless per tensor. */
+static void test_opset(void **state)
+{
+	static float xs[N * C * H * W];
+	struct graft_array x = samples(xs);
+	struct graft_model *m = conv_relu_conv(11);
+	struct graft_quant_opts o = {.per_tensor = 1};
+	struct graft_quant_info info;
+	struct graft_err err = {0};
+	(void)state;
+
+	assert_int_equal(graft_quantize(m, &x, NULL, &info, &err), GRAFT_EUNSUPPORTED);
+	assert_non_null(strstr(err.msg, "opset"));
+	assert_int_equal(graft_quantize(m, &x, &o, &info, &err), 0);
+	graft_model_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_asymmetric),
+		cmocka_unit_test(test_symmetric),
+		cmocka_unit_test(test_quantize_model),
+		cmocka_unit_test(test_per_tensor_and_exclude),
+		cmocka_unit_test(test_opset),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
