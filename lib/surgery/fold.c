@@ -243,7 +243,7 @@ static int mark_unread(struct pass *p)
  * graph inputs of the same name (which IR versions before 4 pair with them, and which
  * would otherwise become inputs a runtime demands).
  */
-static int drop_unread(struct graft_model *m, struct graft_err *err)
+int fold_drop_unread(struct graft_model *m, struct graft_err *err)
 {
 	struct pass p;
 	int rc;
@@ -490,7 +490,7 @@ int graft_model_fold_bn(struct graft_model *m, size_t *folded, struct graft_err 
 	}
 	if (pass_end(&ps, rc ? NULL : err) && !rc)
 		rc = GRAFT_ENOMEM;
-	return rc ? rc : drop_unread(m, err);
+	return rc ? rc : fold_drop_unread(m, err);
 }
 
 /* ---- stripping -------------------------------------------------------------------------- */
@@ -627,5 +627,5 @@ int graft_model_strip(struct graft_model *m, struct graft_err *err)
 	}
 	if ((rc = drop_detached(m, err)))
 		return rc;
-	return drop_unread(m, err);
+	return fold_drop_unread(m, err);
 }

@@ -104,7 +104,7 @@ static const struct tensor_rec *stored_float(const struct graft_model *m, const 
 	long i = name && *name ? graft_model_find_tensor(m, name) : -1;
 	const struct tensor_rec *t = i >= 0 ? &m->tensors[i] : NULL;
 
-	return t && t->dtype == GRAFT_FLOAT && t->source == GRAFT_SOURCE_INITIALIZER &&
+	return t && t->dtype == GRAFT_FLOAT && t->source != GRAFT_SOURCE_DETACHED &&
 	       (!rank || t->rank == rank) ? t : NULL;
 }
 
@@ -419,18 +419,21 @@ static int dequantize_for(const struct qtensor *t, struct qpoint *p, char **inpu
 }
 
 /*
- * The weight named w: stored as int8 (symmetric, per channel along axis or per tensor),
- * read through a DequantizeLinear that writes w; *scales (channels floats, the caller
- * frees) for the bias.  The float tensor goes.
+ * The weight that node input *input names: stored as int8 (symmetric, per channel along
+ * axis or per tensor), which the node reads through a DequantizeLinear of its own (the
+ * float tensor, an initializer or a Constant node's, goes at the end if nothing else
+ * reads it); *scales (channels floats, the caller frees) for the bias.
  */
-static int quantize_weight(struct graft_model *m, const char *w, int axis, int per_tensor,
+static int quantize_weight(struct graft_model *m, char **input, int axis, int per_tensor,
 			   struct added *a, float **scales, int64_t *channels,
 			   struct graft_err *err)
 {
+	const char *w = *input;
 	long i = graft_model_find_tensor(m, w);
 	const struct tensor_rec *t = &m->tensors[i];
 	int64_t C = per_tensor ? 1 : t->dims[axis], inner = 1, outer = 1;
-	char qn[NAME_MAX_LEN], sn[NAME_MAX_LEN], zn[NAME_MAX_LEN], node[NAME_MAX_LEN];
+	char qn[NAME_MAX_LEN], sn[NAME_MAX_LEN], zn[NAME_MAX_LEN], dn[NAME_MAX_LEN];
+	char node[NAME_MAX_LEN + 32];
 	int8_t *q = malloc(t->numel + 1), *zeros = calloc((size_t)C + 1, 1);
 	float *s = calloc((size_t)C + 1, sizeof(float));
 	int rc = 0;
@@ -470,13 +473,12 @@ static int quantize_weight(struct graft_model *m, const char *w, int axis, int p
 	    (rc = put_tensor(m, w, "_zero_point", GRAFT_INT8, per_tensor ? 0 : 1, cd, zeros, zn,
 			     sizeof(zn), err)))
 		goto out;
-	/* (after the puts: t may have moved) */
-	if ((rc = graft_model_remove_tensor(m, (size_t)graft_model_find_tensor(m, w), err)))
-		goto out;
+	fresh_name(m, w, "_dequantized", dn, sizeof(dn));
 	snprintf(node, sizeof(node), "%s_DequantizeLinear", w);
 	Onnx__NodeProto *n = skeleton_node_new("DequantizeLinear", node,
-					       (const char *[]){qn, sn, zn}, 3, w);
-	if (!n || (!per_tensor && skeleton_node_attr_int(n, "axis", axis)) || add_node(a, n)) {
+					       (const char *[]){qn, sn, zn}, 3, dn);
+	if (!n || (!per_tensor && skeleton_node_attr_int(n, "axis", axis)) || add_node(a, n) ||
+	    rename_str(input, dn)) {
 		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -490,16 +492,17 @@ out:
 	return rc;
 }
 
-/* The bias named b: int32 at scale x_scale * the weight's scales, read through a
- * DequantizeLinear that writes b. */
-static int quantize_bias(struct graft_model *m, const char *b, float x_scale, const float *ws,
+/* The bias that node input *input names: int32 at scale x_scale * the weight's scales,
+ * read through a DequantizeLinear of its own. */
+static int quantize_bias(struct graft_model *m, char **input, float x_scale, const float *ws,
 			 int64_t channels, struct added *a, struct graft_err *err)
 {
+	const char *b = *input;
 	const struct tensor_rec *t = &m->tensors[graft_model_find_tensor(m, b)];
 	int64_t C = t->dims[0];
 	int32_t *q = malloc((size_t)C * sizeof(int32_t) + 1);
 	float *s = malloc((size_t)C * sizeof(float) + 1);
-	char qn[NAME_MAX_LEN], sn[NAME_MAX_LEN], node[NAME_MAX_LEN];
+	char qn[NAME_MAX_LEN], sn[NAME_MAX_LEN], dn[NAME_MAX_LEN], node[NAME_MAX_LEN + 32];
 	int rc;
 
 	if (!q || !s) {
@@ -514,12 +517,13 @@ static int quantize_bias(struct graft_model *m, const char *b, float x_scale, co
 	}
 	if (!(rc = put_tensor(m, b, "_quantized", GRAFT_INT32, 1, t->dims, q, qn, sizeof(qn), err)) &&
 	    !(rc = put_tensor(m, b, "_scale", GRAFT_FLOAT, 1, (int64_t[]){C}, s, sn, sizeof(sn),
-			      err)) &&
-	    !(rc = graft_model_remove_tensor(m, (size_t)graft_model_find_tensor(m, b), err))) {
+			      err))) {
+		fresh_name(m, b, "_dequantized", dn, sizeof(dn));
 		snprintf(node, sizeof(node), "%s_DequantizeLinear", b);
 		Onnx__NodeProto *n = skeleton_node_new("DequantizeLinear", node,
-						       (const char *[]){qn, sn}, 2, b);
-		if (!n || skeleton_node_attr_int(n, "axis", 0) || add_node(a, n))
+						       (const char *[]){qn, sn}, 2, dn);
+		if (!n || skeleton_node_attr_int(n, "axis", 0) || add_node(a, n) ||
+		    rename_str(input, dn))
 			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
 	free(q);
@@ -597,16 +601,16 @@ static int rewrite(struct graft_model *m, struct qplan *p, const struct graft_qu
 	/* weights and biases, dequantized before every other node */
 	for (size_t k = 0; k < p->n_nodes && !rc; k++) {
 		const struct qnode *q = &p->nodes[k];
-		const Onnx__NodeProto *n = g->node[q->node];
+		Onnx__NodeProto *n = g->node[q->node];
 		float *ws = NULL;
 		int64_t channels = 0;
 		if (q->weight < 0)
 			continue;
-		rc = quantize_weight(m, n->input[q->weight], q->axis, o->per_tensor, &front, &ws,
+		rc = quantize_weight(m, &n->input[q->weight], q->axis, o->per_tensor, &front, &ws,
 				     &channels, err);
 		info->weights += !rc;
 		if (!rc && q->bias >= 0)
-			rc = quantize_bias(m, n->input[q->bias],
+			rc = quantize_bias(m, &n->input[q->bias],
 					   p->t[strmap_get(&p->t_index, n->input[0])].scale, ws,
 					   channels, &front, err);
 		free(ws);
@@ -692,7 +696,7 @@ int graft_quantize(struct graft_model *m, const struct graft_array *x,
 		return rc;
 	}
 	qplan_release(&p);
-	if ((rc = edit_drop_unread_initializers(m, err)))
+	if ((rc = fold_drop_unread(m, err)))
 		return rc;
 	edit_drop_stale_value_info(m->proto->graph);
 	return model_refresh_aliases(m, err);

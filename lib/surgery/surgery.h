@@ -17,4 +17,10 @@ int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err);
  * memory runs out). */
 void edit_drop_stale_value_info(Onnx__GraphProto *g);
 
+/* ---- fold.c ---- */
+/* Removes stored values nobody reads: Identity aliases of stored tensors and Constant
+ * nodes whose outputs are unread (chains of aliases too), then unread initializers with
+ * the graph inputs of the same name. */
+int fold_drop_unread(struct graft_model *m, struct graft_err *err);
+
 #endif

@@ -100,6 +100,19 @@ static const Onnx__NodeProto *producer_of(const struct graft_model *m, const cha
 	return m->proto->graph->node[i];
 }
 
+/* The producer of input k of the node named node. */
+static const Onnx__NodeProto *input_producer(const struct graft_model *m, const char *node,
+					     size_t k)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+
+	for (size_t i = 0; i < g->n_node; i++)
+		if (strcmp(g->node[i]->name, node) == 0)
+			return producer_of(m, g->node[i]->input[k]);
+	fail_msg("no node %s", node);
+	return NULL;
+}
+
 /* y of model m on x, into out (N * K * H * W floats). */
 static void run(const struct graft_model *m, const struct graft_array *x, float *out)
 {
@@ -136,7 +149,7 @@ static void test_quantize_model(void **state)
 	/* the first Conv writes the Relu's output now, through a Q/DQ pair to the second */
 	assert_string_equal(producer_of(m, "r")->name, "c1");
 	/* w1: int8 per output channel, the scale absmax / 127, zero points 0 */
-	const Onnx__NodeProto *dq = producer_of(m, "w1");
+	const Onnx__NodeProto *dq = input_producer(m, "c1", 1);
 	assert_string_equal(dq->op_type, "DequantizeLinear");
 	assert_int_equal(dq->n_attribute, 1);
 	assert_int_equal(dq->attribute[0]->i, 0);
@@ -191,7 +204,7 @@ static void test_per_tensor_and_exclude(void **state)
 	assert_int_equal(info.quantized, 1);
 	assert_int_equal(info.excluded, 1);
 	assert_int_equal(info.weights, 1);
-	const Onnx__NodeProto *dq = producer_of(m, "w1");
+	const Onnx__NodeProto *dq = input_producer(m, "c1", 1);
 	struct graft_tensor ws;
 	assert_int_equal(dq->n_attribute, 0);
 	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, dq->input[1]), &ws);
