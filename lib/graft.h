@@ -951,6 +951,14 @@ int graft_model_fold_bn(struct graft_model *m, size_t *folded, struct graft_err 
  * in any case), and then what graft_model_fold_bn removes as unread. */
 int graft_model_strip(struct graft_model *m, struct graft_err *err);
 
+/* Raises the model's default-domain opset from 9..12 to to (at most 13): nodes of ops
+ * whose meaning did not change keep as they are, Clip, Slice, Dropout, Squeeze and
+ * Unsqueeze get their attributes as inputs, Softmax, LogSoftmax and Hardmax are kept
+ * where their axis is the input's last.  Any other op, or a Softmax over flattened axes,
+ * is GRAFT_EUNSUPPORTED naming the node, with m unchanged.  Nothing to do when the
+ * opset is to already or later. */
+int graft_model_upgrade_opset(struct graft_model *m, int64_t to, struct graft_err *err);
+
 /* ---- quantization (lib/surgery/quantize.c, docs/quantize.md) ------------------------------ */
 
 /*
@@ -962,14 +970,14 @@ int graft_model_strip(struct graft_model *m, struct graft_err *err);
  * matches; a Relu or a Clip from 0 that alone reads one is folded into its range, and a
  * BatchNormalization after a Conv or Gemm into its weights (graft_model_fold_bn).  A
  * model with quantized nodes already is refused (GRAFT_EINVAL); one below opset 13 (10
- * per tensor) is GRAFT_EUNSUPPORTED.  After an error, m may be half changed and is fit
- * only to be freed.
+ * per tensor) is raised to it first (graft_model_upgrade_opset, which may refuse).
+ * After an error, m may be half changed and is fit only to be freed.
  */
 struct graft_quant_opts {
 	int per_tensor;                 /* weights: one scale a tensor, not a channel */
 	const char *const *exclude;     /* fnmatch patterns of node names or op types */
 	size_t n_exclude;
-	int64_t samples;                /* calibration samples, the first of x (0: all) */
+	int64_t samples;                /* calibration samples, spread evenly over x (0: all) */
 	int64_t batch;                  /* calibration batch (0: 32) */
 };
 struct graft_quant_info {
@@ -978,6 +986,8 @@ struct graft_quant_info {
 	size_t excluded;                /* quantizable nodes an exclude pattern kept float */
 	size_t tensors;                 /* activations given a QuantizeLinear pair */
 	size_t weights;                 /* weights stored as int8 */
+	int64_t opset_from, opset_to;   /* the model's opset before and after (raised to 13,
+					 * or 10 per tensor, where it was lower) */
 	/* the other nodes, computed in float, by op type (the first 8 types) */
 	struct { char op[32]; size_t count; } left[8];
 	size_t n_left;

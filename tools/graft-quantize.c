@@ -18,7 +18,8 @@ static const char usage[] =
 	"quantize_static does by default (activations asymmetric, weights symmetric, biases\n"
 	"int32), and writes it as .graft (stdout unless -o; graft-export makes the ONNX file).\n"
 	"      --data CALIB     a graft dataset of inputs for the model: the calibration set\n"
-	"      --samples N      calibrate on its first N samples (default 256; 0: all)\n"
+	"      --samples N      calibrate on N samples spread evenly over it (default 256;\n"
+	"                       0: all)\n"
 	"      --method minmax  activation ranges: each tensor's minimum and maximum over the\n"
 	"                       calibration samples (the only method so far)\n"
 	"      --per-channel    one weight scale per output channel (the default)\n"
@@ -156,6 +157,9 @@ int main(int argc, char **argv)
 			tool_name, info.quantized, info.folded, info.excluded, info.tensors,
 			info.weights, (long long)(cl.samples && cl.samples < x.dims[0] ? cl.samples
 						  : x.dims[0]));
+		if (info.opset_from < info.opset_to)
+			fprintf(stderr, "%s: the model's opset raised from %lld to %lld\n", tool_name,
+				(long long)info.opset_from, (long long)info.opset_to);
 		if (info.n_left) {
 			fprintf(stderr, "%s: left in float:", tool_name);
 			for (size_t i = 0; i < info.n_left; i++)

@@ -267,25 +267,41 @@ oom:
 
 /* ---- calibration ------------------------------------------------------------------------ */
 
+/*
+ * Runs the model on the calibration samples and takes each planned tensor's range.  Of
+ * a dataset larger than o->samples, samples spread evenly over it are taken (sample
+ * i * total / samples): datasets are often stored class by class, and the first ones
+ * alone would calibrate on one class (measured: PaddleOCR's MobileNetV3 on digits, 81.6%
+ * from the first 256 samples, all zeros and ones, against 93.5% in float).
+ */
 static int calibrate(const struct graft_model *m, const struct graft_array *x,
 		     const struct graft_quant_opts *o, struct qplan *p, struct graft_err *err)
 {
 	struct graft_net_opts no = {.no_fuse = 1};
 	struct graft_net *net;
-	int64_t n = x->dims[0], batch = o->batch > 0 ? o->batch : 32;
-	size_t per = n ? x->nbytes / (size_t)n : 0;
+	int64_t total = x->dims[0], n = total, batch = o->batch > 0 ? o->batch : 32;
+	size_t per = total ? x->nbytes / (size_t)total : 0;
+	char *buf;
 	int rc;
 
 	if (o->samples > 0 && o->samples < n)
 		n = o->samples;
 	if (n < 1)
 		return graft_err_set(err, GRAFT_EINVAL, "no calibration samples");
-	if ((rc = graft_net_new_opts(&net, m, &no, err)))
+	batch = batch < n ? batch : n;
+	if (!(buf = malloc((size_t)batch * per + 1)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	if ((rc = graft_net_new_opts(&net, m, &no, err))) {
+		free(buf);
 		return rc;
+	}
 	for (int64_t at = 0; at < n && !rc; at += batch) {
 		struct graft_array xb = *x;
 		xb.dims[0] = n - at < batch ? n - at : batch;
-		xb.data = (char *)x->data + (size_t)at * per;
+		for (int64_t j = 0; j < xb.dims[0]; j++)
+			memcpy(buf + (size_t)j * per,
+			       (const char *)x->data + (size_t)((at + j) * total / n) * per, per);
+		xb.data = buf;
 		xb.nbytes = (size_t)xb.dims[0] * per;
 		if ((rc = graft_net_run(net, &xb, 1, err)))
 			break;
@@ -307,6 +323,7 @@ static int calibrate(const struct graft_model *m, const struct graft_array *x,
 		}
 	}
 	graft_net_free(net);
+	free(buf);
 	for (size_t i = 0; i < p->n_t && !rc; i++) {
 		if (!isfinite(p->t[i].lo) || !isfinite(p->t[i].hi))
 			return graft_err_set(err, GRAFT_EINVAL, "'%s' is not finite on the "
@@ -516,13 +533,14 @@ static int quantize_bias(struct graft_model *m, char **input, float x_scale, con
 		q[c] = (int32_t)(r < -2147483647.0 ? -2147483647.0 : r > 2147483647.0 ? 2147483647.0 : r);
 	}
 	if (!(rc = put_tensor(m, b, "_quantized", GRAFT_INT32, 1, t->dims, q, qn, sizeof(qn), err)) &&
-	    !(rc = put_tensor(m, b, "_scale", GRAFT_FLOAT, 1, (int64_t[]){C}, s, sn, sizeof(sn),
-			      err))) {
+	    /* per tensor, one scale (opset 10 has no axis) */
+	    !(rc = put_tensor(m, b, "_scale", GRAFT_FLOAT, channels == 1 ? 0 : 1, (int64_t[]){C},
+			      s, sn, sizeof(sn), err))) {
 		fresh_name(m, b, "_dequantized", dn, sizeof(dn));
 		snprintf(node, sizeof(node), "%s_DequantizeLinear", b);
 		Onnx__NodeProto *n = skeleton_node_new("DequantizeLinear", node,
 						       (const char *[]){qn, sn}, 2, dn);
-		if (!n || skeleton_node_attr_int(n, "axis", 0) || add_node(a, n) ||
+		if (!n || (channels > 1 && skeleton_node_attr_int(n, "axis", 0)) || add_node(a, n) ||
 		    rename_str(input, dn))
 			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
@@ -681,10 +699,12 @@ int graft_quantize(struct graft_model *m, const struct graft_array *x,
 	int rc;
 
 	memset(info, 0, sizeof(*info));
-	if (opset < (o.per_tensor ? 10 : 13))
-		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's opset is %lld: "
-				     "quantization per channel needs 13 or later (per tensor: 10)",
-				     (long long)opset);
+	/* per-channel scales need opset 13; ORT's tool raises the opset too */
+	info->opset_from = opset;
+	if (opset < (o.per_tensor ? 10 : 13) &&
+	    (rc = graft_model_upgrade_opset(m, o.per_tensor ? 10 : 13, err)))
+		return rc;
+	info->opset_to = model_default_opset(m);
 	/* BatchNormalization folded first, as ORT's tool has its optimizer do: a Conv then
 	 * quantizes with the normalisation in its weights */
 	size_t folded;

@@ -213,21 +213,89 @@ static void test_per_tensor_and_exclude(void **state)
 	graft_model_free(m);
 }
 
-/* Below opset 13 there is no per-channel axis: refused, unless per tensor. */
+/* Below opset 13 there is no per-channel axis: the opset is raised first. */
 static void test_opset(void **state)
 {
 	static float xs[N * C * H * W];
 	struct graft_array x = samples(xs);
 	struct graft_model *m = conv_relu_conv(11);
-	struct graft_quant_opts o = {.per_tensor = 1};
 	struct graft_quant_info info;
 	struct graft_err err = {0};
 	(void)state;
 
-	assert_int_equal(graft_quantize(m, &x, NULL, &info, &err), GRAFT_EUNSUPPORTED);
-	assert_non_null(strstr(err.msg, "opset"));
-	assert_int_equal(graft_quantize(m, &x, &o, &info, &err), 0);
+	assert_int_equal(graft_quantize(m, &x, NULL, &info, &err), 0);
+	assert_int_equal(info.opset_from, 11);
+	assert_int_equal(model_default_opset(m), 13);
 	graft_model_free(m);
+}
+
+/* x [2, 5] -> Clip (attributes, opset 9) -> Softmax (axis 1) -> y, and an op given
+ * (op NULL: none) after the Clip. */
+static struct graft_model *opset9_model(const char *op, int softmax_axis)
+{
+	Onnx__ModelProto *mp = tm_model(9);
+	int64_t d[] = {2, 5};
+
+	tm_input(mp, "x", GRAFT_FLOAT, 2, d);
+	tm_output(mp, "y", GRAFT_FLOAT, 2, d);
+	Onnx__NodeProto *c = tm_node(mp, "Clip", "clip", (const char *[]){"x", NULL},
+				     (const char *[]){op ? "c0" : "c", NULL});
+	tm_attr_float(c, "min", -0.5f);
+	tm_attr_float(c, "max", 0.7f);
+	if (op)
+		tm_node(mp, op, "odd", (const char *[]){"c0", NULL}, (const char *[]){"c", NULL});
+	tm_attr_int(tm_node(mp, "Softmax", "sm", (const char *[]){"c", NULL},
+			    (const char *[]){"y", NULL}), "axis", softmax_axis);
+	return tm_load(mp);
+}
+
+static void run2(const struct graft_model *m, const float *x, float *y)
+{
+	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 2, .dims = {2, 5},
+				 .data = (void *)x, .nbytes = 10 * sizeof(float)}, out;
+	struct graft_net *net;
+	struct graft_err err = {0};
+
+	if (graft_net_new(&net, m, &err) || graft_net_run(net, &in, 1, &err))
+		fail_msg("%s", err.msg);
+	graft_net_output(net, 0, &out);
+	memcpy(y, out.data, 10 * sizeof(float));
+	graft_net_free(net);
+}
+
+/* Raising opset 9 to 13: Clip's bounds become inputs, a Softmax over the last axis
+ * stays; the results are the same.  An op without a known upgrade, and a Softmax over
+ * flattened axes, are refused by name and leave the model as it was. */
+static void test_upgrade_opset(void **state)
+{
+	float x[10], a[10], b[10];
+	struct graft_model *f = opset9_model(NULL, 1), *m = opset9_model(NULL, -1);
+	struct graft_err err = {0};
+	(void)state;
+
+	for (int i = 0; i < 10; i++)
+		x[i] = (float)i / 5 - 1;
+	run2(f, x, a);
+	assert_int_equal(graft_model_upgrade_opset(m, 13, &err), 0);
+	assert_int_equal(model_default_opset(m), 13);
+	const Onnx__NodeProto *clip = producer_of(m, "c");
+	assert_int_equal(clip->n_input, 3);
+	assert_int_equal(clip->n_attribute, 0);
+	run2(m, x, b);
+	for (int i = 0; i < 10; i++)
+		assert_true(a[i] == b[i]);
+	graft_model_free(m);
+	m = opset9_model("Upsample", 1);
+	assert_int_equal(graft_model_upgrade_opset(m, 13, &err), GRAFT_EUNSUPPORTED);
+	assert_non_null(strstr(err.msg, "'odd' (Upsample)"));
+	assert_int_equal(model_default_opset(m), 9);
+	graft_model_free(m);
+	m = opset9_model(NULL, 0);      /* axis 0 of 2: flattens; not the same at 13 */
+	assert_int_equal(graft_model_upgrade_opset(m, 13, &err), GRAFT_EUNSUPPORTED);
+	assert_non_null(strstr(err.msg, "changes at opset 13"));
+	assert_int_equal(producer_of(m, "c")->n_attribute, 2);
+	graft_model_free(m);
+	graft_model_free(f);
 }
 
 int main(void)
@@ -238,6 +306,7 @@ int main(void)
 		cmocka_unit_test(test_quantize_model),
 		cmocka_unit_test(test_per_tensor_and_exclude),
 		cmocka_unit_test(test_opset),
+		cmocka_unit_test(test_upgrade_opset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
