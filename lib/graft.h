@@ -973,7 +973,14 @@ int graft_model_upgrade_opset(struct graft_model *m, int64_t to, struct graft_er
  * per tensor) is raised to it first (graft_model_upgrade_opset, which may refuse).
  * After an error, m may be half changed and is fit only to be freed.
  */
+enum graft_calib {
+	GRAFT_CALIB_PERCENTILE = 0,     /* the tails beyond a percentile cut off (a histogram
+					 * of 2048 bins over the minimum to maximum) */
+	GRAFT_CALIB_MINMAX = 1,         /* each activation's minimum and maximum */
+};
 struct graft_quant_opts {
+	enum graft_calib method;
+	double percentile;              /* GRAFT_CALIB_PERCENTILE: kept, in % (0: 99.999) */
 	int per_tensor;                 /* weights: one scale a tensor, not a channel */
 	const char *const *exclude;     /* fnmatch patterns of node names or op types */
 	size_t n_exclude;

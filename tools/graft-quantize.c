@@ -12,16 +12,19 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: graft-quantize [IN|-] --data CALIB [--samples N] [--method minmax]\n"
-	"                      [--per-channel | --per-tensor] [--exclude PAT]... [-o OUT]\n"
+	"usage: graft-quantize [IN|-] --data CALIB [--samples N] [--method minmax|percentile]\n"
+	"                      [--percentile P] [--per-channel | --per-tensor] [--exclude PAT]...\n"
+	"                      [-o OUT]\n"
 	"Quantizes a float model to int8 in ONNX's QDQ format, as ONNX Runtime's\n"
 	"quantize_static does by default (activations asymmetric, weights symmetric, biases\n"
 	"int32), and writes it as .graft (stdout unless -o; graft-export makes the ONNX file).\n"
 	"      --data CALIB     a graft dataset of inputs for the model: the calibration set\n"
 	"      --samples N      calibrate on N samples spread evenly over it (default 256;\n"
 	"                       0: all)\n"
-	"      --method minmax  activation ranges: each tensor's minimum and maximum over the\n"
-	"                       calibration samples (the only method so far)\n"
+	"      --method M       activation ranges: percentile (default), the tails beyond\n"
+	"                       --percentile cut off (a histogram over the minimum to maximum);\n"
+	"                       minmax, each tensor's minimum and maximum over the samples\n"
+	"      --percentile P   the share of values kept, in % (default 99.999)\n"
 	"      --per-channel    one weight scale per output channel (the default)\n"
 	"      --per-tensor     one weight scale per weight tensor\n"
 	"      --exclude PAT    leave nodes whose name or op type matches the glob PAT in float\n"
@@ -38,6 +41,8 @@ struct cmdline {
 	size_t n_exclude;
 	int64_t samples, batch;
 	int per_tensor, force, quiet;
+	enum graft_calib method;
+	double percentile;
 };
 
 static int64_t count_arg(const char *opt, const char *arg, int64_t min)
@@ -53,7 +58,7 @@ static int64_t count_arg(const char *opt, const char *arg, int64_t min)
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	enum { OPT_DATA = 256, OPT_SAMPLES, OPT_METHOD, OPT_CHANNEL, OPT_TENSOR, OPT_EXCLUDE,
-	       OPT_BATCH };
+	       OPT_BATCH, OPT_PERCENTILE };
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, OPT_DATA},
 		{"samples", required_argument, NULL, OPT_SAMPLES},
@@ -62,6 +67,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"per-tensor", no_argument, NULL, OPT_TENSOR},
 		{"exclude", required_argument, NULL, OPT_EXCLUDE},
 		{"batch", required_argument, NULL, OPT_BATCH},
+		{"percentile", required_argument, NULL, OPT_PERCENTILE},
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
 		{"quiet", no_argument, NULL, 'q'}, TOOL_COMMON_LONGOPTS, {0},
 	};
@@ -75,9 +81,16 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case OPT_DATA: cl->data = optarg; break;
 		case OPT_SAMPLES: cl->samples = count_arg("--samples", optarg, 0); break;
 		case OPT_METHOD:
-			if (strcmp(optarg, "minmax") != 0)
+			if (strcmp(optarg, "minmax") == 0)
+				cl->method = GRAFT_CALIB_MINMAX;
+			else if (strcmp(optarg, "percentile") == 0)
+				cl->method = GRAFT_CALIB_PERCENTILE;
+			else
 				tool_usage(usage, 2, "--method: '%s' is not a method graft has "
-					   "(minmax)", optarg);
+					   "(minmax, percentile)", optarg);
+			break;
+		case OPT_PERCENTILE:
+			cl->percentile = tool_parse_number("--percentile", optarg, 50, 100, usage);
 			break;
 		case OPT_CHANNEL: cl->per_tensor = 0; break;
 		case OPT_TENSOR: cl->per_tensor = 1; break;
@@ -146,7 +159,8 @@ int main(int argc, char **argv)
 		tool_die("%s: the model has %zu inputs; graft-quantize calibrates a model of one",
 			 path, graft_model_input_count(m));
 	check_fit(m, &x, cl.data, path);
-	struct graft_quant_opts o = {.per_tensor = cl.per_tensor, .exclude = cl.exclude,
+	struct graft_quant_opts o = {.method = cl.method, .percentile = cl.percentile,
+				     .per_tensor = cl.per_tensor, .exclude = cl.exclude,
 				     .n_exclude = cl.n_exclude, .samples = cl.samples,
 				     .batch = cl.batch};
 	if (graft_quantize(m, &x, &o, &info, &err))
