@@ -780,6 +780,29 @@ struct graft_eval {
 	int64_t *confusion;     /* classes x classes */
 };
 int graft_eval_init(struct graft_eval *e, int64_t classes, struct graft_err *err);
+/*
+ * Two models on the same samples (lib/train/parity.c, graft-verify): ref and cand run
+ * over x (float [N, ...], the models' one input) in batches; per output (the first
+ * GRAFT_PARITY_MAX_OUTPUTS, matched by position; they must have the same type and shape)
+ * the largest absolute difference and that over the reference's largest value; for a
+ * classifier (a first output [batch, classes]) the samples whose top-1 (the first on
+ * ties) agrees and, with int64 labels y (may be NULL), each model's correct ones.
+ */
+#define GRAFT_PARITY_MAX_OUTPUTS 8
+struct graft_parity_output {
+	const char *name;               /* borrowed from ref */
+	double max_abs, max_rel, ref_max;
+};
+struct graft_parity {
+	int64_t count;
+	size_t n_outputs;
+	struct graft_parity_output out[GRAFT_PARITY_MAX_OUTPUTS];
+	int classifier, labels;
+	int64_t agree, ref_correct, cand_correct;
+};
+int graft_parity(struct graft_net *ref, struct graft_net *cand, const struct graft_array *x,
+		 const struct graft_array *y, int64_t batch, struct graft_parity *p,
+		 struct graft_err *err);
 void graft_eval_release(struct graft_eval *e);
 /* Runs net over samples x (float [N, ...]) in batches and scores its first output against
  * y (int64 labels: cross-entropy, accuracy and confusion; float targets: MSE). */

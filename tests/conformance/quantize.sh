@@ -10,6 +10,8 @@
 #     images but where ORT's two best logits are closer than the largest difference
 #     between the two runtimes (graft computes in float between Q/DQ pairs, ORT in
 #     integers: a near tie may go either way on another CPU);
+#   - graft-verify: fp32 against int8 within --max-drop 1 and --min-agreement 95, its
+#     JSON; a model with another head fails either check with one line, exit 1;
 #   - bad input: a calibration set of another shape, a model quantized already, an
 #     unknown --method: one line on stderr, exit 1 (2 for usage), no output file.
 set -u
@@ -58,6 +60,20 @@ import json, numpy as np
 g = np.load('gq/logits.npy').argmax(1); o = np.array(json.load(open('o.json'))['predictions'])
 a = (g == o).mean(); print('   top-1 agreement %.4f on %d images' % (a, len(g)))
 assert a >= 0.995\""
+
+# graft-verify: the parity report, and a check for a Makefile
+check "graft-verify passes fp32 against int8" sh -c "graft-verify $SRC/examples/pretrain/compact_cnn.onnx \
+	q.graft --data test.graft --max-drop 1 --min-agreement 95 --json > v.json && $PY -c \"
+import json
+v = json.load(open('v.json'))
+print('   verify: agreement %.4f, accuracy %.4f -> %.4f, max rel %.3g' % (v['top1_agreement'],
+      v['reference_accuracy'], v['candidate_accuracy'], v['outputs'][0]['max_rel']))
+assert v['samples'] == 1000 and abs(v['reference_accuracy'] - json.load(open('f.json'))['accuracy']) < 1e-9\""
+graft-head $SRC/examples/pretrain/compact_cnn.onnx --classes 5 --seed 1 -o other.graft 2>/dev/null
+expect_error "graft-verify: another model fails --min-agreement" "other.graft: top-1 agrees with the reference on .* \(--min-agreement 50\)" \
+	graft-verify $SRC/examples/pretrain/compact_cnn.onnx other.graft --data test.graft --min-agreement 50
+expect_error "graft-verify: and --max-drop" "other.graft: accuracy .* points below the reference's .* \(--max-drop 1\)" \
+	graft-verify $SRC/examples/pretrain/compact_cnn.onnx other.graft --data test.graft --max-drop 1
 
 # resnet18: every Conv and Add in ORT's int8 kernels
 $PY -c "
