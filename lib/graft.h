@@ -974,6 +974,15 @@ int graft_model_fold_bn(struct graft_model *m, size_t *folded, struct graft_err 
  * in any case), and then what graft_model_fold_bn removes as unread. */
 int graft_model_strip(struct graft_model *m, struct graft_err *err);
 
+/* The model in float16 (lib/surgery/fp16.c, graft-export --fp16): stored float32
+ * tensors become float16 (rounded to nearest even, held within +-65504), the graph's
+ * float32 declarations float16, Casts to float32 casts to float16, ConstantOfShape's
+ * value float16.  With keep_io the float inputs and outputs stay float32, with Casts at
+ * the edges.  Nodes with subgraphs, of other domains, and ops whose inputs or attributes
+ * fix a float type (Resize, Upsample, EyeLike, the Random ops) are GRAFT_EUNSUPPORTED,
+ * naming the node, with m unchanged. */
+int graft_model_to_fp16(struct graft_model *m, int keep_io, struct graft_err *err);
+
 /* Raises the model's default-domain opset from 9..12 to to (at most 13): nodes of ops
  * whose meaning did not change keep as they are, Clip, Slice, Dropout, Squeeze and
  * Unsqueeze get their attributes as inputs, Softmax, LogSoftmax and Hardmax are kept
@@ -982,7 +991,7 @@ int graft_model_strip(struct graft_model *m, struct graft_err *err);
  * opset is to already or later. */
 int graft_model_upgrade_opset(struct graft_model *m, int64_t to, struct graft_err *err);
 
-/* ---- quantization (lib/surgery/quantize.c, docs/quantize.md) ------------------------------ */
+/* ---- quantization (lib/surgery/quantize.c, docs/deploy.md) ------------------------------ */
 
 /*
  * Static post-training quantization to ONNX's QDQ format, int8 activations (asymmetric,

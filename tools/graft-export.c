@@ -12,7 +12,8 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: graft-export [IN|-] [-o OUT.onnx] [--external-data FILE] [--fold-bn] [--strip] [-f]\n"
+	"usage: graft-export [IN|-] [-o OUT.onnx] [--external-data FILE] [--fold-bn] [--strip]\n"
+	"                    [--fp16 [--keep-io-types]] [-f]\n"
 	"Converts a .graft archive (or an ONNX model) to an ONNX model (stdout unless -o).\n"
 	"  -o, --output OUT.onnx      write to OUT.onnx (atomically) instead of stdout\n"
 	"      --external-data FILE   store tensors of 1 KiB or more in FILE, a plain file\n"
@@ -22,6 +23,8 @@ static const char usage[] =
 	"                             before it; the count goes to stderr\n"
 	"      --strip                drop what only training needs: Dropout nodes, graft.*\n"
 	"                             metadata, training state, unread initializers\n"
+	"      --fp16                 weights and compute in float16 (after --fold-bn)\n"
+	"      --keep-io-types        with --fp16: float32 inputs and outputs, Casts inside\n"
 	"  -f, --force                write binary data even to a terminal\n"
 	"  -h, --help                 show this help;  -V, --version  show the version\n";
 
@@ -29,7 +32,7 @@ static const char usage[] =
 
 struct cmdline {
 	const char *in, *out, *external;
-	int force, fold_bn, strip;
+	int force, fold_bn, strip, fp16, keep_io;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
@@ -38,6 +41,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"output", required_argument, NULL, 'o'},
 		{"external-data", required_argument, NULL, 'e'},
 		{"fold-bn", no_argument, NULL, 'B'}, {"strip", no_argument, NULL, 'S'},
+		{"fp16", no_argument, NULL, 'H'}, {"keep-io-types", no_argument, NULL, 'K'},
 		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c;
@@ -49,6 +53,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case 'e': cl->external = optarg; break;
 		case 'B': cl->fold_bn = 1; break;
 		case 'S': cl->strip = 1; break;
+		case 'H': cl->fp16 = 1; break;
+		case 'K': cl->keep_io = 1; break;
 		case 'f': cl->force = 1; break;
 		default: tool_common_option(c, usage);
 		}
@@ -59,6 +65,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			     strcmp(cl->external, "..") == 0 || strchr(cl->external, '/')))
 		tool_usage(usage, 2, "--external-data takes a plain file name (no '/'), which is "
 			   "written beside the model");
+	if (cl->keep_io && !cl->fp16)
+		tool_usage(usage, 2, "--keep-io-types goes with --fp16");
 	cl->in = optind < argc ? argv[optind] : NULL;
 }
 
@@ -104,6 +112,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: folded %zu BatchNormalization node%s\n", tool_name, folded,
 			folded == 1 ? "" : "s");
 	}
+	if (cl.fp16 && graft_model_to_fp16(m, cl.keep_io, &err))
+		tool_die("%s: %s", cl.in ? cl.in : "<stdin>", err.msg);
 	if (!cl.external && graft_model_onnx_size(m) >= TWO_GIB) {
 		if (to_stdout)
 			tool_die("%s: model is over 2 GiB, which ONNX can only store with external "

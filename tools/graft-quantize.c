@@ -2,7 +2,7 @@
  * graft-quantize: static post-training quantization of a float model to ONNX's QDQ
  * format (int8 activations calibrated on a dataset, int8 weights, int32 biases), which
  * ONNX Runtime's CPU provider runs with int8 kernels and graft-run runs as written
- * (docs/quantize.md).  The library does the work (graft_quantize); this parses options,
+ * (docs/deploy.md).  The library does the work (graft_quantize); this parses options,
  * reads the model and the calibration set, and writes the result as .graft.
  */
 #include <stdio.h>

@@ -306,6 +306,24 @@ int graft_model_set_tensor_data(struct graft_model *m, size_t i, const void *dat
 	return 0;
 }
 
+int model_retype_tensor(struct graft_model *m, size_t i, int dtype, void *data)
+{
+	struct tensor_rec *t = &m->tensors[i];
+
+	if (t->owner == OWNER_HEAP)
+		free(t->data);
+	t->data = data;
+	t->owner = OWNER_HEAP;
+	t->dtype = dtype;
+	t->nbytes = (size_t)t->numel * graft_dtype_size(dtype);
+	t->field = FIELD_RAW;
+	if (t->slot) {
+		t->slot->has_data_type = 1;
+		t->slot->data_type = dtype;
+	}
+	return 0;
+}
+
 int graft_model_remove_tensor(struct graft_model *m, size_t i, struct graft_err *err)
 {
 	struct tensor_rec *t;

@@ -104,6 +104,9 @@ int model_add_tensor(struct graft_model *m, const char *name, int dtype, int ran
 int model_add_history_line(struct graft_model *m, const char *line, struct graft_err *err);
 /* Derives m->aliases again from the graph, after tensors were added or removed. */
 int model_refresh_aliases(struct graft_model *m, struct graft_err *err);
+/* Gives tensor i another dtype of the same element count, with data (heap, taken: numel
+ * elements of dtype), stored as raw_data from now on. */
+int model_retype_tensor(struct graft_model *m, size_t i, int dtype, void *data);
 /* Forgets stored tensor i (its data freed) without touching the skeleton: for a caller
  * that removed the tensor's place in the graph itself (a Constant node). Refresh the
  * aliases afterwards. */

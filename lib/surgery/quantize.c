@@ -1,7 +1,7 @@
 /*
  * quantize.c: static post-training quantization to ONNX's QDQ format, as ONNX Runtime's
  * quantize_static writes it by default (S8S8), so that its CPU provider fuses each
- * DequantizeLinear -> op -> QuantizeLinear into an int8 kernel (docs/quantize.md):
+ * DequantizeLinear -> op -> QuantizeLinear into an int8 kernel (docs/deploy.md):
  *
  * - Conv, Gemm and MatMul with stored float weights, and Add of two computed values (a
  *   residual connection), are quantized unless an --exclude pattern names them.

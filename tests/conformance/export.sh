@@ -81,4 +81,54 @@ sys.exit(1 if any(n.op_type == 'Dropout' for n in m.graph.node) else 0)\""
 check "stripped equals the original in ONNX Runtime" close hd.onnx hs.onnx
 check "--fold-bn with nothing to fold says 0" sh -c \
 	"graft-export $fixdir/plain/small_cnn.onnx --fold-bn -o p.onnx 2>&1 >/dev/null | grep -q 'folded 0 BatchNormalization'"
+
+# --fp16: resnet18 in float16 (inputs and outputs too, or float32 at the edges with
+# --keep-io-types): the full checker passes, the file is half, and ONNX Runtime's outputs
+# are the float32 model's within 1e-2 relative (ort_run.js rounds the float16 inputs)
+# with the same top-1 on all 4 inputs; the pretrained compact CNN with --keep-io-types
+# gives the float32 model's prediction on >= 99.5% of 1,000 Fashion-MNIST test images;
+# Resize (whose scales must stay float32) is refused by name.
+r18=$fixdir/plain/resnet18.onnx
+check "--fp16 and --fp16 --keep-io-types" sh -c "graft-export $r18 --fp16 -o h.onnx && \
+	graft-export $r18 --fp16 --keep-io-types -o hk.onnx && $PY -c \"
+import onnx, os
+for f in ('h.onnx', 'hk.onnx'):
+    onnx.checker.check_model(onnx.load(f), full_check=True)
+    assert os.path.getsize(f) < 0.51 * os.path.getsize('$r18')
+i = onnx.load('h.onnx').graph.input[0].type.tensor_type.elem_type
+k = onnx.load('hk.onnx').graph.input[0].type.tensor_type.elem_type
+assert i == onnx.TensorProto.FLOAT16 and k == onnx.TensorProto.FLOAT\""
+fp16_close() { # MODEL: ORT's outputs against the float32 resnet18's, 4 seeded inputs
+	rm -rf o32 o16
+	$NODE "$here/ort_run.js" "$r18" o32 --seed 7 --batch 4 >/dev/null 2>&1 &&
+	$NODE "$here/ort_run.js" "$1" o16 --seed 7 --batch 4 >/dev/null 2>&1 &&
+	$PY -c "
+import numpy as np, glob, os
+a = np.fromfile(glob.glob('o32/*.bin')[0], np.float32)
+raw = open(glob.glob('o16/*.bin')[0], 'rb').read()
+b = np.frombuffer(raw, np.float16 if len(raw) == a.size * 2 else np.float32).astype(np.float32)
+r = np.abs(a - b).max() / np.abs(a).max()
+t = (a.reshape(4, -1).argmax(1) == b.reshape(4, -1).argmax(1)).all()
+print('   %s: max rel %.2e, top-1 the same: %s' % ('$1', r, t)); assert r <= 1e-2 and t"
+}
+check "float16 resnet18 in ONNX Runtime" fp16_close h.onnx
+check "float16 resnet18, float32 edges, in ONNX Runtime" fp16_close hk.onnx
+FM=/usr/share/datasets/fashion-mnist
+graft-data idx $FM/t10k-images-idx3-ubyte.gz $FM/t10k-labels-idx1-ubyte.gz \
+	--classes 0,1,2,3,4 --take 200 --seed 4 -o t5.graft 2>/dev/null
+check "the compact CNN in float16 predicts as in float32" sh -c "
+	graft-export $SRC/examples/pretrain/compact_cnn.onnx --fold-bn -o c32.onnx 2>/dev/null &&
+	graft-export $SRC/examples/pretrain/compact_cnn.onnx --fold-bn --fp16 --keep-io-types \
+		-o c16.onnx 2>/dev/null &&
+	$NODE $SRC/examples/ort_accuracy.js c32.onnx t5.graft --ort-dir $ortdir > a32.json &&
+	$NODE $SRC/examples/ort_accuracy.js c16.onnx t5.graft --ort-dir $ortdir > a16.json &&
+	$PY -c \"
+import json, numpy as np
+a, b = (json.load(open(f)) for f in ('a32.json', 'a16.json'))
+t = (np.array(a['predictions']) == np.array(b['predictions'])).mean()
+print('   compact CNN: accuracy %.4f float32, %.4f float16; top-1 the same on %.4f' %
+      (a['accuracy'], b['accuracy'], t)); assert t >= 0.995\""
+expect_error "--fp16 refuses Resize by name" "node '.*' \\(Resize\\): its inputs or attributes fix a float type" \
+	graft-export $DATA/node/test_resize_upsample_scales_nearest/model.onnx --fp16 -o no.onnx
+check "  and writes nothing" test ! -e no.onnx
 finish

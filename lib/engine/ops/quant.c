@@ -1,7 +1,7 @@
 /*
  * quant.c: linear quantization, QuantizeLinear and DequantizeLinear (opsets 10 and 13),
  * in plain C loops: the pairs that ONNX's QDQ format puts around the tensors a runtime
- * may compute in 8 bits (graft-quantize writes them; docs/quantize.md).
+ * may compute in 8 bits (graft-quantize writes them; docs/deploy.md).
  *
  *   QuantizeLinear:   y = saturate(round_half_even(x / scale) + zero_point)
  *   DequantizeLinear: y = (x - zero_point) * scale
