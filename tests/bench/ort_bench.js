@@ -10,6 +10,8 @@
 //   --warmup W   untimed session.run calls first (default 2)
 //   --threads T  intraOpNumThreads (default 2); interOpNumThreads 1, sequential execution
 //   --seed S     seed of the made-up inputs (default 1)
+//   --shape S    the first input's dims after the batch, e.g. 3x48x192 (for a model whose
+//                other dims are symbolic too)
 //   --ort-dir D  directory setup-ort.sh installed onnxruntime-node into
 //                (default: $GRAFT_ORT_DIR; else plain require() resolution)
 //
@@ -33,12 +35,12 @@ function die(msg) {
 }
 
 function usage() {
-  process.stderr.write(`usage: node ${PROG} MODEL.onnx [--batch N] [--repeat R] [--warmup W] [--threads T] [--seed S] [--ort-dir DIR]\n`);
+  process.stderr.write(`usage: node ${PROG} MODEL.onnx [--batch N] [--repeat R] [--warmup W] [--threads T] [--seed S] [--shape AxBx...] [--ort-dir DIR]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const a = { batch: 1, repeat: 10, warmup: 2, threads: 2, seed: 1,
+  const a = { batch: 1, repeat: 10, warmup: 2, threads: 2, seed: 1, shape: null,
               ortDir: process.env.GRAFT_ORT_DIR || '', pos: [] };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i];
@@ -50,6 +52,7 @@ function parseArgs(argv) {
     else if (v === '--threads') a.threads = int(next());
     else if (v === '--seed') a.seed = int(next());
     else if (v === '--ort-dir') a.ortDir = next();
+    else if (v === '--shape') a.shape = next().split('x').map(int);
     else if (v.startsWith('-')) usage();
     else a.pos.push(v);
   }
@@ -77,9 +80,10 @@ function mulberry32(seed) {
   };
 }
 
-function makeInput(ort, meta, rng, batch) {
+function makeInput(ort, meta, rng, batch, shape) {
   if (!meta.isTensor) die(`input '${meta.name}' is not a tensor`);
-  const dims = meta.shape.map((d, i) => (typeof d === 'number' && d >= 0) ? d : (i === 0 ? batch : 1));
+  const dims = shape ? [batch, ...shape]
+    : meta.shape.map((d, i) => (typeof d === 'number' && d >= 0) ? d : (i === 0 ? batch : 1));
   const n = dims.reduce((p, d) => p * d, 1);
   const unit = () => ((rng() >>> 8) / 16777216) * 2 - 1;
   let data;
@@ -107,7 +111,9 @@ async function main() {
   } catch (e) { die(`cannot load model: ${e.message}`); }
   const rng = mulberry32(a.seed);
   const feeds = {};
-  for (const meta of session.inputMetadata) feeds[meta.name] = makeInput(ort, meta, rng, a.batch);
+  session.inputMetadata.forEach((meta, k) => {
+    feeds[meta.name] = makeInput(ort, meta, rng, a.batch, k === 0 ? a.shape : null);
+  });
   const t = [];
   try {
     for (let i = 0; i < a.warmup; i++) await session.run(feeds);
