@@ -418,21 +418,26 @@ static void added_release(struct added *a)
 	memset(a, 0, sizeof(*a));
 }
 
-/* A name that the model does not have yet: base + suffix, or with a counter. */
-static void fresh_name(const struct graft_model *m, const char *base, const char *suffix,
-		       char *buf, size_t size)
+/* A name that neither the model nor this rewrite's new nodes (made) have yet: base +
+ * suffix, or with a counter; added to made.  -1: out of memory. */
+static int fresh_name(const struct graft_model *m, struct strmap *made, const char *base,
+		      const char *suffix, char *buf, size_t size)
 {
 	snprintf(buf, size, "%s%s", base, suffix);
-	for (int k = 2; skeleton_has_name(m, buf) || graft_model_find_tensor(m, buf) >= 0; k++)
+	for (int k = 2; skeleton_has_name(m, buf) || graft_model_find_tensor(m, buf) >= 0 ||
+			strmap_get(made, buf) >= 0; k++)
 		snprintf(buf, size, "%s%s_%d", base, suffix, k);
+	return strmap_put_copy(made, buf, 1) == -2 ? -1 : 0;
 }
 
 /* Stores an initializer of dtype named after base (fresh), into name. */
-static int put_tensor(struct graft_model *m, const char *base, const char *suffix, int dtype,
+static int put_tensor(struct graft_model *m, struct strmap *made, const char *base,
+		      const char *suffix, int dtype,
 		      int rank, const int64_t *dims, const void *data, char *name, size_t size,
 		      struct graft_err *err)
 {
-	fresh_name(m, base, suffix, name, size);
+	if (fresh_name(m, made, base, suffix, name, size))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	return graft_model_add_tensor(m, name, dtype, rank, dims, data, GRAFT_ROLE_CONSTANT,
 				      GRAFT_SOURCE_INITIALIZER, NULL, err);
 }
@@ -442,25 +447,26 @@ static int put_tensor(struct graft_model *m, const char *base, const char *suffi
 /* An activation's QuantizeLinear: its output, scale and zero point, where its nodes go,
  * and how many DequantizeLinear it has so far. */
 struct qpoint {
-	char q[NAME_MAX_LEN], scale[NAME_MAX_LEN], zp[NAME_MAX_LEN], dq[NAME_MAX_LEN];
+	char q[NAME_MAX_LEN], scale[NAME_MAX_LEN], zp[NAME_MAX_LEN];
 	struct added *at;
 	int n_dq;
 };
 
 /* QuantizeLinear(T) after T's producer. */
-static int quantize_point(struct graft_model *m, const struct qtensor *t, struct qpoint *p,
+static int quantize_point(struct graft_model *m, struct strmap *made, const struct qtensor *t,
+			  struct qpoint *p,
 			  struct graft_err *err)
 {
 	char name[NAME_MAX_LEN];
 	int rc;
 
-	if ((rc = put_tensor(m, t->name, "_scale", GRAFT_FLOAT, 0, NULL, &t->scale, p->scale,
+	if ((rc = put_tensor(m, made, t->name, "_scale", GRAFT_FLOAT, 0, NULL, &t->scale, p->scale,
 			     sizeof(p->scale), err)) ||
-	    (rc = put_tensor(m, t->name, "_zero_point", GRAFT_UINT8, 0, NULL, &t->zp, p->zp,
+	    (rc = put_tensor(m, made, t->name, "_zero_point", GRAFT_UINT8, 0, NULL, &t->zp, p->zp,
 			     sizeof(p->zp), err)))
 		return rc;
-	fresh_name(m, t->name, "_quantized", p->q, sizeof(p->q));
-	fresh_name(m, t->name, "_dequantized", p->dq, sizeof(p->dq));
+	if (fresh_name(m, made, t->name, "_quantized", p->q, sizeof(p->q)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	snprintf(name, sizeof(name), "%s_QuantizeLinear", t->name);
 	if (add_node(p->at, skeleton_node_new("QuantizeLinear", name,
 					      (const char *[]){t->name, p->scale, p->zp}, 3, p->q)))
@@ -470,17 +476,17 @@ static int quantize_point(struct graft_model *m, const struct qtensor *t, struct
 
 /* A DequantizeLinear of its own for one reader of T (ONNX Runtime fuses a node with the
  * DequantizeLinear before it only when no other node reads that one), written to *input. */
-static int dequantize_for(const struct qtensor *t, struct qpoint *p, char **input,
+static int dequantize_for(const struct graft_model *m, struct strmap *made,
+			  const struct qtensor *t, struct qpoint *p, char **input,
 			  struct graft_err *err)
 {
-	char out[NAME_MAX_LEN + 16], name[NAME_MAX_LEN + 32];
+	char out[NAME_MAX_LEN], name[NAME_MAX_LEN + 32];
 
-	if (p->n_dq++)
-		snprintf(out, sizeof(out), "%s_%d", p->dq, p->n_dq);
-	else
-		snprintf(out, sizeof(out), "%s", p->dq);
-	snprintf(name, sizeof(name), "%s_DequantizeLinear%s%s", t->name, p->n_dq > 1 ? "_" : "",
-		 p->n_dq > 1 ? out + strlen(p->dq) + 1 : "");
+	if (fresh_name(m, made, t->name, "_dequantized", out, sizeof(out)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	snprintf(name, sizeof(name), "%s_DequantizeLinear%s", t->name, out + strlen(t->name) +
+		 strlen("_dequantized"));
+	p->n_dq++;
 	if (add_node(p->at, skeleton_node_new("DequantizeLinear", name,
 					      (const char *[]){p->q, p->scale, p->zp}, 3, out)) ||
 	    rename_str(input, out))
@@ -494,7 +500,8 @@ static int dequantize_for(const struct qtensor *t, struct qpoint *p, char **inpu
  * float tensor, an initializer or a Constant node's, goes at the end if nothing else
  * reads it); *scales (channels floats, the caller frees) for the bias.
  */
-static int quantize_weight(struct graft_model *m, char **input, int axis, int per_tensor,
+static int quantize_weight(struct graft_model *m, struct strmap *made, char **input, int axis,
+			   int per_tensor,
 			   struct added *a, float **scales, int64_t *channels,
 			   struct graft_err *err)
 {
@@ -536,17 +543,17 @@ static int quantize_weight(struct graft_model *m, char **input, int axis, int pe
 				q[at] = (int8_t)(r < -127 ? -127 : r > 127 ? 127 : r);
 			}
 	int64_t cd[1] = {C};
-	if ((rc = put_tensor(m, w, "_quantized", GRAFT_INT8, t->rank, t->dims, q, qn, sizeof(qn),
+	if ((rc = put_tensor(m, made, w, "_quantized", GRAFT_INT8, t->rank, t->dims, q, qn, sizeof(qn),
 			     err)) ||
-	    (rc = put_tensor(m, w, "_scale", GRAFT_FLOAT, per_tensor ? 0 : 1, cd, s, sn,
+	    (rc = put_tensor(m, made, w, "_scale", GRAFT_FLOAT, per_tensor ? 0 : 1, cd, s, sn,
 			     sizeof(sn), err)) ||
-	    (rc = put_tensor(m, w, "_zero_point", GRAFT_INT8, per_tensor ? 0 : 1, cd, zeros, zn,
+	    (rc = put_tensor(m, made, w, "_zero_point", GRAFT_INT8, per_tensor ? 0 : 1, cd, zeros, zn,
 			     sizeof(zn), err)))
 		goto out;
-	fresh_name(m, w, "_dequantized", dn, sizeof(dn));
 	snprintf(node, sizeof(node), "%s_DequantizeLinear", w);
-	Onnx__NodeProto *n = skeleton_node_new("DequantizeLinear", node,
-					       (const char *[]){qn, sn, zn}, 3, dn);
+	Onnx__NodeProto *n = NULL;
+	if (!fresh_name(m, made, w, "_dequantized", dn, sizeof(dn)))
+		n = skeleton_node_new("DequantizeLinear", node, (const char *[]){qn, sn, zn}, 3, dn);
 	if (!n || (!per_tensor && skeleton_node_attr_int(n, "axis", axis)) || add_node(a, n) ||
 	    rename_str(input, dn)) {
 		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -564,7 +571,8 @@ out:
 
 /* The bias that node input *input names: int32 at scale x_scale * the weight's scales,
  * read through a DequantizeLinear of its own. */
-static int quantize_bias(struct graft_model *m, char **input, float x_scale, const float *ws,
+static int quantize_bias(struct graft_model *m, struct strmap *made, char **input,
+			 float x_scale, const float *ws,
 			 int64_t channels, struct added *a, struct graft_err *err)
 {
 	const char *b = *input;
@@ -585,14 +593,15 @@ static int quantize_bias(struct graft_model *m, char **input, float x_scale, con
 		double r = nearbyint((double)((const float *)t->data)[c] / s[c]);
 		q[c] = (int32_t)(r < -2147483647.0 ? -2147483647.0 : r > 2147483647.0 ? 2147483647.0 : r);
 	}
-	if (!(rc = put_tensor(m, b, "_quantized", GRAFT_INT32, 1, t->dims, q, qn, sizeof(qn), err)) &&
+	if (!(rc = put_tensor(m, made, b, "_quantized", GRAFT_INT32, 1, t->dims, q, qn, sizeof(qn), err)) &&
 	    /* per tensor, one scale (opset 10 has no axis) */
-	    !(rc = put_tensor(m, b, "_scale", GRAFT_FLOAT, channels == 1 ? 0 : 1, (int64_t[]){C},
+	    !(rc = put_tensor(m, made, b, "_scale", GRAFT_FLOAT, channels == 1 ? 0 : 1, (int64_t[]){C},
 			      s, sn, sizeof(sn), err))) {
-		fresh_name(m, b, "_dequantized", dn, sizeof(dn));
 		snprintf(node, sizeof(node), "%s_DequantizeLinear", b);
-		Onnx__NodeProto *n = skeleton_node_new("DequantizeLinear", node,
-						       (const char *[]){qn, sn}, 2, dn);
+		Onnx__NodeProto *n = NULL;
+		if (!fresh_name(m, made, b, "_dequantized", dn, sizeof(dn)))
+			n = skeleton_node_new("DequantizeLinear", node, (const char *[]){qn, sn}, 2,
+					      dn);
 		if (!n || (channels > 1 && skeleton_node_attr_int(n, "axis", 0)) || add_node(a, n) ||
 		    rename_str(input, dn))
 			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
@@ -653,8 +662,15 @@ static int rewrite(struct graft_model *m, struct qplan *p, const struct graft_qu
 	unsigned char *gone = calloc(n0 + 1, 1);
 	struct added front = {0}, *after = calloc(n0 + 1, sizeof(*after));
 	struct qpoint *qp = calloc(p->n_t + 1, sizeof(*qp));
+	struct strmap made;
 	int rc = 0;
 
+	if (strmap_init(&made, 64)) {
+		free(gone);
+		free(after);
+		free(qp);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
 	if (!gone || !after || !qp) {
 		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		goto out;
@@ -677,11 +693,11 @@ static int rewrite(struct graft_model *m, struct qplan *p, const struct graft_qu
 		int64_t channels = 0;
 		if (q->weight < 0)
 			continue;
-		rc = quantize_weight(m, &n->input[q->weight], q->axis, o->per_tensor, &front, &ws,
+		rc = quantize_weight(m, &made, &n->input[q->weight], q->axis, o->per_tensor, &front, &ws,
 				     &channels, err);
 		info->weights += !rc;
 		if (!rc && q->bias >= 0)
-			rc = quantize_bias(m, &n->input[q->bias],
+			rc = quantize_bias(m, &made, &n->input[q->bias],
 					   p->t[strmap_get(&p->t_index, n->input[0])].scale, ws,
 					   channels, &front, err);
 		free(ws);
@@ -690,7 +706,7 @@ static int rewrite(struct graft_model *m, struct qplan *p, const struct graft_qu
 	for (size_t i = 0; i < p->n_t && !rc; i++) {
 		long at = graph_producer(g, p->t[i].name);
 		qp[i].at = at >= 0 ? &after[at] : &front;
-		rc = quantize_point(m, &p->t[i], &qp[i], err);
+		rc = quantize_point(m, &made, &p->t[i], &qp[i], err);
 	}
 	/* each reader reads a dequantized copy of its own */
 	for (size_t i = 0; i < n0 && !rc; i++) {
@@ -698,7 +714,7 @@ static int rewrite(struct graft_model *m, struct qplan *p, const struct graft_qu
 		for (size_t j = 0; j < n->n_input && !rc && !gone[i]; j++) {
 			long t = *n->input[j] ? strmap_get(&p->t_index, n->input[j]) : -1;
 			if (t >= 0)
-				rc = dequantize_for(&p->t[t], &qp[t], &n->input[j], err);
+				rc = dequantize_for(m, &made, &p->t[t], &qp[t], &n->input[j], err);
 		}
 	}
 	if (rc)
@@ -739,6 +755,7 @@ out:
 	free(after);
 	free(qp);
 	free(gone);
+	strmap_release_copies(&made);
 	return rc;
 }
 

@@ -113,8 +113,9 @@ static const Onnx__NodeProto *input_producer(const struct graft_model *m, const 
 	return NULL;
 }
 
-/* y of model m on x, into out (N * K * H * W floats). */
-static void run(const struct graft_model *m, const struct graft_array *x, float *out)
+/* The first output of model m on x, into out (count floats). */
+static void run_output(const struct graft_model *m, const struct graft_array *x, float *out,
+		       size_t count)
 {
 	struct graft_net *net;
 	struct graft_err err = {0};
@@ -123,9 +124,14 @@ static void run(const struct graft_model *m, const struct graft_array *x, float 
 	if (graft_net_new(&net, m, &err) || graft_net_run(net, x, 1, &err))
 		fail_msg("%s", err.msg);
 	graft_net_output(net, 0, &y);
-	assert_int_equal(y.nbytes, N * K * H * W * sizeof(float));
+	assert_int_equal(y.nbytes, count * sizeof(float));
 	memcpy(out, y.data, y.nbytes);
 	graft_net_free(net);
+}
+
+static void run(const struct graft_model *m, const struct graft_array *x, float *out)
+{
+	run_output(m, x, out, N * K * H * W);
 }
 
 static void test_quantize_model(void **state)
@@ -144,6 +150,25 @@ static void test_quantize_model(void **state)
 	assert_int_equal(info.weights, 2);
 	assert_int_equal(info.tensors, 2);              /* x and r; y is only the output */
 	assert_int_equal(count_op(m, "Relu"), 0);
+	/* The folded Relu's clipping is the QuantizeLinear's: r's range starts at 0 with zero
+	 * point 0 (asymmetric uint8), so every negative value saturates to 0, as the Relu
+	 * did.  With symmetric activations the Relu would have to stay (onnxruntime#11660):
+	 * graft's are never symmetric. */
+	{
+		const Onnx__GraphProto *g = m->proto->graph;
+		int seen = 0;
+		for (size_t i = 0; i < g->n_node; i++) {
+			const Onnx__NodeProto *q = g->node[i];
+			struct graft_tensor zp;
+			if (strcmp(q->op_type, "QuantizeLinear") || strcmp(q->input[0], "r"))
+				continue;
+			graft_model_tensor(m, (size_t)graft_model_find_tensor(m, q->input[2]), &zp);
+			assert_int_equal(zp.dtype, GRAFT_UINT8);
+			assert_int_equal(*(const uint8_t *)zp.data, 0);
+			seen = 1;
+		}
+		assert_true(seen);
+	}
 	assert_int_equal(count_op(m, "QuantizeLinear"), 2);
 	assert_int_equal(count_op(m, "DequantizeLinear"), 5);   /* x, r, w1, b1, w2 */
 	/* the first Conv writes the Relu's output now, through a Q/DQ pair to the second */
@@ -252,6 +277,78 @@ static void test_percentile(void **state)
 	graft_model_free(b);
 }
 
+/* A residual connection: y = Conv(x) + x.  Both of the Add's inputs and its output are
+ * quantized, each with its own scale (what a rescaling Add needs: a C exporter that lost
+ * it made MobileNetV2 score 0%, CEA-LIST/N2D2#81), and the quantized model still
+ * computes the float one's result to the quantization steps. */
+/* x -> Conv (w, 1x1, C -> C) -> a; Add(a, x) -> Relu -> z; with next, z -> Conv -> y,
+ * else z is the output y. */
+static struct graft_model *residual_model(int next)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t xd[] = {-1, C, H, W}, wd[] = {C, C, 1, 1};
+
+	tm_input(mp, "x", GRAFT_FLOAT, 4, xd);
+	tm_output(mp, "y", GRAFT_FLOAT, 4, xd);
+	tm_init_floats(mp, "w", 4, wd, 5, -3, 3);    /* the branch outgrows x */
+	tm_node(mp, "Conv", "c", (const char *[]){"x", "w", NULL}, (const char *[]){"a", NULL});
+	tm_node(mp, "Add", "add", (const char *[]){"a", "x", NULL}, (const char *[]){"s", NULL});
+	tm_node(mp, "Relu", "r", (const char *[]){"s", NULL},
+		(const char *[]){next ? "z" : "y", NULL});
+	if (next)
+		tm_node(mp, "Conv", "c2", (const char *[]){"z", "w", NULL},
+			(const char *[]){"y", NULL});
+	return tm_load(mp);
+}
+
+static void test_residual_add(void **state)
+{
+	static float xs[N * C * H * W], want[N * C * H * W], got[N * C * H * W];
+	struct graft_array x = samples(xs);
+	struct graft_model *f = residual_model(0), *m = residual_model(1);
+	struct graft_quant_info info;
+	struct graft_err err = {0};
+	(void)state;
+
+	if (graft_quantize(m, &x, NULL, &info, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(info.quantized, 3);            /* c, add, c2 */
+	const Onnx__NodeProto *add = NULL;
+	for (size_t i = 0; i < m->proto->graph->n_node; i++)
+		if (strcmp(m->proto->graph->node[i]->name, "add") == 0)
+			add = m->proto->graph->node[i];
+	assert_non_null(add);
+	assert_string_equal(producer_of(m, add->input[0])->op_type, "DequantizeLinear");
+	assert_string_equal(producer_of(m, add->input[1])->op_type, "DequantizeLinear");
+	/* the two inputs' scales differ (a's range is far wider than x's) */
+	const Onnx__NodeProto *d0 = producer_of(m, add->input[0]), *d1 = producer_of(m, add->input[1]);
+	struct graft_tensor s0, s1;
+	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, d0->input[1]), &s0);
+	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, d1->input[1]), &s1);
+	assert_true(*(const float *)s0.data > 2 * *(const float *)s1.data);
+	/* the Add's output (the Relu folded into it) goes through a QuantizeLinear to c2 */
+	assert_string_equal(add->output[0], "z");
+	assert_int_equal(count_op(m, "Relu"), 0);
+	/* the sum, as the float model computes it (the first model's y is the Add + Relu) */
+	run_output(f, &x, want, N * C * H * W);
+	struct graft_net *net;
+	struct graft_array z;
+	struct graft_net_opts no = {.no_fuse = 1};
+	if (graft_net_new_opts(&net, m, &no, &err) || graft_net_run(net, &x, 1, &err) ||
+	    graft_net_value(net, "z_dequantized", &z))
+		fail_msg("no z: %s", err.msg);
+	memcpy(got, z.data, sizeof(got));
+	graft_net_free(net);
+	float top = 0, worst = 0;
+	for (int i = 0; i < N * C * H * W; i++) {
+		top = fmaxf(top, fabsf(want[i]));
+		worst = fmaxf(worst, fabsf(got[i] - want[i]));
+	}
+	assert_true(worst < 0.02f * top);
+	graft_model_free(m);
+	graft_model_free(f);
+}
+
 /* Below opset 13 there is no per-channel axis: the opset is raised first. */
 static void test_opset(void **state)
 {
@@ -345,6 +442,7 @@ int main(void)
 		cmocka_unit_test(test_quantize_model),
 		cmocka_unit_test(test_per_tensor_and_exclude),
 		cmocka_unit_test(test_percentile),
+		cmocka_unit_test(test_residual_add),
 		cmocka_unit_test(test_opset),
 		cmocka_unit_test(test_upgrade_opset),
 	};
