@@ -1175,12 +1175,21 @@ int graft_model_unalias_all(struct graft_model *m, struct graft_err *err);
 /* ---- history ----------------------------------------------------------------------------- */
 
 /* Appends one entry to the model's history: the tool's name and its arguments.  History
- * lives in .graft archives only; ONNX output does not carry it. */
+ * lives in .graft archives; graft-export writes it into the ONNX model's "provenance"
+ * metadata (graft_model_provenance). */
 int graft_model_add_history(struct graft_model *m, const char *tool, int argc,
 			    char *const *argv, struct graft_err *err);
+/* Appends "  # note" to the last entry (what a tool read and measured: its datasets'
+ * digests, an accuracy); GRAFT_EINVAL without an entry or for a note of several lines. */
+int graft_model_note_history(struct graft_model *m, const char *note, struct graft_err *err);
 size_t graft_model_history_count(const struct graft_model *m);
 /* Entry i as one line: the tool, then its arguments, each shell-quoted where needed. */
 const char *graft_model_history(const struct graft_model *m, size_t i);
+/* Sets the model's "provenance" metadata: what it held before (an ONNX model graft or
+ * another exported), then each history entry of a tool that changed the model (all but
+ * graft-import and graft-export), one a line.  Nothing changes when there is none, so
+ * that an imported model exports byte for byte as it came. */
+int graft_model_provenance(struct graft_model *m, struct graft_err *err);
 
 /* ---- input and output helpers -------------------------------------------------------------- */
 

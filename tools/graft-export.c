@@ -114,6 +114,9 @@ int main(int argc, char **argv)
 	}
 	if (cl.fp16 && graft_model_to_fp16(m, cl.keep_io, &err))
 		tool_die("%s: %s", cl.in ? cl.in : "<stdin>", err.msg);
+	/* what made the model, into its metadata (kept by --strip, which drops graft.*) */
+	if (graft_model_provenance(m, &err))
+		tool_die("%s: %s", cl.in ? cl.in : "<stdin>", err.msg);
 	if (!cl.external && graft_model_onnx_size(m) >= TWO_GIB) {
 		if (to_stdout)
 			tool_die("%s: model is over 2 GiB, which ONNX can only store with external "

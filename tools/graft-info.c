@@ -214,7 +214,14 @@ static void print_text(const struct graft_model *m, const struct cmdline *cl)
 	for (size_t i = 0; i < meta.n_metadata; i++) {
 		const char *k, *v;
 		graft_model_metadata(m, i, &k, &v);
-		printf("metadata:   %s = %s\n", k, v);
+		/* a value of several lines (provenance: one a tool) indented under its key */
+		printf("metadata:   %s = ", k);
+		for (const char *p = v; *p; p++) {
+			putchar(*p);
+			if (*p == '\n')
+				printf("              ");
+		}
+		putchar('\n');
 	}
 	printf("inputs:\n");
 	for (size_t i = 0; i < graft_model_input_count(m); i++) {

@@ -395,6 +395,7 @@ struct run {
 	int64_t epoch_done;             /* epochs completed */
 	int64_t epoch_start_step;
 	size_t live;                    /* parameter tensors training */
+	double val_accuracy;            /* the last validation's, -1 before one */
 	double phase_s[4];              /* --profile: data, forward, backward, update */
 	int64_t phase_steps;            /* the steps they sum over */
 };
@@ -447,6 +448,8 @@ static void report(struct run *r, int64_t step, int epoch_end)
 		if (graft_eval_init(&ev, r->classes, &err) ||
 		    graft_trainer_evaluate(r->t, &r->vx, &r->vy, &ev, &err))
 			tool_die("%s: %s", r->cl->val, err.msg);
+		if (r->classes)
+			r->val_accuracy = ev.accuracy;
 	}
 	if (r->log) {
 		fprintf(r->log, "{\"epoch\": %.4g, \"step\": %lld, \"loss\": %.6g", epoch,
@@ -572,6 +575,7 @@ int main(int argc, char **argv)
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl, NULL, 0);
 	memset(&r, 0, sizeof(r));
+	r.val_accuracy = -1;
 	r.cl = &cl;
 	if (!cl.out || strcmp(cl.out, "-") == 0) {
 		if (isatty(STDOUT_FILENO) && !cl.force)
@@ -653,6 +657,13 @@ int main(int argc, char **argv)
 	}
 	if (cl.checkpoint)
 		write_model(&r, cl.checkpoint, 0);
+	if (r.val_accuracy >= 0) {     /* measured: into the history (provenance) */
+		char note[600];
+		snprintf(note, sizeof(note), "val accuracy %.2f%% on %s", 100 * r.val_accuracy,
+			 cl.val);
+		if (graft_model_note_history(r.m, note, &err))
+			tool_die("%s", err.msg);
+	}
 	write_model(&r, cl.out, 1);
 	if (r.log && fclose(r.log))
 		tool_die("%s: %s", cl.log, strerror(errno));

@@ -197,11 +197,27 @@ void tool_write_graft(const struct graft_model *m, const char *path,
 	tool_output_commit(&out);
 }
 
+/* The datasets this run read, for the history note: path and content digest. */
+#define MAX_NOTED_DATASETS 8
+static struct {
+	const char *path;
+	uint64_t digest;
+} datasets[MAX_NOTED_DATASETS];
+static size_t n_datasets;
+
 void tool_add_history(struct graft_model *m)
 {
 	struct graft_err err = {0};
+	char note[1024] = "data";
 
 	if (graft_model_add_history(m, tool_name, tool_argc - 1, tool_argv + 1, &err))
+		tool_die("%s", err.msg);
+	if (!n_datasets)
+		return;
+	for (size_t i = 0; i < n_datasets; i++)
+		snprintf(note + strlen(note), sizeof(note) - strlen(note), "%s %s xxh64:%016llx",
+			 i ? "," : "", datasets[i].path, (unsigned long long)datasets[i].digest);
+	if (graft_model_note_history(m, note, &err))
 		tool_die("%s", err.msg);
 }
 
@@ -217,6 +233,12 @@ struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 	}
 	*x = ds.x;
 	*y = ds.y;
+	/* the samples' and labels' bytes, for the history note (provenance) */
+	if (n_datasets < MAX_NOTED_DATASETS) {
+		uint64_t h = graft_xxh64(x->data, x->nbytes, 0);
+		datasets[n_datasets].path = path;
+		datasets[n_datasets++].digest = graft_xxh64(y->data, y->nbytes, h);
+	}
 	return ds.model;        /* x and y are views into it */
 }
 

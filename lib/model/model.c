@@ -666,6 +666,60 @@ int graft_model_add_history(struct graft_model *m, const char *tool, int argc,
 	return rc;
 }
 
+int graft_model_note_history(struct graft_model *m, const char *note, struct graft_err *err)
+{
+	char *line;
+	size_t len;
+
+	if (!m->n_history)
+		return graft_err_set(err, GRAFT_EINVAL, "no history entry to note on");
+	if (strchr(note, '\n'))
+		return graft_err_set(err, GRAFT_EINVAL, "a history note is one line");
+	len = strlen(m->history[m->n_history - 1]);
+	if (!(line = realloc(m->history[m->n_history - 1], len + strlen(note) + 4)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	memcpy(line + len, "  # ", 4);
+	strcpy(line + len + 4, note);
+	m->history[m->n_history - 1] = line;
+	return 0;
+}
+
+/* Whether history line h is of a tool that changed the model (not an import or export). */
+static int changes_model(const char *h)
+{
+	return strncmp(h, "graft-import", 12) != 0 && strncmp(h, "graft-export", 12) != 0;
+}
+
+int graft_model_provenance(struct graft_model *m, struct graft_err *err)
+{
+	const char *old = graft_model_metadata_value(m, "provenance");
+	size_t len = old ? strlen(old) : 0, n = 0;
+	char *text;
+	int rc;
+
+	for (size_t i = 0; i < m->n_history; i++)
+		if (changes_model(m->history[i])) {
+			len += strlen(m->history[i]) + 1;
+			n++;
+		}
+	if (!n)
+		return 0;
+	if (!(text = malloc(len + 1)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	text[0] = 0;
+	if (old)
+		strcpy(text, old);
+	for (size_t i = 0; i < m->n_history; i++)
+		if (changes_model(m->history[i])) {
+			if (*text)
+				strcat(text, "\n");
+			strcat(text, m->history[i]);
+		}
+	rc = graft_model_set_metadata(m, "provenance", text, err);
+	free(text);
+	return rc;
+}
+
 size_t graft_model_history_count(const struct graft_model *m)
 {
 	return m->n_history;

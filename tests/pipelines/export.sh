@@ -138,6 +138,29 @@ check "--strip: no graft metadata" sh -c \
 	"graft-export t.graft --strip -o ts.onnx && $PY check.py metadata ts.onnx no"
 check "--strip: no training state, nothing dead, full check" eval \
 	'py deployable ts.onnx Dropout && ! grep -q graft.optim ts.onnx'
+
+# Provenance: the exported model's "provenance" metadata names the tools that made it, in
+# order, with their options, the datasets' digests and the validation accuracy; --strip
+# keeps it; graft-info shows it; a round trip keeps the bytes; the next tool adds a line.
+graft-train "$FIXTURES/keepbn/small_cnn.onnx" --data d.graft --val d.graft --steps 2 \
+	--batch 16 -q -o tv.graft 2>/dev/null
+graft-export tv.graft --strip -o tv.onnx
+check "provenance: the tool, its options, the data's digest, the accuracy" $PY -c "
+import onnx, re
+p = {m.key: m.value for m in onnx.load('tv.onnx').metadata_props}['provenance'].split('\n')
+assert len(p) == 1, p
+assert p[0].startswith('graft-train $FIXTURES/keepbn/small_cnn.onnx --data d.graft --val d.graft'), p
+assert re.search(r'# data d.graft xxh64:[0-9a-f]{16}, d.graft xxh64:[0-9a-f]{16}', p[0]), p
+assert re.search(r'# val accuracy [0-9.]+% on d.graft', p[0]), p"
+check "graft-info shows it" sh -c "graft-info tv.onnx | grep -q '^metadata:   provenance = graft-train'"
+check "a round trip keeps the bytes" sh -c "graft-import tv.onnx | graft-export | cmp -s - tv.onnx"
+check "an imported model exports as it came (no provenance)" sh -c \
+	"graft-import $FIXTURES/keepbn/small_cnn.onnx | graft-export | cmp -s - $FIXTURES/keepbn/small_cnn.onnx"
+graft-import tv.onnx | graft-freeze --all -o tf2.graft 2>/dev/null
+check "the next tool adds its line" sh -c "graft-export tf2.graft -o tf2.onnx && $PY -c \"
+import onnx
+p = {m.key: m.value for m in onnx.load('tf2.onnx').metadata_props}['provenance'].split('\\n')
+assert len(p) == 2 and p[0].startswith('graft-train') and p[1].startswith('graft-freeze --all'), p\""
 py input t.onnx x.npy
 check "--strip: the same outputs" same t.onnx ts.onnx
 check "--strip --fold-bn on trained statistics: the same outputs" eval \
