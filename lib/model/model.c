@@ -676,7 +676,7 @@ int graft_model_note_history(struct graft_model *m, const char *note, struct gra
 	if (strchr(note, '\n'))
 		return graft_err_set(err, GRAFT_EINVAL, "a history note is one line");
 	len = strlen(m->history[m->n_history - 1]);
-	if (!(line = realloc(m->history[m->n_history - 1], len + strlen(note) + 4)))
+	if (!(line = realloc(m->history[m->n_history - 1], len + strlen(note) + 5)))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	memcpy(line + len, "  # ", 4);
 	strcpy(line + len + 4, note);

@@ -131,6 +131,38 @@ static void test_roundtrip_streamed(void **state)
 	free(path);
 }
 
+/* Notes on the last history entry (what a tool read and measured) survive the archive,
+ * and graft_model_provenance puts every entry but the import into the "provenance"
+ * metadata, after what it held. */
+static void test_history_notes_and_provenance(void **state)
+{
+	struct fixture *f = *state;
+	struct graft_err err = {0};
+	struct graft_model *m;
+	char *argv[] = {"m.graft", "--data", "d.graft"};
+	char *path;
+
+	assert_int_equal(graft_model_note_history(f->m, "data d.graft xxh64:0123456789abcdef",
+						  &err), 0);
+	assert_int_equal(graft_model_note_history(f->m, "two\nlines", &err), GRAFT_EINVAL);
+	assert_int_equal(graft_model_add_history(f->m, "graft-train", 3, argv, &err), 0);
+	assert_int_equal(graft_model_note_history(f->m, "val accuracy 90.00% on v.graft", &err), 0);
+	path = write_graft(f->m, 0);
+	assert_int_equal(graft_model_read(&m, path, 0, &err), 0);
+	assert_int_equal(graft_model_history_count(m), 2);
+	assert_string_equal(graft_model_history(m, 1), "graft-train m.graft --data d.graft  # val "
+			    "accuracy 90.00% on v.graft");
+	assert_non_null(strstr(graft_model_history(m, 0), "  # data d.graft xxh64:0123456789abcdef"));
+	assert_int_equal(graft_model_set_metadata(m, "provenance", "graft-head x", &err), 0);
+	assert_int_equal(graft_model_provenance(m, &err), 0);
+	assert_string_equal(graft_model_metadata_value(m, "provenance"),
+			    "graft-head x\ngraft-train m.graft --data d.graft  # val accuracy 90.00% "
+			    "on v.graft");
+	graft_model_free(m);
+	unlink(path);
+	free(path);
+}
+
 static void test_roundtrip_zstd(void **state)
 {
 	struct fixture *f = *state;
@@ -468,6 +500,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_mapped_and_zero_copy),
 		cmocka_unit_test(test_roundtrip_streamed),
 		cmocka_unit_test(test_roundtrip_zstd),
+		cmocka_unit_test(test_history_notes_and_provenance),
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_trainable_flags_survive),
 		cmocka_unit_test(test_truncated_anywhere),
