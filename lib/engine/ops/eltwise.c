@@ -1846,7 +1846,7 @@ static int clip_backward(struct node *n, struct graft_err *err)
 #pragma omp parallel for simd if (count > PAR_MIN)
 		for (int64_t i = 0; i < count; i++) {
 			float g = G[i];
-			D[i] = (X[i] >= lo) & (X[i] <= hi) ? g : 0.0f;
+			D[i] = ((X[i] >= lo) & (X[i] <= hi)) ? g : 0.0f;
 		}
 	}
 	for (size_t k = 1; k < 3 && k < n->n_in; k++) {
