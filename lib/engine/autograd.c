@@ -742,21 +742,6 @@ static int backward_node(struct node *n, struct graft_err *err)
 	return 0;
 }
 
-/* Node i's backward, timed and counted when the net profiles (opts.profile). */
-static int backward_timed(struct graft_net *net, size_t i, struct graft_err *err)
-{
-	double t0;
-	int rc;
-
-	if (!net->profile_bwd_s)
-		return backward_node(&net->nodes[i], err);
-	t0 = graft_now();
-	rc = backward_node(&net->nodes[i], err);
-	net->profile_bwd_s[i] += graft_now() - t0;
-	net->profile_bwd_runs[i]++;
-	return rc;
-}
-
 int graft_net_backward(struct graft_net *net, const struct graft_array *out_grads, size_t n,
 		       struct graft_err *err)
 {
@@ -769,7 +754,7 @@ int graft_net_backward(struct graft_net *net, const struct graft_array *out_grad
 		return rc;
 	for (size_t r = net->n_run; r-- > 0;) {
 		struct node *node = &net->nodes[net->run_list[r]];
-		if (node->needs_grad && (rc = backward_timed(net, net->run_list[r], err)))
+		if (node->needs_grad && (rc = net_timed(net, net->run_list[r], backward_node, 1, err)))
 			return rc;
 	}
 	for (size_t i = 0; i < net->n_values; i++)

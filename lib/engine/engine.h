@@ -26,6 +26,12 @@ struct net_hooks {
 };
 extern const struct net_hooks autograd_hooks;
 
+/* A node's time so far: the seconds of its runs, and how many. */
+struct node_clock {
+	double seconds;
+	int64_t runs;
+};
+
 struct graft_net {
 	const struct graft_model *model;
 	struct value **values;          /* every value, owned */
@@ -44,16 +50,19 @@ struct graft_net {
 	struct graft_array *planned_shape; /* the inputs' shapes of the current plan */
 	void **planned_bytes;           /* the data of VALUE_PLAN inputs in that plan */
 	struct net_counters counters;
-	double *profile_s;              /* opts.profile: seconds spent per node */
-	int64_t *profile_runs;          /* opts.profile: times each node ran */
-	double *profile_bwd_s;          /* opts.profile: seconds in each node's backward */
-	int64_t *profile_bwd_runs;      /* opts.profile: times each node's backward ran */
+	/* opts.profile: per node, [0] its runs and [1] its backward's (net_timed) */
+	struct node_clock (*profile)[2];
 
 	struct graft_net_opts opts;
 	/* Training nets (lib/engine/autograd.c): */
 	const struct net_hooks *hooks;  /* NULL for inference */
 	struct autograd *ag;            /* owned by autograd.c */
 };
+
+/* Calls fn on node i; with a profile, its time goes to node i's clock of that kind (0:
+ * forward, 1: backward). */
+int net_timed(struct graft_net *net, size_t i, int (*fn)(struct node *, struct graft_err *),
+	      int backward, struct graft_err *err);
 
 /* ---- values.c ---- */
 /* The value named name, added (empty) when the net has none yet; NULL with err set when

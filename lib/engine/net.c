@@ -897,10 +897,7 @@ int graft_net_new_opts(struct graft_net **out, const struct graft_model *m,
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
 	if (net->opts.profile &&
-	    (!(net->profile_s = calloc(net->n_nodes, sizeof(double))) ||
-	     !(net->profile_runs = calloc(net->n_nodes, sizeof(int64_t))) ||
-	     !(net->profile_bwd_s = calloc(net->n_nodes, sizeof(double))) ||
-	     !(net->profile_bwd_runs = calloc(net->n_nodes, sizeof(int64_t))))) {
+	    !(net->profile = calloc(net->n_nodes + 1, sizeof(*net->profile)))) {
 		graft_net_free(net);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
@@ -1238,18 +1235,20 @@ static int same_shapes(const struct graft_net *net, const struct graft_array *in
 	return 1;
 }
 
-/* Runs node i, timed and counted when the net profiles (opts.profile). */
-static int run_timed(struct graft_net *net, size_t i, struct graft_err *err)
+int net_timed(struct graft_net *net, size_t i, int (*fn)(struct node *, struct graft_err *),
+	      int backward, struct graft_err *err)
 {
+	struct node_clock *c;
 	double t0;
 	int rc;
 
-	if (!net->profile_s)
-		return run_node(&net->nodes[i], err);
+	if (!net->profile)
+		return fn(&net->nodes[i], err);
+	c = &net->profile[i][backward];
 	t0 = graft_now();
-	rc = run_node(&net->nodes[i], err);
-	net->profile_s[i] += graft_now() - t0;
-	net->profile_runs[i]++;
+	rc = fn(&net->nodes[i], err);
+	c->seconds += graft_now() - t0;
+	c->runs++;
 	return rc;
 }
 
@@ -1277,7 +1276,7 @@ int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_
 		/* plan() ran the folded nodes already; the others run below. */
 	}
 	for (size_t r = 0; r < net->n_run; r++)
-		if ((rc = run_timed(net, net->run_list[r], err)))
+		if ((rc = net_timed(net, net->run_list[r], run_node, 0, err)))
 			return rc;
 	return 0;
 }
@@ -1290,36 +1289,32 @@ int graft_net_run_region(struct graft_net *net, struct graft_err *err)
 		return graft_err_set(err, GRAFT_EINVAL, "the region runs after a run of a training net");
 	for (size_t r = 0; r < net->n_run; r++)
 		if (autograd_region(&net->nodes[net->run_list[r]]) &&
-		    (rc = run_timed(net, net->run_list[r], err)))
+		    (rc = net_timed(net, net->run_list[r], run_node, 0, err)))
 			return rc;
 	return 0;
 }
 
 size_t graft_net_profile_count(const struct graft_net *net)
 {
-	return net->profile_s ? net->n_nodes : 0;
+	return net->profile ? net->n_nodes : 0;
 }
 
 void graft_net_profile_reset(struct graft_net *net)
 {
-	if (!net->profile_s)
-		return;
-	memset(net->profile_s, 0, net->n_nodes * sizeof(double));
-	memset(net->profile_runs, 0, net->n_nodes * sizeof(int64_t));
-	memset(net->profile_bwd_s, 0, net->n_nodes * sizeof(double));
-	memset(net->profile_bwd_runs, 0, net->n_nodes * sizeof(int64_t));
+	if (net->profile)
+		memset(net->profile, 0, net->n_nodes * sizeof(*net->profile));
 }
 
 int graft_net_profile(const struct graft_net *net, size_t i, struct graft_node_time *t)
 {
-	if (!net->profile_s || i >= net->n_nodes)
+	if (!net->profile || i >= net->n_nodes)
 		return -1;
 	t->name = net->nodes[i].proto->name ? net->nodes[i].proto->name : "";
 	t->op_type = net->nodes[i].proto->op_type ? net->nodes[i].proto->op_type : "";
-	t->seconds = net->profile_s[i];
-	t->runs = net->profile_runs[i];
-	t->backward_seconds = net->profile_bwd_s[i];
-	t->backward_runs = net->profile_bwd_runs[i];
+	t->seconds = net->profile[i][0].seconds;
+	t->runs = net->profile[i][0].runs;
+	t->backward_seconds = net->profile[i][1].seconds;
+	t->backward_runs = net->profile[i][1].runs;
 	return 0;
 }
 
@@ -1382,10 +1377,7 @@ void graft_net_free(struct graft_net *net)
 {
 	if (!net)
 		return;
-	free(net->profile_s);
-	free(net->profile_runs);
-	free(net->profile_bwd_s);
-	free(net->profile_bwd_runs);
+	free(net->profile);
 	unplan(net);
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		free(net->nodes[i].in);

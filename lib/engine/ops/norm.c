@@ -157,7 +157,6 @@ static inline float bn_clamp(float y, float lo, float hi)
 	return y > hi ? hi : y;
 }
 
-
 /* y (N, C, inner) = act(x * a[c] + b[c]). */
 static void bn_apply(const float *x, float *y, const float *a, const float *b, int64_t N,
 		     int64_t C, int64_t inner, const struct bn_act *act)
