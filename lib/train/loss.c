@@ -10,6 +10,16 @@
 
 #include "train/train.h"
 
+int64_t train_arg_max(const float *row, int64_t k)
+{
+	int64_t best = 0;
+
+	for (int64_t j = 1; j < k; j++)
+		if (row[j] > row[best])
+			best = j;
+	return best;
+}
+
 int graft_loss_cross_entropy(const float *logits, const int64_t *labels, int64_t batch,
 			     int64_t classes, double smoothing, float *grad, double *loss,
 			     int64_t *correct, struct graft_err *err)
@@ -25,17 +35,13 @@ int graft_loss_cross_entropy(const float *logits, const int64_t *labels, int64_t
 				     smoothing);
 	for (int64_t b = 0; b < batch; b++) {
 		const float *z = logits + b * classes;
-		int64_t y = labels[b], best = 0;
-		double max = z[0], sum = 0, mean_logp = 0;
+		int64_t y = labels[b], best = train_arg_max(z, classes);
+		double max = z[best], sum = 0, mean_logp = 0;
 
 		if (y < 0 || y >= classes)
 			return graft_err_set(err, GRAFT_EINVAL, "label %lld of sample %lld is not in "
 					     "[0, %lld)", (long long)y, (long long)b,
 					     (long long)classes);
-		for (int64_t k = 1; k < classes; k++)
-			if (z[k] > z[best])
-				best = k;
-		max = z[best];
 		right += best == y;
 		for (int64_t k = 0; k < classes; k++)
 			sum += exp((double)z[k] - max);

@@ -10,17 +10,6 @@
 
 #include "train/train.h"
 
-/* The index of row's largest value, the first on ties (as graft-eval counts). */
-static int64_t arg_max(const float *row, int64_t k)
-{
-	int64_t best = 0;
-
-	for (int64_t j = 1; j < k; j++)
-		if (row[j] > row[best])
-			best = j;
-	return best;
-}
-
 /* Compares output k of the two nets after a run on b samples. */
 static int compare_output(const struct graft_net *ref, const struct graft_net *cand, size_t k,
 			  int64_t b, struct graft_parity_output *o, struct graft_err *err)
@@ -40,7 +29,6 @@ static int compare_output(const struct graft_net *ref, const struct graft_net *c
 		o->max_abs = d > o->max_abs || isnan(d) ? d : o->max_abs;
 		o->ref_max = fabs(a[i]) > o->ref_max ? fabs(a[i]) : o->ref_max;
 	}
-	o->max_rel = o->ref_max > 0 ? o->max_abs / o->ref_max : o->max_abs;
 	return 0;
 }
 
@@ -82,8 +70,8 @@ int graft_parity(struct graft_net *ref, struct graft_net *cand, const struct gra
 		struct graft_array o2;
 		graft_net_output(cand, 0, &o2);
 		for (int64_t i = 0; i < b; i++) {
-			int64_t u = arg_max((const float *)out.data + i * classes, classes);
-			int64_t v = arg_max((const float *)o2.data + i * classes, classes);
+			int64_t u = train_arg_max((const float *)out.data + i * classes, classes);
+			int64_t v = train_arg_max((const float *)o2.data + i * classes, classes);
 			p->agree += u == v;
 			if (p->labels) {
 				int64_t l = ((const int64_t *)y->data)[at + i];
@@ -94,9 +82,11 @@ int graft_parity(struct graft_net *ref, struct graft_net *cand, const struct gra
 	}
 	p->count = n;
 	for (size_t k = 0; k < p->n_outputs; k++) {
-		struct graft_array o;
-		graft_net_output(ref, k, &o);
-		p->out[k].name = o.name;
+		struct graft_parity_output *o = &p->out[k];
+		struct graft_array r;
+		graft_net_output(ref, k, &r);
+		o->name = r.name;
+		o->max_rel = o->ref_max > 0 ? o->max_abs / o->ref_max : o->max_abs;
 	}
 	return 0;
 }

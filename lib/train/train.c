@@ -978,13 +978,8 @@ static int evaluate(struct graft_net *net, const struct graft_array *x, const st
 			}
 			if (rc)
 				return rc;
-			for (int64_t i = 0; i < b && e->confusion; i++) {
-				int64_t best = 0;
-				for (int64_t c = 1; c < k; c++)
-					if (z[i * k + c] > z[i * k + best])
-						best = c;
-				e->confusion[lab[i] * e->classes + best]++;
-			}
+			for (int64_t i = 0; i < b && e->confusion; i++)
+				e->confusion[lab[i] * e->classes + train_arg_max(z + i * k, k)]++;
 		} else {
 			if ((uint64_t)k != yper)
 				return graft_err_set(err, GRAFT_EINVAL, "the model gives %lld values per "

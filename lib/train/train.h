@@ -8,6 +8,9 @@
 
 #include "surgery/surgery.h"
 
+/* The index of row's largest of k values, the first on ties: a classifier's prediction,
+ * as accuracy, confusion and parity count it (loss.c). */
+int64_t train_arg_max(const float *row, int64_t k);
 /* The classes int64 labels y (rank 1) name: the largest label plus one (search.c). */
 int64_t train_label_classes(const struct graft_array *y);
 /* A seed drawn from seed a and index b (an epoch, a step, a fold), salted so that
