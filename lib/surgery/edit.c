@@ -2,6 +2,7 @@
  * edit.c: graph surgery on a model's skeleton: the changes that touch nodes rather than
  * just the tensor table.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -290,6 +291,26 @@ static int set_outputs(struct graft_model *m, const struct graft_net *net, const
 	g->output = out;
 	g->n_output = n_to;
 	return 0;
+}
+
+int edit_fresh_name(const struct graft_model *m, struct strmap *made, const char *base,
+		    const char *suffix, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s%s", base, suffix);
+	for (int k = 2; skeleton_has_name(m, buf) || graft_model_find_tensor(m, buf) >= 0 ||
+			(made && strmap_get(made, buf) >= 0); k++)
+		snprintf(buf, size, "%s%s_%d", base, suffix, k);
+	return made && strmap_put_copy(made, buf, 1) == -2 ? -1 : 0;
+}
+
+int edit_put_constant(struct graft_model *m, struct strmap *made, const char *base,
+		      const char *suffix, int dtype, int rank, const int64_t *dims,
+		      const void *data, char *name, size_t size, struct graft_err *err)
+{
+	if (edit_fresh_name(m, made, base, suffix, name, size))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	return graft_model_add_tensor(m, name, dtype, rank, dims, data, GRAFT_ROLE_CONSTANT,
+				      GRAFT_SOURCE_INITIALIZER, NULL, err);
 }
 
 void edit_drop_stale_value_info(Onnx__GraphProto *g)

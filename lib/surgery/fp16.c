@@ -41,15 +41,6 @@ static uint16_t *halves(const float *f, uint64_t n)
 	return h;
 }
 
-/* A value's declared float32 tensor type made float16. */
-static void retype_info(Onnx__ValueInfoProto *v)
-{
-	if (v && v->type && v->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE &&
-	    v->type->tensor_type->has_elem_type &&
-	    v->type->tensor_type->elem_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-		v->type->tensor_type->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16;
-}
-
 static int is_float_info(const Onnx__ValueInfoProto *v)
 {
 	return v && v->type && v->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE &&
@@ -57,15 +48,18 @@ static int is_float_info(const Onnx__ValueInfoProto *v)
 	       v->type->tensor_type->elem_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
 }
 
+/* A value's declared float32 tensor type made float16. */
+static void retype_info(Onnx__ValueInfoProto *v)
+{
+	if (is_float_info(v))
+		v->type->tensor_type->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16;
+}
+
 /* ConstantOfShape's value attribute (float32: one value) made float16; without one
  * (float32 zeros by default), a float16 zero given. */
 static int retype_value_attr(Onnx__NodeProto *n)
 {
-	int has = 0;
-
-	for (size_t i = 0; i < n->n_attribute; i++)
-		has |= n->attribute[i]->name && strcmp(n->attribute[i]->name, "value") == 0;
-	if (!has) {
+	if (!graph_attr(n, "value")) {
 		Onnx__AttributeProto *a = malloc(sizeof(*a)), **list;
 		Onnx__TensorProto *t = malloc(sizeof(*t));
 		int64_t *dims = malloc(sizeof(*dims));
@@ -231,11 +225,9 @@ int graft_model_to_fp16(struct graft_model *m, int keep_io, struct graft_err *er
 	}
 	for (size_t i = 0; i < g->n_node; i++) {
 		Onnx__NodeProto *n = g->node[i];
-		if (graph_is_op(n, "Cast"))
-			for (size_t k = 0; k < n->n_attribute; k++)
-				if (n->attribute[k]->name && strcmp(n->attribute[k]->name, "to") == 0 &&
-				    n->attribute[k]->i == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-					n->attribute[k]->i = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16;
+		Onnx__AttributeProto *to = graph_is_op(n, "Cast") ? graph_attr(n, "to") : NULL;
+		if (to && to->i == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
+			to->i = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16;
 		if (graph_is_op(n, "ConstantOfShape") && retype_value_attr(n))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}

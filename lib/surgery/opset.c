@@ -28,20 +28,18 @@ static const char *const stable[] = {
 	"Softplus", "Sqrt", "Sub", "Sum", "Tanh", "Tile", "Transpose", "Where", "Xor", NULL,
 };
 
+/* Ops this file rewrites, or keeps where their meaning holds (Softmax and its kin). */
+static const char *const rewritten[] = {
+	"Clip", "Slice", "Dropout", "Squeeze", "Unsqueeze", "Softmax", "LogSoftmax", "Hardmax",
+	NULL,
+};
+
 static int in_list(const char *const *list, const char *op)
 {
 	for (size_t i = 0; list[i]; i++)
 		if (strcmp(list[i], op) == 0)
 			return 1;
 	return 0;
-}
-
-static Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name)
-{
-	for (size_t i = 0; i < n->n_attribute; i++)
-		if (n->attribute[i]->name && strcmp(n->attribute[i]->name, name) == 0)
-			return n->attribute[i];
-	return NULL;
 }
 
 static void drop_attr(Onnx__NodeProto *n, const char *name)
@@ -81,15 +79,12 @@ static int set_input(Onnx__NodeProto *n, size_t k, const char *name)
 static int attr_to_input(struct graft_model *m, Onnx__NodeProto *n, size_t k, const char *what,
 			 int dtype, int rank, int64_t count, const void *data, struct graft_err *err)
 {
-	char name[512];
+	char name[512], suffix[64];
 	int rc;
 
-	snprintf(name, sizeof(name), "%s_%s", n->name && *n->name ? n->name : n->output[0], what);
-	for (int i = 2; skeleton_has_name(m, name) || graft_model_find_tensor(m, name) >= 0; i++)
-		snprintf(name, sizeof(name), "%s_%s_%d", n->name && *n->name ? n->name : n->output[0],
-			 what, i);
-	if ((rc = graft_model_add_tensor(m, name, dtype, rank, &count, data, GRAFT_ROLE_CONSTANT,
-					 GRAFT_SOURCE_INITIALIZER, NULL, err)))
+	snprintf(suffix, sizeof(suffix), "_%s", what);
+	if ((rc = edit_put_constant(m, NULL, n->name && *n->name ? n->name : n->output[0], suffix,
+				    dtype, rank, &count, data, name, sizeof(name), err)))
 		return rc;
 	return set_input(n, k, name) ? graft_err_set(err, GRAFT_ENOMEM, "out of memory") : 0;
 }
@@ -98,7 +93,7 @@ static int attr_to_input(struct graft_model *m, Onnx__NodeProto *n, size_t k, co
 static int ints_to_input(struct graft_model *m, Onnx__NodeProto *n, const char *name, size_t k,
 			 struct graft_err *err)
 {
-	Onnx__AttributeProto *a = attr(n, name);
+	Onnx__AttributeProto *a = graph_attr(n, name);
 	int rc;
 
 	if (!a)
@@ -115,7 +110,7 @@ static int upgrade_clip(struct graft_model *m, Onnx__NodeProto *n, struct graft_
 	int rc;
 
 	for (int k = 0; k < 2; k++) {
-		Onnx__AttributeProto *a = attr(n, names[k]);
+		Onnx__AttributeProto *a = graph_attr(n, names[k]);
 		if (!a)
 			continue;
 		float v = a->f;
@@ -150,7 +145,7 @@ static int declared_rank(const Onnx__GraphProto *g, const char *name)
 static int softmax_axis(const Onnx__GraphProto *g, const struct graft_net *probe,
 			const Onnx__NodeProto *n, int64_t *last, struct graft_err *err)
 {
-	const Onnx__AttributeProto *a = attr(n, "axis");
+	const Onnx__AttributeProto *a = graph_attr(n, "axis");
 	int64_t axis = a ? a->i : 1, dims[GRAFT_MAX_RANK];
 	int rank = declared_rank(g, n->input[0]);
 
@@ -195,9 +190,7 @@ int graft_model_upgrade_opset(struct graft_model *m, int64_t to, struct graft_er
 		const char *op = n->op_type;
 		if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx") != 0)
 			continue;
-		if (!in_list(stable, op) && strcmp(op, "Clip") && strcmp(op, "Slice") &&
-		    strcmp(op, "Dropout") && strcmp(op, "Squeeze") && strcmp(op, "Unsqueeze") &&
-		    strcmp(op, "Softmax") && strcmp(op, "LogSoftmax") && strcmp(op, "Hardmax")) {
+		if (!in_list(stable, op) && !in_list(rewritten, op)) {
 			graft_net_free(probe);
 			return graft_err_set(err, GRAFT_EUNSUPPORTED, "node '%s' (%s): graft does not "
 					     "know how to carry this op from opset %lld to %lld",
@@ -223,13 +216,13 @@ int graft_model_upgrade_opset(struct graft_model *m, int64_t to, struct graft_er
 			if (!(rc = ints_to_input(m, n, "starts", 1, err)) &&
 			    !(rc = ints_to_input(m, n, "ends", 2, err)))
 				rc = ints_to_input(m, n, "axes", 3, err);
-		} else if (graph_is_op(n, "Dropout") && from < 12 && to >= 12 && attr(n, "ratio")) {
-			float r = attr(n, "ratio")->f;
+		} else if (graph_is_op(n, "Dropout") && from < 12 && to >= 12 && graph_attr(n, "ratio")) {
+			float r = graph_attr(n, "ratio")->f;
 			if (!(rc = attr_to_input(m, n, 1, "ratio", GRAFT_FLOAT, 0, 1, &r, err)))
 				drop_attr(n, "ratio");
 		} else if ((graph_is_op(n, "Squeeze") || graph_is_op(n, "Unsqueeze")) && to >= 13) {
 			rc = ints_to_input(m, n, "axes", 1, err);
-		} else if (is_softmax(n) && to >= 13 && !attr(n, "axis")) {
+		} else if (is_softmax(n) && to >= 13 && !graph_attr(n, "axis")) {
 			/* the axis checked above is the last: written out, as 13's default is -1 */
 			int64_t axis;
 			if (!(rc = softmax_axis(g, probe, n, &axis, err)) &&

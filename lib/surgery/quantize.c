@@ -108,42 +108,20 @@ static const struct tensor_rec *stored_float(const struct graft_model *m, const 
 	       (!rank || t->rank == rank) ? t : NULL;
 }
 
-static const Onnx__AttributeProto *node_attr(const Onnx__NodeProto *n, const char *name)
-{
-	for (size_t i = 0; i < n->n_attribute; i++)
-		if (n->attribute[i]->name && strcmp(n->attribute[i]->name, name) == 0)
-			return n->attribute[i];
-	return NULL;
-}
-
-static int64_t node_int(const Onnx__NodeProto *n, const char *name, int64_t dflt)
-{
-	const Onnx__AttributeProto *a = node_attr(n, name);
-	return a && a->has_i ? a->i : dflt;
-}
-
-static float node_float(const Onnx__NodeProto *n, const char *name, float dflt)
-{
-	const Onnx__AttributeProto *a = node_attr(n, name);
-	return a && a->has_f ? a->f : dflt;
-}
-
 /* What kind of quantized node n can be (Q_NONE: it stays float), and its weight. */
 static int classify(const struct graft_model *m, const Onnx__NodeProto *n, struct qnode *q)
 {
 	*q = (struct qnode){0, Q_NONE, -1, -1, 0, -1};
-	if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx") != 0)
-		return Q_NONE;
 	if (graph_is_op(n, "Conv") && n->n_input >= 2 && stored_float(m, n->input[1], 0) &&
 	    stored_float(m, n->input[1], 0)->rank >= 3 &&
 	    (n->n_input < 3 || !*n->input[2] || stored_float(m, n->input[2], 1))) {
 		*q = (struct qnode){0, Q_CONV, 1, n->n_input >= 3 && *n->input[2] ? 2 : -1, 0, -1};
 	} else if (graph_is_op(n, "Gemm") && n->n_input >= 2 && stored_float(m, n->input[1], 2) &&
-		   node_float(n, "alpha", 1) == 1 && node_float(n, "beta", 1) == 1 &&
-		   !node_int(n, "transA", 0) &&
+		   graph_attr_float(n, "alpha", 1) == 1 && graph_attr_float(n, "beta", 1) == 1 &&
+		   !graph_attr_int(n, "transA", 0) &&
 		   (n->n_input < 3 || !*n->input[2] || stored_float(m, n->input[2], 1))) {
 		*q = (struct qnode){0, Q_GEMM, 1, n->n_input >= 3 && *n->input[2] ? 2 : -1,
-				    node_int(n, "transB", 0) ? 0 : 1, -1};
+				    graph_attr_int(n, "transB", 0) ? 0 : 1, -1};
 	} else if (graph_is_op(n, "MatMul") && n->n_input == 2 && !stored_float(m, n->input[0], 0) &&
 		   stored_float(m, n->input[1], 2)) {
 		*q = (struct qnode){0, Q_MATMUL, 1, -1, 1, -1};
@@ -180,7 +158,7 @@ static long foldable_act(const struct graft_model *m, const struct graph_reads *
 			return -1;
 		if (a->n_input < 2 || !*a->input[1]) {
 			/* before opset 11 the bounds are attributes */
-			return node_attr(a, "min") && node_float(a, "min", 0) == 0 ? (long)i : -1;
+			return graph_attr(a, "min") && graph_attr_float(a, "min", 0) == 0 ? (long)i : -1;
 		}
 		const struct tensor_rec *lo = stored_float(m, a->input[1], 0);
 		return lo && lo->numel == 1 && ((const float *)lo->data)[0] == 0 ? (long)i : -1;
@@ -418,30 +396,6 @@ static void added_release(struct added *a)
 	memset(a, 0, sizeof(*a));
 }
 
-/* A name that neither the model nor this rewrite's new nodes (made) have yet: base +
- * suffix, or with a counter; added to made.  -1: out of memory. */
-static int fresh_name(const struct graft_model *m, struct strmap *made, const char *base,
-		      const char *suffix, char *buf, size_t size)
-{
-	snprintf(buf, size, "%s%s", base, suffix);
-	for (int k = 2; skeleton_has_name(m, buf) || graft_model_find_tensor(m, buf) >= 0 ||
-			strmap_get(made, buf) >= 0; k++)
-		snprintf(buf, size, "%s%s_%d", base, suffix, k);
-	return strmap_put_copy(made, buf, 1) == -2 ? -1 : 0;
-}
-
-/* Stores an initializer of dtype named after base (fresh), into name. */
-static int put_tensor(struct graft_model *m, struct strmap *made, const char *base,
-		      const char *suffix, int dtype,
-		      int rank, const int64_t *dims, const void *data, char *name, size_t size,
-		      struct graft_err *err)
-{
-	if (fresh_name(m, made, base, suffix, name, size))
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	return graft_model_add_tensor(m, name, dtype, rank, dims, data, GRAFT_ROLE_CONSTANT,
-				      GRAFT_SOURCE_INITIALIZER, NULL, err);
-}
-
 #define NAME_MAX_LEN 512
 
 /* An activation's QuantizeLinear: its output, scale and zero point, where its nodes go,
@@ -460,12 +414,12 @@ static int quantize_point(struct graft_model *m, struct strmap *made, const stru
 	char name[NAME_MAX_LEN];
 	int rc;
 
-	if ((rc = put_tensor(m, made, t->name, "_scale", GRAFT_FLOAT, 0, NULL, &t->scale, p->scale,
+	if ((rc = edit_put_constant(m, made, t->name, "_scale", GRAFT_FLOAT, 0, NULL, &t->scale, p->scale,
 			     sizeof(p->scale), err)) ||
-	    (rc = put_tensor(m, made, t->name, "_zero_point", GRAFT_UINT8, 0, NULL, &t->zp, p->zp,
+	    (rc = edit_put_constant(m, made, t->name, "_zero_point", GRAFT_UINT8, 0, NULL, &t->zp, p->zp,
 			     sizeof(p->zp), err)))
 		return rc;
-	if (fresh_name(m, made, t->name, "_quantized", p->q, sizeof(p->q)))
+	if (edit_fresh_name(m, made, t->name, "_quantized", p->q, sizeof(p->q)))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	snprintf(name, sizeof(name), "%s_QuantizeLinear", t->name);
 	if (add_node(p->at, skeleton_node_new("QuantizeLinear", name,
@@ -482,7 +436,7 @@ static int dequantize_for(const struct graft_model *m, struct strmap *made,
 {
 	char out[NAME_MAX_LEN], name[NAME_MAX_LEN + 32];
 
-	if (fresh_name(m, made, t->name, "_dequantized", out, sizeof(out)))
+	if (edit_fresh_name(m, made, t->name, "_dequantized", out, sizeof(out)))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	snprintf(name, sizeof(name), "%s_DequantizeLinear%s", t->name, out + strlen(t->name) +
 		 strlen("_dequantized"));
@@ -543,16 +497,16 @@ static int quantize_weight(struct graft_model *m, struct strmap *made, char **in
 				q[at] = (int8_t)(r < -127 ? -127 : r > 127 ? 127 : r);
 			}
 	int64_t cd[1] = {C};
-	if ((rc = put_tensor(m, made, w, "_quantized", GRAFT_INT8, t->rank, t->dims, q, qn, sizeof(qn),
+	if ((rc = edit_put_constant(m, made, w, "_quantized", GRAFT_INT8, t->rank, t->dims, q, qn, sizeof(qn),
 			     err)) ||
-	    (rc = put_tensor(m, made, w, "_scale", GRAFT_FLOAT, per_tensor ? 0 : 1, cd, s, sn,
+	    (rc = edit_put_constant(m, made, w, "_scale", GRAFT_FLOAT, per_tensor ? 0 : 1, cd, s, sn,
 			     sizeof(sn), err)) ||
-	    (rc = put_tensor(m, made, w, "_zero_point", GRAFT_INT8, per_tensor ? 0 : 1, cd, zeros, zn,
+	    (rc = edit_put_constant(m, made, w, "_zero_point", GRAFT_INT8, per_tensor ? 0 : 1, cd, zeros, zn,
 			     sizeof(zn), err)))
 		goto out;
 	snprintf(node, sizeof(node), "%s_DequantizeLinear", w);
 	Onnx__NodeProto *n = NULL;
-	if (!fresh_name(m, made, w, "_dequantized", dn, sizeof(dn)))
+	if (!edit_fresh_name(m, made, w, "_dequantized", dn, sizeof(dn)))
 		n = skeleton_node_new("DequantizeLinear", node, (const char *[]){qn, sn, zn}, 3, dn);
 	if (!n || (!per_tensor && skeleton_node_attr_int(n, "axis", axis)) || add_node(a, n) ||
 	    rename_str(input, dn)) {
@@ -593,13 +547,13 @@ static int quantize_bias(struct graft_model *m, struct strmap *made, char **inpu
 		double r = nearbyint((double)((const float *)t->data)[c] / s[c]);
 		q[c] = (int32_t)(r < -2147483647.0 ? -2147483647.0 : r > 2147483647.0 ? 2147483647.0 : r);
 	}
-	if (!(rc = put_tensor(m, made, b, "_quantized", GRAFT_INT32, 1, t->dims, q, qn, sizeof(qn), err)) &&
+	if (!(rc = edit_put_constant(m, made, b, "_quantized", GRAFT_INT32, 1, t->dims, q, qn, sizeof(qn), err)) &&
 	    /* per tensor, one scale (opset 10 has no axis) */
-	    !(rc = put_tensor(m, made, b, "_scale", GRAFT_FLOAT, channels == 1 ? 0 : 1, (int64_t[]){C},
+	    !(rc = edit_put_constant(m, made, b, "_scale", GRAFT_FLOAT, channels == 1 ? 0 : 1, (int64_t[]){C},
 			      s, sn, sizeof(sn), err))) {
 		snprintf(node, sizeof(node), "%s_DequantizeLinear", b);
 		Onnx__NodeProto *n = NULL;
-		if (!fresh_name(m, made, b, "_dequantized", dn, sizeof(dn)))
+		if (!edit_fresh_name(m, made, b, "_dequantized", dn, sizeof(dn)))
 			n = skeleton_node_new("DequantizeLinear", node, (const char *[]){qn, sn}, 2,
 					      dn);
 		if (!n || (channels > 1 && skeleton_node_attr_int(n, "axis", 0)) || add_node(a, n) ||
