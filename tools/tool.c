@@ -197,11 +197,12 @@ void tool_write_graft(const struct graft_model *m, const char *path,
 	tool_output_commit(&out);
 }
 
-/* The datasets this run read, for the history note: path and content digest. */
+/* The datasets this run read, for the history note: path and samples, digested only
+ * when a model's history is written (graft-eval and graft-verify never pay for it). */
 #define MAX_NOTED_DATASETS 8
 static struct {
 	const char *path;
-	uint64_t digest;
+	struct graft_array x, y;
 } datasets[MAX_NOTED_DATASETS];
 static size_t n_datasets;
 
@@ -214,9 +215,13 @@ void tool_add_history(struct graft_model *m)
 		tool_die("%s", err.msg);
 	if (!n_datasets)
 		return;
-	for (size_t i = 0; i < n_datasets; i++)
+	for (size_t i = 0; i < n_datasets; i++) {
+		/* the samples' bytes, then the labels', seeded with the first */
+		uint64_t h = graft_xxh64(datasets[i].x.data, datasets[i].x.nbytes, 0);
+		h = graft_xxh64(datasets[i].y.data, datasets[i].y.nbytes, h);
 		snprintf(note + strlen(note), sizeof(note) - strlen(note), "%s %s xxh64:%016llx",
-			 i ? "," : "", datasets[i].path, (unsigned long long)datasets[i].digest);
+			 i ? "," : "", datasets[i].path, (unsigned long long)h);
+	}
 	if (graft_model_note_history(m, note, &err))
 		tool_die("%s", err.msg);
 }
@@ -233,11 +238,10 @@ struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 	}
 	*x = ds.x;
 	*y = ds.y;
-	/* the samples' and labels' bytes, for the history note (provenance) */
-	if (n_datasets < MAX_NOTED_DATASETS) {
-		uint64_t h = graft_xxh64(x->data, x->nbytes, 0);
+	if (n_datasets < MAX_NOTED_DATASETS) {      /* for the history note (provenance) */
 		datasets[n_datasets].path = path;
-		datasets[n_datasets++].digest = graft_xxh64(y->data, y->nbytes, h);
+		datasets[n_datasets].x = *x;
+		datasets[n_datasets++].y = *y;
 	}
 	return ds.model;        /* x and y are views into it */
 }

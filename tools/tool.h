@@ -96,7 +96,8 @@ struct graft_wisdom *tool_wisdom(int no_tune, int quiet);
  * output is always valid JSON.  The one JSON string writer of the tools. */
 void tool_json_string(FILE *f, const char *s);
 
-/* Records this tool's command line, as typed, in the model's history. */
+/* Records this tool's command line, as typed, in the model's history, and notes the
+ * digests of the datasets tool_read_dataset read so far (which must not be freed yet). */
 void tool_add_history(struct graft_model *m);
 
 /*
