@@ -780,6 +780,11 @@ struct graft_eval {
 	int64_t *confusion;     /* classes x classes */
 };
 int graft_eval_init(struct graft_eval *e, int64_t classes, struct graft_err *err);
+void graft_eval_release(struct graft_eval *e);
+/* Runs net over samples x (float [N, ...]) in batches and scores its first output against
+ * y (int64 labels: cross-entropy, accuracy and confusion; float targets: MSE). */
+int graft_evaluate(struct graft_net *net, const struct graft_array *x, const struct graft_array *y,
+		   int64_t batch, struct graft_eval *e, struct graft_err *err);
 /*
  * Two models on the same samples (lib/train/parity.c, graft-verify): ref and cand run
  * over x (float [N, ...], the models' one input) in batches; per output (the first
@@ -803,11 +808,6 @@ struct graft_parity {
 int graft_parity(struct graft_net *ref, struct graft_net *cand, const struct graft_array *x,
 		 const struct graft_array *y, int64_t batch, struct graft_parity *p,
 		 struct graft_err *err);
-void graft_eval_release(struct graft_eval *e);
-/* Runs net over samples x (float [N, ...]) in batches and scores its first output against
- * y (int64 labels: cross-entropy, accuracy and confusion; float targets: MSE). */
-int graft_evaluate(struct graft_net *net, const struct graft_array *x, const struct graft_array *y,
-		   int64_t batch, struct graft_eval *e, struct graft_err *err);
 
 /* Trains m's trainable parameters on samples x and labels or targets y (borrowed until
  * graft_trainer_free); checks that the data fit the model first. */
@@ -994,10 +994,10 @@ int graft_model_upgrade_opset(struct graft_model *m, int64_t to, struct graft_er
 /* ---- quantization (lib/surgery/quantize.c, docs/deploy.md) ------------------------------ */
 
 /*
- * Static post-training quantization to ONNX's QDQ format, int8 activations (asymmetric,
- * ranges calibrated on x: the model's one input, samples along dim 0) and int8 weights
- * (symmetric, per output channel unless per_tensor), int32 biases, as ONNX Runtime's
- * quantize_static does by default.  Conv, Gemm and MatMul with stored weights and Add of
+ * Static post-training quantization to ONNX's QDQ format, uint8 activations
+ * (asymmetric, ranges calibrated on x: the model's one input, samples along dim 0) and
+ * int8 weights (symmetric, per output channel unless per_tensor), int32 biases, as
+ * ONNX Runtime's quantize_static does but for its int8 activations (docs/deploy.md).  Conv, Gemm and MatMul with stored weights and Add of
  * two computed values are quantized, but for nodes whose name or op type an exclude glob
  * matches; a Relu or a Clip from 0 that alone reads one is folded into its range, and a
  * BatchNormalization after a Conv or Gemm into its weights (graft_model_fold_bn).  A
@@ -1034,9 +1034,9 @@ struct graft_quant_info {
 int graft_quantize(struct graft_model *m, const struct graft_array *x,
 		   const struct graft_quant_opts *o, struct graft_quant_info *info,
 		   struct graft_err *err);
-/* An int8 activation's scale and zero point for the range [rmin, rmax], widened to hold
- * 0 and mapped onto [-128, 127]: scale (rmax - rmin) / 255 (1 for an empty range), zero
- * point round_half_even(-128 - rmin / scale). */
+/* A uint8 activation's scale and zero point for the range [rmin, rmax], widened to hold
+ * 0 and mapped onto [0, 255]: scale (rmax - rmin) / 255 (1 for an empty range), zero
+ * point round_half_even(-rmin / scale). */
 void graft_quant_asymmetric(float rmin, float rmax, float *scale, uint8_t *zero_point);
 /* An int8 weight's scale for values within +-absmax: absmax / 127 (1 for 0), zero point
  * 0, quantized values in [-127, 127]. */

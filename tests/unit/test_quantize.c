@@ -100,17 +100,47 @@ static const Onnx__NodeProto *producer_of(const struct graft_model *m, const cha
 	return m->proto->graph->node[i];
 }
 
-/* The producer of input k of the node named node. */
-static const Onnx__NodeProto *input_producer(const struct graft_model *m, const char *node,
-					     size_t k)
+/* The node named name, or the QuantizeLinear that reads value x (name NULL). */
+static const Onnx__NodeProto *find_node(const struct graft_model *m, const char *name,
+					const char *x)
 {
 	const Onnx__GraphProto *g = m->proto->graph;
 
 	for (size_t i = 0; i < g->n_node; i++)
-		if (strcmp(g->node[i]->name, node) == 0)
-			return producer_of(m, g->node[i]->input[k]);
-	fail_msg("no node %s", node);
+		if (name ? strcmp(g->node[i]->name, name) == 0
+			 : strcmp(g->node[i]->op_type, "QuantizeLinear") == 0 &&
+			   strcmp(g->node[i]->input[0], x) == 0)
+			return g->node[i];
+	fail_msg("no node %s", name ? name : x);
 	return NULL;
+}
+
+/* The producer of input k of the node named node. */
+static const Onnx__NodeProto *input_producer(const struct graft_model *m, const char *node,
+					     size_t k)
+{
+	return producer_of(m, find_node(m, node, NULL)->input[k]);
+}
+
+/* The stored tensor named name. */
+static struct graft_tensor stored(const struct graft_model *m, const char *name)
+{
+	struct graft_tensor t;
+
+	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, name), &t);
+	return t;
+}
+
+/* The largest |got - want| over the largest |want|, over n values. */
+static float worst_share(const float *want, const float *got, int n)
+{
+	float top = 0, worst = 0;
+
+	for (int i = 0; i < n; i++) {
+		top = fmaxf(top, fabsf(want[i]));
+		worst = fmaxf(worst, fabsf(got[i] - want[i]));
+	}
+	return worst / top;
 }
 
 /* The first output of model m on x, into out (count floats). */
@@ -154,21 +184,9 @@ static void test_quantize_model(void **state)
 	 * point 0 (asymmetric uint8), so every negative value saturates to 0, as the Relu
 	 * did.  With symmetric activations the Relu would have to stay (onnxruntime#11660):
 	 * graft's are never symmetric. */
-	{
-		const Onnx__GraphProto *g = m->proto->graph;
-		int seen = 0;
-		for (size_t i = 0; i < g->n_node; i++) {
-			const Onnx__NodeProto *q = g->node[i];
-			struct graft_tensor zp;
-			if (strcmp(q->op_type, "QuantizeLinear") || strcmp(q->input[0], "r"))
-				continue;
-			graft_model_tensor(m, (size_t)graft_model_find_tensor(m, q->input[2]), &zp);
-			assert_int_equal(zp.dtype, GRAFT_UINT8);
-			assert_int_equal(*(const uint8_t *)zp.data, 0);
-			seen = 1;
-		}
-		assert_true(seen);
-	}
+	struct graft_tensor zp = stored(m, find_node(m, NULL, "r")->input[2]);
+	assert_int_equal(zp.dtype, GRAFT_UINT8);
+	assert_int_equal(*(const uint8_t *)zp.data, 0);
 	assert_int_equal(count_op(m, "QuantizeLinear"), 2);
 	assert_int_equal(count_op(m, "DequantizeLinear"), 5);   /* x, r, w1, b1, w2 */
 	/* the first Conv writes the Relu's output now, through a Q/DQ pair to the second */
@@ -178,10 +196,8 @@ static void test_quantize_model(void **state)
 	assert_string_equal(dq->op_type, "DequantizeLinear");
 	assert_int_equal(dq->n_attribute, 1);
 	assert_int_equal(dq->attribute[0]->i, 0);
-	struct graft_tensor wq, ws, wf;
-	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, dq->input[0]), &wq);
-	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, dq->input[1]), &ws);
-	graft_model_tensor(f, (size_t)graft_model_find_tensor(f, "w1"), &wf);
+	struct graft_tensor wq = stored(m, dq->input[0]), ws = stored(m, dq->input[1]),
+			    wf = stored(f, "w1");
 	assert_int_equal(wq.dtype, GRAFT_INT8);
 	assert_int_equal(ws.rank, 1);
 	assert_int_equal(ws.dims[0], K);
@@ -198,12 +214,8 @@ static void test_quantize_model(void **state)
 	/* the quantized model computes what the float one does, to the quantization steps */
 	run(f, &x, want);
 	run(m, &x, got);
-	float top = 0, worst = 0;
-	for (int i = 0; i < N * K * H * W; i++) {
-		top = fmaxf(top, fabsf(want[i]));
-		worst = fmaxf(worst, fabsf(got[i] - want[i]));
-	}
-	assert_true(worst > 0 && worst < 0.03f * top);
+	float share = worst_share(want, got, N * K * H * W);
+	assert_true(share > 0 && share < 0.03f);
 	/* twice: refused */
 	assert_int_equal(graft_quantize(m, &x, NULL, &info, &err), GRAFT_EINVAL);
 	assert_non_null(strstr(err.msg, "quantized already"));
@@ -230,10 +242,8 @@ static void test_per_tensor_and_exclude(void **state)
 	assert_int_equal(info.excluded, 1);
 	assert_int_equal(info.weights, 1);
 	const Onnx__NodeProto *dq = input_producer(m, "c1", 1);
-	struct graft_tensor ws;
 	assert_int_equal(dq->n_attribute, 0);
-	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, dq->input[1]), &ws);
-	assert_int_equal(ws.rank, 0);
+	assert_int_equal(stored(m, dq->input[1]).rank, 0);
 	assert_true(graft_model_find_tensor(m, "w2") >= 0);     /* c2's weight stays float */
 	graft_model_free(m);
 }
@@ -241,18 +251,7 @@ static void test_per_tensor_and_exclude(void **state)
 /* The scale of the QuantizeLinear of x. */
 static float x_scale(const struct graft_model *m)
 {
-	const Onnx__GraphProto *g = m->proto->graph;
-	struct graft_tensor t;
-
-	for (size_t i = 0; i < g->n_node; i++)
-		if (strcmp(g->node[i]->op_type, "QuantizeLinear") == 0 &&
-		    strcmp(g->node[i]->input[0], "x") == 0) {
-			graft_model_tensor(m, (size_t)graft_model_find_tensor(m, g->node[i]->input[1]),
-					   &t);
-			return *(const float *)t.data;
-		}
-	fail_msg("no QuantizeLinear of x");
-	return 0;
+	return *(const float *)stored(m, find_node(m, NULL, "x")->input[1]).data;
 }
 
 /* One outlier in the calibration samples: minmax takes it into x's range, the
@@ -313,19 +312,13 @@ static void test_residual_add(void **state)
 	if (graft_quantize(m, &x, NULL, &info, &err))
 		fail_msg("%s", err.msg);
 	assert_int_equal(info.quantized, 3);            /* c, add, c2 */
-	const Onnx__NodeProto *add = NULL;
-	for (size_t i = 0; i < m->proto->graph->n_node; i++)
-		if (strcmp(m->proto->graph->node[i]->name, "add") == 0)
-			add = m->proto->graph->node[i];
-	assert_non_null(add);
+	const Onnx__NodeProto *add = find_node(m, "add", NULL);
 	assert_string_equal(producer_of(m, add->input[0])->op_type, "DequantizeLinear");
 	assert_string_equal(producer_of(m, add->input[1])->op_type, "DequantizeLinear");
 	/* the two inputs' scales differ (a's range is far wider than x's) */
 	const Onnx__NodeProto *d0 = producer_of(m, add->input[0]), *d1 = producer_of(m, add->input[1]);
-	struct graft_tensor s0, s1;
-	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, d0->input[1]), &s0);
-	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, d1->input[1]), &s1);
-	assert_true(*(const float *)s0.data > 2 * *(const float *)s1.data);
+	assert_true(*(const float *)stored(m, d0->input[1]).data >
+		    2 * *(const float *)stored(m, d1->input[1]).data);
 	/* the Add's output (the Relu folded into it) goes through a QuantizeLinear to c2 */
 	assert_string_equal(add->output[0], "z");
 	assert_int_equal(count_op(m, "Relu"), 0);
@@ -339,12 +332,7 @@ static void test_residual_add(void **state)
 		fail_msg("no z: %s", err.msg);
 	memcpy(got, z.data, sizeof(got));
 	graft_net_free(net);
-	float top = 0, worst = 0;
-	for (int i = 0; i < N * C * H * W; i++) {
-		top = fmaxf(top, fabsf(want[i]));
-		worst = fmaxf(worst, fabsf(got[i] - want[i]));
-	}
-	assert_true(worst < 0.02f * top);
+	assert_true(worst_share(want, got, N * C * H * W) < 0.02f);
 	graft_model_free(m);
 	graft_model_free(f);
 }
@@ -388,15 +376,9 @@ static struct graft_model *opset9_model(const char *op, int softmax_axis)
 static void run2(const struct graft_model *m, const float *x, float *y)
 {
 	struct graft_array in = {.dtype = GRAFT_FLOAT, .rank = 2, .dims = {2, 5},
-				 .data = (void *)x, .nbytes = 10 * sizeof(float)}, out;
-	struct graft_net *net;
-	struct graft_err err = {0};
+				 .data = (void *)x, .nbytes = 10 * sizeof(float)};
 
-	if (graft_net_new(&net, m, &err) || graft_net_run(net, &in, 1, &err))
-		fail_msg("%s", err.msg);
-	graft_net_output(net, 0, &out);
-	memcpy(y, out.data, 10 * sizeof(float));
-	graft_net_free(net);
+	run_output(m, &in, y, 10);
 }
 
 /* Raising opset 9 to 13: Clip's bounds become inputs, a Softmax over the last axis
