@@ -628,7 +628,8 @@ int graft_net_value_shape(const struct graft_net *net, const char *name, int *ra
 /* A view of the value name after a run (plain layout; a net made with no_fuse keeps
  * every value); -1 when it has none. */
 int graft_net_value(const struct graft_net *net, const char *name, struct graft_array *view);
-/* Where a net's time went, for a net made with opts.profile: node i's name, op, how often
+/* Where a net's time went, for a net made with opts.profile: node i's name, op (the
+ * kernel's: a Conv that runs as QLinearConv, from a QDQ pattern, is one), how often
  * it ran and the seconds those runs took so far (a node fused into another, or folded
  * when planned, runs 0 times), and the same for its backward in a training net (the
  * gradient summed into its inputs' included), for i below graft_net_profile_count (0

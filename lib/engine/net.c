@@ -585,7 +585,7 @@ static int mark_blockable(struct graft_net *net)
 		struct node *p = &net->nodes[i];
 		struct value *v = p->n_out ? p->out[0] : NULL;
 		if (!v || p->fused_away || (v->flags & (VALUE_OUTPUT | VALUE_DIFF)) ||
-		    !(p->op->flags & (OP_BLOCKED_IO | OP_LAYOUT_TRANSPARENT)))
+		    (!(p->op->flags & (OP_BLOCKED_IO | OP_LAYOUT_TRANSPARENT)) && !p->blocked))
 			continue;
 		long k = strmap_get(&net->by_name, v->name);
 		if (k >= 0 && readers[k] && !plain[k])
@@ -625,11 +625,14 @@ static int shadow_update(const struct node *n, struct value *v, struct graft_err
 	int rc;
 
 	if (!sh) {
-		if (!(sh = v->shadow = calloc(1, sizeof(*sh))) ||
-		    !(sh->plain = malloc(value_numel(v) * sizeof(float) + 64)))
+		dnnl_data_type_t dt = ((const dnnl_memory_desc_t *)v->layout)->data_type;
+		if (!(sh = v->shadow = calloc(1, sizeof(*sh))))
 			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
-		if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&plain, v->rank, v->dims, dnnl_f32))) ||
-		    (rc = onednn_memory(n, &sh->from, v->layout, v->data, err)) ||
+		if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&plain, v->rank, v->dims, dt))))
+			return rc;
+		if (!(sh->plain = malloc(dnnl_memory_desc_get_size(&plain) + 64)))
+			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+		if ((rc = onednn_memory(n, &sh->from, v->layout, v->data, err)) ||
 		    (rc = onednn_memory(n, &sh->to, &plain, sh->plain, err)) ||
 		    (rc = onednn_reorder_new(n, v->layout, &plain, &sh->reorder, err)))
 			return rc;
@@ -828,6 +831,250 @@ static int fuse_depthwise(struct graft_net *net, struct node *dw, struct fusing 
 	return 0;
 }
 
+/* The DequantizeLinear that writes v, with a constant scale and zero point (when it has
+ * one), or NULL. */
+static struct node *const_dq(const struct graft_net *net, const struct fusing *fu,
+			     const struct value *v)
+{
+	struct node *p = v ? producer(net, fu, v) : NULL;
+
+	if (!is_op(p, "DequantizeLinear") || p->n_in < 2 || p->out[0] != v || !p->in[0] ||
+	    !p->in[1] || !(p->in[1]->flags & VALUE_CONST) || p->in[1]->dtype != GRAFT_FLOAT ||
+	    (p->n_in > 2 && p->in[2] && !(p->in[2]->flags & VALUE_CONST)))
+		return NULL;
+	return p;
+}
+
+static struct value *dq_zero_point(const struct node *dq)
+{
+	return dq->n_in > 2 ? dq->in[2] : NULL;
+}
+
+/* A fused node's inputs for the quantized operand of dq: the 8-bit tensor, its scale,
+ * its zero point (or NULL), as QLinearConv and QLinearAdd take them. */
+static void put_qoperand(struct value **in, const struct node *dq)
+{
+	in[0] = dq->in[0];
+	in[1] = dq->in[1];
+	in[2] = dq_zero_point(dq);
+}
+
+/* The same for the output that QuantizeLinear q gives: its scale and zero point. */
+static void put_qparams(struct value **in, const struct node *q)
+{
+	in[0] = q->in[1];
+	in[1] = q->n_in > 2 ? q->in[2] : NULL;
+}
+
+/* 1 when dq's constant zero point is absent or all zeros. */
+static int zero_zero_point(const struct node *dq)
+{
+	const struct value *z = dq_zero_point(dq);
+
+	for (uint64_t i = 0; z && i < value_numel(z); i++)
+		if (value_get(z, i) != 0)
+			return 0;
+	return 1;
+}
+
+/* 1 when dq's scale is one value, or count values along axis 0 of its input. */
+static int dq_scales(const struct node *dq, int64_t count)
+{
+	uint64_t ns = value_numel(dq->in[1]);
+
+	return ns == 1 || (ns == (uint64_t)count && dq->in[0]->rank >= 1 &&
+			   norm_axis(attr_int(dq, "axis", 1), dq->in[0]->rank) == 0);
+}
+
+/* 1 when the int32 bias's scales are x_scale * w_scale, as QLinearConv reads B. */
+static int bias_scales_match(const struct node *dx, const struct node *dw, const struct node *db)
+{
+	const float sx = *(const float *)dx->in[1]->data;
+	const float *sw = dw->in[1]->data, *sb = db->in[1]->data;
+	uint64_t nw = value_numel(dw->in[1]), nb = value_numel(db->in[1]);
+
+	if (nb != nw && nb != 1)
+		return 0;
+	for (uint64_t c = 0; c < (nw > nb ? nw : nb); c++) {
+		float want = sx * sw[nw == 1 ? 0 : c], got = sb[nb == 1 ? 0 : c];
+		if (fabsf(got - want) > 1e-6f * fabsf(want))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * The QDQ form of a quantized convolution, as graft-quantize and ONNX Runtime's quantizer
+ * write it: Conv(DequantizeLinear(x_q), DequantizeLinear(w_q)[, DequantizeLinear(b_q)])
+ * whose result only a QuantizeLinear reads (a Relu between them already fused into the
+ * Conv), becomes one QLinearConv node from x_q to the QuantizeLinear's output, so that
+ * it runs on oneDNN's int8 kernels (qconv.c): ONNX Runtime fuses the same pattern the
+ * same way.  Every scale and zero point must be a constant, W int8 with one scale or
+ * one per output channel, B int32 on the scale x_scale * w_scale.  DequantizeLinear
+ * nodes that nothing else reads then go.
+ */
+static int fuse_qdq_conv(struct graft_net *net, struct node *q, struct fusing *fu,
+			 struct graft_err *err)
+{
+	struct node *conv = q->n_in >= 2 ? producer(net, fu, q->in[0]) : NULL, *dx, *dw, *db = NULL;
+	const struct value *zx, *zy = q->n_in > 2 ? q->in[2] : NULL;
+	static const struct op_def *qlinear_conv;
+
+	if (!is_op(conv, "Conv") || conv->pre || conv->host || autograd_region(conv) ||
+	    (conv->act.kind != FUSED_NONE && conv->act.kind != FUSED_RELU) ||
+	    conv->out[0] != q->in[0] || uses_of(net, fu, q->in[0]) != 1 || !q->out[0] ||
+	    !(q->in[1]->flags & VALUE_CONST) || q->in[1]->dtype != GRAFT_FLOAT ||
+	    value_numel(q->in[1]) != 1 || (zy && (!(zy->flags & VALUE_CONST) ||
+	    value_numel(zy) != 1 || (zy->dtype != GRAFT_UINT8 && zy->dtype != GRAFT_INT8))))
+		return 0;
+	if (!(dx = const_dq(net, fu, conv->in[0])) || !(dw = const_dq(net, fu, conv->in[1])) ||
+	    (conv->n_in > 2 && conv->in[2] && !(db = const_dq(net, fu, conv->in[2]))))
+		return 0;
+	/* x: 8-bit (its zero point says which), one scale */
+	zx = dq_zero_point(dx);
+	if (!zx || value_numel(zx) != 1 || value_numel(dx->in[1]) != 1 ||
+	    (zx->dtype != GRAFT_UINT8 && zx->dtype != GRAFT_INT8))
+		return 0;
+	/* w: constant int8, symmetric, per tensor or per output channel */
+	const struct value *w = dw->in[0];
+	if (!(w->flags & VALUE_CONST) || w->dtype != GRAFT_INT8 || w->rank < 3 ||
+	    !zero_zero_point(dw) || !dq_scales(dw, w->dims[0]))
+		return 0;
+	if (db && (!(db->in[0]->flags & VALUE_CONST) || db->in[0]->dtype != GRAFT_INT32 ||
+		   !zero_zero_point(db) || !dq_scales(db, w->dims[0]) ||
+		   !bias_scales_match(dx, dw, db)))
+		return 0;
+	if (!qlinear_conv && !(qlinear_conv = ops_find("QLinearConv")))
+		return 0;
+	struct value **in = calloc(9, sizeof(*in));
+	if (!in)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	put_qoperand(in, dx);
+	put_qoperand(in + 3, dw);
+	put_qparams(in + 6, q);
+	in[8] = db ? db->in[0] : NULL;
+	struct node *dqs[3] = {dx, dw, db};
+	for (int k = 0; k < 3; k++)
+		if (dqs[k] && uses_of(net, fu, dqs[k]->out[0]) == 1)
+			dqs[k]->fused_away = 1;
+	free(conv->in);
+	conv->in = in;
+	conv->n_in = db ? 9 : 8;
+	conv->op = qlinear_conv;
+	conv->out[0] = q->out[0];
+	q->fused_away = 1;
+	set_producer(net, fu, conv->out[0], conv);
+	return 0;
+}
+
+/* 1 when two constant scalars (a scale, a zero point: either may be absent, a zero point
+ * as 0 of uint8) are the same value of the same type. */
+static int same_qparam(const struct value *a, const struct value *b)
+{
+	if (!a || !b)
+		return (!a || (a->dtype == GRAFT_UINT8 && value_get(a, 0) == 0)) &&
+		       (!b || (b->dtype == GRAFT_UINT8 && value_get(b, 0) == 0));
+	return a->dtype == b->dtype && value_numel(a) == 1 && value_numel(b) == 1 &&
+	       (a->flags & b->flags & VALUE_CONST) && value_get(a, 0) == value_get(b, 0);
+}
+
+/*
+ * DequantizeLinear -> MaxPool -> QuantizeLinear with the same scale and zero point on
+ * both sides (graft-quantize writes it so): the maximum commutes with the increasing
+ * map, so the MaxPool pools the 8-bit values themselves (oneDNN's u8/s8 pooling) and
+ * gives the QuantizeLinear's output.  ONNX Runtime drops such pairs too.
+ */
+static int fuse_qdq_maxpool(struct graft_net *net, struct node *q, struct fusing *fu)
+{
+	struct node *pool = q->n_in >= 2 ? producer(net, fu, q->in[0]) : NULL, *dx;
+
+	if (!is_op(pool, "MaxPool") || autograd_region(pool) || pool->n_in != 1 ||
+	    (pool->n_out > 1 && pool->out[1]) || pool->out[0] != q->in[0] ||
+	    uses_of(net, fu, q->in[0]) != 1 || !q->out[0] ||
+	    !(dx = const_dq(net, fu, pool->in[0])) || !dq_zero_point(dx) ||
+	    !same_qparam(dx->in[1], q->in[1]) ||
+	    !same_qparam(dq_zero_point(dx), q->n_in > 2 ? q->in[2] : NULL))
+		return 0;
+	if (uses_of(net, fu, pool->in[0]) == 1)
+		dx->fused_away = 1;
+	pool->in[0] = dx->in[0];
+	pool->out[0] = q->out[0];
+	if (pool->opset < 12)
+		pool->opset = 12;       /* MaxPool's 8-bit inputs came with opset 12 */
+	q->fused_away = 1;
+	set_producer(net, fu, pool->out[0], pool);
+	return 0;
+}
+
+/* 1 when dq dequantizes an 8-bit tensor (its zero point says which) by one scale. */
+static int dq_scalar_8bit(const struct node *dq)
+{
+	const struct value *z = dq_zero_point(dq);
+
+	return z && value_numel(z) == 1 && value_numel(dq->in[1]) == 1 &&
+	       (z->dtype == GRAFT_UINT8 || z->dtype == GRAFT_INT8);
+}
+
+/*
+ * Add(DequantizeLinear(a_q), DequantizeLinear(b_q)) whose result only a QuantizeLinear
+ * reads, every scale and zero point a constant scalar: a residual connection in QDQ
+ * form.  One QLinearAdd node (quant.c) from a_q and b_q to the QuantizeLinear's output,
+ * as ONNX Runtime fuses it: one pass over bytes instead of four over floats, and a_q,
+ * b_q and the sum stay in the int8 convolutions' layout.
+ */
+static int fuse_qdq_add(struct graft_net *net, struct node *q, struct fusing *fu,
+			struct graft_err *err)
+{
+	struct node *add = q->n_in >= 2 ? producer(net, fu, q->in[0]) : NULL, *da, *db;
+	const struct value *zy = q->n_in > 2 ? q->in[2] : NULL;
+	static const struct op_def *qlinear_add;
+
+	if (!is_op(add, "Add") || autograd_region(add) || add->n_in != 2 ||
+	    add->out[0] != q->in[0] || uses_of(net, fu, q->in[0]) != 1 || !q->out[0] ||
+	    !(q->in[1]->flags & VALUE_CONST) || q->in[1]->dtype != GRAFT_FLOAT ||
+	    value_numel(q->in[1]) != 1 || (zy && (!(zy->flags & VALUE_CONST) ||
+	    value_numel(zy) != 1 || (zy->dtype != GRAFT_UINT8 && zy->dtype != GRAFT_INT8))))
+		return 0;
+	if (!(da = const_dq(net, fu, add->in[0])) || !(db = const_dq(net, fu, add->in[1])) ||
+	    da == db || !dq_scalar_8bit(da) || !dq_scalar_8bit(db) ||
+	    dq_zero_point(da)->dtype != dq_zero_point(db)->dtype)
+		return 0;
+	if (!qlinear_add && !(qlinear_add = ops_find_fused("QLinearAdd")))
+		return 0;
+	struct value **in = calloc(8, sizeof(*in));
+	if (!in)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	put_qoperand(in, da);
+	put_qoperand(in + 3, db);
+	put_qparams(in + 6, q);
+	if (uses_of(net, fu, da->out[0]) == 1)
+		da->fused_away = 1;
+	if (uses_of(net, fu, db->out[0]) == 1)
+		db->fused_away = 1;
+	free(add->in);
+	add->in = in;
+	add->n_in = 8;
+	add->op = qlinear_add;
+	add->blocked = ops_find_blocked(qlinear_add->name);
+	add->out[0] = q->out[0];
+	q->fused_away = 1;
+	set_producer(net, fu, add->out[0], add);
+	return 0;
+}
+
+/* The QDQ patterns that end in the QuantizeLinear q, each run as one 8-bit node. */
+static int fuse_qdq(struct graft_net *net, struct node *q, struct fusing *fu,
+		    struct graft_err *err)
+{
+	int rc = fuse_qdq_conv(net, q, fu, err);
+
+	if (!rc && !q->fused_away)
+		rc = fuse_qdq_add(net, q, fu, err);
+	if (!rc && !q->fused_away)
+		rc = fuse_qdq_maxpool(net, q, fu);
+	return rc;
+}
+
 static int fuse(struct graft_net *net, struct graft_err *err)
 {
 	struct fusing fu;
@@ -858,6 +1105,8 @@ static int fuse(struct graft_net *net, struct graft_err *err)
 				rc = fuse_activation(net, n, &fu);
 			else if (pass == 2 && is_op(n, "Conv"))
 				rc = fuse_depthwise(net, n, &fu);
+			else if (pass == 2 && is_op(n, "QuantizeLinear"))
+				rc = fuse_qdq(net, n, &fu, err);
 		}
 		fusing_release(&fu);
 	}
@@ -1310,7 +1559,9 @@ int graft_net_profile(const struct graft_net *net, size_t i, struct graft_node_t
 	if (!net->profile || i >= net->n_nodes)
 		return -1;
 	t->name = net->nodes[i].proto->name ? net->nodes[i].proto->name : "";
-	t->op_type = net->nodes[i].proto->op_type ? net->nodes[i].proto->op_type : "";
+	/* the kernel's op: a QDQ pattern fused into QLinearConv says so */
+	t->op_type = net->nodes[i].op ? net->nodes[i].op->name :
+		     net->nodes[i].proto->op_type ? net->nodes[i].proto->op_type : "";
 	t->seconds = net->profile[i][0].seconds;
 	t->runs = net->profile[i][0].runs;
 	t->backward_seconds = net->profile[i][1].seconds;

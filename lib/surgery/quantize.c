@@ -18,6 +18,11 @@
  *   0, so QuantizeLinear's saturation does the clipping (ORT does the same; with
  *   symmetric activations it must not: onnxruntime#11660).
  *
+ * - A MaxPool's quantized output takes its quantized input's scale and zero point (the
+ *   maximum of values lies within their range), as ORT's tool does: a runtime then pools
+ *   the 8-bit values themselves, with no requantization (ORT drops the pair around it,
+ *   graft's engine fuses it: lib/engine/net.c).
+ *
  * Calibration runs the float model, as it is before any change, on the samples given
  * (graft's engine, every value kept), and takes each tensor's minimum and maximum.
  */
@@ -362,6 +367,22 @@ static int calibrate(const struct graft_model *m, const struct graft_array *x,
 	}
 	free(hist);
 	return rc;
+}
+
+/* A MaxPool's output quantized as its input is (both planned), in graph order, so that
+ * a chain of them shares the first input's scale. */
+static void share_maxpool_scales(const Onnx__GraphProto *g, struct qplan *p)
+{
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto *n = g->node[i];
+		long x, y;
+		if (!graph_is_op(n, "MaxPool") || n->n_input < 1 || n->n_output != 1 ||
+		    (x = strmap_get(&p->t_index, n->input[0])) < 0 ||
+		    (y = strmap_get(&p->t_index, n->output[0])) < 0)
+			continue;
+		p->t[y].scale = p->t[x].scale;
+		p->t[y].zp = p->t[x].zp;
+	}
 }
 
 /* ---- rewriting ------------------------------------------------------------------------- */
@@ -735,6 +756,7 @@ int graft_quantize(struct graft_model *m, const struct graft_array *x,
 	if ((rc = graft_model_unalias_all(m, err)) || (rc = graft_model_fold_bn(m, &folded, err)))
 		return rc;
 	if ((rc = make_plan(m, &o, &p, err)) || (rc = calibrate(m, x, &o, &p, err)) ||
+	    (share_maxpool_scales(m->proto->graph, &p), 0) ||
 	    (rc = rewrite(m, &p, &o, info, err))) {
 		qplan_release(&p);
 		return rc;

@@ -88,12 +88,6 @@ static int conv_prim_new(const struct node *n, int transpose, dnnl_alg_kind_t al
 
 /* ---- shapes ---------------------------------------------------------------------------- */
 
-/* What infer learns and the first run needs again. */
-struct conv_geom {
-	struct window w;
-	int64_t batch, in_ch, out_ch, group;
-};
-
 static int check_float(const struct node *n, const struct value *v, const char *what,
 		       struct graft_err *err)
 {
@@ -103,14 +97,11 @@ static int check_float(const struct node *n, const struct value *v, const char *
 	return 0;
 }
 
-/* Validates X, W and B and reads the attributes both ops share.  W's dims [0] and [1] are
- * (out, in / group) channels for Conv and (in, out / group) for ConvTranspose. */
+/* Conv's and ConvTranspose's X, W and optional B (in[0..2]), float32. */
 static int geom_common(const struct node *n, int transpose, struct conv_geom *g,
 		       struct graft_err *err)
 {
 	const struct value *x, *w, *b;
-	int64_t ks[3];
-	long nk;
 	int rc;
 
 	if (n->n_in < 2 || n->n_in > 3 || !n->in[0] || !n->in[1] || n->n_out != 1 || !n->out[0])
@@ -121,6 +112,15 @@ static int geom_common(const struct node *n, int transpose, struct conv_geom *g,
 	if ((rc = check_float(n, x, "input", err)) || (rc = check_float(n, w, "weight", err)) ||
 	    (b && (rc = check_float(n, b, "bias", err))))
 		return rc;
+	return conv_geom_of(n, x, w, b, transpose, g, err);
+}
+
+int conv_geom_of(const struct node *n, const struct value *x, const struct value *w,
+		 const struct value *b, int transpose, struct conv_geom *g, struct graft_err *err)
+{
+	int64_t ks[3];
+	long nk;
+
 	if (x->rank < 3 || x->rank > 5)
 		return node_err(n, err, GRAFT_EUNSUPPORTED, "input has rank %d; 3 to 5 are supported",
 				x->rank);
@@ -367,26 +367,6 @@ static int own_memory(const struct node *n, dnnl_memory_t *mem, const dnnl_memor
 	return onednn_memory(n, mem, md, *buf, err);
 }
 
-/* A memory object for a value (plain layout user) that the primitive sees in layout prim:
- * directly when they agree, else through a scratch buffer (of *bytes) and a reorder
- * (to_prim says which way it runs). */
-static int bind_activation(const struct node *n, const dnnl_memory_desc_t *user,
-			   const dnnl_memory_desc_t *prim, void *data, int to_prim,
-			   dnnl_memory_t *mem, dnnl_memory_t *user_mem, dnnl_primitive_t *reorder,
-			   size_t *bytes, struct graft_err *err)
-{
-	int rc;
-
-	if (onednn_md_same(user, prim))
-		return onednn_memory(n, mem, prim, data, err);
-	*bytes = dnnl_memory_desc_get_size(prim);
-	if ((rc = onednn_memory(n, mem, prim, NULL, err)) ||
-	    (rc = onednn_memory(n, user_mem, user, data, err)))
-		return rc;
-	return to_prim ? onednn_reorder_new(n, user, prim, reorder, err)
-		       : onednn_reorder_new(n, prim, user, reorder, err);
-}
-
 /* The attribute of a depthwise-fused node: pre's activation, the depthwise convolution
  * (3x3, pad 1, the stride of n), n's activation. */
 static int dw_fused_attr(const struct node *n, dnnl_primitive_attr_t *attr,
@@ -440,10 +420,9 @@ static int dw_fused_weights(const struct node *n, struct conv_state *s,
 	return 0;
 }
 
-/* W's descriptors in oneDNN's logical order, (g,) out, in, k... (grouped weights gain an
- * axis): *plain as the model stores it, *any for a primitive to choose. */
-static int wei_descs(const struct node *n, const struct conv_geom *g, int transpose,
-		     dnnl_memory_desc_t *plain, dnnl_memory_desc_t *any, struct graft_err *err)
+int conv_wei_descs(const struct node *n, const struct conv_geom *g, int transpose,
+		   dnnl_data_type_t dt, dnnl_memory_desc_t *plain, dnnl_memory_desc_t *any,
+		   struct graft_err *err)
 {
 	dnnl_dims_t wdims = {0}, wstrides = {0};
 	int64_t go = g->out_ch / g->group, gi = g->in_ch / g->group, ksize = 1, st = 1;
@@ -466,10 +445,10 @@ static int wei_descs(const struct node *n, const struct conv_geom *g, int transp
 		st *= g->w.k[i];
 	}
 	if ((rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_strides(plain, off + 2 + g->w.nsp,
-									 wdims, dnnl_f32, wstrides))))
+									 wdims, dt, wstrides))))
 		return rc;
 	return ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(any, off + 2 + g->w.nsp, wdims,
-								 dnnl_f32, dnnl_format_tag_any));
+								 dt, dnnl_format_tag_any));
 }
 
 /* ---- kernel choice: the fastest of oneDNN's kernels for the shape, timed here ---------- */
@@ -703,7 +682,7 @@ static int tune_setup(const struct node *n, const struct conv_cand *c, float *ou
 		return rc;
 	if ((rc = conv_geom(n, &g, err)) ||
 	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&ymd, y->rank, y->dims, dnnl_f32))) ||
-	    (rc = wei_descs(n, &g, 0, &wmd, &wany, err)) ||
+	    (rc = conv_wei_descs(n, &g, 0, dnnl_f32, &wmd, &wany, err)) ||
 	    (b && (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&bmd, 1, b->dims, dnnl_f32)))) ||
 	    (rc = ONEDNN_CHECK(n, err, dnnl_primitive_create(&t->prim, c->pd))) ||
 	    (rc = onednn_memory(n, &t->xs, &xmd, x->data, err)))
@@ -883,7 +862,7 @@ static int conv_build(struct node *n, int transpose, struct graft_err *err)
 	if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&src_md, x->rank, x->dims, dnnl_f32))) ||
 	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&dst_md, y->rank, y->dims, dnnl_f32))) ||
 	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&hy_md, hy->rank, hy->dims, dnnl_f32))) ||
-	    (rc = wei_descs(n, &g, transpose, &wei_md, &wei_any, err)))
+	    (rc = conv_wei_descs(n, &g, transpose, dnnl_f32, &wei_md, &wei_any, err)))
 		return rc;
 	if (b && (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&bias_md, 1, b->dims, dnnl_f32))))
 		return rc;
@@ -958,10 +937,10 @@ static int conv_build(struct node *n, int transpose, struct graft_err *err)
 	}
 	if (rc || (b && (rc = onednn_memory(n, &s->bias, &bias_md, b->data, err))))
 		return rc;
-	if ((rc = bind_activation(n, &src_md, &s->cp.src, x->data, 1, &s->src, &s->src_user,
+	if ((rc = onednn_bind_activation(n, &src_md, &s->cp.src, x->data, 1, &s->src, &s->src_user,
 				  &s->src_reorder, &s->src_bytes, err)))
 		return rc;
-	return bind_activation(n, &dst_md, &s->cp.dst, y->data, 0, &s->dst, &s->dst_user,
+	return onednn_bind_activation(n, &dst_md, &s->cp.dst, y->data, 0, &s->dst, &s->dst_user,
 			       &s->dst_reorder, &s->dst_bytes, err);
 }
 
@@ -994,7 +973,6 @@ static int conv_run_common(struct node *n, int transpose, struct graft_err *err)
 	const struct node *head;
 	struct value *x, *w, *b, *y = n->out[0];
 	dnnl_exec_arg_t args[6];
-	void *src_buf = NULL, *dst_buf = NULL;
 	int nargs = 0, rc;
 
 	if (value_numel(y) == 0)
@@ -1012,16 +990,8 @@ static int conv_run_common(struct node *n, int transpose, struct graft_err *err)
 	b = head->n_in == 3 ? head->in[2] : NULL;
 	/* Values keep their buffers within a plan, but graph inputs change per run, and
 	 * scratch may move whenever another node grows it. */
-	if ((s->src_user && !(src_buf = onednn_scratch(0, s->src_bytes))) ||
-	    (s->dst_user && !(dst_buf = onednn_scratch(1, s->dst_bytes))))
-		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
-	if (s->src_user ? (rc = onednn_rebind(n, s->src_user, x->data, err)) ||
-				(rc = onednn_rebind(n, s->src, src_buf, err))
-			: (rc = onednn_rebind(n, s->src, x->data, err)))
-		return rc;
-	if (s->dst_user ? (rc = onednn_rebind(n, s->dst_user, y->data, err)) ||
-				(rc = onednn_rebind(n, s->dst, dst_buf, err))
-			: (rc = onednn_rebind(n, s->dst, y->data, err)))
+	if ((rc = onednn_rebind_activation(n, s->src, s->src_user, s->src_bytes, 0, x->data, err)) ||
+	    (rc = onednn_rebind_activation(n, s->dst, s->dst_user, s->dst_bytes, 1, y->data, err)))
 		return rc;
 	if (s->wei_user ? (rc = onednn_rebind(n, s->wei_user, w->data, err))
 			: !s->wei_buf && (rc = onednn_rebind(n, s->wei, w->data, err)))
@@ -1135,7 +1105,7 @@ static int bwd_act_new(const struct node *n, struct bwd_act *a, const dnnl_memor
 		       const dnnl_memory_desc_t *prim, void *data, int to_prim,
 		       struct graft_err *err)
 {
-	return bind_activation(n, user, prim, data, to_prim, &a->mem, &a->user, &a->reorder,
+	return onednn_bind_activation(n, user, prim, data, to_prim, &a->mem, &a->user, &a->reorder,
 			       &a->bytes, err);
 }
 
@@ -1507,7 +1477,7 @@ static int conv_bwd_new(struct node *n, struct conv_state *s, struct graft_err *
 	if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&c.x, x->rank, x->dims, dnnl_f32))) ||
 	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&c.y, y->rank, y->dims, dnnl_f32))) ||
 	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&c.bias, 1, &g.out_ch, dnnl_f32))) ||
-	    (rc = wei_descs(n, &g, 0, &c.wei, &c.wei_any, err)) ||
+	    (rc = conv_wei_descs(n, &g, 0, dnnl_f32, &c.wei, &c.wei_any, err)) ||
 	    (rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(&c.x_any, x->rank, xd,
 					dnnl_f32, conv_bwd_tag(x)))) ||
 	    (rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(&c.y_any, y->rank, yd,

@@ -527,6 +527,38 @@ void *onednn_scratch(int slot, size_t nbytes)
 	return s->p[slot];
 }
 
+int onednn_bind_activation(const struct node *n, const dnnl_memory_desc_t *user,
+			   const dnnl_memory_desc_t *prim, void *data, int to_prim,
+			   dnnl_memory_t *mem, dnnl_memory_t *user_mem, dnnl_primitive_t *reorder,
+			   size_t *bytes, struct graft_err *err)
+{
+	int rc;
+
+	if (onednn_md_same(user, prim))
+		return onednn_memory(n, mem, prim, data, err);
+	*bytes = dnnl_memory_desc_get_size(prim);
+	if ((rc = onednn_memory(n, mem, prim, NULL, err)) ||
+	    (rc = onednn_memory(n, user_mem, user, data, err)))
+		return rc;
+	return to_prim ? onednn_reorder_new(n, user, prim, reorder, err)
+		       : onednn_reorder_new(n, prim, user, reorder, err);
+}
+
+int onednn_rebind_activation(const struct node *n, dnnl_memory_t mem, dnnl_memory_t user_mem,
+			      size_t bytes, int slot, void *data, struct graft_err *err)
+{
+	void *buf;
+	int rc;
+
+	if (!user_mem)
+		return onednn_rebind(n, mem, data, err);
+	if (!(buf = onednn_scratch(slot, bytes)))
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+	if ((rc = onednn_rebind(n, user_mem, data, err)))
+		return rc;
+	return onednn_rebind(n, mem, buf, err);
+}
+
 int onednn_keep_layout(const struct node *n, struct value *v, const dnnl_memory_desc_t *md,
 		       struct graft_err *err)
 {

@@ -113,6 +113,37 @@ int window_plan(const struct node *n, struct window *w, int ceil_mode, struct gr
 int window_attr(const struct node *n, const char *name, int64_t *v, long count, int nonneg,
 		struct graft_err *err);
 
+/* ---- convolution (conv.c), shared with QLinearConv (qconv.c) ---- */
+
+/* What a convolution's infer learns and its first run needs again. */
+struct conv_geom {
+	struct window w;
+	int64_t batch, in_ch, out_ch, group;
+};
+/* The geometry of n's convolution of x by w (bias b, or NULL), Conv's or, with transpose,
+ * ConvTranspose's: checks the shapes against each other and n's group and kernel_shape;
+ * the window's input and kernel sizes are set, the rest is window_plan's (convt_geom's). */
+int conv_geom_of(const struct node *n, const struct value *x, const struct value *w,
+		 const struct value *b, int transpose, struct conv_geom *g, struct graft_err *err);
+/* W's descriptors of type dt in oneDNN's logical order, (g,) out, in, k... (grouped
+ * weights gain an axis): *plain as ONNX stores it, *any for a primitive to choose. */
+int conv_wei_descs(const struct node *n, const struct conv_geom *g, int transpose,
+		   dnnl_data_type_t dt, dnnl_memory_desc_t *plain, dnnl_memory_desc_t *any,
+		   struct graft_err *err);
+
+/* A memory object (*mem) for a value whose data is in layout user and that a primitive
+ * sees in layout prim: over data itself when they agree, else over scratch of *bytes
+ * (bound per run) with *user_mem over data and a reorder between them, user to prim when
+ * to_prim (an input), prim to user otherwise (an output). */
+int onednn_bind_activation(const struct node *n, const dnnl_memory_desc_t *user,
+			   const dnnl_memory_desc_t *prim, void *data, int to_prim,
+			   dnnl_memory_t *mem, dnnl_memory_t *user_mem, dnnl_primitive_t *reorder,
+			   size_t *bytes, struct graft_err *err);
+/* Per run, for what onednn_bind_activation made: points mem (or, with a reorder, user_mem)
+ * at data, and mem at scratch slot (which may move between runs). */
+int onednn_rebind_activation(const struct node *n, dnnl_memory_t mem, dnnl_memory_t user_mem,
+			      size_t bytes, int slot, void *data, struct graft_err *err);
+
 /* Aligned buffers for oneDNN layouts (64 bytes, as its kernels prefer); NULL on failure. */
 void *onednn_alloc(size_t nbytes);
 void onednn_free(void *p);

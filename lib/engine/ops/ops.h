@@ -212,6 +212,10 @@ enum op_flags {
 
 /* The definition for op_type in the default domain, or NULL. */
 const struct op_def *ops_find(const char *op_type);
+/* An op the executor makes by fusion and no model names, so that ops_find and ops_all
+ * never give it: "QLinearAdd" (quant.c), ONNX Runtime's com.microsoft op of that name.
+ * NULL for another name. */
+const struct op_def *ops_find_fused(const char *name);
 /* Every op the executor supports, NULL-terminated (for --list-ops and docs/ops.md). */
 const struct op_def *const *ops_all(void);
 /* How many ops the families define (ops_all holds at most its room of them). */

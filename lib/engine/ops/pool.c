@@ -278,13 +278,17 @@ static int pool_build(struct node *n, enum pool_kind kind, const struct window *
 	if (!(s = calloc(1, sizeof(*s))))
 		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
 	n->priv = s;
-	if (x->dtype != GRAFT_FLOAT || (n->n_out > 1 && n->out[1]) ||
+	/* oneDNN pools float32 and, for the maximum, 8-bit integers (a quantized model's) */
+	dnnl_data_type_t dt = x->dtype == GRAFT_FLOAT ? dnnl_f32 :
+			      x->dtype == GRAFT_UINT8 && kind == POOL_MAX ? dnnl_u8 :
+			      x->dtype == GRAFT_INT8 && kind == POOL_MAX ? dnnl_s8 : dnnl_data_type_undef;
+	if (dt == dnnl_data_type_undef || (n->n_out > 1 && n->out[1]) ||
 	    (kind == POOL_AVG && include && w->grown))
 		return 0;
 	pool_dims(w, strides, kernel, dil, pl, pr);
 	if ((rc = onednn_get(n, &e, NULL, err)) ||
-	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&src_md, x->rank, x->dims, dnnl_f32))) ||
-	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&dst_md, y->rank, y->dims, dnnl_f32))))
+	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&src_md, x->rank, x->dims, dt))) ||
+	    (rc = ONEDNN_CHECK(n, err, onednn_md_plain(&dst_md, y->rank, y->dims, dt))))
 		return rc;
 	/* X as its producer left it (maybe blocked); Y in the layout the primitive likes
 	 * (oneDNN's fast kernels want X's), kept when only layout-aware ops read it, else
@@ -294,7 +298,7 @@ static int pool_build(struct node *n, enum pool_kind kind, const struct window *
 		src_md = *(const dnnl_memory_desc_t *)x->layout;
 		memcpy(yd, y->dims, sizeof(int64_t) * (size_t)y->rank);
 		if ((rc = ONEDNN_CHECK(n, err, dnnl_memory_desc_init_by_tag(&dst_md, y->rank, yd,
-						dnnl_f32, dnnl_format_tag_any))))
+						dt, dnnl_format_tag_any))))
 			return rc;
 	}
 	/* oneDNN refuses some windows (all padding, say): the plain loop takes them */
@@ -316,7 +320,7 @@ static int pool_build(struct node *n, enum pool_kind kind, const struct window *
 		n->counters->primitives++;
 	if (x->layout) {
 		dnnl_memory_desc_t plain;
-		if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&plain, y->rank, y->dims, dnnl_f32))))
+		if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&plain, y->rank, y->dims, dt))))
 			return rc;
 		if (onednn_md_same(&plain, &dst_md))
 			rc = 0;
@@ -354,10 +358,11 @@ static int pool_run(struct node *n, enum pool_kind kind, struct graft_err *err)
 		dnnl_memory_desc_t pmd;
 		/* The plain loop needs plain X: a rare path (windows oneDNN refuses). */
 		if (layout) {
-			if (!(plain = malloc(value_numel(x) * sizeof(float) + 1)))
+			const dnnl_memory_desc_t *lmd = layout;
+			if (!(plain = malloc(value_numel(x) * graft_dtype_size(x->dtype) + 1)))
 				return node_err(n, err, GRAFT_ENOMEM, "out of memory");
 			if ((rc = ONEDNN_CHECK(n, err, onednn_md_plain(&pmd, x->rank, x->dims,
-								       dnnl_f32))) ||
+								       lmd->data_type))) ||
 			    (rc = onednn_reorder_once(n, layout, data, &pmd, plain, err))) {
 				free(plain);
 				return rc;

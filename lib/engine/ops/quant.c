@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "ops.h"
+#include "dnnl_util.h"
 
 /* Elements below which one thread does the work. */
 #define PAR_MIN 32768
@@ -182,7 +182,158 @@ static int dq_run(struct node *n, struct graft_err *err)
 	return 0;
 }
 
+/* ---- QLinearAdd: the executor's fusion of DequantizeLinear x2 -> Add -> QuantizeLinear --- */
+
+/*
+ * C = saturate(round_half_even(rA (A - zA) + rB (B - zB)) + zC), rA = sA / sC and
+ * rB = sB / sC, with numpy broadcasting: ONNX Runtime's com.microsoft QLinearAdd, which
+ * it fuses the same QDQ pattern into.  No model names it (ops_find_fused): net.c makes
+ * it, from constant scalar scales and zero points.  Inputs: A, A_scale, A_zero_point, B,
+ * B_scale, B_zero_point, C_scale, C_zero_point (the zero points may be absent).
+ */
+enum { QA, QA_SCALE, QA_ZP, QB_, QB_SCALE, QB_ZP, QC_SCALE, QC_ZP, QADD_IN };
+
+static int qadd_infer(struct node *n, struct graft_err *err)
+{
+	const struct value *a = n->in[QA], *b = n->in[QB_], *zc = n->in[QC_ZP];
+	int64_t dims[NET_MAX_RANK];
+	int rank;
+
+	if ((a->dtype != GRAFT_UINT8 && a->dtype != GRAFT_INT8) || b->dtype != a->dtype)
+		return node_err(n, err, GRAFT_EUNSUPPORTED, "adds uint8 or int8 tensors of one "
+				"type, not %s and %s", dtype_label(a->dtype), dtype_label(b->dtype));
+	if (broadcast_dims(a->rank, a->dims, b->rank, b->dims, &rank, dims))
+		return node_err(n, err, GRAFT_EINVAL, "the shapes do not broadcast");
+	value_set(n->out[0], zc ? zc->dtype : GRAFT_UINT8, rank, dims);
+	return 0;
+}
+
+static float scalar_of(const struct value *v)
+{
+	return v ? (float)value_get(v, 0) : 0.0f;
+}
+
+/* What every element needs: C = clamp(rA A + rB B + adj) rounded. */
+struct qadd_k {
+	float ra, rb, adj, lo, hi;
+};
+
+static struct qadd_k qadd_consts(const struct node *n)
+{
+	int u8 = n->out[0]->dtype == GRAFT_UINT8;
+	float sc = scalar_of(n->in[QC_SCALE]);
+	struct qadd_k k = {scalar_of(n->in[QA_SCALE]) / sc, scalar_of(n->in[QB_SCALE]) / sc, 0,
+			   u8 ? 0 : -128, u8 ? 255 : 127};
+
+	k.adj = scalar_of(n->in[QC_ZP]) - k.ra * scalar_of(n->in[QA_ZP]) -
+		k.rb * scalar_of(n->in[QB_ZP]);
+	return k;
+}
+
+/* Rounds half to even by the float adder itself: adding 1.5 * 2^23 leaves no fraction
+ * bits (|v| < 2^22 after the clamp), so that the loops vectorise without SSE4.1's
+ * roundps (the baseline build has SSE2). */
+static inline float round_even(float v)
+{
+	return (v + 12582912.0f) - 12582912.0f;
+}
+
+static inline float qadd1(const struct qadd_k *k, float a, float b)
+{
+	float v = k->ra * a + k->rb * b + k->adj;
+
+	v = v < k->lo ? k->lo : v;
+	v = v > k->hi ? k->hi : v;
+	return round_even(v);
+}
+
+static void qadd_flat(const struct qadd_k *k, const void *A, const void *B, void *C,
+		      int64_t count, int in_u8, int out_u8)
+{
+#pragma omp parallel for schedule(static) if (count > PAR_MIN)
+	for (int64_t c0 = 0; c0 < count; c0 += 4096) {
+		int64_t end = c0 + 4096 < count ? c0 + 4096 : count;
+		if (in_u8 && out_u8) {  /* the common case, in one loop that vectorises */
+			const uint8_t *a = A, *b = B;
+			uint8_t *y = C;
+			for (int64_t i = c0; i < end; i++)
+				y[i] = (uint8_t)(int32_t)qadd1(k, a[i], b[i]);
+			continue;
+		}
+		for (int64_t i = c0; i < end; i++) {
+			float fa = in_u8 ? ((const uint8_t *)A)[i] : ((const int8_t *)A)[i];
+			float fb = in_u8 ? ((const uint8_t *)B)[i] : ((const int8_t *)B)[i];
+			int32_t v = (int32_t)qadd1(k, fa, fb);
+			if (out_u8)
+				((uint8_t *)C)[i] = (uint8_t)v;
+			else
+				((int8_t *)C)[i] = (int8_t)v;
+		}
+	}
+}
+
+static int qadd_run(struct node *n, struct graft_err *err)
+{
+	const struct value *a = n->in[QA], *b = n->in[QB_];
+	struct value *y = n->out[0];
+	struct qadd_k k = qadd_consts(n);
+	int in_u8 = a->dtype == GRAFT_UINT8, out_u8 = y->dtype == GRAFT_UINT8;
+	uint64_t count = value_numel(y);
+
+	(void)err;
+	if (value_numel(a) == count && value_numel(b) == count) {
+		qadd_flat(&k, a->data, b->data, y->data, (int64_t)count, in_u8, out_u8);
+		return 0;
+	}
+	/* broadcasting: element by element through the strides */
+	int64_t sa[NET_MAX_RANK], sb[NET_MAX_RANK], idx[NET_MAX_RANK] = {0};
+	broadcast_strides(a->rank, a->dims, y->rank, y->dims, sa);
+	broadcast_strides(b->rank, b->dims, y->rank, y->dims, sb);
+	for (uint64_t i = 0; i < count; i++) {
+		int64_t ia = 0, ib = 0;
+		for (int d = 0; d < y->rank; d++) {
+			ia += idx[d] * sa[d];
+			ib += idx[d] * sb[d];
+		}
+		float v = qadd1(&k, (float)elem_get_i64(a->data, a->dtype, (uint64_t)ia),
+				(float)elem_get_i64(b->data, b->dtype, (uint64_t)ib));
+		elem_put_i64(y->data, y->dtype, i, (int64_t)v);
+		for (int d = y->rank - 1; d >= 0 && ++idx[d] == y->dims[d]; d--)
+			idx[d] = 0;
+	}
+	return 0;
+}
+
+/* A and B in one dense layout (nhwc, which oneDNN's int8 convolutions keep): the flat
+ * loop over the raw buffers, C in that layout when only layout-aware ops read it. */
+static int qadd_run_blocked(struct node *n, struct graft_err *err)
+{
+	struct value *a = n->in[QA], *b = n->in[QB_], *y = n->out[0];
+	const dnnl_memory_desc_t *md = a->layout;
+	int rc;
+
+	if (!md || !b->layout || !onednn_md_same(md, b->layout) ||
+	    !(y->flags & VALUE_BLOCKABLE) || value_numel(a) != value_numel(y) ||
+	    dnnl_memory_desc_get_size(md) != value_numel(a) * graft_dtype_size(a->dtype))
+		return OPS_DECLINED;
+	if (!y->layout) {
+		dnnl_memory_desc_t out = *md;
+		out.data_type = y->dtype == GRAFT_UINT8 ? dnnl_u8 : dnnl_s8;
+		if ((rc = onednn_keep_layout(n, y, &out, err)))
+			return rc;
+	}
+	struct qadd_k k = qadd_consts(n);
+	qadd_flat(&k, a->data, b->data, y->data, (int64_t)value_numel(y),
+		  a->dtype == GRAFT_UINT8, y->dtype == GRAFT_UINT8);
+	return 0;
+}
+
 static const struct op_def op_quantize = {"QuantizeLinear", q_infer, q_run, NULL, 0, 0};
 static const struct op_def op_dequantize = {"DequantizeLinear", dq_infer, dq_run, NULL, 0, 0};
 
+static const struct op_def op_qlinear_add = {"QLinearAdd", qadd_infer, qadd_run, NULL, 0, 0};
+static const struct blocked_def blocked_qlinear_add = {"QLinearAdd", qadd_run_blocked};
+
 const struct op_def *const ops_quant[] = {&op_quantize, &op_dequantize, NULL};
+const struct op_def *const ops_quant_fused[] = {&op_qlinear_add, NULL};
+const struct blocked_def *const ops_quant_blocked[] = {&blocked_qlinear_add, NULL};

@@ -13,11 +13,11 @@
 extern const struct op_def *const ops_eltwise[], *const ops_reshape[], *const ops_join[],
 	*const ops_index[], *const ops_constant[], *const ops_reduce[], *const ops_softmax[],
 	*const ops_norm[], *const ops_conv[], *const ops_gemm[], *const ops_pool[],
-	*const ops_quant[];
+	*const ops_quant[], *const ops_qconv[];
 
 static const struct op_def *const *const families[] = {
 	ops_eltwise, ops_reshape, ops_join, ops_index, ops_constant, ops_reduce, ops_softmax,
-	ops_norm, ops_conv, ops_gemm, ops_pool, ops_quant,
+	ops_norm, ops_conv, ops_gemm, ops_pool, ops_quant, ops_qconv,
 };
 
 /* Room for every op of the families (test_net checks that they fit). */
@@ -60,6 +60,16 @@ const struct op_def *ops_find(const char *op_type)
 	return NULL;
 }
 
+extern const struct op_def *const ops_quant_fused[];
+
+const struct op_def *ops_find_fused(const char *name)
+{
+	for (size_t i = 0; ops_quant_fused[i]; i++)
+		if (strcmp(ops_quant_fused[i]->name, name) == 0)
+			return ops_quant_fused[i];
+	return NULL;
+}
+
 extern const struct grad_def *const ops_eltwise_grad[], *const ops_reshape_grad[],
 	*const ops_join_grad[], *const ops_index_grad[], *const ops_reduce_grad[],
 	*const ops_softmax_grad[], *const ops_norm_grad[], *const ops_conv_grad[],
@@ -79,10 +89,11 @@ const struct grad_def *ops_find_grad(const char *op_type)
 	return NULL;
 }
 
-extern const struct blocked_def *const ops_eltwise_blocked[], *const ops_pool_blocked[];
+extern const struct blocked_def *const ops_eltwise_blocked[], *const ops_pool_blocked[],
+	*const ops_quant_blocked[];
 
 static const struct blocked_def *const *const blocked_families[] = {
-	ops_eltwise_blocked, ops_pool_blocked,
+	ops_eltwise_blocked, ops_pool_blocked, ops_quant_blocked,
 };
 
 const struct blocked_def *ops_find_blocked(const char *op_type)
@@ -94,9 +105,10 @@ const struct blocked_def *ops_find_blocked(const char *op_type)
 	return NULL;
 }
 
-extern const struct mem_def *const ops_conv_mem[], *const ops_gemm_mem[];
+extern const struct mem_def *const ops_conv_mem[], *const ops_gemm_mem[], *const ops_qconv_mem[];
 
-static const struct mem_def *const *const mem_families[] = {ops_conv_mem, ops_gemm_mem};
+static const struct mem_def *const *const mem_families[] = {ops_conv_mem, ops_gemm_mem,
+							     ops_qconv_mem};
 
 uint64_t ops_plan_bytes(const struct node *n)
 {
