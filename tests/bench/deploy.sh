@@ -7,6 +7,10 @@
 # each file's size, ms per run, and the speed-ups against float32; WARN lines where int8
 # is below the goals (2x the throughput at batch 32, 1.8x at batch 1).  Reports only:
 # exit 1 only when a tool fails.  The numbers mean something on an idle machine only.
+# Then graft's own engine on the same two models (graft-run --repeat, median, 2 threads,
+# best of 2 rounds; float32 on the kernels its warm-up run timed fastest, in a wisdom
+# file of this run's own, as forward.sh does): the int8 model runs on oneDNN's int8 convolutions (the QDQ
+# patterns fused, docs/deploy.md); a WARN where it is below 1.5x float32 at batch 32.
 set -euo pipefail
 [ $# -eq 3 ] || { echo "usage: deploy.sh TOOLDIR FIXTUREDIR ORTDIR" >&2; exit 2; }
 tooldir=$(cd "$1" && pwd)
@@ -65,6 +69,31 @@ for k in fp32 int8 fp16; do
 		$PY -c "import sys; sys.exit(0 if $s1 >= 1.8 else 1)" ||
 			warn+=("int8 at batch 1: ${s1}x float32's speed (goal 1.8x)")
 	fi
+done
+# graft's engine: float32 against int8, the same inputs, alternating
+declare -A gms
+for b in 1 32; do
+	r=$([ $b = 1 ] && echo 50 || echo 6)
+	for round in 1 2; do
+		for k in fp32 int8; do
+			f=$k.onnx; [ $k = fp32 ] && f=$fp32
+			t=$(GRAFT_WISDOM=$w/wisdom graft-run "$f" --batch $b --repeat $r 2>/dev/null |
+			    sed -n 's/^median \([0-9.]*\) ms.*/\1/p')
+			[ -n "$t" ] || { echo "deploy bench: graft-run failed on $k" >&2; exit 1; }
+			if [ -z "${gms[$k$b]:-}" ] || $PY -c "import sys; sys.exit(0 if $t < ${gms[$k$b]} else 1)"; then
+				gms[$k$b]=$t
+			fi
+		done
+	done
+done
+printf '\ngraft-run (its own engine), same models, 2 threads\n'
+printf '%-6s %12s %12s %10s %10s\n' kind "batch 1 ms" "batch 32 ms" "b1 x" "b32 x"
+for k in fp32 int8; do
+	s1=$($PY -c "print('%.2f' % (${gms[fp321]} / ${gms[${k}1]}))")
+	s32=$($PY -c "print('%.2f' % (${gms[fp3232]} / ${gms[${k}32]}))")
+	printf '%-6s %12s %12s %9sx %9sx\n' $k "${gms[${k}1]}" "${gms[${k}32]}" "$s1" "$s32"
+	[ $k = int8 ] && ! $PY -c "import sys; sys.exit(0 if $s32 >= 1.5 else 1)" &&
+		warn+=("graft's int8 at batch 32: ${s32}x its float32 throughput (goal 1.5x)")
 done
 for m in "${warn[@]}"; do echo "WARN: $m"; done
 exit 0

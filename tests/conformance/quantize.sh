@@ -6,10 +6,10 @@
 #     gives the same prediction as graft-run on >= 99.5% of the test images;
 #   - resnet18 (the plain reference fixture) quantized on 8 seeded random images: ONNX
 #     Runtime fuses every Conv and Add into its int8 kernels (QLinearConv, QLinearAdd,
-#     in the optimized graph it writes), and its top-1 is graft-run's on the calibration
-#     images but where ORT's two best logits are closer than the largest difference
-#     between the two runtimes (graft computes in float between Q/DQ pairs, ORT in
-#     integers: a near tie may go either way on another CPU);
+#     in the optimized graph it writes), and so does graft-run (its --profile names the
+#     kernels); ORT's top-1 is graft-run's on the calibration images but where ORT's two
+#     best logits are closer than the largest difference between the two runtimes (the
+#     float steps after the integer sums may round a tie the other way on another CPU);
 #   - graft-verify: fp32 against int8 within --max-drop 1 and --min-agreement 95, its
 #     JSON; a model with another head fails either check with one line, exit 1;
 #   - bad input: a calibration set of another shape, a model quantized already, an
@@ -96,6 +96,10 @@ import onnx, collections
 c = collections.Counter(n.op_type for n in onnx.load('ro.onnx').graph.node)
 print('   ' + ', '.join('%s %d' % kv for kv in sorted(c.items())))
 assert c['QLinearConv'] == 20 and c['QLinearAdd'] == 8 and c['Conv'] == 0 and c['Add'] == 0\""
+check "graft-run runs every Conv and Add in int8 too" sh -c "
+	graft-run r.graft --batch 2 --profile 2>prof.txt >/dev/null &&
+	grep -qE '^  QLinearConv +20 nodes' prof.txt && grep -qE '^  QLinearAdd +8 nodes' prof.txt &&
+	grep -qE '^  MaxPool +1 nodes' prof.txt && ! grep -qE '^  (Conv|Add) ' prof.txt"
 check "resnet18: ORT's top-1 is graft-run's" sh -c "
 	graft-run r.graft -i rx.npy -o gr 2>/dev/null &&
 	$NODE $here/ort_run.js r.onnx orr --input input=rx.npy --ort-dir $ortdir >/dev/null &&

@@ -41,20 +41,21 @@ static int is_8bit(int dtype)
 	return dtype == GRAFT_UINT8 || dtype == GRAFT_INT8;
 }
 
-/* Checks a scale (float) and its zero point (the quantized tensor's type, or absent)
- * of count elements, count 1 meaning one value for the whole tensor. */
+/* Checks a scale (float) and its zero point (the quantized tensor's type, or absent):
+ * each one value, or count values (one per output channel, for w). */
 static int check_qparams(const struct node *n, int scale, int zp, int dtype, int64_t count,
 			 const char *what, struct graft_err *err)
 {
 	const struct value *s = qin(n, scale), *z = qin(n, zp);
-	uint64_t ns = s ? value_numel(s) : 0;
+	uint64_t ns = s ? value_numel(s) : 0, nz = z ? value_numel(z) : 1;
+	const char *per = count > 1 ? " or one per output channel" : "";
 
 	if (!s || s->dtype != GRAFT_FLOAT || (ns != 1 && ns != (uint64_t)count) || s->rank > 1)
 		return node_err(n, err, GRAFT_EINVAL, "%s's scale must be a float scalar%s", what,
-				count > 1 ? " or one per output channel" : "");
-	if (z && (z->dtype != dtype || value_numel(z) != ns || z->rank > 1))
-		return node_err(n, err, GRAFT_EINVAL, "%s's zero point must be %s, shaped as its "
-				"scale", what, dtype_label(dtype));
+				per);
+	if (z && (z->dtype != dtype || (nz != 1 && nz != (uint64_t)count) || z->rank > 1))
+		return node_err(n, err, GRAFT_EINVAL, "%s's zero point must be a %s scalar%s",
+				what, dtype_label(dtype), per);
 	return 0;
 }
 
