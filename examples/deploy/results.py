@@ -2,7 +2,8 @@
 """results.py WORK: the deploy example's table (results.md) from what the Makefile wrote
 in WORK: per model and kind (fp32, fp16, int8) the ONNX file's size, its accuracy in ONNX
 Runtime on the example's test set, ONNX Runtime's median latency at batch 1 and
-throughput at batch 32; the int8 model's parity against float32 in graft (graft-verify);
+throughput at batch 32; the int8 model's parity against float32 in graft (graft-verify)
+and the int8 file in graft against ONNX Runtime (parity.py);
 the CPU, the thread count and the load average when the timings ran."""
 import json, os, re, sys
 
@@ -51,3 +52,10 @@ for model in ("quickstart", "ppocr"):
           "the output %.3g of its largest value" % (
               model, 100 * v["top1_agreement"], 100 * v["reference_accuracy"],
               100 * v["candidate_accuracy"], v["outputs"][0]["max_rel"]))
+print("\nThe int8 file in graft (its int8 kernels) against ONNX Runtime (parity.py, the same "
+      "test sets):\n")
+for model in ("quickstart", "ppocr"):
+    p = json.load(open(os.path.join(work, "%s-parity.json" % model)))
+    print("- %s: top-1 agreement %.2f%% on %d samples, largest logit difference %.3g (largest "
+          "logit %.3g)" % (model, 100 * p["top1_agreement"], p["samples"], p["max_abs"],
+                          p["max_logit"]))

@@ -1,12 +1,13 @@
 /*
  * quantize.c: static post-training quantization to ONNX's QDQ format, as ONNX Runtime's
- * quantize_static writes it by default (S8S8), so that its CPU provider fuses each
- * DequantizeLinear -> op -> QuantizeLinear into an int8 kernel (docs/deploy.md):
+ * quantize_static writes it, but for uint8 activations (U8S8; docs/deploy.md says why),
+ * so that its CPU provider, and graft's engine, fuse each DequantizeLinear -> op ->
+ * QuantizeLinear into an int8 kernel:
  *
  * - Conv, Gemm and MatMul with stored float weights, and Add of two computed values (a
  *   residual connection), are quantized unless an --exclude pattern names them.
- * - Their activations (inputs and outputs) are int8, asymmetric: the range calibrated on
- *   the user's data, widened to hold 0, maps onto [-128, 127] with a zero point.  Each
+ * - Their activations (inputs and outputs) are uint8, asymmetric: the range calibrated on
+ *   the user's data, widened to hold 0, maps onto [0, 255] with a zero point.  Each
  *   such tensor T gets QuantizeLinear -> DequantizeLinear right after its producer, and
  *   its readers read the dequantized copy (a graph output keeps the float T).
  * - Weights are int8, symmetric ([-127, 127], zero point 0), one scale per output channel
