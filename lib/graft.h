@@ -1026,6 +1026,8 @@ struct graft_quant_info {
 	size_t excluded;                /* quantizable nodes an exclude pattern kept float */
 	size_t tensors;                 /* activations given a QuantizeLinear pair */
 	size_t weights;                 /* weights stored as int8 */
+	size_t raised;                  /* weight scales raised so that the bias fits int32
+					 * (channels, or per-tensor weights) */
 	int64_t opset_from, opset_to;   /* the model's opset before and after (raised to 13,
 					 * or 10 per tensor, where it was lower) */
 	/* the other nodes, computed in float, by op type (the first 8 types) */

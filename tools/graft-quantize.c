@@ -171,6 +171,9 @@ int main(int argc, char **argv)
 			tool_name, info.quantized, info.folded, info.excluded, info.tensors,
 			info.weights, (long long)(cl.samples && cl.samples < x.dims[0] ? cl.samples
 						  : x.dims[0]));
+		if (info.raised)
+			fprintf(stderr, "%s: %zu weight scales raised so that their biases fit int32 "
+				"(weights tiny beside their bias)\n", tool_name, info.raised);
 		if (info.opset_from < info.opset_to)
 			fprintf(stderr, "%s: the model's opset raised from %lld to %lld\n", tool_name,
 				(long long)info.opset_from, (long long)info.opset_to);

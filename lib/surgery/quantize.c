@@ -471,14 +471,26 @@ static int dequantize_for(const struct graft_model *m, struct strmap *made,
 }
 
 /*
+ * The largest quantized bias: half of int32's range, so that the bias plus a sum of
+ * products (at most 255 * 127 a term) still fits.
+ */
+#define BIAS_Q_MAX 1073741824.0
+
+/*
  * The weight that node input *input names: stored as int8 (symmetric, per channel along
  * axis or per tensor), which the node reads through a DequantizeLinear of its own (the
  * float tensor, an initializer or a Constant node's, goes at the end if nothing else
- * reads it); *scales (channels floats, the caller frees) for the bias.
+ * reads it); *scales (*channels floats, the caller frees) for the bias.  With a bias
+ * (bias, float, one per channel along axis), each scale is raised where needed so that
+ * bias / (x_scale * scale) stays within BIAS_Q_MAX: a channel whose weights are tiny
+ * beside its bias (BatchNormalization with a near-zero gamma, folded in: MobileNetV3
+ * has them) would otherwise saturate its int32 bias and lose it, the per-channel
+ * collapse of onnxruntime#11415 (ORT's tool now raises the weight scale the same way).
+ * *raised counts such channels.
  */
 static int quantize_weight(struct graft_model *m, struct strmap *made, char **input, int axis,
-			   int per_tensor,
-			   struct added *a, float **scales, int64_t *channels,
+			   int per_tensor, const float *bias, float x_scale,
+			   struct added *a, float **scales, int64_t *channels, size_t *raised,
 			   struct graft_err *err)
 {
 	const char *w = *input;
@@ -511,6 +523,14 @@ static int quantize_weight(struct graft_model *m, struct strmap *made, char **in
 			}
 	for (int64_t c = 0; c < C; c++)
 		s[c] = graft_quant_symmetric(s[c]);
+	for (int64_t o = 0; bias && o < (per_tensor ? t->dims[axis] : C); o++) {
+		int64_t c = per_tensor ? 0 : o;
+		double need = fabs((double)bias[o]) / ((double)x_scale * BIAS_Q_MAX);
+		if ((double)s[c] < need) {
+			s[c] = (float)(need * (1 + 1e-6));
+			(*raised)++;
+		}
+	}
 	for (int64_t o = 0; o < outer; o++)
 		for (int64_t c = 0; c < C; c++)
 			for (int64_t k = 0; k < inner; k++) {
@@ -567,7 +587,7 @@ static int quantize_bias(struct graft_model *m, struct strmap *made, char **inpu
 	for (int64_t c = 0; c < C; c++) {
 		s[c] = x_scale * ws[channels == 1 ? 0 : c];
 		double r = nearbyint((double)((const float *)t->data)[c] / s[c]);
-		q[c] = (int32_t)(r < -2147483647.0 ? -2147483647.0 : r > 2147483647.0 ? 2147483647.0 : r);
+		q[c] = (int32_t)(r < -BIAS_Q_MAX ? -BIAS_Q_MAX : r > BIAS_Q_MAX ? BIAS_Q_MAX : r);
 	}
 	if (!(rc = edit_put_constant(m, made, b, "_quantized", GRAFT_INT32, 1, t->dims, q, qn, sizeof(qn), err)) &&
 	    /* per tensor, one scale (opset 10 has no axis) */
@@ -669,13 +689,16 @@ static int rewrite(struct graft_model *m, struct qplan *p, const struct graft_qu
 		int64_t channels = 0;
 		if (q->weight < 0)
 			continue;
-		rc = quantize_weight(m, &made, &n->input[q->weight], q->axis, o->per_tensor, &front, &ws,
-				     &channels, err);
+		float x_scale = p->t[strmap_get(&p->t_index, n->input[0])].scale;
+		const struct tensor_rec *b = q->bias >= 0 ? stored_float(m, n->input[q->bias], 1)
+							 : NULL;
+		rc = quantize_weight(m, &made, &n->input[q->weight], q->axis, o->per_tensor,
+				     b ? b->data : NULL, x_scale, &front, &ws, &channels,
+				     &info->raised, err);
 		info->weights += !rc;
 		if (!rc && q->bias >= 0)
-			rc = quantize_bias(m, &made, &n->input[q->bias],
-					   p->t[strmap_get(&p->t_index, n->input[0])].scale, ws,
-					   channels, &front, err);
+			rc = quantize_bias(m, &made, &n->input[q->bias], x_scale, ws, channels, &front,
+					   err);
 		free(ws);
 	}
 	/* a QuantizeLinear after each activation's producer (first, for a graph input) */

@@ -337,6 +337,69 @@ static void test_residual_add(void **state)
 	graft_model_free(f);
 }
 
+/*
+ * The per-channel collapse of onnxruntime#11415 (MobileNetV3 at 54% per channel against
+ * 69% per tensor): a channel whose weights are tiny beside its bias (a folded
+ * BatchNormalization with a near-zero gamma) gets a tiny weight scale, its int32 bias
+ * (bias / (x_scale * w_scale)) saturates, and the channel loses its bias.  graft raises
+ * such a channel's weight scale until the bias fits: channel 0 here, weights 1e-9 and
+ * bias 0.5, must still give 0.5.
+ */
+/* x -> Conv 1x1 (w, b as given) -> Relu -> r -> Conv 1x1 (w2) -> y. */
+static struct graft_model *given_weights(const float *w, const float *b)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t xd[] = {-1, C, H, W}, yd[] = {-1, K, H, W}, wd[] = {K, C, 1, 1}, bd[] = {K},
+		w2[] = {K, K, 1, 1};
+	Onnx__TensorProto *wt = tm_tensor("w", GRAFT_FLOAT, 4, wd);
+	Onnx__TensorProto *bt = tm_tensor("b", GRAFT_FLOAT, 1, bd);
+
+	tm_input(mp, "x", GRAFT_FLOAT, 4, xd);
+	tm_output(mp, "y", GRAFT_FLOAT, 4, yd);
+	tm_float_data(wt, w, K * C);
+	tm_float_data(bt, b, K);
+	tm_initializer(mp, wt);
+	tm_initializer(mp, bt);
+	tm_init_floats(mp, "w2", 4, w2, 3, -0.5f, 0.5f);
+	tm_node(mp, "Conv", "c", (const char *[]){"x", "w", "b", NULL}, (const char *[]){"a", NULL});
+	tm_node(mp, "Relu", "r", (const char *[]){"a", NULL}, (const char *[]){"r", NULL});
+	tm_node(mp, "Conv", "c2", (const char *[]){"r", "w2", NULL}, (const char *[]){"y", NULL});
+	return tm_load(mp);
+}
+
+static void test_tiny_weight_channel(void **state)
+{
+	static float xs[N * C * H * W], want[N * K * H * W], got[N * K * H * W];
+	struct graft_array x = samples(xs);
+	float w[K * C], b[K] = {0.5f, -0.2f, 0.1f};
+	struct graft_quant_info info;
+	struct graft_err err = {0};
+	(void)state;
+
+	for (int i = 0; i < K * C; i++)
+		w[i] = i < C ? 1e-9f * (float)(i + 1) : 0.3f * (float)(i % 5) - 0.6f;
+	struct graft_model *f = given_weights(w, b), *m = given_weights(w, b);
+	if (graft_quantize(m, &x, NULL, &info, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(info.raised, 1);
+	/* r, channel 0, quantized: the bias survives (it is 0.5 everywhere) */
+	struct graft_net *net;
+	struct graft_array r;
+	struct graft_net_opts no = {.no_fuse = 1};
+	if (graft_net_new_opts(&net, m, &no, &err) || graft_net_run(net, &x, 1, &err) ||
+	    graft_net_value(net, "r_dequantized", &r))
+		fail_msg("no r: %s", err.msg);
+	for (int n = 0; n < N; n++)
+		for (int i = 0; i < H * W; i++)
+			assert_true(fabsf(((const float *)r.data)[n * K * H * W + i] - 0.5f) < 0.01f);
+	graft_net_free(net);
+	run(f, &x, want);
+	run(m, &x, got);
+	assert_true(worst_share(want, got, N * K * H * W) < 0.03f);
+	graft_model_free(m);
+	graft_model_free(f);
+}
+
 /* Below opset 13 there is no per-channel axis: the opset is raised first. */
 static void test_opset(void **state)
 {
@@ -425,6 +488,7 @@ int main(void)
 		cmocka_unit_test(test_per_tensor_and_exclude),
 		cmocka_unit_test(test_percentile),
 		cmocka_unit_test(test_residual_add),
+		cmocka_unit_test(test_tiny_weight_channel),
 		cmocka_unit_test(test_opset),
 		cmocka_unit_test(test_upgrade_opset),
 	};
