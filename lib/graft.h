@@ -1010,6 +1010,9 @@ enum graft_calib {
 	GRAFT_CALIB_PERCENTILE = 0,     /* the tails beyond a percentile cut off (a histogram
 					 * of 2048 bins over the minimum to maximum) */
 	GRAFT_CALIB_MINMAX = 1,         /* each activation's minimum and maximum */
+	GRAFT_CALIB_ENTROPY = 2,        /* the range whose uint8 quantization loses the least
+					 * information (KL divergence; a histogram of 4096 bins
+					 * over [-max |x|, max |x|]) */
 };
 struct graft_quant_opts {
 	enum graft_calib method;

@@ -12,9 +12,9 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: graft-quantize [IN|-] --data CALIB [--samples N] [--method minmax|percentile]\n"
-	"                      [--percentile P] [--per-channel | --per-tensor] [--exclude PAT]...\n"
-	"                      [-o OUT]\n"
+	"usage: graft-quantize [IN|-] --data CALIB [--samples N]\n"
+	"                      [--method minmax|percentile|entropy] [--percentile P]\n"
+	"                      [--per-channel | --per-tensor] [--exclude PAT]... [-o OUT]\n"
 	"Quantizes a float model to int8 in ONNX's QDQ format, as ONNX Runtime's\n"
 	"quantize_static does by default (activations asymmetric, weights symmetric, biases\n"
 	"int32), and writes it as .graft (stdout unless -o; graft-export makes the ONNX file).\n"
@@ -23,7 +23,9 @@ static const char usage[] =
 	"                       0: all)\n"
 	"      --method M       activation ranges: percentile (default), the tails beyond\n"
 	"                       --percentile cut off (a histogram over the minimum to maximum);\n"
-	"                       minmax, each tensor's minimum and maximum over the samples\n"
+	"                       minmax, each tensor's minimum and maximum over the samples;\n"
+	"                       entropy, the range whose uint8 quantization keeps the most\n"
+	"                       information (least KL divergence, as TensorRT and ORT)\n"
 	"      --percentile P   the share of values kept, in % (default 99.999)\n"
 	"      --per-channel    one weight scale per output channel (the default)\n"
 	"      --per-tensor     one weight scale per weight tensor\n"
@@ -85,9 +87,11 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 				cl->method = GRAFT_CALIB_MINMAX;
 			else if (strcmp(optarg, "percentile") == 0)
 				cl->method = GRAFT_CALIB_PERCENTILE;
+			else if (strcmp(optarg, "entropy") == 0)
+				cl->method = GRAFT_CALIB_ENTROPY;
 			else
 				tool_usage(usage, 2, "--method: '%s' is not a method graft has "
-					   "(minmax, percentile)", optarg);
+					   "(minmax, percentile, entropy)", optarg);
 			break;
 		case OPT_PERCENTILE:
 			cl->percentile = tool_parse_number("--percentile", optarg, 50, 100, usage);

@@ -72,6 +72,7 @@ struct qnode {
 struct qtensor {
 	char *name;             /* the activation, as the original graph names it */
 	float lo, hi;           /* calibrated range */
+	float hlo, hhi;         /* the range of its histogram (percentile and entropy) */
 	float scale;
 	uint8_t zp;
 };
@@ -251,12 +252,15 @@ oom:
 
 /* ---- calibration ------------------------------------------------------------------------ */
 
-/* Bins of the percentile method's histograms, over each tensor's [min, max]. */
+/* Bins of the percentile method's histograms, over each tensor's [min, max], and of the
+ * entropy method's, over [-max |x|, max |x|]. */
 #define HIST_BINS 2048
+#define ENTROPY_BINS 4096
 
 /* One pass's work on a tensor's values: pass 0 takes the range, pass 1 counts values
- * into the histogram over it. */
-static void observe(struct qtensor *t, uint64_t *hist, int pass, const float *d, size_t n)
+ * into the histogram of bins over [hlo, hhi]. */
+static void observe(struct qtensor *t, uint64_t *hist, long bins, int pass, const float *d,
+		    size_t n)
 {
 	if (pass == 0) {
 		float lo = t->lo, hi = t->hi;
@@ -268,10 +272,10 @@ static void observe(struct qtensor *t, uint64_t *hist, int pass, const float *d,
 		t->hi = hi;
 		return;
 	}
-	double w = t->hi > t->lo ? HIST_BINS / ((double)t->hi - t->lo) : 0;
+	double w = t->hhi > t->hlo ? bins / ((double)t->hhi - t->hlo) : 0;
 	for (size_t k = 0; k < n; k++) {
-		long b = (long)(((double)d[k] - t->lo) * w);
-		hist[b < 0 ? 0 : b >= HIST_BINS ? HIST_BINS - 1 : b]++;
+		long b = (long)(((double)d[k] - t->hlo) * w);
+		hist[b < 0 ? 0 : b >= bins ? bins - 1 : b]++;
 	}
 }
 
@@ -280,7 +284,7 @@ static void observe(struct qtensor *t, uint64_t *hist, int pass, const float *d,
 static void clip_range(struct qtensor *t, const uint64_t *hist, double percentile)
 {
 	uint64_t total = 0, cut, run = 0;
-	double w = ((double)t->hi - t->lo) / HIST_BINS;
+	double w = ((double)t->hhi - t->hlo) / HIST_BINS;
 	long lo = 0, hi = HIST_BINS - 1;
 
 	for (long b = 0; b < HIST_BINS; b++)
@@ -290,10 +294,119 @@ static void clip_range(struct qtensor *t, const uint64_t *hist, double percentil
 		run += hist[lo++];
 	for (run = 0; hi > lo && run + hist[hi] <= cut;)
 		run += hist[hi--];
-	double base = t->lo, top = base + w * (double)(hi + 1);
+	double base = t->hlo, top = base + w * (double)(hi + 1);
 
 	t->lo = (float)(base + w * (double)lo);
 	t->hi = top < t->hi ? (float)top : t->hi;
+}
+
+/* The entropy method's quantized levels: uint8's. */
+#define ENTROPY_LEVELS 256
+
+/* p smoothed as ORT's calibrator does (smooth_distribution): eps in each empty bin, taken
+ * in proportion from the others; -1 when p is all empty. */
+static int smooth(double *p, long n)
+{
+	const double eps = 1e-4;
+	long zeros = 0;
+
+	for (long k = 0; k < n; k++)
+		zeros += p[k] == 0;
+	if (zeros == n)
+		return -1;
+	double take = eps * (double)zeros / (double)(n - zeros);
+	for (long k = 0; k < n; k++)
+		p[k] += p[k] == 0 ? eps : -take;
+	return 0;
+}
+
+/* KL(p || q) of two distributions given as unnormalised weights. */
+static double kl_divergence(const double *p, const double *q, long n)
+{
+	double sp = 0, sq = 0, d = 0;
+
+	for (long k = 0; k < n; k++) {
+		sp += p[k];
+		sq += q[k];
+	}
+	for (long k = 0; k < n; k++)
+		if (p[k] > 0)
+			d += p[k] / sp * log((p[k] / sp) / (q[k] / sq));
+	return d;
+}
+
+/*
+ * The entropy method's range (TensorRT's KL-divergence calibration, as ONNX Runtime's
+ * EntropyCalibrater runs it on a histogram of the values over [-m, m], m = max |x|):
+ * for each threshold t (a window of bins around 0, from 256 bins to all), the window
+ * clipped to the values' [min, max] is the range [a, b] that uint8 would cover; the
+ * distribution p of the values with those beyond [a, b] counted in its edge bins is
+ * compared with q, the values inside quantized to 256 levels over [a, b] and spread back
+ * over the bins that p fills.  The t of the smallest KL(p || q) wins.  ORT quantizes to
+ * 128 levels by default (int8's positive half); graft's activations are uint8, whose
+ * 256 levels cover the clipped window, so 256 here.
+ */
+static int entropy_range(struct qtensor *t, const uint64_t *hist)
+{
+	const long zero = ENTROPY_BINS / 2;
+	double w = ((double)t->hhi - t->hlo) / ENTROPY_BINS;
+	/* the bins the values occupy */
+	long first = (long)(((double)t->lo - t->hlo) / w), last = (long)(((double)t->hi - t->hlo) / w);
+	double *p = malloc(ENTROPY_BINS * sizeof(double)), *q = malloc(ENTROPY_BINS * sizeof(double));
+	double best = INFINITY;
+	long best_a = first, best_b = ENTROPY_BINS;
+
+	if (!p || !q) {
+		free(p);
+		free(q);
+		return -1;
+	}
+	first = first < 0 ? 0 : first;
+	last = last >= ENTROPY_BINS ? ENTROPY_BINS - 1 : last;
+	for (long i = ENTROPY_LEVELS / 2; i <= zero; i++) {
+		long a = zero - i > first ? zero - i : first, b = zero + i < last + 1 ? zero + i : last + 1;
+		long len = b - a;
+		if (len < ENTROPY_LEVELS)
+			continue;
+		double below = 0, above = 0;
+		for (long k = 0; k < a; k++)
+			below += (double)hist[k];
+		for (long k = b; k < ENTROPY_BINS; k++)
+			above += (double)hist[k];
+		for (long k = 0; k < len; k++)
+			p[k] = (double)hist[a + k];
+		/* q: the window's bins merged into ENTROPY_LEVELS groups (the last takes the
+		 * rest), each group's count spread evenly over its bins that are not empty */
+		long merged = len / ENTROPY_LEVELS;
+		for (long j = 0; j < ENTROPY_LEVELS; j++) {
+			long s0 = j * merged, s1 = j == ENTROPY_LEVELS - 1 ? len : s0 + merged;
+			double sum = 0, filled = 0;
+			for (long k = s0; k < s1; k++) {
+				sum += p[k];
+				filled += p[k] != 0;
+			}
+			for (long k = s0; k < s1; k++)
+				q[k] = p[k] != 0 ? sum / filled : 0;
+		}
+		p[0] += below;
+		p[len - 1] += above;
+		if (smooth(p, len) || smooth(q, len))
+			continue;
+		double d = kl_divergence(p, q, len);
+		if (d < best) {
+			best = d;
+			best_a = a;
+			best_b = b;
+		}
+	}
+	free(p);
+	free(q);
+	if (isfinite(best)) {
+		float lo = (float)(t->hlo + w * (double)best_a), hi = (float)(t->hlo + w * (double)best_b);
+		t->lo = lo > t->lo ? lo : t->lo;
+		t->hi = hi < t->hi ? hi : t->hi;
+	}
+	return 0;
 }
 
 /*
@@ -312,7 +425,8 @@ static int calibrate(const struct graft_model *m, const struct graft_array *x,
 	struct graft_net *net;
 	int64_t total = x->dims[0], n = total, batch = o->batch > 0 ? o->batch : 32;
 	size_t per = total ? x->nbytes / (size_t)total : 0;
-	int passes = o->method == GRAFT_CALIB_PERCENTILE ? 2 : 1, rc;
+	int passes = o->method == GRAFT_CALIB_MINMAX ? 1 : 2, rc;
+	long bins = o->method == GRAFT_CALIB_ENTROPY ? ENTROPY_BINS : HIST_BINS;
 	uint64_t *hist = NULL;
 	char *buf;
 
@@ -322,7 +436,7 @@ static int calibrate(const struct graft_model *m, const struct graft_array *x,
 		return graft_err_set(err, GRAFT_EINVAL, "no calibration samples");
 	batch = batch < n ? batch : n;
 	if (!(buf = malloc((size_t)batch * per + 1)) ||
-	    (passes > 1 && !(hist = calloc(p->n_t * HIST_BINS + 1, sizeof(*hist))))) {
+	    (passes > 1 && !(hist = calloc(p->n_t * (size_t)bins + 1, sizeof(*hist))))) {
 		free(buf);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
@@ -348,22 +462,31 @@ static int calibrate(const struct graft_model *m, const struct graft_array *x,
 					rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "'%s' is no float "
 							   "value the engine computes", p->t[i].name);
 				else
-					observe(&p->t[i], hist ? hist + i * HIST_BINS : NULL, pass,
-						v.data, v.nbytes / sizeof(float));
+					observe(&p->t[i], hist ? hist + i * (size_t)bins : NULL, bins,
+						pass, v.data, v.nbytes / sizeof(float));
 			}
 			if (!rc && pass == 0 && at + batch >= n)
-				for (size_t i = 0; i < p->n_t && !rc; i++)
-					if (!isfinite(p->t[i].lo) || !isfinite(p->t[i].hi))
+				for (size_t i = 0; i < p->n_t && !rc; i++) {
+					struct qtensor *t = &p->t[i];
+					float m = fmaxf(fabsf(t->lo), fabsf(t->hi));
+					if (!isfinite(t->lo) || !isfinite(t->hi))
 						rc = graft_err_set(err, GRAFT_EINVAL, "'%s' is not finite "
-								   "on the calibration data",
-								   p->t[i].name);
+								   "on the calibration data", t->name);
+					/* the histograms' ranges, for pass 1 */
+					t->hlo = o->method == GRAFT_CALIB_ENTROPY ? -m : t->lo;
+					t->hhi = o->method == GRAFT_CALIB_ENTROPY ? m : t->hi;
+				}
 		}
 	graft_net_free(net);
 	free(buf);
 	for (size_t i = 0; i < p->n_t && !rc; i++) {
-		if (hist)
+		if (o->method == GRAFT_CALIB_PERCENTILE)
 			clip_range(&p->t[i], hist + i * HIST_BINS,
 				   o->percentile > 0 ? o->percentile : 99.999);
+		else if (o->method == GRAFT_CALIB_ENTROPY &&
+			 !graph_is_input(m->proto->graph, p->t[i].name) &&
+			 entropy_range(&p->t[i], hist + i * (size_t)ENTROPY_BINS))
+			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		graft_quant_asymmetric(p->t[i].lo, p->t[i].hi, &p->t[i].scale, &p->t[i].zp);
 	}
 	free(hist);

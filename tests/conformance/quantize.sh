@@ -122,6 +122,6 @@ check "  and no output" test ! -e no1.graft
 expect_error "a model quantized already" "quantized already" \
 	graft-quantize q.graft --data cal.graft -o no2.graft
 check "  and no output" test ! -e no2.graft
-"$TOOLS/graft-quantize" q.graft --data cal.graft --method entropy -o no3.graft 2>err.txt
+"$TOOLS/graft-quantize" q.graft --data cal.graft --method kl -o no3.graft 2>err.txt
 check "an unknown method is a usage error" test $? -eq 2 -a ! -e no3.graft
 finish

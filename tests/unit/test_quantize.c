@@ -400,6 +400,66 @@ static void test_tiny_weight_channel(void **state)
 	graft_model_free(f);
 }
 
+/* The scale QuantizeLinear gives the value named x in m. */
+static float scale_of(const struct graft_model *m, const char *x)
+{
+	return *(const float *)stored(m, find_node(m, NULL, x)->input[1]).data;
+}
+
+/*
+ * --method entropy on a Gaussian with rare outliers 40 sigma out: the KL-divergence
+ * range clips the outliers (minmax keeps them and spends its 256 levels on empty space),
+ * yet keeps the bulk: beyond 3 sigma.  x -> Conv 1x1 (weight 1) -> a -> Conv 1x1 -> y;
+ * a is x itself, calibrated (the graph's input is never clipped).
+ */
+static void test_entropy(void **state)
+{
+	enum { EN = 64, EH = 16, EW = 16 };
+	static float xs[EN * EH * EW];
+	int64_t xd[] = {-1, 1, EH, EW}, wd[] = {1, 1, 1, 1};
+	struct graft_array x = {.dtype = GRAFT_FLOAT, .rank = 4, .dims = {EN, 1, EH, EW},
+				.data = xs, .nbytes = sizeof(xs)};
+	struct graft_model *m[2];
+	unsigned seed = 5;
+	(void)state;
+
+	for (int i = 0; i < EN * EH * EW; i += 2) {     /* Box-Muller, sigma 1 */
+		double u1, u2;
+		seed = seed * 1103515245u + 12345u;
+		u1 = ((seed >> 8) + 1.0) / 16777217.0;
+		seed = seed * 1103515245u + 12345u;
+		u2 = (seed >> 8) / 16777216.0;
+		xs[i] = (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+		xs[i + 1] = (float)(sqrt(-2 * log(u1)) * sin(6.283185307179586 * u2));
+	}
+	for (int i = 0; i < 8; i++)
+		xs[i * 4099 % (EN * EH * EW)] = i % 2 ? 40.0f : -40.0f;
+	for (int k = 0; k < 2; k++) {
+		Onnx__ModelProto *mp = tm_model(13);
+		Onnx__TensorProto *wt = tm_tensor("w", GRAFT_FLOAT, 4, wd);
+		tm_float_data(wt, (float[]){1.0f}, 1);
+		tm_initializer(mp, wt);
+		tm_input(mp, "x", GRAFT_FLOAT, 4, xd);
+		tm_output(mp, "y", GRAFT_FLOAT, 4, xd);
+		tm_node(mp, "Conv", "c", (const char *[]){"x", "w", NULL}, (const char *[]){"a", NULL});
+		tm_node(mp, "Conv", "c2", (const char *[]){"a", "w", NULL}, (const char *[]){"y", NULL});
+		m[k] = tm_load(mp);
+		struct graft_quant_opts o = {.method = k ? GRAFT_CALIB_ENTROPY : GRAFT_CALIB_MINMAX,
+					     .samples = EN};
+		struct graft_quant_info info;
+		struct graft_err err = {0};
+		if (graft_quantize(m[k], &x, &o, &info, &err))
+			fail_msg("%s", err.msg);
+	}
+	float minmax = scale_of(m[0], "a"), entropy = scale_of(m[1], "a");
+	assert_true(fabsf(minmax - 80.0f / 255) < 1e-3f);
+	assert_true(entropy * 255 < 20.0f);     /* the outliers clipped ... */
+	assert_true(entropy * 255 > 6.0f);      /* ... not the bulk */
+	assert_true(scale_of(m[1], "x") == scale_of(m[0], "x"));       /* the input: minmax */
+	graft_model_free(m[0]);
+	graft_model_free(m[1]);
+}
+
 /* Below opset 13 there is no per-channel axis: the opset is raised first. */
 static void test_opset(void **state)
 {
@@ -489,6 +549,7 @@ int main(void)
 		cmocka_unit_test(test_percentile),
 		cmocka_unit_test(test_residual_add),
 		cmocka_unit_test(test_tiny_weight_channel),
+		cmocka_unit_test(test_entropy),
 		cmocka_unit_test(test_opset),
 		cmocka_unit_test(test_upgrade_opset),
 	};
