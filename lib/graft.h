@@ -315,18 +315,25 @@ void graft_array_release(struct graft_array *a);
  * describe it (docs/format.md: graft.classes, graft.class_names, graft.mean, graft.std,
  * graft.source...).  graft-data makes them.
  */
+/* A dataset's inputs: one float x, or up to this many named ones (docs/format.md). */
+#define GRAFT_DATASET_MAX_INPUTS 8
 struct graft_dataset {
 	struct graft_model *model;      /* owns the archive */
-	struct graft_array x, y;        /* views of the tensors x and y (name and data borrowed:
-					 * never graft_array_release them) */
+	struct graft_array x, y;        /* views of the tensors x (inputs[0]) and y (name and
+					 * data borrowed: never graft_array_release them) */
+	/* The samples' inputs: x alone (name "x": the model's one input), or the tensors
+	 * x:NAME in manifest order, each named NAME (a model input's name), any numeric
+	 * type, (N, ...) */
+	struct graft_array inputs[GRAFT_DATASET_MAX_INPUTS];
+	size_t n_inputs;
 	int64_t n;                      /* samples */
 	int64_t n_classes;              /* int64 labels: graft.classes, else max label + 1; 0 for
 					 * float targets */
 };
-/* Reads a dataset archive (path "-" is stdin): checks x and y exist, are detached data
- * tensors of the types above, agree on N (at least 1), labels lie in [0, n_classes).
- * GRAFT_EFORMAT otherwise, the message naming the path.  Release with
- * graft_dataset_release, also after a failure. */
+/* Reads a dataset archive (path "-" is stdin): checks x (or the x:NAME inputs) and y
+ * exist, are detached data tensors of the types above, agree on N (at least 1), labels
+ * lie in [0, n_classes).  GRAFT_EFORMAT otherwise, the message naming the path.
+ * Release with graft_dataset_release, also after a failure. */
 int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_err *err);
 void graft_dataset_release(struct graft_dataset *ds);
 /* Builds the archive of x and y plus metadata (meta: NULL-terminated key, value, key,
@@ -361,6 +368,12 @@ struct graft_samples {
 					 * comma; NULL for the numbers "0", "1", ... */
 	const float *targets;   /* no labels: (dims[0], k) regression targets */
 	int64_t k;
+	/* Instead of x (NULL; rank and dims[1...] unused, dims[0] the samples): named inputs
+	 * of any fixed-size type, each (dims[0], ...), a sample one row of each (text's
+	 * input_ids, attention_mask, token_type_ids); no mean or std then.  At most
+	 * GRAFT_DATASET_MAX_INPUTS, names unique and non-empty. */
+	const struct graft_array *inputs;
+	size_t n_inputs;
 };
 
 /* What to choose and how to normalise.  All zero: every sample, as it is. */
@@ -448,6 +461,8 @@ struct graft_raw {
 	int64_t *labels;                /* NULL for float targets */
 	float *targets;                 /* NULL for labels */
 	char **class_names;             /* NULL-terminated; NULL: the label numbers */
+	struct graft_array inputs[GRAFT_DATASET_MAX_INPUTS];    /* named inputs (text) */
+	size_t n_inputs;
 };
 /* Frees what src holds and zeroes it; a zeroed or released src is left as it is. */
 void graft_raw_release(struct graft_raw *src);
@@ -481,6 +496,25 @@ int graft_raw_read_graft(struct graft_raw *src, const char *path, struct graft_e
  * or 1, height, width).  name: dir; source "images DIR HxW rgb" (or "gray"). */
 int graft_raw_read_images(struct graft_raw *src, const char *dir, int64_t height,
 			  int64_t width, int gray, struct graft_err *err);
+
+/* Labelled text (graft-data text): a table (TSV or CSV with a header line, or JSON
+ * Lines) whose columns (or keys) text, pair (optional) and label the options name, each
+ * row tokenized as BERT does (graft_bert_encode) with vocab, into inputs of max_len
+ * int64 each: names[0] the token ids, names[1] the attention mask, names[2] the token
+ * types (a NULL name: not written; the default input_ids, attention_mask,
+ * token_type_ids).  Classes: the labels' distinct texts, in numeric order when all are
+ * integers, else in byte order (a comma refused).  name: path; source "text FILE". */
+enum graft_text_format { GRAFT_TEXT_TSV, GRAFT_TEXT_CSV, GRAFT_TEXT_JSONL };
+struct graft_text_options {
+	enum graft_text_format format;
+	const char *text, *pair, *label;
+	const char *vocab;
+	int cased;
+	int64_t max_len;                /* 0: 128 */
+	const char *names[3];           /* all NULL: the defaults */
+};
+int graft_raw_read_text(struct graft_raw *src, const char *path,
+			const struct graft_text_options *o, struct graft_err *err);
 
 /* ---- running a model forward ----------------------------------------------------------- */
 

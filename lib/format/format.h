@@ -114,10 +114,28 @@ void manifest_release(struct manifest *mf, size_t n_entries);
 /* Name of the archive member holding tensor i. */
 void manifest_member_name(size_t i, char *buf, size_t size);
 
+/* ---- textsrc.c ---- */
+/* The rows of a table of text, for graft_raw_read_text: row i's text is
+ * cells[i * cols + col[0]], its pair's col[1] (-1: none), its label's col[2]. */
+struct text_rows {
+	size_t n, cols;
+	char **cells;
+	long col[3];
+	char *buf;              /* the file (TSV and CSV cells point into it) */
+	void *priv;
+};
+/* Reads path as format: TSV or CSV with a header line, whose columns text, pair (NULL:
+ * none) and label name (a header's name, or a number from 1), or JSON Lines, whose keys
+ * they are; every row must have them.  Messages start with the path. */
+int text_rows_read(struct text_rows *r, const char *path, enum graft_text_format format,
+		   const char *text, const char *pair, const char *label, struct graft_err *err);
+void text_rows_release(struct text_rows *r);
+
 /* ---- dataset.c ---- */
-/* The dataset model graft_dataset_write writes (same checks, same metadata order), for
- * dataset_make.c, which hands the models out unwritten; *out is the caller's to free. */
-int dataset_model(const struct graft_array *x, const struct graft_array *y,
+/* The dataset model graft_dataset_write writes (same checks, same metadata order), of
+ * inputs in (one float x, or n_in named ones: tensors x:NAME), for dataset_make.c, which
+ * hands the models out unwritten; *out is the caller's to free. */
+int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_array *y,
 		  const char *const *meta, struct graft_model **out, struct graft_err *err);
 
 #endif

@@ -58,6 +58,10 @@ void graft_raw_release(struct graft_raw *src)
 	free(src->x);
 	free(src->labels);
 	free(src->targets);
+	for (size_t i = 0; i < src->n_inputs; i++) {
+		free(src->inputs[i].name);
+		free(src->inputs[i].data);
+	}
 	memset(src, 0, sizeof(*src));
 }
 
@@ -97,6 +101,8 @@ static int finish(struct graft_raw *src, int rc)
 	s->labels = src->labels;
 	s->targets = src->targets;
 	s->class_names = (const char *const *)src->class_names;
+	s->inputs = src->n_inputs ? src->inputs : NULL;
+	s->n_inputs = src->n_inputs;
 	return 0;
 }
 
@@ -704,5 +710,136 @@ int graft_raw_read_images(struct graft_raw *src, const char *dir, int64_t height
 	set_source(src, "images %s %" PRId64 "x%" PRId64 " %s", base_name(dir), height, width,
 		   gray ? "gray" : "rgb");
 	list_free(&files);
+	return finish(src, rc);
+}
+
+/* ---- text ------------------------------------------------------------------------------ */
+
+/* 1 when s is a decimal integer (an optional '-', digits), as *v. */
+static int integer_text(const char *s, long long *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtoll(s, &end, 10);
+	return *s && !*end && !errno && (*s == '-' || (*s >= '0' && *s <= '9'));
+}
+
+static int sort_numeric;
+
+static int by_label(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	long long u, v;
+
+	if (sort_numeric && integer_text(x, &u) && integer_text(y, &v))
+		return (u > v) - (u < v);
+	return strcmp(x, y);
+}
+
+/* The classes: the labels' distinct texts, sorted (numerically when all are integers),
+ * as src->class_names, and each row's label. */
+static int text_classes(struct graft_raw *src, const struct text_rows *r, struct graft_err *err)
+{
+	size_t n = r->n, k = 0;
+	const char **v = malloc(sizeof(*v) * (n + 1));
+	long long dummy;
+	int rc = 0;
+
+	if (!v || !(src->labels = malloc(sizeof(int64_t) * n))) {
+		free(v);
+		return no_memory(err);
+	}
+	sort_numeric = 1;
+	for (size_t i = 0; i < n && !rc; i++) {
+		v[i] = r->cells[i * r->cols + (size_t)r->col[2]];
+		if (strchr(v[i], ','))
+			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: row %zu's label '%s' holds a "
+					   "comma", src->name, i + 1, v[i]);
+		else if (!*v[i])
+			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: row %zu has no label",
+					   src->name, i + 1);
+		sort_numeric &= integer_text(v[i], &dummy);
+	}
+	if (!rc) {
+		qsort(v, n, sizeof(*v), by_label);
+		for (size_t i = 0; i < n; i++)
+			if (!k || strcmp(v[i], v[k - 1]))
+				v[k++] = v[i];
+		if (k > GRAFT_MAX_CLASSES)
+			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: %zu classes, over %d", src->name,
+					   k, GRAFT_MAX_CLASSES);
+		else if (!(src->class_names = calloc(k + 1, sizeof(char *))))
+			rc = no_memory(err);
+	}
+	for (size_t c = 0; c < k && !rc; c++)
+		if (!(src->class_names[c] = strdup(v[c])))
+			rc = no_memory(err);
+	for (size_t i = 0; i < n && !rc; i++) {
+		const char *l = r->cells[i * r->cols + (size_t)r->col[2]];
+		const char **hit = bsearch(&l, v, k, sizeof(*v), by_label);
+		src->labels[i] = hit - v;
+	}
+	src->samples.n_classes = (int64_t)k;
+	free(v);
+	return rc;
+}
+
+int graft_raw_read_text(struct graft_raw *src, const char *path,
+			const struct graft_text_options *o, struct graft_err *err)
+{
+	static const char *const defaults[3] = {"input_ids", "attention_mask", "token_type_ids"};
+	const char *const *names = o->names[0] || o->names[1] || o->names[2] ? o->names : defaults;
+	int64_t len = o->max_len > 0 ? o->max_len : 128;
+	struct graft_vocab *vocab = NULL;
+	struct text_rows r;
+	int64_t *out[3] = {NULL, NULL, NULL};
+	int rc;
+
+	if ((rc = begin(src, path, err)))
+		return rc;
+	set_source(src, "text %s", base_name(path));
+	if (!o->text || !o->label || !o->vocab || len < 3 || len > 1 << 20)
+		return finish(src, graft_err_set(err, GRAFT_EINVAL, "%s: text needs a text column, "
+						 "a label column, a vocabulary and a length of 3 to "
+						 "2^20", path));
+	if ((rc = text_rows_read(&r, path, o->format, o->text, o->pair, o->label, err)))
+		return finish(src, rc);
+	if ((rc = graft_vocab_read(&vocab, o->vocab, err))) {
+		text_rows_release(&r);
+		return finish(src, rc);
+	}
+	rc = text_classes(src, &r, err);
+	for (int k = 0; k < 3 && !rc; k++) {
+		struct graft_array *a = &src->inputs[src->n_inputs];
+		if (!names[k])
+			continue;
+		*a = (struct graft_array){.dtype = GRAFT_INT64, .rank = 2,
+					  .dims = {(int64_t)r.n, len},
+					  .nbytes = (size_t)r.n * (size_t)len * sizeof(int64_t)};
+		if (!(a->name = strdup(names[k])) || !(a->data = malloc(a->nbytes)))
+			rc = no_memory(err);
+		src->n_inputs++;
+		out[k] = a->data;
+	}
+	int64_t *scratch = malloc(3 * (size_t)len * sizeof(int64_t));
+	if (!rc && !scratch)
+		rc = no_memory(err);
+	for (size_t i = 0; i < r.n && !rc; i++) {
+		const char *a = r.cells[i * r.cols + (size_t)r.col[0]];
+		const char *b = r.col[1] >= 0 ? r.cells[i * r.cols + (size_t)r.col[1]] : NULL;
+		if ((rc = graft_bert_encode(vocab, a, strlen(a), b, b ? strlen(b) : 0, !o->cased,
+					    len, scratch, scratch + len, scratch + 2 * len, err)))
+			break;
+		for (int k = 0; k < 3; k++)
+			if (out[k])
+				memcpy(out[k] + i * (size_t)len, scratch + k * len,
+				       (size_t)len * sizeof(int64_t));
+	}
+	free(scratch);
+	src->samples.dims[0] = (int64_t)r.n;
+	src->samples.rank = 1;
+	text_rows_release(&r);
+	graft_vocab_free(vocab);
 	return finish(src, rc);
 }

@@ -379,7 +379,7 @@ int graft_vocab_read(struct graft_vocab **out, const char *path, struct graft_er
 	close(fd);
 	if (rc) {
 		free(v);
-		return rc;
+		return graft_err_prefix(err, path);
 	}
 	size_t at = 0;
 	while (at < len && (s[at] == ' ' || s[at] == '\n' || s[at] == '\r' || s[at] == '\t'))
@@ -416,7 +416,7 @@ int graft_vocab_read(struct graft_vocab **out, const char *path, struct graft_er
 	}
 	if (rc) {
 		graft_vocab_free(v);
-		return rc;
+		return graft_err_prefix(err, path);
 	}
 	*out = v;
 	return 0;
