@@ -336,6 +336,13 @@ struct graft_dataset {
  * Release with graft_dataset_release, also after a failure. */
 int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_err *err);
 void graft_dataset_release(struct graft_dataset *ds);
+/* The dataset's inputs in the order of m's graph inputs (those not initializers), into
+ * x (room for GRAFT_DATASET_MAX_INPUTS) and *n_x: a dataset's one x feeds a model of
+ * one input, whatever its name; named inputs feed the model inputs of their names (a
+ * data input the model does not take is left out).  GRAFT_EINVAL naming what is missing
+ * otherwise. */
+int graft_dataset_feed(const struct graft_dataset *ds, const struct graft_model *m,
+		       struct graft_array *x, size_t *n_x, struct graft_err *err);
 /* Builds the archive of x and y plus metadata (meta: NULL-terminated key, value, key,
  * value... list, may be NULL) and writes it to fd.  x and y must pass the checks of
  * graft_dataset_read (GRAFT_EINVAL otherwise), so what is written reads back. */
@@ -816,13 +823,16 @@ struct graft_eval {
 };
 int graft_eval_init(struct graft_eval *e, int64_t classes, struct graft_err *err);
 void graft_eval_release(struct graft_eval *e);
-/* Runs net over samples x (float [N, ...]) in batches and scores its first output against
- * y (int64 labels: cross-entropy, accuracy and confusion; float targets: MSE). */
-int graft_evaluate(struct graft_net *net, const struct graft_array *x, const struct graft_array *y,
-		   int64_t batch, struct graft_eval *e, struct graft_err *err);
+/* Runs net over samples x (n_x arrays [N, ...], one per net input in its order, as
+ * graft_dataset_feed gives them) in batches and scores its first output against y
+ * (int64 labels: cross-entropy, accuracy and confusion; float targets: MSE). */
+int graft_evaluate(struct graft_net *net, const struct graft_array *x, size_t n_x,
+		   const struct graft_array *y, int64_t batch, struct graft_eval *e,
+		   struct graft_err *err);
 /*
  * Two models on the same samples (lib/train/parity.c, graft-verify): ref and cand run
- * over x (float [N, ...], the models' one input) in batches; per output (the first
+ * over x (n_x arrays [N, ...], one per input, as graft_dataset_feed gives them) in
+ * batches; per output (the first
  * GRAFT_PARITY_MAX_OUTPUTS, matched by position; they must have the same type and shape)
  * the largest absolute difference and that over the reference's largest value; for a
  * classifier (a first output [batch, classes]) the samples whose top-1 (the first on
@@ -841,14 +851,15 @@ struct graft_parity {
 	int64_t agree, ref_correct, cand_correct;
 };
 int graft_parity(struct graft_net *ref, struct graft_net *cand, const struct graft_array *x,
-		 const struct graft_array *y, int64_t batch, struct graft_parity *p,
+		 size_t n_x, const struct graft_array *y, int64_t batch, struct graft_parity *p,
 		 struct graft_err *err);
 
-/* Trains m's trainable parameters on samples x and labels or targets y (borrowed until
+/* Trains m's trainable parameters on samples x (n_x arrays, one per model input in its
+ * order: graft_dataset_feed) and labels or targets y (borrowed until
  * graft_trainer_free); checks that the data fit the model first. */
 struct graft_trainer;
 int graft_trainer_new(struct graft_trainer **t, struct graft_model *m,
-		      const struct graft_array *x, const struct graft_array *y,
+		      const struct graft_array *x, size_t n_x, const struct graft_array *y,
 		      const struct graft_train_opts *o, struct graft_err *err);
 void graft_trainer_free(struct graft_trainer *t);
 /* The trainer's net (borrowed): for its profile, or to inspect values after a step. */
@@ -858,7 +869,7 @@ const struct graft_net *graft_trainer_net(const struct graft_trainer *t);
 int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 		       struct graft_err *err);
 /* Evaluation mode (running statistics, no Dropout) over a dataset, then back to training. */
-int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x,
+int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x, size_t n_x,
 			   const struct graft_array *y, struct graft_eval *e, struct graft_err *err);
 /* Writes the trained parameters, the running statistics, the optimizer's state and the
  * position into m (state tensors are detached, role state: export leaves them out). */

@@ -134,32 +134,27 @@ int main(int argc, char **argv)
 	struct cmdline cl;
 	struct graft_model *m, *dm;
 	struct graft_net *net;
-	struct graft_array x, y;
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], xb[GRAFT_DATASET_MAX_INPUTS], y;
+	size_t n_x;
 	struct graft_eval e;
 	struct graft_err err = {0};
 	int64_t classes = 0;
 
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
-	dm = tool_read_dataset(cl.data, &x, &y);
 	m = tool_read_model(cl.model);
+	dm = tool_read_feed(cl.data, m, x, &n_x, &y);
 	struct graft_net_opts no = {.profile = cl.profile,
 				    .wisdom = tool_wisdom(cl.no_tune, 0)};
 	if (graft_net_new_opts(&net, m, &no, &err))
 		tool_die("%s: %s", cl.model ? cl.model : "<stdin>", err.msg);
-	{
-		struct graft_array xb = x;
-		int64_t b = cl.batch < x.dims[0] ? cl.batch : x.dims[0];
-		xb.dims[0] = b;
-		xb.nbytes = x.nbytes / (size_t)x.dims[0] * (size_t)b;
-		tool_check_memory(net, cl.model, &xb, 1, 0, cl.max_memory);
-	}
+	tool_batch_of(x, n_x, cl.batch, xb);
+	tool_check_memory(net, cl.model, xb, n_x, 0, cl.max_memory);
 	if (y.dtype == GRAFT_INT64) {
 		/* One batch tells the number of classes the model scores. */
-		struct graft_array xb = x, out;
-		xb.dims[0] = 1;
-		xb.nbytes = x.nbytes / (size_t)x.dims[0];
-		if (graft_net_run(net, &xb, 1, &err))
+		struct graft_array out;
+		tool_batch_of(x, n_x, 1, xb);
+		if (graft_net_run(net, xb, n_x, &err))
 			tool_die("%s: %s", cl.model ? cl.model : "<stdin>", err.msg);
 		graft_net_output(net, 0, &out);
 		classes = (int64_t)(out.nbytes / graft_dtype_size(out.dtype ? out.dtype : 1));
@@ -172,7 +167,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (graft_eval_init(&e, classes, &err) ||
-	    graft_evaluate(net, &x, &y, cl.batch, &e, &err))
+	    graft_evaluate(net, x, n_x, &y, cl.batch, &e, &err))
 		tool_die("%s: %s", cl.data, err.msg);
 	if (cl.json)
 		print_json(&e);

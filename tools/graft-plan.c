@@ -392,7 +392,7 @@ static void train_pick(const struct cmdline *cl, struct graft_model *m,
 
 	graft_recipe_train_opts(&s->recipe, n, cl->so.seed, &o);
 	o.wisdom = cl->so.wisdom;
-	if (graft_trainer_new(&t, m, x, y, &o, &err))
+	if (graft_trainer_new(&t, m, x, 1, y, &o, &err))
 		tool_die("%s", err.msg);
 	for (int64_t k = 0; k < o.total_steps; k++) {
 		struct graft_step_stats st;
@@ -459,17 +459,17 @@ int main(int argc, char **argv)
 	if ((cl.apply || cl.train) && (!cl.out || strcmp(cl.out, "-") == 0) &&
 	    isatty(STDOUT_FILENO) && !cl.force)
 		tool_die("refusing to write a model to a terminal (use -o FILE or -f)");
+	m = tool_read_model(cl.model);
 	dm = tool_read_dataset(cl.data, &x, &y);
 	if (cl.val) {
-		vm = tool_read_validation(cl.val, &vx, &vy, cl.data, &x, &y);
+		vm = tool_read_validation(cl.val, m, &vx, &vy, cl.data, &x, 1, &y);
 		cl.so.val_x = &vx;
 		cl.so.val_y = &vy;
 	}
-	m = tool_read_model(cl.model);
 	/* graft_plan_make measures the data in batches of 32 through a net that keeps every
 	 * value (no fusion); a trial trains at batch 32 with AdamW's two moments. */
 	struct graft_net_opts probe = {.no_fuse = 1};
-	tool_check_model_memory(m, mpath, &probe, &x, 32, 0, cl.max_memory);
+	tool_check_model_memory(m, mpath, &probe, &x, 1, 32, 0, cl.max_memory);
 	if (graft_plan_make(m, &x, &y, &p, &err))
 		tool_die("%s: %s", mpath, err.msg);
 	if (cl.rule) {
@@ -477,7 +477,7 @@ int main(int argc, char **argv)
 		goto done;
 	}
 	struct graft_net_opts trial = {.training = 1};
-	tool_check_model_memory(m, mpath, &trial, &x, 32, 2 * 4 * p.params, cl.max_memory);
+	tool_check_model_memory(m, mpath, &trial, &x, 1, 32, 2 * 4 * p.params, cl.max_memory);
 	cl.so.wisdom = tool_wisdom(cl.no_tune, cl.quiet);
 	cl.so.progress = trial_done;
 	cl.so.ctx = &cl.quiet;

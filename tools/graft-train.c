@@ -25,7 +25,8 @@ static const char usage[] =
 	"(--epochs or --steps may be left to a recipe the model carries: see below)\n"
 	"Trains MODEL's trainable parameters (.graft or .onnx; stdin when absent or -) on the\n"
 	"dataset D (graft-data) and writes the tuned .graft to OUT (stdout unless -o).\n"
-	"  -d, --data D              training data (x float [N,...], y int64 labels or float)\n"
+	"  -d, --data D              training data (x float [N,...] or named inputs, y int64\n"
+	"                            labels or float targets)\n"
 	"      --val V               validation data, evaluated after every epoch\n"
 	"      --epochs N            train N epochs (may be fractional), or\n"
 	"      --steps N             train N steps\n"
@@ -383,7 +384,8 @@ struct run {
 	struct cmdline *cl;
 	struct graft_trainer *t;
 	struct graft_model *m;
-	struct graft_array vx, vy;
+	struct graft_array vx[GRAFT_DATASET_MAX_INPUTS], vy;
+	size_t n_x;
 	int have_val;
 	int64_t total, classes;
 	FILE *log;
@@ -446,7 +448,7 @@ static void report(struct run *r, int64_t step, int epoch_end)
 
 	if (val) {
 		if (graft_eval_init(&ev, r->classes, &err) ||
-		    graft_trainer_evaluate(r->t, &r->vx, &r->vy, &ev, &err))
+		    graft_trainer_evaluate(r->t, r->vx, r->n_x, &r->vy, &ev, &err))
 			tool_die("%s: %s", r->cl->val, err.msg);
 		if (r->classes)
 			r->val_accuracy = ev.accuracy;
@@ -505,20 +507,20 @@ static void write_model(struct run *r, const char *path, int binary_check)
 static void load(struct run *r, struct cmdline *cl, struct graft_model **dm,
 		 struct graft_model **vm, struct graft_array *x, struct graft_array *y)
 {
-	*dm = tool_read_dataset(cl->data, x, y);
-	*vm = NULL;
-	if (cl->val) {
-		*vm = tool_read_validation(cl->val, &r->vx, &r->vy, cl->data, x, y);
-		r->have_val = 1;
-	}
 	/* With --resume, the checkpoint holds the model as trained so far. */
 	r->m = tool_read_model(cl->resume ? cl->resume : cl->model);
+	*dm = tool_read_feed(cl->data, r->m, x, &r->n_x, y);
+	*vm = NULL;
+	if (cl->val) {
+		*vm = tool_read_validation(cl->val, r->m, r->vx, &r->vy, cl->data, x, r->n_x, y);
+		r->have_val = 1;
+	}
 }
 
 /* --max-memory: what a training step takes (the executor's plan for a batch, with
  * gradients) and the optimizer's state (a moment per trainable weight, two for Adam). */
 static void check_memory(const struct cmdline *cl, struct graft_model *m,
-			 const struct graft_array *x, int64_t batch)
+			 const struct graft_array *x, size_t n_x, int64_t batch)
 {
 	struct graft_net_opts no = {.training = 1, .bn_frozen = cl->o.bn_frozen,
 				    .seed = cl->o.seed};
@@ -538,7 +540,7 @@ static void check_memory(const struct cmdline *cl, struct graft_model *m,
 			params += t.nbytes;
 	}
 	moments = cl->o.optim.kind != GRAFT_OPTIM_SGD ? 2 : cl->o.optim.momentum != 0 ? 1 : 0;
-	tool_check_model_memory(m, path, &no, x, batch, moments * params, cl->max_memory);
+	tool_check_model_memory(m, path, &no, x, n_x, batch, moments * params, cl->max_memory);
 }
 
 static int64_t total_steps(const struct cmdline *cl, int64_t n, int64_t batch)
@@ -568,7 +570,7 @@ int main(int argc, char **argv)
 	struct cmdline cl;
 	struct run r;
 	struct graft_model *dm, *vm;
-	struct graft_array x, y;
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], y;
 	struct graft_err err = {0};
 	int64_t batch, n, steps_per_epoch;
 
@@ -581,9 +583,9 @@ int main(int argc, char **argv)
 		if (isatty(STDOUT_FILENO) && !cl.force)
 			tool_die("refusing to write a model to a terminal (use -o FILE or -f)");
 	}
-	load(&r, &cl, &dm, &vm, &x, &y);
+	load(&r, &cl, &dm, &vm, x, &y);
 	take_recipe(&cl, argc, argv, r.m);
-	n = x.dims[0];
+	n = x[0].dims[0];
 	batch = cl.o.batch < n ? cl.o.batch : n;
 	cl.o.total_steps = total_steps(&cl, n, batch);
 	cl.o.lp_steps = cl.lp_ft > 0 ? graft_epoch_steps(cl.lp_ft, n, batch) : 0;
@@ -594,9 +596,9 @@ int main(int argc, char **argv)
 	steps_per_epoch = (int64_t)ceil((double)n / (double)batch);
 	if (cl.o.schedule == GRAFT_SCHEDULE_STEP)
 		cl.o.step_every = cl.step_epochs * steps_per_epoch;
-	check_memory(&cl, r.m, &x, batch);
+	check_memory(&cl, r.m, x, r.n_x, batch);
 	cl.o.wisdom = tool_wisdom(cl.no_tune, cl.quiet);
-	if (graft_trainer_new(&r.t, r.m, &x, &y, &cl.o, &err))
+	if (graft_trainer_new(&r.t, r.m, x, r.n_x, &y, &cl.o, &err))
 		tool_die("%s", err.msg);
 	if (cl.resume && graft_trainer_resume(r.t, r.m, &err))
 		tool_die("%s: %s", cl.resume, err.msg);

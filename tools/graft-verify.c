@@ -137,25 +137,25 @@ int main(int argc, char **argv)
 	struct cmdline cl;
 	struct graft_model *ref, *cand, *dm;
 	struct graft_net *rn, *cn;
-	struct graft_array x, y;
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], y;
+	size_t n_x;
 	struct graft_parity p;
 	struct graft_err err = {0};
 	int status = 0;
 
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
-	dm = tool_read_dataset(cl.data, &x, &y);
-	if (cl.samples && cl.samples < x.dims[0]) {
-		x.nbytes = x.nbytes / (size_t)x.dims[0] * (size_t)cl.samples;
-		x.dims[0] = cl.samples;
+	ref = tool_read_model(cl.ref);
+	cand = tool_read_model(cl.cand);
+	dm = tool_read_feed(cl.data, ref, x, &n_x, &y);
+	if (cl.samples && cl.samples < x[0].dims[0]) {
+		tool_batch_of(x, n_x, cl.samples, x);
 		y.nbytes = y.nbytes / (size_t)y.dims[0] * (size_t)cl.samples;
 		y.dims[0] = cl.samples;
 	}
-	ref = tool_read_model(cl.ref);
-	cand = tool_read_model(cl.cand);
 	rn = make_net(ref, cl.ref, cl.no_tune);
 	cn = make_net(cand, cl.cand, cl.no_tune);
-	if (graft_parity(rn, cn, &x, &y, cl.batch, &p, &err))
+	if (graft_parity(rn, cn, x, n_x, &y, cl.batch, &p, &err))
 		tool_die("%s against %s on %s: %s", cl.cand, cl.ref, cl.data, err.msg);
 	if (cl.json)
 		print_json(&cl, &p);

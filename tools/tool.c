@@ -202,7 +202,8 @@ void tool_write_graft(const struct graft_model *m, const char *path,
 #define MAX_NOTED_DATASETS 8
 static struct {
 	const char *path;
-	struct graft_array x, y;
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], y;
+	size_t n_x;
 } datasets[MAX_NOTED_DATASETS];
 static size_t n_datasets;
 
@@ -216,8 +217,11 @@ void tool_add_history(struct graft_model *m)
 	if (!n_datasets)
 		return;
 	for (size_t i = 0; i < n_datasets; i++) {
-		/* the samples' bytes, then the labels', seeded with the first */
-		uint64_t h = graft_xxh64(datasets[i].x.data, datasets[i].x.nbytes, 0);
+		/* the samples' bytes (each input's), then the labels', each seeded with the
+		 * digest so far */
+		uint64_t h = 0;
+		for (size_t k = 0; k < datasets[i].n_x; k++)
+			h = graft_xxh64(datasets[i].x[k].data, datasets[i].x[k].nbytes, h);
 		h = graft_xxh64(datasets[i].y.data, datasets[i].y.nbytes, h);
 		snprintf(note + strlen(note), sizeof(note) - strlen(note), "%s %s xxh64:%016llx",
 			 i ? "," : "", datasets[i].path, (unsigned long long)h);
@@ -226,43 +230,67 @@ void tool_add_history(struct graft_model *m)
 		tool_die("%s", err.msg);
 }
 
+/* Reads a dataset, or dies; notes it for the history (provenance). */
+static void read_dataset(const char *path, struct graft_dataset *ds)
+{
+	struct graft_err err = {0};
+
+	if (graft_dataset_read(ds, path, &err)) {
+		graft_dataset_release(ds);
+		tool_die("%s", err.msg);
+	}
+	if (n_datasets < MAX_NOTED_DATASETS) {
+		datasets[n_datasets].path = path;
+		memcpy(datasets[n_datasets].x, ds->inputs, sizeof(ds->inputs));
+		datasets[n_datasets].n_x = ds->n_inputs;
+		datasets[n_datasets++].y = ds->y;
+	}
+}
+
 struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 				      struct graft_array *y)
 {
 	struct graft_dataset ds;
-	struct graft_err err = {0};
 
-	if (graft_dataset_read(&ds, path, &err)) {
-		graft_dataset_release(&ds);
-		tool_die("%s", err.msg);
-	}
+	read_dataset(path, &ds);
 	/* (docs/format.md: datasets of named inputs, as graft-data text makes them) */
-	if (ds.n_inputs > 1 || ds.inputs[0].name == NULL || strcmp(ds.inputs[0].name, "x")) {
-		const char *first = ds.inputs[0].name ? ds.inputs[0].name : "?";
-		size_t n = ds.n_inputs;
+	if (ds.n_inputs > 1 || ds.inputs[0].name == NULL || strcmp(ds.inputs[0].name, "x"))
 		tool_die("%s: its samples are %zu named input%s (%s%s): this tool feeds datasets "
-			 "of one input x only, so far", path, n, n > 1 ? "s" : "", first,
-			 n > 1 ? ", ..." : "");
-	}
+			 "of one input x only, so far", path, ds.n_inputs,
+			 ds.n_inputs > 1 ? "s" : "", ds.inputs[0].name,
+			 ds.n_inputs > 1 ? ", ..." : "");
 	*x = ds.x;
 	*y = ds.y;
-	if (n_datasets < MAX_NOTED_DATASETS) {      /* for the history note (provenance) */
-		datasets[n_datasets].path = path;
-		datasets[n_datasets].x = *x;
-		datasets[n_datasets++].y = *y;
-	}
 	return ds.model;        /* x and y are views into it */
 }
 
-struct graft_model *tool_read_validation(const char *path, struct graft_array *vx,
-					 struct graft_array *vy, const char *train_path,
-					 const struct graft_array *x, const struct graft_array *y)
+struct graft_model *tool_read_feed(const char *path, const struct graft_model *m,
+				   struct graft_array *x, size_t *n_x, struct graft_array *y)
 {
-	struct graft_model *vm = tool_read_dataset(path, vx, vy);
+	struct graft_dataset ds;
+	struct graft_err err = {0};
 
-	if (vx->rank != x->rank || memcmp(vx->dims + 1, x->dims + 1,
-					  sizeof(int64_t) * (size_t)(x->rank - 1)) ||
-	    vy->dtype != y->dtype)
+	read_dataset(path, &ds);
+	if (graft_dataset_feed(&ds, m, x, n_x, &err))
+		tool_die("%s: %s", path, err.msg);
+	*y = ds.y;
+	return ds.model;        /* x and y are views into it */
+}
+
+struct graft_model *tool_read_validation(const char *path, const struct graft_model *m,
+					 struct graft_array *vx, struct graft_array *vy,
+					 const char *train_path, const struct graft_array *x,
+					 size_t n_x, const struct graft_array *y)
+{
+	size_t vn;
+	struct graft_model *vm = tool_read_feed(path, m, vx, &vn, vy);
+
+	for (size_t k = 0; k < n_x; k++)
+		if (vn != n_x || vx[k].rank != x[k].rank || vx[k].dtype != x[k].dtype ||
+		    memcmp(vx[k].dims + 1, x[k].dims + 1, sizeof(int64_t) * (size_t)(x[k].rank - 1)))
+			tool_die("%s: its samples differ in shape or type from %s's", path,
+				 train_path);
+	if (vy->dtype != y->dtype)
 		tool_die("%s: its samples differ in shape or type from %s's", path, train_path);
 	return vm;
 }
@@ -370,27 +398,34 @@ void tool_check_memory(struct graft_net *net, const char *path,
 			 max_memory ? "" : " (the memory available)");
 }
 
+void tool_batch_of(const struct graft_array *x, size_t n_x, int64_t batch,
+		   struct graft_array *xb)
+{
+	for (size_t k = 0; k < n_x; k++) {
+		xb[k] = x[k];
+		xb[k].name = NULL;
+		xb[k].dims[0] = batch < x[k].dims[0] ? batch : x[k].dims[0];
+		xb[k].nbytes = x[k].nbytes / (size_t)x[k].dims[0] * (size_t)xb[k].dims[0];
+	}
+}
+
 void tool_check_model_memory(const struct graft_model *m, const char *path,
 			     const struct graft_net_opts *opts, const struct graft_array *x,
-			     int64_t batch, uint64_t extra, uint64_t max_memory)
+			     size_t n_x, int64_t batch, uint64_t extra, uint64_t max_memory)
 {
+	struct graft_array xb[GRAFT_DATASET_MAX_INPUTS];
 	struct graft_net *net;
-	struct graft_array xb = *x;
 	struct graft_err err = {0};
 
 	if (!tool_memory_budget(max_memory))
 		return;
 	if (graft_net_new_opts(&net, m, opts, &err))
 		return;         /* the tool's own net fails the same way, with its message */
-	if (graft_net_input_count(net) == 1 && x->rank >= 1 && x->dims[0] > 0) {
-		if (batch > x->dims[0])
-			batch = x->dims[0];
-		xb.name = NULL;
-		xb.dims[0] = batch;
-		xb.nbytes = x->nbytes / (size_t)x->dims[0] * (size_t)batch;
-		tool_check_memory(net, path, &xb, 1, extra, max_memory);
+	if (graft_net_input_count(net) == n_x && x->rank >= 1 && x->dims[0] > 0) {
+		tool_batch_of(x, n_x, batch, xb);
+		tool_check_memory(net, path, xb, n_x, extra, max_memory);
 	}
-	/* (a model of several inputs fails later, when the tool feeds it, with its message) */
+	/* (a model the data do not fit fails later, when the tool feeds it, with its message) */
 	graft_net_free(net);
 }
 

@@ -62,11 +62,20 @@ void tool_write_graft(const struct graft_model *m, const char *path,
  * labels [N] or float targets [N, ...]) into views of the returned model, or dies. */
 struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
 				      struct graft_array *y);
-/* tool_read_dataset for a validation set, whose samples must have the shape and type of
- * the training set's (x, y read from train_path), or dies. */
-struct graft_model *tool_read_validation(const char *path, struct graft_array *vx,
-					 struct graft_array *vy, const char *train_path,
-					 const struct graft_array *x, const struct graft_array *y);
+/* Reads a dataset to feed model m: its inputs in m's input order into x (room for
+ * GRAFT_DATASET_MAX_INPUTS) and *n_x (graft_dataset_feed), its labels or targets into
+ * y, views of the returned model; or dies. */
+struct graft_model *tool_read_feed(const char *path, const struct graft_model *m,
+				   struct graft_array *x, size_t *n_x, struct graft_array *y);
+/* tool_read_feed for a validation set, whose samples must have the shapes and types of
+ * the training set's (x, n_x and y read from train_path), or dies. */
+struct graft_model *tool_read_validation(const char *path, const struct graft_model *m,
+					 struct graft_array *vx, struct graft_array *vy,
+					 const char *train_path, const struct graft_array *x,
+					 size_t n_x, const struct graft_array *y);
+/* The first batch samples (at most all) of each of the n_x inputs x, as views in xb. */
+void tool_batch_of(const struct graft_array *x, size_t n_x, int64_t batch,
+		   struct graft_array *xb);
 
 /* --profile: where a net's time went (a net made with opts.profile), per op type, on
  * stderr: "graft-run: profile: 1.234 s in 60 nodes", then a line per op type with its
@@ -128,9 +137,10 @@ const char *tool_format_size(uint64_t bytes, char *buf);
 void tool_check_memory(struct graft_net *net, const char *path,
 		       const struct graft_array *inputs, size_t n_inputs, uint64_t extra,
 		       uint64_t max_memory);
-/* The same for a net of opts made from m (and freed) on batches of batch samples of x. */
+/* The same for a net of opts made from m (and freed) on batches of batch samples of x
+ * (n_x inputs). */
 void tool_check_model_memory(const struct graft_model *m, const char *path,
 			     const struct graft_net_opts *opts, const struct graft_array *x,
-			     int64_t batch, uint64_t extra, uint64_t max_memory);
+			     size_t n_x, int64_t batch, uint64_t extra, uint64_t max_memory);
 
 #endif

@@ -110,6 +110,22 @@ static int copy_parameters(struct graft_net *net, struct graft_err *err)
 	return 0;
 }
 
+/* Ops whose outputs carry no gradient whatever they read: shapes, comparisons, logic,
+ * indices.  The region stops at them, so that what is computed from their outputs (a
+ * ConstantOfShape of a hidden state's shape, an attention mask from Equal) is no part
+ * of it: PyTorch's transformer layers build masks that way. */
+static int cuts_gradient(const struct node *n)
+{
+	static const char *const ops[] = {"Shape", "Size", "Equal", "Less", "LessOrEqual",
+		"Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor", "ArgMax", "ArgMin", "IsNaN",
+		"IsInf", "NonZero", "BitShift", "EyeLike", NULL};
+
+	for (size_t i = 0; ops[i]; i++)
+		if (strcmp(n->op->name, ops[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* Nodes are in topological order (ONNX requires it): one forward sweep. */
 static void mark_region(struct graft_net *net)
 {
@@ -118,7 +134,7 @@ static void mark_region(struct graft_net *net)
 			net->inputs[i]->flags |= VALUE_DIFF;
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *n = &net->nodes[i];
-		if (!autograd_region(n))
+		if (!autograd_region(n) || cuts_gradient(n))
 			continue;
 		for (size_t k = 0; k < n->n_out; k++)
 			if (n->out[k])

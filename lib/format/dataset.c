@@ -263,3 +263,35 @@ int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_
 	graft_model_free(m);
 	return rc;
 }
+
+int graft_dataset_feed(const struct graft_dataset *ds, const struct graft_model *m,
+		       struct graft_array *x, size_t *n_x, struct graft_err *err)
+{
+	size_t n = graft_model_input_count(m);
+	struct graft_value_info vi;
+
+	*n_x = 0;
+	if (n > GRAFT_DATASET_MAX_INPUTS)
+		return graft_err_set(err, GRAFT_EINVAL, "the model takes %zu inputs, over %d", n,
+				     GRAFT_DATASET_MAX_INPUTS);
+	if (plain_x(ds->inputs, ds->n_inputs)) {
+		if (n != 1)
+			return graft_err_set(err, GRAFT_EINVAL, "the model takes %zu inputs; the data "
+					     "holds one (x)", n);
+		x[0] = ds->inputs[0];
+		*n_x = 1;
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+		graft_model_input(m, i, &vi);
+		for (k = 0; k < ds->n_inputs && strcmp(ds->inputs[k].name, vi.name); k++)
+			;
+		if (k == ds->n_inputs)
+			return graft_err_set(err, GRAFT_EINVAL, "the model's input '%s' is not in the "
+					     "data (it holds %s%s)", vi.name, ds->inputs[0].name,
+					     ds->n_inputs > 1 ? ", ..." : "");
+		x[(*n_x)++] = ds->inputs[k];
+	}
+	return 0;
+}

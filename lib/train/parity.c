@@ -33,11 +33,11 @@ static int compare_output(const struct graft_net *ref, const struct graft_net *c
 }
 
 int graft_parity(struct graft_net *ref, struct graft_net *cand, const struct graft_array *x,
-		 const struct graft_array *y, int64_t batch, struct graft_parity *p,
+		 size_t n_x, const struct graft_array *y, int64_t batch, struct graft_parity *p,
 		 struct graft_err *err)
 {
+	void *bufs[GRAFT_DATASET_MAX_INPUTS];
 	int64_t n = x->dims[0];
-	size_t per = n ? x->nbytes / (size_t)n : 0;
 	int rc;
 
 	memset(p, 0, sizeof(*p));
@@ -50,13 +50,10 @@ int graft_parity(struct graft_net *ref, struct graft_net *cand, const struct gra
 	p->labels = y && y->dtype == GRAFT_INT64;
 	batch = batch < 1 ? 1 : batch;
 	for (int64_t at = 0; at < n; at += batch) {
-		struct graft_array xb = *x, out;
+		struct graft_array xb[GRAFT_DATASET_MAX_INPUTS], out;
 		int64_t b = n - at < batch ? n - at : batch;
-		xb.name = NULL;
-		xb.dims[0] = b;
-		xb.data = (char *)x->data + (size_t)at * per;
-		xb.nbytes = (size_t)b * per;
-		if ((rc = graft_net_run(ref, &xb, 1, err)) || (rc = graft_net_run(cand, &xb, 1, err)))
+		if ((rc = train_batch_rows(x, n_x, at, b, b, xb, bufs, err)) ||
+		    (rc = graft_net_run(ref, xb, n_x, err)) || (rc = graft_net_run(cand, xb, n_x, err)))
 			return rc;
 		for (size_t k = 0; k < p->n_outputs; k++)
 			if ((rc = compare_output(ref, cand, k, b, &p->out[k], err)))

@@ -242,13 +242,13 @@ static int run_fold(struct ctx *cx, const struct graft_candidate *c, int64_t ste
 	if (to.lp_steps >= steps)
 		to.lp_steps = 0;        /* a one-step trial: no room for two phases */
 	if (!(rc = graft_model_freeze(cx->m, &rule, 1, NULL, NULL, err)) &&
-	    !(rc = graft_trainer_new(&t, cx->m, &fd->x, &fd->y, &to, err))) {
+	    !(rc = graft_trainer_new(&t, cx->m, &fd->x, 1, &fd->y, &to, err))) {
 		for (int64_t k = 0; k < steps && !rc; k++) {
 			struct graft_step_stats st;
 			rc = graft_trainer_step(t, &st, err);
 		}
 		if (!rc && !(rc = graft_eval_init(e, graft_trainer_classes(t), err)))
-			rc = graft_trainer_evaluate(t, &fd->vx, &fd->vy, e, err);
+			rc = graft_trainer_evaluate(t, &fd->vx, 1, &fd->vy, e, err);
 	}
 	graft_trainer_free(t);
 	if (rc == GRAFT_EDIVERGED) {

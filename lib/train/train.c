@@ -36,12 +36,14 @@ struct graft_trainer {
 	struct graft_model *model;
 	struct graft_net *net;
 	struct graft_optim *optim;
-	const struct graft_array *x, *y;
+	const struct graft_array *x, *y;       /* x: n_x inputs, in the net's input order */
+	size_t n_x;
 	int64_t n;                      /* samples */
 	int64_t classes;                /* cross-entropy: logits per sample; 0 for MSE */
 	int probs;                      /* the output is a Softmax's: probabilities */
 	float *logp;                    /* then their logarithm, per batch */
-	uint64_t sample_floats;         /* floats per sample of x */
+	uint64_t sample_floats;         /* floats per sample of x[0], when float (augment) */
+	size_t sample_bytes[GRAFT_DATASET_MAX_INPUTS];  /* bytes per sample of each x */
 	uint64_t target_floats;         /* MSE: floats per sample of y */
 	/* The parameters that train at some step (the model's trainable ones), by optimizer
 	 * index k; live[] lists those the current net trains. */
@@ -56,7 +58,7 @@ struct graft_trainer {
 	int64_t step;                   /* steps done */
 	int64_t *order;                 /* the permutation of epoch order_epoch */
 	int64_t order_epoch;
-	struct graft_array xb, yb;      /* the current batch */
+	struct graft_array xb[GRAFT_DATASET_MAX_INPUTS], yb;   /* the current batch */
 	float *dlogits;
 	struct cache {                  /* the frozen part's output per sample (see below) */
 		int on;
@@ -154,20 +156,19 @@ double graft_trainer_lr(const struct graft_trainer *t, int64_t step)
 
 /* ---- building ------------------------------------------------------------------------------ */
 
-static int check_data(struct graft_trainer *t, struct graft_err *err)
+/* One input's data against the model's input k: its type, rank and fixed dims. */
+static int check_input(const struct graft_trainer *t, size_t k, struct graft_err *err)
 {
-	const struct graft_array *x = t->x, *y = t->y;
+	const struct graft_array *x = &t->x[k];
 	struct graft_value_info vi;
 
-	if (graft_net_input_count(t->net) != 1)
-		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model takes %zu inputs; training "
-				     "needs a model of one input", graft_net_input_count(t->net));
-	graft_model_input(t->model, 0, &vi);
-	if (x->dtype != GRAFT_FLOAT || x->rank < 2 || x->dims[0] < 1)
-		return graft_err_set(err, GRAFT_EINVAL, "the data's x must be float32 samples");
-	if (vi.dtype && vi.dtype != GRAFT_FLOAT)
-		return graft_err_set(err, GRAFT_EINVAL, "the model's input '%s' is %s, not float",
-				     vi.name, graft_dtype_name(vi.dtype));
+	graft_model_input(t->model, k, &vi);
+	if (x->rank < 1 || x->dims[0] < 1 || !graft_dtype_size(x->dtype))
+		return graft_err_set(err, GRAFT_EINVAL, "the data's input %zu holds no samples", k);
+	if (vi.dtype && vi.dtype != x->dtype)
+		return graft_err_set(err, GRAFT_EINVAL, "the model's input '%s' is %s; the data's "
+				     "is %s", vi.name, graft_dtype_name(vi.dtype),
+				     graft_dtype_name(x->dtype));
 	if (vi.rank >= 0) {
 		if (vi.rank != x->rank)
 			return graft_err_set(err, GRAFT_EINVAL, "the model's input '%s' has rank %d; "
@@ -179,6 +180,25 @@ static int check_data(struct graft_trainer *t, struct graft_err *err)
 						     "dim %d = %lld; the data has %lld", vi.name, d,
 						     (long long)vi.dims[d], (long long)x->dims[d]);
 	}
+	if (x->dims[0] != t->x[0].dims[0])
+		return graft_err_set(err, GRAFT_EINVAL, "the data's inputs differ in samples");
+	return 0;
+}
+
+static int check_data(struct graft_trainer *t, struct graft_err *err)
+{
+	const struct graft_array *x = t->x, *y = t->y;
+	int rc;
+
+	if (graft_net_input_count(t->net) != t->n_x)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model takes %zu inputs; the data "
+				     "gives %zu", graft_net_input_count(t->net), t->n_x);
+	if (t->n_x < 1 || t->n_x > GRAFT_DATASET_MAX_INPUTS)
+		return graft_err_set(err, GRAFT_EINVAL, "%zu inputs, not 1 to %d", t->n_x,
+				     GRAFT_DATASET_MAX_INPUTS);
+	for (size_t k = 0; k < t->n_x; k++)
+		if ((rc = check_input(t, k, err)))
+			return rc;
 	if (y->rank < 1 || y->dims[0] != x->dims[0])
 		return graft_err_set(err, GRAFT_EINVAL, "the data has %lld samples but %lld labels",
 				     (long long)x->dims[0], y->rank ? (long long)y->dims[0] : 0LL);
@@ -186,9 +206,9 @@ static int check_data(struct graft_trainer *t, struct graft_err *err)
 		return graft_err_set(err, GRAFT_EINVAL, "the data's y must be int64 labels or float "
 				     "targets");
 	t->n = x->dims[0];
-	t->sample_floats = 1;
-	for (int d = 1; d < x->rank; d++)
-		t->sample_floats *= (uint64_t)x->dims[d];
+	for (size_t k = 0; k < t->n_x; k++)
+		t->sample_bytes[k] = t->x[k].nbytes / (size_t)t->n;
+	t->sample_floats = x->dtype == GRAFT_FLOAT ? t->sample_bytes[0] / sizeof(float) : 0;
 	t->target_floats = 1;
 	for (int d = 1; d < y->rank; d++)
 		t->target_floats *= (uint64_t)y->dims[d];
@@ -269,22 +289,26 @@ static int check_output(struct graft_trainer *t, struct graft_err *err)
 
 static int alloc_batch(struct graft_trainer *t, struct graft_err *err)
 {
-	struct graft_array *xb = &t->xb, *yb = &t->yb;
+	struct graft_array *yb = &t->yb;
+	int short_of_memory = 0;
 
-	*xb = *t->x;
-	xb->name = NULL;
-	xb->dims[0] = t->o.batch;
-	xb->nbytes = (size_t)t->o.batch * t->sample_floats * sizeof(float);
+	for (size_t k = 0; k < t->n_x; k++) {
+		struct graft_array *xb = &t->xb[k];
+		*xb = t->x[k];
+		xb->name = NULL;
+		xb->dims[0] = t->o.batch;
+		xb->nbytes = (size_t)t->o.batch * t->sample_bytes[k];
+		short_of_memory |= !(xb->data = malloc(xb->nbytes + 1));
+	}
 	*yb = *t->y;
 	yb->name = NULL;
 	yb->dims[0] = t->o.batch;
 	yb->nbytes = (size_t)t->o.batch * (t->y->dtype == GRAFT_INT64 ? sizeof(int64_t)
 						: t->target_floats * sizeof(float));
-	xb->data = malloc(xb->nbytes + 1);
 	yb->data = malloc(yb->nbytes + 1);
 	t->order = malloc(((size_t)t->n + 1) * sizeof(*t->order));
 	t->order_epoch = -1;
-	if (!xb->data || !yb->data || !t->order)
+	if (short_of_memory || !yb->data || !t->order)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory for a batch of %lld",
 				     (long long)t->o.batch);
 	return 0;
@@ -490,7 +514,8 @@ void graft_trainer_free(struct graft_trainer *t)
 	free(t->live);
 	free(t->lr_mult);
 	free(t->order);
-	free(t->xb.data);
+	for (size_t k = 0; k < t->n_x; k++)
+		free(t->xb[k].data);
 	free(t->yb.data);
 	free(t->dlogits);
 	free(t->logp);
@@ -585,7 +610,7 @@ static int plan_net(struct graft_trainer *t, int64_t step, struct graft_err *err
 	if (gather(t, step))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	graft_net_set_training(t->net, 0);
-	rc = graft_net_run(t->net, &t->xb, 1, err);
+	rc = graft_net_run(t->net, t->xb, t->n_x, err);
 	graft_net_set_training(t->net, 1);
 	graft_net_profile_reset(t->net);        /* a profile counts training steps only */
 	return rc;
@@ -605,7 +630,7 @@ static int rebuild(struct graft_trainer *t, int64_t step, struct graft_err *err)
 }
 
 int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
-		      const struct graft_array *x, const struct graft_array *y,
+		      const struct graft_array *x, size_t n_x, const struct graft_array *y,
 		      const struct graft_train_opts *o, struct graft_err *err)
 {
 	struct graft_trainer *t = calloc(1, sizeof(*t));
@@ -617,6 +642,7 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 	t->o = *o;
 	t->model = m;
 	t->x = x;
+	t->n_x = n_x;
 	t->y = y;
 	if ((rc = check_recipe(o, err)) || (rc = graft_model_unalias_all(m, err)) ||
 	    (rc = collect_params(t, err)) || (rc = build_net(t, 0, err)) ||
@@ -696,12 +722,12 @@ static void shift(float *s, int64_t c, int64_t h, int64_t w, int64_t dy, int64_t
 
 static int augment(struct graft_trainer *t, int64_t step)
 {
-	const struct graft_array *x = &t->xb;
+	const struct graft_array *x = &t->xb[0];
 	int64_t c, h, w;
 	float *tmp = NULL;
 	struct graft_rng r;
 
-	if (!t->o.augment || x->rank != 4)
+	if (!t->o.augment || x->rank != 4 || t->n_x != 1 || x->dtype != GRAFT_FLOAT)
 		return 0;
 	c = x->dims[1];
 	h = x->dims[2];
@@ -727,13 +753,15 @@ static int augment(struct graft_trainer *t, int64_t step)
 
 static int gather(struct graft_trainer *t, int64_t step)
 {
-	size_t xs = t->sample_floats * sizeof(float);
 	size_t ys = t->y->dtype == GRAFT_INT64 ? sizeof(int64_t) : t->target_floats * sizeof(float);
 
 	for (int64_t j = 0; j < t->o.batch; j++) {
 		int64_t s = graft_trainer_sample(t, step, j);
-		memcpy((char *)t->xb.data + (size_t)j * xs, (const char *)t->x->data + (size_t)s * xs,
-		       xs);
+		for (size_t k = 0; k < t->n_x; k++) {
+			size_t xs = t->sample_bytes[k];
+			memcpy((char *)t->xb[k].data + (size_t)j * xs,
+			       (const char *)t->x[k].data + (size_t)s * xs, xs);
+		}
 		memcpy((char *)t->yb.data + (size_t)j * ys, (const char *)t->y->data + (size_t)s * ys,
 		       ys);
 	}
@@ -841,7 +869,7 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 		if (gather(t, t->step))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		s->data_s = (t1 = graft_now()) - t0;
-		if ((rc = graft_net_run(t->net, &t->xb, 1, err)))
+		if ((rc = graft_net_run(t->net, t->xb, t->n_x, err)))
 			return rc;
 		if (t->cache.on)
 			cache_move(t, t->step, 1);
@@ -910,54 +938,41 @@ void graft_eval_release(struct graft_eval *e)
 /* With pad, the last, partial batch is filled up to batch by repeating its last sample
  * (whose extra results are ignored), so that a net planned for batch is never replanned:
  * the trainer evaluates between epochs with the training net. */
-static int evaluate(struct graft_net *net, const struct graft_array *x, const struct graft_array *y,
-		    int64_t batch, int pad, struct graft_eval *e, struct graft_err *err)
+static int evaluate(struct graft_net *net, const struct graft_array *x, size_t n_x,
+		    const struct graft_array *y, int64_t batch, int pad, struct graft_eval *e,
+		    struct graft_err *err)
 {
-	float *padded = NULL;
+	void *bufs[GRAFT_DATASET_MAX_INPUTS] = {0};
 	int64_t n = x->dims[0];
-	uint64_t per = 1, yper = 1;
+	uint64_t yper = 1;
 	double total = 0;
 	int rc;
 
-	for (int d = 1; d < x->rank; d++)
-		per *= (uint64_t)x->dims[d];
 	for (int d = 1; d < y->rank; d++)
 		yper *= (uint64_t)y->dims[d];
 	if (batch < 1)
 		batch = 1;
 	for (int64_t at = 0; at < n; at += batch) {
 		int64_t b = n - at < batch ? n - at : batch;
-		struct graft_array xb = *x, out;
+		struct graft_array xb[GRAFT_DATASET_MAX_INPUTS], out;
 		double loss;
 		int64_t correct = 0;
 
-		xb.name = NULL;
-		xb.dims[0] = b;
-		xb.data = (float *)x->data + (uint64_t)at * per;
-		xb.nbytes = (size_t)((uint64_t)b * per * sizeof(float));
-		if (pad && b < batch) {
-			size_t row = (size_t)per * sizeof(float);
-			if (!(padded = malloc((size_t)batch * row)))
-				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-			memcpy(padded, xb.data, (size_t)b * row);
-			for (int64_t i = b; i < batch; i++)
-				memcpy((char *)padded + (size_t)i * row, (char *)xb.data + (size_t)(b - 1) * row,
-				       row);
-			xb.data = padded;
-			xb.dims[0] = batch;
-			xb.nbytes = (size_t)batch * row;
+		if ((rc = train_batch_rows(x, n_x, at, b, pad ? batch : b, xb, bufs, err)))
+			return rc;
+		rc = graft_net_run(net, xb, n_x, err);
+		for (size_t k = 0; k < n_x; k++) {
+			free(bufs[k]);
+			bufs[k] = NULL;
 		}
-		rc = graft_net_run(net, &xb, 1, err);
-		free(padded);
-		padded = NULL;
 		if (rc)
 			return rc;
 		graft_net_output(net, 0, &out);
-		if (out.dtype != GRAFT_FLOAT || out.rank < 1 || out.dims[0] != xb.dims[0] ||
-		    out.nbytes % (sizeof(float) * (size_t)xb.dims[0]))
+		if (out.dtype != GRAFT_FLOAT || out.rank < 1 || out.dims[0] != xb[0].dims[0] ||
+		    out.nbytes % (sizeof(float) * (size_t)xb[0].dims[0]))
 			return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's first output is "
 					     "not float [batch, ...]");
-		int64_t k = (int64_t)(out.nbytes / sizeof(float) / (size_t)xb.dims[0]);
+		int64_t k = (int64_t)(out.nbytes / sizeof(float) / (size_t)xb[0].dims[0]);
 		const float *z = out.data;
 		if (y->dtype == GRAFT_INT64) {
 			const int64_t *lab = (const int64_t *)y->data + at;
@@ -998,19 +1013,20 @@ static int evaluate(struct graft_net *net, const struct graft_array *x, const st
 	return 0;
 }
 
-int graft_evaluate(struct graft_net *net, const struct graft_array *x, const struct graft_array *y,
+int graft_evaluate(struct graft_net *net, const struct graft_array *x, size_t n_x,
+		   const struct graft_array *y,
 		   int64_t batch, struct graft_eval *e, struct graft_err *err)
 {
-	return evaluate(net, x, y, batch, 0, e, err);
+	return evaluate(net, x, n_x, y, batch, 0, e, err);
 }
 
-int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x,
+int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x, size_t n_x,
 			   const struct graft_array *y, struct graft_eval *e, struct graft_err *err)
 {
 	int rc;
 
 	graft_net_set_training(t->net, 0);
-	rc = evaluate(t->net, x, y, t->o.batch, 1, e, err);
+	rc = evaluate(t->net, x, n_x, y, t->o.batch, 1, e, err);
 	graft_net_set_training(t->net, 1);
 	return rc;
 }
@@ -1144,5 +1160,34 @@ int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
 	}
 	memcpy(autograd_rng(t->net)->s, rng, sizeof(autograd_rng(t->net)->s));
 	t->step = *step;
+	return 0;
+}
+
+int train_batch_rows(const struct graft_array *x, size_t n_x, int64_t at, int64_t b,
+		     int64_t rows, struct graft_array *xb, void **bufs, struct graft_err *err)
+{
+	for (size_t k = 0; k < n_x; k++) {
+		size_t row = x[k].nbytes / (size_t)x[k].dims[0];
+		xb[k] = x[k];
+		xb[k].name = NULL;
+		xb[k].dims[0] = rows;
+		xb[k].data = (char *)x[k].data + (size_t)at * row;
+		xb[k].nbytes = (size_t)rows * row;
+		bufs[k] = NULL;
+		if (rows == b)
+			continue;
+		if (!(bufs[k] = malloc((size_t)rows * row + 1))) {
+			for (size_t j = 0; j < k; j++) {
+				free(bufs[j]);
+				bufs[j] = NULL;
+			}
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		}
+		memcpy(bufs[k], xb[k].data, (size_t)b * row);
+		for (int64_t i = b; i < rows; i++)
+			memcpy((char *)bufs[k] + (size_t)i * row, (char *)xb[k].data + (size_t)(b - 1) * row,
+			       row);
+		xb[k].data = bufs[k];
+	}
 	return 0;
 }

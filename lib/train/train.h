@@ -16,5 +16,10 @@ int64_t train_label_classes(const struct graft_array *y);
 /* A seed drawn from seed a and index b (an epoch, a step, a fold), salted so that
  * different uses of the same pair draw apart (train.c). */
 uint64_t train_seed_mix(uint64_t a, uint64_t b, uint64_t salt);
+/* Rows [at, at + b) of each of the n_x inputs x as a batch of rows rows (b or more) in
+ * xb: views into x, or, where rows > b, copies in bufs[k] (the caller frees them) with
+ * the last row repeated, so that a net planned for rows is not replanned (train.c). */
+int train_batch_rows(const struct graft_array *x, size_t n_x, int64_t at, int64_t b,
+		     int64_t rows, struct graft_array *xb, void **bufs, struct graft_err *err);
 
 #endif

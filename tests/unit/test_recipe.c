@@ -75,7 +75,7 @@ static void trace(const struct graft_train_opts *o, int steps, int changed[][3],
 	tm_make_data(&d);
 	for (int k = 0; k < 3; k++)
 		memcpy(start[k], tensor_data(m, names[k]), (k == 2 ? CLASSES : IN) * IN * sizeof(float));
-	if (graft_trainer_new(&t, m, &d.x, &d.y, o, &err))
+	if (graft_trainer_new(&t, m, &d.x, 1, &d.y, o, &err))
 		fail_msg("%s", err.msg);
 	for (int s = 0; s < steps; s++) {
 		struct graft_step_stats st;
@@ -134,7 +134,7 @@ static void test_lp_ft(void **state)
 		assert_int_equal(changed[s][0], s >= 2);
 	}
 	tm_make_data(&d);
-	if (graft_trainer_new(&t, m, &d.x, &d.y, &o, &err))
+	if (graft_trainer_new(&t, m, &d.x, 1, &d.y, &o, &err))
 		fail_msg("%s", err.msg);
 	/* cosine over the LP phase's 2 steps from 1.0, then over the other 4 from 0.1 */
 	assert_true(fabs(graft_trainer_lr(t, 0) - 1.0) < 1e-12);
@@ -153,7 +153,7 @@ static void test_lp_ft(void **state)
 	o.lp_steps = 2;
 	o.unfreeze_every = 3;
 	m = tm_mlp(3);
-	if (graft_trainer_new(&t, m, &d.x, &d.y, &o, &err))
+	if (graft_trainer_new(&t, m, &d.x, 1, &d.y, &o, &err))
 		fail_msg("%s", err.msg);
 	assert_int_equal(graft_trainer_param_start(t, "W2"), 2);
 	assert_int_equal(graft_trainer_param_start(t, "W1"), 5);
@@ -182,7 +182,7 @@ static void test_layer_decay(void **state)
 			o.lr_mults = mults;
 			o.n_lr_mults = 2;
 		}
-		if (graft_trainer_new(&t[k], m[k], &d.x, &d.y, &o, &err))
+		if (graft_trainer_new(&t[k], m[k], &d.x, 1, &d.y, &o, &err))
 			fail_msg("%s", err.msg);
 		for (int s = 0; s < 5; s++) {
 			struct graft_step_stats st;
@@ -229,7 +229,7 @@ static void test_resume_mid_recipe(void **state)
 	o.lp_steps = 2;
 	o.unfreeze_every = 2;
 	/* straight */
-	if (graft_trainer_new(&t, m[0], &d.x, &d.y, &o, &err))
+	if (graft_trainer_new(&t, m[0], &d.x, 1, &d.y, &o, &err))
 		fail_msg("%s", err.msg);
 	for (int s = 0; s < 8; s++)
 		if (graft_trainer_step(t, &st, &err))
@@ -238,7 +238,7 @@ static void test_resume_mid_recipe(void **state)
 		fail_msg("%s", err.msg);
 	graft_trainer_free(t);
 	/* 3 steps (W2 has started, W1 not), saved, then a new trainer resumed for 5 more */
-	if (graft_trainer_new(&t, m[1], &d.x, &d.y, &o, &err))
+	if (graft_trainer_new(&t, m[1], &d.x, 1, &d.y, &o, &err))
 		fail_msg("%s", err.msg);
 	for (int s = 0; s < 3; s++)
 		if (graft_trainer_step(t, &st, &err))
@@ -248,7 +248,7 @@ static void test_resume_mid_recipe(void **state)
 	graft_trainer_free(t);
 	assert_true(graft_model_find_tensor(m[1], "graft.optim/W2/exp_avg") >= 0);
 	assert_true(graft_model_find_tensor(m[1], "graft.optim/W1/exp_avg") < 0);
-	if (graft_trainer_new(&t, m[1], &d.x, &d.y, &o, &err) ||
+	if (graft_trainer_new(&t, m[1], &d.x, 1, &d.y, &o, &err) ||
 	    graft_trainer_resume(t, m[1], &err))
 		fail_msg("%s", err.msg);
 	assert_int_equal(graft_trainer_param_count(t), 2);
@@ -279,7 +279,7 @@ static void test_recipe_refusals(void **state)
 	tm_make_data(&d);
 	opts_sgd(&o, 0.1, 4);
 	o.unfreeze_every = 1;
-	assert_int_equal(graft_trainer_new(&t, m, &d.x, &d.y, &o, &err), GRAFT_EINVAL);
+	assert_int_equal(graft_trainer_new(&t, m, &d.x, 1, &d.y, &o, &err), GRAFT_EINVAL);
 	assert_non_null(strstr(err.msg, "no block boundary"));
 	graft_model_free(m);
 
@@ -288,10 +288,10 @@ static void test_recipe_refusals(void **state)
 		fail_msg("%s", err.msg);
 	o.unfreeze_every = 0;
 	o.lp_steps = 2;
-	assert_int_equal(graft_trainer_new(&t, m, &d.x, &d.y, &o, &err), GRAFT_EINVAL);
+	assert_int_equal(graft_trainer_new(&t, m, &d.x, 1, &d.y, &o, &err), GRAFT_EINVAL);
 	assert_non_null(strstr(err.msg, "the head"));
 	o.lp_steps = -1;
-	assert_int_equal(graft_trainer_new(&t, m, &d.x, &d.y, &o, &err), GRAFT_EINVAL);
+	assert_int_equal(graft_trainer_new(&t, m, &d.x, 1, &d.y, &o, &err), GRAFT_EINVAL);
 	graft_model_free(m);
 }
 

@@ -57,7 +57,7 @@ static void test_softmax_output_trains_as_logits(void **state)
 	o.total_steps = 6;
 	o.label_smoothing = 0.1;
 	for (int k = 0; k < 2; k++)
-		if (graft_trainer_new(&t[k], m[k], &d.x, &d.y, &o, &err))
+		if (graft_trainer_new(&t[k], m[k], &d.x, 1, &d.y, &o, &err))
 			fail_msg("%s", err.msg);
 	for (int step = 0; step < 6; step++) {
 		struct graft_step_stats s[2];
@@ -78,7 +78,7 @@ static void test_softmax_output_trains_as_logits(void **state)
 	for (int k = 0; k < 2; k++) {
 		struct graft_net *net;
 		if (graft_net_new(&net, m[k], &err) || graft_eval_init(&e[k], CLASSES, &err) ||
-		    graft_evaluate(net, &d.x, &d.y, 3, &e[k], &err))
+		    graft_evaluate(net, &d.x, 1, &d.y, 3, &e[k], &err))
 			fail_msg("%s", err.msg);
 		graft_net_free(net);
 	}
@@ -158,7 +158,7 @@ static void test_frozen_prefix_cache(void **state)
 		graft_optim_defaults(&o.optim, GRAFT_OPTIM_SGD);
 		o.optim.lr = 0.5;
 		m[k] = backbone_and_head();
-		if (graft_trainer_new(&t[k], m[k], &d.x, &d.y, &o, &err))
+		if (graft_trainer_new(&t[k], m[k], &d.x, 1, &d.y, &o, &err))
 			fail_msg("%s", err.msg);
 	}
 	for (int64_t step = 0; step < steps; step++) {
