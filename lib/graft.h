@@ -1335,6 +1335,9 @@ struct graft_head_info {
 	int64_t old_classes;    /* outputs of the classifier replaced; 0 after a cut */
 	char prefix[32];        /* the new names start with it and a dot: "head.0" */
 	char replaced[160];     /* the classifier's (first) node; "" after a cut */
+	char at[160];           /* a cut's value (--at, or an encoder's output found); "" */
+	int token;              /* the head reads the first token of (N, T, H) values */
+	char output[160];       /* the output the head computes (an encoder's: a new one) */
 	size_t nodes_removed, nodes_added, tensors_removed, tensors_added;
 };
 /*

@@ -22,7 +22,13 @@ static const char usage[] =
 	"  -c, --classes N       outputs of the new head (required)\n"
 	"      --at TENSOR       cut at this value: what only served the old output goes, and\n"
 	"                        the head computes the first output's name; an (N,C,H,W)\n"
-	"                        value gets GlobalAveragePool and Flatten first\n"
+	"                        value gets GlobalAveragePool and Flatten first, an\n"
+	"                        (N,T,H) one (a transformer's hidden states) its first\n"
+	"                        token ([CLS]).  At a graph output (an encoder's), the head\n"
+	"                        computes a new output, logits, and the old ones go.\n"
+	"                        Without --at, a model with no classifier is taken as an\n"
+	"                        encoder: the head reads its pooled output (a rank-2\n"
+	"                        output), else its hidden states (a rank-3 first output)\n"
 	"      --hidden H        a hidden layer: Gemm(in->H), Relu, [Dropout], Gemm(H->N)\n"
 	"      --dropout P       a Dropout of ratio P before the last layer\n"
 	"      --init he|xavier  weights: he (default): normal, std sqrt(2/fan_in); xavier:\n"
@@ -133,10 +139,11 @@ int main(int argc, char **argv)
 	m = tool_read_model(cl.in);
 	if (graft_head_attach(m, &cl.o, &info, &err))
 		tool_die("%s: %s", name, err.msg);
-	if (cl.o.at)
-		fprintf(stderr, "%s: cut at '%s' (%" PRId64 " features): %s, %" PRId64 " classes; "
-			"%zu nodes and %zu tensors removed\n", tool_name, cl.o.at, info.in_features,
-			info.prefix, info.classes, info.nodes_removed, info.tensors_removed);
+	if (*info.at)
+		fprintf(stderr, "%s: cut at '%s' (%" PRId64 " features%s): %s, %" PRId64 " classes "
+			"as '%s'; %zu nodes and %zu tensors removed\n", tool_name, info.at,
+			info.in_features, info.token ? ", the first token's" : "", info.prefix,
+			info.classes, info.output, info.nodes_removed, info.tensors_removed);
 	else
 		fprintf(stderr, "%s: '%s' (%" PRId64 " -> %" PRId64 ") replaced by %s (%" PRId64
 			" -> %" PRId64 "); %zu nodes and %zu tensors removed\n", tool_name,

@@ -21,8 +21,9 @@
 
 #include "surgery/surgery.h"
 
-#define MAX_HEAD_NODES 8        /* pool, flatten, 2 x (MatMul + Add), Relu, Dropout */
-#define MAX_HEAD_TENSORS 5      /* 2 x (weight, bias), Dropout's ratio */
+#define MAX_HEAD_NODES 8        /* pool and flatten or the token's Gather, 2 x (MatMul +
+				 * Add), Relu, Dropout */
+#define MAX_HEAD_TENSORS 6      /* 2 x (weight, bias), Dropout's ratio, the token's index */
 #define MAX_DEPTH 64            /* subgraph nesting searched for names in use */
 
 /* ---- reading the graph ---------------------------------------------------------------------- */
@@ -120,7 +121,14 @@ struct plan {
 	char *input;            /* the value the head reads */
 	char *output;           /* the value it computes: the old classifier's name */
 	int pool;               /* 1: GlobalAveragePool and Flatten first (a 4-D feature map) */
+	int token;              /* 1: the first token's features, Gather(axis 1, 0) first (a
+				 * transformer's [CLS] of (N, T, H) hidden states) */
+	int new_output;         /* the head computes a new graph output (output), all the old
+				 * outputs go: the head reads an output itself (an encoder's) */
 	int matmul;             /* 1: layers as MatMul + Add (W [in, out]), as replaced */
+	int conv;               /* 1: a 1x1 Conv (W [out, in, 1, 1]), as replaced: global
+				 * pooling follows it (SqueezeNet) */
+	int pooled;             /* the walk from the output passed global pooling */
 	int64_t in;             /* features the head reads */
 	int64_t old_classes;    /* outputs of the classifier replaced; 0 after a cut */
 	size_t old[2];          /* the nodes to remove: the classifier, or the output's producer */
@@ -156,12 +164,40 @@ static int plan_changed(struct plan *p, const char *name)
 	return 0;
 }
 
-/* Ops between the classifier and the output that keep the classes on the last axis. */
-static int passes_classes(const Onnx__NodeProto *n)
+/* Ops between the classifier and the output that keep the classes on the last axis, or
+ * (global pooling, and once pooled was passed the Relu before it) on the channel axis of
+ * a convolutional classifier's map (SqueezeNet's). */
+static int passes_classes(const Onnx__NodeProto *n, int pooled)
 {
 	return n->n_input >= 1 && n->n_output == 1 &&
 	       (graph_is_op(n, "Identity") || graph_is_op(n, "Flatten") || graph_is_op(n, "Softmax") ||
-		graph_is_op(n, "LogSoftmax"));
+		graph_is_op(n, "LogSoftmax") || graph_is_op(n, "GlobalAveragePool") ||
+		graph_is_op(n, "GlobalMaxPool") || (pooled && graph_is_op(n, "Relu")));
+}
+
+static int global_pool(const Onnx__NodeProto *n)
+{
+	return graph_is_op(n, "GlobalAveragePool") || graph_is_op(n, "GlobalMaxPool");
+}
+
+/* A 1x1 convolution of stored float weights [K, C, 1, 1], no groups, strides, pads or
+ * dilations: a classifier when global pooling follows. */
+static int conv_1x1(const struct graft_model *m, const Onnx__NodeProto *n)
+{
+	const struct tensor_rec *w = n->n_input >= 2 ? stored(m, n->input[1]) : NULL;
+	static const char *const attrs[] = {"strides", "dilations", "pads"};
+
+	if (!graph_is_op(n, "Conv") || !w || w->rank != 4 || w->dtype != GRAFT_FLOAT ||
+	    w->dims[2] != 1 || w->dims[3] != 1 || graph_attr_int(n, "group", 1) != 1 ||
+	    (n->n_input > 2 && *n->input[2] && !stored(m, n->input[2])))
+		return 0;
+	for (int k = 0; k < 3; k++) {           /* strides and dilations 1, pads 0 */
+		const Onnx__AttributeProto *a = graph_attr(n, attrs[k]);
+		for (size_t i = 0; a && i < a->n_ints; i++)
+			if (a->ints[i] != (k < 2))
+				return 0;
+	}
+	return 1;
 }
 
 /* The classifier's weight: stored, float, 2-D. */
@@ -190,7 +226,14 @@ static int find_classifier(const struct graft_model *m, long i, struct plan *p,
 	long k = -1;
 	int rc;
 
-	if (graph_is_op(n, "Gemm") && n->n_input >= 2) {
+	if (p->pooled && conv_1x1(m, n)) {
+		w = stored(m, n->input[1]);
+		p->in = w->dims[1];
+		p->old_classes = w->dims[0];
+		p->conv = 1;
+		p->old[p->n_old++] = (size_t)i;
+		p->input = strdup(n->input[0]);
+	} else if (graph_is_op(n, "Gemm") && n->n_input >= 2) {
 		int tb = graph_attr_int(n, "transB", 0) != 0;
 		if (graph_attr_int(n, "transA", 0))
 			return graft_err_set(err, GRAFT_EUNSUPPORTED, "classifier '%s' transposes "
@@ -212,7 +255,8 @@ static int find_classifier(const struct graft_model *m, long i, struct plan *p,
 	}
 	if (!p->n_old && !mm)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "no final classifier: the output "
-				     "comes from %s node '%s', not a Gemm or a MatMul and Add",
+				     "comes from %s node '%s', not a Gemm, a MatMul and Add, or a "
+				     "1x1 Conv and global pooling",
 				     n->op_type ? n->op_type : "an untyped", node_label(n));
 	if (mm) {
 		if ((rc = classifier_weight(m, mm, mm->input[1], &w, err)))
@@ -248,8 +292,9 @@ static int plan_classifier(const struct graft_model *m, struct plan *p, struct g
 					     "head changes, is also read elsewhere", name);
 		if (plan_changed(p, name))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-		if (!passes_classes(g->node[i]) || ++steps > g->n_node)
+		if (!passes_classes(g->node[i], p->pooled) || ++steps > g->n_node)
 			break;
+		p->pooled |= global_pool(g->node[i]);
 		name = g->node[i]->input[0];
 		i = graph_producer(g, name);
 	}
@@ -310,7 +355,7 @@ static int infer_shape(const struct graft_model *m, const char *name, int *dtype
 
 /* --at: the head reads value at; the first output's producer (and what only it needed)
  * goes, and the head takes over its name. */
-static int plan_cut(const struct graft_model *m, const char *at, struct plan *p,
+static int plan_cut(const struct graft_model *m, const char *at, int pooled, struct plan *p,
 		    struct graft_err *err)
 {
 	const Onnx__GraphProto *g = m->proto->graph;
@@ -327,10 +372,15 @@ static int plan_cut(const struct graft_model *m, const char *at, struct plan *p,
 	if (o < 0)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the output '%s' is not computed by "
 				     "a node", out);
-	if ((rc = depends_on(g, at, out, err)))
+	/* at an output: an encoder's hidden states (rank 3, checked below) or its pooled
+	 * output (found for a model with no classifier): the head's is a new output, and
+	 * the old ones go */
+	for (size_t k = 0; k < g->n_output && !p->new_output; k++)
+		p->new_output = g->output[k]->name && strcmp(g->output[k]->name, at) == 0;
+	if (!p->new_output && (rc = depends_on(g, at, out, err)))
 		return rc < 0 ? rc : graft_err_set(err, GRAFT_EINVAL, "cannot cut at '%s': it is "
 						   "the output '%s' or computed from it", at, out);
-	for (size_t k = 0; k < g->node[o]->n_output; k++) {
+	for (size_t k = 0; k < g->node[o]->n_output && !p->new_output; k++) {
 		const char *x = g->node[o]->output[k];
 		if (x && *x && strcmp(x, out) != 0 && reads(g, x))
 			return graft_err_set(err, GRAFT_EUNSUPPORTED, "node '%s' computes the "
@@ -342,17 +392,56 @@ static int plan_cut(const struct graft_model *m, const char *at, struct plan *p,
 	if (dtype != GRAFT_FLOAT)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "'%s' is %s, not float", at,
 				     graft_dtype_name(dtype) ? graft_dtype_name(dtype) : "unknown");
-	if (rank != 4 && rank != 2)
+	if (rank < 2 || rank > 4)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "'%s' has rank %d: a head attaches "
-				     "to (N, C, H, W) or (N, C) values", at, rank);
+				     "to (N, C, H, W), (N, T, H) or (N, C) values", at, rank);
+	if (p->new_output && rank != 3 && !pooled)
+		return graft_err_set(err, GRAFT_EINVAL, "cannot cut at '%s': it is the output '%s' "
+				     "or computed from it", at, out);
 	p->pool = rank == 4;
-	p->in = dims[1];
+	p->token = rank == 3;
+	p->in = dims[rank == 3 ? 2 : 1];
 	if (p->in < 1)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "'%s' has no features", at);
+	if (!(p->input = strdup(at)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	if (p->new_output) {
+		char name[64];
+		snprintf(name, sizeof(name), "%s.logits", p->prefix);
+		if (!(p->output = strdup(graph_producer(g, "logits") < 0 && !graph_is_input(g, "logits")
+					  && !stored(m, "logits") ? "logits" : name)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		return 0;
+	}
 	p->old[p->n_old++] = (size_t)o;
-	if (!(p->input = strdup(at)) || !(p->output = strdup(out)) || plan_changed(p, out))
+	if (!(p->output = strdup(out)) || plan_changed(p, out))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	return 0;
+}
+
+/*
+ * A model with no classifier: where a head goes without --at, its pooled output, the
+ * first float output of rank 2 (BERT's pooler_output, a feature extractor's features);
+ * NULL when it has none.  Hidden states (rank 3) are not taken unasked: a sequence
+ * model's (N, T, C) output, CTC's, is no encoder's.
+ */
+static const char *encoder_output(const struct graft_model *m)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+	struct graft_net *net;
+	struct graft_err quiet = {0};
+	const char *at = NULL;
+	int64_t dims[GRAFT_ARRAY_MAX_RANK];
+	int rank;
+
+	if (engine_probe(&net, m, 1, &quiet))
+		return NULL;
+	for (size_t k = 0; k < g->n_output && !at; k++)
+		if (graft_net_value_shape(net, g->output[k]->name, &rank, dims) == GRAFT_FLOAT &&
+		    rank == 2)
+			at = g->output[k]->name;
+	graft_net_free(net);
+	return at;
 }
 
 /* ---- building the head ---------------------------------------------------------------------- */
@@ -360,8 +449,9 @@ static int plan_cut(const struct graft_model *m, const char *at, struct plan *p,
 struct new_tensor {
 	char name[96];
 	int rank;
-	int64_t dims[2];
-	float *data;
+	int64_t dims[4];
+	float *data;            /* (an int64 tensor's bytes when dtype is GRAFT_INT64) */
+	int dtype;              /* 0: float */
 	enum graft_role role;
 };
 
@@ -411,6 +501,22 @@ static struct new_tensor *add_tensor(struct head *h, const char *prefix, const c
 	return t->data ? t : NULL;
 }
 
+/* An int64 scalar constant named prefix.what. */
+static struct new_tensor *add_index(struct head *h, const char *prefix, const char *what,
+				    int64_t value)
+{
+	struct new_tensor *t = &h->t[h->n_tensors++];
+
+	snprintf(t->name, sizeof(t->name), "%s.%s", prefix, what);
+	t->rank = 0;
+	t->dtype = GRAFT_INT64;
+	t->role = GRAFT_ROLE_CONSTANT;
+	if (!(t->data = malloc(sizeof(int64_t))))
+		return NULL;
+	memcpy(t->data, &value, sizeof(value));
+	return t;
+}
+
 /*
  * A linear layer of in -> out features named prefix.layer: Gemm(x, W [out, in], B [out],
  * transB=1), or MatMul(x, W [in, out]) + Add(B).  W from the generator: He, normal with
@@ -434,10 +540,16 @@ static int add_linear(struct head *h, const struct plan *p, struct graft_rng *rn
 			    : add_tensor(h, p->prefix, wname, 2, out, in, GRAFT_ROLE_PARAMETER)) ||
 	    !(b = add_tensor(h, p->prefix, bname, 1, out, 0, GRAFT_ROLE_PARAMETER)))
 		return -1;
+	if (p->conv) {          /* [out, in, 1, 1] */
+		w->rank = 4;
+		w->dims[2] = w->dims[3] = 1;
+	}
 	for (uint64_t i = 0; i < (uint64_t)in * (uint64_t)out; i++)
 		w->data[i] = (float)(init == GRAFT_HEAD_XAVIER
 				     ? (2 * graft_rng_uniform(rng) - 1) * scale
 				     : graft_rng_normal(rng) * scale);
+	if (p->conv)
+		return add_node(h, "Conv", name, (const char *[]){x, w->name, b->name}, 3, y) ? 0 : -1;
 	if (!p->matmul) {
 		n = add_node(h, "Gemm", name, (const char *[]){x, w->name, b->name}, 3, y);
 		return n ? skeleton_node_attr_int(n, "transB", 1) : -1;
@@ -470,8 +582,10 @@ static int add_dropout(struct head *h, const struct plan *p, double ratio, const
 	return add_node(h, "Dropout", y, (const char *[]){x, t->name}, 2, NULL) ? 0 : -1;
 }
 
-/* The graph output a cut's head computes: float [batch as declared, classes]. */
-static Onnx__ValueInfoProto *new_output(const Onnx__ValueInfoProto *old, int64_t classes)
+/* The graph output a cut's head computes, named name: float [batch as the old first output
+ * declares it, classes]. */
+static Onnx__ValueInfoProto *new_output(const Onnx__ValueInfoProto *old, const char *name,
+					int64_t classes)
 {
 	const Onnx__TensorShapeProto *os = old->type && old->type->tensor_type
 					   ? old->type->tensor_type->shape : NULL;
@@ -483,13 +597,13 @@ static Onnx__ValueInfoProto *new_output(const Onnx__ValueInfoProto *old, int64_t
 		params[0] = d0->dim_param;
 	else if (d0 && d0->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
 		dims[0] = d0->dim_value;
-	return skeleton_value_info(old->name, GRAFT_FLOAT, 2, dims, params);
+	return skeleton_value_info(name, GRAFT_FLOAT, 2, dims, params);
 }
 
 /* The head's nodes and tensors, in graph order: [GlobalAveragePool, Flatten,]
  * [Gemm(in -> H), Relu,] [Dropout,] Gemm(-> N), the last computing p->output. */
 static int build_head(const struct graft_model *m, const struct graft_head_opts *o,
-		      const struct plan *p, struct head *h, struct graft_err *err)
+		      const char *at, const struct plan *p, struct head *h, struct graft_err *err)
 {
 	char x[96], y[96];
 	struct graft_rng rng;
@@ -504,6 +618,15 @@ static int build_head(const struct graft_model *m, const struct graft_head_opts 
 			goto nomem;
 		snprintf(x, sizeof(x), "%s.flatten", p->prefix);
 		Onnx__NodeProto *n = add_node(h, "Flatten", x, (const char *[]){y}, 1, NULL);
+		if (!n || skeleton_node_attr_int(n, "axis", 1))
+			goto nomem;
+		cur = x;
+	}
+	if (p->token) {
+		struct new_tensor *t = add_index(h, p->prefix, "token.index", 0);
+		snprintf(x, sizeof(x), "%s.token", p->prefix);
+		Onnx__NodeProto *n = t ? add_node(h, "Gather", x, (const char *[]){cur, t->name}, 2,
+						 NULL) : NULL;
 		if (!n || skeleton_node_attr_int(n, "axis", 1))
 			goto nomem;
 		cur = x;
@@ -527,7 +650,7 @@ static int build_head(const struct graft_model *m, const struct graft_head_opts 
 	if (add_linear(h, p, &rng, o->init, o->hidden > 0 ? "fc2" : "fc", cur, in, o->classes,
 		       p->output))
 		goto nomem;
-	if (o->at && !(h->output = new_output(m->proto->graph->output[0], o->classes)))
+	if (at && !(h->output = new_output(m->proto->graph->output[0], p->output, o->classes)))
 		goto nomem;
 	return 0;
 nomem:
@@ -704,8 +827,9 @@ static int apply(struct graft_model *m, const struct plan *p, struct head *h,
 	h->n_nodes = 0;
 	for (size_t k = 0; k < h->n_tensors && !rc; k++) {
 		const struct new_tensor *t = &h->t[k];
-		rc = graft_model_add_tensor(m, t->name, GRAFT_FLOAT, t->rank, t->dims, t->data,
-					    t->role, GRAFT_SOURCE_INITIALIZER, NULL, err);
+		rc = graft_model_add_tensor(m, t->name, t->dtype ? t->dtype : GRAFT_FLOAT, t->rank,
+					    t->dims, t->data, t->role, GRAFT_SOURCE_INITIALIZER, NULL,
+					    err);
 		info->tensors_added += !rc;
 	}
 	if (!rc)
@@ -754,18 +878,33 @@ int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's default-domain opset "
 				     "is %lld: graft-head needs 7 or newer", (long long)p.opset);
 	choose_prefix(m, p.prefix, sizeof(p.prefix));
-	rc = o->at ? plan_cut(m, o->at, &p, err) : plan_classifier(m, &p, err);
+	const char *at = o->at;
+	rc = at ? plan_cut(m, at, 0, &p, err) : plan_classifier(m, &p, err);
+	if (rc == GRAFT_EUNSUPPORTED && !at && (at = encoder_output(m))) {
+		struct plan fresh = {.opset = p.opset};     /* its pooled output */
+		memcpy(fresh.prefix, p.prefix, sizeof(p.prefix));
+		plan_release(&p);
+		p = fresh;
+		rc = plan_cut(m, at, 1, &p, err);
+	} else if (rc == GRAFT_EUNSUPPORTED && !at) {
+		char msg[sizeof(err->msg)];
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		graft_err_set(err, rc, "%.400s (an encoder's hidden states: --at them)", msg);
+	}
 	if (!rc && p.in > (INT64_C(1) << 31))
 		rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "%lld input features are too many",
 				   (long long)p.in);
 	if (!rc)
-		rc = build_head(m, o, &p, &h, err);
+		rc = build_head(m, o, at, &p, &h, err);
 	if (!rc) {
 		info->in_features = p.in;
 		info->classes = o->classes;
 		info->old_classes = p.old_classes;
 		snprintf(info->prefix, sizeof(info->prefix), "%s", p.prefix);
 		snprintf(info->replaced, sizeof(info->replaced), "%s", p.replaced);
+		snprintf(info->at, sizeof(info->at), "%s", at ? at : "");
+		info->token = p.token;
+		snprintf(info->output, sizeof(info->output), "%s", p.output);
 		rc = apply(m, &p, &h, info, err);
 	}
 	head_release(&h);

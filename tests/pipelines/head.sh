@@ -131,8 +131,37 @@ expect_error "--classes 0" "^graft-head: --classes must be at least 1, not 0$" \
 	graft-head "$cnn" --classes 0 -o bad.graft
 expect_error "unknown --at value" "^graft-head: .*small_cnn.onnx: no value named 'nope' in the" \
 	graft-head "$cnn" --classes 5 --at nope -o bad.graft
-expect_error "no final Gemm" \
-	"^graft-head: .*squeezenet1_1.onnx: no final classifier: the output comes from Global" \
-	graft-head "$FIXTURES/plain/squeezenet1_1.onnx" --classes 5 -o bad.graft
 check "no output after the errors" test ! -e bad.graft
+
+# SqueezeNet's classifier: a 1x1 Conv to the classes, Relu, global pooling, Flatten
+sq=$FIXTURES/plain/squeezenet1_1.onnx
+graft-head "$sq" --classes 5 --seed 3 -o squeezenet.graft 2>sq.log
+check "squeezenet: its 1x1 Conv (512 -> 1000) replaced" grep -q "Conv' (512 -> 1000) replaced by head.0 (512 -> 5)" sq.log
+check "squeezenet: export" graft-export squeezenet.graft -o squeezenet.onnx
+check "squeezenet: checker, [batch,5], nothing dead, no zero weights" \
+	py model squeezenet.onnx 5 Conv,Relu,GlobalAveragePool,Flatten
+check "squeezenet: ONNX Runtime runs it" ort squeezenet.onnx logits
+check "squeezenet: graft-run agrees with ONNX Runtime" same_as_ort squeezenet input logits
+
+# An encoder's hidden states (N, T, H): the head reads the first token ([CLS])
+$PY - <<'PYEOF'
+import numpy as np, onnx
+from onnx import helper, TensorProto, numpy_helper as nh
+rng = np.random.default_rng(0)
+x = helper.make_tensor_value_info('input', TensorProto.FLOAT, ['batch', 6, 8])
+h = helper.make_tensor_value_info('hidden', TensorProto.FLOAT, ['batch', 6, 8])
+w = nh.from_array(rng.standard_normal((8, 8)).astype(np.float32), 'w')
+g = helper.make_graph([helper.make_node('MatMul', ['input', 'w'], ['mm']),
+                       helper.make_node('Tanh', ['mm'], ['hidden'])], 'enc', [x], [h], [w])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), 'enc.onnx')
+PYEOF
+expect_error "an encoder: no classifier, the hint" "^graft-head: enc.onnx: no final classifier: .* \(an encoder's hidden states: --at them\)" \
+	graft-head enc.onnx --classes 5 -o bad.graft
+graft-head enc.onnx --classes 5 --at hidden -o enc5.graft 2>enc.log
+check "--at an encoder's hidden states: the first token, a new output logits" \
+	grep -q "cut at 'hidden' (8 features, the first token's): head.0, 5 classes as 'logits'" enc.log
+check "  export" graft-export enc5.graft -o enc5.onnx
+check "  checker, [batch,5]" py model enc5.onnx 5 Gather,Gemm
+check "  ONNX Runtime runs it" ort enc5.onnx logits
+check "  graft-run agrees with ONNX Runtime" same_as_ort enc5 input logits
 finish

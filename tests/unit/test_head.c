@@ -388,9 +388,78 @@ static void test_refusals(void **state)
 			(const char *[]){"y", NULL});
 		m = tm_load(mp);
 		refuse(m, &(struct graft_head_opts){.classes = 2}, GRAFT_EUNSUPPORTED,
-		       "no final classifier: the output comes from Relu node 'relu'");
-		refuse(m, &(struct graft_head_opts){.classes = 2, .at = "x"}, GRAFT_EUNSUPPORTED,
-		       symbolic ? "input 'x': dim 2 is symbolic" : "'x' has rank 3");
+		       "no final classifier: the output comes from Relu node 'relu', not a Gemm, "
+		       "a MatMul and Add, or a 1x1 Conv and global pooling (an encoder's hidden "
+		       "states: --at them)");
+		if (symbolic)
+			refuse(m, &(struct graft_head_opts){.classes = 2, .at = "x"},
+			       GRAFT_EUNSUPPORTED, "input 'x': dim 2 is symbolic");
+		graft_model_free(m);
+	}
+}
+
+/* An encoder: x (N,3,4) -> Relu -> h (N,3,4), output 0; h -> ReduceMean over the tokens
+ * -> pooled (N,4), output 1; no classifier. */
+static struct graft_model *encoder(void)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t xd[] = {-1, 3, 4}, pd[] = {-1, 4};
+	Onnx__NodeProto *n;
+
+	tm_input(mp, "x", 1, 3, xd);
+	tm_output(mp, "h", 1, 3, xd);
+	tm_output(mp, "pooled", 1, 2, pd);
+	tm_node(mp, "Relu", "relu", (const char *[]){"x", NULL}, (const char *[]){"h", NULL});
+	n = tm_node(mp, "ReduceMean", "mean", (const char *[]){"h", NULL},
+		    (const char *[]){"pooled", NULL});
+	tm_attr_ints(n, "axes", (int64_t[]){1}, 1);
+	tm_attr_int(n, "keepdims", 0);
+	return tm_load(mp);
+}
+
+/* The head on an encoder: without --at, its pooled output; with --at its hidden states,
+ * their first token ([CLS]).  Either way a new output, logits, and the old ones gone. */
+static void test_encoder(void **state)
+{
+	static const int64_t xd[] = {2, 3, 4};
+	struct graft_head_info info;
+	struct graft_err err = {0};
+	struct graft_array y;
+	struct graft_tensor w, b;
+	float got[2 * 5], x[2 * 3 * 4];
+	(void)state;
+
+	for (size_t i = 0; i < 24; i++)         /* run()'s input */
+		x[i] = (float)((i * 7) % 11) / 11 - 0.4f;
+	for (int cls = 0; cls < 2; cls++) {
+		struct graft_model *m = encoder();
+		if (graft_head_attach(m, &(struct graft_head_opts){.classes = 5, .seed = 3,
+				      .at = cls ? "h" : NULL}, &info, &err))
+			fail_msg("%s", err.msg);
+		assert_string_equal(info.at, cls ? "h" : "pooled");
+		assert_string_equal(info.output, "logits");
+		assert_int_equal(info.token, cls);
+		assert_int_equal(info.in_features, 4);
+		struct graft_value_info vi;
+		assert_int_equal(graft_model_output_count(m), 1);
+		graft_model_output(m, 0, &vi);
+		assert_string_equal(vi.name, "logits");
+		assert_int_equal(vi.rank, 2);
+		assert_int_equal(vi.dims[1], 5);
+		run(m, 3, xd, &y, got, 10);
+		tensor(m, "head.0.fc.weight", &w);
+		tensor(m, "head.0.fc.bias", &b);
+		for (int n = 0; n < 2; n++)
+			for (int k = 0; k < 5; k++) {
+				double want = ((const float *)b.data)[k];
+				for (int c = 0; c < 4; c++) {
+					double f = 0;       /* the token's, or the mean over the three */
+					for (int t = 0; t < (cls ? 1 : 3); t++)
+						f += fmax(0, x[(n * 3 + t) * 4 + c]);
+					want += ((const float *)w.data)[k * 4 + c] * f / (cls ? 1 : 3);
+				}
+				assert_true(fabs(got[n * 5 + k] - want) < 1e-5);
+			}
 		graft_model_free(m);
 	}
 }
@@ -405,6 +474,7 @@ int main(void)
 		cmocka_unit_test(test_matmul_add_in_constants),
 		cmocka_unit_test(test_second_head_gets_next_prefix),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_encoder),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
