@@ -481,9 +481,22 @@ static int dataset_samples(struct graft_raw *src, const struct graft_dataset *ds
 
 	s->rank = ds->x.rank;
 	memcpy(s->dims, ds->x.dims, sizeof(ds->x.dims));
-	if (copy_of(ds->x.data, nx * sizeof(float), &x, err))
+	if (ds->n_inputs > 1 || strcmp(ds->inputs[0].name, "x")) {
+		/* named inputs (text): each copied as it is */
+		for (size_t k = 0; k < ds->n_inputs; k++) {
+			struct graft_array *a = &src->inputs[k];
+			*a = ds->inputs[k];
+			a->data = NULL;
+			src->n_inputs = k + 1;
+			if (!(a->name = strdup(ds->inputs[k].name)) ||
+			    copy_of(ds->inputs[k].data, ds->inputs[k].nbytes, &a->data, err))
+				return no_memory(err);
+		}
+	} else if (copy_of(ds->x.data, nx * sizeof(float), &x, err)) {
 		return GRAFT_ENOMEM;
-	src->x = x;
+	} else {
+		src->x = x;
+	}
 	if (ds->y.dtype == GRAFT_INT64) {
 		if (copy_of(ds->y.data, ny * sizeof(int64_t), &y, err))
 			return GRAFT_ENOMEM;

