@@ -6,8 +6,9 @@
 // Usage: node ort_accuracy.js MODEL.onnx DATA.graft [--batch N] [--ort-dir DIR]
 //
 // DATA.graft is what graft-data writes: a tar whose manifest names the tensors x (float
-// [N, ...] samples) and y (int64 [N] labels), stored raw little-endian
-// (docs/format.md).  The model's first input gets batches of x; its first output is
+// [N, ...] samples) or x:NAME (named inputs, float or int64: graft-data text's) and y
+// (int64 [N] labels), stored raw little-endian (docs/format.md).  The model's first input
+// gets batches of x, each named input the model input of its name; its first output is
 // taken as logits, and the prediction is the arg max (the first on ties, as graft-eval).
 // Prints one JSON object: {"ort": VERSION, "accuracy": A, "count": N, "correct": C,
 // "confusion": [[...]], "predictions": [...]} (confusion: rows the true class, columns
@@ -63,16 +64,25 @@ function readDataset(file) {
         if (!data) die(`${file}: member ${f[1]} missing`);
         t[decodeURIComponent(f[2])] = { dtype: f[3], dims, data };
     }
-    if (!t.x || t.x.dtype !== 'float') die(`${file}: no float tensor x`);
+    // the inputs: x (float), or the named ones x:NAME (float or int64), fed by name
+    const inputs = [];
+    for (const k of Object.keys(t)) {
+        if (k !== 'x' && !k.startsWith('x:')) continue;
+        const e = t[k], raw = e.data.buffer.slice(e.data.byteOffset, e.data.byteOffset + e.data.length);
+        const a = e.dtype === 'float' ? new Float32Array(raw)
+                : e.dtype === 'int64' ? new BigInt64Array(raw) : null;
+        if (!a) die(`${file}: input ${k} is ${e.dtype}, not float or int64`);
+        if (a.length !== e.dims.reduce((u, v) => u * v, 1)) die(`${file}: ${k} does not match its shape`);
+        inputs.push({ name: k === 'x' ? null : k.slice(2), type: e.dtype === 'float' ? 'float32' : 'int64',
+                      data: a, sample: e.dims.slice(1) });
+    }
+    if (!inputs.length) die(`${file}: no tensor x and no x:NAME`);
     if (!t.y || t.y.dtype !== 'int64') die(`${file}: no int64 labels y`);
-    const n = t.x.dims[0];
-    const x = new Float32Array(t.x.data.buffer.slice(t.x.data.byteOffset,
-                                                     t.x.data.byteOffset + t.x.data.length));
+    const n = t[inputs[0].name === null ? 'x' : 'x:' + inputs[0].name].dims[0];
     const y = new BigInt64Array(t.y.data.buffer.slice(t.y.data.byteOffset,
                                                       t.y.data.byteOffset + t.y.data.length));
-    if (x.length !== n * t.x.dims.slice(1).reduce((a, b) => a * b, 1) || y.length !== n)
-        die(`${file}: x and y do not match their shapes`);
-    return { x, y, n, sample: t.x.dims.slice(1) };
+    if (y.length !== n) die(`${file}: x and y do not match their shapes`);
+    return { inputs, y, n };
 }
 
 async function main() {
@@ -91,13 +101,17 @@ async function main() {
                                : 'onnxruntime-node');
     const d = readDataset(pos[1]);
     const session = await ort.InferenceSession.create(pos[0], { intraOpNumThreads: 2 });
-    const per = d.sample.reduce((a, b) => a * b, 1);
     const predictions = [];
     let correct = 0, confusion = null;
     for (let s = 0; s < d.n; s += batch) {
-        const b = Math.min(batch, d.n - s);
-        const input = new ort.Tensor('float32', d.x.subarray(s * per, (s + b) * per), [b, ...d.sample]);
-        const out = await session.run({ [session.inputNames[0]]: input });
+        const b = Math.min(batch, d.n - s), feeds = {};
+        for (const x of d.inputs) {
+            const per = x.sample.reduce((u, v) => u * v, 1);
+            const name = x.name === null ? session.inputNames[0] : x.name;
+            if (!session.inputNames.includes(name)) continue;   // not the model's
+            feeds[name] = new ort.Tensor(x.type, x.data.subarray(s * per, (s + b) * per), [b, ...x.sample]);
+        }
+        const out = await session.run(feeds);
         const logits = out[session.outputNames[0]];
         const k = logits.data.length / b;
         if (!confusion) {
