@@ -1115,7 +1115,7 @@ struct graft_plan {
 	long train_blocks;      /* graft-freeze --last-blocks N; 0: train everything */
 };
 /* Measures the data (x, y: a dataset) against model m and decides. */
-int graft_plan_make(const struct graft_model *m, const struct graft_array *x,
+int graft_plan_make(const struct graft_model *m, const struct graft_array *x, size_t n_x,
 		    const struct graft_array *y, struct graft_plan *p, struct graft_err *err);
 /* The decision alone, from samples_per_class, similarity, method and blocks. */
 void graft_plan_decide(struct graft_plan *p);
@@ -1160,7 +1160,8 @@ struct graft_search_opts {
 				 * GRAFT_SEARCH_KFOLD_BELOW samples, else one split */
 	double holdout;         /* one split's held-apart fraction; 0: 0.2 */
 	const struct graft_array *val_x, *val_y;   /* given: trials train on all the data
-						    * and score on these */
+						    * and score on these (val_x: as many
+						    * inputs as the data's) */
 	double final_epochs;    /* the pick's training on all the data; 0: the default */
 	double budget_epochs;   /* the trials' limit in full-network epochs over the data
 				 * (each trial step counted as a step of the whole network, an
@@ -1201,7 +1202,7 @@ struct graft_search {
  * data with fewer samples than folds in a class, a model without block boundaries, or a
  * budget too small for one step per trial.  Free s with graft_search_free.
  */
-int graft_search_run(struct graft_model *m, const struct graft_array *x,
+int graft_search_run(struct graft_model *m, const struct graft_array *x, size_t n_x,
 		     const struct graft_array *y, const struct graft_search_opts *o,
 		     struct graft_search *s, struct graft_err *err);
 void graft_search_free(struct graft_search *s);

@@ -381,7 +381,7 @@ static void print_json(const struct cmdline *cl, const struct graft_plan *p,
 
 /* --train: the pick on all the data, as graft-train would train it given the recipe. */
 static void train_pick(const struct cmdline *cl, struct graft_model *m,
-		       const struct graft_search *s, const struct graft_array *x,
+		       const struct graft_search *s, const struct graft_array *x, size_t n_x,
 		       const struct graft_array *y)
 {
 	struct graft_train_opts o;
@@ -392,7 +392,7 @@ static void train_pick(const struct cmdline *cl, struct graft_model *m,
 
 	graft_recipe_train_opts(&s->recipe, n, cl->so.seed, &o);
 	o.wisdom = cl->so.wisdom;
-	if (graft_trainer_new(&t, m, x, 1, y, &o, &err))
+	if (graft_trainer_new(&t, m, x, n_x, y, &o, &err))
 		tool_die("%s", err.msg);
 	for (int64_t k = 0; k < o.total_steps; k++) {
 		struct graft_step_stats st;
@@ -446,7 +446,8 @@ int main(int argc, char **argv)
 {
 	struct cmdline cl;
 	struct graft_model *m, *dm, *vm = NULL;
-	struct graft_array x, y, vx, vy;
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], vx[GRAFT_DATASET_MAX_INPUTS], y, vy;
+	size_t n_x;
 	struct graft_plan p;
 	struct graft_search s;
 	struct graft_err err = {0};
@@ -460,42 +461,42 @@ int main(int argc, char **argv)
 	    isatty(STDOUT_FILENO) && !cl.force)
 		tool_die("refusing to write a model to a terminal (use -o FILE or -f)");
 	m = tool_read_model(cl.model);
-	dm = tool_read_dataset(cl.data, &x, &y);
+	dm = tool_read_feed(cl.data, m, x, &n_x, &y);
 	if (cl.val) {
-		vm = tool_read_validation(cl.val, m, &vx, &vy, cl.data, &x, 1, &y);
-		cl.so.val_x = &vx;
+		vm = tool_read_validation(cl.val, m, vx, &vy, cl.data, x, n_x, &y);
+		cl.so.val_x = vx;
 		cl.so.val_y = &vy;
 	}
 	/* graft_plan_make measures the data in batches of 32 through a net that keeps every
 	 * value (no fusion); a trial trains at batch 32 with AdamW's two moments. */
 	struct graft_net_opts probe = {.no_fuse = 1};
-	tool_check_model_memory(m, mpath, &probe, &x, 1, 32, 0, cl.max_memory);
-	if (graft_plan_make(m, &x, &y, &p, &err))
+	tool_check_model_memory(m, mpath, &probe, x, n_x, 32, 0, cl.max_memory);
+	if (graft_plan_make(m, x, n_x, &y, &p, &err))
 		tool_die("%s: %s", mpath, err.msg);
 	if (cl.rule) {
 		rule_only(&cl, m, mpath, &p);
 		goto done;
 	}
 	struct graft_net_opts trial = {.training = 1};
-	tool_check_model_memory(m, mpath, &trial, &x, 1, 32, 2 * 4 * p.params, cl.max_memory);
+	tool_check_model_memory(m, mpath, &trial, x, n_x, 32, 2 * 4 * p.params, cl.max_memory);
 	cl.so.wisdom = tool_wisdom(cl.no_tune, cl.quiet);
 	cl.so.progress = trial_done;
 	cl.so.ctx = &cl.quiet;
 	/* the trials' errors concern the model, the data or both: name both */
-	if (graft_search_run(m, &x, &y, &cl.so, &s, &err))
+	if (graft_search_run(m, x, n_x, &y, &cl.so, &s, &err))
 		tool_die("%s on %s: %s", mpath, cl.data, err.msg);
 	info = cl.apply || cl.train ? stderr : stdout;
 	if (cl.json)
-		print_json(&cl, &p, &s, x.dims[0], info);
+		print_json(&cl, &p, &s, x[0].dims[0], info);
 	else
-		print_report(&cl, &p, &s, x.dims[0], info);
+		print_report(&cl, &p, &s, x[0].dims[0], info);
 	if (cl.json_out) {      /* whole or not at all, as every output */
 		struct graft_output out;
 		FILE *f;
 		tool_output_open(&out, cl.json_out, 0, 0);
 		if (!(f = fdopen(dup(out.fd), "w")))
 			tool_die("%s: %s", cl.json_out, strerror(errno));
-		print_json(&cl, &p, &s, x.dims[0], f);
+		print_json(&cl, &p, &s, x[0].dims[0], f);
 		if (fclose(f))
 			tool_die("%s: write failed", cl.json_out);
 		tool_output_commit(&out);
@@ -509,7 +510,7 @@ int main(int argc, char **argv)
 		    graft_model_set_metadata(m, GRAFT_RECIPE_KEY, recipe, &err))
 			tool_die("%s: %s", mpath, err.msg);
 		if (cl.train)
-			train_pick(&cl, m, &s, &x, &y);
+			train_pick(&cl, m, &s, x, n_x, &y);
 		tool_add_history(m);
 		tool_write_graft(m, cl.out, NULL, 1, cl.force);
 	}

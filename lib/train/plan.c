@@ -104,28 +104,23 @@ static size_t find_bns(const struct graft_model *m, struct bn_probe *bn)
 
 /* Runs the model (no fusion: every value is kept) on up to max samples of x, calling
  * visit after each batch. */
-static int probe_runs(const struct graft_model *m, const struct graft_array *x, int64_t max,
-		      void (*visit)(struct graft_net *, void *, int64_t), void *ctx,
+static int probe_runs(const struct graft_model *m, const struct graft_array *x, size_t n_x,
+		      int64_t max, void (*visit)(struct graft_net *, void *, int64_t), void *ctx,
 		      struct graft_err *err)
 {
 	struct graft_net_opts o = {.no_fuse = 1};
 	struct graft_net *net;
 	int64_t n = x->dims[0] < max ? x->dims[0] : max, batch = 32;
-	uint64_t per = 1;
+	void *bufs[GRAFT_DATASET_MAX_INPUTS];
 	int rc;
 
-	for (int d = 1; d < x->rank; d++)
-		per *= (uint64_t)x->dims[d];
 	if ((rc = graft_net_new_opts(&net, m, &o, err)))
 		return rc;
 	for (int64_t at = 0; at < n; at += batch) {
-		struct graft_array xb = *x;
+		struct graft_array xb[GRAFT_DATASET_MAX_INPUTS];
 		int64_t b = n - at < batch ? n - at : batch;
-		xb.name = NULL;
-		xb.dims[0] = b;
-		xb.data = (float *)x->data + (uint64_t)at * per;
-		xb.nbytes = (size_t)((uint64_t)b * per * sizeof(float));
-		if ((rc = graft_net_run(net, &xb, 1, err))) {
+		if ((rc = train_batch_rows(x, n_x, at, b, b, xb, bufs, err)) ||
+		    (rc = graft_net_run(net, xb, n_x, err))) {
 			graft_net_free(net);
 			return rc;
 		}
@@ -191,7 +186,7 @@ static void visit_confidence(struct graft_net *net, void *ctx_, int64_t b)
 	}
 }
 
-static int similarity(const struct graft_model *m, const struct graft_array *x,
+static int similarity(const struct graft_model *m, const struct graft_array *x, size_t n_x,
 		      struct graft_plan *p, struct graft_err *err)
 {
 	const Onnx__GraphProto *g = m->proto->graph;
@@ -209,7 +204,7 @@ static int similarity(const struct graft_model *m, const struct graft_array *x,
 			goto out;
 		}
 	if (ctx.n) {
-		if ((rc = probe_runs(m, x, GRAFT_PLAN_PROBE_SAMPLES, visit_bn, &ctx, err)))
+		if ((rc = probe_runs(m, x, n_x, GRAFT_PLAN_PROBE_SAMPLES, visit_bn, &ctx, err)))
 			goto out;
 		double total = 0;
 		size_t layers = 0;
@@ -233,7 +228,8 @@ static int similarity(const struct graft_model *m, const struct graft_array *x,
 		p->method = "batchnorm";
 	} else {
 		struct conf_ctx cc = {0, 0};
-		if ((rc = probe_runs(m, x, GRAFT_PLAN_PROBE_SAMPLES, visit_confidence, &cc, err)))
+		if ((rc = probe_runs(m, x, n_x, GRAFT_PLAN_PROBE_SAMPLES, visit_confidence, &cc,
+				     err)))
 			goto out;
 		p->similarity = cc.count ? cc.sum / (double)cc.count : 0;
 		p->method = "confidence";
@@ -265,7 +261,7 @@ void graft_plan_decide(struct graft_plan *p)
 	}
 }
 
-int graft_plan_make(const struct graft_model *m, const struct graft_array *x,
+int graft_plan_make(const struct graft_model *m, const struct graft_array *x, size_t n_x,
 		    const struct graft_array *y, struct graft_plan *p, struct graft_err *err)
 {
 	struct graft_cut *cuts;
@@ -284,7 +280,7 @@ int graft_plan_make(const struct graft_model *m, const struct graft_array *x,
 	for (size_t i = 0; i < m->n_tensors; i++)
 		if (m->tensors[i].role == GRAFT_ROLE_PARAMETER)
 			p->params += m->tensors[i].numel;
-	if ((rc = similarity(m, x, p, err))) {
+	if ((rc = similarity(m, x, n_x, p, err))) {
 		free(cuts);
 		return rc;
 	}

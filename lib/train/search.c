@@ -84,32 +84,39 @@ int graft_search_folds(const struct graft_array *y, int k, uint64_t seed, int *f
 	return 0;
 }
 
-/* The samples of x, y whose fold is (in) or is not (!in) f, as new arrays. */
-static int subset(const struct graft_array *x, const struct graft_array *y, const int *fold,
-		  int f, int in, struct graft_array *sx, struct graft_array *sy,
-		  struct graft_err *err)
+/* The samples of one array a whose fold is (in) or is not (!in) f, as a new array. */
+static int subset_one(const struct graft_array *a, const int *fold, int f, int in,
+		      struct graft_array *sa)
 {
-	int64_t n = x->dims[0], m = 0;
-	size_t xs = x->nbytes / (size_t)n, ys = y->nbytes / (size_t)n;
+	int64_t n = a->dims[0], m = 0;
+	size_t row = a->nbytes / (size_t)n;
 
 	for (int64_t i = 0; i < n; i++)
 		m += (fold[i] == f) == in;
-	*sx = *x;
-	*sy = *y;
-	sx->name = sy->name = NULL;
-	sx->dims[0] = sy->dims[0] = m;
-	sx->nbytes = xs * (size_t)m;
-	sy->nbytes = ys * (size_t)m;
-	sx->data = malloc(sx->nbytes + 1);
-	sy->data = malloc(sy->nbytes + 1);
-	if (!sx->data || !sy->data)
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory for the trials' data");
+	*sa = *a;
+	sa->name = NULL;
+	sa->dims[0] = m;
+	sa->nbytes = row * (size_t)m;
+	if (!(sa->data = malloc(sa->nbytes + 1)))
+		return -1;
 	for (int64_t i = 0, j = 0; i < n; i++)
-		if ((fold[i] == f) == in) {
-			memcpy((char *)sx->data + (size_t)j * xs, (const char *)x->data + (size_t)i * xs, xs);
-			memcpy((char *)sy->data + (size_t)j * ys, (const char *)y->data + (size_t)i * ys, ys);
-			j++;
-		}
+		if ((fold[i] == f) == in)
+			memcpy((char *)sa->data + (size_t)j++ * row, (const char *)a->data + (size_t)i * row,
+			       row);
+	return 0;
+}
+
+/* The samples of x (n_x inputs) and y whose fold is (in) or is not (!in) f, as new
+ * arrays. */
+static int subset(const struct graft_array *x, size_t n_x, const struct graft_array *y,
+		  const int *fold, int f, int in, struct graft_array *sx, struct graft_array *sy,
+		  struct graft_err *err)
+{
+	for (size_t k = 0; k < n_x; k++)
+		if (subset_one(&x[k], fold, f, in, &sx[k]))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory for the trials' data");
+	if (subset_one(y, fold, f, in, sy))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory for the trials' data");
 	return 0;
 }
 
@@ -203,7 +210,8 @@ static int make_candidates(struct graft_search *s, size_t blocks, struct graft_e
 /* ---- one trial ----------------------------------------------------------------------------- */
 
 struct fold_data {
-	struct graft_array x, y, vx, vy;        /* training part, held-apart part */
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], y;     /* training part */
+	struct graft_array vx[GRAFT_DATASET_MAX_INPUTS], vy;   /* held-apart part */
 	int owned;
 };
 
@@ -213,6 +221,7 @@ struct ctx {
 	struct graft_search *s;
 	struct snapshot snap;
 	struct fold_data *folds;
+	size_t n_x;                     /* the inputs */
 	int64_t batch, n;               /* the data's samples */
 	double t0;
 };
@@ -242,13 +251,13 @@ static int run_fold(struct ctx *cx, const struct graft_candidate *c, int64_t ste
 	if (to.lp_steps >= steps)
 		to.lp_steps = 0;        /* a one-step trial: no room for two phases */
 	if (!(rc = graft_model_freeze(cx->m, &rule, 1, NULL, NULL, err)) &&
-	    !(rc = graft_trainer_new(&t, cx->m, &fd->x, 1, &fd->y, &to, err))) {
+	    !(rc = graft_trainer_new(&t, cx->m, fd->x, cx->n_x, &fd->y, &to, err))) {
 		for (int64_t k = 0; k < steps && !rc; k++) {
 			struct graft_step_stats st;
 			rc = graft_trainer_step(t, &st, err);
 		}
 		if (!rc && !(rc = graft_eval_init(e, graft_trainer_classes(t), err)))
-			rc = graft_trainer_evaluate(t, &fd->vx, 1, &fd->vy, e, err);
+			rc = graft_trainer_evaluate(t, fd->vx, cx->n_x, &fd->vy, e, err);
 	}
 	graft_trainer_free(t);
 	if (rc == GRAFT_EDIVERGED) {
@@ -409,7 +418,10 @@ static int setup_folds(struct ctx *cx, const struct graft_array *x, const struct
 		s->folds = 1;
 		if (!(cx->folds = calloc(1, sizeof(*cx->folds))))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-		cx->folds[0] = (struct fold_data){*x, *y, *o->val_x, *o->val_y, 0};
+		memcpy(cx->folds[0].x, x, cx->n_x * sizeof(*x));
+		memcpy(cx->folds[0].vx, o->val_x, cx->n_x * sizeof(*x));
+		cx->folds[0].y = *y;
+		cx->folds[0].vy = *o->val_y;
 		s->train_samples = x->dims[0];
 		s->val_samples = o->val_x->dims[0];
 		return 0;
@@ -430,11 +442,11 @@ static int setup_folds(struct ctx *cx, const struct graft_array *x, const struct
 		goto out;
 	for (int f = 0; f < k && !rc; f++) {
 		cx->folds[f].owned = 1;
-		if (!(rc = subset(x, y, fold, f, 0, &cx->folds[f].x, &cx->folds[f].y, err)))
-			rc = subset(x, y, fold, f, 1, &cx->folds[f].vx, &cx->folds[f].vy, err);
+		if (!(rc = subset(x, cx->n_x, y, fold, f, 0, cx->folds[f].x, &cx->folds[f].y, err)))
+			rc = subset(x, cx->n_x, y, fold, f, 1, cx->folds[f].vx, &cx->folds[f].vy, err);
 	}
-	s->train_samples = cx->folds[0].x.dims[0];
-	s->val_samples = cx->folds[0].vx.dims[0];
+	s->train_samples = cx->folds[0].x[0].dims[0];
+	s->val_samples = cx->folds[0].vx[0].dims[0];
 out:
 	free(fold);
 	return rc;
@@ -444,9 +456,11 @@ static void free_folds(struct ctx *cx)
 {
 	for (int f = 0; cx->folds && f < cx->s->folds; f++)
 		if (cx->folds[f].owned) {
-			free(cx->folds[f].x.data);
+			for (size_t k = 0; k < cx->n_x; k++) {
+				free(cx->folds[f].x[k].data);
+				free(cx->folds[f].vx[k].data);
+			}
 			free(cx->folds[f].y.data);
-			free(cx->folds[f].vx.data);
 			free(cx->folds[f].vy.data);
 		}
 	free(cx->folds);
@@ -566,7 +580,7 @@ static int search(struct ctx *cx, struct graft_err *err)
 	return 0;
 }
 
-int graft_search_run(struct graft_model *m, const struct graft_array *x,
+int graft_search_run(struct graft_model *m, const struct graft_array *x, size_t n_x,
 		     const struct graft_array *y, const struct graft_search_opts *o,
 		     struct graft_search *s, struct graft_err *err)
 {
@@ -575,7 +589,11 @@ int graft_search_run(struct graft_model *m, const struct graft_array *x,
 	int rc;
 
 	memset(s, 0, sizeof(*s));
+	if (n_x < 1 || n_x > GRAFT_DATASET_MAX_INPUTS)
+		return graft_err_set(err, GRAFT_EINVAL, "%zu inputs, not 1 to %d", n_x,
+				     GRAFT_DATASET_MAX_INPUTS);
 	cx.n = x->dims[0];
+	cx.n_x = n_x;
 	cx.batch = o->batch > 0 ? o->batch : 32;
 	if (y->dtype != GRAFT_INT64)
 		return graft_err_set(err, GRAFT_EINVAL, "trials need class labels (int64 y)");

@@ -105,6 +105,28 @@ json.dump(j, open('vocab.json', 'w'), ensure_ascii=False)"
 check "vocab.json gives vocab.txt's ids" sh -c "graft-data text t.tsv --vocab vocab.json \
 	--text sentence --label label --max-len 10 -o v.graft 2>/dev/null && cmp -s v.graft t.graft"
 
+# a BERT-like encoder (examples/text/make_bert.py, tiny) fed by name: trained, evaluated
+# and planned on made-up text
+$PY -c "
+import random
+random.seed(2)
+words = [['good', 'great', 'fine'], ['bad', 'awful', 'poor']]
+with open('e.tsv', 'w') as f:
+    f.write('text\tlabel\n')
+    for i in range(60):
+        c = i % 2
+        f.write(' '.join(random.choice(words[c]) for _ in range(4)) + ' the day\t' + 'ab'[c] + '\n')
+"
+check "a tiny BERT-like encoder" sh -c "$PY $SRC/examples/text/make_bert.py enc.onnx --vocab 10522 \
+	--classes 2 --len 8 --hidden 16 --layers 1 --heads 2 && graft-data text e.tsv --vocab $V \
+	--text text --label label --max-len 8 -o e.graft 2>/dev/null"
+check "  graft-train feeds its three inputs by name" sh -c "graft-train enc.onnx --data e.graft \
+	--epochs 8 --batch 8 --optimizer adamw --lr 3e-3 -q -o enc.graft"
+check "  graft-eval: it learnt the two words lists" sh -c "graft-eval enc.graft --data e.graft --json \
+	| $PY -c 'import json, sys; a = json.load(sys.stdin)[\"accuracy\"]; print(\"   accuracy\", a); assert a >= 0.9'"
+check "  graft-plan's trials on named inputs" sh -c "graft-plan enc.onnx --data e.graft --budget 150 \
+	2>/dev/null | grep -q '^pick: '"
+
 # bad input: one line, exit 1, no file
 expect_error "an unknown column" "^graft-data: t.tsv: --text 'words' is no column" \
 	graft-data text t.tsv --vocab $V --text words --label label -o bad1.graft

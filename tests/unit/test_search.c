@@ -75,7 +75,7 @@ static void search(struct graft_model *m, const struct blobs *b, double budget,
 				      .budget_epochs = budget};
 	struct graft_err err = {0};
 
-	if (graft_search_run(m, &b->x, &b->y, &o, s, &err))
+	if (graft_search_run(m, &b->x, 1, &b->y, &o, s, &err))
 		fail_msg("%s", err.msg);
 }
 
@@ -153,13 +153,13 @@ static void test_refusals(void **state)
 	(void)state;
 	make_blobs(&b);
 	/* 12 candidates, 3 folds, a step of 8 samples each: more than half an epoch */
-	assert_int_equal(graft_search_run(m, &b.x, &b.y, &o, &s, &err), GRAFT_EINVAL);
+	assert_int_equal(graft_search_run(m, &b.x, 1, &b.y, &o, &s, &err), GRAFT_EINVAL);
 	assert_non_null(strstr(err.msg, "too small for one trial"));
 	o.budget_epochs = 0;
-	assert_int_equal(graft_search_run(one, &b.x, &b.y, &o, &s, &err), GRAFT_EINVAL);
+	assert_int_equal(graft_search_run(one, &b.x, 1, &b.y, &o, &s, &err), GRAFT_EINVAL);
 	assert_non_null(strstr(err.msg, "no block boundary"));
 	o.folds = 25;
-	assert_int_equal(graft_search_run(m, &b.x, &b.y, &o, &s, &err), GRAFT_EINVAL);
+	assert_int_equal(graft_search_run(m, &b.x, 1, &b.y, &o, &s, &err), GRAFT_EINVAL);
 	assert_non_null(strstr(err.msg, "folds"));
 	graft_model_free(m);
 	graft_model_free(one);
