@@ -1328,6 +1328,10 @@ struct graft_head_opts {
 	double dropout;         /* in [0, 1); > 0: a Dropout of this ratio before the last layer */
 	enum graft_head_init init;
 	uint64_t seed;          /* the weights' generator: the same seed gives the same bytes */
+	/* (N, T, H) values (hidden states): NULL, the first token's features ([CLS]); else
+	 * the mean over the tokens that this model input (an attention mask, (N, T), 1 on
+	 * tokens and 0 on padding) marks */
+	const char *mean_mask;
 };
 /* What graft_head_attach did, for a summary. */
 struct graft_head_info {
@@ -1337,7 +1341,8 @@ struct graft_head_info {
 	char prefix[32];        /* the new names start with it and a dot: "head.0" */
 	char replaced[160];     /* the classifier's (first) node; "" after a cut */
 	char at[160];           /* a cut's value (--at, or an encoder's output found); "" */
-	int token;              /* the head reads the first token of (N, T, H) values */
+	int token;              /* (N, T, H) values: 1, the head reads their first token; 2,
+				 * their mean over the tokens the mask marks */
 	char output[160];       /* the output the head computes (an encoder's: a new one) */
 	size_t nodes_removed, nodes_added, tensors_removed, tensors_added;
 };

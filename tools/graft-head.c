@@ -14,8 +14,8 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: graft-head [IN|-] --classes N [--at TENSOR] [--hidden H] [--dropout P]\n"
-	"                  [--init he|xavier] [--seed S] [-o OUT]\n"
+	"usage: graft-head [IN|-] --classes N [--at TENSOR [--mean MASK]] [--hidden H]\n"
+	"                  [--dropout P] [--init he|xavier] [--seed S] [-o OUT]\n"
 	"Replaces a model's final classifier (a Gemm, or a MatMul and Add) with a new one of\n"
 	"N outputs, or cuts the model at TENSOR and attaches a new head there, and writes the\n"
 	"model as .graft (stdout unless -o).  New weights are trainable; other flags stay.\n"
@@ -28,7 +28,10 @@ static const char usage[] =
 	"                        computes a new output, logits, and the old ones go.\n"
 	"                        Without --at, a model with no classifier is taken as an\n"
 	"                        encoder: the head reads its pooled output (a rank-2\n"
-	"                        output), else its hidden states (a rank-3 first output)\n"
+	"                        output)\n"
+	"      --mean MASK       (N,T,H) values: the mean over the tokens the model input\n"
+	"                        MASK (an attention mask, 1 on tokens) marks, not the first\n"
+	"                        token\n"
 	"      --hidden H        a hidden layer: Gemm(in->H), Relu, [Dropout], Gemm(H->N)\n"
 	"      --dropout P       a Dropout of ratio P before the last layer\n"
 	"      --init he|xavier  weights: he (default): normal, std sqrt(2/fan_in); xavier:\n"
@@ -59,13 +62,14 @@ static int64_t parse_int(const char *s, const char *opt)
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
-	enum { OPT_AT = 256, OPT_HIDDEN, OPT_DROPOUT, OPT_INIT, OPT_SEED };
+	enum { OPT_AT = 256, OPT_HIDDEN, OPT_DROPOUT, OPT_INIT, OPT_SEED, OPT_MEAN };
 	static const struct option opts[] = {
 		{"classes", required_argument, NULL, 'c'}, {"at", required_argument, NULL, OPT_AT},
 		{"hidden", required_argument, NULL, OPT_HIDDEN},
 		{"dropout", required_argument, NULL, OPT_DROPOUT},
 		{"init", required_argument, NULL, OPT_INIT},
 		{"seed", required_argument, NULL, OPT_SEED},
+		{"mean", required_argument, NULL, OPT_MEAN},
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
 		TOOL_COMMON_LONGOPTS, {0},
 	};
@@ -80,6 +84,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			cl->classes_set = 1;
 			break;
 		case OPT_AT: cl->o.at = optarg; break;
+		case OPT_MEAN: cl->o.mean_mask = optarg; break;
 		case OPT_HIDDEN:
 			cl->o.hidden = parse_int(optarg, "--hidden");
 			cl->hidden_set = 1;
@@ -142,7 +147,8 @@ int main(int argc, char **argv)
 	if (*info.at)
 		fprintf(stderr, "%s: cut at '%s' (%" PRId64 " features%s): %s, %" PRId64 " classes "
 			"as '%s'; %zu nodes and %zu tensors removed\n", tool_name, info.at,
-			info.in_features, info.token ? ", the first token's" : "", info.prefix,
+			info.in_features, info.token == 1 ? ", the first token's" :
+			info.token == 2 ? ", the mean over the masked tokens" : "", info.prefix,
 			info.classes, info.output, info.nodes_removed, info.tensors_removed);
 	else
 		fprintf(stderr, "%s: '%s' (%" PRId64 " -> %" PRId64 ") replaced by %s (%" PRId64

@@ -141,8 +141,10 @@ int skeleton_set_metadata(struct graft_model *m, const char *key, const char *va
  * out of memory.  Free it with protobuf_c_message_free_unpacked once no graph holds it. */
 Onnx__NodeProto *skeleton_node_new(const char *op, const char *name, const char *const *in,
 				   size_t n_in, const char *out);
-/* Appends an int or float attribute to n: 0, or -1 when out of memory. */
+/* Appends an int, ints or float attribute to n: 0, or -1 when out of memory. */
 int skeleton_node_attr_int(Onnx__NodeProto *n, const char *name, int64_t value);
+int skeleton_node_attr_ints(Onnx__NodeProto *n, const char *name, const int64_t *v,
+			    size_t count);
 int skeleton_node_attr_float(Onnx__NodeProto *n, const char *name, float value);
 /* Fills caller-owned e with borrowed key and value (export's external-data entries,
  * which live for one pack). */

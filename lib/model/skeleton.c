@@ -324,6 +324,19 @@ int skeleton_node_attr_int(Onnx__NodeProto *n, const char *name, int64_t value)
 	return 0;
 }
 
+int skeleton_node_attr_ints(Onnx__NodeProto *n, const char *name, const int64_t *v,
+			    size_t count)
+{
+	Onnx__AttributeProto *a = add_attribute(n, name,
+						ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+
+	if (!a || !(a->ints = malloc(sizeof(*a->ints) * (count ? count : 1))))
+		return -1;
+	memcpy(a->ints, v, sizeof(*v) * count);
+	a->n_ints = count;
+	return 0;
+}
+
 int skeleton_node_attr_float(Onnx__NodeProto *n, const char *name, float value)
 {
 	Onnx__AttributeProto *a = add_attribute(n, name,

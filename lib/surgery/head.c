@@ -21,9 +21,10 @@
 
 #include "surgery/surgery.h"
 
-#define MAX_HEAD_NODES 8        /* pool and flatten or the token's Gather, 2 x (MatMul +
-				 * Add), Relu, Dropout */
-#define MAX_HEAD_TENSORS 6      /* 2 x (weight, bias), Dropout's ratio, the token's index */
+#define MAX_HEAD_NODES 16       /* pool and flatten, the token's Gather or the masked
+				 * mean's 7 nodes, 2 x (MatMul + Add), Relu, Dropout */
+#define MAX_HEAD_TENSORS 10     /* 2 x (weight, bias), Dropout's ratio, the token's index
+				 * or the masked mean's axes and floor */
 #define MAX_DEPTH 64            /* subgraph nesting searched for names in use */
 
 /* ---- reading the graph ---------------------------------------------------------------------- */
@@ -501,20 +502,83 @@ static struct new_tensor *add_tensor(struct head *h, const char *prefix, const c
 	return t->data ? t : NULL;
 }
 
-/* An int64 scalar constant named prefix.what. */
+/* An int64 constant named prefix.what: value, a scalar (rank 0) or [1] (rank 1). */
 static struct new_tensor *add_index(struct head *h, const char *prefix, const char *what,
-				    int64_t value)
+				    int rank, int64_t value)
 {
 	struct new_tensor *t = &h->t[h->n_tensors++];
 
 	snprintf(t->name, sizeof(t->name), "%s.%s", prefix, what);
-	t->rank = 0;
+	t->rank = rank;
+	t->dims[0] = 1;
 	t->dtype = GRAFT_INT64;
 	t->role = GRAFT_ROLE_CONSTANT;
 	if (!(t->data = malloc(sizeof(int64_t))))
 		return NULL;
 	memcpy(t->data, &value, sizeof(value));
 	return t;
+}
+
+/* An axis as an op takes it: an attribute before opset 13, an input ([1]) from it. */
+static Onnx__NodeProto *axis_node(struct head *h, const struct plan *p, const char *op,
+				  const char *name, const char *x, const char *attr, int64_t axis)
+{
+	Onnx__NodeProto *n;
+
+	if (p->opset < 13) {
+		n = add_node(h, op, name, &x, 1, NULL);
+		if (n && skeleton_node_attr_ints(n, attr, &axis, 1))
+			return NULL;
+		return n;
+	}
+	char what[48];
+	snprintf(what, sizeof(what), "%s.axes", name + strlen(p->prefix) + 1);
+	struct new_tensor *t = add_index(h, p->prefix, what, 1, axis);
+	return t ? add_node(h, op, name, (const char *[]){x, t->name}, 2, NULL) : NULL;
+}
+
+/*
+ * The mean of x (N, T, H) over the tokens that mask (N, T) marks: sum(x * m) / max(sum
+ * m, 1), m the mask as float with a trailing axis.  The names prefix.mean.*; *out the
+ * result's.
+ */
+static int add_masked_mean(struct head *h, const struct plan *p, const char *x,
+			   const char *mask, char *out, size_t size)
+{
+	char m[96], m3[96], xm[96], s[96], c[96], cc[96];
+	Onnx__NodeProto *n;
+
+	snprintf(m, sizeof(m), "%s.mean.mask", p->prefix);
+	snprintf(m3, sizeof(m3), "%s.mean.mask3", p->prefix);
+	snprintf(xm, sizeof(xm), "%s.mean.masked", p->prefix);
+	snprintf(s, sizeof(s), "%s.mean.sum", p->prefix);
+	snprintf(c, sizeof(c), "%s.mean.count", p->prefix);
+	snprintf(cc, sizeof(cc), "%s.mean.count1", p->prefix);
+	snprintf(out, size, "%s.mean", p->prefix);
+	if (!(n = add_node(h, "Cast", m, &mask, 1, NULL)) ||
+	    skeleton_node_attr_int(n, "to", GRAFT_FLOAT) ||
+	    !axis_node(h, p, "Unsqueeze", m3, m, "axes", 2) ||
+	    !add_node(h, "Mul", xm, (const char *[]){x, m3}, 2, NULL) ||
+	    !(n = axis_node(h, p, "ReduceSum", s, xm, "axes", 1)) ||
+	    skeleton_node_attr_int(n, "keepdims", 0) ||
+	    !(n = axis_node(h, p, "ReduceSum", c, m3, "axes", 1)) ||
+	    skeleton_node_attr_int(n, "keepdims", 0))
+		return -1;
+	/* a sample with no token at all: its sum is 0, divided by 1 */
+	if (p->opset < 11) {
+		if (!(n = add_node(h, "Clip", cc, (const char *[]){c}, 1, NULL)) ||
+		    skeleton_node_attr_float(n, "min", 1.0f))
+			return -1;
+	} else {
+		struct new_tensor *one = add_tensor(h, p->prefix, "mean.floor", 0, 0, 0,
+						    GRAFT_ROLE_CONSTANT);
+		if (!one)
+			return -1;
+		one->data[0] = 1.0f;
+		if (!add_node(h, "Clip", cc, (const char *[]){c, one->name}, 2, NULL))
+			return -1;
+	}
+	return add_node(h, "Div", out, (const char *[]){s, cc}, 2, NULL) ? 0 : -1;
 }
 
 /*
@@ -622,8 +686,12 @@ static int build_head(const struct graft_model *m, const struct graft_head_opts 
 			goto nomem;
 		cur = x;
 	}
-	if (p->token) {
-		struct new_tensor *t = add_index(h, p->prefix, "token.index", 0);
+	if (p->token && o->mean_mask) {
+		if (add_masked_mean(h, p, cur, o->mean_mask, x, sizeof(x)))
+			goto nomem;
+		cur = x;
+	} else if (p->token) {
+		struct new_tensor *t = add_index(h, p->prefix, "token.index", 0, 0);
 		snprintf(x, sizeof(x), "%s.token", p->prefix);
 		Onnx__NodeProto *n = t ? add_node(h, "Gather", x, (const char *[]){cur, t->name}, 2,
 						 NULL) : NULL;
@@ -891,6 +959,12 @@ int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
 		snprintf(msg, sizeof(msg), "%s", err->msg);
 		graft_err_set(err, rc, "%.400s (an encoder's hidden states: --at them)", msg);
 	}
+	if (!rc && o->mean_mask && !p.token)
+		rc = graft_err_set(err, GRAFT_EINVAL, "the mean over tokens (--mean) is for (N, T, "
+				   "H) values, a transformer's hidden states");
+	if (!rc && o->mean_mask && !graph_is_input(m->proto->graph, o->mean_mask))
+		rc = graft_err_set(err, GRAFT_EINVAL, "no model input named '%s' to mask the mean "
+				   "with", o->mean_mask);
 	if (!rc && p.in > (INT64_C(1) << 31))
 		rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "%lld input features are too many",
 				   (long long)p.in);
@@ -903,7 +977,7 @@ int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
 		snprintf(info->prefix, sizeof(info->prefix), "%s", p.prefix);
 		snprintf(info->replaced, sizeof(info->replaced), "%s", p.replaced);
 		snprintf(info->at, sizeof(info->at), "%s", at ? at : "");
-		info->token = p.token;
+		info->token = p.token ? (o->mean_mask ? 2 : 1) : 0;
 		snprintf(info->output, sizeof(info->output), "%s", p.output);
 		rc = apply(m, &p, &h, info, err);
 	}

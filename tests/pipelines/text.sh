@@ -126,6 +126,13 @@ check "  graft-eval: it learnt the two words lists" sh -c "graft-eval enc.graft 
 	| $PY -c 'import json, sys; a = json.load(sys.stdin)[\"accuracy\"]; print(\"   accuracy\", a); assert a >= 0.9'"
 check "  graft-plan's trials on named inputs" sh -c "graft-plan enc.onnx --data e.graft --budget 150 \
 	2>/dev/null | grep -q '^pick: '"
+check "  a head on the mean over its unmasked tokens (graft-head --mean), trained" sh -c "graft-head enc.onnx \
+	--classes 2 --at layer0.ff.norm --mean attention_mask -o mean.graft 2>mean.log && \
+	grep -q 'the mean over the masked tokens' mean.log && graft-train mean.graft --data e.graft \
+	--epochs 8 --batch 8 --optimizer adamw --lr 3e-3 -q -o mean-t.graft && \
+	graft-eval mean-t.graft --data e.graft --json | $PY -c 'import json, sys; assert json.load(sys.stdin)[\"accuracy\"] >= 0.9'"
+expect_error "  --mean needs a model input" "^graft-head: enc.onnx: no model input named 'mask' to mask the mean with" \
+	graft-head enc.onnx --classes 2 --at layer0.ff.norm --mean mask -o bad7.graft
 
 # bad input: one line, exit 1, no file
 expect_error "an unknown column" "^graft-data: t.tsv: --text 'words' is no column" \

@@ -464,6 +464,56 @@ static void test_encoder(void **state)
 	}
 }
 
+/* --mean: the mean over the tokens a mask input marks; a sample with none gives the bias. */
+static void test_masked_mean(void **state)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	int64_t xd[] = {-1, 3, 4}, md[] = {-1, 3};
+	struct graft_head_info info;
+	struct graft_err err = {0};
+	struct graft_net *net;
+	struct graft_array y, in[2];
+	struct graft_tensor w, b;
+	float x[2 * 3 * 4];
+	int64_t mask[2 * 3] = {1, 1, 0, 0, 0, 0};
+	(void)state;
+
+	tm_input(mp, "x", 1, 3, xd);
+	tm_input(mp, "mask", GRAFT_INT64, 2, md);
+	tm_output(mp, "h", 1, 3, xd);
+	tm_node(mp, "Relu", "relu", (const char *[]){"x", NULL}, (const char *[]){"h", NULL});
+	struct graft_model *m = tm_load(mp);
+	assert_int_equal(graft_head_attach(m, &(struct graft_head_opts){.classes = 2, .at = "h",
+				.mean_mask = "nope"}, &info, &err), GRAFT_EINVAL);
+	assert_non_null(strstr(err.msg, "no model input named 'nope'"));
+	if (graft_head_attach(m, &(struct graft_head_opts){.classes = 2, .at = "h",
+			      .mean_mask = "mask"}, &info, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(info.token, 2);
+	for (size_t i = 0; i < 24; i++)
+		x[i] = (float)((i * 7) % 11) / 11 - 0.4f;
+	in[0] = (struct graft_array){.dtype = GRAFT_FLOAT, .rank = 3, .dims = {2, 3, 4}, .data = x,
+				     .nbytes = sizeof(x)};
+	in[1] = (struct graft_array){.dtype = GRAFT_INT64, .rank = 2, .dims = {2, 3},
+				     .data = mask, .nbytes = sizeof(mask)};
+	if (graft_net_new(&net, m, &err) || graft_net_run(net, in, 2, &err))
+		fail_msg("%s", err.msg);
+	graft_net_output(net, 0, &y);
+	tensor(m, "head.0.fc.weight", &w);
+	tensor(m, "head.0.fc.bias", &b);
+	for (int n = 0; n < 2; n++)
+		for (int k = 0; k < 2; k++) {
+			double want = ((const float *)b.data)[k];
+			for (int c = 0; c < 4 && n == 0; c++) {       /* sample 1: no token */
+				double f = (fmax(0, x[c]) + fmax(0, x[4 + c])) / 2;
+				want += ((const float *)w.data)[k * 4 + c] * f;
+			}
+			assert_true(fabs(((const float *)y.data)[n * 2 + k] - want) < 1e-5);
+		}
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -475,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_second_head_gets_next_prefix),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_encoder),
+		cmocka_unit_test(test_masked_mean),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
