@@ -126,7 +126,8 @@ struct text_rows {
 };
 /* Reads path as format: TSV or CSV with a header line, whose columns text, pair (NULL:
  * none) and label name (a header's name, or a number from 1), or JSON Lines, whose keys
- * they are; every row must have them.  Messages start with the path. */
+ * they are; every row must have them, and the file must be UTF-8 (the line of a bad
+ * byte named).  Messages start with the path. */
 int text_rows_read(struct text_rows *r, const char *path, enum graft_text_format format,
 		   const char *text, const char *pair, const char *label, struct graft_err *err);
 void text_rows_release(struct text_rows *r);

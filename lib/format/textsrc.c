@@ -269,6 +269,23 @@ static int find_column(const struct table *t, const char *spec, const char *opt,
 	return 0;
 }
 
+/* GRAFT_EFORMAT naming the line of the first byte of s that is no well-formed UTF-8. */
+static int check_utf8(const char *s, size_t len, struct graft_err *err)
+{
+	size_t line = 1;
+
+	for (size_t i = 0; i < len;) {
+		uint32_t cp;
+		size_t n = utf8_char((const unsigned char *)s + i, len - i, &cp);
+		if (!n)
+			return graft_err_set(err, GRAFT_EFORMAT, "line %zu: invalid UTF-8 (byte 0x%02x)",
+					     line, (unsigned char)s[i]);
+		line += s[i] == '\n';
+		i += n;
+	}
+	return 0;
+}
+
 int text_rows_read(struct text_rows *r, const char *path, enum graft_text_format format,
 		   const char *text, const char *pair, const char *label, struct graft_err *err)
 {
@@ -290,7 +307,9 @@ int text_rows_read(struct text_rows *r, const char *path, enum graft_text_format
 		text_rows_release(r);
 		return graft_err_prefix(err, path);
 	}
-	if (format == GRAFT_TEXT_JSONL)
+	if ((rc = check_utf8(r->buf, len, err)))
+		;
+	else if (format == GRAFT_TEXT_JSONL)
 		rc = read_jsonl(r->buf, len, (const char *const[3]){text, pair, label}, t, err);
 	else if (!(rc = read_delimited(r->buf, len, format == GRAFT_TEXT_CSV, t, err)) &&
 		 !(rc = find_column(t, text, "--text", &c[0], err)) &&

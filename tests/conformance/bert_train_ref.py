@@ -15,7 +15,15 @@ import argparse, json, os, sys, tarfile
 import numpy as np
 import torch, torch.nn as nn
 
-V, H, LAYERS, HEADS, FF, T, C = 10522, 32, 2, 2, 64, 16, 2
+V, C = 10522, 2
+SIZES = {"tiny": (32, 2, 2, 64, 16),            # hidden, layers, heads, feed-forward, tokens
+         "mini": (256, 4, 4, 1024, 128)}       # BERT-mini (Turc et al. 2019)
+H, LAYERS, HEADS, FF, T = SIZES["tiny"]
+
+
+def set_size(name):
+    global H, LAYERS, HEADS, FF, T
+    H, LAYERS, HEADS, FF, T = SIZES[name]
 
 
 class Tiny(nn.Module):
@@ -66,7 +74,7 @@ def load(path):
 
 
 def train(a):
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")) if a.time else 1)
     d = load(a.data)
     m = model().train()
     if a.optim == "sgd":
@@ -74,7 +82,11 @@ def train(a):
     else:
         opt = torch.optim.AdamW(m.parameters(), lr=1e-3, eps=1e-6, weight_decay=0.01)
     losses = []
+    import time
+    t0 = None
     for s in range(a.steps):
+        if s == 1:
+            t0 = time.perf_counter()
         sl = slice(s * a.batch, (s + 1) * a.batch)
         x = [torch.from_numpy(d["x:" + k][sl].copy()) for k in
              ("input_ids", "attention_mask", "token_type_ids")]
@@ -83,6 +95,8 @@ def train(a):
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    if a.time and t0 is not None:
+        print("pytorch %.1f samples/s" % ((a.steps - 1) * a.batch / (time.perf_counter() - t0)))
     os.makedirs(a.ref, exist_ok=True)
     tensors = {}
     for k, v in m.state_dict().items():
@@ -105,6 +119,7 @@ def main():
     e = sub.add_parser("export")
     e.add_argument("out")
     e.add_argument("--opset", type=int, default=14)
+    e.add_argument("--size", choices=sorted(SIZES), default="tiny")
     t = sub.add_parser("train")
     t.add_argument("model")
     t.add_argument("data")
@@ -112,7 +127,11 @@ def main():
     t.add_argument("--steps", type=int, default=8)
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--optim", choices=("sgd", "adamw"), default="sgd")
+    t.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    t.add_argument("--time", action="store_true",
+                   help="print the samples/s of the steps after the first")
     a = ap.parse_args()
+    set_size(a.size)
     export(a) if a.cmd == "export" else train(a)
 
 

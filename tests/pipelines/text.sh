@@ -131,6 +131,9 @@ check "  a head on the mean over its unmasked tokens (graft-head --mean), traine
 	grep -q 'the mean over the masked tokens' mean.log && graft-train mean.graft --data e.graft \
 	--epochs 8 --batch 8 --optimizer adamw --lr 3e-3 -q -o mean-t.graft && \
 	graft-eval mean-t.graft --data e.graft --json | $PY -c 'import json, sys; assert json.load(sys.stdin)[\"accuracy\"] >= 0.9'"
+graft-data text e.tsv --vocab $V --text text --label label --max-len 10 -o e10.graft 2>/dev/null
+expect_error "  a text longer than the model's positions" "^graft-train: the model's input 'input_ids' needs dim 1 = 8; the data has 10" \
+	graft-train enc.onnx --data e10.graft --epochs 1 -o bad9.graft
 expect_error "  --mean needs a model input" "^graft-head: enc.onnx: no model input named 'mask' to mask the mean with" \
 	graft-head enc.onnx --classes 2 --at layer0.ff.norm --mean mask -o bad7.graft
 
@@ -146,6 +149,9 @@ expect_error "a row short of fields" "^graft-data: short.tsv: row 1 has 1 fields
 printf '{"q": "x", "y": 1}\n[1, 2]\n' > bad.jsonl
 expect_error "a JSONL line that is no object" "^graft-data: bad.jsonl: line 2: expected a JSON object" \
 	graft-data text bad.jsonl --format jsonl --vocab $V --text q --label y -o bad4.graft
+printf 'a\tb\nfine\tx\ncaf\xe9\ty\n' > latin1.tsv
+expect_error "invalid UTF-8, its line named" "^graft-data: latin1.tsv: line 3: invalid UTF-8 \(byte 0xe9\)" \
+	graft-data text latin1.tsv --vocab $V --text a --label b -o bad8.graft
 printf 'a\tb\nx\tone,two\n' > comma.tsv
 expect_error "a label with a comma" "^graft-data: comma.tsv: row 1's label 'one,two' holds a comma" \
 	graft-data text comma.tsv --vocab $V --text a --label b -o bad5.graft
