@@ -24,15 +24,7 @@ trap 'rm -rf "$w"' EXIT
 cd "$w"
 peak=$("$peak_bin" 2048 10 2>/dev/null | sed -n 's/^matmul 2048^3: \([0-9.]*\) GFLOP\/s$/\1/p')
 [ -n "$peak" ] || { echo "bert bench: matmul_peak failed" >&2; exit 1; }
-$PY -c "
-import random
-random.seed(3)
-words = open('$here/../text/vocab.txt', encoding='utf-8').read().split('\n')[2000:7000]
-with open('m.tsv', 'w') as f:
-    f.write('text\tlabel\n')
-    for i in range(512):
-        f.write(' '.join(random.choice(words) for _ in range(random.randint(40, 140))) + '\t' + 'ab'[i % 2] + '\n')
-"
+$PY "$R/bert_train_ref.py" text m.tsv "$here/../text/vocab.txt"
 graft-data text m.tsv --vocab "$here/../text/vocab.txt" --text text --label label --max-len 128 \
 	-o m.graft 2>/dev/null
 $PY "$R/bert_train_ref.py" export mini.onnx --opset 14 --size mini 2>/dev/null

@@ -6,6 +6,9 @@ does.
 
   bert_train_ref.py export OUT.onnx --opset K
       the model, seeded, exported in training mode (Dropout 0) with dynamic batch
+  bert_train_ref.py text OUT.tsv VOCAB [--n N] [--seed S]
+      N made-up texts of 40 to 140 random words from VOCAB (vocab.txt), labelled a and b
+      in turn, as a TSV for graft-data text (BERT-mini's data: its 128 tokens filled)
   bert_train_ref.py train OUT.onnx DATA.graft REFDIR --steps S --batch B --optim sgd|adamw
       trains the same model (rebuilt from the same seed) on DATA's first S * B samples in
       order, batch by batch (graft-train --no-shuffle), and writes REFDIR/manifest.json
@@ -113,9 +116,25 @@ def train(a):
     json.dump(losses, open(os.path.join(a.ref, "losses.json"), "w"))
 
 
+def text(a):
+    import random
+    random.seed(a.seed)
+    words = open(a.vocab, encoding="utf-8").read().split("\n")[2000:7000]
+    with open(a.out, "w") as f:
+        f.write("text\tlabel\n")
+        for i in range(a.n):
+            f.write(" ".join(random.choice(words) for _ in range(random.randint(40, 140)))
+                    + "\t" + "ab"[i % 2] + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
+    x = sub.add_parser("text")
+    x.add_argument("out")
+    x.add_argument("vocab")
+    x.add_argument("--n", type=int, default=512)
+    x.add_argument("--seed", type=int, default=3)
     e = sub.add_parser("export")
     e.add_argument("out")
     e.add_argument("--opset", type=int, default=14)
@@ -131,6 +150,8 @@ def main():
     t.add_argument("--time", action="store_true",
                    help="print the samples/s of the steps after the first")
     a = ap.parse_args()
+    if a.cmd == "text":
+        return text(a)
     set_size(a.size)
     export(a) if a.cmd == "export" else train(a)
 

@@ -43,15 +43,7 @@ for l in range($3):
 }
 
 if [ $mini = 1 ]; then
-	$PY -c "
-import random
-random.seed(3)
-words = open('$V', encoding='utf-8').read().split('\n')[2000:7000]
-with open('m.tsv', 'w') as f:
-    f.write('text\tlabel\n')
-    for i in range(512):
-        f.write(' '.join(random.choice(words) for _ in range(random.randint(40, 140))) + '\t' + 'ab'[i % 2] + '\n')
-"
+	$PY $R/bert_train_ref.py text m.tsv $V
 	check "BERT-mini: text data" sh -c "graft-data text m.tsv --vocab $V --text text --label label \
 		--max-len 128 -o m.graft 2>/dev/null"
 	check "BERT-mini: export" sh -c "$PY $R/bert_train_ref.py export mini.onnx --opset 14 --size mini 2>/dev/null"
