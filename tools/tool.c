@@ -204,6 +204,7 @@ static struct {
 	const char *path;
 	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], y;
 	size_t n_x;
+	const char *class_names;        /* graft.class_names, or NULL */
 } datasets[MAX_NOTED_DATASETS];
 static size_t n_datasets;
 
@@ -243,6 +244,8 @@ static void read_dataset(const char *path, struct graft_dataset *ds)
 		datasets[n_datasets].path = path;
 		memcpy(datasets[n_datasets].x, ds->inputs, sizeof(ds->inputs));
 		datasets[n_datasets].n_x = ds->n_inputs;
+		datasets[n_datasets].class_names = graft_model_metadata_value(ds->model,
+									     GRAFT_META_CLASS_NAMES);
 		datasets[n_datasets++].y = ds->y;
 	}
 }
@@ -292,6 +295,12 @@ struct graft_model *tool_read_validation(const char *path, const struct graft_mo
 				 train_path);
 	if (vy->dtype != y->dtype)
 		tool_die("%s: its samples differ in shape or type from %s's", path, train_path);
+	/* labels numbered in another class order would score the wrong classes */
+	const char *tn = n_datasets >= 2 ? datasets[0].class_names : NULL, *vc;
+	vc = graft_model_metadata_value(vm, GRAFT_META_CLASS_NAMES);
+	if (tn && vc && strcmp(tn, vc))
+		tool_die("%s: its classes (%.80s) are not %s's (%.80s): make both with the same "
+			 "--classes", path, vc, train_path, tn);
 	return vm;
 }
 

@@ -134,6 +134,10 @@ check "  a head on the mean over its unmasked tokens (graft-head --mean), traine
 graft-data text e.tsv --vocab $V --text text --label label --max-len 10 -o e10.graft 2>/dev/null
 expect_error "  a text longer than the model's positions" "^graft-train: the model's input 'input_ids' needs dim 1 = 8; the data has 10" \
 	graft-train enc.onnx --data e10.graft --epochs 1 -o bad9.graft
+printf 'text\tlabel\nonly bad\tb\n' > v2.tsv
+graft-data text v2.tsv --vocab $V --text text --label label --max-len 8 -o v2.graft 2>/dev/null
+expect_error "  a validation set of other classes" "^graft-train: v2.graft: its classes \(b\) are not e.graft's \(a,b\)" \
+	graft-train enc.onnx --data e.graft --val v2.graft --epochs 1 -o bad10.graft
 expect_error "  --mean needs a model input" "^graft-head: enc.onnx: no model input named 'mask' to mask the mean with" \
 	graft-head enc.onnx --classes 2 --at layer0.ff.norm --mean mask -o bad7.graft
 
