@@ -24,7 +24,8 @@ static const char usage[] =
 	"       graft-data mnist-json DIR [OPTIONS]\n"
 	"       graft-data graft DATA.graft [OPTIONS]\n"
 	"       graft-data text FILE --vocab VOCAB --text COL [--pair COL] --label COL\n"
-	"                  [--format tsv|csv|jsonl] [--cased] [--max-len N] [--names A,B[,C]]\n"
+	"                  [--format tsv|csv|jsonl] [--uncased|--cased] [--max-len N]\n"
+	"                  [--names A,B[,C]]\n"
 	"                  [OPTIONS]\n"
 	"Makes a dataset archive (x: samples, y: labels or targets) from IDX files (gzip or\n"
 	"plain; images scaled to [0,1]), .npy arrays (as they are), or a folder holding one\n"
@@ -56,8 +57,9 @@ static const char usage[] =
 	"                          are integers, else in byte order)\n"
 	"      --format F          text: tsv (default), csv or jsonl; tsv and csv have a\n"
 	"                          header line\n"
-	"      --cased             text: keep case and accents (default: lower-case, strip\n"
-	"                          accents, as bert-base-uncased)\n"
+	"      --uncased           text: lower-case and strip accents, as bert-base-uncased\n"
+	"                          (the default)\n"
+	"      --cased             text: keep case and accents (bert-base-cased)\n"
 	"      --max-len N         text: tokens a sample, [CLS] and [SEP] included, padded\n"
 	"                          or truncated (default 128)\n"
 	"      --names A,B[,C]     text: the model's input names for the token ids, the\n"
@@ -137,7 +139,8 @@ static char *val_path(const char *out)
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	enum { O_SIZE = 256, O_GRAY, O_CLASSES, O_TAKE, O_SPLIT, O_VAL, O_SEED, O_MEAN, O_STD,
-	       O_VOCAB, O_TEXT, O_PAIR, O_LABEL, O_FORMAT, O_CASED, O_MAXLEN, O_NAMES };
+	       O_VOCAB, O_TEXT, O_PAIR, O_LABEL, O_FORMAT, O_CASED, O_UNCASED, O_MAXLEN,
+	       O_NAMES };
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"size", required_argument, NULL, O_SIZE},
 		{"gray", no_argument, NULL, O_GRAY}, {"classes", required_argument, NULL, O_CLASSES},
@@ -147,6 +150,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"vocab", required_argument, NULL, O_VOCAB}, {"text", required_argument, NULL, O_TEXT},
 		{"pair", required_argument, NULL, O_PAIR}, {"label", required_argument, NULL, O_LABEL},
 		{"format", required_argument, NULL, O_FORMAT}, {"cased", no_argument, NULL, O_CASED},
+		{"uncased", no_argument, NULL, O_UNCASED},
 		{"max-len", required_argument, NULL, O_MAXLEN},
 		{"names", required_argument, NULL, O_NAMES},
 		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
@@ -185,6 +189,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case O_PAIR: cl->text.pair = optarg; break;
 		case O_LABEL: cl->text.label = optarg; break;
 		case O_CASED: cl->text.cased = 1; break;
+		case O_UNCASED: cl->text.cased = 0; break;
 		case O_MAXLEN:
 			cl->text.max_len = parse_count(optarg, "--max-len");
 			if (cl->text.max_len < 3 || cl->text.max_len > 1 << 20)

@@ -5,7 +5,7 @@ import json, os, sys
 
 w = sys.argv[1]
 ev = {k: json.load(open(os.path.join(w, k + ".eval.json")))
-      for k in ("pretrained", "scratch", "head-only", "full", "plan")}
+      for k in ("pretrained", "headed", "scratch", "head-only", "full", "plan")}
 best = open(os.path.join(w, "best.txt")).read().strip()
 ort = json.load(open(os.path.join(w, "best.ort.json")))
 test = ev["scratch"]
@@ -24,7 +24,8 @@ print("| start | trained | test accuracy |")
 print("|---|---|---|")
 pick = next((l.split(":", 1)[1].split(":")[0].strip() for l in
              open(os.path.join(w, "plan.txt")) if l.startswith("pick:")), "?")
-rows = [("random weights", "everything, on the target alone", "scratch"),
+rows = [("the pretrained encoder, a new head", "nothing yet (before)", "headed"),
+        ("random weights", "everything, on the target alone", "scratch"),
         ("the pretrained encoder, a new head", "the head only", "head-only"),
         ("the pretrained encoder, a new head", "everything", "full"),
         ("the pretrained encoder, a new head", "graft-plan's pick (%s)" % pick, "plan")]
