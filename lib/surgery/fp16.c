@@ -155,7 +155,8 @@ static int rename_reads(Onnx__GraphProto *g, const char *from, const char *to)
 }
 
 /* keep_io: float inputs read through a Cast to float16, float outputs written through a
- * Cast to float32; the graph's own declarations stay float32. */
+ * Cast to float32; the graph's own declarations stay float32.  The float16 sides are
+ * named NAME_fp16, or NAME_fp16_2... where the model has that name already. */
 static int cast_edges(struct graft_model *m, struct graft_err *err)
 {
 	Onnx__GraphProto *g = m->proto->graph;
@@ -165,8 +166,8 @@ static int cast_edges(struct graft_model *m, struct graft_err *err)
 		const char *x = g->input[i]->name;
 		if (!is_float_info(g->input[i]) || graft_model_find_tensor(m, x) >= 0)
 			continue;       /* (an initializer's input entry) */
-		snprintf(name, sizeof(name), "%s_fp16", x);
-		if (rename_reads(g, x, name) ||
+		if (edit_fresh_name(m, NULL, x, "_fp16", name, sizeof(name)) ||
+		    rename_reads(g, x, name) ||
 		    insert_cast(g, 0, x, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
@@ -175,7 +176,8 @@ static int cast_edges(struct graft_model *m, struct graft_err *err)
 		long p = graph_producer(g, y);
 		if (!is_float_info(g->output[i]) || p < 0)
 			continue;
-		snprintf(name, sizeof(name), "%s_fp16", y);
+		if (edit_fresh_name(m, NULL, y, "_fp16", name, sizeof(name)))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		Onnx__NodeProto *n = g->node[p];
 		for (size_t k = 0; k < n->n_output; k++)
 			if (strcmp(n->output[k], y) == 0) {

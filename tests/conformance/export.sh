@@ -128,6 +128,24 @@ a, b = (json.load(open(f)) for f in ('a32.json', 'a16.json'))
 t = (np.array(a['predictions']) == np.array(b['predictions'])).mean()
 print('   compact CNN: accuracy %.4f float32, %.4f float16; top-1 the same on %.4f' %
       (a['accuracy'], b['accuracy'], t)); assert t >= 0.995\""
+$PY - <<'PYEOF'
+import onnx
+from onnx import helper, TensorProto
+# x -> Relu -> x_fp16 -> Neg -> y: a value named as keep-io's Cast would name x's
+g = helper.make_graph([helper.make_node('Relu', ['x'], ['x_fp16']),
+                       helper.make_node('Neg', ['x_fp16'], ['y'])], 'g',
+                      [helper.make_tensor_value_info('x', TensorProto.FLOAT, [2, 3])],
+                      [helper.make_tensor_value_info('y', TensorProto.FLOAT, [2, 3])])
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)]), 'clash.onnx')
+PYEOF
+check "--fp16 --keep-io-types: a name it would make is taken, another is" sh -c "
+	graft-export clash.onnx --fp16 --keep-io-types -o clash16.onnx 2>/dev/null && $PY -c \"
+import onnx
+m = onnx.load('clash16.onnx'); onnx.checker.check_model(m, full_check=True)
+outs = [o for n in m.graph.node for o in n.output]
+assert len(outs) == len(set(outs)), outs
+assert 'x_fp16_2' in outs, outs
+\""
 expect_error "--fp16 refuses Resize by name" "node '.*' \\(Resize\\): its inputs or attributes fix a float type" \
 	graft-export $DATA/node/test_resize_upsample_scales_nearest/model.onnx --fp16 -o no.onnx
 check "  and writes nothing" test ! -e no.onnx
