@@ -523,6 +523,16 @@ struct graft_text_options {
 int graft_raw_read_text(struct graft_raw *src, const char *path,
 			const struct graft_text_options *o, struct graft_err *err);
 
+/* Images listed in a label file (TSV or CSV with a header line, or JSON Lines, as for
+ * graft_raw_read_text): the column path_col a path relative to dir (absolute paths and
+ * ".." refused), label_col its class; classes as graft_raw_read_text orders them.  Each
+ * image decoded and resized as graft_raw_read_images does.  name: labels; source
+ * "images DIR LABELS HxW rgb" (or "gray"). */
+int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char *labels,
+			      enum graft_text_format format, const char *path_col,
+			      const char *label_col, int64_t height, int64_t width, int gray,
+			      struct graft_err *err);
+
 /* ---- running a model forward ----------------------------------------------------------- */
 
 struct graft_net;

@@ -20,7 +20,8 @@
 static const char usage[] =
 	"usage: graft-data idx IMAGES LABELS [OPTIONS]\n"
 	"       graft-data npy X.npy Y.npy [OPTIONS]\n"
-	"       graft-data images DIR --size HxW [--gray] [OPTIONS]\n"
+	"       graft-data images DIR --size HxW [--gray] [--labels FILE [--path COL]\n"
+	"                  [--label COL] [--format tsv|csv|jsonl]] [OPTIONS]\n"
 	"       graft-data mnist-json DIR [OPTIONS]\n"
 	"       graft-data graft DATA.graft [OPTIONS]\n"
 	"       graft-data text FILE --vocab VOCAB --text COL [--pair COL] --label COL\n"
@@ -38,6 +39,11 @@ static const char usage[] =
 	"  -o, --output OUT        write to OUT (atomically) instead of stdout\n"
 	"      --size HxW          images: resize every image to H x W (bilinear)\n"
 	"      --gray              images: one channel (luminance) instead of RGB\n"
+	"      --labels FILE       images: not class folders, but the images FILE lists\n"
+	"                          (TSV or CSV with a header, or JSON Lines: --format, else\n"
+	"                          by its extension): column --path (default path) a path\n"
+	"                          within DIR, column --label (default label) its class\n"
+	"      --path COL          images with --labels: the column of the paths\n"
 	"      --classes A,B,...   keep these classes (labels, or folder names), relabelled\n"
 	"                          0, 1, ... in the order given\n"
 	"      --take N            keep N samples of each class, chosen at random\n"
@@ -80,6 +86,8 @@ struct cmdline {
 	int gray, force;
 	struct graft_text_options text;
 	char *names_copy;
+	const char *labels, *path_col;  /* images from a label file */
+	int format_set;
 };
 
 /* ---- command line ---- */
@@ -140,7 +148,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	enum { O_SIZE = 256, O_GRAY, O_CLASSES, O_TAKE, O_SPLIT, O_VAL, O_SEED, O_MEAN, O_STD,
 	       O_VOCAB, O_TEXT, O_PAIR, O_LABEL, O_FORMAT, O_CASED, O_UNCASED, O_MAXLEN,
-	       O_NAMES };
+	       O_NAMES, O_LABELS, O_PATH };
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"size", required_argument, NULL, O_SIZE},
 		{"gray", no_argument, NULL, O_GRAY}, {"classes", required_argument, NULL, O_CLASSES},
@@ -151,6 +159,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"pair", required_argument, NULL, O_PAIR}, {"label", required_argument, NULL, O_LABEL},
 		{"format", required_argument, NULL, O_FORMAT}, {"cased", no_argument, NULL, O_CASED},
 		{"uncased", no_argument, NULL, O_UNCASED},
+		{"labels", required_argument, NULL, O_LABELS}, {"path", required_argument, NULL, O_PATH},
 		{"max-len", required_argument, NULL, O_MAXLEN},
 		{"names", required_argument, NULL, O_NAMES},
 		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
@@ -190,12 +199,15 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case O_LABEL: cl->text.label = optarg; break;
 		case O_CASED: cl->text.cased = 1; break;
 		case O_UNCASED: cl->text.cased = 0; break;
+		case O_LABELS: cl->labels = optarg; break;
+		case O_PATH: cl->path_col = optarg; break;
 		case O_MAXLEN:
 			cl->text.max_len = parse_count(optarg, "--max-len");
 			if (cl->text.max_len < 3 || cl->text.max_len > 1 << 20)
 				tool_usage(usage, 2, "--max-len takes 3 to 1048576, not '%s'", optarg);
 			break;
 		case O_FORMAT:
+			cl->format_set = 1;
 			if (strcmp(optarg, "tsv") == 0)
 				cl->text.format = GRAFT_TEXT_TSV;
 			else if (strcmp(optarg, "csv") == 0)
@@ -234,10 +246,23 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	n_in = one_dir || text || strcmp(cl->kind, "graft") == 0 ? 1 : 2;
 	if (text && (!cl->text.vocab || !cl->text.text || !cl->text.label))
 		tool_usage(usage, 2, "text needs --vocab, --text and --label");
-	if (!text && (cl->text.vocab || cl->text.text || cl->text.pair || cl->text.label ||
-		      cl->text.cased || cl->text.max_len || cl->names_copy))
+	int listed = strcmp(cl->kind, "images") == 0 && cl->labels;
+	if ((cl->labels || cl->path_col) && strcmp(cl->kind, "images"))
+		tool_usage(usage, 2, "--labels and --path are for images");
+	if (cl->path_col && !cl->labels)
+		tool_usage(usage, 2, "--path needs --labels");
+	if (!text && (cl->text.vocab || cl->text.text || cl->text.pair || cl->text.cased ||
+		      cl->text.max_len || cl->names_copy || ((cl->text.label || cl->format_set) &&
+							     !listed)))
 		tool_usage(usage, 2, "--vocab, --text, --pair, --label, --format, --cased, "
-			   "--max-len and --names are for text");
+			   "--max-len and --names are for text (--label and --format also for "
+			   "images with --labels)");
+	if (listed && !cl->format_set) {
+		const char *dot = strrchr(cl->labels, '.');
+		cl->text.format = dot && strcmp(dot, ".csv") == 0 ? GRAFT_TEXT_CSV :
+				  dot && (strcmp(dot, ".jsonl") == 0 || strcmp(dot, ".json") == 0)
+				  ? GRAFT_TEXT_JSONL : GRAFT_TEXT_TSV;
+	}
 	if (text && (cl->mean || cl->std))
 		tool_usage(usage, 2, "--mean and --std are for images and arrays, not text");
 	if (argc - optind != n_in)
@@ -299,6 +324,11 @@ static void read_source(const struct cmdline *cl, struct graft_raw *src)
 		rc = graft_raw_read_graft(src, cl->in[0], &err);
 	else if (strcmp(cl->kind, "text") == 0)
 		rc = graft_raw_read_text(src, cl->in[0], &cl->text, &err);
+	else if (cl->labels)
+		rc = graft_raw_read_image_list(src, cl->in[0], cl->labels, cl->text.format,
+					       cl->path_col ? cl->path_col : "path",
+					       cl->text.label ? cl->text.label : "label", cl->height,
+					       cl->width, cl->gray, &err);
 	else
 		rc = graft_raw_read_images(src, cl->in[0], cl->height, cl->width, cl->gray,
 					   &err);

@@ -856,3 +856,41 @@ int graft_raw_read_text(struct graft_raw *src, const char *path,
 	graft_vocab_free(vocab);
 	return finish(src, rc);
 }
+
+/* ---- images listed in a label file ------------------------------------------------------- */
+
+int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char *labels,
+			      enum graft_text_format format, const char *path_col,
+			      const char *label_col, int64_t height, int64_t width, int gray,
+			      struct graft_err *err)
+{
+	struct list files = {0};
+	struct text_rows r = {0};
+	int rc = begin(src, labels, err);
+
+	if (!rc && (height < 1 || width < 1 || height > IMAGE_MAX_SIDE || width > IMAGE_MAX_SIDE))
+		rc = graft_err_set(err, GRAFT_EINVAL, "image size %" PRId64 "x%" PRId64 " is not "
+				   "1 to %d each", height, width, IMAGE_MAX_SIDE);
+	if (!rc)
+		rc = text_rows_read(&r, labels, format, path_col, NULL, label_col, err);
+	if (!rc)
+		rc = text_classes(src, &r, err);
+	for (size_t i = 0; i < r.n && !rc; i++) {
+		const char *p = r.cells[i * r.cols + (size_t)r.col[0]];
+		if (!*p || p[0] == '/' || strstr(p, ".."))
+			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: row %zu's path '%s' is not a "
+					   "file within %s", labels, i + 1, p, dir);
+		else
+			rc = list_add(&files, join_path(dir, p), src->labels[i], err);
+	}
+	if (!rc) {              /* the labels now travel with the list */
+		free(src->labels);
+		src->labels = NULL;
+		rc = read_images(src, &files, height, width, gray, err);
+	}
+	set_source(src, "images %s %s %" PRId64 "x%" PRId64 " %s", base_name(dir),
+		   base_name(labels), height, width, gray ? "gray" : "rgb");
+	text_rows_release(&r);
+	list_free(&files);
+	return finish(src, rc);
+}

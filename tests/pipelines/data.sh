@@ -197,6 +197,31 @@ assert (x[4][0] == x[4][1]).all() and np.abs(x[4] - 77 / 255).max() < 2 / 255
 # transparency is composited onto black
 assert x[5][0, 0, 0] == 0 and x[5][0, 0, 1] == 1 and x[5][1].max() == 0
 "
+# a label file instead of class folders: CSV by extension, JSON Lines with other keys
+printf 'path,label\ncat/a.png,pet\ndog/c.png,pet\nzebra/e.jpeg,wild\n' > list.csv
+check "images --labels: the images a CSV lists, its classes in byte order" sh -c "
+	graft-data images imgs --size 4x4 --labels list.csv -o li.graft 2>/dev/null && $PY -c \"
+from rd import *
+x, y, meta = load('li.graft'); a, b, m = load('im.graft')
+assert list(y) == [0, 0, 1] and meta['graft.class_names'] == 'pet,wild', (y, meta)
+assert (x[0] == a[0]).all() and (x[1] == a[2]).all() and (x[2] == a[4]).all()
+assert meta['graft.source'] == 'images imgs list.csv 4x4 rgb', meta
+\""
+printf '{"file": "dog/d.jpg", "y": 10}\n{"file": "cat/b.png", "y": 2}\n' > list.jsonl
+check "images --labels: JSON Lines, --path and --label, numeric classes" sh -c "
+	graft-data images imgs --size 4x4 --labels list.jsonl --path file --label y -o lj.graft \
+	2>/dev/null && $PY -c \"
+from rd import *
+x, y, meta = load('lj.graft')
+assert list(y) == [1, 0] and meta['graft.class_names'] == '2,10', (y, meta)
+\""
+printf 'path,label\n../x.png,a\n' > escape.csv
+expect_error "images --labels: a path out of DIR" "^graft-data: escape.csv: row 1's path '../x.png' is not a file within imgs" \
+	graft-data images imgs --size 4x4 --labels escape.csv -o e20.graft
+printf 'path,label\ncat/nope.png,a\n' > missing.csv
+expect_error "images --labels: a missing image" "^graft-data: imgs/cat/nope.png: No such file" \
+	graft-data images imgs --size 4x4 --labels missing.csv -o e21.graft
+check "  and no output" test ! -e e20.graft -a ! -e e21.graft
 check "images: --gray --classes dog,cat" graft-data images imgs --size 4x4 --gray --classes dog,cat -o gr.graft
 check "images: luminance, relabelled" $PY -c "
 from rd import *
