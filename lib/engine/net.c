@@ -850,6 +850,34 @@ static struct value *dq_zero_point(const struct node *dq)
 	return dq->n_in > 2 ? dq->in[2] : NULL;
 }
 
+/* 1 when dq dequantizes an 8-bit tensor (its zero point says which) by one scale. */
+static int dq_scalar_8bit(const struct node *dq)
+{
+	const struct value *z = dq_zero_point(dq);
+
+	return z && value_numel(z) == 1 && value_numel(dq->in[1]) == 1 &&
+	       (z->dtype == GRAFT_UINT8 || z->dtype == GRAFT_INT8);
+}
+
+/* 1 when the QuantizeLinear q gives an output (the fused node's) by one constant float
+ * scale and a constant 8-bit zero point, or none (uint8 0). */
+static int q_scalar_8bit(const struct node *q)
+{
+	const struct value *zy = q->n_in > 2 ? q->in[2] : NULL;
+
+	return q->out[0] && (q->in[1]->flags & VALUE_CONST) && q->in[1]->dtype == GRAFT_FLOAT &&
+	       value_numel(q->in[1]) == 1 &&
+	       (!zy || ((zy->flags & VALUE_CONST) && value_numel(zy) == 1 &&
+			(zy->dtype == GRAFT_UINT8 || zy->dtype == GRAFT_INT8)));
+}
+
+/* Marks dq (may be NULL) fused away when the node being fused is its only reader. */
+static void drop_sole_dq(const struct graft_net *net, const struct fusing *fu, struct node *dq)
+{
+	if (dq && uses_of(net, fu, dq->out[0]) == 1)
+		dq->fused_away = 1;
+}
+
 /* A fused node's inputs for the quantized operand of dq: the 8-bit tensor, its scale,
  * its zero point (or NULL), as QLinearConv and QLinearAdd take them. */
 static void put_qoperand(struct value **in, const struct node *dq)
@@ -917,23 +945,17 @@ static int fuse_qdq_conv(struct graft_net *net, struct node *q, struct fusing *f
 			 struct graft_err *err)
 {
 	struct node *conv = q->n_in >= 2 ? producer(net, fu, q->in[0]) : NULL, *dx, *dw, *db = NULL;
-	const struct value *zx, *zy = q->n_in > 2 ? q->in[2] : NULL;
 	static const struct op_def *qlinear_conv;
 
 	if (!is_op(conv, "Conv") || conv->pre || conv->host || autograd_region(conv) ||
 	    (conv->act.kind != FUSED_NONE && conv->act.kind != FUSED_RELU) ||
-	    conv->out[0] != q->in[0] || uses_of(net, fu, q->in[0]) != 1 || !q->out[0] ||
-	    !(q->in[1]->flags & VALUE_CONST) || q->in[1]->dtype != GRAFT_FLOAT ||
-	    value_numel(q->in[1]) != 1 || (zy && (!(zy->flags & VALUE_CONST) ||
-	    value_numel(zy) != 1 || (zy->dtype != GRAFT_UINT8 && zy->dtype != GRAFT_INT8))))
+	    conv->out[0] != q->in[0] || uses_of(net, fu, q->in[0]) != 1 || !q_scalar_8bit(q))
 		return 0;
 	if (!(dx = const_dq(net, fu, conv->in[0])) || !(dw = const_dq(net, fu, conv->in[1])) ||
 	    (conv->n_in > 2 && conv->in[2] && !(db = const_dq(net, fu, conv->in[2]))))
 		return 0;
 	/* x: 8-bit (its zero point says which), one scale */
-	zx = dq_zero_point(dx);
-	if (!zx || value_numel(zx) != 1 || value_numel(dx->in[1]) != 1 ||
-	    (zx->dtype != GRAFT_UINT8 && zx->dtype != GRAFT_INT8))
+	if (!dq_scalar_8bit(dx))
 		return 0;
 	/* w: constant int8, symmetric, per tensor or per output channel */
 	const struct value *w = dw->in[0];
@@ -953,10 +975,9 @@ static int fuse_qdq_conv(struct graft_net *net, struct node *q, struct fusing *f
 	put_qoperand(in + 3, dw);
 	put_qparams(in + 6, q);
 	in[8] = db ? db->in[0] : NULL;
-	struct node *dqs[3] = {dx, dw, db};
-	for (int k = 0; k < 3; k++)
-		if (dqs[k] && uses_of(net, fu, dqs[k]->out[0]) == 1)
-			dqs[k]->fused_away = 1;
+	drop_sole_dq(net, fu, dx);
+	drop_sole_dq(net, fu, dw);
+	drop_sole_dq(net, fu, db);
 	free(conv->in);
 	conv->in = in;
 	conv->n_in = db ? 9 : 8;
@@ -995,8 +1016,7 @@ static int fuse_qdq_maxpool(struct graft_net *net, struct node *q, struct fusing
 	    !same_qparam(dx->in[1], q->in[1]) ||
 	    !same_qparam(dq_zero_point(dx), q->n_in > 2 ? q->in[2] : NULL))
 		return 0;
-	if (uses_of(net, fu, pool->in[0]) == 1)
-		dx->fused_away = 1;
+	drop_sole_dq(net, fu, dx);
 	pool->in[0] = dx->in[0];
 	pool->out[0] = q->out[0];
 	if (pool->opset < 12)
@@ -1004,15 +1024,6 @@ static int fuse_qdq_maxpool(struct graft_net *net, struct node *q, struct fusing
 	q->fused_away = 1;
 	set_producer(net, fu, pool->out[0], pool);
 	return 0;
-}
-
-/* 1 when dq dequantizes an 8-bit tensor (its zero point says which) by one scale. */
-static int dq_scalar_8bit(const struct node *dq)
-{
-	const struct value *z = dq_zero_point(dq);
-
-	return z && value_numel(z) == 1 && value_numel(dq->in[1]) == 1 &&
-	       (z->dtype == GRAFT_UINT8 || z->dtype == GRAFT_INT8);
 }
 
 /*
@@ -1026,14 +1037,10 @@ static int fuse_qdq_add(struct graft_net *net, struct node *q, struct fusing *fu
 			struct graft_err *err)
 {
 	struct node *add = q->n_in >= 2 ? producer(net, fu, q->in[0]) : NULL, *da, *db;
-	const struct value *zy = q->n_in > 2 ? q->in[2] : NULL;
 	static const struct op_def *qlinear_add;
 
 	if (!is_op(add, "Add") || autograd_region(add) || add->n_in != 2 ||
-	    add->out[0] != q->in[0] || uses_of(net, fu, q->in[0]) != 1 || !q->out[0] ||
-	    !(q->in[1]->flags & VALUE_CONST) || q->in[1]->dtype != GRAFT_FLOAT ||
-	    value_numel(q->in[1]) != 1 || (zy && (!(zy->flags & VALUE_CONST) ||
-	    value_numel(zy) != 1 || (zy->dtype != GRAFT_UINT8 && zy->dtype != GRAFT_INT8))))
+	    add->out[0] != q->in[0] || uses_of(net, fu, q->in[0]) != 1 || !q_scalar_8bit(q))
 		return 0;
 	if (!(da = const_dq(net, fu, add->in[0])) || !(db = const_dq(net, fu, add->in[1])) ||
 	    da == db || !dq_scalar_8bit(da) || !dq_scalar_8bit(db) ||
@@ -1047,10 +1054,8 @@ static int fuse_qdq_add(struct graft_net *net, struct node *q, struct fusing *fu
 	put_qoperand(in, da);
 	put_qoperand(in + 3, db);
 	put_qparams(in + 6, q);
-	if (uses_of(net, fu, da->out[0]) == 1)
-		da->fused_away = 1;
-	if (uses_of(net, fu, db->out[0]) == 1)
-		db->fused_away = 1;
+	drop_sole_dq(net, fu, da);
+	drop_sole_dq(net, fu, db);
 	free(add->in);
 	add->in = in;
 	add->n_in = 8;
