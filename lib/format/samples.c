@@ -707,15 +707,23 @@ static int read_images(struct graft_raw *src, const struct list *files, int64_t 
 	return 0;
 }
 
+/* The size the images are resized to: 1 to IMAGE_MAX_SIDE each way. */
+static int check_image_size(int64_t height, int64_t width, struct graft_err *err)
+{
+	if (height < 1 || width < 1 || height > IMAGE_MAX_SIDE || width > IMAGE_MAX_SIDE)
+		return graft_err_set(err, GRAFT_EINVAL, "image size %" PRId64 "x%" PRId64 " is not "
+				     "1 to %d each", height, width, IMAGE_MAX_SIDE);
+	return 0;
+}
+
 int graft_raw_read_images(struct graft_raw *src, const char *dir, int64_t height,
 			  int64_t width, int gray, struct graft_err *err)
 {
 	struct list files = {0};
 	int rc = begin(src, dir, err);
 
-	if (!rc && (height < 1 || width < 1 || height > IMAGE_MAX_SIDE || width > IMAGE_MAX_SIDE))
-		rc = graft_err_set(err, GRAFT_EINVAL, "image size %" PRId64 "x%" PRId64 " is not "
-				   "1 to %d each", height, width, IMAGE_MAX_SIDE);
+	if (!rc)
+		rc = check_image_size(height, width, err);
 	if (!rc)
 		rc = class_folders(src, dir, &files, err);
 	if (!rc)
@@ -868,9 +876,8 @@ int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char
 	struct text_rows r = {0};
 	int rc = begin(src, labels, err);
 
-	if (!rc && (height < 1 || width < 1 || height > IMAGE_MAX_SIDE || width > IMAGE_MAX_SIDE))
-		rc = graft_err_set(err, GRAFT_EINVAL, "image size %" PRId64 "x%" PRId64 " is not "
-				   "1 to %d each", height, width, IMAGE_MAX_SIDE);
+	if (!rc)
+		rc = check_image_size(height, width, err);
 	if (!rc)
 		rc = text_rows_read(&r, labels, format, path_col, NULL, label_col, err);
 	if (!rc)
