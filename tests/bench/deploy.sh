@@ -39,26 +39,36 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 printf 'deploy benchmark: resnet18 in ONNX Runtime, 2 threads, load %s\nCPU: %s; flags: %s\n' \
 	"$(cut -d' ' -f1 /proc/loadavg)" "${cpu:-?}" \
 	"$(grep -o -w -m1 -E 'avx512_vnni|avx_vnni|avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ')"
-declare -A ms
-for b in 1 32; do
-	r=$([ $b = 1 ] && echo 50 || echo 6)
-	for round in 1 2; do
-		for k in fp32 int8 fp16; do
-			f=$k.onnx; [ $k = fp32 ] && f=$fp32
-			t=$($NODE "$here/ort_bench.js" "$f" --batch $b --repeat $r --ort-dir "$ortdir" |
-			    sed -n 's/^median \([0-9.]*\) ms.*/\1/p')
-			[ -n "$t" ] || { echo "deploy bench: ort_bench.js failed on $k" >&2; exit 1; }
-			# the best median of the two rounds
-			if [ -z "${ms[$k$b]:-}" ] || $PY -c "import sys; sys.exit(0 if $t < ${ms[$k$b]} else 1)"; then
-				ms[$k$b]=$t
-			fi
+# model_of KIND: the ONNX file benchmarked as KIND
+model_of() { if [ "$1" = fp32 ]; then echo "$fp32"; else echo "$1.onnx"; fi; }
+# The two timers: MODEL BATCH REPEATS in, a line "median N ms ..." out.
+ort_bench() { $NODE "$here/ort_bench.js" "$1" --batch "$2" --repeat "$3" --ort-dir "$ortdir"; }
+graft_run() { GRAFT_WISDOM=$w/wisdom graft-run "$1" --batch "$2" --repeat "$3" 2>/dev/null; }
+# best_medians ARRAY TIMER KIND...: ARRAY[KIND BATCH] = TIMER's best median of two rounds
+# at batch 1 (50 repeats) and 32 (6); the kinds alternate within a round.
+best_medians() {
+	local -n best=$1
+	local timer=$2 b r round k t
+	shift 2
+	for b in 1 32; do
+		r=$([ "$b" = 1 ] && echo 50 || echo 6)
+		for round in 1 2; do
+			for k in "$@"; do
+				t=$($timer "$(model_of "$k")" "$b" "$r" | sed -n 's/^median \([0-9.]*\) ms.*/\1/p')
+				[ -n "$t" ] || { echo "deploy bench: $timer failed on $k" >&2; exit 1; }
+				if [ -z "${best[$k$b]:-}" ] || $PY -c "import sys; sys.exit(0 if $t < ${best[$k$b]} else 1)"; then
+					best[$k$b]=$t
+				fi
+			done
 		done
 	done
-done
+}
+declare -A ms gms
+best_medians ms ort_bench fp32 int8 fp16
 printf '%-6s %10s %12s %12s %10s %10s\n' kind "file MB" "batch 1 ms" "batch 32 ms" "b1 x" "b32 x"
 warn=()
 for k in fp32 int8 fp16; do
-	f=$k.onnx; [ $k = fp32 ] && f=$fp32
+	f=$(model_of $k)
 	s1=$($PY -c "print('%.2f' % (${ms[fp321]} / ${ms[${k}1]}))")
 	s32=$($PY -c "print('%.2f' % (${ms[fp3232]} / ${ms[${k}32]}))")
 	printf '%-6s %10.1f %12s %12s %9sx %9sx\n' $k "$($PY -c "import os; print(os.path.getsize('$f') / 1e6)")" \
@@ -71,21 +81,7 @@ for k in fp32 int8 fp16; do
 	fi
 done
 # graft's engine: float32 against int8, the same inputs, alternating
-declare -A gms
-for b in 1 32; do
-	r=$([ $b = 1 ] && echo 50 || echo 6)
-	for round in 1 2; do
-		for k in fp32 int8; do
-			f=$k.onnx; [ $k = fp32 ] && f=$fp32
-			t=$(GRAFT_WISDOM=$w/wisdom graft-run "$f" --batch $b --repeat $r 2>/dev/null |
-			    sed -n 's/^median \([0-9.]*\) ms.*/\1/p')
-			[ -n "$t" ] || { echo "deploy bench: graft-run failed on $k" >&2; exit 1; }
-			if [ -z "${gms[$k$b]:-}" ] || $PY -c "import sys; sys.exit(0 if $t < ${gms[$k$b]} else 1)"; then
-				gms[$k$b]=$t
-			fi
-		done
-	done
-done
+best_medians gms graft_run fp32 int8
 printf '\ngraft-run (its own engine), same models, 2 threads\n'
 printf '%-6s %12s %12s %10s %10s\n' kind "batch 1 ms" "batch 32 ms" "b1 x" "b32 x"
 for k in fp32 int8; do
