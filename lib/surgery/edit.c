@@ -293,6 +293,17 @@ static int set_outputs(struct graft_model *m, const struct graft_net *net, const
 	return 0;
 }
 
+int edit_set_str(char **s, const char *to)
+{
+	char *c = strdup(to);
+
+	if (!c)
+		return -1;
+	free(*s);
+	*s = c;
+	return 0;
+}
+
 int edit_fresh_name(const struct graft_model *m, struct strmap *made, const char *base,
 		    const char *suffix, char *buf, size_t size)
 {

@@ -144,13 +144,9 @@ static int rename_reads(Onnx__GraphProto *g, const char *from, const char *to)
 {
 	for (size_t i = 0; i < g->n_node; i++)
 		for (size_t k = 0; k < g->node[i]->n_input; k++)
-			if (strcmp(g->node[i]->input[k], from) == 0) {
-				char *c = strdup(to);
-				if (!c)
-					return -1;
-				free(g->node[i]->input[k]);
-				g->node[i]->input[k] = c;
-			}
+			if (strcmp(g->node[i]->input[k], from) == 0 &&
+			    edit_set_str(&g->node[i]->input[k], to))
+				return -1;
 	return 0;
 }
 
@@ -180,13 +176,8 @@ static int cast_edges(struct graft_model *m, struct graft_err *err)
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		Onnx__NodeProto *n = g->node[p];
 		for (size_t k = 0; k < n->n_output; k++)
-			if (strcmp(n->output[k], y) == 0) {
-				char *c = strdup(name);
-				if (!c)
-					return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-				free(n->output[k]);
-				n->output[k] = c;
-			}
+			if (strcmp(n->output[k], y) == 0 && edit_set_str(&n->output[k], name))
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		if (rename_reads(g, y, name) ||
 		    insert_cast(g, (size_t)p + 1, name, y, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT))
 			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");

@@ -376,8 +376,8 @@ static int plan_cut(const struct graft_model *m, const char *at, int pooled, str
 	/* at an output: an encoder's hidden states (rank 3, checked below) or its pooled
 	 * output (found for a model with no classifier): the head's is a new output, and
 	 * the old ones go */
-	for (size_t k = 0; k < g->n_output && !p->new_output; k++)
-		p->new_output = g->output[k]->name && strcmp(g->output[k]->name, at) == 0;
+	if (graph_is_output(g, at))
+		p->new_output = 1;
 	if (!p->new_output && (rc = depends_on(g, at, out, err)))
 		return rc < 0 ? rc : graft_err_set(err, GRAFT_EINVAL, "cannot cut at '%s': it is "
 						   "the output '%s' or computed from it", at, out);

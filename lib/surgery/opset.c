@@ -67,12 +67,7 @@ static int set_input(Onnx__NodeProto *n, size_t k, const char *name)
 				return -1;
 		n->n_input = k + 1;
 	}
-	char *c = strdup(name);
-	if (!c)
-		return -1;
-	free(n->input[k]);
-	n->input[k] = c;
-	return 0;
+	return edit_set_str(&n->input[k], name);
 }
 
 /* A new initializer named after node n and what, of dtype and dims, as input k of n. */

@@ -511,7 +511,6 @@ static void share_maxpool_scales(const Onnx__GraphProto *g, struct qplan *p)
 
 /* ---- rewriting ------------------------------------------------------------------------- */
 
-static int rename_str(char **s, const char *to);
 
 /* New nodes, in the order they are spliced in. */
 struct added {
@@ -543,12 +542,11 @@ static void added_release(struct added *a)
 
 #define NAME_MAX_LEN 512
 
-/* An activation's QuantizeLinear: its output, scale and zero point, where its nodes go,
- * and how many DequantizeLinear it has so far. */
+/* An activation's QuantizeLinear: its output, scale and zero point, and where its nodes
+ * go. */
 struct qpoint {
 	char q[NAME_MAX_LEN], scale[NAME_MAX_LEN], zp[NAME_MAX_LEN];
 	struct added *at;
-	int n_dq;
 };
 
 /* QuantizeLinear(T) after T's producer. */
@@ -585,10 +583,9 @@ static int dequantize_for(const struct graft_model *m, struct strmap *made,
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	snprintf(name, sizeof(name), "%s_DequantizeLinear%s", t->name, out + strlen(t->name) +
 		 strlen("_dequantized"));
-	p->n_dq++;
 	if (add_node(p->at, skeleton_node_new("DequantizeLinear", name,
 					      (const char *[]){p->q, p->scale, p->zp}, 3, out)) ||
-	    rename_str(input, out))
+	    edit_set_str(input, out))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	return 0;
 }
@@ -674,7 +671,7 @@ static int quantize_weight(struct graft_model *m, struct strmap *made, char **in
 	if (!edit_fresh_name(m, made, w, "_dequantized", dn, sizeof(dn)))
 		n = skeleton_node_new("DequantizeLinear", node, (const char *[]){qn, sn, zn}, 3, dn);
 	if (!n || (!per_tensor && skeleton_node_attr_int(n, "axis", axis)) || add_node(a, n) ||
-	    rename_str(input, dn)) {
+	    edit_set_str(input, dn)) {
 		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		goto out;
 	}
@@ -722,23 +719,12 @@ static int quantize_bias(struct graft_model *m, struct strmap *made, char **inpu
 			n = skeleton_node_new("DequantizeLinear", node, (const char *[]){qn, sn}, 2,
 					      dn);
 		if (!n || (channels > 1 && skeleton_node_attr_int(n, "axis", 0)) || add_node(a, n) ||
-		    rename_str(input, dn))
+		    edit_set_str(input, dn))
 			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
 	free(q);
 	free(s);
 	return rc;
-}
-
-static int rename_str(char **s, const char *to)
-{
-	char *c = strdup(to);
-
-	if (!c)
-		return -1;
-	free(*s);
-	*s = c;
-	return 0;
 }
 
 /* Counts the nodes left in float by op type (the first types info has room for). */
@@ -800,7 +786,7 @@ static int rewrite(struct graft_model *m, struct qplan *p, const struct graft_qu
 		const struct qnode *q = &p->nodes[k];
 		if (q->act < 0)
 			continue;
-		if (rename_str(&g->node[q->node]->output[0], g->node[q->act]->output[0]))
+		if (edit_set_str(&g->node[q->node]->output[0], g->node[q->act]->output[0]))
 			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		gone[q->act] = 1;
 	}

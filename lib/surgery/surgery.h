@@ -16,6 +16,9 @@ int edit_drop_unread_initializers(struct graft_model *m, struct graft_err *err);
 /* Removes the value_info entries of values the graph no longer has (keeps them all when
  * memory runs out). */
 void edit_drop_stale_value_info(Onnx__GraphProto *g);
+/* Replaces the string *s (a node's input or output name) by a copy of to.  -1: out of
+ * memory, *s unchanged. */
+int edit_set_str(char **s, const char *to);
 /* A name the model does not have yet, nor made (the names of nodes a rewrite has made
  * but not spliced in; NULL for none): base + suffix, or with a counter; added to made.
  * -1: out of memory. */
