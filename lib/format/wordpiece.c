@@ -84,14 +84,11 @@ struct cps {
 
 static int put(struct cps *c, uint32_t cp)
 {
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 64;
-		uint32_t *v = realloc(c->v, cap * sizeof(*v));
-		if (!v)
-			return -1;
-		c->v = v;
-		c->cap = cap;
-	}
+	uint32_t *v = array_grow(c->v, &c->cap, c->n, sizeof(*v));
+
+	if (!v)
+		return -1;
+	c->v = v;
 	c->v[c->n++] = cp;
 	return 0;
 }
@@ -215,15 +212,12 @@ static int basic_tokens(const char *text, size_t len, int uncased, struct cps *w
 
 static int put_id(int64_t **ids, size_t *n, size_t *cap, int64_t id)
 {
-	if (*n == *cap) {
-		size_t c = *cap ? 2 * *cap : 64;
-		int64_t *v = realloc(*ids, c * sizeof(*v));
-		if (!v)
-			return -1;
-		*ids = v;
-		*cap = c;
-	}
-	(*ids)[(*n)++] = id;
+	int64_t *v = array_grow(*ids, cap, *n, sizeof(*v));
+
+	if (!v)
+		return -1;
+	*ids = v;
+	v[(*n)++] = id;
 	return 0;
 }
 
@@ -303,16 +297,11 @@ long graft_vocab_id(const struct graft_vocab *v, const char *token)
 
 static int add_token(struct graft_vocab *v, const char *tok, size_t len, size_t *cap)
 {
-	char *t;
+	char **p = array_grow(v->tokens, cap, v->n, sizeof(*p)), *t;
 
-	if (v->n == *cap) {
-		size_t c = *cap ? 2 * *cap : 1024;
-		char **p = realloc(v->tokens, c * sizeof(*p));
-		if (!p)
-			return -1;
-		v->tokens = p;
-		*cap = c;
-	}
+	if (!p)
+		return -1;
+	v->tokens = p;
 	if (!(t = malloc(len + 1)))
 		return -1;
 	memcpy(t, tok, len);
