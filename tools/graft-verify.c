@@ -37,7 +37,7 @@ struct cmdline {
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
-	enum { OPT_DATA = 256, OPT_SAMPLES, OPT_BATCH, OPT_JSON, OPT_DROP, OPT_AGREE, OPT_NO_TUNE };
+	enum { OPT_DATA = 256, OPT_SAMPLES, OPT_BATCH, OPT_JSON, OPT_DROP, OPT_AGREE };
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, OPT_DATA},
 		{"samples", required_argument, NULL, OPT_SAMPLES},
@@ -45,7 +45,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"json", no_argument, NULL, OPT_JSON},
 		{"max-drop", required_argument, NULL, OPT_DROP},
 		{"min-agreement", required_argument, NULL, OPT_AGREE},
-		{"no-tune", no_argument, NULL, OPT_NO_TUNE},
+		TOOL_TUNE_LONGOPT,
 		TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c;
@@ -68,7 +68,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case OPT_AGREE:
 			cl->min_agreement = tool_parse_number("--min-agreement", optarg, 0, 100, usage);
 			break;
-		case OPT_NO_TUNE: cl->no_tune = 1; break;
+		case TOOL_OPT_NO_TUNE: cl->no_tune = 1; break;
 		default: tool_common_option(c, usage);
 		}
 	}
@@ -150,8 +150,7 @@ int main(int argc, char **argv)
 	dm = tool_read_feed(cl.data, ref, x, &n_x, &y);
 	if (cl.samples && cl.samples < x[0].dims[0]) {
 		tool_batch_of(x, n_x, cl.samples, x);
-		y.nbytes = y.nbytes / (size_t)y.dims[0] * (size_t)cl.samples;
-		y.dims[0] = cl.samples;
+		tool_batch_of(&y, 1, cl.samples, &y);
 	}
 	rn = make_net(ref, cl.ref, cl.no_tune);
 	cn = make_net(cand, cl.cand, cl.no_tune);

@@ -411,10 +411,11 @@ void tool_batch_of(const struct graft_array *x, size_t n_x, int64_t batch,
 		   struct graft_array *xb)
 {
 	for (size_t k = 0; k < n_x; k++) {
+		size_t row = x[k].nbytes / (size_t)x[k].dims[0];    /* before xb, which may be x */
 		xb[k] = x[k];
 		xb[k].name = NULL;
 		xb[k].dims[0] = batch < x[k].dims[0] ? batch : x[k].dims[0];
-		xb[k].nbytes = x[k].nbytes / (size_t)x[k].dims[0] * (size_t)xb[k].dims[0];
+		xb[k].nbytes = row * (size_t)xb[k].dims[0];
 	}
 }
 

@@ -69,6 +69,11 @@ v = json.load(open('v.json'))
 print('   verify: agreement %.4f, accuracy %.4f -> %.4f, max rel %.3g' % (v['top1_agreement'],
       v['reference_accuracy'], v['candidate_accuracy'], v['outputs'][0]['max_rel']))
 assert v['samples'] == 1000 and abs(v['reference_accuracy'] - json.load(open('f.json'))['accuracy']) < 1e-9\""
+check "graft-verify --samples: the first 100 images and their labels" sh -c "graft-verify \
+	$SRC/examples/pretrain/compact_cnn.onnx q.graft --data test.graft --samples 100 --json > v100.json && $PY -c \"
+import json
+v = json.load(open('v100.json'))
+assert v['samples'] == 100 and 0 <= v['reference_accuracy'] <= 1 and v['top1_agreement'] >= 0.95, v\""
 graft-head $SRC/examples/pretrain/compact_cnn.onnx --classes 5 --seed 1 -o other.graft 2>/dev/null
 expect_error "graft-verify: another model fails --min-agreement" "other.graft: top-1 agrees with the reference on .* \(--min-agreement 50\)" \
 	graft-verify $SRC/examples/pretrain/compact_cnn.onnx other.graft --data test.graft --min-agreement 50
