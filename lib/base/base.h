@@ -32,6 +32,9 @@ void strmap_release_copies(struct strmap *sm);
  * read from fd, to detect the format). */
 int io_read_fd_after(int fd, const void *head, size_t head_len, void **buf, size_t *len,
 		     struct graft_err *err);
+/* The bytes of the file at path into *buf (malloc'd, NUL-terminated past *len; NULL on
+ * failure); errors name path. */
+int io_read_file(const char *path, char **buf, size_t *len, struct graft_err *err);
 /* Maps a regular file read-only.  GRAFT_EINVAL (with no message) when fd is not a
  * regular file, so callers fall back to reading. */
 int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err);

@@ -112,6 +112,29 @@ int graft_read_fd_max(int fd, size_t max, void **buf, size_t *len, struct graft_
 	return read_fd(fd, NULL, 0, max, buf, len, err);
 }
 
+int io_read_file(const char *path, char **buf, size_t *len, struct graft_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	void *p;
+	char *q;
+	int rc;
+
+	*buf = NULL;
+	if (fd < 0)
+		return graft_err_set(err, GRAFT_EIO, "%s: %s", path, strerror(errno));
+	rc = graft_read_fd(fd, &p, len, err);
+	close(fd);
+	if (rc)
+		return graft_err_prefix(err, path);
+	if (!(q = realloc(p, *len + 1))) {
+		free(p);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	q[*len] = 0;
+	*buf = q;
+	return 0;
+}
+
 int io_read_fd_after(int fd, const void *head, size_t head_len, void **buf, size_t *len,
 		     struct graft_err *err)
 {

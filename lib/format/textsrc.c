@@ -3,13 +3,10 @@
  * graft_raw_read_text, tokenizes them): a TSV or CSV file with a header line, or JSON
  * Lines, and of each row the text, a second text (a pair, optional) and the label.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "format/format.h"
 
@@ -292,20 +289,14 @@ int text_rows_read(struct text_rows *r, const char *path, enum graft_text_format
 	struct table *t = calloc(1, sizeof(*t));
 	size_t len = 0;
 	long c[3] = {0, 1, 2};
-	int fd, rc;
+	int rc;
 
 	memset(r, 0, sizeof(*r));
 	if (!(r->priv = t))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	if ((fd = open(path, O_RDONLY)) < 0) {
+	if ((rc = io_read_file(path, &r->buf, &len, err))) {
 		text_rows_release(r);
-		return graft_err_set(err, GRAFT_EIO, "%s: %s", path, strerror(errno));
-	}
-	rc = io_read_fd_after(fd, NULL, 0, (void **)&r->buf, &len, err);
-	close(fd);
-	if (rc) {
-		text_rows_release(r);
-		return graft_err_prefix(err, path);
+		return rc;
 	}
 	if ((rc = check_utf8(r->buf, len, err)))
 		;

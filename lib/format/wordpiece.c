@@ -15,12 +15,9 @@
  * Unicode properties come from unicode_data.c (gen_unicode.py, Python's unicodedata), the
  * same version tests/unit/bert_reference.py reads.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/base.h"
 #include "format/unicode.h"
@@ -359,16 +356,9 @@ int graft_vocab_read(struct graft_vocab **out, const char *path, struct graft_er
 	*out = NULL;
 	if (!v)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	int fd = open(path, O_RDONLY);
-	if (fd < 0) {
+	if ((rc = io_read_file(path, &s, &len, err))) {
 		free(v);
-		return graft_err_set(err, GRAFT_EIO, "%s: %s", path, strerror(errno));
-	}
-	rc = io_read_fd_after(fd, NULL, 0, (void **)&s, &len, err);
-	close(fd);
-	if (rc) {
-		free(v);
-		return graft_err_prefix(err, path);
+		return rc;
 	}
 	size_t at = 0;
 	while (at < len && (s[at] == ' ' || s[at] == '\n' || s[at] == '\r' || s[at] == '\t'))
