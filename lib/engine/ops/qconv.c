@@ -231,8 +231,7 @@ static int qconv_ref(struct node *n, struct graft_err *err)
 /* ---- oneDNN's int8 convolution ---------------------------------------------------------- */
 
 struct qconv_state {
-	int reference;                  /* 1: oneDNN's kernel does not apply; qconv_ref runs */
-	dnnl_primitive_t prim;
+	dnnl_primitive_t prim;          /* NULL: oneDNN's kernel does not apply; qconv_ref runs */
 	dnnl_memory_t src, wei, bias, dst;
 	void *wei_buf;
 	dnnl_memory_t src_user, dst_user;
@@ -436,13 +435,12 @@ static int qconv_run(struct node *n, struct graft_err *err)
 	if (!s) {
 		if (!(s = n->priv = calloc(1, sizeof(*s))))
 			return node_err(n, err, GRAFT_ENOMEM, "out of memory");
-		s->reference = !onednn_applies(n);
-		if (!s->reference && (rc = qconv_build(n, s, err))) {
+		if (onednn_applies(n) && (rc = qconv_build(n, s, err))) {
 			qconv_release(n);
 			return rc;
 		}
 	}
-	return s->reference ? qconv_ref(n, err) : qconv_onednn(n, s, err);
+	return s->prim ? qconv_onednn(n, s, err) : qconv_ref(n, err);
 }
 
 /* The weights in the primitive's layout: about W's size. */
