@@ -365,11 +365,11 @@ static double *parse_list(const char *s, const char *opt, int64_t channels, int 
 	return v;
 }
 
-static void shape_string(const struct graft_samples *s, int64_t n, char *buf, size_t size)
+static void shape_string(const int64_t *dims, int rank, int64_t n, char *buf, size_t size)
 {
 	size_t len = (size_t)snprintf(buf, size, "[%" PRId64, n);
-	for (int i = 1; i < s->rank && len < size; i++)
-		len += (size_t)snprintf(buf + len, size - len, ",%" PRId64, s->dims[i]);
+	for (int i = 1; i < rank && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, ",%" PRId64, dims[i]);
 	if (len < size)
 		snprintf(buf + len, size - len, "]");
 }
@@ -439,7 +439,6 @@ int main(int argc, char **argv)
 	} else {
 		tool_output_commit(&out);
 	}
-	shape_string(v, parts.count[0], shape, sizeof(shape));
 	if (cl.split)
 		fprintf(stderr, "%s: %s: %" PRId64 " samples, %s: %" PRId64 " samples; ", tool_name,
 			out_name(cl.out), parts.count[0], cl.val_out, parts.count[1]);
@@ -451,12 +450,16 @@ int main(int argc, char **argv)
 	else
 		fprintf(stderr, "targets [%" PRId64 "]; ", v->k);
 	if (v->inputs)
-		for (size_t i = 0; i < v->n_inputs; i++)
-			fprintf(stderr, "%s%s [%" PRId64 ",%" PRId64 "] %s", i ? ", " : "",
-				v->inputs[i].name, parts.count[0], v->inputs[i].dims[1],
+		for (size_t i = 0; i < v->n_inputs; i++) {
+			shape_string(v->inputs[i].dims, v->inputs[i].rank, parts.count[0], shape,
+				     sizeof(shape));
+			fprintf(stderr, "%s%s %s %s", i ? ", " : "", v->inputs[i].name, shape,
 				graft_dtype_name(v->inputs[i].dtype));
-	else
+		}
+	else {
+		shape_string(v->dims, v->rank, parts.count[0], shape, sizeof(shape));
 		fprintf(stderr, "x %s float", shape);
+	}
 	fputc('\n', stderr);
 
 	graft_dataset_parts_release(&parts);

@@ -758,8 +758,10 @@ static int text_classes(struct graft_raw *src, const struct text_rows *r, struct
 	}
 	if (!rc) {
 		qsort(v, n, sizeof(*v), by_label);
+		/* one class per label the order calls equal ("7" and "007"), so that the
+		 * lookup below finds exactly one */
 		for (size_t i = 0; i < n; i++)
-			if (!k || strcmp(v[i], v[k - 1]))
+			if (!k || by_label(&v[i], &v[k - 1]))
 				v[k++] = v[i];
 		if (k > GRAFT_MAX_CLASSES)
 			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: %zu classes, over %d", src->name,

@@ -87,6 +87,10 @@ check "jsonl with pairs" sh -c "graft-data text t.jsonl --format jsonl --vocab $
 	--pair a --label y --max-len 12 -o j.graft 2>/dev/null && \
 	$PY check.py $SRC/tests/text $V j.graft 12 j.json"
 check "  numeric classes in numeric order" sh -c "tar xOf j.graft model.pb | grep -a -q '2,10'"
+# "7" and "007" are one number, so one class (two once made an ambiguous lookup)
+printf 'text\tlabel\na\t7\nb\t007\nc\t10\n' > z.tsv
+check "  integer labels equal as numbers are one class" sh -c "graft-data text z.tsv --vocab $V \
+	--text 1 --label 2 -o z.graft 2>/dev/null && graft-info z.graft | grep -qx 'metadata:   graft.class_names = 7,10'"
 check "--names: two inputs, no token types" sh -c "graft-data text t.tsv --vocab $V --text 1 \
 	--label 2 --names ids,mask -o n.graft 2>/dev/null && tar xOf n.graft manifest | grep -c '^tensor' | grep -qx 3 \
 	&& tar xOf n.graft manifest | grep -q ' x:ids int64 \[4,128\]'"
