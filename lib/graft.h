@@ -317,6 +317,41 @@ void graft_array_release(struct graft_array *a);
  */
 /* A dataset's inputs: one float x, or up to this many named ones (docs/format.md). */
 #define GRAFT_DATASET_MAX_INPUTS 8
+
+/*
+ * Images kept compact (docs/format.md, "Compact images"): every sample's bytes in one
+ * buffer, either its pixels (uint8, height x width x channels, sizes free to differ) or
+ * its file as it was (PNG or JPEG), with an index of where each lies.  They become float
+ * samples only when loaded (lib/data: decoded, resized, cropped, augmented and
+ * normalised on the fly), so a dataset of photos costs about their bytes, not four
+ * times their pixels.  A dataset holds them as the detached uint8 tensor x.bytes and
+ * the int64 tensor x.index.
+ */
+enum graft_store {
+	GRAFT_STORE_FLOAT = 0,          /* samples as float tensors: x, or x:NAME */
+	GRAFT_STORE_UINT8 = 1,          /* pixels, uint8 (h, w, c) */
+	GRAFT_STORE_ENCODED = 2,        /* the image files' bytes */
+};
+#define GRAFT_IMAGES_INDEX_COLS 5
+struct graft_images {
+	enum graft_store store;         /* GRAFT_STORE_UINT8 or GRAFT_STORE_ENCODED */
+	int64_t n;                      /* samples */
+	const uint8_t *bytes;
+	size_t nbytes;
+	/* (n, GRAFT_IMAGES_INDEX_COLS): each sample's offset into bytes, size in bytes,
+	 * height, width, and the channels it gives (3: RGB, 1: grey), the same for all */
+	const int64_t *index;
+};
+/* Checks im as a reader must: offsets and sizes within bytes, sizes at least 1, height
+ * and width 1 to 32768, one channel count (1 or 3) for all, and for uint8 pixels a
+ * size of height * width * channels.  GRAFT_EFORMAT naming the sample otherwise. */
+int graft_images_check(const struct graft_images *im, struct graft_err *err);
+/* Sample i's pixels as uint8 (height, width, c) into px: a view into the store (uint8;
+ * *owned NULL), or decoded (encoded: RGB, c = 3, whatever the channels it gives, in
+ * *owned, to free).  Decoding errors as graft_image_decode's, naming the sample. */
+int graft_images_pixels(const struct graft_images *im, int64_t i, struct graft_array *px,
+			void **owned, struct graft_err *err);
+
 struct graft_dataset {
 	struct graft_model *model;      /* owns the archive */
 	struct graft_array x, y;        /* views of the tensors x (inputs[0]) and y (name and
@@ -326,6 +361,12 @@ struct graft_dataset {
 	 * type, (N, ...) */
 	struct graft_array inputs[GRAFT_DATASET_MAX_INPUTS];
 	size_t n_inputs;
+	/* Or images kept compact (graft.store uint8 or encoded): then n_inputs is 0, x is
+	 * empty, and the samples come through a loader (graft_loader_new_images), which
+	 * applies mean and std (graft.mean and graft.std, one per channel; NULL: none) */
+	struct graft_images images;
+	const double *mean, *std;
+	double norm[2][3];              /* (what mean and std point at) */
 	int64_t n;                      /* samples */
 	int64_t n_classes;              /* int64 labels: graft.classes, else max label + 1; 0 for
 					 * float targets */
@@ -358,6 +399,7 @@ int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_
 #define GRAFT_META_TAKE "graft.take"
 #define GRAFT_META_SEED "graft.seed"
 #define GRAFT_META_SPLIT "graft.split"
+#define GRAFT_META_STORE "graft.store"      /* uint8 or encoded: compact images */
 
 /* ---- making datasets (lib/format/dataset_make.c) ---------------------------------------- */
 
@@ -375,6 +417,13 @@ struct graft_samples {
 					 * comma; NULL for the numbers "0", "1", ... */
 	const float *targets;   /* no labels: (dims[0], k) regression targets */
 	int64_t k;
+	/* Instead of x (NULL): compact images (images->n = dims[0]; rank 4, dims[1] their
+	 * channels, dims[2] and dims[3] their size where all share one, else 0); mean and
+	 * std are then recorded, to be applied as they load */
+	const struct graft_images *images;
+	const double *mean, *std;       /* compact images: the normalisation they carry (from
+					 * an earlier dataset), recorded unless the options
+					 * give one; NULL: none */
 	/* Instead of x (NULL; rank and dims[1...] unused, dims[0] the samples): named inputs
 	 * of any fixed-size type, each (dims[0], ...), a sample one row of each (text's
 	 * input_ids, attention_mask, token_type_ids); no mean or std then.  At most
@@ -470,6 +519,12 @@ struct graft_raw {
 	char **class_names;             /* NULL-terminated; NULL: the label numbers */
 	struct graft_array inputs[GRAFT_DATASET_MAX_INPUTS];    /* named inputs (text) */
 	size_t n_inputs;
+	struct graft_images images;     /* compact images (samples.images points here) */
+	uint8_t *bytes;                 /* (images.bytes) */
+	int64_t *index;                 /* (images.index) */
+	double norm[2][3];              /* (samples.mean and samples.std) */
+	int64_t skipped;                /* images left out as unreadable (not strict) */
+	char first_skipped[512];        /* the first one's message */
 };
 /* Frees what src holds and zeroes it; a zeroed or released src is left as it is. */
 void graft_raw_release(struct graft_raw *src);
@@ -495,14 +550,29 @@ int graft_raw_read_mnist_json(struct graft_raw *src, const char *dir,
  * says, class names from its graft.class_names when it holds one per class.  name:
  * path; source "graft FILE". */
 int graft_raw_read_graft(struct graft_raw *src, const char *path, struct graft_err *err);
+/* How images are read (graft_raw_read_images, graft_raw_read_image_list). */
+struct graft_image_options {
+	enum graft_store store;
+	/* every image resized to height x width (graft_image_resize: 1 to 32768 each,
+	 * GRAFT_EINVAL otherwise); required for float, optional for uint8 (0: as they are);
+	 * encoded keeps the files' bytes, so 0 */
+	int64_t height, width;
+	int gray;               /* one channel (luminance) instead of RGB */
+	int threads;            /* images decoded at once (0: 1) */
+	/* An image that cannot be used (corrupt, truncated, not PNG or JPEG, too large) fails
+	 * the read when strict; otherwise it is left out and counted in skipped, the first
+	 * one's message in first_skipped.  Files that cannot be read fail either way. */
+	int strict;
+};
 /* A folder of images, dir/CLASS/IMAGE: the classes are dir's sub-folders in name order
  * (entries starting with '.' skipped, other entries ignored), named after them (a
  * comma refused), each holding regular files only, at least one, read in name order.
- * Each image is decoded and resized to height x width (graft_image_decode and
- * graft_image_resize; 1 to 32768 each, GRAFT_EINVAL otherwise), grey when gray: x (N, 3
- * or 1, height, width).  name: dir; source "images DIR HxW rgb" (or "gray"). */
-int graft_raw_read_images(struct graft_raw *src, const char *dir, int64_t height,
-			  int64_t width, int gray, struct graft_err *err);
+ * Each image is decoded (graft_image_decode, to check it in every store) and, in the
+ * float store, resized: x (N, 3 or 1, height, width); else kept compact as
+ * samples.images.  name: dir; source "images DIR HxW rgb" (or "gray"; "any" for the
+ * size of images kept as they are). */
+int graft_raw_read_images(struct graft_raw *src, const char *dir,
+			  const struct graft_image_options *o, struct graft_err *err);
 
 /* Labelled text (graft-data text): a table (TSV or CSV with a header line, or JSON
  * Lines) whose columns (or keys) text, pair (optional) and label the options name, each
@@ -526,11 +596,11 @@ int graft_raw_read_text(struct graft_raw *src, const char *path,
 /* Images listed in a label file (TSV or CSV with a header line, or JSON Lines, as for
  * graft_raw_read_text): the column path_col a path relative to dir (absolute paths and
  * ".." refused), label_col its class; classes as graft_raw_read_text orders them.  Each
- * image decoded and resized as graft_raw_read_images does.  name: labels; source
- * "images DIR LABELS HxW rgb" (or "gray"). */
+ * image read as graft_raw_read_images reads it.  name: labels; source "images DIR
+ * LABELS HxW rgb" (or "gray", and "any" for the size). */
 int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char *labels,
 			      enum graft_text_format format, const char *path_col,
-			      const char *label_col, int64_t height, int64_t width, int gray,
+			      const char *label_col, const struct graft_image_options *o,
 			      struct graft_err *err);
 
 /* ---- running a model forward ----------------------------------------------------------- */

@@ -14,14 +14,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tool.h"
 
 static const char usage[] =
 	"usage: graft-data idx IMAGES LABELS [OPTIONS]\n"
 	"       graft-data npy X.npy Y.npy [OPTIONS]\n"
-	"       graft-data images DIR --size HxW [--gray] [--labels FILE [--path COL]\n"
-	"                  [--label COL] [--format tsv|csv|jsonl]] [OPTIONS]\n"
+	"       graft-data images DIR [--size HxW] [--gray] [--store float|uint8|encoded]\n"
+	"                  [--labels FILE [--path COL] [--label COL]\n"
+	"                  [--format tsv|csv|jsonl]] [--strict] [--threads N] [OPTIONS]\n"
 	"       graft-data mnist-json DIR [OPTIONS]\n"
 	"       graft-data graft DATA.graft [OPTIONS]\n"
 	"       graft-data text FILE --vocab VOCAB --text COL [--pair COL] --label COL\n"
@@ -37,7 +39,16 @@ static const char usage[] =
 	"labelled text tokenized as BERT does (inputs input_ids, attention_mask and\n"
 	"token_type_ids, int64, of --max-len tokens each; y: the labels' classes).\n"
 	"  -o, --output OUT        write to OUT (atomically) instead of stdout\n"
-	"      --size HxW          images: resize every image to H x W (bilinear)\n"
+	"      --size HxW          images: resize every image to H x W (bilinear); needed\n"
+	"                          for --store float, optional for uint8\n"
+	"      --store S           images: float (the default: resized floats, --mean and\n"
+	"                          --std applied), uint8 (the pixels, each at its own size\n"
+	"                          unless --size) or encoded (the PNG/JPEG files' bytes);\n"
+	"                          uint8 and encoded are decoded, resized, cropped and\n"
+	"                          normalised as they load (graft-train --augment)\n"
+	"      --strict            images: refuse an unusable image (corrupt, truncated, not\n"
+	"                          PNG or JPEG) instead of leaving it out and counting it\n"
+	"      --threads N         images: decode N at once (default: the CPUs online)\n"
 	"      --gray              images: one channel (luminance) instead of RGB\n"
 	"      --labels FILE       images: not class folders, but the images FILE lists\n"
 	"                          (TSV or CSV with a header, or JSON Lines: --format, else\n"
@@ -83,11 +94,12 @@ struct cmdline {
 	double split;           /* 0: no split */
 	uint64_t seed;
 	int64_t height, width;
-	int gray, force;
+	int gray, force, strict, threads;
+	enum graft_store store;
 	struct graft_text_options text;
 	char *names_copy;
 	const char *labels, *path_col;  /* images from a label file */
-	int format_set;
+	int format_set, store_set;
 };
 
 /* ---- command line ---- */
@@ -148,7 +160,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	enum { O_SIZE = 256, O_GRAY, O_CLASSES, O_TAKE, O_SPLIT, O_VAL, O_SEED, O_MEAN, O_STD,
 	       O_VOCAB, O_TEXT, O_PAIR, O_LABEL, O_FORMAT, O_CASED, O_UNCASED, O_MAXLEN,
-	       O_NAMES, O_LABELS, O_PATH };
+	       O_NAMES, O_LABELS, O_PATH, O_STORE, O_STRICT, O_THREADS };
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"size", required_argument, NULL, O_SIZE},
 		{"gray", no_argument, NULL, O_GRAY}, {"classes", required_argument, NULL, O_CLASSES},
@@ -162,6 +174,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"labels", required_argument, NULL, O_LABELS}, {"path", required_argument, NULL, O_PATH},
 		{"max-len", required_argument, NULL, O_MAXLEN},
 		{"names", required_argument, NULL, O_NAMES},
+		{"store", required_argument, NULL, O_STORE}, {"strict", no_argument, NULL, O_STRICT},
+		{"threads", required_argument, NULL, O_THREADS},
 		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c, n_in;
@@ -201,6 +215,24 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case O_UNCASED: cl->text.cased = 0; break;
 		case O_LABELS: cl->labels = optarg; break;
 		case O_PATH: cl->path_col = optarg; break;
+		case O_STRICT: cl->strict = 1; break;
+		case O_THREADS:
+			cl->threads = (int)parse_count(optarg, "--threads");
+			if (cl->threads > 64)
+				tool_usage(usage, 2, "--threads takes 1 to 64, not '%s'", optarg);
+			break;
+		case O_STORE:
+			if (strcmp(optarg, "float") == 0)
+				cl->store = GRAFT_STORE_FLOAT;
+			else if (strcmp(optarg, "uint8") == 0)
+				cl->store = GRAFT_STORE_UINT8;
+			else if (strcmp(optarg, "encoded") == 0)
+				cl->store = GRAFT_STORE_ENCODED;
+			else
+				tool_usage(usage, 2, "--store takes float, uint8 or encoded, not '%s'",
+					   optarg);
+			cl->store_set = 1;
+			break;
 		case O_MAXLEN:
 			cl->text.max_len = parse_count(optarg, "--max-len");
 			if (cl->text.max_len < 3 || cl->text.max_len > 1 << 20)
@@ -270,10 +302,14 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			   n_in == 2 ? "two files" : one_dir ? "one folder" : "one file");
 	cl->in[0] = argv[optind];
 	cl->in[1] = n_in == 2 ? argv[optind + 1] : NULL;
-	if (strcmp(cl->kind, "images") == 0 && !cl->height)
-		tool_usage(usage, 2, "images needs --size HxW");
-	if (strcmp(cl->kind, "images") && (cl->height || cl->gray))
-		tool_usage(usage, 2, "--size and --gray are for images");
+	if (strcmp(cl->kind, "images") == 0 && !cl->height && cl->store == GRAFT_STORE_FLOAT)
+		tool_usage(usage, 2, "images needs --size HxW (or --store uint8 or encoded)");
+	if (cl->height && cl->store == GRAFT_STORE_ENCODED)
+		tool_usage(usage, 2, "--store encoded keeps the files as they are: no --size");
+	if (strcmp(cl->kind, "images") && (cl->height || cl->gray || cl->store_set || cl->strict ||
+					   cl->threads))
+		tool_usage(usage, 2, "--size, --gray, --store, --strict and --threads are for "
+			   "images");
 	if (cl->val_out && !cl->split)
 		tool_usage(usage, 2, "--val-out needs --split");
 	if (cl->split && !cl->val_out) {
@@ -312,6 +348,12 @@ static char *xstrdup(const char *s)
 static void read_source(const struct cmdline *cl, struct graft_raw *src)
 {
 	struct graft_err err = {0};
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	struct graft_image_options io = {
+		.store = cl->store, .height = cl->height, .width = cl->width, .gray = cl->gray,
+		.strict = cl->strict,
+		.threads = cl->threads ? cl->threads : cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus,
+	};
 	int rc;
 
 	if (strcmp(cl->kind, "idx") == 0)
@@ -327,13 +369,15 @@ static void read_source(const struct cmdline *cl, struct graft_raw *src)
 	else if (cl->labels)
 		rc = graft_raw_read_image_list(src, cl->in[0], cl->labels, cl->text.format,
 					       cl->path_col ? cl->path_col : "path",
-					       cl->text.label ? cl->text.label : "label", cl->height,
-					       cl->width, cl->gray, &err);
+					       cl->text.label ? cl->text.label : "label", &io, &err);
 	else
-		rc = graft_raw_read_images(src, cl->in[0], cl->height, cl->width, cl->gray,
-					   &err);
+		rc = graft_raw_read_images(src, cl->in[0], &io, &err);
 	if (rc)
 		tool_die("%s", err.msg);
+	if (src->skipped)
+		fprintf(stderr, "%s: left out %" PRId64 " unusable image%s (the first: %s); "
+			"--strict refuses them\n", tool_name, src->skipped,
+			src->skipped > 1 ? "s" : "", src->first_skipped);
 }
 
 /* ---- normalising and writing ---- */
@@ -456,6 +500,14 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s%s %s %s", i ? ", " : "", v->inputs[i].name, shape,
 				graft_dtype_name(v->inputs[i].dtype));
 		}
+	else if (v->images && v->dims[2])
+		fprintf(stderr, "x: images %" PRId64 "x%" PRId64 "x%" PRId64 ", stored %s",
+			v->dims[2], v->dims[3], v->dims[1],
+			v->images->store == GRAFT_STORE_UINT8 ? "uint8" : "encoded");
+	else if (v->images)
+		fprintf(stderr, "x: images of %" PRId64 " channel%s, sizes differ, stored %s",
+			v->dims[1], v->dims[1] > 1 ? "s" : "",
+			v->images->store == GRAFT_STORE_UINT8 ? "uint8" : "encoded");
 	else {
 		shape_string(v->dims, v->rank, parts.count[0], shape, sizeof(shape));
 		fprintf(stderr, "x %s float", shape);

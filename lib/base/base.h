@@ -39,6 +39,16 @@ int io_read_file(const char *path, char **buf, size_t *len, struct graft_err *er
  * regular file, so callers fall back to reading. */
 int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err);
 
+/* ---- parallel.c ---- */
+#define PARALLEL_MAX_THREADS 64
+/* Calls fn(ctx, i, err) for i in [0, n) on up to threads threads (the caller's among
+ * them; at most PARALLEL_MAX_THREADS), each item once, in no set order: fn must not
+ * depend on which items ran before.  When items fail, the error returned (and copied
+ * into err) is that of the lowest failing index, whatever the timing; items after it
+ * may or may not have run. */
+int parallel_for(int threads, int64_t n, int (*fn)(void *ctx, int64_t i, struct graft_err *err),
+		 void *ctx, struct graft_err *err);
+
 /* ---- util ---- */
 /* Percent-encodes bytes outside '!'..'~' and '%' itself, so any name fits one token. */
 char *str_escape(const char *s);

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,15 +55,29 @@ static int plain_x(const struct graft_array *in, size_t n_in)
 	return n_in == 1 && (!in[0].name || strcmp(in[0].name, "x") == 0);
 }
 
+static int check_labels(const struct graft_array *y, int64_t n, int64_t classes,
+			int64_t *n_classes, int code, struct graft_err *err);
+
 /* The checks shared by read and write; code is the status a failure returns (EFORMAT
  * for an archive read, EINVAL for a caller's arrays).  classes is graft.classes or 0.
  * The inputs: one float x of rank 2 or more, or named inputs of any fixed-size type,
- * each (N, ...). */
-static int check_data(const struct graft_array *in, size_t n_in, const struct graft_array *y,
-		      int64_t classes, int64_t *n_classes, int code, struct graft_err *err)
+ * each (N, ...); or (n_in 0) compact images im. */
+static int check_data(const struct graft_array *in, size_t n_in, const struct graft_images *im,
+		      const struct graft_array *y, int64_t classes, int64_t *n_classes, int code,
+		      struct graft_err *err)
 {
 	const struct graft_array *x = &in[0];
-	int64_t n, max = -1;
+	int64_t n;
+	int rc;
+
+	if (im) {
+		if ((rc = graft_images_check(im, err))) {
+			if (err)
+				err->code = code;
+			return code;
+		}
+		return check_labels(y, im->n, classes, n_classes, code, err);
+	}
 
 	if (n_in < 1 || n_in > GRAFT_DATASET_MAX_INPUTS)
 		return graft_err_set(err, code, "%zu inputs, not 1 to %d", n_in,
@@ -93,6 +108,16 @@ static int check_data(const struct graft_array *in, size_t n_in, const struct gr
 			return graft_err_set(err, code, "input '%s' has %" PRId64 " samples, '%s' %"
 					     PRId64, name, a->dims[0], in[0].name ? in[0].name : "x", n);
 	}
+	return check_labels(y, n, classes, n_classes, code, err);
+}
+
+/* y against n samples: int64 (n) labels below classes (when not 0), or float (n, K)
+ * targets; *n_classes as graft_dataset says. */
+static int check_labels(const struct graft_array *y, int64_t n, int64_t classes,
+			int64_t *n_classes, int code, struct graft_err *err)
+{
+	int64_t max = -1;
+
 	if (!(y->dtype == GRAFT_INT64 && y->rank == 1) && !(y->dtype == GRAFT_FLOAT && y->rank == 2))
 		return graft_err_set(err, code, "y must be int64 (N) labels or float (N, K) targets, "
 				     "not %s of rank %d", graft_dtype_name(y->dtype)
@@ -151,12 +176,68 @@ static int view_tensor(const struct graft_model *m, const char *name, struct gra
 	return 0;
 }
 
+/* Compact images: x.bytes and x.index, as graft.store says. */
+static int view_images(struct graft_dataset *ds, const char *store, struct graft_err *err)
+{
+	struct graft_array bytes, index;
+	int rc;
+
+	if (strcmp(store, "uint8") && strcmp(store, "encoded"))
+		return graft_err_set(err, GRAFT_EFORMAT, "metadata " GRAFT_META_STORE " '%s' is "
+				     "not uint8 or encoded", store);
+	if ((rc = view_tensor(ds->model, "x.bytes", &bytes, err)) ||
+	    (rc = view_tensor(ds->model, "x.index", &index, err)))
+		return rc;
+	if (bytes.dtype != GRAFT_UINT8 || bytes.rank != 1 || index.dtype != GRAFT_INT64 ||
+	    index.rank != 2 || index.dims[1] != GRAFT_IMAGES_INDEX_COLS)
+		return graft_err_set(err, GRAFT_EFORMAT, "compact images need x.bytes uint8 [B] and "
+				     "x.index int64 [N,%d]", GRAFT_IMAGES_INDEX_COLS);
+	ds->images = (struct graft_images){
+		.store = strcmp(store, "uint8") == 0 ? GRAFT_STORE_UINT8 : GRAFT_STORE_ENCODED,
+		.n = index.dims[0], .bytes = bytes.data, .nbytes = bytes.nbytes,
+		.index = index.data};
+	return 0;
+}
+
+/* graft.mean or graft.std (which) of compact images: one value per channel, std
+ * positive, into ds->norm[which]; absent: NULL. */
+static int view_norm(struct graft_dataset *ds, int which, struct graft_err *err)
+{
+	const char *key = which ? GRAFT_META_STD : GRAFT_META_MEAN;
+	const char *s = graft_model_metadata_value(ds->model, key);
+	int64_t channels = ds->images.index[4];
+	char *end;
+
+	if (!s)
+		return 0;
+	for (int64_t c = 0; c < channels; c++) {
+		errno = 0;
+		double v = strtod(s, &end);
+		if (end == s || errno || !isfinite(v) || (which && !(v > 0)) ||
+		    (c + 1 < channels ? *end != ',' : *end != 0))
+			return graft_err_set(err, GRAFT_EFORMAT, "metadata %s '%s' is not %" PRId64
+					     " %snumbers", key, graft_model_metadata_value(ds->model,
+											     key),
+					     channels, which ? "positive " : "");
+		ds->norm[which][c] = v;
+		s = end + 1;
+	}
+	if (which)
+		ds->std = ds->norm[1];
+	else
+		ds->mean = ds->norm[0];
+	return 0;
+}
+
 /* The inputs: x, or else every x:NAME in manifest order, named NAME. */
 static int view_inputs(struct graft_dataset *ds, struct graft_err *err)
 {
 	const struct graft_model *m = ds->model;
+	const char *store = graft_model_metadata_value(m, GRAFT_META_STORE);
 	int rc;
 
+	if (store)
+		return view_images(ds, store, err);
 	if (graft_model_find_tensor(m, "x") >= 0) {
 		ds->n_inputs = 1;
 		return view_tensor(m, "x", &ds->inputs[0], err);
@@ -191,11 +272,16 @@ int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_
 	    (rc = view_tensor(ds->model, "y", &ds->y, err)) ||
 	    (rc = parse_classes(graft_model_metadata_value(ds->model, GRAFT_META_CLASSES), &classes,
 				GRAFT_EFORMAT, err)) ||
-	    (rc = check_data(ds->inputs, ds->n_inputs, &ds->y, classes, &ds->n_classes,
-			     GRAFT_EFORMAT, err)))
+	    (rc = check_data(ds->inputs, ds->n_inputs, ds->images.n ? &ds->images : NULL,
+			     &ds->y, classes, &ds->n_classes, GRAFT_EFORMAT, err)) ||
+	    (ds->images.n && ((rc = view_norm(ds, 0, err)) || (rc = view_norm(ds, 1, err)))))
 		return graft_err_prefix(err, name);
-	ds->x = ds->inputs[0];
-	ds->n = ds->x.dims[0];
+	if (ds->images.n && !ds->mean != !ds->std)
+		return graft_err_set(err, GRAFT_EFORMAT, "%s: metadata graft.mean and graft.std "
+				     "come together", name);
+	ds->n = ds->images.n ? ds->images.n : ds->inputs[0].dims[0];
+	if (!ds->images.n)
+		ds->x = ds->inputs[0];
 	return 0;
 }
 
@@ -205,8 +291,9 @@ void graft_dataset_release(struct graft_dataset *ds)
 	memset(ds, 0, sizeof(*ds));
 }
 
-int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_array *y,
-		  const char *const *meta, struct graft_model **out, struct graft_err *err)
+int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_images *im,
+		  const struct graft_array *y, const char *const *meta, struct graft_model **out,
+		  struct graft_err *err)
 {
 	struct graft_model *m = NULL;
 	int64_t classes = 0, n_classes;
@@ -222,9 +309,18 @@ int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_
 		    (rc = parse_classes(meta[i + 1], &classes, GRAFT_EINVAL, err)))
 			return rc;
 	}
-	if ((rc = check_data(in, n_in, y, classes, &n_classes, GRAFT_EINVAL, err)) ||
+	if ((rc = check_data(in, n_in, im, y, classes, &n_classes, GRAFT_EINVAL, err)) ||
 	    (rc = graft_model_new(&m, err)))
 		goto fail;
+	if (im) {
+		int64_t bd[1] = {(int64_t)im->nbytes}, id[2] = {im->n, GRAFT_IMAGES_INDEX_COLS};
+		if ((rc = graft_model_add_tensor(m, "x.bytes", GRAFT_UINT8, 1, bd, im->bytes,
+						 GRAFT_ROLE_DATA, GRAFT_SOURCE_DETACHED, NULL, err)) ||
+		    (rc = graft_model_add_tensor(m, "x.index", GRAFT_INT64, 2, id, im->index,
+						 GRAFT_ROLE_DATA, GRAFT_SOURCE_DETACHED, NULL, err)))
+			goto fail;
+		n_in = 0;
+	}
 	for (size_t i = 0; i < n_in; i++) {
 		const struct graft_array *a = &in[i];
 		if (plain_x(in, n_in))
@@ -257,7 +353,7 @@ int graft_dataset_write(int fd, const struct graft_array *x, const struct graft_
 	struct graft_model *m;
 	int rc;
 
-	if ((rc = dataset_model(x, 1, y, meta, &m, err)))
+	if ((rc = dataset_model(x, 1, NULL, y, meta, &m, err)))
 		return rc;
 	rc = graft_model_write_graft(m, fd, NULL, err);
 	graft_model_free(m);

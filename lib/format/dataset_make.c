@@ -61,6 +61,11 @@ int graft_dataset_check(const struct graft_samples *s, const struct graft_datase
 		if (o->mean || o->std)
 			return graft_err_set(err, GRAFT_EINVAL, "%s: --mean and --std apply to "
 					     "image samples, not to named inputs", s->name);
+	} else if (s->images) {
+		if (s->x || s->rank != 4 || s->images->n != n_of(s) || n_of(s) < 1 ||
+		    (s->dims[1] != 1 && s->dims[1] != 3))
+			return graft_err_set(err, GRAFT_EINVAL, "%s: compact images must be all the "
+					     "samples, of 1 or 3 channels", s->name);
 	} else if (s->rank < 2 || s->rank > GRAFT_ARRAY_MAX_RANK || n_of(s) < 1 || !s->x) {
 		return graft_err_set(err, GRAFT_EINVAL, "%s: samples must have rank 2 to %d and "
 				     "at least one sample", s->name, GRAFT_ARRAY_MAX_RANK);
@@ -227,6 +232,7 @@ static int gather(const struct graft_samples *s, const struct graft_dataset_opti
 		  const struct choice *ch, int dest, struct graft_array *x, struct graft_array *y)
 {
 	size_t per = s->x ? sample_size(s) : 0, channels = s->x ? (size_t)s->dims[1] : 1;
+	/* (compact images are normalised as they load: graft.mean and graft.std record it) */
 	size_t inner = per / channels;
 	size_t k = (size_t)s->k;
 	int64_t n = ch->count[dest], j = 0;
@@ -254,7 +260,7 @@ static int gather(const struct graft_samples *s, const struct graft_dataset_opti
 		float *v = xd + (size_t)j * per;
 		if (s->x)
 			memcpy(v, s->x + (size_t)i * per, per * sizeof(float));
-		for (size_t c = 0; o->mean && c < channels; c++) {
+		for (size_t c = 0; s->x && o->mean && c < channels; c++) {
 			float *p = v + c * inner;
 			for (size_t e = 0; e < inner; e++)
 				p[e] = (float)((p[e] - o->mean[c]) / o->std[c]);
@@ -289,6 +295,37 @@ static int gather_inputs(const struct graft_samples *s, const struct choice *ch,
 				memcpy((char *)in[k].data + (size_t)j++ * row,
 				       (const char *)a->data + (size_t)i * row, row);
 	}
+	return 0;
+}
+
+/* The same for compact images: the bytes and index of those going to part dest (im
+ * pointing at them, owned: free bytes and index). */
+static int gather_images(const struct graft_samples *s, const struct choice *ch, int dest,
+			 struct graft_images *im, uint8_t **bytes, int64_t **index)
+{
+	const struct graft_images *from = s->images;
+	size_t total = 0, at = 0;
+	int64_t j = 0;
+
+	for (int64_t i = 0; i < n_of(s); i++)
+		if (ch->dest[i] == dest)
+			total += (size_t)from->index[i * GRAFT_IMAGES_INDEX_COLS + 1];
+	*bytes = malloc(total ? total : 1);
+	*index = malloc((size_t)ch->count[dest] * sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS + 1);
+	if (!*bytes || !*index)
+		return GRAFT_ENOMEM;
+	for (int64_t i = 0; i < n_of(s); i++) {
+		const int64_t *e = from->index + i * GRAFT_IMAGES_INDEX_COLS;
+		if (ch->dest[i] != dest)
+			continue;
+		int64_t *f = *index + j++ * GRAFT_IMAGES_INDEX_COLS;
+		memcpy(f, e, sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS);
+		f[0] = (int64_t)at;
+		memcpy(*bytes + at, from->bytes + e[0], (size_t)e[1]);
+		at += (size_t)e[1];
+	}
+	*im = (struct graft_images){.store = from->store, .n = j, .bytes = *bytes,
+		.nbytes = total, .index = *index};
 	return 0;
 }
 
@@ -330,6 +367,7 @@ struct meta {
 	const char *kv[20];
 	int n;
 	char classes[24], take[24], seed[24], split[64];
+	const char *store;
 	char *names, *mean, *std;
 };
 
@@ -339,6 +377,10 @@ static int meta_make(const struct graft_samples *s, const struct graft_dataset_o
 	memset(m, 0, sizeof(*m));
 	m->kv[m->n++] = GRAFT_META_SOURCE;
 	m->kv[m->n++] = s->source;
+	if (s->images) {
+		m->kv[m->n++] = GRAFT_META_STORE;
+		m->kv[m->n++] = s->images->store == GRAFT_STORE_UINT8 ? "uint8" : "encoded";
+	}
 	if (s->labels) {
 		snprintf(m->classes, sizeof(m->classes), "%" PRId64, ch->n_classes);
 		m->kv[m->n++] = GRAFT_META_CLASSES;
@@ -347,11 +389,16 @@ static int meta_make(const struct graft_samples *s, const struct graft_dataset_o
 		if (!(m->kv[m->n++] = m->names = names_string(s, ch)))
 			return GRAFT_ENOMEM;
 	}
-	if (o->mean) {
+	const double *mean = o->mean, *std = o->std;
+	if (!mean && s->images) {
+		mean = s->mean;
+		std = s->std;
+	}
+	if (mean) {
 		m->kv[m->n++] = GRAFT_META_MEAN;
-		m->kv[m->n++] = m->mean = list_string(o->mean, s->dims[1]);
+		m->kv[m->n++] = m->mean = list_string(mean, s->dims[1]);
 		m->kv[m->n++] = GRAFT_META_STD;
-		m->kv[m->n++] = m->std = list_string(o->std, s->dims[1]);
+		m->kv[m->n++] = m->std = list_string(std, s->dims[1]);
 		if (!m->mean || !m->std)
 			return GRAFT_ENOMEM;
 	}
@@ -392,18 +439,25 @@ static int make_part(const struct graft_samples *s, const struct graft_dataset_o
 		m->kv[m->n + 2] = NULL;
 	}
 	struct graft_array in[GRAFT_DATASET_MAX_INPUTS] = {0};
+	struct graft_images im;
+	uint8_t *bytes = NULL;
+	int64_t *index = NULL;
 	rc = gather(s, o, ch, dest, &x, &y);
 	if (!rc && s->inputs)
 		rc = gather_inputs(s, ch, dest, in);
+	if (!rc && s->images)
+		rc = gather_images(s, ch, dest, &im, &bytes, &index);
 	if (rc)
 		graft_err_set(err, rc, "out of memory gathering %" PRId64 " samples",
 			      ch->count[dest]);
 	else if (s->inputs)
-		rc = dataset_model(in, s->n_inputs, &y, m->kv, out, err);
+		rc = dataset_model(in, s->n_inputs, NULL, &y, m->kv, out, err);
 	else
-		rc = dataset_model(&x, 1, &y, m->kv, out, err);
+		rc = dataset_model(&x, 1, s->images ? &im : NULL, &y, m->kv, out, err);
 	graft_array_release(&x);
 	graft_array_release(&y);
+	free(bytes);
+	free(index);
 	for (size_t k = 0; k < s->n_inputs; k++)
 		free(in[k].data);
 	return rc;

@@ -134,9 +134,11 @@ void text_rows_release(struct text_rows *r);
 
 /* ---- dataset.c ---- */
 /* The dataset model graft_dataset_write writes (same checks, same metadata order), of
- * inputs in (one float x, or n_in named ones: tensors x:NAME), for dataset_make.c, which
+ * inputs in (one float x, or n_in named ones: tensors x:NAME; or, with im, compact images
+ * x.bytes and x.index), for dataset_make.c, which
  * hands the models out unwritten; *out is the caller's to free. */
-int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_array *y,
-		  const char *const *meta, struct graft_model **out, struct graft_err *err);
+int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_images *im,
+		  const struct graft_array *y, const char *const *meta, struct graft_model **out,
+		  struct graft_err *err);
 
 #endif

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,6 +59,8 @@ void graft_raw_release(struct graft_raw *src)
 	free(src->x);
 	free(src->labels);
 	free(src->targets);
+	free(src->bytes);
+	free(src->index);
 	for (size_t i = 0; i < src->n_inputs; i++) {
 		free(src->inputs[i].name);
 		free(src->inputs[i].data);
@@ -103,6 +106,7 @@ static int finish(struct graft_raw *src, int rc)
 	s->class_names = (const char *const *)src->class_names;
 	s->inputs = src->n_inputs ? src->inputs : NULL;
 	s->n_inputs = src->n_inputs;
+	s->images = src->images.n ? &src->images : NULL;
 	return 0;
 }
 
@@ -410,6 +414,8 @@ int graft_raw_read_npy(struct graft_raw *src, const char *x_path, const char *y_
 
 /* ---- a dataset archive ---- */
 
+static void common_size(struct graft_raw *src);
+
 /* The class names a dataset records (graft.class_names, comma-separated) when there is
  * one per class; none (the label numbers) otherwise. */
 static int dataset_names(struct graft_raw *src, const struct graft_dataset *ds,
@@ -455,7 +461,28 @@ static int dataset_samples(struct graft_raw *src, const struct graft_dataset *ds
 
 	s->rank = ds->x.rank;
 	memcpy(s->dims, ds->x.dims, sizeof(ds->x.dims));
-	if (ds->n_inputs > 1 || strcmp(ds->inputs[0].name, "x")) {
+	if (ds->images.n) {
+		/* compact images: bytes and index copied, their normalisation kept */
+		size_t nindex = (size_t)ds->n * sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS;
+		if (copy_of(ds->images.bytes, ds->images.nbytes, &x, err))
+			return GRAFT_ENOMEM;
+		src->bytes = x;
+		if (copy_of(ds->images.index, nindex, &x, err))
+			return GRAFT_ENOMEM;
+		src->index = x;
+		src->images = ds->images;
+		src->images.bytes = src->bytes;
+		src->images.index = src->index;
+		s->rank = 4;
+		s->dims[0] = ds->n;
+		s->dims[1] = src->index[4];
+		common_size(src);
+		if (ds->mean) {
+			memcpy(src->norm, ds->norm, sizeof(src->norm));
+			s->mean = src->norm[0];
+			s->std = src->norm[1];
+		}
+	} else if (ds->n_inputs > 1 || strcmp(ds->inputs[0].name, "x")) {
 		/* named inputs (text): each copied as it is */
 		for (size_t k = 0; k < ds->n_inputs; k++) {
 			struct graft_array *a = &src->inputs[k];
@@ -636,10 +663,84 @@ static int class_folders(struct graft_raw *src, const char *dir, struct list *fi
 	return rc;
 }
 
-/* One image into dst (C, H, W): decoded, resized, grey if asked. */
-static int read_image(const char *path, int64_t height, int64_t width, int gray, float *dst,
-		      struct graft_err *err)
+/*
+ * Reading a list of images: each file decoded (on o->threads threads, each image on its
+ * own, so that the result does not depend on their number), then, in list order, put
+ * into the store asked for: resized float rows of x, or compact bytes (the pixels, or the
+ * file itself) with an index.  Images that cannot be used are left out unless strict.
+ */
+struct decode_job {
+	const struct list *files;
+	const struct graft_image_options *o;
+	size_t row;                     /* float store: floats per sample */
+	float *x;                       /* float store: (n, row), written in place */
+	unsigned char **item;           /* compact stores: each sample's bytes (owned) */
+	int64_t (*shape)[3];            /* compact stores: each sample's h, w, c */
+	size_t *item_len;
+	unsigned char *bad;             /* per file: left out */
+	pthread_mutex_t lock;
+	size_t first_bad;               /* the lowest left out; files->n: none */
+	struct graft_err bad_err;       /* its message */
+};
+
+/* Pixels rgb as the uint8 store keeps them: as they are, or resized, or grey. */
+static int uint8_pixels(const struct graft_array *rgb, const struct graft_image_options *o,
+			unsigned char **out, int64_t shape[3], struct graft_err *err)
 {
+	int64_t h = o->height ? o->height : rgb->dims[0], w = o->width ? o->width : rgb->dims[1];
+	int64_t c = o->gray ? 1 : 3;
+	size_t n = (size_t)(h * w * c);
+	float *f;
+	int rc;
+
+	if (!o->height && !o->gray) {   /* the decoded bytes themselves */
+		*out = rgb->data;
+		shape[0] = h;
+		shape[1] = w;
+		shape[2] = c;
+		return 0;
+	}
+	if (!(f = alloc(n * sizeof(float))) || !(*out = alloc(n))) {
+		free(f);
+		return no_memory(err);
+	}
+	if ((rc = graft_image_resize(rgb, h, w, o->gray, f, err))) {
+		free(f);
+		free(*out);
+		return rc;
+	}
+	for (int64_t y = 0; y < h; y++)         /* (c, h, w) floats to (h, w, c) bytes */
+		for (int64_t x = 0; x < w; x++)
+			for (int64_t k = 0; k < c; k++) {
+				float v = f[(k * h + y) * w + x] * 255.0f + 0.5f;
+				(*out)[(y * w + x) * c + k] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+			}
+	free(f);
+	free(rgb->data);
+	shape[0] = h;
+	shape[1] = w;
+	shape[2] = c;
+	return 0;
+}
+
+/* Keeps file i out, recording its message if it is the first. */
+static void leave_out(struct decode_job *j, size_t i, const struct graft_err *e)
+{
+	j->bad[i] = 1;
+	pthread_mutex_lock(&j->lock);
+	if (i < j->first_bad) {
+		j->first_bad = i;
+		j->bad_err = *e;
+	}
+	pthread_mutex_unlock(&j->lock);
+}
+
+static int decode_one(void *ctx, int64_t at, struct graft_err *err)
+{
+	struct decode_job *j = ctx;
+	const struct graft_image_options *o = j->o;
+	size_t i = (size_t)at;
+	const char *path = j->files->item[i];
 	struct graft_array rgb;
 	char *buf;
 	size_t len;
@@ -647,63 +748,192 @@ static int read_image(const char *path, int64_t height, int64_t width, int gray,
 
 	if (rc)
 		return rc;
-	rc = graft_image_decode(&rgb, buf, len, err);
-	free(buf);
-	if (!rc) {
-		rc = graft_image_resize(&rgb, height, width, gray, dst, err);
+	if ((rc = graft_image_decode(&rgb, buf, len, err))) {
+		free(buf);
+		graft_err_prefix(err, path);
+		if (o->strict || (rc != GRAFT_EFORMAT && rc != GRAFT_EUNSUPPORTED))
+			return rc;
+		leave_out(j, i, err);
+		return 0;
+	}
+	if (o->store == GRAFT_STORE_FLOAT) {
+		rc = graft_image_resize(&rgb, o->height, o->width, o->gray, j->x + i * j->row, err);
 		graft_array_release(&rgb);
+		free(buf);
+	} else if (o->store == GRAFT_STORE_ENCODED) {
+		j->item[i] = (unsigned char *)buf;
+		j->item_len[i] = len;
+		j->shape[i][0] = rgb.dims[0];
+		j->shape[i][1] = rgb.dims[1];
+		j->shape[i][2] = o->gray ? 1 : 3;
+		graft_array_release(&rgb);
+	} else {
+		free(buf);
+		if ((rc = uint8_pixels(&rgb, o, &j->item[i], j->shape[i], err)))
+			graft_array_release(&rgb);
+		else
+			j->item_len[i] = (size_t)(j->shape[i][0] * j->shape[i][1] * j->shape[i][2]);
 	}
 	return rc ? graft_err_prefix(err, path) : 0;
 }
 
-/* The images of files, in order, into src->x (N, C, height, width). */
-static int read_images(struct graft_raw *src, const struct list *files, int64_t height,
-		       int64_t width, int gray, struct graft_err *err)
+/* The compact samples of j, in list order, into src->images (the items freed). */
+static int gather_compact(struct graft_raw *src, struct decode_job *j, size_t n,
+			  struct graft_err *err)
+{
+	size_t total = 0, kept = 0, at = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!j->bad[i]) {
+			total += j->item_len[i];
+			kept++;
+		}
+	if (!(src->bytes = alloc(total)) || !(src->index = alloc(kept * sizeof(int64_t) *
+								   GRAFT_IMAGES_INDEX_COLS)))
+		return no_memory(err);
+	kept = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (j->bad[i])
+			continue;
+		int64_t *e = src->index + kept++ * GRAFT_IMAGES_INDEX_COLS;
+		memcpy(src->bytes + at, j->item[i], j->item_len[i]);
+		e[0] = (int64_t)at;
+		e[1] = (int64_t)j->item_len[i];
+		e[2] = j->shape[i][0];
+		e[3] = j->shape[i][1];
+		e[4] = j->shape[i][2];
+		at += j->item_len[i];
+		free(j->item[i]);
+		j->item[i] = NULL;
+	}
+	src->images = (struct graft_images){.store = j->o->store, .n = (int64_t)kept,
+		.bytes = src->bytes, .nbytes = total, .index = src->index};
+	return 0;
+}
+
+/* The size all of src's compact images share, into dims[2] and dims[3]; 0 when they
+ * differ. */
+static void common_size(struct graft_raw *src)
 {
 	struct graft_samples *s = &src->samples;
-	size_t size = (size_t)((gray ? 1 : 3) * height * width);
+	const int64_t *e = src->index;
+
+	s->dims[2] = e[2];
+	s->dims[3] = e[3];
+	for (int64_t i = 1; i < src->images.n; i++)
+		if (e[i * GRAFT_IMAGES_INDEX_COLS + 2] != e[2] ||
+		    e[i * GRAFT_IMAGES_INDEX_COLS + 3] != e[3])
+			s->dims[2] = s->dims[3] = 0;
+}
+
+/* Labels, and for the float store x, of the files kept, closing the gaps. */
+static void keep_good(struct graft_raw *src, const struct decode_job *j, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (j->bad[i])
+			continue;
+		if (src->x && k != i)
+			memmove(src->x + k * j->row, src->x + i * j->row, j->row * sizeof(float));
+		src->labels[k++] = j->files->label[i];
+	}
+	src->samples.dims[0] = (int64_t)k;
+}
+
+/* The images of files, in order, into src: x (N, C, height, width), or compact. */
+static int read_images(struct graft_raw *src, const struct list *files,
+		       const struct graft_image_options *o, struct graft_err *err)
+{
+	struct graft_samples *s = &src->samples;
+	size_t n = files->n, c = o->gray ? 1 : 3;
+	struct decode_job j = {.files = files, .o = o, .first_bad = n,
+			       .row = c * (size_t)(o->height * o->width)};
+	int compact = o->store != GRAFT_STORE_FLOAT, rc;
 
 	s->rank = 4;
-	s->dims[0] = (int64_t)files->n;
-	s->dims[1] = gray ? 1 : 3;
-	s->dims[2] = height;
-	s->dims[3] = width;
-	if (files->n > SIZE_MAX / sizeof(float) / size ||
-	    !(src->x = alloc(files->n * size * sizeof(float))) ||
-	    !(src->labels = alloc(files->n * sizeof(int64_t))))
-		return no_memory(err);
-	memcpy(src->labels, files->label, files->n * sizeof(int64_t));
-	for (size_t i = 0; i < files->n; i++) {
-		int rc = read_image(files->item[i], height, width, gray, src->x + i * size, err);
-		if (rc)
-			return rc;
+	s->dims[1] = (int64_t)c;
+	s->dims[2] = o->height;
+	s->dims[3] = o->width;
+	if ((!compact && n > SIZE_MAX / sizeof(float) / (j.row ? j.row : 1)) ||
+	    (!compact && !(src->x = j.x = alloc(n * j.row * sizeof(float)))) ||
+	    (compact && (!(j.item = calloc(n + 1, sizeof(*j.item))) ||
+			 !(j.item_len = alloc(n * sizeof(*j.item_len))) ||
+			 !(j.shape = alloc(n * sizeof(*j.shape))))) ||
+	    !(j.bad = calloc(n + 1, 1)) || !(src->labels = alloc(n * sizeof(int64_t)))) {
+		rc = no_memory(err);
+		goto out;
 	}
-	return 0;
+	pthread_mutex_init(&j.lock, NULL);
+	rc = parallel_for(o->threads > 0 ? o->threads : 1, (int64_t)n, decode_one, &j, err);
+	pthread_mutex_destroy(&j.lock);
+	if (rc)
+		goto out;
+	keep_good(src, &j, n);
+	if (j.first_bad < n) {
+		src->skipped = (int64_t)(n - (size_t)s->dims[0]);
+		snprintf(src->first_skipped, sizeof(src->first_skipped), "%s", j.bad_err.msg);
+	}
+	if (s->dims[0] == 0)
+		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: no usable image (%s)", src->name,
+				   src->first_skipped);
+	else if (compact && !(rc = gather_compact(src, &j, n, err)))
+		common_size(src);
+out:
+	for (size_t i = 0; j.item && i < n; i++)
+		free(j.item[i]);
+	free(j.item);
+	free(j.item_len);
+	free(j.shape);
+	free(j.bad);
+	return rc;
 }
 
-/* The size the images are resized to: 1 to IMAGE_MAX_SIDE each way. */
-static int check_image_size(int64_t height, int64_t width, struct graft_err *err)
+/* The options, checked: a size (1 to IMAGE_MAX_SIDE each way) where the store needs or
+ * allows one. */
+static int check_image_options(const struct graft_image_options *o, struct graft_err *err)
 {
-	if (height < 1 || width < 1 || height > IMAGE_MAX_SIDE || width > IMAGE_MAX_SIDE)
+	int sized = o->height || o->width;
+
+	if (o->store != GRAFT_STORE_FLOAT && o->store != GRAFT_STORE_UINT8 &&
+	    o->store != GRAFT_STORE_ENCODED)
+		return graft_err_set(err, GRAFT_EINVAL, "unknown image store %d", (int)o->store);
+	if (o->store == GRAFT_STORE_ENCODED && sized)
+		return graft_err_set(err, GRAFT_EINVAL, "encoded images keep their files as they "
+				     "are: no size");
+	if ((sized || o->store == GRAFT_STORE_FLOAT) &&
+	    (o->height < 1 || o->width < 1 || o->height > IMAGE_MAX_SIDE ||
+	     o->width > IMAGE_MAX_SIDE))
 		return graft_err_set(err, GRAFT_EINVAL, "image size %" PRId64 "x%" PRId64 " is not "
-				     "1 to %d each", height, width, IMAGE_MAX_SIDE);
+				     "1 to %d each", o->height, o->width, IMAGE_MAX_SIDE);
 	return 0;
 }
 
-int graft_raw_read_images(struct graft_raw *src, const char *dir, int64_t height,
-			  int64_t width, int gray, struct graft_err *err)
+/* graft.source's size and colour words: "HxW rgb", "any gray"... */
+static void image_words(const struct graft_image_options *o, char *buf, size_t size)
+{
+	if (o->height)
+		snprintf(buf, size, "%" PRId64 "x%" PRId64 " %s", o->height, o->width,
+			 o->gray ? "gray" : "rgb");
+	else
+		snprintf(buf, size, "any %s", o->gray ? "gray" : "rgb");
+}
+
+int graft_raw_read_images(struct graft_raw *src, const char *dir,
+			  const struct graft_image_options *o, struct graft_err *err)
 {
 	struct list files = {0};
+	char words[64];
 	int rc = begin(src, dir, err);
 
 	if (!rc)
-		rc = check_image_size(height, width, err);
+		rc = check_image_options(o, err);
 	if (!rc)
 		rc = class_folders(src, dir, &files, err);
 	if (!rc)
-		rc = read_images(src, &files, height, width, gray, err);
-	set_source(src, "images %s %" PRId64 "x%" PRId64 " %s", base_name(dir), height, width,
-		   gray ? "gray" : "rgb");
+		rc = read_images(src, &files, o, err);
+	image_words(o, words, sizeof(words));
+	set_source(src, "images %s %s", base_name(dir), words);
 	list_free(&files);
 	return finish(src, rc);
 }
@@ -845,15 +1075,16 @@ int graft_raw_read_text(struct graft_raw *src, const char *path,
 
 int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char *labels,
 			      enum graft_text_format format, const char *path_col,
-			      const char *label_col, int64_t height, int64_t width, int gray,
+			      const char *label_col, const struct graft_image_options *o,
 			      struct graft_err *err)
 {
 	struct list files = {0};
 	struct text_rows r = {0};
+	char words[64];
 	int rc = begin(src, labels, err);
 
 	if (!rc)
-		rc = check_image_size(height, width, err);
+		rc = check_image_options(o, err);
 	if (!rc)
 		rc = text_rows_read(&r, labels, format, path_col, NULL, label_col, err);
 	if (!rc)
@@ -869,10 +1100,10 @@ int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char
 	if (!rc) {              /* the labels now travel with the list */
 		free(src->labels);
 		src->labels = NULL;
-		rc = read_images(src, &files, height, width, gray, err);
+		rc = read_images(src, &files, o, err);
 	}
-	set_source(src, "images %s %s %" PRId64 "x%" PRId64 " %s", base_name(dir),
-		   base_name(labels), height, width, gray ? "gray" : "rgb");
+	image_words(o, words, sizeof(words));
+	set_source(src, "images %s %s %s", base_name(dir), base_name(labels), words);
 	text_rows_release(&r);
 	list_free(&files);
 	return finish(src, rc);

@@ -349,6 +349,14 @@ static void put_png(const char *name, int w, int h, int grey)
 	free(png);
 }
 
+/* The float store, as graft-data images --size HxW --strict reads. */
+static int read_imgs(struct graft_raw *src, const char *dir, int64_t h, int64_t w, int gray,
+		     struct graft_err *err)
+{
+	struct graft_image_options o = {.height = h, .width = w, .gray = gray, .strict = 1};
+	return graft_raw_read_images(src, at(dir), &o, err);
+}
+
 static void test_images(void **state)
 {
 	struct graft_raw src;
@@ -363,7 +371,7 @@ static void test_images(void **state)
 	put_png("imgs/dog/b.png", 3, 2, 0);
 	put_png("imgs/dog/a.png", 3, 2, 1);
 	put_png("imgs/cat/z.png", 3, 2, 0);
-	if (graft_raw_read_images(&src, at("imgs"), 2, 3, 0, &err))
+	if (read_imgs(&src, "imgs", 2, 3, 0, &err))
 		fail_msg("%s", err.msg);
 	const struct graft_samples *s = &src.samples;
 	assert_true(s->dims[0] == 3 && s->dims[1] == 3 && s->dims[2] == 2 && s->dims[3] == 3);
@@ -380,12 +388,12 @@ static void test_images(void **state)
 	assert_string_equal(s->name, at("imgs"));
 	graft_raw_release(&src);
 
-	if (graft_raw_read_images(&src, at("imgs"), 4, 4, 1, &err))
+	if (read_imgs(&src, "imgs", 4, 4, 1, &err))
 		fail_msg("%s", err.msg);
 	assert_true(src.samples.dims[0] == 3 && src.samples.dims[1] == 1);
 	assert_string_equal(src.samples.source, "images imgs 4x4 gray");
 	graft_raw_release(&src);
-	refused(graft_raw_read_images(&src, at("imgs"), 0, 4, 1, &err), &err, GRAFT_EINVAL,
+	refused(read_imgs(&src, "imgs", 0, 4, 1, &err), &err, GRAFT_EINVAL,
 		"image size 0x4");
 }
 
@@ -399,31 +407,109 @@ static void test_image_folder_refusals(void **state)
 	make_dir("empty/a");
 	make_dir("empty/b");
 	put_png("empty/a/x.png", 2, 2, 0);
-	refused(graft_raw_read_images(&src, at("empty"), 2, 2, 0, &err), &err, GRAFT_EFORMAT,
+	refused(read_imgs(&src, "empty", 2, 2, 0, &err), &err, GRAFT_EFORMAT,
 		"empty/b: class folder holds no images");
 	make_dir("comma");
 	make_dir("comma/a,b");
 	put_png("comma/a,b/x.png", 2, 2, 0);
-	refused(graft_raw_read_images(&src, at("comma"), 2, 2, 0, &err), &err, GRAFT_EFORMAT,
+	refused(read_imgs(&src, "comma", 2, 2, 0, &err), &err, GRAFT_EFORMAT,
 		"comma/a,b: a class name with a comma cannot be listed in graft.class_names");
 	make_dir("flat");
 	put_png("flat/x.png", 2, 2, 0);
-	refused(graft_raw_read_images(&src, at("flat"), 2, 2, 0, &err), &err, GRAFT_EFORMAT,
+	refused(read_imgs(&src, "flat", 2, 2, 0, &err), &err, GRAFT_EFORMAT,
 		"flat: no class folders (one sub-folder of images per class)");
 	make_dir("nested");
 	make_dir("nested/a");
 	make_dir("nested/a/sub");
-	refused(graft_raw_read_images(&src, at("nested"), 2, 2, 0, &err), &err, GRAFT_EFORMAT,
+	refused(read_imgs(&src, "nested", 2, 2, 0, &err), &err, GRAFT_EFORMAT,
 		"nested/a/sub: not an image file (class folders hold images only)");
 	make_dir("text");
 	make_dir("text/a");
 	tm_put(at("text/a/notes.txt"), "hello\n", 6);
-	refused(graft_raw_read_images(&src, at("text"), 2, 2, 0, &err), &err, GRAFT_EFORMAT,
+	refused(read_imgs(&src, "text", 2, 2, 0, &err), &err, GRAFT_EFORMAT,
 		"text/a/notes.txt: not a PNG or JPEG image");
-	refused(graft_raw_read_images(&src, at("nowhere"), 2, 2, 0, &err), &err, GRAFT_EIO,
+	refused(read_imgs(&src, "nowhere", 2, 2, 0, &err), &err, GRAFT_EIO,
 		"nowhere: No such file or directory");
 	assert_null(src.class_names);
 	assert_null(src.labels);
+}
+
+/* The compact stores: uint8 pixels at each image's own size, or the files' bytes; and
+ * unusable images left out and counted (or refused when strict), alike on 1 and 3
+ * threads. */
+static void test_compact_images(void **state)
+{
+	struct graft_raw src, again;
+	struct graft_err err = {0};
+	struct graft_image_options o = {.store = GRAFT_STORE_UINT8};
+	size_t len;
+	char *file;
+
+	(void)state;
+	make_dir("cimgs");
+	make_dir("cimgs/a");
+	make_dir("cimgs/b");
+	put_png("cimgs/a/1.png", 3, 2, 0);
+	put_png("cimgs/a/2.png", 5, 4, 1);
+	put_png("cimgs/b/3.png", 2, 2, 0);
+	tm_put(at("cimgs/b/4.png"), "\x89PNG\r\n\x1a\n broken", 15);
+	if (graft_raw_read_images(&src, at("cimgs"), &o, &err))
+		fail_msg("%s", err.msg);
+	const struct graft_samples *s = &src.samples;
+	const struct graft_images *im = s->images;
+	assert_non_null(im);
+	assert_null(s->x);
+	assert_int_equal(im->n, 3);
+	assert_int_equal(s->dims[0], 3);
+	assert_int_equal(src.skipped, 1);
+	assert_non_null(strstr(src.first_skipped, "cimgs/b/4.png: corrupt or unsupported PNG"));
+	assert_true(s->labels[0] == 0 && s->labels[1] == 0 && s->labels[2] == 1);
+	assert_true(s->dims[1] == 3 && s->dims[2] == 0 && s->dims[3] == 0); /* sizes differ */
+	/* (offset, size, h, w, c) each; pixel (x 1, y 1) of channel c of a colour image is
+	 * 40 + 7 + 90 c */
+	const int64_t want[3][5] = {{0, 18, 2, 3, 3}, {18, 60, 4, 5, 3}, {78, 12, 2, 2, 3}};
+	assert_memory_equal(im->index, want, sizeof(want));
+	assert_int_equal(im->bytes[(1 * 3 + 1) * 3 + 2], 227);
+	assert_int_equal(graft_images_check(im, &err), 0);
+	assert_string_equal(s->source, "images cimgs any rgb");
+	o.threads = 3;
+	if (graft_raw_read_images(&again, at("cimgs"), &o, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(again.images.nbytes, im->nbytes);
+	assert_memory_equal(again.images.bytes, im->bytes, im->nbytes);
+	graft_raw_release(&again);
+	graft_raw_release(&src);
+
+	o.store = GRAFT_STORE_ENCODED;
+	if (graft_raw_read_images(&src, at("cimgs"), &o, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(io_read_file(at("cimgs/a/2.png"), &file, &len, &err), 0);
+	assert_int_equal(src.images.index[5 + 1], (int64_t)len);
+	assert_memory_equal(src.images.bytes + src.images.index[5], file, len);
+	free(file);
+	struct graft_array px;
+	void *owned;
+	assert_int_equal(graft_images_pixels(&src.images, 1, &px, &owned, &err), 0);
+	assert_true(px.dims[0] == 4 && px.dims[1] == 5 && px.dims[2] == 3 && owned);
+	free(owned);
+	graft_raw_release(&src);
+
+	o.strict = 1;
+	refused(graft_raw_read_images(&src, at("cimgs"), &o, &err), &err, GRAFT_EFORMAT,
+		"cimgs/b/4.png: corrupt or unsupported PNG");
+	o.height = 2;
+	o.width = 2;
+	refused(graft_raw_read_images(&src, at("cimgs"), &o, &err), &err, GRAFT_EINVAL,
+		"encoded images keep their files as they are");
+	/* uint8 at a size: resized like the float store, rounded */
+	o.store = GRAFT_STORE_UINT8;
+	o.strict = 0;
+	o.gray = 1;
+	if (graft_raw_read_images(&src, at("cimgs"), &o, &err))
+		fail_msg("%s", err.msg);
+	assert_true(src.samples.dims[2] == 2 && src.samples.dims[3] == 2 && src.samples.dims[1] == 1);
+	assert_int_equal(src.images.index[1], 4);
+	graft_raw_release(&src);
 }
 
 int main(void)
@@ -436,6 +522,7 @@ int main(void)
 		cmocka_unit_test(test_mnist_json),
 		cmocka_unit_test(test_graft),
 		cmocka_unit_test(test_images),
+		cmocka_unit_test(test_compact_images),
 		cmocka_unit_test(test_image_folder_refusals),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

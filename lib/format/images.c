@@ -1,0 +1,78 @@
+/*
+ * images.c: images kept compact (graft.h, struct graft_images): the checks a reader
+ * makes of a store, and a sample's pixels, viewed in place or decoded.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/format.h"
+
+#define SIDE_MAX 32768
+
+int graft_images_check(const struct graft_images *im, struct graft_err *err)
+{
+	int64_t channels = 0;
+
+	if (im->store != GRAFT_STORE_UINT8 && im->store != GRAFT_STORE_ENCODED)
+		return graft_err_set(err, GRAFT_EFORMAT, "images stored neither as uint8 pixels nor "
+				     "encoded");
+	if (im->n < 1)
+		return graft_err_set(err, GRAFT_EFORMAT, "the dataset has no samples");
+	for (int64_t i = 0; i < im->n; i++) {
+		const int64_t *e = im->index + i * GRAFT_IMAGES_INDEX_COLS;
+		int64_t off = e[0], size = e[1], h = e[2], w = e[3], c = e[4];
+		if (off < 0 || size < 1 || (uint64_t)off > im->nbytes ||
+		    (uint64_t)size > im->nbytes - (uint64_t)off)
+			return graft_err_set(err, GRAFT_EFORMAT, "image %" PRId64 " lies outside "
+					     "x.bytes (offset %" PRId64 ", size %" PRId64 " of %zu "
+					     "bytes)", i, off, size, im->nbytes);
+		if (h < 1 || w < 1 || h > SIDE_MAX || w > SIDE_MAX || (c != 1 && c != 3))
+			return graft_err_set(err, GRAFT_EFORMAT, "image %" PRId64 " is %" PRId64 "x%"
+					     PRId64 "x%" PRId64 ": sides of 1 to %d and 1 or 3 "
+					     "channels", i, h, w, c, SIDE_MAX);
+		if (channels && c != channels)
+			return graft_err_set(err, GRAFT_EFORMAT, "image %" PRId64 " has %" PRId64
+					     " channels, image 0 %" PRId64, i, c, channels);
+		channels = c;
+		if (im->store == GRAFT_STORE_UINT8 && size != h * w * c)
+			return graft_err_set(err, GRAFT_EFORMAT, "image %" PRId64 " holds %" PRId64
+					     " bytes; %" PRId64 "x%" PRId64 "x%" PRId64 " pixels "
+					     "need %" PRId64, i, size, h, w, c, h * w * c);
+	}
+	return 0;
+}
+
+int graft_images_pixels(const struct graft_images *im, int64_t i, struct graft_array *px,
+			void **owned, struct graft_err *err)
+{
+	const int64_t *e = im->index + i * GRAFT_IMAGES_INDEX_COLS;
+	int rc;
+
+	*owned = NULL;
+	memset(px, 0, sizeof(*px));
+	if (im->store == GRAFT_STORE_UINT8) {
+		px->dtype = GRAFT_UINT8;
+		px->rank = 3;
+		px->dims[0] = e[2];
+		px->dims[1] = e[3];
+		px->dims[2] = e[4];
+		px->data = (void *)(im->bytes + e[0]);
+		px->nbytes = (size_t)e[1];
+		return 0;
+	}
+	if ((rc = graft_image_decode(px, im->bytes + e[0], (size_t)e[1], err))) {
+		char what[40];
+		snprintf(what, sizeof(what), "image %" PRId64, i);
+		return graft_err_prefix(err, what);
+	}
+	if (px->dims[0] != e[2] || px->dims[1] != e[3]) {
+		graft_array_release(px);
+		return graft_err_set(err, GRAFT_EFORMAT, "image %" PRId64 " decodes to %" PRId64 "x%"
+				     PRId64 "; x.index says %" PRId64 "x%" PRId64, i,
+				     px->dims[0], px->dims[1], e[2], e[3]);
+	}
+	*owned = px->data;
+	return 0;
+}
