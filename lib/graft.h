@@ -341,6 +341,10 @@ struct graft_images {
 	/* (n, GRAFT_IMAGES_INDEX_COLS): each sample's offset into bytes, size in bytes,
 	 * height, width, and the channels it gives (3: RGB, 1: grey), the same for all */
 	const int64_t *index;
+	/* 1: bytes lie in a read-only mapping of the dataset's file, so that a loader lets a
+	 * sample's pages go once it has read them (they are read again from the file when
+	 * needed): memory holds what is being loaded, not the dataset */
+	int file_backed;
 };
 /* Checks im as a reader must: offsets and sizes within bytes, sizes at least 1, height
  * and width 1 to 32768, one channel count (1 or 3) for all, and for uint8 pixels a
@@ -603,6 +607,83 @@ int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char
 			      const char *label_col, const struct graft_image_options *o,
 			      struct graft_err *err);
 
+/* ---- loading samples (lib/data) ---------------------------------------------------------- */
+
+/*
+ * A loader makes the samples of batches as a trainer or an evaluator asks for them:
+ * rows of samples in memory, or compact images decoded, cropped, resized, augmented and
+ * normalised (docs/loading.md), on worker threads that run ahead of the caller through
+ * a bounded queue, so that memory holds the queued batches, not the dataset's pixels.
+ * A sample's random transforms are drawn from (seed, sample, epoch) alone: the same
+ * seed gives the same batches, bit for bit, whatever the thread count.
+ */
+enum graft_augment_flags {
+	GRAFT_AUGMENT_FLIP = 1 << 0,    /* mirror left-right, half the samples */
+	GRAFT_AUGMENT_CROP = 1 << 1,    /* float images: shift by up to 1/8 of the size,
+					 * zero-filled */
+	GRAFT_AUGMENT_RRC = 1 << 2,     /* compact images: torchvision's RandomResizedCrop
+					 * (area scale_min to 1, aspect 3/4 to 4/3) instead of
+					 * the centre crop */
+	GRAFT_AUGMENT_JITTER = 1 << 3,  /* compact images: torchvision's ColorJitter of
+					 * brightness, contrast and saturation (not hue) */
+};
+struct graft_loader_opts {
+	int threads;            /* worker threads (at most 64); 0: none, each batch is made
+				 * by the caller when it takes it */
+	int depth;              /* batches requested and not yet taken, at most; 0: 4 */
+	uint64_t seed;          /* of the random transforms */
+	unsigned augment;       /* enum graft_augment_flags: what a training request draws */
+	/* compact images */
+	int64_t height, width;  /* the samples' size (the model's input), 1 to 32768 */
+	int64_t resize;         /* evaluation (and training without the random crop): the
+				 * shorter side resized to this, then the centre height x width
+				 * cropped; 0: max(height, width) * 8 / 7 rounded, torchvision's
+				 * 256 for 224 */
+	double scale_min;       /* random-resized crop's smallest area fraction; 0: 0.08 */
+	double jitter;          /* colour jitter's strength; 0: 0.4 */
+};
+struct graft_loader;
+/* A loader of the rows of n_x in-memory arrays x, each (N, ...) (borrowed until
+ * graft_loader_free).  Training requests augment input 0 when it is float (N, C, H, W):
+ * GRAFT_AUGMENT_FLIP and GRAFT_AUGMENT_CROP. */
+int graft_loader_new(struct graft_loader **l, const struct graft_array *x, size_t n_x,
+		     const struct graft_loader_opts *o, struct graft_err *err);
+/* A loader of compact images im (its bytes and index borrowed until graft_loader_free):
+ * float (N, c, height, width) samples, c the channels the images give, values scaled to
+ * [0, 1] and then, with mean and std (c each; NULL: neither), (v - mean[c]) / std[c]. */
+int graft_loader_new_images(struct graft_loader **l, const struct graft_images *im,
+			    const double *mean, const double *std,
+			    const struct graft_loader_opts *o, struct graft_err *err);
+void graft_loader_free(struct graft_loader *l);
+/* The samples' inputs into x (room for GRAFT_DATASET_MAX_INPUTS): type and shape, dims[0]
+ * the samples, data the rows for in-memory arrays (NULL for images); returns their
+ * count. */
+size_t graft_loader_inputs(const struct graft_loader *l, struct graft_array *x);
+/* How many batches a caller should keep requested: the depth when worker threads make
+ * them, 1 when the caller makes each as it takes it. */
+int graft_loader_ahead(const struct graft_loader *l);
+/* Whether training requests draw anything at random (the caller may cache what it
+ * computes from a sample only when not). */
+int graft_loader_random(const struct graft_loader *l);
+/* Queues a batch of count samples: samples[j] (0 to N - 1) as epoch epochs[j] sees it, or
+ * with epochs NULL as evaluation sees it (nothing random).  GRAFT_EINVAL when depth
+ * batches wait already, or for a sample out of range. */
+int graft_loader_request(struct graft_loader *l, const int64_t *samples, const int64_t *epochs,
+			 int64_t count, struct graft_err *err);
+/* Waits for the oldest batch requested (helping to make it) and copies it into xb, one
+ * array per input with room for its rows (dims[0] becomes the count; the rest as
+ * graft_loader_inputs).  An error making it (an image that no longer decodes) names the
+ * sample. */
+int graft_loader_take(struct graft_loader *l, struct graft_array *xb, struct graft_err *err);
+/* Where the loader's time went, since it was made: waited is the callers' time in
+ * graft_loader_take beyond their own share of the work; decode and transform are
+ * summed over the threads. */
+struct graft_loader_stats {
+	int64_t samples;
+	double waited_s, decode_s, transform_s;
+};
+void graft_loader_stats(const struct graft_loader *l, struct graft_loader_stats *s);
+
 /* ---- running a model forward ----------------------------------------------------------- */
 
 struct graft_net;
@@ -831,10 +912,6 @@ enum graft_schedule {
 	GRAFT_SCHEDULE_STEP = 1,        /* lr * gamma^(step / step_every) */
 	GRAFT_SCHEDULE_COSINE = 2,      /* cosine from lr to 0 over the steps after warm-up */
 };
-enum graft_augment_flags {
-	GRAFT_AUGMENT_FLIP = 1 << 0,    /* mirror left-right, half the samples */
-	GRAFT_AUGMENT_CROP = 1 << 1,    /* shift by up to 1/8 of the size, zero-filled */
-};
 struct graft_lr_mult {
 	const char *pattern;    /* a shell glob on parameter names */
 	double factor;
@@ -852,7 +929,13 @@ struct graft_train_opts {
 	int bn_frozen;          /* every BatchNormalization on its running statistics */
 	int shuffle;            /* 0: step k uses samples k*B .. k*B+B-1 (mod N) */
 	uint64_t seed;
-	unsigned augment;       /* enum graft_augment_flags */
+	/* Where the batches come from: a loader (borrowed until graft_trainer_free) over the
+	 * samples, requested ahead and drawn for each sample's epoch (a sample's random
+	 * transforms then depend on it and the epoch alone); x and n_x are then unused.
+	 * NULL: the trainer loads x itself, with augment (enum graft_augment_flags) and
+	 * seed. */
+	struct graft_loader *loader;
+	unsigned augment;
 	const struct graft_lr_mult *lr_mults;   /* the last matching pattern wins */
 	size_t n_lr_mults;
 	/* The frozen prefix's cache (its boundary values kept per sample, so that a frozen
@@ -909,6 +992,11 @@ void graft_eval_release(struct graft_eval *e);
 int graft_evaluate(struct graft_net *net, const struct graft_array *x, size_t n_x,
 		   const struct graft_array *y, int64_t batch, struct graft_eval *e,
 		   struct graft_err *err);
+/* The same over the samples of a loader (evaluation requests: nothing random), which
+ * must have nothing requested. */
+int graft_evaluate_loader(struct graft_net *net, struct graft_loader *l,
+			  const struct graft_array *y, int64_t batch, struct graft_eval *e,
+			  struct graft_err *err);
 /*
  * Two models on the same samples (lib/train/parity.c, graft-verify): ref and cand run
  * over x (n_x arrays [N, ...], one per input, as graft_dataset_feed gives them) in
@@ -951,6 +1039,9 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 /* Evaluation mode (running statistics, no Dropout) over a dataset, then back to training. */
 int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x, size_t n_x,
 			   const struct graft_array *y, struct graft_eval *e, struct graft_err *err);
+int graft_trainer_evaluate_loader(struct graft_trainer *t, struct graft_loader *l,
+				  const struct graft_array *y, struct graft_eval *e,
+				  struct graft_err *err);
 /* Writes the trained parameters, the running statistics, the optimizer's state and the
  * position into m (state tensors are detached, role state: export leaves them out). */
 int graft_trainer_save(struct graft_trainer *t, struct graft_model *m, struct graft_err *err);

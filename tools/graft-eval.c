@@ -11,9 +11,11 @@
 
 static const char usage[] =
 	"usage: graft-eval [MODEL|-] --data D [--batch B] [--json] [--max-memory SIZE]\n"
-	"                  [--profile] [--no-tune]\n"
+	"                  [--profile] [--no-tune] [--resize S] [--loader-threads N]\n"
 	"Evaluates MODEL (.graft or .onnx; stdin when absent or -) on the dataset D.\n"
-	"  -d, --data D      the data (graft-data): x float [N,...], y int64 labels or float\n"
+	"  -d, --data D      the data (graft-data): x float [N,...] or compact images (each\n"
+	"                    resized and centre-cropped to the model's input), y int64\n"
+	"                    labels or float\n"
 	"  -b, --batch B     samples per forward pass (default 64)\n"
 	"      --json        one JSON object: loss, accuracy, per_class, confusion\n"
 	"      --max-memory SIZE  refuse to run when a batch would need more memory than\n"
@@ -21,6 +23,7 @@ static const char usage[] =
 	"      --profile     print the time spent per op type to stderr at the end\n"
 	"      --no-tune     oneDNN's first kernel for every layer, not the one timed\n"
 	"                    fastest on this machine (the wisdom file: graft-run(1))\n"
+	TOOL_LOADER_HELP
 	"  -h, --help        show this help;  -V, --version  show the version\n";
 
 struct cmdline {
@@ -29,6 +32,7 @@ struct cmdline {
 	int json;
 	uint64_t max_memory;    /* 0: the memory available */
 	int profile, no_tune;
+	struct graft_loader_opts lo;    /* --resize, --loader-threads */
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
@@ -36,7 +40,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, 'd'}, {"batch", required_argument, NULL, 'b'},
 		{"json", no_argument, NULL, 'j'}, TOOL_MEMORY_LONGOPT, TOOL_PROFILE_LONGOPT,
-		TOOL_TUNE_LONGOPT,
+		TOOL_TUNE_LONGOPT, TOOL_LOADER_LONGOPTS,
 		TOOL_COMMON_LONGOPTS, {0},
 	};
 	char *end;
@@ -44,6 +48,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 
 	memset(cl, 0, sizeof(*cl));
 	cl->batch = 64;
+	cl->lo.threads = -1;
 	while ((c = getopt_long(argc, argv, ":d:b:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': cl->data = optarg; break;
@@ -58,7 +63,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			break;
 		case TOOL_OPT_PROFILE: cl->profile = 1; break;
 		case TOOL_OPT_NO_TUNE: cl->no_tune = 1; break;
-		default: tool_common_option(c, usage);
+		default:
+			if (!tool_loader_option(c, optarg, &cl->lo, usage))
+				tool_common_option(c, usage);
 		}
 	}
 	if (argc - optind > 1)
@@ -135,6 +142,7 @@ int main(int argc, char **argv)
 	struct graft_model *m, *dm;
 	struct graft_net *net;
 	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], xb[GRAFT_DATASET_MAX_INPUTS], y;
+	struct graft_loader *l;
 	size_t n_x;
 	struct graft_eval e;
 	struct graft_err err = {0};
@@ -143,7 +151,8 @@ int main(int argc, char **argv)
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
 	m = tool_read_model(cl.model);
-	dm = tool_read_feed(cl.data, m, x, &n_x, &y);
+	dm = tool_open_loader(cl.data, m, &cl.lo, &l, &y);
+	n_x = graft_loader_inputs(l, x);
 	struct graft_net_opts no = {.profile = cl.profile,
 				    .wisdom = tool_wisdom(cl.no_tune, 0)};
 	if (graft_net_new_opts(&net, m, &no, &err))
@@ -153,9 +162,19 @@ int main(int argc, char **argv)
 	if (y.dtype == GRAFT_INT64) {
 		/* One batch tells the number of classes the model scores. */
 		struct graft_array out;
+		int64_t first = 0;
+		void *rows[GRAFT_DATASET_MAX_INPUTS];
 		tool_batch_of(x, n_x, 1, xb);
+		for (size_t k = 0; k < n_x; k++)
+			if (!(xb[k].data = rows[k] = malloc(xb[k].nbytes + 1)))
+				tool_die("out of memory");
+		if (graft_loader_request(l, &first, NULL, 1, &err) ||
+		    graft_loader_take(l, xb, &err))
+			tool_die("%s: %s", cl.data, err.msg);
 		if (graft_net_run(net, xb, n_x, &err))
 			tool_die("%s: %s", cl.model ? cl.model : "<stdin>", err.msg);
+		for (size_t k = 0; k < n_x; k++)
+			free(rows[k]);
 		graft_net_output(net, 0, &out);
 		classes = (int64_t)(out.nbytes / graft_dtype_size(out.dtype ? out.dtype : 1));
 		for (int64_t i = 0; i < y.dims[0]; i++) {
@@ -167,7 +186,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (graft_eval_init(&e, classes, &err) ||
-	    graft_evaluate(net, x, n_x, &y, cl.batch, &e, &err))
+	    graft_evaluate_loader(net, l, &y, cl.batch, &e, &err))
 		tool_die("%s: %s", cl.data, err.msg);
 	if (cl.json)
 		print_json(&e);
@@ -179,6 +198,7 @@ int main(int argc, char **argv)
 		tool_print_profile(net);
 	graft_eval_release(&e);
 	graft_net_free(net);
+	graft_loader_free(l);
 	graft_model_free(m);
 	graft_model_free(dm);
 	return 0;

@@ -149,7 +149,8 @@ int main(int argc, char **argv)
 {
 	struct cmdline cl;
 	struct graft_model *m, *dm;
-	struct graft_array x, y;
+	struct graft_array xs[GRAFT_DATASET_MAX_INPUTS], x, y;
+	size_t n_x;
 	struct graft_err err = {0};
 	struct graft_quant_info info;
 	const char *path;
@@ -157,11 +158,12 @@ int main(int argc, char **argv)
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
 	path = cl.in && strcmp(cl.in, "-") ? cl.in : "<stdin>";
-	dm = tool_read_dataset(cl.data, &x, &y);
 	m = tool_read_model(cl.in);
 	if (graft_model_input_count(m) != 1)
 		tool_die("%s: the model has %zu inputs; graft-quantize calibrates a model of one",
 			 path, graft_model_input_count(m));
+	dm = tool_read_feed(cl.data, m, xs, &n_x, &y);
+	x = xs[0];
 	check_fit(m, &x, cl.data, path);
 	struct graft_quant_opts o = {.method = cl.method, .percentile = cl.percentile,
 				     .per_tensor = cl.per_tensor, .exclude = cl.exclude,

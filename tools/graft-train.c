@@ -49,7 +49,11 @@ static const char usage[] =
 	"                            uses batch statistics; frozen: running statistics\n"
 	"      --seed S              seed of the data order, augmentation, Dropout (default 0)\n"
 	"      --no-shuffle          step k uses samples k*B .. k*B+B-1 (mod N)\n"
-	"      --augment LIST        flip,crop: mirror and shift training images at random\n"
+	"      --augment LIST        training images changed at random, per sample and epoch:\n"
+	"                            flip (mirror), crop (float images: shift by up to 1/8),\n"
+	"                            rrc (compact images: random-resized crop), jitter\n"
+	"                            (compact images: brightness, contrast, saturation)\n"
+	TOOL_LOADER_HELP
 	"      --checkpoint F        write the state to F every --checkpoint-every steps (and\n"
 	"                            at the end of each epoch, and when interrupted)\n"
 	"      --checkpoint-every N  steps between checkpoints (default: once per epoch)\n"
@@ -81,6 +85,7 @@ static const char usage[] =
 
 struct cmdline {
 	const char *model, *data, *val, *out, *checkpoint, *resume, *log;
+	struct graft_loader_opts lo;    /* --resize, --loader-threads */
 	double epochs;
 	double lp_ft, unfreeze_every;   /* epochs */
 	unsigned length_given;          /* 1: --epochs, 2: --steps */
@@ -156,8 +161,12 @@ static void parse_augment(struct cmdline *cl, const char *s)
 			cl->o.augment |= GRAFT_AUGMENT_FLIP;
 		else if (strcmp(tok, "crop") == 0)
 			cl->o.augment |= GRAFT_AUGMENT_CROP;
+		else if (strcmp(tok, "rrc") == 0)
+			cl->o.augment |= GRAFT_AUGMENT_RRC;
+		else if (strcmp(tok, "jitter") == 0)
+			cl->o.augment |= GRAFT_AUGMENT_JITTER;
 		else
-			tool_usage(usage, 2, "--augment: '%s' is not flip or crop", tok);
+			tool_usage(usage, 2, "--augment: '%s' is not flip, crop, rrc or jitter", tok);
 	}
 	free(copy);
 }
@@ -244,6 +253,10 @@ static void parse_option(struct cmdline *cl, int c)
 	case OPT_SEED: cl->o.seed = (uint64_t)parse_count(optarg, "--seed", 0); break;
 	case OPT_NO_SHUFFLE: cl->o.shuffle = 0; break;
 	case OPT_AUGMENT: parse_augment(cl, optarg); break;
+	case TOOL_OPT_RESIZE:
+	case TOOL_OPT_LOADER_THREADS:
+		tool_loader_option(c, optarg, &cl->lo, usage);
+		break;
 	case OPT_CKPT: cl->checkpoint = optarg; break;
 	case OPT_CKPT_EVERY:
 		cl->checkpoint_every = parse_count(optarg, "--checkpoint-every", 1);
@@ -314,6 +327,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl,
 		{"bn", required_argument, NULL, OPT_BN}, {"seed", required_argument, NULL, OPT_SEED},
 		{"no-shuffle", no_argument, NULL, OPT_NO_SHUFFLE},
 		{"augment", required_argument, NULL, OPT_AUGMENT},
+		TOOL_LOADER_LONGOPTS,
 		{"checkpoint", required_argument, NULL, OPT_CKPT},
 		{"checkpoint-every", required_argument, NULL, OPT_CKPT_EVERY},
 		{"resume", required_argument, NULL, OPT_RESUME},
@@ -332,6 +346,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl,
 	int c;
 
 	memset(cl, 0, sizeof(*cl));
+	cl->lo.threads = -1;
 	cl->o.batch = 32;
 	cl->o.shuffle = 1;
 	graft_optim_defaults(&cl->o.optim, GRAFT_OPTIM_SGD);
@@ -384,9 +399,9 @@ struct run {
 	struct cmdline *cl;
 	struct graft_trainer *t;
 	struct graft_model *m;
-	struct graft_array vx[GRAFT_DATASET_MAX_INPUTS], vy;
+	struct graft_loader *loader, *vloader;  /* the training and the validation samples */
+	struct graft_array vy;
 	size_t n_x;
-	int have_val;
 	int64_t total, classes;
 	FILE *log;
 	int tty;
@@ -444,11 +459,11 @@ static void report(struct run *r, int64_t step, int epoch_end)
 	double acc = r->count ? (double)r->correct / (double)r->count : 0;
 	double rate = el > 0 ? (double)(r->steps * graft_trainer_batch(r->t)) / el : 0;
 	double epoch = graft_trainer_epoch(r->t, step);
-	int val = epoch_end && r->have_val;
+	int val = epoch_end && r->vloader;
 
 	if (val) {
 		if (graft_eval_init(&ev, r->classes, &err) ||
-		    graft_trainer_evaluate(r->t, r->vx, r->n_x, &r->vy, &ev, &err))
+		    graft_trainer_evaluate_loader(r->t, r->vloader, &r->vy, &ev, &err))
 			tool_die("%s: %s", r->cl->val, err.msg);
 		if (r->classes)
 			r->val_accuracy = ev.accuracy;
@@ -504,16 +519,45 @@ static void write_model(struct run *r, const char *path, int binary_check)
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
-static void load(struct run *r, struct cmdline *cl, struct graft_model **dm,
-		 struct graft_model **vm, struct graft_array *x, struct graft_array *y)
+/* --profile: where the training loader's time went. */
+static void print_loader(const struct graft_loader *l)
 {
-	/* With --resume, the checkpoint holds the model as trained so far. */
-	r->m = tool_read_model(cl->resume ? cl->resume : cl->model);
-	*dm = tool_read_feed(cl->data, r->m, x, &r->n_x, y);
+	struct graft_loader_stats s;
+
+	graft_loader_stats(l, &s);
+	fprintf(stderr, "%s: loader: %lld samples: decoding %.3f s, transforms %.3f s (summed "
+		"over its threads); the step waited %.3f s for data\n", tool_name,
+		(long long)s.samples, s.decode_s, s.transform_s, s.waited_s);
+}
+
+/* The training and validation samples, through loaders: the training one augments and
+ * runs ahead on --loader-threads, the validation one gives them as evaluation sees
+ * them. */
+static void load_data(struct run *r, struct cmdline *cl, struct graft_model **dm,
+		      struct graft_model **vm, struct graft_array *x, struct graft_array *y)
+{
+	struct graft_loader_opts lo = cl->lo;
+	int images;
+
+	lo.seed = cl->o.seed;
+	lo.augment = cl->o.augment;
+	*dm = tool_open_loader(cl->data, r->m, &lo, &r->loader, y);
+	r->n_x = graft_loader_inputs(r->loader, x);
+	images = x[0].data == NULL;     /* (compact images: the loader makes the floats) */
+	if (images ? (cl->o.augment & GRAFT_AUGMENT_CROP)
+		   : (cl->o.augment & (GRAFT_AUGMENT_RRC | GRAFT_AUGMENT_JITTER)))
+		tool_die("%s: --augment %s", cl->data, images
+			 ? "crop shifts float images; compact images crop with rrc"
+			 : "rrc and jitter work on compact images (graft-data --store uint8 or "
+			 "encoded), not on float samples");
+	if (!images && cl->lo.resize)
+		tool_die("%s: --resize applies to compact images (graft-data --store uint8 or "
+			 "encoded)", cl->data);
 	*vm = NULL;
 	if (cl->val) {
-		*vm = tool_read_validation(cl->val, r->m, r->vx, &r->vy, cl->data, x, r->n_x, y);
-		r->have_val = 1;
+		lo.augment = 0;
+		*vm = tool_open_validation(cl->val, r->m, &lo, &r->vloader, &r->vy, cl->data, x,
+					   r->n_x, y);
 	}
 }
 
@@ -583,8 +627,10 @@ int main(int argc, char **argv)
 		if (isatty(STDOUT_FILENO) && !cl.force)
 			tool_die("refusing to write a model to a terminal (use -o FILE or -f)");
 	}
-	load(&r, &cl, &dm, &vm, x, &y);
+	/* With --resume, the checkpoint holds the model as trained so far. */
+	r.m = tool_read_model(cl.resume ? cl.resume : cl.model);
 	take_recipe(&cl, argc, argv, r.m);
+	load_data(&r, &cl, &dm, &vm, x, &y);
 	n = x[0].dims[0];
 	batch = cl.o.batch < n ? cl.o.batch : n;
 	cl.o.total_steps = total_steps(&cl, n, batch);
@@ -598,6 +644,7 @@ int main(int argc, char **argv)
 		cl.o.step_every = cl.step_epochs * steps_per_epoch;
 	check_memory(&cl, r.m, x, r.n_x, batch);
 	cl.o.wisdom = tool_wisdom(cl.no_tune, cl.quiet);
+	cl.o.loader = r.loader;
 	if (graft_trainer_new(&r.t, r.m, x, r.n_x, &y, &cl.o, &err))
 		tool_die("%s", err.msg);
 	if (cl.resume && graft_trainer_resume(r.t, r.m, &err))
@@ -676,7 +723,11 @@ int main(int argc, char **argv)
 			p[1], p[2], p[3]);
 		tool_print_profile(graft_trainer_net(r.t));
 	}
+	if (cl.o.profile)
+		print_loader(r.loader);
 	graft_trainer_free(r.t);
+	graft_loader_free(r.loader);
+	graft_loader_free(r.vloader);
 	graft_model_free(r.m);
 	graft_model_free(dm);
 	graft_model_free(vm);

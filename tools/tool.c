@@ -244,27 +244,129 @@ static void read_dataset(const char *path, struct graft_dataset *ds)
 		datasets[n_datasets].path = path;
 		memcpy(datasets[n_datasets].x, ds->inputs, sizeof(ds->inputs));
 		datasets[n_datasets].n_x = ds->n_inputs;
+		if (ds->images.n) {     /* compact images: their bytes and index */
+			const struct graft_images *im = &ds->images;
+			datasets[n_datasets].x[0] = (struct graft_array){
+				.dtype = GRAFT_UINT8, .data = (void *)im->bytes,
+				.nbytes = im->nbytes};
+			datasets[n_datasets].x[1] = (struct graft_array){
+				.dtype = GRAFT_INT64, .data = (void *)im->index,
+				.nbytes = (size_t)im->n * GRAFT_IMAGES_INDEX_COLS * sizeof(int64_t)};
+			datasets[n_datasets].n_x = 2;
+		}
 		datasets[n_datasets].class_names = graft_model_metadata_value(ds->model,
 									     GRAFT_META_CLASS_NAMES);
 		datasets[n_datasets++].y = ds->y;
 	}
 }
 
-struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
-				      struct graft_array *y)
+/* The size a dataset's compact images load at for model m: the height and width of its
+ * one input, which must be fixed, with as many channels as the images; or dies. */
+static void image_size(const char *path, const struct graft_dataset *ds,
+		       const struct graft_model *m, int64_t *h, int64_t *w)
+{
+	struct graft_value_info vi;
+	int64_t c = ds->images.index[4];
+
+	if (graft_model_input_count(m) != 1)
+		tool_die("%s: its images feed a model of one input; the model takes %zu", path,
+			 graft_model_input_count(m));
+	graft_model_input(m, 0, &vi);
+	if (vi.rank != 4 || vi.dims[2] < 1 || vi.dims[3] < 1)
+		tool_die("%s: the model's input '%s' has no fixed height and width (N, C, H, W) to "
+			 "load its images at", path, vi.name);
+	if (vi.dims[1] > 0 && vi.dims[1] != c)
+		tool_die("%s: its images have %lld channel%s; the model's input '%s' takes %lld",
+			 path, (long long)c, c > 1 ? "s" : "", vi.name, (long long)vi.dims[1]);
+	*h = vi.dims[2];
+	*w = vi.dims[3];
+}
+
+/* A loader of ds's samples for model m, as tool_open_loader says, or dies. */
+static struct graft_loader *loader_of(const char *path, const struct graft_dataset *ds,
+				      const struct graft_model *m,
+				      const struct graft_loader_opts *o)
+{
+	struct graft_loader_opts lo = *o;
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS];
+	struct graft_loader *l;
+	struct graft_err err = {0};
+	size_t n_x;
+
+	if (lo.threads < 0)     /* the default: a thread for images, none for rows */
+		lo.threads = ds->images.n ? 1 : 0;
+	if (ds->images.n) {
+		image_size(path, ds, m, &lo.height, &lo.width);
+		if (graft_loader_new_images(&l, &ds->images, ds->mean, ds->std, &lo, &err))
+			tool_die("%s: %s", path, err.msg);
+	} else if (graft_dataset_feed(ds, m, x, &n_x, &err) ||
+		   graft_loader_new(&l, x, n_x, &lo, &err)) {
+		tool_die("%s: %s", path, err.msg);
+	}
+	return l;
+}
+
+struct graft_model *tool_open_loader(const char *path, const struct graft_model *m,
+				     const struct graft_loader_opts *o,
+				     struct graft_loader **l, struct graft_array *y)
 {
 	struct graft_dataset ds;
 
 	read_dataset(path, &ds);
-	/* (docs/format.md: datasets of named inputs, as graft-data text makes them) */
-	if (ds.n_inputs > 1 || ds.inputs[0].name == NULL || strcmp(ds.inputs[0].name, "x"))
-		tool_die("%s: its samples are %zu named input%s (%s%s): this tool feeds datasets "
-			 "of one input x only, so far", path, ds.n_inputs,
-			 ds.n_inputs > 1 ? "s" : "", ds.inputs[0].name,
-			 ds.n_inputs > 1 ? ", ..." : "");
-	*x = ds.x;
+	*l = loader_of(path, &ds, m, o);
 	*y = ds.y;
-	return ds.model;        /* x and y are views into it */
+	return ds.model;        /* the loader's data and y are views into it */
+}
+
+int tool_loader_option(int c, const char *arg, struct graft_loader_opts *lo,
+		       const char *usage)
+{
+	if (c == TOOL_OPT_RESIZE)
+		lo->resize = (int64_t)tool_parse_number("--resize", arg, 1, 32768, usage);
+	else if (c == TOOL_OPT_LOADER_THREADS)
+		lo->threads = (int)tool_parse_number("--loader-threads", arg, 0, 64, usage);
+	else
+		return 0;
+	if (c == TOOL_OPT_RESIZE && lo->resize != floor(lo->resize))
+		tool_usage(usage, 2, "--resize takes a whole number, not '%s'", arg);
+	return 1;
+}
+
+int tool_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+/* Compact images decoded, as evaluation sees them, into float samples the process keeps
+ * (tools that need every sample in memory at once), in decoded. */
+static void *decoded[MAX_NOTED_DATASETS];
+static size_t n_decoded;
+
+static void decode_all(const char *path, const struct graft_dataset *ds,
+		       const struct graft_model *m, struct graft_array *x)
+{
+	struct graft_loader_opts o = {.threads = tool_cpus()};
+	struct graft_loader *l = loader_of(path, ds, m, &o);
+	struct graft_err err = {0};
+	struct graft_array xb;
+	int64_t chunk = 64, samples[64];
+
+	graft_loader_inputs(l, x);
+	size_t row = x->nbytes / (size_t)ds->n;
+	if (!(x->data = malloc(x->nbytes)))
+		tool_die("%s: out of memory for %lld decoded images", path, (long long)ds->n);
+	xb = *x;
+	for (int64_t at = 0; at < ds->n; at += chunk) {
+		int64_t b = ds->n - at < chunk ? ds->n - at : chunk;
+		for (int64_t j = 0; j < b; j++)
+			samples[j] = at + j;
+		xb.data = (char *)x->data + (size_t)at * row;
+		if (graft_loader_request(l, samples, NULL, b, &err) ||
+		    graft_loader_take(l, &xb, &err))
+			tool_die("%s: %s", path, err.msg);
+	}
+	graft_loader_free(l);
 }
 
 struct graft_model *tool_read_feed(const char *path, const struct graft_model *m,
@@ -274,20 +376,25 @@ struct graft_model *tool_read_feed(const char *path, const struct graft_model *m
 	struct graft_err err = {0};
 
 	read_dataset(path, &ds);
-	if (graft_dataset_feed(&ds, m, x, n_x, &err))
+	if (ds.images.n) {
+		decode_all(path, &ds, m, &x[0]);
+		if (n_decoded < MAX_NOTED_DATASETS)
+			decoded[n_decoded++] = x[0].data;
+		*n_x = 1;
+	} else if (graft_dataset_feed(&ds, m, x, n_x, &err)) {
 		tool_die("%s: %s", path, err.msg);
+	}
 	*y = ds.y;
 	return ds.model;        /* x and y are views into it */
 }
 
-struct graft_model *tool_read_validation(const char *path, const struct graft_model *m,
-					 struct graft_array *vx, struct graft_array *vy,
-					 const char *train_path, const struct graft_array *x,
-					 size_t n_x, const struct graft_array *y)
+/* Dies unless the validation set at path (inputs vx, vn of them, labels vy, archive vm)
+ * matches the training set's (x, n_x and y, from train_path). */
+static void check_validation(const char *path, const struct graft_model *vm,
+			     const struct graft_array *vx, size_t vn, const struct graft_array *vy,
+			     const char *train_path, const struct graft_array *x, size_t n_x,
+			     const struct graft_array *y)
 {
-	size_t vn;
-	struct graft_model *vm = tool_read_feed(path, m, vx, &vn, vy);
-
 	for (size_t k = 0; k < n_x; k++)
 		if (vn != n_x || vx[k].rank != x[k].rank || vx[k].dtype != x[k].dtype ||
 		    memcmp(vx[k].dims + 1, x[k].dims + 1, sizeof(int64_t) * (size_t)(x[k].rank - 1)))
@@ -301,6 +408,30 @@ struct graft_model *tool_read_validation(const char *path, const struct graft_mo
 	if (tn && vc && strcmp(tn, vc))
 		tool_die("%s: its classes (%.80s) are not %s's (%.80s): make both with the same "
 			 "--classes", path, vc, train_path, tn);
+}
+
+struct graft_model *tool_read_validation(const char *path, const struct graft_model *m,
+					 struct graft_array *vx, struct graft_array *vy,
+					 const char *train_path, const struct graft_array *x,
+					 size_t n_x, const struct graft_array *y)
+{
+	size_t vn;
+	struct graft_model *vm = tool_read_feed(path, m, vx, &vn, vy);
+
+	check_validation(path, vm, vx, vn, vy, train_path, x, n_x, y);
+	return vm;
+}
+
+struct graft_model *tool_open_validation(const char *path, const struct graft_model *m,
+					 const struct graft_loader_opts *o,
+					 struct graft_loader **l, struct graft_array *vy,
+					 const char *train_path, const struct graft_array *x,
+					 size_t n_x, const struct graft_array *y)
+{
+	struct graft_array vx[GRAFT_DATASET_MAX_INPUTS];
+	struct graft_model *vm = tool_open_loader(path, m, o, l, vy);
+
+	check_validation(path, vm, vx, graft_loader_inputs(*l, vx), vy, train_path, x, n_x, y);
 	return vm;
 }
 

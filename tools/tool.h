@@ -58,13 +58,28 @@ void tool_output_commit(struct graft_output *out);
 void tool_write_graft(const struct graft_model *m, const char *path,
 		      const struct graft_write_opts *wo, int binary, int force);
 
-/* Reads a dataset (graft_dataset_read's checks: tensors x, float [N, ...], and y, int64
- * labels [N] or float targets [N, ...]) into views of the returned model, or dies. */
-struct graft_model *tool_read_dataset(const char *path, struct graft_array *x,
-				      struct graft_array *y);
+/* Reads a dataset to feed model m through a loader made with o (*l; free it before the
+ * returned model): the rows of its inputs in m's input order (graft_dataset_feed), or its
+ * compact images at the height and width of m's input (which must be fixed), normalised
+ * by its graft.mean and graft.std; o->threads -1: one thread for images, none for rows.
+ * Its labels or targets into y, a view of the returned model.  Dies on failure. */
+struct graft_model *tool_open_loader(const char *path, const struct graft_model *m,
+				     const struct graft_loader_opts *o,
+				     struct graft_loader **l, struct graft_array *y);
+/* tool_open_loader for a validation set, checked as tool_read_validation checks it
+ * against the training set's inputs x (the loader's: graft_loader_inputs). */
+struct graft_model *tool_open_validation(const char *path, const struct graft_model *m,
+					 const struct graft_loader_opts *o,
+					 struct graft_loader **l, struct graft_array *vy,
+					 const char *train_path, const struct graft_array *x,
+					 size_t n_x, const struct graft_array *y);
+/* The CPUs online (1 to 64). */
+int tool_cpus(void);
 /* Reads a dataset to feed model m: its inputs in m's input order into x (room for
  * GRAFT_DATASET_MAX_INPUTS) and *n_x (graft_dataset_feed), its labels or targets into
- * y, views of the returned model; or dies. */
+ * y, views of the returned model; or dies.  Compact images are decoded into memory at
+ * the size of m's input, all of them, as evaluation sees them (tool_open_loader reads
+ * them a batch at a time). */
 struct graft_model *tool_read_feed(const char *path, const struct graft_model *m,
 				   struct graft_array *x, size_t *n_x, struct graft_array *y);
 /* tool_read_feed for a validation set, whose samples must have the shapes and types of
@@ -106,8 +121,25 @@ struct graft_wisdom *tool_wisdom(int no_tune, int quiet);
 void tool_json_string(FILE *f, const char *s);
 
 /* Records this tool's command line, as typed, in the model's history, and notes the
- * digests of the datasets tool_read_dataset read so far (which must not be freed yet). */
+ * digests of the datasets read so far (which must not be freed yet). */
 void tool_add_history(struct graft_model *m);
+
+/* --resize S and --loader-threads N, for the tools that load compact images: their
+ * getopt codes, long options, help lines, and the parse into a loader's options
+ * (threads -1, the default, until given). */
+#define TOOL_OPT_RESIZE 0x525a
+#define TOOL_OPT_LOADER_THREADS 0x4c54
+#define TOOL_LOADER_LONGOPTS {"resize", required_argument, NULL, TOOL_OPT_RESIZE}, \
+	{"loader-threads", required_argument, NULL, TOOL_OPT_LOADER_THREADS}
+#define TOOL_LOADER_HELP \
+	"      --resize S            compact images: shorter side to S before the centre\n" \
+	"                            crop (default: the model's input size * 8/7,\n" \
+	"                            rounded)\n" \
+	"      --loader-threads N    decode and transform images on N threads ahead of the\n" \
+	"                            model (default: 1 for compact images, else 0)\n"
+/* 1 when c was one of them (parsed into lo), else 0. */
+int tool_loader_option(int c, const char *arg, struct graft_loader_opts *lo,
+		       const char *usage);
 
 /*
  * --max-memory SIZE, for the tools that run models (graft-run, graft-eval, graft-plan,

@@ -39,6 +39,12 @@ int io_read_file(const char *path, char **buf, size_t *len, struct graft_err *er
  * regular file, so callers fall back to reading. */
 int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err);
 
+/* Lets the pages that hold [p, p + n) of a read-only file mapping (io_map_fd) go from the
+ * process's memory: touched again, even by another thread meanwhile, they are read back
+ * from the file (the page cache), unchanged.  Never for other memory, whose contents it
+ * would lose. */
+void io_drop_pages(const void *p, size_t n);
+
 /* ---- parallel.c ---- */
 #define PARALLEL_MAX_THREADS 64
 /* Calls fn(ctx, i, err) for i in [0, n) on up to threads threads (the caller's among

@@ -158,6 +158,16 @@ int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err)
 	return 0;
 }
 
+void io_drop_pages(const void *p, size_t n)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = (uintptr_t)p & ~(page - 1);
+	uintptr_t end = ((uintptr_t)p + n + page - 1) & ~(page - 1);
+
+	if (end > start)
+		madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 /* A device or FIFO: opened for writing as it is, committed by closing it. */
 static int open_in_place(struct graft_output *out, const char *path, struct graft_err *err)
 {

@@ -196,6 +196,14 @@ static int view_images(struct graft_dataset *ds, const char *store, struct graft
 		.store = strcmp(store, "uint8") == 0 ? GRAFT_STORE_UINT8 : GRAFT_STORE_ENCODED,
 		.n = index.dims[0], .bytes = bytes.data, .nbytes = bytes.nbytes,
 		.index = index.data};
+	/* The bytes were read once to check them: in a mapped file, let those pages go, so
+	 * that memory holds what a loader reads, not the whole dataset. */
+	const struct graft_model *m = ds->model;
+	const char *at = (const char *)bytes.data, *buf = m->buf;
+	if (m->buf_mapped && at >= buf && at + bytes.nbytes <= buf + m->buf_len) {
+		io_drop_pages(bytes.data, bytes.nbytes);
+		ds->images.file_backed = 1;
+	}
 	return 0;
 }
 

@@ -36,13 +36,22 @@ struct graft_trainer {
 	struct graft_model *model;
 	struct graft_net *net;
 	struct graft_optim *optim;
-	const struct graft_array *x, *y;       /* x: n_x inputs, in the net's input order */
+	const struct graft_array *y;
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS]; /* the inputs, in the net's order:
+							 * types and shapes (the loader's) */
 	size_t n_x;
+	struct graft_loader *loader;    /* where batches come from (o.loader, or own_loader) */
+	struct graft_loader *own_loader;
+	int64_t xb_step;                /* the step xb holds; -1: none */
+	int64_t *pending;               /* steps requested from the loader and not yet taken,
+					 * oldest first (a ring of ahead) */
+	int ahead, n_pending, pending_at;
+	int64_t next_request;           /* the step requested next */
+	int64_t *req_samples, *req_epochs;      /* (batch) each */
 	int64_t n;                      /* samples */
 	int64_t classes;                /* cross-entropy: logits per sample; 0 for MSE */
 	int probs;                      /* the output is a Softmax's: probabilities */
 	float *logp;                    /* then their logarithm, per batch */
-	uint64_t sample_floats;         /* floats per sample of x[0], when float (augment) */
 	size_t sample_bytes[GRAFT_DATASET_MAX_INPUTS];  /* bytes per sample of each x */
 	uint64_t target_floats;         /* MSE: floats per sample of y */
 	/* The parameters that train at some step (the model's trainable ones), by optimizer
@@ -208,7 +217,6 @@ static int check_data(struct graft_trainer *t, struct graft_err *err)
 	t->n = x->dims[0];
 	for (size_t k = 0; k < t->n_x; k++)
 		t->sample_bytes[k] = t->x[k].nbytes / (size_t)t->n;
-	t->sample_floats = x->dtype == GRAFT_FLOAT ? t->sample_bytes[0] / sizeof(float) : 0;
 	t->target_floats = 1;
 	for (int d = 1; d < y->rank; d++)
 		t->target_floats *= (uint64_t)y->dims[d];
@@ -308,7 +316,12 @@ static int alloc_batch(struct graft_trainer *t, struct graft_err *err)
 	yb->data = malloc(yb->nbytes + 1);
 	t->order = malloc(((size_t)t->n + 1) * sizeof(*t->order));
 	t->order_epoch = -1;
-	if (short_of_memory || !yb->data || !t->order)
+	t->req_samples = malloc(sizeof(int64_t) * (size_t)t->o.batch);
+	t->req_epochs = malloc(sizeof(int64_t) * (size_t)t->o.batch);
+	t->pending = malloc(sizeof(int64_t) * (size_t)t->ahead);
+	t->xb_step = -1;
+	if (short_of_memory || !yb->data || !t->order || !t->req_samples || !t->req_epochs ||
+	    !t->pending)
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory for a batch of %lld",
 				     (long long)t->o.batch);
 	return 0;
@@ -429,7 +442,7 @@ static void cache_setup(struct graft_trainer *t)
 	int computed = 0;
 
 	memset(c, 0, sizeof(*c));
-	if (t->o.augment || nb == 0 || limit <= 0)
+	if (graft_loader_random(t->loader) || nb == 0 || limit <= 0)
 		return;
 	for (size_t i = 0; i < nb; i++) {
 		struct graft_array v;
@@ -514,6 +527,10 @@ void graft_trainer_free(struct graft_trainer *t)
 	free(t->live);
 	free(t->lr_mult);
 	free(t->order);
+	free(t->req_samples);
+	free(t->req_epochs);
+	free(t->pending);
+	graft_loader_free(t->own_loader);
 	for (size_t k = 0; k < t->n_x; k++)
 		free(t->xb[k].data);
 	free(t->yb.data);
@@ -522,7 +539,7 @@ void graft_trainer_free(struct graft_trainer *t)
 	free(t);
 }
 
-static int gather(struct graft_trainer *t, int64_t step);
+static int gather(struct graft_trainer *t, int64_t step, struct graft_err *err);
 static int save_tensor(struct graft_model *m, const struct graft_net_tensor *nt,
 		       struct graft_err *err);
 
@@ -607,8 +624,8 @@ static int plan_net(struct graft_trainer *t, int64_t step, struct graft_err *err
 {
 	int rc;
 
-	if (gather(t, step))
-		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	if ((rc = gather(t, step, err)))
+		return rc;
 	graft_net_set_training(t->net, 0);
 	rc = graft_net_run(t->net, t->xb, t->n_x, err);
 	graft_net_set_training(t->net, 1);
@@ -641,9 +658,21 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	t->o = *o;
 	t->model = m;
-	t->x = x;
-	t->n_x = n_x;
 	t->y = y;
+	if (o->loader) {
+		t->loader = o->loader;
+	} else if (n_x >= 1 && n_x <= GRAFT_DATASET_MAX_INPUTS) {
+		struct graft_loader_opts lo = {.seed = o->seed, .augment = o->augment};
+		if ((rc = graft_loader_new(&t->own_loader, x, n_x, &lo, err)))
+			goto fail;
+		t->loader = t->own_loader;
+	} else {
+		rc = graft_err_set(err, GRAFT_EINVAL, "%zu inputs, not 1 to %d", n_x,
+				   GRAFT_DATASET_MAX_INPUTS);
+		goto fail;
+	}
+	t->n_x = graft_loader_inputs(t->loader, t->x);
+	t->ahead = graft_loader_ahead(t->loader);
 	if ((rc = check_recipe(o, err)) || (rc = graft_model_unalias_all(m, err)) ||
 	    (rc = collect_params(t, err)) || (rc = build_net(t, 0, err)) ||
 	    (rc = check_data(t, err)))
@@ -694,78 +723,73 @@ size_t graft_trainer_param_count(const struct graft_trainer *t)
 
 /* ---- one step ---------------------------------------------------------------------------- */
 
-/* Mirrors sample s (C, H, W) left-right. */
-static void flip(float *s, int64_t c, int64_t h, int64_t w)
+/* Asks the loader for step's batch: its samples, each drawn for its own epoch. */
+static int request_step(struct graft_trainer *t, int64_t step, struct graft_err *err)
 {
-	for (int64_t k = 0; k < c * h; k++)
-		for (int64_t i = 0, j = w - 1; i < j; i++, j--) {
-			float v = s[k * w + i];
-			s[k * w + i] = s[k * w + j];
-			s[k * w + j] = v;
-		}
-}
-
-/* Shifts sample s by (dy, dx), zero-filling what comes in: a crop of the sample padded by
- * its shift, as torchvision's RandomCrop(size, padding) does. */
-static void shift(float *s, int64_t c, int64_t h, int64_t w, int64_t dy, int64_t dx,
-		  float *tmp)
-{
-	memcpy(tmp, s, (size_t)(c * h * w) * sizeof(float));
-	for (int64_t k = 0; k < c; k++)
-		for (int64_t i = 0; i < h; i++)
-			for (int64_t j = 0; j < w; j++) {
-				int64_t si = i + dy, sj = j + dx;
-				s[(k * h + i) * w + j] = si >= 0 && si < h && sj >= 0 && sj < w
-					? tmp[(k * h + si) * w + sj] : 0.0f;
-			}
-}
-
-static int augment(struct graft_trainer *t, int64_t step)
-{
-	const struct graft_array *x = &t->xb[0];
-	int64_t c, h, w;
-	float *tmp = NULL;
-	struct graft_rng r;
-
-	if (!t->o.augment || x->rank != 4 || t->n_x != 1 || x->dtype != GRAFT_FLOAT)
-		return 0;
-	c = x->dims[1];
-	h = x->dims[2];
-	w = x->dims[3];
-	if ((t->o.augment & GRAFT_AUGMENT_CROP) &&
-	    !(tmp = malloc((size_t)(c * h * w) * sizeof(float) + 1)))
-		return -1;
-	graft_rng_seed(&r, train_seed_mix(t->o.seed ^ 0x5bd1e995, (uint64_t)step, SALT_STREAM));
-	for (int64_t b = 0; b < t->o.batch; b++) {
-		float *s = (float *)x->data + (uint64_t)b * t->sample_floats;
-		if ((t->o.augment & GRAFT_AUGMENT_FLIP) && graft_rng_below(&r, 2))
-			flip(s, c, h, w);
-		if (t->o.augment & GRAFT_AUGMENT_CROP) {
-			int64_t ph = h / 8 > 0 ? h / 8 : 1, pw = w / 8 > 0 ? w / 8 : 1;
-			int64_t dy = (int64_t)graft_rng_below(&r, (uint64_t)(2 * ph + 1)) - ph;
-			int64_t dx = (int64_t)graft_rng_below(&r, (uint64_t)(2 * pw + 1)) - pw;
-			shift(s, c, h, w, dy, dx, tmp);
-		}
+	for (int64_t j = 0; j < t->o.batch; j++) {
+		t->req_samples[j] = graft_trainer_sample(t, step, j);
+		t->req_epochs[j] = (step * t->o.batch + j) / t->n;
 	}
-	free(tmp);
+	int rc = graft_loader_request(t->loader, t->req_samples, t->req_epochs, t->o.batch, err);
+	if (!rc)
+		t->pending[(t->pending_at + t->n_pending++) % t->ahead] = step;
+	return rc;
+}
+
+/* Keeps the loader making the batches of step and the steps after it, up to its depth
+ * and the run's end: those not in xb and whose samples are not all cached yet (one that
+ * is cached by the time it comes is taken and left unused). */
+static int request_ahead(struct graft_trainer *t, int64_t step, struct graft_err *err)
+{
+	int rc;
+
+	if (t->next_request < step)
+		t->next_request = step;
+	while (t->n_pending < t->ahead && t->next_request <= step + t->ahead &&
+	       (t->o.total_steps <= 0 || t->next_request < t->o.total_steps)) {
+		int64_t k = t->next_request++;
+		if (k != t->xb_step && !cache_hit(t, k) && (rc = request_step(t, k, err)))
+			return rc;
+	}
 	return 0;
 }
 
-static int gather(struct graft_trainer *t, int64_t step)
+/* Takes the oldest batch requested into xb. */
+static int take_pending(struct graft_trainer *t, struct graft_err *err)
+{
+	int rc = graft_loader_take(t->loader, t->xb, err);
+
+	t->pending_at = (t->pending_at + 1) % t->ahead;
+	t->n_pending--;
+	return rc;
+}
+
+/* step's batch into xb and yb (once per step): from the loader, which made it ahead
+ * when asked in time. */
+static int gather(struct graft_trainer *t, int64_t step, struct graft_err *err)
 {
 	size_t ys = t->y->dtype == GRAFT_INT64 ? sizeof(int64_t) : t->target_floats * sizeof(float);
+	int rc;
 
-	for (int64_t j = 0; j < t->o.batch; j++) {
-		int64_t s = graft_trainer_sample(t, step, j);
-		for (size_t k = 0; k < t->n_x; k++) {
-			size_t xs = t->sample_bytes[k];
-			memcpy((char *)t->xb[k].data + (size_t)j * xs,
-			       (const char *)t->x[k].data + (size_t)s * xs, xs);
-		}
-		memcpy((char *)t->yb.data + (size_t)j * ys, (const char *)t->y->data + (size_t)s * ys,
-		       ys);
+	if (t->xb_step == step)
+		return 0;
+	t->xb_step = -1;
+	if (t->n_pending && t->pending[t->pending_at] != step) {
+		/* not what was asked for ahead (a resume elsewhere): start the queue afresh */
+		while (t->n_pending)
+			if ((rc = take_pending(t, err)))
+				return rc;
+		t->next_request = step;
 	}
-	return augment(t, step);
+	if (!t->n_pending && (rc = request_step(t, step, err)))
+		return rc;
+	if ((rc = take_pending(t, err)))
+		return rc;
+	for (int64_t j = 0; j < t->o.batch; j++)
+		memcpy((char *)t->yb.data + (size_t)j * ys,
+		       (const char *)t->y->data + (size_t)graft_trainer_sample(t, step, j) * ys, ys);
+	t->xb_step = step;
+	return 0;
 }
 
 static int loss_and_grad(struct graft_trainer *t, const struct graft_array *out, double *loss,
@@ -853,6 +877,11 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 	s->step = t->step;
 	s->lr = lr;
 	double t0 = graft_now(), t1;
+	if ((rc = request_ahead(t, t->step, err)))
+		return rc;
+	if (t->n_pending && t->pending[t->pending_at] == t->step &&
+	    (rc = gather(t, t->step, err)))       /* made ahead: taken, even if now cached */
+		return rc;
 	if (cache_hit(t, t->step)) {
 		cache_move(t, t->step, 0);
 		/* labels still come from the data */
@@ -866,8 +895,8 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 		if ((rc = graft_net_run_region(t->net, err)))
 			return rc;
 	} else {
-		if (gather(t, t->step))
-			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		if ((rc = gather(t, t->step, err)))
+			return rc;
 		s->data_s = (t1 = graft_now()) - t0;
 		if ((rc = graft_net_run(t->net, t->xb, t->n_x, err)))
 			return rc;
@@ -935,89 +964,148 @@ void graft_eval_release(struct graft_eval *e)
 	e->confusion = NULL;
 }
 
-/* With pad, the last, partial batch is filled up to batch by repeating its last sample
- * (whose extra results are ignored), so that a net planned for batch is never replanned:
- * the trainer evaluates between epochs with the training net. */
-static int evaluate(struct graft_net *net, const struct graft_array *x, size_t n_x,
-		    const struct graft_array *y, int64_t batch, int pad, struct graft_eval *e,
-		    struct graft_err *err)
+/* The rows [at, at + b) of the loader's samples, padded to rows by repeating the last,
+ * requested for evaluation. */
+static int request_rows(struct graft_loader *l, int64_t at, int64_t b, int64_t rows,
+			int64_t *samples, struct graft_err *err)
 {
-	void *bufs[GRAFT_DATASET_MAX_INPUTS] = {0};
-	int64_t n = x->dims[0];
+	for (int64_t j = 0; j < rows; j++)
+		samples[j] = at + (j < b ? j : b - 1);
+	return graft_loader_request(l, samples, NULL, rows, err);
+}
+
+/* Scores out (the net's first output, batch xb0 rows) against the labels or targets of
+ * y's rows [at, at + b), adding to *total and e. */
+static int score(struct graft_net *net, const struct graft_array *out, int64_t rows,
+		 const struct graft_array *y, int64_t at, int64_t b, double *total,
+		 struct graft_eval *e, struct graft_err *err)
+{
 	uint64_t yper = 1;
-	double total = 0;
+	double loss;
+	int64_t correct = 0;
 	int rc;
 
 	for (int d = 1; d < y->rank; d++)
 		yper *= (uint64_t)y->dims[d];
-	if (batch < 1)
-		batch = 1;
-	for (int64_t at = 0; at < n; at += batch) {
-		int64_t b = n - at < batch ? n - at : batch;
-		struct graft_array xb[GRAFT_DATASET_MAX_INPUTS], out;
-		double loss;
-		int64_t correct = 0;
-
-		if ((rc = train_batch_rows(x, n_x, at, b, pad ? batch : b, xb, bufs, err)))
-			return rc;
-		rc = graft_net_run(net, xb, n_x, err);
-		for (size_t k = 0; k < n_x; k++) {
-			free(bufs[k]);
-			bufs[k] = NULL;
+	if (out->dtype != GRAFT_FLOAT || out->rank < 1 || out->dims[0] != rows ||
+	    out->nbytes % (sizeof(float) * (size_t)rows))
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's first output is not "
+				     "float [batch, ...]");
+	int64_t k = (int64_t)(out->nbytes / sizeof(float) / (size_t)rows);
+	const float *z = out->data;
+	if (y->dtype == GRAFT_INT64) {
+		const int64_t *lab = (const int64_t *)y->data + at;
+		if (e->classes && k != e->classes)
+			return graft_err_set(err, GRAFT_EINVAL, "the model has %lld outputs; the data "
+					     "%lld classes", (long long)k, (long long)e->classes);
+		if (output_is_softmax(net)) {
+			float *logp = malloc((size_t)(b * k) * sizeof(float) + 1);
+			if (!logp)
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			rc = cross_entropy_probs(z, lab, b, k, 0, logp, NULL, &loss, &correct, err);
+			free(logp);
+		} else {
+			rc = graft_loss_cross_entropy(z, lab, b, k, 0, NULL, &loss, &correct, err);
 		}
 		if (rc)
 			return rc;
-		graft_net_output(net, 0, &out);
-		if (out.dtype != GRAFT_FLOAT || out.rank < 1 || out.dims[0] != xb[0].dims[0] ||
-		    out.nbytes % (sizeof(float) * (size_t)xb[0].dims[0]))
-			return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's first output is "
-					     "not float [batch, ...]");
-		int64_t k = (int64_t)(out.nbytes / sizeof(float) / (size_t)xb[0].dims[0]);
-		const float *z = out.data;
-		if (y->dtype == GRAFT_INT64) {
-			const int64_t *lab = (const int64_t *)y->data + at;
-			if (e->classes && k != e->classes)
-				return graft_err_set(err, GRAFT_EINVAL, "the model has %lld outputs; the "
-						     "data %lld classes", (long long)k,
-						     (long long)e->classes);
-			if (output_is_softmax(net)) {
-				float *logp = malloc((size_t)(b * k) * sizeof(float) + 1);
-				if (!logp)
-					return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-				rc = cross_entropy_probs(z, lab, b, k, 0, logp, NULL, &loss, &correct,
-							 err);
-				free(logp);
-			} else {
-				rc = graft_loss_cross_entropy(z, lab, b, k, 0, NULL, &loss, &correct,
-							      err);
-			}
-			if (rc)
-				return rc;
-			for (int64_t i = 0; i < b && e->confusion; i++)
-				e->confusion[lab[i] * e->classes + train_arg_max(z + i * k, k)]++;
-		} else {
-			if ((uint64_t)k != yper)
-				return graft_err_set(err, GRAFT_EINVAL, "the model gives %lld values per "
-						     "sample; the targets have %llu", (long long)k,
-						     (unsigned long long)yper);
-			if ((rc = graft_loss_mse(z, (const float *)y->data + (uint64_t)at * yper,
-						 (uint64_t)(b * k), NULL, &loss, err)))
-				return rc;
-		}
-		total += loss * (double)b;
-		e->correct += correct;
-		e->count += b;
+		for (int64_t i = 0; i < b && e->confusion; i++)
+			e->confusion[lab[i] * e->classes + train_arg_max(z + i * k, k)]++;
+	} else {
+		if ((uint64_t)k != yper)
+			return graft_err_set(err, GRAFT_EINVAL, "the model gives %lld values per sample; "
+					     "the targets have %llu", (long long)k,
+					     (unsigned long long)yper);
+		if ((rc = graft_loss_mse(z, (const float *)y->data + (uint64_t)at * yper,
+					 (uint64_t)(b * k), NULL, &loss, err)))
+			return rc;
 	}
+	*total += loss * (double)b;
+	e->correct += correct;
+	e->count += b;
+	return 0;
+}
+
+/* The samples of l in batches, scored.  With pad, the last, partial batch is filled up
+ * to batch by repeating its last sample (whose extra results are ignored), so that a net
+ * planned for batch is never replanned: the trainer evaluates between epochs with the
+ * training net.  Batches are requested as far ahead as the loader makes them. */
+static int evaluate(struct graft_net *net, struct graft_loader *l, const struct graft_array *y,
+		    int64_t batch, int pad, struct graft_eval *e, struct graft_err *err)
+{
+	struct graft_array xb[GRAFT_DATASET_MAX_INPUTS], out;
+	size_t n_x = graft_loader_inputs(l, xb);
+	int64_t n = xb[0].dims[0], asked = 0, ahead = graft_loader_ahead(l), pending = 0;
+	int64_t *samples = NULL;
+	double total = 0;
+	int rc = 0;
+
+	if (batch < 1)
+		batch = 1;
+	if (batch > n && !pad)
+		batch = n;
+	if (y->rank < 1 || y->dims[0] != n)
+		return graft_err_set(err, GRAFT_EINVAL, "the data has %lld samples but %lld labels",
+				     (long long)n, y->rank ? (long long)y->dims[0] : 0LL);
+	for (size_t k = 0; k < n_x; k++) {
+		size_t row = xb[k].nbytes / (size_t)n;
+		if (!(xb[k].data = malloc(row * (size_t)batch + 1)))
+			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	if (!rc && !(samples = malloc(sizeof(int64_t) * (size_t)batch)))
+		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (int64_t at = 0; !rc && at < n; at += batch) {
+		int64_t b = n - at < batch ? n - at : batch, rows = pad ? batch : b;
+		for (; !rc && asked < n && asked < at + ahead * batch; asked += batch, pending++) {
+			int64_t ab = n - asked < batch ? n - asked : batch;
+			rc = request_rows(l, asked, ab, pad ? batch : ab, samples, err);
+		}
+		if (rc)
+			break;
+		pending--;
+		if ((rc = graft_loader_take(l, xb, err)) || (rc = graft_net_run(net, xb, n_x, err)))
+			break;
+		graft_net_output(net, 0, &out);
+		rc = score(net, &out, rows, y, at, b, &total, e, err);
+	}
+	/* what was asked for and not taken (after a failure), so that l starts afresh */
+	for (struct graft_err ignored; pending > 0; pending--)
+		graft_loader_take(l, xb, &ignored);
+	for (size_t k = 0; k < n_x; k++)
+		free(xb[k].data);
+	free(samples);
 	e->loss = e->count ? total / (double)e->count : 0;
 	e->accuracy = e->count ? (double)e->correct / (double)e->count : 0;
-	return 0;
+	return rc;
+}
+
+/* evaluate over in-memory arrays, through a loader of their rows. */
+static int evaluate_arrays(struct graft_net *net, const struct graft_array *x, size_t n_x,
+			   const struct graft_array *y, int64_t batch, int pad,
+			   struct graft_eval *e, struct graft_err *err)
+{
+	struct graft_loader_opts lo = {0};
+	struct graft_loader *l;
+	int rc = graft_loader_new(&l, x, n_x, &lo, err);
+
+	if (!rc)
+		rc = evaluate(net, l, y, batch, pad, e, err);
+	graft_loader_free(l);
+	return rc;
 }
 
 int graft_evaluate(struct graft_net *net, const struct graft_array *x, size_t n_x,
 		   const struct graft_array *y,
 		   int64_t batch, struct graft_eval *e, struct graft_err *err)
 {
-	return evaluate(net, x, n_x, y, batch, 0, e, err);
+	return evaluate_arrays(net, x, n_x, y, batch, 0, e, err);
+}
+
+int graft_evaluate_loader(struct graft_net *net, struct graft_loader *l,
+			  const struct graft_array *y, int64_t batch, struct graft_eval *e,
+			  struct graft_err *err)
+{
+	return evaluate(net, l, y, batch, 0, e, err);
 }
 
 int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x, size_t n_x,
@@ -1026,7 +1114,19 @@ int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x,
 	int rc;
 
 	graft_net_set_training(t->net, 0);
-	rc = evaluate(t->net, x, n_x, y, t->o.batch, 1, e, err);
+	rc = evaluate_arrays(t->net, x, n_x, y, t->o.batch, 1, e, err);
+	graft_net_set_training(t->net, 1);
+	return rc;
+}
+
+int graft_trainer_evaluate_loader(struct graft_trainer *t, struct graft_loader *l,
+				  const struct graft_array *y, struct graft_eval *e,
+				  struct graft_err *err)
+{
+	int rc;
+
+	graft_net_set_training(t->net, 0);
+	rc = evaluate(t->net, l, y, t->o.batch, 1, e, err);
 	graft_net_set_training(t->net, 1);
 	return rc;
 }

@@ -13,8 +13,11 @@ LAB=$F/t10k-labels-idx1-ubyte.gz
 # A reader of dataset archives that does not use libgraft.
 cat > rd.py <<'PY'
 import gzip, tarfile, numpy as np, onnx
-DT = {'float': np.float32, 'int64': np.int64}
+DT = {'float': np.float32, 'int64': np.int64, 'uint8': np.uint8}
 def load(path):
+    arrs, meta = load_all(path)
+    return arrs['x'], arrs['y'], meta
+def load_all(path):
     t = tarfile.open(path)
     m = onnx.ModelProto()
     m.ParseFromString(t.extractfile('model.pb').read())
@@ -28,7 +31,7 @@ def load(path):
         dims = [int(d) for d in tok[4][1:-1].split(',') if d]
         arrs[tok[2]] = np.frombuffer(t.extractfile(tok[1]).read(), DT[tok[3]]).reshape(dims)
     assert len(m.graph.node) == 0 and len(m.graph.initializer) == 0
-    return arrs['x'], arrs['y'], meta
+    return arrs, meta
 def idx(path):
     b = gzip.open(path).read()
     if b[3] == 3:
@@ -215,6 +218,48 @@ from rd import *
 x, y, meta = load('lj.graft')
 assert list(y) == [1, 0] and meta['graft.class_names'] == '2,10', (y, meta)
 \""
+# compact stores: each image's pixels at its own size, or its file's bytes
+check "images --store uint8: the pixels at each image's size; --mean, --std recorded" sh -c "
+	graft-data images imgs --store uint8 --mean 0.5 --std 0.25 -o u8.graft 2>/dev/null && $PY -c \"
+from rd import *
+from PIL import Image
+import glob
+a, meta = load_all('u8.graft')
+files = sorted(glob.glob('imgs/*/*'))
+ix, b = a['x.index'], a['x.bytes']
+assert 'x' not in a and len(ix) == len(files) == len(a['y']), (ix, files)
+for i, f in enumerate(files):
+    im = Image.open(f)
+    px = np.asarray(im.convert('RGB'))
+    if im.mode == 'RGBA':       # composited onto black (alpha is 0 or 255 here)
+        px = np.asarray(im)[..., :3] * (np.asarray(im)[..., 3:] // 255)
+    off, size, h, w, c = ix[i]
+    assert (h, w, c) == px.shape and size == px.size, (f, ix[i], px.shape)
+    assert (b[off:off + size].reshape(h, w, c) == px).all(), f
+assert meta['graft.store'] == 'uint8' and meta['graft.mean'] == '0.5,0.5,0.5', meta
+assert meta['graft.std'] == '0.25,0.25,0.25' and meta['graft.source'] == 'images imgs any rgb', meta
+\""
+check "images --store encoded: the files' bytes" sh -c "
+	graft-data images imgs --store encoded -o enc.graft 2>/dev/null && $PY -c \"
+from rd import *
+import glob
+a, meta = load_all('enc.graft')
+for i, f in enumerate(sorted(glob.glob('imgs/*/*'))):
+    off, size = a['x.index'][i][:2]
+    assert a['x.bytes'][off:off + size].tobytes() == open(f, 'rb').read(), f
+assert meta['graft.store'] == 'encoded', meta
+\""
+check "graft-data graft splits compact images, keeping their store and normalisation" sh -c "
+	graft-data graft u8.graft --split 0.5 --seed 3 -o u8-train.graft 2>/dev/null && $PY -c \"
+from rd import *
+t, mt = load_all('u8-train.graft'); v, mv = load_all('u8-val.graft'); a, m = load_all('u8.graft')
+assert len(t['y']) + len(v['y']) == len(a['y'])
+assert mt['graft.store'] == mv['graft.store'] == 'uint8' and mt['graft.std'] == '0.25,0.25,0.25', mt
+whole = {a['x.bytes'][o:o + s].tobytes() for o, s in a['x.index'][:, :2]}
+for d in (t, v):
+    for o, s in d['x.index'][:, :2]:
+        assert d['x.bytes'][o:o + s].tobytes() in whole
+\""
 printf 'path,label\n../x.png,a\n' > escape.csv
 expect_error "images --labels: a path out of DIR" "^graft-data: escape.csv: row 1's path '../x.png' is not a file within imgs" \
 	graft-data images imgs --size 4x4 --labels escape.csv -o e20.graft
@@ -267,17 +312,23 @@ expect_error "negative npy label" "^graft-data: yneg.npy: label -2 of sample 2 i
 	graft-data npy x.npy yneg.npy -o e10.graft
 expect_error "--take with float targets" "^graft-data: t.npy: --classes and --take need class labels" \
 	graft-data npy x64.npy t.npy --take 1 -o e11.graft
-expect_error "truncated PNG" "^graft-data: bad/a/trunc.png: corrupt or unsupported PNG" \
-	graft-data images bad --size 4x4 -o e12.graft
-expect_error "truncated JPEG" "^graft-data: bad2/a/trunc.jpg: corrupt or unsupported JPEG" \
-	graft-data images bad2 --size 4x4 -o e13.graft
-expect_error "not an image" "^graft-data: bad3/a/notes.txt: not a PNG or JPEG image" \
-	graft-data images bad3 --size 4x4 -o e14.graft
+expect_error "truncated PNG, --strict" "^graft-data: bad/a/trunc.png: corrupt or unsupported PNG" \
+	graft-data images bad --size 4x4 --strict -o e12.graft
+expect_error "truncated JPEG, the only image" "^graft-data: bad2: no usable image \(bad2/a/trunc.jpg: corrupt or unsupported JPEG" \
+	graft-data images bad2 --store encoded -o e13.graft
+expect_error "not an image, --strict" "^graft-data: bad3/a/notes.txt: not a PNG or JPEG image" \
+	graft-data images bad3 --store uint8 --strict -o e14.graft
 expect_error "missing input" "^graft-data: nope.gz: No such file" graft-data idx nope.gz $LAB -o e15.graft
 expect_error "a split's second output fails: neither is left" "^graft-data: .*nodir/v.graft: cannot create" \
 	graft-data idx $IMG $LAB --take 2 --split 0.5 -o e16.graft --val-out nodir/v.graft
 check "no output or temporary file is left behind" sh -c "! ls e[0-9]* *.tmp* 2>/dev/null | grep -q ."
+check "without --strict, an unusable image is left out, counted and named" sh -c "
+	graft-data images bad --size 4x4 -o skip.graft 2>log.txt &&
+	grep -q '^graft-data: left out 1 unusable image (the first: bad/a/trunc.png: corrupt or unsupported PNG' log.txt &&
+	grep -q 'skip.graft: 1 samples' log.txt"
 usage_rc() { "$@" >/dev/null 2>&1; [ $? -eq 2 ]; }
+check "usage: --store encoded with --size" usage_rc graft-data images imgs --store encoded --size 4x4 -o u.graft
+check "usage: --store with idx" usage_rc graft-data idx $IMG $LAB --store uint8 -o u.graft
 check "usage: images without --size" usage_rc graft-data images imgs -o u.graft
 check "usage: --split to stdout needs --val-out" usage_rc graft-data idx $IMG $LAB --split 0.5
 check "usage: bad --split" usage_rc graft-data idx $IMG $LAB --split 1 -o u.graft

@@ -167,7 +167,7 @@ graft-data npy x.npy y.npy --vocab $V 2>err.txt
 check "--vocab without text: a usage error" sh -c "test $? -eq 2 && grep -q -- '--vocab, --text' err.txt"
 expect_error "a model whose input is not in the data" "^graft-eval: t.graft: the model's input 'input' is not in the data \(it holds input_ids, ...\)" \
 	graft-eval "$SRC/examples/pretrain/compact_cnn.onnx" --data t.graft
-expect_error "a tool that feeds one x yet" "^graft-quantize: t.graft: its samples are 3 named inputs" \
+expect_error "graft-quantize: named inputs the model does not take" "^graft-quantize: t.graft: the model's input 'input' is not in the data" \
 	graft-quantize "$SRC/examples/pretrain/compact_cnn.onnx" --data t.graft -o bad6.graft
 check "  and no stray files" sh -c "! ls bad*.graft 2>/dev/null"
 finish
