@@ -345,7 +345,13 @@ struct graft_images {
 	 * sample's pages go once it has read them (they are read again from the file when
 	 * needed): memory holds what is being loaded, not the dataset */
 	int file_backed;
+	/* A sharded dataset read as one: sample i's bytes lie in parts[part[i]], at its
+	 * offset (bytes is NULL); NULL: all in bytes */
+	const uint8_t *const *parts;
+	const int32_t *part;
 };
+/* Where sample i's bytes start. */
+const uint8_t *graft_images_at(const struct graft_images *im, int64_t i);
 /* Checks im as a reader must: offsets and sizes within bytes, sizes at least 1, height
  * and width 1 to 32768, one channel count (1 or 3) for all, and for uint8 pixels a
  * size of height * width * channels.  GRAFT_EFORMAT naming the sample otherwise. */
@@ -356,8 +362,19 @@ int graft_images_check(const struct graft_images *im, struct graft_err *err);
 int graft_images_pixels(const struct graft_images *im, int64_t i, struct graft_array *px,
 			void **owned, struct graft_err *err);
 
+/*
+ * A sharded dataset is a list file (docs/format.md, "Sharded datasets"): its first line
+ * GRAFT_SHARDS_LINE, then one dataset archive a line (a path relative to the list's
+ * folder), read as one dataset, their samples in list order.  The shards must agree on
+ * what their samples are (inputs, types and shapes, store and channels) and on their
+ * classes and normalisation.
+ */
+#define GRAFT_SHARDS_LINE "graft-shards 1"
+#define GRAFT_MAX_SHARDS 100000
+
 struct graft_dataset {
-	struct graft_model *model;      /* owns the archive */
+	struct graft_model *model;      /* owns the archive (a sharded dataset: the first
+					 * shard's, whose metadata is every shard's) */
 	struct graft_array x, y;        /* views of the tensors x (inputs[0]) and y (name and
 					 * data borrowed: never graft_array_release them) */
 	/* The samples' inputs: x alone (name "x": the model's one input), or the tensors
@@ -374,13 +391,25 @@ struct graft_dataset {
 	int64_t n;                      /* samples */
 	int64_t n_classes;              /* int64 labels: graft.classes, else max label + 1; 0 for
 					 * float targets */
+	/* A sharded dataset: every shard's dataset (the first is model's), and what the
+	 * shards' samples merged into (the inputs and y above point into it) */
+	struct graft_dataset *shards;
+	size_t n_shards;
+	void *merged[GRAFT_DATASET_MAX_INPUTS + 4];
 };
-/* Reads a dataset archive (path "-" is stdin): checks x (or the x:NAME inputs) and y
- * exist, are detached data tensors of the types above, agree on N (at least 1), labels
- * lie in [0, n_classes).  GRAFT_EFORMAT otherwise, the message naming the path.
- * Release with graft_dataset_release, also after a failure. */
+/* Reads a dataset archive (path "-" is stdin) or a list of shards: checks x (or the
+ * x:NAME inputs, or compact images) and y exist, are detached data tensors of the types
+ * above, agree on N (at least 1), labels lie in [0, n_classes); a list's shards, that
+ * each can be read and that they agree.  GRAFT_EFORMAT otherwise (GRAFT_EIO for a file
+ * that cannot be read), the message naming the path (and the shard).  Release with
+ * graft_dataset_release, also after a failure. */
 int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_err *err);
 void graft_dataset_release(struct graft_dataset *ds);
+/* The digest a tool's history notes of a dataset: XXH64 (seed 0) chained over its
+ * samples' bytes (each input's, in order; or each compact image's, in sample order)
+ * and then its labels' or targets', each seeded with the digest so far: the same for a
+ * dataset and for its shards. */
+uint64_t graft_dataset_digest(const struct graft_dataset *ds);
 /* The dataset's inputs in the order of m's graph inputs (those not initializers), into
  * x (room for GRAFT_DATASET_MAX_INPUTS) and *n_x: a dataset's one x feeds a model of
  * one input, whatever its name; named inputs feed the model inputs of their names (a
@@ -474,6 +503,13 @@ int graft_dataset_check(const struct graft_samples *s, const struct graft_datase
 int graft_dataset_make(const struct graft_samples *s, const struct graft_dataset_options *o,
 		       struct graft_dataset_parts *parts, struct graft_err *err);
 void graft_dataset_parts_release(struct graft_dataset_parts *parts);
+/* Cuts a dataset model (a part graft_dataset_make made) into shards of consecutive
+ * samples, each as many as fit max_bytes of samples and labels (at least one), with the
+ * part's metadata: models for graft_model_write_graft, and a list of them is the
+ * dataset (GRAFT_SHARDS_LINE).  *shards (n_shards of them) is the caller's to free, each
+ * with graft_model_free, then the array. */
+int graft_dataset_shard(struct graft_model *part, uint64_t max_bytes,
+			struct graft_model ***shards, size_t *n_shards, struct graft_err *err);
 
 /* ---- dataset sources: the raw formats graft-data converts ------------------------------ */
 

@@ -81,6 +81,10 @@ static const char usage[] =
 	"                          or truncated (default 128)\n"
 	"      --names A,B[,C]     text: the model's input names for the token ids, the\n"
 	"                          attention mask and the token types (two: no token types)\n"
+	"      --shard-size SIZE   write OUT as shards of at most SIZE bytes of samples each\n"
+	"                          (suffixes K, M, G), OUT-00000.graft, OUT-00001.graft, ...\n"
+	"                          (OUT without .graft), and OUT the list of them, which\n"
+	"                          every tool reads as the dataset\n"
 	"  -f, --force             write binary data even to a terminal\n"
 	"  -h, --help              show this help;  -V, --version  show the version\n";
 
@@ -100,6 +104,7 @@ struct cmdline {
 	char *names_copy;
 	const char *labels, *path_col;  /* images from a label file */
 	int format_set, store_set;
+	uint64_t shard_size;    /* 0: one file */
 };
 
 /* ---- command line ---- */
@@ -160,7 +165,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	enum { O_SIZE = 256, O_GRAY, O_CLASSES, O_TAKE, O_SPLIT, O_VAL, O_SEED, O_MEAN, O_STD,
 	       O_VOCAB, O_TEXT, O_PAIR, O_LABEL, O_FORMAT, O_CASED, O_UNCASED, O_MAXLEN,
-	       O_NAMES, O_LABELS, O_PATH, O_STORE, O_STRICT, O_THREADS };
+	       O_NAMES, O_LABELS, O_PATH, O_STORE, O_STRICT, O_THREADS, O_SHARD_SIZE };
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"size", required_argument, NULL, O_SIZE},
 		{"gray", no_argument, NULL, O_GRAY}, {"classes", required_argument, NULL, O_CLASSES},
@@ -176,6 +181,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"names", required_argument, NULL, O_NAMES},
 		{"store", required_argument, NULL, O_STORE}, {"strict", no_argument, NULL, O_STRICT},
 		{"threads", required_argument, NULL, O_THREADS},
+		{"shard-size", required_argument, NULL, O_SHARD_SIZE},
 		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c, n_in;
@@ -216,6 +222,11 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case O_LABELS: cl->labels = optarg; break;
 		case O_PATH: cl->path_col = optarg; break;
 		case O_STRICT: cl->strict = 1; break;
+		case O_SHARD_SIZE:
+			cl->shard_size = tool_parse_size("--shard-size", optarg, usage);
+			if (!cl->shard_size)
+				tool_usage(usage, 2, "--shard-size takes a size above 0");
+			break;
 		case O_THREADS:
 			cl->threads = (int)parse_count(optarg, "--threads");
 			if (cl->threads > 64)
@@ -317,6 +328,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			tool_usage(usage, 2, "--split to stdout needs --val-out FILE");
 		cl->val_out = cl->val_default = val_path(cl->out);
 	}
+	if (cl->shard_size && (!cl->out || strcmp(cl->out, "-") == 0))
+		tool_usage(usage, 2, "--shard-size writes files: give -o OUT");
 	if (cl->split && strcmp(cl->val_out, cl->out ? cl->out : "-") == 0)
 		tool_usage(usage, 2, "the validation file would be the output itself: use --val-out");
 }
@@ -434,6 +447,40 @@ static char **class_list(const char *classes, char **copy, size_t *n)
 	return list;
 }
 
+/* Writes part as shards of at most size bytes, then path, the list of them (last, so
+ * that the dataset appears only once whole); returns the shard count. */
+static size_t write_shards(const char *path, struct graft_model *part, uint64_t size,
+			   int force)
+{
+	struct graft_model **shards;
+	struct graft_output out;
+	struct graft_err err = {0};
+	size_t n, len = strlen(path);
+	const char *slash = strrchr(path, '/');
+
+	if (graft_dataset_shard(part, size, &shards, &n, &err))
+		tool_die("%s: %s", path, err.msg);
+	if (len > 6 && strcmp(path + len - 6, ".graft") == 0)
+		len -= 6;
+	char *name = xmalloc(len + 16), *list = xmalloc(n * (len + 16) + 64);
+	strcpy(list, GRAFT_SHARDS_LINE "\n");
+	for (size_t k = 0; k < n; k++) {
+		snprintf(name, len + 16, "%.*s-%05zu.graft", (int)len, path, k);
+		tool_write_graft(shards[k], name, NULL, 1, force);
+		strcat(list, slash ? name + (slash - path) + 1 : name);
+		strcat(list, "\n");
+		graft_model_free(shards[k]);
+	}
+	tool_output_open(&out, path, 0, force);
+	if (write(out.fd, list, strlen(list)) != (ssize_t)strlen(list))
+		tool_die("%s: %s", path, strerror(errno));
+	tool_output_commit(&out);
+	free(shards);
+	free(name);
+	free(list);
+	return n;
+}
+
 static void write_part(const char *path, struct graft_output *out,
 		       const struct graft_model *part)
 {
@@ -473,15 +520,26 @@ int main(int argc, char **argv)
 	if (graft_dataset_make(v, &o, &parts, &err))
 		tool_die("%s", err.msg);
 
-	tool_output_open(&out, cl.out, 1, cl.force);
-	if (cl.split)
-		tool_output_open(&val, cl.val_out, 1, cl.force);
-	write_part(cl.out, &out, parts.part[0]);
-	if (cl.split) {
-		write_part(cl.val_out, &val, parts.part[1]);
-		tool_output_commit_pair(&val, &out);
+	if (cl.shard_size) {
+		size_t n0 = write_shards(cl.out, parts.part[0], cl.shard_size, cl.force);
+		size_t n1 = cl.split ? write_shards(cl.val_out, parts.part[1], cl.shard_size,
+						     cl.force) : 0;
+		fprintf(stderr, "%s: %s: %zu shard%s", tool_name, cl.out, n0, n0 > 1 ? "s" : "");
+		if (cl.split)
+			fprintf(stderr, ", %s: %zu shard%s", cl.val_out, n1, n1 > 1 ? "s" : "");
+		fprintf(stderr, " of at most %llu bytes of samples\n",
+			(unsigned long long)cl.shard_size);
 	} else {
-		tool_output_commit(&out);
+		tool_output_open(&out, cl.out, 1, cl.force);
+		if (cl.split)
+			tool_output_open(&val, cl.val_out, 1, cl.force);
+		write_part(cl.out, &out, parts.part[0]);
+		if (cl.split) {
+			write_part(cl.val_out, &val, parts.part[1]);
+			tool_output_commit_pair(&val, &out);
+		} else {
+			tool_output_commit(&out);
+		}
 	}
 	if (cl.split)
 		fprintf(stderr, "%s: %s: %" PRId64 " samples, %s: %" PRId64 " samples; ", tool_name,

@@ -139,7 +139,7 @@ static void print_text(const struct graft_eval *e)
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
-	struct graft_model *m, *dm;
+	struct graft_model *m;
 	struct graft_net *net;
 	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], xb[GRAFT_DATASET_MAX_INPUTS], y;
 	struct graft_loader *l;
@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
 	m = tool_read_model(cl.model);
-	dm = tool_open_loader(cl.data, m, &cl.lo, &l, &y);
+	tool_open_loader(cl.data, m, &cl.lo, &l, &y);
 	n_x = graft_loader_inputs(l, x);
 	struct graft_net_opts no = {.profile = cl.profile,
 				    .wisdom = tool_wisdom(cl.no_tune, 0)};
@@ -200,6 +200,6 @@ int main(int argc, char **argv)
 	graft_net_free(net);
 	graft_loader_free(l);
 	graft_model_free(m);
-	graft_model_free(dm);
+	tool_release_datasets();
 	return 0;
 }

@@ -445,7 +445,7 @@ static void rule_only(const struct cmdline *cl, struct graft_model *m, const cha
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
-	struct graft_model *m, *dm, *vm = NULL;
+	struct graft_model *m;
 	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], vx[GRAFT_DATASET_MAX_INPUTS], y, vy;
 	size_t n_x;
 	struct graft_plan p;
@@ -461,9 +461,9 @@ int main(int argc, char **argv)
 	    isatty(STDOUT_FILENO) && !cl.force)
 		tool_die("refusing to write a model to a terminal (use -o FILE or -f)");
 	m = tool_read_model(cl.model);
-	dm = tool_read_feed(cl.data, m, x, &n_x, &y);
+	tool_read_feed(cl.data, m, x, &n_x, &y);
 	if (cl.val) {
-		vm = tool_read_validation(cl.val, m, vx, &vy, cl.data, x, n_x, &y);
+		tool_read_validation(cl.val, m, vx, &vy, cl.data, x, n_x, &y);
 		cl.so.val_x = vx;
 		cl.so.val_y = &vy;
 	}
@@ -519,7 +519,6 @@ done:
 	if (fflush(stdout) || ferror(stdout))
 		tool_die("write failed");
 	graft_model_free(m);
-	graft_model_free(dm);
-	graft_model_free(vm);
+	tool_release_datasets();
 	return 0;
 }

@@ -148,7 +148,7 @@ static void check_fit(const struct graft_model *m, const struct graft_array *x,
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
-	struct graft_model *m, *dm;
+	struct graft_model *m;
 	struct graft_array xs[GRAFT_DATASET_MAX_INPUTS], x, y;
 	size_t n_x;
 	struct graft_err err = {0};
@@ -162,7 +162,7 @@ int main(int argc, char **argv)
 	if (graft_model_input_count(m) != 1)
 		tool_die("%s: the model has %zu inputs; graft-quantize calibrates a model of one",
 			 path, graft_model_input_count(m));
-	dm = tool_read_feed(cl.data, m, xs, &n_x, &y);
+	tool_read_feed(cl.data, m, xs, &n_x, &y);
 	x = xs[0];
 	check_fit(m, &x, cl.data, path);
 	struct graft_quant_opts o = {.method = cl.method, .percentile = cl.percentile,
@@ -195,6 +195,6 @@ int main(int argc, char **argv)
 	tool_write_graft(m, cl.out, NULL, 1, cl.force);
 	free(cl.exclude);
 	graft_model_free(m);
-	graft_model_free(dm);
+	tool_release_datasets();
 	return 0;
 }

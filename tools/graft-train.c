@@ -533,15 +533,15 @@ static void print_loader(const struct graft_loader *l)
 /* The training and validation samples, through loaders: the training one augments and
  * runs ahead on --loader-threads, the validation one gives them as evaluation sees
  * them. */
-static void load_data(struct run *r, struct cmdline *cl, struct graft_model **dm,
-		      struct graft_model **vm, struct graft_array *x, struct graft_array *y)
+static void load_data(struct run *r, struct cmdline *cl, struct graft_array *x,
+		      struct graft_array *y)
 {
 	struct graft_loader_opts lo = cl->lo;
 	int images;
 
 	lo.seed = cl->o.seed;
 	lo.augment = cl->o.augment;
-	*dm = tool_open_loader(cl->data, r->m, &lo, &r->loader, y);
+	tool_open_loader(cl->data, r->m, &lo, &r->loader, y);
 	r->n_x = graft_loader_inputs(r->loader, x);
 	images = x[0].data == NULL;     /* (compact images: the loader makes the floats) */
 	if (images ? (cl->o.augment & GRAFT_AUGMENT_CROP)
@@ -553,11 +553,10 @@ static void load_data(struct run *r, struct cmdline *cl, struct graft_model **dm
 	if (!images && cl->lo.resize)
 		tool_die("%s: --resize applies to compact images (graft-data --store uint8 or "
 			 "encoded)", cl->data);
-	*vm = NULL;
 	if (cl->val) {
 		lo.augment = 0;
-		*vm = tool_open_validation(cl->val, r->m, &lo, &r->vloader, &r->vy, cl->data, x,
-					   r->n_x, y);
+		tool_open_validation(cl->val, r->m, &lo, &r->vloader, &r->vy, cl->data, x,
+				     r->n_x, y);
 	}
 }
 
@@ -613,7 +612,6 @@ int main(int argc, char **argv)
 {
 	struct cmdline cl;
 	struct run r;
-	struct graft_model *dm, *vm;
 	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], y;
 	struct graft_err err = {0};
 	int64_t batch, n, steps_per_epoch;
@@ -630,7 +628,7 @@ int main(int argc, char **argv)
 	/* With --resume, the checkpoint holds the model as trained so far. */
 	r.m = tool_read_model(cl.resume ? cl.resume : cl.model);
 	take_recipe(&cl, argc, argv, r.m);
-	load_data(&r, &cl, &dm, &vm, x, &y);
+	load_data(&r, &cl, x, &y);
 	n = x[0].dims[0];
 	batch = cl.o.batch < n ? cl.o.batch : n;
 	cl.o.total_steps = total_steps(&cl, n, batch);
@@ -729,7 +727,6 @@ int main(int argc, char **argv)
 	graft_loader_free(r.loader);
 	graft_loader_free(r.vloader);
 	graft_model_free(r.m);
-	graft_model_free(dm);
-	graft_model_free(vm);
+	tool_release_datasets();
 	return 0;
 }

@@ -135,7 +135,7 @@ static void print_text(const struct graft_parity *p)
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
-	struct graft_model *ref, *cand, *dm;
+	struct graft_model *ref, *cand;
 	struct graft_net *rn, *cn;
 	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], y;
 	size_t n_x;
@@ -147,7 +147,7 @@ int main(int argc, char **argv)
 	parse_cmdline(argc, argv, &cl);
 	ref = tool_read_model(cl.ref);
 	cand = tool_read_model(cl.cand);
-	dm = tool_read_feed(cl.data, ref, x, &n_x, &y);
+	tool_read_feed(cl.data, ref, x, &n_x, &y);
 	if (cl.samples && cl.samples < x[0].dims[0]) {
 		tool_batch_of(x, n_x, cl.samples, x);
 		tool_batch_of(&y, 1, cl.samples, &y);
@@ -185,6 +185,6 @@ int main(int argc, char **argv)
 	graft_net_free(cn);
 	graft_model_free(ref);
 	graft_model_free(cand);
-	graft_model_free(dm);
+	tool_release_datasets();
 	return status;
 }

@@ -197,15 +197,14 @@ void tool_write_graft(const struct graft_model *m, const char *path,
 	tool_output_commit(&out);
 }
 
-/* The datasets this run read, for the history note: path and samples, digested only
- * when a model's history is written (graft-eval and graft-verify never pay for it). */
-#define MAX_NOTED_DATASETS 8
+/* The datasets this run read, owned here until tool_release_datasets, for the history
+ * note: digested only when a model's history is written (graft-eval and graft-verify
+ * never pay for it). */
+#define MAX_DATASETS 8
 static struct {
 	const char *path;
-	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], y;
-	size_t n_x;
-	const char *class_names;        /* graft.class_names, or NULL */
-} datasets[MAX_NOTED_DATASETS];
+	struct graft_dataset ds;
+} datasets[MAX_DATASETS];
 static size_t n_datasets;
 
 void tool_add_history(struct graft_model *m)
@@ -217,47 +216,35 @@ void tool_add_history(struct graft_model *m)
 		tool_die("%s", err.msg);
 	if (!n_datasets)
 		return;
-	for (size_t i = 0; i < n_datasets; i++) {
-		/* the samples' bytes (each input's), then the labels', each seeded with the
-		 * digest so far */
-		uint64_t h = 0;
-		for (size_t k = 0; k < datasets[i].n_x; k++)
-			h = graft_xxh64(datasets[i].x[k].data, datasets[i].x[k].nbytes, h);
-		h = graft_xxh64(datasets[i].y.data, datasets[i].y.nbytes, h);
+	for (size_t i = 0; i < n_datasets; i++)
 		snprintf(note + strlen(note), sizeof(note) - strlen(note), "%s %s xxh64:%016llx",
-			 i ? "," : "", datasets[i].path, (unsigned long long)h);
-	}
+			 i ? "," : "", datasets[i].path,
+			 (unsigned long long)graft_dataset_digest(&datasets[i].ds));
 	if (graft_model_note_history(m, note, &err))
 		tool_die("%s", err.msg);
 }
 
-/* Reads a dataset, or dies; notes it for the history (provenance). */
-static void read_dataset(const char *path, struct graft_dataset *ds)
+/* Reads a dataset (or a list of shards) into the datasets of the run, or dies. */
+static const struct graft_dataset *read_dataset(const char *path)
 {
+	struct graft_dataset *ds = &datasets[n_datasets].ds;
 	struct graft_err err = {0};
 
+	if (n_datasets == MAX_DATASETS)
+		tool_die("%s: more than %d datasets in one run", path, MAX_DATASETS);
 	if (graft_dataset_read(ds, path, &err)) {
 		graft_dataset_release(ds);
 		tool_die("%s", err.msg);
 	}
-	if (n_datasets < MAX_NOTED_DATASETS) {
-		datasets[n_datasets].path = path;
-		memcpy(datasets[n_datasets].x, ds->inputs, sizeof(ds->inputs));
-		datasets[n_datasets].n_x = ds->n_inputs;
-		if (ds->images.n) {     /* compact images: their bytes and index */
-			const struct graft_images *im = &ds->images;
-			datasets[n_datasets].x[0] = (struct graft_array){
-				.dtype = GRAFT_UINT8, .data = (void *)im->bytes,
-				.nbytes = im->nbytes};
-			datasets[n_datasets].x[1] = (struct graft_array){
-				.dtype = GRAFT_INT64, .data = (void *)im->index,
-				.nbytes = (size_t)im->n * GRAFT_IMAGES_INDEX_COLS * sizeof(int64_t)};
-			datasets[n_datasets].n_x = 2;
-		}
-		datasets[n_datasets].class_names = graft_model_metadata_value(ds->model,
-									     GRAFT_META_CLASS_NAMES);
-		datasets[n_datasets++].y = ds->y;
-	}
+	datasets[n_datasets++].path = path;
+	return ds;
+}
+
+void tool_release_datasets(void)
+{
+	for (size_t i = 0; i < n_datasets; i++)
+		graft_dataset_release(&datasets[i].ds);
+	n_datasets = 0;
 }
 
 /* The size a dataset's compact images load at for model m: the height and width of its
@@ -306,16 +293,14 @@ static struct graft_loader *loader_of(const char *path, const struct graft_datas
 	return l;
 }
 
-struct graft_model *tool_open_loader(const char *path, const struct graft_model *m,
-				     const struct graft_loader_opts *o,
-				     struct graft_loader **l, struct graft_array *y)
+void tool_open_loader(const char *path, const struct graft_model *m,
+		      const struct graft_loader_opts *o, struct graft_loader **l,
+		      struct graft_array *y)
 {
-	struct graft_dataset ds;
+	const struct graft_dataset *ds = read_dataset(path);
 
-	read_dataset(path, &ds);
-	*l = loader_of(path, &ds, m, o);
-	*y = ds.y;
-	return ds.model;        /* the loader's data and y are views into it */
+	*l = loader_of(path, ds, m, o);
+	*y = ds->y;
 }
 
 int tool_loader_option(int c, const char *arg, struct graft_loader_opts *lo,
@@ -340,7 +325,7 @@ int tool_cpus(void)
 
 /* Compact images decoded, as evaluation sees them, into float samples the process keeps
  * (tools that need every sample in memory at once), in decoded. */
-static void *decoded[MAX_NOTED_DATASETS];
+static void *decoded[MAX_DATASETS];
 static size_t n_decoded;
 
 static void decode_all(const char *path, const struct graft_dataset *ds,
@@ -369,31 +354,28 @@ static void decode_all(const char *path, const struct graft_dataset *ds,
 	graft_loader_free(l);
 }
 
-struct graft_model *tool_read_feed(const char *path, const struct graft_model *m,
-				   struct graft_array *x, size_t *n_x, struct graft_array *y)
+void tool_read_feed(const char *path, const struct graft_model *m, struct graft_array *x,
+		    size_t *n_x, struct graft_array *y)
 {
-	struct graft_dataset ds;
+	const struct graft_dataset *ds = read_dataset(path);
 	struct graft_err err = {0};
 
-	read_dataset(path, &ds);
-	if (ds.images.n) {
-		decode_all(path, &ds, m, &x[0]);
-		if (n_decoded < MAX_NOTED_DATASETS)
+	if (ds->images.n) {
+		decode_all(path, ds, m, &x[0]);
+		if (n_decoded < MAX_DATASETS)
 			decoded[n_decoded++] = x[0].data;
 		*n_x = 1;
-	} else if (graft_dataset_feed(&ds, m, x, n_x, &err)) {
+	} else if (graft_dataset_feed(ds, m, x, n_x, &err)) {
 		tool_die("%s: %s", path, err.msg);
 	}
-	*y = ds.y;
-	return ds.model;        /* x and y are views into it */
+	*y = ds->y;
 }
 
-/* Dies unless the validation set at path (inputs vx, vn of them, labels vy, archive vm)
- * matches the training set's (x, n_x and y, from train_path). */
-static void check_validation(const char *path, const struct graft_model *vm,
-			     const struct graft_array *vx, size_t vn, const struct graft_array *vy,
-			     const char *train_path, const struct graft_array *x, size_t n_x,
-			     const struct graft_array *y)
+/* Dies unless the validation set at path (inputs vx, vn of them, labels vy), the last
+ * dataset read, matches the training set's (x, n_x and y, from train_path, the first). */
+static void check_validation(const char *path, const struct graft_array *vx, size_t vn,
+			     const struct graft_array *vy, const char *train_path,
+			     const struct graft_array *x, size_t n_x, const struct graft_array *y)
 {
 	for (size_t k = 0; k < n_x; k++)
 		if (vn != n_x || vx[k].rank != x[k].rank || vx[k].dtype != x[k].dtype ||
@@ -403,36 +385,33 @@ static void check_validation(const char *path, const struct graft_model *vm,
 	if (vy->dtype != y->dtype)
 		tool_die("%s: its samples differ in shape or type from %s's", path, train_path);
 	/* labels numbered in another class order would score the wrong classes */
-	const char *tn = n_datasets >= 2 ? datasets[0].class_names : NULL, *vc;
-	vc = graft_model_metadata_value(vm, GRAFT_META_CLASS_NAMES);
+	const char *tn = n_datasets >= 2 ? graft_model_metadata_value(datasets[0].ds.model,
+					   GRAFT_META_CLASS_NAMES) : NULL, *vc;
+	vc = graft_model_metadata_value(datasets[n_datasets - 1].ds.model, GRAFT_META_CLASS_NAMES);
 	if (tn && vc && strcmp(tn, vc))
 		tool_die("%s: its classes (%.80s) are not %s's (%.80s): make both with the same "
 			 "--classes", path, vc, train_path, tn);
 }
 
-struct graft_model *tool_read_validation(const char *path, const struct graft_model *m,
-					 struct graft_array *vx, struct graft_array *vy,
-					 const char *train_path, const struct graft_array *x,
-					 size_t n_x, const struct graft_array *y)
+void tool_read_validation(const char *path, const struct graft_model *m,
+			  struct graft_array *vx, struct graft_array *vy, const char *train_path,
+			  const struct graft_array *x, size_t n_x, const struct graft_array *y)
 {
 	size_t vn;
-	struct graft_model *vm = tool_read_feed(path, m, vx, &vn, vy);
 
-	check_validation(path, vm, vx, vn, vy, train_path, x, n_x, y);
-	return vm;
+	tool_read_feed(path, m, vx, &vn, vy);
+	check_validation(path, vx, vn, vy, train_path, x, n_x, y);
 }
 
-struct graft_model *tool_open_validation(const char *path, const struct graft_model *m,
-					 const struct graft_loader_opts *o,
-					 struct graft_loader **l, struct graft_array *vy,
-					 const char *train_path, const struct graft_array *x,
-					 size_t n_x, const struct graft_array *y)
+void tool_open_validation(const char *path, const struct graft_model *m,
+			  const struct graft_loader_opts *o, struct graft_loader **l,
+			  struct graft_array *vy, const char *train_path,
+			  const struct graft_array *x, size_t n_x, const struct graft_array *y)
 {
 	struct graft_array vx[GRAFT_DATASET_MAX_INPUTS];
-	struct graft_model *vm = tool_open_loader(path, m, o, l, vy);
 
-	check_validation(path, vm, vx, graft_loader_inputs(*l, vx), vy, train_path, x, n_x, y);
-	return vm;
+	tool_open_loader(path, m, o, l, vy);
+	check_validation(path, vx, graft_loader_inputs(*l, vx), vy, train_path, x, n_x, y);
 }
 
 /* ---- --max-memory ----------------------------------------------------------------------- */

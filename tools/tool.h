@@ -58,36 +58,40 @@ void tool_output_commit(struct graft_output *out);
 void tool_write_graft(const struct graft_model *m, const char *path,
 		      const struct graft_write_opts *wo, int binary, int force);
 
-/* Reads a dataset to feed model m through a loader made with o (*l; free it before the
- * returned model): the rows of its inputs in m's input order (graft_dataset_feed), or its
- * compact images at the height and width of m's input (which must be fixed), normalised
- * by its graft.mean and graft.std; o->threads -1: one thread for images, none for rows.
- * Its labels or targets into y, a view of the returned model.  Dies on failure. */
-struct graft_model *tool_open_loader(const char *path, const struct graft_model *m,
-				     const struct graft_loader_opts *o,
-				     struct graft_loader **l, struct graft_array *y);
+/*
+ * The datasets a tool reads (a .graft archive, or a list of shards) stay open, owned by
+ * tool.c, until tool_release_datasets; the arrays these functions give are views into
+ * them.  Each dies on failure with its one-line message.
+ */
+/* Reads a dataset to feed model m through a loader made with o (*l; free it before
+ * tool_release_datasets): the rows of its inputs in m's input order (graft_dataset_feed),
+ * or its compact images at the height and width of m's input (which must be fixed),
+ * normalised by its graft.mean and graft.std; o->threads -1: one thread for images,
+ * none for rows.  Its labels or targets into y. */
+void tool_open_loader(const char *path, const struct graft_model *m,
+		      const struct graft_loader_opts *o, struct graft_loader **l,
+		      struct graft_array *y);
 /* tool_open_loader for a validation set, checked as tool_read_validation checks it
  * against the training set's inputs x (the loader's: graft_loader_inputs). */
-struct graft_model *tool_open_validation(const char *path, const struct graft_model *m,
-					 const struct graft_loader_opts *o,
-					 struct graft_loader **l, struct graft_array *vy,
-					 const char *train_path, const struct graft_array *x,
-					 size_t n_x, const struct graft_array *y);
+void tool_open_validation(const char *path, const struct graft_model *m,
+			  const struct graft_loader_opts *o, struct graft_loader **l,
+			  struct graft_array *vy, const char *train_path,
+			  const struct graft_array *x, size_t n_x, const struct graft_array *y);
 /* The CPUs online (1 to 64). */
 int tool_cpus(void);
 /* Reads a dataset to feed model m: its inputs in m's input order into x (room for
  * GRAFT_DATASET_MAX_INPUTS) and *n_x (graft_dataset_feed), its labels or targets into
- * y, views of the returned model; or dies.  Compact images are decoded into memory at
- * the size of m's input, all of them, as evaluation sees them (tool_open_loader reads
- * them a batch at a time). */
-struct graft_model *tool_read_feed(const char *path, const struct graft_model *m,
-				   struct graft_array *x, size_t *n_x, struct graft_array *y);
+ * y.  Compact images are decoded into memory at the size of m's input, all of them, as
+ * evaluation sees them (tool_open_loader reads them a batch at a time). */
+void tool_read_feed(const char *path, const struct graft_model *m, struct graft_array *x,
+		    size_t *n_x, struct graft_array *y);
 /* tool_read_feed for a validation set, whose samples must have the shapes and types of
- * the training set's (x, n_x and y read from train_path), or dies. */
-struct graft_model *tool_read_validation(const char *path, const struct graft_model *m,
-					 struct graft_array *vx, struct graft_array *vy,
-					 const char *train_path, const struct graft_array *x,
-					 size_t n_x, const struct graft_array *y);
+ * the training set's (x, n_x and y read from train_path), and its classes. */
+void tool_read_validation(const char *path, const struct graft_model *m,
+			  struct graft_array *vx, struct graft_array *vy, const char *train_path,
+			  const struct graft_array *x, size_t n_x, const struct graft_array *y);
+/* Releases the datasets read so far. */
+void tool_release_datasets(void);
 /* The first batch samples (at most all) of each of the n_x inputs x, as views in xb. */
 void tool_batch_of(const struct graft_array *x, size_t n_x, int64_t batch,
 		   struct graft_array *xb);

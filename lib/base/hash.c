@@ -43,20 +43,28 @@ static uint64_t merge64(uint64_t acc, uint64_t val)
 	return acc * P1 + P4;
 }
 
-uint64_t graft_xxh64(const void *buf, size_t len, uint64_t seed)
+#define DROP_CHUNK ((size_t)16 << 20)  /* a multiple of the 32-byte stripe */
+
+/* XXH64; with drop, the pages of each 16 MiB read are let go (io_drop_pages) once
+ * hashed, so that hashing a mapped file does not keep it in memory. */
+static uint64_t xxh64(const void *buf, size_t len, uint64_t seed, int drop)
 {
 	const unsigned char *p = buf, *end = p + len;
 	uint64_t h;
 
 	if (len >= 32) {
 		uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
-		const unsigned char *limit = end - 32;
+		const unsigned char *limit = end - 32, *chunk = p;
 		do {
 			v1 = round64(v1, load64(p));
 			v2 = round64(v2, load64(p + 8));
 			v3 = round64(v3, load64(p + 16));
 			v4 = round64(v4, load64(p + 24));
 			p += 32;
+			if (drop && (size_t)(p - chunk) == DROP_CHUNK) {
+				io_drop_pages(chunk, DROP_CHUNK);
+				chunk = p;
+			}
 		} while (p <= limit);
 		h = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18);
 		h = merge64(h, v1);
@@ -86,5 +94,17 @@ uint64_t graft_xxh64(const void *buf, size_t len, uint64_t seed)
 	h ^= h >> 29;
 	h *= P3;
 	h ^= h >> 32;
+	if (drop)
+		io_drop_pages(buf, len);
 	return h;
+}
+
+uint64_t graft_xxh64(const void *buf, size_t len, uint64_t seed)
+{
+	return xxh64(buf, len, seed, 0);
+}
+
+uint64_t xxh64_mapped(const void *buf, size_t len, uint64_t seed)
+{
+	return xxh64(buf, len, seed, 1);
 }

@@ -112,6 +112,42 @@ int graft_read_fd_max(int fd, size_t max, void **buf, size_t *len, struct graft_
 	return read_fd(fd, NULL, 0, max, buf, len, err);
 }
 
+/* A regular file of st.st_size bytes read into a buffer of exactly that size (plus the
+ * NUL): reading many small files (a folder of images) costs their sizes, not a growing
+ * buffer's each.  1 when fd is no regular file, or changed size meanwhile. */
+static int read_sized(int fd, char **buf, size_t *len, struct graft_err *err)
+{
+	struct stat st;
+	size_t got = 0;
+	char *b;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size >= SIZE_MAX)
+		return 1;
+	if (!(b = malloc((size_t)st.st_size + 1)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	while (got <= (size_t)st.st_size) {     /* one byte more: the end must come */
+		ssize_t n = read(fd, b + got, (size_t)st.st_size + 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			free(b);
+			return graft_err_set(err, GRAFT_EIO, "read failed: %s", strerror(errno));
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got != (size_t)st.st_size) {        /* it changed size: read it as a stream */
+		free(b);
+		return lseek(fd, 0, SEEK_SET) == 0 ? 1 : graft_err_set(err, GRAFT_EIO, "the file "
+			"changed size while it was read");
+	}
+	b[got] = 0;
+	*buf = b;
+	*len = got;
+	return 0;
+}
+
 int io_read_file(const char *path, char **buf, size_t *len, struct graft_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -122,6 +158,10 @@ int io_read_file(const char *path, char **buf, size_t *len, struct graft_err *er
 	*buf = NULL;
 	if (fd < 0)
 		return graft_err_set(err, GRAFT_EIO, "%s: %s", path, strerror(errno));
+	if ((rc = read_sized(fd, buf, len, err)) <= 0) {
+		close(fd);
+		return rc ? graft_err_prefix(err, path) : 0;
+	}
 	rc = graft_read_fd(fd, &p, len, err);
 	close(fd);
 	if (rc)
@@ -158,9 +198,17 @@ int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err)
 	return 0;
 }
 
+/* A fault on a file mapping maps the page cache's pages around it too, in aligned blocks
+ * of the kernel's fault_around_bytes (64 KiB by default): pages are let go in such
+ * blocks, so that what one read mapped beside it goes too. */
+#define DROP_BLOCK ((uintptr_t)64 << 10)
+
 void io_drop_pages(const void *p, size_t n)
 {
 	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+
+	if (page < DROP_BLOCK)
+		page = DROP_BLOCK;
 	uintptr_t start = (uintptr_t)p & ~(page - 1);
 	uintptr_t end = ((uintptr_t)p + n + page - 1) & ~(page - 1);
 

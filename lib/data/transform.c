@@ -295,7 +295,7 @@ int data_image_sample(const struct graft_images *im, int64_t i, const struct ima
 	free(owned);
 	if (im->file_backed) {
 		const int64_t *e = im->index + i * GRAFT_IMAGES_INDEX_COLS;
-		io_drop_pages(im->bytes + e[0], (size_t)e[1]);
+		io_drop_pages(graft_images_at(im, i), (size_t)e[1]);
 	}
 	int64_t n = t->oh * t->ow;
 	if (r && (augment & GRAFT_AUGMENT_JITTER))

@@ -269,8 +269,14 @@ static int next_member(struct archive *a, const char *expect, int64_t *size,
 	return 0;
 }
 
+/* Members this large in a mapped file are checked a chunk at a time, each let go from
+ * memory once read (xxh64_mapped): a dataset larger than memory can be read. */
+#define CHECK_MAPPED_MIN ((size_t)16 << 20)
+
+/* Reads member name (nbytes, checksum sum) into *data: a view into base (the archive in
+ * memory, mapped from its file when mapped) where it lies there whole, else a copy. */
 static int read_checked(struct archive *a, const char *name, size_t nbytes, uint64_t sum,
-			const void *base, size_t base_len, void **data, int *owned,
+			const void *base, size_t base_len, int mapped, void **data, int *owned,
 			struct graft_err *err)
 {
 	int64_t size = 0;
@@ -283,7 +289,8 @@ static int read_checked(struct archive *a, const char *name, size_t nbytes, uint
 				     "manifest says %zu", name, size, nbytes);
 	if ((rc = read_member(a, name, nbytes, base, base_len, data, owned, err)))
 		return rc;
-	if (graft_xxh64(*data, nbytes, 0) != sum) {
+	if ((mapped && !*owned && nbytes >= CHECK_MAPPED_MIN ? xxh64_mapped(*data, nbytes, 0)
+	     : graft_xxh64(*data, nbytes, 0)) != sum) {
 		if (*owned)
 			free(*data);
 		*data = NULL;
@@ -372,7 +379,7 @@ static int read_members(struct graft_model *m, struct archive *a, const void *bu
 				   "2 GiB limit", mf.skeleton_nbytes);
 		goto out;
 	}
-	if ((rc = read_checked(a, "model.pb", mf.skeleton_nbytes, mf.skeleton_checksum, NULL, 0,
+	if ((rc = read_checked(a, "model.pb", mf.skeleton_nbytes, mf.skeleton_checksum, NULL, 0, 0,
 			       &data, &owned, err)))
 		goto out;
 	rc = onnx_skeleton_unpack(m, data, mf.skeleton_nbytes, err);
@@ -389,7 +396,7 @@ static int read_members(struct graft_model *m, struct archive *a, const void *bu
 			goto out;
 		}
 		if ((rc = read_checked(a, member, t->nbytes, mf.entries[i].checksum, buf, len,
-				       &data, &owned, err)))
+				       m->buf_mapped, &data, &owned, err)))
 			goto out;
 		t->data = data;
 		t->owner = owned ? OWNER_HEAP : OWNER_MAP;

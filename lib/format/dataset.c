@@ -9,11 +9,14 @@
  * range) once, so that the loop does not have to.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <stddef.h>
 
 #include "format/format.h"
 
@@ -196,14 +199,12 @@ static int view_images(struct graft_dataset *ds, const char *store, struct graft
 		.store = strcmp(store, "uint8") == 0 ? GRAFT_STORE_UINT8 : GRAFT_STORE_ENCODED,
 		.n = index.dims[0], .bytes = bytes.data, .nbytes = bytes.nbytes,
 		.index = index.data};
-	/* The bytes were read once to check them: in a mapped file, let those pages go, so
-	 * that memory holds what a loader reads, not the whole dataset. */
+	/* In a mapped file, a loader lets a sample's pages go once read, so that memory
+	 * holds what it reads, not the dataset (the check of the archive let them go too). */
 	const struct graft_model *m = ds->model;
 	const char *at = (const char *)bytes.data, *buf = m->buf;
-	if (m->buf_mapped && at >= buf && at + bytes.nbytes <= buf + m->buf_len) {
-		io_drop_pages(bytes.data, bytes.nbytes);
-		ds->images.file_backed = 1;
-	}
+	ds->images.file_backed = m->buf_mapped && at >= buf &&
+				 at + bytes.nbytes <= buf + m->buf_len;
 	return 0;
 }
 
@@ -267,15 +268,23 @@ static int view_inputs(struct graft_dataset *ds, struct graft_err *err)
 						 "'x', and no 'x:NAME')");
 }
 
-int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_err *err)
+/* One dataset archive. */
+static int read_one(struct graft_dataset *ds, const char *path, struct graft_err *err)
 {
 	const char *name = !path || strcmp(path, "-") == 0 ? "<stdin>" : path;
-	int64_t classes;
 	int rc;
 
 	memset(ds, 0, sizeof(*ds));
 	if ((rc = graft_model_read(&ds->model, path, 0, err)))
 		return rc;
+	return dataset_view(ds, name, err);
+}
+
+int dataset_view(struct graft_dataset *ds, const char *name, struct graft_err *err)
+{
+	int64_t classes;
+	int rc;
+
 	if ((rc = view_inputs(ds, err)) ||
 	    (rc = view_tensor(ds->model, "y", &ds->y, err)) ||
 	    (rc = parse_classes(graft_model_metadata_value(ds->model, GRAFT_META_CLASSES), &classes,
@@ -293,10 +302,279 @@ int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_
 	return 0;
 }
 
+/* ---- sharded datasets ---- */
+
+/* 1 when the file at path starts with GRAFT_SHARDS_LINE and a line end (0 for stdin, or
+ * a file that cannot be read: the archive reader says why). */
+static int is_shard_list(const char *path)
+{
+	char head[sizeof(GRAFT_SHARDS_LINE) + 1];
+	size_t want = sizeof(GRAFT_SHARDS_LINE);        /* the line and its end */
+	ssize_t got;
+	int fd;
+
+	if (!path || strcmp(path, "-") == 0 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	got = read(fd, head, want);
+	close(fd);
+	return got == (ssize_t)want && memcmp(head, GRAFT_SHARDS_LINE, want - 1) == 0 &&
+	       (head[want - 1] == '\n' || head[want - 1] == '\r');
+}
+
+/* The shard paths a list names, into *paths (n of them, each malloc'd, like the array):
+ * relative ones taken from the list's folder. */
+static int shard_paths(const char *path, char ***paths, size_t *n, struct graft_err *err)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dir = slash ? (size_t)(slash - path) + 1 : 0;
+	char *text, *line, *save = NULL;
+	size_t len;
+	int rc = io_read_file(path, &text, &len, err);
+
+	*paths = NULL;
+	*n = 0;
+	if (rc)
+		return rc;
+	strtok_r(text, "\n", &save);           /* the first line: GRAFT_SHARDS_LINE */
+	while (!rc && (line = strtok_r(NULL, "\n", &save))) {
+		size_t l = strlen(line);
+		if (l && line[l - 1] == '\r')
+			line[--l] = 0;
+		if (!l)
+			continue;
+		if (*n == GRAFT_MAX_SHARDS) {
+			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: more than %d shards", path,
+					   GRAFT_MAX_SHARDS);
+			break;
+		}
+		char **grown = realloc(*paths, sizeof(char *) * (*n + 1));
+		char *p = malloc(dir + l + 1);
+		if (!grown || !p) {
+			free(p);
+			if (grown)
+				*paths = grown;
+			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			break;
+		}
+		*paths = grown;
+		if (line[0] == '/')
+			memcpy(p, line, l + 1);
+		else
+			sprintf(p, "%.*s%s", (int)dir, path, line);
+		(*paths)[(*n)++] = p;
+	}
+	if (!rc && !*n)
+		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: lists no shards", path);
+	free(text);
+	return rc;
+}
+
+/* Whether two metadata values (NULL: absent) are the same. */
+static int same_meta(const struct graft_dataset *a, const struct graft_dataset *b,
+		     const char *key)
+{
+	const char *u = graft_model_metadata_value(a->model, key);
+	const char *v = graft_model_metadata_value(b->model, key);
+
+	return (!u && !v) || (u && v && strcmp(u, v) == 0);
+}
+
+static int same_shape(const struct graft_array *a, const struct graft_array *b)
+{
+	return a->dtype == b->dtype && a->rank == b->rank &&
+	       memcmp(a->dims + 1, b->dims + 1, sizeof(int64_t) * (size_t)(a->rank - 1)) == 0;
+}
+
+/* Shard b (at path) against the first, a (at first): GRAFT_EFORMAT saying how they
+ * differ. */
+static int agree(const struct graft_dataset *a, const struct graft_dataset *b,
+		 const char *first, const char *path, struct graft_err *err)
+{
+	if (!a->images.n != !b->images.n)
+		return graft_err_set(err, GRAFT_EFORMAT, "%s keeps its images %s; %s %s", path,
+				     b->images.n ? "compact" : "as float tensors", first,
+				     a->images.n ? "compact" : "as float tensors");
+	if (a->images.n && (a->images.store != b->images.store ||
+			    a->images.index[4] != b->images.index[4]))
+		return graft_err_set(err, GRAFT_EFORMAT, "%s's images are stored or coloured "
+				     "otherwise than %s's (graft.store, channels)", path, first);
+	int same = a->n_inputs == b->n_inputs && same_shape(&a->y, &b->y);
+	for (size_t k = 0; same && k < a->n_inputs; k++)
+		same = same_shape(&a->inputs[k], &b->inputs[k]) &&
+		       strcmp(a->inputs[k].name, b->inputs[k].name) == 0;
+	if (!same)
+		return graft_err_set(err, GRAFT_EFORMAT, "%s's samples differ in inputs, shape or "
+				     "type from %s's", path, first);
+	if (!same_meta(a, b, GRAFT_META_CLASSES) || !same_meta(a, b, GRAFT_META_CLASS_NAMES))
+		return graft_err_set(err, GRAFT_EFORMAT, "%s's classes (%.80s) are not %s's "
+				     "(%.80s)", path, graft_model_metadata_value(b->model,
+				     GRAFT_META_CLASS_NAMES) ? graft_model_metadata_value(b->model,
+				     GRAFT_META_CLASS_NAMES) : "unnamed", first,
+				     graft_model_metadata_value(a->model, GRAFT_META_CLASS_NAMES)
+				     ? graft_model_metadata_value(a->model, GRAFT_META_CLASS_NAMES)
+				     : "unnamed");
+	if (!same_meta(a, b, GRAFT_META_MEAN) || !same_meta(a, b, GRAFT_META_STD))
+		return graft_err_set(err, GRAFT_EFORMAT, "%s's normalisation (graft.mean, "
+				     "graft.std) is not %s's", path, first);
+	return 0;
+}
+
+/* Concatenates the arrays of field at (an offset into struct graft_dataset) of every
+ * shard into a new buffer. */
+static void *concat(const struct graft_dataset *ds, size_t at, size_t *total)
+{
+	char *p, *buf;
+
+	*total = 0;
+	for (size_t k = 0; k < ds->n_shards; k++)
+		*total += ((const struct graft_array *)((const char *)&ds->shards[k] + at))->nbytes;
+	if (!(buf = p = malloc(*total + 1)))
+		return NULL;
+	for (size_t k = 0; k < ds->n_shards; k++) {
+		const struct graft_array *a = (const void *)((const char *)&ds->shards[k] + at);
+		memcpy(p, a->data, a->nbytes);
+		p += a->nbytes;
+	}
+	return buf;
+}
+
+/* ds as one dataset of its shards' samples. */
+static int merge(struct graft_dataset *ds, struct graft_err *err)
+{
+	const struct graft_dataset *first = &ds->shards[0];
+	size_t slot = 0, total;
+	int file_backed = 1;
+
+	ds->model = first->model;
+	for (size_t k = 0; k < ds->n_shards; k++) {
+		ds->n += ds->shards[k].n;
+		if (ds->shards[k].n_classes > ds->n_classes)
+			ds->n_classes = ds->shards[k].n_classes;
+		file_backed &= ds->shards[k].images.file_backed;
+	}
+	ds->y = first->y;
+	ds->y.dims[0] = ds->n;
+	if (!(ds->merged[slot++] = ds->y.data = concat(ds, offsetof(struct graft_dataset, y),
+						       &ds->y.nbytes)))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	if (!first->images.n) {
+		ds->n_inputs = first->n_inputs;
+		for (size_t i = 0; i < ds->n_inputs; i++) {
+			struct graft_array *a = &ds->inputs[i];
+			*a = first->inputs[i];
+			a->dims[0] = ds->n;
+			if (!(ds->merged[slot++] = a->data = concat(ds, offsetof(struct graft_dataset,
+				inputs) + i * sizeof(struct graft_array), &a->nbytes)))
+				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		}
+		ds->x = ds->inputs[0];
+		return 0;
+	}
+	int64_t *index = malloc(sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS * (size_t)ds->n + 1);
+	const uint8_t **parts = malloc(sizeof(*parts) * ds->n_shards);
+	int32_t *part = malloc(sizeof(*part) * (size_t)ds->n + 1);
+	ds->merged[slot++] = index;
+	ds->merged[slot++] = (void *)parts;
+	ds->merged[slot++] = part;
+	if (!index || !parts || !part)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	total = 0;
+	for (size_t k = 0, j = 0; k < ds->n_shards; k++) {
+		const struct graft_images *im = &ds->shards[k].images;
+		memcpy(index + j * GRAFT_IMAGES_INDEX_COLS, im->index,
+		       sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS * (size_t)im->n);
+		parts[k] = im->bytes;
+		for (int64_t i = 0; i < im->n; i++)
+			part[j++] = (int32_t)k;
+		total += im->nbytes;
+	}
+	ds->images = (struct graft_images){.store = first->images.store, .n = ds->n,
+		.nbytes = total, .index = index, .parts = parts, .part = part,
+		.file_backed = file_backed};
+	memcpy(ds->norm, first->norm, sizeof(ds->norm));
+	ds->mean = first->mean ? ds->norm[0] : NULL;
+	ds->std = first->std ? ds->norm[1] : NULL;
+	return 0;
+}
+
+static int read_shards(struct graft_dataset *ds, const char *path, struct graft_err *err)
+{
+	char **paths;
+	size_t n;
+	int64_t samples = 0;
+	int rc = shard_paths(path, &paths, &n, err);
+
+	if (rc)
+		return rc;      /* (its messages name path) */
+	if (!(ds->shards = calloc(n, sizeof(*ds->shards))))
+		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t k = 0; !rc && k < n; k++) {
+		if (is_shard_list(paths[k]))
+			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: a list of shards, not a shard",
+					   paths[k]);
+		else
+			rc = read_one(&ds->shards[k], paths[k], err);
+		ds->n_shards = k + 1;
+		if (!rc && (samples += ds->shards[k].n) > INT32_MAX)
+			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: over 2^31 samples in all", paths[k]);
+		if (!rc && k)
+			rc = agree(&ds->shards[0], &ds->shards[k], paths[0], paths[k], err);
+	}
+	if (!rc)
+		rc = merge(ds, err);
+	for (size_t k = 0; k < n; k++)
+		free(paths[k]);
+	free(paths);
+	return rc ? graft_err_prefix(err, path) : 0;
+}
+
+int graft_dataset_read(struct graft_dataset *ds, const char *path, struct graft_err *err)
+{
+	memset(ds, 0, sizeof(*ds));
+	return is_shard_list(path) ? read_shards(ds, path, err) : read_one(ds, path, err);
+}
+
 void graft_dataset_release(struct graft_dataset *ds)
 {
+	if (ds->shards) {
+		for (size_t k = 0; k < ds->n_shards; k++)
+			graft_dataset_release(&ds->shards[k]);
+		free(ds->shards);
+		ds->model = NULL;       /* (the first shard's) */
+	}
+	for (size_t i = 0; i < sizeof(ds->merged) / sizeof(ds->merged[0]); i++)
+		free(ds->merged[i]);
 	graft_model_free(ds->model);
 	memset(ds, 0, sizeof(*ds));
+}
+
+#define DIGEST_DROP ((size_t)16 << 20)
+
+uint64_t graft_dataset_digest(const struct graft_dataset *ds)
+{
+	const uint8_t *run = NULL, *end = NULL;        /* read and not let go yet */
+	uint64_t h = 0;
+
+	for (size_t k = 0; k < ds->n_inputs; k++)
+		h = graft_xxh64(ds->inputs[k].data, ds->inputs[k].nbytes, h);
+	for (int64_t i = 0; ds->images.n && i < ds->n; i++) {
+		const uint8_t *at = graft_images_at(&ds->images, i);
+		size_t size = (size_t)ds->images.index[i * GRAFT_IMAGES_INDEX_COLS + 1];
+		/* a mapped file's pages let go every 16 MiB read (not the whole file in
+		 * memory), or where the samples jump (another shard) */
+		if (ds->images.file_backed && run &&
+		    (at != end || (size_t)(end - run) >= DIGEST_DROP)) {
+			io_drop_pages(run, (size_t)(end - run));
+			run = NULL;
+		}
+		if (!run)
+			run = at;
+		h = graft_xxh64(at, size, h);
+		end = at + size;
+	}
+	if (ds->images.file_backed && run)
+		io_drop_pages(run, (size_t)(end - run));
+	return graft_xxh64(ds->y.data, ds->y.nbytes, h);
 }
 
 int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_images *im,

@@ -321,7 +321,7 @@ static int gather_images(const struct graft_samples *s, const struct choice *ch,
 		int64_t *f = *index + j++ * GRAFT_IMAGES_INDEX_COLS;
 		memcpy(f, e, sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS);
 		f[0] = (int64_t)at;
-		memcpy(*bytes + at, from->bytes + e[0], (size_t)e[1]);
+		memcpy(*bytes + at, graft_images_at(from, i), (size_t)e[1]);
 		at += (size_t)e[1];
 	}
 	*im = (struct graft_images){.store = from->store, .n = j, .bytes = *bytes,
@@ -527,4 +527,119 @@ void graft_dataset_parts_release(struct graft_dataset_parts *parts)
 	graft_model_free(parts->part[0]);
 	graft_model_free(parts->part[1]);
 	memset(parts, 0, sizeof(*parts));
+}
+
+/* ---- shards ---- */
+
+/* The bytes sample i of ds takes in an archive: its rows of every input (or its image
+ * and index row) and its label or target. */
+static uint64_t sample_bytes(const struct graft_dataset *ds, int64_t i)
+{
+	uint64_t b = ds->y.nbytes / (uint64_t)ds->n;
+
+	for (size_t k = 0; k < ds->n_inputs; k++)
+		b += ds->inputs[k].nbytes / (uint64_t)ds->n;
+	if (ds->images.n)
+		b += (uint64_t)ds->images.index[i * GRAFT_IMAGES_INDEX_COLS + 1] +
+		     sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS;
+	return b;
+}
+
+/* Rows [a, b) of array x, as a view. */
+static struct graft_array rows_of(const struct graft_array *x, int64_t a, int64_t b, int64_t n)
+{
+	struct graft_array v = *x;
+	size_t row = x->nbytes / (size_t)n;
+
+	v.dims[0] = b - a;
+	v.data = (char *)x->data + (size_t)a * row;
+	v.nbytes = (size_t)(b - a) * row;
+	return v;
+}
+
+/* Samples [a, b) of ds as a dataset model with meta. */
+static int shard_model(const struct graft_dataset *ds, int64_t a, int64_t b,
+		       const char *const *meta, struct graft_model **out, struct graft_err *err)
+{
+	struct graft_array in[GRAFT_DATASET_MAX_INPUTS], y = rows_of(&ds->y, a, b, ds->n);
+	struct graft_images im = {0};
+	uint8_t *bytes = NULL;
+	int64_t *index = NULL;
+	size_t total = 0;
+	int rc;
+
+	for (size_t k = 0; k < ds->n_inputs; k++) {
+		in[k] = rows_of(&ds->inputs[k], a, b, ds->n);
+		in[k].name = ds->inputs[k].name;
+	}
+	if (!ds->images.n)
+		return dataset_model(in, ds->n_inputs, NULL, &y, meta, out, err);
+	for (int64_t i = a; i < b; i++)
+		total += (size_t)ds->images.index[i * GRAFT_IMAGES_INDEX_COLS + 1];
+	bytes = malloc(total + 1);
+	index = malloc(sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS * (size_t)(b - a));
+	if (!bytes || !index) {
+		free(bytes);
+		free(index);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	total = 0;
+	for (int64_t i = a; i < b; i++) {
+		int64_t *e = index + (i - a) * GRAFT_IMAGES_INDEX_COLS;
+		memcpy(e, ds->images.index + i * GRAFT_IMAGES_INDEX_COLS,
+		       sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS);
+		memcpy(bytes + total, graft_images_at(&ds->images, i), (size_t)e[1]);
+		e[0] = (int64_t)total;
+		total += (size_t)e[1];
+	}
+	im = (struct graft_images){.store = ds->images.store, .n = b - a, .bytes = bytes,
+				   .nbytes = total, .index = index};
+	rc = dataset_model(NULL, 0, &im, &y, meta, out, err);
+	free(bytes);
+	free(index);
+	return rc;
+}
+
+int graft_dataset_shard(struct graft_model *part, uint64_t max_bytes,
+			struct graft_model ***shards, size_t *n_shards, struct graft_err *err)
+{
+	struct graft_dataset ds = {.model = part};
+	struct graft_model_meta mm;
+	const char **meta = NULL;
+	size_t n_meta, cap = 0;
+	int rc;
+
+	graft_model_meta(part, &mm);
+	n_meta = mm.n_metadata;
+
+	*shards = NULL;
+	*n_shards = 0;
+	if ((rc = dataset_view(&ds, "the dataset", err)))
+		return rc;
+	if (!(meta = calloc(2 * n_meta + 1, sizeof(*meta))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n_meta; i++)
+		graft_model_metadata(part, i, &meta[2 * i], &meta[2 * i + 1]);
+	for (int64_t a = 0, b; !rc && a < ds.n; a = b) {
+		uint64_t size = sample_bytes(&ds, a);
+		for (b = a + 1; b < ds.n && size + sample_bytes(&ds, b) <= max_bytes; b++)
+			size += sample_bytes(&ds, b);
+		struct graft_model **grown = array_grow(*shards, &cap, *n_shards, sizeof(**shards));
+		if (!grown) {
+			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+			break;
+		}
+		*shards = grown;
+		if (!(rc = shard_model(&ds, a, b, meta, &(*shards)[*n_shards], err)))
+			(*n_shards)++;
+	}
+	free(meta);
+	if (rc) {
+		for (size_t i = 0; i < *n_shards; i++)
+			graft_model_free((*shards)[i]);
+		free(*shards);
+		*shards = NULL;
+		*n_shards = 0;
+	}
+	return rc;
 }

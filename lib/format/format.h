@@ -141,4 +141,8 @@ int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_
 		  const struct graft_array *y, const char *const *meta, struct graft_model **out,
 		  struct graft_err *err);
 
+/* Views ds->model (a dataset model: read, or made) as graft_dataset_read does, checking
+ * it; messages start with name. */
+int dataset_view(struct graft_dataset *ds, const char *name, struct graft_err *err);
+
 #endif

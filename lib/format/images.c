@@ -44,6 +44,13 @@ int graft_images_check(const struct graft_images *im, struct graft_err *err)
 	return 0;
 }
 
+const uint8_t *graft_images_at(const struct graft_images *im, int64_t i)
+{
+	const uint8_t *base = im->parts ? im->parts[im->part[i]] : im->bytes;
+
+	return base + im->index[i * GRAFT_IMAGES_INDEX_COLS];
+}
+
 int graft_images_pixels(const struct graft_images *im, int64_t i, struct graft_array *px,
 			void **owned, struct graft_err *err)
 {
@@ -58,11 +65,11 @@ int graft_images_pixels(const struct graft_images *im, int64_t i, struct graft_a
 		px->dims[0] = e[2];
 		px->dims[1] = e[3];
 		px->dims[2] = e[4];
-		px->data = (void *)(im->bytes + e[0]);
+		px->data = (void *)graft_images_at(im, i);
 		px->nbytes = (size_t)e[1];
 		return 0;
 	}
-	if ((rc = graft_image_decode(px, im->bytes + e[0], (size_t)e[1], err))) {
+	if ((rc = graft_image_decode(px, graft_images_at(im, i), (size_t)e[1], err))) {
 		char what[40];
 		snprintf(what, sizeof(what), "image %" PRId64, i);
 		return graft_err_prefix(err, what);

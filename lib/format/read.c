@@ -72,8 +72,30 @@ static int onnx_read_buffer(struct graft_model *m, const void *buf, size_t len,
 	return onnx_import(m, buf, len, basedir, err);
 }
 
+/* A list of dataset shards is no model: it is read as one dataset by
+ * graft_dataset_read, and anything reading it as a model says so. */
+static int shards_bid(const void *head, size_t len)
+{
+	size_t n = sizeof(GRAFT_SHARDS_LINE) - 1;
+	return len > n && memcmp(head, GRAFT_SHARDS_LINE, n) == 0 ? 100 : 0;
+}
+
+static int shards_read_buffer(struct graft_model *m, const void *buf, size_t len,
+			      const char *basedir, int *kept, struct graft_err *err)
+{
+	(void)m;
+	(void)buf;
+	(void)len;
+	(void)basedir;
+	*kept = 0;
+	return graft_err_set(err, GRAFT_EFORMAT, "a list of dataset shards (" GRAFT_SHARDS_LINE
+			     "), not a model: the dataset options of graft-train, graft-eval, "
+			     "graft-data graft... read it");
+}
+
 static const struct reader readers[] = {
 	{"graft", graft_bid, graft_read_buffer, graft_read_stream},
+	{"shards", shards_bid, shards_read_buffer, NULL},
 	{"onnx", onnx_bid, onnx_read_buffer, NULL},
 };
 
@@ -112,12 +134,13 @@ static int read_buffer(struct graft_model *m, void *buf, size_t len, int mapped,
 		release_buffer(buf, len, mapped);
 		return graft_err_set(err, GRAFT_EFORMAT, len ? "no known format" : "empty input");
 	}
+	m->buf_mapped = mapped;         /* (what the archive reader checks in place) */
 	rc = r->read_buffer(m, buf, len, basedir, &kept, err);
 	if (kept) {
 		m->buf = buf;
 		m->buf_len = len;
-		m->buf_mapped = mapped;
 	} else {
+		m->buf_mapped = 0;
 		release_buffer(buf, len, mapped);
 	}
 	return rc;

@@ -69,26 +69,25 @@ graft-data graft f32.graft --take 7 -o few.graft 2>/dev/null        # 70 images 
 # rss_of LOG: the peak RSS, in MB, /usr/bin/time wrote into LOG
 rss_of() { awk '/Maximum resident/ { printf "%.0f", $NF / 1024 }' "$1"; }
 # train MODEL DATA OPTS...: graft-train for 2K steps at batch 32 under /usr/bin/time;
-# prints the images/s of the second window, then the peak RSS in MB
+# prints one line: the images/s of the second window, then the peak RSS in MB
 train() {
 	local model=$1 data=$2
 	shift 2
 	/usr/bin/time -v graft-train "$model" --data "$data" --steps $((2 * K)) --batch 32 \
 		--log-every "$K" --log log.jsonl --seed 1 --no-tune -q "$@" -o out.graft \
 		2>time.txt
-	$PY -c "
+	echo "$($PY -c "
 import json
 rows = [json.loads(l) for l in open('log.jsonl')]
-print('%.2f' % rows[1]['images_per_s'])"
-	rss_of time.txt
+print('%.2f' % rows[1]['images_per_s'])") $(rss_of time.txt)"
 }
 echo
 echo "memory: peak RSS, batch 32, $((2 * K)) steps (MB): the $N-image dataset against 70 images in memory"
 for kind in head full; do
 	model=r18.graft
 	[ $kind = head ] && model=r18-head.graft
-	read -r _ rss_big < <(train $model enc.graft --augment rrc,flip | tr '\n' ' ')
-	read -r _ rss_few < <(train $model few.graft | tr '\n' ' ')
+	read -r _ rss_big <<<"$(train $model enc.graft --augment rrc,flip)"
+	read -r _ rss_few <<<"$(train $model few.graft)"
 	echo "  $kind: $rss_big with the dataset, $rss_few without: the dataset adds $((rss_big - rss_few)) MB (goal <= 2048)"
 	[ $((rss_big - rss_few)) -le 2048 ] || echo "WARN: $kind: the dataset adds over 2 GB"
 done
@@ -97,9 +96,9 @@ echo
 echo "the loader's cost: resnet18 full fine-tuning, batch 32, images/s of steps $((K + 1))..$((2 * K)) (best of 2 rounds)"
 best_u8=0 best_f32=0
 for round in 1 2; do
-	read -r u8 _ < <(train r18.graft u8.graft --augment rrc,flip --profile | tr '\n' ' ')
+	read -r u8 _ <<<"$(train r18.graft u8.graft --augment rrc,flip --profile)"
 	grep '^graft-train: loader:' time.txt | sed 's/^/  /' || true
-	read -r f32 _ < <(train r18.graft f32.graft | tr '\n' ' ')
+	read -r f32 _ <<<"$(train r18.graft f32.graft)"
 	echo "  round $round: uint8 with the loader $u8 images/s, float decoded beforehand $f32 images/s"
 	best_u8=$($PY -c "print(max($best_u8, $u8))")
 	best_f32=$($PY -c "print(max($best_f32, $f32))")

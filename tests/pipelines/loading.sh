@@ -75,6 +75,44 @@ import json
 e = json.load(open('e.json'))
 assert e['count'] == 6 and len(e['confusion']) == 3, e"
 
+# sharded datasets: the same samples, the same run
+check "--shard-size: shards and their list" sh -c "graft-data images imgs --store uint8 --mean 0.5 \
+	--std 0.25 --split 0.75 --shard-size 8K -o s-train.graft 2>/dev/null &&
+	head -n1 s-train.graft | grep -qx 'graft-shards 1' && test -s s-train-00002.graft &&
+	test -s s-val-00000.graft && ! grep -q / s-train.graft"
+check "  training on the list = training on one file" sh -c "graft-train cnn.graft $(echo "$common" |
+	sed 's/u-train/s-train/; s/u-val/s-val/') --epochs 3 -o ts.graft"
+check "    bit for bit" same_tensors t0.graft ts.graft
+check "  the history notes the same digest" sh -c "
+	tar xOf t0.graft manifest | grep -o 'xxh64:[0-9a-f]*' > d0.txt &&
+	tar xOf ts.graft manifest | grep -o 'xxh64:[0-9a-f]*' > ds.txt && test -s d0.txt && cmp -s d0.txt ds.txt"
+check "  graft-data graft joins them again" sh -c "graft-data graft s-train.graft -o joined.graft 2>/dev/null"
+check "    the samples of the unsharded file" same_tensors joined.graft u-train.graft
+mkdir sub && cp s-val-0000*.graft sub/ && printf 'graft-shards 1\ns-val-00000.graft\r\n\ns-val-00001.graft\n' > sub/list.graft
+check "  paths relative to the list's folder, blank lines and CRLF" graft-eval t0.graft --data sub/list.graft -b 2
+printf 'graft-shards 1\ns-val-00000.graft\nnope-00009.graft\n' > missing.graft
+expect_error "a shard missing from a list" "^graft-eval: missing.graft: nope-00009.graft: No such file or directory" \
+	graft-eval t0.graft --data missing.graft
+graft-data images imgs --store uint8 --classes dog,fox,cat -o other.graft 2>/dev/null
+printf 'graft-shards 1\ns-val-00000.graft\nother.graft\n' > classes.graft
+expect_error "shards of other classes" "^graft-eval: classes.graft: other.graft's classes \(dog,fox,cat\) are not s-val-00000.graft's \(cat,dog,fox\)" \
+	graft-eval t0.graft --data classes.graft
+graft-data images imgs --store uint8 --mean 0.4 --std 0.25 -o norm.graft 2>/dev/null
+printf 'graft-shards 1\ns-val-00000.graft\nnorm.graft\n' > norm-list.graft
+expect_error "shards normalised otherwise" "^graft-eval: norm-list.graft: norm.graft's normalisation \(graft.mean, graft.std\) is not s-val-00000.graft's" \
+	graft-eval t0.graft --data norm-list.graft
+printf 'graft-shards 1\ns-val-00000.graft\ne-val.graft\n' > store.graft
+expect_error "shards stored otherwise" "^graft-eval: store.graft: e-val.graft's images are stored or coloured otherwise" \
+	graft-eval t0.graft --data store.graft
+printf 'graft-shards 1\nclasses.graft\n' > nested.graft
+expect_error "a list inside a list" "^graft-eval: nested.graft: classes.graft: a list of shards, not a shard" \
+	graft-eval t0.graft --data nested.graft
+printf 'graft-shards 1\n\n' > empty.graft
+expect_error "a list of no shards" "^graft-eval: empty.graft: lists no shards" graft-eval t0.graft --data empty.graft
+expect_error "a list is no model" "^graft-info: s-train.graft: a list of dataset shards" graft-info s-train.graft
+graft-data images imgs --store uint8 --shard-size 8K >/dev/null 2>&1
+check "--shard-size to stdout: a usage error" test $? -eq 2
+
 # refusals
 graft-import anysize.onnx -o anysize.graft
 expect_error "a model without a fixed input size" "^graft-train: u-train.graft: the model's input 'x' has no fixed height and width" \

@@ -259,6 +259,71 @@ static void test_read_refusals(void **state)
 	graft_dataset_release(&ds);
 }
 
+/* A dataset cut into shards (graft_dataset_shard) and read back through a list of them
+ * is the dataset: the same samples, labels, classes and digest; a shard of other classes
+ * is refused, naming it. */
+static void test_shards(void **state)
+{
+	static const char *const meta[] = {GRAFT_META_CLASSES, "3", GRAFT_META_CLASS_NAMES,
+					   "a,b,c", NULL};
+	struct graft_array x = x_of(4), y = y_of(4);
+	struct graft_err err = {0};
+	struct graft_model *whole, **shards;
+	struct graft_dataset ds, one;
+	size_t n;
+	char list[64] = "/tmp/graft-list-XXXXXX", *paths[4];
+
+	(void)state;
+	assert_int_equal(dataset_model(&x, 1, NULL, &y, meta, &whole, &err), 0);
+	/* a sample is 16 + 8 bytes: two fit in 48 */
+	if (graft_dataset_shard(whole, 48, &shards, &n, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(n, 2);
+	int fd = mkstemp(list);
+	assert_true(fd >= 0);
+	dprintf(fd, "%s\n", GRAFT_SHARDS_LINE);
+	for (size_t k = 0; k < n; k++) {
+		paths[k] = write_model(shards[k]);
+		dprintf(fd, "%s\n", paths[k]);
+	}
+	free(shards);
+	close(fd);
+	char *one_path = write_model(whole);
+	if (graft_dataset_read(&ds, list, &err) || graft_dataset_read(&one, one_path, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(ds.n, 4);
+	assert_int_equal(ds.n_shards, 2);
+	assert_int_equal(ds.n_classes, 3);
+	assert_memory_equal(ds.x.data, xs, 4 * 16);
+	assert_memory_equal(ds.y.data, labels, sizeof(labels));
+	assert_true(ds.x.dims[0] == 4 && ds.x.dims[3] == 2);
+	assert_string_equal(meta_value(ds.model, GRAFT_META_CLASS_NAMES), "a,b,c");
+	assert_true(graft_dataset_digest(&ds) == graft_dataset_digest(&one));
+	graft_dataset_release(&ds);
+	graft_dataset_release(&one);
+
+	/* a shard of other classes */
+	static const char *const other[] = {GRAFT_META_CLASSES, "3", GRAFT_META_CLASS_NAMES,
+					    "a,c,b", NULL};
+	char *odd = write_ds(&x, &y, other, &err);
+	fd = open(list, O_WRONLY | O_TRUNC);
+	dprintf(fd, "%s\n%s\n%s\n", GRAFT_SHARDS_LINE, paths[0], odd);
+	close(fd);
+	assert_int_equal(graft_dataset_read(&ds, list, &err), GRAFT_EFORMAT);
+	assert_non_null(strstr(err.msg, "'s classes (a,c,b) are not "));
+	assert_true(strncmp(err.msg, list, strlen(list)) == 0);
+	graft_dataset_release(&ds);
+	for (size_t k = 0; k < n; k++) {
+		unlink(paths[k]);
+		free(paths[k]);
+	}
+	unlink(odd);
+	unlink(one_path);
+	unlink(list);
+	free(odd);
+	free(one_path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -266,6 +331,7 @@ int main(void)
 		cmocka_unit_test(test_classes_from_labels_and_float_targets),
 		cmocka_unit_test(test_write_refusals),
 		cmocka_unit_test(test_read_refusals),
+		cmocka_unit_test(test_shards),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
