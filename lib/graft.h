@@ -341,13 +341,15 @@ struct graft_images {
 	/* (n, GRAFT_IMAGES_INDEX_COLS): each sample's offset into bytes, size in bytes,
 	 * height, width, and the channels it gives (3: RGB, 1: grey), the same for all */
 	const int64_t *index;
-	/* 1: bytes lie in a read-only mapping of the dataset's file, so that a loader lets a
-	 * sample's pages go once it has read them (they are read again from the file when
-	 * needed): memory holds what is being loaded, not the dataset */
-	int file_backed;
-	/* A sharded dataset read as one: sample i's bytes lie in parts[part[i]], at its
-	 * offset (bytes is NULL); NULL: all in bytes */
-	const uint8_t *const *parts;
+	/* The read-only mapping of the dataset's file that bytes lie in (NULL: none), so
+	 * that a loader lets a sample's pages go once it has read them (they are read
+	 * again from the file when needed): memory holds what is being loaded, not the
+	 * dataset */
+	const void *map;
+	size_t map_len;
+	/* A sharded dataset read as one: sample i's bytes lie in the shard's images
+	 * parts[part[i]] (bytes and map NULL); NULL: all in bytes */
+	const struct graft_images *parts;
 	const int32_t *part;
 };
 /* Where sample i's bytes start. */

@@ -39,16 +39,19 @@ int io_read_file(const char *path, char **buf, size_t *len, struct graft_err *er
  * regular file, so callers fall back to reading. */
 int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err);
 
-/* Lets the pages that hold [p, p + n) of a read-only file mapping (io_map_fd), and the
- * others of their 64 KiB blocks, go from the process's memory: touched again, even by
- * another thread meanwhile, they are read back from the file (the page cache),
- * unchanged.  Never for other memory, whose contents it would lose. */
-void io_drop_pages(const void *p, size_t n);
+/* Lets the pages that hold [p, p + n) of the read-only file mapping [map, map + map_len)
+ * (io_map_fd), and the others of their 64 KiB blocks within it, go from the process's
+ * memory: touched again, even by another thread meanwhile, they are read back from the
+ * file (the page cache), unchanged.  Never for other memory, whose contents it would
+ * lose. */
+void io_drop_pages(const void *map, size_t map_len, const void *p, size_t n);
 
 /* ---- hash.c ---- */
-/* graft_xxh64 of bytes in a read-only file mapping, letting their pages go as it reads
- * them (io_drop_pages): checking a file larger than memory does not fill memory. */
-uint64_t xxh64_mapped(const void *buf, size_t len, uint64_t seed);
+/* graft_xxh64 of bytes in the read-only file mapping [map, map + map_len), letting their
+ * pages go as it reads them (io_drop_pages): checking a file larger than memory does not
+ * fill memory. */
+uint64_t xxh64_mapped(const void *buf, size_t len, uint64_t seed, const void *map,
+		      size_t map_len);
 
 /* ---- parallel.c ---- */
 #define PARALLEL_MAX_THREADS 64

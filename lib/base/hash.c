@@ -45,10 +45,13 @@ static uint64_t merge64(uint64_t acc, uint64_t val)
 
 #define DROP_CHUNK ((size_t)16 << 20)  /* a multiple of the 32-byte stripe */
 
-/* XXH64; with drop, the pages of each 16 MiB read are let go (io_drop_pages) once
- * hashed, so that hashing a mapped file does not keep it in memory. */
-static uint64_t xxh64(const void *buf, size_t len, uint64_t seed, int drop)
+/* XXH64; with map (the file mapping buf lies in), the pages of each 16 MiB read are let
+ * go (io_drop_pages) once hashed, so that hashing a mapped file does not keep it in
+ * memory. */
+static uint64_t xxh64(const void *buf, size_t len, uint64_t seed, const void *map,
+		      size_t map_len)
 {
+	int drop = map != NULL;
 	const unsigned char *p = buf, *end = p + len;
 	uint64_t h;
 
@@ -62,7 +65,7 @@ static uint64_t xxh64(const void *buf, size_t len, uint64_t seed, int drop)
 			v4 = round64(v4, load64(p + 24));
 			p += 32;
 			if (drop && (size_t)(p - chunk) == DROP_CHUNK) {
-				io_drop_pages(chunk, DROP_CHUNK);
+				io_drop_pages(map, map_len, chunk, DROP_CHUNK);
 				chunk = p;
 			}
 		} while (p <= limit);
@@ -95,16 +98,17 @@ static uint64_t xxh64(const void *buf, size_t len, uint64_t seed, int drop)
 	h *= P3;
 	h ^= h >> 32;
 	if (drop)
-		io_drop_pages(buf, len);
+		io_drop_pages(map, map_len, buf, len);
 	return h;
 }
 
 uint64_t graft_xxh64(const void *buf, size_t len, uint64_t seed)
 {
-	return xxh64(buf, len, seed, 0);
+	return xxh64(buf, len, seed, NULL, 0);
 }
 
-uint64_t xxh64_mapped(const void *buf, size_t len, uint64_t seed)
+uint64_t xxh64_mapped(const void *buf, size_t len, uint64_t seed, const void *map,
+		      size_t map_len)
 {
-	return xxh64(buf, len, seed, 1);
+	return xxh64(buf, len, seed, map, map_len);
 }

@@ -203,15 +203,21 @@ int io_map_fd(int fd, void **map, size_t *len, struct graft_err *err)
  * blocks, so that what one read mapped beside it goes too. */
 #define DROP_BLOCK ((uintptr_t)64 << 10)
 
-void io_drop_pages(const void *p, size_t n)
+void io_drop_pages(const void *map, size_t map_len, const void *p, size_t n)
 {
 	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t block = page < DROP_BLOCK ? DROP_BLOCK : page;
+	uintptr_t start = (uintptr_t)p & ~(block - 1);
+	uintptr_t end = ((uintptr_t)p + n + block - 1) & ~(block - 1);
+	/* never past the mapping's own pages: what lies beside it may be anyone's memory,
+	 * which letting go would zero */
+	uintptr_t lo = (uintptr_t)map & ~(page - 1);
+	uintptr_t hi = ((uintptr_t)map + map_len + page - 1) & ~(page - 1);
 
-	if (page < DROP_BLOCK)
-		page = DROP_BLOCK;
-	uintptr_t start = (uintptr_t)p & ~(page - 1);
-	uintptr_t end = ((uintptr_t)p + n + page - 1) & ~(page - 1);
-
+	if (start < lo)
+		start = lo;
+	if (end > hi)
+		end = hi;
 	if (end > start)
 		madvise((void *)start, end - start, MADV_DONTNEED);
 }

@@ -293,10 +293,8 @@ int data_image_sample(const struct graft_images *im, int64_t i, const struct ima
 	}
 	data_resample(&px, &b, t->oh, t->ow, t->c, flip, dst, *tmp);
 	free(owned);
-	if (im->file_backed) {
-		const int64_t *e = im->index + i * GRAFT_IMAGES_INDEX_COLS;
-		io_drop_pages(graft_images_at(im, i), (size_t)e[1]);
-	}
+	images_let_go(im, i, graft_images_at(im, i),
+		      (size_t)im->index[i * GRAFT_IMAGES_INDEX_COLS + 1]);
 	int64_t n = t->oh * t->ow;
 	if (r && (augment & GRAFT_AUGMENT_JITTER))
 		data_jitter(dst, t->c, n, t->jitter, r);

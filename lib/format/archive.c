@@ -289,8 +289,9 @@ static int read_checked(struct archive *a, const char *name, size_t nbytes, uint
 				     "manifest says %zu", name, size, nbytes);
 	if ((rc = read_member(a, name, nbytes, base, base_len, data, owned, err)))
 		return rc;
-	if ((mapped && !*owned && nbytes >= CHECK_MAPPED_MIN ? xxh64_mapped(*data, nbytes, 0)
-	     : graft_xxh64(*data, nbytes, 0)) != sum) {
+	if ((mapped && !*owned && nbytes >= CHECK_MAPPED_MIN
+	     ? xxh64_mapped(*data, nbytes, 0, base, base_len) : graft_xxh64(*data, nbytes, 0))
+	    != sum) {
 		if (*owned)
 			free(*data);
 		*data = NULL;

@@ -203,8 +203,10 @@ static int view_images(struct graft_dataset *ds, const char *store, struct graft
 	 * holds what it reads, not the dataset (the check of the archive let them go too). */
 	const struct graft_model *m = ds->model;
 	const char *at = (const char *)bytes.data, *buf = m->buf;
-	ds->images.file_backed = m->buf_mapped && at >= buf &&
-				 at + bytes.nbytes <= buf + m->buf_len;
+	if (m->buf_mapped && at >= buf && at + bytes.nbytes <= buf + m->buf_len) {
+		ds->images.map = m->buf;
+		ds->images.map_len = m->buf_len;
+	}
 	return 0;
 }
 
@@ -443,14 +445,12 @@ static int merge(struct graft_dataset *ds, struct graft_err *err)
 {
 	const struct graft_dataset *first = &ds->shards[0];
 	size_t slot = 0, total;
-	int file_backed = 1;
 
 	ds->model = first->model;
 	for (size_t k = 0; k < ds->n_shards; k++) {
 		ds->n += ds->shards[k].n;
 		if (ds->shards[k].n_classes > ds->n_classes)
 			ds->n_classes = ds->shards[k].n_classes;
-		file_backed &= ds->shards[k].images.file_backed;
 	}
 	ds->y = first->y;
 	ds->y.dims[0] = ds->n;
@@ -471,7 +471,7 @@ static int merge(struct graft_dataset *ds, struct graft_err *err)
 		return 0;
 	}
 	int64_t *index = malloc(sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS * (size_t)ds->n + 1);
-	const uint8_t **parts = malloc(sizeof(*parts) * ds->n_shards);
+	struct graft_images *parts = malloc(sizeof(*parts) * ds->n_shards);
 	int32_t *part = malloc(sizeof(*part) * (size_t)ds->n + 1);
 	ds->merged[slot++] = index;
 	ds->merged[slot++] = (void *)parts;
@@ -483,14 +483,13 @@ static int merge(struct graft_dataset *ds, struct graft_err *err)
 		const struct graft_images *im = &ds->shards[k].images;
 		memcpy(index + j * GRAFT_IMAGES_INDEX_COLS, im->index,
 		       sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS * (size_t)im->n);
-		parts[k] = im->bytes;
+		parts[k] = *im;
 		for (int64_t i = 0; i < im->n; i++)
 			part[j++] = (int32_t)k;
 		total += im->nbytes;
 	}
 	ds->images = (struct graft_images){.store = first->images.store, .n = ds->n,
-		.nbytes = total, .index = index, .parts = parts, .part = part,
-		.file_backed = file_backed};
+		.nbytes = total, .index = index, .parts = parts, .part = part};
 	memcpy(ds->norm, first->norm, sizeof(ds->norm));
 	ds->mean = first->mean ? ds->norm[0] : NULL;
 	ds->std = first->std ? ds->norm[1] : NULL;
@@ -553,6 +552,7 @@ void graft_dataset_release(struct graft_dataset *ds)
 uint64_t graft_dataset_digest(const struct graft_dataset *ds)
 {
 	const uint8_t *run = NULL, *end = NULL;        /* read and not let go yet */
+	int64_t run_sample = 0;                         /* (one of the run's samples) */
 	uint64_t h = 0;
 
 	for (size_t k = 0; k < ds->n_inputs; k++)
@@ -562,18 +562,19 @@ uint64_t graft_dataset_digest(const struct graft_dataset *ds)
 		size_t size = (size_t)ds->images.index[i * GRAFT_IMAGES_INDEX_COLS + 1];
 		/* a mapped file's pages let go every 16 MiB read (not the whole file in
 		 * memory), or where the samples jump (another shard) */
-		if (ds->images.file_backed && run &&
-		    (at != end || (size_t)(end - run) >= DIGEST_DROP)) {
-			io_drop_pages(run, (size_t)(end - run));
+		if (run && (at != end || (size_t)(end - run) >= DIGEST_DROP)) {
+			images_let_go(&ds->images, run_sample, run, (size_t)(end - run));
 			run = NULL;
 		}
-		if (!run)
+		if (!run) {
 			run = at;
+			run_sample = i;
+		}
 		h = graft_xxh64(at, size, h);
 		end = at + size;
 	}
-	if (ds->images.file_backed && run)
-		io_drop_pages(run, (size_t)(end - run));
+	if (run)
+		images_let_go(&ds->images, run_sample, run, (size_t)(end - run));
 	return graft_xxh64(ds->y.data, ds->y.nbytes, h);
 }
 

@@ -145,4 +145,9 @@ int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_
  * it; messages start with name. */
 int dataset_view(struct graft_dataset *ds, const char *name, struct graft_err *err);
 
+/* ---- images.c ---- */
+/* Lets [p, p + n), bytes of sample i's set of im, go from memory when they lie in a file
+ * mapping (io_drop_pages); nothing otherwise. */
+void images_let_go(const struct graft_images *im, int64_t i, const void *p, size_t n);
+
 #endif

@@ -46,9 +46,17 @@ int graft_images_check(const struct graft_images *im, struct graft_err *err)
 
 const uint8_t *graft_images_at(const struct graft_images *im, int64_t i)
 {
-	const uint8_t *base = im->parts ? im->parts[im->part[i]] : im->bytes;
+	const uint8_t *base = im->parts ? im->parts[im->part[i]].bytes : im->bytes;
 
 	return base + im->index[i * GRAFT_IMAGES_INDEX_COLS];
+}
+
+void images_let_go(const struct graft_images *im, int64_t i, const void *p, size_t n)
+{
+	const struct graft_images *set = im->parts ? &im->parts[im->part[i]] : im;
+
+	if (set->map)
+		io_drop_pages(set->map, set->map_len, p, n);
 }
 
 int graft_images_pixels(const struct graft_images *im, int64_t i, struct graft_array *px,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -324,6 +325,34 @@ static char *npy_file(const char *h, size_t nbytes)
 
 /* .npy headers whose shape is no tensor, or disagrees with the data: a clear
  * GRAFT_EFORMAT, and no allocation of what the header claims. */
+/* io_drop_pages lets a file mapping's pages go, in 64 KiB blocks but never past the
+ * mapping: a one-page file mapped between anonymous pages (as a small dataset may lie
+ * beside the heap) leaves them as they were (letting them go would zero them). */
+static void test_drop_pages_stays_in_the_mapping(void **state)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), span = 3 * (64 << 10);
+	char path[] = "/tmp/graft-drop-XXXXXX", buf[100];
+	unsigned char *area = mmap(NULL, span, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(area != MAP_FAILED && fd >= 0);
+	memset(area, 0xaa, span);
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	unsigned char *file = area + span / 2;  /* a page inside the middle 64 KiB block */
+	assert_true(mmap(file, page, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == file);
+	io_drop_pages(file, sizeof(buf), file + 10, 50);
+	for (size_t i = 0; i < span; i++)
+		if (i < span / 2 || i >= span / 2 + page)
+			assert_int_equal(area[i], 0xaa);
+	assert_int_equal(file[0], 'x');         /* read back from the file */
+	munmap(area, span);
+	close(fd);
+	unlink(path);
+}
+
 static void test_npy_limits(void **state)
 {
 	const struct { const char *h; size_t nbytes; const char *expect; } bad[] = {
@@ -370,6 +399,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_abort_leaves_nothing),
+		cmocka_unit_test(test_drop_pages_stays_in_the_mapping),
 		cmocka_unit_test(test_kill_leaves_nothing),
 		cmocka_unit_test(test_orphans_removed_by_next_writer),
 		cmocka_unit_test(test_commit_replaces_atomically),
