@@ -227,11 +227,12 @@ void tool_add_history(struct graft_model *m)
 /* Reads a dataset (or a list of shards) into the datasets of the run, or dies. */
 static const struct graft_dataset *read_dataset(const char *path)
 {
-	struct graft_dataset *ds = &datasets[n_datasets].ds;
+	struct graft_dataset *ds;
 	struct graft_err err = {0};
 
 	if (n_datasets == MAX_DATASETS)
 		tool_die("%s: more than %d datasets in one run", path, MAX_DATASETS);
+	ds = &datasets[n_datasets].ds;
 	if (graft_dataset_read(ds, path, &err)) {
 		graft_dataset_release(ds);
 		tool_die("%s", err.msg);
