@@ -307,6 +307,14 @@ static int gather_images(const struct graft_samples *s, const struct choice *ch,
 	size_t total = 0, at = 0;
 	int64_t j = 0;
 
+	*bytes = NULL;
+	*index = NULL;
+	if (ch->count[dest] == n_of(s) && !from->parts) {
+		/* every sample, in order (no take, split or shards): the bytes as they are,
+		 * not a copy of a dataset's size */
+		*im = *from;
+		return 0;
+	}
 	for (int64_t i = 0; i < n_of(s); i++)
 		if (ch->dest[i] == dest)
 			total += (size_t)from->index[i * GRAFT_IMAGES_INDEX_COLS + 1];
