@@ -6,7 +6,7 @@ environment (getenv), prints (printf, fprintf, puts...) or ends the process (exi
 abort); options come through the API, messages through struct graft_err.
 
 Each folder of lib/ is a layer, in this order from the bottom:
-    base < model < format < data < engine < surgery < train < report
+    base < model < format < data < engine < surgery < dist < train < report
 A file of lib/ includes headers from its own layer and the layers below, never from
 one above; graft.h (the public header, at lib/) and system headers are open to all;
 tools include graft.h and tools/ headers only.  Prints every include with its verdict
@@ -18,7 +18,7 @@ import os
 import re
 import sys
 
-LAYERS = ["base", "model", "format", "data", "engine", "surgery", "train", "report"]
+LAYERS = ["base", "model", "format", "data", "engine", "surgery", "dist", "train", "report"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 FORBIDDEN = re.compile(r'\b(getenv|secure_getenv|environ|printf|fprintf|vfprintf|puts|fputs|'
