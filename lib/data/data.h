@@ -49,6 +49,9 @@ void data_resample(const struct graft_array *px, const struct box *b, int64_t oh
  * contrast and saturation factors from [1 - s, 1 + s], applied in a random order. */
 void data_jitter(float *dst, int64_t c, int64_t n, double s, struct graft_rng *r);
 
+/* Room for need floats in *tmp (*n of them so far), growing it: 0, or -1 out of memory
+ * (*tmp and *n as they were). */
+int data_scratch(float **tmp, size_t *n, size_t need);
 /* Compact image i of im into dst as t says: for training (r not NULL, augment the
  * enum graft_augment_flags) or for evaluation (r NULL: the centre crop, nothing random).
  * tmp grows as needed (*tmp_n floats; free it).  *decode_s: the time spent decoding. */

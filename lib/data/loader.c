@@ -17,7 +17,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "data/data.h"
 
@@ -54,13 +53,6 @@ struct graft_loader {
 	struct graft_loader_stats stats;
 };
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* ---- one sample ---- */
 
 /* Scratch a thread keeps between samples. */
@@ -75,7 +67,7 @@ static int make_row(struct graft_loader *l, struct slot *s, int64_t j, struct sc
 {
 	int64_t i = s->samples[j];
 	struct graft_rng r;
-	int random = s->train && l->o.augment;
+	int random = s->train && graft_loader_random(l);
 
 	*decode_s = 0;
 	if (random)
@@ -89,16 +81,10 @@ static int make_row(struct graft_loader *l, struct slot *s, int64_t j, struct sc
 		memcpy((char *)s->rows[k] + (size_t)j * l->row[k],
 		       (const char *)l->x[k].data + (size_t)i * l->row[k], l->row[k]);
 	const struct graft_array *x = &l->x[0];
-	if (random && x->dtype == GRAFT_FLOAT && x->rank == 4 &&
-	    (l->o.augment & (GRAFT_AUGMENT_FLIP | GRAFT_AUGMENT_CROP))) {
+	if (random) {           /* (graft_loader_random: a float image, flipped or shifted) */
 		size_t floats = l->row[0] / sizeof(float);
-		if (floats > sc->tmp_n) {
-			float *grown = realloc(sc->tmp, floats * sizeof(float));
-			if (!grown)
-				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-			sc->tmp = grown;
-			sc->tmp_n = floats;
-		}
+		if (data_scratch(&sc->tmp, &sc->tmp_n, floats))
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		data_float_augment((float *)s->rows[0] + (size_t)j * floats, x->dims[1], x->dims[2],
 				   x->dims[3], l->o.augment, &r, sc->tmp);
 	}
@@ -120,9 +106,9 @@ static struct slot *open_slot(struct graft_loader *l)
 static void do_row(struct graft_loader *l, struct slot *s, int64_t j, struct scratch *sc)
 {
 	struct graft_err err = {0};
-	double t0 = now(), decode_s;
+	double t0 = graft_now(), decode_s;
 	int rc = make_row(l, s, j, sc, &decode_s, &err);
-	double spent = now() - t0;
+	double spent = graft_now() - t0;
 
 	pthread_mutex_lock(&l->lock);
 	if (rc && j < s->failed_at) {
@@ -376,7 +362,7 @@ int graft_loader_take(struct graft_loader *l, struct graft_array *xb, struct gra
 {
 	struct scratch sc = {0};
 	struct slot *s;
-	double t0 = now(), own = 0;
+	double t0 = graft_now(), own = 0;
 	int rc = 0;
 
 	pthread_mutex_lock(&l->lock);
@@ -388,13 +374,13 @@ int graft_loader_take(struct graft_loader *l, struct graft_array *xb, struct gra
 	while (s->next < s->count) {            /* help with what no worker has started */
 		int64_t j = s->next++;
 		pthread_mutex_unlock(&l->lock);
-		double t1 = now();
+		double t1 = graft_now();
 		do_row(l, s, j, &sc);
-		own += now() - t1;
+		own += graft_now() - t1;
 	}
 	while (s->done < s->count)
 		pthread_cond_wait(&l->ready, &l->lock);
-	l->stats.waited_s += now() - t0 - own;
+	l->stats.waited_s += graft_now() - t0 - own;
 	pthread_mutex_unlock(&l->lock);
 	free(sc.tmp);
 	/* the slot is the caller's until head moves on */

@@ -14,7 +14,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "data/data.h"
 
@@ -255,11 +254,17 @@ void data_jitter(float *d, int64_t c, int64_t n, double s, struct graft_rng *r)
 
 /* ---- one sample ---- */
 
-static double now(void)
+int data_scratch(float **tmp, size_t *n, size_t need)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	float *grown;
+
+	if (need <= *n)
+		return 0;
+	if (!(grown = realloc(*tmp, need * sizeof(float))))
+		return -1;
+	*tmp = grown;
+	*n = need;
+	return 0;
 }
 
 int data_image_sample(const struct graft_images *im, int64_t i, const struct image_transform *t,
@@ -269,27 +274,21 @@ int data_image_sample(const struct graft_images *im, int64_t i, const struct ima
 	struct graft_array px;
 	struct box b;
 	void *owned;
-	double t0 = now();
+	double t0 = graft_now();
 	int flip = 0, rc;
 
 	if ((rc = graft_images_pixels(im, i, &px, &owned, err)))
 		return rc;
-	*decode_s = now() - t0;
+	*decode_s = graft_now() - t0;
 	if (r && (augment & GRAFT_AUGMENT_RRC))
 		data_rrc_box(px.dims[0], px.dims[1], t->scale_min, r, &b);
 	else
 		data_eval_box(px.dims[0], px.dims[1], t->oh, t->ow, t->resize, &b);
 	if (r && (augment & GRAFT_AUGMENT_FLIP))
 		flip = graft_rng_uniform(r) < 0.5;
-	size_t need = data_resample_tmp(px.dims[0], t->ow, px.dims[2]);
-	if (need > *tmp_n) {
-		float *grown = realloc(*tmp, need * sizeof(float));
-		if (!grown) {
-			free(owned);
-			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-		}
-		*tmp = grown;
-		*tmp_n = need;
+	if (data_scratch(tmp, tmp_n, data_resample_tmp(px.dims[0], t->ow, px.dims[2]))) {
+		free(owned);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
 	data_resample(&px, &b, t->oh, t->ow, t->c, flip, dst, *tmp);
 	free(owned);
