@@ -407,14 +407,13 @@ static int agree(const struct graft_dataset *a, const struct graft_dataset *b,
 	if (!same)
 		return graft_err_set(err, GRAFT_EFORMAT, "%s's samples differ in inputs, shape or "
 				     "type from %s's", path, first);
-	if (!same_meta(a, b, GRAFT_META_CLASSES) || !same_meta(a, b, GRAFT_META_CLASS_NAMES))
+	if (!same_meta(a, b, GRAFT_META_CLASSES) || !same_meta(a, b, GRAFT_META_CLASS_NAMES)) {
+		const char *an = graft_model_metadata_value(a->model, GRAFT_META_CLASS_NAMES);
+		const char *bn = graft_model_metadata_value(b->model, GRAFT_META_CLASS_NAMES);
 		return graft_err_set(err, GRAFT_EFORMAT, "%s's classes (%.80s) are not %s's "
-				     "(%.80s)", path, graft_model_metadata_value(b->model,
-				     GRAFT_META_CLASS_NAMES) ? graft_model_metadata_value(b->model,
-				     GRAFT_META_CLASS_NAMES) : "unnamed", first,
-				     graft_model_metadata_value(a->model, GRAFT_META_CLASS_NAMES)
-				     ? graft_model_metadata_value(a->model, GRAFT_META_CLASS_NAMES)
-				     : "unnamed");
+				     "(%.80s)", path, bn ? bn : "unnamed", first,
+				     an ? an : "unnamed");
+	}
 	if (!same_meta(a, b, GRAFT_META_MEAN) || !same_meta(a, b, GRAFT_META_STD))
 		return graft_err_set(err, GRAFT_EFORMAT, "%s's normalisation (graft.mean, "
 				     "graft.std) is not %s's", path, first);

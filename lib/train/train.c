@@ -764,11 +764,20 @@ static int take_pending(struct graft_trainer *t, struct graft_err *err)
 	return rc;
 }
 
+/* step's labels or targets into yb. */
+static void labels_of(struct graft_trainer *t, int64_t step)
+{
+	size_t ys = t->y->dtype == GRAFT_INT64 ? sizeof(int64_t) : t->target_floats * sizeof(float);
+
+	for (int64_t j = 0; j < t->o.batch; j++)
+		memcpy((char *)t->yb.data + (size_t)j * ys,
+		       (const char *)t->y->data + (size_t)graft_trainer_sample(t, step, j) * ys, ys);
+}
+
 /* step's batch into xb and yb (once per step): from the loader, which made it ahead
  * when asked in time. */
 static int gather(struct graft_trainer *t, int64_t step, struct graft_err *err)
 {
-	size_t ys = t->y->dtype == GRAFT_INT64 ? sizeof(int64_t) : t->target_floats * sizeof(float);
 	int rc;
 
 	if (t->xb_step == step)
@@ -785,9 +794,7 @@ static int gather(struct graft_trainer *t, int64_t step, struct graft_err *err)
 		return rc;
 	if ((rc = take_pending(t, err)))
 		return rc;
-	for (int64_t j = 0; j < t->o.batch; j++)
-		memcpy((char *)t->yb.data + (size_t)j * ys,
-		       (const char *)t->y->data + (size_t)graft_trainer_sample(t, step, j) * ys, ys);
+	labels_of(t, step);
 	t->xb_step = step;
 	return 0;
 }
@@ -884,13 +891,7 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 		return rc;
 	if (cache_hit(t, t->step)) {
 		cache_move(t, t->step, 0);
-		/* labels still come from the data */
-		size_t ys = t->y->dtype == GRAFT_INT64 ? sizeof(int64_t)
-						       : t->target_floats * sizeof(float);
-		for (int64_t j = 0; j < t->o.batch; j++)
-			memcpy((char *)t->yb.data + (size_t)j * ys,
-			       (const char *)t->y->data +
-			       (size_t)graft_trainer_sample(t, t->step, j) * ys, ys);
+		labels_of(t, t->step);  /* (labels still come from the data) */
 		s->data_s = (t1 = graft_now()) - t0;
 		if ((rc = graft_net_run_region(t->net, err)))
 			return rc;
