@@ -307,14 +307,19 @@ void tool_open_loader(const char *path, const struct graft_model *m,
 int tool_loader_option(int c, const char *arg, struct graft_loader_opts *lo,
 		       const char *usage)
 {
-	if (c == TOOL_OPT_RESIZE)
-		lo->resize = (int64_t)tool_parse_number("--resize", arg, 1, 32768, usage);
-	else if (c == TOOL_OPT_LOADER_THREADS)
-		lo->threads = (int)tool_parse_number("--loader-threads", arg, 0, 64, usage);
-	else
+	const char *opt = c == TOOL_OPT_RESIZE ? "--resize" : "--loader-threads";
+	double v;
+
+	if (c != TOOL_OPT_RESIZE && c != TOOL_OPT_LOADER_THREADS)
 		return 0;
-	if (c == TOOL_OPT_RESIZE && lo->resize != floor(lo->resize))
-		tool_usage(usage, 2, "--resize takes a whole number, not '%s'", arg);
+	v = tool_parse_number(opt, arg, c == TOOL_OPT_RESIZE ? 1 : 0,
+			      c == TOOL_OPT_RESIZE ? 32768 : 64, usage);
+	if (v != floor(v))
+		tool_usage(usage, 2, "%s takes a whole number, not '%s'", opt, arg);
+	if (c == TOOL_OPT_RESIZE)
+		lo->resize = (int64_t)v;
+	else
+		lo->threads = (int)v;
 	return 1;
 }
 

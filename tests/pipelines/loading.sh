@@ -129,5 +129,9 @@ expect_error "--resize on float samples" "^graft-train: f.graft: --resize applie
 	graft-train cnn.graft --data f.graft --epochs 1 --resize 40 -o x.graft
 expect_error "--resize below the crop" "^graft-eval: u-val.graft: a resize to 20 is too small for a centre crop of 32x32" \
 	graft-eval cnn.graft --data u-val.graft --resize 20
+graft-eval cnn.graft --data u-val.graft --resize 40.5 >/dev/null 2>&1
+check "--resize takes whole numbers: a usage error" test $? -eq 2
+graft-train cnn.graft --data u-train.graft --epochs 1 --loader-threads 1.5 -o x.graft >/dev/null 2>&1
+check "--loader-threads too" test $? -eq 2
 check "no output is left behind" test ! -e x.graft
 finish
