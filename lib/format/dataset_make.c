@@ -304,8 +304,6 @@ static int gather_images(const struct graft_samples *s, const struct choice *ch,
 			 struct graft_images *im, uint8_t **bytes, int64_t **index)
 {
 	const struct graft_images *from = s->images;
-	size_t total = 0, at = 0;
-	int64_t j = 0;
 
 	*bytes = NULL;
 	*index = NULL;
@@ -315,26 +313,7 @@ static int gather_images(const struct graft_samples *s, const struct choice *ch,
 		*im = *from;
 		return 0;
 	}
-	for (int64_t i = 0; i < n_of(s); i++)
-		if (ch->dest[i] == dest)
-			total += (size_t)from->index[i * GRAFT_IMAGES_INDEX_COLS + 1];
-	*bytes = malloc(total ? total : 1);
-	*index = malloc((size_t)ch->count[dest] * sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS + 1);
-	if (!*bytes || !*index)
-		return GRAFT_ENOMEM;
-	for (int64_t i = 0; i < n_of(s); i++) {
-		const int64_t *e = from->index + i * GRAFT_IMAGES_INDEX_COLS;
-		if (ch->dest[i] != dest)
-			continue;
-		int64_t *f = *index + j++ * GRAFT_IMAGES_INDEX_COLS;
-		memcpy(f, e, sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS);
-		f[0] = (int64_t)at;
-		memcpy(*bytes + at, graft_images_at(from, i), (size_t)e[1]);
-		at += (size_t)e[1];
-	}
-	*im = (struct graft_images){.store = from->store, .n = j, .bytes = *bytes,
-		.nbytes = total, .index = *index};
-	return 0;
+	return images_pack(from, 0, n_of(s), ch->dest, dest, im, bytes, index);
 }
 
 /* "a,b,c" of doubles, for graft.mean and graft.std. */
@@ -570,10 +549,9 @@ static int shard_model(const struct graft_dataset *ds, int64_t a, int64_t b,
 		       const char *const *meta, struct graft_model **out, struct graft_err *err)
 {
 	struct graft_array in[GRAFT_DATASET_MAX_INPUTS], y = rows_of(&ds->y, a, b, ds->n);
-	struct graft_images im = {0};
-	uint8_t *bytes = NULL;
-	int64_t *index = NULL;
-	size_t total = 0;
+	struct graft_images im;
+	uint8_t *bytes;
+	int64_t *index;
 	int rc;
 
 	for (size_t k = 0; k < ds->n_inputs; k++) {
@@ -582,26 +560,8 @@ static int shard_model(const struct graft_dataset *ds, int64_t a, int64_t b,
 	}
 	if (!ds->images.n)
 		return dataset_model(in, ds->n_inputs, NULL, &y, meta, out, err);
-	for (int64_t i = a; i < b; i++)
-		total += (size_t)ds->images.index[i * GRAFT_IMAGES_INDEX_COLS + 1];
-	bytes = malloc(total + 1);
-	index = malloc(sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS * (size_t)(b - a));
-	if (!bytes || !index) {
-		free(bytes);
-		free(index);
+	if (images_pack(&ds->images, a, b, NULL, 0, &im, &bytes, &index))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	}
-	total = 0;
-	for (int64_t i = a; i < b; i++) {
-		int64_t *e = index + (i - a) * GRAFT_IMAGES_INDEX_COLS;
-		memcpy(e, ds->images.index + i * GRAFT_IMAGES_INDEX_COLS,
-		       sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS);
-		memcpy(bytes + total, graft_images_at(&ds->images, i), (size_t)e[1]);
-		e[0] = (int64_t)total;
-		total += (size_t)e[1];
-	}
-	im = (struct graft_images){.store = ds->images.store, .n = b - a, .bytes = bytes,
-				   .nbytes = total, .index = index};
 	rc = dataset_model(NULL, 0, &im, &y, meta, out, err);
 	free(bytes);
 	free(index);

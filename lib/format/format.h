@@ -146,6 +146,12 @@ int dataset_model(const struct graft_array *in, size_t n_in, const struct graft_
 int dataset_view(struct graft_dataset *ds, const char *name, struct graft_err *err);
 
 /* ---- images.c ---- */
+/* The samples [a, b) of im (those whose dest[i] is which; dest NULL: all), their bytes one
+ * after another in a new buffer *bytes and their index rows, offsets rebased, in *index
+ * (free both), as *out.  GRAFT_ENOMEM (no message) when memory runs out. */
+int images_pack(const struct graft_images *im, int64_t a, int64_t b,
+		const unsigned char *dest, int which, struct graft_images *out, uint8_t **bytes,
+		int64_t **index);
 /* Lets [p, p + n), bytes of sample i's set of im, go from memory when they lie in a file
  * mapping (io_drop_pages); nothing otherwise. */
 void images_let_go(const struct graft_images *im, int64_t i, const void *p, size_t n);

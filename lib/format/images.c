@@ -51,6 +51,43 @@ const uint8_t *graft_images_at(const struct graft_images *im, int64_t i)
 	return base + im->index[i * GRAFT_IMAGES_INDEX_COLS];
 }
 
+int images_pack(const struct graft_images *im, int64_t a, int64_t b,
+		const unsigned char *dest, int which, struct graft_images *out, uint8_t **bytes,
+		int64_t **index)
+{
+	size_t total = 0, at = 0;
+	int64_t n = 0;
+
+	for (int64_t i = a; i < b; i++)
+		if (!dest || dest[i] == which) {
+			total += (size_t)im->index[i * GRAFT_IMAGES_INDEX_COLS + 1];
+			n++;
+		}
+	*bytes = malloc(total + 1);
+	*index = malloc(sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS * (size_t)n + 1);
+	if (!*bytes || !*index) {
+		free(*bytes);
+		free(*index);
+		*bytes = NULL;
+		*index = NULL;
+		return GRAFT_ENOMEM;
+	}
+	n = 0;
+	for (int64_t i = a; i < b; i++) {
+		if (dest && dest[i] != which)
+			continue;
+		int64_t *e = *index + n++ * GRAFT_IMAGES_INDEX_COLS;
+		memcpy(e, im->index + i * GRAFT_IMAGES_INDEX_COLS,
+		       sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS);
+		memcpy(*bytes + at, graft_images_at(im, i), (size_t)e[1]);
+		e[0] = (int64_t)at;
+		at += (size_t)e[1];
+	}
+	*out = (struct graft_images){.store = im->store, .n = n, .bytes = *bytes,
+				     .nbytes = total, .index = *index};
+	return 0;
+}
+
 void images_let_go(const struct graft_images *im, int64_t i, const void *p, size_t n)
 {
 	const struct graft_images *set = im->parts ? &im->parts[im->part[i]] : im;

@@ -464,23 +464,9 @@ static int dataset_samples(struct graft_raw *src, const struct graft_dataset *ds
 	if (ds->images.n) {
 		/* compact images: each sample's bytes copied, one after another (from
 		 * shards too), their normalisation kept */
-		size_t nindex = (size_t)ds->n * sizeof(int64_t) * GRAFT_IMAGES_INDEX_COLS, at = 0;
-		if (copy_of(ds->images.index, nindex, &x, err))
-			return GRAFT_ENOMEM;
-		src->index = x;
-		for (int64_t i = 0; i < ds->n; i++)
-			at += (size_t)src->index[i * GRAFT_IMAGES_INDEX_COLS + 1];
-		if (!(src->bytes = alloc(at)))
+		if (images_pack(&ds->images, 0, ds->n, NULL, 0, &src->images, &src->bytes,
+				&src->index))
 			return no_memory(err);
-		at = 0;
-		for (int64_t i = 0; i < ds->n; i++) {
-			int64_t *e = src->index + i * GRAFT_IMAGES_INDEX_COLS;
-			memcpy(src->bytes + at, graft_images_at(&ds->images, i), (size_t)e[1]);
-			e[0] = (int64_t)at;
-			at += (size_t)e[1];
-		}
-		src->images = (struct graft_images){.store = ds->images.store, .n = ds->n,
-			.bytes = src->bytes, .nbytes = at, .index = src->index};
 		s->rank = 4;
 		s->dims[0] = ds->n;
 		s->dims[1] = src->index[4];
