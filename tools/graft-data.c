@@ -463,17 +463,16 @@ static size_t write_shards(const char *path, struct graft_model *part, uint64_t 
 	if (len > 6 && strcmp(path + len - 6, ".graft") == 0)
 		len -= 6;
 	char *name = xmalloc(len + 16), *list = xmalloc(n * (len + 16) + 64);
-	strcpy(list, GRAFT_SHARDS_LINE "\n");
+	size_t at = (size_t)sprintf(list, "%s\n", GRAFT_SHARDS_LINE);
 	for (size_t k = 0; k < n; k++) {
 		snprintf(name, len + 16, "%.*s-%05zu.graft", (int)len, path, k);
 		tool_write_graft(shards[k], name, NULL, 1, force);
-		strcat(list, slash ? name + (slash - path) + 1 : name);
-		strcat(list, "\n");
+		at += (size_t)sprintf(list + at, "%s\n", slash ? name + (slash - path) + 1 : name);
 		graft_model_free(shards[k]);
 	}
 	tool_output_open(&out, path, 0, force);
-	if (write(out.fd, list, strlen(list)) != (ssize_t)strlen(list))
-		tool_die("%s: %s", path, strerror(errno));
+	if (graft_write_all(out.fd, list, at, &err))
+		tool_die("%s: %s", path, err.msg);
 	tool_output_commit(&out);
 	free(shards);
 	free(name);
