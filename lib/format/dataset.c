@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <stddef.h>
 
 #include "format/format.h"
 
@@ -420,19 +419,24 @@ static int agree(const struct graft_dataset *a, const struct graft_dataset *b,
 	return 0;
 }
 
-/* Concatenates the arrays of field at (an offset into struct graft_dataset) of every
- * shard into a new buffer. */
-static void *concat(const struct graft_dataset *ds, size_t at, size_t *total)
+/* A shard's labels (input -1) or input: what merge concatenates. */
+static const struct graft_array *part_of(const struct graft_dataset *shard, int input)
+{
+	return input < 0 ? &shard->y : &shard->inputs[input];
+}
+
+/* Every shard's labels (input -1) or input, one after another, in a new buffer. */
+static void *concat(const struct graft_dataset *ds, int input, size_t *total)
 {
 	char *p, *buf;
 
 	*total = 0;
 	for (size_t k = 0; k < ds->n_shards; k++)
-		*total += ((const struct graft_array *)((const char *)&ds->shards[k] + at))->nbytes;
+		*total += part_of(&ds->shards[k], input)->nbytes;
 	if (!(buf = p = malloc(*total + 1)))
 		return NULL;
 	for (size_t k = 0; k < ds->n_shards; k++) {
-		const struct graft_array *a = (const void *)((const char *)&ds->shards[k] + at);
+		const struct graft_array *a = part_of(&ds->shards[k], input);
 		memcpy(p, a->data, a->nbytes);
 		p += a->nbytes;
 	}
@@ -453,8 +457,7 @@ static int merge(struct graft_dataset *ds, struct graft_err *err)
 	}
 	ds->y = first->y;
 	ds->y.dims[0] = ds->n;
-	if (!(ds->merged[slot++] = ds->y.data = concat(ds, offsetof(struct graft_dataset, y),
-						       &ds->y.nbytes)))
+	if (!(ds->merged[slot++] = ds->y.data = concat(ds, -1, &ds->y.nbytes)))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	if (!first->images.n) {
 		ds->n_inputs = first->n_inputs;
@@ -462,8 +465,7 @@ static int merge(struct graft_dataset *ds, struct graft_err *err)
 			struct graft_array *a = &ds->inputs[i];
 			*a = first->inputs[i];
 			a->dims[0] = ds->n;
-			if (!(ds->merged[slot++] = a->data = concat(ds, offsetof(struct graft_dataset,
-				inputs) + i * sizeof(struct graft_array), &a->nbytes)))
+			if (!(ds->merged[slot++] = a->data = concat(ds, (int)i, &a->nbytes)))
 				return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 		}
 		ds->x = ds->inputs[0];

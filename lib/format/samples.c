@@ -687,11 +687,11 @@ static int uint8_pixels(const struct graft_array *rgb, const struct graft_image_
 	float *f;
 	int rc;
 
+	shape[0] = h;
+	shape[1] = w;
+	shape[2] = c;
 	if (!o->height && !o->gray) {   /* the decoded bytes themselves */
 		*out = rgb->data;
-		shape[0] = h;
-		shape[1] = w;
-		shape[2] = c;
 		return 0;
 	}
 	if (!(f = alloc(n * sizeof(float))) || !(*out = alloc(n))) {
@@ -711,9 +711,6 @@ static int uint8_pixels(const struct graft_array *rgb, const struct graft_image_
 			}
 	free(f);
 	free(rgb->data);
-	shape[0] = h;
-	shape[1] = w;
-	shape[2] = c;
 	return 0;
 }
 
