@@ -148,9 +148,12 @@ static void *worker(void *arg)
 
 static int start(struct graft_loader *l, struct graft_err *err)
 {
-	if (l->o.threads < 0 || l->o.threads > MAX_THREADS || l->o.depth < 0)
+	if (l->o.threads < 0 || l->o.threads > MAX_THREADS)
 		return graft_err_set(err, GRAFT_EINVAL, "a loader takes 0 to %d threads, not %d",
 				     MAX_THREADS, l->o.threads);
+	if (l->o.depth < 0)
+		return graft_err_set(err, GRAFT_EINVAL, "a loader's depth is 0 (the default) or "
+				     "more, not %d", l->o.depth);
 	if (!l->o.depth)
 		l->o.depth = DEFAULT_DEPTH;
 	if (!(l->ring = calloc((size_t)l->o.depth, sizeof(*l->ring))))
