@@ -943,6 +943,38 @@ void graft_optim_restore(struct graft_optim *o, int64_t steps, int momentum_star
 int64_t graft_optim_param_steps(const struct graft_optim *o, size_t i);
 void graft_optim_restore_param(struct graft_optim *o, size_t i, int64_t steps);
 
+/* ---- data-parallel training (docs/distributed.md) ------------------------------------- */
+
+/*
+ * One process's place in a group of processes that train one model together, each on
+ * its share of every batch (graft-train under mpirun; threads in the tests).  The
+ * processes form a ring: sendrecv sends send_n bytes at send to rank + 1 and receives
+ * recv_n bytes from rank - 1 into recv (ranks modulo size), both at once: a process must
+ * not wait for its send to complete before it receives (MPI_Sendrecv).  Every process
+ * makes the same calls in the same order.  An error is the transport's.
+ */
+struct graft_comm {
+	int rank, size;
+	int (*sendrecv)(void *ctx, const void *send, size_t send_n, void *recv, size_t recv_n,
+			struct graft_err *err);
+	void *ctx;
+};
+/* Every process's each bytes, at buf + rank * each, into every process's buf (size *
+ * each bytes). */
+int graft_comm_allgather(const struct graft_comm *c, void *buf, size_t each,
+			 struct graft_err *err);
+/* v (n doubles) becomes its sum over the processes, taken in rank order: the same bits
+ * on every process and in every run. */
+int graft_comm_sum(const struct graft_comm *c, double *v, size_t n, struct graft_err *err);
+/* Whether every process holds rank 0's value: *differs is -1 when all do, else the lowest
+ * rank that does not (the same answer on every process). */
+int graft_comm_agree(const struct graft_comm *c, uint64_t value, int *differs,
+		     struct graft_err *err);
+/* v (n floats) becomes its mean over the processes: ring reduce-scatter and all-gather
+ * (2 (size - 1) / size of v each way), each chunk summed in an order fixed by the ranks,
+ * so that every process holds the same bits, run after run. */
+int graft_comm_mean(const struct graft_comm *c, float *v, size_t n, struct graft_err *err);
+
 /* ---- training: the loop's exact parts (lib/train/train.c) -------------------------------------- */
 
 enum graft_schedule {
@@ -998,6 +1030,23 @@ struct graft_train_opts {
 				 * d * unfreeze_every, or with LP-FT from lp_steps + (d - 1) *
 				 * unfreeze_every; 0: all at once */
 	double layer_decay;     /* depth d's rate times layer_decay^d (after lr_mults); 0: 1 */
+	/* Data-parallel training (docs/distributed.md): this process's place in the group
+	 * (borrowed; NULL: alone).  Each step's batch (batch samples, the global batch)
+	 * is cut into comm->size equal parts, process r running part r; their gradients'
+	 * mean (graft_comm_mean) updates every process's copy alike, so that the processes
+	 * stay equal without ever exchanging weights.  The sample stream and everything
+	 * random follow the step and the sample, never the rank.  Every process must hold
+	 * the same model, data and options. */
+	const struct graft_comm *comm;
+	/* Micro-batches per step in each process (0 or 1: one): its part of the batch runs
+	 * in that many pieces, their gradients averaged.  A process then needs memory for
+	 * a piece only; and one process with accumulate N trains as N processes do (each
+	 * piece's own BatchNormalization statistics). */
+	int accumulate;
+	/* With comm: BatchNormalization's batch statistics over the whole batch, summed
+	 * over the processes (synchronised BatchNorm), instead of each process's own part;
+	 * then equal to one process at the same batch. */
+	int sync_bn;
 };
 #define GRAFT_TRAIN_CACHE_DEFAULT ((int64_t)2 << 30)
 /* The LP phase's rate under o: lp_lr, or 10 times optim.lr where lp_lr is 0. */
@@ -1014,6 +1063,9 @@ struct graft_step_stats {
 	 * clipping with the optimizer's update; a rebuild of the net at a recipe's stage
 	 * boundary counts in none */
 	double data_s, forward_s, backward_s, update_s;
+	/* data-parallel training: the time spent in the gradients' and statistics' exchange
+	 * (waiting for the other processes included) */
+	double comm_s;
 };
 /* Loss, accuracy and confusion (rows: true class, columns: predicted) over a dataset. */
 struct graft_eval {

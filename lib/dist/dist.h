@@ -4,23 +4,13 @@
  * statistics) with ring reduce-scatter and all-gather, the bandwidth-optimal scheme of
  * Horovod and NCCL, with every sum taken in an order fixed by the ranks alone: the result
  * is the same bits on every process and in every run, whatever the timing.  The
- * transport (MPI in graft-train, threads in the tests) is the caller's.
+ * transport (MPI in graft-train, threads in the tests) is the caller's: struct graft_comm
+ * (graft.h).  comm.c gathers and sums small vectors over the same ring.
  */
 #ifndef GRAFT_DIST_H
 #define GRAFT_DIST_H
 
 #include "base/base.h"
-
-/* One process's link in the ring: it sends to rank + 1 and receives from rank - 1
- * (modulo size).  sendrecv sends the send_n bytes at send and receives recv_n bytes into
- * recv, both at once (a process must not wait for its send to complete before it
- * receives: MPI_Sendrecv). */
-struct ring {
-	int rank, size;
-	int (*sendrecv)(void *ctx, const void *send, size_t send_n, void *recv, size_t recv_n,
-			struct graft_err *err);
-	void *ctx;
-};
 
 /* Chunk c of n values cut into size chunks: [*at, *at + *len).  The first n % size
  * chunks hold one value more. */
@@ -30,6 +20,7 @@ void ring_chunk(size_t n, int size, int c, size_t *at, size_t *len);
  * starting at rank c: ((v[c] + v[c+1]) + ...) + v[c-1] (ranks modulo size), then divided
  * by size, so that every process holds the same bits, run after run.  tmp: room for the
  * largest chunk (ring_chunk of chunk 0).  Errors are the transport's. */
-int ring_mean(const struct ring *r, float *v, size_t n, float *tmp, struct graft_err *err);
+int ring_mean(const struct graft_comm *r, float *v, size_t n, float *tmp,
+	      struct graft_err *err);
 
 #endif

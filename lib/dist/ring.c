@@ -29,7 +29,7 @@ static int mod(int a, int m)
 }
 
 /* One step: chunk `out` of v to the next rank, chunk `in` from the previous into tmp. */
-static int step(const struct ring *r, float *v, size_t n, int out, int in, float *tmp,
+static int step(const struct graft_comm *r, float *v, size_t n, int out, int in, float *tmp,
 		size_t *in_at, size_t *in_len, struct graft_err *err)
 {
 	size_t at, len;
@@ -40,7 +40,7 @@ static int step(const struct ring *r, float *v, size_t n, int out, int in, float
 			   err);
 }
 
-int ring_mean(const struct ring *r, float *v, size_t n, float *tmp, struct graft_err *err)
+int ring_mean(const struct graft_comm *r, float *v, size_t n, float *tmp, struct graft_err *err)
 {
 	int size = r->size, rank = r->rank, rc;
 	size_t at, len;

@@ -17,60 +17,21 @@
 #include <cmocka.h>
 
 #include "dist/dist.h"
+#include "threadcomm.h"
 
-#define MAX_RANKS 8
-
-struct world {
-	int size;
-	pthread_barrier_t barrier;
-	const void *out[MAX_RANKS];
-	size_t out_n[MAX_RANKS];
-	int fail_at;            /* the call (counted on rank 0) that fails; -1: none */
-	int calls;
-};
+#define MAX_RANKS THREAD_MAX_RANKS
 
 struct proc {
-	struct world *w;
-	int rank;
+	struct thread_comm c;
 	float *v;
 	size_t n;
 	int rc;
 };
 
-/* Every rank posts what it sends, all wait, each copies its left neighbour's, all wait
- * again (so that no sender changes its buffer while it is read). */
-static int sendrecv(void *ctx, const void *send, size_t send_n, void *recv, size_t recv_n,
-		    struct graft_err *err)
-{
-	struct proc *p = ctx;
-	struct world *w = p->w;
-	int from = (p->rank + w->size - 1) % w->size, fail;
-	size_t sent;
-
-	w->out[p->rank] = send;
-	w->out_n[p->rank] = send_n;
-	pthread_barrier_wait(&w->barrier);
-	/* (read before the next barrier: after it, a rank may post its next send) */
-	fail = w->calls == w->fail_at;
-	sent = w->out_n[from];
-	if (!fail && sent == recv_n)
-		memcpy(recv, w->out[from], recv_n);
-	pthread_barrier_wait(&w->barrier);
-	if (p->rank == 0)
-		w->calls++;
-	pthread_barrier_wait(&w->barrier);
-	if (fail)
-		return graft_err_set(err, GRAFT_EIO, "the link broke");
-	if (sent != recv_n)
-		return graft_err_set(err, GRAFT_EINVAL, "sent %zu bytes, expected %zu", sent,
-				     recv_n);
-	return 0;
-}
-
 static void *run(void *arg)
 {
 	struct proc *p = arg;
-	struct ring r = {.rank = p->rank, .size = p->w->size, .sendrecv = sendrecv, .ctx = p};
+	const struct graft_comm r = p->c.comm;
 	float *tmp = malloc(sizeof(float) * (p->n / (size_t)r.size + 1));
 	struct graft_err err = {0};
 
@@ -89,20 +50,18 @@ static float value(int rank, size_t i)
 /* Runs ring_mean on size threads over n values; returns 0 or the first rank's error. */
 static int mean_over(int size, size_t n, int fail_at, float out[][1100])
 {
-	struct world w = {.size = size, .fail_at = fail_at};
+	struct thread_world w;
 	struct proc p[MAX_RANKS];
-	pthread_t t[MAX_RANKS];
 
-	pthread_barrier_init(&w.barrier, NULL, (unsigned)size);
+	thread_world_init(&w, size, fail_at);
 	for (int r = 0; r < size; r++) {
 		for (size_t i = 0; i < n; i++)
 			out[r][i] = value(r, i);
-		p[r] = (struct proc){.w = &w, .rank = r, .v = out[r], .n = n};
-		pthread_create(&t[r], NULL, run, &p[r]);
+		p[r] = (struct proc){.v = out[r], .n = n};
+		thread_comm_init(&p[r].c, &w, r);
 	}
-	for (int r = 0; r < size; r++)
-		pthread_join(t[r], NULL);
-	pthread_barrier_destroy(&w.barrier);
+	thread_world_run(&w, run, p, sizeof(p[0]));
+	thread_world_destroy(&w);
 	return p[0].rc;
 }
 
