@@ -947,16 +947,16 @@ void graft_optim_restore_param(struct graft_optim *o, size_t i, int64_t steps);
 
 /*
  * One process's place in a group of processes that train one model together, each on
- * its share of every batch (graft-train under mpirun; threads in the tests).  The
- * processes form a ring: sendrecv sends send_n bytes at send to rank + 1 and receives
- * recv_n bytes from rank - 1 into recv (ranks modulo size), both at once: a process must
- * not wait for its send to complete before it receives (MPI_Sendrecv).  Every process
- * makes the same calls in the same order.  An error is the transport's.
+ * its share of every batch (graft-train under mpirun; threads in the tests).  sendrecv
+ * sends send_n bytes at send to rank `to` and receives recv_n bytes from rank `from` into
+ * recv, both at once: a process must not wait for its send to complete before it
+ * receives (MPI_Sendrecv).  Every process makes the same calls in the same order.  An
+ * error is the transport's.
  */
 struct graft_comm {
 	int rank, size;
-	int (*sendrecv)(void *ctx, const void *send, size_t send_n, void *recv, size_t recv_n,
-			struct graft_err *err);
+	int (*sendrecv)(void *ctx, int to, const void *send, size_t send_n, int from,
+			void *recv, size_t recv_n, struct graft_err *err);
 	void *ctx;
 };
 /* Every process's each bytes, at buf + rank * each, into every process's buf (size *
@@ -970,9 +970,10 @@ int graft_comm_sum(const struct graft_comm *c, double *v, size_t n, struct graft
  * rank that does not (the same answer on every process). */
 int graft_comm_agree(const struct graft_comm *c, uint64_t value, int *differs,
 		     struct graft_err *err);
-/* v (n floats) becomes its mean over the processes: ring reduce-scatter and all-gather
- * (2 (size - 1) / size of v each way), each chunk summed in an order fixed by the ranks,
- * so that every process holds the same bits, run after run. */
+/* v (n floats) becomes its mean over the processes: reduce-scatter and all-gather (2
+ * (size - 1) / size of v each way), every value summed in rank order and divided by size,
+ * so that every process holds the same bits, run after run, and the bits of one process
+ * that adds the same vectors in that order (lib/dist/comm.c). */
 int graft_comm_mean(const struct graft_comm *c, float *v, size_t n, struct graft_err *err);
 
 /* ---- training: the loop's exact parts (lib/train/train.c) -------------------------------------- */

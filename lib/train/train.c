@@ -17,6 +17,14 @@
  * from the output.  The net trains only the parameters started by its step: the others
  * are frozen in it (no gradient, no update, the frozen prefix's cache applies), and it is
  * rebuilt, carrying everything over, at the steps where more start.
+ *
+ * Pieces (data-parallel training and accumulation): a step's batch is cut into
+ * processes x accumulate pieces of `rows` samples, the net's batch.  Process r runs the
+ * pieces r * accumulate .. r * accumulate + accumulate - 1, one after another (unit u =
+ * step * accumulate + k is the k-th of the step's pieces here); their gradients and
+ * updated running statistics are averaged over the pieces, then over the processes
+ * (graft_comm_mean), so every process updates its copy alike.  With one piece the net's
+ * own gradients are used, untouched.
  */
 #include <float.h>
 #include <fnmatch.h>
@@ -42,18 +50,27 @@ struct graft_trainer {
 	size_t n_x;
 	struct graft_loader *loader;    /* where batches come from (o.loader, or own_loader) */
 	struct graft_loader *own_loader;
-	int64_t xb_step;                /* the step xb holds; -1: none */
-	int64_t *pending;               /* steps requested from the loader and not yet taken,
+	int64_t xb_unit;                /* the unit (piece) xb holds; -1: none */
+	int64_t *pending;               /* units requested from the loader and not yet taken,
 					 * oldest first (a ring of ahead) */
 	int ahead, n_pending, pending_at;
-	int64_t next_request;           /* the step requested next */
-	int64_t *req_samples, *req_epochs;      /* (batch) each */
+	int64_t next_request;           /* the unit requested next */
+	int64_t *req_samples, *req_epochs;      /* (rows) each */
+	/* pieces (see above) */
+	int64_t rows;                   /* samples per piece: the net's batch */
+	int parts;                      /* pieces per step in this process (accumulate) */
+	int64_t first_row;              /* this process's first row of every batch */
+	int group;                      /* processes (1: alone) */
+	float *gsum;                    /* the pieces' mean gradient (all params' numel) */
+	float *state0, *state_sum;      /* running statistics: before the step, summed */
+	size_t n_state;                 /* floats of running statistics in the net */
 	int64_t n;                      /* samples */
 	int64_t classes;                /* cross-entropy: logits per sample; 0 for MSE */
 	int probs;                      /* the output is a Softmax's: probabilities */
 	float *logp;                    /* then their logarithm, per batch */
 	size_t sample_bytes[GRAFT_DATASET_MAX_INPUTS];  /* bytes per sample of each x */
 	uint64_t target_floats;         /* MSE: floats per sample of y */
+	uint64_t param_floats;          /* of all the parameters that train at some step */
 	/* The parameters that train at some step (the model's trainable ones), by optimizer
 	 * index k; live[] lists those the current net trains. */
 	size_t n_params;
@@ -110,6 +127,17 @@ int64_t graft_trainer_sample(struct graft_trainer *t, int64_t step, int64_t j)
 
 	epoch_order(t, pos / t->n);
 	return t->order[pos % t->n];
+}
+
+/* Row j of unit u's piece: its position in the batch of step u / parts. */
+static int64_t unit_pos(const struct graft_trainer *t, int64_t u, int64_t j)
+{
+	return t->first_row + (u % t->parts) * t->rows + j;
+}
+
+static int64_t unit_sample(struct graft_trainer *t, int64_t u, int64_t j)
+{
+	return graft_trainer_sample(t, u / t->parts, unit_pos(t, u, j));
 }
 
 double graft_trainer_epoch(const struct graft_trainer *t, int64_t steps)
@@ -270,10 +298,10 @@ static int check_output(struct graft_trainer *t, struct graft_err *err)
 	int rc;
 
 	graft_net_output(t->net, 0, &out);
-	if (out.dtype != GRAFT_FLOAT || out.rank < 1 || out.dims[0] != t->o.batch)
+	if (out.dtype != GRAFT_FLOAT || out.rank < 1 || out.dims[0] != t->rows)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's first output is not float "
 				     "[batch, ...]: it cannot be trained against the data");
-	uint64_t per = out.nbytes / sizeof(float) / (uint64_t)t->o.batch;
+	uint64_t per = out.nbytes / sizeof(float) / (uint64_t)t->rows;
 	if (t->y->dtype == GRAFT_INT64) {
 		const int64_t *lab = t->y->data;
 		t->classes = (int64_t)per;
@@ -304,26 +332,28 @@ static int alloc_batch(struct graft_trainer *t, struct graft_err *err)
 		struct graft_array *xb = &t->xb[k];
 		*xb = t->x[k];
 		xb->name = NULL;
-		xb->dims[0] = t->o.batch;
-		xb->nbytes = (size_t)t->o.batch * t->sample_bytes[k];
+		xb->dims[0] = t->rows;
+		xb->nbytes = (size_t)t->rows * t->sample_bytes[k];
 		short_of_memory |= !(xb->data = malloc(xb->nbytes + 1));
 	}
 	*yb = *t->y;
 	yb->name = NULL;
-	yb->dims[0] = t->o.batch;
-	yb->nbytes = (size_t)t->o.batch * (t->y->dtype == GRAFT_INT64 ? sizeof(int64_t)
+	yb->dims[0] = t->rows;
+	yb->nbytes = (size_t)t->rows * (t->y->dtype == GRAFT_INT64 ? sizeof(int64_t)
 						: t->target_floats * sizeof(float));
 	yb->data = malloc(yb->nbytes + 1);
 	t->order = malloc(((size_t)t->n + 1) * sizeof(*t->order));
 	t->order_epoch = -1;
-	t->req_samples = malloc(sizeof(int64_t) * (size_t)t->o.batch);
-	t->req_epochs = malloc(sizeof(int64_t) * (size_t)t->o.batch);
+	t->req_samples = malloc(sizeof(int64_t) * (size_t)t->rows);
+	t->req_epochs = malloc(sizeof(int64_t) * (size_t)t->rows);
 	t->pending = malloc(sizeof(int64_t) * (size_t)t->ahead);
-	t->xb_step = -1;
+	t->xb_unit = -1;
+	if (t->group > 1 || t->parts > 1)
+		t->gsum = malloc(sizeof(float) * (size_t)(t->param_floats + 1));
 	if (short_of_memory || !yb->data || !t->order || !t->req_samples || !t->req_epochs ||
-	    !t->pending)
+	    !t->pending || ((t->group > 1 || t->parts > 1) && !t->gsum))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory for a batch of %lld",
-				     (long long)t->o.batch);
+				     (long long)t->rows);
 	return 0;
 }
 
@@ -397,6 +427,7 @@ static int collect_params(struct graft_trainer *t, struct graft_err *err)
 		if (t->o.layer_decay > 0)
 			t->lr_mult[k] *= pow(t->o.layer_decay, (double)depth[i]);
 		numel[k] = mt.numel;
+		t->param_floats += mt.numel;
 		t->n_params++;
 	}
 	rc = graft_optim_new(&t->optim, &t->o.optim, t->n_params, numel, err);
@@ -447,10 +478,10 @@ static void cache_setup(struct graft_trainer *t)
 	for (size_t i = 0; i < nb; i++) {
 		struct graft_array v;
 		int input = graft_net_boundary(t->net, i, &v);
-		if (v.dtype != GRAFT_FLOAT || v.rank < 1 || v.dims[0] != t->o.batch)
+		if (v.dtype != GRAFT_FLOAT || v.rank < 1 || v.dims[0] != t->rows)
 			return;
 		computed |= input == 0;
-		bytes += (double)v.nbytes / (double)t->o.batch * (double)t->n;
+		bytes += (double)v.nbytes / (double)t->rows * (double)t->n;
 	}
 	if (!computed || bytes > limit)
 		return;
@@ -465,7 +496,7 @@ static void cache_setup(struct graft_trainer *t)
 	for (size_t i = 0; i < nb; i++) {
 		struct graft_array v;
 		graft_net_boundary(t->net, i, &v);
-		c->per[i] = v.nbytes / sizeof(float) / (uint64_t)t->o.batch;
+		c->per[i] = v.nbytes / sizeof(float) / (uint64_t)t->rows;
 		if (!(c->rows[i] = malloc((size_t)(c->per[i] * (uint64_t)t->n) * sizeof(float)))) {
 			cache_free(c);
 			return;
@@ -474,19 +505,19 @@ static void cache_setup(struct graft_trainer *t)
 	c->on = 1;
 }
 
-/* Whether every sample of step's batch is cached. */
-static int cache_hit(struct graft_trainer *t, int64_t step)
+/* Whether every sample of unit u's piece is cached. */
+static int cache_hit(struct graft_trainer *t, int64_t u)
 {
 	if (!t->cache.on)
 		return 0;
-	for (int64_t j = 0; j < t->o.batch; j++)
-		if (!t->cache.have[graft_trainer_sample(t, step, j)])
+	for (int64_t j = 0; j < t->rows; j++)
+		if (!t->cache.have[unit_sample(t, u, j)])
 			return 0;
 	return 1;
 }
 
-/* Copies the batch's rows between the cache and the net's boundary values. */
-static void cache_move(struct graft_trainer *t, int64_t step, int store)
+/* Copies the piece's rows between the cache and the net's boundary values. */
+static void cache_move(struct graft_trainer *t, int64_t u, int store)
 {
 	struct cache *c = &t->cache;
 
@@ -494,8 +525,8 @@ static void cache_move(struct graft_trainer *t, int64_t step, int store)
 		struct graft_array v;
 		size_t row = (size_t)c->per[i] * sizeof(float);
 		graft_net_boundary(t->net, i, &v);
-		for (int64_t j = 0; j < t->o.batch; j++) {
-			int64_t s = graft_trainer_sample(t, step, j);
+		for (int64_t j = 0; j < t->rows; j++) {
+			int64_t s = unit_sample(t, u, j);
 			char *net_row = (char *)v.data + (size_t)j * row;
 			char *cached = (char *)c->rows[i] + (size_t)s * row;
 			if (store)
@@ -505,8 +536,8 @@ static void cache_move(struct graft_trainer *t, int64_t step, int store)
 		}
 	}
 	if (store)
-		for (int64_t j = 0; j < t->o.batch; j++)
-			c->have[graft_trainer_sample(t, step, j)] = 1;
+		for (int64_t j = 0; j < t->rows; j++)
+			c->have[unit_sample(t, u, j)] = 1;
 }
 
 const struct graft_net *graft_trainer_net(const struct graft_trainer *t)
@@ -530,6 +561,9 @@ void graft_trainer_free(struct graft_trainer *t)
 	free(t->req_samples);
 	free(t->req_epochs);
 	free(t->pending);
+	free(t->gsum);
+	free(t->state0);
+	free(t->state_sum);
 	graft_loader_free(t->own_loader);
 	for (size_t k = 0; k < t->n_x; k++)
 		free(t->xb[k].data);
@@ -539,7 +573,7 @@ void graft_trainer_free(struct graft_trainer *t)
 	free(t);
 }
 
-static int gather(struct graft_trainer *t, int64_t step, struct graft_err *err);
+static int gather(struct graft_trainer *t, int64_t u, struct graft_err *err);
 static int save_tensor(struct graft_model *m, const struct graft_net_tensor *nt,
 		       struct graft_err *err);
 
@@ -624,7 +658,7 @@ static int plan_net(struct graft_trainer *t, int64_t step, struct graft_err *err
 {
 	int rc;
 
-	if ((rc = gather(t, step, err)))
+	if ((rc = gather(t, step * t->parts, err)))
 		return rc;
 	graft_net_set_training(t->net, 0);
 	rc = graft_net_run(t->net, t->xb, t->n_x, err);
@@ -643,6 +677,32 @@ static int rebuild(struct graft_trainer *t, int64_t step, struct graft_err *err)
 	if ((rc = build_net(t, step, err)) || (rc = plan_net(t, step, err)))
 		return rc;
 	cache_setup(t);
+	return 0;
+}
+
+/* The pieces of a batch (see the top): processes x accumulate equal ones. */
+static int split_batch(struct graft_trainer *t, struct graft_err *err)
+{
+	const struct graft_comm *c = t->o.comm;
+	int64_t pieces;
+
+	t->group = c && c->size > 1 ? c->size : 1;
+	t->parts = t->o.accumulate > 1 ? t->o.accumulate : 1;
+	if (c && (c->rank < 0 || c->rank >= t->group))
+		return graft_err_set(err, GRAFT_EINVAL, "rank %d of a group of %d", c->rank,
+				     t->group);
+	pieces = (int64_t)t->group * t->parts;
+	if (t->o.batch % pieces)
+		return graft_err_set(err, GRAFT_EINVAL, "a batch of %lld does not split into %lld "
+				     "equal pieces (%d processes x %d micro-batches): make it a "
+				     "multiple of %lld", (long long)t->o.batch, (long long)pieces,
+				     t->group, t->parts, (long long)pieces);
+	if (t->o.sync_bn && t->parts > 1)
+		return graft_err_set(err, GRAFT_EINVAL, "synchronised BatchNormalization spans the "
+				     "processes' pieces of a step, not micro-batches that run one "
+				     "after another");
+	t->rows = t->o.batch / pieces;
+	t->first_row = (c && t->group > 1 ? c->rank : 0) * t->parts * t->rows;
 	return 0;
 }
 
@@ -679,7 +739,7 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 		goto fail;
 	if (t->o.batch < 1 || t->o.batch > t->n)
 		t->o.batch = t->o.batch < 1 ? 1 : t->n;
-	if ((rc = alloc_batch(t, err)))
+	if ((rc = split_batch(t, err)) || (rc = alloc_batch(t, err)))
 		goto fail;
 	if (t->n_params == 0 || t->n_live == 0) {
 		/* (a trainable parameter that no node reads is never in the net) */
@@ -723,38 +783,39 @@ size_t graft_trainer_param_count(const struct graft_trainer *t)
 
 /* ---- one step ---------------------------------------------------------------------------- */
 
-/* Asks the loader for step's batch: its samples, each drawn for its own epoch. */
-static int request_step(struct graft_trainer *t, int64_t step, struct graft_err *err)
+/* Asks the loader for unit u's piece: its samples, each drawn for its own epoch. */
+static int request_unit(struct graft_trainer *t, int64_t u, struct graft_err *err)
 {
-	for (int64_t j = 0; j < t->o.batch; j++) {
-		t->req_samples[j] = graft_trainer_sample(t, step, j);
-		t->req_epochs[j] = (step * t->o.batch + j) / t->n;
+	for (int64_t j = 0; j < t->rows; j++) {
+		t->req_samples[j] = unit_sample(t, u, j);
+		t->req_epochs[j] = ((u / t->parts) * t->o.batch + unit_pos(t, u, j)) / t->n;
 	}
-	int rc = graft_loader_request(t->loader, t->req_samples, t->req_epochs, t->o.batch, err);
+	int rc = graft_loader_request(t->loader, t->req_samples, t->req_epochs, t->rows, err);
 	if (!rc)
-		t->pending[(t->pending_at + t->n_pending++) % t->ahead] = step;
+		t->pending[(t->pending_at + t->n_pending++) % t->ahead] = u;
 	return rc;
 }
 
-/* Keeps the loader making the batches of step and the steps after it, up to its depth
+/* Keeps the loader making the pieces of unit u and the units after it, up to its depth
  * and the run's end: those not in xb and whose samples are not all cached yet (one that
  * is cached by the time it comes is taken and left unused). */
-static int request_ahead(struct graft_trainer *t, int64_t step, struct graft_err *err)
+static int request_ahead(struct graft_trainer *t, int64_t u, struct graft_err *err)
 {
+	int64_t end = t->o.total_steps * t->parts;
 	int rc;
 
-	if (t->next_request < step)
-		t->next_request = step;
-	while (t->n_pending < t->ahead && t->next_request <= step + t->ahead &&
-	       (t->o.total_steps <= 0 || t->next_request < t->o.total_steps)) {
+	if (t->next_request < u)
+		t->next_request = u;
+	while (t->n_pending < t->ahead && t->next_request <= u + t->ahead &&
+	       (t->o.total_steps <= 0 || t->next_request < end)) {
 		int64_t k = t->next_request++;
-		if (k != t->xb_step && !cache_hit(t, k) && (rc = request_step(t, k, err)))
+		if (k != t->xb_unit && !cache_hit(t, k) && (rc = request_unit(t, k, err)))
 			return rc;
 	}
 	return 0;
 }
 
-/* Takes the oldest batch requested into xb. */
+/* Takes the oldest piece requested into xb. */
 static int take_pending(struct graft_trainer *t, struct graft_err *err)
 {
 	int rc = graft_loader_take(t->loader, t->xb, err);
@@ -764,38 +825,38 @@ static int take_pending(struct graft_trainer *t, struct graft_err *err)
 	return rc;
 }
 
-/* step's labels or targets into yb. */
-static void labels_of(struct graft_trainer *t, int64_t step)
+/* Unit u's labels or targets into yb. */
+static void labels_of(struct graft_trainer *t, int64_t u)
 {
 	size_t ys = t->y->dtype == GRAFT_INT64 ? sizeof(int64_t) : t->target_floats * sizeof(float);
 
-	for (int64_t j = 0; j < t->o.batch; j++)
+	for (int64_t j = 0; j < t->rows; j++)
 		memcpy((char *)t->yb.data + (size_t)j * ys,
-		       (const char *)t->y->data + (size_t)graft_trainer_sample(t, step, j) * ys, ys);
+		       (const char *)t->y->data + (size_t)unit_sample(t, u, j) * ys, ys);
 }
 
-/* step's batch into xb and yb (once per step): from the loader, which made it ahead
+/* Unit u's piece into xb and yb (once per unit): from the loader, which made it ahead
  * when asked in time. */
-static int gather(struct graft_trainer *t, int64_t step, struct graft_err *err)
+static int gather(struct graft_trainer *t, int64_t u, struct graft_err *err)
 {
 	int rc;
 
-	if (t->xb_step == step)
+	if (t->xb_unit == u)
 		return 0;
-	t->xb_step = -1;
-	if (t->n_pending && t->pending[t->pending_at] != step) {
+	t->xb_unit = -1;
+	if (t->n_pending && t->pending[t->pending_at] != u) {
 		/* not what was asked for ahead (a resume elsewhere): start the queue afresh */
 		while (t->n_pending)
 			if ((rc = take_pending(t, err)))
 				return rc;
-		t->next_request = step;
+		t->next_request = u;
 	}
-	if (!t->n_pending && (rc = request_step(t, step, err)))
+	if (!t->n_pending && (rc = request_unit(t, u, err)))
 		return rc;
 	if ((rc = take_pending(t, err)))
 		return rc;
-	labels_of(t, step);
-	t->xb_step = step;
+	labels_of(t, u);
+	t->xb_unit = u;
 	return 0;
 }
 
@@ -803,11 +864,11 @@ static int loss_and_grad(struct graft_trainer *t, const struct graft_array *out,
 			 int64_t *correct, struct graft_err *err)
 {
 	if (t->probs)
-		return cross_entropy_probs(out->data, t->yb.data, t->o.batch, t->classes,
+		return cross_entropy_probs(out->data, t->yb.data, t->rows, t->classes,
 					   t->o.label_smoothing, t->logp, t->dlogits, loss, correct,
 					   err);
 	if (t->classes)
-		return graft_loss_cross_entropy(out->data, t->yb.data, t->o.batch, t->classes,
+		return graft_loss_cross_entropy(out->data, t->yb.data, t->rows, t->classes,
 						t->o.label_smoothing, t->dlogits, loss, correct, err);
 	*correct = 0;
 	return graft_loss_mse(out->data, t->yb.data, out->nbytes / sizeof(float), t->dlogits,
@@ -842,8 +903,9 @@ static double sum_squares(const float *g, uint64_t n)
 	return sq;
 }
 
-/* torch.nn.utils.clip_grad_norm_: scale every gradient by max / (norm + 1e-6) when the
- * global L2 norm exceeds max.  Returns the norm before clipping. */
+/* torch.nn.utils.clip_grad_norm_: scale every gradient (grads[i]: live parameter i's) by
+ * max / (norm + 1e-6) when the global L2 norm exceeds max.  Returns the norm before
+ * clipping. */
 static double clip_gradients(struct graft_trainer *t, float **grads)
 {
 	double sq = 0;
@@ -851,8 +913,7 @@ static double clip_gradients(struct graft_trainer *t, float **grads)
 	for (size_t i = 0; i < t->n_live; i++) {
 		struct graft_net_tensor nt;
 		graft_net_tensor(t->net, t->net_index[t->live[i]], &nt);
-		grads[i] = (float *)nt.grad;
-		sq += sum_squares(nt.grad, nt.numel);
+		sq += sum_squares(grads[i], nt.numel);
 	}
 	double norm = sqrt(sq);
 	if (t->o.clip_norm > 0 && norm > 0) {
@@ -870,12 +931,194 @@ static double clip_gradients(struct graft_trainer *t, float **grads)
 	return norm;
 }
 
+/* Unit u's piece: its data, forward, loss and backward; its loss and correct count are
+ * added to s's. */
+static int run_piece(struct graft_trainer *t, int64_t u, struct graft_step_stats *s,
+		     struct graft_err *err)
+{
+	struct graft_array out, *ogs;
+	double t0 = graft_now(), t1, loss;
+	int64_t correct;
+	int rc;
+
+	if ((rc = request_ahead(t, u, err)))
+		return rc;
+	if (t->n_pending && t->pending[t->pending_at] == u &&
+	    (rc = gather(t, u, err)))       /* made ahead: taken, even if now cached */
+		return rc;
+	if (cache_hit(t, u)) {
+		cache_move(t, u, 0);
+		labels_of(t, u);        /* (labels still come from the data) */
+		s->data_s += (t1 = graft_now()) - t0;
+		if ((rc = graft_net_run_region(t->net, err)))
+			return rc;
+	} else {
+		if ((rc = gather(t, u, err)))
+			return rc;
+		s->data_s += (t1 = graft_now()) - t0;
+		if ((rc = graft_net_run(t->net, t->xb, t->n_x, err)))
+			return rc;
+		if (t->cache.on)
+			cache_move(t, u, 1);
+	}
+	graft_net_output(t->net, 0, &out);
+	if ((rc = loss_and_grad(t, &out, &loss, &correct, err)))
+		return rc;
+	s->loss += loss;
+	s->correct += correct;
+	/* Outputs after the first get no gradient. */
+	size_t n_out = graft_net_output_count(t->net);
+	if (!(ogs = calloc(n_out + 1, sizeof(*ogs))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	ogs[0] = out;
+	ogs[0].data = t->dlogits;
+	s->forward_s += (t0 = graft_now()) - t1;
+	rc = graft_net_backward(t->net, ogs, n_out, err);
+	free(ogs);
+	s->backward_s += graft_now() - t0;
+	return rc;
+}
+
+/* Piece k's gradients of the live parameters into gsum, one after another in live
+ * order: copied for the first piece, added for the others. */
+static void keep_gradients(struct graft_trainer *t, int k)
+{
+	float *g = t->gsum;
+
+	for (size_t i = 0; i < t->n_live; i++) {
+		struct graft_net_tensor nt;
+		graft_net_tensor(t->net, t->net_index[t->live[i]], &nt);
+		int64_t n = (int64_t)nt.numel;
+		const float *d = nt.grad;
+		if (k == 0) {
+			memcpy(g, d, sizeof(float) * (size_t)n);
+		} else {
+#pragma omp parallel for simd if (n > SQ_CHUNK)
+			for (int64_t j = 0; j < n; j++)
+				g[j] += d[j];
+		}
+		g += n;
+	}
+}
+
+enum { STATE_SAVE, STATE_ADD, STATE_LOAD };
+
+/* The net's running statistics (its tensors that are not parameters, in its order)
+ * and flat: STATE_SAVE copies them into flat, STATE_ADD adds them to it, STATE_LOAD
+ * copies flat into them.  Returns their floats. */
+static size_t move_state(struct graft_trainer *t, float *flat, int how)
+{
+	size_t at = 0;
+
+	for (size_t i = 0; i < graft_net_tensor_count(t->net); i++) {
+		struct graft_net_tensor nt;
+		graft_net_tensor(t->net, i, &nt);
+		if (nt.is_param)
+			continue;
+		for (uint64_t j = 0; flat && j < nt.numel; j++)
+			if (how == STATE_SAVE)
+				flat[at + j] = nt.data[j];
+			else if (how == STATE_ADD)
+				flat[at + j] += nt.data[j];
+			else
+				nt.data[j] = flat[at + j];
+		at += nt.numel;
+	}
+	return at;
+}
+
+/* v divided by parts: as graft_comm_mean divides its rank-order sum by the size, so that
+ * one process accumulating N micro-batches gives the bits of N processes. */
+static void divide(float *v, size_t n, int parts)
+{
+	float by = (float)parts;
+
+#pragma omp parallel for simd if (n > SQ_CHUNK)
+	for (size_t i = 0; i < n; i++)
+		v[i] /= by;
+}
+
+/* Room for the running statistics of the current net, when pieces must average them:
+ * every piece of this process starts from the step's (state0), and their results are
+ * summed (state_sum). */
+static int state_room(struct graft_trainer *t, struct graft_err *err)
+{
+	size_t n = move_state(t, NULL, STATE_SAVE);
+
+	if (n <= t->n_state)
+		return 0;
+	free(t->state0);
+	free(t->state_sum);
+	t->state0 = malloc(sizeof(float) * n);
+	t->state_sum = malloc(sizeof(float) * n);
+	t->n_state = t->state0 && t->state_sum ? n : 0;
+	return t->n_state ? 0 : graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+}
+
+/* Before piece k's run (k > 0): the running statistics as the step found them. */
+static void state_before(struct graft_trainer *t, int k)
+{
+	if (t->parts > 1 && k > 0)
+		move_state(t, t->state0, STATE_LOAD);
+	else if (t->parts > 1)
+		move_state(t, t->state0, STATE_SAVE);
+}
+
+/* After piece k's run: its running statistics summed. */
+static void state_after(struct graft_trainer *t, int k)
+{
+	if (t->parts > 1)
+		move_state(t, t->state_sum, k == 0 ? STATE_SAVE : STATE_ADD);
+}
+
+/*
+ * After the pieces: the gradients (into grads[], by live index), the running statistics
+ * and the step's loss and correct count made the means over the pieces and processes,
+ * equal on every process.  Alone with one piece, grads[] are the net's own gradients.
+ */
+static int exchange(struct graft_trainer *t, struct graft_step_stats *s, float **grads,
+		    struct graft_err *err)
+{
+	const struct graft_comm *c = t->group > 1 ? t->o.comm : NULL;
+	int pieces = t->parts * t->group, average_state = !(t->group > 1 && t->o.sync_bn);
+	size_t n = 0, n_state = move_state(t, NULL, STATE_SAVE);
+	double t0 = graft_now(), sums[2] = {s->loss, (double)s->correct};
+	int rc = 0;
+
+	for (size_t i = 0; i < t->n_live; i++) {
+		struct graft_net_tensor nt;
+		graft_net_tensor(t->net, t->net_index[t->live[i]], &nt);
+		grads[i] = t->gsum ? t->gsum + n : (float *)nt.grad;
+		n += nt.numel;
+	}
+	if (pieces == 1)
+		return 0;
+	if (t->parts > 1)
+		divide(t->gsum, n, t->parts);
+	if (c && (rc = graft_comm_mean(c, t->gsum, n, err)))
+		return rc;
+	if (n_state && average_state) {
+		if (t->parts == 1)
+			move_state(t, t->state_sum, STATE_SAVE);
+		else
+			divide(t->state_sum, n_state, t->parts);
+		if (c && (rc = graft_comm_mean(c, t->state_sum, n_state, err)))
+			return rc;
+		move_state(t, t->state_sum, STATE_LOAD);
+	}
+	if (c && (rc = graft_comm_sum(c, sums, 2, err)))
+		return rc;
+	s->loss = sums[0] / pieces;
+	s->correct = (int64_t)sums[1];
+	s->comm_s = graft_now() - t0;
+	return 0;
+}
+
 int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 		       struct graft_err *err)
 {
-	struct graft_array out, og;
 	float **grads;
-	double lr = graft_trainer_lr(t, t->step);
+	double lr = graft_trainer_lr(t, t->step), t0;
 	int rc;
 
 	if (t->step >= t->next_start && (rc = rebuild(t, t->step, err)))
@@ -883,52 +1126,30 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 	memset(s, 0, sizeof(*s));
 	s->step = t->step;
 	s->lr = lr;
-	double t0 = graft_now(), t1;
-	if ((rc = request_ahead(t, t->step, err)))
+	if ((t->parts > 1 || t->group > 1) && (rc = state_room(t, err)))
 		return rc;
-	if (t->n_pending && t->pending[t->pending_at] == t->step &&
-	    (rc = gather(t, t->step, err)))       /* made ahead: taken, even if now cached */
-		return rc;
-	if (cache_hit(t, t->step)) {
-		cache_move(t, t->step, 0);
-		labels_of(t, t->step);  /* (labels still come from the data) */
-		s->data_s = (t1 = graft_now()) - t0;
-		if ((rc = graft_net_run_region(t->net, err)))
+	for (int k = 0; k < t->parts; k++) {
+		state_before(t, k);
+		if ((rc = run_piece(t, t->step * t->parts + k, s, err)))
 			return rc;
-	} else {
-		if ((rc = gather(t, t->step, err)))
-			return rc;
-		s->data_s = (t1 = graft_now()) - t0;
-		if ((rc = graft_net_run(t->net, t->xb, t->n_x, err)))
-			return rc;
-		if (t->cache.on)
-			cache_move(t, t->step, 1);
+		state_after(t, k);
+		if (t->gsum)
+			keep_gradients(t, k);
 	}
-	graft_net_output(t->net, 0, &out);
-	if ((rc = loss_and_grad(t, &out, &s->loss, &s->correct, err)))
-		return rc;
 	s->count = t->o.batch;
-	if (!isfinite(s->loss))
-		return graft_err_set(err, GRAFT_EDIVERGED, "the loss is %s at step %lld",
-				     isnan(s->loss) ? "NaN" : "infinite", (long long)t->step + 1);
-	/* Outputs after the first get no gradient. */
-	size_t n_out = graft_net_output_count(t->net);
-	struct graft_array *ogs = calloc(n_out + 1, sizeof(*ogs));
-	if (!ogs || !(grads = calloc(t->n_live + 1, sizeof(*grads)))) {
-		free(ogs);
+	if (!(grads = calloc(t->n_live + 1, sizeof(*grads))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	}
-	og = out;
-	og.data = t->dlogits;
-	ogs[0] = og;
-	s->forward_s = (t0 = graft_now()) - t1;
-	rc = graft_net_backward(t->net, ogs, n_out, err);
-	free(ogs);
-	if (rc) {
+	if ((rc = exchange(t, s, grads, err))) {
 		free(grads);
 		return rc;
 	}
-	s->backward_s = (t1 = graft_now()) - t0;
+	/* (the same on every process: the loss and gradients are the group's) */
+	if (!isfinite(s->loss)) {
+		free(grads);
+		return graft_err_set(err, GRAFT_EDIVERGED, "the loss is %s at step %lld",
+				     isnan(s->loss) ? "NaN" : "infinite", (long long)t->step + 1);
+	}
+	t0 = graft_now();
 	s->grad_norm = clip_gradients(t, grads);
 	if (!isfinite(s->grad_norm)) {
 		free(grads);
@@ -943,7 +1164,7 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 		graft_optim_update(t->optim, k, nt.data, grads[i], lr * t->lr_mult[k]);
 	}
 	free(grads);
-	s->update_s = graft_now() - t1;
+	s->update_s = graft_now() - t0;
 	t->step++;
 	return 0;
 }
@@ -1027,35 +1248,68 @@ static int score(struct graft_net *net, const struct graft_array *out, int64_t r
 	return 0;
 }
 
+/* A group's evaluation: the processes' sums (loss times count, counts, confusion) added,
+ * the same on every process. */
+static int eval_sum(const struct graft_comm *c, double *total, struct graft_eval *e,
+		    struct graft_err *err)
+{
+	size_t nc = (size_t)(e->confusion ? e->classes * e->classes : 0);
+	double *v = malloc(sizeof(double) * (3 + nc));
+	int rc;
+
+	if (!v)
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	v[0] = *total;
+	v[1] = (double)e->correct;
+	v[2] = (double)e->count;
+	for (size_t i = 0; i < nc; i++)
+		v[3 + i] = (double)e->confusion[i];
+	if (!(rc = graft_comm_sum(c, v, 3 + nc, err))) {
+		*total = v[0];
+		e->correct = (int64_t)v[1];
+		e->count = (int64_t)v[2];
+		for (size_t i = 0; i < nc; i++)
+			e->confusion[i] = (int64_t)v[3 + i];
+	}
+	free(v);
+	return rc;
+}
+
 /* The samples of l in batches, scored.  With pad, the last, partial batch is filled up
  * to batch by repeating its last sample (whose extra results are ignored), so that a net
  * planned for batch is never replanned: the trainer evaluates between epochs with the
- * training net.  Batches are requested as far ahead as the loader makes them. */
+ * training net.  Batches are requested as far ahead as the loader makes them.  With a
+ * group (c), each process scores its share of the samples, [rank * n / size, (rank + 1)
+ * * n / size), and the shares are added up. */
 static int evaluate(struct graft_net *net, struct graft_loader *l, const struct graft_array *y,
-		    int64_t batch, int pad, struct graft_eval *e, struct graft_err *err)
+		    int64_t batch, int pad, const struct graft_comm *c, struct graft_eval *e,
+		    struct graft_err *err)
 {
 	struct graft_array xb[GRAFT_DATASET_MAX_INPUTS], out;
 	size_t n_x = graft_loader_inputs(l, xb);
-	int64_t n = xb[0].dims[0], asked = 0, ahead = graft_loader_ahead(l), pending = 0;
+	int64_t all = xb[0].dims[0], ahead = graft_loader_ahead(l), pending = 0;
+	int group = c && c->size > 1;
+	int64_t from = group ? all * c->rank / c->size : 0;
+	int64_t n = group ? all * (c->rank + 1) / c->size : all, asked = from;
 	int64_t *samples = NULL;
 	double total = 0;
 	int rc = 0;
 
 	if (batch < 1)
 		batch = 1;
-	if (batch > n && !pad)
-		batch = n;
-	if (y->rank < 1 || y->dims[0] != n)
+	if (batch > n - from && !pad)
+		batch = n - from > 0 ? n - from : 1;
+	if (y->rank < 1 || y->dims[0] != all)
 		return graft_err_set(err, GRAFT_EINVAL, "the data has %lld samples but %lld labels",
-				     (long long)n, y->rank ? (long long)y->dims[0] : 0LL);
+				     (long long)all, y->rank ? (long long)y->dims[0] : 0LL);
 	for (size_t k = 0; k < n_x; k++) {
-		size_t row = xb[k].nbytes / (size_t)n;
+		size_t row = xb[k].nbytes / (size_t)all;
 		if (!(xb[k].data = malloc(row * (size_t)batch + 1)))
 			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
 	if (!rc && !(samples = malloc(sizeof(int64_t) * (size_t)batch)))
 		rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	for (int64_t at = 0; !rc && at < n; at += batch) {
+	for (int64_t at = from; !rc && at < n; at += batch) {
 		int64_t b = n - at < batch ? n - at : batch, rows = pad ? batch : b;
 		for (; !rc && asked < n && asked < at + ahead * batch; asked += batch, pending++) {
 			int64_t ab = n - asked < batch ? n - asked : batch;
@@ -1075,6 +1329,8 @@ static int evaluate(struct graft_net *net, struct graft_loader *l, const struct 
 	for (size_t k = 0; k < n_x; k++)
 		free(xb[k].data);
 	free(samples);
+	if (!rc && group)
+		rc = eval_sum(c, &total, e, err);
 	e->loss = e->count ? total / (double)e->count : 0;
 	e->accuracy = e->count ? (double)e->correct / (double)e->count : 0;
 	return rc;
@@ -1083,14 +1339,14 @@ static int evaluate(struct graft_net *net, struct graft_loader *l, const struct 
 /* evaluate over in-memory arrays, through a loader of their rows. */
 static int evaluate_arrays(struct graft_net *net, const struct graft_array *x, size_t n_x,
 			   const struct graft_array *y, int64_t batch, int pad,
-			   struct graft_eval *e, struct graft_err *err)
+			   const struct graft_comm *c, struct graft_eval *e, struct graft_err *err)
 {
 	struct graft_loader_opts lo = {0};
 	struct graft_loader *l;
 	int rc = graft_loader_new(&l, x, n_x, &lo, err);
 
 	if (!rc)
-		rc = evaluate(net, l, y, batch, pad, e, err);
+		rc = evaluate(net, l, y, batch, pad, c, e, err);
 	graft_loader_free(l);
 	return rc;
 }
@@ -1099,14 +1355,14 @@ int graft_evaluate(struct graft_net *net, const struct graft_array *x, size_t n_
 		   const struct graft_array *y,
 		   int64_t batch, struct graft_eval *e, struct graft_err *err)
 {
-	return evaluate_arrays(net, x, n_x, y, batch, 0, e, err);
+	return evaluate_arrays(net, x, n_x, y, batch, 0, NULL, e, err);
 }
 
 int graft_evaluate_loader(struct graft_net *net, struct graft_loader *l,
 			  const struct graft_array *y, int64_t batch, struct graft_eval *e,
 			  struct graft_err *err)
 {
-	return evaluate(net, l, y, batch, 0, e, err);
+	return evaluate(net, l, y, batch, 0, NULL, e, err);
 }
 
 int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x, size_t n_x,
@@ -1115,7 +1371,8 @@ int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x,
 	int rc;
 
 	graft_net_set_training(t->net, 0);
-	rc = evaluate_arrays(t->net, x, n_x, y, t->o.batch, 1, e, err);
+	rc = evaluate_arrays(t->net, x, n_x, y, t->rows, 1, t->group > 1 ? t->o.comm : NULL, e,
+			     err);
 	graft_net_set_training(t->net, 1);
 	return rc;
 }
@@ -1127,7 +1384,7 @@ int graft_trainer_evaluate_loader(struct graft_trainer *t, struct graft_loader *
 	int rc;
 
 	graft_net_set_training(t->net, 0);
-	rc = evaluate(t->net, l, y, t->o.batch, 1, e, err);
+	rc = evaluate(t->net, l, y, t->rows, 1, t->group > 1 ? t->o.comm : NULL, e, err);
 	graft_net_set_training(t->net, 1);
 	return rc;
 }

@@ -3,18 +3,27 @@
  * PaddleOCR's ends, and as graft-head leaves such a model): cross-entropy reads the
  * probabilities' logarithm, so every step's loss and accuracy, and so the updates, equal
  * those of the same classifier without the Softmax, trained on its logits.
+ *
+ * Data-parallel training, with threads as the processes (threadcomm.h), on a classifier
+ * with BatchNormalization: 2 and 4 processes train as one process that accumulates as
+ * many micro-batches (each piece's own batch statistics), bit for bit, with SGD and
+ * AdamW; every process holds the same bits, and a second run gives them again; the
+ * group's evaluation equals one process's within 1e-6; a batch that does not split is
+ * refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "graft.h"
 #include "testmodel.h"
+#include "threadcomm.h"
 
 #define IN TM_FEATURES
 #define CLASSES TM_CLASSES
@@ -190,11 +199,215 @@ static void test_frozen_prefix_cache(void **state)
 	}
 }
 
+
+/* ---- data-parallel training ------------------------------------------------------------ */
+
+#define DP_SAMPLES 24
+#define DP_HIDDEN 6
+#define DP_STEPS 16
+#define DP_BATCH 8
+
+/* x [batch, 4] -> Gemm (W1 [6, 4], B1) -> BatchNormalization (opset 15: training mode
+ * in a training net) -> Relu -> Gemm (W [3, 6]) -> y */
+static struct graft_model *bn_classifier(void)
+{
+	Onnx__ModelProto *mp = tm_model(15);
+	float w1[DP_HIDDEN * IN], b1[DP_HIDDEN], w[CLASSES * DP_HIDDEN];
+	float sc[DP_HIDDEN], bi[DP_HIDDEN], mean[DP_HIDDEN], var[DP_HIDDEN];
+	struct { const char *name; int rank; int64_t dims[2]; const float *v; size_t n; } init[] = {
+		{"W1", 2, {DP_HIDDEN, IN}, w1, DP_HIDDEN * IN}, {"B1", 1, {DP_HIDDEN}, b1, DP_HIDDEN},
+		{"scale", 1, {DP_HIDDEN}, sc, DP_HIDDEN}, {"bias", 1, {DP_HIDDEN}, bi, DP_HIDDEN},
+		{"mean", 1, {DP_HIDDEN}, mean, DP_HIDDEN}, {"var", 1, {DP_HIDDEN}, var, DP_HIDDEN},
+		{"W", 2, {CLASSES, DP_HIDDEN}, w, CLASSES * DP_HIDDEN},
+	};
+
+	for (int i = 0; i < DP_HIDDEN * IN; i++)
+		w1[i] = (float)((i * 5) % 7) * 0.2f - 0.5f;
+	for (int i = 0; i < CLASSES * DP_HIDDEN; i++)
+		w[i] = (float)((i * 7) % 5) * 0.3f - 0.6f;
+	for (int c = 0; c < DP_HIDDEN; c++) {
+		b1[c] = 0.1f * (float)c - 0.2f;
+		sc[c] = 1 + 0.1f * (float)c;
+		bi[c] = 0.05f * (float)c;
+		mean[c] = 0;
+		var[c] = 1;
+	}
+	tm_input(mp, "x", 1, 2, (int64_t[]){-1, IN});
+	tm_output(mp, "y", 1, 2, (int64_t[]){-1, CLASSES});
+	for (size_t k = 0; k < sizeof(init) / sizeof(init[0]); k++) {
+		Onnx__TensorProto *t = tm_tensor(init[k].name, 1, init[k].rank, init[k].dims);
+		tm_raw(t, init[k].v, init[k].n * sizeof(float));
+		tm_initializer(mp, t);
+	}
+	tm_attr_int(tm_node(mp, "Gemm", "fc1", (const char *[]){"x", "W1", "B1", NULL},
+			    (const char *[]){"h", NULL}), "transB", 1);
+	tm_node(mp, "BatchNormalization", "bn",
+		(const char *[]){"h", "scale", "bias", "mean", "var", NULL},
+		(const char *[]){"n", NULL});
+	tm_node(mp, "Relu", "relu", (const char *[]){"n", NULL}, (const char *[]){"r", NULL});
+	tm_attr_int(tm_node(mp, "Gemm", "fc", (const char *[]){"r", "W", NULL},
+			    (const char *[]){"y", NULL}), "transB", 1);
+	return tm_load(mp);
+}
+
+struct dp_data {
+	float xs[DP_SAMPLES * IN];
+	int64_t ys[DP_SAMPLES];
+	struct graft_array x, y;
+};
+
+static void dp_make_data(struct dp_data *d)
+{
+	for (int i = 0; i < DP_SAMPLES; i++) {
+		d->ys[i] = (i * 7) % CLASSES;
+		for (int k = 0; k < IN; k++)    /* the class shows, with noise */
+			d->xs[i * IN + k] = (float)((i * 13 + k * 5) % 11) * 0.1f - 0.5f +
+					    (k == d->ys[i] ? 0.8f : 0.0f);
+	}
+	d->x = (struct graft_array){.dtype = GRAFT_FLOAT, .rank = 2, .dims = {DP_SAMPLES, IN},
+				    .data = d->xs, .nbytes = sizeof(d->xs)};
+	d->y = (struct graft_array){.dtype = GRAFT_INT64, .rank = 1, .dims = {DP_SAMPLES},
+				    .data = d->ys, .nbytes = sizeof(d->ys)};
+}
+
+#define DP_FLOATS (DP_HIDDEN * IN + 5 * DP_HIDDEN + CLASSES * DP_HIDDEN)
+
+/* One process's run (alone, or one of a group): its options, then what it trained. */
+struct dp_run {
+	struct thread_comm c;
+	int group, accumulate, optimizer;
+	const struct dp_data *d;
+	float weights[DP_FLOATS];       /* every tensor the run changes, one after another */
+	double loss[DP_STEPS];
+	struct graft_eval eval;
+	int rc;
+	char msg[sizeof(((struct graft_err *)0)->msg)];
+};
+
+static void *dp_train(void *arg)
+{
+	static const char *names[] = {"W1", "B1", "scale", "bias", "mean", "var", "W"};
+	struct dp_run *r = arg;
+	struct graft_model *m = bn_classifier();
+	struct graft_train_opts o = {.batch = DP_BATCH, .total_steps = DP_STEPS, .shuffle = 1,
+				     .seed = 5, .accumulate = r->accumulate};
+	struct graft_trainer *t = NULL;
+	struct graft_err err = {0};
+	size_t at = 0;
+
+	graft_optim_defaults(&o.optim, r->optimizer);
+	o.optim.lr = r->optimizer == GRAFT_OPTIM_SGD ? 0.05 : 0.01;
+	o.comm = r->group > 1 ? &r->c.comm : NULL;
+	r->rc = graft_trainer_new(&t, m, &r->d->x, 1, &r->d->y, &o, &err);
+	for (int step = 0; !r->rc && step < DP_STEPS; step++) {
+		struct graft_step_stats s;
+		r->rc = graft_trainer_step(t, &s, &err);
+		r->loss[step] = s.loss;
+	}
+	if (!r->rc)
+		r->rc = graft_eval_init(&r->eval, CLASSES, &err);
+	if (!r->rc)
+		r->rc = graft_trainer_evaluate(t, &r->d->x, 1, &r->d->y, &r->eval, &err);
+	if (!r->rc)
+		r->rc = graft_trainer_save(t, m, &err);
+	for (size_t k = 0; !r->rc && k < sizeof(names) / sizeof(names[0]); k++) {
+		struct graft_tensor mt;
+		graft_model_tensor(m, (size_t)graft_model_find_tensor(m, names[k]), &mt);
+		memcpy(r->weights + at, mt.data, mt.nbytes);
+		at += mt.numel;
+	}
+	snprintf(r->msg, sizeof(r->msg), "%s", err.msg);
+	graft_trainer_free(t);
+	graft_model_free(m);
+	return NULL;
+}
+
+/* size processes (threads; 1: alone) each accumulating `accumulate` micro-batches. */
+static void dp_group(struct dp_run *runs, int size, int accumulate, int optimizer,
+		     const struct dp_data *d)
+{
+	struct thread_world w;
+
+	thread_world_init(&w, size, -1);
+	for (int r = 0; r < size; r++) {
+		runs[r] = (struct dp_run){.group = size, .accumulate = accumulate,
+					  .optimizer = optimizer, .d = d};
+		thread_comm_init(&runs[r].c, &w, r);
+	}
+	thread_world_run(&w, dp_train, runs, sizeof(runs[0]));
+	thread_world_destroy(&w);
+	for (int r = 0; r < size; r++)
+		if (runs[r].rc)
+			fail_msg("rank %d of %d: %s", r, size, runs[r].msg);
+}
+
+static void test_data_parallel(void **state)
+{
+	static const int optimizers[] = {GRAFT_OPTIM_SGD, GRAFT_OPTIM_ADAMW};
+	static struct dp_run alone, group[4], again[4];
+	struct dp_data d;
+
+	(void)state;
+	dp_make_data(&d);
+	for (size_t o = 0; o < 2; o++)
+		for (int size = 2; size <= 4; size += 2) {
+			dp_group(&alone, 1, size, optimizers[o], &d);
+			dp_group(group, size, 1, optimizers[o], &d);
+			dp_group(again, size, 1, optimizers[o], &d);
+			/* it trained: the loss fell, from the first 4 steps to the last 4 */
+			double first = 0, last = 0;
+			for (int k = 0; k < 4; k++) {
+				first += alone.loss[k];
+				last += alone.loss[DP_STEPS - 4 + k];
+			}
+			assert_true(last < 0.9 * first);
+			for (int r = 0; r < size; r++) {
+				assert_memory_equal(group[r].weights, group[0].weights,
+						    sizeof(group[0].weights));
+				assert_memory_equal(again[r].weights, group[0].weights,
+						    sizeof(group[0].weights));
+				assert_memory_equal(group[r].loss, group[0].loss,
+						    sizeof(group[0].loss));
+				assert_int_equal(group[r].eval.correct, alone.eval.correct);
+				assert_int_equal(group[r].eval.count, DP_SAMPLES);
+				assert_true(fabs(group[r].eval.loss - alone.eval.loss) <=
+					    1e-6 * alone.eval.loss);
+				graft_eval_release(&group[r].eval);
+				graft_eval_release(&again[r].eval);
+			}
+			graft_eval_release(&alone.eval);
+			/* the same bits: each piece runs as the lone process's micro-batch does,
+			 * and the pieces are added in the same order */
+			assert_memory_equal(group[0].weights, alone.weights, sizeof(alone.weights));
+			assert_memory_equal(group[0].loss, alone.loss, sizeof(alone.loss));
+		}
+}
+
+/* A batch that does not cut into equal pieces is refused, saying what would. */
+static void test_uneven_batch(void **state)
+{
+	struct dp_data d;
+	struct graft_model *m = bn_classifier();
+	struct graft_trainer *t;
+	struct graft_train_opts o = {.batch = 6, .total_steps = 1, .accumulate = 4};
+	struct graft_err err = {0};
+
+	(void)state;
+	dp_make_data(&d);
+	graft_optim_defaults(&o.optim, GRAFT_OPTIM_SGD);
+	assert_int_equal(graft_trainer_new(&t, m, &d.x, 1, &d.y, &o, &err), GRAFT_EINVAL);
+	assert_non_null(strstr(err.msg, "a batch of 6 does not split into 4 equal pieces"));
+	assert_non_null(strstr(err.msg, "multiple of 4"));
+	graft_model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_softmax_output_trains_as_logits),
 		cmocka_unit_test(test_frozen_prefix_cache),
+		cmocka_unit_test(test_data_parallel),
+		cmocka_unit_test(test_uneven_batch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,21 +3,23 @@
 
 #include "threadcomm.h"
 
-static int sendrecv(void *ctx, const void *send, size_t send_n, void *recv, size_t recv_n,
-		    struct graft_err *err)
+static int sendrecv(void *ctx, int to, const void *send, size_t send_n, int from,
+		    void *recv, size_t recv_n, struct graft_err *err)
 {
 	struct thread_comm *c = ctx;
 	struct thread_world *w = c->w;
-	int rank = c->comm.rank, from = (rank + w->size - 1) % w->size, fail;
+	int rank = c->comm.rank, fail, for_us;
 	size_t sent;
 
 	w->out[rank] = send;
 	w->out_n[rank] = send_n;
+	w->out_to[rank] = to;
 	pthread_barrier_wait(&w->barrier);
 	/* (read before the next barrier: after it, a rank may post its next send) */
 	fail = w->calls == w->fail_at;
 	sent = w->out_n[from];
-	if (!fail && sent == recv_n)
+	for_us = w->out_to[from] == rank;
+	if (!fail && for_us && sent == recv_n)
 		memcpy(recv, w->out[from], recv_n);
 	pthread_barrier_wait(&w->barrier);
 	if (rank == 0)
@@ -25,9 +27,9 @@ static int sendrecv(void *ctx, const void *send, size_t send_n, void *recv, size
 	pthread_barrier_wait(&w->barrier);
 	if (fail)
 		return graft_err_set(err, GRAFT_EIO, "the link broke");
-	if (sent != recv_n)
-		return graft_err_set(err, GRAFT_EINVAL, "sent %zu bytes, expected %zu", sent,
-				     recv_n);
+	if (!for_us || sent != recv_n)
+		return graft_err_set(err, GRAFT_EINVAL, "rank %d sent %zu bytes to rank %d; rank %d "
+				     "expected %zu", from, sent, w->out_to[from], rank, recv_n);
 	return 0;
 }
 

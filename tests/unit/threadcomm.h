@@ -1,8 +1,8 @@
 /*
  * threadcomm.h: a struct graft_comm whose processes are threads of one test, for the
- * data-parallel code's unit tests: every sendrecv posts its block, waits for all, copies
- * its left neighbour's, and waits again, so that no sender changes a buffer while it is
- * read.  fail_at makes that call (counted on rank 0) fail on every rank with GRAFT_EIO.
+ * data-parallel code's unit tests: every sendrecv posts its block and its destination,
+ * waits for all, copies the block its source posted for it, and waits again, so that no
+ * sender changes a buffer while it is read.  fail_at makes that call (counted on rank 0) fail on every rank with GRAFT_EIO.
  */
 #ifndef GRAFT_TEST_THREADCOMM_H
 #define GRAFT_TEST_THREADCOMM_H
@@ -18,6 +18,7 @@ struct thread_world {
 	pthread_barrier_t barrier;
 	const void *out[THREAD_MAX_RANKS];
 	size_t out_n[THREAD_MAX_RANKS];
+	int out_to[THREAD_MAX_RANKS];
 	int fail_at;            /* -1: none */
 	int calls;
 };
