@@ -47,6 +47,13 @@ static const char usage[] =
 	"      --label-smoothing X   cross-entropy label smoothing (default 0)\n"
 	"      --bn MODE             train (default): BatchNormalization with trainable scale\n"
 	"                            uses batch statistics; frozen: running statistics\n"
+	"      --accumulate N        run each batch as N micro-batches (each with its own\n"
+	"                            BatchNormalization statistics), their gradients averaged\n"
+	"data-parallel training, under mpirun (docs/distributed.md): every process runs\n"
+	"an equal share of each batch (--batch is the whole, global batch):\n"
+	TOOL_DIST_HELP
+	"      --sync-bn             BatchNormalization statistics over the whole batch, not\n"
+	"                            each process's share\n"
 	"      --seed S              seed of the data order, augmentation, Dropout (default 0)\n"
 	"      --no-shuffle          step k uses samples k*B .. k*B+B-1 (mod N)\n"
 	"      --augment LIST        training images changed at random, per sample and epoch:\n"
@@ -92,7 +99,7 @@ struct cmdline {
 	int64_t steps, checkpoint_every, log_every, step_epochs;
 	struct graft_train_opts o;
 	struct graft_lr_mult *mults;
-	int quiet, force, lr_set, momentum_set, wd_set, no_tune;
+	int quiet, force, lr_set, momentum_set, wd_set, no_tune, distributed;
 	uint64_t max_memory;    /* 0: the memory available */
 };
 
@@ -191,6 +198,7 @@ enum {
 	OPT_WD, OPT_BETAS, OPT_EPS, OPT_SCHEDULE, OPT_WARMUP, OPT_LR_MULT, OPT_CLIP, OPT_SMOOTH, OPT_BN,
 	OPT_SEED, OPT_NO_SHUFFLE, OPT_AUGMENT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME, OPT_LOG,
 	OPT_LOG_EVERY, OPT_CACHE, OPT_LP_FT, OPT_LP_LR, OPT_UNFREEZE, OPT_LAYER_DECAY,
+	OPT_ACCUMULATE, OPT_SYNC_BN, OPT_DISTRIBUTED,
 };
 
 static void parse_option(struct cmdline *cl, int c)
@@ -250,6 +258,13 @@ static void parse_option(struct cmdline *cl, int c)
 			tool_usage(usage, 2, "--bn: '%s' is not train or frozen", optarg);
 		cl->o.bn_frozen = strcmp(optarg, "frozen") == 0;
 		break;
+	case OPT_ACCUMULATE:
+		cl->o.accumulate = (int)parse_count(optarg, "--accumulate", 1);
+		if (cl->o.accumulate > 65536)
+			tool_usage(usage, 2, "--accumulate: %s micro-batches is too many", optarg);
+		break;
+	case OPT_SYNC_BN: cl->o.sync_bn = 1; break;
+	case OPT_DISTRIBUTED: cl->distributed = 1; break;
 	case OPT_SEED: cl->o.seed = (uint64_t)parse_count(optarg, "--seed", 0); break;
 	case OPT_NO_SHUFFLE: cl->o.shuffle = 0; break;
 	case OPT_AUGMENT: parse_augment(cl, optarg); break;
@@ -325,6 +340,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl,
 		{"clip-norm", required_argument, NULL, OPT_CLIP},
 		{"label-smoothing", required_argument, NULL, OPT_SMOOTH},
 		{"bn", required_argument, NULL, OPT_BN}, {"seed", required_argument, NULL, OPT_SEED},
+		{"accumulate", required_argument, NULL, OPT_ACCUMULATE},
+		{"sync-bn", no_argument, NULL, OPT_SYNC_BN},
+		{"distributed", no_argument, NULL, OPT_DISTRIBUTED},
 		{"no-shuffle", no_argument, NULL, OPT_NO_SHUFFLE},
 		{"augment", required_argument, NULL, OPT_AUGMENT},
 		TOOL_LOADER_LONGOPTS,
@@ -391,6 +409,9 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl,
 		tool_usage(usage, 2, "--checkpoint-every needs --checkpoint");
 	if (cl->o.lp_lr > 0 && cl->lp_ft <= 0)
 		tool_usage(usage, 2, "--lp-lr needs --lp-ft");
+	if (cl->o.sync_bn && cl->o.accumulate > 1)
+		tool_usage(usage, 2, "--sync-bn and --accumulate: micro-batches run one after "
+			   "another, so their statistics cannot be shared");
 }
 
 /* ---- progress and logs ---------------------------------------------------------------------- */
@@ -407,13 +428,14 @@ struct run {
 	int tty;
 	double t0, t_epoch;
 	/* since the last report: */
-	double loss_sum;
+	double loss_sum, comm_s;
 	int64_t correct, count, steps;
 	int64_t epoch_done;             /* epochs completed */
 	int64_t epoch_start_step;
 	size_t live;                    /* parameter tensors training */
 	double val_accuracy;            /* the last validation's, -1 before one */
-	double phase_s[4];              /* --profile: data, forward, backward, update */
+	double phase_s[5];              /* --profile: data, forward, backward, update,
+					 * exchange with the group */
 	int64_t phase_steps;            /* the steps they sum over */
 };
 
@@ -478,8 +500,12 @@ static void report(struct run *r, int64_t step, int epoch_end)
 			if (r->classes)
 				fprintf(r->log, ", \"val_accuracy\": %.6g", ev.accuracy);
 		}
-		fprintf(r->log, ", \"lr\": %.6g, \"images_per_s\": %.1f, \"seconds\": %.2f}\n",
+		fprintf(r->log, ", \"lr\": %.6g, \"images_per_s\": %.1f, \"seconds\": %.2f",
 			graft_trainer_lr(r->t, step > 0 ? step - 1 : 0), rate, graft_now() - r->t0);
+		if (tool_comm())
+			fprintf(r->log, ", \"comm_s_per_step\": %.4f", r->comm_s /
+				(double)(r->steps ? r->steps : 1));
+		fputs("}\n", r->log);
 		if (fflush(r->log) || ferror(r->log))
 			tool_die("%s: write failed", r->cl->log);
 	}
@@ -497,7 +523,7 @@ static void report(struct run *r, int64_t step, int epoch_end)
 		fprintf(stderr, "  %.0f img/s  %.1f s\n", rate, graft_now() - r->t0);
 	}
 	graft_eval_release(&ev);
-	r->loss_sum = 0;
+	r->loss_sum = r->comm_s = 0;
 	r->correct = r->count = r->steps = 0;
 	r->t_epoch = graft_now();
 }
@@ -513,7 +539,8 @@ static void write_model(struct run *r, const char *path, int binary_check)
 	tool_defer_stops(0);
 	if (graft_trainer_save(r->t, r->m, &err))
 		tool_die("%s", err.msg);
-	tool_write_graft(r->m, path, NULL, binary_check, r->cl->force);
+	if (tool_dist_writer())         /* (the others hold the same state) */
+		tool_write_graft(r->m, path, NULL, binary_check, r->cl->force);
 	tool_defer_stops(1);
 }
 
@@ -608,6 +635,35 @@ static void take_recipe(struct cmdline *cl, int argc, char **argv, const struct 
 			"it\n", tool_name, text);
 }
 
+/* In a group: rank 0 alone reports and logs; every process must have been started with
+ * the same arguments. */
+static void join_group(struct cmdline *cl, const struct graft_comm *comm)
+{
+	tool_dist_agree(tool_args_digest(), "was started with other arguments");
+	if (comm->rank != 0) {
+		cl->quiet = 1;
+		cl->log = NULL;
+	}
+}
+
+/* The batch must cut into equal pieces, one or --accumulate per process: said once, by
+ * rank 0, before any process starts (graft_trainer_new would refuse it on each). */
+static void check_split(const struct cmdline *cl, const struct graft_comm *comm, int64_t batch)
+{
+	int64_t pieces = (int64_t)(comm ? comm->size : 1) *
+			 (cl->o.accumulate > 1 ? cl->o.accumulate : 1);
+
+	if (batch % pieces == 0)
+		return;
+	if (tool_dist_writer())
+		fprintf(stderr, "%s: a batch of %lld does not split into %lld equal pieces (%d "
+			"process%s x %d micro-batch%s): make --batch a multiple of %lld\n",
+			tool_name, (long long)batch, (long long)pieces, comm ? comm->size : 1,
+			comm ? "es" : "", cl->o.accumulate > 1 ? cl->o.accumulate : 1,
+			cl->o.accumulate > 1 ? "es" : "", (long long)pieces);
+	exit(1);
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
@@ -615,9 +671,11 @@ int main(int argc, char **argv)
 	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], y;
 	struct graft_err err = {0};
 	int64_t batch, n, steps_per_epoch;
+	const struct graft_comm *comm;
 
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl, NULL, 0);
+	comm = tool_dist_start(cl.distributed);
 	memset(&r, 0, sizeof(r));
 	r.val_accuracy = -1;
 	r.cl = &cl;
@@ -626,9 +684,17 @@ int main(int argc, char **argv)
 			tool_die("refusing to write a model to a terminal (use -o FILE or -f)");
 	}
 	/* With --resume, the checkpoint holds the model as trained so far. */
-	r.m = tool_read_model(cl.resume ? cl.resume : cl.model);
+	r.m = tool_dist_read_model(cl.resume ? cl.resume : cl.model);
 	take_recipe(&cl, argc, argv, r.m);
+	if (comm)
+		join_group(&cl, comm);
 	load_data(&r, &cl, x, &y);
+	if (comm) {
+		tool_dist_agree(tool_dataset_digest(cl.data), "read other training data (--data)");
+		if (cl.val)
+			tool_dist_agree(tool_dataset_digest(cl.val), "read other validation data "
+					"(--val)");
+	}
 	n = x[0].dims[0];
 	batch = cl.o.batch < n ? cl.o.batch : n;
 	cl.o.total_steps = total_steps(&cl, n, batch);
@@ -640,9 +706,11 @@ int main(int argc, char **argv)
 	steps_per_epoch = (int64_t)ceil((double)n / (double)batch);
 	if (cl.o.schedule == GRAFT_SCHEDULE_STEP)
 		cl.o.step_every = cl.step_epochs * steps_per_epoch;
+	check_split(&cl, comm, batch);
 	check_memory(&cl, r.m, x, r.n_x, batch);
 	cl.o.wisdom = tool_wisdom(cl.no_tune, cl.quiet);
 	cl.o.loader = r.loader;
+	cl.o.comm = comm;
 	if (graft_trainer_new(&r.t, r.m, x, r.n_x, &y, &cl.o, &err))
 		tool_die("%s", err.msg);
 	if (cl.resume && graft_trainer_resume(r.t, r.m, &err))
@@ -659,6 +727,14 @@ int main(int argc, char **argv)
 			(long long)batch, (long long)r.total,
 			graft_trainer_epoch(r.t, r.total), graft_trainer_param_count(r.t),
 			graft_optim_name(cl.o.optim.kind), cl.o.optim.lr);
+	if (!cl.quiet && (comm || cl.o.accumulate > 1)) {
+		int procs = comm ? comm->size : 1, micro = cl.o.accumulate > 1 ? cl.o.accumulate : 1;
+		fprintf(stderr, "%s: each batch in %d pieces of %lld samples: %d process%s x %d "
+			"micro-batch%s%s\n", tool_name, procs * micro,
+			(long long)(batch / (procs * micro)), procs, procs > 1 ? "es" : "", micro,
+			micro > 1 ? "es" : "", cl.o.sync_bn && procs > 1
+			? ", BatchNormalization statistics over the whole batch" : "");
+	}
 	if (!cl.quiet && cl.o.lp_steps)
 		fprintf(stderr, "%s: LP-FT: the head alone for %lld steps at lr %g first\n",
 			tool_name, (long long)cl.o.lp_steps,
@@ -679,6 +755,8 @@ int main(int argc, char **argv)
 		r.phase_s[1] += s.forward_s;
 		r.phase_s[2] += s.backward_s;
 		r.phase_s[3] += s.update_s;
+		r.phase_s[4] += s.comm_s;
+		r.comm_s += s.comm_s;
 		r.phase_steps++;
 		if (r.tty)
 			progress(&r, step, &s);
@@ -692,14 +770,17 @@ int main(int argc, char **argv)
 		if (cl.checkpoint && done < r.total &&
 		    (cl.checkpoint_every ? done % cl.checkpoint_every == 0 : epoch_end))
 			write_model(&r, cl.checkpoint, 0);
-		if (tool_stop_signal) {
+		/* (a group stops together, after the same step, when any process was told) */
+		if (comm ? tool_dist_any(tool_stop_signal) : tool_stop_signal) {
+			int sig = tool_stop_signal ? tool_stop_signal : SIGTERM;
 			if (r.tty)
 				fputc('\n', stderr);
 			write_model(&r, cl.checkpoint ? cl.checkpoint : cl.out, !cl.checkpoint);
-			fprintf(stderr, "%s: interrupted after step %lld; %s holds the state: "
-				"continue with --resume\n", tool_name, (long long)done,
-				cl.checkpoint ? cl.checkpoint : cl.out ? cl.out : "the output");
-			exit(128 + tool_stop_signal);
+			if (tool_dist_writer())
+				fprintf(stderr, "%s: interrupted after step %lld; %s holds the state: "
+					"continue with --resume\n", tool_name, (long long)done,
+					cl.checkpoint ? cl.checkpoint : cl.out ? cl.out : "the output");
+			exit(128 + sig);
 		}
 	}
 	if (cl.checkpoint)
@@ -717,8 +798,12 @@ int main(int argc, char **argv)
 	if (cl.o.profile) {
 		double *p = r.phase_s;
 		fprintf(stderr, "%s: profile: %lld steps: data %.3f s, forward and loss %.3f s, "
-			"backward %.3f s, update %.3f s\n", tool_name, (long long)r.phase_steps, p[0],
+			"backward %.3f s, update %.3f s", tool_name, (long long)r.phase_steps, p[0],
 			p[1], p[2], p[3]);
+		if (comm)
+			fprintf(stderr, ", exchange with the group %.3f s (%.4f s a step)", p[4],
+				p[4] / (double)(r.phase_steps ? r.phase_steps : 1));
+		fputc('\n', stderr);
 		tool_print_profile(graft_trainer_net(r.t));
 	}
 	if (cl.o.profile)

@@ -23,6 +23,8 @@ static char **current_argv;     /* the array getopt permutes, which optind index
 #define MAX_OUTPUTS 4
 static struct graft_output *outputs[MAX_OUTPUTS];
 
+void (*tool_on_die)(int status);
+
 volatile sig_atomic_t tool_stop_signal;
 static volatile sig_atomic_t defer_stops;
 
@@ -105,6 +107,8 @@ void tool_die(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	if (tool_on_die)
+		tool_on_die(1);
 	exit(1);
 }
 
@@ -222,6 +226,23 @@ void tool_add_history(struct graft_model *m)
 			 (unsigned long long)graft_dataset_digest(&datasets[i].ds));
 	if (graft_model_note_history(m, note, &err))
 		tool_die("%s", err.msg);
+}
+
+uint64_t tool_args_digest(void)
+{
+	uint64_t h = 0;
+
+	for (int i = 1; i < tool_argc; i++)     /* (each with its end, so "a b" != "ab") */
+		h = graft_xxh64(tool_argv[i], strlen(tool_argv[i]) + 1, h);
+	return h;
+}
+
+uint64_t tool_dataset_digest(const char *path)
+{
+	for (size_t i = 0; i < n_datasets; i++)
+		if (strcmp(datasets[i].path, path) == 0)
+			return graft_dataset_digest(&datasets[i].ds);
+	tool_die("%s: not read in this run", path);
 }
 
 /* Reads a dataset (or a list of shards) into the datasets of the run, or dies. */

@@ -30,6 +30,9 @@ void tool_defer_stops(int on);
 
 /* "graft-TOOL: message", then exit 1. */
 void tool_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* Called by tool_die, when set, with the exit status instead of exit (dist.c: a process
+ * of a group ends the whole group, MPI_Abort). */
+extern void (*tool_on_die)(int status);
 
 /* Prints the usage text: to stdout with exit 0 (help), or to stderr with exit 2 after
  * "graft-TOOL: message" (a usage error). */
@@ -178,5 +181,36 @@ void tool_check_memory(struct graft_net *net, const char *path,
 void tool_check_model_memory(const struct graft_model *m, const char *path,
 			     const struct graft_net_opts *opts, const struct graft_array *x,
 			     size_t n_x, int64_t batch, uint64_t extra, uint64_t max_memory);
+
+/*
+ * Data-parallel runs (dist.c; graft-train, graft-eval and graft-plan link it): a tool
+ * started by mpirun (Open MPI) or another MPI launcher, or given --distributed, joins the
+ * group of processes it was started with.  Rank 0 reads the model and gives it to the
+ * others, and alone writes outputs, logs and messages; every process reads its own
+ * share of the data.  A process that dies (tool_die) ends the whole group.  A build
+ * without MPI refuses a group, exit 1, naming how to rebuild.
+ */
+#define TOOL_DIST_HELP \
+	"      --distributed         train as one process of a group started by an MPI\n" \
+	"                            launcher (implied under mpirun: docs/distributed.md)\n"
+/* Joins the group (forced: --distributed, else only when a launcher started this
+ * process): this process's place in it, or NULL when it is alone. */
+const struct graft_comm *tool_dist_start(int forced);
+/* The group joined, or NULL. */
+const struct graft_comm *tool_comm(void);
+/* Whether this process writes (rank 0, or alone). */
+int tool_dist_writer(void);
+/* tool_read_model, except that in a group rank 0 reads path (stdin when NULL or "-")
+ * and every process gets a copy of what it read. */
+struct graft_model *tool_dist_read_model(const char *path);
+/* Unless every process of the group holds rank 0's value, rank 0 says that the first
+ * other rank "<what> than rank 0" (e.g. "read other data") and every process exits 1. */
+void tool_dist_agree(uint64_t value, const char *what);
+/* XXH64 over the arguments as typed (each with its terminating zero). */
+uint64_t tool_args_digest(void);
+/* graft_dataset_digest of the dataset this run read from path (tool_open_loader...). */
+uint64_t tool_dataset_digest(const char *path);
+/* Whether flag is set on any process of the group (on this one, alone). */
+int tool_dist_any(int flag);
 
 #endif
