@@ -738,6 +738,13 @@ struct graft_net_opts {
 	int bn_frozen;  /* training: every BatchNormalization uses its running statistics,
 			 * even where its scale and bias train */
 	int input_grads;/* training: also the gradients of the graph inputs */
+	/* training: BatchNormalization's batch statistics over a group of processes, each
+	 * running its share of the batch (synchronised BatchNorm, data-parallel training):
+	 * group_sum(group_ctx, v, n, err) must replace v (n doubles) by its sum over the
+	 * group, the same bits on every process, every process making the same calls.
+	 * NULL: each run's own batch. */
+	int (*group_sum)(void *ctx, double *v, size_t n, struct graft_err *err);
+	void *group_ctx;
 	uint64_t seed;  /* training: Dropout masks */
 	int no_fuse;    /* keep every node as it is (no folding or fusion) and every value
 			 * plain: each has its shape and data after a run

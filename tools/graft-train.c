@@ -679,6 +679,13 @@ int main(int argc, char **argv)
 	memset(&r, 0, sizeof(r));
 	r.val_accuracy = -1;
 	r.cl = &cl;
+	if (comm && (!cl.out || strcmp(cl.out, "-") == 0)) {
+		/* mpirun passes a process's stdout through a terminal, which changes bytes */
+		if (tool_dist_writer())
+			fprintf(stderr, "%s: in a group of processes (mpirun), write the model with "
+				"-o FILE, not to stdout\n", tool_name);
+		exit(1);
+	}
 	if (!cl.out || strcmp(cl.out, "-") == 0) {
 		if (isatty(STDOUT_FILENO) && !cl.force)
 			tool_die("refusing to write a model to a terminal (use -o FILE or -f)");

@@ -268,6 +268,8 @@ static int mark_training_nodes(struct graft_net *net, const struct graph_index *
 			if ((rc = bn_state(net, gi, n, 3, err)) || (rc = bn_state(net, gi, n, 4, err)) ||
 			    (rc = add_training_node(net, i, err)))
 				return rc;
+			n->group_sum = net->opts.group_sum;
+			n->group_ctx = net->opts.group_ctx;
 		} else if (strcmp(n->op->name, "Dropout") == 0 && autograd_region(n) &&
 			   (rc = add_training_node(net, i, err))) {
 			return rc;

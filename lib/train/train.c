@@ -607,6 +607,12 @@ static int param_of(const struct graft_trainer *t, long i, size_t *k)
 	return i >= 0 && lo < t->n_params && t->tensor[lo] == (size_t)i;
 }
 
+/* graft_net_opts.group_sum over the trainer's group (synchronised BatchNorm). */
+static int group_sum(void *ctx, double *v, size_t n, struct graft_err *err)
+{
+	return graft_comm_sum(ctx, v, n, err);
+}
+
 /* Builds the net that trains the parameters started by step, the others frozen in it,
  * in place of the current one (whose values go back into the model first, and whose
  * Dropout generator the new one continues). */
@@ -616,6 +622,11 @@ static int build_net(struct graft_trainer *t, int64_t step, struct graft_err *er
 				    .profile = t->o.profile, .wisdom = t->o.wisdom};
 	struct graft_net *net = NULL;
 	int rc;
+
+	if (t->o.sync_bn && t->o.comm && t->o.comm->size > 1) {
+		no.group_sum = group_sum;
+		no.group_ctx = (void *)t->o.comm;
+	}
 
 	if (t->net && (rc = store_tensors(t, t->model, err)))
 		return rc;

@@ -13,7 +13,12 @@
  * In a training net the executor sets n->training on a BatchNormalization whose scale or
  * bias trains: it then normalises with the batch's statistics too, and updates its
  * running statistics (the net's own copies) in place as PyTorch does, the variance with
- * Bessel's correction.  BatchNormalization's backward (in both modes) reduces per
+ * Bessel's correction.  With a group (graft_net_opts.group_sum: synchronised BatchNorm),
+ * the statistics are the whole group's: the sums of x, then of (x - mean)^2, and in
+ * backward the sums of dy and dy * (x - mean), are added over the processes, so each
+ * normalises as one process with the whole batch would.  (The scale's and bias's own
+ * gradients stay this process's: the trainer averages them over the group as it does
+ * every parameter's.)  BatchNormalization's backward (in both modes) reduces per
  * channel and then makes one pass over the elements: dX = k1 * dY + k2 * (X - mean) + k3,
  * k2 and k3 carrying the terms through the batch statistics.  LayerNormalization's does
  * the same per row.
@@ -188,33 +193,82 @@ static void bn_apply(const float *x, float *y, const float *a, const float *b, i
 }
 
 /* Per-channel mean and variance of x (N, C, inner) over N and inner. */
+/* Channel c's sum of x, and its sum of (x - m)^2, over N rows of C channels of inner
+ * values. */
+static double bn_channel_sum(const float *x, int64_t N, int64_t C, int64_t inner, int64_t c)
+{
+	double s = 0;
+
+	for (int64_t i = 0; i < N; i++) {
+		const float *p = x + (i * C + c) * inner;
+#pragma omp simd reduction(+:s)
+		for (int64_t k = 0; k < inner; k++)
+			s += p[k];
+	}
+	return s;
+}
+
+static double bn_channel_squares(const float *x, int64_t N, int64_t C, int64_t inner,
+				 int64_t c, double m)
+{
+	double q = 0;
+
+	for (int64_t i = 0; i < N; i++) {
+		const float *p = x + (i * C + c) * inner;
+#pragma omp simd reduction(+:q)
+		for (int64_t k = 0; k < inner; k++)
+			q += ((double)p[k] - m) * ((double)p[k] - m);
+	}
+	return q;
+}
+
 static void bn_batch_stats(const float *x, int64_t N, int64_t C, int64_t inner, double *mean,
 			   double *var)
 {
 #pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
 	for (int64_t c = 0; c < C; c++) {
-		double s = 0, q = 0, m, cnt = (double)(N * inner);
-		for (int64_t i = 0; i < N; i++) {
-			const float *p = x + (i * C + c) * inner;
-#pragma omp simd reduction(+:s)
-			for (int64_t k = 0; k < inner; k++)
-				s += p[k];
-		}
-		m = cnt > 0 ? s / cnt : 0;
-		for (int64_t i = 0; i < N; i++) {
-			const float *p = x + (i * C + c) * inner;
-#pragma omp simd reduction(+:q)
-			for (int64_t k = 0; k < inner; k++)
-				q += ((double)p[k] - m) * ((double)p[k] - m);
-		}
+		double cnt = (double)(N * inner);
+		double m = cnt > 0 ? bn_channel_sum(x, N, C, inner, c) / cnt : 0;
 		mean[c] = m;
-		var[c] = cnt > 0 ? q / cnt : 0;
+		var[c] = cnt > 0 ? bn_channel_squares(x, N, C, inner, c, m) / cnt : 0;
 	}
+}
+
+/* A group's statistics (synchronised BatchNorm): the mean and (biased) variance per
+ * channel over every process's batch, from two sums over the group; *count: the values
+ * per channel in all. */
+static int bn_group_stats(struct node *n, const float *x, int64_t N, int64_t C, int64_t inner,
+			  double *mean, double *var, double *count, struct graft_err *err)
+{
+	double *v = malloc(sizeof(double) * (size_t)(C + 1));
+	int rc;
+
+	if (!v)
+		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
+#pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
+	for (int64_t c = 0; c < C; c++)
+		v[c] = bn_channel_sum(x, N, C, inner, c);
+	v[C] = (double)(N * inner);
+	if ((rc = n->group_sum(n->group_ctx, v, (size_t)C + 1, err)))
+		goto out;
+	*count = v[C];
+#pragma omp parallel for schedule(static) if (N * C * inner > PAR_MIN)
+	for (int64_t c = 0; c < C; c++) {
+		mean[c] = v[c] / *count;
+		var[c] = bn_channel_squares(x, N, C, inner, c, mean[c]);
+	}
+	if (!(rc = n->group_sum(n->group_ctx, var, (size_t)C, err)))
+		for (int64_t c = 0; c < C; c++)
+			var[c] /= *count;
+out:
+	free(v);
+	return rc;
 }
 
 /* What backward needs of a forward run: the statistics it normalised with. */
 struct bn_state {
 	int batch;              /* 1: the batch's own (they depend on X) */
+	double count;           /* the values per channel they came from (a group's: all) */
 	float *mean, *invstd;   /* (C) mean and 1 / sqrt(var + eps) */
 	float *a, *b;           /* (C) y = x * a + b, as forward computed it */
 };
@@ -259,11 +313,11 @@ static int bn_keep(struct node *n, int batch, const double *mean, const double *
 /* The executor's training mode: running = momentum * running + (1 - momentum) * batch, the
  * variance unbiased (PyTorch's BatchNorm), into the net's copies of the statistics. */
 static int bn_update_running(struct node *n, const double *bmean, const double *bvar,
-			     int64_t C, int64_t count, double mom, struct graft_err *err)
+			     int64_t C, double count, double mom, struct graft_err *err)
 {
 	struct value *rm = n->in[3], *rv = n->in[4];
 	float *mean = rm->data, *var = rv->data;
-	double bessel = (double)count / (double)(count - 1);
+	double bessel = count / (count - 1);
 
 	if (!(rm->flags & VALUE_STATE) || !(rv->flags & VALUE_STATE))
 		return node_err(n, err, GRAFT_EINVAL, "running statistics are not the net's own");
@@ -286,6 +340,7 @@ static int bn_run(struct node *n, struct graft_err *err)
 	int64_t inner = spatial ? prod_dims(x->dims, 2, x->rank) : 1;
 	float *ab;
 	double *st;             /* (2C) the mean and variance used: the batch's or running */
+	double count = (double)(N * inner);     /* the values per channel in the statistics */
 
 	if (n->training && N * inner < 2)
 		return node_err(n, err, GRAFT_EINVAL, "training needs more than one value per "
@@ -297,7 +352,13 @@ static int bn_run(struct node *n, struct graft_err *err)
 		free(st);
 		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
 	}
-	if (training) {
+	if (training && n->training && n->group_sum) {
+		if ((rc = bn_group_stats(n, x->data, N, C, inner, st, st + C, &count, err))) {
+			free(ab);
+			free(st);
+			return rc;
+		}
+	} else if (training) {
 		bn_batch_stats(x->data, N, C, inner, st, st + C);
 	} else {
 		for (int64_t c = 0; c < C; c++) {
@@ -324,9 +385,9 @@ static int bn_run(struct node *n, struct graft_err *err)
 		}
 	}
 	if (n->training)
-		rc = bn_update_running(n, st, st + C, C, N * inner, mom, err);
-	if (!rc && n->needs_grad)
-		rc = bn_keep(n, training, st, st + C, eps, ab, C, err);
+		rc = bn_update_running(n, st, st + C, C, count, mom, err);
+	if (!rc && n->needs_grad && !(rc = bn_keep(n, training, st, st + C, eps, ab, C, err)))
+		((struct bn_state *)n->priv)->count = count;
 	free(ab);
 	free(st);
 	return rc;
@@ -417,20 +478,31 @@ static int bn_backward(struct node *n, struct graft_err *err)
 	int spatial = n->opset < 9 ? (int)attr_int(n, "spatial", 1) : 1;
 	int64_t N = x->dims[0], C = spatial ? x->dims[1] : prod_dims(x->dims, 1, x->rank);
 	int64_t inner = spatial ? prod_dims(x->dims, 2, x->rank) : 1;
-	double M = (double)(N * inner), *sums;
+	double M = s ? s->count : 0, *sums;
 	float *k = NULL;
+	int rc;
 
 	if (!s)
 		return node_err(n, err, GRAFT_EINVAL, "backward before a forward run");
-	if (!(sums = malloc(sizeof(double) * (size_t)(2 * C + 1))) ||
+	if (!(sums = malloc(sizeof(double) * (size_t)(4 * C + 1))) ||
 	    (n->gin[0] && !(k = malloc(sizeof(float) * (size_t)(3 * C + 1))))) {
 		free(sums);
 		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
 	}
 	struct bn_act act = bn_act_of(n);
 	bn_grad_sums(x->data, dy, s, &act, N, C, inner, sums, sums + C);
+	/* sums: this process's sum(dy), sum(dy * xc), then the group's, for dx (the scale's
+	 * and bias's gradients are this process's own: see the top) */
+	memcpy(sums + 2 * C, sums, sizeof(double) * (size_t)(2 * C));
+	if (s->batch && n->training && n->group_sum &&
+	    (rc = n->group_sum(n->group_ctx, sums + 2 * C, (size_t)(2 * C), err))) {
+		free(sums);
+		free(k);
+		return rc;
+	}
 	for (int64_t c = 0; c < C; c++) {
 		double sdy = sums[c], sdyx = sums[C + c], inv = s->invstd[c], a = scale[c] * inv;
+		double gdy = sums[2 * C + c], gdyx = sums[3 * C + c];
 		if (n->gin[1])
 			((float *)n->gin[1]->data)[c] = (float)(inv * sdyx);
 		if (n->gin[2])
@@ -442,8 +514,8 @@ static int bn_backward(struct node *n, struct graft_err *err)
 				s->batch ? 0.0f : (float)(-0.5 * a * inv * inv * sdyx);
 		if (k) {
 			k[c] = (float)a;
-			k[C + c] = s->batch ? (float)(-a * inv * inv * sdyx / M) : 0.0f;
-			k[2 * C + c] = s->batch ? (float)(-a * sdy / M) : 0.0f;
+			k[C + c] = s->batch ? (float)(-a * inv * inv * gdyx / M) : 0.0f;
+			k[2 * C + c] = s->batch ? (float)(-a * gdy / M) : 0.0f;
 		}
 	}
 	if (k)

@@ -121,6 +121,10 @@ struct node {
 	 * value has several readers. */
 	struct value **gin;
 	struct graft_rng *rng;  /* the net's, for Dropout masks */
+	/* BatchNormalization in training: statistics summed over a group of processes
+	 * (graft_net_opts.group_sum); NULL: this run's batch alone */
+	int (*group_sum)(void *ctx, double *v, size_t n, struct graft_err *err);
+	void *group_ctx;
 	int inplace;            /* out[0] shares in[0]'s buffer (a training net's Relu whose
 				 * input nothing else reads and whose producer's backward does
 				 * not read its output): one activation less to keep */
