@@ -745,6 +745,13 @@ struct graft_net_opts {
 	 * NULL: each run's own batch. */
 	int (*group_sum)(void *ctx, double *v, size_t n, struct graft_err *err);
 	void *group_ctx;
+	/* training: called by graft_net_backward as soon as a parameter's gradient is final
+	 * (no node left to add to it), with its graft_net_tensor index, so that it can be
+	 * sent on while backward goes on (data-parallel training's overlap): every
+	 * parameter once per backward, in graft_net_grad_order's order.  An error it
+	 * returns ends the backward with it.  NULL: none. */
+	int (*grad_ready)(void *ctx, size_t tensor, struct graft_err *err);
+	void *grad_ctx;
 	uint64_t seed;  /* training: Dropout masks */
 	int no_fuse;    /* keep every node as it is (no folding or fusion) and every value
 			 * plain: each has its shape and data after a run
@@ -822,6 +829,10 @@ struct graft_net_tensor {
 	const float *grad;      /* parameters, after graft_net_backward; NULL before a plan */
 };
 size_t graft_net_tensor_count(const struct graft_net *net);
+/* The parameters' graft_net_tensor indices, into tensors (room for
+ * graft_net_tensor_count), in the order graft_net_backward finishes their gradients:
+ * the last layer's first.  Returns their count; valid after a run (the plan). */
+size_t graft_net_grad_order(const struct graft_net *net, size_t *tensors);
 void graft_net_tensor(const struct graft_net *net, size_t i, struct graft_net_tensor *t);
 /* dL/d input i after graft_net_backward (input_grads set); GRAFT_EINVAL otherwise. */
 int graft_net_input_grad(const struct graft_net *net, size_t i, struct graft_array *view,
@@ -965,6 +976,10 @@ struct graft_comm {
 	int (*sendrecv)(void *ctx, int to, const void *send, size_t send_n, int from,
 			void *recv, size_t recv_n, struct graft_err *err);
 	void *ctx;
+	/* 1: sendrecv may be called from any thread, one at a time (MPI_THREAD_SERIALIZED):
+	 * the trainer then averages gradients on a thread of its own while backward goes
+	 * on; 0: only from the thread that runs the trainer. */
+	int any_thread;
 };
 /* Every process's each bytes, at buf + rank * each, into every process's buf (size *
  * each bytes). */
@@ -1055,8 +1070,14 @@ struct graft_train_opts {
 	 * over the processes (synchronised BatchNorm), instead of each process's own part;
 	 * then equal to one process at the same batch. */
 	int sync_bn;
+	/* With comm: the gradients are averaged in buckets of at least this many bytes, each
+	 * as soon as backward has finished it, while backward goes on (when the transport
+	 * allows: graft_comm.any_thread, and not with sync_bn).  0: the default,
+	 * GRAFT_TRAIN_BUCKET_DEFAULT (PyTorch DDP's 25 MB). */
+	int64_t bucket_bytes;
 };
 #define GRAFT_TRAIN_CACHE_DEFAULT ((int64_t)2 << 30)
+#define GRAFT_TRAIN_BUCKET_DEFAULT ((size_t)25 << 20)
 /* The LP phase's rate under o: lp_lr, or 10 times optim.lr where lp_lr is 0. */
 double graft_train_lp_lr(const struct graft_train_opts *o);
 /* The steps that cover that many epochs of n samples at batch (a partial step counts):

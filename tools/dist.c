@@ -86,14 +86,16 @@ const struct graft_comm *tool_dist_start(int forced)
 
 	if (!forced && !launched())
 		return NULL;
-	if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+	/* serialized: the trainer's exchange thread averages gradients during backward */
+	if (MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS)
 		tool_die("MPI_Init failed: was this started by mpirun?");
 	in_group = 1;
 	atexit(mpi_end);
 	MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 	MPI_Comm_size(MPI_COMM_WORLD, &size);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-	comm = (struct graft_comm){.rank = rank, .size = size, .sendrecv = mpi_sendrecv};
+	comm = (struct graft_comm){.rank = rank, .size = size, .sendrecv = mpi_sendrecv,
+				   .any_thread = provided >= MPI_THREAD_SERIALIZED};
 	if (size < 2)
 		return NULL;
 	tool_on_die = mpi_abort;

@@ -54,6 +54,8 @@ static const char usage[] =
 	TOOL_DIST_HELP
 	"      --sync-bn             BatchNormalization statistics over the whole batch, not\n"
 	"                            each process's share\n"
+	"      --bucket SIZE         average the gradients in buckets of SIZE, each as soon\n"
+	"                            as backward has made it (default 25M)\n"
 	"      --seed S              seed of the data order, augmentation, Dropout (default 0)\n"
 	"      --no-shuffle          step k uses samples k*B .. k*B+B-1 (mod N)\n"
 	"      --augment LIST        training images changed at random, per sample and epoch:\n"
@@ -198,7 +200,7 @@ enum {
 	OPT_WD, OPT_BETAS, OPT_EPS, OPT_SCHEDULE, OPT_WARMUP, OPT_LR_MULT, OPT_CLIP, OPT_SMOOTH, OPT_BN,
 	OPT_SEED, OPT_NO_SHUFFLE, OPT_AUGMENT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME, OPT_LOG,
 	OPT_LOG_EVERY, OPT_CACHE, OPT_LP_FT, OPT_LP_LR, OPT_UNFREEZE, OPT_LAYER_DECAY,
-	OPT_ACCUMULATE, OPT_SYNC_BN, OPT_DISTRIBUTED,
+	OPT_ACCUMULATE, OPT_SYNC_BN, OPT_DISTRIBUTED, OPT_BUCKET,
 };
 
 static void parse_option(struct cmdline *cl, int c)
@@ -264,6 +266,9 @@ static void parse_option(struct cmdline *cl, int c)
 			tool_usage(usage, 2, "--accumulate: %s micro-batches is too many", optarg);
 		break;
 	case OPT_SYNC_BN: cl->o.sync_bn = 1; break;
+	case OPT_BUCKET:
+		cl->o.bucket_bytes = (int64_t)tool_parse_size("--bucket", optarg, usage);
+		break;
 	case OPT_DISTRIBUTED: cl->distributed = 1; break;
 	case OPT_SEED: cl->o.seed = (uint64_t)parse_count(optarg, "--seed", 0); break;
 	case OPT_NO_SHUFFLE: cl->o.shuffle = 0; break;
@@ -342,6 +347,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl,
 		{"bn", required_argument, NULL, OPT_BN}, {"seed", required_argument, NULL, OPT_SEED},
 		{"accumulate", required_argument, NULL, OPT_ACCUMULATE},
 		{"sync-bn", no_argument, NULL, OPT_SYNC_BN},
+		{"bucket", required_argument, NULL, OPT_BUCKET},
 		{"distributed", no_argument, NULL, OPT_DISTRIBUTED},
 		{"no-shuffle", no_argument, NULL, OPT_NO_SHUFFLE},
 		{"augment", required_argument, NULL, OPT_AUGMENT},

@@ -760,25 +760,116 @@ static int backward_node(struct node *n, struct graft_err *err)
 	return 0;
 }
 
+/* Where each parameter's gradient becomes final: the run position of the first node (in
+ * run order, so the last in backward) that takes a gradient for it, into at[] by
+ * tracked index; -1 for none (zeroed after the backward).  Then the parameters sorted
+ * by it, the latest position first (ties in tracked order), into order[]; their count,
+ * or SIZE_MAX without memory. */
+struct grad_at {
+	long at;
+	size_t i;
+};
+
+static int by_grad_at(const void *a, const void *b)
+{
+	const struct grad_at *x = a, *y = b;
+	/* positions descending, -1 (never) last, then tracked order */
+	long kx = x->at < 0 ? -1 : x->at, ky = y->at < 0 ? -1 : y->at;
+	if (kx != ky)
+		return kx > ky ? -1 : 1;
+	return (x->i > y->i) - (x->i < y->i);
+}
+
+static size_t grad_positions(const struct graft_net *net, long *at, size_t *order)
+{
+	size_t T = net->ag->n_tracked, n = 0;
+	long *tracked_of = malloc(sizeof(long) * (net->n_values + 1));
+	struct grad_at *g = malloc(sizeof(*g) * (T + 1));
+
+	if (!tracked_of || !g) {
+		free(tracked_of);
+		free(g);
+		return SIZE_MAX;
+	}
+	for (size_t v = 0; v < net->n_values; v++)
+		tracked_of[v] = -1;
+	for (size_t i = 0; i < T; i++) {
+		long v = strmap_get(&net->by_name, net->ag->tracked[i].v->name);
+		if (v >= 0)
+			tracked_of[v] = (long)i;
+		at[i] = -1;
+	}
+	for (size_t r = net->n_run; r-- > 0;) {
+		const struct node *c = &net->nodes[net->run_list[r]];
+		for (size_t j = 0; c->needs_grad && c->gin && j < c->n_in; j++) {
+			long v = c->gin[j] && c->in[j] ? strmap_get(&net->by_name, c->in[j]->name) : -1;
+			if (v >= 0 && tracked_of[v] >= 0)
+				at[tracked_of[v]] = (long)r;
+		}
+	}
+	for (size_t i = 0; i < T; i++)
+		if (net->ag->tracked[i].v->flags & VALUE_PARAM)
+			g[n++] = (struct grad_at){at[i], i};
+	qsort(g, n, sizeof(*g), by_grad_at);
+	for (size_t k = 0; k < n; k++)
+		order[k] = g[k].i;
+	free(tracked_of);
+	free(g);
+	return n;
+}
+
+size_t graft_net_grad_order(const struct graft_net *net, size_t *tensors)
+{
+	long *at;
+	size_t n;
+
+	if (!net->ag || !(at = malloc(sizeof(long) * (net->ag->n_tracked + 1))))
+		return 0;
+	n = grad_positions(net, at, tensors);
+	free(at);
+	return n == SIZE_MAX ? 0 : n;
+}
+
 int graft_net_backward(struct graft_net *net, const struct graft_array *out_grads, size_t n,
 		       struct graft_err *err)
 {
+	int (*ready)(void *, size_t, struct graft_err *) = net->opts.grad_ready;
+	size_t *order = NULL, n_order = 0, next = 0;
+	long *at = NULL;
 	int rc;
 
 	if (!net->ag || !net->planned)
 		return graft_err_set(err, GRAFT_EINVAL, "backward needs a training net after a run");
+	if (ready) {
+		at = malloc(sizeof(long) * (net->ag->n_tracked + 1));
+		order = malloc(sizeof(size_t) * (net->ag->n_tracked + 1));
+		if (!at || !order || (n_order = grad_positions(net, at, order)) == SIZE_MAX) {
+			free(at);
+			free(order);
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		}
+	}
 	clear_ready(net);
 	if ((rc = seed_outputs(net, out_grads, n, err)))
-		return rc;
+		goto out;
 	for (size_t r = net->n_run; r-- > 0;) {
 		struct node *node = &net->nodes[net->run_list[r]];
 		if (node->needs_grad && (rc = net_timed(net, net->run_list[r], backward_node, 1, err)))
-			return rc;
+			goto out;
+		for (; next < n_order && at[order[next]] == (long)r; next++)
+			if ((rc = ready(net->opts.grad_ctx, order[next], err)))
+				goto out;
 	}
 	for (size_t i = 0; i < net->n_values; i++)
 		if (net->values[i]->grad && (net->values[i]->flags & (VALUE_PARAM | VALUE_INPUT)))
 			zero_if_unreached(net->values[i]->grad);
-	return 0;
+	for (; next < n_order; next++)          /* those no node reached: zeros */
+		if ((rc = ready(net->opts.grad_ctx, order[next], err)))
+			goto out;
+out:
+	free(at);
+	free(order);
+	return rc;
 }
 
 /* ---- access ---------------------------------------------------------------------------- */

@@ -61,7 +61,21 @@ struct graft_trainer {
 	int parts;                      /* pieces per step in this process (accumulate) */
 	int64_t first_row;              /* this process's first row of every batch */
 	int group;                      /* processes (1: alone) */
-	float *gsum;                    /* the pieces' mean gradient (all params' numel) */
+	float *gsum;                    /* the pieces' mean gradient (all params' numel), live
+					 * parameter i at goff[i]: in the order backward finishes
+					 * them, cut into buckets of about o.bucket_bytes */
+	size_t *goff, *bucket_of;       /* (n_live) by live position */
+	struct bucket {
+		size_t at, len;         /* floats of gsum */
+		size_t params, left;    /* its parameters; those not yet final this step */
+	} *buckets;
+	size_t n_buckets;
+	size_t *live_pos;               /* by net tensor index: its live position, or SIZE_MAX */
+	size_t n_live_pos;
+	struct exchange *xchg;          /* the buckets' mean while backward goes on; NULL:
+					 * after backward, or alone */
+	int collecting;                 /* the step's last piece: gradients go to gsum as
+					 * they are final (grad_ready) */
 	float *state0, *state_sum;      /* running statistics: before the step, summed */
 	size_t n_state;                 /* floats of running statistics in the net */
 	int64_t n;                      /* samples */
@@ -323,6 +337,13 @@ static int check_output(struct graft_trainer *t, struct graft_err *err)
 	return 0;
 }
 
+/* Whether the gradients' mean overlaps backward: in a group whose transport allows
+ * another thread, unless synchronised BatchNorm exchanges statistics during backward. */
+static int overlaps(const struct graft_train_opts *o)
+{
+	return o->comm && o->comm->size > 1 && o->comm->any_thread && !o->sync_bn;
+}
+
 static int alloc_batch(struct graft_trainer *t, struct graft_err *err)
 {
 	struct graft_array *yb = &t->yb;
@@ -350,6 +371,8 @@ static int alloc_batch(struct graft_trainer *t, struct graft_err *err)
 	t->xb_unit = -1;
 	if (t->group > 1 || t->parts > 1)
 		t->gsum = malloc(sizeof(float) * (size_t)(t->param_floats + 1));
+	if (overlaps(&t->o) && t->gsum && exchange_new(&t->xchg, t->o.comm, err))
+		return err->code;
 	if (short_of_memory || !yb->data || !t->order || !t->req_samples || !t->req_epochs ||
 	    !t->pending || ((t->group > 1 || t->parts > 1) && !t->gsum))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory for a batch of %lld",
@@ -561,7 +584,12 @@ void graft_trainer_free(struct graft_trainer *t)
 	free(t->req_samples);
 	free(t->req_epochs);
 	free(t->pending);
+	exchange_free(t->xchg);
 	free(t->gsum);
+	free(t->goff);
+	free(t->bucket_of);
+	free(t->buckets);
+	free(t->live_pos);
 	free(t->state0);
 	free(t->state_sum);
 	graft_loader_free(t->own_loader);
@@ -607,6 +635,9 @@ static int param_of(const struct graft_trainer *t, long i, size_t *k)
 	return i >= 0 && lo < t->n_params && t->tensor[lo] == (size_t)i;
 }
 
+static void add_gradient(struct graft_trainer *t, size_t i, int copy);
+static int grad_ready(void *ctx, size_t tensor, struct graft_err *err);
+
 /* graft_net_opts.group_sum over the trainer's group (synchronised BatchNorm). */
 static int group_sum(void *ctx, double *v, size_t n, struct graft_err *err)
 {
@@ -626,6 +657,10 @@ static int build_net(struct graft_trainer *t, int64_t step, struct graft_err *er
 	if (t->o.sync_bn && t->o.comm && t->o.comm->size > 1) {
 		no.group_sum = group_sum;
 		no.group_ctx = (void *)t->o.comm;
+	}
+	if (overlaps(&t->o)) {
+		no.grad_ready = grad_ready;
+		no.grad_ctx = t;
 	}
 
 	if (t->net && (rc = store_tensors(t, t->model, err)))
@@ -678,6 +713,67 @@ static int plan_net(struct graft_trainer *t, int64_t step, struct graft_err *err
 	return rc;
 }
 
+/* gsum's layout for the current net (see the struct): the live parameters in the order
+ * backward finishes their gradients, in buckets of at least o.bucket_bytes (DDP's 25 MB
+ * by default), the last smaller. */
+static int layout_gradients(struct graft_trainer *t, struct graft_err *err)
+{
+	size_t nt = graft_net_tensor_count(t->net), n, at = 0, placed = 0;
+	size_t cap = t->o.bucket_bytes > 0 ? (size_t)t->o.bucket_bytes : GRAFT_TRAIN_BUCKET_DEFAULT;
+	size_t *order;
+	struct bucket *b;
+
+	if (!t->gsum)
+		return 0;
+	free(t->goff);
+	free(t->bucket_of);
+	free(t->buckets);
+	free(t->live_pos);
+	t->goff = malloc(sizeof(size_t) * (t->n_live + 1));
+	t->bucket_of = malloc(sizeof(size_t) * (t->n_live + 1));
+	t->buckets = calloc(t->n_live + 1, sizeof(*t->buckets));
+	t->live_pos = malloc(sizeof(size_t) * (nt + 1));
+	order = malloc(sizeof(size_t) * (nt + 1));
+	if (!t->goff || !t->bucket_of || !t->buckets || !t->live_pos || !order) {
+		free(order);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	t->n_live_pos = nt;
+	for (size_t k = 0; k < nt; k++)
+		t->live_pos[k] = SIZE_MAX;
+	for (size_t i = 0; i < t->n_live; i++)
+		t->live_pos[t->net_index[t->live[i]]] = i;
+	n = graft_net_grad_order(t->net, order);
+	t->n_buckets = 0;
+	b = &t->buckets[0];
+	for (size_t k = 0; k < n; k++) {
+		size_t i = order[k] < nt ? t->live_pos[order[k]] : SIZE_MAX;
+		struct graft_net_tensor nt_;
+		if (i == SIZE_MAX)
+			continue;
+		graft_net_tensor(t->net, order[k], &nt_);
+		if (b->params == 0)
+			b->at = at;
+		t->goff[i] = at;
+		t->bucket_of[i] = t->n_buckets;
+		at += nt_.numel;
+		b->len += nt_.numel;
+		b->params++;
+		placed++;
+		if (b->len * sizeof(float) >= cap) {
+			t->n_buckets++;
+			b = &t->buckets[t->n_buckets];
+		}
+	}
+	if (b->params)
+		t->n_buckets++;
+	free(order);
+	if (placed != t->n_live)
+		return graft_err_set(err, GRAFT_EINVAL, "%zu of %zu training parameters have no "
+				     "place in the gradients' order", t->n_live - placed, t->n_live);
+	return 0;
+}
+
 /* At a step where more parameters start training: the net for them, planned, with a
  * cache of its own frozen prefix (shorter than the last one's). */
 static int rebuild(struct graft_trainer *t, int64_t step, struct graft_err *err)
@@ -685,7 +781,8 @@ static int rebuild(struct graft_trainer *t, int64_t step, struct graft_err *err)
 	int rc;
 
 	cache_free(&t->cache);
-	if ((rc = build_net(t, step, err)) || (rc = plan_net(t, step, err)))
+	if ((rc = build_net(t, step, err)) || (rc = plan_net(t, step, err)) ||
+	    (rc = layout_gradients(t, err)))
 		return rc;
 	cache_setup(t);
 	return 0;
@@ -762,7 +859,8 @@ int graft_trainer_new(struct graft_trainer **out, struct graft_model *m,
 				     "parameter there is trainable");
 		goto fail;
 	}
-	if ((rc = plan_net(t, 0, err)) || (rc = check_output(t, err)))
+	if ((rc = plan_net(t, 0, err)) || (rc = layout_gradients(t, err)) ||
+	    (rc = check_output(t, err)))
 		goto fail;
 	cache_setup(t);
 	*out = t;
@@ -947,6 +1045,7 @@ static double clip_gradients(struct graft_trainer *t, float **grads)
 static int run_piece(struct graft_trainer *t, int64_t u, struct graft_step_stats *s,
 		     struct graft_err *err)
 {
+	int last = u % t->parts == t->parts - 1;
 	struct graft_array out, *ogs;
 	double t0 = graft_now(), t1, loss;
 	int64_t correct;
@@ -984,32 +1083,58 @@ static int run_piece(struct graft_trainer *t, int64_t u, struct graft_step_stats
 	ogs[0] = out;
 	ogs[0].data = t->dlogits;
 	s->forward_s += (t0 = graft_now()) - t1;
+	if (t->xchg && last) {          /* the gradients go to the exchange as they come */
+		for (size_t b = 0; b < t->n_buckets; b++)
+			t->buckets[b].left = t->buckets[b].params;
+		t->collecting = 1;
+	}
 	rc = graft_net_backward(t->net, ogs, n_out, err);
+	t->collecting = 0;
 	free(ogs);
 	s->backward_s += graft_now() - t0;
 	return rc;
 }
 
-/* Piece k's gradients of the live parameters into gsum, one after another in live
- * order: copied for the first piece, added for the others. */
+/* Live parameter i's gradient into gsum at its place: copied, or added. */
+static void add_gradient(struct graft_trainer *t, size_t i, int copy)
+{
+	struct graft_net_tensor nt;
+	graft_net_tensor(t->net, t->net_index[t->live[i]], &nt);
+	int64_t n = (int64_t)nt.numel;
+	const float *d = nt.grad;
+	float *g = t->gsum + t->goff[i];
+
+	if (copy) {
+		memcpy(g, d, sizeof(float) * (size_t)n);
+		return;
+	}
+#pragma omp parallel for simd if (n > SQ_CHUNK)
+	for (int64_t j = 0; j < n; j++)
+		g[j] += d[j];
+}
+
+/* Piece k's gradients into gsum: copied for the first piece, added for the others. */
 static void keep_gradients(struct graft_trainer *t, int k)
 {
-	float *g = t->gsum;
+	for (size_t i = 0; i < t->n_live; i++)
+		add_gradient(t, i, k == 0);
+}
 
-	for (size_t i = 0; i < t->n_live; i++) {
-		struct graft_net_tensor nt;
-		graft_net_tensor(t->net, t->net_index[t->live[i]], &nt);
-		int64_t n = (int64_t)nt.numel;
-		const float *d = nt.grad;
-		if (k == 0) {
-			memcpy(g, d, sizeof(float) * (size_t)n);
-		} else {
-#pragma omp parallel for simd if (n > SQ_CHUNK)
-			for (int64_t j = 0; j < n; j++)
-				g[j] += d[j];
-		}
-		g += n;
-	}
+/* graft_net_opts.grad_ready during the step's last piece: the gradient into gsum, and a
+ * bucket whose gradients are all final on to the exchange. */
+static int grad_ready(void *ctx, size_t tensor, struct graft_err *err)
+{
+	struct graft_trainer *t = ctx;
+	size_t i = tensor < t->n_live_pos ? t->live_pos[tensor] : SIZE_MAX;
+	struct bucket *b;
+
+	if (!t->collecting || i == SIZE_MAX)
+		return 0;
+	add_gradient(t, i, t->parts == 1);
+	b = &t->buckets[t->bucket_of[i]];
+	if (--b->left == 0)
+		return exchange_post(t->xchg, t->gsum + b->at, b->len, t->parts, err);
+	return 0;
 }
 
 enum { STATE_SAVE, STATE_ADD, STATE_LOAD };
@@ -1036,17 +1161,6 @@ static size_t move_state(struct graft_trainer *t, float *flat, int how)
 		at += nt.numel;
 	}
 	return at;
-}
-
-/* v divided by parts: as graft_comm_mean divides its rank-order sum by the size, so that
- * one process accumulating N micro-batches gives the bits of N processes. */
-static void divide(float *v, size_t n, int parts)
-{
-	float by = (float)parts;
-
-#pragma omp parallel for simd if (n > SQ_CHUNK)
-	for (size_t i = 0; i < n; i++)
-		v[i] /= by;
 }
 
 /* Room for the running statistics of the current net, when pieces must average them:
@@ -1099,20 +1213,25 @@ static int exchange(struct graft_trainer *t, struct graft_step_stats *s, float *
 	for (size_t i = 0; i < t->n_live; i++) {
 		struct graft_net_tensor nt;
 		graft_net_tensor(t->net, t->net_index[t->live[i]], &nt);
-		grads[i] = t->gsum ? t->gsum + n : (float *)nt.grad;
+		grads[i] = t->gsum ? t->gsum + t->goff[i] : (float *)nt.grad;
 		n += nt.numel;
 	}
 	if (pieces == 1)
 		return 0;
-	if (t->parts > 1)
-		divide(t->gsum, n, t->parts);
-	if (c && (rc = graft_comm_mean(c, t->gsum, n, err)))
-		return rc;
+	if (t->xchg) {                  /* (posted during backward, bucket by bucket) */
+		if ((rc = exchange_wait(t->xchg, err)))
+			return rc;
+	} else {
+		if (t->parts > 1)
+			train_divide(t->gsum, n, t->parts);
+		if (c && (rc = graft_comm_mean(c, t->gsum, n, err)))
+			return rc;
+	}
 	if (n_state && average_state) {
 		if (t->parts == 1)
 			move_state(t, t->state_sum, STATE_SAVE);
 		else
-			divide(t->state_sum, n_state, t->parts);
+			train_divide(t->state_sum, n_state, t->parts);
 		if (c && (rc = graft_comm_mean(c, t->state_sum, n_state, err)))
 			return rc;
 		move_state(t, t->state_sum, STATE_LOAD);
@@ -1144,7 +1263,7 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 		if ((rc = run_piece(t, t->step * t->parts + k, s, err)))
 			return rc;
 		state_after(t, k);
-		if (t->gsum)
+		if (t->gsum && !(t->xchg && k == t->parts - 1))
 			keep_gradients(t, k);
 	}
 	s->count = t->o.batch;

@@ -7,7 +7,8 @@
  * Data-parallel training, with threads as the processes (threadcomm.h), on a classifier
  * with BatchNormalization: 2 and 4 processes train as one process that accumulates as
  * many micro-batches (each piece's own batch statistics), bit for bit, with SGD and
- * AdamW; every process holds the same bits, and a second run gives them again; the
+ * AdamW, whether the gradients are averaged in many buckets while backward goes on or
+ * in one after it; every process holds the same bits, and a second run gives them; the
  * group's evaluation equals one process's within 1e-6; with synchronised BatchNorm, 2
  * and 4 processes equal one process with the whole batch within 1e-6; a batch that does
  * not split is refused.
@@ -277,6 +278,7 @@ static void dp_make_data(struct dp_data *d)
 struct dp_run {
 	struct thread_comm c;
 	int group, accumulate, optimizer, sync_bn;
+	int64_t bucket_bytes;
 	const struct dp_data *d;
 	float weights[DP_FLOATS];       /* every tensor the run changes, one after another */
 	double loss[DP_STEPS];
@@ -291,7 +293,8 @@ static void *dp_train(void *arg)
 	struct dp_run *r = arg;
 	struct graft_model *m = bn_classifier();
 	struct graft_train_opts o = {.batch = DP_BATCH, .total_steps = DP_STEPS, .shuffle = 1,
-				     .seed = 5, .accumulate = r->accumulate, .sync_bn = r->sync_bn};
+				     .seed = 5, .accumulate = r->accumulate, .sync_bn = r->sync_bn,
+				     .bucket_bytes = r->bucket_bytes};
 	struct graft_trainer *t = NULL;
 	struct graft_err err = {0};
 	size_t at = 0;
@@ -325,14 +328,15 @@ static void *dp_train(void *arg)
 
 /* size processes (threads; 1: alone) each accumulating `accumulate` micro-batches. */
 static void dp_group(struct dp_run *runs, int size, int accumulate, int optimizer,
-		     int sync_bn, const struct dp_data *d)
+		     int sync_bn, int64_t bucket_bytes, const struct dp_data *d)
 {
 	struct thread_world w;
 
 	thread_world_init(&w, size, -1);
 	for (int r = 0; r < size; r++) {
 		runs[r] = (struct dp_run){.group = size, .accumulate = accumulate,
-					  .optimizer = optimizer, .sync_bn = sync_bn, .d = d};
+					  .optimizer = optimizer, .sync_bn = sync_bn,
+					  .bucket_bytes = bucket_bytes, .d = d};
 		thread_comm_init(&runs[r].c, &w, r);
 	}
 	thread_world_run(&w, dp_train, runs, sizeof(runs[0]));
@@ -352,9 +356,11 @@ static void test_data_parallel(void **state)
 	dp_make_data(&d);
 	for (size_t o = 0; o < 2; o++)
 		for (int size = 2; size <= 4; size += 2) {
-			dp_group(&alone, 1, size, optimizers[o], 0, &d);
-			dp_group(group, size, 1, optimizers[o], 0, &d);
-			dp_group(again, size, 1, optimizers[o], 0, &d);
+			/* the group's gradients in buckets of 64 bytes (many, each averaged
+			 * while backward goes on), then in one (the default size) */
+			dp_group(&alone, 1, size, optimizers[o], 0, 0, &d);
+			dp_group(group, size, 1, optimizers[o], 0, 64, &d);
+			dp_group(again, size, 1, optimizers[o], 0, 0, &d);
 			/* it trained: the loss fell, from the first 4 steps to the last 4 */
 			double first = 0, last = 0;
 			for (int k = 0; k < 4; k++) {
@@ -412,11 +418,11 @@ static void test_sync_bn(void **state)
 	(void)state;
 	dp_make_data(&d);
 	for (size_t o = 0; o < 2; o++) {
-		dp_group(&alone, 1, 1, optimizers[o], 0, &d);
+		dp_group(&alone, 1, 1, optimizers[o], 0, 0, &d);
 		graft_eval_release(&alone.eval);
 		for (int size = 2; size <= 4; size += 2) {
-			dp_group(group, size, 1, optimizers[o], 1, &d);
-			dp_group(apart, size, 1, optimizers[o], 0, &d);
+			dp_group(group, size, 1, optimizers[o], 1, 0, &d);
+			dp_group(apart, size, 1, optimizers[o], 0, 0, &d);
 			for (int r = 0; r < size; r++) {
 				assert_memory_equal(group[r].weights, group[0].weights,
 						    sizeof(group[0].weights));

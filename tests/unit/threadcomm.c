@@ -50,7 +50,7 @@ void thread_comm_init(struct thread_comm *c, struct thread_world *w, int rank)
 {
 	c->w = w;
 	c->comm = (struct graft_comm){.rank = rank, .size = w->size, .sendrecv = sendrecv,
-				      .ctx = c};
+				      .ctx = c, .any_thread = 1};
 }
 
 void thread_world_run(struct thread_world *w, void *(*fn)(void *), void *args, size_t arg_size)

@@ -25,7 +25,8 @@ struct thread_world {
 
 void thread_world_init(struct thread_world *w, int size, int fail_at);
 void thread_world_destroy(struct thread_world *w);
-/* Rank rank's comm in w (c->ctx points at it, so it must stay where it is). */
+/* Rank rank's comm in w (c->ctx points at it, so it must stay where it is); any thread
+ * of the rank may call it, one at a time. */
 struct thread_comm {
 	struct graft_comm comm;
 	struct thread_world *w;
