@@ -804,6 +804,12 @@ int graft_net_new_opts(struct graft_net **out, const struct graft_model *m,
 		       const struct graft_net_opts *opts, struct graft_err *err);
 /* Training nets: 1 for training mode (the default), 0 for evaluation. */
 void graft_net_set_training(struct graft_net *net, int on);
+/* Training nets: Dropout's masks in the next training-mode run drawn row by row, row r
+ * of the batch (its first axis) from (key, the node, first_row + r) alone, so that a
+ * sample's mask follows its place in a whole batch however the batch is cut (the
+ * trainer: the step's key, the piece's first row).  Without it, each training-mode run
+ * takes its key from the net's generator (graft_net_opts.seed), rows counted from 0. */
+void graft_net_draw_rows(struct graft_net *net, uint64_t key, int64_t first_row);
 /* Back-propagates from the outputs of the last run: out_grads[i] is dL/d output i (float,
  * of the output's shape; data NULL for zeros); n must be the output count. */
 int graft_net_backward(struct graft_net *net, const struct graft_array *out_grads, size_t n,

@@ -42,7 +42,10 @@ struct autograd {
 	size_t n_pool, cap_pool;
 	struct value **boundary;        /* what the backward region reads from the frozen part */
 	size_t n_boundary;
-	struct graft_rng rng;           /* Dropout masks */
+	struct graft_rng rng;           /* Dropout masks: a key per run (begin_run) */
+	struct draws draws;             /* the current run's */
+	struct draws next;              /* graft_net_draw_rows's, for the next run */
+	int next_set;
 };
 
 struct graft_rng *autograd_rng(struct graft_net *net)
@@ -262,6 +265,8 @@ static int mark_training_nodes(struct graft_net *net, const struct graph_index *
 	for (size_t i = 0; i < net->n_nodes; i++) {
 		struct node *n = &net->nodes[i];
 		n->rng = &net->ag->rng;
+		n->draws = &net->ag->draws;
+		n->draw_salt = (uint64_t)i;
 		if (strcmp(n->op->name, "BatchNormalization") == 0 && !net->opts.bn_frozen &&
 		    n->n_in == 5 && ((n->in[1] && (n->in[1]->flags & VALUE_PARAM)) ||
 				     (n->in[2] && (n->in[2]->flags & VALUE_PARAM)))) {
@@ -663,9 +668,33 @@ static uint64_t gradient_bytes(const struct graft_net *net)
 	return bytes;
 }
 
+/* A training-mode run's Dropout key: graft_net_draw_rows's when set, else the next of
+ * the net's generator, rows counted from 0. */
+static void begin_run(struct graft_net *net)
+{
+	struct autograd *ag = net->ag;
+
+	if (!ag->training)
+		return;
+	if (ag->next_set) {
+		ag->draws = ag->next;
+		ag->next_set = 0;
+	} else {
+		ag->draws = (struct draws){graft_rng_next(&ag->rng), 0};
+	}
+}
+
+void graft_net_draw_rows(struct graft_net *net, uint64_t key, int64_t first_row)
+{
+	if (net->ag) {
+		net->ag->next = (struct draws){key, first_row};
+		net->ag->next_set = 1;
+	}
+}
+
 const struct net_hooks autograd_hooks = {
 	.build = build, .plan = plan, .unplan = unplan, .gradient_bytes = gradient_bytes,
-	.release = release,
+	.release = release, .begin_run = begin_run,
 };
 
 /* ---- running --------------------------------------------------------------------------- */

@@ -23,6 +23,8 @@ struct net_hooks {
 	uint64_t (*gradient_bytes)(const struct graft_net *net);
 	/* Frees what build made. */
 	void (*release)(struct graft_net *net);
+	/* At the start of every run (graft_net_run, graft_net_run_region). */
+	void (*begin_run)(struct graft_net *net);
 };
 extern const struct net_hooks autograd_hooks;
 

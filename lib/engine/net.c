@@ -1529,6 +1529,8 @@ int graft_net_run(struct graft_net *net, const struct graft_array *inputs, size_
 		}
 		/* plan() ran the folded nodes already; the others run below. */
 	}
+	if (net->hooks)
+		net->hooks->begin_run(net);
 	for (size_t r = 0; r < net->n_run; r++)
 		if ((rc = net_timed(net, net->run_list[r], run_node, 0, err)))
 			return rc;
@@ -1541,6 +1543,7 @@ int graft_net_run_region(struct graft_net *net, struct graft_err *err)
 
 	if (!net->planned || !net->opts.training)
 		return graft_err_set(err, GRAFT_EINVAL, "the region runs after a run of a training net");
+	net->hooks->begin_run(net);
 	for (size_t r = 0; r < net->n_run; r++)
 		if (autograd_region(&net->nodes[net->run_list[r]]) &&
 		    (rc = net_timed(net, net->run_list[r], run_node, 0, err)))

@@ -9,8 +9,9 @@
  * step k takes stream positions k*B .. k*B+B-1.  Without shuffling, step k uses samples
  * k*B .. k*B+B-1 modulo N, as the comparison with other frameworks needs; with it, every
  * batch has B samples and every sample is seen once per epoch.  Everything random in a
- * step (the order, augmentation, Dropout's generator, restored on resume) follows from
- * the seed and the step number, so a resumed run continues exactly.
+ * step (the order, augmentation, Dropout's masks) follows from the seed, the step number
+ * and the sample's place in the batch, so a resumed run continues exactly, and a batch
+ * cut into pieces (below) draws what it would whole.
  *
  * Transfer recipes (LP-FT, gradual unfreezing, layer-wise rate decay) give each trainable
  * parameter a start step and a rate factor from its depth, counted in block boundaries
@@ -112,6 +113,7 @@ struct graft_trainer {
 /* ---- the sample stream ------------------------------------------------------------------ */
 
 #define SALT_STREAM 0x632be59bd9b4e019ULL     /* epoch orders and augmentation */
+#define SALT_DROPOUT 0x2f0f3c5a8e1b7d49ULL    /* a step's Dropout masks */
 
 uint64_t train_seed_mix(uint64_t a, uint64_t b, uint64_t salt)
 {
@@ -1056,6 +1058,9 @@ static int run_piece(struct graft_trainer *t, int64_t u, struct graft_step_stats
 	if (t->n_pending && t->pending[t->pending_at] == u &&
 	    (rc = gather(t, u, err)))       /* made ahead: taken, even if now cached */
 		return rc;
+	/* Dropout: the step's masks, row by row from the piece's place in the batch */
+	graft_net_draw_rows(t->net, train_seed_mix(t->o.seed, (uint64_t)(u / t->parts),
+						   SALT_DROPOUT), unit_pos(t, u, 0));
 	if (cache_hit(t, u)) {
 		cache_move(t, u, 0);
 		labels_of(t, u);        /* (labels still come from the data) */

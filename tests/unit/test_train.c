@@ -5,7 +5,8 @@
  * those of the same classifier without the Softmax, trained on its logits.
  *
  * Data-parallel training, with threads as the processes (threadcomm.h), on a classifier
- * with BatchNormalization: 2 and 4 processes train as one process that accumulates as
+ * with BatchNormalization and Dropout (whose masks follow the samples, not the pieces):
+ * 2 and 4 processes train as one process that accumulates as
  * many micro-batches (each piece's own batch statistics), bit for bit, with SGD and
  * AdamW, whether the gradients are averaged in many buckets while backward goes on or
  * in one after it; every process holds the same bits, and a second run gives them; the
@@ -210,7 +211,7 @@ static void test_frozen_prefix_cache(void **state)
 #define DP_BATCH 8
 
 /* x [batch, 4] -> Gemm (W1 [6, 4], B1) -> BatchNormalization (opset 15: training mode
- * in a training net) -> Relu -> Gemm (W [3, 6]) -> y */
+ * in a training net) -> Relu -> Dropout (0.5) -> Gemm (W [3, 6]) -> y */
 static struct graft_model *bn_classifier(void)
 {
 	Onnx__ModelProto *mp = tm_model(15);
@@ -246,7 +247,8 @@ static struct graft_model *bn_classifier(void)
 	tm_node(mp, "BatchNormalization", "bn",
 		(const char *[]){"h", "scale", "bias", "mean", "var", NULL},
 		(const char *[]){"n", NULL});
-	tm_node(mp, "Relu", "relu", (const char *[]){"n", NULL}, (const char *[]){"r", NULL});
+	tm_node(mp, "Relu", "relu", (const char *[]){"n", NULL}, (const char *[]){"a", NULL});
+	tm_node(mp, "Dropout", "drop", (const char *[]){"a", NULL}, (const char *[]){"r", NULL});
 	tm_attr_int(tm_node(mp, "Gemm", "fc", (const char *[]){"r", "W", NULL},
 			    (const char *[]){"y", NULL}), "transB", 1);
 	return tm_load(mp);

@@ -1343,10 +1343,12 @@ static const struct op_def op_cast_like = {"CastLike", cast_infer, cast_run, NUL
  * so that a run is reproducible; it cannot match another runtime's random stream.
  *
  * A training net (graft-train: n->rng is set) decides by n->training alone, whatever
- * training_mode says: a Dropout of its backward region drops, drawing from the net's
- * generator on every run (graft-train saves that generator, so a resumed run draws the
- * same masks), and keeps its mask for backward; in evaluation mode, and in the frozen
- * part before the region, it is the identity.
+ * training_mode says: a Dropout of its backward region drops and keeps its mask for
+ * backward; in evaluation mode, and in the frozen part before the region, it is the
+ * identity.  Its masks are drawn row by row (the first axis: the batch's samples), row r
+ * from (the run's key, the node, the run's first row + r): the trainer keys a run by its
+ * step and tells the piece's first row (graft_net_draw_rows), so a sample's mask is the
+ * same whether its batch runs whole, in micro-batches or over several processes.
  */
 struct dropout_state {
 	uint64_t seed;          /* the ONNX training_mode path's generator */
@@ -1414,21 +1416,32 @@ static struct dropout_state *dropout_state(struct node *n)
 	return s;
 }
 
-/* Draws the keep flags: an element is kept when a uniform 53-bit draw is at least
- * ratio. */
-static int dropout_draw(struct node *n, struct dropout_state *s, uint64_t count, double ratio)
+/* Draws the keep flags (of rows rows): an element is kept when a uniform 53-bit draw is
+ * at least ratio. */
+static int dropout_draw(struct node *n, struct dropout_state *s, uint64_t count, int64_t rows,
+			double ratio)
 {
 	uint64_t cut = (uint64_t)(ratio * 9007199254740992.0);
+	uint64_t per = rows > 0 ? count / (uint64_t)rows : count;
 
 	if (!s->mask) {
 		if (!(s->mask = malloc((size_t)count + 1)))
 			return -1;
 		s->count = count;
 	}
-	if (n->rng)
-		for (uint64_t i = 0; i < count; i++)
-			s->mask[i] = (graft_rng_next(n->rng) >> 11) >= cut;
-	else
+	if (n->rng && per > 0) {
+		for (uint64_t at = 0; at < count; at += per) {
+			uint64_t h = n->draws->key ^ (n->draw_salt * 0xd6e8feb86659fd93ull);
+			uint64_t row = (uint64_t)n->draws->first_row + at / per;
+			struct graft_rng g;
+			h ^= splitmix64(&row);
+			graft_rng_seed(&g, splitmix64(&h));
+			for (uint64_t i = at; i < at + per && i < count; i++)
+				s->mask[i] = (graft_rng_next(&g) >> 11) >= cut;
+		}
+	} else if (n->rng) {
+		memset(s->mask, 1, (size_t)count);     /* (nothing to drop) */
+	} else
 		for (uint64_t i = 0; i < count; i++)
 			s->mask[i] = (splitmix64(&s->seed) >> 11) >= cut;
 	return 0;
@@ -1459,7 +1472,7 @@ static int dropout_run(struct node *n, struct graft_err *err)
 	}
 	if (!(ratio > 0 && ratio < 1))
 		return node_err(n, err, GRAFT_EINVAL, "ratio %g is outside [0, 1)", ratio);
-	if (dropout_draw(n, s, count, ratio))
+	if (dropout_draw(n, s, count, x->rank > 0 ? x->dims[0] : 1, ratio))
 		return node_err(n, err, GRAFT_ENOMEM, "out of memory");
 	s->dropped = 1;
 	s->scale = (float)(1 / (1 - ratio));

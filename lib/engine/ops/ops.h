@@ -88,6 +88,14 @@ struct fused_act {
 	float alpha, beta;
 };
 
+/* A training net's Dropout draws for the current run: row r of the batch (the index along
+ * the first axis) draws from (key, the node's salt, first_row + r) alone, so a sample's
+ * mask does not depend on how a batch is cut into pieces (data-parallel training). */
+struct draws {
+	uint64_t key;
+	int64_t first_row;
+};
+
 struct node {
 	const Onnx__NodeProto *proto;   /* attributes, name, op_type: read-only */
 	const struct op_def *op;
@@ -120,7 +128,9 @@ struct node {
 	 * it; NULL when in[k] needs no gradient.  The executor sums contributions when a
 	 * value has several readers. */
 	struct value **gin;
-	struct graft_rng *rng;  /* the net's, for Dropout masks */
+	struct graft_rng *rng;  /* the net's: set in a training net (see draws) */
+	const struct draws *draws;      /* a training net's run's Dropout key (eltwise.c) */
+	uint64_t draw_salt;     /* this node's, so that two Dropouts draw apart */
 	/* BatchNormalization in training: statistics summed over a group of processes
 	 * (graft_net_opts.group_sum); NULL: this run's batch alone */
 	int (*group_sum)(void *ctx, double *v, size_t n, struct graft_err *err);
