@@ -1122,6 +1122,12 @@ int graft_evaluate(struct graft_net *net, const struct graft_array *x, size_t n_
 int graft_evaluate_loader(struct graft_net *net, struct graft_loader *l,
 			  const struct graft_array *y, int64_t batch, struct graft_eval *e,
 			  struct graft_err *err);
+/* graft_evaluate_loader in a group of processes (data-parallel, docs/distributed.md):
+ * each scores its share of l's samples and every process gets the whole evaluation; c
+ * NULL: alone. */
+int graft_evaluate_group(struct graft_net *net, struct graft_loader *l,
+			 const struct graft_array *y, int64_t batch, const struct graft_comm *c,
+			 struct graft_eval *e, struct graft_err *err);
 /*
  * Two models on the same samples (lib/train/parity.c, graft-verify): ref and cand run
  * over x (n_x arrays [N, ...], one per input, as graft_dataset_feed gives them) in
@@ -1466,8 +1472,14 @@ struct graft_search_opts {
 				 * from the last complete rung */
 	int64_t batch;          /* 0: 32 */
 	struct graft_wisdom *wisdom;    /* the trials' kernel choices (graft_net_opts.wisdom) */
+	/* Data-parallel trials (graft_train_opts.comm; borrowed; NULL: alone): every process
+	 * of the group runs the search on the same data and seed, each trial's steps and
+	 * scoring shared out, with synchronised BatchNorm, so that the trials score as one
+	 * process's would (up to rounding); the seconds budget is over when it is over on
+	 * any of them. */
+	const struct graft_comm *comm;
 	/* After every trial (may be NULL): for progress; a non-zero return stops the search
-	 * as the seconds budget does. */
+	 * as the seconds budget does (in a group, it must return the same on every process). */
 	int (*progress)(void *ctx, const struct graft_search *s, const struct graft_trial *t);
 	void *ctx;
 };

@@ -104,6 +104,8 @@ const struct graft_comm *tool_dist_start(int forced)
 		snprintf(name, sizeof(name), "%s (rank %d)", tool_name, rank);
 		tool_name = name;
 	}
+	in_group = 1;
+	tool_dist_agree(tool_args_digest(), "was started with other arguments");
 	return &comm;
 }
 

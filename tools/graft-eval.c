@@ -24,6 +24,8 @@ static const char usage[] =
 	"      --no-tune     oneDNN's first kernel for every layer, not the one timed\n"
 	"                    fastest on this machine (the wisdom file: graft-run(1))\n"
 	TOOL_LOADER_HELP
+	"under mpirun (docs/distributed.md), every process scores its share of the data:\n"
+	TOOL_DIST_HELP
 	"  -h, --help        show this help;  -V, --version  show the version\n";
 
 struct cmdline {
@@ -31,7 +33,7 @@ struct cmdline {
 	int64_t batch;
 	int json;
 	uint64_t max_memory;    /* 0: the memory available */
-	int profile, no_tune;
+	int profile, no_tune, distributed;
 	struct graft_loader_opts lo;    /* --resize, --loader-threads */
 };
 
@@ -40,7 +42,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	static const struct option opts[] = {
 		{"data", required_argument, NULL, 'd'}, {"batch", required_argument, NULL, 'b'},
 		{"json", no_argument, NULL, 'j'}, TOOL_MEMORY_LONGOPT, TOOL_PROFILE_LONGOPT,
-		TOOL_TUNE_LONGOPT, TOOL_LOADER_LONGOPTS,
+		TOOL_TUNE_LONGOPT, TOOL_LOADER_LONGOPTS, TOOL_DIST_LONGOPT,
 		TOOL_COMMON_LONGOPTS, {0},
 	};
 	char *end;
@@ -63,6 +65,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			break;
 		case TOOL_OPT_PROFILE: cl->profile = 1; break;
 		case TOOL_OPT_NO_TUNE: cl->no_tune = 1; break;
+		case TOOL_OPT_DISTRIBUTED: cl->distributed = 1; break;
 		default:
 			if (!tool_loader_option(c, optarg, &cl->lo, usage))
 				tool_common_option(c, usage);
@@ -147,11 +150,15 @@ int main(int argc, char **argv)
 	struct graft_eval e;
 	struct graft_err err = {0};
 	int64_t classes = 0;
+	const struct graft_comm *comm;
 
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
-	m = tool_read_model(cl.model);
+	comm = tool_dist_start(cl.distributed);
+	m = tool_dist_read_model(cl.model);
 	tool_open_loader(cl.data, m, &cl.lo, &l, &y);
+	if (comm)
+		tool_dist_agree(tool_dataset_digest(cl.data), "read other data (--data)");
 	n_x = graft_loader_inputs(l, x);
 	struct graft_net_opts no = {.profile = cl.profile,
 				    .wisdom = tool_wisdom(cl.no_tune, 0)};
@@ -186,16 +193,18 @@ int main(int argc, char **argv)
 		}
 	}
 	if (graft_eval_init(&e, classes, &err) ||
-	    graft_evaluate_loader(net, l, &y, cl.batch, &e, &err))
+	    graft_evaluate_group(net, l, &y, cl.batch, comm, &e, &err))
 		tool_die("%s: %s", cl.data, err.msg);
-	if (cl.json)
-		print_json(&e);
-	else
-		print_text(&e);
-	if (fflush(stdout) || ferror(stdout))
-		tool_die("write failed");
-	if (cl.profile)
-		tool_print_profile(net);
+	if (tool_dist_writer()) {       /* (in a group, every process holds the sums) */
+		if (cl.json)
+			print_json(&e);
+		else
+			print_text(&e);
+		if (fflush(stdout) || ferror(stdout))
+			tool_die("write failed");
+		if (cl.profile)
+			tool_print_profile(net);
+	}
 	graft_eval_release(&e);
 	graft_net_free(net);
 	graft_loader_free(l);

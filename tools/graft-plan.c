@@ -42,6 +42,9 @@ static const char usage[] =
 	"  -o, --output OUT  with --apply or --train: write to OUT (atomically)\n"
 	"      --rule        the classic four-case rule alone, no trials (instant)\n"
 	"  -q, --quiet       no progress on stderr\n"
+	"under mpirun (docs/distributed.md), every trial's steps and scoring are shared out\n"
+	"over the processes, rank 0 reporting and writing:\n"
+	TOOL_DIST_HELP
 	"  -f, --force       write binary data even to a terminal\n"
 	"      --max-memory SIZE  refuse when a trial would need more memory than SIZE\n"
 	"                    (suffixes K, M, G; default: the memory available)\n"
@@ -52,7 +55,7 @@ static const char usage[] =
 
 struct cmdline {
 	const char *model, *data, *val, *out, *json_out;
-	int apply, train, json, force, rule, quiet, no_tune;
+	int apply, train, json, force, rule, quiet, no_tune, distributed;
 	struct graft_search_opts so;
 	uint64_t max_memory;    /* 0: the memory available */
 };
@@ -86,7 +89,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"seed", required_argument, NULL, OPT_SEED},
 		{"train", no_argument, NULL, OPT_TRAIN}, {"rule", no_argument, NULL, OPT_RULE},
 		{"json-out", required_argument, NULL, OPT_JSON_OUT},
-		{"quiet", no_argument, NULL, 'q'},
+		{"quiet", no_argument, NULL, 'q'}, TOOL_DIST_LONGOPT,
 		{"force", no_argument, NULL, 'f'}, TOOL_MEMORY_LONGOPT, TOOL_TUNE_LONGOPT,
 		TOOL_COMMON_LONGOPTS, {0},
 	};
@@ -123,6 +126,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case OPT_SEED: cl->so.seed = (uint64_t)parse_number("--seed", optarg, 0, 1e15, NULL); break;
 		case 'o': cl->out = optarg; break;
 		case 'q': cl->quiet = 1; break;
+		case TOOL_OPT_DISTRIBUTED: cl->distributed = 1; break;
 		case 'f': cl->force = 1; break;
 		case TOOL_OPT_MAX_MEMORY:
 			cl->max_memory = tool_parse_size("--max-memory", optarg, usage);
@@ -392,6 +396,8 @@ static void train_pick(const struct cmdline *cl, struct graft_model *m,
 
 	graft_recipe_train_opts(&s->recipe, n, cl->so.seed, &o);
 	o.wisdom = cl->so.wisdom;
+	o.comm = cl->so.comm;
+	o.sync_bn = 1;          /* (as the trials: one process's training) */
 	if (graft_trainer_new(&t, m, x, n_x, y, &o, &err))
 		tool_die("%s", err.msg);
 	for (int64_t k = 0; k < o.total_steps; k++) {
@@ -416,6 +422,8 @@ static void rule_only(const struct cmdline *cl, struct graft_model *m, const cha
 	FILE *info = cl->apply ? stderr : stdout;
 	struct graft_err err = {0};
 
+	if (!tool_dist_writer())        /* (a group: rank 0 says it) */
+		return;
 	commands(p, freeze, sizeof(freeze), train, sizeof(train));
 	if (cl->json) {
 		fputc('{', info);
@@ -442,6 +450,29 @@ static void rule_only(const struct cmdline *cl, struct graft_model *m, const cha
 	}
 }
 
+/* In a group (mpirun): rank 0 alone reports and writes, and the model goes to a file
+ * (mpirun passes stdout through a terminal); the trials' batch splits evenly. */
+static void join_group(struct cmdline *cl, const struct graft_comm *comm)
+{
+	int64_t batch = cl->so.batch ? cl->so.batch : 32;
+
+	if (comm->rank != 0)
+		cl->quiet = 1;
+	if ((cl->apply || cl->train) && (!cl->out || strcmp(cl->out, "-") == 0)) {
+		if (comm->rank == 0)
+			fprintf(stderr, "%s: in a group of processes (mpirun), write the model with "
+				"-o FILE, not to stdout\n", tool_name);
+		exit(1);
+	}
+	if (batch % comm->size) {
+		if (comm->rank == 0)
+			fprintf(stderr, "%s: the trials' batch of %lld does not split over %d "
+				"processes: run a number of processes that divides it\n", tool_name,
+				(long long)batch, comm->size);
+		exit(1);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
@@ -456,16 +487,24 @@ int main(int argc, char **argv)
 
 	tool_init(argc, argv);
 	parse_cmdline(argc, argv, &cl);
+	cl.so.comm = tool_dist_start(cl.distributed);
 	mpath = cl.model && strcmp(cl.model, "-") ? cl.model : "<stdin>";
+	if (cl.so.comm)
+		join_group(&cl, cl.so.comm);
 	if ((cl.apply || cl.train) && (!cl.out || strcmp(cl.out, "-") == 0) &&
 	    isatty(STDOUT_FILENO) && !cl.force)
 		tool_die("refusing to write a model to a terminal (use -o FILE or -f)");
-	m = tool_read_model(cl.model);
+	m = tool_dist_read_model(cl.model);
 	tool_read_feed(cl.data, m, x, &n_x, &y);
+	if (cl.so.comm)
+		tool_dist_agree(tool_dataset_digest(cl.data), "read other data (--data)");
 	if (cl.val) {
 		tool_read_validation(cl.val, m, vx, &vy, cl.data, x, n_x, &y);
 		cl.so.val_x = vx;
 		cl.so.val_y = &vy;
+		if (cl.so.comm)
+			tool_dist_agree(tool_dataset_digest(cl.val), "read other validation data "
+					"(--val)");
 	}
 	/* graft_plan_make measures the data in batches of 32 through a net that keeps every
 	 * value (no fusion); a trial trains at batch 32 with AdamW's two moments. */
@@ -486,11 +525,11 @@ int main(int argc, char **argv)
 	if (graft_search_run(m, x, n_x, &y, &cl.so, &s, &err))
 		tool_die("%s on %s: %s", mpath, cl.data, err.msg);
 	info = cl.apply || cl.train ? stderr : stdout;
-	if (cl.json)
+	if (tool_dist_writer() && cl.json)
 		print_json(&cl, &p, &s, x[0].dims[0], info);
-	else
+	else if (tool_dist_writer())
 		print_report(&cl, &p, &s, x[0].dims[0], info);
-	if (cl.json_out) {      /* whole or not at all, as every output */
+	if (cl.json_out && tool_dist_writer()) {        /* whole or not at all */
 		struct graft_output out;
 		FILE *f;
 		tool_output_open(&out, cl.json_out, 0, 0);
@@ -512,7 +551,8 @@ int main(int argc, char **argv)
 		if (cl.train)
 			train_pick(&cl, m, &s, x, n_x, &y);
 		tool_add_history(m);
-		tool_write_graft(m, cl.out, NULL, 1, cl.force);
+		if (tool_dist_writer())
+			tool_write_graft(m, cl.out, NULL, 1, cl.force);
 	}
 	graft_search_free(&s);
 done:

@@ -200,7 +200,7 @@ enum {
 	OPT_WD, OPT_BETAS, OPT_EPS, OPT_SCHEDULE, OPT_WARMUP, OPT_LR_MULT, OPT_CLIP, OPT_SMOOTH, OPT_BN,
 	OPT_SEED, OPT_NO_SHUFFLE, OPT_AUGMENT, OPT_CKPT, OPT_CKPT_EVERY, OPT_RESUME, OPT_LOG,
 	OPT_LOG_EVERY, OPT_CACHE, OPT_LP_FT, OPT_LP_LR, OPT_UNFREEZE, OPT_LAYER_DECAY,
-	OPT_ACCUMULATE, OPT_SYNC_BN, OPT_DISTRIBUTED, OPT_BUCKET,
+	OPT_ACCUMULATE, OPT_SYNC_BN, OPT_BUCKET,
 };
 
 static void parse_option(struct cmdline *cl, int c)
@@ -269,7 +269,7 @@ static void parse_option(struct cmdline *cl, int c)
 	case OPT_BUCKET:
 		cl->o.bucket_bytes = (int64_t)tool_parse_size("--bucket", optarg, usage);
 		break;
-	case OPT_DISTRIBUTED: cl->distributed = 1; break;
+	case TOOL_OPT_DISTRIBUTED: cl->distributed = 1; break;
 	case OPT_SEED: cl->o.seed = (uint64_t)parse_count(optarg, "--seed", 0); break;
 	case OPT_NO_SHUFFLE: cl->o.shuffle = 0; break;
 	case OPT_AUGMENT: parse_augment(cl, optarg); break;
@@ -348,7 +348,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl,
 		{"accumulate", required_argument, NULL, OPT_ACCUMULATE},
 		{"sync-bn", no_argument, NULL, OPT_SYNC_BN},
 		{"bucket", required_argument, NULL, OPT_BUCKET},
-		{"distributed", no_argument, NULL, OPT_DISTRIBUTED},
+		TOOL_DIST_LONGOPT,
 		{"no-shuffle", no_argument, NULL, OPT_NO_SHUFFLE},
 		{"augment", required_argument, NULL, OPT_AUGMENT},
 		TOOL_LOADER_LONGOPTS,
@@ -641,11 +641,9 @@ static void take_recipe(struct cmdline *cl, int argc, char **argv, const struct 
 			"it\n", tool_name, text);
 }
 
-/* In a group: rank 0 alone reports and logs; every process must have been started with
- * the same arguments. */
+/* In a group: rank 0 alone reports and logs. */
 static void join_group(struct cmdline *cl, const struct graft_comm *comm)
 {
-	tool_dist_agree(tool_args_digest(), "was started with other arguments");
 	if (comm->rank != 0) {
 		cl->quiet = 1;
 		cl->log = NULL;

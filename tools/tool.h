@@ -190,11 +190,14 @@ void tool_check_model_memory(const struct graft_model *m, const char *path,
  * share of the data.  A process that dies (tool_die) ends the whole group.  A build
  * without MPI refuses a group, exit 1, naming how to rebuild.
  */
+#define TOOL_OPT_DISTRIBUTED 0x4453     /* getopt code of --distributed */
+#define TOOL_DIST_LONGOPT {"distributed", no_argument, NULL, TOOL_OPT_DISTRIBUTED}
 #define TOOL_DIST_HELP \
 	"      --distributed         train as one process of a group started by an MPI\n" \
 	"                            launcher (implied under mpirun: docs/distributed.md)\n"
 /* Joins the group (forced: --distributed, else only when a launcher started this
- * process): this process's place in it, or NULL when it is alone. */
+ * process): this process's place in it, or NULL when it is alone.  Every process must
+ * have been started with the same arguments (tool_dist_agree). */
 const struct graft_comm *tool_dist_start(int forced);
 /* The group joined, or NULL. */
 const struct graft_comm *tool_comm(void);

@@ -226,6 +226,18 @@ struct ctx {
 	double t0;
 };
 
+/* The seconds budget, over on this process (over) or on any of its group: *stopped. */
+static int over_budget(const struct graft_search_opts *o, int over, int *stopped,
+		       struct graft_err *err)
+{
+	double any = over;
+	int rc = graft_comm_sum(o->comm, &any, 1, err);
+
+	if (!rc && any > 0)
+		*stopped = 1;
+	return rc;
+}
+
 /* Trains candidate c for steps on fold f's training part and scores it on the held-apart
  * part; m is as it was after. */
 static int run_fold(struct ctx *cx, const struct graft_candidate *c, int64_t steps, int f,
@@ -245,6 +257,8 @@ static int run_fold(struct ctx *cx, const struct graft_candidate *c, int64_t ste
 	to.schedule = GRAFT_SCHEDULE_COSINE;
 	to.shuffle = 1;
 	to.wisdom = cx->o->wisdom;
+	to.comm = cx->o->comm;
+	to.sync_bn = 1;         /* (a group trains as one process: the same pick) */
 	to.seed = train_seed_mix(cx->o->seed, (uint64_t)f, 0x2545f4914f6cdd1dULL);  /* per fold */
 	if (c->strategy == GRAFT_STRATEGY_LP_FT)
 		to.lp_steps = steps / 3 > 0 ? steps / 3 : 1;
@@ -538,10 +552,12 @@ static int search(struct ctx *cx, struct graft_err *err)
 		int64_t steps = trial_steps(e, s->train_samples, cx->batch);
 		size_t start = s->n_trials;
 		for (size_t i = 0; i < n_alive && !rc; i++) {
-			if (o->budget_seconds > 0 && graft_now() - cx->t0 > o->budget_seconds) {
-				s->stopped = 1;
+			if (o->budget_seconds > 0 &&
+			    (rc = over_budget(o, graft_now() - cx->t0 > o->budget_seconds,
+					      &s->stopped, err)))
 				break;
-			}
+			if (s->stopped)
+				break;
 			rc = run_trial(cx, alive[i], r, (double)steps * (double)cx->batch /
 				       (double)s->train_samples, steps, err);
 			if (!rc && o->progress && o->progress(o->ctx, s, &s->trials[s->n_trials - 1]))

@@ -1493,6 +1493,13 @@ int graft_evaluate(struct graft_net *net, const struct graft_array *x, size_t n_
 	return evaluate_arrays(net, x, n_x, y, batch, 0, NULL, e, err);
 }
 
+int graft_evaluate_group(struct graft_net *net, struct graft_loader *l,
+			 const struct graft_array *y, int64_t batch, const struct graft_comm *c,
+			 struct graft_eval *e, struct graft_err *err)
+{
+	return evaluate(net, l, y, batch, 0, c, e, err);
+}
+
 int graft_evaluate_loader(struct graft_net *net, struct graft_loader *l,
 			  const struct graft_array *y, int64_t batch, struct graft_eval *e,
 			  struct graft_err *err)

@@ -12,6 +12,10 @@
 #    BatchNormalization and their running means are left out: their true gradient is
 #    zero, so they move by rounding noise alone (as compare_params.py --skip-noise);
 #  - a model read from stdin by rank 0; the validation split over the processes;
+#  - graft-eval on 2 processes scores as one; graft-plan on 2 processes (trials with
+#    synchronised BatchNorm) scores the first round's trials as one process does, up to
+#    rounding (within one held-apart sample: a near tie may flip), and --apply writes
+#    a model with its recipe;
 #  - a process killed mid-run ends the job non-zero within 10 s, the checkpoint loads,
 #    and resuming it with 2 processes, or with 1 that accumulates 2 micro-batches, ends
 #    with the uninterrupted run's weights;
@@ -41,6 +45,8 @@ export OMP_NUM_THREADS=1 GRAFT_WISDOM=off
 mpi() { local np=$1; shift; timeout -k 5 300 mpirun --quiet -np "$np" "$TOOLS/graft-train" "$@"; }
 same() { graft-export "$1" -o "$1.onnx" && graft-export "$2" -o "$2.onnx" &&
 	$PY "$here/same_onnx.py" "$1.onnx" "$2.onnx"; }
+differ() { graft-export "$1" -o "$1.onnx" && graft-export "$2" -o "$2.onnx" &&
+	! $PY "$here/same_onnx.py" "$1.onnx" "$2.onnx"; }
 # close A B TOL: every tensor but the noise ones (see the top) within TOL of B's largest
 # magnitude
 noise="0.bias 4.bias 1.running_mean 5.running_mean"
@@ -72,8 +78,8 @@ for opt in "--optimizer sgd --lr 0.05" "--optimizer adamw --lr 0.002"; do
 			same $name-np$np.graft $name-np$np-again.graft
 	done
 done
-check "sgd: 2 processes differ from one with the whole batch (their own statistics)" \
-	sh -c "graft-train '$model' $common --lr 0.05 -o whole.graft && ! same sgd-np2.graft whole.graft"
+check "one process with the whole batch" graft-train "$model" $common --lr 0.05 -o whole.graft
+check "sgd: 2 processes differ from it (their own statistics)" differ sgd-np2.graft whole.graft
 check "one process with the whole batch: 1 step" \
 	graft-train "$model" $common --lr 0.05 --steps 1 -o whole1.graft
 check "... 16 steps at lr 0.005, on 1 and on 2 threads" sh -c "
@@ -107,6 +113,31 @@ import json
 a = json.loads(open('log.jsonl').readlines()[-1]); b = json.loads(open('log1.jsonl').readlines()[-1])
 assert a['val_accuracy'] == b['val_accuracy'] and abs(a['val_loss'] - b['val_loss']) <= 1e-6 * b['val_loss'], (a, b)
 \""
+
+# graft-eval and graft-plan in a group
+check "graft-eval on 2 processes" sh -c "timeout -k 5 300 mpirun --quiet -np 2 '$TOOLS/graft-eval' \
+	sgd-np2.graft --data val.graft --batch 16 --json > e2.json"
+check "graft-eval alone" sh -c "graft-eval sgd-np2.graft --data val.graft --batch 16 --json > e1.json"
+check "... the same scores" $PY -c "
+import json
+a, b = json.load(open('e2.json')), json.load(open('e1.json'))
+assert a['count'] == b['count'] == 100 and a['accuracy'] == b['accuracy'], (a, b)
+assert a['confusion'] == b['confusion'] and abs(a['loss'] - b['loss']) <= 1e-6 * b['loss'], (a, b)
+"
+plan="sgd-np2.graft --data train.graft --json --budget 30 --folds 1 -q --apply"
+check "graft-plan on 2 processes" sh -c "timeout -k 5 300 mpirun --quiet -np 2 '$TOOLS/graft-plan' $plan -o plan2.graft 2>p2.json"
+check "graft-plan alone" sh -c "graft-plan $plan -o plan1.graft 2>p1.json"
+check "... the first round's trials score alike" $PY -c "
+import json
+a, b = json.load(open('p2.json')), json.load(open('p1.json'))
+first = lambda s: {(t['strategy'], t['blocks'], t['lr']): t['accuracy'] for t in s['trials'] if t['round'] == 0}
+fa, fb = first(a), first(b)
+assert fa.keys() == fb.keys() and len(fa) >= 4, (fa, fb)
+one = 1 / a['val_samples'] + 1e-6
+assert all(abs(fa[k] - fb[k]) <= one for k in fa), (fa, fb)
+print('largest difference of a first-round trial: %.3g (one sample: %.3g)' % (max(abs(fa[k] - fb[k]) for k in fa), one))
+"
+check "... and --apply wrote a model with its recipe" sh -c "graft-info plan2.graft | grep -q 'graft.recipe'"
 
 # A process killed mid-run: the job ends, non-zero, within 10 s; the checkpoint resumes.
 long="--data train.graft --batch 32 --steps 300 --lr 0.05 -q"
