@@ -41,8 +41,15 @@ model=$fixdir/keepbn/small_cnn.onnx
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OMP_NUM_THREADS=1 GRAFT_WISDOM=off
-# mpi NP ARGS...: graft-train on NP processes; a hang becomes a failure after 5 minutes
-mpi() { local np=$1; shift; timeout -k 5 300 mpirun --quiet -np "$np" "$TOOLS/graft-train" "$@"; }
+# ./group ARGS...: mpirun --quiet; a hang becomes a failure after 5 minutes.  Under
+# AddressSanitizer without leak detection: Open MPI leaks in its own plugins, which it
+# unloads before LeakSanitizer looks (so no suppression can name them); the unit tests
+# check the same trainer code for leaks, with threads as the processes.
+leakless=${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=0}
+printf '#!/bin/sh\nexec env %s timeout -k 5 300 mpirun --quiet "$@"\n' "$leakless" >group
+chmod +x group
+# mpi NP ARGS...: graft-train on NP processes
+mpi() { local np=$1; shift; ./group -np "$np" "$TOOLS/graft-train" "$@"; }
 same() { graft-export "$1" -o "$1.onnx" && graft-export "$2" -o "$2.onnx" &&
 	$PY "$here/same_onnx.py" "$1.onnx" "$2.onnx"; }
 differ() { graft-export "$1" -o "$1.onnx" && graft-export "$2" -o "$2.onnx" &&
@@ -97,7 +104,7 @@ for np in 2 4; do
 done
 
 # The model from stdin (rank 0's), validation and a log
-check "model on stdin, validation, log" sh -c "cat '$model' | timeout -k 5 300 mpirun --quiet -np 2 \
+check "model on stdin, validation, log" sh -c "cat '$model' | ./group -np 2 \
 	'$TOOLS/graft-train' $common --lr 0.05 --val val.graft --log log.jsonl -o stdin.graft"
 check "... the same weights as from a file" same stdin.graft sgd-np2.graft
 check "the log has the exchange time and the validation" $PY -c "
@@ -115,7 +122,7 @@ assert a['val_accuracy'] == b['val_accuracy'] and abs(a['val_loss'] - b['val_los
 \""
 
 # graft-eval and graft-plan in a group
-check "graft-eval on 2 processes" sh -c "timeout -k 5 300 mpirun --quiet -np 2 '$TOOLS/graft-eval' \
+check "graft-eval on 2 processes" sh -c "./group -np 2 '$TOOLS/graft-eval' \
 	sgd-np2.graft --data val.graft --batch 16 --json > e2.json"
 check "graft-eval alone" sh -c "graft-eval sgd-np2.graft --data val.graft --batch 16 --json > e1.json"
 check "... the same scores" $PY -c "
@@ -125,7 +132,7 @@ assert a['count'] == b['count'] == 100 and a['accuracy'] == b['accuracy'], (a, b
 assert a['confusion'] == b['confusion'] and abs(a['loss'] - b['loss']) <= 1e-6 * b['loss'], (a, b)
 "
 plan="sgd-np2.graft --data train.graft --json --budget 30 --folds 1 -q --apply"
-check "graft-plan on 2 processes" sh -c "timeout -k 5 300 mpirun --quiet -np 2 '$TOOLS/graft-plan' $plan -o plan2.graft 2>p2.json"
+check "graft-plan on 2 processes" sh -c "./group -np 2 '$TOOLS/graft-plan' $plan -o plan2.graft 2>p2.json"
 check "graft-plan alone" sh -c "graft-plan $plan -o plan1.graft 2>p1.json"
 check "... the first round's trials score alike" $PY -c "
 import json
@@ -181,9 +188,9 @@ graft-data idx $FM/t10k-images-idx3-ubyte.gz $FM/t10k-labels-idx1-ubyte.gz --tak
 	--seed 2 -o b/d.graft 2>/dev/null
 g="$TOOLS/graft-train $model --data d.graft --batch 32 --steps 2 -q -o $PWD/x.graft"
 expect_mpi "other data on rank 1" "^graft-train: rank 1 of 2 read other training data \(--data\)" \
-	timeout 300 mpirun --quiet -np 1 --wdir a $g : -np 1 --wdir b $g
+	./group -np 1 --wdir a $g : -np 1 --wdir b $g
 expect_mpi "other arguments on rank 1" "^graft-train: rank 1 of 2 was started with other arguments" \
-	timeout 300 mpirun --quiet -np 1 --wdir a $g --seed 1 : -np 1 --wdir a $g --seed 2
+	./group -np 1 --wdir a $g --seed 1 : -np 1 --wdir a $g --seed 2
 expect_mpi "a batch that does not split" \
 	"^graft-train: a batch of 30 does not split into 4 equal pieces .*multiple of 4$" \
 	mpi 4 "$model" --data train.graft --batch 30 --steps 2 -q -o x.graft
