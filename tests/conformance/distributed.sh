@@ -158,6 +158,7 @@ t0=$(date +%s.%N)
 wait $job
 rc=$?
 t1=$(date +%s.%N)
+echo "killed process $victim after the first checkpoint: the job ended $($PY -c "print('%.1f' % ($t1 - $t0))") s later, exit $rc"
 check "a checkpoint was written before the kill" test -s ck.graft -a -n "$victim"
 check "the job ended non-zero (exit $rc)" test $rc -ne 0
 check "within 10 s ($($PY -c "print('%.1f' % ($t1 - $t0))") s)" $PY -c "import sys; sys.exit($t1 - $t0 > 10)"
