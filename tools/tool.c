@@ -208,7 +208,19 @@ void tool_write_graft(const struct graft_model *m, const char *path,
 static struct {
 	const char *path;
 	struct graft_dataset ds;
+	uint64_t digest;        /* graft_dataset_digest, once made (digested) */
+	int digested;
 } datasets[MAX_DATASETS];
+
+/* Dataset i's digest, made once: it reads the whole file. */
+static uint64_t digest_of(size_t i)
+{
+	if (!datasets[i].digested) {
+		datasets[i].digest = graft_dataset_digest(&datasets[i].ds);
+		datasets[i].digested = 1;
+	}
+	return datasets[i].digest;
+}
 static size_t n_datasets;
 
 void tool_add_history(struct graft_model *m)
@@ -223,7 +235,7 @@ void tool_add_history(struct graft_model *m)
 	for (size_t i = 0; i < n_datasets; i++)
 		snprintf(note + strlen(note), sizeof(note) - strlen(note), "%s %s xxh64:%016llx",
 			 i ? "," : "", datasets[i].path,
-			 (unsigned long long)graft_dataset_digest(&datasets[i].ds));
+			 (unsigned long long)digest_of(i));
 	if (graft_model_note_history(m, note, &err))
 		tool_die("%s", err.msg);
 }
@@ -241,7 +253,7 @@ uint64_t tool_dataset_digest(const char *path)
 {
 	for (size_t i = 0; i < n_datasets; i++)
 		if (strcmp(datasets[i].path, path) == 0)
-			return graft_dataset_digest(&datasets[i].ds);
+			return digest_of(i);
 	tool_die("%s: not read in this run", path);
 }
 
@@ -258,6 +270,7 @@ static const struct graft_dataset *read_dataset(const char *path)
 		graft_dataset_release(ds);
 		tool_die("%s", err.msg);
 	}
+	datasets[n_datasets].digested = 0;
 	datasets[n_datasets++].path = path;
 	return ds;
 }

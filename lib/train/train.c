@@ -1206,8 +1206,8 @@ static void state_after(struct graft_trainer *t, int k)
  * and the step's loss and correct count made the means over the pieces and processes,
  * equal on every process.  Alone with one piece, grads[] are the net's own gradients.
  */
-static int exchange(struct graft_trainer *t, struct graft_step_stats *s, float **grads,
-		    struct graft_err *err)
+static int average_pieces(struct graft_trainer *t, struct graft_step_stats *s, float **grads,
+			  struct graft_err *err)
 {
 	const struct graft_comm *c = t->group > 1 ? t->o.comm : NULL;
 	int pieces = t->parts * t->group, average_state = !(t->group > 1 && t->o.sync_bn);
@@ -1274,7 +1274,7 @@ int graft_trainer_step(struct graft_trainer *t, struct graft_step_stats *s,
 	s->count = t->o.batch;
 	if (!(grads = calloc(t->n_live + 1, sizeof(*grads))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	if ((rc = exchange(t, s, grads, err))) {
+	if ((rc = average_pieces(t, s, grads, err))) {
 		free(grads);
 		return rc;
 	}
