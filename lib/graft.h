@@ -525,6 +525,21 @@ int graft_idx_read(struct graft_array *a, const char *path, int ndim, struct gra
  * on a side or 2^26 pixels in all are refused from their header (GRAFT_EUNSUPPORTED). */
 int graft_image_decode(struct graft_array *rgb, const void *buf, size_t len,
 		       struct graft_err *err);
+/* A WAV file's samples: mono, as floats in 16-bit units (a 16-bit PCM sample as its
+ * integer value, a 32-bit float sample times 32768), which is the scale openWakeWord's
+ * melspectrogram.onnx takes; owned. */
+struct graft_wav {
+	int64_t rate;           /* samples per second */
+	int64_t frames;         /* samples */
+	float *samples;
+};
+/* Decodes a RIFF/WAVE file: PCM 16-bit or IEEE float 32-bit (also as
+ * WAVE_FORMAT_EXTENSIBLE), one channel.  GRAFT_EFORMAT for what is not such a file (no
+ * RIFF/WAVE header, no fmt or data chunk, a data chunk longer than the file: truncated)
+ * and GRAFT_EUNSUPPORTED for another encoding or channel count, each saying what it
+ * found; the rate is the caller's to check. */
+int graft_wav_decode(struct graft_wav *w, const void *buf, size_t len, struct graft_err *err);
+void graft_wav_release(struct graft_wav *w);
 /* Resizes rgb (as graft_image_decode makes it) bilinearly, sample centres aligned
  * (PyTorch's align_corners=False, no antialiasing), into dst: float (3, oh, ow) in
  * [0, 1], or (1, oh, ow) luminance (ITU-R BT.601, as PIL's convert("L")) when gray.  An
@@ -643,6 +658,33 @@ int graft_raw_read_text(struct graft_raw *src, const char *path,
 int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char *labels,
 			      enum graft_text_format format, const char *path_col,
 			      const char *label_col, const struct graft_image_options *o,
+			      struct graft_err *err);
+
+/* How audio is read (graft_raw_read_audio, graft_raw_read_audio_list): every file must
+ * have the rate; each becomes one sample of length values, a shorter clip padded with
+ * silence and a longer one cut, the clip kept where align says. */
+enum graft_align {
+	GRAFT_ALIGN_END = 0,    /* the clip's end at the sample's end (the silence before
+				 * it; a long clip loses its start): a wake word, heard last */
+	GRAFT_ALIGN_START,      /* the clip's start at the sample's start */
+	GRAFT_ALIGN_CENTER,     /* the middles together */
+};
+struct graft_audio_options {
+	int64_t rate;           /* samples a second every file must have; 0: 16000 */
+	int64_t length;         /* samples a clip (1 to 2^26); 0: one second of rate */
+	enum graft_align align;
+};
+/* A folder of WAV files (graft_wav_decode), dir/CLASS/FILE, the classes and files as
+ * graft_raw_read_images finds them: x (N, length) float in 16-bit units, as
+ * openWakeWord's melspectrogram.onnx takes audio.  A file that is not such a WAV, or of
+ * another rate, fails the read, named.  name: dir; source "audio DIR RATEHz LENGTH". */
+int graft_raw_read_audio(struct graft_raw *src, const char *dir,
+			 const struct graft_audio_options *o, struct graft_err *err);
+/* WAV files listed in a label file, as graft_raw_read_image_list lists images.  name:
+ * labels; source "audio DIR LABELS RATEHz LENGTH". */
+int graft_raw_read_audio_list(struct graft_raw *src, const char *dir, const char *labels,
+			      enum graft_text_format format, const char *path_col,
+			      const char *label_col, const struct graft_audio_options *o,
 			      struct graft_err *err);
 
 /* ---- loading samples (lib/data) ---------------------------------------------------------- */

@@ -24,6 +24,9 @@ static const char usage[] =
 	"       graft-data images DIR [--size HxW] [--gray] [--store float|uint8|encoded]\n"
 	"                  [--labels FILE [--path COL] [--label COL]\n"
 	"                  [--format tsv|csv|jsonl]] [--strict] [--threads N] [OPTIONS]\n"
+	"       graft-data audio DIR [--rate R] [--length N] [--align end|start|center]\n"
+	"                  [--labels FILE [--path COL] [--label COL]\n"
+	"                  [--format tsv|csv|jsonl]] [OPTIONS]\n"
 	"       graft-data mnist-json DIR [OPTIONS]\n"
 	"       graft-data graft DATA.graft [OPTIONS]\n"
 	"       graft-data text FILE --vocab VOCAB --text COL [--pair COL] --label COL\n"
@@ -37,7 +40,9 @@ static const char usage[] =
 	"digit]}; DIR may be the package, its src/ or its src/digits/), or a dataset archive\n"
 	"made earlier (to take, split or relabel it again; its class names are kept), or\n"
 	"labelled text tokenized as BERT does (inputs input_ids, attention_mask and\n"
-	"token_type_ids, int64, of --max-len tokens each; y: the labels' classes).\n"
+	"token_type_ids, int64, of --max-len tokens each; y: the labels' classes), or a\n"
+	"folder holding one sub-folder of WAV files (16-bit PCM or 32-bit float, mono) per\n"
+	"class (x: float [N, --length], in 16-bit units).\n"
 	"  -o, --output OUT        write to OUT (atomically) instead of stdout\n"
 	"      --size HxW          images: resize every image to H x W (bilinear); needed\n"
 	"                          for --store float, optional for uint8\n"
@@ -55,6 +60,13 @@ static const char usage[] =
 	"                          by its extension): column --path (default path) a path\n"
 	"                          within DIR, column --label (default label) its class\n"
 	"      --path COL          images with --labels: the column of the paths\n"
+	"      --rate R            audio: the samples a second every file must have (default\n"
+	"                          16000; another rate is refused, naming the file)\n"
+	"      --length N          audio: samples a clip (default: one second); a shorter\n"
+	"                          clip is padded with silence, a longer one cut\n"
+	"      --align A           audio: where a clip sits in its --length: end (the\n"
+	"                          default: silence before it, a long one's start cut),\n"
+	"                          start or center\n"
 	"      --classes A,B,...   keep these classes (labels, or folder names), relabelled\n"
 	"                          0, 1, ... in the order given\n"
 	"      --take N            keep N samples of each class, chosen at random\n"
@@ -102,7 +114,9 @@ struct cmdline {
 	enum graft_store store;
 	struct graft_text_options text;
 	char *names_copy;
-	const char *labels, *path_col;  /* images from a label file */
+	const char *labels, *path_col;  /* images or audio from a label file */
+	struct graft_audio_options audio;
+	int audio_set;
 	int format_set, store_set;
 	uint64_t shard_size;    /* 0: one file */
 };
@@ -165,7 +179,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	enum { O_SIZE = 256, O_GRAY, O_CLASSES, O_TAKE, O_SPLIT, O_VAL, O_SEED, O_MEAN, O_STD,
 	       O_VOCAB, O_TEXT, O_PAIR, O_LABEL, O_FORMAT, O_CASED, O_UNCASED, O_MAXLEN,
-	       O_NAMES, O_LABELS, O_PATH, O_STORE, O_STRICT, O_THREADS, O_SHARD_SIZE };
+	       O_NAMES, O_LABELS, O_PATH, O_STORE, O_STRICT, O_THREADS, O_SHARD_SIZE, O_RATE,
+	       O_LENGTH, O_ALIGN };
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"size", required_argument, NULL, O_SIZE},
 		{"gray", no_argument, NULL, O_GRAY}, {"classes", required_argument, NULL, O_CLASSES},
@@ -182,6 +197,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"store", required_argument, NULL, O_STORE}, {"strict", no_argument, NULL, O_STRICT},
 		{"threads", required_argument, NULL, O_THREADS},
 		{"shard-size", required_argument, NULL, O_SHARD_SIZE},
+		{"rate", required_argument, NULL, O_RATE}, {"length", required_argument, NULL, O_LENGTH},
+		{"align", required_argument, NULL, O_ALIGN},
 		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
 	};
 	int c, n_in;
@@ -221,6 +238,26 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case O_UNCASED: cl->text.cased = 0; break;
 		case O_LABELS: cl->labels = optarg; break;
 		case O_PATH: cl->path_col = optarg; break;
+		case O_RATE:
+			cl->audio.rate = parse_count(optarg, "--rate");
+			cl->audio_set = 1;
+			break;
+		case O_LENGTH:
+			cl->audio.length = parse_count(optarg, "--length");
+			cl->audio_set = 1;
+			break;
+		case O_ALIGN:
+			if (strcmp(optarg, "end") == 0)
+				cl->audio.align = GRAFT_ALIGN_END;
+			else if (strcmp(optarg, "start") == 0)
+				cl->audio.align = GRAFT_ALIGN_START;
+			else if (strcmp(optarg, "center") == 0)
+				cl->audio.align = GRAFT_ALIGN_CENTER;
+			else
+				tool_usage(usage, 2, "--align: '%s' is not end, start or center",
+					   optarg);
+			cl->audio_set = 1;
+			break;
 		case O_STRICT: cl->strict = 1; break;
 		case O_SHARD_SIZE:
 			cl->shard_size = tool_parse_size("--shard-size", optarg, usage);
@@ -278,20 +315,28 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		}
 	}
 	if (optind >= argc)
-		tool_usage(usage, 2, "say what to read: idx, npy, images, mnist-json, graft or text");
+		tool_usage(usage, 2, "say what to read: idx, npy, images, audio, mnist-json, graft "
+			   "or text");
 	cl->kind = argv[optind++];
 	if (strcmp(cl->kind, "idx") && strcmp(cl->kind, "npy") && strcmp(cl->kind, "images") &&
-	    strcmp(cl->kind, "mnist-json") && strcmp(cl->kind, "graft") && strcmp(cl->kind, "text"))
-		tool_usage(usage, 2, "unknown input kind '%s' (idx, npy, images, mnist-json, "
-			   "graft or text)", cl->kind);
-	int one_dir = strcmp(cl->kind, "images") == 0 || strcmp(cl->kind, "mnist-json") == 0;
+	    strcmp(cl->kind, "mnist-json") && strcmp(cl->kind, "graft") &&
+	    strcmp(cl->kind, "text") && strcmp(cl->kind, "audio"))
+		tool_usage(usage, 2, "unknown input kind '%s' (idx, npy, images, audio, "
+			   "mnist-json, graft or text)", cl->kind);
+	int audio = strcmp(cl->kind, "audio") == 0;
+	int one_dir = strcmp(cl->kind, "images") == 0 || strcmp(cl->kind, "mnist-json") == 0 ||
+		      audio;
 	int text = strcmp(cl->kind, "text") == 0;
 	n_in = one_dir || text || strcmp(cl->kind, "graft") == 0 ? 1 : 2;
 	if (text && (!cl->text.vocab || !cl->text.text || !cl->text.label))
 		tool_usage(usage, 2, "text needs --vocab, --text and --label");
-	int listed = strcmp(cl->kind, "images") == 0 && cl->labels;
-	if ((cl->labels || cl->path_col) && strcmp(cl->kind, "images"))
-		tool_usage(usage, 2, "--labels and --path are for images");
+	int listed = (strcmp(cl->kind, "images") == 0 || audio) && cl->labels;
+	if ((cl->labels || cl->path_col) && strcmp(cl->kind, "images") && !audio)
+		tool_usage(usage, 2, "--labels and --path are for images and audio");
+	if (cl->audio_set && !audio)
+		tool_usage(usage, 2, "--rate, --length and --align are for audio");
+	if (audio && (cl->mean || cl->std))
+		tool_usage(usage, 2, "--mean and --std are for images and arrays, not audio");
 	if (cl->path_col && !cl->labels)
 		tool_usage(usage, 2, "--path needs --labels");
 	if (!text && (cl->text.vocab || cl->text.text || cl->text.pair || cl->text.cased ||
@@ -299,7 +344,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 							     !listed)))
 		tool_usage(usage, 2, "--vocab, --text, --pair, --label, --format, --cased, "
 			   "--max-len and --names are for text (--label and --format also for "
-			   "images with --labels)");
+			   "images and audio with --labels)");
 	if (listed && !cl->format_set) {
 		const char *dot = strrchr(cl->labels, '.');
 		cl->text.format = dot && strcmp(dot, ".csv") == 0 ? GRAFT_TEXT_CSV :
@@ -379,6 +424,13 @@ static void read_source(const struct cmdline *cl, struct graft_raw *src)
 		rc = graft_raw_read_graft(src, cl->in[0], &err);
 	else if (strcmp(cl->kind, "text") == 0)
 		rc = graft_raw_read_text(src, cl->in[0], &cl->text, &err);
+	else if (strcmp(cl->kind, "audio") == 0 && cl->labels)
+		rc = graft_raw_read_audio_list(src, cl->in[0], cl->labels, cl->text.format,
+					       cl->path_col ? cl->path_col : "path",
+					       cl->text.label ? cl->text.label : "label", &cl->audio,
+					       &err);
+	else if (strcmp(cl->kind, "audio") == 0)
+		rc = graft_raw_read_audio(src, cl->in[0], &cl->audio, &err);
 	else if (cl->labels)
 		rc = graft_raw_read_image_list(src, cl->in[0], cl->labels, cl->text.format,
 					       cl->path_col ? cl->path_col : "path",

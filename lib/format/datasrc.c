@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -501,5 +502,122 @@ int graft_mnist_json_parse(const char *text, float **values, size_t *n, struct g
 	}
 	*values = v;
 	*n = count;
+	return 0;
+}
+
+/* ---- WAV ---------------------------------------------------------------------------------- */
+
+static uint32_t le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint16_t le16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+#define WAV_PCM 1
+#define WAV_FLOAT 3
+#define WAV_EXTENSIBLE 0xfffe
+
+void graft_wav_release(struct graft_wav *w)
+{
+	free(w->samples);
+	memset(w, 0, sizeof(*w));
+}
+
+/* The fmt chunk's encoding (PCM 16 or float 32, one channel), or why not. */
+static int wav_format(const unsigned char *f, uint32_t size, int *is_float, int64_t *rate,
+		      struct graft_err *err)
+{
+	unsigned tag, channels, bits;
+
+	if (size < 16)
+		return graft_err_set(err, GRAFT_EFORMAT, "a fmt chunk of %u bytes (16 at least)",
+				     (unsigned)size);
+	tag = le16(f);
+	channels = le16(f + 2);
+	*rate = le32(f + 4);
+	bits = le16(f + 14);
+	if (tag == WAV_EXTENSIBLE && size >= 26)        /* the sub-format's first two bytes */
+		tag = le16(f + 24);
+	if (channels != 1)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "%u channels: mono only (sox IN -c 1 "
+				     "OUT mixes them down)", channels);
+	if (tag == WAV_PCM && bits == 16)
+		*is_float = 0;
+	else if (tag == WAV_FLOAT && bits == 32)
+		*is_float = 1;
+	else if (tag == WAV_PCM || tag == WAV_FLOAT)
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "%u-bit %s samples: 16-bit PCM or "
+				     "32-bit float only (sox IN -b 16 OUT converts)", bits,
+				     tag == WAV_PCM ? "PCM" : "float");
+	else
+		return graft_err_set(err, GRAFT_EUNSUPPORTED, "encoding %u: 16-bit PCM or 32-bit "
+				     "float only (sox IN -b 16 -e signed-integer OUT converts)", tag);
+	if (*rate < 1)
+		return graft_err_set(err, GRAFT_EFORMAT, "a rate of 0 samples a second");
+	return 0;
+}
+
+int graft_wav_decode(struct graft_wav *w, const void *buf, size_t len, struct graft_err *err)
+{
+	const unsigned char *b = buf, *fmt = NULL, *data = NULL;
+	uint32_t fmt_size = 0, data_size = 0;
+	int64_t rate = 0;
+	int is_float = 0, rc;
+
+	memset(w, 0, sizeof(*w));
+	if (len < 12 || memcmp(b, "RIFF", 4) || memcmp(b + 8, "WAVE", 4))
+		return graft_err_set(err, GRAFT_EFORMAT, "not a WAV file (no RIFF/WAVE header)");
+	for (size_t at = 12; at + 8 <= len && !data;) {
+		uint32_t size = le32(b + at + 4);
+		const unsigned char *body = b + at + 8;
+		if (!memcmp(b + at, "fmt ", 4) && !fmt) {
+			fmt = body;
+			fmt_size = size;
+			if (size > len - at - 8)
+				return graft_err_set(err, GRAFT_EFORMAT, "truncated in its fmt chunk");
+		} else if (!memcmp(b + at, "data", 4)) {
+			data = body;
+			data_size = size;
+			if (size > len - at - 8)
+				return graft_err_set(err, GRAFT_EFORMAT, "truncated: its data chunk "
+						     "holds %u bytes, the file %zu after it",
+						     (unsigned)size, len - at - 8);
+		}
+		if (size > len - at - 8)
+			break;
+		at += 8 + (size_t)size + (size & 1);    /* chunks are padded to even sizes */
+	}
+	if (!fmt)
+		return graft_err_set(err, GRAFT_EFORMAT, "not a WAV file: no fmt chunk");
+	if ((rc = wav_format(fmt, fmt_size, &is_float, &rate, err)))
+		return rc;
+	if (!data)
+		return graft_err_set(err, GRAFT_EFORMAT, "truncated: no data chunk");
+	size_t width = is_float ? 4 : 2, n = data_size / width;
+	if (data_size % width)
+		return graft_err_set(err, GRAFT_EFORMAT, "a data chunk of %u bytes is not a whole "
+				     "number of %zu-byte samples", (unsigned)data_size, width);
+	if (!(w->samples = malloc(sizeof(float) * (n + 1))))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory for %zu samples", n);
+	for (size_t i = 0; i < n; i++) {
+		if (is_float) {
+			uint32_t u = le32(data + 4 * i);
+			float f;
+			memcpy(&f, &u, sizeof(f));
+			w->samples[i] = f * 32768.0f;
+		} else {
+			w->samples[i] = (float)(int16_t)le16(data + 2 * i);
+		}
+		if (!isfinite(w->samples[i])) {
+			graft_wav_release(w);
+			return graft_err_set(err, GRAFT_EFORMAT, "sample %zu is not a finite number", i);
+		}
+	}
+	w->rate = rate;
+	w->frames = (int64_t)n;
 	return 0;
 }

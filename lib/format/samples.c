@@ -591,24 +591,32 @@ static char *join_path(const char *a, const char *b)
 	return p;
 }
 
-/* The images of class folder dir (regular files, at least one) onto files, labelled
+/* What class folders hold, for messages: "images" and "an image file". */
+struct kind {
+	const char *plural, *one;
+};
+static const struct kind IMAGES = {"images", "an image file"};
+static const struct kind WAVS = {"WAV files", "a WAV file"};
+
+/* The files of class folder dir (regular files, at least one) onto files, labelled
  * label. */
-static int class_files(const char *dir, int64_t label, struct list *files,
-		       struct graft_err *err)
+static int class_files(const char *dir, int64_t label, const struct kind *kind,
+		       struct list *files, struct graft_err *err)
 {
 	struct list imgs;
 	struct stat st;
 	int rc = list_dir(dir, &imgs, err);
 
 	if (!rc && !imgs.n)
-		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: class folder holds no images", dir);
+		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: class folder holds no %s", dir,
+				   kind->plural);
 	for (size_t j = 0; j < imgs.n && !rc; j++) {
 		char *path = join_path(dir, imgs.item[j]);
 		if ((rc = list_add(files, path, label, err)))
 			break;
 		if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: not an image file (class "
-					   "folders hold images only)", path);
+			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: not %s (class folders hold "
+					   "%s only)", path, kind->one, kind->plural);
 	}
 	list_free(&imgs);
 	return rc;
@@ -617,7 +625,8 @@ static int class_files(const char *dir, int64_t label, struct list *files,
 /* Entry name of dir: when a folder, class *k (its images onto files, its name into
  * src->class_names[*k]) and *k counted; other entries are not classes. */
 static int one_class(struct graft_raw *src, const char *dir, const char *name,
-		     int64_t *k, struct list *files, struct graft_err *err)
+		     const struct kind *kind, int64_t *k, struct list *files,
+		     struct graft_err *err)
 {
 	char *sub = join_path(dir, name);
 	struct stat st;
@@ -630,7 +639,7 @@ static int one_class(struct graft_raw *src, const char *dir, const char *name,
 	else if (S_ISDIR(st.st_mode) && strchr(name, ','))
 		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: a class name with a comma cannot be "
 				   "listed in " GRAFT_META_CLASS_NAMES, sub);
-	else if (S_ISDIR(st.st_mode) && !(rc = class_files(sub, *k, files, err)) &&
+	else if (S_ISDIR(st.st_mode) && !(rc = class_files(sub, *k, kind, files, err)) &&
 		 !(src->class_names[(*k)++] = strdup(name)))
 		rc = no_memory(err);
 	free(sub);
@@ -638,8 +647,8 @@ static int one_class(struct graft_raw *src, const char *dir, const char *name,
 }
 
 /* The classes of dir: its sub-folders, in name order. */
-static int class_folders(struct graft_raw *src, const char *dir, struct list *files,
-			 struct graft_err *err)
+static int class_folders(struct graft_raw *src, const char *dir, const struct kind *kind,
+			 struct list *files, struct graft_err *err)
 {
 	struct list entries;
 	int64_t k = 0;
@@ -648,10 +657,10 @@ static int class_folders(struct graft_raw *src, const char *dir, struct list *fi
 	if (!rc && !(src->class_names = calloc(entries.n + 1, sizeof(char *))))
 		rc = no_memory(err);
 	for (size_t i = 0; i < entries.n && !rc; i++)
-		rc = one_class(src, dir, entries.item[i], &k, files, err);
+		rc = one_class(src, dir, entries.item[i], kind, &k, files, err);
 	if (!rc && !k)
 		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: no class folders (one sub-folder of "
-				   "images per class)", dir);
+				   "%s per class)", dir, kind->plural);
 	src->samples.n_classes = k;
 	list_free(&entries);
 	return rc;
@@ -920,7 +929,7 @@ int graft_raw_read_images(struct graft_raw *src, const char *dir,
 	if (!rc)
 		rc = check_image_options(o, err);
 	if (!rc)
-		rc = class_folders(src, dir, &files, err);
+		rc = class_folders(src, dir, &IMAGES, &files, err);
 	if (!rc)
 		rc = read_images(src, &files, o, err);
 	image_words(o, words, sizeof(words));
@@ -1064,20 +1073,15 @@ int graft_raw_read_text(struct graft_raw *src, const char *path,
 
 /* ---- images listed in a label file ------------------------------------------------------- */
 
-int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char *labels,
-			      enum graft_text_format format, const char *path_col,
-			      const char *label_col, const struct graft_image_options *o,
-			      struct graft_err *err)
+/* The files a label file lists (dir-relative paths in path_col, classes in label_col)
+ * onto files, labelled; src's classes from the labels. */
+static int listed_files(struct graft_raw *src, const char *dir, const char *labels,
+			enum graft_text_format format, const char *path_col,
+			const char *label_col, struct list *files, struct graft_err *err)
 {
-	struct list files = {0};
 	struct text_rows r = {0};
-	char words[64];
-	int rc = begin(src, labels, err);
+	int rc = text_rows_read(&r, labels, format, path_col, NULL, label_col, err);
 
-	if (!rc)
-		rc = check_image_options(o, err);
-	if (!rc)
-		rc = text_rows_read(&r, labels, format, path_col, NULL, label_col, err);
 	if (!rc)
 		rc = text_classes(src, &r, err);
 	for (size_t i = 0; i < r.n && !rc; i++) {
@@ -1086,16 +1090,155 @@ int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char
 			rc = graft_err_set(err, GRAFT_EFORMAT, "%s: row %zu's path '%s' is not a "
 					   "file within %s", labels, i + 1, p, dir);
 		else
-			rc = list_add(&files, join_path(dir, p), src->labels[i], err);
+			rc = list_add(files, join_path(dir, p), src->labels[i], err);
 	}
-	if (!rc) {              /* the labels now travel with the list */
-		free(src->labels);
-		src->labels = NULL;
+	free(src->labels);      /* (the labels now travel with the list) */
+	src->labels = NULL;
+	text_rows_release(&r);
+	return rc;
+}
+
+int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char *labels,
+			      enum graft_text_format format, const char *path_col,
+			      const char *label_col, const struct graft_image_options *o,
+			      struct graft_err *err)
+{
+	struct list files = {0};
+	char words[64];
+	int rc = begin(src, labels, err);
+
+	if (!rc)
+		rc = check_image_options(o, err);
+	if (!rc)
+		rc = listed_files(src, dir, labels, format, path_col, label_col, &files, err);
+	if (!rc)
 		rc = read_images(src, &files, o, err);
-	}
 	image_words(o, words, sizeof(words));
 	set_source(src, "images %s %s %s", base_name(dir), base_name(labels), words);
-	text_rows_release(&r);
+	list_free(&files);
+	return finish(src, rc);
+}
+
+/* ---- audio ----------------------------------------------------------------------------- */
+
+#define AUDIO_MAX_LENGTH ((int64_t)1 << 26)
+
+/* The options with their defaults, checked. */
+static int audio_options(const struct graft_audio_options *o, struct graft_audio_options *use,
+			 struct graft_err *err)
+{
+	*use = *o;
+	if (!use->rate)
+		use->rate = 16000;
+	if (!use->length)
+		use->length = use->rate;
+	if (use->rate < 1 || use->rate > 1000000)
+		return graft_err_set(err, GRAFT_EINVAL, "a rate of %" PRId64 " samples a second "
+				     "(1 to 1,000,000)", use->rate);
+	if (use->length < 1 || use->length > AUDIO_MAX_LENGTH)
+		return graft_err_set(err, GRAFT_EINVAL, "a clip of %" PRId64 " samples (1 to "
+				     "%" PRId64 ")", use->length, AUDIO_MAX_LENGTH);
+	if (use->align != GRAFT_ALIGN_END && use->align != GRAFT_ALIGN_START &&
+	    use->align != GRAFT_ALIGN_CENTER)
+		return graft_err_set(err, GRAFT_EINVAL, "unknown alignment %d", (int)use->align);
+	return 0;
+}
+
+/* n samples into row (length values): placed as align says, padded with zeros, cut. */
+static void place_clip(const float *samples, int64_t n, float *row, int64_t length,
+		       enum graft_align align)
+{
+	/* where the clip's sample 0 lands in the row (negative: its start is cut) */
+	int64_t at = align == GRAFT_ALIGN_START ? 0 : align == GRAFT_ALIGN_END ? length - n
+		     : (length - n) / 2;
+
+	for (int64_t i = 0; i < length; i++) {
+		int64_t k = i - at;
+		row[i] = k >= 0 && k < n ? samples[k] : 0.0f;
+	}
+}
+
+/* One WAV file into row. */
+static int read_clip(const char *path, const struct graft_audio_options *o, float *row,
+		     struct graft_err *err)
+{
+	struct graft_wav w;
+	char *buf = NULL;
+	size_t len;
+	int rc = io_read_file(path, &buf, &len, err);
+
+	if (rc)
+		return rc;
+	rc = graft_wav_decode(&w, buf, len, err);
+	free(buf);
+	if (rc)
+		return graft_err_prefix(err, path);
+	if (w.rate != o->rate)
+		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: %" PRId64 " samples a second, not %"
+				   PRId64 " (sox IN -r %" PRId64 " OUT resamples)", path, w.rate,
+				   o->rate, o->rate);
+	else
+		place_clip(w.samples, w.frames, row, o->length, o->align);
+	graft_wav_release(&w);
+	return rc;
+}
+
+/* The clips of files, in order, into src: x (N, length). */
+static int read_clips(struct graft_raw *src, const struct list *files,
+		      const struct graft_audio_options *o, struct graft_err *err)
+{
+	struct graft_samples *s = &src->samples;
+	size_t n = files->n, row = (size_t)o->length;
+	int rc = 0;
+
+	if (n > SIZE_MAX / sizeof(float) / row || !(src->x = alloc(n * row * sizeof(float))) ||
+	    !(src->labels = alloc(n * sizeof(int64_t))))
+		return no_memory(err);
+	for (size_t i = 0; i < n && !rc; i++) {
+		rc = read_clip(files->item[i], o, src->x + i * row, err);
+		src->labels[i] = files->label[i];
+	}
+	s->rank = 2;
+	s->dims[0] = (int64_t)n;
+	s->dims[1] = o->length;
+	return rc;
+}
+
+int graft_raw_read_audio(struct graft_raw *src, const char *dir,
+			 const struct graft_audio_options *o, struct graft_err *err)
+{
+	struct graft_audio_options use;
+	struct list files = {0};
+	int rc = begin(src, dir, err);
+
+	if (!rc)
+		rc = audio_options(o, &use, err);
+	if (!rc)
+		rc = class_folders(src, dir, &WAVS, &files, err);
+	if (!rc)
+		rc = read_clips(src, &files, &use, err);
+	set_source(src, "audio %s %" PRId64 "Hz %" PRId64, base_name(dir), use.rate, use.length);
+	list_free(&files);
+	return finish(src, rc);
+}
+
+int graft_raw_read_audio_list(struct graft_raw *src, const char *dir, const char *labels,
+			      enum graft_text_format format, const char *path_col,
+			      const char *label_col, const struct graft_audio_options *o,
+			      struct graft_err *err)
+{
+	struct graft_audio_options use;
+	struct list files = {0};
+	int rc = begin(src, labels, err);
+
+	if (!rc)
+		rc = audio_options(o, &use, err);
+	if (!rc)
+		rc = listed_files(src, dir, labels, format, path_col, label_col, &files, err);
+	if (!rc)
+		rc = read_clips(src, &files, &use, err);
+	set_source(src, "audio %s %s %" PRId64 "Hz %" PRId64, base_name(dir), base_name(labels),
+		   use.rate, use.length);
 	list_free(&files);
 	return finish(src, rc);
 }

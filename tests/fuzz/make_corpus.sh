@@ -1,6 +1,6 @@
 #!/bin/bash
 # make_corpus.sh OUTDIR [BUILD_DIR]: seed corpora for the fuzz targets, one folder per
-# target under OUTDIR (onnx, tensor, graft, dataset, idx, image, json, wisdom), from what this
+# target under OUTDIR (onnx, tensor, graft, dataset, idx, image, json, wisdom, wav), from what this
 # machine has:
 #   onnx     a sample of the ONNX backend suite's models (libonnx-testdata: every
 #            subgraph model, every 12th node test, some of the others), all under 256 KiB
@@ -10,7 +10,7 @@
 #            built graft-import, plus dataset archives
 #   dataset  dataset archives made with the built graft-data from .npy files and from
 #            Fashion-MNIST IDX files (Debian's dataset-fashion-mnist), when present
-#   idx, image, json, wisdom  the hand-made seeds only (IDX files plain and gzip; PNG and JPEG
+#   idx, image, json, wisdom, wav  the hand-made seeds only (IDX files plain and gzip; PNG and JPEG
 #            of each colour type; mnist digit files)
 # plus the hand-made seeds of tests/fuzz/seeds.  BUILD_DIR holds the built tools
 # (default: the build folder above tools/ that holds graft-import, else $TOOLS).
@@ -23,11 +23,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 data=/usr/share/libonnx-testdata/data
 tools=${TOOLS:-}
 [ -n "$build" ] && tools=$build/tools
-mkdir -p "$out"/{onnx,tensor,graft,dataset,idx,image,json,wisdom}
+mkdir -p "$out"/{onnx,tensor,graft,dataset,idx,image,json,wisdom,wav}
 out=$(cd "$out" && pwd)
 
 # Hand-made seeds first (tiny, committed).
-for t in onnx tensor graft dataset idx image json wisdom; do
+for t in onnx tensor graft dataset idx image json wisdom wav; do
 	for f in "$here/seeds/$t"/*; do
 		[ -f "$f" ] && cp "$f" "$out/$t/seed-$(basename "$f")"
 	done
@@ -114,6 +114,6 @@ else
 	echo "make_corpus.sh: no built graft-import (give BUILD_DIR): no .graft seeds" >&2
 fi
 rm -rf "$out/npy-in"
-for t in onnx tensor graft dataset idx image json wisdom; do
+for t in onnx tensor graft dataset idx image json wisdom wav; do
 	echo "$t: $(find "$out/$t" -type f | wc -l) seeds, $(du -sh "$out/$t" | cut -f1)"
 done

@@ -15,7 +15,7 @@ build=${1:?usage: run.sh BUILD_FUZZ_DIR SECONDS_PER_TARGET [TARGET...]}
 secs=${2:?usage: run.sh BUILD_FUZZ_DIR SECONDS_PER_TARGET [TARGET...]}
 shift 2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(onnx tensor graft dataset idx image json wisdom)
+[ ${#targets[@]} -gt 0 ] || targets=(onnx tensor graft dataset idx image json wisdom wav)
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$build" && pwd) || exit 1
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # data.sh: graft-data on real inputs: Debian's Fashion-MNIST IDX files (all of them,
-# then some classes, sampled and split), .npy arrays, and folders of PNG and JPEG
-# images.  The archives are read back with Python's tarfile and onnx, independently of
+# then some classes, sampled and split), .npy arrays, folders of PNG and JPEG images,
+# and folders of WAV files (16-bit PCM and 32-bit float, padded and cut three ways).  The archives are read back with Python's tarfile and onnx, independently of
 # libgraft, and compared with the inputs value by value; same seed, same bytes; bad
 # inputs fail with one line and leave no file behind.
 . "$(dirname "$0")/lib.sh"
@@ -390,4 +390,74 @@ check "graft: the same seed, the same bytes" sh -c \
 graft-import "$DATA/pytorch-converted/test_ConvTranspose2d/model.onnx" -o model.graft
 expect_error "graft: a model, not a dataset" "^graft-data: model.graft: not a dataset" \
 	graft-data graft model.graft -o bad.graft
+# ---- audio ----
+$PY - <<'PY'
+import os, wave, struct, numpy as np
+rng = np.random.default_rng(5)
+def pcm16(path, samples, rate=16000, channels=1):
+    with wave.open(path, 'wb') as w:
+        w.setnchannels(channels); w.setsampwidth(2); w.setframerate(rate)
+        w.writeframes(np.asarray(samples, '<i2').tobytes())
+def float32(path, samples, rate=16000):
+    data = np.asarray(samples, '<f4').tobytes()
+    fmt = struct.pack('<HHIIHH', 3, 1, rate, rate * 4, 4, 32)
+    body = b'WAVE' + b'fmt ' + struct.pack('<I', 16) + fmt + b'data' + struct.pack('<I', len(data)) + data
+    open(path, 'wb').write(b'RIFF' + struct.pack('<I', len(body)) + body)
+for d in ('wavs/word', 'wavs/other'):
+    os.makedirs(d)
+a = rng.integers(-30000, 30000, 700)
+b = rng.integers(-30000, 30000, 1300)
+c = (rng.random(1000) * 2 - 1).astype(np.float32)
+pcm16('wavs/word/a.wav', a); pcm16('wavs/word/b.wav', b); float32('wavs/other/c.wav', c)
+np.save('clips.npy', np.array([np.pad(c * 32768, (0, 300))[:1000], a, b], dtype=object), allow_pickle=True)
+os.makedirs('badwav')
+pcm16('badwav/rate.wav', a, rate=8000)
+pcm16('badwav/stereo.wav', np.repeat(a, 2), channels=2)
+open('badwav/trunc.wav', 'wb').write(open('wavs/word/b.wav', 'rb').read()[:1000])
+open('badwav/text.wav', 'w').write('not audio\n')
+with open('wavs.tsv', 'w') as f:
+    f.write('path\tlabel\nword/a.wav\tyes\nother/c.wav\tno\n')
+PY
+check "audio: class folders, 1,000 samples a clip" graft-data audio wavs --length 1000 -o au.graft
+check "audio: placed at the end, padded before, cut at the start; float in 16-bit units" $PY -c "
+from rd import *
+x, y, meta = load('au.graft')
+c, a, b = np.load('clips.npy', allow_pickle=True)
+assert x.shape == (3, 1000) and x.dtype == np.float32, x.shape
+assert meta['graft.class_names'] == 'other,word' and list(y) == [0, 1, 1], (meta, y)
+assert np.abs(x[0] - c[:1000]).max() <= 1e-3, 'float samples times 32768'
+assert (x[1][:300] == 0).all() and (x[1][300:] == a).all(), 'a short clip at the end'
+assert (x[2] == b[300:]).all(), 'a long clip keeps its end'
+assert meta['graft.source'] == 'audio wavs 16000Hz 1000', meta['graft.source']
+"
+check "audio: --align start and center" sh -c "graft-data audio wavs --length 1000 --align start -o as.graft &&
+	graft-data audio wavs --length 1000 --align center -o ac.graft"
+check "audio: each alignment's place" $PY -c "
+from rd import *
+c, a, b = np.load('clips.npy', allow_pickle=True)
+s, _, _ = load('as.graft'); m, _, _ = load('ac.graft')
+assert (s[1][:700] == a).all() and (s[1][700:] == 0).all() and (s[2] == b[:1000]).all()
+assert (m[1][150:850] == a).all() and (m[1][:150] == 0).all() and (m[2] == b[150:1150]).all()
+"
+check "audio: a label file" graft-data audio wavs --labels wavs.tsv --length 1000 -o al.graft
+check "audio: the listed files and their classes" $PY -c "
+from rd import *
+x, y, meta = load('al.graft')
+assert x.shape == (2, 1000) and meta['graft.class_names'] == 'no,yes' and list(y) == [1, 0], (meta, y)
+"
+for f in rate stereo trunc text; do
+	mkdir -p bad-$f/k && cp badwav/$f.wav bad-$f/k/
+done
+expect_error "audio: another rate" "^graft-data: bad-rate/k/rate.wav: 8000 samples a second, not 16000" \
+	graft-data audio bad-rate -o bad.graft
+expect_error "audio: stereo" "^graft-data: bad-stereo/k/stereo.wav: 2 channels: mono only" \
+	graft-data audio bad-stereo -o bad.graft
+expect_error "audio: truncated" "^graft-data: bad-trunc/k/trunc.wav: truncated: its data chunk holds" \
+	graft-data audio bad-trunc -o bad.graft
+expect_error "audio: not a WAV" "^graft-data: bad-text/k/text.wav: not a WAV file" \
+	graft-data audio bad-text -o bad.graft
+check "audio: no file left by a refusal" test ! -e bad.graft
+check "audio: --mean is a usage error (exit 2)" sh -c "graft-data audio wavs --mean 1 -o bad.graft 2>err.txt;
+	[ \$? -eq 2 ] && grep -q 'mean and --std are for images and arrays, not audio' err.txt"
+
 finish

@@ -5,7 +5,10 @@
  * the dims, a damaged gzip trailer) without allocating what the header claims.  PNG
  * images decode to their bytes, resize as PyTorch's bilinear resize does, and images
  * whose header claims too many pixels are refused before decoding.  The mnist JSON
- * parser takes numbers in [0, 1] only.
+ * parser takes numbers in [0, 1] only.  WAV files: 16-bit PCM as its integers, 32-bit
+ * float times 32768, WAVE_FORMAT_EXTENSIBLE, chunks of odd size skipped with their
+ * padding; other encodings, channel counts, a missing chunk, a truncated or ragged data
+ * chunk and non-finite samples refused, each saying what it found.
  */
 #include <fcntl.h>
 #include <math.h>
@@ -304,6 +307,110 @@ static void test_mnist_json(void **state)
 	free(big);
 }
 
+/* ---- WAV ---- */
+
+/* A WAV file in buf: fmt (tag, channels, rate, bits; extensible: tag 0xfffe with
+ * sub-format sub), an odd-sized LIST chunk first when list, then data of n bytes
+ * (claimed: claim, which may be more).  Returns its length. */
+static size_t wav(unsigned char *buf, unsigned tag, unsigned sub, unsigned channels,
+		  uint32_t rate, unsigned bits, int list, const void *data, uint32_t n,
+		  uint32_t claim)
+{
+	size_t at = 12;
+	unsigned fmt_size = tag == 0xfffe ? 40 : 16;
+	unsigned char *p;
+
+	memcpy(buf, "RIFF", 4);
+	memcpy(buf + 8, "WAVE", 4);
+	if (list) {
+		memcpy(buf + at, "LIST\x03\0\0\0abc\0", 12);   /* 3 bytes, 1 of padding */
+		at += 12;
+	}
+	memcpy(buf + at, "fmt ", 4);
+	p = buf + at + 4;
+	p[0] = (unsigned char)fmt_size; p[1] = p[2] = p[3] = 0;
+	p += 4;
+	memset(p, 0, fmt_size);
+	p[0] = (unsigned char)tag; p[1] = (unsigned char)(tag >> 8);
+	p[2] = (unsigned char)channels;
+	memcpy(p + 4, &rate, 4);
+	p[14] = (unsigned char)bits;
+	if (tag == 0xfffe) {
+		p[24] = (unsigned char)sub;
+	}
+	at += 8 + fmt_size;
+	memcpy(buf + at, "data", 4);
+	memcpy(buf + at + 4, &claim, 4);
+	memcpy(buf + at + 8, data, n);
+	at += 8 + n;
+	uint32_t riff = (uint32_t)(at - 8);
+	memcpy(buf + 4, &riff, 4);
+	return at;
+}
+
+static void test_wav(void **state)
+{
+	static unsigned char buf[4096];
+	const int16_t pcm[4] = {0, 1, -32768, 32767};
+	const float fl[3] = {0.5f, -1.0f, 0.25f};
+	struct graft_wav w;
+	struct graft_err err = {0};
+	size_t n;
+
+	(void)state;
+	n = wav(buf, 1, 0, 1, 16000, 16, 1, pcm, sizeof(pcm), sizeof(pcm));
+	assert_int_equal(graft_wav_decode(&w, buf, n, &err), 0);
+	assert_int_equal(w.rate, 16000);
+	assert_int_equal(w.frames, 4);
+	assert_true(w.samples[0] == 0 && w.samples[1] == 1 && w.samples[2] == -32768 &&
+		    w.samples[3] == 32767);
+	graft_wav_release(&w);
+	n = wav(buf, 3, 0, 1, 8000, 32, 0, fl, sizeof(fl), sizeof(fl));
+	assert_int_equal(graft_wav_decode(&w, buf, n, &err), 0);
+	assert_true(w.rate == 8000 && w.frames == 3 && w.samples[0] == 16384 &&
+		    w.samples[1] == -32768 && w.samples[2] == 8192);
+	graft_wav_release(&w);
+	n = wav(buf, 0xfffe, 1, 1, 16000, 16, 0, pcm, sizeof(pcm), sizeof(pcm));
+	assert_int_equal(graft_wav_decode(&w, buf, n, &err), 0);
+	assert_int_equal(w.frames, 4);
+	graft_wav_release(&w);
+
+	struct {
+		unsigned tag, channels, bits;
+		uint32_t n, claim;
+		int code;
+		const char *msg;
+	} bad[] = {
+		{1, 2, 16, 8, 8, GRAFT_EUNSUPPORTED, "2 channels: mono only"},
+		{1, 1, 8, 8, 8, GRAFT_EUNSUPPORTED, "8-bit PCM samples: 16-bit PCM or 32-bit float"},
+		{1, 1, 24, 6, 6, GRAFT_EUNSUPPORTED, "24-bit PCM samples"},
+		{6, 1, 8, 8, 8, GRAFT_EUNSUPPORTED, "encoding 6: 16-bit PCM or 32-bit float"},
+		{1, 1, 16, 8, 100, GRAFT_EFORMAT, "truncated: its data chunk holds 100 bytes, the "
+		 "file 8 after it"},
+		{1, 1, 16, 7, 7, GRAFT_EFORMAT, "a data chunk of 7 bytes is not a whole number of "
+		 "2-byte samples"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		n = wav(buf, bad[i].tag, 0, bad[i].channels, 16000, bad[i].bits, 0, pcm, bad[i].n,
+			bad[i].claim);
+		assert_int_equal(graft_wav_decode(&w, buf, n, &err), bad[i].code);
+		if (!strstr(err.msg, bad[i].msg))
+			fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, bad[i].msg);
+		assert_null(w.samples);
+	}
+	const float nan[1] = {NAN};
+	n = wav(buf, 3, 0, 1, 16000, 32, 0, nan, sizeof(nan), sizeof(nan));
+	assert_int_equal(graft_wav_decode(&w, buf, n, &err), GRAFT_EFORMAT);
+	assert_non_null(strstr(err.msg, "sample 0 is not a finite number"));
+	assert_int_equal(graft_wav_decode(&w, "RIFF\0\0\0\0AVI ", 12, &err), GRAFT_EFORMAT);
+	assert_non_null(strstr(err.msg, "not a WAV file (no RIFF/WAVE header)"));
+	assert_int_equal(graft_wav_decode(&w, "RIFF\4\0\0\0WAVE", 12, &err), GRAFT_EFORMAT);
+	assert_non_null(strstr(err.msg, "no fmt chunk"));
+	n = wav(buf, 1, 0, 1, 16000, 16, 0, pcm, sizeof(pcm), sizeof(pcm));
+	assert_int_equal(graft_wav_decode(&w, buf, n - sizeof(pcm) - 8, &err), GRAFT_EFORMAT);
+	assert_non_null(strstr(err.msg, "truncated: no data chunk"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +420,7 @@ int main(void)
 		cmocka_unit_test(test_png_decode_and_resize),
 		cmocka_unit_test(test_image_refusals),
 		cmocka_unit_test(test_mnist_json),
+		cmocka_unit_test(test_wav),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
