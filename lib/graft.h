@@ -968,6 +968,14 @@ void graft_net_counters(const struct graft_net *net, uint64_t *primitives, uint6
 int graft_loss_cross_entropy(const float *logits, const int64_t *labels, int64_t batch,
 			     int64_t classes, double smoothing, float *grad, double *loss,
 			     int64_t *correct, struct graft_err *err);
+/* Binary cross-entropy of probabilities p (a Sigmoid's output) against targets t in
+ * [0, 1], over n elements of rows rows (torch's BCELoss: the mean of -(t log p + (1 - t)
+ * log(1 - p)), each log at least -100), with dL/dp = (p - t) / max(p (1 - p), 1e-12) / n
+ * to grad unless NULL; *correct (unless NULL): the rows whose every element is on the
+ * target's side of 0.5.  A target outside [0, 1] is GRAFT_EINVAL. */
+int graft_loss_binary_cross_entropy(const float *p, const float *t, uint64_t n, int64_t rows,
+				    float *grad, double *loss, int64_t *correct,
+				    struct graft_err *err);
 /* Mean squared error over n elements (torch's MSELoss), with dL/dpred to grad unless NULL. */
 int graft_loss_mse(const float *pred, const float *target, uint64_t n, float *grad,
 		   double *loss, struct graft_err *err);

@@ -1,7 +1,8 @@
 /*
  * loss.c: the losses graft-train minimises, with their gradients, in PyTorch's
  * definitions so that numbers compare: torch.nn.CrossEntropyLoss (mean over the batch,
- * label_smoothing) and torch.nn.MSELoss (mean over every element).  Sums run in double:
+ * label_smoothing), torch.nn.BCELoss (binary cross-entropy of probabilities, mean over
+ * every element) and torch.nn.MSELoss (mean over every element).  Sums run in double:
  * a batch's loss is one number, and its accuracy matters more than its speed.
  */
 #include <math.h>
@@ -59,6 +60,43 @@ int graft_loss_cross_entropy(const float *logits, const int64_t *labels, int64_t
 			}
 	}
 	*loss = total / (double)batch;
+	if (correct)
+		*correct = right;
+	return 0;
+}
+
+int graft_loss_binary_cross_entropy(const float *p, const float *t, uint64_t n, int64_t rows,
+				    float *grad, double *loss, int64_t *correct,
+				    struct graft_err *err)
+{
+	uint64_t per = rows > 0 ? n / (uint64_t)rows : 0;
+	double total = 0;
+	int64_t right = 0;
+
+	if (n == 0 || per == 0 || per * (uint64_t)rows != n)
+		return graft_err_set(err, GRAFT_EINVAL, "binary cross-entropy of %llu values in "
+				     "%lld rows", (unsigned long long)n, (long long)rows);
+	for (int64_t r = 0; r < rows; r++) {
+		int all = 1;
+		for (uint64_t k = (uint64_t)r * per; k < (uint64_t)(r + 1) * per; k++) {
+			double q = p[k], y = t[k];
+			if (!(y >= 0 && y <= 1))
+				return graft_err_set(err, GRAFT_EINVAL, "target %g is not in [0, 1]: "
+						     "a Sigmoid output trains with binary "
+						     "cross-entropy", y);
+			/* torch clamps each log at -100 */
+			double lp = q > 0 ? fmax(log(q), -100) : -100;
+			double lq = q < 1 ? fmax(log1p(-q), -100) : -100;
+			total -= y * lp + (1 - y) * lq;
+			all &= (q >= 0.5) == (y >= 0.5);
+			if (grad) {
+				double d = q * (1 - q);
+				grad[k] = (float)((q - y) / (d > 1e-12 ? d : 1e-12) / (double)n);
+			}
+		}
+		right += all;
+	}
+	*loss = total / (double)n;
 	if (correct)
 		*correct = right;
 	return 0;

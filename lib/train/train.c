@@ -82,6 +82,8 @@ struct graft_trainer {
 	int64_t n;                      /* samples */
 	int64_t classes;                /* cross-entropy: logits per sample; 0 for MSE */
 	int probs;                      /* the output is a Softmax's: probabilities */
+	int binary;                     /* float targets, the output a Sigmoid's: binary
+					 * cross-entropy instead of MSE */
 	float *logp;                    /* then their logarithm, per batch */
 	size_t sample_bytes[GRAFT_DATASET_MAX_INPUTS];  /* bytes per sample of each x */
 	uint64_t target_floats;         /* MSE: floats per sample of y */
@@ -286,6 +288,20 @@ static int output_is_softmax(const struct graft_net *net)
 	return 0;
 }
 
+/* Whether the net's first output is computed by a Sigmoid: probabilities, which float
+ * targets in [0, 1] train with binary cross-entropy (as torch.nn.BCELoss), not MSE. */
+static int output_is_sigmoid(const struct graft_net *net)
+{
+	const struct value *out = net->n_outputs ? net->outputs[0] : NULL;
+
+	for (size_t i = 0; out && i < net->n_nodes; i++) {
+		const struct node *n = &net->nodes[i];
+		if (n->n_out >= 1 && n->out[0] == out)
+			return n->proto->op_type && strcmp(n->proto->op_type, "Sigmoid") == 0;
+	}
+	return 0;
+}
+
 /* Cross-entropy of probabilities p [batch, classes] (a Softmax's output): that of the
  * logits log p (log_softmax(log p) = log p, since p sums to 1), and dL/dp = dL/dlog p / p,
  * which the Softmax's backward turns into the logits' gradient p - target, as
@@ -333,6 +349,15 @@ static int check_output(struct graft_trainer *t, struct graft_err *err)
 				     (unsigned long long)t->target_floats);
 	}
 	t->probs = t->classes && output_is_softmax(t->net);
+	t->binary = !t->classes && output_is_sigmoid(t->net);
+	for (uint64_t i = 0; t->binary && i < (uint64_t)t->n * t->target_floats; i++) {
+		float v = ((const float *)t->y->data)[i];
+		if (!(v >= 0 && v <= 1))
+			return graft_err_set(err, GRAFT_EINVAL, "target %g of sample %llu is not in "
+					     "[0, 1]: the model's output is a Sigmoid's, which "
+					     "trains with binary cross-entropy", v,
+					     (unsigned long long)(i / t->target_floats));
+	}
 	if (!(t->dlogits = malloc(out.nbytes + 1)) || (t->probs && !(t->logp = malloc(out.nbytes))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	(void)rc;
@@ -981,6 +1006,10 @@ static int loss_and_grad(struct graft_trainer *t, const struct graft_array *out,
 	if (t->classes)
 		return graft_loss_cross_entropy(out->data, t->yb.data, t->rows, t->classes,
 						t->o.label_smoothing, t->dlogits, loss, correct, err);
+	if (t->binary)
+		return graft_loss_binary_cross_entropy(out->data, t->yb.data,
+						       out->nbytes / sizeof(float), t->rows,
+						       t->dlogits, loss, correct, err);
 	*correct = 0;
 	return graft_loss_mse(out->data, t->yb.data, out->nbytes / sizeof(float), t->dlogits,
 			      loss, err);
@@ -1373,8 +1402,12 @@ static int score(struct graft_net *net, const struct graft_array *out, int64_t r
 			return graft_err_set(err, GRAFT_EINVAL, "the model gives %lld values per sample; "
 					     "the targets have %llu", (long long)k,
 					     (unsigned long long)yper);
-		if ((rc = graft_loss_mse(z, (const float *)y->data + (uint64_t)at * yper,
-					 (uint64_t)(b * k), NULL, &loss, err)))
+		const float *tgt = (const float *)y->data + (uint64_t)at * yper;
+		rc = output_is_sigmoid(net)
+		     ? graft_loss_binary_cross_entropy(z, tgt, (uint64_t)(b * k), b, NULL, &loss,
+						       &correct, err)
+		     : graft_loss_mse(z, tgt, (uint64_t)(b * k), NULL, &loss, err);
+		if (rc)
 			return rc;
 	}
 	*total += loss * (double)b;

@@ -1,5 +1,5 @@
 /*
- * test_loss.c: cross-entropy and MSE against PyTorch 1.13.  The expected numbers were
+ * test_loss.c: cross-entropy, binary cross-entropy and MSE against PyTorch 1.13.  The expected numbers were
  * printed by torch.nn.functional.cross_entropy(z, y, label_smoothing=s) and its backward
  * for the logits below (a one-off run; torch is not needed to run this test).
  */
@@ -86,6 +86,46 @@ static void test_mse(void **state)
 	assert_int_equal(graft_loss_mse(p, t, 0, grad, &loss, &err), GRAFT_EINVAL);
 }
 
+/* torch.nn.BCELoss's numbers: the mean of -(t log p + (1 - t) log(1 - p)), dL/dp = (p - t)
+ * / (p (1 - p)) / n; each log at least -100 where p is 0 or 1, the gradient's denominator
+ * at least 1e-12; a row correct when every element is on its target's side of 0.5. */
+static void test_binary_cross_entropy(void **state)
+{
+	const float p[6] = {0.9f, 0.2f, 0.5f, 0.7f, 0.0f, 1.0f};
+	const float t[6] = {1, 0, 1, 0.25f, 0, 0};
+	float g[6];
+	double loss, want = 0;
+	int64_t correct;
+	struct graft_err err = {0};
+
+	(void)state;
+	assert_int_equal(graft_loss_binary_cross_entropy(p, t, 6, 3, g, &loss, &correct, &err), 0);
+	for (int i = 0; i < 6; i++) {
+		double lp = p[i] > 0 ? fmax(log(p[i]), -100) : -100;
+		double lq = p[i] < 1 ? fmax(log(1 - (double)p[i]), -100) : -100;
+		want -= t[i] * lp + (1 - t[i]) * lq;
+		double d = fmax((double)p[i] * (1 - p[i]), 1e-12);
+		assert_true(fabs(g[i] - (p[i] - t[i]) / d / 6) <= 1e-6 * fabs(g[i]) + 1e-9);
+	}
+	assert_true(fabs(loss - want / 6) < 1e-9);
+	/* torch.nn.BCELoss()(p, t) and its backward, printed once by PyTorch 1.13 */
+	const double torch_grad[6] = {-0.18518519401550293, 0.2083333134651184,
+				      -0.3333333432674408, 0.357142835855484, 0.0,
+				      166666665984.0};
+	assert_true(fabs(loss - 17.002300262451172) < 1e-6);
+	for (int i = 0; i < 6; i++)
+		assert_true(fabs(g[i] - torch_grad[i]) <= 1e-6 * fabs(torch_grad[i]));
+	/* rows: (0.9 vs 1, 0.2 vs 0) right; (0.5 vs 1, 0.7 vs 0.25) wrong; (0 vs 0, 1 vs 0)
+	 * wrong */
+	assert_int_equal(correct, 1);
+	const float bad[2] = {0.5f, 1.5f};
+	assert_int_equal(graft_loss_binary_cross_entropy(p, bad, 2, 2, NULL, &loss, NULL, &err),
+			 GRAFT_EINVAL);
+	assert_non_null(strstr(err.msg, "target 1.5 is not in [0, 1]"));
+	assert_int_equal(graft_loss_binary_cross_entropy(p, t, 5, 2, NULL, &loss, NULL, &err),
+			 GRAFT_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -93,6 +133,7 @@ int main(void)
 		cmocka_unit_test(test_cross_entropy_refuses),
 		cmocka_unit_test(test_cross_entropy_is_stable),
 		cmocka_unit_test(test_mse),
+		cmocka_unit_test(test_binary_cross_entropy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,8 @@
  * group's evaluation equals one process's within 1e-6; with synchronised BatchNorm, 2
  * and 4 processes equal one process with the whole batch within 1e-6; a batch that does
  * not split is refused.
+ *
+ * A Sigmoid output with float targets trains with binary cross-entropy.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -473,6 +475,82 @@ static void test_uneven_batch(void **state)
 	graft_model_free(m);
 }
 
+/* x [batch, 4] -> Gemm (W [1, 4], B [1]) -> Sigmoid -> y [batch, 1] */
+static struct graft_model *sigmoid_scorer(void)
+{
+	Onnx__ModelProto *mp = tm_model(13);
+	Onnx__TensorProto *t;
+	float w[IN] = {0.3f, -0.2f, 0.1f, 0.05f}, b[1] = {-0.1f};
+
+	tm_input(mp, "x", 1, 2, (int64_t[]){-1, IN});
+	tm_output(mp, "y", 1, 2, (int64_t[]){-1, 1});
+	t = tm_tensor("W", 1, 2, (int64_t[]){1, IN}); tm_raw(t, w, sizeof(w)); tm_initializer(mp, t);
+	t = tm_tensor("B", 1, 1, (int64_t[]){1}); tm_raw(t, b, sizeof(b)); tm_initializer(mp, t);
+	tm_attr_int(tm_node(mp, "Gemm", "fc", (const char *[]){"x", "W", "B", NULL},
+			    (const char *[]){"z", NULL}), "transB", 1);
+	tm_node(mp, "Sigmoid", "sig", (const char *[]){"z", NULL}, (const char *[]){"y", NULL});
+	return tm_load(mp);
+}
+
+/* A Sigmoid output with float targets trains with binary cross-entropy (torch's
+ * BCELoss): one SGD step moves W by lr * mean((p - t) x), the logits' gradient p - t as
+ * for logistic regression; the loss is BCELoss's; training separates the two kinds; a
+ * target outside [0, 1] is refused, naming the sample. */
+static void test_sigmoid_output_trains_with_bce(void **state)
+{
+	struct tm_data d;
+	float tv[TM_SAMPLES];
+	struct graft_array tg;
+	struct graft_model *m = sigmoid_scorer();
+	struct graft_trainer *t;
+	struct graft_train_opts o = {.batch = TM_SAMPLES, .total_steps = 60};
+	struct graft_step_stats st;
+	struct graft_err err = {0};
+	const float w0[IN] = {0.3f, -0.2f, 0.1f, 0.05f};
+	double want[IN], bce = 0;
+
+	(void)state;
+	tm_make_data(&d);
+	for (int i = 0; i < TM_SAMPLES; i++)
+		tv[i] = d.ys[i] == 0 ? 1.0f : 0.0f;
+	tg = (struct graft_array){.dtype = GRAFT_FLOAT, .rank = 2, .dims = {TM_SAMPLES, 1},
+				  .data = tv, .nbytes = sizeof(tv)};
+	graft_optim_defaults(&o.optim, GRAFT_OPTIM_SGD);
+	o.optim.lr = 1;
+	o.optim.momentum = 0;
+	/* the step by hand, in double */
+	for (int k = 0; k < IN; k++)
+		want[k] = w0[k];
+	for (int i = 0; i < TM_SAMPLES; i++) {
+		double z = -0.1;
+		for (int k = 0; k < IN; k++)
+			z += (double)w0[k] * d.xs[i * IN + k];
+		double p = 1 / (1 + exp(-z));
+		bce -= tv[i] * log(p) + (1 - tv[i]) * log(1 - p);
+		for (int k = 0; k < IN; k++)
+			want[k] -= (p - tv[i]) * d.xs[i * IN + k] / TM_SAMPLES;
+	}
+	if (graft_trainer_new(&t, m, &d.x, 1, &tg, &o, &err) || graft_trainer_step(t, &st, &err))
+		fail_msg("%s", err.msg);
+	assert_true(fabs(st.loss - bce / TM_SAMPLES) < 1e-6);
+	if (graft_trainer_save(t, m, &err))
+		fail_msg("%s", err.msg);
+	struct graft_tensor w;
+	graft_model_tensor(m, (size_t)graft_model_find_tensor(m, "W"), &w);
+	for (int k = 0; k < IN; k++)
+		assert_true(fabs(((const float *)w.data)[k] - want[k]) < 1e-6);
+	for (int step = 1; step < 60; step++)
+		if (graft_trainer_step(t, &st, &err))
+			fail_msg("%s", err.msg);
+	assert_true(st.loss < 0.5 * bce / TM_SAMPLES);
+	assert_true(st.correct >= TM_SAMPLES - 1);
+	graft_trainer_free(t);
+	tv[5] = 2;
+	assert_int_equal(graft_trainer_new(&t, m, &d.x, 1, &tg, &o, &err), GRAFT_EINVAL);
+	assert_non_null(strstr(err.msg, "target 2 of sample 5 is not in [0, 1]"));
+	graft_model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -481,6 +559,7 @@ int main(void)
 		cmocka_unit_test(test_data_parallel),
 		cmocka_unit_test(test_sync_bn),
 		cmocka_unit_test(test_uneven_batch),
+		cmocka_unit_test(test_sigmoid_output_trains_with_bce),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
