@@ -147,8 +147,8 @@ print('largest difference of a first-round trial: %.3g (one sample: %.3g)' % (ma
 check "... and --apply wrote a model with its recipe" sh -c "graft-info plan2.graft | grep -q 'graft.recipe'"
 
 # A process killed mid-run: the job ends, non-zero, within 10 s; the checkpoint resumes.
-long="--data train.graft --batch 32 --steps 300 --lr 0.05 -q"
-check "uninterrupted 300 steps" mpi 2 "$model" $long -o straight.graft
+long="--data train.graft --batch 32 --steps 150 --lr 0.05 -q"
+check "uninterrupted 150 steps" mpi 2 "$model" $long -o straight.graft
 mpi 2 "$model" $long --checkpoint ck.graft --checkpoint-every 10 -o killed.graft 2>kill.err &
 job=$!
 for _ in $(seq 600); do [ -s ck.graft ] && break; sleep 0.1; done
