@@ -23,16 +23,19 @@
 static struct graft_comm comm;
 static int in_group;            /* MPI initialised by us */
 
-/* Whether a launcher started this process as one of several (Open MPI's mpirun, or a
- * PMI launcher: MPICH's hydra, Slurm's srun). */
-static int launched(void)
+/* Whether a launcher started this process (Open MPI's mpirun, or a PMI launcher: MPICH's
+ * hydra, Slurm's srun), and into a group of how many (*size; 0 when it does not say). */
+static int launched(int *size)
 {
-	static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"};
+	static const char *sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
 
-	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
-		if (getenv(vars[i]))
+	*size = 0;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		if (getenv(sizes[i])) {
+			*size = atoi(getenv(sizes[i]));
 			return 1;
-	return 0;
+		}
+	return getenv("PMIX_RANK") != NULL;
 }
 
 #ifdef GRAFT_MPI
@@ -44,19 +47,26 @@ static int mpi_sendrecv(void *ctx, int to, const void *send, size_t send_n, int 
 {
 	size_t pieces = (send_n + PIECE - 1) / PIECE + (recv_n + PIECE - 1) / PIECE;
 	MPI_Request req[64];
-	int n = 0, rc;
+	int n = 0, rc = MPI_SUCCESS, waited;
 
 	(void)ctx;
 	if (pieces > sizeof(req) / sizeof(req[0]))
 		return graft_err_set(err, GRAFT_EINVAL, "a message of %zu bytes is too large",
 				     send_n > recv_n ? send_n : recv_n);
-	for (size_t at = 0; at < recv_n; at += PIECE)
-		MPI_Irecv((char *)recv + at, (int)(recv_n - at < PIECE ? recv_n - at : PIECE),
-			  MPI_BYTE, from, 0, MPI_COMM_WORLD, &req[n++]);
-	for (size_t at = 0; at < send_n; at += PIECE)
-		MPI_Isend((const char *)send + at, (int)(send_n - at < PIECE ? send_n - at : PIECE),
-			  MPI_BYTE, to, 0, MPI_COMM_WORLD, &req[n++]);
-	if ((rc = MPI_Waitall(n, req, MPI_STATUSES_IGNORE)) != MPI_SUCCESS) {
+	for (size_t at = 0; rc == MPI_SUCCESS && at < recv_n; at += PIECE)
+		if ((rc = MPI_Irecv((char *)recv + at,
+				    (int)(recv_n - at < PIECE ? recv_n - at : PIECE), MPI_BYTE, from,
+				    0, MPI_COMM_WORLD, &req[n])) == MPI_SUCCESS)
+			n++;
+	for (size_t at = 0; rc == MPI_SUCCESS && at < send_n; at += PIECE)
+		if ((rc = MPI_Isend((const char *)send + at,
+				    (int)(send_n - at < PIECE ? send_n - at : PIECE), MPI_BYTE, to,
+				    0, MPI_COMM_WORLD, &req[n])) == MPI_SUCCESS)
+			n++;
+	waited = MPI_Waitall(n, req, MPI_STATUSES_IGNORE);     /* (those started, either way) */
+	if (rc == MPI_SUCCESS)
+		rc = waited;
+	if (rc != MPI_SUCCESS) {
 		char msg[MPI_MAX_ERROR_STRING];
 		int len = 0;
 		MPI_Error_string(rc, msg, &len);
@@ -82,9 +92,9 @@ static void mpi_end(void)
 
 const struct graft_comm *tool_dist_start(int forced)
 {
-	int provided, size, rank;
+	int provided, size, rank, told;
 
-	if (!forced && !launched())
+	if (!forced && !launched(&told))
 		return NULL;
 	/* serialized: the trainer's exchange thread averages gradients during backward */
 	if (MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS)
@@ -104,7 +114,6 @@ const struct graft_comm *tool_dist_start(int forced)
 		snprintf(name, sizeof(name), "%s (rank %d)", tool_name, rank);
 		tool_name = name;
 	}
-	in_group = 1;
 	tool_dist_agree(tool_args_digest(), "was started with other arguments");
 	return &comm;
 }
@@ -126,8 +135,9 @@ static void broadcast(void **buf, size_t *len)
 #else
 const struct graft_comm *tool_dist_start(int forced)
 {
-	if (forced || (launched() && (!getenv("OMPI_COMM_WORLD_SIZE") ||
-				      strcmp(getenv("OMPI_COMM_WORLD_SIZE"), "1") != 0)))
+	int told;
+
+	if (forced || (launched(&told) && told != 1))   /* (one of a group, or unsaid) */
 		tool_die("this graft was built without MPI, so it cannot train as one of a group "
 			 "of processes: install libopenmpi-dev and rebuild (meson setup "
 			 "-Dmpi=enabled)");
@@ -161,10 +171,11 @@ static void *slurp(const char *path, size_t *len)
 
 	if (fd < 0)
 		tool_die("%s: %s", path, strerror(errno));
-
 	while (buf && (got = read(fd, buf + n, cap - n)) != 0) {
+		if (got < 0 && errno == EINTR)
+			continue;
 		if (got < 0)
-			tool_die("%s: read failed", path ? path : "<stdin>");
+			tool_die("%s: %s", path ? path : "<stdin>", strerror(errno));
 		if ((n += (size_t)got) == cap) {
 			char *more = realloc(buf, cap *= 2);
 			if (!more)
