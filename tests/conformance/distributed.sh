@@ -152,7 +152,7 @@ check "uninterrupted 150 steps" mpi 2 "$model" $long -o straight.graft
 mpi 2 "$model" $long --checkpoint ck.graft --checkpoint-every 10 -o killed.graft 2>kill.err &
 job=$!
 for _ in $(seq 600); do [ -s ck.graft ] && break; sleep 0.1; done
-victim=$(pgrep -f "graft-train $model $long --checkpoint ck.graft" | tail -1)
+victim=$(pgrep -n -x graft-train)     # a rank (mpirun and its wrappers have other names)
 t0=$(date +%s.%N)
 [ -n "$victim" ] && kill -9 "$victim"
 wait $job
