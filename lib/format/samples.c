@@ -1123,11 +1123,9 @@ int graft_raw_read_image_list(struct graft_raw *src, const char *dir, const char
 
 #define AUDIO_MAX_LENGTH ((int64_t)1 << 26)
 
-/* The options with their defaults, checked. */
-static int audio_options(const struct graft_audio_options *o, struct graft_audio_options *use,
-			 struct graft_err *err)
+/* The options given their defaults, in place, and checked. */
+static int audio_options(struct graft_audio_options *use, struct graft_err *err)
 {
-	*use = *o;
 	if (!use->rate)
 		use->rate = 16000;
 	if (!use->length)
@@ -1207,12 +1205,12 @@ static int read_clips(struct graft_raw *src, const struct list *files,
 int graft_raw_read_audio(struct graft_raw *src, const char *dir,
 			 const struct graft_audio_options *o, struct graft_err *err)
 {
-	struct graft_audio_options use;
+	struct graft_audio_options use = *o;      /* (source names it, even on failure) */
 	struct list files = {0};
 	int rc = begin(src, dir, err);
 
 	if (!rc)
-		rc = audio_options(o, &use, err);
+		rc = audio_options(&use, err);
 	if (!rc)
 		rc = class_folders(src, dir, &WAVS, &files, err);
 	if (!rc)
@@ -1227,12 +1225,12 @@ int graft_raw_read_audio_list(struct graft_raw *src, const char *dir, const char
 			      const char *label_col, const struct graft_audio_options *o,
 			      struct graft_err *err)
 {
-	struct graft_audio_options use;
+	struct graft_audio_options use = *o;      /* (source names it, even on failure) */
 	struct list files = {0};
 	int rc = begin(src, labels, err);
 
 	if (!rc)
-		rc = audio_options(o, &use, err);
+		rc = audio_options(&use, err);
 	if (!rc)
 		rc = listed_files(src, dir, labels, format, path_col, label_col, &files, err);
 	if (!rc)
