@@ -802,10 +802,9 @@ struct grad_at {
 static int by_grad_at(const void *a, const void *b)
 {
 	const struct grad_at *x = a, *y = b;
-	/* positions descending, -1 (never) last, then tracked order */
-	long kx = x->at < 0 ? -1 : x->at, ky = y->at < 0 ? -1 : y->at;
-	if (kx != ky)
-		return kx > ky ? -1 : 1;
+	/* positions descending (so -1, never, last), then tracked order */
+	if (x->at != y->at)
+		return x->at > y->at ? -1 : 1;
 	return (x->i > y->i) - (x->i < y->i);
 }
 

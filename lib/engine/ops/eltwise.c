@@ -1429,8 +1429,8 @@ static int dropout_draw(struct node *n, struct dropout_state *s, uint64_t count,
 			return -1;
 		s->count = count;
 	}
-	if (n->rng && per > 0) {
-		for (uint64_t at = 0; at < count; at += per) {
+	if (n->rng) {
+		for (uint64_t at = 0; per && at < count; at += per) {
 			uint64_t h = n->draws->key ^ (n->draw_salt * 0xd6e8feb86659fd93ull);
 			uint64_t row = (uint64_t)n->draws->first_row + at / per;
 			struct graft_rng g;
@@ -1439,8 +1439,6 @@ static int dropout_draw(struct node *n, struct dropout_state *s, uint64_t count,
 			for (uint64_t i = at; i < at + per && i < count; i++)
 				s->mask[i] = (graft_rng_next(&g) >> 11) >= cut;
 		}
-	} else if (n->rng) {
-		memset(s->mask, 1, (size_t)count);     /* (nothing to drop) */
 	} else
 		for (uint64_t i = 0; i < count; i++)
 			s->mask[i] = (splitmix64(&s->seed) >> 11) >= cut;
