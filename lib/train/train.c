@@ -37,6 +37,9 @@
 #include "train/train.h"
 
 #define STATE_STEP "graft.train/step"
+/* The net's Dropout generator, still written (as the net seeds it) and required, so that
+ * checkpoints stay readable both ways; the trainer keys every Dropout draw by the step
+ * and the sample (graft_net_draw_rows) and draws nothing from it. */
 #define STATE_RNG "graft.train/rng"
 #define STATE_PREFIX "graft.optim/"
 
@@ -672,8 +675,7 @@ static int group_sum(void *ctx, double *v, size_t n, struct graft_err *err)
 }
 
 /* Builds the net that trains the parameters started by step, the others frozen in it,
- * in place of the current one (whose values go back into the model first, and whose
- * Dropout generator the new one continues). */
+ * in place of the current one (whose values go back into the model first). */
 static int build_net(struct graft_trainer *t, int64_t step, struct graft_err *err)
 {
 	struct graft_net_opts no = {.training = 1, .bn_frozen = t->o.bn_frozen, .seed = t->o.seed,
@@ -700,10 +702,7 @@ static int build_net(struct graft_trainer *t, int64_t step, struct graft_err *er
 		t->model->tensors[t->tensor[k]].trainable = 1;
 	if (rc)
 		return rc;
-	if (t->net) {
-		memcpy(autograd_rng(net)->s, autograd_rng(t->net)->s, sizeof(autograd_rng(net)->s));
-		graft_net_free(t->net);
-	}
+	graft_net_free(t->net);
 	t->net = net;
 	t->n_live = 0;
 	t->next_start = INT64_MAX;
@@ -1691,7 +1690,6 @@ int graft_trainer_resume(struct graft_trainer *t, const struct graft_model *ck,
 		}
 		graft_optim_restore_param(t->optim, k, updates);
 	}
-	memcpy(autograd_rng(t->net)->s, rng, sizeof(autograd_rng(t->net)->s));
 	t->step = *step;
 	return 0;
 }
