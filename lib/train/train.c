@@ -272,37 +272,38 @@ static int check_data(struct graft_trainer *t, struct graft_err *err)
 	return 0;
 }
 
-/* Whether the net's first output is computed by a Softmax over axis 1 of [batch, classes]:
- * probabilities, not logits, as in a model that ends in Softmax (graft-head keeps it).
- * Cross-entropy then reads their logarithm (cross_entropy_probs). */
-static int output_is_softmax(const struct graft_net *net)
-{
-	const struct value *out = net->n_outputs ? net->outputs[0] : NULL;
-
-	for (size_t i = 0; out && out->rank == 2 && i < net->n_nodes; i++) {
-		const struct node *n = &net->nodes[i];
-		if (n->n_out < 1 || n->out[0] != out)
-			continue;
-		if (!n->proto->op_type || strcmp(n->proto->op_type, "Softmax") != 0)
-			return 0;
-		int64_t axis = attr_int(n, "axis", n->opset >= 13 ? -1 : 1);
-		return axis == 1 || axis == -1;
-	}
-	return 0;
-}
-
-/* Whether the net's first output is computed by a Sigmoid: probabilities, which float
- * targets in [0, 1] train with binary cross-entropy (as torch.nn.BCELoss), not MSE. */
-static int output_is_sigmoid(const struct graft_net *net)
+/* The node that computes the net's first output when its op is op_type; NULL otherwise. */
+static const struct node *output_by(const struct graft_net *net, const char *op_type)
 {
 	const struct value *out = net->n_outputs ? net->outputs[0] : NULL;
 
 	for (size_t i = 0; out && i < net->n_nodes; i++) {
 		const struct node *n = &net->nodes[i];
 		if (n->n_out >= 1 && n->out[0] == out)
-			return n->proto->op_type && strcmp(n->proto->op_type, "Sigmoid") == 0;
+			return n->proto->op_type && strcmp(n->proto->op_type, op_type) == 0 ? n
+											 : NULL;
 	}
-	return 0;
+	return NULL;
+}
+
+/* Whether the net's first output is computed by a Softmax over axis 1 of [batch, classes]:
+ * probabilities, not logits, as in a model that ends in Softmax (graft-head keeps it).
+ * Cross-entropy then reads their logarithm (cross_entropy_probs). */
+static int output_is_softmax(const struct graft_net *net)
+{
+	const struct node *n = output_by(net, "Softmax");
+
+	if (!n || n->out[0]->rank != 2)
+		return 0;
+	int64_t axis = attr_int(n, "axis", n->opset >= 13 ? -1 : 1);
+	return axis == 1 || axis == -1;
+}
+
+/* Whether the net's first output is computed by a Sigmoid: probabilities, which float
+ * targets in [0, 1] train with binary cross-entropy (as torch.nn.BCELoss), not MSE. */
+static int output_is_sigmoid(const struct graft_net *net)
+{
+	return output_by(net, "Sigmoid") != NULL;
 }
 
 /* Cross-entropy of probabilities p [batch, classes] (a Softmax's output): that of the
@@ -1536,7 +1537,7 @@ int graft_evaluate_loader(struct graft_net *net, struct graft_loader *l,
 			  const struct graft_array *y, int64_t batch, struct graft_eval *e,
 			  struct graft_err *err)
 {
-	return evaluate(net, l, y, batch, 0, NULL, e, err);
+	return graft_evaluate_group(net, l, y, batch, NULL, e, err);
 }
 
 int graft_trainer_evaluate(struct graft_trainer *t, const struct graft_array *x, size_t n_x,
