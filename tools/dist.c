@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,12 +230,30 @@ void tool_dist_agree(uint64_t value, const char *what)
 		return;
 	if (graft_comm_agree(&comm, value, &differs, &err))
 		tool_die("%s", err.msg);
-	if (differs < 0)
-		return;
-	if (comm.rank == 0)
-		fprintf(stderr, "%s: rank %d of %d %s than rank 0: every process must be started "
-			"alike\n", tool_name, differs, comm.size, what);
+	if (differs >= 0)
+		tool_dist_refuse("rank %d of %d %s than rank 0: every process must be started "
+				 "alike", differs, comm.size, what);
+}
+
+void tool_dist_refuse(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (tool_dist_writer()) {
+		fprintf(stderr, "%s: ", tool_name);
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fputc('\n', stderr);
+	}
 	exit(1);
+}
+
+void tool_dist_need_file(const char *out)
+{
+	if (tool_comm() && (!out || strcmp(out, "-") == 0))
+		tool_dist_refuse("in a group of processes (mpirun), write the model with -o FILE, "
+				 "not to stdout");
 }
 
 int tool_dist_any(int flag)

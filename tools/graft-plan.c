@@ -458,19 +458,12 @@ static void join_group(struct cmdline *cl, const struct graft_comm *comm)
 
 	if (comm->rank != 0)
 		cl->quiet = 1;
-	if ((cl->apply || cl->train) && (!cl->out || strcmp(cl->out, "-") == 0)) {
-		if (comm->rank == 0)
-			fprintf(stderr, "%s: in a group of processes (mpirun), write the model with "
-				"-o FILE, not to stdout\n", tool_name);
-		exit(1);
-	}
-	if (batch % comm->size) {
-		if (comm->rank == 0)
-			fprintf(stderr, "%s: the trials' batch of %lld does not split over %d "
-				"processes: run a number of processes that divides it\n", tool_name,
-				(long long)batch, comm->size);
-		exit(1);
-	}
+	if (cl->apply || cl->train)
+		tool_dist_need_file(cl->out);
+	if (batch % comm->size)
+		tool_dist_refuse("the trials' batch of %lld does not split over %d processes: run "
+				 "a number of processes that divides it", (long long)batch,
+				 comm->size);
 }
 
 int main(int argc, char **argv)

@@ -657,15 +657,12 @@ static void check_split(const struct cmdline *cl, const struct graft_comm *comm,
 	int64_t pieces = (int64_t)(comm ? comm->size : 1) *
 			 (cl->o.accumulate > 1 ? cl->o.accumulate : 1);
 
-	if (batch % pieces == 0)
-		return;
-	if (tool_dist_writer())
-		fprintf(stderr, "%s: a batch of %lld does not split into %lld equal pieces (%d "
-			"process%s x %d micro-batch%s): make --batch a multiple of %lld\n",
-			tool_name, (long long)batch, (long long)pieces, comm ? comm->size : 1,
-			comm ? "es" : "", cl->o.accumulate > 1 ? cl->o.accumulate : 1,
-			cl->o.accumulate > 1 ? "es" : "", (long long)pieces);
-	exit(1);
+	if (batch % pieces)
+		tool_dist_refuse("a batch of %lld does not split into %lld equal pieces (%d "
+				 "process%s x %d micro-batch%s): make --batch a multiple of %lld",
+				 (long long)batch, (long long)pieces, comm ? comm->size : 1,
+				 comm ? "es" : "", cl->o.accumulate > 1 ? cl->o.accumulate : 1,
+				 cl->o.accumulate > 1 ? "es" : "", (long long)pieces);
 }
 
 int main(int argc, char **argv)
@@ -683,13 +680,7 @@ int main(int argc, char **argv)
 	memset(&r, 0, sizeof(r));
 	r.val_accuracy = -1;
 	r.cl = &cl;
-	if (comm && (!cl.out || strcmp(cl.out, "-") == 0)) {
-		/* mpirun passes a process's stdout through a terminal, which changes bytes */
-		if (tool_dist_writer())
-			fprintf(stderr, "%s: in a group of processes (mpirun), write the model with "
-				"-o FILE, not to stdout\n", tool_name);
-		exit(1);
-	}
+	tool_dist_need_file(cl.out);
 	if (!cl.out || strcmp(cl.out, "-") == 0) {
 		if (isatty(STDOUT_FILENO) && !cl.force)
 			tool_die("refusing to write a model to a terminal (use -o FILE or -f)");

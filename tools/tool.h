@@ -209,6 +209,12 @@ struct graft_model *tool_dist_read_model(const char *path);
 /* Unless every process of the group holds rank 0's value, rank 0 says that the first
  * other rank "<what> than rank 0" (e.g. "read other data") and every process exits 1. */
 void tool_dist_agree(uint64_t value, const char *what);
+/* A refusal every process reaches alike (alone too): rank 0 says it, in one line, and
+ * every process exits 1, so that a group prints it once. */
+void tool_dist_refuse(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* In a group, the model must go to a file (out not NULL nor "-"): mpirun passes a
+ * process's stdout through a terminal, which changes bytes.  Refused otherwise. */
+void tool_dist_need_file(const char *out);
 /* XXH64 over the arguments as typed (each with its terminating zero). */
 uint64_t tool_args_digest(void);
 /* graft_dataset_digest of the dataset this run read from path (tool_open_loader...). */
