@@ -10,7 +10,9 @@
 
 static const char usage[] =
 	"usage: graft-import [MODEL.onnx|-] [-o OUT] [--zstd] [-f]\n"
-	"Converts an ONNX model to a .graft archive (stdout unless -o).\n"
+	"Converts an ONNX model to a .graft archive (stdout unless -o).  The model may be\n"
+	"binary ONNX or ONNX's textual syntax (onnx.parser's; docs/format.md), which every\n"
+	"tool reads too.\n"
 	"  -o, --output OUT  write to OUT (atomically) instead of stdout\n"
 	"      --zstd        compress the archive with zstd\n"
 	"  -f, --force       write binary data even to a terminal\n"

@@ -63,6 +63,14 @@ int onnx_bind_slots(struct graft_model *m, struct graft_err *err);
 int onnx_take_payload(Onnx__TensorProto *tp, struct tensor_rec *rec, int steal,
 		      struct graft_err *err);
 
+/* ---- onnx_text.c ---- */
+/* 1 when head (a file's first bytes) reads as ONNX's textual syntax. */
+int onnx_text_detect(const void *head, size_t len);
+/* Parses a model in ONNX's textual syntax (onnx/defs/parser.h) into a new serialized
+ * ModelProto *pb of *pb_len bytes (the caller frees it). */
+int onnx_text_parse(const char *text, size_t len, void **pb, size_t *pb_len,
+		    struct graft_err *err);
+
 /* ---- onnx_write.c ---- */
 /* Serializes the skeleton (no payloads) into a new buffer. */
 int onnx_skeleton_pack(const struct graft_model *m, void **buf, size_t *len,

@@ -72,6 +72,28 @@ static int onnx_read_buffer(struct graft_model *m, const void *buf, size_t len,
 	return onnx_import(m, buf, len, basedir, err);
 }
 
+/* ONNX's textual syntax (onnx_text.c) is text: it bids above binary ONNX on anything
+ * that reads as text and starts as the syntax does. */
+static int onnx_text_bid(const void *head, size_t len)
+{
+	return onnx_text_detect(head, len) ? 10 : 0;
+}
+
+static int onnx_text_read_buffer(struct graft_model *m, const void *buf, size_t len,
+				 const char *basedir, int *kept, struct graft_err *err)
+{
+	void *pb;
+	size_t pb_len;
+	int rc;
+
+	*kept = 0;
+	if ((rc = onnx_text_parse(buf, len, &pb, &pb_len, err)))
+		return rc;
+	rc = onnx_import(m, pb, pb_len, basedir, err);
+	free(pb);
+	return rc;
+}
+
 /* A list of dataset shards is no model: it is read as one dataset by
  * graft_dataset_read, and anything reading it as a model says so. */
 static int shards_bid(const void *head, size_t len)
@@ -96,6 +118,7 @@ static int shards_read_buffer(struct graft_model *m, const void *buf, size_t len
 static const struct reader readers[] = {
 	{"graft", graft_bid, graft_read_buffer, graft_read_stream},
 	{"shards", shards_bid, shards_read_buffer, NULL},
+	{"onnx-text", onnx_text_bid, onnx_text_read_buffer, NULL},
 	{"onnx", onnx_bid, onnx_read_buffer, NULL},
 };
 
