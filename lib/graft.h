@@ -1312,6 +1312,22 @@ long graft_cut_find(const struct graft_cut *cuts, size_t n, const char *spec);
 int graft_model_extract(struct graft_model *m, const char *const *from, size_t n_from,
 			const char *const *to, size_t n_to, struct graft_err *err);
 
+/* ---- joining models (lib/surgery/compose.c, graft-compose(1)) --------------------------- */
+
+/* Joins b after a, as onnx.compose.merge_models does: a's output outs[i] feeds b's input
+ * ins[i] (i < n_io, at least one; each of b's inputs fed once).  a becomes the whole:
+ * a's nodes then b's, a's inputs then b's not fed, a's outputs not feeding b then b's
+ * outputs, both models' stored tensors with their flags, functions, opsets (a domain at
+ * one version in both) and metadata; the IR version is the higher.  b's reads of a fed
+ * input, in subgraphs too, read the feeding output instead.  Refused with GRAFT_EINVAL or
+ * GRAFT_EUNSUPPORTED, a unchanged: an unknown output or input, declared types that
+ * disagree, a name both graphs give a value, a domain at two versions, a function both
+ * define, metadata both hold with different values.  b is left fit only to be freed
+ * (graft_model_free) whatever the outcome; after GRAFT_ENOMEM, so is a. */
+int graft_model_compose(struct graft_model *a, struct graft_model *b,
+			const char *const *outs, const char *const *ins, size_t n_io,
+			struct graft_err *err);
+
 /* ---- freezing (lib/surgery/freeze.c) ------------------------------------------------------ */
 
 /* What graft-freeze's options and graft-plan --apply say, as rules applied in order to

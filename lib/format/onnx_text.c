@@ -1099,7 +1099,8 @@ int onnx_text_detect(const void *head, size_t len)
 	size_t i = 0;
 
 	/* text: no bytes a binary protobuf is made of (a ModelProto starts with a field
-	 * tag, 0x08 or 0x12 ...), then a model header or a graph's name */
+	 * tag, 0x08 or 0x12 ...), then a model header or a graph's name and '(' (other text
+	 * is no model: the binary reader says so) */
 	for (size_t j = 0; j < len; j++)
 		if ((b[j] < 0x20 && !isspace(b[j])) || b[j] == 0x7f)
 			return 0;
@@ -1113,7 +1114,15 @@ int onnx_text_detect(const void *head, size_t len)
 		}
 		break;
 	}
-	return i < len && (b[i] == '<' || isalpha(b[i]) || b[i] == '_');
+	if (i < len && b[i] == '<')
+		return 1;
+	if (i >= len || !(isalpha(b[i]) || b[i] == '_'))
+		return 0;
+	while (i < len && (isalnum(b[i]) || b[i] == '_'))      /* a graph's name, then ( */
+		i++;
+	while (i < len && isspace(b[i]))
+		i++;
+	return i < len && b[i] == '(';
 }
 
 int onnx_text_parse(const char *text, size_t len, void **pb, size_t *pb_len,

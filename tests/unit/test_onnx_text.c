@@ -101,6 +101,7 @@ static void test_detect(void **state)
 	assert_false(onnx_text_detect(binary, sizeof(binary)));
 	assert_false(onnx_text_detect("{\"json\": 1}", 11));
 	assert_false(onnx_text_detect("   ", 3));
+	assert_false(onnx_text_detect("hello, world", 12));
 	assert_false(onnx_text_detect("<ir\001", 4));
 }
 
