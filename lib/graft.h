@@ -923,6 +923,16 @@ struct graft_net_memory {
  */
 int graft_net_estimate(struct graft_net *net, const struct graft_array *inputs,
 		       size_t n_inputs, struct graft_net_memory *mem, struct graft_err *err);
+/* Runs net over the rows of inputs (n_inputs of them, in the net's input order, each
+ * (N, ...) with the same N >= 1), at most batch rows a run, and gathers every output's
+ * rows into outs (room for graft_net_output_count; each (N, ...) of the output's dtype,
+ * owned: graft_array_release).  An output whose first dim is not the run's rows, or whose
+ * row changes shape between batches, is refused (GRAFT_EUNSUPPORTED): its samples cannot
+ * be told apart.  On failure outs hold nothing. */
+#define GRAFT_NET_MAX_ROW_INPUTS 64
+int graft_net_run_rows(struct graft_net *net, const struct graft_array *inputs,
+		       size_t n_inputs, int64_t batch, struct graft_array *outs,
+		       struct graft_err *err);
 /* Output i of the last run, as a view valid until the next run or graft_net_free. */
 void graft_net_output(const struct graft_net *net, size_t i, struct graft_array *view);
 /* Name of the i-th op graft can run (default ONNX domain), or NULL past the last. */
@@ -1160,6 +1170,10 @@ struct graft_eval {
 	int64_t *confusion;     /* classes x classes */
 };
 int graft_eval_init(struct graft_eval *e, int64_t classes, struct graft_err *err);
+/* The classes the net's first output scores, after a run of rows samples: its values per
+ * sample, or 2 for a detector (one value, a Sigmoid's: the probability of class 1, which
+ * trains and scores against labels 0 and 1 with binary cross-entropy). */
+int64_t graft_net_scored_classes(const struct graft_net *net, int64_t rows);
 void graft_eval_release(struct graft_eval *e);
 /* Runs net over samples x (n_x arrays [N, ...], one per net input in its order, as
  * graft_dataset_feed gives them) in batches and scores its first output against y
@@ -1706,6 +1720,13 @@ struct graft_head_opts {
 	 * the mean over the tokens that this model input (an attention mask, (N, T), 1 on
 	 * tokens and 0 on padding) marks */
 	const char *mean_mask;
+	/* (N, T, H) values: 1, all T tokens' features flattened to (N, T * H) (a head that
+	 * reads a window of embeddings, as openWakeWord's read 16) */
+	int flatten;
+	/* 1: the head ends in Sigmoid, its outputs independent probabilities (one: binary
+	 * classification, which graft-train fits with binary cross-entropy on 0/1 labels);
+	 * 0: logits, for softmax cross-entropy */
+	int sigmoid;
 };
 /* What graft_head_attach did, for a summary. */
 struct graft_head_info {
@@ -1716,7 +1737,8 @@ struct graft_head_info {
 	char replaced[160];     /* the classifier's (first) node; "" after a cut */
 	char at[160];           /* a cut's value (--at, or an encoder's output found); "" */
 	int token;              /* (N, T, H) values: 1, the head reads their first token; 2,
-				 * their mean over the tokens the mask marks */
+				 * their mean over the tokens the mask marks; 3, them all,
+				 * flattened */
 	char output[160];       /* the output the head computes (an encoder's: a new one) */
 	size_t nodes_removed, nodes_added, tensors_removed, tensors_added;
 };

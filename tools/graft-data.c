@@ -29,6 +29,7 @@ static const char usage[] =
 	"                  [--format tsv|csv|jsonl]] [OPTIONS]\n"
 	"       graft-data mnist-json DIR [OPTIONS]\n"
 	"       graft-data graft DATA.graft [OPTIONS]\n"
+	"       graft-data features MODEL DATA.graft [--batch N] [OPTIONS]\n"
 	"       graft-data text FILE --vocab VOCAB --text COL [--pair COL] --label COL\n"
 	"                  [--format tsv|csv|jsonl] [--uncased|--cased] [--max-len N]\n"
 	"                  [--names A,B[,C]]\n"
@@ -42,7 +43,9 @@ static const char usage[] =
 	"labelled text tokenized as BERT does (inputs input_ids, attention_mask and\n"
 	"token_type_ids, int64, of --max-len tokens each; y: the labels' classes), or a\n"
 	"folder holding one sub-folder of WAV files (16-bit PCM or 32-bit float, mono) per\n"
-	"class (x: float [N, --length], in 16-bit units).\n"
+	"class (x: float [N, --length], in 16-bit units), or what a frozen MODEL computes\n"
+	"from a dataset's samples (its first output, a row per sample: features, embeddings;\n"
+	"the labels and classes kept).\n"
 	"  -o, --output OUT        write to OUT (atomically) instead of stdout\n"
 	"      --size HxW          images: resize every image to H x W (bilinear); needed\n"
 	"                          for --store float, optional for uint8\n"
@@ -67,6 +70,7 @@ static const char usage[] =
 	"      --align A           audio: where a clip sits in its --length: end (the\n"
 	"                          default: silence before it, a long one's start cut),\n"
 	"                          start or center\n"
+	"      --batch N           features: samples a run of MODEL (default 32)\n"
 	"      --classes A,B,...   keep these classes (labels, or folder names), relabelled\n"
 	"                          0, 1, ... in the order given\n"
 	"      --take N            keep N samples of each class, chosen at random\n"
@@ -101,7 +105,8 @@ static const char usage[] =
 	"  -h, --help              show this help;  -V, --version  show the version\n";
 
 struct cmdline {
-	const char *kind;       /* "idx", "npy", "images", "mnist-json" or "graft" */
+	const char *kind;       /* "idx", "npy", "images", "mnist-json", "graft", "text",
+				 * "audio" or "features" */
 	const char *in[2];
 	const char *out, *val_out;
 	char *val_default;      /* val_out when derived from out */
@@ -119,6 +124,7 @@ struct cmdline {
 	int audio_set;
 	int format_set, store_set;
 	uint64_t shard_size;    /* 0: one file */
+	int64_t batch;          /* features: 0 for the default */
 };
 
 /* ---- command line ---- */
@@ -180,7 +186,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	enum { O_SIZE = 256, O_GRAY, O_CLASSES, O_TAKE, O_SPLIT, O_VAL, O_SEED, O_MEAN, O_STD,
 	       O_VOCAB, O_TEXT, O_PAIR, O_LABEL, O_FORMAT, O_CASED, O_UNCASED, O_MAXLEN,
 	       O_NAMES, O_LABELS, O_PATH, O_STORE, O_STRICT, O_THREADS, O_SHARD_SIZE, O_RATE,
-	       O_LENGTH, O_ALIGN };
+	       O_LENGTH, O_ALIGN, O_BATCH };
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"size", required_argument, NULL, O_SIZE},
 		{"gray", no_argument, NULL, O_GRAY}, {"classes", required_argument, NULL, O_CLASSES},
@@ -198,6 +204,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"threads", required_argument, NULL, O_THREADS},
 		{"shard-size", required_argument, NULL, O_SHARD_SIZE},
 		{"rate", required_argument, NULL, O_RATE}, {"length", required_argument, NULL, O_LENGTH},
+		{"batch", required_argument, NULL, O_BATCH},
 		{"align", required_argument, NULL, O_ALIGN},
 		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
 	};
@@ -259,6 +266,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			cl->audio_set = 1;
 			break;
 		case O_STRICT: cl->strict = 1; break;
+		case O_BATCH: cl->batch = parse_count(optarg, "--batch"); break;
 		case O_SHARD_SIZE:
 			cl->shard_size = tool_parse_size("--shard-size", optarg, usage);
 			if (!cl->shard_size)
@@ -315,14 +323,16 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		}
 	}
 	if (optind >= argc)
-		tool_usage(usage, 2, "say what to read: idx, npy, images, audio, mnist-json, graft "
-			   "or text");
+		tool_usage(usage, 2, "say what to read: idx, npy, images, audio, mnist-json, graft, "
+			   "text or features");
 	cl->kind = argv[optind++];
 	if (strcmp(cl->kind, "idx") && strcmp(cl->kind, "npy") && strcmp(cl->kind, "images") &&
 	    strcmp(cl->kind, "mnist-json") && strcmp(cl->kind, "graft") &&
-	    strcmp(cl->kind, "text") && strcmp(cl->kind, "audio"))
+	    strcmp(cl->kind, "text") && strcmp(cl->kind, "audio") && strcmp(cl->kind, "features"))
 		tool_usage(usage, 2, "unknown input kind '%s' (idx, npy, images, audio, "
-			   "mnist-json, graft or text)", cl->kind);
+			   "mnist-json, graft, text or features)", cl->kind);
+	if (cl->batch && strcmp(cl->kind, "features"))
+		tool_usage(usage, 2, "--batch is for features");
 	int audio = strcmp(cl->kind, "audio") == 0;
 	int one_dir = strcmp(cl->kind, "images") == 0 || strcmp(cl->kind, "mnist-json") == 0 ||
 		      audio;
@@ -402,6 +412,61 @@ static char *xstrdup(const char *s)
 	return p;
 }
 
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+/* features: src's samples (a dataset read by graft_raw_read_graft, its labels and
+ * classes) become what the model computes from them: its first output, a float row per
+ * sample (a row of one value when the output is (N)). */
+static void compute_features(const struct cmdline *cl, struct graft_raw *src)
+{
+	struct graft_model *m = tool_read_model(cl->in[0]);
+	struct graft_net *net;
+	struct graft_net_opts no = {.wisdom = tool_wisdom(0, 1)};
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], xb[GRAFT_DATASET_MAX_INPUTS], y;
+	struct graft_array outs[GRAFT_NET_MAX_ROW_INPUTS];
+	struct graft_samples *v = &src->samples;
+	struct graft_err err = {0};
+	int64_t batch = cl->batch ? cl->batch : 32;
+	size_t n_x, n_out;
+
+	if (graft_net_new_opts(&net, m, &no, &err))
+		tool_die("%s: %s", cl->in[0], err.msg);
+	if ((n_out = graft_net_output_count(net)) > GRAFT_NET_MAX_ROW_INPUTS)
+		tool_die("%s: the model has too many outputs (%zu)", cl->in[0], n_out);
+	tool_read_feed(cl->in[1], m, x, &n_x, &y);
+	tool_batch_of(x, n_x, batch, xb);
+	tool_check_memory(net, cl->in[0], xb, n_x, 0, 0);
+	if (graft_net_run_rows(net, x, n_x, batch, outs, &err))
+		tool_die("%s on %s: %s", cl->in[0], cl->in[1], err.msg);
+	if (outs[0].dtype != GRAFT_FLOAT)
+		tool_die("%s: its first output ('%s') is %s: features are float", cl->in[0],
+			 outs[0].name, graft_dtype_name(outs[0].dtype));
+	free(src->x);
+	src->x = outs[0].data;          /* taken: graft_raw_release frees it */
+	outs[0].data = NULL;
+	v->x = src->x;
+	v->rank = outs[0].rank < 2 ? 2 : outs[0].rank;
+	memcpy(v->dims, outs[0].dims, sizeof(v->dims));
+	if (outs[0].rank < 2)
+		v->dims[1] = 1;
+	v->images = NULL;
+	v->inputs = NULL;
+	v->n_inputs = 0;
+	v->mean = v->std = NULL;
+	snprintf(src->source, sizeof(src->source), "features %s %s", base_name(cl->in[0]),
+		 base_name(cl->in[1]));
+	v->source = src->source;
+	for (size_t k = 0; k < n_out; k++)
+		graft_array_release(&outs[k]);
+	tool_release_datasets();
+	graft_net_free(net);
+	graft_model_free(m);
+}
+
 /* The inputs as samples, by the library's reader of their kind, or die. */
 static void read_source(const struct cmdline *cl, struct graft_raw *src)
 {
@@ -422,6 +487,8 @@ static void read_source(const struct cmdline *cl, struct graft_raw *src)
 		rc = graft_raw_read_mnist_json(src, cl->in[0], &err);
 	else if (strcmp(cl->kind, "graft") == 0)
 		rc = graft_raw_read_graft(src, cl->in[0], &err);
+	else if (strcmp(cl->kind, "features") == 0)
+		rc = graft_raw_read_graft(src, cl->in[1], &err);
 	else if (strcmp(cl->kind, "text") == 0)
 		rc = graft_raw_read_text(src, cl->in[0], &cl->text, &err);
 	else if (strcmp(cl->kind, "audio") == 0 && cl->labels)
@@ -439,6 +506,8 @@ static void read_source(const struct cmdline *cl, struct graft_raw *src)
 		rc = graft_raw_read_images(src, cl->in[0], &io, &err);
 	if (rc)
 		tool_die("%s", err.msg);
+	if (strcmp(cl->kind, "features") == 0)
+		compute_features(cl, src);
 	if (src->skipped)
 		fprintf(stderr, "%s: left out %" PRId64 " unusable image%s (the first: %s); "
 			"--strict refuses them\n", tool_name, src->skipped,

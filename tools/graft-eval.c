@@ -168,7 +168,6 @@ int main(int argc, char **argv)
 	tool_check_memory(net, cl.model, xb, n_x, 0, cl.max_memory);
 	if (y.dtype == GRAFT_INT64) {
 		/* One batch tells the number of classes the model scores. */
-		struct graft_array out;
 		int64_t first = 0;
 		void *rows[GRAFT_DATASET_MAX_INPUTS];
 		tool_batch_of(x, n_x, 1, xb);
@@ -182,8 +181,7 @@ int main(int argc, char **argv)
 			tool_die("%s: %s", cl.model ? cl.model : "<stdin>", err.msg);
 		for (size_t k = 0; k < n_x; k++)
 			free(rows[k]);
-		graft_net_output(net, 0, &out);
-		classes = (int64_t)(out.nbytes / graft_dtype_size(out.dtype ? out.dtype : 1));
+		classes = graft_net_scored_classes(net, 1);
 		for (int64_t i = 0; i < y.dims[0]; i++) {
 			int64_t l = ((const int64_t *)y.data)[i];
 			if (l < 0 || l >= classes)

@@ -14,8 +14,9 @@
 #include "tool.h"
 
 static const char usage[] =
-	"usage: graft-head [IN|-] --classes N [--at TENSOR [--mean MASK]] [--hidden H]\n"
-	"                  [--dropout P] [--init he|xavier] [--seed S] [-o OUT]\n"
+	"usage: graft-head [IN|-] --classes N [--at TENSOR [--mean MASK | --flatten]]\n"
+	"                  [--hidden H] [--dropout P] [--sigmoid] [--init he|xavier]\n"
+	"                  [--seed S] [-o OUT]\n"
 	"Replaces a model's final classifier (a Gemm, or a MatMul and Add) with a new one of\n"
 	"N outputs, or cuts the model at TENSOR and attaches a new head there, and writes the\n"
 	"model as .graft (stdout unless -o).  New weights are trainable; other flags stay.\n"
@@ -32,6 +33,10 @@ static const char usage[] =
 	"      --mean MASK       (N,T,H) values: the mean over the tokens the model input\n"
 	"                        MASK (an attention mask, 1 on tokens) marks, not the first\n"
 	"                        token\n"
+	"      --flatten         (N,T,H) values: all T tokens' features in a row, (N,T*H)\n"
+	"                        (openWakeWord's heads read 16 embeddings so)\n"
+	"      --sigmoid         end in Sigmoid: independent probabilities (--classes 1: a\n"
+	"                        detector, trained with binary cross-entropy on 0/1 labels)\n"
 	"      --hidden H        a hidden layer: Gemm(in->H), Relu, [Dropout], Gemm(H->N)\n"
 	"      --dropout P       a Dropout of ratio P before the last layer\n"
 	"      --init he|xavier  weights: he (default): normal, std sqrt(2/fan_in); xavier:\n"
@@ -62,7 +67,8 @@ static int64_t parse_int(const char *s, const char *opt)
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
-	enum { OPT_AT = 256, OPT_HIDDEN, OPT_DROPOUT, OPT_INIT, OPT_SEED, OPT_MEAN };
+	enum { OPT_AT = 256, OPT_HIDDEN, OPT_DROPOUT, OPT_INIT, OPT_SEED, OPT_MEAN, OPT_FLATTEN,
+	       OPT_SIGMOID };
 	static const struct option opts[] = {
 		{"classes", required_argument, NULL, 'c'}, {"at", required_argument, NULL, OPT_AT},
 		{"hidden", required_argument, NULL, OPT_HIDDEN},
@@ -70,6 +76,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"init", required_argument, NULL, OPT_INIT},
 		{"seed", required_argument, NULL, OPT_SEED},
 		{"mean", required_argument, NULL, OPT_MEAN},
+		{"flatten", no_argument, NULL, OPT_FLATTEN},
+		{"sigmoid", no_argument, NULL, OPT_SIGMOID},
 		{"output", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
 		TOOL_COMMON_LONGOPTS, {0},
 	};
@@ -85,6 +93,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			break;
 		case OPT_AT: cl->o.at = optarg; break;
 		case OPT_MEAN: cl->o.mean_mask = optarg; break;
+		case OPT_FLATTEN: cl->o.flatten = 1; break;
+		case OPT_SIGMOID: cl->o.sigmoid = 1; break;
 		case OPT_HIDDEN:
 			cl->o.hidden = parse_int(optarg, "--hidden");
 			cl->hidden_set = 1;
@@ -148,7 +158,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: cut at '%s' (%" PRId64 " features%s): %s, %" PRId64 " classes "
 			"as '%s'; %zu nodes and %zu tensors removed\n", tool_name, info.at,
 			info.in_features, info.token == 1 ? ", the first token's" :
-			info.token == 2 ? ", the mean over the masked tokens" : "", info.prefix,
+			info.token == 2 ? ", the mean over the masked tokens" :
+			info.token == 3 ? ", its tokens flattened" : "", info.prefix,
 			info.classes, info.output, info.nodes_removed, info.tensors_removed);
 	else
 		fprintf(stderr, "%s: '%s' (%" PRId64 " -> %" PRId64 ") replaced by %s (%" PRId64

@@ -19,12 +19,16 @@
 static const char usage[] =
 	"usage: graft-run MODEL [-i [NAME=]FILE]... [-o DIR] [--batch N] [--repeat N]\n"
 	"                 [--max-memory SIZE] [--profile] [--no-tune]\n"
-	"Runs a model (.graft or ONNX) forward on the CPU.\n"
+	"       graft-run MODEL --data DATA [-o DIR] [--batch N]\n"
+	"Runs a model (.graft, ONNX or ONNX text) forward on the CPU.\n"
 	"  -i, --input [NAME=]FILE  an input as .npy or ONNX TensorProto .pb; without NAME,\n"
 	"                           inputs fill the graph's inputs in order.  Inputs not\n"
 	"                           given are made up: uniform in [-1, 1) (floats) or in\n"
 	"                           [0, 10) (integers) from --seed, symbolic dims = 1\n"
 	"                           except the first, which is --batch\n"
+	"  -d, --data DATA          run every sample of a dataset (graft-data), --batch at\n"
+	"                           a time (default 32): each output is written with a row\n"
+	"                           per sample, in the dataset's order\n"
 	"  -o, --output DIR         write each output to DIR/NAME.npy (NAME with characters\n"
 	"                           outside [A-Za-z0-9._-] replaced by _); without -o, print\n"
 	"                           each output's name, shape and a summary\n"
@@ -45,10 +49,11 @@ static const char usage[] =
 #define MAX_INPUTS 64
 
 struct cmdline {
-	const char *model, *out_dir;
+	const char *model, *out_dir, *data;
 	const char *input_names[MAX_INPUTS], *input_files[MAX_INPUTS];
 	int n_inputs;
 	long batch, repeat;
+	int batch_set;
 	unsigned long seed;
 	uint64_t max_memory;    /* 0: the memory available */
 	int profile, no_tune;
@@ -69,6 +74,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	static const struct option opts[] = {
 		{"input", required_argument, NULL, 'i'}, {"output", required_argument, NULL, 'o'},
+		{"data", required_argument, NULL, 'd'},
 		{"batch", required_argument, NULL, 'b'}, {"repeat", required_argument, NULL, 'r'},
 		{"seed", required_argument, NULL, 's'}, {"list-ops", no_argument, NULL, 'L'},
 		{"list-backward", no_argument, NULL, 'B'}, TOOL_MEMORY_LONGOPT, TOOL_PROFILE_LONGOPT,
@@ -80,7 +86,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	memset(cl, 0, sizeof(*cl));
 	cl->batch = 1;
 	cl->seed = 1;
-	while ((c = getopt_long(argc, argv, ":i:o:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":i:o:d:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'i': {
 			if (cl->n_inputs == MAX_INPUTS)
@@ -96,7 +102,11 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			break;
 		}
 		case 'o': cl->out_dir = optarg; break;
-		case 'b': cl->batch = parse_count("--batch", optarg); break;
+		case 'd': cl->data = optarg; break;
+		case 'b':
+			cl->batch = parse_count("--batch", optarg);
+			cl->batch_set = 1;
+			break;
 		case 'r': cl->repeat = parse_count("--repeat", optarg); break;
 		case 's': cl->seed = strtoul(optarg, NULL, 10); break;
 		case 'L': list_ops(0); exit(0);
@@ -112,6 +122,10 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	if (argc - optind != 1)
 		tool_usage(usage, 2, argc - optind ? "one model, please" : "no model given");
 	cl->model = argv[optind];
+	if (cl->data && (cl->n_inputs || cl->repeat))
+		tool_usage(usage, 2, "--data feeds the inputs: no -i or --repeat with it");
+	if (cl->data && !cl->batch_set)
+		cl->batch = 32;
 }
 
 static void list_ops(int backward)
@@ -279,30 +293,68 @@ static void print_summary(const struct graft_array *a)
 	putchar('\n');
 }
 
-static void write_outputs(const struct cmdline *cl, const struct graft_net *net)
+/* Writes a to dir/NAME.npy (NAME with characters outside [A-Za-z0-9._-] replaced by _). */
+static void write_output(const char *dir, const struct graft_array *a)
 {
 	struct graft_err err = {0};
+	struct graft_output out;
+	char *path = malloc(strlen(dir) + strlen(a->name ? a->name : "") + 8);
 
-	if (mkdir(cl->out_dir, 0777) < 0 && errno != EEXIST)
-		tool_die("%s: %s", cl->out_dir, strerror(errno));
+	if (!path)
+		tool_die("out of memory");
+	char *p = path + sprintf(path, "%s/", dir);
+	for (const char *s = a->name ? a->name : ""; *s; s++)
+		*p++ = (strchr("._-", *s) || (*s >= 'a' && *s <= 'z') ||
+			(*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')) ? *s : '_';
+	strcpy(p, ".npy");
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+		tool_die("%s: %s", dir, strerror(errno));
+	tool_output_open(&out, path, 0, 1);
+	if (graft_array_write_npy(a, out.fd, &err))
+		tool_die("%s: %s", path, err.msg);
+	tool_output_commit(&out);
+	free(path);
+}
+
+static void write_outputs(const struct cmdline *cl, const struct graft_net *net)
+{
 	for (size_t i = 0; i < graft_net_output_count(net); i++) {
 		struct graft_array a;
-		struct graft_output out;
 		graft_net_output(net, i, &a);
-		char *path = malloc(strlen(cl->out_dir) + strlen(a.name) + 8);
-		if (!path)
-			tool_die("out of memory");
-		char *p = path + sprintf(path, "%s/", cl->out_dir);
-		for (const char *s = a.name; *s; s++)
-			*p++ = (strchr("._-", *s) || (*s >= 'a' && *s <= 'z') ||
-				(*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')) ? *s : '_';
-		strcpy(p, ".npy");
-		tool_output_open(&out, path, 0, 1);
-		if (graft_array_write_npy(&a, out.fd, &err))
-			tool_die("%s: %s", path, err.msg);
-		tool_output_commit(&out);
-		free(path);
+		write_output(cl->out_dir, &a);
 	}
+}
+
+/* --data: every sample of the dataset, a batch at a time, each output's rows gathered. */
+static int run_dataset(const struct cmdline *cl, struct graft_model *m, struct graft_net *net)
+{
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], xb[GRAFT_DATASET_MAX_INPUTS], y;
+	struct graft_array outs[GRAFT_NET_MAX_ROW_INPUTS];
+	size_t n_x, n_out = graft_net_output_count(net);
+	struct graft_err err = {0};
+
+	if (n_out > GRAFT_NET_MAX_ROW_INPUTS)
+		tool_die("%s: the model has too many outputs (%zu)", cl->model, n_out);
+	tool_read_feed(cl->data, m, x, &n_x, &y);
+	tool_batch_of(x, n_x, cl->batch, xb);
+	tool_check_memory(net, cl->model, xb, n_x, 0, cl->max_memory);
+	if (graft_net_run_rows(net, x, n_x, cl->batch, outs, &err))
+		tool_die("%s on %s: %s", cl->model, cl->data, err.msg);
+	for (size_t i = 0; i < n_out; i++) {
+		if (cl->out_dir)
+			write_output(cl->out_dir, &outs[i]);
+		else
+			print_summary(&outs[i]);
+		graft_array_release(&outs[i]);
+	}
+	if (cl->profile)
+		tool_print_profile(net);
+	tool_release_datasets();
+	graft_net_free(net);
+	graft_model_free(m);
+	if (fflush(stdout) || ferror(stdout))
+		tool_die("<stdout>: write failed");
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -320,6 +372,8 @@ int main(int argc, char **argv)
 				    .wisdom = tool_wisdom(cl.no_tune, 0)};
 	if (graft_net_new_opts(&net, m, &no, &err))
 		tool_die("%s: %s", cl.model, err.msg);
+	if (cl.data)
+		return run_dataset(&cl, m, net);
 	gather_inputs(&cl, m, net, inputs);
 	size_t n_in = graft_net_input_count(net);
 	tool_check_memory(net, cl.model, inputs, n_in, 0, cl.max_memory);

@@ -124,6 +124,7 @@ struct plan {
 	int pool;               /* 1: GlobalAveragePool and Flatten first (a 4-D feature map) */
 	int token;              /* 1: the first token's features, Gather(axis 1, 0) first (a
 				 * transformer's [CLS] of (N, T, H) hidden states) */
+	int flatten;            /* 1: (N, T, H) values flattened to (N, T * H) first */
 	int new_output;         /* the head computes a new graph output (output), all the old
 				 * outputs go: the head reads an output itself (an encoder's) */
 	int matmul;             /* 1: layers as MatMul + Add (W [in, out]), as replaced */
@@ -356,8 +357,8 @@ static int infer_shape(const struct graft_model *m, const char *name, int *dtype
 
 /* --at: the head reads value at; the first output's producer (and what only it needed)
  * goes, and the head takes over its name. */
-static int plan_cut(const struct graft_model *m, const char *at, int pooled, struct plan *p,
-		    struct graft_err *err)
+static int plan_cut(const struct graft_model *m, const char *at, int pooled, int flatten,
+		    struct plan *p, struct graft_err *err)
 {
 	const Onnx__GraphProto *g = m->proto->graph;
 	const char *out = g->output[0]->name;
@@ -400,8 +401,9 @@ static int plan_cut(const struct graft_model *m, const char *at, int pooled, str
 		return graft_err_set(err, GRAFT_EINVAL, "cannot cut at '%s': it is the output '%s' "
 				     "or computed from it", at, out);
 	p->pool = rank == 4;
-	p->token = rank == 3;
-	p->in = dims[rank == 3 ? 2 : 1];
+	p->flatten = rank == 3 && flatten;
+	p->token = rank == 3 && !flatten;
+	p->in = p->flatten ? dims[1] * dims[2] : dims[rank == 3 ? 2 : 1];
 	if (p->in < 1)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "'%s' has no features", at);
 	if (!(p->input = strdup(at)))
@@ -686,6 +688,13 @@ static int build_head(const struct graft_model *m, const struct graft_head_opts 
 			goto nomem;
 		cur = x;
 	}
+	if (p->flatten) {
+		snprintf(x, sizeof(x), "%s.flatten", p->prefix);
+		Onnx__NodeProto *n = add_node(h, "Flatten", x, &cur, 1, NULL);
+		if (!n || skeleton_node_attr_int(n, "axis", 1))
+			goto nomem;
+		cur = x;
+	}
 	if (p->token && o->mean_mask) {
 		if (add_masked_mean(h, p, cur, o->mean_mask, x, sizeof(x)))
 			goto nomem;
@@ -715,9 +724,16 @@ static int build_head(const struct graft_model *m, const struct graft_head_opts 
 		snprintf(x, sizeof(x), "%s", y);
 		cur = x;
 	}
+	if (o->sigmoid)
+		snprintf(y, sizeof(y), "%s.logits", p->prefix);
 	if (add_linear(h, p, &rng, o->init, o->hidden > 0 ? "fc2" : "fc", cur, in, o->classes,
-		       p->output))
+		       o->sigmoid ? y : p->output))
 		goto nomem;
+	if (o->sigmoid) {
+		snprintf(x, sizeof(x), "%s.sigmoid", p->prefix);
+		if (!add_node(h, "Sigmoid", x, (const char *[]){y}, 1, p->output))
+			goto nomem;
+	}
 	if (at && !(h->output = new_output(m->proto->graph->output[0], p->output, o->classes)))
 		goto nomem;
 	return 0;
@@ -921,6 +937,9 @@ static int check_opts(const struct graft_head_opts *o, struct graft_err *err)
 	if (!(o->dropout >= 0 && o->dropout < 1))
 		return graft_err_set(err, GRAFT_EINVAL, "dropout must be in [0, 1), not %g",
 				     o->dropout);
+	if (o->flatten && o->mean_mask)
+		return graft_err_set(err, GRAFT_EINVAL, "flatten the tokens or take their mean, "
+				     "not both");
 	if (o->init != GRAFT_HEAD_HE && o->init != GRAFT_HEAD_XAVIER)
 		return graft_err_set(err, GRAFT_EINVAL, "unknown initialisation %d", (int)o->init);
 	return 0;
@@ -947,13 +966,13 @@ int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
 				     "is %lld: graft-head needs 7 or newer", (long long)p.opset);
 	choose_prefix(m, p.prefix, sizeof(p.prefix));
 	const char *at = o->at;
-	rc = at ? plan_cut(m, at, 0, &p, err) : plan_classifier(m, &p, err);
+	rc = at ? plan_cut(m, at, 0, o->flatten, &p, err) : plan_classifier(m, &p, err);
 	if (rc == GRAFT_EUNSUPPORTED && !at && (at = encoder_output(m))) {
 		struct plan fresh = {.opset = p.opset};     /* its pooled output */
 		memcpy(fresh.prefix, p.prefix, sizeof(p.prefix));
 		plan_release(&p);
 		p = fresh;
-		rc = plan_cut(m, at, 1, &p, err);
+		rc = plan_cut(m, at, 1, o->flatten, &p, err);
 	} else if (rc == GRAFT_EUNSUPPORTED && !at) {
 		char msg[sizeof(err->msg)];
 		snprintf(msg, sizeof(msg), "%s", err->msg);
@@ -965,6 +984,14 @@ int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
 	if (!rc && o->mean_mask && !graph_is_input(m->proto->graph, o->mean_mask))
 		rc = graft_err_set(err, GRAFT_EINVAL, "no model input named '%s' to mask the mean "
 				   "with", o->mean_mask);
+	if (!rc && o->flatten && !p.flatten)
+		rc = graft_err_set(err, GRAFT_EINVAL, "flattening (--flatten) is for (N, T, H) "
+				   "values: cut at one with --at");
+	if (!rc && o->sigmoid && !p.new_output &&
+	    strcmp(p.output, m->proto->graph->output[0]->name) != 0)
+		rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "the classifier's output '%s' passes "
+				   "through other nodes to the graph's output: a sigmoid head "
+				   "needs --at", p.output);
 	if (!rc && p.in > (INT64_C(1) << 31))
 		rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "%lld input features are too many",
 				   (long long)p.in);
@@ -977,7 +1004,7 @@ int graft_head_attach(struct graft_model *m, const struct graft_head_opts *o,
 		snprintf(info->prefix, sizeof(info->prefix), "%s", p.prefix);
 		snprintf(info->replaced, sizeof(info->replaced), "%s", p.replaced);
 		snprintf(info->at, sizeof(info->at), "%s", at ? at : "");
-		info->token = p.token ? (o->mean_mask ? 2 : 1) : 0;
+		info->token = p.token ? (o->mean_mask ? 2 : 1) : p.flatten ? 3 : 0;
 		snprintf(info->output, sizeof(info->output), "%s", p.output);
 		rc = apply(m, &p, &h, info, err);
 	}

@@ -83,8 +83,12 @@ struct graft_trainer {
 	float *state0, *state_sum;      /* running statistics: before the step, summed */
 	size_t n_state;                 /* floats of running statistics in the net */
 	int64_t n;                      /* samples */
-	int64_t classes;                /* cross-entropy: logits per sample; 0 for MSE */
+	int64_t classes;                /* cross-entropy: logits per sample (a detector: 2);
+					 * 0 for MSE */
 	int probs;                      /* the output is a Softmax's: probabilities */
+	int detector;                   /* labels 0 and 1, one output, a Sigmoid's: binary
+					 * cross-entropy against the labels as targets */
+	float *ytarget;                 /* then the batch's labels as floats */
 	int binary;                     /* float targets, the output a Sigmoid's: binary
 					 * cross-entropy instead of MSE */
 	float *logp;                    /* then their logarithm, per batch */
@@ -272,18 +276,26 @@ static int check_data(struct graft_trainer *t, struct graft_err *err)
 	return 0;
 }
 
-/* The node that computes the net's first output when its op is op_type; NULL otherwise. */
-static const struct node *output_by(const struct graft_net *net, const char *op_type)
+/* The node that computes the net's first output (the one that runs: an activation fused
+ * into its producer leaves the producer computing it); NULL when none does. */
+static const struct node *output_producer(const struct graft_net *net)
 {
 	const struct value *out = net->n_outputs ? net->outputs[0] : NULL;
 
 	for (size_t i = 0; out && i < net->n_nodes; i++) {
 		const struct node *n = &net->nodes[i];
-		if (n->n_out >= 1 && n->out[0] == out)
-			return n->proto->op_type && strcmp(n->proto->op_type, op_type) == 0 ? n
-											 : NULL;
+		if (!n->fused_away && n->n_out >= 1 && n->out[0] == out)
+			return n;
 	}
 	return NULL;
+}
+
+/* That node when its op is op_type; NULL otherwise. */
+static const struct node *output_by(const struct graft_net *net, const char *op_type)
+{
+	const struct node *n = output_producer(net);
+
+	return n && n->proto->op_type && strcmp(n->proto->op_type, op_type) == 0 ? n : NULL;
 }
 
 /* Whether the net's first output is computed by a Softmax over axis 1 of [batch, classes]:
@@ -303,7 +315,9 @@ static int output_is_softmax(const struct graft_net *net)
  * targets in [0, 1] train with binary cross-entropy (as torch.nn.BCELoss), not MSE. */
 static int output_is_sigmoid(const struct graft_net *net)
 {
-	return output_by(net, "Sigmoid") != NULL;
+	const struct node *n = output_producer(net);
+
+	return n && (output_by(net, "Sigmoid") || n->act.kind == FUSED_SIGMOID);
 }
 
 /* Cross-entropy of probabilities p [batch, classes] (a Softmax's output): that of the
@@ -327,6 +341,41 @@ static int cross_entropy_probs(const float *p, const int64_t *labels, int64_t ba
 	return rc;
 }
 
+/* Labels 0 and 1 as binary cross-entropy's targets (a detector: one Sigmoid output);
+ * first is the first label's sample, for the message. */
+static int detector_targets(const int64_t *lab, int64_t n, int64_t first, float *out,
+			    struct graft_err *err)
+{
+	for (int64_t i = 0; i < n; i++) {
+		if (lab[i] != 0 && lab[i] != 1)
+			return graft_err_set(err, GRAFT_EINVAL, "label %lld of sample %lld: a "
+					     "model of one Sigmoid output (a detector) takes "
+					     "labels 0 and 1", (long long)lab[i],
+					     (long long)(first + i));
+		if (out)
+			out[i] = (float)lab[i];
+	}
+	return 0;
+}
+
+/* Whether out (per values a sample) from net is a detector's score for int64 labels. */
+static int is_detector(const struct graft_net *net, uint64_t per)
+{
+	return per == 1 && output_is_sigmoid(net);
+}
+
+int64_t graft_net_scored_classes(const struct graft_net *net, int64_t rows)
+{
+	struct graft_array out;
+	uint64_t per;
+
+	graft_net_output(net, 0, &out);
+	if (rows < 1 || out.dtype != GRAFT_FLOAT)
+		return 0;
+	per = out.nbytes / sizeof(float) / (uint64_t)rows;
+	return is_detector(net, per) ? 2 : (int64_t)per;
+}
+
 /* Runs one batch to learn the output's shape, and checks it against the labels. */
 static int check_output(struct graft_trainer *t, struct graft_err *err)
 {
@@ -338,7 +387,12 @@ static int check_output(struct graft_trainer *t, struct graft_err *err)
 		return graft_err_set(err, GRAFT_EUNSUPPORTED, "the model's first output is not float "
 				     "[batch, ...]: it cannot be trained against the data");
 	uint64_t per = out.nbytes / sizeof(float) / (uint64_t)t->rows;
-	if (t->y->dtype == GRAFT_INT64) {
+	if (t->y->dtype == GRAFT_INT64 && is_detector(t->net, per)) {
+		t->detector = 1;
+		t->classes = 2;
+		if ((rc = detector_targets(t->y->data, t->n, 0, NULL, err)))
+			return rc;
+	} else if (t->y->dtype == GRAFT_INT64) {
 		const int64_t *lab = t->y->data;
 		t->classes = (int64_t)per;
 		for (int64_t i = 0; i < t->n; i++)
@@ -352,7 +406,7 @@ static int check_output(struct graft_trainer *t, struct graft_err *err)
 				     "the data's targets have %llu", (unsigned long long)per,
 				     (unsigned long long)t->target_floats);
 	}
-	t->probs = t->classes && output_is_softmax(t->net);
+	t->probs = t->classes && !t->detector && output_is_softmax(t->net);
 	t->binary = !t->classes && output_is_sigmoid(t->net);
 	for (uint64_t i = 0; t->binary && i < (uint64_t)t->n * t->target_floats; i++) {
 		float v = ((const float *)t->y->data)[i];
@@ -362,9 +416,9 @@ static int check_output(struct graft_trainer *t, struct graft_err *err)
 					     "trains with binary cross-entropy", v,
 					     (unsigned long long)(i / t->target_floats));
 	}
-	if (!(t->dlogits = malloc(out.nbytes + 1)) || (t->probs && !(t->logp = malloc(out.nbytes))))
+	if (!(t->dlogits = malloc(out.nbytes + 1)) || (t->probs && !(t->logp = malloc(out.nbytes))) ||
+	    (t->detector && !(t->ytarget = malloc(out.nbytes + 1))))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	(void)rc;
 	return 0;
 }
 
@@ -629,6 +683,7 @@ void graft_trainer_free(struct graft_trainer *t)
 	free(t->yb.data);
 	free(t->dlogits);
 	free(t->logp);
+	free(t->ytarget);
 	free(t);
 }
 
@@ -999,6 +1054,12 @@ static int gather(struct graft_trainer *t, int64_t u, struct graft_err *err)
 static int loss_and_grad(struct graft_trainer *t, const struct graft_array *out, double *loss,
 			 int64_t *correct, struct graft_err *err)
 {
+	if (t->detector) {
+		int rc = detector_targets(t->yb.data, t->rows, 0, t->ytarget, err);
+		return rc ? rc : graft_loss_binary_cross_entropy(out->data, t->ytarget,
+								  (uint64_t)t->rows, t->rows,
+								  t->dlogits, loss, correct, err);
+	}
 	if (t->probs)
 		return cross_entropy_probs(out->data, t->yb.data, t->rows, t->classes,
 					   t->o.label_smoothing, t->logp, t->dlogits, loss, correct,
@@ -1379,7 +1440,25 @@ static int score(struct graft_net *net, const struct graft_array *out, int64_t r
 				     "float [batch, ...]");
 	int64_t k = (int64_t)(out->nbytes / sizeof(float) / (size_t)rows);
 	const float *z = out->data;
-	if (y->dtype == GRAFT_INT64) {
+	if (y->dtype == GRAFT_INT64 && is_detector(net, (uint64_t)k)) {
+		const int64_t *lab = (const int64_t *)y->data + at;
+		float *tgt = malloc((size_t)b * sizeof(float) + 1);
+		if (!tgt)
+			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		rc = detector_targets(lab, b, at, tgt, err);
+		if (!rc)
+			rc = graft_loss_binary_cross_entropy(z, tgt, (uint64_t)b, b, NULL, &loss,
+							     &correct, err);
+		free(tgt);
+		if (rc)
+			return rc;
+		if (e->classes && e->classes != 2)
+			return graft_err_set(err, GRAFT_EINVAL, "the model detects one class (a "
+					     "Sigmoid output); the data has %lld classes",
+					     (long long)e->classes);
+		for (int64_t i = 0; i < b && e->confusion; i++)
+			e->confusion[lab[i] * 2 + (z[i] >= 0.5f)]++;
+	} else if (y->dtype == GRAFT_INT64) {
 		const int64_t *lab = (const int64_t *)y->data + at;
 		if (e->classes && k != e->classes)
 			return graft_err_set(err, GRAFT_EINVAL, "the model has %lld outputs; the data "

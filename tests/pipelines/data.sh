@@ -460,4 +460,37 @@ check "audio: no file left by a refusal" test ! -e bad.graft
 check "audio: --mean is a usage error (exit 2)" sh -c "graft-data audio wavs --mean 1 -o bad.graft 2>err.txt;
 	[ \$? -eq 2 ] && grep -q 'mean and --std are for images and arrays, not audio' err.txt"
 
+# ---- features: what a frozen model computes, a row per sample, labels kept ----
+CNN=$SRC/examples/pretrain/compact_cnn.onnx
+$PY -c "
+import numpy as np
+rng = np.random.default_rng(5)
+np.save('fx.npy', rng.standard_normal((9, 1, 28, 28)).astype(np.float32))
+np.save('fy.npy', np.array([0, 1, 2, 0, 1, 2, 0, 1, 2], np.int64))"
+graft-data npy fx.npy fy.npy -o fsrc.graft 2>/dev/null
+check "features: made" graft-data features "$CNN" fsrc.graft --batch 4 -o feats.graft
+graft-run "$CNN" -i fx.npy -o fwhole >/dev/null
+cat >ident.txt <<'TXT'
+<ir_version: 8, opset_import: ["" : 13]>
+ident (float[N,5] x) => (float[N,5] y) {
+    y = Identity (x)
+}
+TXT
+graft-run ident.txt --data feats.graft -o fback >/dev/null
+check "features: the model's output, a row per sample" $PY -c "
+import numpy as np
+a, b = np.load('fback/y.npy'), np.load('fwhole/logits.npy')
+assert a.shape == (9, 5) and np.abs(a - b).max() <= 1e-5 * np.abs(b).max()"
+graft-info feats.graft --json >finfo.json
+check "features: the labels and the source kept" $PY -c "
+import json
+meta = json.load(open('finfo.json'))['metadata']
+assert meta['graft.source'] == 'features compact_cnn.onnx fsrc.graft', meta
+assert meta['graft.classes'] == '3', meta"
+check "features: --split keeps classes apart" graft-data features "$CNN" fsrc.graft \
+	--split 0.67 -o ftrain.graft --val-out fval.graft
+expect_error "features: a model the data does not fit" "fsrc.graft" \
+	graft-data features ident.txt fsrc.graft -o bad.graft
+graft-data npy fx.npy fy.npy --batch 3 -o bad.graft 2>/dev/null
+check "features: --batch elsewhere is a usage error" test $? -eq 2
 finish

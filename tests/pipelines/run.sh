@@ -63,4 +63,30 @@ check "--profile: a total line" grep -qE "^graft-run: profile: [0-9.]+ s in 1 no
 check "--profile: a line per op type" grep -qE "^  Relu +1 nodes +[0-9.]+ s +[0-9.]+%$" prof.txt
 graft-run small-input.onnx --batch 2 >/dev/null 2>prof.txt
 check "no --profile: stderr stays empty" test ! -s prof.txt
+# --data: every sample of a dataset, a batch at a time, an output row per sample.
+$PY -c "
+import numpy as np
+rng = np.random.default_rng(3)
+np.save('dx.npy', rng.standard_normal((7, 1, 28, 28)).astype(np.float32))
+np.save('dy.npy', np.array([0, 1, 2, 3, 4, 0, 1], np.int64))"
+graft-data npy dx.npy dy.npy -o d.graft 2>/dev/null
+CNN=$SRC/examples/pretrain/compact_cnn.onnx
+check "--data runs a dataset" graft-run "$CNN" --data d.graft --batch 3 -o byrows
+check "--data gives the rows of one run on them all" $PY -c "
+import subprocess, numpy as np
+subprocess.run(['graft-run', '$CNN', '-i', 'dx.npy', '-o', 'whole'], check=True)
+a, b = np.load('byrows/logits.npy'), np.load('whole/logits.npy')
+assert a.shape == (7, 5), a.shape
+assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max(), np.abs(a - b).max()"
+graft-run "$CNN" --data d.graft -i dx.npy >/dev/null 2>&1
+check "--data with -i: a usage error" test $? -eq 2
+expect_error "--data of another shape" "d.graft" graft-run small-input.onnx --data d.graft -o bad
+cat >sum.txt <<'TXT'
+<ir_version: 8, opset_import: ["" : 13]>
+total (float[N,1,28,28] x) => (float s) {
+    s = ReduceSum <keepdims = 0> (x)
+}
+TXT
+expect_error "--data: an output with no row per sample" "no row per sample" \
+	graft-run sum.txt --data d.graft -o bad
 finish

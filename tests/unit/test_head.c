@@ -464,6 +464,46 @@ static void test_encoder(void **state)
 	}
 }
 
+/* --flatten --sigmoid at hidden states (a wake-word head over 3 embeddings of 4): the
+ * (N, T, H) value flattened to (N, 12), then one score through a Sigmoid, as
+ * sigmoid(W . flatten(relu(x)) + b); --flatten elsewhere, or with --mean, is refused. */
+static void test_flatten_sigmoid(void **state)
+{
+	static const int64_t xd[] = {2, 3, 4};
+	struct graft_head_info info;
+	struct graft_err err = {0};
+	struct graft_array y;
+	struct graft_tensor w, b;
+	struct graft_model *m = encoder();
+	float got[2], x[2 * 3 * 4];
+	(void)state;
+
+	for (size_t i = 0; i < 24; i++)         /* run()'s input */
+		x[i] = (float)((i * 7) % 11) / 11 - 0.4f;
+	if (graft_head_attach(m, &(struct graft_head_opts){.classes = 1, .seed = 3, .at = "h",
+			      .flatten = 1, .sigmoid = 1}, &info, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(info.token, 3);
+	assert_int_equal(info.in_features, 12);
+	node(m, graft_model_node_count(m) - 1, "Sigmoid", "head.0.sigmoid");
+	run(m, 3, xd, &y, got, 2);
+	tensor(m, "head.0.fc.weight", &w);
+	tensor(m, "head.0.fc.bias", &b);
+	for (int n = 0; n < 2; n++) {
+		double z = ((const float *)b.data)[0];
+		for (int j = 0; j < 12; j++)
+			z += ((const float *)w.data)[j] * fmax(0, x[n * 12 + j]);
+		assert_true(fabs(got[n] - 1 / (1 + exp(-z))) < 1e-6);
+	}
+	graft_model_free(m);
+	m = encoder();
+	refuse(m, &(struct graft_head_opts){.classes = 1, .flatten = 1}, GRAFT_EINVAL,
+	       "--flatten");
+	refuse(m, &(struct graft_head_opts){.classes = 1, .at = "h", .flatten = 1,
+	       .mean_mask = "x"}, GRAFT_EINVAL, "not both");
+	graft_model_free(m);
+}
+
 /* --mean: the mean over the tokens a mask input marks; a sample with none gives the bias. */
 static void test_masked_mean(void **state)
 {
@@ -526,6 +566,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_encoder),
 		cmocka_unit_test(test_masked_mean),
+		cmocka_unit_test(test_flatten_sigmoid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -551,6 +551,70 @@ static void test_sigmoid_output_trains_with_bce(void **state)
 	graft_model_free(m);
 }
 
+/* A detector: labels 0 and 1 and one Sigmoid output train with binary cross-entropy
+ * against the labels, step for step as with the same 0/1 float targets; an inference net
+ * (the Sigmoid fused into the Gemm) scores 2 classes, and evaluation fills their confusion
+ * matrix at 0.5; a label 2 is refused, naming the sample. */
+static void test_detector_trains_on_labels(void **state)
+{
+	struct tm_data d;
+	float tv[TM_SAMPLES];
+	int64_t lv[TM_SAMPLES];
+	struct graft_array tg, lab;
+	struct graft_model *m = sigmoid_scorer(), *m2 = sigmoid_scorer();
+	struct graft_trainer *t, *t2;
+	struct graft_train_opts o = {.batch = TM_SAMPLES, .total_steps = 5};
+	struct graft_step_stats st, st2;
+	struct graft_net *net;
+	struct graft_eval e;
+	struct graft_err err = {0};
+
+	(void)state;
+	tm_make_data(&d);
+	for (int i = 0; i < TM_SAMPLES; i++) {
+		lv[i] = d.ys[i] == 0;
+		tv[i] = (float)lv[i];
+	}
+	tg = (struct graft_array){.dtype = GRAFT_FLOAT, .rank = 2, .dims = {TM_SAMPLES, 1},
+				  .data = tv, .nbytes = sizeof(tv)};
+	lab = (struct graft_array){.dtype = GRAFT_INT64, .rank = 1, .dims = {TM_SAMPLES},
+				   .data = lv, .nbytes = sizeof(lv)};
+	graft_optim_defaults(&o.optim, GRAFT_OPTIM_SGD);
+	o.optim.lr = 0.5;
+	if (graft_trainer_new(&t, m, &d.x, 1, &tg, &o, &err) ||
+	    graft_trainer_new(&t2, m2, &d.x, 1, &lab, &o, &err))
+		fail_msg("%s", err.msg);
+	for (int step = 0; step < 5; step++) {
+		if (graft_trainer_step(t, &st, &err) || graft_trainer_step(t2, &st2, &err))
+			fail_msg("%s", err.msg);
+		assert_true(st.loss == st2.loss);
+		assert_int_equal(st.correct, st2.correct);
+	}
+	assert_int_equal(graft_trainer_classes(t2), 2);
+	graft_trainer_free(t);
+	graft_trainer_free(t2);
+
+	if (graft_net_new(&net, m, &err) || graft_eval_init(&e, 2, &err) ||
+	    graft_evaluate(net, &d.x, 1, &lab, 4, &e, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(graft_net_scored_classes(net, 4), 2);
+	assert_int_equal(e.count, TM_SAMPLES);
+	assert_int_equal(e.confusion[0] + e.confusion[1] + e.confusion[2] + e.confusion[3],
+			 TM_SAMPLES);
+	assert_int_equal(e.correct, e.confusion[0] + e.confusion[3]);
+	graft_eval_release(&e);
+	lv[3] = 2;
+	assert_int_equal(graft_eval_init(&e, 2, &err), 0);
+	assert_int_equal(graft_evaluate(net, &d.x, 1, &lab, 4, &e, &err), GRAFT_EINVAL);
+	assert_non_null(strstr(err.msg, "label 2 of sample 3"));
+	graft_eval_release(&e);
+	assert_int_equal(graft_trainer_new(&t, m, &d.x, 1, &lab, &o, &err), GRAFT_EINVAL);
+	assert_non_null(strstr(err.msg, "label 2 of sample 3"));
+	graft_net_free(net);
+	graft_model_free(m);
+	graft_model_free(m2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -560,6 +624,7 @@ int main(void)
 		cmocka_unit_test(test_sync_bn),
 		cmocka_unit_test(test_uneven_batch),
 		cmocka_unit_test(test_sigmoid_output_trains_with_bce),
+		cmocka_unit_test(test_detector_trains_on_labels),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
