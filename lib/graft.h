@@ -673,6 +673,10 @@ struct graft_audio_options {
 	int64_t rate;           /* samples a second every file must have; 0: 16000 */
 	int64_t length;         /* samples a clip (1 to 2^26); 0: one second of rate */
 	enum graft_align align;
+	/* 0: a clip per file; > 0: every file cut into clips of length at 0, hop, 2 hop, ...
+	 * as long as they fit (a long recording as many samples; a file shorter than length
+	 * gives one, placed as align says) */
+	int64_t hop;
 };
 /* A folder of WAV files (graft_wav_decode), dir/CLASS/FILE, the classes and files as
  * graft_raw_read_images finds them: x (N, length) float in 16-bit units, as

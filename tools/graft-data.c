@@ -25,6 +25,7 @@ static const char usage[] =
 	"                  [--labels FILE [--path COL] [--label COL]\n"
 	"                  [--format tsv|csv|jsonl]] [--strict] [--threads N] [OPTIONS]\n"
 	"       graft-data audio DIR [--rate R] [--length N] [--align end|start|center]\n"
+	"                  [--hop H]\n"
 	"                  [--labels FILE [--path COL] [--label COL]\n"
 	"                  [--format tsv|csv|jsonl]] [OPTIONS]\n"
 	"       graft-data mnist-json DIR [OPTIONS]\n"
@@ -70,6 +71,9 @@ static const char usage[] =
 	"      --align A           audio: where a clip sits in its --length: end (the\n"
 	"                          default: silence before it, a long one's start cut),\n"
 	"                          start or center\n"
+	"      --hop H             audio: cut every file into clips of --length at 0, H, 2H,\n"
+	"                          ... as long as they fit (a long recording as many\n"
+	"                          samples; a shorter file gives one clip)\n"
 	"      --batch N           features: samples a run of MODEL (default 32)\n"
 	"      --classes A,B,...   keep these classes (labels, or folder names), relabelled\n"
 	"                          0, 1, ... in the order given\n"
@@ -186,7 +190,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	enum { O_SIZE = 256, O_GRAY, O_CLASSES, O_TAKE, O_SPLIT, O_VAL, O_SEED, O_MEAN, O_STD,
 	       O_VOCAB, O_TEXT, O_PAIR, O_LABEL, O_FORMAT, O_CASED, O_UNCASED, O_MAXLEN,
 	       O_NAMES, O_LABELS, O_PATH, O_STORE, O_STRICT, O_THREADS, O_SHARD_SIZE, O_RATE,
-	       O_LENGTH, O_ALIGN, O_BATCH };
+	       O_LENGTH, O_ALIGN, O_BATCH, O_HOP };
 	static const struct option opts[] = {
 		{"output", required_argument, NULL, 'o'}, {"size", required_argument, NULL, O_SIZE},
 		{"gray", no_argument, NULL, O_GRAY}, {"classes", required_argument, NULL, O_CLASSES},
@@ -205,6 +209,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{"shard-size", required_argument, NULL, O_SHARD_SIZE},
 		{"rate", required_argument, NULL, O_RATE}, {"length", required_argument, NULL, O_LENGTH},
 		{"batch", required_argument, NULL, O_BATCH},
+		{"hop", required_argument, NULL, O_HOP},
 		{"align", required_argument, NULL, O_ALIGN},
 		{"force", no_argument, NULL, 'f'}, TOOL_COMMON_LONGOPTS, {0},
 	};
@@ -251,6 +256,10 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			break;
 		case O_LENGTH:
 			cl->audio.length = parse_count(optarg, "--length");
+			cl->audio_set = 1;
+			break;
+		case O_HOP:
+			cl->audio.hop = parse_count(optarg, "--hop");
 			cl->audio_set = 1;
 			break;
 		case O_ALIGN:
@@ -344,7 +353,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	if ((cl->labels || cl->path_col) && strcmp(cl->kind, "images") && !audio)
 		tool_usage(usage, 2, "--labels and --path are for images and audio");
 	if (cl->audio_set && !audio)
-		tool_usage(usage, 2, "--rate, --length and --align are for audio");
+		tool_usage(usage, 2, "--rate, --length, --align and --hop are for audio");
 	if (audio && (cl->mean || cl->std))
 		tool_usage(usage, 2, "--mean and --std are for images and arrays, not audio");
 	if (cl->path_col && !cl->labels)

@@ -1136,6 +1136,9 @@ static int audio_options(struct graft_audio_options *use, struct graft_err *err)
 	if (use->length < 1 || use->length > AUDIO_MAX_LENGTH)
 		return graft_err_set(err, GRAFT_EINVAL, "a clip of %" PRId64 " samples (1 to "
 				     "%" PRId64 ")", use->length, AUDIO_MAX_LENGTH);
+	if (use->hop < 0 || use->hop > AUDIO_MAX_LENGTH)
+		return graft_err_set(err, GRAFT_EINVAL, "a hop of %" PRId64 " samples (1 to %"
+				     PRId64 ")", use->hop, AUDIO_MAX_LENGTH);
 	if (use->align != GRAFT_ALIGN_END && use->align != GRAFT_ALIGN_START &&
 	    use->align != GRAFT_ALIGN_CENTER)
 		return graft_err_set(err, GRAFT_EINVAL, "unknown alignment %d", (int)use->align);
@@ -1156,45 +1159,86 @@ static void place_clip(const float *samples, int64_t n, float *row, int64_t leng
 	}
 }
 
-/* One WAV file into row. */
-static int read_clip(const char *path, const struct graft_audio_options *o, float *row,
-		     struct graft_err *err)
+/* The clips o makes of a file of n samples: 1, or with a hop as many as fit. */
+static int64_t clips_of(int64_t n, const struct graft_audio_options *o)
 {
-	struct graft_wav w;
+	if (!o->hop || n <= o->length)
+		return 1;
+	return (n - o->length) / o->hop + 1;
+}
+
+/* One WAV file, decoded and its rate checked. */
+static int read_wav(const char *path, const struct graft_audio_options *o, struct graft_wav *w,
+		    struct graft_err *err)
+{
 	char *buf = NULL;
 	size_t len;
 	int rc = io_read_file(path, &buf, &len, err);
 
 	if (rc)
 		return rc;
-	rc = graft_wav_decode(&w, buf, len, err);
+	rc = graft_wav_decode(w, buf, len, err);
 	free(buf);
 	if (rc)
 		return graft_err_prefix(err, path);
-	if (w.rate != o->rate)
+	if (w->rate != o->rate) {
 		rc = graft_err_set(err, GRAFT_EFORMAT, "%s: %" PRId64 " samples a second, not %"
-				   PRId64 " (sox IN -r %" PRId64 " OUT resamples)", path, w.rate,
+				   PRId64 " (sox IN -r %" PRId64 " OUT resamples)", path, w->rate,
 				   o->rate, o->rate);
-	else
-		place_clip(w.samples, w.frames, row, o->length, o->align);
-	graft_wav_release(&w);
+		graft_wav_release(w);
+	}
 	return rc;
 }
 
-/* The clips of files, in order, into src: x (N, length). */
+/* Room in src for clips up to have + more rows of row floats (capacity *cap rows). */
+static int clip_room(struct graft_raw *src, size_t have, size_t more, size_t row, size_t *cap,
+		     struct graft_err *err)
+{
+	size_t want = *cap ? *cap : 64;
+	float *x;
+	int64_t *labels;
+
+	if (have + more <= *cap)
+		return 0;
+	while (want < have + more)
+		want *= 2;
+	if (want > SIZE_MAX / sizeof(float) / row)
+		return no_memory(err);
+	if (!(x = realloc(src->x, want * row * sizeof(float))))
+		return no_memory(err);
+	src->x = x;
+	if (!(labels = realloc(src->labels, want * sizeof(int64_t))))
+		return no_memory(err);
+	src->labels = labels;
+	*cap = want;
+	return 0;
+}
+
+/* The clips of files, in order (a file's in its order), into src: x (N, length). */
 static int read_clips(struct graft_raw *src, const struct list *files,
 		      const struct graft_audio_options *o, struct graft_err *err)
 {
 	struct graft_samples *s = &src->samples;
-	size_t n = files->n, row = (size_t)o->length;
+	size_t row = (size_t)o->length, n = 0, cap = 0;
 	int rc = 0;
 
-	if (n > SIZE_MAX / sizeof(float) / row || !(src->x = alloc(n * row * sizeof(float))) ||
-	    !(src->labels = alloc(n * sizeof(int64_t))))
-		return no_memory(err);
-	for (size_t i = 0; i < n && !rc; i++) {
-		rc = read_clip(files->item[i], o, src->x + i * row, err);
-		src->labels[i] = files->label[i];
+	for (size_t i = 0; i < files->n && !rc; i++) {
+		struct graft_wav w;
+		if ((rc = read_wav(files->item[i], o, &w, err)))
+			break;
+		int64_t k = clips_of(w.frames, o);
+		if (!(rc = clip_room(src, n, (size_t)k, row, &cap, err))) {
+			for (int64_t c = 0; c < k; c++, n++) {
+				if (k == 1)
+					place_clip(w.samples, w.frames, src->x + n * row, o->length,
+						   o->align);
+				else
+					memcpy(src->x + n * row, w.samples + c * o->hop,
+					       row * sizeof(float));
+				src->labels[n] = files->label[i];
+			}
+		}
+		graft_wav_release(&w);
 	}
 	s->rank = 2;
 	s->dims[0] = (int64_t)n;

@@ -439,6 +439,16 @@ s, _, _ = load('as.graft'); m, _, _ = load('ac.graft')
 assert (s[1][:700] == a).all() and (s[1][700:] == 0).all() and (s[2] == b[:1000]).all()
 assert (m[1][150:850] == a).all() and (m[1][:150] == 0).all() and (m[2] == b[150:1150]).all()
 "
+check "audio: --hop cuts files into clips" graft-data audio wavs --length 400 --hop 300 -o ah.graft
+check "audio: a clip every --hop samples while one fits, a file's in order" $PY -c "
+from rd import *
+c, a, b = np.load('clips.npy', allow_pickle=True)
+x, y, meta = load('ah.graft')
+assert x.shape == (9, 400) and list(y) == [0, 0, 0, 1, 1, 1, 1, 1, 1], (x.shape, y)
+want = [c[0:400], c[300:700], c[600:1000], a[0:400], a[300:700]] + [b[k:k + 400] for k in (0, 300, 600, 900)]
+for got, w in zip(x, want):
+    assert np.abs(got - w).max() <= 1e-3
+"
 check "audio: a label file" graft-data audio wavs --labels wavs.tsv --length 1000 -o al.graft
 check "audio: the listed files and their classes" $PY -c "
 from rd import *
