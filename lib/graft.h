@@ -1337,10 +1337,11 @@ int graft_model_extract(struct graft_model *m, const char *const *from, size_t n
  * a's nodes then b's, a's inputs then b's not fed, a's outputs not feeding b then b's
  * outputs, both models' stored tensors with their flags, functions, opsets (a domain at
  * one version in both) and metadata; the IR version is the higher.  b's reads of a fed
- * input, in subgraphs too, read the feeding output instead.  Refused with GRAFT_EINVAL or
- * GRAFT_EUNSUPPORTED, a unchanged: an unknown output or input, declared types that
- * disagree, a name both graphs give a value, a domain at two versions, a function both
- * define, metadata both hold with different values.  b is left fit only to be freed
+ * input, in subgraphs too, read the feeding output instead; b's other values and stored
+ * tensors that have a name a uses are renamed "GRAPH/name" (b's graph name).  Refused
+ * with GRAFT_EINVAL or GRAFT_EUNSUPPORTED, a unchanged: an unknown output or input,
+ * declared types that disagree, an input or output of b named as a value of a, a domain
+ * at two versions, a function both define, metadata both hold with different values.  b is left fit only to be freed
  * (graft_model_free) whatever the outcome; after GRAFT_ENOMEM, so is a. */
 int graft_model_compose(struct graft_model *a, struct graft_model *b,
 			const char *const *outs, const char *const *ins, size_t n_io,

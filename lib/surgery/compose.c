@@ -6,9 +6,11 @@
  *
  * It is done on the skeletons: b's messages move into a's graph and b's stored tensors
  * into a's table with their flags (trainable, frozen) and payloads, so nothing goes
- * through an export.  Where onnx.compose leaves a broken model, this refuses or does what
- * the model means: reads of a fed input inside b's subgraphs are renamed too, opsets are
- * imported once each, and the IR version is the higher of the two.
+ * through an export.  Where onnx.compose leaves a broken model or refuses, this does what
+ * the models mean: reads of a fed input inside b's subgraphs are renamed too, a value of
+ * b named as one of a's gets a new name ("GRAPH/name": only b's inputs and outputs, which
+ * its user sees, must differ), opsets are imported once each, and the IR version is the
+ * higher of the two.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,34 +117,53 @@ static int top_names(struct strmap *names, const Onnx__GraphProto *g)
 	return 0;
 }
 
-/* A value of b (other than a fed input) with a name a's graph uses. */
-static int check_names(const Onnx__GraphProto *ga, const Onnx__GraphProto *gb,
-		       const char *const *fed, size_t n_fed, struct graft_err *err)
+/* The names b's top graph shares with a's, fed inputs aside, into *clash (copies, *n of
+ * them); GRAFT_EINVAL when one is an input or output of b (a name its user sees). */
+static int find_clashes(const Onnx__GraphProto *ga, const Onnx__GraphProto *gb,
+			const char *const *fed, size_t n_fed, char ***clash, size_t *n,
+			struct graft_err *err)
 {
 	struct strmap in_a, in_b;
-	const char *clash = NULL;
+	int rc = 0;
 
+	*clash = NULL;
+	*n = 0;
 	if (top_names(&in_a, ga))
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	if (top_names(&in_b, gb)) {
 		strmap_release_copies(&in_a);
 		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	}
-	for (size_t i = 0; i < in_b.cap && !clash; i++) {
+	for (size_t i = 0; i < in_b.cap && !rc; i++) {
 		const char *k = in_b.keys[i];
 		int is_fed = 0;
+		char **more;
 		if (!k || strmap_get(&in_a, k) < 0)
 			continue;
 		for (size_t j = 0; j < n_fed && !is_fed; j++)
 			is_fed = strcmp(fed[j], k) == 0;
-		if (!is_fed)
-			clash = k;
+		if (is_fed)
+			continue;
+		if ((input_index(gb, k) >= 0 && !is_initializer(gb, k)) || output_index(gb, k) >= 0)
+			rc = graft_err_set(err, GRAFT_EINVAL, "both models have a value named "
+					   "'%s', an %s of the second: rename it in one of them", k,
+					   output_index(gb, k) >= 0 ? "output" : "input");
+		else if (!(more = realloc(*clash, (*n + 1) * sizeof(*more))) ||
+			 !(more[*n] = strdup(k)))
+			rc = graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+		else
+			*clash = more, (*n)++;
 	}
-	int rc = clash ? graft_err_set(err, GRAFT_EINVAL, "both models have a value named "
-				       "'%s': rename it in one of them", clash) : 0;
 	strmap_release_copies(&in_a);
 	strmap_release_copies(&in_b);
 	return rc;
+}
+
+static void free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 }
 
 static int same_str(const char *x, const char *y)
@@ -226,6 +247,128 @@ static int rename_reads(Onnx__GraphProto *g, const char *const *outs, const char
 		}
 	}
 	return 0;
+}
+
+/* ---- b's own names that a has too, renamed ---------------------------------------------- */
+
+/* The new name of old when it is one of the n clashing names, else NULL. */
+static const char *renamed(const char *old, char *const *from, char *const *to, size_t n)
+{
+	for (size_t i = 0; old && i < n; i++)
+		if (strcmp(old, from[i]) == 0)
+			return to[i];
+	return NULL;
+}
+
+static int rename_list(char **names, size_t count, char *const *from, char *const *to,
+		       size_t n)
+{
+	for (size_t k = 0; k < count; k++) {
+		const char *nw = renamed(names[k], from, to, n);
+		if (nw && edit_set_str(&names[k], nw))
+			return -1;
+	}
+	return 0;
+}
+
+/* Every use of the clashing names in g's nodes, subgraphs included, and in g's own
+ * declarations (ONNX names are unique across scopes: a name means one value anywhere). */
+static int rename_in_graph(Onnx__GraphProto *g, char *const *from, char *const *to, size_t n,
+			   int depth)
+{
+	if (depth > GRAFT_MAX_GRAPH_DEPTH)
+		return 0;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *nd = g->node[i];
+		if (rename_list(nd->input, nd->n_input, from, to, n) ||
+		    rename_list(nd->output, nd->n_output, from, to, n))
+			return -1;
+		for (size_t k = 0; k < nd->n_attribute; k++) {
+			Onnx__AttributeProto *at = nd->attribute[k];
+			if (at->g && rename_in_graph(at->g, from, to, n, depth + 1))
+				return -1;
+			for (size_t s = 0; s < at->n_graphs; s++)
+				if (rename_in_graph(at->graphs[s], from, to, n, depth + 1))
+					return -1;
+		}
+	}
+	for (size_t i = 0; i < g->n_initializer; i++) {
+		const char *nw = renamed(g->initializer[i]->name, from, to, n);
+		if (nw && edit_set_str(&g->initializer[i]->name, nw))
+			return -1;
+	}
+	for (size_t i = 0; i < g->n_value_info; i++) {
+		const char *nw = renamed(g->value_info[i]->name, from, to, n);
+		if (nw && edit_set_str(&g->value_info[i]->name, nw))
+			return -1;
+	}
+	for (size_t i = 0; i < g->n_output; i++) {
+		const char *nw = renamed(g->output[i]->name, from, to, n);
+		if (nw && edit_set_str(&g->output[i]->name, nw))
+			return -1;
+	}
+	return 0;
+}
+
+/* A name for old that neither graph has: "GRAPH/old", then "GRAPH/old.2", ... */
+static char *fresh_name(const char *graph, const char *old, const struct strmap *taken_a,
+			const struct strmap *taken_b, const struct strmap *made)
+{
+	size_t size = strlen(graph) + strlen(old) + 32;
+	char *name = malloc(size);
+
+	for (int k = 1; name; k++) {
+		if (k == 1)
+			snprintf(name, size, "%s/%s", graph, old);
+		else
+			snprintf(name, size, "%s/%s.%d", graph, old, k);
+		if (strmap_get(taken_a, name) < 0 && strmap_get(taken_b, name) < 0 &&
+		    strmap_get(made, name) < 0)
+			break;
+	}
+	return name;
+}
+
+/* Gives b's values, nodes' outputs and stored tensors named in clash (none of them b's
+ * inputs or outputs) new names, so that b can join a without changing what it computes. */
+static int rename_clashes(const Onnx__GraphProto *ga, struct graft_model *b,
+			  char *const *clash, size_t n, struct graft_err *err)
+{
+	Onnx__GraphProto *gb = b->proto->graph;
+	const char *graph = gb->name && *gb->name ? gb->name : "second";
+	struct strmap taken_a, taken_b, made;
+	char **to = calloc(n + 1, sizeof(*to));
+	int rc = 0;
+
+	if (!to || top_names(&taken_a, ga)) {
+		free(to);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	if (top_names(&taken_b, gb)) {
+		strmap_release_copies(&taken_a);
+		free(to);
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
+	}
+	int made_ok = strmap_init(&made, n) == 0;
+	if (!made_ok)
+		rc = -1;
+	for (size_t i = 0; i < n && !rc; i++)
+		if (!(to[i] = fresh_name(graph, clash[i], &taken_a, &taken_b, &made)) ||
+		    strmap_put(&made, to[i], (long)i) == -2)
+			rc = -1;
+	if (!rc)
+		rc = rename_in_graph(gb, clash, to, n, 0);
+	for (size_t i = 0; i < b->n_tensors && !rc; i++) {
+		const char *nw = renamed(b->tensors[i].name, clash, to, n);
+		if (nw && edit_set_str(&b->tensors[i].name, nw))
+			rc = -1;
+	}
+	if (made_ok)
+		strmap_release(&made);
+	strmap_release_copies(&taken_a);
+	strmap_release_copies(&taken_b);
+	free_names(to, n);
+	return rc ? graft_err_set(err, GRAFT_ENOMEM, "out of memory") : 0;
 }
 
 /* Takes value info out of list where its name is name (freed). */
@@ -454,11 +597,18 @@ int graft_model_compose(struct graft_model *a, struct graft_model *b,
 		if ((rc = check_types(ga->output[o], gb->input[in], err)))
 			return rc;
 	}
-	if ((rc = check_names(ga, gb, ins, n_io, err)) ||
-	    (rc = check_opsets(a->proto, b->proto, err)) ||
-	    (rc = check_functions_and_metadata(a->proto, b->proto, err)) ||
-	    (rc = own_payloads(b, err)))
+	char **clash;
+	size_t n_clash;
+	if ((rc = find_clashes(ga, gb, ins, n_io, &clash, &n_clash, err)))
 		return rc;
+	if ((rc = check_opsets(a->proto, b->proto, err)) ||
+	    (rc = check_functions_and_metadata(a->proto, b->proto, err)) ||
+	    (rc = own_payloads(b, err)) ||
+	    (rc = rename_clashes(ga, b, clash, n_clash, err))) {
+		free_names(clash, n_clash);
+		return rc;
+	}
+	free_names(clash, n_clash);
 	/* b first (it is consumed either way), then a, where nothing can fail after
 	 * make_room */
 	if (feed(gb, outs, ins, n_io) || make_room(a, b))

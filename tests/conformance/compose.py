@@ -8,7 +8,9 @@
    other, a reading of the fed input inside an If's branch included (onnx.compose leaves
    that one unrenamed, so its model cannot run: graft renames it).
 3. Weights keep their flags: a frozen first model stays frozen in the composite.
-4. Refusals: a name both graphs give a value, an unknown output, declared types that
+4. A value of the second named as one of the first's is renamed, and the composite still
+   computes the same; refusals: an output of the second named as a value of the first,
+   an unknown output, declared types that
    disagree, a domain at two opset versions: exit 1, one line naming the models.
 
 usage: compose.py TOOLS_DIR ORT_DIR
@@ -54,14 +56,14 @@ def first_model(opset=13):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
-def second_model(branch=False, input_type=TensorProto.FLOAT, clash=False):
+def second_model(branch=False, input_type=TensorProto.FLOAT, clash=False, out_name="out"):
     rng = np.random.RandomState(2)
     w2 = numpy_helper.from_array(rng.randn(2, 3).astype(np.float32), "w2")
     b2 = numpy_helper.from_array(rng.randn(2).astype(np.float32), "b2")
     nodes = [helper.make_node("Gemm", ["z", "w2", "b2"], ["h" if clash else "g"], transB=1,
                               name="gemm"),
-             helper.make_node("Sigmoid", ["h" if clash else "g"], ["out"], name="sig")]
-    outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 2])]
+             helper.make_node("Sigmoid", ["h" if clash else "g"], [out_name], name="sig")]
+    outputs = [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["N", 2])]
     inputs = [helper.make_tensor_value_info("z", input_type, ["N", 3])]
     if branch:
         # the If's branches read z, the fed input, from the outer scope
@@ -152,6 +154,21 @@ def main():
             check(same, f"ONNX Runtime, flag {flag}: the composite's outputs are the two "
                   "models' run in turn, bit for bit")
 
+        # a value of the second named as one of the first's ("h") is renamed "second/h"
+        onnx.save(second_model(clash=True), p("b_clash.onnx"))
+        r = tool("graft-compose", p("a.onnx"), p("b_clash.onnx"), "-o", p("clash.graft"))
+        check(r.returncode == 0, f"a shared inner name: joined {r.stderr.decode().strip()}")
+        tool("graft-export", p("clash.graft"), "-o", p("clash.onnx"))
+        got = onnx.load(p("clash.onnx"))
+        check([n.output[0] for n in got.graph.node][-2:] == ["second/h", "out"],
+              "the second's 'h' renamed 'second/h'")
+        whole = ort_run(p("clash.onnx"), p("o_clash"), {"x": p("x.npy")})
+        first = ort_run(p("a.onnx"), p("o_a"), {"x": p("x.npy")})
+        np.save(p("y1.npy"), first["y1"])
+        second = ort_run(p("b_clash.onnx"), p("o_b2"), {"z": p("y1.npy")})
+        check(np.array_equal(whole["out"], second["out"]),
+              "ONNX Runtime: the renamed composite computes the same, bit for bit")
+
         # 3. flags
         tool("graft-freeze", p("a.onnx"), "--all", "-o", p("a_frozen.graft"))
         tool("graft-compose", p("a_frozen.graft"), p("b.onnx"), "-o", p("f.graft"))
@@ -162,11 +179,12 @@ def main():
               f"({info['parameters']})")
 
         # 4. refusals
-        onnx.save(second_model(clash=True), p("b_clash.onnx"))
+        onnx.save(second_model(out_name="h"), p("b_out_clash.onnx"))
         onnx.save(second_model(input_type=TensorProto.INT64), p("b_int.onnx"))
         onnx.save(first_model(opset=14), p("a14.onnx"))
         for args, says in (
-                ([p("a.onnx"), p("b_clash.onnx")], "both models have a value named 'h'"),
+                ([p("a.onnx"), p("b_out_clash.onnx")],
+                 "both models have a value named 'h', an output of the second"),
                 ([p("a.onnx"), p("b.onnx"), "--io", "nope=z"], "no output 'nope'"),
                 ([p("a.onnx"), p("b.onnx"), "--io", "y1=nope"], "no input 'nope'"),
                 ([p("a.onnx"), p("b_int.onnx")], "is float, input 'z' int64"),

@@ -47,6 +47,19 @@ clash (float[N,5] z) => (float[N,5] p) {
     p = Abs (logits)
 }
 TXT
-expect_error "a name in both" "both models have a value named 'logits'" graft-compose "$CNN" clash.txt -o bad.graft
+check "an inner name both have is renamed" graft-compose "$CNN" clash.txt -o renamed.graft
+graft-info renamed.graft --nodes >renamed.txt
+check "as GRAPH/name" grep -q "clash/logits" renamed.txt
+graft-run renamed.graft -i x.npy -o rn >/dev/null
+check "the renamed model computes |-logits|" $PY -c "
+import numpy as np
+assert np.array_equal(np.load('rn/p.npy'), np.abs(np.load('s1/logits.npy')))"
+cat >outclash.txt <<'TXT'
+<ir_version: 8, opset_import: ["" : 13]>
+outclash (float[N,5] z) => (float[N,5] logits) {
+    logits = Neg (z)
+}
+TXT
+expect_error "an output named as a value of the first" "an output of the second" graft-compose "$CNN" outclash.txt -o bad.graft
 check "no output left by a refusal" test ! -e bad.graft
 finish
