@@ -9,7 +9,9 @@
 // [N, ...] samples) or x:NAME (named inputs, float or int64: graft-data text's) and y
 // (int64 [N] labels), stored raw little-endian (docs/format.md).  The model's first input
 // gets batches of x, each named input the model input of its name; its first output is
-// taken as logits, and the prediction is the arg max (the first on ties, as graft-eval).
+// taken as logits, and the prediction is the arg max (the first on ties, as graft-eval);
+// an output of one value a sample is a detector's probability of class 1 (a Sigmoid's,
+// graft-head --sigmoid), predicted 1 from 0.5 on, and its values are given as "scores".
 // Prints one JSON object: {"ort": VERSION, "accuracy": A, "count": N, "correct": C,
 // "confusion": [[...]], "predictions": [...]} (confusion: rows the true class, columns
 // the predicted one, as graft-eval --json gives it).
@@ -101,7 +103,7 @@ async function main() {
                                : 'onnxruntime-node');
     const d = readDataset(pos[1]);
     const session = await ort.InferenceSession.create(pos[0], { intraOpNumThreads: 2 });
-    const predictions = [];
+    const predictions = [], scores = [];
     let correct = 0, confusion = null;
     for (let s = 0; s < d.n; s += batch) {
         const b = Math.min(batch, d.n - s), feeds = {};
@@ -115,7 +117,7 @@ async function main() {
         const logits = out[session.outputNames[0]];
         const k = logits.data.length / b;
         if (!confusion) {
-            let classes = k;
+            let classes = k === 1 ? 2 : k;
             for (const v of d.y) classes = Math.max(classes, Number(v) + 1);
             confusion = Array.from({ length: classes }, () => new Array(classes).fill(0));
         }
@@ -123,13 +125,19 @@ async function main() {
             let best = 0;
             for (let c = 1; c < k; c++)
                 if (logits.data[i * k + c] > logits.data[i * k + best]) best = c;
+            if (k === 1) {
+                scores.push(logits.data[i]);
+                best = logits.data[i] >= 0.5 ? 1 : 0;
+            }
             predictions.push(best);
             confusion[Number(d.y[s + i])][best]++;
             correct += BigInt(best) === d.y[s + i];
         }
     }
-    process.stdout.write(JSON.stringify({ ort: ort.env.versions.node, accuracy: correct / d.n,
-                                          count: d.n, correct, confusion, predictions }) + '\n');
+    const result = { ort: ort.env.versions.node, accuracy: correct / d.n, count: d.n, correct,
+                     confusion, predictions };
+    if (scores.length) result.scores = scores;
+    process.stdout.write(JSON.stringify(result) + '\n');
 }
 
 main().catch(e => die(e.message));
