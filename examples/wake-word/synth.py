@@ -163,7 +163,7 @@ def stream(a, base, texts, tmp):
             parts += [x, level * coloured_noise(rng, gap, rng.choice(["white", "pink",
                                                                         "brown"]))]
             length += len(x) + gap
-        write(os.path.join(a.out, "stream-%02d.wav" % f), np.concatenate(parts))
+        write(os.path.join(a.out, "stream-%d-%02d.wav" % (a.seed, f)), np.concatenate(parts))
 
 
 if __name__ == "__main__":
