@@ -12,8 +12,8 @@
  *     }
  *
  * The grammar and every choice it leaves are ONNX's: what the reference parser builds
- * from a text, this one builds (tests/conformance/onnx_text.sh compares the two field
- * for field).  Only errors differ: where the reference ignores a list of tensors or
+ * from a text, this one builds (tests/conformance/onnx_text.py compares the two byte
+ * for byte).  Only errors differ: where the reference ignores a list of tensors or
  * graphs, an unknown keyword's value or a number out of range, this refuses them with
  * the line and column.
  *
@@ -41,17 +41,6 @@ struct literal {
 	enum literal_kind kind;
 	const char *s;                  /* the literal's text (a string's without quotes) */
 	size_t n;
-};
-
-/* The element types the syntax names, as TensorProto.DataType values. */
-static const struct {
-	const char *name;
-	int dtype;
-} type_names[] = {
-	{"float", 1}, {"uint8", 2}, {"int8", 3}, {"uint16", 4}, {"int16", 5},
-	{"int32", 6}, {"int64", 7}, {"string", 8}, {"bool", 9}, {"float16", 10},
-	{"double", 11}, {"uint32", 12}, {"uint64", 13}, {"complex64", 14},
-	{"complex128", 15}, {"bfloat16", 16},
 };
 
 static const struct {
@@ -168,12 +157,19 @@ static size_t peek_identifier(struct parser *ps, const char **s)
 	return n;
 }
 
+/* The element type an identifier names (graft's dtypes are ONNX's TensorProto.DataType,
+ * named as the syntax names them), or 0 when it names none. */
 static int type_code(const char *s, size_t n)
 {
-	for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]); i++)
-		if (same(s, n, type_names[i].name))
-			return type_names[i].dtype;
-	return 0;
+	char name[16];
+	int dtype;
+
+	if (n >= sizeof(name))
+		return 0;
+	memcpy(name, s, n);
+	name[n] = '\0';
+	dtype = graft_dtype_from_name(name);
+	return dtype > 0 ? dtype : 0;
 }
 
 /* Whether a type comes next: an element type, or seq, map, optional or sparse_tensor
@@ -612,25 +608,26 @@ static int parse_tensor_values(struct parser *ps, Onnx__TensorProto *t,
 		int rc;
 
 		switch (t->data_type) {
-		case 2: case 3: case 4: case 5: case 6: case 9:
+		case GRAFT_UINT8: case GRAFT_INT8: case GRAFT_UINT16: case GRAFT_INT16:
+		case GRAFT_INT32: case GRAFT_BOOL:
 			if (!(rc = parse_int(ps, &i))) {
 				int32_t v = (int32_t)i;
 				rc = PUSH(ps, t->int32_data, t->n_int32_data, v);
 			}
 			break;
-		case 7:
+		case GRAFT_INT64:
 			rc = parse_int(ps, &i) || PUSH(ps, t->int64_data, t->n_int64_data, i);
 			break;
-		case 12: case 13:
+		case GRAFT_UINT32: case GRAFT_UINT64:
 			rc = parse_uint(ps, &u) || PUSH(ps, t->uint64_data, t->n_uint64_data, u);
 			break;
-		case 1:
+		case GRAFT_FLOAT:
 			rc = parse_float(ps, &f) || PUSH(ps, t->float_data, t->n_float_data, f);
 			break;
-		case 11:
+		case GRAFT_DOUBLE:
 			rc = parse_double(ps, &x) || PUSH(ps, t->double_data, t->n_double_data, x);
 			break;
-		case 8:
+		case GRAFT_STRING:
 			if ((rc = parse_bytes(ps, &b)))
 				break;
 			if ((rc = PUSH(ps, t->string_data, t->n_string_data, b)))
