@@ -449,47 +449,38 @@ static void move_all(void *to_ptr, size_t *n_to, void *from_ptr, size_t *n_from)
 	*n_from = 0;
 }
 
-/* The opsets of b that a lacks, counted (count) or moved (count NULL). */
-static size_t new_opsets(Onnx__ModelProto *a, Onnx__ModelProto *b, int move)
+static const char *opset_key(const void *m)
 {
-	size_t n = 0, k = 0;
-
-	for (size_t i = 0; i < b->n_opset_import; i++) {
-		int have = 0;
-		for (size_t j = 0; j < a->n_opset_import && !have; j++)
-			have = same_str(a->opset_import[j]->domain, b->opset_import[i]->domain);
-		if (have || !move) {
-			n += !have;
-			b->opset_import[k++] = b->opset_import[i];
-			continue;
-		}
-		a->opset_import[a->n_opset_import++] = b->opset_import[i];
-		n++;
-	}
-	if (move)
-		b->n_opset_import = k;
-	return n;
+	return ((const Onnx__OperatorSetIdProto *)m)->domain;
 }
 
-/* The same for metadata a does not hold yet. */
-static size_t new_metadata(Onnx__ModelProto *a, Onnx__ModelProto *b, int move)
+static const char *metadata_key(const void *m)
 {
-	size_t n = 0, k = 0;
+	return ((const Onnx__StringStringEntryProto *)m)->key;
+}
 
-	for (size_t i = 0; i < b->n_metadata_props; i++) {
+/* The entries of from (opset imports, metadata) whose key no entry of to has: counted;
+ * with move also taken out of from and appended to to, which has room for them. */
+static size_t new_entries(void *to_ptr, size_t *n_to, void *from_ptr, size_t *n_from,
+			  const char *(*key)(const void *), int move)
+{
+	void **to = *(void ***)to_ptr, **from = *(void ***)from_ptr;
+	size_t n = 0, kept = 0;
+
+	for (size_t i = 0; i < *n_from; i++) {
 		int have = 0;
-		for (size_t j = 0; j < a->n_metadata_props && !have; j++)
-			have = same_str(a->metadata_props[j]->key, b->metadata_props[i]->key);
-		if (have || !move) {
-			n += !have;
-			b->metadata_props[k++] = b->metadata_props[i];
+		for (size_t j = 0; j < *n_to && !have; j++)
+			have = same_str(key(to[j]), key(from[i]));
+		n += !have;
+		if (!move)
 			continue;
-		}
-		a->metadata_props[a->n_metadata_props++] = b->metadata_props[i];
-		n++;
+		if (have)
+			from[kept++] = from[i];
+		else
+			to[(*n_to)++] = from[i];
 	}
 	if (move)
-		b->n_metadata_props = k;
+		*n_from = kept;
 	return n;
 }
 
@@ -532,8 +523,12 @@ static int make_room(struct graft_model *a, struct graft_model *b)
 	    room(&ga->quantization_annotation, ga->n_quantization_annotation,
 		 gb->n_quantization_annotation) ||
 	    room(&pa->functions, pa->n_functions, pb->n_functions) ||
-	    room(&pa->opset_import, pa->n_opset_import, new_opsets(pa, pb, 0)) ||
-	    room(&pa->metadata_props, pa->n_metadata_props, new_metadata(pa, pb, 0)))
+	    room(&pa->opset_import, pa->n_opset_import,
+		 new_entries(&pa->opset_import, &pa->n_opset_import, &pb->opset_import,
+			     &pb->n_opset_import, opset_key, 0)) ||
+	    room(&pa->metadata_props, pa->n_metadata_props,
+		 new_entries(&pa->metadata_props, &pa->n_metadata_props, &pb->metadata_props,
+			     &pb->n_metadata_props, metadata_key, 0)))
 		return -1;
 	if (!b->n_tensors)
 		return 0;
@@ -559,8 +554,10 @@ static void move_everything(struct graft_model *a, struct graft_model *b)
 	move_all(&ga->quantization_annotation, &ga->n_quantization_annotation,
 		 &gb->quantization_annotation, &gb->n_quantization_annotation);
 	move_all(&pa->functions, &pa->n_functions, &pb->functions, &pb->n_functions);
-	new_opsets(pa, pb, 1);
-	new_metadata(pa, pb, 1);
+	new_entries(&pa->opset_import, &pa->n_opset_import, &pb->opset_import,
+		    &pb->n_opset_import, opset_key, 1);
+	new_entries(&pa->metadata_props, &pa->n_metadata_props, &pb->metadata_props,
+		    &pb->n_metadata_props, metadata_key, 1);
 	if (pb->has_ir_version && (!pa->has_ir_version || pb->ir_version > pa->ir_version)) {
 		pa->ir_version = pb->ir_version;
 		pa->has_ir_version = 1;
