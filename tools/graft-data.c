@@ -435,22 +435,15 @@ static void compute_features(const struct cmdline *cl, struct graft_raw *src)
 	struct graft_model *m = tool_read_model(cl->in[0]);
 	struct graft_net *net;
 	struct graft_net_opts no = {.wisdom = tool_wisdom(0, 1)};
-	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], xb[GRAFT_DATASET_MAX_INPUTS], y;
-	struct graft_array outs[GRAFT_NET_MAX_ROW_INPUTS];
+	struct graft_array *outs;
 	struct graft_samples *v = &src->samples;
 	struct graft_err err = {0};
-	int64_t batch = cl->batch ? cl->batch : 32;
-	size_t n_x, n_out;
+	size_t n_out;
 
 	if (graft_net_new_opts(&net, m, &no, &err))
 		tool_die("%s: %s", cl->in[0], err.msg);
-	if ((n_out = graft_net_output_count(net)) > GRAFT_NET_MAX_ROW_INPUTS)
-		tool_die("%s: the model has too many outputs (%zu)", cl->in[0], n_out);
-	tool_read_feed(cl->in[1], m, x, &n_x, &y);
-	tool_batch_of(x, n_x, batch, xb);
-	tool_check_memory(net, cl->in[0], xb, n_x, 0, 0);
-	if (graft_net_run_rows(net, x, n_x, batch, outs, &err))
-		tool_die("%s on %s: %s", cl->in[0], cl->in[1], err.msg);
+	outs = tool_run_dataset(net, m, cl->in[0], cl->in[1], cl->batch ? cl->batch : 32, 0,
+				&n_out);
 	if (outs[0].dtype != GRAFT_FLOAT)
 		tool_die("%s: its first output ('%s') is %s: features are float", cl->in[0],
 			 outs[0].name, graft_dtype_name(outs[0].dtype));
@@ -471,6 +464,7 @@ static void compute_features(const struct cmdline *cl, struct graft_raw *src)
 	v->source = src->source;
 	for (size_t k = 0; k < n_out; k++)
 		graft_array_release(&outs[k]);
+	free(outs);
 	tool_release_datasets();
 	graft_net_free(net);
 	graft_model_free(m);

@@ -328,18 +328,10 @@ static void write_outputs(const struct cmdline *cl, const struct graft_net *net)
 /* --data: every sample of the dataset, a batch at a time, each output's rows gathered. */
 static int run_dataset(const struct cmdline *cl, struct graft_model *m, struct graft_net *net)
 {
-	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], xb[GRAFT_DATASET_MAX_INPUTS], y;
-	struct graft_array outs[GRAFT_NET_MAX_ROW_INPUTS];
-	size_t n_x, n_out = graft_net_output_count(net);
-	struct graft_err err = {0};
+	size_t n_out;
+	struct graft_array *outs = tool_run_dataset(net, m, cl->model, cl->data, cl->batch,
+						    cl->max_memory, &n_out);
 
-	if (n_out > GRAFT_NET_MAX_ROW_INPUTS)
-		tool_die("%s: the model has too many outputs (%zu)", cl->model, n_out);
-	tool_read_feed(cl->data, m, x, &n_x, &y);
-	tool_batch_of(x, n_x, cl->batch, xb);
-	tool_check_memory(net, cl->model, xb, n_x, 0, cl->max_memory);
-	if (graft_net_run_rows(net, x, n_x, cl->batch, outs, &err))
-		tool_die("%s on %s: %s", cl->model, cl->data, err.msg);
 	for (size_t i = 0; i < n_out; i++) {
 		if (cl->out_dir)
 			write_output(cl->out_dir, &outs[i]);
@@ -347,6 +339,7 @@ static int run_dataset(const struct cmdline *cl, struct graft_model *m, struct g
 			print_summary(&outs[i]);
 		graft_array_release(&outs[i]);
 	}
+	free(outs);
 	if (cl->profile)
 		tool_print_profile(net);
 	tool_release_datasets();

@@ -557,6 +557,26 @@ void tool_check_memory(struct graft_net *net, const char *path,
 			 max_memory ? "" : " (the memory available)");
 }
 
+struct graft_array *tool_run_dataset(struct graft_net *net, const struct graft_model *m,
+				     const char *model_path, const char *data_path,
+				     int64_t batch, uint64_t max_memory, size_t *n_out)
+{
+	struct graft_array x[GRAFT_DATASET_MAX_INPUTS], xb[GRAFT_DATASET_MAX_INPUTS], y;
+	struct graft_array *outs;
+	struct graft_err err = {0};
+	size_t n_x;
+
+	*n_out = graft_net_output_count(net);
+	if (!(outs = calloc(*n_out + 1, sizeof(*outs))))
+		tool_die("out of memory");
+	tool_read_feed(data_path, m, x, &n_x, &y);
+	tool_batch_of(x, n_x, batch, xb);
+	tool_check_memory(net, model_path, xb, n_x, 0, max_memory);
+	if (graft_net_run_rows(net, x, n_x, batch, outs, &err))
+		tool_die("%s on %s: %s", model_path, data_path, err.msg);
+	return outs;
+}
+
 void tool_batch_of(const struct graft_array *x, size_t n_x, int64_t batch,
 		   struct graft_array *xb)
 {

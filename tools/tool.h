@@ -95,6 +95,14 @@ void tool_read_validation(const char *path, const struct graft_model *m,
 			  const struct graft_array *x, size_t n_x, const struct graft_array *y);
 /* Releases the datasets read so far. */
 void tool_release_datasets(void);
+/* Runs net (made from m, read from model_path) on every sample of the dataset at
+ * data_path (tool_read_feed), batch samples a run, once a batch is known to fit
+ * max_memory (tool_check_memory): a new array of each output's rows, [N, ...] each
+ * (graft_net_run_rows), *n_out of them; release each, then free the array.  Dies on an
+ * error, naming the model and the data. */
+struct graft_array *tool_run_dataset(struct graft_net *net, const struct graft_model *m,
+				     const char *model_path, const char *data_path,
+				     int64_t batch, uint64_t max_memory, size_t *n_out);
 /* The first batch samples (at most all) of each of the n_x inputs x, as views in xb. */
 void tool_batch_of(const struct graft_array *x, size_t n_x, int64_t batch,
 		   struct graft_array *xb);
