@@ -68,7 +68,7 @@ def figures(work, head, n_conf, threshold):
             "test": test, "stream": stream, "threshold": threshold}
 
 
-GRID = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99]
+GRID = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99]
 
 
 def validation_threshold(work):

@@ -1,6 +1,6 @@
-"""synth.py KIND OUT_DIR --split train|test --count N --seed S [--phrase P]: speech for a
-wake word, synthesised by espeak-ng and dirtied by sox and numpy, as 16 kHz 16-bit mono
-WAV files (what graft-data audio reads).  Run it with /usr/bin/python3.
+"""synth.py KIND OUT_DIR --split train|test --count N --seed S [--phrase P] [--augment]:
+speech for a wake word, synthesised by espeak-ng and dirtied by sox and numpy, as 16 kHz
+16-bit mono WAV files (what graft-data audio reads).  Run it with /usr/bin/python3.
 
 KIND
   positive    the phrase, one utterance a file, its end 0 to 0.25 s before the file's
@@ -17,7 +17,8 @@ KIND
 espeak-ng language nor variant with them (so a test voice was never heard in training).
 Every choice (voice, rate, pitch, gain, noise, reverberation, timing) is drawn from a
 generator seeded with --seed and the file's number: the same command writes the same
-files, and make -j runs them apart.
+files, and make -j runs them apart.  --augment (the training clips): half the speech
+also shifted in pitch, equalised and reverberated more widely (speak()).
 """
 import argparse
 import os
@@ -37,7 +38,10 @@ VARIANTS = {
     "train": ["m1", "m2", "m3", "m4", "f1", "f2", "f3", "Alex", "Andy", "Annie", "adam",
               "anika", "aunty", "belinda", "benjamin", "boris", "caleb", "david", "ed",
               "edward", "john", "linda", "max", "michel", "norbert", "paul", "pedro",
-              "quincy", "rob", "robert", "steph", "travis", "victor", "zac"],
+              "quincy", "rob", "robert", "steph", "travis", "victor", "zac", "Alicia",
+              "Andrea", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Marco", "Mario",
+              "Nguyen", "antonio", "edward2", "m8", "marcelo", "miguel", "pablo", "steph2",
+              "steph3"],
     "test": ["m5", "m6", "m7", "f4", "f5", "Mike", "Michael", "Lee", "Hugo", "Jacky",
              "grandma", "grandpa", "iven", "shelby", "sandro", "gustave"],
 }
@@ -51,16 +55,29 @@ def voice(rng, split):
     return "%s+%s" % (rng.choice(LANGS[split]), rng.choice(VARIANTS[split]))
 
 
-def speak(text, v, rng, tmp):
+def speak(text, v, rng, tmp, augment=False):
     """text read by espeak-ng in voice v at a random rate and pitch, resampled to 16 kHz
-    with reverberation from sox (a third of the time): float samples in [-1, 1]."""
+    with reverberation from sox (a third of the time): float samples in [-1, 1].
+    augment: half the time, instead, a wider range of sox's effects, for training clips
+    (a voice the head never heard differs in more than espeak-ng's rate and pitch): the
+    spectrum shifted up to 4 semitones either way (half of those times), up to 3 bands of
+    equalisation of +-10 dB, and reverberation 3 times in 5, from rooms of every size."""
     raw, out = os.path.join(tmp, "raw.wav"), os.path.join(tmp, "out.wav")
     subprocess.run(["espeak-ng", "-v", v, "-s", str(rng.randint(120, 210)),
                     "-p", str(rng.randint(25, 75)), "-g", str(rng.randint(0, 4)),
                     "-w", raw, text], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     effects = ["rate", str(RATE)]
-    if rng.random() < 1 / 3:
+    if augment and rng.random() < 0.5:
+        if rng.random() < 0.5:
+            effects = ["pitch", str(rng.randint(-400, 400))] + effects
+        for _ in range(rng.randint(0, 3)):
+            hz = np.exp(rng.uniform(np.log(100), np.log(6000)))
+            effects += ["equalizer", str(int(hz)), "1q", str(rng.randint(-10, 10))]
+        if rng.random() < 0.6:
+            effects += ["reverb", str(rng.randint(10, 90)), str(rng.randint(20, 80)),
+                        str(rng.randint(30, 100))]
+    elif rng.random() < 1 / 3:
         effects += ["reverb", str(rng.randint(10, 60))]
     subprocess.run(["sox", raw, "-r", str(RATE), "-b", "16", out] + effects, check=True,
                    stderr=subprocess.DEVNULL)
@@ -118,6 +135,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--phrase", default="hey mycroft")
+    ap.add_argument("--augment", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     base = random.Random("%s %s %d" % (a.kind, a.split, a.seed))
@@ -137,7 +155,7 @@ def main():
             else:
                 text = (a.phrase if a.kind == "positive" else
                         rng.choice(CONFUSABLE) if a.kind == "confusable" else texts[i])
-                x = dirty(speak(text, voice(rng, a.split), rng, tmp), rng)
+                x = dirty(speak(text, voice(rng, a.split), rng, tmp, a.augment), rng)
                 if a.kind == "positive":     # its end shortly before the clip's,
                     x = np.concatenate([x, np.zeros(int(rng.uniform(0, 0.25) * RATE))])
                     x = x[-2 * RATE:]            # which is 2 s at most
@@ -156,7 +174,8 @@ def stream(a, base, texts, tmp):
         rng = random.Random("stream %s %d %d" % (a.split, a.seed, f))
         parts, length = [], 0
         while length < min(5, a.minutes - 5 * f) * 60 * RATE:
-            x = dirty(speak(texts[t % len(texts)], voice(rng, a.split), rng, tmp), rng)
+            x = dirty(speak(texts[t % len(texts)], voice(rng, a.split), rng, tmp, a.augment),
+                      rng)
             t += 1
             gap = int(rng.uniform(0.2, 3) * RATE)
             level = 10 ** (-rng.uniform(30, 60) / 20)
