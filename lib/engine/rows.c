@@ -32,24 +32,17 @@ static int check_output(const struct graft_array *o, int64_t b, size_t k,
 	return 0;
 }
 
-/* Makes outs[k] of n rows shaped like output k of the first run. */
-static int make_outputs(const struct graft_net *net, int64_t n, int64_t b,
-			struct graft_array *outs, size_t n_outs, struct graft_err *err)
+/* Makes *out, of n rows, shaped like o, an output of a run over b rows (checked). */
+static int make_output(const struct graft_array *o, int64_t n, int64_t b,
+		       struct graft_array *out, struct graft_err *err)
 {
-	for (size_t k = 0; k < n_outs; k++) {
-		struct graft_array o;
-		int rc;
-		graft_net_output(net, k, &o);
-		if ((rc = check_output(&o, b, k, err)))
-			return rc;
-		outs[k] = o;
-		outs[k].name = o.name ? strdup(o.name) : NULL;
-		outs[k].dims[0] = n;
-		outs[k].nbytes = o.nbytes / (size_t)b * (size_t)n;
-		outs[k].data = malloc(outs[k].nbytes ? outs[k].nbytes : 1);
-		if (!outs[k].data || (o.name && !outs[k].name))
-			return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
-	}
+	*out = *o;
+	out->name = o->name ? strdup(o->name) : NULL;
+	out->dims[0] = n;
+	out->nbytes = o->nbytes / (size_t)b * (size_t)n;
+	out->data = malloc(out->nbytes ? out->nbytes : 1);
+	if (!out->data || (o->name && !out->name))
+		return graft_err_set(err, GRAFT_ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -78,20 +71,18 @@ int graft_net_run_rows(struct graft_net *net, const struct graft_array *inputs,
 			rows_view(&inputs[i], n, at, b, &views[i]);
 		if ((rc = graft_net_run(net, views, n_inputs, err)))
 			break;
-		if (at == 0 && (rc = make_outputs(net, n, b, outs, n_outs, err)))
-			break;
 		for (size_t k = 0; k < n_outs && !rc; k++) {
 			struct graft_array o, slot;
 			graft_net_output(net, k, &o);
-			if (!(rc = check_output(&o, b, k, err))) {
-				rows_view(&outs[k], n, at, b, &slot);
-				if (o.nbytes != slot.nbytes)
-					rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "output %zu ('%s') "
-							   "changes shape from batch to batch", k,
-							   o.name ? o.name : "");
-				else
-					memcpy(slot.data, o.data, o.nbytes);
-			}
+			if ((rc = check_output(&o, b, k, err)) ||
+			    (at == 0 && (rc = make_output(&o, n, b, &outs[k], err))))
+				break;
+			rows_view(&outs[k], n, at, b, &slot);
+			if (o.nbytes != slot.nbytes)
+				rc = graft_err_set(err, GRAFT_EUNSUPPORTED, "output %zu ('%s') changes "
+						   "shape from batch to batch", k, o.name ? o.name : "");
+			else
+				memcpy(slot.data, o.data, o.nbytes);
 		}
 	}
 	if (rc)
