@@ -212,47 +212,10 @@ static int check_functions_and_metadata(const Onnx__ModelProto *a, const Onnx__M
 
 /* ---- b made ready: fed inputs renamed, payloads on the heap ----------------------------- */
 
-/* The output of a that feeds the fed input name, or NULL. */
-static const char *feeder(const char *name, const char *const *outs, const char *const *ins,
-			  size_t n_io)
-{
-	for (size_t i = 0; i < n_io; i++)
-		if (strcmp(ins[i], name) == 0)
-			return outs[i];
-	return NULL;
-}
-
-/* Replaces every read of a fed input by its feeder in g's nodes and their subgraphs'
- * nodes, in one pass (an output of a may have the name of another fed input); ONNX names
- * are unique across scopes, so no subgraph defines a fed input's name itself. */
-static int rename_reads(Onnx__GraphProto *g, const char *const *outs, const char *const *ins,
-			size_t n_io, int depth)
-{
-	if (depth > GRAFT_MAX_GRAPH_DEPTH)
-		return 0;
-	for (size_t i = 0; i < g->n_node; i++) {
-		Onnx__NodeProto *nd = g->node[i];
-		for (size_t k = 0; k < nd->n_input; k++) {
-			const char *to = feeder(nd->input[k], outs, ins, n_io);
-			if (to && edit_set_str(&nd->input[k], to))
-				return -1;
-		}
-		for (size_t k = 0; k < nd->n_attribute; k++) {
-			Onnx__AttributeProto *at = nd->attribute[k];
-			if (at->g && rename_reads(at->g, outs, ins, n_io, depth + 1))
-				return -1;
-			for (size_t s = 0; s < at->n_graphs; s++)
-				if (rename_reads(at->graphs[s], outs, ins, n_io, depth + 1))
-					return -1;
-		}
-	}
-	return 0;
-}
-
-/* ---- b's own names that a has too, renamed ---------------------------------------------- */
-
-/* The new name of old when it is one of the n clashing names, else NULL. */
-static const char *renamed(const char *old, char *const *from, char *const *to, size_t n)
+/* The new name of old when it is one of from's n names (to's at the same place), else
+ * NULL. */
+static const char *renamed(const char *old, const char *const *from, const char *const *to,
+			   size_t n)
 {
 	for (size_t i = 0; old && i < n; i++)
 		if (strcmp(old, from[i]) == 0)
@@ -260,55 +223,61 @@ static const char *renamed(const char *old, char *const *from, char *const *to, 
 	return NULL;
 }
 
-static int rename_list(char **names, size_t count, char *const *from, char *const *to,
-		       size_t n)
+/* *name renamed when it is one of from's; -1 when out of memory. */
+static int rename_one(char **name, const char *const *from, const char *const *to, size_t n)
 {
-	for (size_t k = 0; k < count; k++) {
-		const char *nw = renamed(names[k], from, to, n);
-		if (nw && edit_set_str(&names[k], nw))
+	const char *nw = renamed(*name, from, to, n);
+	return nw && edit_set_str(name, nw) ? -1 : 0;
+}
+
+static int rename_list(char **names, size_t count, const char *const *from,
+		       const char *const *to, size_t n)
+{
+	for (size_t k = 0; k < count; k++)
+		if (rename_one(&names[k], from, to, n))
 			return -1;
-	}
 	return 0;
 }
 
-/* Every use of the clashing names in g's nodes, subgraphs included, and in g's own
- * declarations (ONNX names are unique across scopes: a name means one value anywhere). */
-static int rename_in_graph(Onnx__GraphProto *g, char *const *from, char *const *to, size_t n,
-			   int depth)
+/* Renames from's n names to to's in g's nodes and their subgraphs' nodes, in one pass (a
+ * new name may be another old one): the nodes' reads alone (reads_only), or every use and
+ * declaration, g's and its subgraphs' (ONNX names are unique across scopes: a name means
+ * one value anywhere, so no subgraph defines a name of g's itself). */
+static int rename_in_graph(Onnx__GraphProto *g, const char *const *from,
+			   const char *const *to, size_t n, int reads_only, int depth)
 {
 	if (depth > GRAFT_MAX_GRAPH_DEPTH)
 		return 0;
 	for (size_t i = 0; i < g->n_node; i++) {
 		Onnx__NodeProto *nd = g->node[i];
 		if (rename_list(nd->input, nd->n_input, from, to, n) ||
-		    rename_list(nd->output, nd->n_output, from, to, n))
+		    (!reads_only && rename_list(nd->output, nd->n_output, from, to, n)))
 			return -1;
 		for (size_t k = 0; k < nd->n_attribute; k++) {
 			Onnx__AttributeProto *at = nd->attribute[k];
-			if (at->g && rename_in_graph(at->g, from, to, n, depth + 1))
+			if (at->g && rename_in_graph(at->g, from, to, n, reads_only, depth + 1))
 				return -1;
 			for (size_t s = 0; s < at->n_graphs; s++)
-				if (rename_in_graph(at->graphs[s], from, to, n, depth + 1))
+				if (rename_in_graph(at->graphs[s], from, to, n, reads_only,
+						    depth + 1))
 					return -1;
 		}
 	}
-	for (size_t i = 0; i < g->n_initializer; i++) {
-		const char *nw = renamed(g->initializer[i]->name, from, to, n);
-		if (nw && edit_set_str(&g->initializer[i]->name, nw))
+	if (reads_only)
+		return 0;
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if (rename_one(&g->initializer[i]->name, from, to, n))
 			return -1;
-	}
-	for (size_t i = 0; i < g->n_value_info; i++) {
-		const char *nw = renamed(g->value_info[i]->name, from, to, n);
-		if (nw && edit_set_str(&g->value_info[i]->name, nw))
+	for (size_t i = 0; i < g->n_value_info; i++)
+		if (rename_one(&g->value_info[i]->name, from, to, n))
 			return -1;
-	}
-	for (size_t i = 0; i < g->n_output; i++) {
-		const char *nw = renamed(g->output[i]->name, from, to, n);
-		if (nw && edit_set_str(&g->output[i]->name, nw))
+	for (size_t i = 0; i < g->n_output; i++)
+		if (rename_one(&g->output[i]->name, from, to, n))
 			return -1;
-	}
 	return 0;
 }
+
+/* ---- b's own names that a has too, renamed ---------------------------------------------- */
 
 /* A name for old that neither graph has: "GRAPH/old", then "GRAPH/old.2", ... */
 static char *fresh_name(const char *graph, const char *old, const struct strmap *taken_a,
@@ -356,13 +325,12 @@ static int rename_clashes(const Onnx__GraphProto *ga, struct graft_model *b,
 		if (!(to[i] = fresh_name(graph, clash[i], &taken_a, &taken_b, &made)) ||
 		    strmap_put(&made, to[i], (long)i) == -2)
 			rc = -1;
+	const char *const *old = (const char *const *)clash;
+	const char *const *nw = (const char *const *)to;
 	if (!rc)
-		rc = rename_in_graph(gb, clash, to, n, 0);
-	for (size_t i = 0; i < b->n_tensors && !rc; i++) {
-		const char *nw = renamed(b->tensors[i].name, clash, to, n);
-		if (nw && edit_set_str(&b->tensors[i].name, nw))
-			rc = -1;
-	}
+		rc = rename_in_graph(gb, old, nw, n, 0, 0);
+	for (size_t i = 0; i < b->n_tensors && !rc; i++)
+		rc = rename_one(&b->tensors[i].name, old, nw, n);
 	if (made_ok)
 		strmap_release(&made);
 	strmap_release_copies(&taken_a);
@@ -390,13 +358,11 @@ static void drop_named(Onnx__ValueInfoProto **list, size_t *n, const char *name)
 static int feed(Onnx__GraphProto *gb, const char *const *outs, const char *const *ins,
 		size_t n_io)
 {
-	if (rename_reads(gb, outs, ins, n_io, 0))
+	if (rename_in_graph(gb, ins, outs, n_io, 1, 0))
 		return -1;
-	for (size_t k = 0; k < gb->n_output; k++) {
-		const char *to = feeder(gb->output[k]->name, outs, ins, n_io);
-		if (to && edit_set_str(&gb->output[k]->name, to))
+	for (size_t k = 0; k < gb->n_output; k++)
+		if (rename_one(&gb->output[k]->name, ins, outs, n_io))
 			return -1;
-	}
 	for (size_t i = 0; i < n_io; i++) {
 		drop_named(gb->input, &gb->n_input, ins[i]);
 		drop_named(gb->value_info, &gb->n_value_info, ins[i]);
